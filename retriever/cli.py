@@ -22,6 +22,9 @@ COMMAND_MODULES = [
     "retriever.confirm.cli",
     "retriever.distill.cli",
     "retriever.batch_filter.cli",
+    "retriever.dataset.cli",
+    "retriever.mix.cli",
+    "retriever.report.cli",
     "retriever.run.cli",
 ]
 
