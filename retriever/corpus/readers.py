@@ -81,19 +81,28 @@ class CorpusReader:
     # -- public -----------------------------------------------------------------------------------
     def read(self, shard: str) -> Iterator[Doc | Rejected]:
         """Yield every record of ``shard`` in order, as a Doc or a Rejected."""
+        for row, rec in self.iter_records(shard):
+            yield rec if isinstance(rec, Rejected) else self.to_doc(shard, row, rec)
+
+    def iter_records(self, shard: str) -> Iterator[tuple[int, Any]]:
+        """Yield ``(row, record)`` for every record of ``shard``: the parsed JSON value / parquet row,
+        or a :class:`Rejected` for a line that is not JSON or not UTF-8.
+
+        This is the raw layer under :meth:`read`; gold loaders use it to format records themselves.
+        """
         if shard.startswith(HUB_PREFIX):
-            yield from self._from_dicts(shard, self._iter_hub(shard))
+            yield from enumerate(self._iter_hub(shard))
             return
         path = Path(shard)
         if not path.is_file():
             raise InputError(f"shard {shard} does not exist")
         name = path.name
         if name.endswith(".parquet"):
-            yield from self._from_dicts(shard, self._iter_parquet(path))
+            yield from enumerate(self._iter_parquet(path))
         elif name.endswith((".jsonl", ".jsonl.gz", ".jsonl.zst")):
             yield from self._iter_jsonl(shard, path)
         elif name.endswith((".json", ".json.gz")):
-            yield from self._from_dicts(shard, self._iter_json(path))
+            yield from enumerate(self._iter_json(path))
         else:
             raise InputError(f"{shard}: unknown shard format")
 
@@ -133,30 +142,26 @@ class CorpusReader:
                 meta[k] = v
         return Doc(id=doc_id, text=text, metadata=meta)
 
-    def _from_dicts(self, shard: str, recs: Iterator[Any]) -> Iterator[Doc | Rejected]:
-        for row, rec in enumerate(recs):
-            yield self.to_doc(shard, row, rec)
-
     # -- formats ----------------------------------------------------------------------------------
-    def _iter_jsonl(self, shard: str, path: Path) -> Iterator[Doc | Rejected]:
+    def _iter_jsonl(self, shard: str, path: Path) -> Iterator[tuple[int, Any]]:
         sname = shard_name(shard)
         with _open_binary(path) as fh:
             for row, line in enumerate(fh):
                 if not line.strip():
                     # a blank line is a record too: counting it keeps rows aligned with line numbers
-                    yield Rejected(sname, row, "empty", "")
+                    yield row, Rejected(sname, row, "empty", "")
                     continue
                 try:
                     line.decode("utf-8")
                 except UnicodeDecodeError:
-                    yield Rejected(sname, row, "undecodable", line[:RAW_KEEP].decode("utf-8", "replace"))
+                    yield row, Rejected(sname, row, "undecodable", line[:RAW_KEEP].decode("utf-8", "replace"))
                     continue
                 try:
                     rec = orjson.loads(line)
                 except orjson.JSONDecodeError:
-                    yield Rejected(sname, row, "bad_json", line[:RAW_KEEP].decode("utf-8", "replace"))
+                    yield row, Rejected(sname, row, "bad_json", line[:RAW_KEEP].decode("utf-8", "replace"))
                     continue
-                yield self.to_doc(shard, row, rec)
+                yield row, rec
 
     def _iter_json(self, path: Path) -> Iterator[Any]:
         with _open_binary(path) as fh:

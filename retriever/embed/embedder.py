@@ -41,6 +41,11 @@ class Embedder(Protocol):
         ...
 
 
+def canonical_model_id(model_id: str) -> str:
+    """The name manifests record: packaged aliases map to their Hub id, paths stay as given."""
+    return DEFAULT_MODEL if model_id in _PACKAGED else model_id
+
+
 def resolve_model_path(model_id: str) -> str:
     """Local folder for ``model_id``: a packaged copy for known ids, else the id itself.
 

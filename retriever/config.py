@@ -1,0 +1,161 @@
+"""Task specs: one TOML file per task under ``indexes/`` naming its gold sources and embedder.
+
+Example (``indexes/function-calling.toml``)::
+
+    task = "function-calling"
+    model = "sentence-transformers/all-MiniLM-L6-v2"
+    factory = "Flat"
+
+    [[sources]]
+    path = "squeeze-ai-lab/TinyAgent-dataset"   # a Hub dataset id
+    format = "tinyagent"
+    data_files = ["training_data.json"]
+
+    [[sources]]
+    path = "../../shared/data/gold/function_calling"   # local, relative to this file
+    optional = true                                     # skipped with a warning when absent
+
+Specs are frozen dataclasses: loading does no I/O beyond reading the TOML, and never ``assert``s on
+user input (every problem is a :class:`~retriever.errors.ConfigError` naming the key).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from retriever.errors import ConfigError
+
+GOLD_FORMATS = ("auto", "text", "elmb", "tinyagent", "template")
+
+
+@dataclass(frozen=True)
+class GoldSource:
+    """Where gold exemplars come from and how a record becomes text.
+
+    Args:
+        path: local file or folder (jsonl / json / parquet, optionally .gz/.zst), or a Hub dataset
+            id (``org/name`` or ``hf://org/name``).
+        format: ``auto`` (ELMB when a record has question/choices/answer, TinyAgent for a JSON object
+            of {input, output} records, else ``text_field``), or one of ``text``, ``elmb``,
+            ``tinyagent``, ``template``.
+        text_field: field holding the text for ``format="text"``.
+        template: Python format string over record fields for ``format="template"``
+            (``"{question}\\n{answer}"``).
+        split: Hub split (default ``train``); ``data_files``: Hub files to read (TinyAgent).
+        name: label of the source in ids and manifests (default: the file or dataset name).
+        optional: skip with a warning when a local path does not exist (sample data).
+        limit: read at most this many records (``None``: all).
+    """
+
+    path: str
+    format: str = "auto"
+    text_field: str = "text"
+    template: str | None = None
+    split: str | None = None
+    data_files: tuple[str, ...] = ()
+    name: str | None = None
+    optional: bool = False
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.format not in GOLD_FORMATS:
+            raise ConfigError(f"gold source {self.path!r}: format {self.format!r} is not one of {GOLD_FORMATS}")
+        if self.format == "template" and not self.template:
+            raise ConfigError(f"gold source {self.path!r}: format 'template' needs a `template` string")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"gold source {self.path!r}: limit must be >= 1")
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        p = self.path.rstrip("/")
+        if p.startswith("hf://"):
+            p = p[5:]
+        return Path(p).name.split(".")[0] or p
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task: its name, gold sources, embedding model and FAISS factory string."""
+
+    task: str
+    sources: tuple[GoldSource, ...]
+    model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    factory: str = "Flat"
+    description: str = ""
+    spec_path: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.task or any(c in self.task for c in "/\\ "):
+            raise ConfigError(f"task name {self.task!r} must be non-empty, without spaces or slashes")
+        if not self.sources:
+            raise ConfigError(f"task {self.task!r} has no gold sources; add [[sources]] or pass --gold")
+
+    def with_sources(self, paths: list[str]) -> TaskSpec:
+        """The same task with its sources replaced by ``paths`` (``--gold`` on the command line)."""
+        return replace(self, sources=tuple(GoldSource(path=p) for p in paths))
+
+
+def _source_from_dict(d: dict[str, Any], base: Path | None, where: str) -> GoldSource:
+    known = {f.name for f in fields(GoldSource)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown} in [[sources]]; known: {sorted(known)}")
+    if "path" not in d:
+        raise ConfigError(f"{where}: a [[sources]] entry needs `path`")
+    d = dict(d)
+    path = str(d["path"])
+    # local relative paths are relative to the spec file; Hub ids stay as they are
+    if base is not None and not path.startswith("hf://") and not os.path.isabs(path):
+        cand = base / path
+        if cand.exists() or path.startswith((".", "..")):
+            path = os.path.normpath(cand)
+    d["path"] = path
+    if "data_files" in d:
+        d["data_files"] = tuple(d["data_files"])
+    return GoldSource(**d)
+
+
+def load_task_spec(path: str | os.PathLike) -> TaskSpec:
+    """Read a task spec TOML.
+
+    Raises:
+        ConfigError: the file is missing, is not TOML, or has unknown/missing keys.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"task spec {p} does not exist; see indexes/*.toml for examples")
+    try:
+        raw = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p} is not valid TOML: {e}") from e
+    known = {f.name for f in fields(TaskSpec)} - {"spec_path"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{p}: unknown key(s) {unknown}; known: {sorted(known)}")
+    srcs = raw.get("sources", [])
+    if not isinstance(srcs, list):
+        raise ConfigError(f"{p}: `sources` must be an array of tables ([[sources]])")
+    sources = tuple(_source_from_dict(s, p.parent, str(p)) for s in srcs)
+    kw = {k: v for k, v in raw.items() if k != "sources"}
+    kw.setdefault("task", p.stem)
+    return TaskSpec(sources=sources, spec_path=str(p), **kw)
+
+
+def find_task_spec(task_or_path: str, indexes_dir: str | os.PathLike = "indexes") -> TaskSpec:
+    """A spec by task name (``indexes/<task>.toml``) or by path to a TOML file."""
+    if task_or_path.endswith(".toml") or os.sep in task_or_path:
+        return load_task_spec(task_or_path)
+    p = Path(indexes_dir) / f"{task_or_path}.toml"
+    if not p.is_file():
+        have = sorted(x.stem for x in Path(indexes_dir).glob("*.toml"))
+        raise ConfigError(
+            f"no spec for task {task_or_path!r} in {indexes_dir}/ (have: {have or 'none'}); "
+            "write one, or pass --gold PATH to build from files"
+        )
+    return load_task_spec(p)
