@@ -1,0 +1,241 @@
+"""Confirmed labels -> fastText training lines (the ``Labels`` contract of docs/contracts.md).
+
+``LABELS`` is one parquet file or a folder of ``<task>.parquet`` files with the columns ``id``,
+``text``, ``task``, ``similarity``, ``correlation``, ``label`` (``positive`` / ``negative`` /
+``uncertain``) and ``reason``. Training uses ``positive`` against ``negative``; ``uncertain`` rows
+are never trained on, but they are ranked by the student to measure how well it agrees with the
+teacher's combined score.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from retriever._deps import require
+from retriever.errors import ConfigError, InputError
+from retriever.manifest import file_fingerprint
+
+POSITIVE = "positive"
+NEGATIVE = "negative"
+UNCERTAIN = "uncertain"
+LABEL_VALUES = (POSITIVE, NEGATIVE, UNCERTAIN)
+REQUIRED_COLUMNS = ("id", "text", "task", "label")
+
+_WS = re.compile(r"\s+")
+
+
+def fasttext_text(text: str) -> str:
+    """One line for fastText: newlines (and every other whitespace run) become one space.
+
+    fastText splits words on whitespace and reads one example per line, so a newline inside a
+    document would end it. Training and filtering both go through this function, so the student
+    sees documents the same way at both ends.
+    """
+    return _WS.sub(" ", text).strip()
+
+
+@dataclass
+class LabelSet:
+    """The labelled documents of one task, as parallel lists.
+
+    Attributes:
+        task: task name.
+        ids, texts, labels: one entry per row (labels in :data:`LABEL_VALUES`).
+        similarity, correlation: teacher scores, NaN where absent. ``[n_rows]`` float64.
+        sources: ``[path, fingerprint]`` of every labels file read.
+    """
+
+    task: str
+    ids: list[str]
+    texts: list[str]
+    labels: list[str]
+    similarity: np.ndarray
+    correlation: np.ndarray
+    sources: list[list[str]]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def counts(self) -> dict[str, int]:
+        return {v: sum(1 for x in self.labels if x == v) for v in LABEL_VALUES}
+
+    def fingerprint(self) -> str:
+        """Hash of the rows (id, label, text) in order: changes when any training input changes."""
+        h = hashlib.sha256()
+        for i, lab, t in zip(self.ids, self.labels, self.texts, strict=True):
+            h.update(i.encode("utf-8", "replace"))
+            h.update(b"\x00" + lab.encode() + b"\x00")
+            h.update(hashlib.sha1(t.encode("utf-8", "replace")).digest())
+        return h.hexdigest()[:16]
+
+
+def label_files(path: str | os.PathLike, task: str) -> list[Path]:
+    """The parquet files to read for ``task``: the file itself, or ``<folder>/<task>.parquet``.
+
+    A folder without ``<task>.parquet`` falls back to every parquet file in it (rows are then
+    selected by their ``task`` column).
+
+    Raises:
+        InputError: the path does not exist or holds no parquet file.
+    """
+    p = Path(path)
+    if p.is_file():
+        if not p.name.endswith(".parquet"):
+            raise InputError(
+                f"labels file {p} is not parquet; the confirm stage writes labels/<task>.parquet"
+            )
+        return [p]
+    if p.is_dir():
+        own = p / f"{task}.parquet"
+        if own.is_file():
+            return [own]
+        found = sorted(p.glob("*.parquet"))
+        if not found:
+            raise InputError(
+                f"labels folder {p} holds no <task>.parquet (run `retriever confirm` first)"
+            )
+        return found
+    raise InputError(
+        f"labels {p} does not exist: pass a labels parquet file or a folder of <task>.parquet"
+    )
+
+
+def load_labels(path: str | os.PathLike, task: str) -> LabelSet:
+    """Read the rows of ``task`` from the labels at ``path``.
+
+    Raises:
+        InputError: a file lacks a required column or holds an unknown label value.
+        ConfigError: no row of the files belongs to ``task``.
+    """
+    pq = require("pyarrow.parquet")
+    ids: list[str] = []
+    texts: list[str] = []
+    labels: list[str] = []
+    sims: list[float] = []
+    corrs: list[float] = []
+    sources: list[list[str]] = []
+    tasks_seen: set[str] = set()
+    for f in label_files(path, task):
+        table = pq.read_table(f)
+        missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+        if missing:
+            raise InputError(
+                f"labels file {f} lacks the column(s) {missing} (has {table.column_names}); "
+                "see docs/contracts.md, section Labels"
+            )
+        sources.append([str(f), file_fingerprint(f)])
+        col = {c: table.column(c).to_pylist() for c in REQUIRED_COLUMNS}
+        sim = _float_column(table, "similarity")
+        cor = _float_column(table, "correlation")
+        for k in range(table.num_rows):
+            t = col["task"][k]
+            tasks_seen.add(str(t))
+            if t != task:
+                continue
+            lab = col["label"][k]
+            if lab not in LABEL_VALUES:
+                raise InputError(
+                    f"{f} row {k}: label {lab!r} is not one of {LABEL_VALUES}; fix the labels file"
+                )
+            text = col["text"][k]
+            if not isinstance(text, str) or not text.strip():
+                # an empty document teaches nothing; skipping it is recorded in the counts below
+                lab = "empty"
+            ids.append(str(col["id"][k]))
+            texts.append(text if isinstance(text, str) else "")
+            labels.append(lab)
+            sims.append(sim[k])
+            corrs.append(cor[k])
+    if not ids:
+        raise ConfigError(
+            f"no labelled row of task {task!r} in {path} (tasks present: {sorted(tasks_seen)})"
+        )
+    return LabelSet(
+        task=task,
+        ids=ids,
+        texts=texts,
+        labels=labels,
+        similarity=np.asarray(sims, dtype=np.float64),
+        correlation=np.asarray(corrs, dtype=np.float64),
+        sources=sources,
+    )
+
+
+def _float_column(table, name: str) -> list[float]:
+    if name not in table.column_names:
+        return [float("nan")] * table.num_rows
+    return [float("nan") if v is None else float(v) for v in table.column(name).to_pylist()]
+
+
+def write_labels(path: str | os.PathLike, rows: list[dict]) -> Path:
+    """Write label rows (dicts with the contract's columns) as parquet, atomically.
+
+    Used by tests and benchmarks to stand in for the confirm stage's output.
+    """
+    pa = require("pyarrow")
+    pq = require("pyarrow.parquet")
+    from retriever.corpus import AtomicWriter
+
+    schema = pa.schema(
+        [
+            ("id", pa.string()),
+            ("text", pa.string()),
+            ("task", pa.string()),
+            ("similarity", pa.float64()),
+            ("correlation", pa.float64()),
+            ("label", pa.string()),
+            ("reason", pa.string()),
+        ]
+    )
+    norm = [
+        {
+            "id": str(r["id"]),
+            "text": r["text"],
+            "task": r["task"],
+            "similarity": r.get("similarity", float("nan")),
+            "correlation": r.get("correlation", float("nan")),
+            "label": r["label"],
+            "reason": r.get("reason", ""),
+        }
+        for r in rows
+    ]
+    p = Path(path)
+    with AtomicWriter(p) as tmp:
+        pq.write_table(pa.Table.from_pylist(norm, schema=schema), tmp)
+    return p
+
+
+def split_indices(
+    labels: list[str], test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified, seeded train / held-out split of the positive and negative rows.
+
+    Returns:
+        ``(train_idx, test_idx)``: int64 row indices into ``labels``; each class puts
+        ``round(n_class * test_fraction)`` rows (at least one) into the held-out part.
+
+    Raises:
+        ConfigError: fewer than 2 rows of a class, or a fraction outside (0, 1).
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise ConfigError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for cls in (POSITIVE, NEGATIVE):
+        idx = np.array([i for i, lab in enumerate(labels) if lab == cls], dtype=np.int64)
+        if len(idx) < 2:
+            raise ConfigError(
+                f"need at least 2 {cls} rows to train and evaluate, got {len(idx)}; "
+                "label more documents (retriever confirm) or loosen its thresholds"
+            )
+        rng.shuffle(idx)
+        n_test = min(len(idx) - 1, max(1, round(len(idx) * test_fraction)))
+        test.append(idx[:n_test])
+        train.append(idx[n_test:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
