@@ -1,0 +1,243 @@
+"""Score a corpus shard by shard: resumable, one output per shard, memory bounded by the batch.
+
+Per shard ``<name>`` (see :func:`retriever.corpus.shard_name`) under ``out_dir``::
+
+    scores/<name>.parquet    id, shard, row, n_chars, score_<task>, topk_<task>, preview, vector
+    rejected/<name>.jsonl    the records that could not be read, with their reason
+    done/<name>.json         counters; written last, so its presence marks the shard complete
+    failed/<name>.json       the error, when the shard could not be read at all (others go on)
+
+The scores file is streamed (row group per batch) into ``*.tmp`` and renamed at the end, so a killed
+run leaves no partial output under a final name; a rerun skips done shards and redoes the others.
+``manifest.json`` holds the settings, checked on resume (other settings -> :class:`ResumeError`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from retriever._deps import require
+from retriever.corpus.readers import CorpusReader, Detokenizer
+from retriever.corpus.sharding import get_shard, list_shards, shard_name
+from retriever.corpus.writers import AtomicWriter, RejectWriter, read_json, write_json_atomic
+from retriever.data import Rejected
+from retriever.errors import InputError, ModelMismatchError
+from retriever.manifest import check_or_write_manifest
+from retriever.stats import Stats
+
+log = logging.getLogger(__name__)
+
+PREVIEW_CHARS = 300
+
+
+@dataclass
+class ScoreJob:
+    """Everything needed to score shards; picklable, so executors can ship it to workers.
+
+    Args:
+        index_dirs: one gold index folder per task (``indexes/<task>``).
+        corpus: files, folders or Hub ids (``hf://org/name``) of corpus shards.
+        out_dir: output folder (see module docstring).
+        k: neighbours averaged by the ``topk_<task>`` score.
+        batch_size: documents embedded together (memory: batch_size x ~3 KB of clipped text).
+        text_field, id_field, tokens_field: record fields (see :class:`CorpusReader`).
+        detokenizer: tokenizer id/path turning ``tokens_field`` ids into text (``gpt2`` for ClimbLab).
+        meta_fields: record fields copied as string columns (``cluster_id``), null when absent.
+        device: embedding device (``None``: CUDA when available).
+        embed_batch_size: texts per forward pass inside the embedder.
+    """
+
+    index_dirs: list[str]
+    corpus: list[str]
+    out_dir: str
+    k: int = 10
+    batch_size: int = 256
+    text_field: str = "text"
+    id_field: str = "id"
+    tokens_field: str | None = "tokens"
+    detokenizer: str | None = None
+    meta_fields: tuple[str, ...] = ("cluster_id",)
+    device: str | None = None
+    embed_batch_size: int = 64
+    _scorer: Any = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        d = dict(self.__dict__)
+        d["_scorer"] = None  # models are loaded again in each worker
+        return d
+
+    # -- set-up -----------------------------------------------------------------------------------
+    @property
+    def out(self) -> Path:
+        return Path(self.out_dir)
+
+    def shards(self) -> list[str]:
+        return list_shards(self.corpus)
+
+    def prepare(self) -> list[str]:
+        """Check the indexes and the output folder, record settings and shards; returns the shards."""
+        from retriever.index import GoldIndex
+
+        shards = self.shards()
+        indexes = [GoldIndex.load(p) for p in self.index_dirs]
+        tasks = [gi.task for gi in indexes]
+        if len(set(tasks)) != len(tasks):
+            raise InputError(f"two --index folders hold the same task ({tasks})")
+        models = {(gi.model, gi.dim) for gi in indexes}
+        if len(models) > 1:
+            raise ModelMismatchError(
+                f"the indexes were built with different embedding models {sorted(models)}; a document "
+                "is embedded once for all tasks, so rebuild them with one --model"
+            )
+        model, dim = models.pop()
+        self.out.mkdir(parents=True, exist_ok=True)
+        check_or_write_manifest(self.out, self.settings(indexes))
+        known = read_json(self.out / "shards.json") if (self.out / "shards.json").exists() else {}
+        for s in shards:
+            name = shard_name(s)
+            if known.get(name, s) != s:
+                raise InputError(f"two shards map to the output name {name!r}: {known[name]} and {s}; rename one")
+            known[name] = s
+        write_json_atomic(self.out / "shards.json", known)
+        log.info("scoring %d shards for tasks %s with %s (dim %d)", len(shards), tasks, model, dim)
+        return shards
+
+    def settings(self, indexes) -> dict[str, Any]:
+        return {
+            "model": indexes[0].model,
+            "dim": indexes[0].dim,
+            "tasks": {gi.task: {"gold_fingerprint": gi.manifest["gold_fingerprint"], "n": gi.ntotal}
+                      for gi in indexes},
+            "k": self.k,
+            "text_field": self.text_field,
+            "id_field": self.id_field,
+            "tokens_field": self.tokens_field,
+            "detokenizer": self.detokenizer,
+            "meta_fields": list(self.meta_fields),
+        }
+
+    def reader(self) -> CorpusReader:
+        return CorpusReader(
+            text_field=self.text_field, id_field=self.id_field, tokens_field=self.tokens_field,
+            detokenizer=Detokenizer(self.detokenizer) if self.detokenizer else None,
+        )
+
+    def scorer(self):
+        if self._scorer is None:
+            from retriever.embed import load_embedder
+            from retriever.index import load_indexes
+            from retriever.score.scorer import SimilarityScorer
+
+            indexes = load_indexes(self.index_dirs)
+            model = next(iter(indexes.values())).model
+            emb = load_embedder(model, device=self.device, batch_size=self.embed_batch_size)
+            self._scorer = SimilarityScorer(indexes, emb, k=self.k, batch_size=self.batch_size)
+        return self._scorer
+
+    # -- work -------------------------------------------------------------------------------------
+    def is_done(self, shard: str) -> bool:
+        return (self.out / "done" / f"{shard_name(shard)}.json").exists()
+
+    def score_shard(self, shard: str, rank: int = 0) -> Stats:
+        """Score one shard into its output files (or return its counters when already done)."""
+        name = shard_name(shard)
+        done = self.out / "done" / f"{name}.json"
+        if done.exists():
+            return Stats.from_dict(read_json(done))
+        pa = require("pyarrow")
+        pq = require("pyarrow.parquet")
+        scorer = self.scorer()
+        t0 = time.perf_counter()
+        stats = Stats()
+        rejects = RejectWriter(self.out / "rejected" / f"{name}.jsonl")
+        schema = self._schema(pa, scorer)
+
+        def docs():
+            for rec in self.reader().read(shard):
+                stats.inc("seen")
+                if isinstance(rec, Rejected):
+                    stats.inc(f"rejected/{rec.reason}")
+                    rejects.add(rec)
+                    continue
+                yield rec
+
+        with AtomicWriter(self.out / "scores" / f"{name}.parquet") as tmp:
+            writer = pq.ParquetWriter(tmp, schema)
+            try:
+                for batch, sc in scorer.batches(docs()):
+                    writer.write_table(self._table(pa, schema, batch, sc, name))
+                    stats.inc("kept", len(batch))
+                    stats.inc("chars", sum(len(d.text) for d in batch))
+            finally:
+                writer.close()
+        rejects.close()
+        stats.seconds = time.perf_counter() - t0
+        write_json_atomic(done, {"shard": shard, "name": name, "rank": rank, **stats.to_dict()})
+        (self.out / "failed" / f"{name}.json").unlink(missing_ok=True)
+        return stats
+
+    def run(self, rank: int = 0, world_size: int = 1, progress: bool = False) -> Stats:
+        """Score this rank's shards (``get_shard``); a shard that fails is recorded and skipped."""
+        total = Stats()
+        mine = get_shard(self.shards(), rank, world_size)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(mine), desc="score shards", unit="shard")
+        for shard in mine:
+            try:
+                total += self.score_shard(shard, rank)
+            except (InputError, ModelMismatchError):
+                raise  # a settings problem: every shard would fail the same way
+            except Exception as e:  # one unreadable shard must not stop the others
+                log.error("shard %s failed: %s", shard, e)
+                write_json_atomic(self.out / "failed" / f"{shard_name(shard)}.json",
+                                  {"shard": shard, "error": f"{type(e).__name__}: {e}",
+                                   "traceback": traceback.format_exc()})
+                total.inc("failed_shards")
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(docs=total.counts["kept"])
+        if bar is not None:
+            bar.close()
+        return total
+
+    # -- output rows ------------------------------------------------------------------------------
+    def _schema(self, pa, scorer):
+        cols = [("id", pa.string()), ("shard", pa.string()), ("row", pa.int64()), ("n_chars", pa.int64())]
+        for f in self.meta_fields:
+            cols.append((f, pa.string()))
+        for t in scorer.tasks:
+            cols += [(f"score_{t}", pa.float32()), (f"topk_{t}", pa.float32())]
+        cols += [("preview", pa.string()), ("vector", pa.list_(pa.float32(), scorer.embedder.dim))]
+        return pa.schema(cols)
+
+    def _table(self, pa, schema, batch, sc, name):
+        cols: dict[str, Any] = {
+            "id": [d.id for d in batch],
+            "shard": [name] * len(batch),
+            "row": [d.metadata.get("row", -1) for d in batch],
+            "n_chars": [len(d.text) for d in batch],
+        }
+        for f in self.meta_fields:
+            cols[f] = [None if d.metadata.get(f) is None else str(d.metadata[f]) for d in batch]
+        for t in sc.max:
+            cols[f"score_{t}"] = sc.max[t]
+            cols[f"topk_{t}"] = sc.topk[t]
+        cols["preview"] = [d.text[:PREVIEW_CHARS] for d in batch]
+        dim = sc.vectors.shape[1]
+        cols["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(sc.vectors.reshape(-1)), dim)
+        return pa.table(cols, schema=schema)
+
+
+def shard_outputs(out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Finished shards of a score folder: shard name -> scores parquet path."""
+    out = Path(out_dir)
+    return {p.stem: out / "scores" / f"{p.stem}.parquet" for p in sorted((out / "done").glob("*.json"))}

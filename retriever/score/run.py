@@ -1,0 +1,83 @@
+"""``score_corpus``: the one library call behind ``retriever score``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from retriever.corpus.writers import read_json, write_json_atomic
+from retriever.score.job import ScoreJob, shard_outputs
+from retriever.score.select import summarize
+
+log = logging.getLogger(__name__)
+
+
+def score_corpus(
+    index_dirs: list[str],
+    corpus: list[str],
+    out_dir: str | os.PathLike,
+    top_fraction: float | None = None,
+    thresholds: dict[str, float] | None = None,
+    store: str | None = "default",
+    ann_min_rows: int = 100_000,
+    executor: str = "inline",
+    workers: int | None = None,
+    progress: bool = False,
+    executor_settings: dict[str, Any] | None = None,
+    **job_kwargs: Any,
+) -> dict[str, Any]:
+    """Score every corpus document against every task index, then summarize and fill the store.
+
+    Args:
+        index_dirs: ``indexes/<task>`` folders.
+        corpus: shard files, folders or Hub ids.
+        out_dir: output folder (resumable: rerun the same call to finish a killed run).
+        top_fraction, thresholds: candidate rule per task (see :mod:`retriever.score.select`).
+        store: ``"default"`` (``<out_dir>/store``), a LanceDB URI, or ``None`` for no store.
+        ann_min_rows: build an ANN index on the store once it has this many rows.
+        executor: ``inline`` (this process), or a datatrove executor ``local`` / ``slurm`` / ``ray``
+            (through :func:`retriever.executors.run_sharded`), which spreads shards over workers.
+        workers: parallel workers for datatrove executors.
+        **job_kwargs: :class:`ScoreJob` options (k, batch_size, text_field, detokenizer, ...).
+
+    Returns:
+        The summary dict (also written to ``<out_dir>/summary.json``).
+    """
+    job = ScoreJob(index_dirs=list(index_dirs), corpus=list(corpus), out_dir=str(out_dir), **job_kwargs)
+    shards = job.prepare()
+    if executor == "inline":
+        job.run(progress=progress)
+    else:
+        from retriever.executors import run_sharded
+
+        run_sharded(job.score_shard, shards, executor=executor, workers=workers,
+                    logging_dir=str(Path(out_dir) / "logs"), **(executor_settings or {}))
+    if store is not None:
+        ingest_store(out_dir, None if store == "default" else store, ann_min_rows)
+    summary = summarize(out_dir, top_fraction, thresholds)
+    return summary
+
+
+def ingest_store(out_dir: str | os.PathLike, uri: str | None = None, ann_min_rows: int = 100_000) -> int:
+    """Put finished shards' vectors into the LanceDB store, once each (single writer, idempotent)."""
+    from retriever.store import CorpusStore, default_store_uri
+
+    out = Path(out_dir)
+    settings = read_json(out / "manifest.json")["settings"]
+    store = CorpusStore(uri or default_store_uri(out), settings["model"], settings["dim"])
+    marks = out / "store_ingested"
+    added = 0
+    for name, path in shard_outputs(out).items():
+        mark = marks / f"{name}.json"
+        if mark.exists():
+            continue
+        n = store.ingest_shard(name, path)
+        write_json_atomic(mark, {"rows": n, "uri": store.uri})
+        added += n
+    store.ensure_ann_index(min_rows=ann_min_rows)
+    write_json_atomic(out / "store.json", {"uri": store.uri, "model": store.model, "dim": store.dim,
+                                           "rows": store.count(), "ann_index": store.has_ann_index()})
+    log.info("store %s: +%d rows, %d in all", store.uri, added, store.count())
+    return added

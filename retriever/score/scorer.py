@@ -1,0 +1,104 @@
+"""Embed documents once and score them against every task's gold index.
+
+:class:`SimilarityScorer` is the stage object: ``score_texts`` is the narrow hook (texts ->
+vectors and per-task scores); ``run`` is the :class:`~retriever.step.Step` call that batches a
+document stream and writes the scores into ``metadata["sim/<task>"]`` / ``metadata["simk/<task>"]``.
+Deciding what is a candidate is a separate step (:mod:`retriever.score.select`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from retriever.data import Doc, DocStream
+from retriever.errors import InputError
+from retriever.score.core import topk_scores
+from retriever.step import Step
+
+if TYPE_CHECKING:
+    from retriever.embed import Embedder
+    from retriever.index import GoldIndex
+
+
+@dataclass
+class ScoredBatch:
+    """Scores of one batch: ``vectors [n, dim]`` and per task ``max`` / ``topk`` arrays ``[n]``."""
+
+    vectors: np.ndarray
+    max: dict[str, np.ndarray]
+    topk: dict[str, np.ndarray]
+
+
+class SimilarityScorer(Step):
+    """Scores texts by their similarity to each task's gold exemplars.
+
+    Args:
+        indexes: task -> gold index; all must be built with ``embedder``'s model.
+        embedder: turns texts into unit vectors (each text is embedded once for all tasks).
+        k: neighbours averaged by the ``topk`` score.
+        batch_size: documents embedded together (sentence-transformers sorts a batch by length,
+            so larger batches pad less; memory: batch_size x clip_chars of text).
+        clip_chars: characters of a document passed to the embedder (``None``: the model's max
+            length x 12). The model truncates at ``max_seq_length`` tokens anyway; clipping first
+            saves tokenizing the rest of long documents. 12 characters per word piece is far above
+            the ~4-5 of English text, so the embedding does not change for normal text.
+    """
+
+    name = "similarity"
+
+    def __init__(self, indexes: dict[str, GoldIndex], embedder: Embedder, k: int = 10,
+                 batch_size: int = 256, clip_chars: int | None = None):
+        super().__init__()
+        if not indexes:
+            raise InputError("no gold index given; pass --index indexes/TASK (built with `retriever index build`)")
+        if k < 1 or batch_size < 1:
+            raise InputError(f"k and batch_size must be >= 1 (got k={k}, batch_size={batch_size})")
+        for gi in indexes.values():
+            gi.check_embedder(embedder)
+        self.indexes, self.embedder, self.k, self.batch_size = indexes, embedder, k, batch_size
+        msl = int(getattr(embedder, "max_seq_length", 0) or 512)
+        self.clip_chars = clip_chars if clip_chars is not None else msl * 12
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.indexes)
+
+    def score_texts(self, texts: list[str]) -> ScoredBatch:
+        """Embed ``texts`` once and search every task index."""
+        t0 = time.perf_counter()
+        xq = self.embedder.encode([t[: self.clip_chars] for t in texts])  # [n, dim]
+        t1 = time.perf_counter()
+        smax, stopk = {}, {}
+        for task, gi in self.indexes.items():
+            D, _ = gi.search(xq, self.k)  # [n, k]
+            smax[task], stopk[task] = topk_scores(D)
+        t2 = time.perf_counter()
+        self.stats.inc("embed_ms", int((t1 - t0) * 1000))
+        self.stats.inc("search_ms", int((t2 - t1) * 1000))
+        return ScoredBatch(xq, smax, stopk)
+
+    def batches(self, docs: DocStream) -> Iterator[tuple[list[Doc], ScoredBatch]]:
+        """Group ``docs`` into batches and score each: yields ``(docs, scores)``."""
+        buf: list[Doc] = []
+        for doc in docs:
+            buf.append(doc)
+            if len(buf) >= self.batch_size:
+                yield buf, self.score_texts([d.text for d in buf])
+                buf = []
+        if buf:
+            yield buf, self.score_texts([d.text for d in buf])
+
+    def run(self, docs: DocStream, rank: int = 0, world_size: int = 1) -> DocStream:
+        for batch, sc in self.batches(docs):
+            for i, doc in enumerate(batch):
+                self.stats.inc("seen")
+                self.stats.inc("kept")
+                for task in self.indexes:
+                    doc.metadata[f"sim/{task}"] = float(sc.max[task][i])
+                    doc.metadata[f"simk/{task}"] = float(sc.topk[task][i])
+                yield doc

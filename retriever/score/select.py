@@ -1,0 +1,171 @@
+"""Deciding, kept apart from scoring: candidates per task and the run summary.
+
+Thresholds are cheap to recompute from the stored scores, so re-thresholding never re-embeds.
+Quantiles come from fixed-bin histograms streamed over the score files (memory is one histogram per
+task, whatever the corpus size; resolution ``2 / bins`` in cosine, 1e-4 with the default bins).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retriever._deps import require
+from retriever.corpus.writers import read_json, write_json_atomic
+from retriever.errors import ConfigError, InputError
+from retriever.stats import Stats
+
+BINS = 20_000
+LO, HI = -1.0, 1.0
+QUANTILES = (0.5, 0.9, 0.99, 0.999)
+
+
+@dataclass
+class ScoreHistogram:
+    """Counts of one task's scores in ``BINS`` equal bins over [-1, 1], plus exact min/max/sum."""
+
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(BINS, dtype=np.int64))
+    n: int = 0
+    total: float = 0.0
+    min: float = float("inf")
+    max: float = float("-inf")
+
+    def add(self, x: np.ndarray) -> None:
+        x = np.asarray(x, dtype=np.float64)
+        x = x[np.isfinite(x)]
+        if not len(x):
+            return
+        idx = np.clip(((x - LO) / (HI - LO) * BINS).astype(np.int64), 0, BINS - 1)
+        self.counts += np.bincount(idx, minlength=BINS)
+        self.n += len(x)
+        self.total += float(x.sum())
+        self.min, self.max = min(self.min, float(x.min())), max(self.max, float(x.max()))
+
+    def quantile(self, q: float) -> float:
+        """Upper edge of the bin holding the ``q`` quantile."""
+        if self.n == 0:
+            return float("nan")
+        c = np.cumsum(self.counts)
+        i = int(np.searchsorted(c, q * self.n, side="left"))
+        return min(LO + (i + 1) * (HI - LO) / BINS, self.max)
+
+    def threshold_for_top(self, fraction: float) -> float:
+        """Lowest bin edge such that at most ~``fraction`` of the scores lie at or above it."""
+        if self.n == 0:
+            return float("inf")
+        tail = np.cumsum(self.counts[::-1])[::-1]  # tail[i] = scores in bins >= i
+        want = max(1, int(round(fraction * self.n)))
+        ok = np.nonzero(tail <= want)[0]
+        i = int(ok[0]) if len(ok) else BINS - 1
+        if i > 0 and tail[i] < want and abs(tail[i - 1] - want) < abs(tail[i] - want):
+            i -= 1  # the bin just below gets closer to the asked fraction
+        return LO + i * (HI - LO) / BINS
+
+    def count_at_least(self, t: float) -> int:
+        i = int(np.clip(np.floor((t - LO) / (HI - LO) * BINS), 0, BINS))
+        return int(self.counts[i:].sum())
+
+    def describe(self) -> dict[str, float]:
+        out = {"n": self.n, "mean": self.total / self.n if self.n else float("nan"),
+               "min": self.min if self.n else float("nan"), "max": self.max if self.n else float("nan")}
+        for q in QUANTILES:
+            out[f"p{q * 100:g}"] = self.quantile(q)
+        return out
+
+
+def score_columns(score_dir: str | os.PathLike) -> list[str]:
+    """Tasks of a score folder, from its manifest."""
+    man = Path(score_dir) / "manifest.json"
+    if not man.exists():
+        raise InputError(f"{score_dir} is not a score folder (no manifest.json); run `retriever score` first")
+    return list(read_json(man)["settings"]["tasks"])
+
+
+def histograms(score_dir: str | os.PathLike, column: str = "score") -> dict[str, ScoreHistogram]:
+    """Stream every finished shard's ``<column>_<task>`` into one histogram per task."""
+    from retriever.score.job import shard_outputs
+
+    pq = require("pyarrow.parquet")
+    tasks = score_columns(score_dir)
+    hists = {t: ScoreHistogram() for t in tasks}
+    cols = [f"{column}_{t}" for t in tasks]
+    for path in shard_outputs(score_dir).values():
+        pf = pq.ParquetFile(path)
+        for batch in pf.iter_batches(batch_size=65536, columns=cols):
+            for t, c in zip(tasks, cols, strict=True):
+                hists[t].add(batch.column(c).to_numpy(zero_copy_only=False))
+    return hists
+
+
+def choose_thresholds(hists: dict[str, ScoreHistogram], top_fraction: float | None = None,
+                      thresholds: dict[str, float] | None = None) -> dict[str, dict[str, Any]]:
+    """Per task, the candidate threshold and how it was chosen (explicit threshold wins)."""
+    thresholds = thresholds or {}
+    unknown = sorted(set(thresholds) - set(hists))
+    if unknown:
+        raise ConfigError(f"--threshold names unknown task(s) {unknown}; tasks here: {sorted(hists)}")
+    if top_fraction is not None and not 0 < top_fraction <= 1:
+        raise ConfigError(f"--top-fraction must be in (0, 1], got {top_fraction}")
+    out = {}
+    for t, h in hists.items():
+        if t in thresholds:
+            out[t] = {"threshold": float(thresholds[t]), "rule": f"score >= {thresholds[t]} (--threshold)"}
+        elif top_fraction is not None:
+            thr = h.threshold_for_top(top_fraction)
+            out[t] = {"threshold": thr, "rule": f"top {top_fraction:g} of documents by score"}
+        else:
+            out[t] = {"threshold": None, "rule": "no threshold set"}
+        thr = out[t]["threshold"]
+        out[t]["candidates"] = h.count_at_least(thr) if thr is not None else 0
+    return out
+
+
+def summarize(score_dir: str | os.PathLike, top_fraction: float | None = None,
+              thresholds: dict[str, float] | None = None, column: str = "score") -> dict[str, Any]:
+    """Counters of all shards, candidates per task and score distributions; written to summary.json."""
+    out = Path(score_dir)
+    stats = Stats()
+    for p in sorted((out / "done").glob("*.json")):
+        stats += Stats.from_dict(read_json(p))
+    failed = [read_json(p) for p in sorted((out / "failed").glob("*.json"))] if (out / "failed").is_dir() else []
+    shards = read_json(out / "shards.json") if (out / "shards.json").exists() else {}
+    hists = histograms(score_dir, column)
+    chosen = choose_thresholds(hists, top_fraction, thresholds)
+    c = stats.counts
+    summary = {
+        "docs_in": c["seen"],
+        "scored": c["kept"],
+        "rejected": stats.total("rejected"),
+        "rejected_by_reason": {k.split("/", 1)[1]: v for k, v in sorted(c.items()) if k.startswith("rejected/")},
+        "balanced": stats.balanced(),
+        "chars_scored": c["chars"],
+        "shards": {"total": len(shards), "done": len(list((out / "done").glob("*.json"))),
+                   "failed": [f["shard"] for f in failed]},
+        "seconds": round(stats.seconds, 2),
+        "docs_per_second": round(c["kept"] / stats.seconds, 2) if stats.seconds else None,
+        "column": column,
+        "top_fraction": top_fraction,
+        "tasks": {t: {**chosen[t], "distribution": hists[t].describe()} for t in hists},
+    }
+    write_json_atomic(out / "summary.json", summary)
+    return summary
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    """A one-screen table of a summary."""
+    lines = [
+        f"docs in {s['docs_in']:,}  scored {s['scored']:,}  rejected {s['rejected']:,} "
+        f"{s['rejected_by_reason'] or ''}  shards {s['shards']['done']}/{s['shards']['total']} done"
+        + (f", {len(s['shards']['failed'])} FAILED" if s["shards"]["failed"] else ""),
+        f"{'task':<20}{'candidates':>11}{'threshold':>11}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}  rule",
+    ]
+    for t, d in s["tasks"].items():
+        q = d["distribution"]
+        thr = "-" if d["threshold"] is None else f"{d['threshold']:.4f}"
+        lines.append(f"{t:<20}{d['candidates']:>11,}{thr:>11}{q['p50']:>8.3f}{q['p90']:>8.3f}"
+                     f"{q['p99']:>8.3f}{q['max']:>8.3f}  {d['rule']}")
+    return "\n".join(lines)

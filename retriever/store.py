@@ -1,0 +1,139 @@
+"""The corpus embedding store: a LanceDB table of every scored document's vector.
+
+Local folder by default (``<score dir>/store``); any LanceDB URI (``s3://...``, ``db://...``) makes
+it remote. One writer fills it from finished shards (:meth:`CorpusStore.ingest_shard`): the shard's
+rows are deleted, then appended, so ingesting twice never duplicates. Once the table is large an ANN
+index (IVF-PQ, cosine) is built; small tables are searched exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retriever._deps import require
+from retriever.errors import InputError, ModelMismatchError
+
+log = logging.getLogger(__name__)
+
+TABLE, META = "docs", "meta"
+INGEST_BATCH = 8192  # rows per append (memory: INGEST_BATCH x (dim x 4 + 300) bytes)
+
+
+class CorpusStore:
+    """Open (or create) the store at ``uri`` for embeddings of ``model`` (dimension ``dim``).
+
+    Args:
+        uri: a local folder or a LanceDB URI.
+        model, dim: the embedding model; opening a store of another model raises
+            :class:`ModelMismatchError`. ``None`` when only reading (taken from the store).
+    """
+
+    def __init__(self, uri: str | os.PathLike, model: str | None = None, dim: int | None = None):
+        lancedb = require("lancedb")
+        self.uri = str(uri)
+        self.db = lancedb.connect(self.uri)
+        names = set(_table_names(self.db))
+        if META in names:
+            meta = self.db.open_table(META).to_arrow().to_pylist()[0]
+            if model is not None and (meta["model"] != model or int(meta["dim"]) != int(dim)):
+                raise ModelMismatchError(
+                    f"store {self.uri} holds {meta['model']} vectors (dim {meta['dim']}), not {model} "
+                    f"(dim {dim}); use another --store or the same model"
+                )
+            self.model, self.dim = meta["model"], int(meta["dim"])
+        elif model is None:
+            raise InputError(f"no corpus store at {self.uri}; run `retriever score ... --out DIR` first")
+        else:
+            self.model, self.dim = model, int(dim)
+            self.db.create_table(META, data=[{"model": model, "dim": int(dim)}])
+        self._table = self.db.open_table(TABLE) if TABLE in names else None
+
+    def count(self) -> int:
+        return 0 if self._table is None else int(self._table.count_rows())
+
+    def ingest_shard(self, name: str, parquet_path: str | os.PathLike) -> int:
+        """Replace the rows of shard ``name`` with those of its scores parquet; returns rows added."""
+        pa = require("pyarrow")
+        pq = require("pyarrow.parquet")
+        cols = ["id", "shard", "row", "preview", "vector"]
+        if self._table is not None:
+            self._table.delete(f"shard = '{name.replace(chr(39), chr(39) * 2)}'")
+        n = 0
+        pf = pq.ParquetFile(parquet_path)
+        for batch in pf.iter_batches(batch_size=INGEST_BATCH, columns=cols):
+            tbl = pa.Table.from_batches([batch])
+            if tbl.num_rows == 0:
+                continue
+            if self._table is None:
+                self._table = self.db.create_table(TABLE, data=tbl)
+            else:
+                self._table.add(tbl)
+            n += tbl.num_rows
+        return n
+
+    def ensure_ann_index(self, min_rows: int = 100_000, num_partitions: int | None = None) -> bool:
+        """Build an IVF-PQ cosine index when the table has ``min_rows`` rows or more.
+
+        Rebuilt when the table has doubled since the last build. Returns True when one was built.
+        """
+        n = self.count()
+        if self._table is None or n < min_rows:
+            return False
+        state = self._index_state()
+        if state and n < 2 * state:
+            return False
+        parts = num_partitions or max(1, int(math.sqrt(n)))
+        sub = next(s for s in (self.dim // 8, self.dim // 4, self.dim // 2, 1) if s and self.dim % s == 0)
+        self._table.create_index(metric="cosine", num_partitions=parts, num_sub_vectors=sub,
+                                 index_type="IVF_PQ", replace=True)
+        self._rewrite_meta(ann_rows=n)
+        log.info("built IVF-PQ index on %d vectors (%d partitions)", n, parts)
+        return True
+
+    def _meta(self) -> dict[str, Any]:
+        return self.db.open_table(META).to_arrow().to_pylist()[0]
+
+    def _rewrite_meta(self, **extra) -> None:
+        meta = {**self._meta(), **extra}
+        self.db.drop_table(META)
+        self.db.create_table(META, data=[meta])
+
+    def _index_state(self) -> int:
+        return int(self._meta().get("ann_rows") or 0)
+
+    def has_ann_index(self) -> bool:
+        return self._table is not None and bool(self._table.list_indices())
+
+    def search(self, vector: np.ndarray, k: int = 10, nprobes: int = 32, refine_factor: int = 4) -> list[dict[str, Any]]:
+        """Nearest documents of one unit vector: ``[{id, shard, row, score, preview}]``, best first.
+
+        ``score`` is the cosine similarity. With an ANN index, ``nprobes`` partitions are searched
+        and ``refine_factor x k`` candidates re-ranked exactly.
+        """
+        if self._table is None:
+            return []
+        q = self._table.search(np.asarray(vector, dtype=np.float32).ravel()).metric("cosine").limit(k)
+        if self.has_ann_index():
+            q = q.nprobes(nprobes).refine_factor(refine_factor)
+        rows = q.select(["id", "shard", "row", "preview", "_distance"]).to_list()
+        return [{"id": r["id"], "shard": r["shard"], "row": int(r["row"]),
+                 "score": 1.0 - float(r["_distance"]), "preview": r["preview"]} for r in rows]
+
+
+def _table_names(db) -> list[str]:
+    try:
+        out = db.list_tables()
+        names = getattr(out, "tables", out)
+    except AttributeError:
+        names = db.table_names()
+    return list(names)
+
+
+def default_store_uri(score_dir: str | os.PathLike) -> str:
+    return str(Path(score_dir) / "store")
