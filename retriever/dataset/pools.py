@@ -1,0 +1,194 @@
+"""Filtered pools: discover them and read their records.
+
+A pool is the set of documents the filter stage kept for one task (``DIR/<task>/<shard>.jsonl.gz``
+or ``.parquet``, records ``{"id", "text", "metadata": {"prob/<task>", "cluster_id", ...}}``), or any
+other corpus folder the user adds (a general-quality pool). Pool records keep their scores in the
+nested ``metadata``; :func:`read_pool_shard` flattens it into ``Doc.metadata`` and keeps the pool
+row in ``Doc.metadata["pool_row"]`` so that a selected document can be found again for writing.
+LMFlow files (``{"type": "text_only", "instances": [{"text": ...}]}``) are read too.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from retriever._deps import require
+from retriever.corpus.sharding import shard_name
+from retriever.data import Doc, Rejected
+from retriever.errors import ConfigError, InputError
+
+POOL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".json.gz", ".parquet")
+# files and folders a stage writes next to its shards: never pool data
+NOT_POOL_FILES = {"manifest.json", "summary.json", "stats.json"}
+NOT_POOL_DIRS = {"logs", "completions", "rejected", "done", "stats", "scan", "removed", "tmp"}
+RAW_KEEP = 2000
+
+
+def list_pool_files(path: str | os.PathLike) -> list[str]:
+    """Sorted data files of one pool (a file or a folder searched recursively).
+
+    Raises:
+        InputError: the path does not exist or holds no pool file.
+    """
+    p = Path(path)
+    if p.is_file():
+        if not str(p).endswith(POOL_SUFFIXES):
+            raise InputError(f"pool file {p}: unknown format (use one of {', '.join(POOL_SUFFIXES)})")
+        return [str(p)]
+    if not p.is_dir():
+        raise InputError(f"pool {p} does not exist; check --pools / --pool NAME=PATH")
+    out = []
+    for f in sorted(p.rglob("*")):
+        rel = f.relative_to(p).parts
+        if not f.is_file() or f.name in NOT_POOL_FILES or set(rel[:-1]) & NOT_POOL_DIRS:
+            continue
+        if f.name.endswith(POOL_SUFFIXES):
+            out.append(str(f))
+    if not out:
+        raise InputError(
+            f"pool folder {p} holds no data file (expected {', '.join(POOL_SUFFIXES)}); "
+            "did the filter stage finish?"
+        )
+    return out
+
+
+def discover_pools(pools_dir: str | os.PathLike | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Map pool name -> folder: the task folders of ``pools_dir`` plus ``extra`` pools.
+
+    A task folder is a direct sub-folder of ``pools_dir`` holding at least one data file (stage
+    bookkeeping folders such as ``logs/`` are skipped).
+
+    Raises:
+        ConfigError: no pool at all, or an extra pool reuses a task name.
+    """
+    pools: dict[str, str] = {}
+    if pools_dir is not None:
+        root = Path(pools_dir)
+        if not root.is_dir():
+            raise InputError(f"pools folder {root} does not exist (the filter stage's --output)")
+        for sub in sorted(root.iterdir()):
+            if not sub.is_dir() or sub.name in NOT_POOL_DIRS or sub.name.startswith("."):
+                continue
+            if any(f.is_file() and f.name.endswith(POOL_SUFFIXES) for f in sub.rglob("*")):
+                pools[sub.name] = str(sub)
+    for name, path in (extra or {}).items():
+        if name in pools:
+            raise ConfigError(f"pool name {name!r} is both a task folder of {pools_dir} and --pool; rename it")
+        pools[name] = str(path)
+    if not pools:
+        raise ConfigError(
+            f"no pool found in {pools_dir} (expected one folder per task with .jsonl.gz/.parquet "
+            "files); pass --pools DIR and/or --pool NAME=PATH"
+        )
+    return pools
+
+
+def iter_pool_records(path: str) -> Iterator[tuple[int, Any]]:
+    """Yield ``(row, record)`` for every record of a pool file; ``record`` is a dict, any other
+    JSON value, or a :class:`Rejected` for a line that is not UTF-8 JSON."""
+    name = Path(path).name
+    sname = shard_name(path)
+    if name.endswith(".parquet"):
+        pq = require("pyarrow.parquet")
+        pf = pq.ParquetFile(path)
+        row = 0
+        for batch in pf.iter_batches(batch_size=1024):
+            for rec in batch.to_pylist():
+                yield row, rec
+                row += 1
+    elif name.endswith((".jsonl", ".jsonl.gz", ".jsonl.zst")):
+        with _open_binary(path) as fh:
+            for row, line in enumerate(fh):
+                if not line.strip():
+                    yield row, Rejected(sname, row, "empty", "")
+                    continue
+                try:
+                    yield row, orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    reason = "bad_json"
+                    try:
+                        line.decode("utf-8")
+                    except UnicodeDecodeError:
+                        reason = "undecodable"
+                    yield row, Rejected(sname, row, reason, line[:RAW_KEEP].decode("utf-8", "replace"))
+    elif name.endswith((".json", ".json.gz")):
+        with _open_binary(path) as fh:
+            try:
+                data = orjson.loads(fh.read())
+            except orjson.JSONDecodeError as e:
+                raise InputError(f"pool file {path} is not valid JSON ({e})") from e
+        if isinstance(data, dict) and isinstance(data.get("instances"), list):  # LMFlow
+            yield from enumerate(data["instances"])
+        elif isinstance(data, list):
+            yield from enumerate(data)
+        else:
+            raise InputError(
+                f"pool file {path}: expected a JSON list of records or LMFlow "
+                '{"type": "text_only", "instances": [...]}'
+            )
+    else:
+        raise InputError(f"pool file {path}: unknown format")
+
+
+def to_pool_doc(path: str, row: int, rec: Any) -> Doc | Rejected:
+    """One pool record as a Doc with flat metadata (nested ``metadata`` merged over top-level
+    scalars), or a Rejected (``bad_record``, ``no_text``, ``empty``)."""
+    sname = shard_name(path)
+    if isinstance(rec, Rejected):
+        return rec
+    if not isinstance(rec, dict):
+        return Rejected(sname, row, "bad_record", _clip(rec))
+    text = rec.get("text")
+    if text is None:
+        return Rejected(sname, row, "no_text", _clip(rec))
+    if not isinstance(text, str):
+        return Rejected(sname, row, "bad_record", _clip(rec))
+    if not text.strip():
+        return Rejected(sname, row, "empty", _clip(rec))
+    meta: dict[str, Any] = {
+        k: v for k, v in rec.items() if k not in ("id", "text", "metadata") and _scalar(v)
+    }
+    nested = rec.get("metadata")
+    if isinstance(nested, dict):
+        meta.update({k: v for k, v in nested.items() if _scalar(v)})
+    doc_id = rec.get("id")
+    if doc_id is None:
+        # pool records always carry an id; a bare corpus file (a general pool) may not
+        doc_id = f"{meta.get('shard', sname)}:{meta.get('row', row)}"
+    meta["pool_row"] = row
+    return Doc(id=str(doc_id), text=text, metadata=meta)
+
+
+def read_pool_shard(path: str) -> Iterator[Doc | Rejected]:
+    """Every record of one pool file, in order, as a Doc or a Rejected (one per row)."""
+    for row, rec in iter_pool_records(path):
+        yield to_pool_doc(path, row, rec)
+
+
+def _scalar(v: Any) -> bool:
+    return v is None or isinstance(v, (str, int, float, bool))
+
+
+def _open_binary(path: str) -> io.BufferedIOBase:
+    if path.endswith(".gz"):
+        return gzip.open(path, "rb")
+    if path.endswith(".zst"):
+        zstd = require("zstandard")
+        raw = open(path, "rb")  # noqa: SIM115 - closed with the wrapper
+        return io.BufferedReader(zstd.ZstdDecompressor().stream_reader(raw, closefd=True))
+    return open(path, "rb")  # noqa: SIM115
+
+
+def _clip(rec: Any) -> str:
+    try:
+        s = orjson.dumps(rec, default=str).decode()
+    except TypeError:
+        s = repr(rec)
+    return s[:RAW_KEEP]

@@ -1,0 +1,203 @@
+"""Budgeted selection across pools: the pure array core of ``build-dataset`` (no I/O).
+
+Each pool ranks its candidates (highest score first, or score-weighted sampling without
+replacement), then the pools take documents in turns, always the pool that has filled the smallest
+share of its budget. A document already taken by another pool (same id, or same normalized text)
+is skipped as a duplicate and the pool that took it is recorded. A pool stops at the first document
+that would overflow its budget, so no pool ever exceeds it (it ends short by less than one
+document) and the order stays strictly the ranking order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from retriever.errors import ConfigError
+
+ORDERS = ("top", "weighted")
+_WS = re.compile(r"\s+")
+
+
+def text_key(text: str) -> int:
+    """64-bit hash of the normalized text (lower case, whitespace runs collapsed, stripped)."""
+    norm = _WS.sub(" ", text.lower()).strip()
+    return int.from_bytes(hashlib.blake2b(norm.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+def id_key(doc_id: str) -> int:
+    """64-bit hash of a document id."""
+    return int.from_bytes(hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+@dataclass
+class Candidates:
+    """The candidates of one pool, one row per document (rejected records excluded).
+
+    Attributes:
+        n_tokens: ``[n]`` int64 token counts.
+        score: ``[n]`` float64 scores; NaN when the record has none (ranked last).
+        id_hash: ``[n]`` uint64 :func:`id_key` of the ids.
+        text_hash: ``[n]`` uint64 :func:`text_key` of the texts.
+    """
+
+    n_tokens: np.ndarray
+    score: np.ndarray
+    id_hash: np.ndarray
+    text_hash: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.n_tokens)
+        if not (len(self.score) == len(self.id_hash) == len(self.text_hash) == n):
+            raise ValueError("Candidates arrays must have the same length")
+
+    def __len__(self) -> int:
+        return len(self.n_tokens)
+
+
+@dataclass
+class PoolSelection:
+    """What one pool contributed.
+
+    Attributes:
+        selected: indices into the pool's candidates, in the order they were taken.
+        duplicates: indices skipped because another (or the same) pool already took the document.
+        duplicate_of: for each duplicate, the name of the pool that took it.
+        budget_dropped: indices never reached because the budget was full (or the pool closed).
+        tokens: tokens taken; ``budget``: tokens asked for.
+    """
+
+    selected: np.ndarray
+    duplicates: np.ndarray
+    duplicate_of: list[str]
+    budget_dropped: np.ndarray
+    tokens: int
+    budget: int
+
+    @property
+    def shortfall(self) -> int:
+        return max(0, self.budget - self.tokens)
+
+
+@dataclass
+class Selection:
+    pools: dict[str, PoolSelection] = field(default_factory=dict)
+
+    @property
+    def tokens(self) -> int:
+        return sum(p.tokens for p in self.pools.values())
+
+
+def split_budget(total: int, weights: dict[str, float]) -> dict[str, int]:
+    """Token budget per pool: ``floor(total * w)`` with weights normalized to sum to one.
+
+    Raises:
+        ConfigError: a negative or non-finite weight, or all weights zero.
+    """
+    if total < 0:
+        raise ConfigError(f"the token budget must be positive, got {total}")
+    for k, w in weights.items():
+        if not np.isfinite(w) or w < 0:
+            raise ConfigError(f"mixture weight of {k!r} is {w}; weights must be >= 0")
+    s = float(sum(weights.values()))
+    if s <= 0:
+        raise ConfigError("every mixture weight is zero; give at least one pool a positive weight")
+    return {k: int(total * (w / s)) for k, w in weights.items()}
+
+
+def rank(c: Candidates, order: str = "top", rng: np.random.Generator | None = None) -> np.ndarray:
+    """Indices of ``c`` in the order a pool takes them.
+
+    ``top``: score descending (NaN last, ties by position). ``weighted``: a weighted random order
+    without replacement, P(first) proportional to the score (Efraimidis-Spirakis keys
+    ``log(u) / w``; scores are clipped to ``[1e-6, inf)``, NaN counts as 1e-6).
+    """
+    if order not in ORDERS:
+        raise ConfigError(f"unknown order {order!r}; use one of {', '.join(ORDERS)}")
+    score = np.where(np.isnan(c.score), -np.inf, c.score)  # [n]
+    if order == "top":
+        return np.argsort(-score, kind="stable")
+    rng = rng if rng is not None else np.random.default_rng(0)
+    w = np.clip(np.where(np.isfinite(score), score, 0.0), 1e-6, None)
+    keys = np.log(rng.random(len(c))) / w  # [n], larger is earlier
+    return np.argsort(-keys, kind="stable")
+
+
+def select_budgeted(
+    pools: dict[str, Candidates],
+    budgets: dict[str, int],
+    order: str = "top",
+    seed: int = 0,
+) -> Selection:
+    """Choose documents per pool under per-pool token budgets, deduplicated across pools.
+
+    Args:
+        pools: candidates per pool name.
+        budgets: tokens per pool name (a pool missing here or at 0 takes nothing).
+        order: ``top`` or ``weighted`` (see :func:`rank`).
+        seed: seed of the weighted order (one stream per pool, by pool position in ``pools``).
+
+    Returns:
+        A :class:`Selection`; for every pool, selected + duplicates + budget_dropped are exactly its
+        candidates.
+    """
+    names = list(pools)
+    orders, ntok, idh, txh = [], [], [], []
+    for k, name in enumerate(names):
+        c = pools[name]
+        rng = np.random.default_rng([seed, k])
+        orders.append(rank(c, order, rng).tolist())
+        ntok.append(c.n_tokens.tolist())
+        idh.append(c.id_hash.tolist())
+        txh.append(c.text_hash.tolist())
+    budget = [int(budgets.get(n, 0)) for n in names]
+    ptr = [0] * len(names)
+    filled = [0] * len(names)
+    sel: list[list[int]] = [[] for _ in names]
+    dup: list[list[int]] = [[] for _ in names]
+    dup_of: list[list[str]] = [[] for _ in names]
+    owner_id: dict[int, int] = {}
+    owner_text: dict[int, int] = {}
+    heap = [(0.0, k) for k in range(len(names)) if budget[k] > 0 and orders[k]]
+    heapq.heapify(heap)
+    while heap:
+        frac, k = heapq.heappop(heap)
+        order_k = orders[k]
+        # skip duplicates until this pool's next new document (or its end)
+        while ptr[k] < len(order_k):
+            i = order_k[ptr[k]]
+            owner = owner_id.get(idh[k][i])
+            if owner is None:
+                owner = owner_text.get(txh[k][i])
+            if owner is None:
+                break
+            dup[k].append(i)
+            dup_of[k].append(names[owner])
+            ptr[k] += 1
+        if ptr[k] >= len(order_k):
+            continue  # exhausted: the pool ends short of its budget
+        i = order_k[ptr[k]]
+        if filled[k] + ntok[k][i] > budget[k]:
+            continue  # full: this document and the rest are budget drops
+        ptr[k] += 1
+        filled[k] += ntok[k][i]
+        sel[k].append(i)
+        owner_id[idh[k][i]] = k
+        owner_text[txh[k][i]] = k
+        if ptr[k] < len(order_k) and filled[k] < budget[k]:
+            heapq.heappush(heap, (filled[k] / budget[k], k))
+    out = Selection()
+    for k, name in enumerate(names):
+        out.pools[name] = PoolSelection(
+            selected=np.asarray(sel[k], dtype=np.int64),
+            duplicates=np.asarray(dup[k], dtype=np.int64),
+            duplicate_of=dup_of[k],
+            budget_dropped=np.asarray(orders[k][ptr[k]:], dtype=np.int64),
+            tokens=filled[k],
+            budget=budget[k],
+        )
+    return out
