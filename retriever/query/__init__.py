@@ -1,1 +1,5 @@
-"""Stage: query."""
+"""Nearest gold exemplars or corpus documents of a new exemplar."""
+
+from retriever.query.search import query_corpus, query_gold, resolve_store
+
+__all__ = ["query_corpus", "query_gold", "resolve_store"]

@@ -1,0 +1,33 @@
+"""Small helpers shared by the ``<stage>/cli.py`` modules (output only; no pipeline logic)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import orjson
+
+from retriever.errors import ConfigError
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY, default=str).decode())
+    sys.stdout.write("\n")
+
+
+def parse_task_values(items: list[str] | None, option: str) -> dict[str, float]:
+    """``["rag=0.4", "reasoning=0.35"]`` -> ``{"rag": 0.4, "reasoning": 0.35}``."""
+    out: dict[str, float] = {}
+    for item in items or []:
+        task, sep, val = item.partition("=")
+        try:
+            out[task] = float(val)
+        except ValueError:
+            sep = ""
+        if not sep or not task:
+            raise ConfigError(f"{option} expects TASK=VALUE (e.g. {option} rag=0.4), got {item!r}")
+    return out
+
+
+def show_progress() -> bool:
+    return sys.stderr.isatty()
