@@ -1,0 +1,225 @@
+"""A panel of tiny GPT-2-style LMs built in seconds, offline: for tests and the offline end-to-end run.
+
+Each model reads bytes (a byte-level tokenizer: ids 0-255 are the bytes, 256 is BOS ``<s>``, 257
+is EOS ``</s>``) and is trained for a few seconds on its own mix of the given corpora: model ``k``
+of ``n`` draws a fraction ``k / (n - 1)`` of its training sequences from the first corpus (the
+task-like text) and the rest from the others (generic text). Their skill on the task therefore
+differs by construction, which is what a perplexity correlation needs to see.
+
+The tokenizer is a plain ``tokenizers`` BPE with no merges over the 256 byte symbols of GPT-2's
+byte-to-unicode map, saved as ``tokenizer.json`` in every model folder, so
+``AutoTokenizer.from_pretrained(folder)`` and ``AutoModelForCausalLM.from_pretrained(folder)`` load a
+model with no custom class and no download.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from retriever._deps import require
+from retriever.corpus.writers import write_json_atomic
+from retriever.errors import ConfigError
+
+BOS, EOS = "<s>", "</s>"
+BOS_ID, EOS_ID = 256, 257
+VOCAB_SIZE = 258
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible map from the 256 bytes to printable unicode characters."""
+    bs = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("\xa1"), ord("\xac") + 1))
+        + list(range(ord("\xae"), ord("\xff") + 1))
+    )
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs), strict=True))
+
+
+def byte_tokenizer():
+    """A ``PreTrainedTokenizerFast`` whose ids are the UTF-8 bytes (0-255) plus BOS 256, EOS 257."""
+    tokenizers = require("tokenizers")
+    transformers = require("transformers")
+    vocab = {ch: b for b, ch in _bytes_to_unicode().items()}
+    vocab[BOS], vocab[EOS] = BOS_ID, EOS_ID
+    tok = tokenizers.Tokenizer(tokenizers.models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = tokenizers.decoders.ByteLevel()
+    tok.add_special_tokens([BOS, EOS])
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=EOS
+    )
+
+
+def _encode(texts: list[str]) -> np.ndarray:
+    """All texts as one byte stream, each wrapped in BOS ... EOS."""
+    parts = []
+    for t in texts:
+        parts.append(np.array([BOS_ID], dtype=np.int64))
+        parts.append(np.frombuffer(t.encode("utf-8"), dtype=np.uint8).astype(np.int64))
+        parts.append(np.array([EOS_ID], dtype=np.int64))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def default_mixes(names: list[str], n_models: int) -> list[dict[str, float]]:
+    """Model ``k`` takes ``k / (n - 1)`` of the first corpus and splits the rest over the others."""
+    if n_models < 2:
+        raise ConfigError("a panel needs at least 2 models (5-8 make a usable correlation)")
+    mixes = []
+    for k in range(n_models):
+        f = k / (n_models - 1)
+        mix = {names[0]: f}
+        rest = names[1:]
+        for name in rest:
+            mix[name] = (1.0 - f) / len(rest)
+        if not rest:
+            mix[names[0]] = 1.0
+        mixes.append(mix)
+    return mixes
+
+
+def train_tiny_panel(
+    out_dir: str | os.PathLike,
+    corpora: dict[str, list[str]],
+    steps: int = 120,
+    seed: int = 0,
+    n_models: int = 6,
+    mixes: list[dict[str, float]] | None = None,
+    n_positions: int = 128,
+    n_embd: int = 64,
+    n_layer: int = 2,
+    n_head: int = 2,
+    batch_size: int = 8,
+    lr: float = 3e-3,
+    name: str = "tiny",
+) -> Path:
+    """Train ``n_models`` tiny byte-level GPT-2 models on different corpus mixes; write a panel.
+
+    Args:
+        out_dir: folder for ``panel.toml``, ``tiny_panel.json`` and one folder per model.
+        corpora: corpus name -> texts; the first corpus is the one whose share grows with ``k``.
+        steps: optimizer steps per model (about 20-40 ms each on one CPU thread at the defaults).
+        seed: seeds initialisation and sampling (model ``k`` uses ``seed + k``).
+        n_models: panel size (ignored when ``mixes`` is given).
+        mixes: per-model sampling weights over corpus names (default :func:`default_mixes`).
+        n_positions: context length; short on purpose, so longer documents exercise windowing.
+        n_embd, n_layer, n_head: GPT-2 width, depth and heads.
+        batch_size: sequences of ``n_positions`` bytes per step.
+        lr: AdamW learning rate.
+        name: panel name.
+
+    Returns:
+        Path of the written ``panel.toml`` (no scores: compute them with the scorecard).
+
+    Raises:
+        ConfigError: empty corpora or mixes naming unknown corpora.
+    """
+    torch = require("torch")
+    transformers = require("transformers")
+    transformers.utils.logging.disable_progress_bar()
+    names = list(corpora)
+    if not names or any(not corpora[n] for n in names):
+        raise ConfigError(f"every corpus needs at least one text, got sizes { {n: len(v) for n, v in corpora.items()} }")
+    if steps < 1:
+        raise ConfigError("steps must be >= 1")
+    mixes = mixes or default_mixes(names, n_models)
+    for mix in mixes:
+        bad = set(mix) - set(names)
+        if bad or sum(mix.values()) <= 0:
+            raise ConfigError(f"mix {mix} names unknown corpora {sorted(bad)} or has no weight")
+    streams = {n: _encode(corpora[n]) for n in names}
+    for n, s in streams.items():
+        if len(s) < n_positions + 1:
+            # short corpora are repeated so a training window always fits
+            streams[n] = np.tile(s, (n_positions + 1) // max(len(s), 1) + 1)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = byte_tokenizer()
+    info = {"name": name, "corpora": {n: len(v) for n, v in corpora.items()}, "steps": steps,
+            "seed": seed, "models": []}
+    lines = [f'name = "{name}"', 'scores = "scores.csv"', ""]
+    for k, mix in enumerate(mixes):
+        t0 = time.perf_counter()
+        torch.manual_seed(seed + k)
+        rng = np.random.default_rng(seed + k)
+        cfg = transformers.GPT2Config(
+            vocab_size=VOCAB_SIZE, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
+            n_head=n_head, bos_token_id=BOS_ID, eos_token_id=EOS_ID, pad_token_id=EOS_ID,
+        )
+        model = transformers.GPT2LMHeadModel(cfg)
+        opt = torch.optim.AdamW(model.parameters(), lr=lr)
+        w = np.array([mix.get(n, 0.0) for n in names], dtype=np.float64)
+        w = w / w.sum()
+        model.train()
+        loss_val = float("nan")
+        for _ in range(steps):
+            src = rng.choice(len(names), size=batch_size, p=w)  # [B] corpus of each sequence
+            rows = []
+            for c in src:
+                s = streams[names[c]]
+                i = int(rng.integers(0, len(s) - n_positions))
+                rows.append(s[i : i + n_positions])
+            x = torch.from_numpy(np.stack(rows))  # [B, n_positions]
+            loss = model(input_ids=x, labels=x).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            loss_val = float(loss.detach())
+        model.eval()
+        mname = f"{name}-{k}"
+        mdir = out / mname
+        model.save_pretrained(mdir)
+        tokenizer.save_pretrained(mdir)
+        info["models"].append({"name": mname, "mix": mix, "final_train_loss": round(loss_val, 4),
+                               "seconds": round(time.perf_counter() - t0, 2)})
+        lines += ["[[models]]", f'name = "{mname}"', f'path = "{mname}"', ""]
+    write_json_atomic(out / "tiny_panel.json", info)
+    panel = out / "panel.toml"
+    tmp = panel.with_name("panel.toml.tmp")
+    tmp.write_text("\n".join(lines))
+    os.replace(tmp, panel)
+    return panel
+
+
+_TOOLS = ["get_weather", "search_flights", "send_email", "create_event", "convert_currency",
+          "get_stock_price", "book_table", "translate_text"]
+_ARGS = ["city", "date", "to", "subject", "amount", "symbol", "time", "language", "query", "limit"]
+_VALUES = ["Paris", "2024-05-01", "alice@example.com", "EUR", "AAPL", "19:30", "de", "42", "Tokyo",
+           "meeting notes", "USD", "7"]
+_WORDS = ("the river valley was settled by farmers who grew wheat and barley along its banks while "
+          "the town council met each spring to discuss roads schools and the old stone bridge that "
+          "history records as built in the twelfth century by monks from a nearby abbey").split()
+
+
+def synthetic_corpora(n: int = 200, seed: int = 0) -> dict[str, list[str]]:
+    """Seeded stand-ins for task text (function-calling transcripts) and generic prose.
+
+    Used when the shared sample data is absent, so a panel can be built anywhere.
+
+    Returns:
+        ``{"task": [...], "generic": [...]}``, ``n`` texts each.
+    """
+    rng = np.random.default_rng(seed)
+    task, generic = [], []
+    for _ in range(n):
+        calls = []
+        for _ in range(int(rng.integers(1, 3))):
+            args = {str(a): str(rng.choice(_VALUES)) for a in rng.choice(_ARGS, size=2, replace=False)}
+            body = ", ".join(f'"{k}": "{v}"' for k, v in args.items())
+            calls.append(f'{{"name": "{rng.choice(_TOOLS)}", "arguments": {{{body}}}}}')
+        task.append(f"User: please help with {rng.choice(_VALUES)}.\nTools: {', '.join(rng.choice(_TOOLS, 3))}\n"
+                    f"Calls: [{', '.join(calls)}]")
+        k = int(rng.integers(25, 60))
+        words = rng.choice(_WORDS, size=k)
+        generic.append(" ".join(words).capitalize() + ".")
+    return {"task": task, "generic": generic}
