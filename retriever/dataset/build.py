@@ -111,7 +111,9 @@ def disk_guard(what: str) -> Iterator[None]:
                 "(finished parts are kept; the build is not complete until summary.json exists)"
             ) from e
         if e.errno in (errno.EACCES, errno.EROFS):
-            raise OutputError(f"cannot write {what} ({e.strerror}); choose another --out folder") from e
+            raise OutputError(
+                f"cannot write {what} ({e.strerror}); choose another --out folder"
+            ) from e
         raise
 
 
@@ -291,7 +293,12 @@ class DatasetBuilder:
         keys = [k.format(pool=pool) for k in self.score_keys]
         for fi, path in enumerate(_bar(files, f"scan {pool}", self.progress)):
             fp = fingerprint(
-                {"file": file_fingerprint(path), "counter": self.counter.spec, "keys": keys, "v": SCAN_VERSION}
+                {
+                    "file": file_fingerprint(path),
+                    "counter": self.counter.spec,
+                    "keys": keys,
+                    "v": SCAN_VERSION,
+                }
             )
             base = cache / pool / f"{shard_name(path)}-{fp}"
             done = base.with_name(base.name + ".json")
@@ -316,7 +323,7 @@ class DatasetBuilder:
         def flush() -> None:
             counts, how = self.counter.count(batch)
             methods.update(how)
-            for d, n in zip(batch, counts):
+            for d, n in zip(batch, counts, strict=True):
                 score = _first_score(d.metadata, keys)
                 if score is None:
                     stats.inc("no_score")
@@ -349,7 +356,12 @@ class DatasetBuilder:
         # the .json marker goes last: its presence says the scan of this file is complete
         write_json_atomic(
             base.with_name(base.name + ".json"),
-            {"file": path, "stats": stats.to_dict(), "methods": dict(methods), "rejects": rejects.counts()},
+            {
+                "file": path,
+                "stats": stats.to_dict(),
+                "methods": dict(methods),
+                "rejects": rejects.counts(),
+            },
         )
 
     def _selection_table(self, scans: dict[str, PoolScan], selection: Selection) -> pa.Table:
@@ -357,20 +369,36 @@ class DatasetBuilder:
         tables = []
         for k, scan in scans.items():
             idx = np.sort(selection.pools[k].selected)
-            t = scan.table.take(pa.array(idx)).select(["file", "row", "id", "n_tokens", "score", "cluster", "source"])
+            t = scan.table.take(pa.array(idx)).select(
+                ["file", "row", "id", "n_tokens", "score", "cluster", "source"]
+            )
             paths = pa.array([scan.files[i] for i in t.column("file").to_pylist()], pa.string())
-            t = t.append_column("path", paths).append_column("pool", pa.array([k] * len(t), pa.string()))
+            t = t.append_column("path", paths).append_column(
+                "pool", pa.array([k] * len(t), pa.string())
+            )
             tables.append(t.sort_by([("file", "ascending"), ("row", "ascending")]))
         t = pa.concat_tables(tables) if tables else None
         if t is None or len(t) == 0:
-            empty = {"pool": pa.string(), "path": pa.string(), "row": pa.int64(), "id": pa.string(),
-                     "n_tokens": pa.int64(), "score": pa.float64(), "cluster": pa.string(),
-                     "source": pa.string(), "part": pa.int32()}
+            empty = {
+                "pool": pa.string(),
+                "path": pa.string(),
+                "row": pa.int64(),
+                "id": pa.string(),
+                "n_tokens": pa.int64(),
+                "score": pa.float64(),
+                "cluster": pa.string(),
+                "source": pa.string(),
+                "part": pa.int32(),
+            }
             return pa.schema(empty).empty_table()
         cum = np.cumsum(t.column("n_tokens").to_numpy())  # [n]
-        part = ((cum - 1) // self.part_tokens).astype(np.int32)  # a part closes once it holds part_tokens
+        part = ((cum - 1) // self.part_tokens).astype(
+            np.int32
+        )  # a part closes once it holds part_tokens
         t = t.append_column("part", pa.array(part))
-        return t.select(["pool", "path", "row", "id", "n_tokens", "score", "cluster", "source", "part"])
+        return t.select(
+            ["pool", "path", "row", "id", "n_tokens", "score", "cluster", "source", "part"]
+        )
 
     def _write_parts(self, out: Path, chosen: pa.Table, scans: dict[str, PoolScan]) -> list[dict]:
         parts = []
@@ -378,10 +406,15 @@ class DatasetBuilder:
             return parts
         part_col = chosen.column("part").to_numpy()
         n_parts = int(part_col.max()) + 1
-        bounds = np.searchsorted(part_col, np.arange(n_parts + 1))  # part p: rows bounds[p]:bounds[p+1]
+        bounds = np.searchsorted(
+            part_col, np.arange(n_parts + 1)
+        )  # part p: rows bounds[p]:bounds[p+1]
         for p in _bar(range(n_parts), "write parts", self.progress):
             rows = chosen.slice(bounds[p], bounds[p + 1] - bounds[p])
-            paths = {f: out / f / f"part_{p:05d}.{'json' if f == 'lmflow' else 'parquet'}" for f in self.formats}
+            paths = {
+                f: out / f / f"part_{p:05d}.{'json' if f == 'lmflow' else 'parquet'}"
+                for f in self.formats
+            }
             info = {
                 "part": p,
                 "docs": len(rows),
@@ -421,7 +454,12 @@ class DatasetBuilder:
                     lm.write(b"\n]}\n")
 
     def _summary(
-        self, scans: dict[str, PoolScan], selection: Selection, chosen: pa.Table, parts: list[dict], seconds: float
+        self,
+        scans: dict[str, PoolScan],
+        selection: Selection,
+        chosen: pa.Table,
+        parts: list[dict],
+        seconds: float,
     ) -> dict:
         total = Stats()
         pools: dict[str, Any] = {}
@@ -460,7 +498,10 @@ class DatasetBuilder:
             if ps.shortfall > ps.budget * 0.01 and len(ps.budget_dropped) == 0:
                 log.warning(
                     "pool %s holds %d usable tokens, short of its budget %d by %d",
-                    k, ps.tokens, ps.budget, ps.shortfall,
+                    k,
+                    ps.tokens,
+                    ps.budget,
+                    ps.shortfall,
                 )
         return {
             "complete": True,
@@ -494,7 +535,9 @@ def pool_token_counts(
 
     This is the prior of the RegMix proposals (``retriever mix propose --pools``).
     """
-    b = DatasetBuilder(pools, {k: 1.0 for k in pools}, len(pools), tokenizer=tokenizer, progress=progress)
+    b = DatasetBuilder(
+        pools, {k: 1.0 for k in pools}, len(pools), tokenizer=tokenizer, progress=progress
+    )
     with ExitStack() as stack:
         if scan_cache is None:
             import tempfile
@@ -516,7 +559,7 @@ def _read_rows(rows: pa.Table) -> Iterator[dict]:
         j = i
         while j < len(paths) and paths[j] == path:
             j += 1
-        need = dict(zip(want_rows[i:j], range(i, j)))
+        need = dict(zip(want_rows[i:j], range(i, j), strict=True))
         last = want_rows[j - 1]
         found = 0
         for rec in read_pool_shard(path):
@@ -534,7 +577,9 @@ def _read_rows(rows: pa.Table) -> Iterator[dict]:
                 if r >= last:
                     break
         if found != j - i:
-            raise InputError(f"pool file {path} lost rows since it was scanned; rerun into a new --out folder")
+            raise InputError(
+                f"pool file {path} lost rows since it was scanned; rerun into a new --out folder"
+            )
         i = j
 
 
@@ -547,15 +592,22 @@ def _duplicates_table(scans: dict[str, PoolScan], selection: Selection) -> pa.Ta
             pool.extend([k] * len(ps.duplicates))
             kept_by.extend(ps.duplicate_of)
     return pa.table(
-        {"id": pa.array(ids, pa.string()), "pool": pa.array(pool, pa.string()), "kept_by": pa.array(kept_by, pa.string())}
+        {
+            "id": pa.array(ids, pa.string()),
+            "pool": pa.array(pool, pa.string()),
+            "kept_by": pa.array(kept_by, pa.string()),
+        }
     )
 
 
 def _sum_by(t: pa.Table, col: str) -> dict[str, int]:
+    """Tokens of ``t`` grouped by ``col`` (an empty value is reported as ``none``)."""
     if len(t) == 0:
         return {}
     g = t.group_by(col).aggregate([("n_tokens", "sum")])
-    return {str(k) if k != "" else "none": int(v) for k, v in sorted(zip(g.column(col).to_pylist(), g.column("n_tokens_sum").to_pylist()))}
+    keys = g.column(col).to_pylist()
+    sums = g.column("n_tokens_sum").to_pylist()
+    return {(k or "none"): int(v) for k, v in sorted(zip(keys, sums, strict=True))}
 
 
 def _first_score(meta: dict, keys: list[str]) -> float | None:

@@ -22,27 +22,45 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--pools", help="the filter stage's output folder (one sub-folder per task)")
     p.add_argument(
-        "--pool", action="append", default=[], metavar="NAME=PATH",
+        "--pool",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
         help="an extra pool, e.g. a general-quality pool: general=/data/fineweb_edu (repeatable)",
     )
     p.add_argument(
-        "--mixture", required=True,
+        "--mixture",
+        required=True,
         help="pool weights: 'fc=0.6,reasoning=0.4', 'equal', best.json (mix fit) or mixtures.csv (mix propose)",
     )
     p.add_argument("--mix-id", help="the row of a mixtures .csv to use")
     p.add_argument("--budget", required=True, help="total tokens: 10B, 500M, 2.5k or a number")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--order", choices=["top", "weighted"], default="top",
-                   help="top: highest score first; weighted: sampling proportional to the score")
+    p.add_argument(
+        "--order",
+        choices=["top", "weighted"],
+        default="top",
+        help="top: highest score first; weighted: sampling proportional to the score",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of --order weighted")
-    p.add_argument("--tokenizer", help="local GPT-2 tokenizer folder or tokenizer.json (exact counts)")
-    p.add_argument("--no-token-count", action="store_true",
-                   help="ignore records' token_count; estimate bytes/4 when there is no --tokenizer")
+    p.add_argument(
+        "--tokenizer", help="local GPT-2 tokenizer folder or tokenizer.json (exact counts)"
+    )
+    p.add_argument(
+        "--no-token-count",
+        action="store_true",
+        help="ignore records' token_count; estimate bytes/4 when there is no --tokenizer",
+    )
     p.add_argument("--format", default="lmflow,parquet", help="comma-separated: lmflow, parquet")
     p.add_argument("--part-tokens", default="25M", help="tokens per output part")
-    p.add_argument("--score-key", action="append", default=None, metavar="KEY",
-                   help="metadata key of the score, {pool} = pool name (repeatable; default "
-                   "prob/{pool}, sim/{pool}, score, quality)")
+    p.add_argument(
+        "--score-key",
+        action="append",
+        default=None,
+        metavar="KEY",
+        help="metadata key of the score, {pool} = pool name (repeatable; default "
+        "prob/{pool}, sim/{pool}, score, quality)",
+    )
     p.add_argument("--scan-cache", help="scan cache folder shared across builds (default OUT/scan)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
@@ -84,13 +102,19 @@ def run(args: argparse.Namespace) -> int:
 
 def format_summary(s: dict, out: str) -> str:
     """One screen: tokens per pool against its budget, duplicates, where the files are."""
-    lines = [f"training set in {out}: {s['tokens']:,} tokens of {s['budget']:,} budget, {s['docs']:,} docs"]
+    lines = [
+        f"training set in {out}: {s['tokens']:,} tokens of {s['budget']:,} budget, {s['docs']:,} docs"
+    ]
     lines.append(f"  {'pool':<24}{'weight':>8}{'tokens':>16}{'budget':>16}{'docs':>10}{'dups':>8}")
     for name, p in s["pools"].items():
         lines.append(
             f"  {name:<24}{p['weight']:>8.3f}{p['tokens']:>16,}{p['budget']:>16,}{p['docs']:>10,}"
             f"{p['counts'].get('dropped/duplicate', 0):>8,}"
-            + (f"   short by {p['shortfall']:,} (pool exhausted)" if p["shortfall"] and not p["counts"].get("dropped/budget") else "")
+            + (
+                f"   short by {p['shortfall']:,} (pool exhausted)"
+                if p["shortfall"] and not p["counts"].get("dropped/budget")
+                else ""
+            )
         )
     c = s["counts"]
     rej = sum(v for k, v in c.items() if k.startswith("rejected/"))

@@ -22,7 +22,9 @@ from retriever.errors import ConfigError, InputError
 WEIGHT_PREFIX = "weight/"
 
 
-def parse_mixture(spec: str, pools: list[str] | None = None, mix_id: str | int | None = None) -> dict[str, float]:
+def parse_mixture(
+    spec: str, pools: list[str] | None = None, mix_id: str | int | None = None
+) -> dict[str, float]:
     """Read a mixture spec (see the module doc) into ``{pool: weight}``.
 
     Args:
@@ -61,7 +63,9 @@ def parse_mixture(spec: str, pools: list[str] | None = None, mix_id: str | int |
         for rid, w in rows:
             if rid == str(mix_id):
                 return w
-        raise ConfigError(f"{spec} has no mixture with mix_id {mix_id} (ids: {rows[0][0]}..{rows[-1][0]})")
+        raise ConfigError(
+            f"{spec} has no mixture with mix_id {mix_id} (ids: {rows[0][0]}..{rows[-1][0]})"
+        )
     if "=" in spec:
         out = {}
         for part in spec.split(","):
@@ -87,7 +91,7 @@ def read_weight_csv(path: str | Path) -> list[tuple[str, dict[str, float]]]:
             )
         rows = []
         for i, rec in enumerate(reader):
-            w = {c[len(WEIGHT_PREFIX):]: rec[c] for c in cols}
+            w = {c[len(WEIGHT_PREFIX) :]: rec[c] for c in cols}
             rows.append((str(rec.get("mix_id", i)), _check(w, f"{path} row {i + 1}")))
     if not rows:
         raise ConfigError(f"{path} holds no mixture row")
@@ -105,5 +109,7 @@ def _check(weights: dict, where: str) -> dict[str, float]:
             raise ConfigError(f"{where}: weight of {k!r} is {v!r}; weights must be >= 0")
         out[str(k)] = w
     if not out or sum(out.values()) <= 0:
-        raise ConfigError(f"{where}: every weight is zero; give at least one pool a positive weight")
+        raise ConfigError(
+            f"{where}: every weight is zero; give at least one pool a positive weight"
+        )
     return out

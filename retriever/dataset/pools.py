@@ -40,7 +40,9 @@ def list_pool_files(path: str | os.PathLike) -> list[str]:
     p = Path(path)
     if p.is_file():
         if not str(p).endswith(POOL_SUFFIXES):
-            raise InputError(f"pool file {p}: unknown format (use one of {', '.join(POOL_SUFFIXES)})")
+            raise InputError(
+                f"pool file {p}: unknown format (use one of {', '.join(POOL_SUFFIXES)})"
+            )
         return [str(p)]
     if not p.is_dir():
         raise InputError(f"pool {p} does not exist; check --pools / --pool NAME=PATH")
@@ -59,7 +61,9 @@ def list_pool_files(path: str | os.PathLike) -> list[str]:
     return out
 
 
-def discover_pools(pools_dir: str | os.PathLike | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+def discover_pools(
+    pools_dir: str | os.PathLike | None, extra: dict[str, str] | None = None
+) -> dict[str, str]:
     """Map pool name -> folder: the task folders of ``pools_dir`` plus ``extra`` pools.
 
     A task folder is a direct sub-folder of ``pools_dir`` holding at least one data file (stage
@@ -80,7 +84,9 @@ def discover_pools(pools_dir: str | os.PathLike | None, extra: dict[str, str] | 
                 pools[sub.name] = str(sub)
     for name, path in (extra or {}).items():
         if name in pools:
-            raise ConfigError(f"pool name {name!r} is both a task folder of {pools_dir} and --pool; rename it")
+            raise ConfigError(
+                f"pool name {name!r} is both a task folder of {pools_dir} and --pool; rename it"
+            )
         pools[name] = str(path)
     if not pools:
         raise ConfigError(
@@ -117,7 +123,10 @@ def iter_pool_records(path: str) -> Iterator[tuple[int, Any]]:
                         line.decode("utf-8")
                     except UnicodeDecodeError:
                         reason = "undecodable"
-                    yield row, Rejected(sname, row, reason, line[:RAW_KEEP].decode("utf-8", "replace"))
+                    yield (
+                        row,
+                        Rejected(sname, row, reason, line[:RAW_KEEP].decode("utf-8", "replace")),
+                    )
     elif name.endswith((".json", ".json.gz")):
         with _open_binary(path) as fh:
             try:

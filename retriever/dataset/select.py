@@ -196,7 +196,7 @@ def select_budgeted(
             selected=np.asarray(sel[k], dtype=np.int64),
             duplicates=np.asarray(dup[k], dtype=np.int64),
             duplicate_of=dup_of[k],
-            budget_dropped=np.asarray(orders[k][ptr[k]:], dtype=np.int64),
+            budget_dropped=np.asarray(orders[k][ptr[k] :], dtype=np.int64),
             tokens=filled[k],
             budget=budget[k],
         )

@@ -60,7 +60,9 @@ class TokenCounter:
             else:
                 transformers = require("transformers")
                 try:
-                    tok = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+                    tok = transformers.AutoTokenizer.from_pretrained(
+                        str(path), local_files_only=True
+                    )
                 except (OSError, ValueError) as e:
                     raise InputError(
                         f"cannot load the tokenizer in {path} ({e}); it needs tokenizer.json or "

@@ -1,0 +1,607 @@
+"""build-dataset: budgeted selection (pure core against a brute-force reference), pools, token
+counting, outputs, resume after a failure, and the errors a user meets."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from retriever.cli import main as cli_main
+from retriever.dataset import (
+    Candidates,
+    DatasetBuilder,
+    OutputError,
+    TokenCounter,
+    discover_pools,
+    parse_budget,
+    parse_mixture,
+    read_pool_shard,
+    select_budgeted,
+    split_budget,
+)
+from retriever.dataset.select import id_key, rank, text_key
+from retriever.dataset.tokens import estimate_tokens
+from retriever.errors import ConfigError, InputError, ResumeError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def cands(tokens, scores, ids=None, texts=None) -> Candidates:
+    n = len(tokens)
+    ids = ids or [f"d{i}" for i in range(n)]
+    texts = texts or [f"text of {i}" for i in ids]
+    return Candidates(
+        n_tokens=np.asarray(tokens, dtype=np.int64),
+        score=np.asarray(scores, dtype=np.float64),
+        id_hash=np.asarray([id_key(i) for i in ids], dtype=np.uint64),
+        text_hash=np.asarray([text_key(t) for t in texts], dtype=np.uint64),
+    )
+
+
+def write_pool(path: Path, task: str, recs: list[dict]) -> Path:
+    """A pool shard in the filter stage's layout (jsonl.gz or parquet)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [
+        {
+            "id": r["id"],
+            "text": r["text"],
+            "metadata": {
+                "shard": r.get("shard", "corpus_0"),
+                "row": i,
+                f"prob/{task}": r["p"],
+                **({"cluster_id": r["cluster"]} if "cluster" in r else {}),
+                **({"token_count": r["tc"]} if "tc" in r else {}),
+            },
+        }
+        for i, r in enumerate(recs)
+    ]
+    if path.name.endswith(".parquet"):
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    else:
+        with gzip.open(path, "wb") as fh:
+            for r in rows:
+                fh.write(orjson.dumps(r) + b"\n")
+    return path
+
+
+def make_pools(root: Path) -> Path:
+    """Two tasks; 'shared-*' documents sit in both pools; texts say which task and rank they are.
+
+    Token counts come from ``token_count`` (10 per doc, 40 for 'fc-long') so budgets are exact.
+    """
+    fc = [
+        {
+            "id": f"fc-{i}",
+            "text": f"function call example {i}",
+            "p": 1 - i / 40,
+            "cluster": i % 3,
+            "tc": 10,
+        }
+        for i in range(30)
+    ]
+    fc[5] = {
+        "id": "fc-long",
+        "text": "a long function call document",
+        "p": 0.99,
+        "cluster": 0,
+        "tc": 40,
+    }
+    rp = [
+        {"id": f"rp-{i}", "text": f"roleplay dialogue {i}", "p": 1 - i / 40, "cluster": 7, "tc": 10}
+        for i in range(30)
+    ]
+    shared = [
+        {"id": f"shared-{i}", "text": f"shared document {i}", "p": 0.995, "cluster": 1, "tc": 10}
+        for i in range(3)
+    ]
+    write_pool(root / "function-calling" / "s0.jsonl.gz", "function-calling", shared + fc[:15])
+    write_pool(root / "function-calling" / "s1.parquet", "function-calling", fc[15:])
+    write_pool(root / "roleplay" / "s0.jsonl.gz", "roleplay", rp[:10] + shared)
+    write_pool(root / "roleplay" / "s1.jsonl.gz", "roleplay", rp[10:])
+    (root / "manifest.json").write_text("{}")  # the filter's manifest is not a pool
+    (root / "logs").mkdir()
+    (root / "logs" / "stats.json").write_text("{}")
+    return root
+
+
+def read_lmflow(out: Path) -> list[str]:
+    texts = []
+    for f in sorted((out / "lmflow").glob("part_*.json")):
+        d = json.loads(f.read_text())
+        assert d["type"] == "text_only"
+        texts.extend(x["text"] for x in d["instances"])
+    return texts
+
+
+def read_parquet_parts(out: Path) -> pa.Table:
+    return pa.concat_tables(
+        [pq.read_table(f) for f in sorted((out / "parquet").glob("part_*.parquet"))]
+    )
+
+
+# -- the pure selection core ------------------------------------------------------------------------
+def test_top_order_takes_highest_scores_and_never_exceeds_budget():
+    c = cands([10, 10, 10, 10, 10], [0.1, 0.9, 0.5, np.nan, 0.7])
+    sel = select_budgeted({"a": c}, {"a": 30})
+    p = sel.pools["a"]
+    assert p.selected.tolist() == [1, 4, 2]  # 0.9, 0.7, 0.5
+    assert p.tokens == 30 and p.shortfall == 0
+    assert sorted(p.budget_dropped.tolist()) == [0, 3]  # NaN score ranks last
+
+
+def test_pool_stops_at_first_document_that_would_overflow():
+    # the 50-token doc ranks second: the pool stops there rather than skipping to smaller docs
+    c = cands([10, 50, 10, 10], [0.9, 0.8, 0.7, 0.6])
+    p = select_budgeted({"a": c}, {"a": 40}).pools["a"]
+    assert p.selected.tolist() == [0]
+    assert p.tokens == 10 and p.shortfall == 30
+    assert p.budget_dropped.tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_single_pool_matches_brute_force_prefix(seed):
+    rng = np.random.default_rng(seed)
+    n = 200
+    tokens = rng.integers(1, 60, n)
+    scores = rng.random(n)
+    budget = int(rng.integers(100, 3000))
+    p = select_budgeted({"a": cands(tokens, scores)}, {"a": budget}).pools["a"]
+    order = np.argsort(-scores, kind="stable")
+    cum = np.cumsum(tokens[order])
+    expect = order[: int(np.searchsorted(cum, budget, side="right"))]
+    assert p.selected.tolist() == expect.tolist()
+    assert p.tokens == int(tokens[expect].sum()) <= budget
+
+
+def test_document_in_two_pools_goes_in_once_and_records_the_taker():
+    texts = ["Shared doc", "only in a", "only in b"]
+    a = cands([10, 10], [0.9, 0.5], ids=["x", "a1"], texts=[texts[0], texts[1]])
+    # same normalized text under another id: still a duplicate
+    b = cands([10, 10], [0.9, 0.5], ids=["y", "b1"], texts=["  shared   DOC ", texts[2]])
+    sel = select_budgeted({"a": a, "b": b}, {"a": 100, "b": 100})
+    assert sel.pools["a"].selected.tolist() == [0, 1]
+    assert sel.pools["b"].selected.tolist() == [1]
+    assert sel.pools["b"].duplicates.tolist() == [0]
+    assert sel.pools["b"].duplicate_of == ["a"]
+
+
+def test_pools_take_turns_so_a_shared_document_does_not_starve_one_pool():
+    # both pools rank the same 4 shared docs first; turn-taking splits them 2/2
+    ids = [f"s{i}" for i in range(4)]
+    a = cands([10] * 4, [0.9, 0.8, 0.7, 0.6], ids=ids)
+    b = cands([10] * 4, [0.9, 0.8, 0.7, 0.6], ids=ids)
+    sel = select_budgeted({"a": a, "b": b}, {"a": 20, "b": 20})
+    got = sorted(sel.pools["a"].selected.tolist() + sel.pools["b"].selected.tolist())
+    assert got == [0, 1, 2, 3]
+    assert sel.pools["a"].tokens == 20 and sel.pools["b"].tokens == 20
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_every_candidate_is_selected_duplicate_or_dropped_exactly_once(seed):
+    rng = np.random.default_rng(seed)
+    shared = [f"s{i}" for i in range(30)]
+    pools, budgets = {}, {}
+    for k in range(3):
+        ids = list(rng.choice(shared, 15, replace=False)) + [f"p{k}-{i}" for i in range(40)]
+        pools[f"p{k}"] = cands(rng.integers(1, 30, len(ids)), rng.random(len(ids)), ids=ids)
+        budgets[f"p{k}"] = int(rng.integers(50, 600))
+    sel = select_budgeted(pools, budgets, order="weighted" if seed % 2 else "top", seed=seed)
+    taken_ids = []
+    for name, p in sel.pools.items():
+        parts = np.concatenate([p.selected, p.duplicates, p.budget_dropped])
+        assert sorted(parts.tolist()) == list(range(len(pools[name])))
+        assert p.tokens == int(pools[name].n_tokens[p.selected].sum()) <= budgets[name]
+        taken_ids += pools[name].id_hash[p.selected].tolist()
+    assert len(taken_ids) == len(set(taken_ids))  # no document twice
+
+
+def test_weighted_order_samples_proportionally_to_score():
+    c = cands([1, 1], [0.75, 0.25])
+    first = [rank(c, "weighted", np.random.default_rng(s))[0] for s in range(2000)]
+    share = first.count(0) / len(first)
+    assert 0.71 < share < 0.79  # P(doc 0 first) = 0.75
+
+
+def test_split_budget_and_parse_budget():
+    assert split_budget(1000, {"a": 3, "b": 1}) == {"a": 750, "b": 250}
+    assert parse_budget("10B") == 10_000_000_000
+    assert parse_budget("2.5k") == 2500
+    assert parse_budget("1_000") == 1000
+    with pytest.raises(ConfigError, match="not a number of tokens"):
+        parse_budget("lots")
+    with pytest.raises(ConfigError):
+        parse_budget("0")
+    with pytest.raises(ConfigError, match=">= 0"):
+        split_budget(10, {"a": -1.0, "b": 1.0})
+
+
+# -- mixtures ----------------------------------------------------------------------------------------
+def test_parse_mixture_forms(tmp_path):
+    assert parse_mixture("a=0.6, b=0.4") == {"a": 0.6, "b": 0.4}
+    assert parse_mixture("equal", ["a", "b"]) == {"a": 1.0, "b": 1.0}
+    (tmp_path / "best.json").write_text(
+        json.dumps({"weights": {"a": 0.2, "b": 0.8}, "target": "x"})
+    )
+    assert parse_mixture(str(tmp_path / "best.json")) == {"a": 0.2, "b": 0.8}
+    (tmp_path / "m.csv").write_text("mix_id,weight/a,weight/b\n0,0.5,0.5\n1,0.9,0.1\n")
+    assert parse_mixture(str(tmp_path / "m.csv"), mix_id=1) == {"a": 0.9, "b": 0.1}
+    with pytest.raises(ConfigError, match="--mix-id"):
+        parse_mixture(str(tmp_path / "m.csv"))
+    with pytest.raises(ConfigError, match="no mixture with mix_id 7"):
+        parse_mixture(str(tmp_path / "m.csv"), mix_id=7)
+    with pytest.raises(ConfigError, match="not a number"):
+        parse_mixture("a=lots")
+    with pytest.raises(ConfigError, match="not understood"):
+        parse_mixture("function-calling")
+
+
+# -- pools and token counting --------------------------------------------------------------------------
+def test_pool_reader_flattens_metadata_and_rejects_bad_records(tmp_path):
+    p = tmp_path / "t" / "s.jsonl.gz"
+    p.parent.mkdir()
+    lines = [
+        orjson.dumps({"id": "a", "text": "good", "metadata": {"prob/t": 0.5, "cluster_id": 3}}),
+        b"{not json",
+        orjson.dumps({"id": "b", "metadata": {}}),
+        orjson.dumps({"id": "c", "text": "  "}),
+        orjson.dumps(["not", "a", "record"]),
+    ]
+    p.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    out = list(read_pool_shard(str(p)))
+    assert (
+        out[0].id == "a" and out[0].metadata["prob/t"] == 0.5 and out[0].metadata["cluster_id"] == 3
+    )
+    assert out[0].metadata["pool_row"] == 0
+    assert [getattr(r, "reason", None) for r in out[1:]] == [
+        "bad_json",
+        "no_text",
+        "empty",
+        "bad_record",
+    ]
+
+
+def test_lmflow_file_is_a_valid_pool(tmp_path):
+    p = tmp_path / "g.json"
+    p.write_text(json.dumps({"type": "text_only", "instances": [{"text": "one"}, {"text": "two"}]}))
+    docs = list(read_pool_shard(str(p)))
+    assert [d.text for d in docs] == ["one", "two"]
+    assert docs[1].id.endswith(":1")
+
+
+def test_discover_pools_skips_bookkeeping(tmp_path):
+    root = make_pools(tmp_path / "pools")
+    pools = discover_pools(root, {"general": str(tmp_path / "g")})
+    assert sorted(pools) == ["function-calling", "general", "roleplay"]
+    with pytest.raises(ConfigError, match="both a task folder"):
+        discover_pools(root, {"roleplay": "x"})
+    with pytest.raises(InputError, match="does not exist"):
+        discover_pools(tmp_path / "nope")
+
+
+def test_token_counter_methods_and_estimate():
+    from retriever.data import Doc
+
+    docs = [Doc("a", "abcdefgh", {"token_count": 3}), Doc("b", "abcdefghi", {}), Doc("c", "é", {})]
+    counts, how = TokenCounter().count(docs)
+    assert counts == [3, 3, 1] and how == ["token_count", "estimate", "estimate"]
+    counts, how = TokenCounter(use_token_count=False).count(docs)
+    assert counts == [2, 3, 1] and set(how) == {"estimate"}
+    assert estimate_tokens("x" * 401) == 101
+
+
+@pytest.fixture(scope="module")
+def gpt2_style_tokenizer(tmp_path_factory):
+    """A tiny byte-level BPE tokenizer saved as a GPT-2 tokenizer folder (no download)."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2TokenizerFast
+
+    d = tmp_path_factory.mktemp("tok")
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        ["function call example roleplay dialogue shared document"] * 20, vocab_size=320
+    )
+    bpe.save(str(d / "tokenizer.json"))
+    GPT2TokenizerFast(tokenizer_file=str(d / "tokenizer.json")).save_pretrained(str(d / "gpt2"))
+    return d
+
+
+def test_tokenizer_counts_are_exact(tmp_path, gpt2_style_tokenizer):
+    from tokenizers import Tokenizer
+
+    from retriever.data import Doc
+
+    ref = Tokenizer.from_file(str(gpt2_style_tokenizer / "tokenizer.json"))
+    docs = [
+        Doc(str(i), t, {"token_count": 999})
+        for i, t in enumerate(["function call", "a zebra said hi " * 300])
+    ]
+    expect = [len(ref.encode(d.text).ids) for d in docs]
+    for path in (gpt2_style_tokenizer / "gpt2", gpt2_style_tokenizer / "tokenizer.json"):
+        counts, how = TokenCounter(path).count(docs)
+        assert counts == expect and set(how) == {"tokenizer"}  # the tokenizer wins over token_count
+    with pytest.raises(InputError, match="does not exist"):
+        TokenCounter(tmp_path / "missing")
+
+
+# -- end to end ----------------------------------------------------------------------------------------
+def test_build_writes_budgeted_deduplicated_lmflow_and_parquet(tmp_path):
+    root = make_pools(tmp_path / "pools")
+    pools = discover_pools(root)
+    b = DatasetBuilder(pools, {"function-calling": 0.5, "roleplay": 0.5}, 200, part_tokens=60)
+    s = b.build(tmp_path / "out")
+    out = tmp_path / "out"
+    fc, rp = s["pools"]["function-calling"], s["pools"]["roleplay"]
+    assert fc["budget"] == rp["budget"] == 100
+    # fc: 3 shared (0.995) + fc-long (40 tokens, 0.99) + top fc docs; every doc 10 tokens except fc-long
+    assert fc["tokens"] == 100 and rp["tokens"] == 100
+    texts = read_lmflow(out)
+    table = read_parquet_parts(out)
+    assert texts == table.column("text").to_pylist()
+    assert len(set(table.column("id").to_pylist())) == len(table) == s["docs"]
+    shared = [i for i in table.column("id").to_pylist() if i.startswith("shared-")]
+    assert sorted(shared) == ["shared-0", "shared-1", "shared-2"]  # each exactly once
+    dups = pq.read_table(out / "duplicates.parquet").to_pylist()
+    assert sorted(d["id"] for d in dups) == ["shared-0", "shared-1", "shared-2"]
+    assert all(d["kept_by"] != d["pool"] for d in dups)
+    assert "a long function call document" in texts  # ranked high and fits
+    # highest score first: the lowest-ranked fc doc taken beats every fc doc left out
+    fc_rows = table.filter(pa.compute.equal(table.column("pool"), "function-calling"))
+    kept_scores = fc_rows.column("score").to_numpy()
+    assert kept_scores.min() >= 1 - 10 / 40
+    # accounting
+    assert s["balanced"] and fc["balanced"] and rp["balanced"]
+    assert s["counts"]["seen"] == 66 and s["counts"]["kept"] == s["docs"]
+    assert sum(fc["tokens_per_cluster"].values()) == fc["tokens"]
+    assert set(rp["tokens_per_cluster"]) <= {"7", "1"}
+    assert s["token_counting"]["docs_by_method"] == {"token_count": 66}
+    assert all(p["tokens"] <= 60 for p in s["parts"]) and len(s["parts"]) >= 4
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_budget_above_supply_reports_shortfall(tmp_path):
+    root = make_pools(tmp_path / "pools")
+    s = DatasetBuilder(discover_pools(root), {"roleplay": 1.0}, 10_000).build(tmp_path / "out")
+    rp = s["pools"]["roleplay"]
+    assert rp["docs"] == 33 and rp["tokens"] == 330 and rp["shortfall"] == 10_000 - 330
+    assert s["unused_pools"] == ["function-calling"]
+
+
+def test_weighted_order_is_seeded(tmp_path):
+    root = make_pools(tmp_path / "pools")
+    pools = discover_pools(root)
+    ids = []
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        b = DatasetBuilder(
+            pools,
+            {"roleplay": 1},
+            100,
+            order="weighted",
+            seed=seed,
+            formats=("parquet",),
+            scan_cache=tmp_path / "scan",
+        )
+        b.build(tmp_path / name)
+        ids.append(read_parquet_parts(tmp_path / name).column("id").to_pylist())
+    assert ids[0] == ids[1] and ids[0] != ids[2]
+
+
+def test_scan_cache_is_reused_and_invalidated_by_a_changed_pool(tmp_path):
+    root = make_pools(tmp_path / "pools")
+    pools = discover_pools(root)
+    cache = tmp_path / "scan"
+    DatasetBuilder(pools, {"roleplay": 1}, 50, scan_cache=cache).build(tmp_path / "o1")
+    before = sorted(p.name for p in cache.rglob("*.parquet"))
+    mtimes = {p: p.stat().st_mtime_ns for p in cache.rglob("*.parquet")}
+    DatasetBuilder(pools, {"roleplay": 1}, 80, scan_cache=cache).build(tmp_path / "o2")
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*.parquet")} == mtimes  # not rescanned
+    write_pool(
+        root / "roleplay" / "s1.jsonl.gz",
+        "roleplay",
+        [{"id": "new", "text": "new doc", "p": 1.0, "tc": 5}],
+    )
+    s = DatasetBuilder(pools, {"roleplay": 1}, 80, scan_cache=cache).build(tmp_path / "o3")
+    assert len(sorted(p.name for p in cache.rglob("*.parquet"))) == len(before) + 1
+    assert "new" in read_parquet_parts(tmp_path / "o3").column("id").to_pylist()
+    assert s["pools"]["roleplay"]["counts"]["seen"] == 14
+
+
+def test_rerun_is_a_noop_and_other_settings_are_refused(tmp_path):
+    root = make_pools(tmp_path / "pools")
+    pools = discover_pools(root)
+    s1 = DatasetBuilder(pools, {"roleplay": 1}, 50).build(tmp_path / "out")
+    s2 = DatasetBuilder(pools, {"roleplay": 1}, 50).build(tmp_path / "out")
+    assert s1 == s2
+    with pytest.raises(ResumeError, match="budget"):
+        DatasetBuilder(pools, {"roleplay": 1}, 60).build(tmp_path / "out")
+
+
+def test_failed_part_resumes_to_the_same_output(tmp_path, monkeypatch):
+    root = make_pools(tmp_path / "pools")
+    pools = discover_pools(root)
+    mix = {"function-calling": 0.5, "roleplay": 0.5}
+    DatasetBuilder(pools, mix, 300, part_tokens=40).build(tmp_path / "ref")
+
+    real = DatasetBuilder._write_part
+    calls = []
+
+    def failing(self, rows, paths):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError("simulated crash while writing part 3")
+        return real(self, rows, paths)
+
+    monkeypatch.setattr(DatasetBuilder, "_write_part", failing)
+    with pytest.raises(OSError, match="simulated"):
+        DatasetBuilder(pools, mix, 300, part_tokens=40).build(tmp_path / "out")
+    out = tmp_path / "out"
+    assert not (out / "summary.json").exists()  # not mistaken for a finished build
+    done = {p: p.stat().st_mtime_ns for p in (out / "lmflow").glob("*.json")}
+    assert len(done) == 2 and not list(out.rglob("*.tmp"))
+    monkeypatch.setattr(DatasetBuilder, "_write_part", real)
+    s = DatasetBuilder(pools, mix, 300, part_tokens=40).build(out)
+    assert {p: p.stat().st_mtime_ns for p in done} == done  # finished parts kept
+    assert read_lmflow(out) == read_lmflow(tmp_path / "ref")
+    assert read_parquet_parts(out).equals(read_parquet_parts(tmp_path / "ref"))
+    assert s["tokens"] == json.loads((tmp_path / "ref" / "summary.json").read_text())["tokens"]
+
+
+KILL_SCRIPT = """
+import os, signal, sys
+from retriever.dataset import DatasetBuilder, discover_pools
+from retriever.dataset.build import DatasetBuilder as B
+real = B._write_part
+n = []
+def write_then_die(self, rows, paths):
+    n.append(1)
+    if len(n) == 3:
+        # hard kill in the middle of part 3: its .tmp files are half written
+        for p in paths.values():
+            open(str(p) + ".tmp", "wb").write(b'{"type": "text_only", "instan')
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(self, rows, paths)
+B._write_part = write_then_die
+pools = discover_pools(sys.argv[1])
+DatasetBuilder(pools, {"function-calling": 0.5, "roleplay": 0.5}, 300, part_tokens=40).build(sys.argv[2])
+"""
+
+
+def test_killed_build_resumes_without_duplicates_or_gaps(tmp_path):
+    root = make_pools(tmp_path / "pools")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(root), str(out)], cwd=REPO)
+    assert proc.returncode == -9
+    assert not (out / "summary.json").exists() and list(out.rglob("*.tmp"))
+    rc = cli_main(
+        [
+            "build-dataset",
+            "--pools",
+            str(root),
+            "--mixture",
+            "function-calling=0.5,roleplay=0.5",
+            "--budget",
+            "300",
+            "--part-tokens",
+            "40",
+            "--out",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    DatasetBuilder(
+        discover_pools(root), {"function-calling": 0.5, "roleplay": 0.5}, 300, part_tokens=40
+    ).build(tmp_path / "ref")
+    got, ref = read_lmflow(out), read_lmflow(tmp_path / "ref")
+    assert got == ref and len(got) == len(set(got))
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_shared_data_pools_report_tokens_per_cluster(tmp_path, shared_data):
+    """Real ClimbLab documents (with their cluster_id) as pools, scored by a stand-in rule."""
+    src = shared_data / "corpus" / "climblab_clusters_sample.jsonl"
+    recs = [json.loads(line) for line in src.read_text().splitlines()[::5]]  # every cluster
+    for task, key in (("reasoning", "number"), ("rag", "study")):
+        rows = [
+            {
+                "id": f"climb:{i}",
+                "text": r["text"],
+                "p": float(key in r["text"].lower()),
+                "cluster": r["cluster_id"],
+            }
+            for i, r in enumerate(recs)
+        ]
+        write_pool(tmp_path / "pools" / task / "s.parquet", task, rows)
+    s = DatasetBuilder(
+        discover_pools(tmp_path / "pools"), {"reasoning": 1, "rag": 1}, 40_000
+    ).build(tmp_path / "out")
+    table = read_parquet_parts(tmp_path / "out")
+    longest = max(estimate_tokens(r["text"]) for r in recs)
+    for task in ("reasoning", "rag"):  # each pool stops short by less than one document
+        assert 0 <= s["pools"][task]["shortfall"] < longest
+    assert len(set(table.column("id").to_pylist())) == len(table)  # the two pools share every id
+    assert s["counts"]["dropped/duplicate"] > 0
+    for task in ("reasoning", "rag"):
+        p = s["pools"][task]
+        assert sum(p["tokens_per_cluster"].values()) == p["tokens"]
+        assert len(p["tokens_per_cluster"]) > 3
+    assert s["token_counting"]["docs_by_method"] == {"estimate": 2 * len(recs)}
+
+
+# -- errors ------------------------------------------------------------------------------------------
+def test_config_errors(tmp_path):
+    root = make_pools(tmp_path / "pools")
+    pools = discover_pools(root)
+    with pytest.raises(ConfigError, match="function-caling"):
+        DatasetBuilder(pools, {"function-caling": 1.0}, 100)
+    with pytest.raises(ConfigError, match="order"):
+        DatasetBuilder(pools, {"roleplay": 1.0}, 100, order="best")
+    with pytest.raises(ConfigError, match="formats"):
+        DatasetBuilder(pools, {"roleplay": 1.0}, 100, formats=("csv",))
+    empty = tmp_path / "empty"
+    (empty / "task").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="no pool found"):
+        discover_pools(empty)
+
+
+def test_full_disk_is_a_one_line_error_and_no_summary(tmp_path):
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    root = make_pools(tmp_path / "pools")
+    out = tmp_path / "out"
+    (out / "lmflow").mkdir(parents=True)
+    # the first part's temporary file is the full device: the write fails with ENOSPC
+    os.symlink("/dev/full", out / "lmflow" / "part_00000.json.tmp")
+    with pytest.raises(OutputError, match="disk full"):
+        DatasetBuilder(discover_pools(root), {"roleplay": 1}, 100).build(out)
+    assert not (out / "summary.json").exists()
+
+
+def test_cli_json_and_error_message(tmp_path, capsys):
+    root = make_pools(tmp_path / "pools")
+    rc = cli_main(
+        [
+            "build-dataset",
+            "--pools",
+            str(root),
+            "--mixture",
+            "equal",
+            "--budget",
+            "120",
+            "--out",
+            str(tmp_path / "out"),
+            "--format",
+            "parquet",
+            "--json",
+        ]
+    )
+    assert rc == 0
+    s = json.loads(capsys.readouterr().out)
+    assert (
+        s["complete"] and s["tokens"] <= 120 and set(s["pools"]) == {"function-calling", "roleplay"}
+    )
+    assert not (tmp_path / "out" / "lmflow").exists()
+    rc = cli_main(
+        [
+            "build-dataset",
+            "--pools",
+            str(root),
+            "--mixture",
+            "roleplai=1",
+            "--budget",
+            "1k",
+            "--out",
+            str(tmp_path / "o2"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2 and "roleplai" in err and len(err.strip().splitlines()) == 1
