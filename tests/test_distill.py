@@ -75,7 +75,7 @@ def synthetic_label_rows(
     return rows
 
 
-SMALL = DistillConfig(epoch=15, bucket=50_000, dim=16, lr=0.5, thread=1, seed=1)
+SMALL = DistillConfig(epoch=15, bucket=50_000, dim=16, lr=0.5, seed=1)
 
 
 # -- metrics (pure numpy, checked against brute force) ------------------------------------------
@@ -118,7 +118,8 @@ def test_combined_score_uses_present_columns_and_spearman():
 
 
 def test_fasttext_text_is_one_line():
-    assert fasttext_text("  a\nb\r\n\tc  d \n") == "a b c d"
+    text = "  a\nb\r\n\tc  d \n"
+    assert "\n" not in fasttext_text(text) and fasttext_text(text).split() == ["a", "b", "c", "d"]
 
 
 # -- labels --------------------------------------------------------------------------------------
@@ -180,6 +181,8 @@ def test_distill_trains_evaluates_and_writes_manifest(tmp_path):
 
 
 def test_distill_cli_json_and_bad_input(tmp_path, capsys):
+    # regression: through the CLI (other stages' modules loaded first), the refit used to stop with
+    # fastText's "Encountered NaN" when training ran on fewer than 11 threads (MIN_THREADS)
     from retriever.cli import main
 
     write_labels(tmp_path / "l.parquet", synthetic_label_rows("rag", 20, 20, 0, seed=2))

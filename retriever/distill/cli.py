@@ -36,7 +36,12 @@ def add_parser(subparsers) -> None:
     g.add_argument("--min-count", type=int, default=d.min_count)
     g.add_argument("--bucket", type=int, default=d.bucket, help="n-gram hash buckets (model size)")
     g.add_argument("--loss", default=d.loss, choices=["softmax", "ova", "hs", "ns"])
-    g.add_argument("--thread", type=int, default=d.thread, help=">1 is faster, not reproducible")
+    g.add_argument(
+        "--thread",
+        type=int,
+        default=d.thread,
+        help="at least 11 are used (fastText initialises its matrix per thread)",
+    )
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--max-chars", type=int, default=d.max_chars, help="cut documents (0: whole)")
     e = p.add_argument_group("evaluation")

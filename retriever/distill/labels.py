@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,17 +26,17 @@ UNCERTAIN = "uncertain"
 LABEL_VALUES = (POSITIVE, NEGATIVE, UNCERTAIN)
 REQUIRED_COLUMNS = ("id", "text", "task", "label")
 
-_WS = re.compile(r"\s+")
-
 
 def fasttext_text(text: str) -> str:
-    """One line for fastText: newlines (and every other whitespace run) become one space.
+    """One line for fastText: newlines become spaces.
 
-    fastText splits words on whitespace and reads one example per line, so a newline inside a
-    document would end it. Training and filtering both go through this function, so the student
-    sees documents the same way at both ends.
+    fastText reads one example per line and splits words on ASCII whitespace, so replacing the
+    newlines is all it takes; every other character is left for fastText's own tokenizer. Training
+    and filtering both go through this function (and datatrove's ``FastTextClassifierFilter`` with
+    ``newline_replacement=" "`` does the same), so the student sees documents the same way at
+    both ends.
     """
-    return _WS.sub(" ", text).strip()
+    return text.replace("\n", " ")
 
 
 @dataclass

@@ -40,6 +40,11 @@ if TYPE_CHECKING:
 
 LABEL_PREFIX = "__label__"
 MANIFEST_VERSION = 1
+# fastText 0.9.x initialises its input matrix in 10 blocks, one per training thread
+# (DenseMatrix::uniformThread): with fewer than 11 threads part of the matrix is left as
+# uninitialised memory, and training on it can stop with "Encountered NaN" or learn from garbage.
+# So training always runs at least 11 threads (hogwild, hence not bit-reproducible run to run).
+MIN_THREADS = 11
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,7 @@ class DistillConfig:
         min_count: drop words seen fewer times.
         bucket: hash buckets for the n-grams; the bulk of the model's size.
         loss: ``softmax`` (default) or ``ova`` / ``hs``.
-        thread: training threads (more than 1 is not bit-reproducible).
+        thread: training threads; at least :data:`MIN_THREADS` are used (see there).
         seed: fastText's seed and the split's seed.
         test_fraction: share of each class held out for the metrics.
         threshold: probability at which precision / recall / F1 are measured.
@@ -70,7 +75,7 @@ class DistillConfig:
     min_count: int = 1
     bucket: int = 2_000_000
     loss: str = "softmax"
-    thread: int = 1
+    thread: int = MIN_THREADS
     seed: int = 0
     test_fraction: float = 0.2
     threshold: float = 0.5
@@ -107,7 +112,7 @@ class DistillConfig:
             "minCount": self.min_count,
             "bucket": self.bucket,
             "loss": self.loss,
-            "thread": self.thread,
+            "thread": max(self.thread, MIN_THREADS),
             "seed": self.seed,
             "verbose": 0,
         }
@@ -178,7 +183,7 @@ class FastTextDistiller:
             "n_test": int(len(test_idx)),
             "trained_on": "train+test (refit)" if cfg.refit else "train split",
             "config": asdict(cfg),
-            "text_normalization": "whitespace runs (newlines included) -> one space, stripped",
+            "text_normalization": "newlines -> spaces (fasttext_text)",
             "metrics": metrics,
             "fasttext": _version("fasttext-numpy2-wheel"),
             "model_file": out.name,
