@@ -90,8 +90,9 @@ class CorpusStore:
             return False
         parts = num_partitions or max(1, int(math.sqrt(n)))
         sub = next(s for s in (self.dim // 8, self.dim // 4, self.dim // 2, 1) if s and self.dim % s == 0)
-        self._table.create_index(metric="cosine", num_partitions=parts, num_sub_vectors=sub,
-                                 index_type="IVF_PQ", replace=True)
+        index_mod = require("lancedb.index")
+        config = index_mod.IvfPq(distance_type="cosine", num_partitions=parts, num_sub_vectors=sub)
+        self._table.create_index("vector", config=config, replace=True)
         self._rewrite_meta(ann_rows=n)
         log.info("built IVF-PQ index on %d vectors (%d partitions)", n, parts)
         return True

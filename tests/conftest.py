@@ -25,3 +25,54 @@ def embedder():
     from retriever.embed import load_embedder
 
     return load_embedder()
+
+
+# Tiny synthetic gold for two tasks: texts say what they are, so failures read well.
+TOOLS_GOLD = [
+    'Question: Email Ana the report.\n1. get_email_address("Ana")\n2. send_email(["$1"], "Report", "attached")\n3. join()',
+    'Question: Text Bob that I am late.\n1. get_phone_number("Bob")\n2. send_sms(["$1"], "I am late")\n3. join()',
+    'Question: Create a meeting with Carol at 3pm.\n1. create_calendar_event("Meeting", "15:00", ["Carol"])\n2. join()',
+    'User: What is the weather in Paris?\nAvailable tools: [{"name": "get_weather", "parameters": {"city": "string"}}]\nCall: get_weather(city="Paris")',
+    'User: Convert 10 USD to EUR.\nAvailable tools: [{"name": "convert_currency", "parameters": {"amount": "number"}}]\nCall: convert_currency(amount=10, from="USD", to="EUR")',
+    'Question: Open the file notes.txt.\n1. open_and_get_file_path("notes.txt")\n2. join()',
+]
+MATH_GOLD = [
+    "Question: Tom has 3 apples and buys 5 more. How many apples does he have?\nAnswer: 3 + 5 = 8. He has 8 apples.",
+    "Question: A train travels 60 km per hour for 2 hours. How far does it go?\nAnswer: 60 * 2 = 120 km.",
+    "Question: Sara had 20 dollars and spent 7. How much is left?\nAnswer: 20 - 7 = 13 dollars.",
+    "Question: There are 4 boxes with 6 pens each. How many pens?\nAnswer: 4 * 6 = 24 pens.",
+    "Question: Half of 18 students are girls. How many boys?\nAnswer: 18 / 2 = 9 boys.",
+    "Question: A coin is heads up. Alice flips it. Is it still heads up?\nAnswer: no",
+]
+WEB_TEXT = [
+    "The city council met on Tuesday to discuss the new park on Elm Street and its opening hours.",
+    "Our bakery sells sourdough bread, croissants and seasonal fruit tarts every morning from 7am.",
+    "The river flooded in spring, and the bridge was closed for repairs until late summer.",
+    "This hotel offers sea views, a heated pool and free breakfast for all guests.",
+    "The novel follows a young painter who moves to Lisbon and falls in love with the city.",
+    "Gardening tips: water tomatoes in the morning and mulch the soil to keep it moist.",
+]
+
+
+def write_jsonl(path, records):
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        for r in records:
+            fh.write(json.dumps(r) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_indexes(tmp_path_factory, embedder):
+    """Two real task indexes (``tools``, ``math``) built from the synthetic gold above."""
+    from retriever.index import build_index
+
+    root = tmp_path_factory.mktemp("indexes")
+    out = {}
+    for task, texts in (("tools", TOOLS_GOLD), ("math", MATH_GOLD)):
+        gold = write_jsonl(root / "gold" / f"{task}.jsonl", [{"text": t} for t in texts])
+        build_index(task, gold=[str(gold)], indexes_dir=root, embedder=embedder)
+        out[task] = root / task
+    return out
