@@ -20,6 +20,8 @@ _HINTS: dict[str, tuple[str, str]] = {
     "pandas": ("pandas", "store"),
     "ray": ("ray", "ray"),
     "zstandard": ("zstandard", "core"),
+    "sklearn": ("scikit-learn", "mix"),
+    "tokenizers": ("tokenizers", "confirm"),
 }
 
 

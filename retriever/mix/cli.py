@@ -1,0 +1,188 @@
+"""``retriever mix propose|fit``: parse options, call :mod:`retriever.mix`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import orjson
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "mix",
+        help="mixture search (RegMix): propose mixtures, fit proxy results",
+        description=(
+            "RegMix: `propose` writes candidate mixtures over the task pools (Dirichlet sampling "
+            "around their token shares); train one small proxy model per mixture (build-dataset "
+            "--mixture mixtures.csv --mix-id I), add its validation scores as columns, then `fit` "
+            "regresses scores on weights, reports held-out rank correlation and proposes the best "
+            "mixture."
+        ),
+    )
+    sub = p.add_subparsers(dest="mix_command", metavar="{propose,fit}")
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+    pp = sub.add_parser(
+        "propose",
+        help="write candidate mixtures (CSV) for proxy runs",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    src = pp.add_mutually_exclusive_group(required=True)
+    src.add_argument(
+        "--pools", help="the filter stage's output folder: token shares are counted from it"
+    )
+    src.add_argument("--shares", help="token shares or counts instead: 'fc=3e9,reasoning=1e9'")
+    pp.add_argument(
+        "--pool",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="an extra pool (e.g. general=PATH), with --pools",
+    )
+    pp.add_argument("--n", type=int, default=64, help="number of mixtures (proxy runs)")
+    pp.add_argument("-o", "--out", default="mixtures.csv", help="output CSV (settings in OUT.json)")
+    pp.add_argument("--seed", type=int, default=0)
+    pp.add_argument(
+        "--temperature", type=float, default=0.5, help="smoothing of the shares (shares**t)"
+    )
+    pp.add_argument("--min-strength", type=float, default=0.1)
+    pp.add_argument("--max-strength", type=float, default=5.0)
+    pp.add_argument(
+        "--minimum", type=float, default=1e-3, help="weights below become 0; rounding grid"
+    )
+    pp.add_argument("--budget", help="tokens of the final training set: caps each pool's weight")
+    pp.add_argument(
+        "--max-epochs", type=float, default=4.0, help="repeats of a pool allowed under --budget"
+    )
+    pp.add_argument("--tokenizer", help="local GPT-2 tokenizer for exact pool token counts")
+    pp.add_argument("--scan-cache", help="scan cache folder (share it with build-dataset)")
+    pp.add_argument("--json", action="store_true", help="print the proposals as JSON")
+    pp.set_defaults(func=run_propose)
+
+    pf = sub.add_parser(
+        "fit",
+        help="fit proxy results, report held-out Spearman, propose the best mixture",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    pf.add_argument("results", help="CSV: mix_id, weight/<pool>..., one column per proxy score")
+    pf.add_argument(
+        "--target", help="score column to optimize (default score/total, else the mean)"
+    )
+    pf.add_argument("--minimize", action="store_true", help="lower is better (a validation loss)")
+    pf.add_argument("--model", default="auto", choices=["auto", "linear", "quadratic", "gbm"])
+    pf.add_argument("--folds", type=int, default=5, help="k of the k-fold held-out check")
+    pf.add_argument("--samples", type=int, default=100_000, help="mixtures ranked by the model")
+    pf.add_argument("--top-k", type=int, default=100, help="best predicted mixtures averaged")
+    pf.add_argument("--seed", type=int, default=0)
+    pf.add_argument(
+        "-o", "--out", default="best_mixture.json", help="output (build-dataset --mixture reads it)"
+    )
+    pf.add_argument("--json", action="store_true", help="print the result as JSON")
+    pf.set_defaults(func=run_fit)
+
+
+def _pairs(spec: str) -> dict[str, float]:
+    from retriever.dataset import parse_mixture
+
+    return parse_mixture(spec)
+
+
+def run_propose(args: argparse.Namespace) -> int:
+    from retriever.dataset import discover_pools, parse_budget, pool_token_counts
+    from retriever.errors import ConfigError
+    from retriever.mix import propose_mixtures, upper_bounds, write_proposals
+
+    if args.pools:
+        extra = {}
+        for spec in args.pool:
+            name, sep, path = spec.partition("=")
+            if not sep:
+                raise ConfigError(f"--pool {spec!r}: write NAME=PATH")
+            extra[name] = path
+        pools = discover_pools(args.pools, extra)
+        shares = pool_token_counts(pools, tokenizer=args.tokenizer, scan_cache=args.scan_cache)
+        if not any(shares.values()):
+            raise ConfigError(f"every pool in {args.pools} is empty: nothing to mix")
+    else:
+        shares = _pairs(args.shares)
+    budget = parse_budget(args.budget) if args.budget else None
+    upper = upper_bounds(shares, budget, args.max_epochs)
+    mixes = propose_mixtures(
+        shares,
+        args.n,
+        seed=args.seed,
+        temperature=args.temperature,
+        min_strength=args.min_strength,
+        max_strength=args.max_strength,
+        minimum=args.minimum,
+        upper=upper,
+    )
+    info = {
+        "shares": shares,
+        "seed": args.seed,
+        "temperature": args.temperature,
+        "min_strength": args.min_strength,
+        "max_strength": args.max_strength,
+        "minimum": args.minimum,
+        "budget": budget,
+        "max_epochs": args.max_epochs,
+        "upper": None if upper is None else dict(zip(shares, upper.tolist(), strict=True)),
+    }
+    write_proposals(args.out, mixes, info)
+    if args.json:
+        sys.stdout.write(orjson.dumps({"out": args.out, "mixtures": mixes, **info}).decode() + "\n")
+    else:
+        total = sum(shares.values())
+        print(f"{len(mixes)} mixtures over {len(shares)} pools -> {args.out}")
+        for k, v in shares.items():
+            ws = [m[k] for m in mixes]
+            print(
+                f"  {k:<24} share {v / total:6.3f}   proposed weight {min(ws):.3f}..{max(ws):.3f}"
+            )
+        print(
+            "next: one proxy run per row (build-dataset --mixture CSV --mix-id I), add score columns, "
+            "then `retriever mix fit CSV`"
+        )
+    return 0
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    from retriever.corpus import write_json_atomic
+    from retriever.mix import fit_mixture, read_results
+
+    res = read_results(args.results)
+    out = fit_mixture(
+        res,
+        args.target,
+        model=args.model,
+        maximize=not args.minimize,
+        folds=args.folds,
+        n_samples=args.samples,
+        top_k=args.top_k,
+        seed=args.seed,
+    )
+    write_json_atomic(args.out, out)
+    if args.json:
+        sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    print(f"{out['n_runs']} proxy runs, target {out['target']} ({out['goal']})")
+    print(
+        f"  held-out fit ({args.folds}-fold)  "
+        + "  ".join(f"{m:>10}" for m in next(iter(out["fit"].values())))
+    )
+    for col, per_model in out["fit"].items():
+        print(
+            f"  {col[:30]:<31}" + "  ".join(f"{v['spearman']:>10.3f}" for v in per_model.values())
+        )
+    print(f"  model: {out['model']} (Spearman {out['held_out_spearman']:.3f})")
+    print(
+        "  best mixture: "
+        + ", ".join(f"{k}={v:.3f}" for k, v in out["weights"].items())
+        + f"  (predicted {out['predicted']:.4g}; best run {out['best_observed']['mix_id']}: "
+        f"{out['best_observed']['value']:.4g})"
+    )
+    if out["skipped_runs"]:
+        print(f"  skipped runs without a value: {', '.join(out['skipped_runs'])}")
+    print(f"  -> {args.out}  (retriever build-dataset --mixture {args.out} ...)")
+    return 0
