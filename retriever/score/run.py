@@ -50,10 +50,18 @@ def score_corpus(
     if executor == "inline":
         job.run(progress=progress)
     else:
+        from retriever.corpus.sharding import shard_name
         from retriever.executors import run_sharded
 
-        run_sharded(job.score_shard, shards, executor=executor, workers=workers,
-                    logging_dir=str(Path(out_dir) / "logs"), **(executor_settings or {}))
+        # the executor keeps its own markers under logs/; done/<shard>.json written by the job
+        # itself stays the one record of a finished shard
+        result = run_sharded(job.score_shard, shards, executor=executor, workers=workers,
+                             logging_dir=str(Path(out_dir) / "logs"), progress=progress,
+                             **(executor_settings or {}))
+        for shard, error in result.failed.items():
+            write_json_atomic(Path(out_dir) / "failed" / f"{shard_name(shard)}.json", {"shard": shard, "error": error})
+        if result.submitted:
+            log.info("submitted to %s; rerun the same command once the jobs are done to summarize", executor)
     if store is not None:
         ingest_store(out_dir, None if store == "default" else store, ann_min_rows)
     summary = summarize(out_dir, top_fraction, thresholds)

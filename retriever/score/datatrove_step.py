@@ -1,0 +1,81 @@
+"""Similarity scoring as a datatrove pipeline step, for users' own datatrove pipelines.
+
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.readers import JsonlReader
+    from datatrove.pipeline.writers import JsonlWriter
+    from retriever.score.datatrove_step import DatatroveSimilarityScorer
+
+    LocalPipelineExecutor([
+        JsonlReader("corpus/"),
+        DatatroveSimilarityScorer(["indexes/function-calling", "indexes/rag"]),
+        JsonlWriter("scored/"),
+    ], tasks=8).run()
+
+Each document gets ``metadata["sim/<task>"]`` and ``metadata["simk/<task>"]`` (see
+:mod:`retriever.score.core`); nothing is dropped (deciding is a later step). Models load in the
+worker on first use, so the step pickles small. ``retriever score --executor local|slurm|ray`` runs
+the resumable per-shard job instead; this step is for composing with other datatrove blocks.
+"""
+
+from __future__ import annotations
+
+from retriever._deps import require
+
+_base = require("datatrove.pipeline.base")
+
+
+class DatatroveSimilarityScorer(_base.PipelineStep):
+    """Adds the similarity of each datatrove ``Document`` to each task's gold.
+
+    Args:
+        index_dirs: ``indexes/<task>`` folders (same embedding model).
+        k: neighbours averaged by ``simk/<task>``.
+        batch_size: documents embedded together.
+        device: ``cuda`` / ``cpu`` (``None``: CUDA when available).
+    """
+
+    name = "🎯 retriever similarity"
+    type = "🔢 - SCORER"
+
+    def __init__(self, index_dirs: list[str], k: int = 10, batch_size: int = 256, device: str | None = None):
+        super().__init__()
+        self.index_dirs, self.k, self.batch_size, self.device = list(index_dirs), k, batch_size, device
+        self._scorer = None
+
+    def __getstate__(self):
+        d = dict(self.__dict__)
+        d["_scorer"] = None
+        return d
+
+    def scorer(self):
+        if self._scorer is None:
+            from retriever.embed import load_embedder
+            from retriever.index import load_indexes
+            from retriever.score.scorer import SimilarityScorer
+
+            indexes = load_indexes(self.index_dirs)
+            emb = load_embedder(next(iter(indexes.values())).model, device=self.device)
+            self._scorer = SimilarityScorer(indexes, emb, k=self.k, batch_size=self.batch_size)
+        return self._scorer
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        scorer = self.scorer()
+        buf = []
+        for doc in data:
+            self.stat_update("seen")
+            buf.append(doc)
+            if len(buf) >= self.batch_size:
+                yield from self._flush(scorer, buf)
+                buf = []
+        if buf:
+            yield from self._flush(scorer, buf)
+
+    def _flush(self, scorer, docs):
+        with self.track_time(unit="batch"):
+            sc = scorer.score_texts([d.text for d in docs])
+        for i, doc in enumerate(docs):
+            for task in scorer.tasks:
+                doc.metadata[f"sim/{task}"] = float(sc.max[task][i])
+                doc.metadata[f"simk/{task}"] = float(sc.topk[task][i])
+            self.stat_update("scored")
+            yield doc
