@@ -1,1 +1,1 @@
-"""Stage: run."""
+"""Stage run: the whole job from one TOML config, redoing only what changed."""

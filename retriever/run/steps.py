@@ -1,0 +1,135 @@
+"""Run a list of dependent steps, redoing only what changed.
+
+Each step has a fingerprint: its own settings plus the fingerprints of the steps it depends on, so a
+change anywhere upstream reaches every step downstream of it and nothing else. ``run.json`` in the
+run folder records, per step, the fingerprint it last finished with.
+
+* same fingerprint, finished, outputs present -> skipped;
+* same fingerprint, not finished (a crash, a kill) -> run again *into the same outputs*, so stages
+  that resume (scoring, filtering) pick up where they stopped;
+* other fingerprint (settings or inputs changed) -> the step's outputs are removed, then it runs.
+
+The state file is written atomically after every step, so a killed run loses at most the step in
+progress, and a finished-looking output is never one of an earlier configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from retriever.corpus.writers import read_json, write_json_atomic
+from retriever.errors import ConfigError
+from retriever.manifest import fingerprint
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "run.json"
+
+
+@dataclass
+class RunStep:
+    """One unit of a run.
+
+    Args:
+        name: unique name (``"score"``, ``"distill/rag"``).
+        settings: everything that changes the step's result (JSON-able), input fingerprints included.
+        fn: does the work; returns a small JSON-able result recorded in ``run.json``.
+        outputs: files/folders the step owns: removed when its fingerprint changes, and required to
+            exist for a skip.
+        after: names of the steps whose results this one uses.
+        keep: outputs that survive a fingerprint change (caches keyed by their own content).
+    """
+
+    name: str
+    settings: dict[str, Any]
+    fn: Callable[[], dict[str, Any] | None]
+    outputs: list[Path] = field(default_factory=list)
+    after: list[str] = field(default_factory=list)
+    keep: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class StepOutcome:
+    name: str
+    action: str  # "skipped" | "ran" | "resumed" | "reran"
+    seconds: float
+    result: dict[str, Any] | None
+
+
+class StepRunner:
+    """Runs steps in order under ``run_dir`` (see module docstring)."""
+
+    def __init__(self, run_dir: str | Path):
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.state_path = self.run_dir / STATE_FILE
+        self.state: dict[str, Any] = read_json(self.state_path) if self.state_path.exists() else {"steps": {}}
+
+    def fingerprints(self, steps: list[RunStep]) -> dict[str, str]:
+        fps: dict[str, str] = {}
+        for s in steps:
+            missing = [a for a in s.after if a not in fps]
+            if missing:
+                raise ConfigError(f"step {s.name} runs after unknown or later step(s) {missing}")
+            fps[s.name] = fingerprint({"settings": s.settings, "after": [fps[a] for a in s.after]})
+        return fps
+
+    def plan(self, steps: list[RunStep]) -> dict[str, str]:
+        """What :meth:`run` would do with each step, without doing it."""
+        fps = self.fingerprints(steps)
+        return {s.name: self._action(s, fps[s.name]) for s in steps}
+
+    def _action(self, s: RunStep, fp: str) -> str:
+        rec = self.state["steps"].get(s.name)
+        if rec is None:
+            return "ran"
+        if rec["fingerprint"] != fp:
+            return "reran"
+        if rec.get("status") == "done" and all(Path(o).exists() for o in s.outputs):
+            return "skipped"
+        return "resumed"
+
+    def run(self, steps: list[RunStep], on_step: Callable[[RunStep, str], None] | None = None) -> list[StepOutcome]:
+        fps = self.fingerprints(steps)
+        outcomes = []
+        for s in steps:
+            action = self._action(s, fps[s.name])
+            if on_step is not None:
+                on_step(s, action)
+            if action == "skipped":
+                rec = self.state["steps"][s.name]
+                outcomes.append(StepOutcome(s.name, action, 0.0, rec.get("result")))
+                continue
+            if action == "reran":
+                keep = {Path(k).resolve() for k in s.keep}
+                for o in s.outputs:
+                    if Path(o).resolve() not in keep:
+                        _remove(Path(o))
+            self.state["steps"][s.name] = {"fingerprint": fps[s.name], "status": "running", "settings": s.settings}
+            self._save()
+            t0 = time.perf_counter()
+            result = s.fn() or {}
+            dt = time.perf_counter() - t0
+            self.state["steps"][s.name] = {"fingerprint": fps[s.name], "status": "done", "settings": s.settings,
+                                           "result": result, "seconds": round(dt, 2),
+                                           "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            self._save()
+            log.info("step %s: %s in %.1f s", s.name, action, dt)
+            outcomes.append(StepOutcome(s.name, action, dt, result))
+        return outcomes
+
+    def _save(self) -> None:
+        write_json_atomic(self.state_path, self.state)
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir():
+        shutil.rmtree(p)
+    elif p.exists():
+        p.unlink()
