@@ -1,0 +1,397 @@
+"""``render_report``: plain data (dicts, arrays, pyarrow tables) -> one self-contained HTML page.
+
+Nothing here reads files: :mod:`retriever.report.collect` gathers the data from a run folder, so
+the page can be tested with hand-made inputs. Every section appears only when its data is given;
+the page lists what was not found, so an absent plot is never mistaken for an empty result.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from html import escape
+from typing import Any
+
+import numpy as np
+
+from retriever.report.svg import bars_svg, curve_svg, histogram_svg, pr_curve, scatter_svg
+
+SAMPLE_CHARS = 600  # characters of a sample shown before "more"
+SAMPLE_FULL_CHARS = 4000  # characters kept in the expandable part
+SAMPLE_KINDS = ("kept", "borderline", "rejected")
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#222;background:#fafafa}
+header{background:#223;color:#fff;padding:16px 28px}header h1{margin:0;font-size:22px}
+header p{margin:4px 0 0;color:#ccd}nav{padding:8px 28px;background:#eef;font-size:13px}
+nav a{margin-right:14px;color:#224}main{padding:8px 28px 40px;max-width:1240px}
+section{background:#fff;border:1px solid #ddd;border-radius:6px;padding:12px 18px;margin:16px 0}
+h2{font-size:18px;margin:4px 0 10px}h3{font-size:15px;margin:14px 0 6px}
+.grid{display:flex;flex-wrap:wrap;gap:14px}.fig{border:1px solid #eee;padding:4px}
+table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
+th{background:#f3f3f7}td.l,th.l{text-align:left}
+.sample{border-left:4px solid #999;padding:4px 10px;margin:8px 0;background:#fcfcfc}
+.sample.kept{border-color:#2ca02c}.sample.borderline{border-color:#ff7f0e}.sample.rejected{border-color:#d62728}
+.sample .meta{font-size:12px;color:#555}.sample pre{white-space:pre-wrap;margin:4px 0;font:12.5px/1.4 ui-monospace,monospace}
+.muted{color:#777}.plot text{font-size:11px;fill:#333}.plot .plot-title{font-size:13px;font-weight:600}
+"""
+
+
+def render_report(
+    title: str = "retriever report",
+    *,
+    facts: Mapping[str, Any] | None = None,
+    scores: Mapping[str, Mapping[str, Any]] | None = None,
+    labels: Mapping[str, Any] | None = None,
+    label_rules: Mapping[str, Mapping[str, Any]] | None = None,
+    pr: Mapping[str, Mapping[str, Any]] | None = None,
+    kept: Mapping[str, Mapping[str, Any]] | None = None,
+    samples: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]] | None = None,
+    dataset: Mapping[str, Any] | None = None,
+    mixture: Mapping[str, Any] | None = None,
+    missing: Sequence[str] = (),
+) -> str:
+    """Render the run report as one HTML string (inline CSS and SVG; no script, no URL).
+
+    Args:
+        title: page title.
+        facts: run-level numbers shown first (``{"docs in": 1000, ...}``).
+        scores: per task, the similarity score distribution: ``{"counts": [...], "edges": [...]}``
+            (or ``{"values": [...]}``), plus ``threshold`` (float or None) and ``rule`` (str).
+        labels: per task, a pyarrow table or dict of columns ``similarity``, ``correlation``,
+            ``label`` (the confirm stage's labels).
+        label_rules: per task, ``positive_min``, ``negative_max`` (correlation thresholds),
+            ``similarity_cutoff`` and ``estimator``, drawn on the scatter.
+        pr: per task, the distilled filter's held-out ``{"y": [...], "p": [...]}`` (a curve), or
+            its metrics only (``precision``, ``recall``, ``threshold``, ``average_precision``,
+            ``roc_auc``: one point).
+        kept: per task, ``{"by": "cluster"|"source", "groups": {name: {"kept": n, "seen": m}}}``
+            (``seen`` may be None: counts are then shown without a share).
+        samples: per task, ``{"kept"|"borderline"|"rejected": [{"id", "text", "scores": {..},
+            "why": str}]}``.
+        dataset: a ``build-dataset`` summary (tokens per pool and cluster).
+        mixture: a ``mix fit`` result.
+        missing: names of artifacts that were looked for and not found.
+    """
+    sections: list[tuple[str, str, str]] = []  # (id, title, html)
+    if facts:
+        sections.append(("summary", "Summary", _facts(facts)))
+    if scores:
+        sections.append(("scores", "Score distributions", _scores(scores)))
+    if labels:
+        sections.append(
+            (
+                "correlation",
+                "Similarity vs perplexity correlation",
+                _scatter(labels, label_rules or {}),
+            )
+        )
+    if pr:
+        sections.append(("pr", "Distilled filter: precision-recall", _pr(pr)))
+    if kept:
+        sections.append(("kept", "Kept share per source / cluster", _kept(kept)))
+    if dataset:
+        sections.append(("dataset", "Training set", _dataset(dataset)))
+    if mixture:
+        sections.append(("mixture", "Mixture search (RegMix)", _mixture(mixture)))
+    if samples:
+        sections.append(("samples", "Samples: kept, borderline, rejected", _samples(samples)))
+    if missing:
+        items = "".join(f"<li>{escape(m)}</li>" for m in missing)
+        sections.append(
+            (
+                "missing",
+                "Not in this report",
+                f"<p>These artifacts were not found:</p><ul>{items}</ul>",
+            )
+        )
+    nav = " ".join(f'<a href="#{sid}">{escape(t)}</a>' for sid, t, _ in sections)
+    body = "\n".join(
+        f'<section id="{sid}">\n<h2>{escape(t)}</h2>\n{html}\n</section>'
+        for sid, t, html in sections
+    )
+    if not sections:
+        body = '<section id="empty"><h2>Nothing to report</h2><p>No run artifact was found.</p></section>'
+    stamp = time.strftime("%Y-%m-%d %H:%M")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(title)}</title><style>{CSS}</style></head>\n<body>\n"
+        f"<header><h1>{escape(title)}</h1><p>generated {stamp} by retriever</p></header>\n"
+        f"<nav>{nav}</nav>\n<main>\n{body}\n</main>\n</body></html>\n"
+    )
+
+
+# -- sections ---------------------------------------------------------------------------------------
+def _facts(facts: Mapping[str, Any]) -> str:
+    rows = "".join(
+        f'<tr><td class="l">{escape(str(k))}</td><td>{escape(_val(v))}</td></tr>'
+        for k, v in facts.items()
+    )
+    return f"<table>{rows}</table>"
+
+
+def _scores(scores: Mapping[str, Mapping[str, Any]]) -> str:
+    figs = []
+    for task, d in scores.items():
+        if "counts" in d:
+            counts, edges = np.asarray(d["counts"]), np.asarray(d["edges"])
+        else:
+            v = np.asarray(d.get("values", []), dtype=np.float64)
+            v = v[np.isfinite(v)]
+            counts, edges = (
+                np.histogram(v, bins=50) if len(v) else (np.zeros(1), np.array([0.0, 1.0]))
+            )
+        thr = d.get("threshold")
+        lines = (
+            [(float(thr), f"threshold {thr:.3f}")] if thr is not None and math.isfinite(thr) else []
+        )
+        svg = histogram_svg(
+            counts,
+            edges,
+            title=f"{task}: max cosine to gold",
+            xlabel="similarity",
+            thresholds=lines,
+        )
+        n = int(np.sum(counts))
+        cap = f"{n:,} documents; rule: {escape(str(d.get('rule') or 'none'))}"
+        if d.get("candidates") is not None:
+            cap += f"; {int(d['candidates']):,} candidates"
+        figs.append(f'<div class="fig">{svg}<div class="muted">{cap}</div></div>')
+    return f'<div class="grid">{"".join(figs)}</div>'
+
+
+def _columns(t: Any) -> dict[str, list]:
+    if hasattr(t, "column_names"):  # pyarrow table
+        return {c: t.column(c).to_pylist() for c in t.column_names if c != "text"}
+    return {k: list(v) for k, v in t.items()}
+
+
+def _scatter(labels: Mapping[str, Any], rules: Mapping[str, Mapping[str, Any]]) -> str:
+    figs = []
+    for task, t in labels.items():
+        cols = _columns(t)
+        sim = np.asarray(cols.get("similarity", []), dtype=np.float64)
+        cor = np.asarray(cols.get("correlation", []), dtype=np.float64)
+        lab = np.asarray(cols.get("label", []), dtype=object)
+        groups = {}
+        for name in ("positive", "uncertain", "negative"):
+            m = lab == name
+            if m.any():
+                groups[name] = (sim[m], cor[m])
+        r = rules.get(task, {})
+        hl = [
+            (r[k], f"{k} {r[k]:g}")
+            for k in ("positive_min", "negative_max")
+            if r.get(k) is not None
+        ]
+        vl = (
+            [(r["similarity_cutoff"], "candidate cutoff")]
+            if r.get("similarity_cutoff") is not None
+            else []
+        )
+        est = r.get("estimator", "correlation")
+        svg = scatter_svg(
+            groups,
+            title=f"{task}: similarity vs {est}",
+            xlabel="similarity (max cosine)",
+            ylabel=f"perplexity correlation ({est})",
+            vlines=vl,
+            hlines=hl,
+        )
+        n_nan = int(np.sum(~np.isfinite(cor)))
+        counts = ", ".join(
+            f"{k} {int(np.sum(lab == k)):,}" for k in ("positive", "uncertain", "negative")
+        )
+        note = f"{counts}" + (f"; {n_nan:,} without a correlation (not drawn)" if n_nan else "")
+        figs.append(f'<div class="fig">{svg}<div class="muted">{escape(note)}</div></div>')
+    return f'<div class="grid">{"".join(figs)}</div>'
+
+
+def _pr(pr: Mapping[str, Mapping[str, Any]]) -> str:
+    figs, rows = [], []
+    for task, d in pr.items():
+        thr = d.get("threshold", 0.5)
+        if d.get("y") is not None and d.get("p") is not None:
+            y = np.asarray(d["y"], dtype=bool)
+            p = np.asarray(d["p"], dtype=np.float64)
+            rec, prec, ths, ap = pr_curve(y, p)
+            pred = p >= thr
+            tp = int((pred & y).sum())
+            op_p = tp / max(1, int(pred.sum()))
+            op_r = tp / max(1, int(y.sum()))
+            base = float(y.mean()) if len(y) else float("nan")
+            svg = curve_svg(
+                {
+                    f"held-out (n={len(y):,})": (
+                        np.r_[0.0, rec],
+                        np.r_[prec[:1] if len(prec) else [1.0], prec],
+                    ),
+                    f"base rate {base:.2f}": ([0, 1], [base, base]),
+                },
+                title=f"{task}: precision-recall",
+                xlabel="recall",
+                ylabel="precision",
+                points=[(op_r, op_p, f"p >= {thr:g}")],
+            )
+            rows.append((task, op_p, op_r, thr, ap, d.get("roc_auc"), len(y)))
+        else:
+            op_p, op_r = d.get("precision"), d.get("recall")
+            if op_p is None or op_r is None:
+                continue
+            svg = curve_svg(
+                {},
+                title=f"{task}: precision-recall (operating point only)",
+                xlabel="recall",
+                ylabel="precision",
+                points=[(op_r, op_p, f"p >= {thr:g}")],
+            )
+            rows.append(
+                (task, op_p, op_r, thr, d.get("average_precision"), d.get("roc_auc"), d.get("n"))
+            )
+        figs.append(f'<div class="fig">{svg}</div>')
+    head = "<tr><th class='l'>task</th><th>precision</th><th>recall</th><th>threshold</th><th>avg precision</th><th>ROC-AUC</th><th>held-out n</th></tr>"
+    body = "".join(
+        f"<tr><td class='l'>{escape(t)}</td>"
+        + "".join(f"<td>{_val(v)}</td>" for v in vals)
+        + "</tr>"
+        for t, *vals in rows
+    )
+    return f'<div class="grid">{"".join(figs)}</div><table>{head}{body}</table>'
+
+
+def _kept(kept: Mapping[str, Mapping[str, Any]]) -> str:
+    out = []
+    for task, d in kept.items():
+        groups = d.get("groups", {})
+        if not groups:
+            continue
+        by = d.get("by", "group")
+        with_share = all(g.get("seen") for g in groups.values())
+        items = []
+        for name, g in sorted(groups.items(), key=lambda kv: _sort_key(kv[0])):
+            k, s = int(g.get("kept", 0)), g.get("seen")
+            if with_share:
+                items.append((f"{by} {name}", k / s, f"{k / s:.1%} ({k:,}/{int(s):,})"))
+            else:
+                items.append((f"{by} {name}", float(k), f"{k:,} kept"))
+        svg = bars_svg(
+            items[:40],
+            title=f"{task}: kept {'share' if with_share else 'documents'} per {by}",
+            xlabel="share kept" if with_share else "documents kept",
+            x_max=1.0 if with_share else None,
+        )
+        more = (
+            f'<div class="muted">{len(items) - 40} more groups not drawn</div>'
+            if len(items) > 40
+            else ""
+        )
+        note = f'<div class="muted">{escape(d["note"])}</div>' if d.get("note") else ""
+        out.append(f'<div class="fig">{svg}{more}{note}</div>')
+    return f'<div class="grid">{"".join(out)}</div>'
+
+
+def _dataset(s: Mapping[str, Any]) -> str:
+    head = (
+        "<tr><th class='l'>pool</th><th>weight</th><th>tokens</th><th>budget</th><th>docs</th>"
+        "<th>duplicates</th><th>shortfall</th></tr>"
+    )
+    rows = []
+    figs = []
+    for name, p in s.get("pools", {}).items():
+        c = p.get("counts", {})
+        rows.append(
+            f"<tr><td class='l'>{escape(name)}</td><td>{p.get('weight', 0):.3f}</td><td>{p.get('tokens', 0):,}</td>"
+            f"<td>{p.get('budget', 0):,}</td><td>{p.get('docs', 0):,}</td><td>{c.get('dropped/duplicate', 0):,}</td>"
+            f"<td>{p.get('shortfall', 0):,}</td></tr>"
+        )
+        clusters = p.get("tokens_per_cluster") or {}
+        if clusters:
+            tot = sum(clusters.values()) or 1
+            items = [
+                (f"cluster {k}", v / tot, f"{v:,} tok ({v / tot:.0%})")
+                for k, v in sorted(clusters.items(), key=lambda kv: -kv[1])[:30]
+            ]
+            figs.append(
+                f'<div class="fig">{bars_svg(items, title=f"{name}: tokens per cluster", xlabel="share of the pool tokens", x_max=1.0)}</div>'
+            )
+    m = s.get("token_counting", {})
+    how = ", ".join(f"{k}: {v:,}" for k, v in (m.get("docs_by_method") or {}).items())
+    cap = (
+        f"<p>{s.get('tokens', 0):,} tokens of a {s.get('budget', 0):,} budget, {s.get('docs', 0):,} documents, "
+        f"order {escape(str(s.get('order')))}; tokens counted by {escape(how or 'n/a')}"
+        + (" (estimate: ceil(bytes / 4))" if m.get("estimate") else "")
+        + "</p>"
+    )
+    return (
+        cap + f"<table>{head}{''.join(rows)}</table>" + f'<div class="grid">{"".join(figs)}</div>'
+    )
+
+
+def _mixture(m: Mapping[str, Any]) -> str:
+    w = m.get("weights", {})
+    items = [(k, float(v), f"{float(v):.3f}") for k, v in w.items()]
+    svg = bars_svg(items, title="proposed mixture", xlabel="weight", x_max=1.0)
+    fit = m.get("fit", {}).get(m.get("target"), {})
+    head = "<tr><th class='l'>model</th><th>held-out Spearman</th><th>MAE</th></tr>"
+    rows = "".join(
+        f"<tr><td class='l'>{escape(k)}{' (chosen)' if k == m.get('model') else ''}</td>"
+        f"<td>{_val(v.get('spearman'))}</td><td>{_val(v.get('mae'))}</td></tr>"
+        for k, v in fit.items()
+    )
+    best = m.get("best_observed", {})
+    cap = (
+        f"<p>target {escape(str(m.get('target')))} ({escape(str(m.get('goal')))}), {m.get('n_runs')} proxy runs; "
+        f"predicted {_val(m.get('predicted'))} vs best run {escape(str(best.get('mix_id')))}: "
+        f"{_val(best.get('value'))}</p>"
+    )
+    return cap + f'<div class="grid"><div class="fig">{svg}</div></div><table>{head}{rows}</table>'
+
+
+def _samples(samples: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]]) -> str:
+    out = []
+    for task, kinds in samples.items():
+        out.append(f"<h3>{escape(task)}</h3>")
+        for kind in SAMPLE_KINDS:
+            docs = kinds.get(kind) or []
+            if not docs:
+                continue
+            out.append(f'<h4 class="kind">{kind} ({len(docs)})</h4>')
+            for d in docs:
+                text = str(d.get("text", ""))
+                sc = ", ".join(f"{k} {_val(v)}" for k, v in (d.get("scores") or {}).items())
+                why = f" &middot; {escape(str(d['why']))}" if d.get("why") else ""
+                head = escape(text[:SAMPLE_CHARS])
+                rest = text[SAMPLE_CHARS:SAMPLE_FULL_CHARS]
+                more = (
+                    f"<details><summary>more</summary><pre>{escape(rest)}</pre></details>"
+                    if rest
+                    else ""
+                )
+                out.append(
+                    f'<div class="sample {kind}"><div class="meta">{escape(str(d.get("id", "")))} &middot; {escape(sc)}{why}</div>'
+                    f"<pre>{head}</pre>{more}</div>"
+                )
+    return "\n".join(out)
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+def _val(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "-"
+        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3f}"
+    return str(v)
+
+
+def _sort_key(name: str) -> tuple:
+    try:
+        return (0, float(name), "")
+    except ValueError:
+        return (1, 0.0, name)
