@@ -1,1 +1,31 @@
-"""Stage: batch_filter."""
+"""Stage batch_filter: keep the documents each task's fastText model scores high, shard by shard.
+
+API: ``BatchFilter(FilterConfig(tasks=[...])).run(inputs, output, executor="local")``;
+``FastTextScorer`` (scores, a :class:`~retriever.step.Step`); ``FilterShard`` (one shard, what
+executors run); ``retriever.batch_filter.datatrove_filter.FastTextTaskFilter`` (a datatrove
+``BaseFilter`` for your own datatrove pipelines).
+"""
+
+from retriever.batch_filter.run import BatchFilter, FilterConfig, FilterReport, write_summary
+from retriever.batch_filter.scorer import FastTextScorer, ScoredBatch, load_model, resolve_models
+from retriever.batch_filter.shard import FilterSettings, FilterShard
+from retriever.batch_filter.thresholds import threshold_for_fraction
+from retriever.batch_filter.tokens import TokenCounter
+from retriever.batch_filter.writers import FORMATS, open_pool_writer
+
+__all__ = [
+    "FORMATS",
+    "BatchFilter",
+    "FastTextScorer",
+    "FilterConfig",
+    "FilterReport",
+    "FilterSettings",
+    "FilterShard",
+    "ScoredBatch",
+    "TokenCounter",
+    "load_model",
+    "open_pool_writer",
+    "resolve_models",
+    "threshold_for_fraction",
+    "write_summary",
+]

@@ -1,0 +1,227 @@
+"""``retriever filter``: keep the documents of SHARDS each task's fastText model scores high."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import orjson
+
+from retriever.errors import ConfigError
+
+
+def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
+    out = {}
+    for v in values or []:
+        key, sep, val = v.partition("=")
+        if not sep or not key or not val:
+            raise ConfigError(f"{what} takes KEY=VALUE, got {v!r}")
+        out[key] = val
+    return out
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "filter",
+        help="filter corpus shards with the tasks' fastText models (local / Slurm / Ray)",
+        description=(
+            "Score every document of SHARDS with each task's fastText model (one pass for all "
+            "tasks) and keep, per task, those whose probability passes a threshold or the top "
+            "fraction of tokens/chars/docs. Writes OUTPUT/<task>/<shard>.<format>, rejected records "
+            "to OUTPUT/rejected/, and OUTPUT/manifest.json (per shard and total: docs in, kept, "
+            "dropped, rejected, tokens/chars kept, throughput). Rerun the same command to resume."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--task", action="append", required=True, help="task to filter for (repeatable)")
+    p.add_argument(
+        "--input", nargs="+", required=True, metavar="SHARDS", help="shard files or folders"
+    )
+    p.add_argument("--output", required=True, help="output folder (resumable)")
+    p.add_argument(
+        "--model",
+        action="append",
+        metavar="TASK=PATH",
+        help="model of a task (default: INDEXES/TASK/filter.bin)",
+    )
+    p.add_argument("--indexes", default="indexes", help="folder of per-task model folders")
+    d = p.add_argument_group("what to keep (a threshold, or a top fraction found on a sample)")
+    d.add_argument(
+        "--threshold", action="append", metavar="P|TASK=P", help="keep p >= P (default 0.5)"
+    )
+    d.add_argument(
+        "--top-fraction", type=float, help="keep this share of --by per task (PreSelect)"
+    )
+    d.add_argument("--by", default="tokens", choices=["tokens", "chars", "docs"])
+    d.add_argument("--sample-docs", type=int, default=20_000, help="sample size for --top-fraction")
+    o = p.add_argument_group("input and output")
+    o.add_argument(
+        "--format", default="jsonl.gz", choices=["jsonl.gz", "jsonl", "parquet", "lmflow"]
+    )
+    o.add_argument("--text-field", default="text")
+    o.add_argument("--id-field", default="id")
+    o.add_argument("--tokenizer", help="local tokenizer.json / folder for exact GPT-2 token counts")
+    o.add_argument("--batch-size", type=int, default=512, help="documents per fastText call")
+    o.add_argument("--max-chars", type=int, default=0, help="score only the first chars (0: all)")
+    e = p.add_argument_group("execution (datatrove executors)")
+    e.add_argument("--executor", default="local", choices=["local", "slurm", "ray"])
+    e.add_argument("--workers", type=int, help="tasks at once (local default: cores)")
+    e.add_argument("--num-tasks", type=int, help="datatrove tasks (default: one per shard)")
+    e.add_argument("--slurm-partition")
+    e.add_argument("--slurm-time", help="time limit per task, e.g. 04:00:00")
+    e.add_argument("--slurm-cpus-per-task", type=int, default=1)
+    e.add_argument("--slurm-mem-per-cpu-gb", type=float, default=2)
+    e.add_argument("--slurm-job-name", default="retriever-filter")
+    e.add_argument("--slurm-qos", default=None)
+    e.add_argument("--slurm-venv", help="venv activate script sourced by each job")
+    e.add_argument(
+        "--slurm-sbatch-arg",
+        action="append",
+        metavar="KEY=VALUE",
+        help="extra #SBATCH (repeatable)",
+    )
+    e.add_argument("--ray-address", help="Ray cluster address (default: start a local one)")
+    e.add_argument("--ray-cpus-per-task", type=int, default=1)
+    e.add_argument("--ray-mem-per-cpu-gb", type=float, default=2)
+    e.add_argument(
+        "--dry-run", action="store_true", help="Slurm: print the sbatch script, submit nothing"
+    )
+    e.add_argument(
+        "--collect",
+        action="store_true",
+        help="only rewrite the manifest from finished shards (after a Slurm job)",
+    )
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace):
+    from retriever.batch_filter.run import FilterConfig
+
+    threshold = None
+    if args.threshold:
+        per = [t for t in args.threshold if "=" in t]
+        if per and len(per) != len(args.threshold):
+            raise ConfigError("give --threshold P once, or TASK=P for every task")
+        try:
+            threshold = (
+                {k: float(v) for k, v in _pairs(per, "--threshold").items()}
+                if per
+                else float(args.threshold[-1])
+            )
+        except ValueError as e:
+            raise ConfigError(f"--threshold takes a probability: {e}") from e
+    return FilterConfig(
+        tasks=tuple(args.task),
+        models=_pairs(args.model, "--model") or None,
+        indexes=args.indexes,
+        threshold=threshold,
+        top_fraction=args.top_fraction,
+        by=args.by,
+        sample_docs=args.sample_docs,
+        fmt=args.format,
+        text_field=args.text_field,
+        id_field=args.id_field,
+        tokenizer=args.tokenizer,
+        batch_size=args.batch_size,
+        max_chars=args.max_chars,
+    )
+
+
+def executor_settings(args: argparse.Namespace) -> dict:
+    if args.executor == "slurm":
+        if not args.slurm_partition or not args.slurm_time:
+            raise ConfigError("--executor slurm needs --slurm-partition and --slurm-time")
+        s = {
+            "partition": args.slurm_partition,
+            "time": args.slurm_time,
+            "cpus_per_task": args.slurm_cpus_per_task,
+            "mem_per_cpu_gb": args.slurm_mem_per_cpu_gb,
+            "job_name": args.slurm_job_name,
+            "sbatch_args": _pairs(args.slurm_sbatch_arg, "--slurm-sbatch-arg") or None,
+        }
+        if args.slurm_qos:
+            s["qos"] = args.slurm_qos
+        if args.slurm_venv:
+            s["venv_path"] = args.slurm_venv
+        return s
+    if args.executor == "ray":
+        return {
+            "cpus_per_task": args.ray_cpus_per_task,
+            "mem_per_cpu_gb": args.ray_mem_per_cpu_gb,
+            "ray_address": args.ray_address,
+        }
+    return {}
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from retriever.batch_filter.run import BatchFilter, write_summary
+
+    if args.collect:
+        man = write_summary(args.output)
+        _print(man, args.json)
+        return 0 if man["complete"] else 1
+    stage = BatchFilter(config_from_args(args))
+    settings = executor_settings(args)
+    if args.dry_run:
+        from retriever.batch_filter.shard import FilterShard
+        from retriever.executors import ShardRunner, build_executor, slurm_script
+
+        if args.executor != "slurm":
+            raise ConfigError("--dry-run prints a Slurm script; use it with --executor slurm")
+        shards, fs, _ = stage.prepare(args.input, args.output)
+        out = Path(args.output)
+        runner = ShardRunner(
+            FilterShard(fs), shards, str(out / "done"), str(out / "logs" / "failed")
+        )
+        ex = build_executor(
+            [runner], "slurm", args.num_tasks or len(shards), args.workers, out / "logs", **settings
+        )
+        sys.stdout.write(slurm_script(ex))
+        return 0
+    rep = stage.run(
+        args.input,
+        args.output,
+        executor=args.executor,
+        tasks=args.num_tasks,
+        workers=args.workers,
+        progress=sys.stderr.isatty(),
+        **settings,
+    )
+    _print(rep.manifest, args.json)
+    if rep.run.submitted:
+        print(
+            f"submitted to Slurm ({len(rep.run.missing)} shards); when the job array ends, run "
+            "the same command with --collect to write the totals",
+            file=sys.stderr,
+        )
+        return 0
+    rep.run.raise_for_failures()
+    return 0
+
+
+def _print(man: dict, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(orjson.dumps(man, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    t = man["totals"]
+    print(
+        f"{t['shards_done']}/{t['shards_total']} shards, {t['docs_in']} docs in, "
+        f"{t['rejected_total']} rejected {t['rejected'] or ''}"
+    )
+    for task in man["settings"]["tasks"]:
+        thr = man["decisions"][task]["threshold"]
+        print(
+            f"  {task}: kept {t['kept'][task]} (p >= {thr:.4f}), dropped {t['dropped'][task]}, "
+            f"chars kept {t['chars_kept'][task]} ({100 * t['kept_share_chars'][task]:.1f}%), "
+            f"tokens kept {t['tokens_kept'][task]}"
+        )
+    th = man.get("throughput", {})
+    if th.get("docs_per_second"):
+        print(
+            f"  {th['docs_this_run']} docs this run in {th['wall_seconds']:.1f}s: "
+            f"{th['docs_per_second']:.0f} docs/s ({th['docs_per_core_second']:.0f} docs/s per core)"
+        )
+    print(f"  tokens: {man.get('tokens_method', '')}")

@@ -1,0 +1,201 @@
+"""fastText scoring of documents for one or several tasks: ``prob/<task>`` = P(positive).
+
+Scoring is kept apart from deciding: :class:`FastTextScorer` only computes probabilities
+(``score_texts``) or writes them into ``Doc.metadata`` (``run``); thresholds are applied by the
+caller, so re-thresholding never re-scores.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from retriever._deps import require
+from retriever.corpus.writers import read_json
+from retriever.data import Doc, DocStream
+from retriever.distill.labels import POSITIVE, fasttext_text
+from retriever.distill.train import LABEL_PREFIX, model_manifest_path
+from retriever.errors import ConfigError, InputError, ModelMismatchError
+from retriever.step import Step
+
+if TYPE_CHECKING:
+    from fasttext.FastText import _FastText
+
+DEFAULT_MODEL_NAME = "filter.bin"
+_MODELS: dict[tuple[str, int], _FastText] = {}  # one load per process (workers run many shards)
+
+
+def load_model(path: str | os.PathLike) -> _FastText:
+    """Load a fastText model once per process (keyed by path and modification time).
+
+    Raises:
+        InputError: the file is missing or not a fastText model.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(
+            f"fastText model {p} does not exist; train it with "
+            "`retriever distill --labels LABELS --task TASK --out PATH`"
+        )
+    key = (str(p.resolve()), p.stat().st_mtime_ns)
+    if key not in _MODELS:
+        fasttext = require("fasttext")
+        try:
+            _MODELS[key] = fasttext.load_model(str(p))
+        except ValueError as e:
+            raise InputError(f"{p} is not a fastText model ({e})") from e
+    return _MODELS[key]
+
+
+def resolve_models(
+    tasks: list[str], models: dict[str, str] | None = None, indexes: str | os.PathLike = "indexes"
+) -> dict[str, str]:
+    """Model path of each task: ``models[task]`` or ``<indexes>/<task>/filter.bin``.
+
+    When a manifest sits beside the model (``filter.json``, written by ``retriever distill``), its
+    task must match: filtering task A with task B's model is an easy mistake to make.
+
+    Raises:
+        ConfigError: no task, a duplicate task, or a model for a task not asked for.
+        InputError: a model file is missing.
+        ModelMismatchError: the manifest beside a model names another task.
+    """
+    if not tasks:
+        raise ConfigError("no task given; pass --task TASK (repeat it for several tasks)")
+    if len(set(tasks)) != len(tasks):
+        raise ConfigError(f"task listed twice: {tasks}")
+    models = dict(models or {})
+    extra = sorted(set(models) - set(tasks))
+    if extra:
+        raise ConfigError(f"--model given for {extra}, which are not among the tasks {tasks}")
+    out = {}
+    for t in tasks:
+        path = Path(models.get(t) or Path(indexes) / t / DEFAULT_MODEL_NAME)
+        if not path.is_file():
+            raise InputError(
+                f"no fastText model for task {t!r} at {path}; train it with `retriever distill "
+                f"--labels LABELS --task {t} --out {path}` or pass --model {t}=PATH"
+            )
+        man = model_manifest_path(path)
+        if man.is_file():
+            mt = read_json(man).get("task")
+            if mt is not None and mt != t:
+                raise ModelMismatchError(
+                    f"{path} was trained for task {mt!r} (see {man}), not {t!r}; pass the right "
+                    f"model with --model {t}=PATH"
+                )
+        out[t] = str(path)
+    return out
+
+
+@dataclass
+class ScoredBatch:
+    """Probabilities of a batch of texts.
+
+    Attributes:
+        probs: ``[n_texts, n_tasks]`` float32, P(positive) under each task's model; NaN for a
+            text fastText could not read (see ``bad``).
+        bad: ``[n_texts]`` bool, texts that could not be scored (not encodable as UTF-8).
+    """
+
+    probs: np.ndarray
+    bad: np.ndarray
+
+
+class FastTextScorer(Step):
+    """Stage: P(positive) of each document under each task's fastText model.
+
+    Args:
+        models: task -> model path (see :func:`resolve_models`).
+        max_chars: score only the first ``max_chars`` characters (``0``: whole document). fastText
+            costs time in proportion to the text's length.
+        batch_size: documents per fastText call in :meth:`run`.
+    """
+
+    name = "fasttext-score"
+
+    def __init__(self, models: dict[str, str], max_chars: int = 0, batch_size: int = 512):
+        super().__init__()
+        if max_chars < 0 or batch_size < 1:
+            raise ConfigError(
+                f"max_chars must be >= 0 and batch_size >= 1 ({max_chars}, {batch_size})"
+            )
+        self.models = dict(models)
+        self.tasks = list(self.models)
+        self.max_chars = max_chars
+        self.batch_size = batch_size
+
+    def _loaded(self) -> list[tuple[_FastText, str]]:
+        out = []
+        for t, path in self.models.items():
+            m = load_model(path)
+            pos = LABEL_PREFIX + POSITIVE
+            if pos not in m.labels:
+                raise ModelMismatchError(
+                    f"the model of task {t!r} ({path}) has labels {m.labels}, not {pos!r}; "
+                    "train it with `retriever distill`"
+                )
+            out.append((m, pos))
+        return out
+
+    def score_texts(self, texts: list[str]) -> ScoredBatch:
+        """Score a batch of texts under every task's model (one multi-line fastText call each)."""
+        n = len(texts)
+        probs = np.full((n, len(self.tasks)), np.nan, dtype=np.float32)  # [n_texts, n_tasks]
+        bad = np.zeros(n, dtype=bool)
+        if n == 0:
+            return ScoredBatch(probs, bad)
+        mc = self.max_chars
+        lines = [fasttext_text(t[:mc] if mc else t) for t in texts]
+        for j, (model, pos) in enumerate(self._loaded()):
+            try:
+                labels, ps = model.predict(lines, k=-1)
+            except (TypeError, UnicodeError):
+                # one unencodable text (a lone surrogate) fails the whole call: score one by one
+                labels, ps = [], []
+                for k, line in enumerate(lines):
+                    try:
+                        lab, p = model.predict(line, k=-1)
+                    except (TypeError, UnicodeError):
+                        bad[k] = True
+                        lab, p = (), np.zeros(0)
+                    labels.append(lab)
+                    ps.append(p)
+            for k, (labs, p) in enumerate(zip(labels, ps, strict=True)):
+                for lab, v in zip(labs, p, strict=True):
+                    if lab == pos:
+                        probs[k, j] = v
+                        break
+                else:
+                    if not bad[k]:
+                        probs[k, j] = 0.0  # positive label below fastText's output floor
+        return ScoredBatch(probs, bad)
+
+    def run(self, docs: DocStream, rank: int = 0, world_size: int = 1) -> Iterator[Doc]:
+        """Yield every document with ``metadata["prob/<task>"]`` set (unscorable ones are counted
+        as ``rejected/undecodable`` and not yielded)."""
+        batch: list[Doc] = []
+        for doc in docs:
+            batch.append(doc)
+            if len(batch) >= self.batch_size:
+                yield from self._annotate(batch)
+                batch = []
+        if batch:
+            yield from self._annotate(batch)
+
+    def _annotate(self, batch: list[Doc]) -> Iterator[Doc]:
+        sb = self.score_texts([d.text for d in batch])
+        for k, d in enumerate(batch):
+            self.stats.inc("seen")
+            if sb.bad[k]:
+                self.stats.inc("rejected/undecodable")
+                continue
+            for j, t in enumerate(self.tasks):
+                d.metadata[f"prob/{t}"] = float(sb.probs[k, j])
+            self.stats.inc("kept")
+            yield d

@@ -1,0 +1,120 @@
+"""Deciding what to keep: a probability threshold, or the top fraction of docs / chars / tokens.
+
+PreSelect keeps the top share of tokens by classifier score. Sorting a whole corpus by score
+would need a second pass, so the threshold is found on a sample (:func:`sample_docs`, spread
+over the shards) and recorded in the run's manifest; the pass over the corpus then only compares
+each probability with it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from retriever.corpus import CorpusReader
+from retriever.data import Doc
+from retriever.errors import ConfigError
+
+BY = ("docs", "chars", "tokens")
+
+
+def threshold_for_fraction(p: np.ndarray, w: np.ndarray, fraction: float) -> float:
+    """The highest threshold ``thr`` such that the documents with ``p >= thr`` hold at least
+    ``fraction`` of the total weight.
+
+    Args:
+        p: ``[n]`` probabilities.
+        w: ``[n]`` non-negative weights (1 per doc, characters or tokens).
+        fraction: share of the weight to keep, in (0, 1].
+
+    Returns:
+        The threshold (one of the values of ``p``); ``0.0`` when ``p`` is empty.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ConfigError(f"top fraction must be in (0, 1], got {fraction}")
+    p = np.asarray(p, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    if len(p) == 0 or w.sum() <= 0:
+        return 0.0
+    order = np.argsort(-p, kind="stable")
+    cum = np.cumsum(w[order])  # [n] weight kept when cutting after each rank
+    k = int(np.searchsorted(cum, fraction * cum[-1] * (1 - 1e-12), side="left"))
+    return float(p[order[min(k, len(p) - 1)]])
+
+
+def sample_docs(
+    shards: list[str], reader: CorpusReader, n_docs: int, max_shards: int = 16
+) -> list[Doc]:
+    """Up to ``n_docs`` documents from up to ``max_shards`` shards spread evenly over the list.
+
+    Each chosen shard gives its first ``ceil(n_docs / shards chosen)`` readable documents, so the
+    sample is deterministic (a resumed run finds the same threshold) and costs a few reads.
+    """
+    if n_docs < 1:
+        raise ConfigError(f"sample size must be >= 1, got {n_docs}")
+    k = max(1, min(max_shards, len(shards)))
+    picks = (
+        sorted({round(i * (len(shards) - 1) / max(1, k - 1)) for i in range(k)}) if k > 1 else [0]
+    )
+    per = math.ceil(n_docs / len(picks))
+    out: list[Doc] = []
+    for i in picks:
+        got = 0
+        for rec in reader.read(shards[i]):
+            if isinstance(rec, Doc):
+                out.append(rec)
+                got += 1
+                if got >= per or len(out) >= n_docs:
+                    break
+        if len(out) >= n_docs:
+            break
+    return out
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How a task decides: ``threshold`` is what the pass over the corpus compares with."""
+
+    task: str
+    threshold: float
+    mode: str  # "threshold" or "top-fraction"
+    fraction: float | None = None
+    by: str | None = None
+    sample_docs: int = 0
+    sample_kept_share: float | None = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+def top_fraction_decisions(
+    tasks: list[str],
+    probs: np.ndarray,
+    weights: np.ndarray,
+    fraction: float,
+    by: str,
+) -> dict[str, Decision]:
+    """One :class:`Decision` per task from sample probabilities ``[n_sample, n_tasks]``."""
+    out = {}
+    for j, t in enumerate(tasks):
+        ok = np.isfinite(probs[:, j])
+        thr = threshold_for_fraction(probs[ok, j], weights[ok], fraction)
+        share = float(weights[ok][probs[ok, j] >= thr].sum() / max(weights[ok].sum(), 1e-12))
+        out[t] = Decision(t, thr, "top-fraction", fraction, by, int(ok.sum()), share)
+    return out
+
+
+def sample_weights(
+    docs: list[Doc], by: str, count_tokens: Callable[[list[str]], list[int]]
+) -> np.ndarray:
+    """``[n]`` weight of each sampled document: 1, its characters, or its tokens."""
+    if by not in BY:
+        raise ConfigError(f"--by must be one of {BY}, got {by!r}")
+    if by == "docs":
+        return np.ones(len(docs))
+    if by == "chars":
+        return np.array([len(d.text) for d in docs], dtype=np.float64)
+    return np.asarray(count_tokens([d.text for d in docs]), dtype=np.float64)
