@@ -22,10 +22,11 @@ user input (every problem is a :class:`~retriever.errors.ConfigError` naming the
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from retriever.errors import ConfigError
 

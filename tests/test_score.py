@@ -14,7 +14,14 @@ import pytest
 from conftest import MATH_GOLD, REPO, TOOLS_GOLD, WEB_TEXT, write_jsonl
 
 from retriever.errors import InputError, ResumeError
-from retriever.score import ScoreHistogram, iter_scored_docs, read_scores, score_corpus, score_embeddings, topk_scores
+from retriever.score import (
+    ScoreHistogram,
+    iter_scored_docs,
+    read_scores,
+    score_corpus,
+    score_embeddings,
+    topk_scores,
+)
 from retriever.score.select import choose_thresholds
 
 

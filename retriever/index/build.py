@@ -72,7 +72,7 @@ def add_to_index(
     gi.check_embedder(emb)
     have = {text_key(t) for t in gi.texts}
     docs, stats = [], Stats()
-    for i, t in enumerate(texts or []):
+    for t in texts or []:
         stats.inc("seen")
         if not t or not t.strip():
             stats.inc("rejected/empty")
