@@ -605,3 +605,15 @@ def test_cli_json_and_error_message(tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert rc == 2 and "roleplai" in err and len(err.strip().splitlines()) == 1
+
+
+def test_parallel_scan_gives_the_same_training_set(tmp_path):
+    root = make_pools(tmp_path / "pools")
+    pools = discover_pools(root)
+    mix = {"function-calling": 0.6, "roleplay": 0.4}
+    s1 = DatasetBuilder(pools, mix, 250).build(tmp_path / "serial")
+    s2 = DatasetBuilder(pools, mix, 250, workers=2).build(tmp_path / "parallel")
+    assert read_lmflow(tmp_path / "serial") == read_lmflow(tmp_path / "parallel")
+    assert s1["pools"] == s2["pools"]
+    with pytest.raises(ConfigError, match="workers"):
+        DatasetBuilder(pools, mix, 250, workers=0)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import errno
 import logging
 import math
+import multiprocessing
 import os
 import time
 from collections import Counter
@@ -183,6 +184,8 @@ class DatasetBuilder:
             by the pool name.
         scan_cache: folder of the scan cache (default ``OUT/scan``); share it across builds of
             the same pools (a RegMix sweep) to tokenize once.
+        workers: processes scanning pool files in parallel (the scan is the costly step: read,
+            hash and count every pool document once).
         progress: tqdm bars (``None``: only on a terminal).
     """
 
@@ -202,6 +205,7 @@ class DatasetBuilder:
         part_tokens: int = 25_000_000,
         score_keys: tuple[str, ...] = DEFAULT_SCORE_KEYS,
         scan_cache: str | os.PathLike | None = None,
+        workers: int = 1,
         progress: bool | None = None,
     ):
         if not pools:
@@ -231,6 +235,9 @@ class DatasetBuilder:
         self.part_tokens = int(part_tokens)
         self.score_keys = tuple(score_keys)
         self.scan_cache = scan_cache
+        if workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {workers}")
+        self.workers = int(workers)
         self.progress = progress
 
     # -- public -----------------------------------------------------------------------------------
@@ -288,10 +295,13 @@ class DatasetBuilder:
         return summary
 
     def scan_pool(self, pool: str, files: list[str], cache: Path) -> PoolScan:
-        """Scan index of one pool, from the cache where each file's entry is up to date."""
-        tables, stats, methods = [], Stats(), Counter()
+        """Scan index of one pool, from the cache where each file's entry is up to date.
+
+        Files not in the cache are scanned by ``workers`` processes (one file per task).
+        """
         keys = [k.format(pool=pool) for k in self.score_keys]
-        for fi, path in enumerate(_bar(files, f"scan {pool}", self.progress)):
+        bases = []
+        for path in files:
             fp = fingerprint(
                 {
                     "file": file_fingerprint(path),
@@ -300,12 +310,24 @@ class DatasetBuilder:
                     "v": SCAN_VERSION,
                 }
             )
-            base = cache / pool / f"{shard_name(path)}-{fp}"
-            done = base.with_name(base.name + ".json")
-            if not done.exists():
-                with disk_guard(str(base) + ".parquet"):
-                    self._scan_file(path, keys, base)
-            info = read_json(done)
+            bases.append(cache / pool / f"{shard_name(path)}-{fp}")
+        todo = [(p, b) for p, b in zip(files, bases, strict=True) if not _done(b).exists()]
+        with disk_guard(str(cache / pool)):
+            if self.workers > 1 and len(todo) > 1:
+                from concurrent.futures import ProcessPoolExecutor
+
+                # spawn: a fork would copy a loaded tokenizer's threads into the children
+                ctx = multiprocessing.get_context("spawn")
+                with ProcessPoolExecutor(min(self.workers, len(todo)), mp_context=ctx) as ex:
+                    futs = [ex.submit(self._scan_file, p, keys, b) for p, b in todo]
+                    for f in _bar(futs, f"scan {pool}", self.progress):
+                        f.result()
+            else:
+                for p, b in _bar(todo, f"scan {pool}", self.progress):
+                    self._scan_file(p, keys, b)
+        tables, stats, methods = [], Stats(), Counter()
+        for fi, base in enumerate(bases):
+            info = read_json(_done(base))
             t = pq.read_table(base.with_name(base.name + ".parquet"))
             tables.append(t.append_column("file", pa.array(np.full(len(t), fi, dtype=np.int32))))
             stats += Stats.from_dict(info["stats"])
@@ -319,6 +341,7 @@ class DatasetBuilder:
         stats, methods = Stats(), Counter()
         rejects = RejectWriter(base.with_name(base.name + ".rejected.jsonl"))
         batch: list[Doc] = []
+        sname = shard_name(path)
 
         def flush() -> None:
             counts, how = self.counter.count(batch)
@@ -335,7 +358,7 @@ class DatasetBuilder:
                 cols["score"].append(np.nan if score is None else score)
                 cid = d.metadata.get("cluster_id")
                 cols["cluster"].append("" if cid is None else str(cid))
-                cols["source"].append(str(d.metadata.get("shard", shard_name(path))))
+                cols["source"].append(str(d.metadata.get("shard", sname)))
             batch.clear()
 
         for rec in read_pool_shard(path):
@@ -529,6 +552,7 @@ def pool_token_counts(
     pools: dict[str, str],
     tokenizer: str | os.PathLike | None = None,
     scan_cache: str | os.PathLike | None = None,
+    workers: int = 1,
     progress: bool | None = None,
 ) -> dict[str, int]:
     """Tokens available in each pool (scanning them, through the same cache as builds).
@@ -536,7 +560,12 @@ def pool_token_counts(
     This is the prior of the RegMix proposals (``retriever mix propose --pools``).
     """
     b = DatasetBuilder(
-        pools, {k: 1.0 for k in pools}, len(pools), tokenizer=tokenizer, progress=progress
+        pools,
+        {k: 1.0 for k in pools},
+        len(pools),
+        tokenizer=tokenizer,
+        workers=workers,
+        progress=progress,
     )
     with ExitStack() as stack:
         if scan_cache is None:
@@ -608,6 +637,11 @@ def _sum_by(t: pa.Table, col: str) -> dict[str, int]:
     keys = g.column(col).to_pylist()
     sums = g.column("n_tokens_sum").to_pylist()
     return {(k or "none"): int(v) for k, v in sorted(zip(keys, sums, strict=True))}
+
+
+def _done(base: Path) -> Path:
+    """The marker of a finished scan file: its presence says the scan entry is complete."""
+    return base.with_name(base.name + ".json")
 
 
 def _first_score(meta: dict, keys: list[str]) -> float | None:

@@ -62,6 +62,7 @@ def add_parser(subparsers) -> None:
         "prob/{pool}, sim/{pool}, score, quality)",
     )
     p.add_argument("--scan-cache", help="scan cache folder shared across builds (default OUT/scan)")
+    p.add_argument("--workers", type=int, default=1, help="processes scanning pool files")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 
@@ -91,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         part_tokens=parse_budget(args.part_tokens),
         score_keys=tuple(args.score_key) if args.score_key else DEFAULT_SCORE_KEYS,
         scan_cache=args.scan_cache,
+        workers=args.workers,
     )
     summary = builder.build(args.out)
     if args.json:

@@ -146,10 +146,11 @@ def iter_pool_records(path: str) -> Iterator[tuple[int, Any]]:
         raise InputError(f"pool file {path}: unknown format")
 
 
-def to_pool_doc(path: str, row: int, rec: Any) -> Doc | Rejected:
+def to_pool_doc(path: str, row: int, rec: Any, sname: str | None = None) -> Doc | Rejected:
     """One pool record as a Doc with flat metadata (nested ``metadata`` merged over top-level
-    scalars), or a Rejected (``bad_record``, ``no_text``, ``empty``)."""
-    sname = shard_name(path)
+    scalars), or a Rejected (``bad_record``, ``no_text``, ``empty``). ``sname``: the file's
+    :func:`shard_name`, when the caller already has it."""
+    sname = sname or shard_name(path)
     if isinstance(rec, Rejected):
         return rec
     if not isinstance(rec, dict):
@@ -177,8 +178,9 @@ def to_pool_doc(path: str, row: int, rec: Any) -> Doc | Rejected:
 
 def read_pool_shard(path: str) -> Iterator[Doc | Rejected]:
     """Every record of one pool file, in order, as a Doc or a Rejected (one per row)."""
+    sname = shard_name(path)
     for row, rec in iter_pool_records(path):
-        yield to_pool_doc(path, row, rec)
+        yield to_pool_doc(path, row, rec, sname)
 
 
 def _scalar(v: Any) -> bool:

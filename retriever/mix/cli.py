@@ -57,6 +57,7 @@ def add_parser(subparsers) -> None:
     )
     pp.add_argument("--tokenizer", help="local GPT-2 tokenizer for exact pool token counts")
     pp.add_argument("--scan-cache", help="scan cache folder (share it with build-dataset)")
+    pp.add_argument("--workers", type=int, default=1, help="processes scanning pool files")
     pp.add_argument("--json", action="store_true", help="print the proposals as JSON")
     pp.set_defaults(func=run_propose)
 
@@ -101,7 +102,9 @@ def run_propose(args: argparse.Namespace) -> int:
                 raise ConfigError(f"--pool {spec!r}: write NAME=PATH")
             extra[name] = path
         pools = discover_pools(args.pools, extra)
-        shares = pool_token_counts(pools, tokenizer=args.tokenizer, scan_cache=args.scan_cache)
+        shares = pool_token_counts(
+            pools, tokenizer=args.tokenizer, scan_cache=args.scan_cache, workers=args.workers
+        )
         if not any(shares.values()):
             raise ConfigError(f"every pool in {args.pools} is empty: nothing to mix")
     else:
