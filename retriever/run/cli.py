@@ -1,0 +1,42 @@
+"""``retriever run CONFIG.toml``: the whole job, redoing only what changed."""
+
+from __future__ import annotations
+
+import argparse
+
+from retriever._cli import print_json
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run", help="the whole job from one config: index, score, confirm, distill, filter, dataset, report",
+        description="Run every stage for every task of CONFIG.toml. Steps whose inputs and settings are "
+        "unchanged are skipped (fingerprints in RUN/run.json), so a rerun after a crash or a changed "
+        "threshold redoes only what changed. See configs/offline.toml and configs/elmb.toml.")
+    p.add_argument("config", help="run config (TOML)")
+    p.add_argument("--plan", action="store_true", help="print what would run, run nothing")
+    p.add_argument("--json", action="store_true", help="print the step outcomes as JSON")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    from retriever.run.config import load_run_config
+    from retriever.run.job import RunJob, format_run_summary
+    from retriever.run.steps import StepRunner
+
+    cfg = load_run_config(args.config)
+    job = RunJob(cfg)
+    if args.plan:
+        plan = StepRunner(cfg.out).plan(job.steps())
+        if args.json:
+            print_json(plan)
+        else:
+            for name, action in plan.items():
+                print(f"{name:<26}{'would be ' + ('skipped' if action == 'skipped' else action.replace('ran', 'run'))}")
+        return 0
+    outcomes = job.run()
+    if args.json:
+        print_json([o.__dict__ for o in outcomes])
+    else:
+        print(format_run_summary(cfg, outcomes))
+    return 0

@@ -1,0 +1,205 @@
+"""The TOML config of ``retriever run``: one section per stage.
+
+Sections map onto each stage's own settings object (``[distill]`` -> ``DistillConfig``, ``[filter]``
+-> ``FilterConfig``, ...), so an option is defined once, where the stage checks it; an unknown key
+is a :class:`ConfigError` naming the section. See ``configs/offline.toml`` (runs on local files)
+and ``configs/elmb.toml`` (the four ELMB tasks from the Hub).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from retriever.errors import ConfigError
+
+SECTIONS = ("run", "tasks", "corpus", "score", "confirm", "distill", "filter", "dataset", "report")
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """A task of the run: gold for the index (``gold``, else the spec's sources) and for the scorecard."""
+
+    name: str
+    gold: tuple[str, ...] = ()
+    spec: str | None = None
+    gold_limit: int | None = None
+    scorecard_gold: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunSection:
+    out: str = "runs/default"
+    indexes_dir: str = "indexes"
+    model: str | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class CorpusSection:
+    paths: tuple[str, ...] = ()
+    text_field: str = "text"
+    id_field: str = "id"
+    tokens_field: str = "tokens"
+    detokenizer: str | None = None
+
+
+@dataclass(frozen=True)
+class ScoreSection:
+    k: int = 10
+    batch_size: int = 256
+    top_fraction: float | None = 0.1
+    threshold: dict[str, float] = field(default_factory=dict)
+    device: str | None = None
+    store: bool = True
+
+
+@dataclass(frozen=True)
+class ConfirmSection:
+    """``panel``: a panel TOML path, or ``"tiny"`` to train a tiny byte-level panel offline."""
+
+    panel: str = "tiny"
+    tiny_models: int = 6
+    tiny_steps: int = 120
+    tiny_texts: int = 300
+    scorecard_kind: str = "auto"
+    scorecard_limit: int = 200
+    negatives_per_positive: float = 1.0
+    max_random_negatives: int = 100_000
+    estimator: str = "spearman"
+    positive_min: float = 0.5
+    negative_max: float = 0.0
+    positive_top_fraction: float | None = None
+    min_models: int = 3
+    metric: str | None = None
+    device: str | None = None
+
+
+@dataclass(frozen=True)
+class DatasetSection:
+    budget: str = "10B"
+    mixture: Any = "equal"
+    order: str = "top"
+    tokenizer: str | None = None
+    general_pool: str | None = None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    path: str
+    run: RunSection
+    tasks: tuple[TaskConfig, ...]
+    corpus: CorpusSection
+    score: ScoreSection
+    confirm: ConfirmSection
+    distill: dict[str, Any]
+    filter: dict[str, Any]
+    dataset: DatasetSection
+
+    @property
+    def out(self) -> Path:
+        return Path(self.run.out)
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+
+def _make(cls, data: Any, where: str):
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"[{where}] must be a table")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"[{where}]: unknown key(s) {unknown}; known: {sorted(known)}")
+    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    try:
+        return cls(**kw)
+    except TypeError as e:
+        raise ConfigError(f"[{where}]: {e}") from e
+
+
+def _rel(base: Path, p: str) -> str:
+    """Paths in the config are relative to the config file; Hub ids and absolute paths stay."""
+    if os.path.isabs(p) or p.startswith("hf://"):
+        return p
+    cand = base / p
+    if cand.exists() or p.startswith("."):
+        return os.path.normpath(cand)
+    return p
+
+
+def load_run_config(path: str | os.PathLike) -> RunConfig:
+    """Read and check a run config.
+
+    Raises:
+        ConfigError: missing file, bad TOML, unknown sections or keys, no tasks or corpus.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config {p} does not exist; see configs/offline.toml and configs/elmb.toml")
+    try:
+        raw = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p} is not valid TOML: {e}") from e
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{p}: unknown section(s) {unknown}; sections are {list(SECTIONS)}")
+    base = p.parent
+    run = _make(RunSection, raw.get("run"), "run")
+    run = RunSection(**{**run.__dict__, "out": _rel(base, run.out) if run.out.startswith(".") else run.out,
+                        "indexes_dir": _rel(base, run.indexes_dir)})
+    tasks_raw = raw.get("tasks") or {}
+    if not isinstance(tasks_raw, dict) or not tasks_raw:
+        raise ConfigError(f"{p}: [tasks.NAME] tables are required (one per task)")
+    tasks = []
+    for name, t in tasks_raw.items():
+        tc = _make(TaskConfig, {**(t or {}), "name": name}, f"tasks.{name}")
+        tasks.append(TaskConfig(name=name, gold=tuple(_rel(base, g) for g in tc.gold),
+                                spec=_rel(base, tc.spec) if tc.spec else None, gold_limit=tc.gold_limit,
+                                scorecard_gold=tuple(_rel(base, g) for g in tc.scorecard_gold)))
+    corpus = _make(CorpusSection, raw.get("corpus"), "corpus")
+    if not corpus.paths:
+        raise ConfigError(f"{p}: [corpus] paths = [...] is required")
+    corpus = CorpusSection(**{**corpus.__dict__, "paths": tuple(_rel(base, c) for c in corpus.paths)})
+    dataset = _make(DatasetSection, raw.get("dataset"), "dataset")
+    for sec in ("distill", "filter"):
+        if not isinstance(raw.get(sec, {}), dict):
+            raise ConfigError(f"[{sec}] must be a table")
+    cfg = RunConfig(str(p), run, tuple(tasks), corpus, _make(ScoreSection, raw.get("score"), "score"),
+                    _make(ConfirmSection, raw.get("confirm"), "confirm"), dict(raw.get("distill", {})),
+                    dict(raw.get("filter", {})), dataset)
+    _check_stage_sections(cfg)
+    return cfg
+
+
+def _check_stage_sections(cfg: RunConfig) -> None:
+    """Build the stages' own config objects once, so a typo fails before any work starts."""
+    from retriever.batch_filter import FilterConfig
+    from retriever.confirm.decide import DecisionRules
+    from retriever.confirm.docs import CandidateRule
+    from retriever.distill import DistillConfig
+
+    c = cfg.confirm
+    try:
+        DecisionRules(estimator=c.estimator, positive_min=c.positive_min, negative_max=c.negative_max,
+                      positive_top_fraction=c.positive_top_fraction)
+        CandidateRule(negatives_per_positive=c.negatives_per_positive, max_random_negatives=c.max_random_negatives)
+    except ConfigError as e:
+        raise ConfigError(f"[confirm]: {e}") from e
+    if c.panel != "tiny" and not c.panel.endswith(".toml"):
+        raise ConfigError(f"[confirm] panel must be \"tiny\" or a panel .toml file, got {c.panel!r}")
+    _make(DistillConfig, cfg.distill, "distill")
+    _make(FilterConfig, {**filter_kwargs(cfg), "tasks": cfg.task_names}, "filter")
+
+
+def filter_kwargs(cfg: RunConfig) -> dict[str, Any]:
+    kw = dict(cfg.filter)
+    if "format" in kw:  # the TOML key users expect; FilterConfig calls it fmt
+        kw["fmt"] = kw.pop("format")
+    return kw

@@ -1,0 +1,276 @@
+"""``retriever run CONFIG.toml``: gold index -> scoring -> confirmation -> distillation -> filtering
+-> training set -> report, per task, redoing only the steps whose inputs or settings changed.
+
+Layout of the run folder (``[run] out``)::
+
+    indexes/<task>/     gold index             scores/    similarity scores, store, summary.json
+    panel/              LM panel + scores.csv  confirm/   BPB cache, correlations, labels/<task>.parquet
+    filters/<task>/     filter.bin (+ .json)   pools/     filtered documents per task, manifest.json
+    dataset/            training set (LMFlow json + parquet), summary.json
+    report.html         the report             run.json   step fingerprints and results
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retriever.config import GoldSource, TaskSpec, find_task_spec
+from retriever.corpus.sharding import is_hub_id, list_shards
+from retriever.errors import ConfigError
+from retriever.manifest import fingerprint, paths_fingerprint
+from retriever.run.config import RunConfig, TaskConfig, filter_kwargs
+from retriever.run.steps import RunStep, StepOutcome, StepRunner
+
+log = logging.getLogger(__name__)
+
+
+def inputs_fingerprint(paths: list[str] | tuple[str, ...]) -> str:
+    """Fingerprint of files / folders / Hub ids (local shards hashed, Hub ids by name)."""
+    local = [p for p in paths if not is_hub_id(p) or Path(p).exists()]
+    hub = sorted(set(paths) - set(local))
+    return fingerprint([paths_fingerprint(list_shards(local)) if local else None, hub])
+
+
+class RunJob:
+    """Builds the steps of a run from its config and runs them (see module docstring)."""
+
+    def __init__(self, cfg: RunConfig, progress: bool | None = None):
+        self.cfg = cfg
+        self.out = cfg.out
+        self.progress = sys.stderr.isatty() if progress is None else progress
+
+    # -- paths ------------------------------------------------------------------------------------
+    def index_dir(self, task: str) -> Path:
+        return self.out / "indexes" / task
+
+    def filter_model(self, task: str) -> Path:
+        return self.out / "filters" / task / "filter.bin"
+
+    # -- specs ------------------------------------------------------------------------------------
+    def task_spec(self, t: TaskConfig) -> TaskSpec:
+        if t.gold:
+            spec = TaskSpec(task=t.name, sources=tuple(GoldSource(path=g) for g in t.gold))
+        else:
+            spec = find_task_spec(t.spec or t.name, self.cfg.run.indexes_dir)
+            spec = dataclasses.replace(spec, task=t.name)
+        if t.gold_limit is not None:
+            spec = dataclasses.replace(spec, sources=tuple(dataclasses.replace(s, limit=t.gold_limit)
+                                                           for s in spec.sources))
+        if self.cfg.run.model:
+            spec = dataclasses.replace(spec, model=self.cfg.run.model)
+        return spec
+
+    def steps(self) -> list[RunStep]:
+        cfg, tasks = self.cfg, self.cfg.task_names
+        steps: list[RunStep] = []
+        for t in cfg.tasks:
+            spec = self.task_spec(t)
+            steps.append(RunStep(
+                f"index/{t.name}",
+                {"sources": [dataclasses.asdict(s) for s in spec.sources], "model": spec.model,
+                 "factory": spec.factory, "gold": inputs_fingerprint([s.path for s in spec.sources
+                                                                      if Path(s.path).exists() or not s.optional])},
+                lambda spec=spec: self._index(spec), outputs=[self.index_dir(t.name)]))
+        corpus_fp = inputs_fingerprint(cfg.corpus.paths)
+        sc = cfg.score
+        steps.append(RunStep("score", {"corpus": corpus_fp, "corpus_fields": dataclasses.asdict(cfg.corpus),
+                                       "k": sc.k, "store": sc.store},
+                             self._score, outputs=[self.out / "scores"], after=[f"index/{t}" for t in tasks]))
+        steps.append(RunStep("candidates", {"top_fraction": sc.top_fraction, "threshold": sc.threshold},
+                             self._candidates, outputs=[self.out / "scores" / "summary.json"], after=["score"]))
+        c = cfg.confirm
+        panel_settings = {"panel": c.panel, "scorecard_kind": c.scorecard_kind, "limit": c.scorecard_limit,
+                          "seed": cfg.run.seed, "scorecard_gold": {t.name: list(t.scorecard_gold) for t in cfg.tasks}}
+        if c.panel == "tiny":
+            panel_settings.update(models=c.tiny_models, steps=c.tiny_steps, texts=c.tiny_texts, corpus=corpus_fp)
+        else:
+            panel_settings["panel_file"] = inputs_fingerprint([c.panel]) if Path(c.panel).is_file() else c.panel
+        steps.append(RunStep("panel", panel_settings, self._panel, outputs=[self.out / "panel"],
+                             after=[f"index/{t}" for t in tasks]))
+        steps.append(RunStep("confirm", dataclasses.asdict(c), self._confirm, outputs=[self.out / "confirm"],
+                             keep=[self.out / "confirm" / "bpb"], after=["candidates", "panel"]))
+        for t in tasks:
+            steps.append(RunStep(f"distill/{t}", dict(cfg.distill), lambda t=t: self._distill(t),
+                                 outputs=[self.filter_model(t).parent], after=["confirm"]))
+        steps.append(RunStep("filter", {"filter": cfg.filter, "corpus": corpus_fp}, self._filter,
+                             outputs=[self.out / "pools"], after=[f"distill/{t}" for t in tasks]))
+        steps.append(RunStep("dataset", dataclasses.asdict(cfg.dataset), self._dataset,
+                             outputs=[self.out / "dataset"], after=["filter"]))
+        steps.append(RunStep("report", {}, self._report, outputs=[self.out / "report.html"],
+                             after=[s.name for s in steps]))
+        return steps
+
+    # -- the one call -----------------------------------------------------------------------------
+    def run(self) -> list[StepOutcome]:
+        runner = StepRunner(self.out)
+        steps = self.steps()
+        n = len(steps)
+
+        def announce(step: RunStep, action: str) -> None:
+            i = [s.name for s in steps].index(step.name) + 1
+            verb = {"skipped": "unchanged, skipped", "ran": "running", "resumed": "resuming",
+                    "reran": "settings or inputs changed, rerunning"}[action]
+            print(f"[{i}/{n}] {step.name}: {verb}", file=sys.stderr, flush=True)
+
+        return runner.run(steps, on_step=announce)
+
+    # -- steps ------------------------------------------------------------------------------------
+    def _index(self, spec: TaskSpec) -> dict[str, Any]:
+        from retriever.index import build_index
+
+        gi = build_index(spec, out=self.index_dir(spec.task), indexes_dir=self.cfg.run.indexes_dir)
+        return {"exemplars": gi.ntotal, "counts": gi.manifest["counts"]}
+
+    def _score(self) -> dict[str, Any]:
+        from retriever.score import score_corpus
+
+        c, sc = self.cfg.corpus, self.cfg.score
+        s = score_corpus([str(self.index_dir(t)) for t in self.cfg.task_names], list(c.paths), self.out / "scores",
+                         store="default" if sc.store else None, progress=self.progress, k=sc.k,
+                         batch_size=sc.batch_size, text_field=c.text_field, id_field=c.id_field,
+                         tokens_field=c.tokens_field, detokenizer=c.detokenizer, device=sc.device)
+        if s["shards"]["failed"]:
+            raise ConfigError(f"{len(s['shards']['failed'])} corpus shard(s) could not be read "
+                              f"({s['shards']['failed'][:3]}); see {self.out}/scores/failed/, fix, and rerun")
+        return {k: s[k] for k in ("docs_in", "scored", "rejected", "docs_per_second")}
+
+    def _candidates(self) -> dict[str, Any]:
+        from retriever.score import summarize
+
+        s = summarize(self.out / "scores", self.cfg.score.top_fraction, dict(self.cfg.score.threshold))
+        return {t: {"candidates": d["candidates"], "threshold": d["threshold"]} for t, d in s["tasks"].items()}
+
+    def _panel(self) -> dict[str, Any]:
+        from retriever.confirm.panel import load_panel
+        from retriever.confirm.scorecard import GoldSample, read_gold, scorecard, update_scores_file
+        from retriever.gold import GoldLoader
+
+        c, seed = self.cfg.confirm, self.cfg.run.seed
+        pdir = self.out / "panel"
+        held: dict[str, list[str]] = {}
+        if c.panel == "tiny":
+            from retriever.confirm.tiny_panel import read_texts, train_tiny_panel
+
+            rng = np.random.default_rng(seed)
+            corpora: dict[str, list[str]] = {}
+            for t in self.cfg.tasks:
+                texts = GoldLoader(self.task_spec(t).sources).load().texts
+                order = rng.permutation(len(texts))
+                n_held = min(c.scorecard_limit, len(texts) // 4)
+                held[t.name] = [texts[i] for i in order[:n_held]]
+                corpora[t.name] = [texts[i] for i in order[n_held:n_held + c.tiny_texts]]
+            corpora["generic"] = read_texts(list(self.cfg.corpus.paths), c.tiny_texts, seed)
+            # each model sees its own random mix of the tasks and generic text, so skills differ per task
+            names = list(corpora)
+            mixes = [dict(zip(names, w, strict=True)) for w in rng.dirichlet([0.6] * len(names), c.tiny_models)]
+            panel_file = train_tiny_panel(pdir, corpora, steps=c.tiny_steps, seed=seed, mixes=mixes)
+        else:
+            pdir.mkdir(parents=True, exist_ok=True)
+            panel_file = Path(c.panel)
+        panel = load_panel(panel_file)
+        scores_csv = pdir / "scores.csv"
+        report = {}
+        for t in self.cfg.tasks:
+            if t.scorecard_gold:
+                gold = read_gold(list(t.scorecard_gold), limit=c.scorecard_limit, seed=seed,
+                                 kind="text" if c.scorecard_kind == "text" else c.scorecard_kind)
+            elif t.name in held:
+                gold = GoldSample(texts=held[t.name])
+            else:
+                gold = read_gold([s.path for s in self.task_spec(t).sources], limit=c.scorecard_limit, seed=seed,
+                                 kind=c.scorecard_kind)
+            res = scorecard(panel, t.name, gold, device=c.device)
+            update_scores_file(scores_csv, res.scores)
+            report[t.name] = {m: d.get("acc_norm", d.get("bpb")) for m, d in res.details.items()}
+        return {"panel": str(panel_file), "scores": str(scores_csv), "scorecard": report}
+
+    def _confirm(self) -> dict[str, Any]:
+        from retriever.confirm.decide import DecisionRules
+        from retriever.confirm.docs import CandidateRule, open_docs
+        from retriever.confirm.panel import load_panel
+        from retriever.confirm.stage import BpbOptions, ConfirmSettings, ConfirmStage
+
+        c = self.cfg.confirm
+        panel_file = self.out / "panel" / "panel.toml" if c.panel == "tiny" else Path(c.panel)
+        panel = load_panel(panel_file, scores=self.out / "panel" / "scores.csv")
+        settings = ConfirmSettings(
+            tasks=tuple(self.cfg.task_names),
+            candidates=CandidateRule(negatives_per_positive=c.negatives_per_positive,
+                                     max_random_negatives=c.max_random_negatives, seed=self.cfg.run.seed),
+            rules=DecisionRules(estimator=c.estimator, positive_min=c.positive_min, negative_max=c.negative_max,
+                                positive_top_fraction=c.positive_top_fraction),
+            bpb=BpbOptions(device=c.device), min_models=c.min_models, metric=c.metric)
+        s = ConfirmStage(panel, self.out / "confirm", settings, progress=self.progress).run(
+            open_docs([str(self.out / "scores")]))
+        return {t: d.get("labels", d) for t, d in s["tasks"].items()}
+
+    def _distill(self, task: str) -> dict[str, Any]:
+        from retriever.distill import DistillConfig, FastTextDistiller
+
+        rep = FastTextDistiller(DistillConfig(**self.cfg.distill)).run(
+            self.out / "confirm" / "labels", task, self.filter_model(task))
+        m = rep.metrics
+        return {"n_train": rep.n_train, "n_test": rep.n_test,
+                **{k: m.get(k) for k in ("precision", "recall", "f1", "roc_auc") if k in m}}
+
+    def _filter(self) -> dict[str, Any]:
+        from retriever.batch_filter import BatchFilter, FilterConfig
+
+        kw = filter_kwargs(self.cfg)
+        executor = kw.pop("executor", "local")
+        workers = kw.pop("workers", None)
+        c = self.cfg.corpus
+        kw.setdefault("text_field", c.text_field)
+        kw.setdefault("id_field", c.id_field)
+        fc = FilterConfig(tasks=tuple(self.cfg.task_names), indexes=str(self.out / "filters"), **kw)
+        rep = BatchFilter(fc).run(list(c.paths), self.out / "pools", executor=executor, workers=workers,
+                                  progress=self.progress)
+        if rep.run.failed:
+            raise ConfigError(f"{len(rep.run.failed)} shard(s) failed in the filter; see {self.out}/pools and rerun")
+        return rep.totals
+
+    def _dataset(self) -> dict[str, Any]:
+        from retriever.dataset import DatasetBuilder, discover_pools, parse_budget, parse_mixture
+
+        d = self.cfg.dataset
+        extra = {"general": d.general_pool} if d.general_pool else None
+        pools = discover_pools(self.out / "pools", extra)
+        mixture = d.mixture if isinstance(d.mixture, dict) else parse_mixture(str(d.mixture), list(pools))
+        s = DatasetBuilder(pools, mixture, parse_budget(d.budget), order=d.order, tokenizer=d.tokenizer,
+                           seed=self.cfg.run.seed, progress=self.progress).build(self.out / "dataset")
+        return {k: s[k] for k in ("tokens", "documents", "per_pool") if k in s}
+
+    def _report(self) -> dict[str, Any]:
+        from retriever.report import write_report
+
+        return {"report": str(write_report(self.out))}
+
+
+def format_run_summary(cfg: RunConfig, outcomes: list[StepOutcome]) -> str:
+    """One screen: what each step did, and per task what was kept."""
+    lines = [f"run {cfg.out}  ({cfg.path})"]
+    for o in outcomes:
+        lines.append(f"  {o.name:<24}{o.action:<9}{o.seconds:>8.1f} s")
+    res = {o.name: o.result or {} for o in outcomes}
+    lines.append(f"{'task':<20}{'candidates':>11}{'positive':>10}{'negative':>10}{'filter F1':>10}{'AUC':>7}")
+    cand = res.get("candidates", {})
+    conf = res.get("confirm", {})
+    for t in cfg.task_names:
+        lab = conf.get(t, {}) if isinstance(conf.get(t), dict) else {}
+        dist = res.get(f"distill/{t}", {})
+        f1, auc = dist.get("f1"), dist.get("roc_auc")
+        lines.append(f"{t:<20}{cand.get(t, {}).get('candidates', '-'):>11}{lab.get('positive', '-'):>10}"
+                     f"{lab.get('negative', '-'):>10}{'-' if f1 is None else f'{f1:.3f}':>10}"
+                     f"{'-' if auc is None else f'{auc:.3f}':>7}")
+    ds = res.get("dataset", {})
+    if ds:
+        lines.append(f"training set: {cfg.out / 'dataset'}  ({ds.get('documents', '?')} documents, "
+                     f"{ds.get('tokens', '?')} tokens)")
+    lines.append(f"report: {cfg.out / 'report.html'}")
+    return "\n".join(lines)
