@@ -9,10 +9,11 @@ and ``configs/elmb.toml`` (the four ELMB tasks from the Hub).
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from retriever.errors import ConfigError
 
