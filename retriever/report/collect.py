@@ -65,7 +65,12 @@ def find_sources(run_dir: str | os.PathLike | None, **given: Any) -> ReportSourc
             raise InputError(f"run folder {root} does not exist")
         dirs = _walk_dirs(root, MAX_DEPTH)
     for d in dirs:
-        if src.scores is None and (d / "scores").is_dir() and (d / "manifest.json").exists():
+        if (
+            src.scores is None
+            and (d / "manifest.json").exists()
+            and (d / "scores").is_dir()
+            and any((d / "scores").glob("*.parquet"))
+        ):
             src.scores = d
         if (
             src.confirm is None

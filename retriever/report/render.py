@@ -249,7 +249,13 @@ def _pr(pr: Mapping[str, Mapping[str, Any]]) -> str:
             rows.append(
                 (task, op_p, op_r, thr, d.get("average_precision"), d.get("roc_auc"), d.get("n"))
             )
-        figs.append(f'<div class="fig">{svg}</div>')
+        note = ""
+        if d.get("y") is None:
+            note = (
+                '<div class="muted">operating point from the filter manifest; a full curve needs '
+                "held-out predictions (M.heldout.parquet with y, p)</div>"
+            )
+        figs.append(f'<div class="fig">{svg}{note}</div>')
     head = "<tr><th class='l'>task</th><th>precision</th><th>recall</th><th>threshold</th><th>avg precision</th><th>ROC-AUC</th><th>held-out n</th></tr>"
     body = "".join(
         f"<tr><td class='l'>{escape(t)}</td>"
