@@ -378,7 +378,9 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     scat = [p for p in plots if "scatter" in p["cls"]]
     assert len(scat) == 2 and all(p["pts"] == 60 and p["thr"] == 3 for p in scat)
     curves = [p for p in plots if "curve" in p["cls"]]
-    assert len(curves) == 1 and curves[0]["ops"] == 1  # the manifest's operating point
+    assert len(curves) == 1 and curves[0]["ops"] == 1  # the operating threshold
+    if (run_dir / "indexes" / "function-calling" / "filter.heldout.parquet").exists():
+        assert curves[0]["curves"] >= 1  # the distill stage wrote held-out predictions: a curve
     assert sum(p["bars"] for p in plots if "bars" in p["cls"]) >= 8
 
 

@@ -152,6 +152,7 @@ def run_propose(args: argparse.Namespace) -> int:
 
 def run_fit(args: argparse.Namespace) -> int:
     from retriever.corpus import write_json_atomic
+    from retriever.dataset.build import disk_guard
     from retriever.mix import fit_mixture, read_results
 
     res = read_results(args.results)
@@ -165,7 +166,8 @@ def run_fit(args: argparse.Namespace) -> int:
         top_k=args.top_k,
         seed=args.seed,
     )
-    write_json_atomic(args.out, out)
+    with disk_guard(args.out):
+        write_json_atomic(args.out, out)
     if args.json:
         sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0

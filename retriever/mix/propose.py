@@ -130,13 +130,15 @@ def propose_mixtures(
 
 def write_proposals(path: str | os.PathLike, mixtures: list[dict[str, float]], info: dict) -> None:
     """``path`` (CSV: ``mix_id``, ``weight/<pool>``...) and ``path.json`` (the settings)."""
+    from retriever.dataset.build import disk_guard
+
     path = Path(path)
     names = list(mixtures[0])
-    with AtomicWriter(path) as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["mix_id", *[WEIGHT_PREFIX + k for k in names]])
-        for i, m in enumerate(mixtures):
-            w.writerow([i, *[f"{m[k]:.6g}" for k in names]])
-    write_json_atomic(
-        path.with_name(path.name + ".json"), {**info, "pools": names, "n": len(mixtures)}
-    )
+    with disk_guard(str(path)):
+        with AtomicWriter(path) as tmp, open(tmp, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["mix_id", *[WEIGHT_PREFIX + k for k in names]])
+            for i, m in enumerate(mixtures):
+                w.writerow([i, *[f"{m[k]:.6g}" for k in names]])
+        info = {**info, "pools": names, "n": len(mixtures)}
+        write_json_atomic(path.with_name(path.name + ".json"), info)

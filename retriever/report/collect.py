@@ -206,7 +206,9 @@ def write_report(
         out = Path(run_dir) / "report.html"
     data = collect_report(run_dir, sources=sources, **kwargs)
     html = render_report(**data)
-    with AtomicWriter(out) as tmp:
+    from retriever.dataset.build import disk_guard
+
+    with disk_guard(str(out)), AtomicWriter(out) as tmp:
         Path(tmp).write_text(html, encoding="utf-8")
     return Path(out)
 
@@ -335,7 +337,10 @@ def _read_distill(manifest: Path) -> tuple[str, dict]:
     held = m.get("heldout")
     if isinstance(held, dict) and held.get("y") is not None and held.get("p") is not None:
         pr["y"], pr["p"] = held["y"], held["p"]
-    for side in (manifest.with_suffix(".heldout.parquet"), manifest.with_suffix(".heldout.jsonl")):
+    sides = [manifest.with_suffix(".heldout.parquet"), manifest.with_suffix(".heldout.jsonl")]
+    if isinstance(m.get("heldout_file"), str):  # named by the distill manifest, beside it
+        sides.insert(0, manifest.parent / m["heldout_file"])
+    for side in sides:
         if "y" in pr or not side.exists():
             continue
         rows = _read_table_rows(side)
