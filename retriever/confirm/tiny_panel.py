@@ -156,7 +156,14 @@ def train_tiny_panel(
             vocab_size=VOCAB_SIZE, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
             n_head=n_head, bos_token_id=BOS_ID, eos_token_id=EOS_ID, pad_token_id=EOS_ID,
         )
-        model = transformers.GPT2LMHeadModel(cfg)
+        verbosity = transformers.utils.logging.get_verbosity()
+        transformers.utils.logging.set_verbosity_error()  # the "loss_type=None" notice of new configs
+        try:
+            model = transformers.GPT2LMHeadModel(cfg)
+            with torch.no_grad():
+                model(input_ids=torch.zeros((1, 2), dtype=torch.long), labels=torch.zeros((1, 2), dtype=torch.long))
+        finally:
+            transformers.utils.logging.set_verbosity(verbosity)
         opt = torch.optim.AdamW(model.parameters(), lr=lr)
         w = np.array([mix.get(n, 0.0) for n in names], dtype=np.float64)
         w = w / w.sum()
@@ -170,7 +177,7 @@ def train_tiny_panel(
                 i = int(rng.integers(0, len(s) - n_positions))
                 rows.append(s[i : i + n_positions])
             x = torch.from_numpy(np.stack(rows))  # [B, n_positions]
-            loss = model(input_ids=x, labels=x).loss
+            loss = model(input_ids=x, attention_mask=torch.ones_like(x), labels=x).loss
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -180,7 +187,7 @@ def train_tiny_panel(
         mdir = out / mname
         model.save_pretrained(mdir)
         tokenizer.save_pretrained(mdir)
-        info["models"].append({"name": mname, "mix": mix, "final_train_loss": round(loss_val, 4),
+        info["models"].append({"name": mname, "mix": {n: round(v, 4) for n, v in mix.items()}, "final_train_loss": round(loss_val, 4),
                                "seconds": round(time.perf_counter() - t0, 2)})
         lines += ["[[models]]", f'name = "{mname}"', f'path = "{mname}"', ""]
     write_json_atomic(out / "tiny_panel.json", info)
@@ -223,3 +230,78 @@ def synthetic_corpora(n: int = 200, seed: int = 0) -> dict[str, list[str]]:
         words = rng.choice(_WORDS, size=k)
         generic.append(" ".join(words).capitalize() + ".")
     return {"task": task, "generic": generic}
+
+
+def read_texts(paths: list[str], max_texts: int | None, seed: int = 0) -> list[str]:
+    """Texts of corpus files/folders (``text`` field), a seeded sample of at most ``max_texts``."""
+    from retriever.corpus import CorpusReader, list_shards
+    from retriever.data import Doc
+
+    texts = [rec.text for shard in list_shards(paths) for rec in CorpusReader().read(shard)
+             if isinstance(rec, Doc)]
+    if max_texts is not None and len(texts) > max_texts:
+        rng = np.random.default_rng(seed)
+        texts = [texts[i] for i in sorted(rng.choice(len(texts), size=max_texts, replace=False))]
+    return texts
+
+
+def build_tiny_panel(
+    out_dir: str | os.PathLike,
+    gold: list[str] | None = None,
+    generic: list[str] | None = None,
+    task: str | None = None,
+    holdout: float = 0.2,
+    max_texts: int = 400,
+    n_models: int = 6,
+    steps: int = 120,
+    seed: int = 0,
+) -> dict:
+    """Read the corpora (or make synthetic ones), train the panel, optionally score it on ``task``.
+
+    With ``task``, a held-out share of the gold texts (never trained on) gives each model a
+    ``neg_bpb`` score in ``out_dir/scores.csv``, so the panel is ready for ``retriever confirm``.
+
+    Args:
+        out_dir: panel folder.
+        gold: task-like text files/folders (``None``: synthetic function-calling texts).
+        generic: generic text files/folders (``None``: synthetic prose).
+        task: task name to score under.
+        holdout: share of gold texts kept out of training for the score.
+        max_texts: texts sampled per corpus.
+        n_models, steps, seed: see :func:`train_tiny_panel`.
+
+    Returns:
+        A report: ``panel`` path, ``corpora`` sizes, per-model mix / loss / time / score.
+    """
+    from retriever.corpus.writers import read_json
+
+    if not 0 <= holdout < 1:
+        raise ConfigError(f"holdout must be in [0, 1), got {holdout}")
+    synth = synthetic_corpora(max_texts, seed) if gold is None or generic is None else None
+    task_texts = read_texts(gold, max_texts, seed) if gold else synth["task"]
+    gen_texts = read_texts(generic, max_texts, seed + 1) if generic else synth["generic"]
+    n_hold = int(round(holdout * len(task_texts))) if task else 0
+    if task and n_hold < 1:
+        raise ConfigError(f"only {len(task_texts)} gold texts: too few to hold some out for scoring")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(task_texts))
+    held = [task_texts[i] for i in sorted(order[:n_hold])]
+    train = [task_texts[i] for i in sorted(order[n_hold:])]
+    panel = train_tiny_panel(out_dir, {"task": train, "generic": gen_texts}, steps=steps, seed=seed,
+                             n_models=n_models)
+    info = read_json(Path(out_dir) / "tiny_panel.json")
+    report = {"panel": str(panel), "corpora": {"task": len(train), "generic": len(gen_texts),
+                                               "held_out": len(held)},
+              "synthetic": synth is not None, "task": task, "models": info["models"]}
+    if task:
+        from retriever.confirm.panel import load_panel
+        from retriever.confirm.scorecard import GoldSample, scorecard, update_scores_file
+
+        res = scorecard(load_panel(panel), task, GoldSample(texts=held), device="cpu")
+        update_scores_file(Path(out_dir) / "scores.csv", res.scores)
+        by_model = {s.model: s.score for s in res.scores}
+        for m in report["models"]:
+            if m["name"] in by_model:
+                m["score"] = by_model[m["name"]]
+    write_json_atomic(Path(out_dir) / "tiny_panel.json", {**info, **report})
+    return report
