@@ -6,6 +6,7 @@ import json
 import random
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from retriever.distill import (
@@ -166,6 +167,12 @@ def test_distill_trains_evaluates_and_writes_manifest(tmp_path):
     assert man["n_test"] == 12 + 18
     assert man["data_fingerprint"] == load_labels(labels, "function-calling").fingerprint()
     assert man["labels"]["files"][0][0] == str(labels)
+    held = pq.read_table(out.with_suffix(".heldout.parquet")).to_pylist()
+    assert (
+        len(held) == 30
+        and sum(r["y"] for r in held) == 12
+        and man["heldout_file"] == "filter.heldout.parquet"
+    )
     m = rep.metrics
     # topic words decide the label: a working student separates the classes and follows the teacher
     assert m["roc_auc"] > 0.95 and m["f1"] > 0.8
