@@ -28,6 +28,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import shutil
 import threading
 import time
 import traceback
@@ -283,6 +284,11 @@ def run_sharded(
     ex = build_executor([runner], executor, tasks, workers, logging_dir, **settings)
     submitted = False
     if todo:
+        if executor == "slurm" and shutil.which("sbatch") is None:
+            raise ConfigError(
+                "--executor slurm submits with `sbatch`, which is not on this machine's PATH: run "
+                "from a Slurm login node (or print the job script with --dry-run)"
+            )
         if executor == "ray":
             ray = require("ray")
             if not ray.is_initialized():

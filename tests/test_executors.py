@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -119,6 +120,16 @@ def test_bad_arguments_are_typed_errors(tmp_path):
         build_executor([], "local", tasks=2, logging_dir=tmp_path, partition="x")
     with pytest.raises(ConfigError, match="needs"):
         build_executor([], "slurm", tasks=2, logging_dir=tmp_path)
+    if shutil.which("sbatch") is None:
+        with pytest.raises(ConfigError, match="sbatch"):
+            run_sharded(
+                CountLines(str(tmp_path)),
+                shards,
+                executor="slurm",
+                logging_dir=tmp_path / "s",
+                partition="p",
+                time="1:00:00",
+            )
     with pytest.raises(ConfigError, match="no shard"):
         run_sharded(CountLines(str(tmp_path)), [], logging_dir=tmp_path)
     (tmp_path / "other" / "in").mkdir(parents=True)

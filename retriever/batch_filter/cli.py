@@ -10,6 +10,15 @@ import orjson
 from retriever.errors import ConfigError
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except empty ones (None / False)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or action.help is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
     out = {}
     for v in values or []:
@@ -31,7 +40,7 @@ def add_parser(subparsers) -> None:
             "to OUTPUT/rejected/, and OUTPUT/manifest.json (per shard and total: docs in, kept, "
             "dropped, rejected, tokens/chars kept, throughput). Rerun the same command to resume."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     p.add_argument("--task", action="append", required=True, help="task to filter for (repeatable)")
     p.add_argument(
