@@ -252,22 +252,29 @@ def test_top_fraction_threshold_found_on_sample_and_reused(tmp_path, models):
     )
 
 
-def test_exact_token_counts_with_a_local_tokenizer(tmp_path, models):
-    from tokenizers import Tokenizer, pre_tokenizers, trainers
+def _bpe_tokenizer(folder: Path):
+    """A small byte-level BPE trained here, saved both as tokenizer.json and as a transformers folder."""
+    from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
     from tokenizers import models as tmodels
+    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(tmodels.BPE(unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.train_from_iterator(
-        [synthetic_doc(random.Random(i), i % 2 == 0) for i in range(50)],
-        trainers.BpeTrainer(vocab_size=300, special_tokens=["[UNK]"]),
-    )
-    tok.save(str(tmp_path / "tokenizer.json"))
+    tok.decoder = decoders.ByteLevel()
+    corpus = [synthetic_doc(random.Random(i), i % 2 == 0) for i in range(50)]
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["[UNK]"]))
+    folder.mkdir(parents=True, exist_ok=True)
+    tok.save(str(folder / "tokenizer.json"))
+    PreTrainedTokenizerFast(tokenizer_object=tok).save_pretrained(str(folder / "hf"))
+    return tok
+
+
+def test_exact_token_counts_with_a_local_tokenizer(tmp_path, models):
+    tok = _bpe_tokenizer(tmp_path / "tok")
     shards = write_corpus(tmp_path / "corpus", n_shards=1)
     out = tmp_path / "out"
-    rep = BatchFilter(
-        FilterConfig(tasks=("fc",), models=fc_only(models), tokenizer=str(tmp_path))
-    ).run([str(shards[0])], out, workers=1)
+    cfg = FilterConfig(tasks=("fc",), models=fc_only(models), tokenizer=str(tmp_path / "tok"))
+    rep = BatchFilter(cfg).run([str(shards[0])], out, workers=1)
     kept = read_pool(out / "fc")
     want = sum(len(tok.encode(r["text"], add_special_tokens=False).ids) for r in kept.values())
     assert rep.totals["tokens_kept"]["fc"] == want > 0
@@ -275,6 +282,31 @@ def test_exact_token_counts_with_a_local_tokenizer(tmp_path, models):
     assert TokenCounter(None).count(["abcdefgh"]) == [2]
     with pytest.raises(InputError, match="does not exist"):
         TokenCounter(tmp_path / "nope")
+
+
+def test_token_id_shards_are_detokenized(tmp_path, models):
+    tok = _bpe_tokenizer(tmp_path / "tok")
+    rng = random.Random(3)
+    texts = [synthetic_doc(rng, i % 2 == 0) for i in range(30)]
+    (tmp_path / "tokens").mkdir()
+    rows = [{"tokens": tok.encode(t).ids, "token_count": len(tok.encode(t).ids)} for t in texts]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "tokens" / "cluster_1_001.parquet")
+    cfg = FilterConfig(
+        tasks=("fc",), models=fc_only(models), detokenizer=str(tmp_path / "tok" / "hf")
+    )
+    rep = BatchFilter(cfg).run([str(tmp_path / "tokens")], tmp_path / "out", workers=1)
+    kept = read_pool(tmp_path / "out" / "fc")
+    decoded = [tok.decode(r["tokens"]) for r in rows]
+    want = expected_kept(
+        fc_only(models),
+        {f"tokens__cluster_1_001:{i}": t for i, t in enumerate(decoded)},
+        {"fc": 0.5},
+    )
+    assert set(kept) == want["fc"] and rep.totals["docs_in"] == 30 and len(kept) > 0
+    assert all(
+        r["text"] == decoded[r["metadata"]["row"]] and r["metadata"]["token_count"] > 0
+        for r in kept.values()
+    )
 
 
 # -- resume ---------------------------------------------------------------------------------------

@@ -70,6 +70,9 @@ def add_parser(subparsers) -> None:
     o.add_argument("--text-field", default="text")
     o.add_argument("--id-field", default="id")
     o.add_argument("--tokenizer", help="local tokenizer.json / folder for exact GPT-2 token counts")
+    o.add_argument(
+        "--detokenizer", help="tokenizer folder turning token-id shards into text (gpt2)"
+    )
     o.add_argument("--batch-size", type=int, default=512, help="documents per fastText call")
     o.add_argument("--max-chars", type=int, default=0, help="score only the first chars (0: all)")
     e = p.add_argument_group("execution (datatrove executors)")
@@ -132,6 +135,7 @@ def config_from_args(args: argparse.Namespace):
         text_field=args.text_field,
         id_field=args.id_field,
         tokenizer=args.tokenizer,
+        detokenizer=args.detokenizer,
         batch_size=args.batch_size,
         max_chars=args.max_chars,
     )

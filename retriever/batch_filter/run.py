@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from retriever.batch_filter.scorer import FastTextScorer, resolve_models
-from retriever.batch_filter.shard import FilterSettings, FilterShard
+from retriever.batch_filter.shard import FilterSettings, FilterShard, make_reader
 from retriever.batch_filter.thresholds import (
     BY,
     Decision,
@@ -37,7 +37,7 @@ from retriever.batch_filter.thresholds import (
 )
 from retriever.batch_filter.tokens import TokenCounter
 from retriever.batch_filter.writers import FORMATS
-from retriever.corpus import CorpusReader, list_shards, shard_name, write_json_atomic
+from retriever.corpus import list_shards, shard_name, write_json_atomic
 from retriever.corpus.writers import read_json
 from retriever.errors import ConfigError
 from retriever.executors import ShardedRun, cpu_count, read_done, run_sharded
@@ -65,6 +65,7 @@ class FilterConfig:
         fmt: output format: ``jsonl.gz``, ``jsonl``, ``parquet`` or ``lmflow``.
         text_field, id_field, keep_fields: how corpus records are read.
         tokenizer: local tokenizer file/folder for exact token counts.
+        detokenizer: tokenizer that turns token-id shards into text (``nvidia/ClimbLab``: gpt2).
         batch_size: documents per fastText call.
         max_chars: score only each document's first characters (``0``: all).
     """
@@ -81,6 +82,7 @@ class FilterConfig:
     id_field: str = "id"
     keep_fields: tuple[str, ...] | None = None
     tokenizer: str | None = None
+    detokenizer: str | None = None
     batch_size: int = 512
     max_chars: int = 0
 
@@ -151,6 +153,7 @@ class BatchFilter:
             "id_field": c.id_field,
             "keep_fields": list(c.keep_fields) if c.keep_fields is not None else None,
             "tokenizer": c.tokenizer,
+            "detokenizer": c.detokenizer,
             "max_chars": c.max_chars,
             "shards": shards,
         }
@@ -181,6 +184,7 @@ class BatchFilter:
             id_field=c.id_field,
             keep_fields=c.keep_fields,
             tokenizer=c.tokenizer,
+            detokenizer=c.detokenizer,
             batch_size=c.batch_size,
             max_chars=c.max_chars,
         )
@@ -194,9 +198,7 @@ class BatchFilter:
                 t: Decision(t, float(thr[t] if isinstance(thr, dict) else thr), "threshold")
                 for t in c.tasks
             }
-        reader = CorpusReader(
-            text_field=c.text_field, id_field=c.id_field, keep_fields=c.keep_fields
-        )
+        reader = make_reader(c.text_field, c.id_field, c.keep_fields, c.detokenizer)
         docs = sample_docs(shards, reader, c.sample_docs)
         if not docs:
             raise ConfigError(

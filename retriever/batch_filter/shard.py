@@ -24,6 +24,7 @@ from retriever.batch_filter.scorer import FastTextScorer
 from retriever.batch_filter.tokens import TokenCounter
 from retriever.batch_filter.writers import FORMATS, PoolWriter, open_pool_writer
 from retriever.corpus import CorpusReader, RejectWriter, shard_name
+from retriever.corpus.readers import Detokenizer
 from retriever.data import Doc, Rejected
 from retriever.errors import ConfigError
 from retriever.stats import Stats
@@ -43,6 +44,8 @@ class FilterSettings:
         text_field, id_field: corpus record fields.
         keep_fields: source fields copied into metadata (``None``: every scalar field).
         tokenizer: local tokenizer for exact token counts (``None``: estimate).
+        detokenizer: tokenizer (local folder or Hub id) turning token-id shards (``tokens``
+            column, ``nvidia/ClimbLab``) into text; ``None``: text shards only.
         batch_size: documents per fastText call (memory: batch x mean document size).
         max_chars: score only the first ``max_chars`` characters (``0``: whole document).
     """
@@ -55,6 +58,7 @@ class FilterSettings:
     id_field: str = "id"
     keep_fields: tuple[str, ...] | None = None
     tokenizer: str | None = None
+    detokenizer: str | None = None
     batch_size: int = 512
     max_chars: int = 0
     tasks: list[str] = field(init=False)
@@ -73,6 +77,18 @@ class FilterSettings:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
+def make_reader(
+    text_field: str, id_field: str, keep_fields: tuple[str, ...] | None, detokenizer: str | None
+) -> CorpusReader:
+    """The corpus reader of a filter run (token-id shards need ``detokenizer``)."""
+    return CorpusReader(
+        text_field=text_field,
+        id_field=id_field,
+        keep_fields=keep_fields,
+        detokenizer=Detokenizer(detokenizer) if detokenizer else None,
+    )
+
+
 class FilterShard:
     """Callable ``(shard_path, rank) -> Stats`` for :func:`retriever.executors.run_sharded`."""
 
@@ -87,9 +103,7 @@ class FilterShard:
         stats = Stats()
         scorer = FastTextScorer(s.models, max_chars=s.max_chars, batch_size=s.batch_size)
         counter = TokenCounter(s.tokenizer)
-        reader = CorpusReader(
-            text_field=s.text_field, id_field=s.id_field, keep_fields=s.keep_fields
-        )
+        reader = make_reader(s.text_field, s.id_field, s.keep_fields, s.detokenizer)
         name = shard_name(shard)
         out = Path(s.output)
         thr = np.array([s.thresholds[t] for t in s.tasks], dtype=np.float32)  # [n_tasks]
