@@ -1,0 +1,241 @@
+"""Bits per byte: windows, the batched kernel against the batch-1 reference, the cached matrix."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from retriever.confirm.bpb import LMScorer, naive_bits_per_byte, rolling_windows  # noqa: E402
+from retriever.confirm.matrix import BpbMatrix, read_matrix  # noqa: E402
+from retriever.confirm.panel import Panel, PanelModel, load_panel  # noqa: E402
+from retriever.confirm.tiny_panel import byte_tokenizer, synthetic_corpora, train_tiny_panel  # noqa: E402
+from retriever.data import Doc  # noqa: E402
+from retriever.errors import ConfigError, ResumeError  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def small_panel(tmp_path_factory) -> Path:
+    """Three barely trained byte-level models (context 32 bytes, so documents need windows)."""
+    out = tmp_path_factory.mktemp("small_panel")
+    corpora = synthetic_corpora(30, seed=0)
+    return train_tiny_panel(out, corpora, steps=3, n_models=3, n_positions=32, n_embd=32, seed=1)
+
+
+@pytest.fixture(scope="module")
+def scorer(small_panel) -> LMScorer:
+    return LMScorer(load_panel(small_panel).models[1], device="cpu", max_batch_tokens=100)
+
+
+def _texts() -> list[str]:
+    c = synthetic_corpora(6, seed=5)
+    return c["task"][:3] + c["generic"][:3] + ["short", "Grüße, 東京 🙂 — multi-byte UTF-8 text " * 3]
+
+
+# -- windows ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("n,max_length,ctx", [(1, 8, 1), (8, 8, 1), (9, 8, 1), (50, 8, 1), (50, 8, 3), (17, 5, 5)])
+def test_rolling_windows_score_every_token_once_with_the_right_context(n, max_length, ctx):
+    tokens = list(range(100, 100 + n))
+    wins = rolling_windows(tokens, 7, max_length, ctx)
+    assert sum((t for _, t in wins), []) == tokens  # every token predicted once, in order
+    assert wins[0][0][0] == 7  # the first token is conditioned on the prefix token
+    stream = [7] + tokens
+    for inp, tgt in wins:
+        assert len(tgt) <= len(inp) <= max_length
+        # position p of the input predicts the next token of the stream
+        start = stream.index(inp[0]) if inp[0] != 7 else 0
+        assert stream[start : start + len(inp)] == inp
+        assert stream[start + len(inp) - len(tgt) + 1 : start + len(inp) + 1] == tgt
+    if n > max_length:
+        # later windows re-read ctx - 1 extra tokens of context beyond the one they need
+        assert all(len(i) == max_length for i, _ in wins[1:])
+        assert all(len(t) <= max_length - ctx + 1 for _, t in wins[1:])
+
+
+def test_rolling_windows_rejects_bad_context():
+    with pytest.raises(ConfigError):
+        rolling_windows([1, 2, 3], 0, 4, context_tokens=5)
+    assert rolling_windows([], 0, 4) == []
+
+
+# -- the kernel -------------------------------------------------------------------------------------
+def test_byte_tokenizer_round_trips_bytes_and_loads_by_path(tmp_path):
+    from transformers import AutoTokenizer
+
+    byte_tokenizer().save_pretrained(tmp_path)
+    tok = AutoTokenizer.from_pretrained(tmp_path)
+    text = "Grüße 🙂\n\t{\"a\": 1}"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert ids == list(text.encode("utf-8"))
+    assert tok.decode(ids) == text
+    assert (tok.bos_token_id, tok.eos_token_id) == (256, 257)
+
+
+def test_batched_bpb_equals_the_batch_one_reference(scorer):
+    texts = _texts()
+    fast = scorer.bits_per_byte(texts)
+    slow = naive_bits_per_byte(scorer, texts)
+    np.testing.assert_allclose(fast.bpb, slow.bpb, rtol=0, atol=1e-5)
+    # a byte tokenizer: one token per byte, and long texts needed several 32-token windows
+    np.testing.assert_array_equal(fast.n_tokens, fast.n_bytes)
+    assert fast.n_tokens.max() > 3 * scorer.max_length
+    assert fast.status == ["ok"] * len(texts)
+
+
+def test_bpb_is_minus_log2_likelihood_per_byte_by_hand(scorer):
+    text = "héllo"  # 6 bytes, fits in one window
+    ids = list(text.encode())
+    x = torch.tensor([[scorer.prefix_token] + ids[:-1]])
+    with torch.no_grad():
+        logp = torch.log_softmax(scorer.model(input_ids=x).logits[0].double(), -1)
+    nll = -sum(float(logp[i, t]) for i, t in enumerate(ids))
+    got = scorer.bits_per_byte([text])
+    assert got.bpb[0] == pytest.approx(nll / math.log(2) / 6, abs=1e-5)
+
+
+def test_batch_budget_does_not_change_results(small_panel):
+    m = load_panel(small_panel).models[0]
+    texts = _texts()
+    a = LMScorer(m, device="cpu", max_batch_tokens=5).bits_per_byte(texts)  # one window per batch
+    b = LMScorer(m, device="cpu", max_batch_tokens=4096, max_batch_size=3).bits_per_byte(texts)
+    np.testing.assert_allclose(a.bpb, b.bpb, atol=1e-5)
+
+
+def test_overlapping_windows_give_a_different_but_close_bpb(small_panel):
+    m = load_panel(small_panel).models[2]
+    text = [synthetic_corpora(3, seed=9)["task"][0] * 2]
+    disjoint = LMScorer(m, device="cpu", context_tokens=1).bits_per_byte(text)
+    sliding = LMScorer(m, device="cpu", context_tokens=16).bits_per_byte(text)
+    assert disjoint.n_tokens[0] == sliding.n_tokens[0]
+    assert sliding.bpb[0] != disjoint.bpb[0]
+    assert abs(sliding.bpb[0] - disjoint.bpb[0]) < 0.5
+
+
+def test_a_nan_model_is_reported_not_averaged(small_panel, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    src = load_panel(small_panel).models[0].path
+    bad = AutoModelForCausalLM.from_pretrained(src)
+    with torch.no_grad():
+        bad.lm_head.weight.fill_(float("nan"))
+    bad.save_pretrained(tmp_path / "nan-model")
+    byte_tokenizer().save_pretrained(tmp_path / "nan-model")
+    res = LMScorer(PanelModel("nan", str(tmp_path / "nan-model")), device="cpu").bits_per_byte(["abc", "de"])
+    assert res.status == ["nan", "nan"]
+    assert np.isnan(res.bpb).all()
+
+
+# -- the cached matrix ----------------------------------------------------------------------------
+def _docs(n: int = 8) -> list[Doc]:
+    c = synthetic_corpora(n, seed=3)
+    return [Doc(f"d{i}", t) for i, t in enumerate(c["task"][: n // 2] + c["generic"][: n // 2])]
+
+
+def _iter(docs):
+    def it(ids):
+        return (d for d in docs if d.id in ids)
+
+    return it
+
+
+def test_matrix_caches_per_model_and_computes_only_a_new_model(small_panel, tmp_path):
+    full = load_panel(small_panel)
+    docs = _docs()
+    ids = [d.id for d in docs]
+    two = Panel(models=full.models[:2])
+    r1 = BpbMatrix(tmp_path, two, device="cpu", block_docs=3).run(ids, _iter(docs))
+    assert r1.models == ["tiny-0", "tiny-1"] and r1.bpb.shape == (8, 2)
+    assert [r1.report["models"][m]["computed"] for m in r1.models] == [8, 8]
+    r2 = BpbMatrix(tmp_path, full, device="cpu", block_docs=3).run(ids, _iter(docs))
+    assert [r2.report["models"][m]["computed"] for m in r2.models] == [0, 0, 8]
+    assert [r2.report["models"][m]["cached"] for m in r2.models] == [8, 8, 0]
+    np.testing.assert_array_equal(r2.bpb[:, :2], r1.bpb)
+    ids2, models2, bpb2, nb = read_matrix(tmp_path)
+    assert ids2 == ids and models2 == r2.models
+    np.testing.assert_array_equal(bpb2, r2.bpb)
+    assert (nb == [len(d.text.encode()) for d in docs]).all()
+    # one more document: only it is computed, for every model
+    extra = docs + [Doc("d_new", "one more document")]
+    r3 = BpbMatrix(tmp_path, full, device="cpu").run([d.id for d in extra], _iter(extra))
+    assert [r3.report["models"][m]["computed"] for m in r3.models] == [1, 1, 1]
+
+
+def test_matrix_reports_a_model_that_fails_to_load_and_keeps_the_others(small_panel, tmp_path):
+    full = load_panel(small_panel)
+    broken = PanelModel("broken", str(tmp_path / "no-such-model"))
+    panel = Panel(models=(full.models[0], broken, full.models[1]))
+    docs = _docs(4)
+    res = BpbMatrix(tmp_path / "out", panel, device="cpu").run([d.id for d in docs], _iter(docs))
+    assert res.models == ["tiny-0", "tiny-1"]
+    rep = res.report["models"]["broken"]
+    assert rep["status"] == "failed" and "no-such-model" in rep["error"]
+    saved = orjson.loads((tmp_path / "out" / "bpb" / "report.json").read_bytes())
+    assert saved["models"]["broken"]["status"] == "failed"
+    assert saved["usable_models"] == ["tiny-0", "tiny-1"]
+
+
+def test_changed_model_settings_refuse_to_mix_caches(small_panel, tmp_path):
+    panel = Panel(models=load_panel(small_panel).models[:1])
+    docs = _docs(2)
+    BpbMatrix(tmp_path, panel, device="cpu").run([d.id for d in docs], _iter(docs))
+    with pytest.raises(ResumeError, match="other settings"):
+        BpbMatrix(tmp_path, panel, device="cpu", context_tokens=4).run([d.id for d in docs], _iter(docs))
+
+
+@pytest.mark.slow
+def test_killed_bpb_run_resumes_without_duplicates_or_gaps(small_panel, tmp_path):
+    """Kill `retriever confirm bpb` mid-way (after some parts exist), rerun, compare to a clean run."""
+    corpus = tmp_path / "corpus.jsonl"
+    c = synthetic_corpora(20, seed=11)
+    with open(corpus, "wb") as fh:
+        for i, t in enumerate(c["task"] + c["generic"]):
+            fh.write(orjson.dumps({"id": f"doc{i}", "text": t}) + b"\n")
+    cmd = [sys.executable, "-m", "retriever", "confirm", "bpb", "--models", str(small_panel),
+           "--docs", str(corpus), "--device", "cpu", "--block-docs", "4", "--threads", "1",
+           "--out", str(tmp_path / "killed")]
+    env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parts = tmp_path / "killed" / "bpb" / "tiny-1"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not list(parts.glob("part-*.parquet")):
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    assert proc.returncode != 0, "the run finished before it could be killed"
+    assert list((tmp_path / "killed" / "bpb" / "tiny-0").glob("part-*.parquet"))
+    assert not (tmp_path / "killed" / "bpb" / "matrix.parquet").exists()
+    subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True)
+    # the uninterrupted reference, in this process, same settings
+    from retriever.confirm.docs import open_docs
+
+    docs = open_docs([str(corpus)])
+    ref = BpbMatrix(tmp_path / "clean", load_panel(small_panel), device="cpu", block_docs=4).run(
+        docs.ids, docs.iter_docs)
+    ids_k, models_k, bpb_k, _ = read_matrix(tmp_path / "killed")
+    assert ids_k == ref.ids and models_k == ref.models and len(ids_k) == 40
+    np.testing.assert_allclose(bpb_k, ref.bpb, rtol=0, atol=1e-9)
+    import pyarrow.parquet as pq
+
+    for m in models_k:
+        got = [i for p in sorted((tmp_path / "killed" / "bpb" / m).glob("part-*.parquet"))
+               for i in pq.read_table(p)["id"].to_pylist()]
+        assert sorted(got) == sorted(ids_k), f"{m}: duplicated or missing cached ids"
