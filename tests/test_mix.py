@@ -68,6 +68,8 @@ def test_bounds_and_empty_pools_are_respected():
         propose_mixtures({"a": 1, "b": 1}, 64, upper=np.array([0.01, 0.01]))
     with pytest.raises(ConfigError):
         smooth_prior({"a": -1.0, "b": 1.0})
+    with pytest.raises(ConfigError, match="two non-empty pools"):
+        propose_mixtures({"a": 5e9, "b": 0}, 8)
 
 
 # -- fit --------------------------------------------------------------------------------------------

@@ -115,6 +115,7 @@ def make_run(root: Path, real_filter: bool = True) -> Path:
         "shard": ["corpus__s0"] * 300 + ["corpus__s1"] * 200,
         "row": list(range(n)),
         "n_chars": [100] * n,
+        "cluster_id": [str(i % 5) for i in range(n)],  # the score stage keeps cluster_id
     }
     for t in TASKS:
         cols[f"score_{t}"] = rng.normal(0.3, 0.12, n).astype(np.float32)
@@ -244,6 +245,7 @@ def test_collect_reads_contract_layouts(run_dir):
         kept["roleplay"]["by"] == "cluster"
         and sum(g["kept"] for g in kept["roleplay"]["groups"].values()) == 40
     )
+    assert kept["roleplay"]["groups"]["3"] == {"kept": 10, "seen": 100}  # share per cluster
     src = kept["roleplay (by source)"]["groups"]
     assert src["corpus__s0"] == {"kept": 30, "seen": 300}  # share against the scored documents
     sm = data["samples"]["function-calling"]

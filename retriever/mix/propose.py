@@ -107,6 +107,11 @@ def propose_mixtures(
         raise ConfigError(f"--n must be >= 1, got {n}")
     names = list(shares)
     prior = smooth_prior(shares, temperature)
+    if int(np.sum(prior > 0)) < 2:
+        raise ConfigError(
+            f"a mixture needs at least two non-empty pools; shares: {shares} "
+            "(add a task, or a general-quality pool with --pool general=PATH)"
+        )
     rng = np.random.default_rng(seed)
     w = sample_dirichlet(prior, n * oversample, rng, min_strength, max_strength)  # [m, n_pools]
     if upper is not None:

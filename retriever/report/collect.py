@@ -133,7 +133,7 @@ def collect_report(
     missing = []
     score_summary = {}
     if src.scores is not None:
-        scores, score_summary, seen_by_shard = _read_scores(src.scores)
+        scores, score_summary, seen = _read_scores(src.scores)
         out["scores"] = scores
         for k in ("docs_in", "scored", "rejected"):
             if k in score_summary:
@@ -142,7 +142,7 @@ def collect_report(
             if d.get("candidates") is not None:
                 facts[f"{t}: similarity candidates"] = d["candidates"]
     else:
-        seen_by_shard = {}
+        seen = {}
         missing.append("similarity scores (a `retriever score` folder: scores/*.parquet)")
     labels_samples: dict[str, dict[str, list]] = {}
     if src.confirm is not None:
@@ -166,7 +166,7 @@ def collect_report(
         missing.append("distilled filter metrics (a fastText model M.bin with its manifest M.json)")
     pool_samples: dict[str, dict[str, list]] = {}
     if src.pools is not None:
-        kept, pool_samples = _read_pools(src.pools, seen_by_shard, n_samples, max_pool_docs)
+        kept, pool_samples = _read_pools(src.pools, seen, n_samples, max_pool_docs)
         out["kept"] = kept
     else:
         missing.append("filtered pools (pools/<task>/*.jsonl.gz or .parquet)")
@@ -214,8 +214,9 @@ def write_report(
 
 
 # -- readers --------------------------------------------------------------------------------------
-def _read_scores(score_dir: Path) -> tuple[dict, dict, dict[str, int]]:
-    """Per task a rebinned histogram of ``score_<task>``, the summary, and documents per shard."""
+def _read_scores(score_dir: Path) -> tuple[dict, dict, dict[str, dict[str, int]]]:
+    """Per task a rebinned histogram of ``score_<task>``, the summary, and the scored documents
+    per source shard and per cluster (``{"shard": {...}, "cluster": {...}}``)."""
     pq = require("pyarrow.parquet")
     summary = read_json(score_dir / "summary.json") if (score_dir / "summary.json").exists() else {}
     settings = read_json(score_dir / "manifest.json").get("settings", {})
@@ -229,13 +230,14 @@ def _read_scores(score_dir: Path) -> tuple[dict, dict, dict[str, int]]:
         ]
     fine = 4000  # fine fixed bins over [-1, 1], rebinned to the occupied range below
     counts = {t: np.zeros(fine, dtype=np.int64) for t in tasks}
-    seen: Counter = Counter()
+    seen: dict[str, Counter] = {"shard": Counter(), "cluster": Counter()}
     for f in files:
         pf = pq.ParquetFile(f)
         names = set(pf.schema_arrow.names)
-        cols = [f"score_{t}" for t in tasks if f"score_{t}" in names] + (
-            ["shard"] if "shard" in names else []
-        )
+        groups = [g for g, col in (("shard", "shard"), ("cluster", "cluster_id")) if col in names]
+        cols = [f"score_{t}" for t in tasks if f"score_{t}" in names] + [
+            "shard" if g == "shard" else "cluster_id" for g in groups
+        ]
         for batch in pf.iter_batches(batch_size=65536, columns=cols):
             for t in tasks:
                 if f"score_{t}" not in names:
@@ -244,8 +246,9 @@ def _read_scores(score_dir: Path) -> tuple[dict, dict, dict[str, int]]:
                 x = x[np.isfinite(x)]
                 idx = np.clip(((x + 1.0) / 2.0 * fine).astype(np.int64), 0, fine - 1)
                 counts[t] += np.bincount(idx, minlength=fine)
-            if "shard" in names:
-                seen.update(batch.column("shard").to_pylist())
+            for g in groups:
+                col = batch.column("shard" if g == "shard" else "cluster_id").to_pylist()
+                seen[g].update(str(v) for v in col if v is not None)
     tasks_summary = summary.get("tasks", {})
     out = {}
     for t in tasks:
@@ -266,7 +269,7 @@ def _read_scores(score_dir: Path) -> tuple[dict, dict, dict[str, int]]:
             "rule": ts.get("rule"),
             "candidates": ts.get("candidates"),
         }
-    return out, summary, dict(seen)
+    return out, summary, {g: dict(c) for g, c in seen.items()}
 
 
 def _read_labels(confirm_dir: Path, n: int) -> tuple[dict, dict, dict]:
@@ -361,7 +364,7 @@ def _read_table_rows(path: Path) -> list[dict]:
 
 
 def _read_pools(
-    pools_dir: Path, seen_by_shard: dict[str, int], n: int, max_docs: int
+    pools_dir: Path, seen: dict[str, dict[str, int]], n: int, max_docs: int
 ) -> tuple[dict, dict]:
     """Kept documents per cluster (or per source shard, with the share of the scored documents
     when the score folder is known), plus top and bottom samples by ``prob/<task>``."""
@@ -401,24 +404,18 @@ def _read_pools(
             if capped:
                 break
         note = f"first {max_docs:,} documents of the pool read" if capped else ""
-        if by_cluster:
-            kept[task] = {
-                "by": "cluster",
-                "groups": {k: {"kept": v, "seen": None} for k, v in by_cluster.items()},
-                "note": note,
-            }
-        if by_source:
-            # the share needs the scored documents of every source shard (the score folder)
-            share = (
-                bool(seen_by_shard) and all(s in seen_by_shard for s in by_source) and not capped
-            )
-            groups = {
-                k: {"kept": v, "seen": seen_by_shard.get(k) if share else None}
-                for k, v in by_source.items()
-            }
-            kept[f"{task} (by source)" if by_cluster else task] = {
-                "by": "source",
-                "groups": groups,
+        # a share needs the scored documents of every group (from the score folder)
+        for by, counts in (("cluster", by_cluster), ("source", by_source)):
+            if not counts:
+                continue
+            ref = seen.get("cluster" if by == "cluster" else "shard") or {}
+            share = bool(ref) and all(k in ref for k in counts) and not capped
+            key = task if by == "cluster" or not by_cluster else f"{task} (by source)"
+            kept[key] = {
+                "by": by,
+                "groups": {
+                    k: {"kept": v, "seen": ref.get(k) if share else None} for k, v in counts.items()
+                },
                 "note": note,
             }
         samples[task] = {
