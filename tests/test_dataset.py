@@ -149,8 +149,11 @@ def test_pool_stops_at_first_document_that_would_overflow():
     assert p.budget_dropped.tolist() == [1, 2, 3]
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_single_pool_matches_brute_force_prefix(seed):
+@pytest.mark.parametrize("seed,block", [(0, 5), (1, 17), (2, 1 << 16), (3, 5), (4, 17)])
+def test_single_pool_matches_brute_force_prefix(seed, block, monkeypatch):
+    from retriever.dataset.select import _Cursor
+
+    monkeypatch.setattr(_Cursor, "BLOCK", block)  # awkward block sizes: same result
     rng = np.random.default_rng(seed)
     n = 200
     tokens = rng.integers(1, 60, n)
@@ -188,7 +191,10 @@ def test_pools_take_turns_so_a_shared_document_does_not_starve_one_pool():
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_every_candidate_is_selected_duplicate_or_dropped_exactly_once(seed):
+def test_every_candidate_is_selected_duplicate_or_dropped_exactly_once(seed, monkeypatch):
+    from retriever.dataset.select import _Cursor
+
+    monkeypatch.setattr(_Cursor, "BLOCK", 7)
     rng = np.random.default_rng(seed)
     shared = [f"s{i}" for i in range(30)]
     pools, budgets = {}, {}

@@ -144,49 +144,44 @@ def select_budgeted(
         candidates.
     """
     names = list(pools)
-    orders, ntok, idh, txh = [], [], [], []
+    curs = []
     for k, name in enumerate(names):
-        c = pools[name]
         rng = np.random.default_rng([seed, k])
-        orders.append(rank(c, order, rng).tolist())
-        ntok.append(c.n_tokens.tolist())
-        idh.append(c.id_hash.tolist())
-        txh.append(c.text_hash.tolist())
+        curs.append(_Cursor(pools[name], rank(pools[name], order, rng)))
     budget = [int(budgets.get(n, 0)) for n in names]
-    ptr = [0] * len(names)
     filled = [0] * len(names)
     sel: list[list[int]] = [[] for _ in names]
     dup: list[list[int]] = [[] for _ in names]
     dup_of: list[list[str]] = [[] for _ in names]
-    owner_id: dict[int, int] = {}
+    owner_id: dict[int, int] = {}  # hash -> pool: memory ~200 bytes per selected document
     owner_text: dict[int, int] = {}
-    heap = [(0.0, k) for k in range(len(names)) if budget[k] > 0 and orders[k]]
+    heap = [(0.0, k) for k in range(len(names)) if budget[k] > 0 and curs[k].n]
     heapq.heapify(heap)
     while heap:
-        frac, k = heapq.heappop(heap)
-        order_k = orders[k]
+        _, k = heapq.heappop(heap)
+        cur = curs[k]
         # skip duplicates until this pool's next new document (or its end)
-        while ptr[k] < len(order_k):
-            i = order_k[ptr[k]]
-            owner = owner_id.get(idh[k][i])
+        while cur.ptr < cur.n:
+            i, _, ih, th = cur.current()
+            owner = owner_id.get(ih)
             if owner is None:
-                owner = owner_text.get(txh[k][i])
+                owner = owner_text.get(th)
             if owner is None:
                 break
             dup[k].append(i)
             dup_of[k].append(names[owner])
-            ptr[k] += 1
-        if ptr[k] >= len(order_k):
+            cur.ptr += 1
+        if cur.ptr >= cur.n:
             continue  # exhausted: the pool ends short of its budget
-        i = order_k[ptr[k]]
-        if filled[k] + ntok[k][i] > budget[k]:
+        i, nt, ih, th = cur.current()
+        if filled[k] + nt > budget[k]:
             continue  # full: this document and the rest are budget drops
-        ptr[k] += 1
-        filled[k] += ntok[k][i]
+        cur.ptr += 1
+        filled[k] += nt
         sel[k].append(i)
-        owner_id[idh[k][i]] = k
-        owner_text[txh[k][i]] = k
-        if ptr[k] < len(order_k) and filled[k] < budget[k]:
+        owner_id[ih] = k
+        owner_text[th] = k
+        if cur.ptr < cur.n and filled[k] < budget[k]:
             heapq.heappush(heap, (filled[k] / budget[k], k))
     out = Selection()
     for k, name in enumerate(names):
@@ -194,8 +189,34 @@ def select_budgeted(
             selected=np.asarray(sel[k], dtype=np.int64),
             duplicates=np.asarray(dup[k], dtype=np.int64),
             duplicate_of=dup_of[k],
-            budget_dropped=np.asarray(orders[k][ptr[k] :], dtype=np.int64),
+            budget_dropped=np.asarray(curs[k].order[curs[k].ptr :], dtype=np.int64),
             tokens=filled[k],
             budget=budget[k],
         )
     return out
+
+
+class _Cursor:
+    """Walks one pool's ranking, converting blocks of it to Python ints on demand (a pool of
+    tens of millions of candidates never becomes four Python lists at once)."""
+
+    BLOCK = 1 << 16
+
+    def __init__(self, c: Candidates, order: np.ndarray):
+        self.c = c
+        self.order = order
+        self.n = len(order)
+        self.ptr = 0
+        self._block = -1
+
+    def current(self) -> tuple[int, int, int, int]:
+        """(candidate index, tokens, id hash, text hash) at ``ptr``."""
+        b, j = divmod(self.ptr, self.BLOCK)
+        if b != self._block:
+            idx = self.order[b * self.BLOCK : (b + 1) * self.BLOCK]
+            self._i = idx.tolist()
+            self._t = self.c.n_tokens[idx].tolist()
+            self._h = self.c.id_hash[idx].tolist()
+            self._x = self.c.text_hash[idx].tolist()
+            self._block = b
+        return self._i[j], self._t[j], self._h[j], self._x[j]
