@@ -441,11 +441,11 @@ def test_failed_part_resumes_to_the_same_output(tmp_path, monkeypatch):
     real = DatasetBuilder._write_part
     calls = []
 
-    def failing(self, rows, paths):
+    def failing(self, rows, paths, *rest):
         calls.append(1)
         if len(calls) == 3:
             raise OSError("simulated crash while writing part 3")
-        return real(self, rows, paths)
+        return real(self, rows, paths, *rest)
 
     monkeypatch.setattr(DatasetBuilder, "_write_part", failing)
     with pytest.raises(OSError, match="simulated"):
@@ -468,14 +468,14 @@ from retriever.dataset import DatasetBuilder, discover_pools
 from retriever.dataset.build import DatasetBuilder as B
 real = B._write_part
 n = []
-def write_then_die(self, rows, paths):
+def write_then_die(self, rows, paths, *rest):
     n.append(1)
     if len(n) == 3:
         # hard kill in the middle of part 3: its .tmp files are half written
         for p in paths.values():
             open(str(p) + ".tmp", "wb").write(b'{"type": "text_only", "instan')
         os.kill(os.getpid(), signal.SIGKILL)
-    return real(self, rows, paths)
+    return real(self, rows, paths, *rest)
 B._write_part = write_then_die
 pools = discover_pools(sys.argv[1])
 DatasetBuilder(pools, {"function-calling": 0.5, "roleplay": 0.5}, 300, part_tokens=40).build(sys.argv[2])
@@ -623,3 +623,15 @@ def test_parallel_scan_gives_the_same_training_set(tmp_path):
     assert s1["pools"] == s2["pools"]
     with pytest.raises(ConfigError, match="workers"):
         DatasetBuilder(pools, mix, 250, workers=0)
+
+
+def test_many_small_parts_equal_one_big_part(tmp_path):
+    """Parts continue reading a pool file where the previous part stopped: same documents."""
+    root = make_pools(tmp_path / "pools")
+    pools = discover_pools(root)
+    mix = {"function-calling": 0.5, "roleplay": 0.5}
+    small = DatasetBuilder(pools, mix, 400, part_tokens=10).build(tmp_path / "small")
+    big = DatasetBuilder(pools, mix, 400, part_tokens=10**6).build(tmp_path / "big")
+    assert len(small["parts"]) > 20 and len(big["parts"]) == 1
+    assert read_lmflow(tmp_path / "small") == read_lmflow(tmp_path / "big")
+    assert read_parquet_parts(tmp_path / "small").equals(read_parquet_parts(tmp_path / "big"))

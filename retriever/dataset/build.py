@@ -429,9 +429,8 @@ class DatasetBuilder:
             return parts
         part_col = chosen.column("part").to_numpy()
         n_parts = int(part_col.max()) + 1
-        bounds = np.searchsorted(
-            part_col, np.arange(n_parts + 1)
-        )  # part p: rows bounds[p]:bounds[p+1]
+        bounds = np.searchsorted(part_col, np.arange(n_parts + 1))  # part p: bounds[p]:bounds[p+1]
+        reader = _PoolFiles()
         for p in _bar(range(n_parts), "write parts", self.progress):
             rows = chosen.slice(bounds[p], bounds[p + 1] - bounds[p])
             paths = {
@@ -448,10 +447,10 @@ class DatasetBuilder:
             if all(pth.exists() for pth in paths.values()):
                 continue  # finished by an earlier run
             with disk_guard(str(paths[self.formats[0]])):
-                self._write_part(rows, paths)
+                self._write_part(rows, paths, reader)
         return parts
 
-    def _write_part(self, rows: pa.Table, paths: dict[str, Path]) -> None:
+    def _write_part(self, rows: pa.Table, paths: dict[str, Path], reader: _PoolFiles) -> None:
         # every format of a part is renamed into place only when all of them are written
         with ExitStack() as stack:
             tmps = {f: stack.enter_context(AtomicWriter(p)) for f, p in paths.items()}
@@ -463,7 +462,7 @@ class DatasetBuilder:
                 if lm is not None:
                     lm.write(b'{"type": "text_only", "instances": [\n')
                 buf: list[dict] = []
-                for n, rec in enumerate(_read_rows(rows)):
+                for n, rec in enumerate(_read_rows(rows, reader)):
                     if lm is not None:
                         lm.write((b",\n" if n else b"") + orjson.dumps({"text": rec["text"]}))
                     if pw is not None:
@@ -576,8 +575,28 @@ def pool_token_counts(
         return {k: b.scan_pool(k, list_pool_files(p), cache).tokens for k, p in pools.items()}
 
 
-def _read_rows(rows: pa.Table) -> Iterator[dict]:
+class _PoolFiles:
+    """Sequential access to pool files for writing parts: parts are consecutive in (file, row)
+    order, so the file a part ends in is kept open for the next part instead of re-read."""
+
+    def __init__(self) -> None:
+        self.path: str | None = None
+        self.it: Iterator[Doc | Rejected] | None = None
+        self.next_row = 0  # pool row the open iterator yields next
+
+    def docs_from(self, path: str, row: int) -> Iterator[Doc]:
+        """Docs of ``path`` from pool row ``row`` on (rows before it are skipped)."""
+        if self.path != path or self.it is None or self.next_row > row:
+            self.path, self.it, self.next_row = path, iter(read_pool_shard(path)), 0
+        for rec in self.it:
+            self.next_row += 1
+            if isinstance(rec, Doc) and rec.metadata["pool_row"] >= row:
+                yield rec
+
+
+def _read_rows(rows: pa.Table, files: _PoolFiles | None = None) -> Iterator[dict]:
     """The records of ``rows`` (sorted by path, row), read back from the pool files in order."""
+    files = files or _PoolFiles()
     paths = rows.column("path").to_pylist()
     want_rows = rows.column("row").to_pylist()
     ids = rows.column("id").to_pylist()
@@ -591,20 +610,19 @@ def _read_rows(rows: pa.Table) -> Iterator[dict]:
         need = dict(zip(want_rows[i:j], range(i, j), strict=True))
         last = want_rows[j - 1]
         found = 0
-        for rec in read_pool_shard(path):
-            if isinstance(rec, Doc):
-                r = rec.metadata["pool_row"]
-                k = need.get(r)
-                if k is not None:
-                    if rec.id != ids[k]:
-                        raise InputError(
-                            f"pool file {path} changed during the build (row {r} is now {rec.id!r}, "
-                            f"was {ids[k]!r}); rerun build-dataset into a new --out folder"
-                        )
-                    found += 1
-                    yield {"id": rec.id, "text": rec.text, **meta[k]}
-                if r >= last:
-                    break
+        for rec in files.docs_from(path, want_rows[i]):
+            r = rec.metadata["pool_row"]
+            k = need.get(r)
+            if k is not None:
+                if rec.id != ids[k]:
+                    raise InputError(
+                        f"pool file {path} changed during the build (row {r} is now {rec.id!r}, "
+                        f"was {ids[k]!r}); rerun build-dataset into a new --out folder"
+                    )
+                found += 1
+                yield {"id": rec.id, "text": rec.text, **meta[k]}
+            if r >= last:
+                break
         if found != j - i:
             raise InputError(
                 f"pool file {path} lost rows since it was scanned; rerun into a new --out folder"
