@@ -415,9 +415,10 @@ class DatasetBuilder:
             }
             return pa.schema(empty).empty_table()
         cum = np.cumsum(t.column("n_tokens").to_numpy())  # [n]
-        part = ((cum - 1) // self.part_tokens).astype(
-            np.int32
-        )  # a part closes once it holds part_tokens
+        # a part closes once it holds part_tokens; a document longer than that makes a part of
+        # its own, and part numbers stay dense (no empty part)
+        raw = (cum - 1) // self.part_tokens  # [n], non-decreasing
+        part = np.unique(raw, return_inverse=True)[1].astype(np.int32)
         t = t.append_column("part", pa.array(part))
         return t.select(
             ["pool", "path", "row", "id", "n_tokens", "score", "cluster", "source", "part"]
