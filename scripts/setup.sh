@@ -11,6 +11,8 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 # torch first and pinned: an unpinned torch (pulled by sentence-transformers) is a multi-GB CUDA build
 .venv/bin/python -m pip install -q "torch==${TORCH_VERSION:-2.13.0}"
+# .[all] includes the `fast` extra (openvino, the default CPU embedding path; without it the
+# embedder falls back to torch)
 .venv/bin/python -m pip install -q -e ".[all]"
 .venv/bin/python -c "import retriever, faiss, sentence_transformers, lancedb, fasttext, datatrove; print('retriever', retriever.__version__, 'installed in .venv')"
 # headless Chromium renders report.html in the report tests (skipped without it); as root only,
