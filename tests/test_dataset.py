@@ -559,6 +559,17 @@ def test_config_errors(tmp_path):
         discover_pools(empty)
 
 
+def test_pool_without_text_field_is_a_clear_error(tmp_path):
+    p = tmp_path / "pools" / "rag" / "s.jsonl"
+    p.parent.mkdir(parents=True)
+    p.write_text(
+        "".join(json.dumps({"id": str(i), "content": "no text field"}) + "\n" for i in range(3))
+    )
+    with pytest.raises(InputError, match="'text' field"):
+        DatasetBuilder(discover_pools(tmp_path / "pools"), {"rag": 1}, 100).build(tmp_path / "out")
+    assert not (tmp_path / "out" / "summary.json").exists()
+
+
 def test_full_disk_is_a_one_line_error_and_no_summary(tmp_path):
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full")

@@ -276,6 +276,14 @@ class DatasetBuilder:
             return read_json(out / "summary.json")
         cache = Path(self.scan_cache) if self.scan_cache is not None else out / "scan"
         scans = {k: self.scan_pool(k, files[k], cache) for k in used}
+        for k, scan in scans.items():
+            c = scan.stats.counts
+            if c["seen"] and not len(scan.table):
+                reasons = {r: v for r, v in c.items() if r.startswith("rejected/")}
+                raise InputError(
+                    f"pool {k!r} ({self.pools[k]}): all {c['seen']} records were rejected "
+                    f"({reasons}); pool records need a 'text' field (the filter stage's output)"
+                )
         selection = select_budgeted(
             {k: scans[k].candidates() for k in used},
             {k: self.budgets[k] for k in used},
