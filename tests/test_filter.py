@@ -473,6 +473,10 @@ def test_cli_filter_json_help_and_errors(tmp_path, models, capsys):
     )
     man = json.loads(capsys.readouterr().out)
     assert man["decisions"]["fc"]["threshold"] == 0.4 and man["settings"]["format"] == "lmflow"
+    # --collect rebuilds the accounting from the done markers alone (what follows a Slurm array)
+    assert main(["filter", *args[1:], "--output", str(tmp_path / "o"), "--collect", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["totals"] == man["totals"] and again["complete"]
     assert main([*args, "--output", str(tmp_path / "o2"), "--threshold", "fc"]) == 2
     assert "probability" in capsys.readouterr().err
     assert main([*args, "--output", str(tmp_path / "o3"), "--executor", "slurm"]) == 2

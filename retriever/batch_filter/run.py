@@ -331,8 +331,13 @@ def write_summary(
             "docs_per_second": round(docs / result.seconds, 1) if result.seconds else None,
             "chars_per_second": round(chars / result.seconds, 1) if result.seconds else None,
         }
-        manifest["failed"] = {shard_name(s): m for s, m in result.failed.items()}
         manifest["submitted"] = result.submitted
+    failed = {}
+    for s in missing:  # a failure record counts only while the shard has no done marker
+        f = out / "logs" / "failed" / f"{shard_name(s)}.json"
+        if f.is_file():
+            failed[shard_name(s)] = read_json(f).get("error", "failed")
+    manifest["failed"] = failed
     manifest["throughput"] = through
     manifest["missing"] = [s for s in missing if shard_name(s) not in manifest.get("failed", {})]
     manifest["complete"] = not missing
