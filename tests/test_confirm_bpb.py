@@ -239,3 +239,36 @@ def test_killed_bpb_run_resumes_without_duplicates_or_gaps(small_panel, tmp_path
         got = [i for p in sorted((tmp_path / "killed" / "bpb" / m).glob("part-*.parquet"))
                for i in pq.read_table(p)["id"].to_pylist()]
         assert sorted(got) == sorted(ids_k), f"{m}: duplicated or missing cached ids"
+
+
+# -- scorecard pieces -------------------------------------------------------------------------------
+def test_choice_loglikelihood_matches_a_manual_forward_and_acc_follows_it(scorer):
+    from retriever.confirm.scorecard import MCItem, accuracy, choice_loglikelihoods
+
+    items = [MCItem("Question: 2+2?\nAnswer:", ["4", "five", "22"], 0),
+             MCItem("Question: " + "long prompt " * 10 + "\nAnswer:", ["yes", "no"], 1)]
+    lls = choice_loglikelihoods(scorer, items)
+    for it, ll in zip(items, lls, strict=True):
+        for c, got in zip(it.choices, ll, strict=True):
+            ctx = list(it.prompt.encode())
+            cont = list((" " + c).encode())
+            full = (ctx + cont)[-(scorer.max_length + 1):]
+            x = torch.tensor([full[:-1]])
+            with torch.no_grad():
+                logp = torch.log_softmax(scorer.model(input_ids=x).logits[0].double(), -1)
+            want = sum(float(logp[len(full) - 1 - len(cont) + i, t]) for i, t in enumerate(cont))
+            assert got == pytest.approx(want, abs=1e-4)
+    acc, acc_norm = accuracy(lls, items)
+    want_acc = np.mean([int(np.argmax(ll)) == it.answer for ll, it in zip(lls, items, strict=True)])
+    assert acc == want_acc and 0.0 <= acc_norm <= 1.0
+
+
+def test_read_gold_elmb_multiple_choice(shared_data):
+    from retriever.confirm.scorecard import read_gold
+
+    g = read_gold([str(shared_data / "gold" / "reasoning" / "elmb_reasoning_validation.jsonl")], limit=None)
+    assert g.kind == "multiple_choice" and len(g.items) == 503
+    assert g.items[0].prompt.startswith("Question: ") and g.items[0].prompt.endswith("\nAnswer:")
+    assert all(0 <= it.answer < len(it.choices) for it in g.items)
+    plain = read_gold([str(shared_data / "gold" / "rag" / "pubmedqa_pqal.jsonl")], limit=50)
+    assert plain.kind == "text" and len(plain.texts) == 50

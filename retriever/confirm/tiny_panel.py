@@ -100,7 +100,7 @@ def train_tiny_panel(
     n_layer: int = 2,
     n_head: int = 2,
     batch_size: int = 8,
-    lr: float = 3e-3,
+    lr: float = 1e-2,
     name: str = "tiny",
 ) -> Path:
     """Train ``n_models`` tiny byte-level GPT-2 models on different corpus mixes; write a panel.
@@ -150,8 +150,8 @@ def train_tiny_panel(
     lines = [f'name = "{name}"', 'scores = "scores.csv"', ""]
     for k, mix in enumerate(mixes):
         t0 = time.perf_counter()
-        torch.manual_seed(seed + k)
-        rng = np.random.default_rng(seed + k)
+        torch.manual_seed(seed)  # one init for every model: they differ by their data mix only
+        rng = np.random.default_rng(seed)
         cfg = transformers.GPT2Config(
             vocab_size=VOCAB_SIZE, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
             n_head=n_head, bos_token_id=BOS_ID, eos_token_id=EOS_ID, pad_token_id=EOS_ID,
