@@ -137,7 +137,11 @@ def test_multi_task_filter_outputs_scores_and_accounting(tmp_path, models):
     shards = write_corpus(tmp_path / "corpus")
     out = tmp_path / "out"
     cfg = FilterConfig(
-        tasks=TASKS, models=models, threshold={"fc": 0.5, "prose": 0.6}, batch_size=7
+        tasks=TASKS,
+        models=models,
+        threshold={"fc": 0.5, "prose": 0.6},
+        batch_size=7,
+        write_scores=True,
     )
     rep = BatchFilter(cfg).run([str(tmp_path / "corpus")], out, workers=1)
     docs = corpus_docs(shards)
@@ -170,6 +174,15 @@ def test_multi_task_filter_outputs_scores_and_accounting(tmp_path, models):
     ]
     assert [r["row"] for r in rej] == [5, 6, 7, 8] and rej[0]["raw"].strip() == "{not json"
     assert not (out / "rejected" / "corpus__part2.jsonl").exists()  # the parquet shard is clean
+    # raw scores of every accepted document: re-thresholding them gives the pools back
+    scores = pa.concat_tables(
+        [pq.read_table(f) for f in sorted((out / "scores").glob("*.parquet"))]
+    )
+    assert scores.num_rows == len(docs) and set(scores.column("id").to_pylist()) == set(docs)
+    for t, thr in {"fc": 0.5, "prose": 0.6}.items():
+        p = scores.column(f"prob_{t}").to_numpy()
+        ids = scores.column("id").to_pylist()
+        assert {i for i, v in zip(ids, p, strict=True) if v >= thr} == want[t]
 
     # rerun: everything is skipped, nothing is duplicated, the accounting is unchanged
     rep2 = BatchFilter(cfg).run([str(tmp_path / "corpus")], out, workers=1)

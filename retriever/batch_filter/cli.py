@@ -74,6 +74,11 @@ def add_parser(subparsers) -> None:
         "--detokenizer", help="tokenizer folder turning token-id shards into text (gpt2)"
     )
     o.add_argument("--batch-size", type=int, default=512, help="documents per fastText call")
+    o.add_argument(
+        "--write-scores",
+        action="store_true",
+        help="keep every document's probabilities in OUTPUT/scores/ (re-threshold later without scoring)",
+    )
     o.add_argument("--max-chars", type=int, default=0, help="score only the first chars (0: all)")
     e = p.add_argument_group("execution (datatrove executors)")
     e.add_argument("--executor", default="local", choices=["local", "slurm", "ray"])
@@ -138,6 +143,7 @@ def config_from_args(args: argparse.Namespace):
         detokenizer=args.detokenizer,
         batch_size=args.batch_size,
         max_chars=args.max_chars,
+        write_scores=args.write_scores,
     )
 
 

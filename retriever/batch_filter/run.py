@@ -12,6 +12,7 @@ Output folder::
     DIR/manifest.json                      settings, thresholds, per-shard counts, totals
     DIR/<task>/<shard_name>.jsonl.gz       kept documents (or .jsonl / .parquet / .json LMFlow)
     DIR/rejected/<shard_name>.jsonl        rejected records (shard, row, reason, raw)
+    DIR/scores/<shard_name>.parquet        with write_scores: id, row, n_chars, prob_<task>
     DIR/done/<shard_name>.json             per-shard counters; marks the shard finished
     DIR/logs/                              datatrove logs and stats; failed/<shard_name>.json
 """
@@ -68,6 +69,7 @@ class FilterConfig:
         detokenizer: tokenizer that turns token-id shards into text (``nvidia/ClimbLab``: gpt2).
         batch_size: documents per fastText call.
         max_chars: score only each document's first characters (``0``: all).
+        write_scores: keep every document's probabilities in ``DIR/scores/<shard>.parquet``.
     """
 
     tasks: tuple[str, ...]
@@ -85,6 +87,7 @@ class FilterConfig:
     detokenizer: str | None = None
     batch_size: int = 512
     max_chars: int = 0
+    write_scores: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", tuple(self.tasks))
@@ -155,6 +158,7 @@ class BatchFilter:
             "tokenizer": c.tokenizer,
             "detokenizer": c.detokenizer,
             "max_chars": c.max_chars,
+            "write_scores": c.write_scores,
             "shards": shards,
         }
 
@@ -187,6 +191,7 @@ class BatchFilter:
             detokenizer=c.detokenizer,
             batch_size=c.batch_size,
             max_chars=c.max_chars,
+            write_scores=c.write_scores,
         )
         return shards, settings, manifest
 

@@ -20,16 +20,18 @@ from pathlib import Path
 
 import numpy as np
 
+from retriever._deps import require
 from retriever.batch_filter.scorer import FastTextScorer
 from retriever.batch_filter.tokens import TokenCounter
 from retriever.batch_filter.writers import FORMATS, PoolWriter, open_pool_writer
-from retriever.corpus import CorpusReader, RejectWriter, shard_name
+from retriever.corpus import AtomicWriter, CorpusReader, RejectWriter, shard_name
 from retriever.corpus.readers import Detokenizer
 from retriever.data import Doc, Rejected
 from retriever.errors import ConfigError
 from retriever.stats import Stats
 
 REJECTED_DIR = "rejected"
+SCORES_DIR = "scores"
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,9 @@ class FilterSettings:
             column, ``nvidia/ClimbLab``) into text; ``None``: text shards only.
         batch_size: documents per fastText call (memory: batch x mean document size).
         max_chars: score only the first ``max_chars`` characters (``0``: whole document).
+        write_scores: also write every scored document's probabilities to
+            ``DIR/scores/<shard_name>.parquet`` (``id``, ``row``, ``n_chars``, ``prob_<task>``), so a
+            new threshold can be chosen later without scoring again.
     """
 
     output: str
@@ -61,6 +66,7 @@ class FilterSettings:
     detokenizer: str | None = None
     batch_size: int = 512
     max_chars: int = 0
+    write_scores: bool = False
     tasks: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -109,6 +115,7 @@ class FilterShard:
         thr = np.array([s.thresholds[t] for t in s.tasks], dtype=np.float32)  # [n_tasks]
         writers: dict[str, PoolWriter] = {}
         rejects = RejectWriter(out / REJECTED_DIR / f"{name}.jsonl")
+        self._scores: list[tuple[list[str], np.ndarray, np.ndarray, np.ndarray]] = []
         try:
             for t in s.tasks:
                 writers[t] = open_pool_writer(s.fmt, out / t / name)
@@ -126,6 +133,8 @@ class FilterShard:
             if batch:
                 self._batch(batch, scorer, counter, thr, writers, rejects, stats, name)
             rejects.close()
+            if s.write_scores:
+                self._write_scores(out / SCORES_DIR / f"{name}.parquet")
             for w in writers.values():
                 w.commit()
         except BaseException:
@@ -134,6 +143,26 @@ class FilterShard:
             raise
         stats.seconds = time.perf_counter() - t0
         return stats
+
+    def _write_scores(self, path: Path) -> None:
+        pa = require("pyarrow")
+        pq = require("pyarrow.parquet")
+        parts = self._scores
+        cols = {
+            "id": pa.array([i for p in parts for i in p[0]], pa.string()),
+            "row": pa.array(np.concatenate([p[1] for p in parts]) if parts else [], pa.int64()),
+            "n_chars": pa.array(np.concatenate([p[2] for p in parts]) if parts else [], pa.int64()),
+        }
+        probs = (
+            np.concatenate([p[3] for p in parts])
+            if parts
+            else np.zeros((0, len(self.settings.tasks)))
+        )
+        for j, t in enumerate(self.settings.tasks):
+            cols[f"prob_{t}"] = pa.array(probs[:, j], pa.float32())
+        with AtomicWriter(path) as tmp:
+            pq.write_table(pa.table(cols), tmp)
+        self._scores = []
 
     def _batch(self, docs, scorer, counter, thr, writers, rejects, stats, name) -> None:
         tasks = self.settings.tasks
@@ -148,6 +177,12 @@ class FilterShard:
             d = docs[k]
             rejects.add(
                 Rejected(name, int(d.metadata.get("row", -1)), "undecodable", d.text[:2000])
+            )
+        if self.settings.write_scores:
+            ok = ~sb.bad
+            rows = np.array([d.metadata.get("row", -1) for d in docs], dtype=np.int64)
+            self._scores.append(
+                ([d.id for d, g in zip(docs, ok, strict=True) if g], rows[ok], chars[ok], probs[ok])
             )
         n_bad = int(sb.bad.sum())
         if n_bad:
