@@ -199,8 +199,17 @@ def _check_stage_sections(cfg: RunConfig) -> None:
     _make(FilterConfig, {**filter_kwargs(cfg), "tasks": cfg.task_names}, "filter")
 
 
+EXECUTOR_KEYS = ("executor", "workers", "tasks_per_run")
+
+
 def filter_kwargs(cfg: RunConfig) -> dict[str, Any]:
-    kw = dict(cfg.filter)
+    """``[filter]`` as ``FilterConfig`` arguments (executor keys left out: see :func:`executor_kwargs`)."""
+    kw = {k: v for k, v in cfg.filter.items() if k not in EXECUTOR_KEYS}
     if "format" in kw:  # the TOML key users expect; FilterConfig calls it fmt
         kw["fmt"] = kw.pop("format")
     return kw
+
+
+def executor_kwargs(cfg: RunConfig) -> dict[str, Any]:
+    """``[filter]`` executor keys: ``executor`` (local | slurm | ray), ``workers``."""
+    return {"executor": cfg.filter.get("executor", "local"), "workers": cfg.filter.get("workers")}

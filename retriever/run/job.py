@@ -24,7 +24,7 @@ from retriever.config import GoldSource, TaskSpec, find_task_spec
 from retriever.corpus.sharding import is_hub_id, list_shards
 from retriever.errors import ConfigError
 from retriever.manifest import fingerprint, paths_fingerprint
-from retriever.run.config import RunConfig, TaskConfig, filter_kwargs
+from retriever.run.config import RunConfig, TaskConfig, executor_kwargs, filter_kwargs
 from retriever.run.steps import RunStep, StepOutcome, StepRunner
 
 log = logging.getLogger(__name__)
@@ -223,13 +223,12 @@ class RunJob:
         from retriever.batch_filter import BatchFilter, FilterConfig
 
         kw = filter_kwargs(self.cfg)
-        executor = kw.pop("executor", "local")
-        workers = kw.pop("workers", None)
+        ex = executor_kwargs(self.cfg)
         c = self.cfg.corpus
         kw.setdefault("text_field", c.text_field)
         kw.setdefault("id_field", c.id_field)
         fc = FilterConfig(tasks=tuple(self.cfg.task_names), indexes=str(self.out / "filters"), **kw)
-        rep = BatchFilter(fc).run(list(c.paths), self.out / "pools", executor=executor, workers=workers,
+        rep = BatchFilter(fc).run(list(c.paths), self.out / "pools", executor=ex["executor"], workers=ex["workers"],
                                   progress=self.progress)
         if rep.run.failed:
             raise ConfigError(f"{len(rep.run.failed)} shard(s) failed in the filter; see {self.out}/pools and rerun")
@@ -244,7 +243,7 @@ class RunJob:
         mixture = d.mixture if isinstance(d.mixture, dict) else parse_mixture(str(d.mixture), list(pools))
         s = DatasetBuilder(pools, mixture, parse_budget(d.budget), order=d.order, tokenizer=d.tokenizer,
                            seed=self.cfg.run.seed, progress=self.progress).build(self.out / "dataset")
-        return {k: s[k] for k in ("tokens", "documents", "per_pool") if k in s}
+        return {"tokens": s.get("tokens"), "documents": s.get("docs"), "pools": s.get("pools")}
 
     def _report(self) -> dict[str, Any]:
         from retriever.report import write_report
