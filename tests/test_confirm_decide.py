@@ -158,3 +158,12 @@ def test_bad_scores_files_raise(tmp_path):
     (tmp_path / "bad.toml").write_text("[[models]\n")
     with pytest.raises(InputError, match="TOML"):
         load_panel(tmp_path / "bad.toml")
+
+
+def test_example_panel_of_real_models_loads_and_invents_no_scores():
+    from pathlib import Path
+
+    panel = load_panel(Path(__file__).resolve().parents[1] / "configs" / "panels" / "small-open.toml")
+    assert len(panel.models) >= 5 and all("/" in m.path for m in panel.models)  # Hub ids
+    assert panel.scores == ()  # computed by the scorecard, never shipped
+    assert panel.scores_file.endswith("small-open.scores.csv")

@@ -1,0 +1,113 @@
+#!/usr/bin/env python
+"""Benchmark: the batched BPB scorer against the naive per-document loop, same models and documents.
+
+The baseline (``retriever.confirm.bpb.naive_bits_per_byte``) runs one forward per document window at
+batch 1, as a straightforward lm-eval-style loop would. Both run in this process on the same loaded
+model; the script checks they agree (max |dBPB|) and prints the speed ratio and tokens/s. On CUDA it
+also times the bf16 path (the default there) against fp32.
+
+Examples:
+    .venv/bin/python scripts/bench_bpb.py                       # tiny panel built here, shared corpus
+    .venv/bin/python scripts/bench_bpb.py --threads 2 --n-docs 128
+    .venv/bin/python scripts/bench_bpb.py --models configs/panels/small-open.toml --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def _docs(path: str, n: int, max_chars: int | None) -> list[str]:
+    from retriever.confirm.tiny_panel import read_texts, synthetic_corpora
+
+    if path and Path(path).exists():
+        texts = read_texts([path], max_texts=None)[:n]
+    else:
+        c = synthetic_corpora(n, seed=0)
+        texts = (c["task"] + c["generic"])[:n]
+    return [t[:max_chars] for t in texts] if max_chars else texts
+
+
+def _timed(fn, *a):
+    t0 = time.perf_counter()
+    out = fn(*a)
+    return out, time.perf_counter() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", help="panel TOML (default: build a tiny byte-level panel here)")
+    ap.add_argument("--n-models", type=int, default=2, help="models of the panel to time (default 2)")
+    ap.add_argument("--docs", default=str(REPO.parent / "shared/data/corpus/climblab_stream_first1000.jsonl"),
+                    help="jsonl/parquet corpus (default: the shared ClimbLab sample; synthetic if absent)")
+    ap.add_argument("--n-docs", type=int, default=64)
+    ap.add_argument("--max-chars", type=int, default=4000, help="clip documents (default 4000 chars)")
+    ap.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    ap.add_argument("--batch-tokens", type=int, default=8192)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--threads", type=int, help="torch CPU threads")
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    import numpy as np
+    import torch
+
+    from retriever.confirm.bpb import LMScorer, naive_bits_per_byte
+    from retriever.confirm.panel import load_panel
+    from retriever.confirm.tiny_panel import build_tiny_panel
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tmp = None
+    panel_path = args.models
+    if not panel_path:
+        tmp = tempfile.TemporaryDirectory()
+        build_tiny_panel(tmp.name, n_models=args.n_models, steps=20, max_texts=100)
+        panel_path = str(Path(tmp.name) / "panel.toml")
+    models = load_panel(panel_path).models[: args.n_models]
+    texts = _docs(args.docs, args.n_docs, args.max_chars)
+    n_bytes = sum(len(t.encode()) for t in texts)
+    print(f"{len(texts)} docs, {n_bytes} bytes; torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(f"{'model':16} {'device':6} {'dtype':9} {'ctx':>5} {'tokens':>8} {'naive s':>8} {'batched s':>9} "
+          f"{'ratio':>6} {'tok/s batched':>13} {'max|dBPB|':>10}")
+    ratios = []
+    for m in models:
+        sc = LMScorer(m, device=args.device, dtype="float32", max_batch_tokens=args.batch_tokens,
+                      max_batch_size=args.batch_size)
+        sc.bits_per_byte(texts[:2])  # warm-up (allocator, kernels)
+        slow, t_slow = _timed(naive_bits_per_byte, sc, texts)
+        fast, t_fast = _timed(sc.bits_per_byte, texts)
+        diff = float(np.nanmax(np.abs(fast.bpb - slow.bpb)))
+        tokens = int(fast.n_tokens.sum())
+        ratios.append(t_slow / t_fast)
+        print(f"{m.name:16} {sc.device:6} {'float32':9} {sc.max_length:>5} {tokens:>8} {t_slow:>8.2f} "
+              f"{t_fast:>9.2f} {t_slow / t_fast:>5.1f}x {tokens / t_fast:>13.0f} {diff:>10.2e}")
+        if sc.device.startswith("cuda"):
+            half = LMScorer(m, device=args.device, dtype="auto", max_batch_tokens=args.batch_tokens,
+                            max_batch_size=args.batch_size)
+            half.bits_per_byte(texts[:2])
+            torch.cuda.synchronize()
+            res, t_half = _timed(half.bits_per_byte, texts)
+            torch.cuda.synchronize()
+            dh = float(np.nanmax(np.abs(res.bpb - fast.bpb)))
+            print(f"{m.name:16} {half.device:6} {str(half.dtype).replace('torch.', ''):9} {half.max_length:>5} "
+                  f"{tokens:>8} {'':>8} {t_half:>9.2f} {t_fast / t_half:>5.1f}x {tokens / t_half:>13.0f} "
+                  f"{dh:>10.2e}  (ratio vs fp32 batched; dBPB vs fp32)")
+            del half
+        del sc
+    print(f"batched vs naive: mean speed ratio {np.mean(ratios):.1f}x over {len(ratios)} model(s)")
+    if tmp:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
