@@ -43,6 +43,7 @@ def test_openvino_fp32_equals_torch_and_is_cached(torch_embedder, tmp_path, capl
     caplog.set_level("INFO", logger="retriever.embed.openvino_encoder")
     enc = OpenVINOEncoder(torch_embedder._model, threads=1, precision="f32", cache_dir=tmp_path)
     assert "converted" in caplog.text and len(list(tmp_path.glob("*/model.xml"))) == 1
+    assert enc.precision == "f32" and enc.threads == 1
     ref = torch_embedder.encode(TEXTS)
     got = enc.encode(TEXTS, batch_size=3)  # awkward batch: padding differs from torch's batches
     np.testing.assert_allclose(got, ref, atol=1e-4)

@@ -145,7 +145,8 @@ class OpenVINOEncoder:
         if precision != "auto":
             config["INFERENCE_PRECISION_HINT"] = precision
         self.compiled = ov.Core().compile_model(ov_model, "CPU", config)
-        self.precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+        self.precision = hint.to_string() if hasattr(hint, "to_string") else str(hint)  # "bf16", "f32"
 
     def _load_or_convert(self, ov, torch, probe, cache_dir):
         if cache_dir is False:

@@ -1,0 +1,474 @@
+"""Benchmark of similarity scoring: docs/s against plain sentence-transformers, and peak memory.
+
+In one process, on the shared ClimbLab documents, with the four task indexes built from the shared
+gold files (``--gold-limit`` exemplars per task):
+
+1. ``baseline``: ``SentenceTransformer.encode`` (torch fp32, same model, same max_seq_length) plus
+   numpy dot products against the four gold matrices (max and mean top-k cosine);
+   ``scorer[torch]`` / ``scorer[default]``: :class:`SimilarityScorer` over the four
+   :class:`GoldIndex` with the torch embedder / the default one (OpenVINO when installed);
+   ``job[default]``: the whole :func:`score_corpus` path (read the shard, score, parquet, LanceDB
+   store ingest, summary). Our overhead is each path against the pure embedding of its own engine.
+2. Embedding variants (threads, batch size, length bucketing, clipping, bf16, int8, onnxruntime,
+   OpenVINO): docs/s, ratio to the baseline and the lowest cosine to the baseline's vectors.
+3. Peak RSS of :func:`score_corpus` over 1x and 10x the documents, each in a fresh subprocess.
+
+The machine may be shared: every figure is a ratio to the baseline timed in the same round, runs
+alternate, and the medians over ``--repeats`` rounds are printed. Absolute docs/s are only context.
+
+    .venv/bin/python scripts/bench_score.py --docs 256 --repeats 3 --gold-limit 500
+    .venv/bin/python scripts/bench_score.py --device cuda --docs 2000     # FAISS GPU + fp16
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import random
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("RETRIEVER_SHARED_DATA", REPO.parent / "shared" / "data"))
+TASKS = {"function-calling": "function_calling", "roleplay": "roleplay", "rag": "rag", "reasoning": "reasoning"}
+CORPUS_FILES = ("climblab_stream_first1000.jsonl", "climblab_clusters_sample.jsonl")
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# -- data ------------------------------------------------------------------------------------------
+def read_docs(data: Path, n: int) -> list[str]:
+    """The first ``n`` ClimbLab texts, taken in turn from the two ClimbLab sample files."""
+    streams = [open(data / "corpus" / f) for f in CORPUS_FILES]
+    texts: list[str] = []
+    try:
+        while len(texts) < n and streams:
+            for fh in list(streams):
+                line = fh.readline()
+                if not line:
+                    streams.remove(fh)
+                elif len(texts) < n:
+                    texts.append(json.loads(line)["text"])
+    finally:
+        for fh in streams:
+            fh.close()
+    return texts
+
+
+def write_shards(folder: Path, texts: list[str], copies: int) -> Path:
+    """``copies`` jsonl shards of ``texts`` (ids unique across copies)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for c in range(copies):
+        with open(folder / f"part{c:03d}.jsonl", "w") as fh:
+            for i, t in enumerate(texts):
+                fh.write(json.dumps({"id": f"c{c}-{i}", "text": t}) + "\n")
+    return folder
+
+
+def build_indexes(data: Path, work: Path, gold_limit: int, embedder) -> list[str]:
+    """One index per task from a seeded sample of ``gold_limit`` shared gold records (kept in work)."""
+    from retriever.gold import load_gold
+    from retriever.gold.loader import GoldSet
+    from retriever.index import GoldIndex
+
+    root = work / f"indexes-g{gold_limit}"
+    dirs = []
+    for task, sub in TASKS.items():
+        out = root / task
+        dirs.append(str(out))
+        if (out / "manifest.json").is_file():
+            continue
+        gold = load_gold([str(data / "gold" / sub)])
+        docs = list(gold.docs)
+        random.Random(0).shuffle(docs)
+        t0 = time.perf_counter()
+        GoldIndex.build(task, GoldSet(docs[:gold_limit], gold.stats, gold.sources), embedder).save(out)
+        log(f"index {task}: {min(gold_limit, len(docs))} exemplars in {time.perf_counter() - t0:.1f}s")
+    return dirs
+
+
+# -- the measured calls ----------------------------------------------------------------------------
+def baseline_scores(model, texts: list[str], gold: dict[str, np.ndarray], k: int, batch_size: int):
+    """Plain sentence-transformers encode + numpy: the reference every ratio is taken against."""
+    xq = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+    out = {}
+    for task, xb in gold.items():
+        S = xq @ xb.T  # [n, m]
+        kk = min(k, xb.shape[0])
+        top = -np.partition(-S, kk - 1, axis=1)[:, :kk]  # [n, k] unordered
+        out[task] = (top.max(1), top.mean(1))
+    return xq, out
+
+
+def run_scorer(scorer, texts: list[str]) -> np.ndarray:
+    from retriever.data import Doc
+
+    docs = (Doc(str(i), t, {}) for i, t in enumerate(texts))
+    return np.concatenate([sc.vectors for _, sc in scorer.batches(docs)])
+
+
+def run_job(index_dirs: list[str], shard_dir: Path, out: Path, device: str | None, batch_size: int) -> dict:
+    from retriever.score import score_corpus
+
+    shutil.rmtree(out, ignore_errors=True)
+    s = score_corpus(index_dirs, [str(shard_dir)], out, top_fraction=0.01, device=device, batch_size=batch_size)
+    shutil.rmtree(out, ignore_errors=True)
+    return s
+
+
+def chunked(encode, texts: list[str], buffer: int) -> np.ndarray:
+    """Call ``encode`` on consecutive chunks: it sorts by length only inside a chunk (bucketing)."""
+    return np.concatenate([encode(texts[i : i + buffer]) for i in range(0, len(texts), buffer)])
+
+
+class OnnxRuntimeEncoder:
+    """The transformer exported with torch.onnx and run by onnxruntime (a variant we tried)."""
+
+    def __init__(self, st_model, path: Path, threads: int):
+        import onnxruntime as ort
+        import torch
+
+        from retriever.embed.openvino_encoder import _features, _HiddenStates
+
+        self.model, self.post = st_model, list(st_model)[1:]
+        probe = _features(st_model, ["a short text", "another, slightly longer text"])
+        self.names = tuple(k for k in ("input_ids", "attention_mask", "token_type_ids") if k in probe)
+        if not path.is_file():
+            import warnings
+
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    _HiddenStates.make(st_model[0].auto_model, self.names), tuple(probe[k] for k in self.names),
+                    str(path), input_names=list(self.names), output_names=["h"], dynamo=False, opset_version=17,
+                    dynamic_axes={k: {0: "b", 1: "s"} for k in (*self.names, "h")})
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        self.sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        import torch
+
+        from retriever.embed.openvino_encoder import _features
+
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = None
+        for i in range(0, len(texts), batch_size):
+            idx = order[i : i + batch_size]
+            f = _features(self.model, [texts[j] for j in idx])
+            f["token_embeddings"] = torch.from_numpy(self.sess.run(None, {k: f[k].numpy() for k in self.names})[0])
+            with torch.no_grad():
+                for mod in self.post:
+                    f = mod(f)
+            emb = f["sentence_embedding"].numpy()  # [b, dim]
+            if out is None:
+                out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
+            out[idx] = emb
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def embedding_variants(st_model, torch_emb, default_emb, work: Path, device: str, clip: int, threads: int):
+    """name -> (function of texts returning vectors [n, dim], what it varies)."""
+    import torch
+
+    from retriever.embed.openvino_encoder import OpenVINOEncoder, openvino_installed
+
+    def st(batch=64, n_threads=None, dtype=None, clip_to=None, buffer=None):
+        def enc(ts):
+            ts = [t[:clip_to] for t in ts] if clip_to else ts
+            if dtype is not None:
+                with torch.autocast("cpu", dtype=dtype):
+                    v = st_model.encode(ts, batch_size=batch, normalize_embeddings=True)
+                return np.asarray(v, dtype=np.float32)
+            return st_model.encode(ts, batch_size=batch, normalize_embeddings=True)
+
+        def f(ts):
+            old = torch.get_num_threads()
+            if n_threads:
+                torch.set_num_threads(n_threads)
+            try:
+                return chunked(enc, ts, buffer) if buffer else enc(ts)
+            finally:
+                torch.set_num_threads(old)
+        return f
+
+    v: dict[str, tuple] = {
+        "baseline: ST torch fp32, batch 64": (st(), "reference"),
+        "ST torch, batch 32": (st(32), "batch size"),
+        "ST torch, batch 128": (st(128), "batch size"),
+        f"ST torch, clip {clip} chars": (st(clip_to=clip), "tokenize less of long docs"),
+        "ST torch, sorted per 64 docs (no bucketing)": (st(buffer=64), "bucketing"),
+        "ST torch, sorted per 256 docs": (st(buffer=256), "bucketing"),
+    }
+    if device == "cuda":
+        v["ours: torch fp16 on CUDA"] = (default_emb.encode, "precision")
+        return v
+    if threads > 1:
+        v["ST torch, 1 thread"] = (st(n_threads=1), "threads")
+    v["ST torch, bf16 autocast"] = (st(dtype=torch.bfloat16), "precision")
+    q8 = copy.deepcopy(st_model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.ao.quantization.quantize_dynamic(q8[0], {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+    v["ST torch, int8 dynamic quantization"] = (
+        lambda ts: q8.encode(ts, batch_size=64, normalize_embeddings=True), "precision")
+    try:
+        ort = OnnxRuntimeEncoder(torch_emb._model, work / "model.onnx", threads)
+        v["onnxruntime fp32"] = (ort.encode, "backend")
+    except ImportError as e:
+        log(f"onnxruntime variant skipped ({e}); pip install 'retriever[bench]'")
+    if openvino_installed():
+        ov32 = OpenVINOEncoder(torch_emb._model, precision="f32")
+        ovd = OpenVINOEncoder(torch_emb._model)
+        p = ovd.precision
+        v["OpenVINO fp32"] = (ov32.encode, "backend")
+        v[f"OpenVINO {p} (our default)"] = (ovd.encode, "backend")
+        v[f"OpenVINO {p}, clip {clip} chars (= our scorer)"] = (
+            lambda ts: ovd.encode([t[:clip] for t in ts]), "backend")
+        if threads > 1:
+            ov1 = OpenVINOEncoder(torch_emb._model, threads=1)
+            v[f"OpenVINO {p}, 1 thread"] = (ov1.encode, "threads")
+    return v
+
+
+# -- timing ----------------------------------------------------------------------------------------
+def timed_rounds(calls: dict, repeats: int, base: str) -> dict[str, dict]:
+    """Run every call once per round in a rotating order; per call the median seconds and the
+    median of (baseline seconds / call seconds) over rounds: > 1 means faster than the baseline."""
+    names = list(calls)
+    secs: dict[str, list[float]] = {n: [] for n in names}
+    outs: dict[str, object] = {}
+    for r in range(repeats):
+        order = names[r % len(names):] + names[: r % len(names)]
+        for n in order:
+            t0 = time.perf_counter()
+            outs[n] = calls[n]()
+            secs[n].append(time.perf_counter() - t0)
+            log(f"  round {r + 1}/{repeats} {n}: {secs[n][-1]:.2f}s")
+    res = {}
+    for n in names:
+        ratios = [b / s for b, s in zip(secs[base], secs[n], strict=True)]
+        res[n] = {"seconds": statistics.median(secs[n]), "ratio": statistics.median(ratios),
+                  "rounds": secs[n], "out": outs[n]}
+    return res
+
+
+def min_cosine(a, b) -> float:
+    a, b = np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)
+    return float((a * b).sum(1).min())
+
+
+def print_table(title: str, rows: list[tuple], n: int) -> None:
+    print(f"\n{title}")
+    print(f"| {'variant':<56} | {'docs/s':>7} | {'vs baseline':>11} | {'min cos':>8} |")
+    print(f"|{'-' * 58}|{'-' * 9}|{'-' * 13}|{'-' * 10}|")
+    for name, r, cos in rows:
+        c = "" if cos is None else f"{cos:.5f}"
+        print(f"| {name:<56} | {n / r['seconds']:>7.1f} | {r['ratio']:>10.2f}x | {c:>8} |")
+
+
+# -- peak memory -----------------------------------------------------------------------------------
+def rss_child(args) -> None:
+    from retriever.score import score_corpus
+
+    t0 = time.perf_counter()
+    s = score_corpus(args.index, [args.rss_child], args.out, top_fraction=0.01, device=args.device)
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux: KiB
+    print(json.dumps({"docs": s["scored"], "peak_rss_mb": peak_kb / 1024, "seconds": time.perf_counter() - t0}))
+
+
+def measure_rss(index_dirs, texts, work: Path, copies: int, device: str | None) -> dict:
+    shards = write_shards(work / f"rss-x{copies}", texts, copies)
+    out = work / f"rss-out-x{copies}"
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, __file__, "--rss-child", str(shards), "--out", str(out)]
+    cmd += sum((["--index", d] for d in index_dirs), [])
+    if device:
+        cmd += ["--device", device]
+    log(f"peak RSS run x{copies} ({copies * len(texts)} docs) in a fresh process")
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"RSS child failed:\n{proc.stderr[-3000:]}")
+    shutil.rmtree(out, ignore_errors=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# -- main ------------------------------------------------------------------------------------------
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(SHARED), help="shared sample data folder")
+    ap.add_argument("--docs", type=int, default=256, help="ClimbLab documents timed (default 256)")
+    ap.add_argument("--repeats", type=int, default=3, help="rounds; medians are reported (default 3)")
+    ap.add_argument("--gold-limit", type=int, default=500, help="gold exemplars per task index (default 500)")
+    ap.add_argument("--variant-docs", type=int, default=128, help="documents for the variants table (0: skip)")
+    ap.add_argument("--rss-docs", type=int, default=300, help="documents of the 1x peak-RSS run (0: skip)")
+    ap.add_argument("--rss-copies", type=int, default=10, help="corpus copies of the large RSS run")
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--batch-size", type=int, default=256, help="documents per scoring batch")
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--work", help="work folder (indexes are reused from it; default: a temp folder)")
+    ap.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    ap.add_argument("--rss-child", help=argparse.SUPPRESS)
+    ap.add_argument("--index", action="append", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.rss_child:
+        return rss_child(args)
+
+    from sentence_transformers import SentenceTransformer
+
+    from retriever._deps import has_cuda
+    from retriever.embed import SentenceEmbedder, load_embedder
+    from retriever.embed.embedder import DEFAULT_MODEL, resolve_model_path
+    from retriever.index import faiss_gpu_available, load_indexes
+    from retriever.score import SimilarityScorer
+
+    data = Path(args.data)
+    if not (data / "corpus").is_dir():
+        raise SystemExit(f"shared data not found at {data}; pass --data")
+    device = args.device or ("cuda" if has_cuda() else "cpu")
+    threads = torch.get_num_threads()
+    work = Path(args.work or tempfile.mkdtemp(prefix="bench_score_"))
+    work.mkdir(parents=True, exist_ok=True)
+    report: dict = {"device": device, "threads": threads, "docs": args.docs, "repeats": args.repeats,
+                    "gold_limit": args.gold_limit, "cpu_count": os.cpu_count(),
+                    "load_avg_start": os.getloadavg()}
+
+    # the same engine the job uses (load_embedder's cache key: model, device, batch_size)
+    default_emb = load_embedder(DEFAULT_MODEL, device=args.device, batch_size=64)
+    index_dirs = build_indexes(data, work, args.gold_limit, default_emb)
+    indexes = load_indexes(index_dirs)
+    gold = {t: gi.index.reconstruct_n(0, gi.ntotal) for t, gi in indexes.items()}  # [m, dim] each
+    texts = read_docs(data, args.docs)
+    shard_dir = write_shards(work / "corpus", texts, 1)
+    st_model = SentenceTransformer(resolve_model_path(DEFAULT_MODEL), device=device)  # plain fp32
+    torch_emb = SentenceEmbedder(DEFAULT_MODEL, device=device, backend="torch")
+    assert st_model.max_seq_length == torch_emb.max_seq_length == default_emb.max_seq_length
+    scorer_torch = SimilarityScorer(indexes, torch_emb, k=args.k, batch_size=args.batch_size)
+    scorer_default = SimilarityScorer(indexes, default_emb, k=args.k, batch_size=args.batch_size)
+    report.update(backend=default_emb.backend, max_seq_length=st_model.max_seq_length,
+                  clip_chars=scorer_default.clip_chars, gold_sizes={t: int(g.shape[0]) for t, g in gold.items()},
+                  faiss_gpu=faiss_gpu_available(), index_on_gpu={t: gi.use_gpu for t, gi in indexes.items()},
+                  fp16=device == "cuda")
+    if device == "cuda":
+        report["gpu"] = torch.cuda.get_device_name(0)
+    log(f"{len(texts)} docs, {threads} threads, device {device}, default backend {default_emb.backend}, "
+        f"FAISS GPU {report['faiss_gpu']}; work {work}")
+
+    # warm up every engine (first calls allocate, compile and fill caches)
+    for call in (lambda: baseline_scores(st_model, texts[:64], gold, args.k, 64), lambda: torch_emb.encode(texts[:64]),
+                 lambda: scorer_default.score_texts(texts[:64]),
+                 lambda: run_job(index_dirs, write_shards(work / "warm", texts[:32], 1), work / "warm-out", args.device, args.batch_size)):
+        call()
+
+    # 1. the scoring paths
+    base_vecs = {}
+
+    def base():
+        xq, _ = baseline_scores(st_model, texts, gold, args.k, 64)
+        base_vecs["v"] = xq
+        return xq
+
+    calls = {
+        "baseline: ST encode + numpy dot x4": base,
+        "pure embedding: ours, torch": lambda: torch_emb.encode(texts),
+        "scorer[torch]: SimilarityScorer x4 indexes": lambda: run_scorer(scorer_torch, texts),
+        f"pure embedding: ours, {default_emb.backend} (default)": lambda: default_emb.encode(texts),
+        f"scorer[{default_emb.backend}]: SimilarityScorer": lambda: run_scorer(scorer_default, texts),
+        f"job[{default_emb.backend}]: score_corpus+parquet+store": lambda: run_job(
+            index_dirs, shard_dir, work / "job-out", args.device, args.batch_size),
+    }
+    log("timing the scoring paths")
+    res = timed_rounds(calls, args.repeats, "baseline: ST encode + numpy dot x4")
+    names = list(calls)
+    rows = []
+    for n in names:
+        out = res[n]["out"]
+        cos = min_cosine(out, base_vecs["v"]) if isinstance(out, np.ndarray) else None
+        rows.append((n, res[n], cos))
+    print_table(f"Scoring paths: {len(texts)} ClimbLab docs, {threads} threads, {device}, medians of "
+                f"{args.repeats} rounds (ratios to the baseline of the same round)", rows, len(texts))
+
+    def over(path, ref):
+        return res[path]["seconds"] / res[ref]["seconds"] - 1
+
+    d = default_emb.backend
+    overheads = {
+        "scorer[torch] over pure torch embedding": over(names[2], names[1]),
+        "scorer[torch] over the baseline (ST encode + numpy)": over(names[2], names[0]),
+        f"scorer[{d}] over pure {d} embedding": over(names[4], names[3]),
+        f"job[{d}] over pure {d} embedding": over(names[5], names[3]),
+    }
+    print("\nOverhead (time / reference time - 1; budget < 10%; negative = faster):")
+    for k, v in overheads.items():
+        print(f"  {k:<52} {v * 100:+6.1f}%")
+    print(f"  job[{d}] vs baseline speed: {res[names[5]]['ratio']:.2f}x")
+    report["paths"] = {n: {"docs_per_s": len(texts) / res[n]["seconds"], "ratio": res[n]["ratio"],
+                           "seconds": res[n]["rounds"]} for n in names}
+    report["overheads"] = overheads
+
+    # 2. embedding variants
+    if args.variant_docs:
+        vt = texts[: args.variant_docs]
+        var = embedding_variants(st_model, torch_emb, default_emb, work, device,
+                                 scorer_default.clip_chars, threads)
+        for f, _ in var.values():  # warm-up: first calls allocate and compile
+            f(vt[:16])
+        log("timing the embedding variants")
+        vres = timed_rounds({n: (lambda f=f: f(vt)) for n, (f, _) in var.items()}, args.repeats, next(iter(var)))
+        ref = vres[next(iter(var))]["out"]
+        print_table(f"Embedding variants: {len(vt)} docs, {threads} threads, {device}",
+                    [(n, vres[n], min_cosine(vres[n]["out"], ref)) for n in var], len(vt))
+        report["variants"] = {n: {"docs_per_s": len(vt) / vres[n]["seconds"], "ratio": vres[n]["ratio"],
+                                  "min_cos": min_cosine(vres[n]["out"], ref), "kind": var[n][1]} for n in var}
+
+    # 3. peak memory, 1x and 10x
+    if args.rss_docs:
+        rt = read_docs(data, args.rss_docs)
+        small = measure_rss(index_dirs, rt, work, 1, args.device)
+        large = measure_rss(index_dirs, rt, work, args.rss_copies, args.device)
+        ratio = large["peak_rss_mb"] / small["peak_rss_mb"]
+        print(f"\nPeak RSS of score_corpus (fresh process each): x1 {small['docs']} docs {small['peak_rss_mb']:.0f} MB; "
+              f"x{args.rss_copies} {large['docs']} docs {large['peak_rss_mb']:.0f} MB; ratio {ratio:.3f} "
+              f"({(ratio - 1) * 100:+.1f}%, budget < 20%)")
+        report["rss"] = {"x1": small, f"x{args.rss_copies}": large, "ratio": ratio}
+
+    if device == "cuda":
+        import torch as _t
+
+        print(f"\nGPU: {report['gpu']}; FAISS GPU {report['faiss_gpu']} (indexes on GPU: "
+              f"{report['index_on_gpu']}); embeddings fp16; CUDA memory peak "
+              f"{_t.cuda.max_memory_allocated() / 2**20:.0f} MB")
+    report["load_avg_end"] = os.getloadavg()
+    print(f"\nload average (1/5/15 min) at start {report['load_avg_start']}, end {report['load_avg_end']} "
+          f"on {report['cpu_count']} CPUs")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
