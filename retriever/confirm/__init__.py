@@ -14,8 +14,9 @@ Pipeline of the stage (each piece usable on its own):
 Heavy dependencies (torch, transformers) are imported where used.
 """
 
-from retriever.confirm.correlate import ESTIMATORS, Correlations, correlate
-from retriever.confirm.decide import DecisionRules, decide
+# (the functions `correlate` and `decide` are not re-exported: they would shadow their modules)
+from retriever.confirm.correlate import ESTIMATORS, Correlations
+from retriever.confirm.decide import DecisionRules
 from retriever.confirm.docs import CandidateRule, open_docs
 from retriever.confirm.panel import Panel, PanelModel, Score, load_panel, load_scores
 from retriever.confirm.stage import BpbOptions, ConfirmSettings, ConfirmStage
@@ -33,8 +34,6 @@ __all__ = [
     "PanelModel",
     "Score",
     "build_tiny_panel",
-    "correlate",
-    "decide",
     "load_panel",
     "load_scores",
     "open_docs",

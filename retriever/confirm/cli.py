@@ -198,7 +198,7 @@ def _label(args) -> int:
         b = summary["bpb"]
         print(f"docs in {summary['docs']['in']} (unique {summary['docs']['unique']}, rejected "
               f"{summary['docs']['rejected'] or 0}); BPB {b['docs']} docs x {len(b['usable_models'])} "
-              f"models, {b['tokens_per_s'] or 'cached'} tokens/s on {b['device']}")
+              f"models, {str(b['tokens_per_s']) + ' tokens/s' if b['tokens_per_s'] else 'all cached'} on {b['device']}")
         for name, m in b["models"].items():
             if m["status"] != "ok":
                 print(f"  model {name}: {m['status']} {m.get('error', '')}")
@@ -231,9 +231,9 @@ def _bpb(args) -> int:
         print_json(result.report)
     else:
         rep = result.report
+        speed = f"{rep['tokens_per_s']} tokens/s" if rep["tokens_per_s"] else "all cached"
         print(f"BPB matrix {len(result.ids)} docs x {len(result.models)} models -> {args.out}/bpb/matrix.parquet "
-              f"({rep['tokens']} new tokens, {rep['tokens_per_s'] or 'all cached'} tokens/s, {rep['device']} "
-              f"{rep['dtype']})")
+              f"({rep['tokens']} new tokens, {speed}, {rep['device']} {rep['dtype']})")
         for name, m in rep["models"].items():
             print(f"  {name}: {m['status']}, cached {m.get('cached', 0)}, computed {m.get('computed', 0)}, "
                   f"NaN {m.get('nan_docs', 0)}" + (f", error: {m['error']}" if m.get("error") else ""))
