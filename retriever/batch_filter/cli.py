@@ -14,7 +14,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows defaults, except empty ones (None / False)."""
 
     def _get_help_string(self, action):
-        if action.default in (None, False) or action.help is None:
+        if action.default is None or action.default is False or action.help is None:
             return action.help
         return super()._get_help_string(action)
 

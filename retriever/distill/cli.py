@@ -8,6 +8,15 @@ import sys
 import orjson
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except empty ones (None / False)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or action.help is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "distill",
@@ -18,7 +27,7 @@ def add_parser(subparsers) -> None:
             "F1 / ROC-AUC on the held-out part and the rank agreement with the teacher's score, and "
             "save the model with a manifest (OUT with suffix .json)."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     p.add_argument(
         "--labels", required=True, help="labels parquet file or folder of <task>.parquet"
@@ -29,23 +38,25 @@ def add_parser(subparsers) -> None:
 
     d = DistillConfig()
     g = p.add_argument_group("fastText hyperparameters")
-    g.add_argument("--lr", type=float, default=d.lr)
-    g.add_argument("--epoch", type=int, default=d.epoch)
-    g.add_argument("--dim", type=int, default=d.dim)
-    g.add_argument("--word-ngrams", type=int, default=d.word_ngrams)
-    g.add_argument("--min-count", type=int, default=d.min_count)
+    g.add_argument("--lr", type=float, default=d.lr, help="learning rate")
+    g.add_argument("--epoch", type=int, default=d.epoch, help="passes over the data")
+    g.add_argument("--dim", type=int, default=d.dim, help="vector size")
+    g.add_argument("--word-ngrams", type=int, default=d.word_ngrams, help="2 = word bigrams")
+    g.add_argument("--min-count", type=int, default=d.min_count, help="rarer words are dropped")
     g.add_argument("--bucket", type=int, default=d.bucket, help="n-gram hash buckets (model size)")
-    g.add_argument("--loss", default=d.loss, choices=["softmax", "ova", "hs", "ns"])
+    g.add_argument("--loss", default=d.loss, choices=["softmax", "ova", "hs", "ns"], help="loss")
     g.add_argument(
         "--thread",
         type=int,
         default=d.thread,
         help="at least 11 are used (fastText initialises its matrix per thread)",
     )
-    g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument("--seed", type=int, default=d.seed, help="fastText and split seed")
     g.add_argument("--max-chars", type=int, default=d.max_chars, help="cut documents (0: whole)")
     e = p.add_argument_group("evaluation")
-    e.add_argument("--test-fraction", type=float, default=d.test_fraction)
+    e.add_argument(
+        "--test-fraction", type=float, default=d.test_fraction, help="share of each class held out"
+    )
     e.add_argument("--threshold", type=float, default=d.threshold, help="for precision/recall/F1")
     e.add_argument("--refit", action="store_true", help="after evaluating, retrain on all rows")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
