@@ -141,6 +141,7 @@ def test_confirm_labels_task_documents_positive_and_generic_ones_negative(panel,
     # every document in is accounted for: labelled, or rejected and written aside
     assert summary["docs"] == {"in": n + 1, "unique": n, "rejected": {"bad_json": 1}}
     assert sum(summary["tasks"][TASK]["labels"].values()) == n
+    assert summary["tasks"][TASK]["balanced"] and summary["tasks"][TASK]["stats"]["rejected/bad_json"] == 1
     rej = [orjson.loads(x) for x in (out / "rejected.jsonl").read_bytes().splitlines()]
     assert [r["reason"] for r in rej] == ["bad_json"]
     corr_tbl = pq.read_table(out / "correlations" / f"{TASK}.parquet").to_pydict()

@@ -68,6 +68,11 @@ def resolve_dtype(dtype: str | None, device: str) -> torch.dtype:
     return getattr(torch, name)
 
 
+def _version(v: str) -> tuple[int, int]:
+    parts = (v.split(".") + ["0"])[:2]
+    return tuple(int("".join(ch for ch in p if ch.isdigit()) or 0) for p in parts)  # type: ignore[return-value]
+
+
 def rolling_windows(
     tokens: list[int], prefix_token: int, max_length: int, context_tokens: int = 1
 ) -> list[tuple[list[int], list[int]]]:
@@ -159,8 +164,10 @@ class LMScorer:
         tok_path = model.tokenizer or model.path
         try:
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(tok_path, revision=model.revision)
+            # transformers >= 4.56 names it `dtype`; older releases only know `torch_dtype`
+            key = "dtype" if _version(transformers.__version__) >= (4, 56) else "torch_dtype"
             self.model = transformers.AutoModelForCausalLM.from_pretrained(
-                model.path, revision=model.revision, dtype=self.dtype
+                model.path, revision=model.revision, **{key: self.dtype}
             )
         except (OSError, ValueError, KeyError) as e:
             raise InputError(

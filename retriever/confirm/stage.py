@@ -34,6 +34,7 @@ from retriever.confirm.panel import Panel
 from retriever.corpus.writers import RejectWriter, write_json_atomic
 from retriever.errors import ConfigError
 from retriever.manifest import check_or_write_manifest, paths_fingerprint
+from retriever.stats import Stats
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,15 @@ class ConfirmStage:
         decisions: dict[str, Decision] = {}
         for task in tasks:
             decisions[task], summary["tasks"][task] = self._task(task, cands[task], docs, matrix, doc_rows)
+            # seen = labelled (kept) + not considered (dropped) + rejected by the reader, per task
+            st = Stats()
+            st.inc("seen", summary["docs"]["in"])
+            st.inc("kept", summary["tasks"][task]["considered"])
+            st.inc("dropped/not_considered", summary["tasks"][task]["not_considered"])
+            for reason, k in summary["docs"]["rejected"].items():
+                st.inc(f"rejected/{reason}", k)
+            summary["tasks"][task]["stats"] = st.to_dict()["counts"]
+            summary["tasks"][task]["balanced"] = st.balanced()
         self._write_labels(docs, decisions)
         rej = RejectWriter(self.out / "rejected.jsonl")
         for r in docs.rejected:
