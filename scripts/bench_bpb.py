@@ -78,7 +78,7 @@ def main() -> int:
     print(f"{len(texts)} docs, {n_bytes} bytes; torch {torch.__version__}, threads {torch.get_num_threads()}")
     print(f"{'model':16} {'device':6} {'dtype':9} {'ctx':>5} {'tokens':>8} {'naive s':>8} {'batched s':>9} "
           f"{'ratio':>6} {'tok/s batched':>13} {'max|dBPB|':>10}")
-    ratios = []
+    ratios, worst = [], 0.0
     for m in models:
         sc = LMScorer(m, device=args.device, dtype="float32", max_batch_tokens=args.batch_tokens,
                       max_batch_size=args.batch_size)
@@ -86,6 +86,7 @@ def main() -> int:
         slow, t_slow = _timed(naive_bits_per_byte, sc, texts)
         fast, t_fast = _timed(sc.bits_per_byte, texts)
         diff = float(np.nanmax(np.abs(fast.bpb - slow.bpb)))
+        worst = max(worst, diff)
         tokens = int(fast.n_tokens.sum())
         ratios.append(t_slow / t_fast)
         print(f"{m.name:16} {sc.device:6} {'float32':9} {sc.max_length:>5} {tokens:>8} {t_slow:>8.2f} "
@@ -103,10 +104,12 @@ def main() -> int:
                   f"{dh:>10.2e}  (ratio vs fp32 batched; dBPB vs fp32)")
             del half
         del sc
-    print(f"batched vs naive: mean speed ratio {np.mean(ratios):.1f}x over {len(ratios)} model(s)")
+    same = worst <= 1e-4
+    print(f"batched vs naive: mean speed ratio {np.mean(ratios):.1f}x over {len(ratios)} model(s); "
+          f"max |dBPB| {worst:.1e} ({'same BPB to 1e-4' if same else 'MISMATCH above 1e-4'})")
     if tmp:
         tmp.cleanup()
-    return 0
+    return 0 if same else 1
 
 
 if __name__ == "__main__":
