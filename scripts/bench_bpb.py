@@ -70,7 +70,7 @@ def main() -> int:
     panel_path = args.models
     if not panel_path:
         tmp = tempfile.TemporaryDirectory()
-        build_tiny_panel(tmp.name, n_models=args.n_models, steps=20, max_texts=100)
+        build_tiny_panel(tmp.name, n_models=max(2, args.n_models), steps=20, max_texts=100)
         panel_path = str(Path(tmp.name) / "panel.toml")
     models = load_panel(panel_path).models[: args.n_models]
     texts = _docs(args.docs, args.n_docs, args.max_chars)
