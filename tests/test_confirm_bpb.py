@@ -201,6 +201,18 @@ def test_changed_model_settings_refuse_to_mix_caches(small_panel, tmp_path):
         BpbMatrix(tmp_path, panel, device="cpu", context_tokens=4).run([d.id for d in docs], _iter(docs))
 
 
+def test_a_model_retrained_in_place_does_not_reuse_its_cache(tmp_path):
+    """Same name and path, new weights (a tiny panel trained again): the cached BPB must not be reused."""
+    corpora = synthetic_corpora(20, seed=0)
+    pdir = tmp_path / "panel"
+    panel_file = train_tiny_panel(pdir, corpora, steps=2, n_models=2, n_positions=32, n_embd=32, seed=1)
+    docs = _docs(2)
+    BpbMatrix(tmp_path / "out", load_panel(panel_file), device="cpu").run([d.id for d in docs], _iter(docs))
+    train_tiny_panel(pdir, corpora, steps=2, n_models=2, n_positions=32, n_embd=32, seed=2)
+    with pytest.raises(ResumeError, match="weights"):
+        BpbMatrix(tmp_path / "out", load_panel(panel_file), device="cpu").run([d.id for d in docs], _iter(docs))
+
+
 @pytest.mark.slow
 def test_killed_bpb_run_resumes_without_duplicates_or_gaps(small_panel, tmp_path):
     """Kill `retriever confirm bpb` mid-way (after some parts exist), rerun, compare to a clean run."""

@@ -36,11 +36,23 @@ from retriever.confirm.panel import Panel, PanelModel
 from retriever.corpus.writers import AtomicWriter, write_json_atomic
 from retriever.data import Doc
 from retriever.errors import ResumeError, RetrieverError
-from retriever.manifest import check_or_write_manifest
+from retriever.manifest import check_or_write_manifest, file_fingerprint, fingerprint
 
 log = logging.getLogger(__name__)
 
 NAN_IDS_KEPT = 50  # NaN document ids listed per model in report.json
+
+
+def weights_fingerprint(path: str) -> str | None:
+    """Fingerprint of a local model folder's weight and config files (``None`` for a Hub id).
+
+    A model retrained in place keeps its name and path; without this its cached BPB would be reused.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        return None
+    files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix in (".safetensors", ".bin", ".json", ".pt"))
+    return fingerprint([[f.name, file_fingerprint(f)] for f in files])
 
 
 @dataclass(frozen=True)
@@ -107,6 +119,7 @@ class BpbMatrix:
         return {
             "name": m.name, "path": m.path, "tokenizer": m.tokenizer or m.path, "revision": m.revision,
             "max_length": m.max_length, "context_tokens": self.context_tokens, "dtype": self.dtype_name,
+            "weights": weights_fingerprint(m.path),
             "definition": "bits per byte, all tokens scored, first on BOS/EOS, rolling windows",
         }
 

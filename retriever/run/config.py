@@ -172,8 +172,11 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
     for sec in ("distill", "filter"):
         if not isinstance(raw.get(sec, {}), dict):
             raise ConfigError(f"[{sec}] must be a table")
+    confirm = _make(ConfirmSection, raw.get("confirm"), "confirm")
+    if confirm.panel != "tiny":
+        confirm = ConfirmSection(**{**confirm.__dict__, "panel": _rel(base, confirm.panel)})
     cfg = RunConfig(str(p), run, tuple(tasks), corpus, _make(ScoreSection, raw.get("score"), "score"),
-                    _make(ConfirmSection, raw.get("confirm"), "confirm"), dict(raw.get("distill", {})),
+                    confirm, dict(raw.get("distill", {})),
                     dict(raw.get("filter", {})), dataset)
     _check_stage_sections(cfg)
     return cfg
