@@ -48,9 +48,13 @@ def test_rerun_only_what_changed(tmp_path):
     out = StepRunner(tmp_path).run(_steps(tmp_path, calls, a_setting=2, b_setting="y"))
     assert [o.action for o in out] == ["reran", "reran", "skipped"] and calls == ["a", "b"]
     assert (tmp_path / "b/out.txt").read_text() == "a=2y"
-    # an output deleted by hand: that step runs again
-    (tmp_path / "c.txt").unlink()
-    assert StepRunner(tmp_path).plan(_steps(tmp_path, []))["c"] == "resumed"
+    # an output deleted by hand: that step runs again, and so does what depends on it
+    (tmp_path / "a.txt").unlink()
+    assert StepRunner(tmp_path).plan(_steps(tmp_path, [], a_setting=2, b_setting="y")) == {
+        "a": "resumed", "b": "reran", "c": "skipped"}
+    calls.clear()
+    StepRunner(tmp_path).run(_steps(tmp_path, calls, a_setting=2, b_setting="y"))
+    assert calls == ["a", "b"]
 
 
 def test_crashed_step_resumes_into_its_outputs(tmp_path):
@@ -63,6 +67,7 @@ def test_crashed_step_resumes_into_its_outputs(tmp_path):
     out = r.run(_steps(tmp_path, calls))
     assert [o.action for o in out] == ["skipped", "resumed", "ran"]
     assert (tmp_path / "b" / "partial").exists()  # same settings: outputs kept for the stage to resume
+    assert r.state["steps"]["a"]["token"] != r.state["steps"]["b"]["token"]
 
 
 def test_dependencies_must_come_first(tmp_path):

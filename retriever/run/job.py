@@ -23,7 +23,7 @@ import numpy as np
 from retriever.config import GoldSource, TaskSpec, find_task_spec
 from retriever.corpus.sharding import is_hub_id, list_shards
 from retriever.errors import ConfigError
-from retriever.manifest import fingerprint, paths_fingerprint
+from retriever.manifest import file_fingerprint, fingerprint, paths_fingerprint
 from retriever.run.config import RunConfig, TaskConfig, executor_kwargs, filter_kwargs
 from retriever.run.steps import RunStep, StepOutcome, StepRunner
 
@@ -90,11 +90,14 @@ class RunJob:
         if c.panel == "tiny":
             panel_settings.update(models=c.tiny_models, steps=c.tiny_steps, texts=c.tiny_texts, corpus=corpus_fp)
         else:
-            panel_settings["panel_file"] = inputs_fingerprint([c.panel]) if Path(c.panel).is_file() else c.panel
+            panel_settings["panel_file"] = file_fingerprint(c.panel) if Path(c.panel).is_file() else c.panel
         steps.append(RunStep("panel", panel_settings, self._panel, outputs=[self.out / "panel"],
                              after=[f"index/{t}" for t in tasks]))
+        # the BPB cache (keyed by document, model and weights) survives a rerun with an external panel;
+        # a tiny panel retrained here has new weights, so its cache would be refused anyway
+        keep = [] if c.panel == "tiny" else [self.out / "confirm" / "bpb"]
         steps.append(RunStep("confirm", dataclasses.asdict(c), self._confirm, outputs=[self.out / "confirm"],
-                             keep=[self.out / "confirm" / "bpb"], after=["candidates", "panel"]))
+                             keep=keep, after=["candidates", "panel"]))
         for t in tasks:
             steps.append(RunStep(f"distill/{t}", dict(cfg.distill), lambda t=t: self._distill(t),
                                  outputs=[self.filter_model(t).parent], after=["confirm"]))

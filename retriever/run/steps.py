@@ -1,8 +1,9 @@
 """Run a list of dependent steps, redoing only what changed.
 
-Each step has a fingerprint: its own settings plus the fingerprints of the steps it depends on, so a
-change anywhere upstream reaches every step downstream of it and nothing else. ``run.json`` in the
-run folder records, per step, the fingerprint it last finished with.
+Each step has a fingerprint: its own settings plus the *tokens* of the steps it depends on. A step
+gets a new token every time it executes, so anything that makes a step run again (changed settings,
+a resumed crash, an output deleted by hand) reaches every step downstream of it and nothing else.
+``run.json`` in the run folder records, per step, the fingerprint and token it last finished with.
 
 * same fingerprint, finished, outputs present -> skipped;
 * same fingerprint, not finished (a crash, a kill) -> run again *into the same outputs*, so stages
@@ -71,19 +72,33 @@ class StepRunner:
         self.state_path = self.run_dir / STATE_FILE
         self.state: dict[str, Any] = read_json(self.state_path) if self.state_path.exists() else {"steps": {}}
 
-    def fingerprints(self, steps: list[RunStep]) -> dict[str, str]:
-        fps: dict[str, str] = {}
+    @staticmethod
+    def _check_order(steps: list[RunStep]) -> None:
+        seen: set[str] = set()
         for s in steps:
-            missing = [a for a in s.after if a not in fps]
+            missing = [a for a in s.after if a not in seen]
             if missing:
                 raise ConfigError(f"step {s.name} runs after unknown or later step(s) {missing}")
-            fps[s.name] = fingerprint({"settings": s.settings, "after": [fps[a] for a in s.after]})
-        return fps
+            seen.add(s.name)
+
+    @staticmethod
+    def _fingerprint(s: RunStep, tokens: dict[str, str]) -> str:
+        return fingerprint({"settings": s.settings, "after": [tokens[a] for a in s.after]})
+
+    def _token(self, name: str) -> str:
+        rec = self.state["steps"].get(name) or {}
+        return rec.get("token") or f"unfinished:{name}"
 
     def plan(self, steps: list[RunStep]) -> dict[str, str]:
         """What :meth:`run` would do with each step, without doing it."""
-        fps = self.fingerprints(steps)
-        return {s.name: self._action(s, fps[s.name]) for s in steps}
+        self._check_order(steps)
+        tokens: dict[str, str] = {}
+        out = {}
+        for s in steps:
+            out[s.name] = self._action(s, self._fingerprint(s, tokens))
+            # a step that will execute gets a new token, which its dependents have not seen
+            tokens[s.name] = self._token(s.name) if out[s.name] == "skipped" else f"new:{s.name}"
+        return out
 
     def _action(self, s: RunStep, fp: str) -> str:
         rec = self.state["steps"].get(s.name)
@@ -96,14 +111,17 @@ class StepRunner:
         return "resumed"
 
     def run(self, steps: list[RunStep], on_step: Callable[[RunStep, str], None] | None = None) -> list[StepOutcome]:
-        fps = self.fingerprints(steps)
+        self._check_order(steps)
+        tokens: dict[str, str] = {}
         outcomes = []
         for s in steps:
-            action = self._action(s, fps[s.name])
+            fp = self._fingerprint(s, tokens)
+            action = self._action(s, fp)
             if on_step is not None:
                 on_step(s, action)
             if action == "skipped":
                 rec = self.state["steps"][s.name]
+                tokens[s.name] = self._token(s.name)
                 outcomes.append(StepOutcome(s.name, action, 0.0, rec.get("result")))
                 continue
             if action == "reran":
@@ -111,14 +129,16 @@ class StepRunner:
                 for o in s.outputs:
                     if Path(o).resolve() not in keep:
                         _remove(Path(o))
-            self.state["steps"][s.name] = {"fingerprint": fps[s.name], "status": "running", "settings": s.settings}
+            self.state["steps"][s.name] = {"fingerprint": fp, "status": "running", "settings": s.settings}
             self._save()
             t0 = time.perf_counter()
             result = s.fn() or {}
             dt = time.perf_counter() - t0
-            self.state["steps"][s.name] = {"fingerprint": fps[s.name], "status": "done", "settings": s.settings,
-                                           "result": result, "seconds": round(dt, 2),
+            token = fingerprint([fp, time.time_ns()])
+            self.state["steps"][s.name] = {"fingerprint": fp, "token": token, "status": "done",
+                                           "settings": s.settings, "result": result, "seconds": round(dt, 2),
                                            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            tokens[s.name] = token
             self._save()
             log.info("step %s: %s in %.1f s", s.name, action, dt)
             outcomes.append(StepOutcome(s.name, action, dt, result))
