@@ -9,12 +9,14 @@ gold files (``--gold-limit`` exemplars per task):
    :class:`GoldIndex` with the torch embedder / the default one (OpenVINO when installed);
    ``job[default]``: the whole :func:`score_corpus` path (read the shard, score, parquet, LanceDB
    store ingest, summary). Our overhead is each path against the pure embedding of its own engine.
-2. Embedding variants (threads, batch size, length bucketing, clipping, bf16, int8, onnxruntime,
-   OpenVINO): docs/s, ratio to the baseline and the lowest cosine to the baseline's vectors.
+2. Embedding variants (threads, batch size, clipping, bf16, int8, onnxruntime, OpenVINO): docs/s,
+   ratio to the baseline and the lowest cosine to the baseline's vectors; then length bucketing
+   (sorting across 64 / 256 / 1,024 documents) with the padding each leaves.
 3. Peak RSS of :func:`score_corpus` over 1x and 10x the documents, each in a fresh subprocess.
 
-The machine may be shared: every figure is a ratio to the baseline timed in the same round, runs
-alternate, and the medians over ``--repeats`` rounds are printed. Absolute docs/s are only context.
+The machine may be shared, so timings are paired: all variants run on the same block of documents
+one after the other (order rotating per block), and ratios are taken of the summed times; the
+25-75% range of the per-block ratios shows the noise. Absolute docs/s are only context.
 
     .venv/bin/python scripts/bench_score.py --docs 256 --repeats 3 --gold-limit 500
     .venv/bin/python scripts/bench_score.py --device cuda --docs 2000     # FAISS GPU + fp16
@@ -29,7 +31,6 @@ import os
 import random
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -132,6 +133,18 @@ def run_job(index_dirs: list[str], shard_dir: Path, out: Path, device: str | Non
     return s
 
 
+def padding_fraction(lengths: list[int], buffer: int, batch: int) -> float:
+    """Padded tokens / real tokens when each ``buffer`` of texts is sorted by length, then batched."""
+    real = pad = 0
+    for i in range(0, len(lengths), buffer):
+        part = sorted(lengths[i : i + buffer], reverse=True)
+        for j in range(0, len(part), batch):
+            b = part[j : j + batch]
+            real += sum(b)
+            pad += b[0] * len(b) - sum(b)
+    return pad / max(1, real)
+
+
 def chunked(encode, texts: list[str], buffer: int) -> np.ndarray:
     """Call ``encode`` on consecutive chunks: it sorts by length only inside a chunk (bucketing)."""
     return np.concatenate([encode(texts[i : i + buffer]) for i in range(0, len(texts), buffer)])
@@ -189,7 +202,7 @@ def embedding_variants(st_model, torch_emb, default_emb, work: Path, device: str
 
     from retriever.embed.openvino_encoder import OpenVINOEncoder, openvino_installed
 
-    def st(batch=64, n_threads=None, dtype=None, clip_to=None, buffer=None):
+    def st(batch=64, n_threads=None, dtype=None, clip_to=None):
         def enc(ts):
             ts = [t[:clip_to] for t in ts] if clip_to else ts
             if dtype is not None:
@@ -203,7 +216,7 @@ def embedding_variants(st_model, torch_emb, default_emb, work: Path, device: str
             if n_threads:
                 torch.set_num_threads(n_threads)
             try:
-                return chunked(enc, ts, buffer) if buffer else enc(ts)
+                return enc(ts)
             finally:
                 torch.set_num_threads(old)
         return f
@@ -213,8 +226,6 @@ def embedding_variants(st_model, torch_emb, default_emb, work: Path, device: str
         "ST torch, batch 32": (st(32), "batch size"),
         "ST torch, batch 128": (st(128), "batch size"),
         f"ST torch, clip {clip} chars": (st(clip_to=clip), "tokenize less of long docs"),
-        "ST torch, sorted per 64 docs (no bucketing)": (st(buffer=64), "bucketing"),
-        "ST torch, sorted per 256 docs": (st(buffer=256), "bucketing"),
     }
     if device == "cuda":
         v["ours: torch fp16 on CUDA"] = (default_emb.encode, "precision")
@@ -248,25 +259,56 @@ def embedding_variants(st_model, torch_emb, default_emb, work: Path, device: str
 
 
 # -- timing ----------------------------------------------------------------------------------------
-def timed_rounds(calls: dict, repeats: int, base: str) -> dict[str, dict]:
-    """Run every call once per round in a rotating order; per call the median seconds and the
-    median of (baseline seconds / call seconds) over rounds: > 1 means faster than the baseline."""
+def paired_blocks(calls: dict, texts: list[str], block: int, passes: int, base: str) -> dict[str, dict]:
+    """Time every call on each block of ``block`` documents, one after the other in an order that
+    rotates per block, ``passes`` times over ``texts``.
+
+    Calls on the same block run seconds apart, so they see the same machine load: the ratio of
+    summed times stays meaningful while other jobs come and go. Per call: docs/s, ``ratio`` =
+    baseline time / call time (> 1: faster than the baseline), the 25-75% range of per-block
+    ratios (the noise), and the outputs of the first pass (for the cosine check).
+    """
     names = list(calls)
-    secs: dict[str, list[float]] = {n: [] for n in names}
-    outs: dict[str, object] = {}
-    for r in range(repeats):
-        order = names[r % len(names):] + names[: r % len(names)]
-        for n in order:
-            t0 = time.perf_counter()
-            outs[n] = calls[n]()
-            secs[n].append(time.perf_counter() - t0)
-            log(f"  round {r + 1}/{repeats} {n}: {secs[n][-1]:.2f}s")
+    secs = {n: 0.0 for n in names}
+    block_ratios: dict[str, list[float]] = {n: [] for n in names}
+    outs: dict[str, list] = {n: [] for n in names}
+    k = 0
+    for p in range(passes):
+        for i in range(0, len(texts), block):
+            chunk, t = texts[i : i + block], {}
+            for n in names[k % len(names):] + names[: k % len(names)]:
+                t0 = time.perf_counter()
+                out = calls[n](chunk)
+                t[n] = time.perf_counter() - t0
+                secs[n] += t[n]
+                if p == 0:
+                    outs[n].append(out)
+            k += 1
+            for n in names:
+                block_ratios[n].append(t[base] / t[n])
+        log(f"  pass {p + 1}/{passes}: " + ", ".join(f"{n.split(':')[0]} {secs[n]:.1f}s" for n in names))
     res = {}
     for n in names:
-        ratios = [b / s for b, s in zip(secs[base], secs[n], strict=True)]
-        res[n] = {"seconds": statistics.median(secs[n]), "ratio": statistics.median(ratios),
-                  "rounds": secs[n], "out": outs[n]}
+        q1, q3 = np.percentile(block_ratios[n], [25, 75])
+        out = np.concatenate(outs[n]) if isinstance(outs[n][0], np.ndarray) else None
+        res[n] = {"seconds": secs[n], "docs_per_s": passes * len(texts) / secs[n], "ratio": secs[base] / secs[n],
+                  "block_ratio_iqr": [float(q1), float(q3)], "out": out}
     return res
+
+
+class EncodeTimer:
+    """Counts the seconds spent inside ``embedder.encode`` (instrumentation for the job's overhead)."""
+
+    def __init__(self, embedder):
+        self.seconds, self._encode = 0.0, embedder.encode
+        embedder.encode = self  # instance attribute: the job's scorer calls through it
+
+    def __call__(self, texts):
+        t0 = time.perf_counter()
+        try:
+            return self._encode(texts)
+        finally:
+            self.seconds += time.perf_counter() - t0
 
 
 def min_cosine(a, b) -> float:
@@ -274,13 +316,14 @@ def min_cosine(a, b) -> float:
     return float((a * b).sum(1).min())
 
 
-def print_table(title: str, rows: list[tuple], n: int) -> None:
+def print_table(title: str, res: dict[str, dict], ref: np.ndarray | None) -> None:
     print(f"\n{title}")
-    print(f"| {'variant':<56} | {'docs/s':>7} | {'vs baseline':>11} | {'min cos':>8} |")
-    print(f"|{'-' * 58}|{'-' * 9}|{'-' * 13}|{'-' * 10}|")
-    for name, r, cos in rows:
-        c = "" if cos is None else f"{cos:.5f}"
-        print(f"| {name:<56} | {n / r['seconds']:>7.1f} | {r['ratio']:>10.2f}x | {c:>8} |")
+    print(f"| {'variant':<56} | {'docs/s':>7} | {'vs baseline':>11} | {'per-block 25-75%':>16} | {'min cos':>8} |")
+    print(f"|{'-' * 58}|{'-' * 9}|{'-' * 13}|{'-' * 18}|{'-' * 10}|")
+    for name, r in res.items():
+        cos = "" if r["out"] is None or ref is None else f"{min_cosine(r['out'], ref):.5f}"
+        lo, hi = r["block_ratio_iqr"]
+        print(f"| {name:<56} | {r['docs_per_s']:>7.1f} | {r['ratio']:>10.2f}x | {lo:>7.2f} - {hi:<6.2f} | {cos:>8} |")
 
 
 # -- peak memory -----------------------------------------------------------------------------------
@@ -289,8 +332,22 @@ def rss_child(args) -> None:
 
     t0 = time.perf_counter()
     s = score_corpus(args.index, [args.rss_child], args.out, top_fraction=0.01, device=args.device)
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux: KiB
-    print(json.dumps({"docs": s["scored"], "peak_rss_mb": peak_kb / 1024, "seconds": time.perf_counter() - t0}))
+    print(json.dumps({"docs": s["scored"], "peak_rss_mb": peak_rss_mb(), "seconds": time.perf_counter() - t0}))
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process since its exec.
+
+    ``VmHWM`` of /proc belongs to the process image; ``ru_maxrss`` would also count the parent's
+    memory at fork time (Linux keeps it across exec), so it is only the fallback.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 def measure_rss(index_dirs, texts, work: Path, copies: int, device: str | None) -> dict:
@@ -314,9 +371,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(SHARED), help="shared sample data folder")
     ap.add_argument("--docs", type=int, default=256, help="ClimbLab documents timed (default 256)")
-    ap.add_argument("--repeats", type=int, default=3, help="rounds; medians are reported (default 3)")
+    ap.add_argument("--repeats", type=int, default=3, help="passes over the documents (default 3)")
+    ap.add_argument("--block", type=int, default=64, help="documents per paired block (default 64)")
     ap.add_argument("--gold-limit", type=int, default=500, help="gold exemplars per task index (default 500)")
     ap.add_argument("--variant-docs", type=int, default=128, help="documents for the variants table (0: skip)")
+    ap.add_argument("--variant-block", type=int, default=32, help="documents per paired block of the variants")
+    ap.add_argument("--bucket-docs", type=int, default=1024, help="documents for the bucketing check (0: skip)")
+    ap.add_argument("--bucket-repeats", type=int, default=2, help="passes of the bucketing check")
     ap.add_argument("--rss-docs", type=int, default=300, help="documents of the 1x peak-RSS run (0: skip)")
     ap.add_argument("--rss-copies", type=int, default=10, help="corpus copies of the large RSS run")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -380,71 +441,106 @@ def main() -> None:
         f"FAISS GPU {report['faiss_gpu']}; work {work}")
 
     # warm up every engine (first calls allocate, compile and fill caches)
-    for call in (lambda: baseline_scores(st_model, texts[:64], gold, args.k, 64), lambda: torch_emb.encode(texts[:64]),
-                 lambda: scorer_default.score_texts(texts[:64]),
-                 lambda: run_job(index_dirs, write_shards(work / "warm", texts[:32], 1), work / "warm-out", args.device, args.batch_size)):
-        call()
+    baseline_scores(st_model, texts[:64], gold, args.k, 64)
+    torch_emb.encode(texts[:64])
+    scorer_default.score_texts(texts[:64])
+    run_job(index_dirs, write_shards(work / "warm", texts[:32], 1), work / "warm-out", args.device, args.batch_size)
 
-    # 1. the scoring paths
-    base_vecs = {}
-
-    def base():
-        xq, _ = baseline_scores(st_model, texts, gold, args.k, 64)
-        base_vecs["v"] = xq
-        return xq
-
+    # 1. the scoring paths, in paired blocks
+    d = default_emb.backend
+    base_name = "baseline: ST encode + numpy dot x4"
     calls = {
-        "baseline: ST encode + numpy dot x4": base,
-        "pure embedding: ours, torch": lambda: torch_emb.encode(texts),
-        "scorer[torch]: SimilarityScorer x4 indexes": lambda: run_scorer(scorer_torch, texts),
-        f"pure embedding: ours, {default_emb.backend} (default)": lambda: default_emb.encode(texts),
-        f"scorer[{default_emb.backend}]: SimilarityScorer": lambda: run_scorer(scorer_default, texts),
-        f"job[{default_emb.backend}]: score_corpus+parquet+store": lambda: run_job(
-            index_dirs, shard_dir, work / "job-out", args.device, args.batch_size),
+        base_name: lambda ts: baseline_scores(st_model, ts, gold, args.k, 64)[0],
+        "pure embedding: ours, torch": torch_emb.encode,
+        "scorer[torch]: SimilarityScorer, 4 indexes": lambda ts: run_scorer(scorer_torch, ts),
+        f"pure embedding: ours, {d} (default)": default_emb.encode,
+        f"scorer[{d}]: SimilarityScorer, 4 indexes": lambda ts: run_scorer(scorer_default, ts),
     }
-    log("timing the scoring paths")
-    res = timed_rounds(calls, args.repeats, "baseline: ST encode + numpy dot x4")
+    log(f"timing the scoring paths in blocks of {args.block} docs")
+    res = paired_blocks(calls, texts, args.block, args.repeats, base_name)
     names = list(calls)
-    rows = []
-    for n in names:
-        out = res[n]["out"]
-        cos = min_cosine(out, base_vecs["v"]) if isinstance(out, np.ndarray) else None
-        rows.append((n, res[n], cos))
-    print_table(f"Scoring paths: {len(texts)} ClimbLab docs, {threads} threads, {device}, medians of "
-                f"{args.repeats} rounds (ratios to the baseline of the same round)", rows, len(texts))
+    print_table(f"Scoring paths: {len(texts)} ClimbLab docs x {args.repeats} passes in blocks of {args.block}, "
+                f"{threads} threads, {device}", res, res[base_name]["out"])
+
+    # 1b. the whole job (read, score, parquet, store, summary) against the baseline run next to it
+    timer = EncodeTimer(default_emb)
+    job_s, base_s, encode_s = 0.0, 0.0, 0.0
+    log(f"timing score_corpus on {len(texts)} docs, {args.repeats} runs alternating with the baseline")
+    for r in range(args.repeats):
+        for what in (("base", "job") if r % 2 == 0 else ("job", "base")):
+            t0 = time.perf_counter()
+            if what == "base":
+                baseline_scores(st_model, texts, gold, args.k, 64)
+                base_s += time.perf_counter() - t0
+            else:
+                before = timer.seconds
+                run_job(index_dirs, shard_dir, work / "job-out", args.device, args.batch_size)
+                job_s += time.perf_counter() - t0
+                encode_s += timer.seconds - before
+        log(f"  run {r + 1}/{args.repeats}: baseline {base_s:.1f}s, job {job_s:.1f}s (encode inside {encode_s:.1f}s)")
+    n_docs = args.repeats * len(texts)
+    job = {"docs_per_s": n_docs / job_s, "baseline_docs_per_s": n_docs / base_s, "ratio": base_s / job_s,
+           "encode_share": encode_s / job_s, "overhead_over_encode": job_s / encode_s - 1}
+    print(f"\njob[{d}]: score_corpus (read shard, score 4 tasks, parquet, LanceDB store, summary): "
+          f"{job['docs_per_s']:.1f} docs/s vs baseline {job['baseline_docs_per_s']:.1f} docs/s next to it "
+          f"= {job['ratio']:.2f}x")
 
     def over(path, ref):
         return res[path]["seconds"] / res[ref]["seconds"] - 1
 
-    d = default_emb.backend
     overheads = {
-        "scorer[torch] over pure torch embedding": over(names[2], names[1]),
-        "scorer[torch] over the baseline (ST encode + numpy)": over(names[2], names[0]),
-        f"scorer[{d}] over pure {d} embedding": over(names[4], names[3]),
-        f"job[{d}] over pure {d} embedding": over(names[5], names[3]),
+        "scorer[torch] over pure torch embedding (paired blocks)": over(names[2], names[1]),
+        "scorer[torch] over the baseline (paired blocks)": over(names[2], names[0]),
+        f"scorer[{d}] over pure {d} embedding (paired blocks)": over(names[4], names[3]),
+        f"job[{d}]: wall time over its own encode calls (same run)": job["overhead_over_encode"],
     }
-    print("\nOverhead (time / reference time - 1; budget < 10%; negative = faster):")
+    print("Overhead over pure embedding (time / reference - 1; budget < 10%; negative = faster):")
     for k, v in overheads.items():
-        print(f"  {k:<52} {v * 100:+6.1f}%")
-    print(f"  job[{d}] vs baseline speed: {res[names[5]]['ratio']:.2f}x")
-    report["paths"] = {n: {"docs_per_s": len(texts) / res[n]["seconds"], "ratio": res[n]["ratio"],
-                           "seconds": res[n]["rounds"]} for n in names}
-    report["overheads"] = overheads
+        print(f"  {k:<60} {v * 100:+6.1f}%")
+    for label, sc in (("torch", scorer_torch), (d, scorer_default)):
+        c = sc.stats.counts
+        share = c["search_ms"] / max(1, c["embed_ms"] + c["search_ms"])
+        where = "GPU" if any(gi.use_gpu for gi in indexes.values()) else "CPU"
+        print(f"  scorer[{label}]: FAISS search ({where}) over the 4 indexes = {share * 100:.1f}% of embed + search")
+        report[f"search_share_{label}"] = share
+    report["paths"] = {n: {k: v for k, v in r.items() if k != "out"} for n, r in res.items()}
+    report["job"], report["overheads"] = job, overheads
 
-    # 2. embedding variants
+    # 2. embedding variants, in paired blocks
     if args.variant_docs:
         vt = texts[: args.variant_docs]
-        var = embedding_variants(st_model, torch_emb, default_emb, work, device,
-                                 scorer_default.clip_chars, threads)
+        var = embedding_variants(st_model, torch_emb, default_emb, work, device, scorer_default.clip_chars, threads)
         for f, _ in var.values():  # warm-up: first calls allocate and compile
             f(vt[:16])
-        log("timing the embedding variants")
-        vres = timed_rounds({n: (lambda f=f: f(vt)) for n, (f, _) in var.items()}, args.repeats, next(iter(var)))
-        ref = vres[next(iter(var))]["out"]
-        print_table(f"Embedding variants: {len(vt)} docs, {threads} threads, {device}",
-                    [(n, vres[n], min_cosine(vres[n]["out"], ref)) for n in var], len(vt))
-        report["variants"] = {n: {"docs_per_s": len(vt) / vres[n]["seconds"], "ratio": vres[n]["ratio"],
-                                  "min_cos": min_cosine(vres[n]["out"], ref), "kind": var[n][1]} for n in var}
+        log(f"timing {len(var)} embedding variants in blocks of {args.variant_block} docs")
+        first = next(iter(var))
+        vres = paired_blocks({n: f for n, (f, _) in var.items()}, vt, args.variant_block, args.repeats, first)
+        ref = vres[first]["out"]
+        print_table(f"Embedding variants: {len(vt)} docs x {args.repeats} passes in blocks of {args.variant_block}, "
+                    f"{threads} threads, {device}", vres, ref)
+        report["variants"] = {n: {"docs_per_s": r["docs_per_s"], "ratio": r["ratio"], "kind": var[n][1],
+                                  "block_ratio_iqr": r["block_ratio_iqr"], "min_cos": min_cosine(r["out"], ref)}
+                              for n, r in vres.items()}
+
+    # 2b. length bucketing: texts are sorted by length inside each encode call (the scorer's batch)
+    if args.bucket_docs:
+        bt = read_docs(data, args.bucket_docs)
+        buffers = sorted({b for b in (64, 256, 1024) if b < len(bt)} | {len(bt)})
+        clip = scorer_default.clip_chars
+        lengths = [len(x) for x in st_model.tokenizer([t[: scorer_default.clip_chars] for t in bt],
+                                                      truncation=True, max_length=st_model.max_seq_length)["input_ids"]]
+        calls = {f"sort buffer {b} docs": (lambda ts, b=b: chunked(default_emb.encode, [t[:clip] for t in ts], b))
+                 for b in buffers}
+        log(f"timing length bucketing on {len(bt)} docs")
+        bres = paired_blocks(calls, bt, len(bt), args.bucket_repeats, next(iter(calls)))
+        print(f"\nLength bucketing: {len(bt)} docs x {args.bucket_repeats} passes, {d}, forward batches of 64, "
+              f"texts sorted by length per buffer (SimilarityScorer sort_buffer); padding = padded / real tokens")
+        for b, (n, r) in zip(buffers, bres.items(), strict=True):
+            pad = padding_fraction(lengths, b, 64)
+            print(f"  {n:<24} {r['docs_per_s']:>6.1f} docs/s  {r['ratio']:.2f}x vs buffer {buffers[0]}  padding {pad * 100:5.1f}%")
+        report["bucketing"] = {n: {"docs_per_s": r["docs_per_s"], "ratio": r["ratio"],
+                                   "padding": padding_fraction(lengths, b, 64)}
+                               for b, (n, r) in zip(buffers, bres.items(), strict=True)}
 
     # 3. peak memory, 1x and 10x
     if args.rss_docs:
