@@ -116,8 +116,12 @@ def one(args: argparse.Namespace) -> None:
 
 
 def tree_rss_mb(root: int) -> tuple[float, float]:
-    """(sum, largest) resident memory of process ``root`` and all its descendants, in MiB."""
-    parent, rss = {}, {}
+    """(sum, largest) memory of process ``root`` and all its descendants, in MiB.
+
+    The sum is of PSS (proportional set size: a page shared by k processes counts 1/k in each),
+    so forked workers sharing one model are not counted k times; the largest is plain RSS.
+    """
+    parent, rss, pss = {}, {}, {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
@@ -126,15 +130,24 @@ def tree_rss_mb(root: int) -> tuple[float, float]:
                 fields = dict(line.split(":", 1) for line in fh if ":" in line)
         except OSError:
             continue
-        parent[int(d)] = int(fields.get("PPid", "0"))
-        rss[int(d)] = int(fields.get("VmRSS", "0 kB").split()[0]) / 1024
+        pid = int(d)
+        parent[pid] = int(fields.get("PPid", "0"))
+        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0]) / 1024
     tree, grew = {root}, True
     while grew:
         new = {p for p, pp in parent.items() if pp in tree} - tree
         grew = bool(new)
         tree |= new
-    sizes = [rss.get(p, 0.0) for p in tree]
-    return sum(sizes), max(sizes)
+    for pid in tree:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as fh:
+                for line in fh:
+                    if line.startswith("Pss:"):
+                        pss[pid] = int(line.split()[1]) / 1024
+                        break
+        except OSError:
+            pss[pid] = rss.get(pid, 0.0)
+    return sum(pss.get(p, 0.0) for p in tree), max((rss.get(p, 0.0) for p in tree), default=0.0)
 
 
 def run_watched(cmd: list[str], env: dict) -> tuple[subprocess.CompletedProcess, float, float]:

@@ -83,6 +83,11 @@ def add_parser(subparsers) -> None:
     e = p.add_argument_group("execution (datatrove executors)")
     e.add_argument("--executor", default="local", choices=["local", "slurm", "ray"])
     e.add_argument("--workers", type=int, help="tasks at once (local default: cores)")
+    e.add_argument(
+        "--start-method",
+        choices=["fork", "forkserver", "spawn"],
+        help="local workers: fork (Linux default) shares one copy of the models",
+    )
     e.add_argument("--num-tasks", type=int, help="datatrove tasks (default: one per shard)")
     e.add_argument("--slurm-partition")
     e.add_argument("--slurm-time", help="time limit per task, e.g. 04:00:00")
@@ -170,7 +175,7 @@ def executor_settings(args: argparse.Namespace) -> dict:
             "mem_per_cpu_gb": args.ray_mem_per_cpu_gb,
             "ray_address": args.ray_address,
         }
-    return {}
+    return {"start_method": args.start_method} if args.start_method else {}
 
 
 def run(args: argparse.Namespace) -> int:
