@@ -33,8 +33,11 @@ def _steps(root, calls, a_setting=1, b_setting="x", fail_b=False):
 
 def test_rerun_only_what_changed(tmp_path):
     calls = []
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "unvouched").write_text("from a run no run.json knows")
     r = StepRunner(tmp_path)
     assert [o.action for o in r.run(_steps(tmp_path, calls))] == ["ran", "ran", "ran"]
+    assert not (tmp_path / "b" / "unvouched").exists()
     # nothing changed: nothing runs
     assert [o.action for o in StepRunner(tmp_path).run(_steps(tmp_path, calls))] == ["skipped"] * 3
     assert calls == ["a", "b", "c"]

@@ -8,7 +8,8 @@ a resumed crash, an output deleted by hand) reaches every step downstream of it 
 * same fingerprint, finished, outputs present -> skipped;
 * same fingerprint, not finished (a crash, a kill) -> run again *into the same outputs*, so stages
   that resume (scoring, filtering) pick up where they stopped;
-* other fingerprint (settings or inputs changed) -> the step's outputs are removed, then it runs.
+* other fingerprint (settings or inputs changed), or no record at all -> the step's outputs are
+  removed (they belong to another configuration, or to a run no record vouches for), then it runs.
 
 The state file is written atomically after every step, so a killed run loses at most the step in
 progress, and a finished-looking output is never one of an earlier configuration.
@@ -124,7 +125,8 @@ class StepRunner:
                 tokens[s.name] = self._token(s.name)
                 outcomes.append(StepOutcome(s.name, action, 0.0, rec.get("result")))
                 continue
-            if action == "reran":
+            if action in ("reran", "ran"):
+                # changed settings, or outputs no record vouches for (an older run): never reuse them
                 keep = {Path(k).resolve() for k in s.keep}
                 for o in s.outputs:
                     if Path(o).resolve() not in keep:
