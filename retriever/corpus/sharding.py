@@ -6,6 +6,7 @@ by exactly one worker and its output name is stable across runs (which is what m
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -70,6 +71,7 @@ def get_shard(shards: list[str], rank: int = 0, world_size: int = 1) -> list[str
     return shards[rank::world_size]
 
 
+@functools.lru_cache(maxsize=65536)
 def shard_name(shard: str) -> str:
     """A short, file-system-safe, stable name for a shard (used for per-shard outputs).
 
