@@ -202,3 +202,19 @@ def test_killed_run_resumes_without_duplicates_or_gaps(tiny_indexes, embedder, t
     assert a.column("id").to_pylist() == b.column("id").to_pylist()
     np.testing.assert_allclose(a.column("score_tools").to_numpy(), b.column("score_tools").to_numpy(), atol=1e-5)
     assert not list(out.glob("scores/*.tmp"))  # the killed shard's partial file was replaced
+
+
+def test_long_documents_are_truncated_at_the_model_max_length(tiny_indexes, embedder):
+    """The policy: only the first max_seq_length word pieces count (after clipping the characters)."""
+    from retriever.index import load_indexes
+    from retriever.score import SimilarityScorer
+
+    head = " ".join(MATH_GOLD * 10)  # far beyond 256 word pieces
+    assert len(embedder._model.tokenizer(head)["input_ids"]) > 2 * embedder.max_seq_length
+    scorer = SimilarityScorer(load_indexes([str(tiny_indexes["math"])], embedder), embedder)
+    assert scorer.clip_chars == 12 * embedder.max_seq_length
+    sc = scorer.score_texts([head, head + " The hotel pool is heated." * 200, head[: scorer.clip_chars]])
+    v = sc.vectors
+    assert float(v[0] @ v[1]) > 0.9999 and float(v[0] @ v[2]) > 0.9999  # the tail changes nothing
+    short = scorer.score_texts(["The hotel pool is heated. " + head])  # but the opening does
+    assert float(short.vectors[0] @ v[0]) < 0.999
