@@ -133,21 +133,14 @@ def run_job(index_dirs: list[str], shard_dir: Path, out: Path, device: str | Non
     return s
 
 
-def padding_fraction(lengths: list[int], buffer: int, batch: int) -> float:
-    """Padded tokens / real tokens when each ``buffer`` of texts is sorted by length, then batched."""
-    real = pad = 0
-    for i in range(0, len(lengths), buffer):
-        part = sorted(lengths[i : i + buffer], reverse=True)
-        for j in range(0, len(part), batch):
-            b = part[j : j + batch]
-            real += sum(b)
-            pad += b[0] * len(b) - sum(b)
-    return pad / max(1, real)
-
-
-def chunked(encode, texts: list[str], buffer: int) -> np.ndarray:
-    """Call ``encode`` on consecutive chunks: it sorts by length only inside a chunk (bucketing)."""
-    return np.concatenate([encode(texts[i : i + buffer]) for i in range(0, len(texts), buffer)])
+def length_batches(texts: list[str], buffer: int, batch: int) -> list[list[int]]:
+    """Forward batches (text positions) of an encoder called on ``buffer`` texts at a time, which
+    sorts each call's texts longest first (as sentence-transformers and our OpenVINO path do)."""
+    out = []
+    for i in range(0, len(texts), buffer):
+        part = sorted(range(i, min(i + buffer, len(texts))), key=lambda j: -len(texts[j]))
+        out += [part[j : j + batch] for j in range(0, len(part), batch)]
+    return out
 
 
 class OnnxRuntimeEncoder:
@@ -370,6 +363,8 @@ def measure_rss(index_dirs, texts, work: Path, copies: int, device: str | None) 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(SHARED), help="shared sample data folder")
+    ap.add_argument("--sections", default="paths,variants,bucketing,rss",
+                    help="what to run, comma-separated (default: paths,variants,bucketing,rss)")
     ap.add_argument("--docs", type=int, default=256, help="ClimbLab documents timed (default 256)")
     ap.add_argument("--repeats", type=int, default=3, help="passes over the documents (default 3)")
     ap.add_argument("--block", type=int, default=64, help="documents per paired block (default 64)")
@@ -408,6 +403,9 @@ def main() -> None:
     from retriever.index import faiss_gpu_available, load_indexes
     from retriever.score import SimilarityScorer
 
+    sections = set(args.sections.split(","))
+    if sections - {"paths", "variants", "bucketing", "rss"}:
+        raise SystemExit(f"unknown --sections {sorted(sections)}; choose from paths,variants,bucketing,rss")
     data = Path(args.data)
     if not (data / "corpus").is_dir():
         raise SystemExit(f"shared data not found at {data}; pass --data")
@@ -446,68 +444,69 @@ def main() -> None:
     scorer_default.score_texts(texts[:64])
     run_job(index_dirs, write_shards(work / "warm", texts[:32], 1), work / "warm-out", args.device, args.batch_size)
 
-    # 1. the scoring paths, in paired blocks
     d = default_emb.backend
-    base_name = "baseline: ST encode + numpy dot x4"
-    calls = {
-        base_name: lambda ts: baseline_scores(st_model, ts, gold, args.k, 64)[0],
-        "pure embedding: ours, torch": torch_emb.encode,
-        "scorer[torch]: SimilarityScorer, 4 indexes": lambda ts: run_scorer(scorer_torch, ts),
-        f"pure embedding: ours, {d} (default)": default_emb.encode,
-        f"scorer[{d}]: SimilarityScorer, 4 indexes": lambda ts: run_scorer(scorer_default, ts),
-    }
-    log(f"timing the scoring paths in blocks of {args.block} docs")
-    res = paired_blocks(calls, texts, args.block, args.repeats, base_name)
-    names = list(calls)
-    print_table(f"Scoring paths: {len(texts)} ClimbLab docs x {args.repeats} passes in blocks of {args.block}, "
-                f"{threads} threads, {device}", res, res[base_name]["out"])
+    if "paths" in sections:
+        # 1. the scoring paths, in paired blocks
+        base_name = "baseline: ST encode + numpy dot x4"
+        calls = {
+            base_name: lambda ts: baseline_scores(st_model, ts, gold, args.k, 64)[0],
+            "pure embedding: ours, torch": torch_emb.encode,
+            "scorer[torch]: SimilarityScorer, 4 indexes": lambda ts: run_scorer(scorer_torch, ts),
+            f"pure embedding: ours, {d} (default)": default_emb.encode,
+            f"scorer[{d}]: SimilarityScorer, 4 indexes": lambda ts: run_scorer(scorer_default, ts),
+        }
+        log(f"timing the scoring paths in blocks of {args.block} docs")
+        res = paired_blocks(calls, texts, args.block, args.repeats, base_name)
+        names = list(calls)
+        print_table(f"Scoring paths: {len(texts)} ClimbLab docs x {args.repeats} passes in blocks of {args.block}, "
+                    f"{threads} threads, {device}", res, res[base_name]["out"])
 
-    # 1b. the whole job (read, score, parquet, store, summary) against the baseline run next to it
-    timer = EncodeTimer(default_emb)
-    job_s, base_s, encode_s = 0.0, 0.0, 0.0
-    log(f"timing score_corpus on {len(texts)} docs, {args.repeats} runs alternating with the baseline")
-    for r in range(args.repeats):
-        for what in (("base", "job") if r % 2 == 0 else ("job", "base")):
-            t0 = time.perf_counter()
-            if what == "base":
-                baseline_scores(st_model, texts, gold, args.k, 64)
-                base_s += time.perf_counter() - t0
-            else:
-                before = timer.seconds
-                run_job(index_dirs, shard_dir, work / "job-out", args.device, args.batch_size)
-                job_s += time.perf_counter() - t0
-                encode_s += timer.seconds - before
-        log(f"  run {r + 1}/{args.repeats}: baseline {base_s:.1f}s, job {job_s:.1f}s (encode inside {encode_s:.1f}s)")
-    n_docs = args.repeats * len(texts)
-    job = {"docs_per_s": n_docs / job_s, "baseline_docs_per_s": n_docs / base_s, "ratio": base_s / job_s,
-           "encode_share": encode_s / job_s, "overhead_over_encode": job_s / encode_s - 1}
-    print(f"\njob[{d}]: score_corpus (read shard, score 4 tasks, parquet, LanceDB store, summary): "
-          f"{job['docs_per_s']:.1f} docs/s vs baseline {job['baseline_docs_per_s']:.1f} docs/s next to it "
-          f"= {job['ratio']:.2f}x")
+        # 1b. the whole job (read, score, parquet, store, summary) against the baseline run next to it
+        timer = EncodeTimer(default_emb)
+        job_s, base_s, encode_s = 0.0, 0.0, 0.0
+        log(f"timing score_corpus on {len(texts)} docs, {args.repeats} runs alternating with the baseline")
+        for r in range(args.repeats):
+            for what in (("base", "job") if r % 2 == 0 else ("job", "base")):
+                t0 = time.perf_counter()
+                if what == "base":
+                    baseline_scores(st_model, texts, gold, args.k, 64)
+                    base_s += time.perf_counter() - t0
+                else:
+                    before = timer.seconds
+                    run_job(index_dirs, shard_dir, work / "job-out", args.device, args.batch_size)
+                    job_s += time.perf_counter() - t0
+                    encode_s += timer.seconds - before
+            log(f"  run {r + 1}/{args.repeats}: baseline {base_s:.1f}s, job {job_s:.1f}s (encode inside {encode_s:.1f}s)")
+        n_docs = args.repeats * len(texts)
+        job = {"docs_per_s": n_docs / job_s, "baseline_docs_per_s": n_docs / base_s, "ratio": base_s / job_s,
+               "encode_share": encode_s / job_s, "overhead_over_encode": job_s / encode_s - 1}
+        print(f"\njob[{d}]: score_corpus (read shard, score 4 tasks, parquet, LanceDB store, summary): "
+              f"{job['docs_per_s']:.1f} docs/s vs baseline {job['baseline_docs_per_s']:.1f} docs/s next to it "
+              f"= {job['ratio']:.2f}x")
 
-    def over(path, ref):
-        return res[path]["seconds"] / res[ref]["seconds"] - 1
+        def over(path, ref):
+            return res[path]["seconds"] / res[ref]["seconds"] - 1
 
-    overheads = {
-        "scorer[torch] over pure torch embedding (paired blocks)": over(names[2], names[1]),
-        "scorer[torch] over the baseline (paired blocks)": over(names[2], names[0]),
-        f"scorer[{d}] over pure {d} embedding (paired blocks)": over(names[4], names[3]),
-        f"job[{d}]: wall time over its own encode calls (same run)": job["overhead_over_encode"],
-    }
-    print("Overhead over pure embedding (time / reference - 1; budget < 10%; negative = faster):")
-    for k, v in overheads.items():
-        print(f"  {k:<60} {v * 100:+6.1f}%")
-    for label, sc in (("torch", scorer_torch), (d, scorer_default)):
-        c = sc.stats.counts
-        share = c["search_ms"] / max(1, c["embed_ms"] + c["search_ms"])
-        where = "GPU" if any(gi.use_gpu for gi in indexes.values()) else "CPU"
-        print(f"  scorer[{label}]: FAISS search ({where}) over the 4 indexes = {share * 100:.1f}% of embed + search")
-        report[f"search_share_{label}"] = share
-    report["paths"] = {n: {k: v for k, v in r.items() if k != "out"} for n, r in res.items()}
-    report["job"], report["overheads"] = job, overheads
+        overheads = {
+            "scorer[torch] over pure torch embedding (paired blocks)": over(names[2], names[1]),
+            "scorer[torch] over the baseline (paired blocks)": over(names[2], names[0]),
+            f"scorer[{d}] over pure {d} embedding (paired blocks)": over(names[4], names[3]),
+            f"job[{d}]: wall time over its own encode calls (same run)": job["overhead_over_encode"],
+        }
+        print("Overhead over pure embedding (time / reference - 1; budget < 10%; negative = faster):")
+        for k, v in overheads.items():
+            print(f"  {k:<60} {v * 100:+6.1f}%")
+        for label, sc in (("torch", scorer_torch), (d, scorer_default)):
+            c = sc.stats.counts
+            share = c["search_ms"] / max(1, c["embed_ms"] + c["search_ms"])
+            where = "GPU" if any(gi.use_gpu for gi in indexes.values()) else "CPU"
+            print(f"  scorer[{label}]: FAISS search ({where}) over the 4 indexes = {share * 100:.1f}% of embed + search")
+            report[f"search_share_{label}"] = share
+        report["paths"] = {n: {k: v for k, v in r.items() if k != "out"} for n, r in res.items()}
+        report["job"], report["overheads"] = job, overheads
 
     # 2. embedding variants, in paired blocks
-    if args.variant_docs:
+    if args.variant_docs and "variants" in sections:
         vt = texts[: args.variant_docs]
         var = embedding_variants(st_model, torch_emb, default_emb, work, device, scorer_default.clip_chars, threads)
         for f, _ in var.values():  # warm-up: first calls allocate and compile
@@ -522,28 +521,33 @@ def main() -> None:
                                   "block_ratio_iqr": r["block_ratio_iqr"], "min_cos": min_cosine(r["out"], ref)}
                               for n, r in vres.items()}
 
-    # 2b. length bucketing: texts are sorted by length inside each encode call (the scorer's batch)
-    if args.bucket_docs:
-        bt = read_docs(data, args.bucket_docs)
-        buffers = sorted({b for b in (64, 256, 1024) if b < len(bt)} | {len(bt)})
+    # 2b. length bucketing: the encoder sorts the texts of one call by length (the scorer's sort_buffer)
+    if args.bucket_docs and "bucketing" in sections:
         clip = scorer_default.clip_chars
-        lengths = [len(x) for x in st_model.tokenizer([t[: scorer_default.clip_chars] for t in bt],
-                                                      truncation=True, max_length=st_model.max_seq_length)["input_ids"]]
-        calls = {f"sort buffer {b} docs": (lambda ts, b=b: chunked(default_emb.encode, [t[:clip] for t in ts], b))
+        bt = [t[:clip] for t in read_docs(data, args.bucket_docs)]
+        ntok = [len(x) for x in st_model.tokenizer(bt, truncation=True, max_length=st_model.max_seq_length)["input_ids"]]
+        buffers = sorted({b for b in (64, 256, 1024) if b < len(bt)} | {len(bt)})
+        plans = {b: length_batches(bt, b, 64) for b in buffers}  # the forward batches of each buffer
+        nb = min(len(p) for p in plans.values())
+        # batch i of every buffer runs back to back (paired), so load changes hit all alike
+        calls = {f"sort buffer {b} docs": (lambda ix, b=b: default_emb.encode([bt[j] for j in plans[b][ix[0]]]))
                  for b in buffers}
-        log(f"timing length bucketing on {len(bt)} docs")
-        bres = paired_blocks(calls, bt, len(bt), args.bucket_repeats, next(iter(calls)))
-        print(f"\nLength bucketing: {len(bt)} docs x {args.bucket_repeats} passes, {d}, forward batches of 64, "
-              f"texts sorted by length per buffer (SimilarityScorer sort_buffer); padding = padded / real tokens")
+        log(f"timing length bucketing on {len(bt)} docs ({nb} forward batches per buffer)")
+        bres = paired_blocks(calls, list(range(nb)), 1, args.bucket_repeats, next(iter(calls)))
+        print(f"\nLength bucketing: {len(bt)} docs x {args.bucket_repeats} passes, {d}, forward batches of 64 "
+              f"paired batch by batch; texts sorted by length per buffer (SimilarityScorer sort_buffer)")
+        report["bucketing"] = {}
         for b, (n, r) in zip(buffers, bres.items(), strict=True):
-            pad = padding_fraction(lengths, b, 64)
-            print(f"  {n:<24} {r['docs_per_s']:>6.1f} docs/s  {r['ratio']:.2f}x vs buffer {buffers[0]}  padding {pad * 100:5.1f}%")
-        report["bucketing"] = {n: {"docs_per_s": r["docs_per_s"], "ratio": r["ratio"],
-                                   "padding": padding_fraction(lengths, b, 64)}
-                               for b, (n, r) in zip(buffers, bres.items(), strict=True)}
+            real = sum(ntok[j] for batch in plans[b] for j in batch)
+            padded = sum(max(ntok[j] for j in batch) * len(batch) for batch in plans[b])
+            dps = args.bucket_repeats * len(bt) / r["seconds"]
+            lo, hi = r["block_ratio_iqr"]
+            print(f"  {n:<24} {dps:>6.1f} docs/s  {r['ratio']:.2f}x vs buffer {buffers[0]} (per batch {lo:.2f}-{hi:.2f})"
+                  f"  padded tokens {(padded - real) / real * 100:5.1f}% of real ones")
+            report["bucketing"][n] = {"docs_per_s": dps, "ratio": r["ratio"], "padding": (padded - real) / real}
 
     # 3. peak memory, 1x and 10x
-    if args.rss_docs:
+    if args.rss_docs and "rss" in sections:
         rt = read_docs(data, args.rss_docs)
         small = measure_rss(index_dirs, rt, work, 1, args.device)
         large = measure_rss(index_dirs, rt, work, args.rss_copies, args.device)

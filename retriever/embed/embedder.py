@@ -70,7 +70,8 @@ def resolve_model_path(model_id: str) -> str:
 
 
 class SentenceEmbedder:
-    """Batched, normalized sentence-transformers embeddings; fp16 on CUDA, fp32 on CPU.
+    """Batched, normalized sentence-transformers embeddings: torch fp16 on CUDA; on CPU OpenVINO
+    (bf16 where the CPU has it) when installed, else torch fp32.
 
     Args:
         model_id: Hub id or local folder; the id is what manifests record, so an index built from a
