@@ -127,3 +127,21 @@ def test_estimators_match_the_perplexity_correlations_package():
     tau = rng.random(300) * 0.02 + 0.001
     np.testing.assert_allclose(C.project_linear(est, tau), proj_mod.linear(est, tau), atol=1e-6)
     np.testing.assert_allclose(C.project_l2(est, tau), proj_mod.l2(est, tau), atol=1e-9)
+
+
+def test_centering_removes_the_general_quality_confound():
+    """Model 0 is better on every document and best on the task: raw BPB makes every document
+    correlate; centred BPB keeps only the documents the skilled models are *specifically* good at."""
+    from retriever.confirm.correlate import center_per_model, spearman
+
+    err = np.array([0.1, 0.2, 0.3, 0.4])  # model 0 most skilled
+    general = np.array([1.0, 1.1, 1.2, 1.3])  # and better everywhere
+    skill = np.array([-0.3, -0.1, 0.1, 0.3])  # task-like documents: the skilled models gain more
+    task_docs = general + skill  # [4]
+    other_docs = general - 0.3 * skill  # still best for model 0, but it gains less here than on average
+    bpb = np.vstack([task_docs] * 3 + [other_docs] * 3)  # [6 docs, 4 models]
+    raw = spearman(bpb, err)
+    assert (raw > 0.99).all()  # the confound: everything looks positive
+    cen = spearman(center_per_model(bpb), err)
+    assert (cen[:3] > 0.99).all() and (cen[3:] < -0.99).all()
+    np.testing.assert_allclose(center_per_model(bpb), bpb - np.median(bpb, axis=0), atol=1e-12)

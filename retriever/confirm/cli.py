@@ -70,6 +70,9 @@ def _decision_opts(p: argparse.ArgumentParser) -> None:
                    help="score metric turned into errors (default: the one most models have)")
     g.add_argument("--sample-budget", type=float, default=0.25,
                    help="budget fraction behind the sampling-weight caps (default 0.25)")
+    g.add_argument("--no-center", dest="center_models", action="store_false",
+                   help="correlate raw BPB (default: each model's median BPB over the candidates is "
+                   "subtracted first, so a model better at everything does not make every document correlate)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -189,7 +192,7 @@ def _label(args) -> int:
         rules=DecisionRules(estimator=args.estimator, positive_min=args.positive_min,
                             negative_max=args.negative_max, positive_top_fraction=args.positive_top),
         bpb=_bpb_options(args), min_models=args.min_models, metric=args.metric,
-        sample_budget=args.sample_budget,
+        sample_budget=args.sample_budget, center_models=args.center_models,
     )
     summary = ConfirmStage(panel, args.out, settings, progress=show_progress()).run(docs)
     if args.json:

@@ -47,6 +47,22 @@ def _check(bpb: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return bpb, err
 
 
+def center_per_model(bpb: np.ndarray) -> np.ndarray:
+    """``bpb`` minus each model's median BPB over the documents (NaN ignored): ``[n_docs, n_models]``.
+
+    Without it, a model that is better on *every* document, and also better on the task, makes
+    every document correlate with the task: the panel's general quality swamps the per-document
+    signal (with a small panel every correlation then sits near 1). Centred, a document correlates
+    only when the skilled models do better on it *than they do on the other documents*.
+    """
+    bpb = np.asarray(bpb, dtype=np.float64)
+    if bpb.size == 0:
+        return bpb
+    with np.errstate(all="ignore"):
+        med = np.nanmedian(bpb, axis=0, keepdims=True)  # [1, n_models]
+    return bpb - med
+
+
 def rank_rows(x: np.ndarray) -> np.ndarray:
     """Average ranks (1-based, ties share their mean rank) along the last axis.
 

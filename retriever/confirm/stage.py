@@ -26,7 +26,13 @@ from typing import Any
 import numpy as np
 
 from retriever._deps import require
-from retriever.confirm.correlate import ESTIMATORS, correlate, project_l2, project_linear
+from retriever.confirm.correlate import (
+    ESTIMATORS,
+    center_per_model,
+    correlate,
+    project_l2,
+    project_linear,
+)
 from retriever.confirm.decide import LABELS, Decision, DecisionRules, decide
 from retriever.confirm.docs import CandidateRule, DocSet
 from retriever.confirm.matrix import BpbMatrix, MatrixResult
@@ -68,6 +74,8 @@ class ConfirmSettings:
         sample_budget: for the sampling weights, the caps are ``n_bytes / (sample_budget x total
             bytes of the scored candidates)``: a document may fill at most its own share of a
             budget that is that fraction of the candidates (so no document is repeated).
+        center_models: subtract each model's median BPB over the task's candidates before
+            correlating (see :func:`~retriever.confirm.correlate.center_per_model`).
     """
 
     tasks: tuple[str, ...] | None = None
@@ -77,6 +85,7 @@ class ConfirmSettings:
     min_models: int = 3
     metric: str | None = None
     sample_budget: float = 0.25
+    center_models: bool = True
 
     def __post_init__(self) -> None:
         if self.min_models < 2:
@@ -212,6 +221,8 @@ class ConfirmStage:
                 why[i] = problem
         elif len(sel):
             sub = matrix.bpb[doc_rows[sel]][:, cols]  # [n_sel, n_used]
+            if s.center_models:
+                sub = center_per_model(sub)
             c = correlate(sub, err_used, used, min_models=s.min_models)
             for e in ESTIMATORS:
                 values[e][sel] = c.values[e]

@@ -76,6 +76,7 @@ class ConfirmSection:
     positive_top_fraction: float | None = None
     min_models: int = 3
     metric: str | None = None
+    center_models: bool = True
     device: str | None = None
 
 

@@ -93,11 +93,10 @@ class RunJob:
             panel_settings["panel_file"] = file_fingerprint(c.panel) if Path(c.panel).is_file() else c.panel
         steps.append(RunStep("panel", panel_settings, self._panel, outputs=[self.out / "panel"],
                              after=[f"index/{t}" for t in tasks]))
-        # the BPB cache (keyed by document, model and weights) survives a rerun with an external panel;
-        # a tiny panel retrained here has new weights, so its cache would be refused anyway
-        keep = [] if c.panel == "tiny" else [self.out / "confirm" / "bpb"]
+        # the BPB cache (keyed by document, model and weights) survives a rerun, so changing a decision
+        # threshold costs seconds; models retrained since are dropped from it in _confirm
         steps.append(RunStep("confirm", dataclasses.asdict(c), self._confirm, outputs=[self.out / "confirm"],
-                             keep=keep, after=["candidates", "panel"]))
+                             keep=[self.out / "confirm" / "bpb"], after=["candidates", "panel"]))
         for t in tasks:
             steps.append(RunStep(f"distill/{t}", dict(cfg.distill), lambda t=t: self._distill(t),
                                  outputs=[self.filter_model(t).parent], after=["confirm"]))
@@ -202,13 +201,15 @@ class RunJob:
         c = self.cfg.confirm
         panel_file = self.out / "panel" / "panel.toml" if c.panel == "tiny" else Path(c.panel)
         panel = load_panel(panel_file, scores=self.out / "panel" / "scores.csv")
+        drop_stale_bpb(self.out / "confirm" / "bpb", panel)
         settings = ConfirmSettings(
             tasks=tuple(self.cfg.task_names),
             candidates=CandidateRule(negatives_per_positive=c.negatives_per_positive,
                                      max_random_negatives=c.max_random_negatives, seed=self.cfg.run.seed),
             rules=DecisionRules(estimator=c.estimator, positive_min=c.positive_min, negative_max=c.negative_max,
                                 positive_top_fraction=c.positive_top_fraction),
-            bpb=BpbOptions(device=c.device), min_models=c.min_models, metric=c.metric)
+            bpb=BpbOptions(device=c.device), min_models=c.min_models, metric=c.metric,
+            center_models=c.center_models)
         s = ConfirmStage(panel, self.out / "confirm", settings, progress=self.progress).run(
             open_docs([str(self.out / "scores")]))
         return {t: d.get("labels", d) for t, d in s["tasks"].items()}
@@ -252,6 +253,28 @@ class RunJob:
         from retriever.report import write_report
 
         return {"report": str(write_report(self.out))}
+
+
+def drop_stale_bpb(bpb_dir: Path, panel) -> list[str]:
+    """Remove the cached BPB of panel models whose weights changed since (a tiny panel retrained).
+
+    The run owns this cache; the confirm stage itself refuses a stale cache rather than mixing it.
+    """
+    import shutil
+
+    from retriever.confirm.matrix import weights_fingerprint
+    from retriever.corpus.writers import read_json
+
+    dropped = []
+    for m in panel.models:
+        man = bpb_dir / m.name / "manifest.json"
+        if man.exists() and read_json(man)["settings"].get("weights") != weights_fingerprint(m.path):
+            shutil.rmtree(bpb_dir / m.name)
+            dropped.append(m.name)
+    if dropped:
+        (bpb_dir / "matrix.parquet").unlink(missing_ok=True)
+        log.info("BPB cache of retrained model(s) %s dropped", dropped)
+    return dropped
 
 
 def format_run_summary(cfg: RunConfig, outcomes: list[StepOutcome]) -> str:
