@@ -77,3 +77,21 @@ def test_dependencies_must_come_first(tmp_path):
     steps = _steps(tmp_path, [])
     with pytest.raises(ConfigError, match="unknown or later"):
         StepRunner(tmp_path).run([steps[1], steps[0]])
+
+
+def test_kept_cache_inside_an_output_survives_a_rerun(tmp_path):
+    out = tmp_path / "confirm"
+
+    def step():
+        (out / "cache").mkdir(parents=True, exist_ok=True)
+        (out / "cache" / "n.txt").write_text(str(len(list((out / "cache").iterdir()))))
+        (out / "labels.txt").write_text("labels")
+
+    def steps(v):
+        return [RunStep("confirm", {"v": v}, step, outputs=[out], keep=[out / "cache"])]
+
+    StepRunner(tmp_path).run(steps(1))
+    (out / "stale.txt").write_text("old")
+    assert [o.action for o in StepRunner(tmp_path).run(steps(2))] == ["reran"]
+    assert not (out / "stale.txt").exists() and (out / "labels.txt").exists()
+    assert (out / "cache" / "n.txt").read_text() == "1"  # the cache folder was not emptied

@@ -129,8 +129,7 @@ class StepRunner:
                 # changed settings, or outputs no record vouches for (an older run): never reuse them
                 keep = {Path(k).resolve() for k in s.keep}
                 for o in s.outputs:
-                    if Path(o).resolve() not in keep:
-                        _remove(Path(o))
+                    _remove(Path(o).resolve(), keep)
             self.state["steps"][s.name] = {"fingerprint": fp, "status": "running", "settings": s.settings}
             self._save()
             t0 = time.perf_counter()
@@ -150,8 +149,14 @@ class StepRunner:
         write_json_atomic(self.state_path, self.state)
 
 
-def _remove(p: Path) -> None:
-    if p.is_dir():
+def _remove(p: Path, keep: set[Path]) -> None:
+    """Remove ``p``, except the paths in ``keep`` (and the folders leading to them)."""
+    if p in keep or not p.exists():
+        return
+    if p.is_dir() and any(p in k.parents for k in keep):
+        for child in p.iterdir():
+            _remove(child, keep)
+    elif p.is_dir():
         shutil.rmtree(p)
-    elif p.exists():
+    else:
         p.unlink()
