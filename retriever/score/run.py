@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from retriever.corpus.writers import read_json, write_json_atomic
+from retriever.errors import InputError
 from retriever.score.job import ScoreJob, shard_outputs
 from retriever.score.select import summarize
 
@@ -65,6 +66,14 @@ def score_corpus(
     if store is not None:
         ingest_store(out_dir, None if store == "default" else store, ann_min_rows)
     summary = summarize(out_dir, top_fraction, thresholds)
+    if summary["docs_in"] and not summary["scored"]:
+        reasons = summary["rejected_by_reason"]
+        raise InputError(
+            f"none of the {summary['docs_in']} records could be scored ({reasons}); "
+            + ("the records have no text field: pass --text-field NAME (or --tokens-field and "
+               "--detokenizer for token ids), with a new --out" if "no_text" in reasons else
+               f"see {Path(out_dir) / 'rejected'}")
+        )
     return summary
 
 
