@@ -110,7 +110,7 @@ class CorpusReader:
     def to_doc(self, shard: str, row: int, rec: Any) -> Doc | Rejected:
         sname = shard_name(shard)
         if not isinstance(rec, dict):
-            return Rejected(sname, row, "bad_record", _clip(rec))
+            return Rejected(sname, row, "bad_record", clip_record(rec))
         text = rec.get(self.text_field)
         if text is None and self.tokens_field and rec.get(self.tokens_field) is not None:
             if self.detokenizer is None:
@@ -122,13 +122,13 @@ class CorpusReader:
             try:
                 text = self.detokenizer([int(t) for t in ids])
             except (TypeError, ValueError, OverflowError):
-                return Rejected(sname, row, "bad_tokens", _clip(rec))
+                return Rejected(sname, row, "bad_tokens", clip_record(rec))
         if text is None:
-            return Rejected(sname, row, "no_text", _clip(rec))
+            return Rejected(sname, row, "no_text", clip_record(rec))
         if not isinstance(text, str):
-            return Rejected(sname, row, "bad_record", _clip(rec))
+            return Rejected(sname, row, "bad_record", clip_record(rec))
         if not text.strip():
-            return Rejected(sname, row, "empty", _clip(rec))
+            return Rejected(sname, row, "empty", clip_record(rec))
         doc_id = rec.get(self.id_field)
         doc_id = f"{sname}:{row}" if doc_id is None else str(doc_id)
         meta: dict[str, Any] = {"shard": sname, "row": row}
@@ -145,7 +145,7 @@ class CorpusReader:
     # -- formats ----------------------------------------------------------------------------------
     def _iter_jsonl(self, shard: str, path: Path) -> Iterator[tuple[int, Any]]:
         sname = shard_name(shard)
-        with _open_binary(path) as fh:
+        with open_binary(path) as fh:
             for row, line in enumerate(fh):
                 if not line.strip():
                     # a blank line is a record too: counting it keeps rows aligned with line numbers
@@ -164,7 +164,7 @@ class CorpusReader:
                 yield row, rec
 
     def _iter_json(self, path: Path) -> Iterator[Any]:
-        with _open_binary(path) as fh:
+        with open_binary(path) as fh:
             try:
                 data = orjson.loads(fh.read())
             except orjson.JSONDecodeError as e:
@@ -211,7 +211,9 @@ def read_records(shard: str, reader: CorpusReader | None = None) -> Iterator[Doc
     return (reader or CorpusReader()).read(shard)
 
 
-def _open_binary(path: Path) -> io.BufferedIOBase:
+def open_binary(path: str | Path) -> io.BufferedIOBase:
+    """Open a (possibly .gz / .zst compressed) file for binary reading."""
+    path = Path(path)
     name = path.name
     if name.endswith(".gz"):
         return gzip.open(path, "rb")
@@ -222,7 +224,8 @@ def _open_binary(path: Path) -> io.BufferedIOBase:
     return open(path, "rb")  # noqa: SIM115
 
 
-def _clip(rec: Any) -> str:
+def clip_record(rec: Any) -> str:
+    """A record as JSON text, clipped to ``RAW_KEEP`` characters (for reject files)."""
     try:
         s = orjson.dumps(rec, default=str).decode()
     except TypeError:

@@ -10,8 +10,6 @@ LMFlow files (``{"type": "text_only", "instances": [{"text": ...}]}``) are read 
 
 from __future__ import annotations
 
-import gzip
-import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 import orjson
 
 from retriever._deps import require
+from retriever.corpus.readers import RAW_KEEP, clip_record, open_binary
 from retriever.corpus.sharding import shard_name
 from retriever.data import Doc, Rejected
 from retriever.errors import ConfigError, InputError
@@ -28,7 +27,6 @@ POOL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".json.gz", ".par
 # files and folders a stage writes next to its shards: never pool data
 NOT_POOL_FILES = {"manifest.json", "summary.json", "stats.json"}
 NOT_POOL_DIRS = {"logs", "completions", "rejected", "done", "stats", "scan", "removed", "tmp"}
-RAW_KEEP = 2000
 
 
 def list_pool_files(path: str | os.PathLike) -> list[str]:
@@ -110,7 +108,7 @@ def iter_pool_records(path: str) -> Iterator[tuple[int, Any]]:
                 yield row, rec
                 row += 1
     elif name.endswith((".jsonl", ".jsonl.gz", ".jsonl.zst")):
-        with _open_binary(path) as fh:
+        with open_binary(path) as fh:
             for row, line in enumerate(fh):
                 if not line.strip():
                     yield row, Rejected(sname, row, "empty", "")
@@ -128,7 +126,7 @@ def iter_pool_records(path: str) -> Iterator[tuple[int, Any]]:
                         Rejected(sname, row, reason, line[:RAW_KEEP].decode("utf-8", "replace")),
                     )
     elif name.endswith((".json", ".json.gz")):
-        with _open_binary(path) as fh:
+        with open_binary(path) as fh:
             try:
                 data = orjson.loads(fh.read())
             except orjson.JSONDecodeError as e:
@@ -154,14 +152,14 @@ def to_pool_doc(path: str, row: int, rec: Any, sname: str | None = None) -> Doc 
     if isinstance(rec, Rejected):
         return rec
     if not isinstance(rec, dict):
-        return Rejected(sname, row, "bad_record", _clip(rec))
+        return Rejected(sname, row, "bad_record", clip_record(rec))
     text = rec.get("text")
     if text is None:
-        return Rejected(sname, row, "no_text", _clip(rec))
+        return Rejected(sname, row, "no_text", clip_record(rec))
     if not isinstance(text, str):
-        return Rejected(sname, row, "bad_record", _clip(rec))
+        return Rejected(sname, row, "bad_record", clip_record(rec))
     if not text.strip():
-        return Rejected(sname, row, "empty", _clip(rec))
+        return Rejected(sname, row, "empty", clip_record(rec))
     meta: dict[str, Any] = {
         k: v for k, v in rec.items() if k not in ("id", "text", "metadata") and _scalar(v)
     }
@@ -185,21 +183,3 @@ def read_pool_shard(path: str) -> Iterator[Doc | Rejected]:
 
 def _scalar(v: Any) -> bool:
     return v is None or isinstance(v, (str, int, float, bool))
-
-
-def _open_binary(path: str) -> io.BufferedIOBase:
-    if path.endswith(".gz"):
-        return gzip.open(path, "rb")
-    if path.endswith(".zst"):
-        zstd = require("zstandard")
-        raw = open(path, "rb")  # noqa: SIM115 - closed with the wrapper
-        return io.BufferedReader(zstd.ZstdDecompressor().stream_reader(raw, closefd=True))
-    return open(path, "rb")  # noqa: SIM115
-
-
-def _clip(rec: Any) -> str:
-    try:
-        s = orjson.dumps(rec, default=str).decode()
-    except TypeError:
-        s = repr(rec)
-    return s[:RAW_KEEP]
