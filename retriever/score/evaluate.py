@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from retriever.distill.metrics import roc_auc
 from retriever.gold.loader import GoldSet
+from retriever.metrics import roc_auc
 
 
 def holdout_split(gold: GoldSet, n_holdout: int, max_index: int | None = None, seed: int = 0) -> tuple[GoldSet, list[str]]:
