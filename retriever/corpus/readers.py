@@ -171,6 +171,8 @@ class CorpusReader:
                 raise InputError(f"{path} is not valid JSON ({e}); for one record a line use .jsonl") from e
         if isinstance(data, list):
             yield from data
+        elif isinstance(data, dict) and isinstance(data.get("instances"), list):
+            yield from data["instances"]  # LMFlow {"type": "text_only", "instances": [...]}
         elif isinstance(data, dict):
             # a JSON object keyed by id (the TinyAgent layout): the key becomes the id
             for k, v in data.items():

@@ -15,10 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from retriever._deps import require
-from retriever.corpus.readers import RAW_KEEP, clip_record, open_binary
+from retriever.corpus.readers import CorpusReader, clip_record
 from retriever.corpus.sharding import shard_name
 from retriever.data import Doc, Rejected
 from retriever.errors import ConfigError, InputError
@@ -96,52 +93,9 @@ def discover_pools(
 
 def iter_pool_records(path: str) -> Iterator[tuple[int, Any]]:
     """Yield ``(row, record)`` for every record of a pool file; ``record`` is a dict, any other
-    JSON value, or a :class:`Rejected` for a line that is not UTF-8 JSON."""
-    name = Path(path).name
-    sname = shard_name(path)
-    if name.endswith(".parquet"):
-        pq = require("pyarrow.parquet")
-        pf = pq.ParquetFile(path)
-        row = 0
-        for batch in pf.iter_batches(batch_size=1024):
-            for rec in batch.to_pylist():
-                yield row, rec
-                row += 1
-    elif name.endswith((".jsonl", ".jsonl.gz", ".jsonl.zst")):
-        with open_binary(path) as fh:
-            for row, line in enumerate(fh):
-                if not line.strip():
-                    yield row, Rejected(sname, row, "empty", "")
-                    continue
-                try:
-                    yield row, orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    reason = "bad_json"
-                    try:
-                        line.decode("utf-8")
-                    except UnicodeDecodeError:
-                        reason = "undecodable"
-                    yield (
-                        row,
-                        Rejected(sname, row, reason, line[:RAW_KEEP].decode("utf-8", "replace")),
-                    )
-    elif name.endswith((".json", ".json.gz")):
-        with open_binary(path) as fh:
-            try:
-                data = orjson.loads(fh.read())
-            except orjson.JSONDecodeError as e:
-                raise InputError(f"pool file {path} is not valid JSON ({e})") from e
-        if isinstance(data, dict) and isinstance(data.get("instances"), list):  # LMFlow
-            yield from enumerate(data["instances"])
-        elif isinstance(data, list):
-            yield from enumerate(data)
-        else:
-            raise InputError(
-                f"pool file {path}: expected a JSON list of records or LMFlow "
-                '{"type": "text_only", "instances": [...]}'
-            )
-    else:
-        raise InputError(f"pool file {path}: unknown format")
+    JSON value, or a :class:`Rejected` for a line that is not UTF-8 JSON (the corpus reader's raw
+    layer, which also reads LMFlow ``{"instances": [...]}`` files)."""
+    return CorpusReader(tokens_field=None).iter_records(path)
 
 
 def to_pool_doc(path: str, row: int, rec: Any, sname: str | None = None) -> Doc | Rejected:
