@@ -122,19 +122,26 @@ def _source_from_dict(d: dict[str, Any], base: Path | None, where: str) -> GoldS
     return GoldSource(**d)
 
 
+def read_toml(path: str | os.PathLike, what: str, hint: str,
+              error: type[Exception] = ConfigError) -> tuple[Path, dict[str, Any]]:
+    """``(path, table)`` of a TOML file; ``error`` (naming ``what`` and ``hint``) when it is missing
+    or not TOML."""
+    p = Path(path)
+    if not p.is_file():
+        raise error(f"{what} {p} does not exist; {hint}")
+    try:
+        return p, tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise error(f"{p} is not valid TOML: {e}") from e
+
+
 def load_task_spec(path: str | os.PathLike) -> TaskSpec:
     """Read a task spec TOML.
 
     Raises:
         ConfigError: the file is missing, is not TOML, or has unknown/missing keys.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"task spec {p} does not exist; see indexes/*.toml for examples")
-    try:
-        raw = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p} is not valid TOML: {e}") from e
+    p, raw = read_toml(path, "task spec", "see indexes/*.toml for examples")
     known = {f.name for f in fields(TaskSpec)} - {"spec_path"}
     unknown = sorted(set(raw) - known)
     if unknown:

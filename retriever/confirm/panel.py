@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from retriever.config import read_toml
 from retriever.errors import ConfigError, InputError
 
 try:
@@ -163,13 +164,7 @@ def load_panel(path: str | os.PathLike, scores: str | os.PathLike | None = None)
         InputError: the file is missing or not TOML.
         ConfigError: a key is unknown, a name repeats, a path or score is invalid.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"panel file {p} does not exist (see configs/panels/ for examples)")
-    try:
-        cfg = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise InputError(f"{p} is not valid TOML: {e}") from e
+    p, cfg = read_toml(path, "panel file", "see configs/panels/ for examples", error=InputError)
     unknown = set(cfg) - {"name", "scores", "models"}
     if unknown:
         raise ConfigError(f"{p}: unknown top-level key(s) {sorted(unknown)}; expected name, scores, models")

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
+from retriever.config import read_toml
 from retriever.errors import ConfigError
 
 SECTIONS = ("run", "tasks", "corpus", "score", "confirm", "distill", "filter", "dataset", "report")
@@ -142,13 +141,7 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
     Raises:
         ConfigError: missing file, bad TOML, unknown sections or keys, no tasks or corpus.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config {p} does not exist; see configs/offline.toml and configs/elmb.toml")
-    try:
-        raw = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p} is not valid TOML: {e}") from e
+    p, raw = read_toml(path, "config", "see configs/offline.toml and configs/elmb.toml")
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise ConfigError(f"{p}: unknown section(s) {unknown}; sections are {list(SECTIONS)}")
