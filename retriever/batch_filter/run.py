@@ -19,6 +19,7 @@ Output folder::
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -184,19 +185,11 @@ class BatchFilter:
             manifest["decisions"] = {t: d.to_dict() for t, d in decisions.items()}
             manifest["tokens_method"] = TokenCounter(c.tokenizer).method
             write_json_atomic(out / MANIFEST, manifest)
+        # every option the worker needs is copied by name, so a new one cannot be forgotten here
+        shared = {f.name: getattr(c, f.name) for f in dataclasses.fields(FilterSettings)
+                  if f.init and f.name not in ("output", "models", "thresholds")}
         settings = FilterSettings(
-            output=str(out),
-            models=models,
-            thresholds={t: decisions[t].threshold for t in c.tasks},
-            fmt=c.fmt,
-            text_field=c.text_field,
-            id_field=c.id_field,
-            keep_fields=c.keep_fields,
-            tokenizer=c.tokenizer,
-            detokenizer=c.detokenizer,
-            batch_size=c.batch_size,
-            max_chars=c.max_chars,
-            write_scores=c.write_scores,
+            output=str(out), models=models, thresholds={t: decisions[t].threshold for t in c.tasks}, **shared
         )
         return shards, settings, manifest
 
