@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Any
 
 import orjson
 
 from retriever.errors import ConfigError
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except empty ones (None / False)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or action.help is None:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def print_json(obj: Any) -> None:

@@ -5,18 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-import orjson
-
+from retriever._cli import HelpFormatter, print_json
 from retriever.errors import ConfigError
-
-
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, except empty ones (None / False)."""
-
-    def _get_help_string(self, action):
-        if action.default is None or action.default is False or action.help is None:
-            return action.help
-        return super()._get_help_string(action)
 
 
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
@@ -40,7 +30,7 @@ def add_parser(subparsers) -> None:
             "to OUTPUT/rejected/, and OUTPUT/manifest.json (per shard and total: docs in, kept, "
             "dropped, rejected, tokens/chars kept, throughput). Rerun the same command to resume."
         ),
-        formatter_class=_HelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--task", action="append", required=True, help="task to filter for (repeatable)")
     p.add_argument(
@@ -228,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _print(man: dict, as_json: bool) -> None:
     if as_json:
-        sys.stdout.write(orjson.dumps(man, option=orjson.OPT_INDENT_2).decode() + "\n")
+        print_json(man)
         return
     t = man["totals"]
     print(

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-import orjson
+from retriever._cli import print_json
 
 
 def add_parser(subparsers) -> None:
@@ -96,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     )
     summary = builder.build(args.out)
     if args.json:
-        sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
+        print_json(summary)
     else:
         print(format_summary(summary, args.out))
     return 0

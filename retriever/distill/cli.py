@@ -3,18 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-import orjson
-
-
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, except empty ones (None / False)."""
-
-    def _get_help_string(self, action):
-        if action.default is None or action.default is False or action.help is None:
-            return action.help
-        return super()._get_help_string(action)
+from retriever._cli import HelpFormatter, print_json
 
 
 def add_parser(subparsers) -> None:
@@ -27,7 +17,7 @@ def add_parser(subparsers) -> None:
             "F1 / ROC-AUC on the held-out part and the rank agreement with the teacher's score, and "
             "save the model with a manifest (OUT with suffix .json)."
         ),
-        formatter_class=_HelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "--labels", required=True, help="labels parquet file or folder of <task>.parquet"
@@ -84,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or f"indexes/{args.task}/filter.bin"
     rep = FastTextDistiller(cfg).run(args.labels, args.task, out)
     if args.json:
-        sys.stdout.write(orjson.dumps(rep.manifest, option=orjson.OPT_INDENT_2).decode() + "\n")
+        print_json(rep.manifest)
         return 0
     m = rep.metrics
     print(f"task {rep.task}: trained on {rep.n_train} rows, held out {rep.n_test} ({rep.counts})")

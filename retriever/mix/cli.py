@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-import orjson
+from retriever._cli import print_json
 
 
 def add_parser(subparsers) -> None:
@@ -134,7 +133,7 @@ def run_propose(args: argparse.Namespace) -> int:
     }
     write_proposals(args.out, mixes, info)
     if args.json:
-        sys.stdout.write(orjson.dumps({"out": args.out, "mixtures": mixes, **info}).decode() + "\n")
+        print_json({"out": args.out, "mixtures": mixes, **info})
     else:
         total = sum(shares.values())
         print(f"{len(mixes)} mixtures over {len(shares)} pools -> {args.out}")
@@ -169,7 +168,7 @@ def run_fit(args: argparse.Namespace) -> int:
     with disk_guard(args.out):
         write_json_atomic(args.out, out)
     if args.json:
-        sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
+        print_json(out)
         return 0
     print(f"{out['n_runs']} proxy runs, target {out['target']} ({out['goal']})")
     print(

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-import orjson
+from retriever._cli import print_json
 
 
 def add_parser(subparsers) -> None:
@@ -68,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         for k, v in vars(src).items()
     }
     if args.json:
-        sys.stdout.write(orjson.dumps({"report": str(path), "sources": found}).decode() + "\n")
+        print_json({"report": str(path), "sources": found})
     else:
         print(f"report -> {path}")
         for k, v in found.items():
