@@ -22,6 +22,8 @@ _HINTS: dict[str, tuple[str, str]] = {
     "zstandard": ("zstandard", "core"),
     "sklearn": ("scikit-learn", "mix"),
     "tokenizers": ("tokenizers", "confirm"),
+    "fastapi": ("fastapi", "serve"),
+    "uvicorn": ("uvicorn", "serve"),
 }
 
 

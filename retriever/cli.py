@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "retriever.index.cli",
     "retriever.score.cli",
     "retriever.query.cli",
+    "retriever.serve.cli",
     "retriever.confirm.cli",
     "retriever.distill.cli",
     "retriever.batch_filter.cli",

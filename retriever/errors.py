@@ -23,3 +23,11 @@ class MissingDependencyError(RetrieverError, ImportError):
 
 class ResumeError(RetrieverError):
     """An output folder holds a run with other settings; resuming into it would mix results."""
+
+
+class RequestError(InputError):
+    """A query-service request is invalid; ``status`` is the HTTP status it answers with (4xx)."""
+
+    def __init__(self, message: str, status: int = 422):
+        super().__init__(message)
+        self.status = status
