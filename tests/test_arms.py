@@ -213,3 +213,27 @@ def test_report_section_renders_arms(tiny):
     summary = json.loads((tiny / "evaluate" / "summary.json").read_text())
     html = render_report(arms=summary)
     assert 'id="arms"' in html and "pipeline" in html and "<svg" in html
+
+
+@pytest.mark.slow
+def test_similarity_arm_takes_the_top_scored_documents(tiny, embedder):
+    """A real score folder (embedder + FAISS index): the similarity arm holds the tool documents."""
+    from retriever.index import build_index
+    from retriever.score import score_corpus
+
+    write_jsonl(tiny / "gold.jsonl", [{"text": t} for t in TOOLS_GOLD])
+    idx = build_index("function-calling", gold=[str(tiny / "gold.jsonl")],
+                      out=tiny / "indexes" / "function-calling", embedder=embedder)
+    assert idx.ntotal == len(TOOLS_GOLD)
+    score_corpus([str(tiny / "indexes" / "function-calling")], [str(tiny / "corpus")],
+                 tiny / "scores", top_fraction=0.2, store=None)
+    src = ArmSources(corpus=(str(tiny / "corpus"),), scores=str(tiny / "scores"),
+                     pools=str(tiny / "pools"))
+    sim = build_arm_dataset("similarity", src, 400, tiny / "out")
+    assert 300 < sim.tokens <= 400
+    texts = dataset_texts(sim.path)
+    assert all(t.startswith(("Question:", "User:")) for t in texts)  # tool calls, no web text
+    pools = json.loads((tiny / "out" / "_pools" / "similarity" / "pools.json").read_text())
+    # the pool holds 3x the budget's worth of the best-scored documents, not the whole corpus
+    assert pools["docs"]["function-calling"] < 80
+    assert build_arm_dataset("similarity", src, 400, tiny / "out").fingerprint == sim.fingerprint
