@@ -16,7 +16,8 @@ from typing import Any
 from retriever.config import read_toml
 from retriever.errors import ConfigError
 
-SECTIONS = ("run", "tasks", "corpus", "score", "confirm", "distill", "filter", "dataset", "report")
+SECTIONS = ("run", "tasks", "corpus", "score", "confirm", "distill", "filter", "dataset", "report",
+            "evaluate", "mix")
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,9 @@ class RunConfig:
     distill: dict[str, Any]
     filter: dict[str, Any]
     dataset: DatasetSection
+    # read by `retriever evaluate` / `retriever mix run` (retriever.arms), not by `retriever run`
+    evaluate: dict[str, Any] = field(default_factory=dict)
+    mix: dict[str, Any] = field(default_factory=dict)
 
     @property
     def out(self) -> Path:
@@ -174,7 +178,7 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
                               # a local tokenizer folder is relative to the config, like the paths
                               "detokenizer": _rel(base, corpus.detokenizer) if corpus.detokenizer else None})
     dataset = _make(DatasetSection, raw.get("dataset"), "dataset")
-    for sec in ("distill", "filter"):
+    for sec in ("distill", "filter", "evaluate", "mix"):
         if not isinstance(raw.get(sec, {}), dict):
             raise ConfigError(f"[{sec}] must be a table")
     confirm = _make(ConfirmSection, raw.get("confirm"), "confirm")
@@ -182,7 +186,8 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
         confirm = ConfirmSection(**{**confirm.__dict__, "panel": _rel(base, confirm.panel)})
     cfg = RunConfig(str(p), run, tuple(tasks), corpus, _make(ScoreSection, raw.get("score"), "score"),
                     confirm, dict(raw.get("distill", {})),
-                    dict(raw.get("filter", {})), dataset)
+                    dict(raw.get("filter", {})), dataset, dict(raw.get("evaluate", {})),
+                    dict(raw.get("mix", {})))
     _check_stage_sections(cfg)
     return cfg
 
