@@ -207,7 +207,8 @@ class RunJob:
             # each model sees its own random mix of the tasks and generic text, so skills differ per task
             names = list(corpora)
             mixes = [dict(zip(names, w, strict=True)) for w in rng.dirichlet([0.6] * len(names), c.tiny_models)]
-            panel_file = train_tiny_panel(pdir, corpora, steps=c.tiny_steps, seed=seed, mixes=mixes)
+            panel_file = train_tiny_panel(pdir, corpora, steps=c.tiny_steps, seed=seed, mixes=mixes,
+                                          progress=self.progress)
         else:
             pdir.mkdir(parents=True, exist_ok=True)
             panel_file = Path(c.panel)
