@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from retriever.corpus.writers import read_json
+from retriever.errors import InputError
 
 if TYPE_CHECKING:
     from retriever.index import GoldIndex
@@ -59,13 +60,17 @@ def open_store(path_or_uri: str | os.PathLike) -> CorpusStore:
     """The :class:`CorpusStore` of a score folder or URI, opened once per process."""
     from retriever.store import CorpusStore
 
+    uri = resolve_store(path_or_uri)
+    if "://" not in uri and not Path(uri).is_dir():  # never create a folder for a mistyped path
+        raise InputError(f"no corpus store at {uri}: give a score folder made by `retriever score` "
+                         "(or its LanceDB store URI)")
     key = str(path_or_uri)
     stamp = _mtime(Path(path_or_uri) / "store.json")
     with _LOCK:
         hit = _STORES.get(key)
         if hit is not None and hit[0] == stamp:
             return hit[1]
-        st = CorpusStore(resolve_store(path_or_uri))
+        st = CorpusStore(uri)
         _STORES[key] = (stamp, st)
         return st
 

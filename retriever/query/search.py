@@ -14,7 +14,7 @@ from retriever.embed.embedder import canonical_model_id
 from retriever.errors import ModelMismatchError
 from retriever.query.cache import open_index, open_store, resolve_store
 
-__all__ = ["check_store_embedder", "query_corpus", "query_gold", "resolve_store"]
+__all__ = ["check_store_embedder", "query_corpus", "query_gold", "query_gold_many", "resolve_store"]
 
 
 def query_gold(index_dir: str | os.PathLike, texts: list[str], k: int = 10, embedder=None) -> list[list[dict[str, Any]]]:
@@ -24,6 +24,21 @@ def query_gold(index_dir: str | os.PathLike, texts: list[str], k: int = 10, embe
     gi.check_embedder(emb)
     D, I = gi.search(emb.encode(texts), k)
     return gi.hits(D, I)
+
+
+def query_gold_many(index_dirs: list[str | os.PathLike], texts: list[str], k: int = 10,
+                    embedder=None) -> list[list[dict[str, Any]]]:
+    """:func:`query_gold` over several task indexes: per text, the ``k`` best hits of all, each
+    with its ``task``, best first (one index: the same hits as :func:`query_gold`)."""
+    dirs = list(dict.fromkeys(str(d) for d in index_dirs))
+    per_index = [query_gold(d, texts, k, embedder) for d in dirs]
+    tasks = [open_index(d).task for d in dirs] if len(dirs) > 1 else [None]
+    out = []
+    for i in range(len(texts)):
+        hits = [{**h, "task": t} if t else h for t, res in zip(tasks, per_index, strict=True) for h in res[i]]
+        hits.sort(key=lambda h: -h["score"])
+        out.append([{**h, "rank": r + 1} for r, h in enumerate(hits[:k])])
+    return out
 
 
 def check_store_embedder(st, emb) -> None:
