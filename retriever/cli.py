@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "retriever.dataset.cli",
     "retriever.mix.cli",
     "retriever.proxy.cli",
+    "retriever.arms.cli",
     "retriever.report.cli",
     "retriever.run.cli",
 ]
