@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from retriever.evaluation.decontam import (
     check_overlap,
     eval_texts,
