@@ -24,6 +24,8 @@ _HINTS: dict[str, tuple[str, str]] = {
     "tokenizers": ("tokenizers", "confirm"),
     "fastapi": ("fastapi", "serve"),
     "uvicorn": ("uvicorn", "serve"),
+    "lm_eval": ("lm-eval", "eval"),
+    "accelerate": ("accelerate", "eval"),
 }
 
 
