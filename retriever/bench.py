@@ -7,7 +7,7 @@ another machine's: a 2-core box with other jobs on it gives different ratios tha
 
 Timing helpers: :func:`paired_blocks` (every variant on the same block of documents, order
 rotating per block, ratios of summed times with the 25-75% range of per-block ratios), memory
-readers (:func:`peak_rss_mb`, :func:`rss_mb`, :func:`tree_rss_mb`) and :func:`busy_load` (one
+readers (:func:`peak_rss_mb`, :func:`rss_mb`, :func:`tree_rss_mb`, :func:`run_watched`) and :func:`busy_load` (one
 spinning process per core, to measure under a competing load).
 """
 
@@ -22,6 +22,7 @@ import platform
 import resource
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -182,23 +183,59 @@ def rss_mb(pid: int) -> float:
         return 0.0
 
 
-def tree_rss_mb(root: int) -> float:
-    """Resident memory of ``root`` and all its descendants now (MB)."""
-    children: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
+def tree_rss_mb(root: int) -> tuple[float, float]:
+    """(sum, largest) memory of process ``root`` and all its descendants, in MiB.
+
+    The sum is of PSS (proportional set size: a page shared by k processes counts 1/k in each),
+    so forked workers sharing one model are not counted k times; the largest is plain RSS.
+    """
+    parent, rss, pss = {}, {}, {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
             continue
         try:
-            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
+            with open(f"/proc/{d}/status") as fh:
+                fields = dict(line.split(":", 1) for line in fh if ":" in line)
+        except OSError:
             continue
-        children.setdefault(ppid, []).append(int(d.name))
-    total, todo = 0.0, [root]
-    while todo:
-        pid = todo.pop()
-        total += rss_mb(pid)
-        todo += children.get(pid, [])
-    return total
+        pid = int(d)
+        parent[pid] = int(fields.get("PPid", "0"))
+        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0]) / 1024
+    tree, grew = {root}, True
+    while grew:
+        new = {p for p, pp in parent.items() if pp in tree} - tree
+        grew = bool(new)
+        tree |= new
+    for pid in tree:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as fh:
+                for line in fh:
+                    if line.startswith("Pss:"):
+                        pss[pid] = int(line.split()[1]) / 1024
+                        break
+        except OSError:
+            pss[pid] = rss.get(pid, 0.0)
+    return sum(pss.get(p, 0.0) for p in tree), max((rss.get(p, 0.0) for p in tree), default=0.0)
+
+
+def run_watched(cmd: list[str], env: dict) -> tuple[subprocess.CompletedProcess, float, float]:
+    """Run ``cmd``, sampling its process tree's memory every 50 ms: (result, peak sum, peak one)."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak_sum = peak_one = 0.0
+    stop = threading.Event()
+
+    def watch() -> None:
+        nonlocal peak_sum, peak_one
+        while not stop.wait(0.05):
+            total, one = tree_rss_mb(proc.pid)
+            peak_sum, peak_one = max(peak_sum, total), max(peak_one, one)
+
+    th = threading.Thread(target=watch, daemon=True)
+    th.start()
+    out, err = proc.communicate()
+    stop.set()
+    th.join()
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err), peak_sum, peak_one
 
 
 # -- timing -----------------------------------------------------------------------------------------
