@@ -29,6 +29,7 @@ from typing import Any
 import tomllib
 
 from retriever.errors import ConfigError
+from retriever.names import check_name
 
 GOLD_FORMATS = ("auto", "text", "elmb", "tinyagent", "template")
 
@@ -92,8 +93,7 @@ class TaskSpec:
     spec_path: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        if not self.task or any(c in self.task for c in "/\\ "):
-            raise ConfigError(f"task name {self.task!r} must be non-empty, without spaces or slashes")
+        check_name(self.task, "task name")
         if not self.sources:
             raise ConfigError(f"task {self.task!r} has no gold sources; add [[sources]] or pass --gold")
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
-from retriever.corpus.writers import read_json, write_json_atomic
+from retriever.corpus.writers import check_writable, read_json, sweep_temp, write_json_atomic
 from retriever.errors import InputError
+from retriever.lock import OutputLock
 from retriever.score.job import ScoreJob, shard_outputs
 from retriever.score.select import summarize
 
@@ -47,6 +49,15 @@ def score_corpus(
         The summary dict (also written to ``<out_dir>/summary.json``).
     """
     job = ScoreJob(index_dirs=list(index_dirs), corpus=list(corpus), out_dir=str(out_dir), **job_kwargs)
+    check_writable(out_dir)
+    with OutputLock(out_dir):  # one writer per folder: a second run is refused, naming this one
+        sweep_temp(out_dir)
+        return _score_locked(job, out_dir, top_fraction, thresholds, store, ann_min_rows, executor,
+                             workers, progress, executor_settings)
+
+
+def _score_locked(job, out_dir, top_fraction, thresholds, store, ann_min_rows, executor, workers,
+                  progress, executor_settings) -> dict[str, Any]:
     shards = job.prepare()
     if executor == "inline":
         job.run(progress=progress)
@@ -59,6 +70,8 @@ def score_corpus(
         result = run_sharded(job.score_shard, shards, executor=executor, workers=workers,
                              logging_dir=str(Path(out_dir) / "logs"), progress=progress,
                              **(executor_settings or {}))
+        for shard in result.per_shard:  # finished now: an earlier failure no longer stands
+            (Path(out_dir) / "failed" / f"{shard_name(shard)}.json").unlink(missing_ok=True)
         for shard, error in result.failed.items():
             write_json_atomic(Path(out_dir) / "failed" / f"{shard_name(shard)}.json", {"shard": shard, "error": error})
         if result.submitted:
@@ -85,8 +98,23 @@ def ingest_store(out_dir: str | os.PathLike, uri: str | None = None, ann_min_row
     settings = read_json(out / "manifest.json")["settings"]
     store = CorpusStore(uri or default_store_uri(out), settings["model"], settings["dim"])
     marks = out / "store_ingested"
+    outputs = shard_outputs(out)
+    recorded = 0
+    for name in outputs:
+        try:
+            recorded += int(read_json(marks / f"{name}.json")["rows"]) if (marks / f"{name}.json").exists() else 0
+        except (InputError, KeyError, TypeError, ValueError):
+            recorded = -1
+            break
+    # the default store belongs to this folder: when it does not hold what the markers say (a
+    # failed write), it is refilled from the score parquets it is derived from
+    if store.repaired or (uri is None and recorded != store.count()):
+        log.warning("store %s holds %d rows, the ingested shards %d: refilling it", store.uri,
+                    store.count(), recorded)
+        store.reset()
+        shutil.rmtree(marks, ignore_errors=True)
     added = 0
-    for name, path in shard_outputs(out).items():
+    for name, path in outputs.items():
         mark = marks / f"{name}.json"
         if mark.exists():
             continue
