@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "retriever.batch_filter.cli",
     "retriever.dataset.cli",
     "retriever.mix.cli",
+    "retriever.arms.cli",
     "retriever.report.cli",
     "retriever.run.cli",
 ]

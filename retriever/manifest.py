@@ -110,8 +110,9 @@ class DoneMarkers:
 
     def path(self, shard: str) -> Path:
         from retriever.corpus.sharding import shard_name
+        from retriever.names import check_name
 
-        return self.folder / f"{shard_name(shard)}.json"
+        return self.folder / f"{check_name(shard_name(shard), 'shard name')}.json"
 
     def read(self, shard: str) -> dict[str, Any] | None:
         """The marker's content when ``shard`` is finished and unchanged, else ``None``."""

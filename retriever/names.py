@@ -1,7 +1,7 @@
 """One safe pattern for every name that becomes a path (task names, shard output names).
 
 A task name is a folder under ``--output`` / ``indexes/``; a shard name is a file stem under
-``scores/``, ``done/``, ``<task>/``. Letters, digits, ``.``, ``_``, ``-`` and ``=`` only, not
+``scores/``, ``done/``, ``<task>/``. Letters, digits and ``. _ - = + @`` only, not
 starting with a dot, at most 200 characters: no ``/``, no ``..``, nothing a shell or file system
 treats specially.
 """
@@ -12,7 +12,7 @@ import re
 
 from retriever.errors import UnsafeNameError
 
-SAFE_NAME = re.compile(r"[A-Za-z0-9_=+-][A-Za-z0-9._=+-]{0,199}")
+SAFE_NAME = re.compile(r"[A-Za-z0-9_=+@-][A-Za-z0-9._=+@-]{0,199}")
 
 
 def is_safe_name(name: str) -> bool:
@@ -28,7 +28,7 @@ def check_name(name: str, what: str = "task name") -> str:
     """
     if not is_safe_name(name):
         raise UnsafeNameError(
-            f"{what} {name!r} cannot be used as a file name: use letters, digits, '.', '_', '-' "
+            f"{what} {name!r} cannot be used as a file name: use letters, digits, '.', '_', '-', '@' "
             "(no '/', no leading '.', at most 200 characters)"
         )
     return name

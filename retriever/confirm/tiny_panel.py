@@ -232,12 +232,17 @@ def synthetic_corpora(n: int = 200, seed: int = 0) -> dict[str, list[str]]:
     return {"task": task, "generic": generic}
 
 
-def read_texts(paths: list[str], max_texts: int | None, seed: int = 0) -> list[str]:
-    """Texts of corpus files/folders (``text`` field), a seeded sample of at most ``max_texts``."""
+def read_texts(paths: list[str], max_texts: int | None, seed: int = 0, reader=None) -> list[str]:
+    """Texts of corpus files/folders, a seeded sample of at most ``max_texts``.
+
+    Args:
+        reader: the :class:`~retriever.corpus.CorpusReader` (fields, detokenizer); default ``text``.
+    """
     from retriever.corpus import CorpusReader, list_shards
     from retriever.data import Doc
 
-    texts = [rec.text for shard in list_shards(paths) for rec in CorpusReader().read(shard)
+    reader = reader or CorpusReader()
+    texts = [rec.text for shard in list_shards(paths) for rec in reader.read(shard)
              if isinstance(rec, Doc)]
     if max_texts is not None and len(texts) > max_texts:
         rng = np.random.default_rng(seed)

@@ -29,6 +29,11 @@ from retriever.run.steps import RunStep, StepOutcome, StepRunner
 
 log = logging.getLogger(__name__)
 
+# options added after runs existed: left out of a step's fingerprint while unset, so an older run
+# folder is not redone for an option it never had
+UNSET_IS_OLD = ("max_candidates",)
+READER_DEFAULTS = {"text_field": "text", "id_field": "id", "tokens_field": "tokens", "detokenizer": None}
+
 
 def inputs_fingerprint(paths: list[str] | tuple[str, ...]) -> str:
     """Fingerprint of files / folders / Hub ids (local shards hashed, Hub ids by name)."""
@@ -51,6 +56,20 @@ class RunJob:
 
     def filter_model(self, task: str) -> Path:
         return self.out / "filters" / task / "filter.bin"
+
+    # -- the corpus, read the same way by every stage -----------------------------------------------
+    def reader_options(self) -> dict[str, Any]:
+        """``[corpus]``'s reader options (fields, detokenizer), passed to every stage that reads it."""
+        c = self.cfg.corpus
+        return {"text_field": c.text_field, "id_field": c.id_field, "tokens_field": c.tokens_field,
+                "detokenizer": c.detokenizer}
+
+    def corpus_reader(self):
+        from retriever.corpus.readers import CorpusReader, Detokenizer
+
+        o = self.reader_options()
+        return CorpusReader(text_field=o["text_field"], id_field=o["id_field"], tokens_field=o["tokens_field"],
+                            detokenizer=Detokenizer(o["detokenizer"]) if o["detokenizer"] else None)
 
     # -- specs ------------------------------------------------------------------------------------
     def task_spec(self, t: TaskConfig) -> TaskSpec:
@@ -80,7 +99,9 @@ class RunJob:
         corpus_fp = inputs_fingerprint(cfg.corpus.paths)
         sc = cfg.score
         steps.append(RunStep("score", {"corpus": corpus_fp, "corpus_fields": dataclasses.asdict(cfg.corpus),
-                                       "k": sc.k, "store": sc.store},
+                                       "k": sc.k, "store": sc.store,
+                                       # only when set: runs made before sampling existed stay valid
+                                       **({"sample": sc.sample, "seed": cfg.run.seed} if sc.sample is not None else {})},
                              self._score, outputs=[self.out / "scores"], after=[f"index/{t}" for t in tasks]))
         steps.append(RunStep("candidates", {"top_fraction": sc.top_fraction, "threshold": sc.threshold},
                              self._candidates, outputs=[self.out / "scores" / "summary.json"], after=["score"]))
@@ -95,12 +116,16 @@ class RunJob:
                              after=[f"index/{t}" for t in tasks]))
         # the BPB cache (keyed by document, model and weights) survives a rerun, so changing a decision
         # threshold costs seconds; models retrained since are dropped from it in _confirm
-        steps.append(RunStep("confirm", dataclasses.asdict(c), self._confirm, outputs=[self.out / "confirm"],
+        confirm_settings = {k: v for k, v in dataclasses.asdict(c).items()
+                            if not (k in UNSET_IS_OLD and v is None)}
+        steps.append(RunStep("confirm", confirm_settings, self._confirm, outputs=[self.out / "confirm"],
                              keep=[self.out / "confirm" / "bpb"], after=["candidates", "panel"]))
         for t in tasks:
             steps.append(RunStep(f"distill/{t}", dict(cfg.distill), lambda t=t: self._distill(t),
                                  outputs=[self.filter_model(t).parent], after=["confirm"]))
-        steps.append(RunStep("filter", {"filter": cfg.filter, "corpus": corpus_fp}, self._filter,
+        reader = {k: v for k, v in self.reader_options().items() if v != READER_DEFAULTS[k]}
+        steps.append(RunStep("filter", {"filter": cfg.filter, "corpus": corpus_fp,
+                                        **({"reader": reader} if reader else {})}, self._filter,
                              outputs=[self.out / "pools"], after=[f"distill/{t}" for t in tasks]))
         steps.append(RunStep("dataset", dataclasses.asdict(cfg.dataset), self._dataset,
                              outputs=[self.out / "dataset"], after=["filter"]))
@@ -135,12 +160,12 @@ class RunJob:
         c, sc = self.cfg.corpus, self.cfg.score
         s = score_corpus([str(self.index_dir(t)) for t in self.cfg.task_names], list(c.paths), self.out / "scores",
                          store="default" if sc.store else None, progress=self.progress, k=sc.k,
-                         batch_size=sc.batch_size, text_field=c.text_field, id_field=c.id_field,
-                         tokens_field=c.tokens_field, detokenizer=c.detokenizer, device=sc.device)
+                         batch_size=sc.batch_size, device=sc.device, sample=sc.sample, seed=self.cfg.run.seed,
+                         **self.reader_options())
         if s["shards"]["failed"]:
             raise ConfigError(f"{len(s['shards']['failed'])} corpus shard(s) could not be read "
                               f"({s['shards']['failed'][:3]}); see {self.out}/scores/failed/, fix, and rerun")
-        return {k: s[k] for k in ("docs_in", "scored", "rejected", "docs_per_second")}
+        return {k: s[k] for k in ("docs_in", "scored", "rejected", "docs_per_second", "sample")}
 
     def _candidates(self) -> dict[str, Any]:
         from retriever.score import summarize
@@ -167,7 +192,8 @@ class RunJob:
                 n_held = min(c.scorecard_limit, len(texts) // 4)
                 held[t.name] = [texts[i] for i in order[:n_held]]
                 corpora[t.name] = [texts[i] for i in order[n_held:n_held + c.tiny_texts]]
-            corpora["generic"] = read_texts(list(self.cfg.corpus.paths), c.tiny_texts, seed)
+            corpora["generic"] = read_texts(list(self.cfg.corpus.paths), c.tiny_texts, seed,
+                                            reader=self.corpus_reader())
             # each model sees its own random mix of the tasks and generic text, so skills differ per task
             names = list(corpora)
             mixes = [dict(zip(names, w, strict=True)) for w in rng.dirichlet([0.6] * len(names), c.tiny_models)]
@@ -205,7 +231,8 @@ class RunJob:
         settings = ConfirmSettings(
             tasks=tuple(self.cfg.task_names),
             candidates=CandidateRule(negatives_per_positive=c.negatives_per_positive,
-                                     max_random_negatives=c.max_random_negatives, seed=self.cfg.run.seed),
+                                     max_random_negatives=c.max_random_negatives, seed=self.cfg.run.seed,
+                                     max_candidates=c.max_candidates),
             rules=DecisionRules(estimator=c.estimator, positive_min=c.positive_min, negative_max=c.negative_max,
                                 positive_top_fraction=c.positive_top_fraction),
             bpb=BpbOptions(device=c.device), min_models=c.min_models, metric=c.metric,
@@ -229,8 +256,8 @@ class RunJob:
         kw = filter_kwargs(self.cfg)
         ex = executor_kwargs(self.cfg)
         c = self.cfg.corpus
-        kw.setdefault("text_field", c.text_field)
-        kw.setdefault("id_field", c.id_field)
+        for k, v in self.reader_options().items():  # every reader option, detokenizer included
+            kw.setdefault(k, v)
         fc = FilterConfig(tasks=tuple(self.cfg.task_names), indexes=str(self.out / "filters"), **kw)
         rep = BatchFilter(fc).run(list(c.paths), self.out / "pools", executor=ex["executor"], workers=ex["workers"],
                                   progress=self.progress)

@@ -36,6 +36,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--meta-field", action="append", dest="meta_fields", metavar="FIELD",
                    help="record field kept as a column (default: cluster_id)")
     p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--sample", metavar="N|F",
+                   help="embed a seeded random sample only: a fraction (0.01, 1%%) or a document count "
+                   "(2000000, 2M; turned into a fraction of the corpus size, read from parquet metadata)")
+    p.add_argument("--seed", type=int, default=0, help="the sample's seed (default 0)")
     st = p.add_mutually_exclusive_group()
     st.add_argument("--store", help="LanceDB URI for the embeddings (default: OUT/store)")
     st.add_argument("--no-store", action="store_true", help="do not fill the LanceDB store")
@@ -73,7 +77,8 @@ def _score(args) -> int:
         args.index, args.corpus, args.out, top_fraction=args.top_fraction,
         thresholds=parse_task_values(args.threshold, "--threshold"),
         store=None if args.no_store else (args.store or "default"), ann_min_rows=args.ann_min_rows,
-        executor=args.executor, workers=args.workers, progress=show_progress(), **job)
+        executor=args.executor, workers=args.workers, progress=show_progress(), sample=args.sample,
+        seed=args.seed, **job)
     return _report(summary, args.json)
 
 

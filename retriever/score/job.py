@@ -36,6 +36,7 @@ from retriever.corpus.writers import (
 from retriever.data import Rejected
 from retriever.errors import InputError, ModelMismatchError, OutputError, ResumeError, ShardError
 from retriever.manifest import DoneMarkers, check_or_write_manifest, shard_fingerprint
+from retriever.score.sample import DocSampler
 from retriever.stats import Stats
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,9 @@ class ScoreJob:
         meta_fields: record fields copied as string columns (``cluster_id``), null when absent.
         device: embedding device (``None``: CUDA when available).
         embed_batch_size: texts per forward pass inside the embedder.
+        sample: embed only the documents this sampler keeps (a seeded hash of the id, see
+            :mod:`retriever.score.sample`); the others are counted as ``dropped/unsampled`` and
+            never detokenized or embedded. ``None``: every document.
     """
 
     index_dirs: list[str]
@@ -72,6 +76,7 @@ class ScoreJob:
     meta_fields: tuple[str, ...] = ("cluster_id",)
     device: str | None = None
     embed_batch_size: int = 64
+    sample: DocSampler | None = None
     _scorer: Any = field(default=None, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
@@ -135,6 +140,7 @@ class ScoreJob:
             "tokens_field": self.tokens_field,
             "detokenizer": self.detokenizer,
             "meta_fields": list(self.meta_fields),
+            "sample": self.sample.settings() if self.sample is not None else None,
         }
 
     def reader(self) -> CorpusReader:
@@ -187,9 +193,21 @@ class ScoreJob:
         rejects = RejectWriter(self.out / "rejected" / f"{name}.jsonl")
         schema = self._schema(pa, scorer)
 
+        reader = self.reader()
+        sampler = self.sample
+
         def docs():
-            for rec in self.reader().read(shard):
+            for row, rec in reader.iter_records(shard):
                 stats.inc("seen")
+                if sampler is not None and isinstance(rec, dict):
+                    # decided on the raw record, before any detokenizing: an unsampled document
+                    # costs one hash
+                    doc_id = rec.get(self.id_field)
+                    if not sampler.keep(f"{name}:{row}" if doc_id is None else str(doc_id)):
+                        stats.inc("dropped/unsampled")
+                        continue
+                if not isinstance(rec, Rejected):
+                    rec = reader.to_doc(shard, row, rec)
                 if isinstance(rec, Rejected):
                     stats.inc(f"rejected/{rec.reason}")
                     rejects.add(rec)

@@ -148,11 +148,20 @@ def summarize(score_dir: str | os.PathLike, top_fraction: float | None = None,
         "seconds": round(stats.seconds, 2),
         "docs_per_second": round(c["kept"] / stats.seconds, 2) if stats.seconds else None,
         "column": column,
+        "sample": _sample_info(out, c),
         "top_fraction": top_fraction,
         "tasks": {t: {**chosen[t], "distribution": hists[t].describe()} for t in hists},
     }
     write_json_atomic(out / "summary.json", summary)
     return summary
+
+
+def _sample_info(out: Path, c) -> dict[str, Any] | None:
+    man = out / "manifest.json"
+    sample = read_json(man)["settings"].get("sample") if man.exists() else None
+    if sample is None:
+        return None
+    return {**sample, "unsampled": c["dropped/unsampled"]}
 
 
 def format_summary(s: dict[str, Any]) -> str:
@@ -161,6 +170,8 @@ def format_summary(s: dict[str, Any]) -> str:
         f"docs in {s['docs_in']:,}  scored {s['scored']:,}  rejected {s['rejected']:,} "
         f"{s['rejected_by_reason'] or ''}  shards {s['shards']['done']}/{s['shards']['total']} done"
         + (f", {len(s['shards']['failed'])} FAILED" if s["shards"]["failed"] else ""),
+        *([f"sampled {s['sample']['requested']} (fraction {s['sample']['fraction']:.6g}): "
+           f"{s['sample']['unsampled']:,} documents not embedded"] if s.get("sample") else []),
         f"{'task':<20}{'candidates':>11}{'threshold':>11}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}  rule",
     ]
     for t, d in s["tasks"].items():
