@@ -37,6 +37,7 @@ from retriever.errors import InputError, ModelMismatchError, UnsafeNameError
 from retriever.gold.loader import GoldSet, text_key
 from retriever.manifest import fingerprint
 from retriever.names import check_name
+from retriever.progress import encode_with_progress
 
 if TYPE_CHECKING:
     from retriever.embed import Embedder
@@ -107,7 +108,7 @@ class GoldIndex:
         """Embed ``gold`` and index it (on GPU when available; the stored index is a CPU one)."""
         check_name(task, "task name")
         t0 = time.perf_counter()
-        xb = embedder.encode(gold.texts)  # [n_gold, dim]
+        xb = encode_with_progress(embedder, gold.texts, desc=f"embed {task} gold")  # [n_gold, dim]
         gpu = faiss_gpu_available() if use_gpu is None else (use_gpu and faiss_gpu_available())
         index, gpu = _train_and_add(new_faiss_index(embedder.dim, factory), xb, gpu)
         manifest = {
@@ -137,7 +138,7 @@ class GoldIndex:
         new = [d for d in gold.docs if text_key(d.text) not in have]
         if not new:
             return 0
-        xb = embedder.encode([d.text for d in new])
+        xb = encode_with_progress(embedder, [d.text for d in new], desc=f"embed {self.task} gold")
         if not self.index.is_trained:
             raise InputError(f"index of {self.task!r} is not trained; rebuild it")
         self.index.add(xb)

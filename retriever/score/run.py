@@ -55,19 +55,28 @@ def score_corpus(
     Returns:
         The summary dict (also written to ``<out_dir>/summary.json``).
     """
+    created = not Path(out_dir).exists()
     check_writable(out_dir)
     with OutputLock(out_dir):  # one writer per folder: a second run is refused, naming this one
         sweep_temp(out_dir)
-        sampler = sampler_for(sample, corpus, out_dir, seed)
-        job = ScoreJob(index_dirs=list(index_dirs), corpus=list(corpus), out_dir=str(out_dir),
-                       sample=sampler, **job_kwargs)
-        return _score_locked(job, out_dir, top_fraction, thresholds, store, ann_min_rows, executor,
-                             workers, progress, executor_settings)
+        try:
+            sampler = sampler_for(sample, corpus, out_dir, seed)
+            job = ScoreJob(index_dirs=list(index_dirs), corpus=list(corpus), out_dir=str(out_dir),
+                           sample=sampler, **job_kwargs)
+            shards = job.prepare()
+            summary = _score(job, shards, out_dir, top_fraction, thresholds, store, ann_min_rows,
+                             executor, workers, progress, executor_settings)
+        except BaseException:
+            # a run that failed before finishing any shard leaves nothing behind (no manifest that
+            # a corrected rerun would then refuse); a partial run stays, to be resumed
+            if created and not any((Path(out_dir) / "done").glob("*.json")):
+                shutil.rmtree(out_dir, ignore_errors=True)
+            raise
+    return summary
 
 
-def _score_locked(job, out_dir, top_fraction, thresholds, store, ann_min_rows, executor, workers,
-                  progress, executor_settings) -> dict[str, Any]:
-    shards = job.prepare()
+def _score(job, shards, out_dir, top_fraction, thresholds, store, ann_min_rows, executor, workers,
+           progress, executor_settings) -> dict[str, Any]:
     if executor == "inline":
         job.run(progress=progress)
     else:
