@@ -182,11 +182,17 @@ class GoldIndex:
     def check_embedder(self, embedder: Embedder) -> None:
         """Raise :class:`ModelMismatchError` unless ``embedder`` is the model this index was built with."""
         mid = canonical_model_id(embedder.model_id)
-        if mid != self.model or int(embedder.dim) != self.dim:
+        if mid == self.model and int(embedder.dim) != self.dim:
+            # same name, other vectors: the manifest was edited or the model changed under its name
             raise ModelMismatchError(
-                f"index {self.task!r} was built with {self.model!r} (dim {self.dim}) but the embedder is "
-                f"{mid!r} (dim {embedder.dim}); use --model {self.model} or rebuild the index "
-                f"with `retriever index build {self.task} --model {mid}`"
+                f"index {self.task!r} records dim {self.dim} for {self.model!r}, which now gives "
+                f"dim {embedder.dim} vectors; rebuild it with `retriever index build {self.task}`"
+            )
+        if mid != self.model:
+            raise ModelMismatchError(
+                f"index {self.task!r} was built with {self.model!r} (dim {self.dim}), not {mid!r} "
+                f"(dim {embedder.dim}); embed with {self.model!r}, or rebuild the index with "
+                f"`retriever index build {self.task} --model {mid}`"
             )
 
     # -- persistence ------------------------------------------------------------------------------

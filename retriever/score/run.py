@@ -97,6 +97,15 @@ def _score(job, shards, out_dir, top_fraction, thresholds, store, ann_min_rows, 
     if store is not None:
         ingest_store(out_dir, None if store == "default" else store, ann_min_rows)
     summary = summarize(out_dir, top_fraction, thresholds)
+    dups = duplicate_ids(out_dir)
+    if dups is not None:
+        summary["duplicate_ids"] = dups
+        if dups["ids"]:
+            log.warning("%d document id(s) occur in more than one record (%d extra records), "
+                        "e.g. %s: later stages tell documents apart by id; give unique ids "
+                        "(--id-field) or drop the duplicates", dups["ids"], dups["extra_records"],
+                        dups["examples"][:3])
+        write_json_atomic(Path(out_dir) / "summary.json", summary)
     if summary["docs_in"] and not summary["scored"]:
         reasons = summary["rejected_by_reason"]
         raise InputError(
@@ -167,3 +176,29 @@ def ingest_store(out_dir: str | os.PathLike, uri: str | None = None, ann_min_row
                                            "rows": store.count(), "ann_index": store.has_ann_index()})
     log.info("store %s: +%d rows, %d in all", store.uri, added, store.count())
     return added
+
+
+def duplicate_ids(out_dir: str | os.PathLike, max_rows: int = 50_000_000) -> dict[str, Any] | None:
+    """Ids that more than one scored record carries (within or across shards), counted.
+
+    Reads only the ``id`` column; ``None`` (not checked) above ``max_rows`` scored records, where
+    holding every id would cost gigabytes.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    paths = list(shard_outputs(out_dir).values())
+    rows = sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
+    if rows > max_rows:
+        return None
+    if not rows:
+        return {"ids": 0, "extra_records": 0, "examples": []}
+    ids = pa.chunked_array([pq.read_table(p, columns=["id"]).column("id").combine_chunks()
+                            for p in paths])
+    counts = pc.value_counts(ids)
+    n = counts.field("counts").to_numpy()
+    dup = n > 1
+    values = counts.field("values").filter(pa.array(dup))
+    return {"ids": int(dup.sum()), "extra_records": int((n[dup] - 1).sum()),
+            "examples": values.to_pylist()[:10]}
