@@ -297,3 +297,14 @@ def test_the_lancedb_fork_warning_is_silenced_unless_verbose(tmp_path):
                           text=True, env=env, cwd=tmp_path, timeout=120) for v in (False, True)]
     assert "fork support is experimental" not in out[0].stderr
     assert "fork support is experimental" in out[1].stderr  # the check can fail: -v shows it
+
+
+def test_index_build_gold_limit_reads_that_many_records_per_source(tmp_path, capsys, embedder):
+    gold = write_jsonl(tmp_path / "gold.jsonl", [{"text": t} for t in TOOLS_GOLD])
+    assert main(["index", "build", "tools", "--gold", str(gold), "--indexes-dir", str(tmp_path / "idx"),
+                 "--gold-limit", "3", "--json", "-q"]) == 0
+    manifest = json.loads(capsys.readouterr().out)
+    assert manifest["n_records"] == 3 and manifest["counts"]["seen"] == 3
+    assert main(["index", "build", "tools", "--gold", str(gold), "--indexes-dir", str(tmp_path / "idx"),
+                 "--gold-limit", "0"]) == 2
+    assert "--gold-limit must be at least 1" in capsys.readouterr().err
