@@ -24,9 +24,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--task", action="append", dest="tasks", default=None,
                    help="task to match (repeatable; default: the four ELMB tasks)")
-    p.add_argument("--mode", choices=["drop", "features"], default="drop",
+    p.add_argument("--mode", choices=["drop", "features"], default="features",
                    help="drop: keep documents some task matches; features: counts only")
-    p.add_argument("--min-matches", type=int, default=2, help="matches a task needs to pass")
+    p.add_argument("--min-matches", type=int, default=1, help="matches a task needs to pass")
     p.add_argument("--patterns", default=None,
                    help="TOML file with a [patterns] table {task = [regex, ...]} replacing defaults")
     p.add_argument("--indexes-dir", type=Path, default=Path("indexes"),

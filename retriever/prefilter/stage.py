@@ -50,8 +50,8 @@ class PrefilterConfig:
     """
 
     tasks: tuple[str, ...] = tuple(DEFAULT_PATTERNS)
-    mode: str = "drop"
-    min_matches: int = 2
+    mode: str = "features"
+    min_matches: int = 1
     patterns: Mapping[str, Sequence[str]] = field(default_factory=dict)
     text_field: str = "text"
     id_field: str = "id"
