@@ -73,7 +73,7 @@ def test_corpus_run_accounts_for_every_doc_and_resumes(tmp_path):
     with shard.open("a") as f:
         f.write("{not json\n")
         f.write(json.dumps({"id": "e", "text": "   "}) + "\n")
-    cfg = PrefilterConfig(tasks=("tools", "math"), patterns=PATTERNS, min_matches=1)
+    cfg = PrefilterConfig(tasks=("tools", "math"), patterns=PATTERNS, mode="drop", min_matches=1)
     s = prefilter_corpus([str(shard.parent)], tmp_path / "out", cfg, progress=False)
     n = len(recs) + 2
     assert s["docs_in"] == n and s["balanced"]
@@ -90,7 +90,7 @@ def test_corpus_run_accounts_for_every_doc_and_resumes(tmp_path):
     assert again["kept"] == s["kept"] and again["docs_in"] == n
     with pytest.raises(ResumeError):
         prefilter_corpus([str(shard.parent)], tmp_path / "out",
-                         PrefilterConfig(tasks=("tools", "math"), patterns=PATTERNS, min_matches=3),
+                         PrefilterConfig(tasks=("tools", "math"), patterns=PATTERNS, mode="drop", min_matches=3),
                          progress=False)
 
 
