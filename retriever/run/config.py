@@ -215,11 +215,27 @@ def _check_stage_sections(cfg: RunConfig) -> None:
         parse_sample(cfg.score.sample)
     except ConfigError as e:
         raise ConfigError(f"[score]: {e}") from e
-    _make(DistillConfig, cfg.distill, "distill")
+    _make(DistillConfig, distill_kwargs(cfg), "distill")
+    multilabel(cfg)
     _make(FilterConfig, {**filter_kwargs(cfg), "tasks": cfg.task_names}, "filter")
 
 
 EXECUTOR_KEYS = ("executor", "workers", "tasks_per_run")
+RUN_DISTILL_KEYS = ("multilabel",)  # run-level [distill] keys, not DistillConfig options
+
+
+def distill_kwargs(cfg: RunConfig) -> dict[str, Any]:
+    """``[distill]`` as ``DistillConfig`` arguments (``multilabel`` left out: see :func:`multilabel`)."""
+    return {k: v for k, v in cfg.distill.items() if k not in RUN_DISTILL_KEYS}
+
+
+def multilabel(cfg: RunConfig) -> bool:
+    """``[distill] multilabel = true``: one one-vs-all student for every task, so the filter reads,
+    tokenizes and hashes each document once for all tasks (see retriever/distill/multilabel.py)."""
+    v = cfg.distill.get("multilabel", False)
+    if not isinstance(v, bool):
+        raise ConfigError(f"[distill] multilabel must be true or false, got {v!r}")
+    return v
 
 
 def filter_kwargs(cfg: RunConfig) -> dict[str, Any]:
