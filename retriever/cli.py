@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "retriever.mix.cli",
     "retriever.arms.cli",
     "retriever.report.cli",
+    "retriever.plan.cli",
     "retriever.run.cli",
 ]
 
