@@ -92,7 +92,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _bpb_opts(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_label)
-    verbs = p.add_subparsers(dest="confirm_command", metavar="VERB")
+    # optional: plain `retriever confirm` runs the whole stage
+    verbs = p.add_subparsers(dest="confirm_command", metavar="[VERB]")
 
     b = verbs.add_parser("bpb", help="the BPB matrix only (documents x models, cached)",
                          description="Compute (or complete) the cached BPB matrix OUT/bpb/matrix.parquet: "

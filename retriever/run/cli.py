@@ -50,12 +50,16 @@ def _run(args) -> int:
         if args.json:
             print_json(plan)
         else:
+            width = max(map(len, plan), default=0) + 2
             for name, action in plan.items():
-                print(f"{name:<26}{'would be ' + ('skipped' if action == 'skipped' else action.replace('ran', 'run'))}")
+                print(f"{name:<{width}}{'would be ' + ('skipped' if action == 'skipped' else action.replace('ran', 'run'))}")
         return 0
     if not args.no_cost_plan:
         _cost_plan(cfg, args.yes)
-    outcomes = job.run()
+    from retriever.logs import log_to_file
+
+    with log_to_file(cfg.out / "logs" / "run.log"):
+        outcomes = job.run()
     if args.json:
         print_json([o.__dict__ for o in outcomes])
     else:

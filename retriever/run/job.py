@@ -22,8 +22,9 @@ import numpy as np
 
 from retriever.config import GoldSource, TaskSpec, find_task_spec
 from retriever.corpus.sharding import is_hub_id, list_shards
-from retriever.errors import ConfigError
+from retriever.errors import ConfigError, InputError
 from retriever.manifest import file_fingerprint, fingerprint, paths_fingerprint
+from retriever.progress import progress_enabled
 from retriever.run.config import (
     RunConfig,
     TaskConfig,
@@ -42,9 +43,17 @@ UNSET_IS_OLD = ("max_candidates",)
 READER_DEFAULTS = {"text_field": "text", "id_field": "id", "tokens_field": "tokens", "detokenizer": None}
 
 
-def inputs_fingerprint(paths: list[str] | tuple[str, ...]) -> str:
-    """Fingerprint of files / folders / Hub ids (local shards hashed, Hub ids by name)."""
+def inputs_fingerprint(paths: list[str] | tuple[str, ...], what: str = "corpus input") -> str:
+    """Fingerprint of files / folders / Hub ids (local shards hashed, Hub ids by name).
+
+    Raises:
+        InputError: a local path does not exist (named as ``what``: "gold source", "corpus input").
+    """
     local = [p for p in paths if not is_hub_id(p) or Path(p).exists()]
+    for p in local:
+        if not Path(p).exists():
+            raise InputError(f"{what} {p} does not exist (a file, a folder or hf://org/name); "
+                             "fix the path in the run config")
     hub = sorted(set(paths) - set(local))
     return fingerprint([paths_fingerprint(list_shards(local)) if local else None, hub])
 
@@ -55,7 +64,7 @@ class RunJob:
     def __init__(self, cfg: RunConfig, progress: bool | None = None):
         self.cfg = cfg
         self.out = cfg.out
-        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.progress = progress_enabled(progress)
 
     # -- paths ------------------------------------------------------------------------------------
     def index_dir(self, task: str) -> Path:
@@ -104,7 +113,8 @@ class RunJob:
                 f"index/{t.name}",
                 {"sources": [dataclasses.asdict(s) for s in spec.sources], "model": spec.model,
                  "factory": spec.factory, "gold": inputs_fingerprint([s.path for s in spec.sources
-                                                                      if Path(s.path).exists() or not s.optional])},
+                                                                      if Path(s.path).exists() or not s.optional],
+                                                                     what=f"gold source of task {t.name!r}:")},
                 lambda spec=spec: self._index(spec), outputs=[self.index_dir(t.name)]))
         corpus_fp = inputs_fingerprint(cfg.corpus.paths)
         sc = cfg.score
@@ -154,8 +164,8 @@ class RunJob:
 
     # -- the one call -----------------------------------------------------------------------------
     def run(self) -> list[StepOutcome]:
+        steps = self.steps()  # checks every input before anything is written
         runner = StepRunner(self.out)
-        steps = self.steps()
         n = len(steps)
 
         def announce(step: RunStep, action: str) -> None:
@@ -216,7 +226,8 @@ class RunJob:
             # each model sees its own random mix of the tasks and generic text, so skills differ per task
             names = list(corpora)
             mixes = [dict(zip(names, w, strict=True)) for w in rng.dirichlet([0.6] * len(names), c.tiny_models)]
-            panel_file = train_tiny_panel(pdir, corpora, steps=c.tiny_steps, seed=seed, mixes=mixes)
+            panel_file = train_tiny_panel(pdir, corpora, steps=c.tiny_steps, seed=seed, mixes=mixes,
+                                          progress=self.progress)
         else:
             pdir.mkdir(parents=True, exist_ok=True)
             panel_file = Path(c.panel)
@@ -338,17 +349,19 @@ def drop_stale_bpb(bpb_dir: Path, panel) -> list[str]:
 def format_run_summary(cfg: RunConfig, outcomes: list[StepOutcome]) -> str:
     """One screen: what each step did, and per task what was kept."""
     lines = [f"run {cfg.out}  ({cfg.path})"]
+    width = max((len(o.name) for o in outcomes), default=0) + 2
     for o in outcomes:
-        lines.append(f"  {o.name:<24}{o.action:<9}{o.seconds:>8.1f} s")
+        lines.append(f"  {o.name:<{width}}{o.action:<9}{o.seconds:>8.1f} s")
     res = {o.name: o.result or {} for o in outcomes}
-    lines.append(f"{'task':<20}{'candidates':>11}{'positive':>10}{'negative':>10}{'filter F1':>10}{'AUC':>7}")
+    tw = max([len("task"), *map(len, cfg.task_names)]) + 2
+    lines.append(f"{'task':<{tw}}{'candidates':>11}{'positive':>10}{'negative':>10}{'filter F1':>10}{'AUC':>7}")
     cand = res.get("candidates", {})
     conf = res.get("confirm", {})
     for t in cfg.task_names:
         lab = conf.get(t, {}) if isinstance(conf.get(t), dict) else {}
         dist = res.get(f"distill/{t}", {})
         f1, auc = dist.get("f1"), dist.get("roc_auc")
-        lines.append(f"{t:<20}{cand.get(t, {}).get('candidates', '-'):>11}{lab.get('positive', '-'):>10}"
+        lines.append(f"{t:<{tw}}{cand.get(t, {}).get('candidates', '-'):>11}{lab.get('positive', '-'):>10}"
                      f"{lab.get('negative', '-'):>10}{'-' if f1 is None else f'{f1:.3f}':>10}"
                      f"{'-' if auc is None else f'{auc:.3f}':>7}")
     ds = res.get("dataset", {})
@@ -356,4 +369,5 @@ def format_run_summary(cfg: RunConfig, outcomes: list[StepOutcome]) -> str:
         lines.append(f"training set: {cfg.out / 'dataset'}  ({ds.get('documents', '?')} documents, "
                      f"{ds.get('tokens', '?')} tokens)")
     lines.append(f"report: {cfg.out / 'report.html'}")
+    lines.append(f"logs: {cfg.out / 'logs' / 'run.log'}")
     return "\n".join(lines)

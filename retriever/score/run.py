@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,22 @@ def score_corpus(
     sampler = sampler_for(sample, corpus, out_dir, seed)
     job = ScoreJob(index_dirs=list(index_dirs), corpus=list(corpus), out_dir=str(out_dir), sample=sampler,
                    **job_kwargs)
-    shards = job.prepare()
+    created = not Path(out_dir).exists()
+    try:
+        shards = job.prepare()
+        summary = _score(job, shards, out_dir, top_fraction, thresholds, store, ann_min_rows, executor,
+                         workers, progress, executor_settings)
+    except BaseException:
+        # a run that failed before finishing any shard leaves nothing behind (no manifest that a
+        # corrected rerun would then refuse); a partial run stays, to be resumed
+        if created and not any((Path(out_dir) / "done").glob("*.json")):
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    return summary
+
+
+def _score(job, shards, out_dir, top_fraction, thresholds, store, ann_min_rows, executor, workers,
+           progress, executor_settings) -> dict[str, Any]:
     if executor == "inline":
         job.run(progress=progress)
     else:
