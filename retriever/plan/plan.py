@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -114,6 +115,7 @@ class CorpusProfile:
     texts: list[str] = field(default_factory=list, repr=False)  # the prefix (calibration input)
     ids: list[str] | None = field(default=None, repr=False)  # every id, when read in full
     accepted: int | None = None  # documents the reader accepts (exact read only)
+    read_docs_per_s: float | None = None  # measured while reading (one core)
 
     def to_dict(self) -> dict[str, Any]:
         return {"shards": len(self.shards), "docs": self.docs, "exact": self.exact, "method": self.method,
@@ -121,15 +123,30 @@ class CorpusProfile:
 
 
 def profile_corpus(paths: list[str], reader, exact_limit: int = 100_000,
-                   prefix_docs: int = PREFIX_DOCS) -> CorpusProfile:
-    """Size and mean document length of the corpus (see module docstring)."""
+                   prefix_docs: int = PREFIX_DOCS, fallback=None) -> CorpusProfile:
+    """Size and mean document length of the corpus (see module docstring).
+
+    Args:
+        fallback: a ``[plan]`` section whose ``docs`` / ``mean_chars`` stand in when the corpus
+            cannot be listed here (a Hub corpus, offline); without them that is an error.
+    """
     from retriever.corpus.sharding import list_shards
     from retriever.corpus.size import corpus_size
     from retriever.data import Rejected
+    from retriever.errors import InputError
 
-    shards = list_shards(paths)
+    try:
+        shards = list_shards(paths)
+    except InputError as e:
+        if fallback is None or not fallback.docs or not fallback.mean_chars:
+            raise InputError(f"{e} (or give the corpus size to plan with: [plan] docs and mean_chars)") from e
+        n, m = int(fallback.docs), float(fallback.mean_chars)
+        return CorpusProfile(["?"] * (fallback.shards or 1), n, False,
+                             "[plan] docs and mean_chars: the corpus cannot be listed here",
+                             m, n * m)
     size = corpus_size(shards)
     local = all(os.path.exists(s) for s in shards)
+    t0 = time.perf_counter()
     if local and size.docs <= exact_limit:
         ids, texts, chars, n = [], [], 0, 0
         for s in shards:
@@ -142,7 +159,8 @@ def profile_corpus(paths: list[str], reader, exact_limit: int = 100_000,
                 if len(texts) < prefix_docs:
                     texts.append(rec.text)
         return CorpusProfile(shards, n, True, f"read in full ({len(shards)} shards)",
-                             chars / max(1, len(ids)), float(chars), texts, ids, len(ids))
+                             chars / max(1, len(ids)), float(chars), texts, ids, len(ids),
+                             n / max(1e-9, time.perf_counter() - t0))
     # a prefix of a few evenly spaced shards: mean length, no full read
     step = max(1, len(shards) // PREFIX_SHARDS)
     per_shard = max(1, prefix_docs // min(len(shards), PREFIX_SHARDS))
@@ -157,8 +175,10 @@ def profile_corpus(paths: list[str], reader, exact_limit: int = 100_000,
             if k >= per_shard:
                 break
     mean = sum(len(t) for t in texts) / max(1, len(texts))
+    rate = len(texts) / max(1e-9, time.perf_counter() - t0)  # includes opening the shards: a lower bound
     return CorpusProfile(shards, size.docs, size.exact, size.method + f"; mean length from {len(texts)} documents "
-                         f"of {min(len(shards), PREFIX_SHARDS)} shards", mean, mean * size.docs, texts)
+                         f"of {min(len(shards), PREFIX_SHARDS)} shards", mean, mean * size.docs, texts,
+                         read_docs_per_s=rate)
 
 
 def make_plan(cfg, rates: Rates | None = None, profile: CorpusProfile | None = None,
@@ -183,7 +203,7 @@ def make_plan(cfg, rates: Rates | None = None, profile: CorpusProfile | None = N
     ceiling = ceiling or {k: getattr(ps, k, None) for k in ("max_core_hours", "max_gpu_hours", "max_hours_here")}
     job = RunJob(cfg, progress=False)
     prof = profile or profile_corpus(list(cfg.corpus.paths), job.corpus_reader(),
-                                     exact_limit=getattr(ps, "exact_limit", 100_000))
+                                     exact_limit=getattr(ps, "exact_limit", 100_000), fallback=ps)
     tasks = cfg.task_names
     T = len(tasks)
     cpt = r.chars_per_token
@@ -201,16 +221,20 @@ def make_plan(cfg, rates: Rates | None = None, profile: CorpusProfile | None = N
         emb_exact = sampler is None and prof.exact
     emb_tokens = int(embedded * min(EMBED_MAX_TOKENS, prof.mean_chars / cpt))
     per_core = r.embed_docs_per_s / r.embed_cores
-    notes = [f"reads all {prof.docs:,} documents; embeds "
+    read_core_s = prof.docs / r.read_docs_per_core_s  # every document is read to decide the sample
+    notes = [f"reads all {prof.docs:,} documents ({read_core_s / 3600:,.1f} core-hours); embeds "
              + (f"a {frac:.6g} sample (seeded hash of the id; {sampler.basis or sampler.requested})"
-                if sampler else "every one (no [score] sample)")]
+                if sampler else "every one (no [score] sample)")
+             + f"; {embedded:,} / {r.embed_docs_per_s_gpu:,.0f} docs/s per GPU"]
     if not emb_exact and sampler:
         notes.append(f"sample size +- {2 * math.sqrt(prof.docs * frac * (1 - frac)):,.0f} (2 sd)")
     full_gpu_h = prof.docs / r.embed_docs_per_s_gpu / 3600
     notes.append(f"full scoring (every document) would be {full_gpu_h:,.1f} GPU-hours "
                  f"({prof.docs / per_core / 3600:,.0f} core-hours)")
+    here_cores = hardware_cores_here()
     stages.append(StagePlan("score", embedded, emb_tokens, embedded, "embedding forwards (documents)",
-                            embedded / r.embed_docs_per_s, embedded / per_core / 3600,
+                            embedded / r.embed_docs_per_s + read_core_s / here_cores,
+                            (embedded / per_core + read_core_s) / 3600,
                             embedded / r.embed_docs_per_s_gpu / 3600, emb_exact, notes))
 
     # -- confirm: BPB of the capped candidates under every panel model --------------------------------
@@ -254,10 +278,12 @@ def make_plan(cfg, rates: Rates | None = None, profile: CorpusProfile | None = N
     factor = r.multilabel_cost_ratio if ml else T * r.per_task_cost_ratio
     fmax = cfg.filter.get("max_chars", 0) or 0
     chars = prof.chars if not fmax else prof.docs * min(prof.mean_chars, fmax)
-    core_s = chars * factor / r.filter_chars_per_core_s
+    core_s = chars * factor / r.filter_chars_per_core_s + prof.docs / r.read_docs_per_core_s
     notes = [("one multi-label student: one tokenization for all tasks" if ml else
               f"{T} per-task students: {T} fastText passes per document") + f" (x{factor:.2f} one task)",
-             f"{prof.chars / 1e9:,.3g} G characters read once" + (f"; scored: first {fmax:,} of each" if fmax else "")]
+             f"{prof.chars / 1e9:,.3g} G characters read once" + (f"; scored: first {fmax:,} of each" if fmax else "")
+             + f"; {chars / r.filter_chars_per_core_s * factor / 3600:,.1f} core-hours fastText, "
+             f"{prof.docs / r.read_docs_per_core_s / 3600:,.1f} reading"]
     stages.append(StagePlan("filter", prof.docs, int(prof.chars / cpt), prof.docs * (1 if ml else T),
                             "fastText predictions", core_s / hardware_cores_here(), core_s / 3600, None,
                             prof.exact, notes))
@@ -291,11 +317,11 @@ def format_plan(plan: Plan) -> str:
     lines = [f"plan of {plan.config}",
              f"corpus: {c['docs']:,} documents in {c['shards']:,} shards ({c['method']}); "
              f"mean {c['mean_chars']:,.0f} characters, {c['chars'] / 1e9:,.3g} G characters",
-             f"{'stage':<9}{'docs':>14}{'tokens':>16}{'forwards':>18}  {'here':>10}{'core-h':>10}{'GPU-h':>9}"]
+             f"{'stage':<9}{'docs':>15}{'tokens':>19}{'forwards':>17}  {'here':>8}{'core-h':>10}{'GPU-h':>8}"]
     for s in plan.stages:
         fw = "-" if s.forwards is None else f"{s.forwards:,}"
-        lines.append(f"{s.stage:<9}{s.docs:>14,}{s.tokens:>16,}{fw:>18}  {_dur(s.seconds_here):>10}"
-                     f"{_num(s.core_hours):>10}{_num(s.gpu_hours):>9}" + ("" if s.exact else "  ~"))
+        lines.append(f"{s.stage:<9}{s.docs:>15,}{s.tokens:>19,}{fw:>17}  {_dur(s.seconds_here):>8}"
+                     f"{_num(s.core_hours):>10}{_num(s.gpu_hours):>8}" + ("" if s.exact else "  ~"))
         for n in s.notes:
             lines.append(f"{'':<11}{n}")
     w = plan.wall_hours()
@@ -307,7 +333,8 @@ def format_plan(plan: Plan) -> str:
     lines.append("rates: " + "; ".join(f"{k} {v:,.4g} ({plan.rates['sources'].get(k, '')})"
                                        for k, v in plan.rates.items()
                                        if k in ("embed_docs_per_s", "filter_chars_per_core_s",
-                                                "embed_docs_per_s_gpu", "multilabel_cost_ratio")))
+                                                "embed_docs_per_s_gpu", "multilabel_cost_ratio",
+                                                "read_docs_per_core_s")))
     lines.append("~ = estimate (see retriever/plan/plan.py for what is exact)")
     over = plan.over_ceiling()
     if over:

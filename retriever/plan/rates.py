@@ -28,6 +28,7 @@ DEFAULT_SOURCES = {
     "gpu_flops": "assumed: 250 TFLOP/s effective per GPU (H100 bf16 at ~1/4 of peak, small models)",
     "panel_params": "configs/panels/small-open.toml: 8 models, ~2.1B parameters in all",
     "chars_per_token": "GPT-2 on English web text (~4 characters a token)",
+    "read_docs_per_core_s": "assumed: parquet/jsonl records parsed into documents by one core",
 }
 
 
@@ -46,6 +47,8 @@ class Rates:
         cpu_flops_per_core, gpu_flops: effective FLOP/s for a real (Hub) panel's forwards.
         panel_params: total parameters of a real panel (2 FLOP per parameter per token).
         chars_per_token: characters per token when tokens are estimated from characters.
+        read_docs_per_core_s: documents one core reads and parses (every stage that reads the
+            whole corpus pays it: scoring reads every document to decide the sample).
     """
 
     embed_docs_per_s: float = 31.6
@@ -59,6 +62,7 @@ class Rates:
     gpu_flops: float = 250e12
     panel_params: float = 2.1e9
     chars_per_token: float = 4.0
+    read_docs_per_core_s: float = 50_000.0
     sources: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SOURCES), compare=False)
 
     def with_values(self, values: dict[str, Any], source: str) -> Rates:
@@ -97,8 +101,16 @@ def load_rates(path: str | os.PathLike, base: Rates | None = None) -> Rates:
     data = data.get("rates", data) if isinstance(data, dict) else data
     if not isinstance(data, dict):
         raise ConfigError(f"rates file {p} must hold an object of rate -> number")
-    data = {k: v for k, v in data.items() if k != "sources"}
-    return (base or Rates()).with_values(data, f"passed in ({p.name})")
+    sources = data.get("sources")
+    rates = base or Rates()
+    if isinstance(sources, dict):
+        # a plan's --json: take only what it measured or was given, keeping where it came from
+        for k, v in data.items():
+            src = str(sources.get(k, ""))
+            if k != "sources" and src.startswith(("measured", "passed in")):
+                rates = rates.with_values({k: v}, f"{src}, via {p.name}")
+        return rates
+    return rates.with_values(data, f"passed in ({p.name})")
 
 
 def calibrate(docs: list[str], rates: Rates, model: str | None = None, embed: bool = True,

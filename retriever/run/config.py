@@ -108,6 +108,8 @@ class PlanSection:
     ``rates_file``: a JSON file of them. ``calibrate``: measure rates on ``calibrate_docs`` documents
     before ``retriever run`` too (``retriever plan`` always does, unless ``--no-calibrate``).
     ``exact_limit``: a local corpus of at most this many documents is read in full for exact counts.
+    ``docs``, ``mean_chars``, ``shards``: the corpus size to plan with when the corpus cannot be
+    listed here (a Hub corpus, offline); a listed corpus always wins.
     """
 
     cores: int = 64
@@ -120,13 +122,16 @@ class PlanSection:
     calibrate: bool = False
     calibrate_docs: int = 200
     exact_limit: int = 100_000
+    docs: int | None = None
+    mean_chars: float | None = None
+    shards: int | None = None
 
     def __post_init__(self) -> None:
         for k in ("cores", "gpus", "calibrate_docs", "exact_limit"):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, int) or v < (0 if k == "exact_limit" else 1):
                 raise ConfigError(f"[plan] {k} must be a positive integer, got {v!r}")
-        for k in ("max_core_hours", "max_gpu_hours", "max_hours_here"):
+        for k in ("max_core_hours", "max_gpu_hours", "max_hours_here", "docs", "mean_chars", "shards"):
             v = getattr(self, k)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
                 raise ConfigError(f"[plan] {k} must be a positive number, got {v!r}")
