@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "retriever.proxy.cli",
     "retriever.arms.cli",
     "retriever.report.cli",
+    "retriever.plan.cli",
     "retriever.run.cli",
 ]
 
