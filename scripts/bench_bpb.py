@@ -107,7 +107,7 @@ def run(args) -> int:
         tmp = tempfile.TemporaryDirectory()
         build_tiny_panel(tmp.name, n_models=max(2, args.n_models), steps=20, max_texts=100)
         panel_path = str(Path(tmp.name) / "panel.toml")
-    models = load_panel(panel_path).models[: args.n_models]
+    models = list(load_panel(panel_path).models[: args.n_models])
     params = {}
     if args.gpt2_small:
         big, params["gpt2-small-rand"] = gpt2_small(Path(tmp.name if tmp else tempfile.mkdtemp()) / "gpt2-small")
