@@ -25,6 +25,7 @@ def build_index(
     factory: str | None = None,
     embedder=None,
     use_gpu: bool | None = None,
+    sparse: bool = True,
 ) -> GoldIndex:
     """Load a task's gold, embed it and write ``<indexes_dir>/<task>/``.
 
@@ -36,13 +37,20 @@ def build_index(
         out: index folder (default ``<indexes_dir>/<task>``).
         model, factory: override the spec's embedding model / FAISS factory string.
         embedder: an already loaded embedder (its model wins over ``model``).
+        sparse: also build the TF-IDF index of the gold (``sparse/``, :mod:`retriever.index.sparse`)
+            that hybrid scoring and the learned head use.
     """
     spec = _spec(task, gold, indexes_dir)
     gold_set = GoldLoader(spec.sources).load()
     emb = embedder or load_embedder(model or spec.model)
     gi = GoldIndex.build(spec.task, gold_set, emb, factory=factory or spec.factory, use_gpu=use_gpu)
     gi.manifest["spec"] = spec.spec_path
-    gi.save(out or Path(indexes_dir) / spec.task)
+    path = Path(out or Path(indexes_dir) / spec.task)
+    gi.save(path)
+    if sparse:
+        from retriever.index.hybrid import build_sparse
+
+        build_sparse(path, gi=gi)
     log.info("index %s: %d exemplars (%s)", spec.task, gi.ntotal, gold_set.stats.to_dict()["counts"])
     return gi
 
@@ -94,4 +102,10 @@ def add_to_index(
     added = gi.add(gold_set, emb) if gold_set.docs else 0
     if added:
         gi.save(index_dir)
+        from retriever.index.sparse import SPARSE_DIR
+
+        if (Path(index_dir) / SPARSE_DIR).is_dir():  # the sparse index follows the gold (a head
+            from retriever.index.hybrid import build_sparse  # then needs retraining: load says so)
+
+            build_sparse(index_dir, gi=gi)
     return added, gold_set.stats
