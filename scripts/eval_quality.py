@@ -147,10 +147,12 @@ def cross_source(args) -> None:
         build_index(task, gold=[str(work / "split" / "gold" / f"{task}.jsonl")], out=dirs[task],
                     indexes_dir=work / "specs", embedder=emb)
     timings["indexes_s"] = round(time.perf_counter() - t0, 1)
+    print(f"indexes built: {timings['indexes_s']} s", file=sys.stderr, flush=True)
     # 2. heads: gold positives, train corpus + other tasks' gold negatives
     train_texts = [r.text for r in split.corpus("train")]
     train_heads(list(dirs.values()), train_texts, emb, sources=["holdout corpus role 'train'"])
     timings["heads_s"] = round(time.perf_counter() - t0 - timings["indexes_s"], 1)
+    print(f"heads trained: {timings['heads_s']} s", file=sys.stderr, flush=True)
     # 3. the test set: every task's held-out records + the test corpus
     test = [(task, r) for task in SPLIT_TASKS for r in split.records(task, "heldout")]
     test += [("corpus", r) for r in split.corpus("test")]
@@ -165,6 +167,7 @@ def cross_source(args) -> None:
         cols["topk"][task] = np.concatenate([p.topk[task] for p in parts])
         for c in ("sparse", "sparse_topk", "hybrid", "head"):
             cols[c][task] = np.concatenate([p.extra[c][task] for p in parts])
+    print(f"test set scored: {round(time.perf_counter() - t0, 1)} s", file=sys.stderr, flush=True)
     # 4. references: fastText on the heads' labels, plain TF-IDF over the same gold
     golds = {t: indexes[t].texts for t in SPLIT_TASKS}
     for task in SPLIT_TASKS:
@@ -172,6 +175,7 @@ def cross_source(args) -> None:
         if not args.no_fasttext:
             neg = train_texts + [x for o in SPLIT_TASKS if o != task for x in golds[o]]
             cols["fasttext"][task] = fasttext_student(golds[task], neg, texts, args.seed)
+            print(f"fastText {task}: {round(time.perf_counter() - t0, 1)} s", file=sys.stderr, flush=True)
     if args.no_fasttext:
         del cols["fasttext"]
     timings["scoring_s"] = round(time.perf_counter() - t0 - timings["indexes_s"] - timings["heads_s"], 1)
