@@ -19,6 +19,7 @@ from retriever.errors import RetrieverError
 # Order is the order of --help. Each module must be importable without heavy dependencies.
 COMMAND_MODULES = [
     "retriever.index.cli",
+    "retriever.prefilter.cli",
     "retriever.score.cli",
     "retriever.query.cli",
     "retriever.confirm.cli",
@@ -26,8 +27,10 @@ COMMAND_MODULES = [
     "retriever.batch_filter.cli",
     "retriever.dataset.cli",
     "retriever.mix.cli",
+    "retriever.proxy.cli",
     "retriever.arms.cli",
     "retriever.report.cli",
+    "retriever.plan.cli",
     "retriever.run.cli",
 ]
 

@@ -40,6 +40,13 @@ log = logging.getLogger(__name__)
 PREVIEW_CHARS = 300
 
 
+@dataclass(frozen=True)
+class Unsampled:
+    """``n`` records of a shard left out by the sample without being parsed."""
+
+    n: int
+
+
 @dataclass
 class ScoreJob:
     """Everything needed to score shards; picklable, so executors can ship it to workers.
@@ -186,7 +193,11 @@ class ScoreJob:
         sampler = self.sample
 
         def docs():
-            for row, rec in reader.iter_records(shard):
+            for row, rec in self._records(reader, shard, name):
+                if isinstance(rec, Unsampled):  # parquet rows skipped before parsing, in bulk
+                    stats.inc("seen", rec.n)
+                    stats.inc("dropped/unsampled", rec.n)
+                    continue
                 stats.inc("seen")
                 if sampler is not None and isinstance(rec, dict):
                     # decided on the raw record, before any detokenizing: an unsampled document
@@ -223,6 +234,46 @@ class ScoreJob:
         write_json_atomic(done, {"shard": shard, "name": name, "rank": rank, **stats.to_dict()})
         (self.out / "failed" / f"{name}.json").unlink(missing_ok=True)
         return stats
+
+    def _records(self, reader: CorpusReader, shard: str, name: str):
+        """``(row, record)`` of ``shard``; with a sample, the rows of a parquet shard outside it are
+        skipped before they are turned into Python objects (``Unsampled(n)`` stands for them).
+
+        Deciding needs only the id: the id column when the shard has one, else ``<name>:<row>``.
+        The kept rows are exactly those :meth:`CorpusReader.iter_records` would give, same rows.
+        """
+        s = self.sample
+        if s is None or not shard.endswith(".parquet"):
+            yield from reader.iter_records(shard)
+            return
+        pq = require("pyarrow.parquet")
+        from retriever.corpus.sharding import HUB_PREFIX, hub_filesystem, is_hub_file
+
+        if is_hub_file(shard):
+            src = hub_filesystem().open(shard[len(HUB_PREFIX):], "rb")
+        elif Path(shard).is_file():
+            src = open(shard, "rb")  # noqa: SIM115 - closed below
+        else:
+            raise InputError(f"shard {shard} does not exist")
+        with src:
+            pf = pq.ParquetFile(src)
+            names = set(pf.schema_arrow.names)
+            if self.text_field not in names and (self.tokens_field or "") not in names:
+                raise InputError(f"{shard} has no {self.text_field!r} column (columns: {sorted(names)}); "
+                                 "pass --text-field NAME (or --tokens-field for token ids)")
+            has_id = self.id_field in names
+            row = 0
+            for batch in pf.iter_batches(batch_size=reader.batch_size):
+                n = batch.num_rows
+                ids = batch.column(self.id_field).to_pylist() if has_id else [None] * n
+                keep = [i for i in range(n)
+                        if s.keep(f"{name}:{row + i}" if ids[i] is None else str(ids[i]))]
+                if len(keep) < n:
+                    yield row, Unsampled(n - len(keep))
+                if keep:
+                    for i, rec in zip(keep, batch.take(keep).to_pylist(), strict=True):
+                        yield row + i, rec
+                row += n
 
     def run(self, rank: int = 0, world_size: int = 1, progress: bool | None = False) -> Stats:
         """Score this rank's shards (``get_shard``); a shard that fails is recorded and skipped."""
