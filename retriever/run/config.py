@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from retriever.config import read_toml
+from retriever.config import check_field_types, read_toml
 from retriever.errors import ConfigError
 
 SECTIONS = ("run", "tasks", "corpus", "score", "confirm", "distill", "filter", "dataset", "report",
@@ -171,6 +171,7 @@ def _make(cls, data: Any, where: str):
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"[{where}]: unknown key(s) {unknown}; known: {sorted(known)}")
+    check_field_types(cls, data, f"[{where}]")
     kw = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
     try:
         return cls(**kw)
