@@ -2,16 +2,19 @@
 
 ``LABELS`` is one parquet file or a folder of ``<task>.parquet`` files with the columns ``id``,
 ``text``, ``task``, ``similarity``, ``correlation``, ``label`` (``positive`` / ``negative`` /
-``uncertain``) and ``reason``. Training uses ``positive`` against ``negative``; ``uncertain`` rows
-are never trained on, but they are ranked by the student to measure how well it agrees with the
-teacher's combined score.
+``uncertain``) and ``reason``, and (since the student's training set keeps every signal) ``source``:
+``confirmed`` / ``hard-negative`` / ``random`` / ``candidate`` (uncertain) as the confirm stage
+writes them, ``gold`` / ``other-gold`` in the student's own set (see
+:mod:`retriever.distill.trainset`). Files without ``source`` are read too: it is inferred from the
+label and the reason. ``uncertain`` rows are never trained on, but they are ranked by the student to
+measure how well it agrees with the teacher's combined score.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +51,9 @@ class LabelSet:
         ids, texts, labels: one entry per row (labels in :data:`LABEL_VALUES`).
         similarity, correlation: teacher scores, NaN where absent. ``[n_rows]`` float64.
         sources: ``[path, fingerprint]`` of every labels file read.
+        row_source: per row, where it came from (``gold``, ``confirmed``, ``random``,
+            ``other-gold``, ``hard-negative``, ``candidate``); ``None`` when unknown.
+        reasons: per row, what decided its label (``None`` when unknown).
     """
 
     task: str
@@ -56,7 +62,9 @@ class LabelSet:
     labels: list[str]
     similarity: np.ndarray
     correlation: np.ndarray
-    sources: list[list[str]]
+    sources: list[list[str]] = field(default_factory=list)
+    row_source: list[str] | None = None
+    reasons: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -119,6 +127,8 @@ def load_labels(path: str | os.PathLike, task: str) -> LabelSet:
     sims: list[float] = []
     corrs: list[float] = []
     sources: list[list[str]] = []
+    row_source: list[str] = []
+    reasons: list[str] = []
     tasks_seen: set[str] = set()
     for f in label_files(path, task):
         table = pq.read_table(f)
@@ -132,6 +142,9 @@ def load_labels(path: str | os.PathLike, task: str) -> LabelSet:
         col = {c: table.column(c).to_pylist() for c in REQUIRED_COLUMNS}
         sim = _float_column(table, "similarity")
         cor = _float_column(table, "correlation")
+        n = table.num_rows
+        why = table.column("reason").to_pylist() if "reason" in table.column_names else [""] * n
+        src = table.column("source").to_pylist() if "source" in table.column_names else [None] * n
         for k in range(table.num_rows):
             t = col["task"][k]
             tasks_seen.add(str(t))
@@ -151,6 +164,8 @@ def load_labels(path: str | os.PathLike, task: str) -> LabelSet:
             labels.append(lab)
             sims.append(sim[k])
             corrs.append(cor[k])
+            reasons.append(str(why[k] or ""))
+            row_source.append(str(src[k]) if src[k] else _infer_source(lab, reasons[-1]))
     if not ids:
         raise ConfigError(
             f"no labelled row of task {task!r} in {path} (tasks present: {sorted(tasks_seen)})"
@@ -163,7 +178,15 @@ def load_labels(path: str | os.PathLike, task: str) -> LabelSet:
         similarity=np.asarray(sims, dtype=np.float64),
         correlation=np.asarray(corrs, dtype=np.float64),
         sources=sources,
+        row_source=row_source,
+        reasons=reasons,
     )
+
+
+def _infer_source(label: str, reason: str) -> str:
+    from retriever.distill.trainset import infer_source
+
+    return infer_source(label, reason)
 
 
 def _float_column(table, name: str) -> list[float]:
@@ -191,6 +214,7 @@ def write_labels(path: str | os.PathLike, rows: list[dict]) -> Path:
             ("label", pa.string()),
             ("reason", pa.string()),
         ]
+        + ([("source", pa.string())] if any("source" in r for r in rows) else [])
     )
     norm = [
         {
@@ -201,6 +225,7 @@ def write_labels(path: str | os.PathLike, rows: list[dict]) -> Path:
             "correlation": r.get("correlation", float("nan")),
             "label": r["label"],
             "reason": r.get("reason", ""),
+            **({"source": r.get("source")} if any("source" in x for x in rows) else {}),
         }
         for r in rows
     ]
