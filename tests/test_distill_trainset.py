@@ -190,3 +190,22 @@ def test_distill_with_gold_indexes_end_to_end(tiny_indexes, tmp_path):
     assert set(held["source"]) == {"gold", "random", "other-gold"}
     ss = pq.read_table(out.with_suffix(".student_set.parquet")).to_pydict()
     assert set(ss["source"]) == {"gold", "random", "other-gold"} and sum(ss["copies"]) > 0
+
+
+def test_report_shows_a_red_flag_for_a_warned_student(tmp_path):
+    from retriever.report.collect import _read_distill
+    from retriever.report.render import render_report
+
+    man = tmp_path / "filter.json"
+    man.write_text(json.dumps({
+        "task": "rag", "metrics": {"precision": 0.2, "recall": 0.1, "f1": 0.13, "roc_auc": 0.6,
+                                   "threshold": 0.5, "heldout_vs_similarity": {
+                                       "student_auc": 0.61, "similarity_auc": 0.99,
+                                       "rows": "held-out gold vs held-out random"}},
+        "warnings": ["student AUC 0.610 is 0.380 below the similarity stage's 0.990"]}))
+    task, pr = _read_distill(man)
+    assert pr["student_auc"] == 0.61 and len(pr["warnings"]) == 1
+    html = render_report(pr={task: pr})
+    assert 'class="flag"' in html and "0.380 below the similarity" in html
+    ok = dict(pr, warnings=[])
+    assert 'class="flag"' not in render_report(pr={task: ok})
