@@ -48,6 +48,7 @@ class ReportSources:
     pools: Path | None = None
     dataset: Path | None = None
     mixture: Path | None = None
+    arms: Path | None = None  # a `retriever evaluate` summary.json
 
 
 def find_sources(run_dir: str | os.PathLike | None, **given: Any) -> ReportSources:
@@ -86,6 +87,8 @@ def find_sources(run_dir: str | os.PathLike | None, **given: Any) -> ReportSourc
             m = b.with_suffix(".json")
             if m.exists() and _json_kind(m) == "fasttext-filter":
                 src.distill.append(m)
+        if src.arms is None and _is_arms(d / "summary.json"):
+            src.arms = d / "summary.json"
         if src.mixture is None:
             for j in sorted(d.glob("*mixture*.json")):
                 if _is_mixture(j):
@@ -185,6 +188,8 @@ def collect_report(
         facts["training set tokens"] = out["dataset"].get("tokens")
     if src.mixture is not None:
         out["mixture"] = read_json(src.mixture)
+    if src.arms is not None:
+        out["arms"] = read_json(src.arms)
     out["facts"] = facts
     out["missing"] = missing
     return out
@@ -489,3 +494,14 @@ def _is_mixture(path: Path) -> bool:
     except Exception:
         return False
     return isinstance(d, dict) and "weights" in d and "held_out_spearman" in d
+
+
+def _is_arms(path: Path) -> bool:
+    """A ``retriever evaluate`` summary: settings with arms, and the interval table."""
+    if not path.exists():
+        return False
+    try:
+        d = read_json(path)
+    except Exception:
+        return False
+    return isinstance(d, dict) and "table" in d and "arms" in (d.get("settings") or {})

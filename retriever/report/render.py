@@ -51,6 +51,7 @@ def render_report(
     samples: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]] | None = None,
     dataset: Mapping[str, Any] | None = None,
     mixture: Mapping[str, Any] | None = None,
+    arms: Mapping[str, Any] | None = None,
     missing: Sequence[str] = (),
 ) -> str:
     """Render the run report as one HTML string (inline CSS and SVG; no script, no URL).
@@ -73,6 +74,7 @@ def render_report(
             "why": str}]}``.
         dataset: a ``build-dataset`` summary (tokens per pool and cluster).
         mixture: a ``mix fit`` result.
+        arms: a ``retriever evaluate`` summary (its ``table`` of intervals per arm and task).
         missing: names of artifacts that were looked for and not found.
     """
     sections: list[tuple[str, str, str]] = []  # (id, title, html)
@@ -96,6 +98,8 @@ def render_report(
         sections.append(("dataset", "Training set", _dataset(dataset)))
     if mixture:
         sections.append(("mixture", "Mixture search (RegMix)", _mixture(mixture)))
+    if arms:
+        sections.append(("arms", "Ablation arms: proxies trained on each selection", _arms(arms)))
     if samples:
         sections.append(("samples", "Samples: kept, borderline, rejected", _samples(samples)))
     if missing:
@@ -385,10 +389,69 @@ def _mixture(m: Mapping[str, Any]) -> str:
     return cap + f'<div class="grid"><div class="fig">{svg}</div></div><table>{head}{rows}</table>'
 
 
+def _arms(s: Mapping[str, Any]) -> str:
+    """Per task: a table of every arm's intervals and differences, and bars of BPB / acc_norm."""
+    st = s.get("settings", {})
+    ref = st.get("reference")
+    conf = float(st.get("confidence", 0.95))
+    by = {(r["task"], r["arm"], r["metric"]): r for r in s.get("table", [])}
+    tasks = list(dict.fromkeys(r["task"] for r in s.get("table", [])))
+    arms = list(st.get("arms") or dict.fromkeys(r["arm"] for r in s.get("table", [])))
+    metrics = ("acc", "acc_norm", "bpb")
+
+    def iv(r: Mapping[str, Any] | None, m: str, lo: str, hi: str) -> str:
+        if r is None or r.get(m) is None or not math.isfinite(r[m]):
+            return "-"
+        a, b = r.get(lo), r.get(hi)
+        if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
+            return f"{r[m]:.4f}"
+        return f"{r[m]:.4f} [{a:.4f}, {b:.4f}]"
+
+    cost = ", ".join(
+        f"{escape(a)} {c.get('cost', {}).get('minutes', 0):.1f} min"
+        for a, c in s.get("arms", {}).items()
+    )
+    out = [
+        f"<p>{len(st.get('seeds', []))} proxy seed(s) per arm, {st.get('budget', 0):,}-token datasets; "
+        f"mean [{conf:.0%} interval] over seeds, differences to {escape(str(ref))} paired by seed "
+        f"(<b>bold</b>: the interval excludes 0). Cost: {cost}.</p>"
+    ]
+    head = "".join(f"<th>{m}</th>" for m in metrics) + "".join(
+        f"<th>&Delta;{m} vs {escape(str(ref))}</th>" for m in metrics
+    )
+    for t in tasks:
+        rows = []
+        for a in arms:
+            cells = "".join(f"<td>{iv(by.get((t, a, m)), 'mean', 'lo', 'hi')}</td>" for m in metrics)
+            for m in metrics:
+                r = by.get((t, a, m))
+                txt = iv(r, "diff", "diff_lo", "diff_hi") if r and "diff" in r else "-"
+                cells += f"<td>{'<b>' + txt + '</b>' if r and r.get('better') is not None else txt}</td>"
+            tok = s.get("arms", {}).get(a, {}).get("tokens")
+            rows.append(f"<tr><td class='l'>{escape(a)}</td><td>{_val(tok)}</td>{cells}</tr>")
+        figs = []
+        for m, label in (("bpb", "bits per byte (lower is better)"), ("acc_norm", "acc_norm")):
+            items = []
+            for a in arms:
+                r = by.get((t, a, m))
+                if r and r.get("mean") is not None and math.isfinite(r["mean"]):
+                    items.append((a, float(r["mean"]), iv(r, "mean", "lo", "hi")))
+            if items:
+                svg = bars_svg(items, title=f"{t}: {m}", xlabel=label,
+                               x_max=1.0 if m == "acc_norm" else None)
+                figs.append(f'<div class="fig">{svg}</div>')
+        out.append(
+            f"<h3>{escape(t)}</h3><table><tr><th class='l'>arm</th><th>tokens</th>{head}</tr>"
+            f"{''.join(rows)}</table><div class=\"grid\">{''.join(figs)}</div>"
+        )
+    return "\n".join(out)
+
+
 def _samples(samples: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]]) -> str:
     out = []
     for task, kinds in samples.items():
         out.append(f"<h3>{escape(task)}</h3>")
+        places = _score_decimals([d.get("scores") or {} for k in SAMPLE_KINDS for d in kinds.get(k) or []])
         for kind in SAMPLE_KINDS:
             docs = kinds.get(kind) or []
             if not docs:
@@ -396,7 +459,7 @@ def _samples(samples: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]]) -
             out.append(f'<h4 class="kind">{kind} ({len(docs)})</h4>')
             for d in docs:
                 text = str(d.get("text", ""))
-                sc = ", ".join(f"{k} {_val(v)}" for k, v in (d.get("scores") or {}).items())
+                sc = ", ".join(f"{k} {_score(v, places.get(k, 3))}" for k, v in (d.get("scores") or {}).items())
                 why = f" &middot; {escape(str(d['why']))}" if d.get("why") else ""
                 head = escape(text[:SAMPLE_CHARS])
                 rest = text[SAMPLE_CHARS:SAMPLE_FULL_CHARS]
@@ -413,6 +476,26 @@ def _samples(samples: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]]) -
 
 
 # -- helpers ----------------------------------------------------------------------------------------
+def _score_decimals(rows: Sequence[Mapping[str, Any]], least: int = 3, most: int = 6) -> dict[str, int]:
+    """Per score name, the fewest decimals (``least``..``most``) at which samples whose values
+    differ also print differently (a kept 0.50012 and a borderline 0.49987 must not both read 0.500)."""
+    values: dict[str, set[float]] = {}
+    for r in rows:
+        for k, v in r.items():
+            if isinstance(v, float) and math.isfinite(v):
+                values.setdefault(k, set()).add(v)
+    out = {}
+    for k, vs in values.items():
+        out[k] = next((d for d in range(least, most + 1) if len({round(v, d) for v in vs}) == len(vs)), most)
+    return out
+
+
+def _score(v: Any, places: int) -> str:
+    if isinstance(v, float) and math.isfinite(v) and abs(v) < 1000:
+        return f"{v:.{places}f}"
+    return _val(v)
+
+
 def _val(v: Any) -> str:
     if v is None:
         return "-"

@@ -1,0 +1,314 @@
+"""The datasets of the arms, all built by the dataset stage (:class:`DatasetBuilder`) at one token
+budget, so that arms differ only in *which* documents they hold.
+
+- ``random``: the run's corpus as one pool, documents in a seeded uniform order (no score).
+- ``similarity``: one pool per task of the run's top documents by similarity (``score_<task>`` of
+  the score folder; enough of them to fill the task's share of the budget three times over),
+  taken best first under the run's mixture: similarity only, no confirmation, no filter.
+- ``pipeline``: the run's filtered pools under the run's mixture and order, as its dataset step
+  builds them (at the arms' budget).
+- a user arm: any dataset folder (its ``parquet/`` parts) or pool / corpus folder, sampled
+  uniformly to the budget.
+
+Each dataset's fingerprint is the hash of the part files a proxy trains on: two arms that select
+the same documents share their proxies, and a rebuilt arm that selects the same documents keeps
+its cache.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from retriever.corpus.sharding import list_shards, shard_name
+from retriever.corpus.writers import AtomicWriter, read_json, write_json_atomic
+from retriever.errors import ConfigError, InputError
+from retriever.manifest import file_fingerprint, fingerprint
+
+log = logging.getLogger(__name__)
+
+SIMILARITY_MARGIN = 3.0  # similarity pools hold this many times their share of the budget
+CHARS_PER_TOKEN = (
+    4.0  # to size the similarity pools from n_chars (the dataset stage counts exactly)
+)
+
+
+@dataclass(frozen=True)
+class ArmSources:
+    """What the built-in arms are made from (a run folder's parts, or any folders).
+
+    Attributes:
+        corpus: corpus files / folders (``random``).
+        scores: a ``retriever score`` folder (``similarity``).
+        pools: the filter stage's output folder (``pipeline``).
+        mixture: the dataset mixture spec over the pools (``equal``, inline, .json, .csv).
+        order: the pipeline's dataset order (``top`` or ``weighted``).
+        general_pool: a general pool added to ``similarity`` and ``pipeline`` (as the run does).
+        tokenizer: token counter of every arm (the run's ``[dataset] tokenizer``).
+        seed: seed of the random orders.
+    """
+
+    corpus: tuple[str, ...] = ()
+    scores: str | None = None
+    pools: str | None = None
+    mixture: object = "equal"
+    order: str = "top"
+    general_pool: str | None = None
+    tokenizer: str | None = None
+    seed: int = 0
+
+    @classmethod
+    def from_run(cls, cfg) -> ArmSources:
+        """The sources of a :class:`retriever.run.config.RunConfig`'s run folder."""
+        d = cfg.dataset
+        return cls(
+            corpus=tuple(cfg.corpus.paths),
+            scores=str(cfg.out / "scores"),
+            pools=str(cfg.out / "pools"),
+            mixture=d.mixture,
+            order=d.order,
+            general_pool=d.general_pool,
+            tokenizer=d.tokenizer,
+            seed=cfg.run.seed,
+        )
+
+
+@dataclass(frozen=True)
+class ArmDataset:
+    """A built arm dataset: its folder, the fingerprint of its parts, and its size."""
+
+    arm: str
+    path: Path
+    fingerprint: str
+    tokens: int
+    documents: int
+
+    def as_dict(self) -> dict:
+        return {
+            "arm": self.arm,
+            "path": str(self.path),
+            "fingerprint": self.fingerprint,
+            "tokens": self.tokens,
+            "documents": self.documents,
+        }
+
+
+def build_arm_dataset(
+    arm: str,
+    sources: ArmSources,
+    budget: int,
+    out_root: str | os.PathLike,
+    *,
+    user_datasets: dict[str, str] | None = None,
+    progress: bool | None = False,
+) -> ArmDataset:
+    """Build (or reuse) the dataset of one arm under ``out_root/<arm>/``.
+
+    Raises:
+        ConfigError: an arm whose source is not configured (no corpus, scores or pools).
+        InputError: a source folder that does not exist or holds nothing usable.
+    """
+    from retriever.dataset import DatasetBuilder, discover_pools, parse_mixture
+
+    root = Path(out_root)
+    out = root / arm
+    user_datasets = user_datasets or {}
+    common = {
+        "tokenizer": sources.tokenizer,
+        "seed": sources.seed,
+        "progress": progress,
+        "scan_cache": root / "_scan",
+    }
+    if arm in user_datasets:
+        pool = _user_pool(user_datasets[arm])
+        builder = DatasetBuilder(
+            {arm: pool}, {arm: 1.0}, budget, order="weighted", score_keys=(), **common
+        )
+    elif arm == "random":
+        if not sources.corpus:
+            raise ConfigError("the random arm needs the corpus: set [corpus] paths in the config")
+        pool = _link_corpus(sources.corpus, root / "_pools" / "random")
+        builder = DatasetBuilder(
+            {"corpus": str(pool)},
+            {"corpus": 1.0},
+            budget,
+            order="weighted",
+            score_keys=(),
+            **common,
+        )
+    elif arm in ("similarity", "pipeline"):
+        if arm == "pipeline":
+            if not sources.pools or not Path(sources.pools).is_dir():
+                raise InputError(
+                    f"the pipeline arm needs the filter stage's pools ({sources.pools}): run "
+                    "`retriever run CONFIG.toml` first"
+                )
+            pools = discover_pools(sources.pools, _general(sources))
+        else:
+            pools = None
+        names = list(pools) if pools is not None else None
+        if names is None:  # similarity: the same pool names as the pipeline's
+            names = _score_tasks(sources) + list(_general(sources))
+        mixture = (
+            sources.mixture
+            if isinstance(sources.mixture, dict)
+            else parse_mixture(str(sources.mixture), names)
+        )
+        if arm == "similarity":
+            pools = similarity_pools(sources, mixture, budget, root / "_pools" / "similarity")
+            order, keys = "top", ("sim/{pool}", "score", "quality")
+        else:
+            order, keys = sources.order, ("prob/{pool}", "sim/{pool}", "score", "quality")
+        mixture = {k: v for k, v in mixture.items() if k in pools}
+        builder = DatasetBuilder(pools, mixture, budget, order=order, score_keys=keys, **common)
+    else:
+        raise ConfigError(
+            f"unknown arm {arm!r}: use random, similarity, pipeline or a --dataset name"
+        )
+    summary = builder.build(out)
+    return ArmDataset(
+        arm,
+        out,
+        dataset_fingerprint(out),
+        int(summary.get("tokens") or 0),
+        int(summary.get("docs") or 0),
+    )
+
+
+def dataset_fingerprint(path: str | os.PathLike) -> str:
+    """Hash of the data a proxy reads from a dataset folder (its LMFlow parts, else its parquet
+    parts, else every data file), so that equal selections share one fingerprint."""
+    p = Path(path)
+    for sub in ("lmflow", "parquet"):
+        files = sorted((p / sub).glob("part_*")) if (p / sub).is_dir() else []
+        if files:
+            return fingerprint([[f.name, file_fingerprint(f, full=True)] for f in files])
+    files = [Path(f) for f in list_shards([str(p)])]
+    if not files:
+        raise InputError(f"dataset {p} holds no data file")
+    return fingerprint(
+        [
+            [str(f.relative_to(p)) if f != p else f.name, file_fingerprint(f, full=True)]
+            for f in files
+        ]
+    )
+
+
+def similarity_pools(
+    sources: ArmSources, mixture: dict[str, float], budget: int, out: Path
+) -> dict[str, str]:
+    """Write one pool per task of the top documents by similarity; return pool name -> folder.
+
+    Each task pool holds its best documents by ``score_<task>`` until their estimated tokens reach
+    ``SIMILARITY_MARGIN`` times the task's share of ``budget`` (documents another pool takes
+    first are skipped by the dataset stage, hence the margin). Records carry ``sim/<task>``, so
+    the dataset stage ranks them by it. Reused while the score folder and the sizes are unchanged.
+    """
+    from retriever.score import iter_scored_docs, read_scores
+
+    if not sources.scores or not (Path(sources.scores) / "manifest.json").exists():
+        raise InputError(
+            f"the similarity arm needs the run's score folder ({sources.scores}): run "
+            "`retriever run CONFIG.toml` (or `retriever score`) first"
+        )
+    general = _general(sources)
+    tasks = [t for t in _score_tasks(sources) if mixture.get(t, 0) > 0]
+    total_w = sum(w for w in mixture.values() if w > 0)
+    settings = {
+        "scores": _score_fingerprint(Path(sources.scores)),
+        "budget": budget,
+        "mixture": {t: mixture[t] / total_w for t in tasks},
+        "margin": SIMILARITY_MARGIN,
+    }
+    pools = {t: str(out / t) for t in tasks}
+    done = out / "pools.json"
+    if done.exists() and read_json(done).get("settings") == orjson.loads(orjson.dumps(settings)):
+        return {**pools, **general}
+    table = read_scores(sources.scores, columns=["id", "n_chars"] + [f"score_{t}" for t in tasks])
+    ids = np.asarray(table.column("id").to_pylist(), dtype=object)
+    n_tok = table.column("n_chars").to_numpy().astype(np.float64) / CHARS_PER_TOKEN  # [n]
+    chosen: dict[str, dict[str, float]] = {}
+    for t in tasks:
+        s = table.column(f"score_{t}").to_numpy(zero_copy_only=False).astype(np.float64)  # [n]
+        order = np.argsort(-np.nan_to_num(s, nan=-np.inf), kind="stable")
+        want = SIMILARITY_MARGIN * budget * mixture[t] / total_w
+        cum = np.cumsum(n_tok[order])
+        k = int(min(len(order), np.searchsorted(cum, want) + 1))
+        chosen[t] = {ids[i]: float(s[i]) for i in order[:k]}
+    wanted = set().union(*chosen.values()) if chosen else set()
+    rows: dict[str, list[bytes]] = {t: [] for t in tasks}
+    for doc in iter_scored_docs(sources.scores, ids=wanted):
+        md = {k: v for k, v in doc.metadata.items() if k in ("shard", "row", "cluster_id")}
+        for t in tasks:
+            if doc.id in chosen[t]:
+                rec = {
+                    "id": doc.id,
+                    "text": doc.text,
+                    "metadata": {**md, f"sim/{t}": chosen[t][doc.id]},
+                }
+                rows[t].append(orjson.dumps(rec))
+    for t in tasks:
+        if not rows[t]:
+            raise InputError(f"the score folder {sources.scores} gave no document for task {t!r}")
+        with AtomicWriter(out / t / "similarity.jsonl.gz") as tmp, gzip.open(tmp, "wb") as f:
+            f.write(b"\n".join(rows[t]) + b"\n")
+    write_json_atomic(done, {"settings": settings, "docs": {t: len(rows[t]) for t in tasks}})
+    return {**pools, **general}
+
+
+def _general(sources: ArmSources) -> dict[str, str]:
+    return {"general": sources.general_pool} if sources.general_pool else {}
+
+
+def _score_tasks(sources: ArmSources) -> list[str]:
+    from retriever.score.select import score_columns
+
+    if not sources.scores or not Path(sources.scores).is_dir():
+        raise InputError(f"score folder {sources.scores} not found: run the score step first")
+    return list(score_columns(Path(sources.scores)))
+
+
+def _score_fingerprint(score_dir: Path) -> str:
+    from retriever.score.job import shard_outputs
+
+    return fingerprint(
+        sorted([n, file_fingerprint(p)] for n, p in shard_outputs(score_dir).items())
+    )
+
+
+def _link_corpus(corpus: tuple[str, ...], out: Path) -> Path:
+    """A pool folder of symlinks to every corpus shard (the dataset stage reads pools, not lists
+    of corpus paths); names carry the shard's position so two folders' ``part_0`` never clash."""
+    shards = list_shards(list(corpus))
+    if any(s.startswith("hf://") for s in shards):
+        raise ConfigError("the random arm reads local corpus files; a Hub corpus is not supported")
+    out.mkdir(parents=True, exist_ok=True)
+    want = {}
+    for i, s in enumerate(shards):
+        suffix = Path(s).name[len(Path(s).name.split(".")[0]) :]
+        want[f"{i:05d}_{shard_name(s)}{suffix}"] = Path(s).resolve()
+    for f in out.iterdir():
+        if f.name not in want or not f.is_symlink() or f.resolve() != want[f.name]:
+            f.unlink()
+    for name, target in want.items():
+        link = out / name
+        if not link.exists():
+            link.symlink_to(target)
+    return out
+
+
+def _user_pool(path: str) -> str:
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"dataset {p} does not exist; check [evaluate] datasets / --dataset")
+    if (p / "summary.json").exists() and (p / "parquet").is_dir():
+        return str(p / "parquet")  # a build-dataset folder: its parquet parts, once
+    if (p / "summary.json").exists() and (p / "lmflow").is_dir():
+        return str(p / "lmflow")
+    return str(p)

@@ -1,0 +1,239 @@
+"""``retriever evaluate`` arms: interval maths, arm datasets, caching, outputs, the CLI table."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+
+import pyarrow.parquet as pq
+import pytest
+from arms_proxies import BigramEvaluator, BigramTrainer, dataset_texts
+from conftest import TOOLS_GOLD, WEB_TEXT, write_jsonl
+
+from retriever.arms import (
+    ArmsEvaluation,
+    ArmSources,
+    EvaluateConfig,
+    build_arm_dataset,
+    format_table,
+    mean_interval,
+    paired_difference,
+    summarize_arms,
+)
+from retriever.errors import ConfigError, InputError
+
+
+# -- interval maths ------------------------------------------------------------------------------
+def test_mean_interval_is_student_t_over_seeds():
+    iv = mean_interval([1.0, 2.0, 3.0])
+    # mean 2, sd 1, t(0.975, 2) = 4.3027: half-width 4.3027 / sqrt(3)
+    assert iv.mean == pytest.approx(2.0)
+    assert iv.hi - iv.mean == pytest.approx(4.302653 / math.sqrt(3), rel=1e-5)
+    assert iv.n == 3
+    one = mean_interval([5.0])
+    assert one.mean == 5.0 and math.isnan(one.lo) and math.isnan(one.hi)
+    assert mean_interval([math.nan, 1.0, 3.0]).n == 2  # NaN values are left out, not averaged
+    assert mean_interval([]).n == 0
+
+
+def test_paired_difference_pairs_by_seed():
+    # arm is 0.5 below the reference on every seed; the seed-to-seed spread cancels
+    ref = {0: 3.0, 1: 5.0, 2: 4.0}
+    arm = {0: 2.5, 1: 4.5, 2: 3.5, 3: 9.0}  # seed 3 has no partner
+    d = paired_difference(arm, ref)
+    assert d.mean == pytest.approx(-0.5) and d.n == 3
+    assert d.lo == pytest.approx(-0.5) and d.hi == pytest.approx(-0.5)
+    assert d.excludes_zero
+
+
+def test_summarize_arms_direction_of_better():
+    rows = []
+    for s, (r, p) in enumerate([(2.0, 1.5), (2.2, 1.6), (2.1, 1.4)]):
+        rows += [
+            {"arm": "random", "seed": s, "task": "t", "metric": "bpb", "value": r},
+            {"arm": "pipeline", "seed": s, "task": "t", "metric": "bpb", "value": p},
+            {"arm": "random", "seed": s, "task": "t", "metric": "acc", "value": 0.5},
+            {"arm": "pipeline", "seed": s, "task": "t", "metric": "acc", "value": 0.5 + s / 10},
+        ]
+    out = {(r["arm"], r["metric"]): r for r in summarize_arms(rows)}
+    assert out[("pipeline", "bpb")]["better"] is True  # lower BPB is better
+    assert out[("pipeline", "bpb")]["diff"] == pytest.approx(-0.6)
+    assert out[("pipeline", "acc")]["better"] is None  # 0, +0.1, +0.2: interval holds 0
+    assert "diff" not in out[("random", "bpb")]
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ConfigError, match="unknown arm"):
+        EvaluateConfig(arms=("random", "mine"))
+    EvaluateConfig(arms=("random", "mine"), datasets={"mine": "x"})
+    with pytest.raises(ConfigError, match="seeds"):
+        EvaluateConfig(seeds=0)
+    with pytest.raises(ConfigError, match="per arm run"):
+        EvaluateConfig(proxy={"seed": 1})
+
+
+# -- a tiny run: corpus, pools, evaluation records -------------------------------------------------
+def _web(i: int) -> str:
+    return f"{WEB_TEXT[i % len(WEB_TEXT)]} Story number {i} continues with more plain prose here."
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    tools = [f"{t}\nCall id {i}." for i, t in enumerate(TOOLS_GOLD * 3)]
+    corpus = [{"id": f"web-{i}", "text": _web(i)} for i in range(80)]
+    corpus += [{"id": f"tool-{i}", "text": t} for i, t in enumerate(tools)]
+    write_jsonl(tmp_path / "corpus" / "a.jsonl", corpus[::2])
+    write_jsonl(tmp_path / "corpus" / "b.jsonl", corpus[1::2])
+    pool = [
+        {"id": f"tool-{i}", "text": t, "metadata": {"prob/function-calling": 0.9}}
+        for i, t in enumerate(tools)
+    ]
+    pool += [
+        {"id": f"web-{i}", "text": _web(i), "metadata": {"prob/function-calling": 0.2}}
+        for i in range(5)
+    ]
+    p = tmp_path / "pools" / "function-calling" / "a.jsonl.gz"
+    p.parent.mkdir(parents=True)
+    with gzip.open(p, "wt") as f:
+        f.write("\n".join(json.dumps(r) for r in pool) + "\n")
+    ev = [
+        {
+            "question": "Text Dan that I am late.",
+            "choices": ['get_phone_number("Dan")', "the bakery opens at seven"],
+            "answer": 0,
+        },
+        {
+            "question": "Email Eve the notes.",
+            "choices": ["a heated pool and sea views", 'get_email_address("Eve")'],
+            "answer": 1,
+        },
+    ]
+    for r in ev:
+        r["text"] = f"Question: {r['question']}\nAnswer: {r['choices'][r['answer']]}"
+    write_jsonl(tmp_path / "eval" / "function-calling.jsonl", ev)
+    write_jsonl(tmp_path / "mine" / "m.jsonl", [{"text": _web(i)} for i in range(100, 130)])
+    return tmp_path
+
+
+def _sources(root) -> ArmSources:
+    return ArmSources(corpus=(str(root / "corpus"),), pools=str(root / "pools"))
+
+
+def test_arm_datasets_are_built_at_one_budget(tiny):
+    src = _sources(tiny)
+    rnd = build_arm_dataset("random", src, 400, tiny / "out")
+    pipe = build_arm_dataset("pipeline", src, 400, tiny / "out")
+    for ds in (rnd, pipe):
+        assert 300 < ds.tokens <= 400  # ends short by less than one document
+    pipe_texts = dataset_texts(pipe.path)
+    assert sum("Question:" in t or "User:" in t for t in pipe_texts) == len(pipe_texts)
+    assert any(t.startswith(tuple(WEB_TEXT)) for t in dataset_texts(rnd.path))
+    again = build_arm_dataset("random", src, 400, tiny / "out")
+    assert again.fingerprint == rnd.fingerprint  # seeded: the same sample
+    other = build_arm_dataset("random", ArmSources(corpus=src.corpus, seed=1), 400, tiny / "out2")
+    assert other.fingerprint != rnd.fingerprint
+    with pytest.raises(InputError, match="pools"):
+        build_arm_dataset("pipeline", ArmSources(corpus=src.corpus), 400, tiny / "out3")
+    with pytest.raises(InputError, match="score folder"):
+        build_arm_dataset("similarity", src, 400, tiny / "out3")
+
+
+def _evaluation(root, arms, trainer, seeds=2, datasets=None):
+    cfg = EvaluateConfig(arms=arms, seeds=seeds, datasets=datasets or {})
+    ev = BigramEvaluator({"function-calling": str(root / "eval" / "function-calling.jsonl")})
+    return ArmsEvaluation(cfg, _sources(root), root / "evaluate", 400, trainer, ev)
+
+
+def test_two_arm_evaluation_end_to_end_and_cache(tiny):
+    trainer = BigramTrainer()
+    res = _evaluation(tiny, ("random", "pipeline"), trainer).run()
+    assert res.trained == 4 and len(trainer.calls) == 4  # 2 arms x 2 seeds
+    # outputs: every (arm, seed, task, metric) in the parquet, intervals in the summary
+    t = pq.read_table(tiny / "evaluate" / "results.parquet").to_pylist()
+    assert {(r["arm"], r["seed"], r["metric"]) for r in t} == {
+        (a, s, m)
+        for a in ("random", "pipeline")
+        for s in (0, 1)
+        for m in ("acc", "acc_norm", "bpb")
+    }
+    summary = json.loads((tiny / "evaluate" / "summary.json").read_text())
+    rows = {(r["arm"], r["metric"]): r for r in summary["table"]}
+    # the pipeline's data is all tool calls: its proxies predict the tool-call eval text better
+    assert rows[("pipeline", "bpb")]["mean"] < rows[("random", "bpb")]["mean"]
+    assert rows[("pipeline", "bpb")]["diff"] < 0
+    assert summary["arms"]["pipeline"]["tokens"] <= 400
+    text = format_table(summary)
+    assert "pipeline" in text and "dbpb vs random" in text
+    # adding an arm trains only that arm; the others come from the cache
+    res2 = _evaluation(
+        tiny, ("random", "pipeline", "mine"), trainer, datasets={"mine": str(tiny / "mine")}
+    ).run()
+    assert res2.trained == 2 and res2.reused == 4 and len(trainer.calls) == 6
+    assert {c[0] for c in trainer.calls[4:]} == {str(tiny / "evaluate" / "datasets" / "mine")}
+    # one more seed: one more proxy per arm
+    res3 = _evaluation(
+        tiny,
+        ("random", "pipeline", "mine"),
+        trainer,
+        seeds=3,
+        datasets={"mine": str(tiny / "mine")},
+    ).run()
+    assert res3.trained == 3
+    # another proxy setting is another cache entry
+    res4 = _evaluation(tiny, ("random",), BigramTrainer(tokens=2000), seeds=1).run()
+    assert res4.trained == 1
+
+
+def test_run_config_evaluate_section(tiny):
+    from retriever.arms import load_evaluate_config
+    from retriever.run.config import load_run_config
+
+    cfgp = tiny / "run.toml"
+    cfgp.write_text(
+        '[run]\nout = "./run"\n[tasks.function-calling]\ngold = ["./g.jsonl"]\n'
+        '[corpus]\npaths = ["./corpus"]\n[dataset]\nbudget = "400"\n'
+        '[evaluate]\narms = ["random", "mine"]\nseeds = 2\ndatasets = {mine = "./mine"}\n'
+        'eval_data = {function-calling = "./eval/function-calling.jsonl"}\nproxy = {tokens = 1000}\n'
+    )
+    cfg = load_run_config(cfgp)
+    ec = load_evaluate_config(cfg, {"seeds": None, "budget": "300"})
+    assert ec.arms == ("random", "mine") and ec.seeds == 2 and ec.budget == "300"
+    assert ec.datasets["mine"] == str(tiny / "mine")
+    assert ec.eval_tasks(cfg.task_names) == ["function-calling"]
+    cfgp.write_text(cfgp.read_text() + "typo = 1\n")
+    with pytest.raises(ConfigError, match="typo"):
+        load_evaluate_config(load_run_config(cfgp))
+
+
+def test_report_section_renders_arms(tiny):
+    from retriever.report.render import render_report
+
+    _evaluation(tiny, ("random", "pipeline"), BigramTrainer()).run()
+    summary = json.loads((tiny / "evaluate" / "summary.json").read_text())
+    html = render_report(arms=summary)
+    assert 'id="arms"' in html and "pipeline" in html and "<svg" in html
+
+
+@pytest.mark.slow
+def test_similarity_arm_takes_the_top_scored_documents(tiny, embedder):
+    """A real score folder (embedder + FAISS index): the similarity arm holds the tool documents."""
+    from retriever.index import build_index
+    from retriever.score import score_corpus
+
+    write_jsonl(tiny / "gold.jsonl", [{"text": t} for t in TOOLS_GOLD])
+    idx = build_index("function-calling", gold=[str(tiny / "gold.jsonl")],
+                      out=tiny / "indexes" / "function-calling", embedder=embedder)
+    assert idx.ntotal == len(TOOLS_GOLD)
+    score_corpus([str(tiny / "indexes" / "function-calling")], [str(tiny / "corpus")],
+                 tiny / "scores", top_fraction=0.2, store=None)
+    src = ArmSources(corpus=(str(tiny / "corpus"),), scores=str(tiny / "scores"),
+                     pools=str(tiny / "pools"))
+    sim = build_arm_dataset("similarity", src, 400, tiny / "out")
+    assert 300 < sim.tokens <= 400
+    texts = dataset_texts(sim.path)
+    assert all(t.startswith(("Question:", "User:")) for t in texts)  # tool calls, no web text
+    pools = json.loads((tiny / "out" / "_pools" / "similarity" / "pools.json").read_text())
+    # the pool holds 3x the budget's worth of the best-scored documents, not the whole corpus
+    assert pools["docs"]["function-calling"] < 80
+    assert build_arm_dataset("similarity", src, 400, tiny / "out").fingerprint == sim.fingerprint
