@@ -8,9 +8,8 @@ else in the test mix) and P@N (N = the task's held-out count), each with a boots
 
 * ``similarity``: the similarity stage (max cosine to an index of the gold role; retriever.index +
   retriever.score, as in the pipeline);
-* ``baseline``: a gold-vs-corpus fastText, the DCLM recipe (lr 0.5, 15 epochs, word bigrams,
-  fastText's own dim 100 and 2M buckets): gold positives, train corpus + other tasks' gold
-  negatives, each row once;
+* ``baseline``: a gold-vs-corpus fastText, the DCLM recipe (lr 0.5, 15 epochs, word bigrams, plain
+  whitespace tokens): gold positives, train corpus + other tasks' gold negatives, each row once;
 * one student per training-set variant (retriever.distill.trainset.VARIANTS), trained by the
   distill stage's own code (sources, replication weights, class balance, bucket sizing). The
   ``confirmed`` / ``hard-negative`` rows come from a confirm run's labels (``--labels DIR``, e.g.
@@ -21,13 +20,16 @@ else in the test mix) and P@N (N = the task's held-out count), each with a boots
     .venv/bin/python scripts/eval_filter.py --labels runs/offline/confirm/labels --work /tmp/ef
     [--variants gold-only,gold+confirmed] [--json] [--markdown docs/table.md]
 
-The scores of the test mix are cached under ``--work`` (rerunning skips the embedding).
+Embeddings are cached under ``--work/vectors`` (rerunning skips the embedding); ``--vector-cache
+DIR`` also reads another cache of the same texts and model (npz parts, never written to).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import sys
 import tempfile
 import time
@@ -102,6 +104,10 @@ def main() -> None:
     ap.add_argument("--epoch", type=int, default=DistillConfig().epoch)
     ap.add_argument("--work", default=None, help="cache folder (default: a temp folder)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--gold-limit", type=int, default=None,
+                    help="use the first N gold records per task (index and students alike)")
+    ap.add_argument("--vector-cache", action="append", default=[],
+                    help="read-only folder of cached embeddings (npz parts; repeatable)")
     ap.add_argument("--no-similarity", action="store_true",
                     help="students only (no embedding: a quick look)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -139,15 +145,17 @@ def main() -> None:
               for r in split.records(t, role)}
 
     results: dict[str, dict] = {t: {} for t in TASKS}
+    # the gold role (its first --gold-limit records): the index and every student learn from it
+    gold = {t: split.records(t, "gold")[: args.gold_limit] for t in TASKS}
     # -- similarity stage ---------------------------------------------------------------------------
     if not args.no_similarity:
-        sims = similarity_scores(split, work, test_ids, test_texts)
+        cache = VectorCache(work / "vectors", args.vector_cache)
+        sims = similarity_scores(gold, test_texts, cache)
         for t in TASKS:
             results[t]["similarity"] = bootstrap(label == t, sims[t], args.boot, args.seed)
 
     # -- students -------------------------------------------------------------------------------
     train_corpus = split.corpus("train")
-    gold = {t: split.records(t, "gold") for t in TASKS}
     variants = [v for v in args.variants.split(",") if v]
     if not args.labels:
         skipped = [v for v in variants if v in NEEDS_LABELS]
@@ -176,8 +184,8 @@ def main() -> None:
         for v in ["baseline", *variants]:
             t0 = time.perf_counter()
             if v == "baseline":
-                cfg = DistillConfig(lr=0.5, epoch=15, word_ngrams=2, dim=100, bucket=2_000_000,
-                                    training_set="gold-only", balance=False, seed=args.seed)
+                cfg = DistillConfig(lr=0.5, epoch=15, word_ngrams=2, training_set="gold-only",
+                                    balance=False, normalization="newlines", seed=args.seed)
             else:
                 cfg = DistillConfig(epoch=args.epoch, training_set=v, seed=args.seed)
             ss = build_student_set(t, _merge(labels, rand), g, og, cfg.student_set())
@@ -191,7 +199,8 @@ def main() -> None:
             log(f"{t:<17} {v:<22} AUC {r['auc']:.4f} P@N {r['p_at_n']:.3f}  "
                 f"({timings[t][v]['seconds']} s)")
 
-    out = {"test_mix": {"documents": len(label), "heldout": {t: len(held[t]) for t in TASKS},
+    out = {"gold_per_task": {t: len(gold[t]) for t in TASKS},
+           "test_mix": {"documents": len(label), "heldout": {t: len(held[t]) for t in TASKS},
                         "test_corpus": int((label == "corpus").sum())},
            "labels": args.labels, "labels_rows": label_info, "results": results,
            "timings": timings, "seconds": round(time.perf_counter() - t_start, 1)}
@@ -244,47 +253,80 @@ def confirm_rows(labels_dir: str, task: str, banned: set[str]):
 def train_and_score(cfg: DistillConfig, ss: StudentSet, texts: list[str], work: Path):
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         model, _ = FastTextDistiller(cfg).fit(ss, np.arange(len(ss)), Path(tmp))
-        p = predict_positive(model, texts, cfg.max_chars)
-        if cfg.bucket >= 1_000_000:  # the baseline's 2M buckets: ~800 MB, not worth writing
-            return p, None
+        p = predict_positive(model, texts, cfg.max_chars, cfg.normalization)
         path = Path(tmp) / "m.bin"
         model.save_model(str(path))
         return p, path.stat().st_size
 
 
-def similarity_scores(split, work: Path, ids: list[str], texts: list[str]) -> dict[str, np.ndarray]:
-    """Max cosine of every test document to an index of each task's gold role (cached)."""
-    from retriever.embed import load_embedder
-    from retriever.index import build_index
-    from retriever.score import read_scores, score_corpus
+def _vkey(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
-    split_dir = work / "split"
-    if not (split_dir / "manifest.json").exists():
-        split.write(split_dir)
-    emb = None
-    idx_dirs = []
-    for t in TASKS:
-        d = work / "indexes" / t
-        if not (d / "manifest.json").exists():
-            emb = emb or load_embedder()
-            log(f"index {t}: embedding {len(split.records(t, 'gold'))} gold records")
-            build_index(t, gold=[str(split_dir / "gold" / f"{t}.jsonl")], indexes_dir=work / "specs",
-                        out=d, embedder=emb)
-        idx_dirs.append(str(d))
-    test_file = work / "test" / "mix.jsonl"
-    want = "\n".join(json.dumps({"id": i, "text": x}) for i, x in zip(ids, texts, strict=True))
-    if not test_file.exists() or test_file.read_text() != want + "\n":
-        test_file.parent.mkdir(parents=True, exist_ok=True)
-        test_file.write_text(want + "\n")
-        import shutil
 
-        shutil.rmtree(work / "scores", ignore_errors=True)
-    log(f"scoring {len(ids)} test documents")
-    score_corpus(idx_dirs, [str(test_file)], work / "scores", store=None)
-    tbl = read_scores(work / "scores").to_pydict()
-    pos = {i: k for k, i in enumerate(tbl["id"])}
-    order = [pos[i] for i in ids]
-    return {t: np.asarray(tbl[f"score_{t}"], dtype=np.float64)[order] for t in TASKS}
+class VectorCache:
+    """Embeddings by text, read from npz parts (``keys`` [n, 16] bytes, ``vectors`` [n, dim]).
+
+    ``read_dirs`` are only read (e.g. another evaluation's cache of the same split and model);
+    vectors embedded here are appended to ``write_dir``. Texts are clipped to
+    ``max_seq_length x 12`` characters first, as the similarity scorer clips them (the model
+    truncates there anyway), and keyed by a BLAKE2b-128 of the clipped text.
+    """
+
+    def __init__(self, write_dir: Path, read_dirs: list[str]):
+        self.write_dir = write_dir
+        write_dir.mkdir(parents=True, exist_ok=True)
+        self.mem: dict[bytes, np.ndarray] = {}
+        for d in [*read_dirs, str(write_dir)]:
+            for part in sorted(Path(d).glob("part-*.npz")):
+                with np.load(part, allow_pickle=False) as z:
+                    for k, v in zip(z["keys"], z["vectors"], strict=True):
+                        self.mem[bytes(k)] = v
+        self.emb = None
+        self.clip = 256 * 12
+        self.embedded = 0
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        texts = [t[: self.clip] for t in texts]
+        keys = [_vkey(t) for t in texts]
+        todo = {k: t for k, t in zip(keys, texts, strict=True) if k not in self.mem}
+        if todo:
+            from retriever.embed import load_embedder
+
+            if self.emb is None:
+                self.emb = load_embedder()
+                self.clip = (getattr(self.emb, "max_seq_length", 0) or 256) * 12
+            items = list(todo.items())
+            for i in range(0, len(items), 256):
+                part = items[i : i + 256]
+                xv = np.asarray(self.emb.encode([t for _, t in part]), dtype=np.float32)
+                n = len(list(self.write_dir.glob("part-*.npz")))
+                path = self.write_dir / f"part-{n:05d}.npz"
+                tmp = path.with_name(path.name + ".tmp.npz")
+                np.savez(tmp, keys=np.frombuffer(b"".join(k for k, _ in part), dtype=np.uint8)
+                         .reshape(len(part), 16), vectors=xv)
+                os.replace(tmp, path)
+                for (k, _), v in zip(part, xv, strict=True):
+                    self.mem[k] = v
+                self.embedded += len(part)
+                log(f"  embedded {self.embedded} of {len(todo)} new texts")
+        return np.stack([self.mem[k] for k in keys]).astype(np.float32)
+
+
+def similarity_scores(gold: dict, texts: list[str], cache: VectorCache) -> dict[str, np.ndarray]:
+    """Max cosine of every test document to a FAISS index of each task's gold role."""
+    from retriever.index.gold_index import GoldIndex, new_faiss_index
+
+    xq = cache.encode(texts)
+    out = {}
+    for t, recs in gold.items():
+        xb = cache.encode([r.text for r in recs])
+        index = new_faiss_index(xb.shape[1], "Flat")
+        index.add(xb)
+        gi = GoldIndex(t, index, [r.id for r in recs], [r.text for r in recs],
+                       [r.source for r in recs], {"task": t, "dim": xb.shape[1], "model": "-"},
+                       use_gpu=False)
+        out[t] = gi.search(xq, 1)[0][:, 0].astype(np.float64)
+    return out
 
 
 def markdown(results: dict, columns: list[str]) -> str:

@@ -209,3 +209,32 @@ def test_report_shows_a_red_flag_for_a_warned_student(tmp_path):
     assert 'class="flag"' in html and "0.380 below the similarity" in html
     ok = dict(pr, warnings=[])
     assert 'class="flag"' not in render_report(pr={task: ok})
+
+
+def test_words_normalization_splits_punctuation_and_the_filter_applies_the_models_own(tmp_path):
+    from retriever.batch_filter.scorer import FastTextScorer
+    from retriever.distill.labels import fasttext_text, model_normalization
+
+    assert fasttext_text('{"Name": x}\nB', "words").split() == \
+        ["{", '"', "name", '"', ":", "x", "}", "b"]
+    assert fasttext_text('{"Name": x}\nB') == '{"Name": x} B'  # the old default, unchanged
+    # xLAM-style JSON in training, ELMB-style Python dicts at test time: same tokens once split
+    rng = random.Random(0)
+    rows = [{"id": f"p{k}", "text": f'{{"name": "f{k}", "parameters": {{"x": {k}}}}}',
+             "task": "t", "label": "positive"} for k in range(30)]
+    rows += [{"id": f"n{k}", "text": synthetic_doc(rng, False), "task": "t", "label": "negative"}
+             for k in range(30)]
+    write_labels(tmp_path / "t.parquet", rows)
+    out = tmp_path / "m" / "filter.bin"
+    FastTextDistiller(DistillConfig(epoch=10, dim=16, seed=0)).run(tmp_path / "t.parquet", "t", out)
+    assert model_normalization(out) == "words"
+    assert model_normalization(tmp_path / "none.bin") == "newlines"
+    probe = ["{'name': 'g', 'parameters': {'y': 3}}", "a painter by the river in autumn"]
+    p = FastTextScorer({"t": str(out)}).score_texts(probe).probs[:, 0]
+    assert p[0] > 0.5 > p[1]
+    import fasttext
+
+    m = fasttext.load_model(str(out))
+    from retriever.distill import predict_positive
+
+    assert np.allclose(p, predict_positive(m, probe), atol=1e-5)  # the filter = the distiller

@@ -52,6 +52,12 @@ def add_parser(subparsers) -> None:
     )
     g.add_argument("--seed", type=int, default=d.seed, help="fastText and split seed")
     g.add_argument("--max-chars", type=int, default=d.max_chars, help="cut documents (0: whole)")
+    g.add_argument(
+        "--normalization",
+        default=d.normalization,
+        choices=["words", "newlines"],
+        help="words: lowercase, punctuation as tokens; newlines: newlines to spaces only",
+    )
     from retriever.distill.trainset import SOURCES, VARIANTS
 
     t = p.add_argument_group("training set")
@@ -101,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     ts = tuple(x.strip() for x in ts.split(",")) if "," in ts else ts
     cfg = DistillConfig(
         training_set=ts,
+        normalization=args.normalization,
         weights=weights,
         balance=not args.no_balance,
         hard_negative_max=args.hard_negative_max,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,16 +31,50 @@ LABEL_VALUES = (POSITIVE, NEGATIVE, UNCERTAIN)
 REQUIRED_COLUMNS = ("id", "text", "task", "label")
 
 
-def fasttext_text(text: str) -> str:
-    """One line for fastText: newlines become spaces.
+_PUNCT = re.compile(r"([^\w\s])")
+NORMALIZATIONS = ("newlines", "words")
 
-    fastText reads one example per line and splits words on ASCII whitespace, so replacing the
-    newlines is all it takes; every other character is left for fastText's own tokenizer. Training
-    and filtering both go through this function (and datatrove's ``FastTextClassifierFilter`` with
-    ``newline_replacement=" "`` does the same), so the student sees documents the same way at
+
+def fasttext_text(text: str, normalization: str = "newlines") -> str:
+    """One line for fastText.
+
+    ``newlines`` (the default, and what models without a recorded normalization were trained
+    with): newlines become spaces, every other character is left for fastText's tokenizer, which
+    splits on whitespace only (datatrove's ``FastTextClassifierFilter`` with
+    ``newline_replacement=" "`` does the same).
+
+    ``words`` (what ``retriever distill`` trains with): lowercased, and every punctuation mark
+    made a token of its own. fastText's whitespace split otherwise glues punctuation to words, so
+    ``{"name":`` (xLAM's JSON) and ``'name':`` (ELMB's Python dicts) are different tokens and a
+    student trained on one format cannot recognise the other: on the cross-source held-out set
+    the function-calling student went from AUC 0.68 to 0.999 with this normalization alone
+    (docs/distill.md).
+
+    Training and filtering both go through this function, with the normalization the model's
+    manifest records (:func:`model_normalization`), so a student sees documents the same way at
     both ends.
     """
+    if normalization == "words":
+        return _PUNCT.sub(r" \1 ", text.lower()).replace("\n", " ")
     return text.replace("\n", " ")
+
+
+def model_normalization(model_path: str | os.PathLike) -> str:
+    """The normalization a model was trained with: its manifest's ``text_normalization``.
+
+    Models without a manifest, or with an older free-text entry, were trained with ``newlines``.
+    """
+    man = Path(model_path).with_suffix(".json")
+    if man.is_file():
+        import json
+
+        try:
+            v = json.loads(man.read_text()).get("text_normalization")
+        except (OSError, ValueError, AttributeError):
+            v = None
+        if v in NORMALIZATIONS:
+            return v
+    return "newlines"
 
 
 @dataclass

@@ -31,6 +31,7 @@ from retriever.corpus import AtomicWriter, write_json_atomic
 from retriever.distill.checks import student_checks
 from retriever.distill.labels import (
     NEGATIVE,
+    NORMALIZATIONS,
     POSITIVE,
     UNCERTAIN,
     LabelSet,
@@ -94,6 +95,9 @@ class DistillConfig:
             correlation (``None``: every candidate the confirmation labelled negative).
         max_auc_gap: warn when the student's held-out AUC is this far below the similarity
             stage's on the same rows.
+        normalization: how texts become fastText lines (:func:`~retriever.distill.labels.
+            fasttext_text`): ``words`` (lowercase, punctuation split off; default) or
+            ``newlines``. Recorded in the manifest; the filter applies the same.
     """
 
     lr: float = 0.5
@@ -114,6 +118,7 @@ class DistillConfig:
     balance: bool = True
     hard_negative_max: float | None = None
     max_auc_gap: float = 0.02
+    normalization: str = "words"
 
     def __post_init__(self) -> None:
         checks = {
@@ -129,6 +134,7 @@ class DistillConfig:
             "max_chars": self.max_chars >= 0,
             "loss": self.loss in ("softmax", "ova", "hs", "ns"),
             "max_auc_gap": self.max_auc_gap >= 0,
+            "normalization": self.normalization in NORMALIZATIONS,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -251,7 +257,8 @@ class FastTextDistiller:
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=out.parent, prefix=".distill-") as tmp:
             model, bucket = self.fit(ss, train_idx, Path(tmp))
-            p_test = predict_positive(model, [data.texts[i] for i in test_idx], cfg.max_chars)
+            p_test = predict_positive(model, [data.texts[i] for i in test_idx], cfg.max_chars,
+                                      cfg.normalization)
             metrics = self._metrics(data, model, test_idx, p_test, uncertain)
             checks = student_checks(data, test_idx, p_test, cfg.threshold, cfg.max_auc_gap)
             metrics["heldout_vs_similarity"] = checks["comparison"]
@@ -275,7 +282,7 @@ class FastTextDistiller:
             "trained_on": "train+test (refit)" if cfg.refit else "train split",
             "config": asdict(cfg) | {"training_set": list(cfg.student_set().sources)},
             "bucket": bucket,
-            "text_normalization": "newlines -> spaces (fasttext_text)",
+            "text_normalization": cfg.normalization,
             "metrics": metrics,
             "warnings": checks["warnings"],
             "fasttext": _version("fasttext-numpy2-wheel"),
@@ -342,7 +349,8 @@ class FastTextDistiller:
             for i in order:
                 if i not in lines:
                     lines[i] = fasttext_text(
-                        data.texts[i][: cfg.max_chars] if cfg.max_chars else data.texts[i]
+                        data.texts[i][: cfg.max_chars] if cfg.max_chars else data.texts[i],
+                        cfg.normalization,
                     )
                 fh.write(f"{LABEL_PREFIX}{data.labels[i]} {lines[i]}\n")
         bucket = cfg.bucket or bucket_for(list(lines.values()), cfg.word_ngrams, MAX_BUCKET)
@@ -363,7 +371,8 @@ class FastTextDistiller:
         teacher = combined_score(data.similarity, data.correlation)[test_idx]
         student = p_test
         if uncertain is not None and len(uncertain):
-            p_unc = predict_positive(model, uncertain.texts, self.config.max_chars)
+            p_unc = predict_positive(model, uncertain.texts, self.config.max_chars,
+                                     self.config.normalization)
             teacher = np.concatenate(
                 [teacher, combined_score(uncertain.similarity, uncertain.correlation)])
             student = np.concatenate([p_test, p_unc])
@@ -389,11 +398,16 @@ def _uncertain(data: LabelSet | None) -> LabelSet | None:
                     similarity=data.similarity[idx], correlation=data.correlation[idx], sources=[])
 
 
-def predict_positive(model: _FastText, texts: list[str], max_chars: int = 0) -> np.ndarray:
-    """P(positive) of each text under ``model``. Returns ``[len(texts)]`` float64."""
+def predict_positive(
+    model: _FastText, texts: list[str], max_chars: int = 0, normalization: str = "words"
+) -> np.ndarray:
+    """P(positive) of each text under ``model`` (trained with ``normalization``).
+
+    Returns ``[len(texts)]`` float64.
+    """
     if not texts:
         return np.zeros(0)
-    lines = [fasttext_text(t[:max_chars] if max_chars else t) for t in texts]
+    lines = [fasttext_text(t[:max_chars] if max_chars else t, normalization) for t in texts]
     labels, probs = model.predict(lines, k=-1)
     pos = LABEL_PREFIX + POSITIVE
     out = np.zeros(len(lines))
