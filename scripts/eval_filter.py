@@ -296,6 +296,7 @@ class VectorCache:
                 self.emb = load_embedder()
                 self.clip = (getattr(self.emb, "max_seq_length", 0) or 256) * 12
             items = list(todo.items())
+            done = 0
             for i in range(0, len(items), 256):
                 part = items[i : i + 256]
                 xv = np.asarray(self.emb.encode([t for _, t in part]), dtype=np.float32)
@@ -308,7 +309,8 @@ class VectorCache:
                 for (k, _), v in zip(part, xv, strict=True):
                     self.mem[k] = v
                 self.embedded += len(part)
-                log(f"  embedded {self.embedded} of {len(todo)} new texts")
+                done += len(part)
+                log(f"  embedded {done} of {len(todo)} new texts")
         return np.stack([self.mem[k] for k in keys]).astype(np.float32)
 
 
