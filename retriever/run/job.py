@@ -333,7 +333,8 @@ class RunJob:
         extra = {"general": d.general_pool} if d.general_pool else None
         pools = discover_pools(self.out / "pools", extra)
         mixture = d.mixture if isinstance(d.mixture, dict) else parse_mixture(str(d.mixture), list(pools))
-        s = DatasetBuilder(pools, mixture, parse_budget(d.budget), order=d.order, tokenizer=d.tokenizer,
+        s = DatasetBuilder(pools, mixture, parse_budget(d.budget), order=d.order, tiers=d.tiers,
+                           tokenizer=d.tokenizer,
                            seed=self.cfg.run.seed, progress=self.progress).build(self.out / "dataset")
         return {"tokens": s.get("tokens"), "documents": s.get("docs"), "pools": s.get("pools")}
 
