@@ -137,3 +137,13 @@ def test_local_eval_sets_from_the_shared_data(shared_data, tmp_path):
         recs = read_mc_records(p)
         gold = {" ".join(r.text.split()) for r in split.records(t, "gold")}
         assert not any(" ".join(r["text"].split()) in gold for r in recs)
+
+
+def test_cli_proxy_eval(proxy, tmp_path, capsys):
+    from retriever.cli import main
+
+    fc = _mc_file(tmp_path / "fc.jsonl")
+    assert main(["proxy-eval", str(proxy), "--task", "function-calling", "--data", f"function-calling={fc}",
+                 "--limit", "4", "--device", "cpu", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["function-calling"]["n"] == 4 and doc["function-calling"]["bpb"] > 0
