@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "retriever.index.cli",
     "retriever.prefilter.cli",
     "retriever.score.cli",
+    "retriever.domains.cli",
     "retriever.query.cli",
     "retriever.confirm.cli",
     "retriever.distill.cli",
