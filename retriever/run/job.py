@@ -296,7 +296,7 @@ class RunJob:
                 "heldout_student_auc": cmp_.get("student_auc"),
                 "heldout_similarity_auc": cmp_.get("similarity_auc"),
                 "training_set": {s: d["rows"] for s, d in rep.manifest["training_set"]["per_source"].items()
-                                 if isinstance(d, dict)},
+                                 if isinstance(d, dict) and "rows" in d},
                 "model_bytes": rep.manifest["model_bytes"], "warnings": rep.warnings}
 
     def _distill_multilabel(self) -> dict[str, Any]:
