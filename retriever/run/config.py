@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from retriever.config import read_toml
+from retriever.config import check_field_types, read_toml
 from retriever.errors import ConfigError
 
 SECTIONS = ("run", "tasks", "corpus", "score", "confirm", "distill", "filter", "dataset", "report",
@@ -94,6 +94,7 @@ class DatasetSection:
     budget: str = "10B"
     mixture: Any = "equal"
     order: str = "top"
+    tiers: tuple = ((0.1, 0.7), (0.5, 0.3))  # order = "stratified": (cut, share) per tier
     tokenizer: str | None = None
     general_pool: str | None = None
 
@@ -171,6 +172,7 @@ def _make(cls, data: Any, where: str):
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"[{where}]: unknown key(s) {unknown}; known: {sorted(known)}")
+    check_field_types(cls, data, f"[{where}]")
     kw = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
     try:
         return cls(**kw)
