@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "retriever.dataset.cli",
     "retriever.mix.cli",
     "retriever.proxy.cli",
+    "retriever.evaluation.cli",
     "retriever.arms.cli",
     "retriever.report.cli",
     "retriever.plan.cli",

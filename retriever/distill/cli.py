@@ -73,7 +73,9 @@ def add_parser(subparsers) -> None:
         metavar="SOURCE=W",
         help="weight of a source (lines replicated / subsampled; repeatable)",
     )
-    t.add_argument("--no-balance", action="store_true", help="do not equalise the classes")
+    t.add_argument(
+        "--balance", action="store_true", help="replicate the lighter class to equal weight"
+    )
     t.add_argument(
         "--hard-negative-max",
         type=float,
@@ -109,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         training_set=ts,
         normalization=args.normalization,
         weights=weights,
-        balance=not args.no_balance,
+        balance=args.balance,
         hard_negative_max=args.hard_negative_max,
         lr=args.lr,
         epoch=args.epoch,

@@ -90,7 +90,8 @@ class DistillConfig:
         training_set: the sources the student learns from: a variant name of
             :data:`~retriever.distill.trainset.VARIANTS` or a list of sources.
         weights: per source weight (replicated lines; see :mod:`retriever.distill.trainset`).
-        balance: scale the negatives so both classes weigh the same.
+        balance: replicate the lighter class so both classes weigh the same (off: each row
+            once, as the DCLM recipe trains).
         hard_negative_max: a rejected candidate is a hard negative only at or below this
             correlation (``None``: every candidate the confirmation labelled negative).
         max_auc_gap: warn when the student's held-out AUC is this far below the similarity
@@ -115,7 +116,7 @@ class DistillConfig:
     max_chars: int = 0
     training_set: Any = DEFAULT_VARIANT
     weights: dict = field(default_factory=dict)
-    balance: bool = True
+    balance: bool = False
     hard_negative_max: float | None = None
     max_auc_gap: float = 0.02
     normalization: str = "words"
