@@ -174,6 +174,12 @@ class RunJob:
 
     # -- the one call -----------------------------------------------------------------------------
     def run(self) -> list[StepOutcome]:
+        from retriever.lock import OutputLock
+
+        with OutputLock(self.out):  # two `retriever run` on one folder: the second is refused
+            return self._run_locked()
+
+    def _run_locked(self) -> list[StepOutcome]:
         steps = self.steps()  # checks every input before anything is written
         runner = StepRunner(self.out)
         n = len(steps)
