@@ -81,6 +81,12 @@ def test_mix_run_end_to_end_and_resume(run_cfg):
     for i, r in enumerate(rows):
         s = json.loads((out / "datasets" / f"mix_{i}" / "summary.json").read_text())
         assert s["tokens"] <= 600
+        w = {k[len("weight/") :]: float(v) for k, v in r.items() if k.startswith("weight/")}
+        assert (
+            {k for k, v in w.items() if v >= 0.2}
+            <= set(s["pools"])
+            <= {k for k, v in w.items() if v > 0}
+        )
     # resumable: a rerun trains nothing; a lost proxy is the only one retrained
     again = mix_run(run_cfg, trainer=trainer, evaluator=evaluator)
     assert again.trained == 0 and again.best["weights"] == best["weights"]
