@@ -7,11 +7,13 @@ Stage packages contribute their verbs through a ``cli.py`` module exposing
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
-import logging
 import sys
+from collections.abc import Iterator
 
 from retriever import __version__
+from retriever._cli import HelpFormatter
 from retriever.errors import RetrieverError
 
 # Order is the order of --help. Each module must be importable without heavy dependencies.
@@ -36,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Find the pretraining documents that teach a target skill.",
     )
     parser.add_argument("--version", action="version", version=f"retriever {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    _add_common_options(parser, default=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -46,20 +48,99 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         mod.add_parser(sub)
+    for _, p in _subparsers(parser):
+        # -v / -q after the verb too (``retriever run c.toml -q``); SUPPRESS keeps a top-level value
+        _add_common_options(p, default=argparse.SUPPRESS)
+        if p.formatter_class is argparse.ArgumentDefaultsHelpFormatter:
+            p.formatter_class = HelpFormatter  # no "(default: None)"
     return parser
+
+
+def _add_common_options(p: argparse.ArgumentParser, default) -> None:
+    have = set(p._option_string_actions)
+    if not {"-v", "--verbose"} & have:
+        p.add_argument("-v", "--verbose", action="store_true", default=default,
+                       help="show debug logs and third-party logs on the terminal")
+    if not {"-q", "--quiet"} & have:
+        p.add_argument("-q", "--quiet", action="store_true", default=default,
+                       help="no progress bars")
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> Iterator[tuple[list[str], argparse.ArgumentParser]]:
+    """Every sub-command parser below ``parser`` with its path of verbs (depth first)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, p in action.choices.items():
+                yield [name], p
+                for path, q in _subparsers(p):
+                    yield [name, *path], q
+
+
+def _chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The deepest sub-command parser the parsed ``args`` went through."""
+    while True:
+        nxt = None
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                name = getattr(args, action.dest, None) if action.dest is not argparse.SUPPRESS else None
+                nxt = action.choices.get(name) if name else None
+        if nxt is None:
+            return parser
+        parser = nxt
+
+
+def _suggest(flag: str, p: argparse.ArgumentParser) -> str | None:
+    """The option of ``p`` closest to a mistyped ``flag`` (compared without dashes), if any."""
+    options = {o.lstrip("-"): o for o in p._option_string_actions if o.startswith("--")}
+    close = difflib.get_close_matches(flag.split("=", 1)[0].lstrip("-"), list(options), n=1, cutoff=0.6)
+    return options[close[0]] if close else None
+
+
+def _unknown_flags(p: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    return [a for a in argv if a.startswith("--") and len(a) > 2
+            and a.split("=", 1)[0] not in p._option_string_actions]
+
+
+def _hints(p: argparse.ArgumentParser, flags: list[str]) -> str:
+    parts = []
+    for f in flags:
+        close = _suggest(f, p)
+        parts.append(f"{f} (did you mean {close}?)" if close else f)
+    return " ".join(parts)
+
+
+def _install_error_hints(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """Errors of every sub-command (missing required option...) also name mistyped flags."""
+    for _, p in [([], parser), *_subparsers(parser)]:
+        def error(message: str, p=p) -> None:
+            unknown = _unknown_flags(p, argv)
+            if unknown and "unrecognized arguments" not in message:
+                message += "; unrecognized arguments: " + _hints(p, unknown)
+            argparse.ArgumentParser.error(p, message)
+
+        p.error = error  # type: ignore[method-assign]
+
+
+def _unknown_args(parser: argparse.ArgumentParser, args: argparse.Namespace, extras: list[str]) -> None:
+    """Exit with the sub-command's usage and a "did you mean" for each unknown option."""
+    p = _chosen_parser(parser, args)
+    p.error("unrecognized arguments: " + _hints(p, extras))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    # our own progress at INFO; third-party chatter (faiss loader, model loading) only with -v
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("retriever").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    _install_error_hints(parser, argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        _unknown_args(parser, args, extras)
+    from retriever.logs import setup_logging
+    from retriever.progress import set_quiet
+
+    setup_logging(verbose=args.verbose)
+    set_quiet(args.quiet)
     if not getattr(args, "func", None):
-        parser.print_help()
+        _chosen_parser(parser, args).print_help()
         return 2
     try:
         return int(args.func(args) or 0)

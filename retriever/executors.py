@@ -193,6 +193,9 @@ def build_executor(
     if workers is not None and workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
     module = require(f"datatrove.executor.{executor}")
+    from retriever.logs import route_datatrove_logs
+
+    route_datatrove_logs()  # task logs to our log file, not raw colour codes on the terminal
     cls = {
         "local": "LocalPipelineExecutor",
         "slurm": "SlurmPipelineExecutor",
@@ -351,9 +354,10 @@ def slurm_script(executor_obj) -> str:
 
 
 def _progress(done_dir: Path, todo: list[str], stop: threading.Event) -> None:
-    tqdm = require("tqdm").tqdm
+    from retriever.progress import progress_bar
+
     names = {f"{shard_name(s)}.json" for s in todo}
-    with tqdm(total=len(todo), unit="shard", desc="shards", disable=None) as bar:
+    with progress_bar(total=len(todo), unit="shard", desc="shards", progress=True) as bar:
         while True:
             n = sum(1 for p in done_dir.iterdir() if p.name in names) if done_dir.is_dir() else 0
             bar.update(n - bar.n)

@@ -73,6 +73,7 @@ class FilterConfig:
         text_field, id_field, keep_fields: how corpus records are read.
         tokenizer: local tokenizer file/folder for exact token counts.
         detokenizer: tokenizer that turns token-id shards into text (``nvidia/ClimbLab``: gpt2).
+        tokens_field: the token-id field read with ``detokenizer``.
         batch_size: documents per fastText call.
         max_chars: score only each document's first characters (``0``: all).
         write_scores: keep every document's probabilities in ``DIR/scores/<shard>.parquet``.
@@ -91,6 +92,7 @@ class FilterConfig:
     keep_fields: tuple[str, ...] | None = None
     tokenizer: str | None = None
     detokenizer: str | None = None
+    tokens_field: str | None = "tokens"
     batch_size: int = 512
     max_chars: int = 0
     write_scores: bool = False
@@ -163,6 +165,7 @@ class BatchFilter:
             "keep_fields": list(c.keep_fields) if c.keep_fields is not None else None,
             "tokenizer": c.tokenizer,
             "detokenizer": c.detokenizer,
+            **({"tokens_field": c.tokens_field} if c.tokens_field != "tokens" else {}),
             "max_chars": c.max_chars,
             "write_scores": c.write_scores,
             "shards": shards,
@@ -201,7 +204,7 @@ class BatchFilter:
                 t: Decision(t, float(thr[t] if isinstance(thr, dict) else thr), "threshold")
                 for t in c.tasks
             }
-        reader = make_reader(c.text_field, c.id_field, c.keep_fields, c.detokenizer)
+        reader = make_reader(c.text_field, c.id_field, c.keep_fields, c.detokenizer, c.tokens_field)
         docs = sample_docs(shards, reader, c.sample_docs)
         if not docs:
             raise ConfigError(

@@ -83,7 +83,13 @@ def resolve_models(
             )
         man = model_manifest_path(path)
         if man.is_file():
-            mt = read_json(man).get("task")
+            mj = read_json(man)
+            mt = mj.get("task")
+            if mj.get("tasks") is not None and t not in mj["tasks"]:  # a multi-label model
+                raise ModelMismatchError(
+                    f"{path} is a multi-label model of the tasks {mj['tasks']} (see {man}), not of "
+                    f"{t!r}; train it with these tasks or pass --model {t}=PATH"
+                )
             if mt is not None and mt != t:
                 raise ModelMismatchError(
                     f"{path} was trained for task {mt!r} (see {man}), not {t!r}; pass the right "
@@ -130,17 +136,30 @@ class FastTextScorer(Step):
         self.max_chars = max_chars
         self.batch_size = batch_size
 
-    def _loaded(self) -> list[tuple[_FastText, str]]:
+    def _loaded(self) -> list[tuple[_FastText, list[tuple[int, str]]]]:
+        """One entry per distinct model file: the model and the ``(task column, label)`` it scores.
+
+        Tasks that share a model file (a multi-label student, ``__label__<task>``) are scored by one
+        fastText call: one tokenization and one n-gram hashing per document for all of them.
+        """
+        groups: dict[str, list[int]] = {}
+        for j, path in enumerate(self.models.values()):
+            groups.setdefault(str(path), []).append(j)
         out = []
-        for t, path in self.models.items():
+        for path, cols in groups.items():
             m = load_model(path)
-            pos = LABEL_PREFIX + POSITIVE
-            if pos not in m.labels:
-                raise ModelMismatchError(
-                    f"the model of task {t!r} ({path}) has labels {m.labels}, not {pos!r}; "
-                    "train it with `retriever distill`"
-                )
-            out.append((m, pos))
+            pairs = []
+            for j in cols:
+                t = self.tasks[j]
+                own, pos = LABEL_PREFIX + t, LABEL_PREFIX + POSITIVE
+                lab = own if (own in m.labels and len(cols) > 1) or pos not in m.labels else pos
+                if lab not in m.labels:
+                    raise ModelMismatchError(
+                        f"the model of task {t!r} ({path}) has labels {m.labels}, neither {pos!r} nor "
+                        f"{own!r}; train it with `retriever distill`"
+                    )
+                pairs.append((j, lab))
+            out.append((m, pairs))
         return out
 
     def score_texts(self, texts: list[str]) -> ScoredBatch:
@@ -152,7 +171,8 @@ class FastTextScorer(Step):
             return ScoredBatch(probs, bad)
         mc = self.max_chars
         lines = [fasttext_text(t[:mc] if mc else t) for t in texts]
-        for j, (model, pos) in enumerate(self._loaded()):
+        for model, pairs in self._loaded():
+            col = dict((lab, j) for j, lab in pairs)
             try:
                 labels, ps = model.predict(lines, k=-1)
             except (TypeError, UnicodeError):
@@ -166,14 +186,15 @@ class FastTextScorer(Step):
                         lab, p = (), np.zeros(0)
                     labels.append(lab)
                     ps.append(p)
+            cols = [j for j, _ in pairs]
             for k, (labs, p) in enumerate(zip(labels, ps, strict=True)):
+                if bad[k]:
+                    continue
+                probs[k, cols] = 0.0  # a label below fastText's output floor is not listed
                 for lab, v in zip(labs, p, strict=True):
-                    if lab == pos:
+                    j = col.get(lab)
+                    if j is not None:
                         probs[k, j] = v
-                        break
-                else:
-                    if not bad[k]:
-                        probs[k, j] = 0.0  # positive label below fastText's output floor
         return ScoredBatch(probs, bad)
 
     def run(self, docs: DocStream, rank: int = 0, world_size: int = 1) -> Iterator[Doc]:

@@ -44,6 +44,7 @@ class FilterSettings:
         thresholds: task -> probability a document needs to be kept (``p >= threshold``).
         fmt: output format (:data:`~retriever.batch_filter.writers.FORMATS`).
         text_field, id_field: corpus record fields.
+        tokens_field: field of token ids read with ``detokenizer`` when the text field is absent.
         keep_fields: source fields copied into metadata (``None``: every scalar field).
         tokenizer: local tokenizer for exact token counts (``None``: estimate).
         detokenizer: tokenizer (local folder or Hub id) turning token-id shards (``tokens``
@@ -64,6 +65,7 @@ class FilterSettings:
     keep_fields: tuple[str, ...] | None = None
     tokenizer: str | None = None
     detokenizer: str | None = None
+    tokens_field: str | None = "tokens"
     batch_size: int = 512
     max_chars: int = 0
     write_scores: bool = False
@@ -84,12 +86,17 @@ class FilterSettings:
 
 
 def make_reader(
-    text_field: str, id_field: str, keep_fields: tuple[str, ...] | None, detokenizer: str | None
+    text_field: str,
+    id_field: str,
+    keep_fields: tuple[str, ...] | None,
+    detokenizer: str | None,
+    tokens_field: str | None = "tokens",
 ) -> CorpusReader:
     """The corpus reader of a filter run (token-id shards need ``detokenizer``)."""
     return CorpusReader(
         text_field=text_field,
         id_field=id_field,
+        tokens_field=tokens_field,
         keep_fields=keep_fields,
         detokenizer=Detokenizer(detokenizer) if detokenizer else None,
     )
@@ -109,7 +116,7 @@ class FilterShard:
         stats = Stats()
         scorer = FastTextScorer(s.models, max_chars=s.max_chars, batch_size=s.batch_size)
         counter = TokenCounter(s.tokenizer)
-        reader = make_reader(s.text_field, s.id_field, s.keep_fields, s.detokenizer)
+        reader = make_reader(s.text_field, s.id_field, s.keep_fields, s.detokenizer, s.tokens_field)
         name = shard_name(shard)
         out = Path(s.output)
         thr = np.array([s.thresholds[t] for t in s.tasks], dtype=np.float32)  # [n_tasks]

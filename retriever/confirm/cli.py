@@ -51,6 +51,9 @@ def _candidate_opts(p: argparse.ArgumentParser) -> None:
     g.add_argument("--negatives-per-positive", type=float, default=1.0, metavar="R",
                    help="random non-candidates labelled negative, per candidate (default 1.0)")
     g.add_argument("--max-random-negatives", type=int, default=100_000, help="cap per task (default 100000)")
+    g.add_argument("--max-candidates", type=int, metavar="N",
+                   help="at most N candidates per task, the top ones by similarity: BPB then costs at "
+                   "most models x N document forwards per task (default: no cap)")
     g.add_argument("--seed", type=int, default=0, help="seed of the random negatives (default 0)")
 
 
@@ -89,7 +92,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _bpb_opts(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_label)
-    verbs = p.add_subparsers(dest="confirm_command", metavar="VERB")
+    # optional: plain `retriever confirm` runs the whole stage
+    verbs = p.add_subparsers(dest="confirm_command", metavar="[VERB]")
 
     b = verbs.add_parser("bpb", help="the BPB matrix only (documents x models, cached)",
                          description="Compute (or complete) the cached BPB matrix OUT/bpb/matrix.parquet: "
@@ -188,7 +192,8 @@ def _label(args) -> int:
         candidates=CandidateRule(top_fraction=args.top_fraction,
                                  threshold=parse_task_values(args.threshold, "--threshold"),
                                  negatives_per_positive=args.negatives_per_positive,
-                                 max_random_negatives=args.max_random_negatives, seed=args.seed),
+                                 max_random_negatives=args.max_random_negatives, seed=args.seed,
+                                 max_candidates=args.max_candidates),
         rules=DecisionRules(estimator=args.estimator, positive_min=args.positive_min,
                             negative_max=args.negative_max, positive_top_fraction=args.positive_top),
         bpb=_bpb_options(args), min_models=args.min_models, metric=args.metric,
@@ -226,7 +231,8 @@ def _bpb(args) -> int:
     if args.tasks:
         docs.select(args.tasks, CandidateRule(top_fraction=args.top_fraction,
                                               threshold=parse_task_values(args.threshold, "--threshold"),
-                                              negatives_per_positive=0))
+                                              negatives_per_positive=0,
+                                              max_candidates=args.max_candidates))
         wanted = docs.wanted_ids()
         ids = [i for i in docs.ids if i in wanted]
     result = stage.compute_bpb(docs, ids)

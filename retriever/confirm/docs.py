@@ -44,6 +44,9 @@ class CandidateRule:
         threshold: task -> minimum ``sim/<task>`` (wins over ``top_fraction`` for that task).
         negatives_per_positive: non-candidates sampled as negatives, per candidate (``0``: none).
         max_random_negatives: cap on that sample per task.
+        max_candidates: at most this many candidates per task, the top ones by similarity (ties
+            broken by input order); the BPB stage then costs at most ``models x max_candidates``
+            document forwards per task, known before it runs. ``None``: no cap.
         seed: seeds the sample.
     """
 
@@ -51,9 +54,14 @@ class CandidateRule:
     threshold: dict[str, float] = field(default_factory=dict)
     negatives_per_positive: float = 1.0
     max_random_negatives: int = 100_000
+    max_candidates: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.max_candidates is not None and (isinstance(self.max_candidates, bool) or
+                                                not isinstance(self.max_candidates, int) or
+                                                self.max_candidates < 1):
+            raise ConfigError(f"max_candidates must be an integer >= 1, got {self.max_candidates!r}")
         if self.top_fraction is not None and not 0 < self.top_fraction <= 1:
             raise ConfigError(f"top_fraction must be in (0, 1], got {self.top_fraction}")
         if self.negatives_per_positive < 0 or self.max_random_negatives < 0:
@@ -110,10 +118,15 @@ class DocSet:
         for task in tasks:
             if self.kind == "corpus":
                 n = self.n_docs
-                out[task] = TaskCandidates(
-                    task, np.full(n, np.nan), np.ones(n, dtype=bool), np.zeros(n, dtype=bool),
-                    math.nan, "plain corpus, all documents",
-                )
+                cand, text = np.ones(n, dtype=bool), "plain corpus, all documents"
+                if rule.max_candidates is not None and n > rule.max_candidates:
+                    # no similarity to rank by: a seeded random subset
+                    rng = np.random.default_rng([rule.seed, _task_seed(task)])
+                    cand = np.zeros(n, dtype=bool)
+                    cand[rng.choice(n, size=rule.max_candidates, replace=False)] = True
+                    text = f"plain corpus, a random {rule.max_candidates:,} of {n:,} documents"
+                out[task] = TaskCandidates(task, np.full(n, np.nan), cand, np.zeros(n, dtype=bool),
+                                           math.nan, text)
                 continue
             if task not in self.sim:
                 raise ConfigError(
@@ -123,6 +136,13 @@ class DocSet:
             sim = self.sim[task]
             cutoff, text = self._cutoff(task, sim, rule)
             cand = sim >= cutoff
+            if rule.max_candidates is not None and cand.sum() > rule.max_candidates:
+                # the top max_candidates by similarity; a stable sort keeps ties in input order
+                top = np.argsort(-sim, kind="stable")[: rule.max_candidates]
+                cand = np.zeros(self.n_docs, dtype=bool)
+                cand[top] = True
+                cutoff = float(sim[top[-1]])
+                text += f", capped at the top {rule.max_candidates:,} (>= {cutoff:.4f})"
             rest = np.nonzero(~cand)[0]
             k = min(len(rest), rule.max_random_negatives, int(round(rule.negatives_per_positive * cand.sum())))
             rng = np.random.default_rng([rule.seed, _task_seed(task)])

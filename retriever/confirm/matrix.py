@@ -291,17 +291,7 @@ def _blocks(docs: Iterator[Doc], size: int) -> Iterator[list[Doc]]:
         yield block
 
 
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def _bar(show: bool, total: int, desc: str):
-    if not show:
-        return _NoBar()
-    from tqdm import tqdm
+    from retriever.progress import progress_bar
 
-    return tqdm(total=total, desc=f"bpb {desc}", unit="doc")
+    return progress_bar(total=total, desc=f"bpb {desc}", unit="doc", progress=show)

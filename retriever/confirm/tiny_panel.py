@@ -102,6 +102,7 @@ def train_tiny_panel(
     batch_size: int = 8,
     lr: float = 1e-2,
     name: str = "tiny",
+    progress: bool | None = None,
 ) -> Path:
     """Train ``n_models`` tiny byte-level GPT-2 models on different corpus mixes; write a panel.
 
@@ -117,6 +118,7 @@ def train_tiny_panel(
         batch_size: sequences of ``n_positions`` bytes per step.
         lr: AdamW learning rate.
         name: panel name.
+        progress: a bar of training steps (``None``: on a terminal; see :mod:`retriever.progress`).
 
     Returns:
         Path of the written ``panel.toml`` (no scores: compute them with the scorecard).
@@ -148,6 +150,10 @@ def train_tiny_panel(
     info = {"name": name, "corpora": {n: len(v) for n, v in corpora.items()}, "steps": steps,
             "seed": seed, "models": []}
     lines = [f'name = "{name}"', 'scores = "scores.csv"', ""]
+    from retriever.progress import progress_bar
+
+    bar = progress_bar(total=len(mixes) * steps, desc=f"train {len(mixes)} tiny LMs", unit="step",
+                       progress=progress)
     for k, mix in enumerate(mixes):
         t0 = time.perf_counter()
         torch.manual_seed(seed)  # one init for every model: they differ by their data mix only
@@ -182,6 +188,7 @@ def train_tiny_panel(
             opt.step()
             opt.zero_grad(set_to_none=True)
             loss_val = float(loss.detach())
+            bar.update(1)
         model.eval()
         mname = f"{name}-{k}"
         mdir = out / mname
@@ -190,6 +197,7 @@ def train_tiny_panel(
         info["models"].append({"name": mname, "mix": {n: round(v, 4) for n, v in mix.items()}, "final_train_loss": round(loss_val, 4),
                                "seconds": round(time.perf_counter() - t0, 2)})
         lines += ["[[models]]", f'name = "{mname}"', f'path = "{mname}"', ""]
+    bar.close()
     write_json_atomic(out / "tiny_panel.json", info)
     panel = out / "panel.toml"
     tmp = panel.with_name("panel.toml.tmp")
@@ -232,12 +240,17 @@ def synthetic_corpora(n: int = 200, seed: int = 0) -> dict[str, list[str]]:
     return {"task": task, "generic": generic}
 
 
-def read_texts(paths: list[str], max_texts: int | None, seed: int = 0) -> list[str]:
-    """Texts of corpus files/folders (``text`` field), a seeded sample of at most ``max_texts``."""
+def read_texts(paths: list[str], max_texts: int | None, seed: int = 0, reader=None) -> list[str]:
+    """Texts of corpus files/folders, a seeded sample of at most ``max_texts``.
+
+    Args:
+        reader: the :class:`~retriever.corpus.CorpusReader` (fields, detokenizer); default ``text``.
+    """
     from retriever.corpus import CorpusReader, list_shards
     from retriever.data import Doc
 
-    texts = [rec.text for shard in list_shards(paths) for rec in CorpusReader().read(shard)
+    reader = reader or CorpusReader()
+    texts = [rec.text for shard in list_shards(paths) for rec in reader.read(shard)
              if isinstance(rec, Doc)]
     if max_texts is not None and len(texts) > max_texts:
         rng = np.random.default_rng(seed)

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from retriever._deps import require
-from retriever.corpus.sharding import HUB_PREFIX, shard_name
+from retriever.corpus.sharding import HUB_PREFIX, hub_filesystem, is_hub_file, shard_name
 from retriever.data import Doc, Rejected
 from retriever.errors import InputError
 
@@ -90,6 +90,9 @@ class CorpusReader:
 
         This is the raw layer under :meth:`read`; gold loaders use it to format records themselves.
         """
+        if is_hub_file(shard):  # one data file of a Hub dataset (see list_hub_shards)
+            yield from self._iter_hub_file(shard)
+            return
         if shard.startswith(HUB_PREFIX):
             yield from enumerate(self._iter_hub(shard))
             return
@@ -182,9 +185,23 @@ class CorpusReader:
         else:
             raise InputError(f"{path}: top-level JSON must be a list or an object of records")
 
-    def _iter_parquet(self, path: Path) -> Iterator[dict]:
+    def _iter_hub_file(self, shard: str) -> Iterator[tuple[int, Any]]:
+        path = shard[len(HUB_PREFIX):]
+        try:
+            fh = hub_filesystem().open(path, "rb")
+        except Exception as e:  # offline, 404, auth
+            raise InputError(f"cannot open Hub dataset file {shard} ({type(e).__name__}: {e})") from e
+        with fh:
+            if path.endswith(".parquet"):
+                yield from enumerate(self._iter_parquet(fh, shard))
+            else:
+                raise InputError(f"{shard}: only parquet files are read straight from the Hub; "
+                                 "download the dataset and pass the local folder")
+
+    def _iter_parquet(self, path: Path | Any, label: str | None = None) -> Iterator[dict]:
         pq = require("pyarrow.parquet")
         pf = pq.ParquetFile(path)
+        path = label or path
         names = set(pf.schema_arrow.names)
         if self.text_field not in names and (self.tokens_field or "") not in names:
             raise InputError(

@@ -30,8 +30,14 @@ def is_hub_id(spec: str) -> bool:
 def list_shards(inputs: list[str] | str) -> list[str]:
     """Expand files, folders (recursively) and Hub ids into a sorted, de-duplicated shard list.
 
+    A Hub dataset ``hf://org/name`` or ``hf://org/name/sub/folder`` becomes one shard per data file
+    (``hf://datasets/org/name/sub/folder/file.parquet``, see :func:`list_hub_shards`), so executors
+    spread it like a local folder; ``hf://org/name@split`` (or a dataset without data files) stays
+    one streamed shard.
+
     Raises:
-        InputError: when a local input does not exist or a folder holds no readable shard.
+        InputError: when a local input does not exist, a folder holds no readable shard, or a Hub
+            dataset cannot be listed (offline).
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [str(inputs)]
@@ -39,11 +45,13 @@ def list_shards(inputs: list[str] | str) -> list[str]:
     for spec in inputs:
         spec = str(spec)
         if is_hub_id(spec):
-            out.append(spec if spec.startswith(HUB_PREFIX) else HUB_PREFIX + spec)
+            out.extend(list_hub_shards(spec if spec.startswith(HUB_PREFIX) else HUB_PREFIX + spec))
             continue
         p = Path(spec)
         if p.is_dir():
-            found = sorted(str(f) for f in p.rglob("*") if f.is_file() and is_shard_file(f))
+            # hidden files and folders (.cache/ of a Hub download) are not corpus shards
+            found = sorted(str(f) for f in p.rglob("*") if f.is_file() and is_shard_file(f)
+                           and not any(part.startswith(".") for part in f.relative_to(p).parts))
             if not found:
                 raise InputError(
                     f"folder {spec} holds no corpus shard (expected files ending in "
@@ -64,6 +72,81 @@ def list_shards(inputs: list[str] | str) -> list[str]:
     return uniq
 
 
+def hub_parts(spec: str) -> tuple[str, str, str]:
+    """``hf://org/name/sub/folder@split`` -> ``("org/name", "sub/folder", "split")``."""
+    rest = spec[len(HUB_PREFIX):] if spec.startswith(HUB_PREFIX) else spec
+    if rest.startswith("datasets/"):
+        rest = rest[len("datasets/"):]
+    rest, _, split = rest.partition("@")
+    parts = [p for p in rest.split("/") if p]
+    if len(parts) < 2:
+        raise InputError(f"Hub dataset {spec!r} must be hf://org/name[/sub/folder]")
+    return "/".join(parts[:2]), "/".join(parts[2:]), split
+
+
+def is_hub_file(shard: str) -> bool:
+    """A single data file of a Hub dataset (``hf://datasets/org/name/.../file.parquet``)."""
+    return shard.startswith(HUB_PREFIX + "datasets/") and is_shard_file(shard)
+
+
+def hub_filesystem():
+    """``huggingface_hub.HfFileSystem`` (lazily imported); the one place shards on the Hub are opened."""
+    from retriever._deps import require
+
+    return require("huggingface_hub").HfFileSystem()
+
+
+def list_hub_shards(spec: str, fs=None) -> list[str]:
+    """The data files of a Hub dataset (or of one of its folders), sorted, one shard each.
+
+    Args:
+        spec: ``hf://org/name``, ``hf://org/name/sub/folder`` or ``hf://org/name@split`` (the last
+            one is not listed: it stays a single shard streamed with ``datasets``).
+        fs: an fsspec filesystem laid out like the Hub (``datasets/org/name/...``); default
+            ``HfFileSystem``. Tests pass a local one.
+
+    Returns:
+        ``hf://datasets/org/name/<path>`` for every shard file found (hidden files skipped); the
+        spec itself when the dataset has no such file (a dataset only ``datasets`` can read).
+
+    Raises:
+        InputError: the listing failed (offline, unknown dataset, no access).
+    """
+    repo, sub, split = hub_parts(spec)
+    if split and not sub:
+        return [spec]
+    if fs is None:
+        return list(_list_hub_cached(repo, sub))
+    return list(_list_hub(repo, sub, fs))
+
+
+@functools.lru_cache(maxsize=256)
+def _list_hub_cached(repo: str, sub: str) -> tuple[str, ...]:
+    # one listing per process and dataset: every stage lists the corpus again
+    return _list_hub(repo, sub, None)
+
+
+def _list_hub(repo: str, sub: str, fs) -> tuple[str, ...]:
+    base = f"datasets/{repo}" + (f"/{sub}" if sub else "")
+    try:
+        fs = fs or hub_filesystem()
+        found = [base] if is_shard_file(base) and fs.isfile(base) else fs.find(base)
+    except Exception as e:  # huggingface_hub raises many types (offline, 404, auth)
+        raise InputError(
+            f"cannot list Hub dataset {repo!r}{f' folder {sub!r}' if sub else ''} "
+            f"({type(e).__name__}: {e}). Offline? Download it once and pass the local folder instead."
+        ) from e
+    files = sorted(
+        str(f).lstrip("/") for f in found
+        if is_shard_file(f) and not any(part.startswith(".") for part in str(f).split("/"))
+    )
+    if not files:
+        if sub:
+            raise InputError(f"Hub dataset {repo!r} has no shard file under {sub!r}")
+        return (f"{HUB_PREFIX}{repo}",)  # no data files: streamed whole by `datasets`
+    return tuple(f"{HUB_PREFIX}{f}" for f in files)
+
+
 def get_shard(shards: list[str], rank: int = 0, world_size: int = 1) -> list[str]:
     """The shards of ``rank`` among ``world_size`` workers: ``shards[rank::world_size]``."""
     if world_size < 1 or not 0 <= rank < world_size:
@@ -78,9 +161,10 @@ def shard_name(shard: str) -> str:
     The parent folder is kept (ClimbLab names files ``cluster_N/cluster_N_001.parquet``) and the
     suffix dropped: ``cluster_3/part_001.parquet`` -> ``cluster_3__part_001``.
     """
-    if shard.startswith(HUB_PREFIX):
+    if shard.startswith(HUB_PREFIX) and not is_hub_file(shard):
         return shard[len(HUB_PREFIX):].replace("/", "__").replace(":", "_")
-    p = Path(shard)
+    # a Hub data file is named as the same file in a local copy of the dataset would be
+    p = Path(shard[len(HUB_PREFIX):] if shard.startswith(HUB_PREFIX) else shard)
     stem = p.name
     for suf in sorted(SHARD_SUFFIXES, key=len, reverse=True):
         if stem.endswith(suf):

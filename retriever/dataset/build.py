@@ -680,6 +680,6 @@ def _first_score(meta: dict, keys: list[str]) -> float | None:
 
 
 def _bar(it, desc: str, progress: bool | None):
-    from tqdm.auto import tqdm
+    from retriever.progress import progress_bar
 
-    return tqdm(it, desc=desc, disable=None if progress is None else not progress, leave=False)
+    return progress_bar(it, desc=desc, unit="file", progress=progress)

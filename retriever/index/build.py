@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 from retriever.config import GoldSource, TaskSpec, find_task_spec
 from retriever.data import Doc
 from retriever.embed import load_embedder
+from retriever.errors import ConfigError
 from retriever.gold.loader import GoldLoader, GoldSet, text_key
 from retriever.index.gold_index import GoldIndex
 from retriever.stats import Stats
@@ -25,6 +27,7 @@ def build_index(
     factory: str | None = None,
     embedder=None,
     use_gpu: bool | None = None,
+    gold_limit: int | None = None,
 ) -> GoldIndex:
     """Load a task's gold, embed it and write ``<indexes_dir>/<task>/``.
 
@@ -36,8 +39,14 @@ def build_index(
         out: index folder (default ``<indexes_dir>/<task>``).
         model, factory: override the spec's embedding model / FAISS factory string.
         embedder: an already loaded embedder (its model wins over ``model``).
+        gold_limit: read at most this many records per gold source (the run config's ``gold_limit``).
     """
     spec = _spec(task, gold, indexes_dir)
+    if gold_limit is not None:
+        if gold_limit < 1:
+            raise ConfigError(f"--gold-limit must be at least 1, got {gold_limit}")
+        spec = dataclasses.replace(spec, sources=tuple(dataclasses.replace(s, limit=gold_limit)
+                                                       for s in spec.sources))
     gold_set = GoldLoader(spec.sources).load()
     emb = embedder or load_embedder(model or spec.model)
     gi = GoldIndex.build(spec.task, gold_set, emb, factory=factory or spec.factory, use_gpu=use_gpu)

@@ -21,6 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--out", help="index folder (default: INDEXES_DIR/TASK)")
     b.add_argument("--model", help="embedding model (Hub id or local path; default: the spec's)")
     b.add_argument("--factory", help="FAISS factory string (default: the spec's, usually Flat)")
+    b.add_argument("--gold-limit", type=int, metavar="N",
+                   help="read at most N records per gold source (a quick first index)")
     b.add_argument("--json", action="store_true", help="print the manifest as JSON")
     b.set_defaults(func=_build)
 
@@ -40,7 +42,7 @@ def _build(args) -> int:
     from retriever.index import build_index
 
     gi = build_index(args.task, gold=args.gold, indexes_dir=args.indexes_dir, out=args.out,
-                     model=args.model, factory=args.factory)
+                     model=args.model, factory=args.factory, gold_limit=args.gold_limit)
     if args.json:
         print_json(gi.manifest)
     else:

@@ -28,6 +28,7 @@ from retriever.embed.embedder import canonical_model_id
 from retriever.errors import InputError, ModelMismatchError
 from retriever.gold.loader import GoldSet, text_key
 from retriever.manifest import fingerprint
+from retriever.progress import encode_with_progress
 
 if TYPE_CHECKING:
     from retriever.embed import Embedder
@@ -97,7 +98,7 @@ class GoldIndex:
               use_gpu: bool | None = None) -> GoldIndex:
         """Embed ``gold`` and index it (on GPU when available; the stored index is a CPU one)."""
         t0 = time.perf_counter()
-        xb = embedder.encode(gold.texts)  # [n_gold, dim]
+        xb = encode_with_progress(embedder, gold.texts, desc=f"embed {task} gold")  # [n_gold, dim]
         gpu = faiss_gpu_available() if use_gpu is None else (use_gpu and faiss_gpu_available())
         index, gpu = _train_and_add(new_faiss_index(embedder.dim, factory), xb, gpu)
         manifest = {
@@ -127,7 +128,7 @@ class GoldIndex:
         new = [d for d in gold.docs if text_key(d.text) not in have]
         if not new:
             return 0
-        xb = embedder.encode([d.text for d in new])
+        xb = encode_with_progress(embedder, [d.text for d in new], desc=f"embed {self.task} gold")
         if not self.index.is_trained:
             raise InputError(f"index of {self.task!r} is not trained; rebuild it")
         self.index.add(xb)

@@ -9,7 +9,7 @@ from typing import Any
 from retriever.corpus.writers import read_json
 from retriever.embed import load_embedder
 from retriever.embed.embedder import canonical_model_id
-from retriever.errors import ModelMismatchError
+from retriever.errors import InputError, ModelMismatchError
 from retriever.index import GoldIndex
 
 
@@ -20,6 +20,21 @@ def query_gold(index_dir: str | os.PathLike, texts: list[str], k: int = 10, embe
     gi.check_embedder(emb)
     D, I = gi.search(emb.encode(texts), k)
     return gi.hits(D, I)
+
+
+def query_gold_many(index_dirs: list[str | os.PathLike], texts: list[str], k: int = 10,
+                    embedder=None) -> list[list[dict[str, Any]]]:
+    """:func:`query_gold` over several task indexes: per text, the ``k`` best hits of all, each
+    with its ``task``, best first (one index: the same hits as :func:`query_gold`)."""
+    dirs = list(dict.fromkeys(str(d) for d in index_dirs))
+    per_index = [query_gold(d, texts, k, embedder) for d in dirs]
+    tasks = [GoldIndex.load(d).task for d in dirs] if len(dirs) > 1 else [None]
+    out = []
+    for i in range(len(texts)):
+        hits = [{**h, "task": t} if t else h for t, res in zip(tasks, per_index, strict=True) for h in res[i]]
+        hits.sort(key=lambda h: -h["score"])
+        out.append([{**h, "rank": r + 1} for r, h in enumerate(hits[:k])])
+    return out
 
 
 def resolve_store(path_or_uri: str | os.PathLike) -> str:
@@ -39,7 +54,11 @@ def query_corpus(store: str | os.PathLike, texts: list[str], k: int = 10, embedd
     """
     from retriever.store import CorpusStore
 
-    st = CorpusStore(resolve_store(store))
+    uri = resolve_store(store)
+    if "://" not in uri and not Path(uri).is_dir():  # never create a folder for a mistyped path
+        raise InputError(f"no corpus store at {uri}: give a score folder made by `retriever score` "
+                         "(or its LanceDB store URI)")
+    st = CorpusStore(uri)
     emb = embedder or load_embedder(st.model)
     if canonical_model_id(emb.model_id) != st.model or emb.dim != st.dim:
         raise ModelMismatchError(

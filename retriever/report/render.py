@@ -420,6 +420,7 @@ def _samples(samples: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]]) -
     out = []
     for task, kinds in samples.items():
         out.append(f"<h3>{escape(task)}</h3>")
+        places = _score_decimals([d.get("scores") or {} for k in SAMPLE_KINDS for d in kinds.get(k) or []])
         for kind in SAMPLE_KINDS:
             docs = kinds.get(kind) or []
             if not docs:
@@ -427,7 +428,7 @@ def _samples(samples: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]]) -
             out.append(f'<h4 class="kind">{kind} ({len(docs)})</h4>')
             for d in docs:
                 text = str(d.get("text", ""))
-                sc = ", ".join(f"{k} {_val(v)}" for k, v in (d.get("scores") or {}).items())
+                sc = ", ".join(f"{k} {_score(v, places.get(k, 3))}" for k, v in (d.get("scores") or {}).items())
                 why = f" &middot; {escape(str(d['why']))}" if d.get("why") else ""
                 head = escape(text[:SAMPLE_CHARS])
                 rest = text[SAMPLE_CHARS:SAMPLE_FULL_CHARS]
@@ -444,6 +445,26 @@ def _samples(samples: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]]) -
 
 
 # -- helpers ----------------------------------------------------------------------------------------
+def _score_decimals(rows: Sequence[Mapping[str, Any]], least: int = 3, most: int = 6) -> dict[str, int]:
+    """Per score name, the fewest decimals (``least``..``most``) at which samples whose values
+    differ also print differently (a kept 0.50012 and a borderline 0.49987 must not both read 0.500)."""
+    values: dict[str, set[float]] = {}
+    for r in rows:
+        for k, v in r.items():
+            if isinstance(v, float) and math.isfinite(v):
+                values.setdefault(k, set()).add(v)
+    out = {}
+    for k, vs in values.items():
+        out[k] = next((d for d in range(least, most + 1) if len({round(v, d) for v in vs}) == len(vs)), most)
+    return out
+
+
+def _score(v: Any, places: int) -> str:
+    if isinstance(v, float) and math.isfinite(v) and abs(v) < 1000:
+        return f"{v:.{places}f}"
+    return _val(v)
+
+
 def _val(v: Any) -> str:
     if v is None:
         return "-"

@@ -245,6 +245,17 @@ def curve_svg(
     return _svg("curve", title, body, legend)
 
 
+LABEL_CHARS = 56  # longer bar labels are shortened in the middle (the full one is in the tooltip)
+
+
+def _short(label: str, n: int = LABEL_CHARS) -> str:
+    """``label`` itself, or its start and end around an ellipsis when longer than ``n``."""
+    if len(label) <= n:
+        return label
+    head = (n - 1) // 2
+    return label[:head] + "\u2026" + label[-(n - 1 - head):]
+
+
 def bars_svg(
     items: Sequence[tuple[str, float, str]], *, title: str, xlabel: str, x_max: float | None = None
 ) -> str:
@@ -252,14 +263,18 @@ def bars_svg(
     rows = list(items)
     h = max(80, 24 * len(rows) + MT + 36)
     vmax = x_max if x_max is not None else max([v for _, v, _ in rows] + [1e-12])
-    left, right = 170, 110
-    span = W - left - right
+    labels = [_short(label) for label, _, _ in rows]
+    # the label column fits the longest label (~6.5 px a character at 11 px); the chart widens with it
+    left = int(min(24 + 6.5 * max([len(x) for x in labels] + [0]), 24 + 6.5 * LABEL_CHARS))
+    left, right = max(left, 120), 110
+    width = max(W, left + 300 + right)
+    span = width - left - right
     body = []
     for k, (label, v, note) in enumerate(rows):
         y = MT + 8 + 24 * k
         wpx = max(0.0, span * (v / vmax if vmax else 0))
         body.append(
-            f'<text class="bar-label" x="{left - 6}" y="{y + 13}" text-anchor="end">{escape(label[:28])}</text>'
+            f'<text class="bar-label" x="{left - 6}" y="{y + 13}" text-anchor="end">{escape(labels[k])}</text>'
         )
         body.append(
             f'<rect class="bar" x="{left}" y="{y}" width="{wpx:.1f}" height="16" fill="{PALETTE[0]}">'
@@ -270,7 +285,7 @@ def bars_svg(
         )
     body.append(f'<text class="xlabel" x="{left}" y="{h - 8}">{escape(xlabel)}</text>')
     return (
-        f'<svg class="plot bars" viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" '
+        f'<svg class="plot bars" viewBox="0 0 {width} {h}" width="{width}" height="{h}" role="img" '
         f'aria-label="{escape(title)}"><title>{escape(title)}</title>'
         f'<text class="plot-title" x="{ML}" y="16">{escape(title)}</text>'
         + "\n".join(body)

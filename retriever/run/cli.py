@@ -31,10 +31,14 @@ def _run(args) -> int:
         if args.json:
             print_json(plan)
         else:
+            width = max(map(len, plan), default=0) + 2
             for name, action in plan.items():
-                print(f"{name:<26}{'would be ' + ('skipped' if action == 'skipped' else action.replace('ran', 'run'))}")
+                print(f"{name:<{width}}{'would be ' + ('skipped' if action == 'skipped' else action.replace('ran', 'run'))}")
         return 0
-    outcomes = job.run()
+    from retriever.logs import log_to_file
+
+    with log_to_file(cfg.out / "logs" / "run.log"):
+        outcomes = job.run()
     if args.json:
         print_json([o.__dict__ for o in outcomes])
     else:

@@ -50,17 +50,25 @@ class CorpusSection:
 
 @dataclass(frozen=True)
 class ScoreSection:
+    """``sample``: embed a seeded random sample only: a fraction (0.01, ``"1%"``) or a document
+    count (2000000, ``"2M"``), see :mod:`retriever.score.sample`; unset: every document."""
+
     k: int = 10
     batch_size: int = 256
     top_fraction: float | None = 0.1
     threshold: dict[str, float] = field(default_factory=dict)
     device: str | None = None
     store: bool = True
+    sample: Any = None
 
 
 @dataclass(frozen=True)
 class ConfirmSection:
-    """``panel``: a panel TOML path, or ``"tiny"`` to train a tiny byte-level panel offline."""
+    """``panel``: a panel TOML path, or ``"tiny"`` to train a tiny byte-level panel offline.
+
+    ``max_candidates``: at most this many candidates per task get BPB under the panel (the top ones
+    by similarity), so the stage costs at most ``models x max_candidates`` document forwards.
+    """
 
     panel: str = "tiny"
     tiny_models: int = 6
@@ -70,6 +78,7 @@ class ConfirmSection:
     scorecard_limit: int = 200
     negatives_per_positive: float = 1.0
     max_random_negatives: int = 100_000
+    max_candidates: int | None = None
     estimator: str = "spearman"
     positive_min: float = 0.5
     negative_max: float = 0.0
@@ -165,7 +174,9 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
     corpus = _make(CorpusSection, raw.get("corpus"), "corpus")
     if not corpus.paths:
         raise ConfigError(f"{p}: [corpus] paths = [...] is required")
-    corpus = CorpusSection(**{**corpus.__dict__, "paths": tuple(_rel(base, c) for c in corpus.paths)})
+    corpus = CorpusSection(**{**corpus.__dict__, "paths": tuple(_rel(base, c) for c in corpus.paths),
+                              # a local tokenizer folder is relative to the config, like the paths
+                              "detokenizer": _rel(base, corpus.detokenizer) if corpus.detokenizer else None})
     dataset = _make(DatasetSection, raw.get("dataset"), "dataset")
     for sec in ("distill", "filter", "evaluate", "mix"):
         if not isinstance(raw.get(sec, {}), dict):
@@ -192,11 +203,18 @@ def _check_stage_sections(cfg: RunConfig) -> None:
     try:
         DecisionRules(estimator=c.estimator, positive_min=c.positive_min, negative_max=c.negative_max,
                       positive_top_fraction=c.positive_top_fraction)
-        CandidateRule(negatives_per_positive=c.negatives_per_positive, max_random_negatives=c.max_random_negatives)
+        CandidateRule(negatives_per_positive=c.negatives_per_positive, max_random_negatives=c.max_random_negatives,
+                      max_candidates=c.max_candidates)
     except ConfigError as e:
         raise ConfigError(f"[confirm]: {e}") from e
     if c.panel != "tiny" and not c.panel.endswith(".toml"):
         raise ConfigError(f"[confirm] panel must be \"tiny\" or a panel .toml file, got {c.panel!r}")
+    from retriever.score.sample import parse_sample
+
+    try:
+        parse_sample(cfg.score.sample)
+    except ConfigError as e:
+        raise ConfigError(f"[score]: {e}") from e
     _make(DistillConfig, cfg.distill, "distill")
     _make(FilterConfig, {**filter_kwargs(cfg), "tasks": cfg.task_names}, "filter")
 

@@ -22,17 +22,31 @@ import numpy as np
 
 from retriever.config import GoldSource, TaskSpec, find_task_spec
 from retriever.corpus.sharding import is_hub_id, list_shards
-from retriever.errors import ConfigError
+from retriever.errors import ConfigError, InputError
 from retriever.manifest import file_fingerprint, fingerprint, paths_fingerprint
+from retriever.progress import progress_enabled
 from retriever.run.config import RunConfig, TaskConfig, executor_kwargs, filter_kwargs
 from retriever.run.steps import RunStep, StepOutcome, StepRunner
 
 log = logging.getLogger(__name__)
 
+# options added after runs existed: left out of a step's fingerprint while unset, so an older run
+# folder is not redone for an option it never had
+UNSET_IS_OLD = ("max_candidates",)
+READER_DEFAULTS = {"text_field": "text", "id_field": "id", "tokens_field": "tokens", "detokenizer": None}
 
-def inputs_fingerprint(paths: list[str] | tuple[str, ...]) -> str:
-    """Fingerprint of files / folders / Hub ids (local shards hashed, Hub ids by name)."""
+
+def inputs_fingerprint(paths: list[str] | tuple[str, ...], what: str = "corpus input") -> str:
+    """Fingerprint of files / folders / Hub ids (local shards hashed, Hub ids by name).
+
+    Raises:
+        InputError: a local path does not exist (named as ``what``: "gold source", "corpus input").
+    """
     local = [p for p in paths if not is_hub_id(p) or Path(p).exists()]
+    for p in local:
+        if not Path(p).exists():
+            raise InputError(f"{what} {p} does not exist (a file, a folder or hf://org/name); "
+                             "fix the path in the run config")
     hub = sorted(set(paths) - set(local))
     return fingerprint([paths_fingerprint(list_shards(local)) if local else None, hub])
 
@@ -43,7 +57,7 @@ class RunJob:
     def __init__(self, cfg: RunConfig, progress: bool | None = None):
         self.cfg = cfg
         self.out = cfg.out
-        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.progress = progress_enabled(progress)
 
     # -- paths ------------------------------------------------------------------------------------
     def index_dir(self, task: str) -> Path:
@@ -51,6 +65,20 @@ class RunJob:
 
     def filter_model(self, task: str) -> Path:
         return self.out / "filters" / task / "filter.bin"
+
+    # -- the corpus, read the same way by every stage -----------------------------------------------
+    def reader_options(self) -> dict[str, Any]:
+        """``[corpus]``'s reader options (fields, detokenizer), passed to every stage that reads it."""
+        c = self.cfg.corpus
+        return {"text_field": c.text_field, "id_field": c.id_field, "tokens_field": c.tokens_field,
+                "detokenizer": c.detokenizer}
+
+    def corpus_reader(self):
+        from retriever.corpus.readers import CorpusReader, Detokenizer
+
+        o = self.reader_options()
+        return CorpusReader(text_field=o["text_field"], id_field=o["id_field"], tokens_field=o["tokens_field"],
+                            detokenizer=Detokenizer(o["detokenizer"]) if o["detokenizer"] else None)
 
     # -- specs ------------------------------------------------------------------------------------
     def task_spec(self, t: TaskConfig) -> TaskSpec:
@@ -75,12 +103,15 @@ class RunJob:
                 f"index/{t.name}",
                 {"sources": [dataclasses.asdict(s) for s in spec.sources], "model": spec.model,
                  "factory": spec.factory, "gold": inputs_fingerprint([s.path for s in spec.sources
-                                                                      if Path(s.path).exists() or not s.optional])},
+                                                                      if Path(s.path).exists() or not s.optional],
+                                                                     what=f"gold source of task {t.name!r}:")},
                 lambda spec=spec: self._index(spec), outputs=[self.index_dir(t.name)]))
         corpus_fp = inputs_fingerprint(cfg.corpus.paths)
         sc = cfg.score
         steps.append(RunStep("score", {"corpus": corpus_fp, "corpus_fields": dataclasses.asdict(cfg.corpus),
-                                       "k": sc.k, "store": sc.store},
+                                       "k": sc.k, "store": sc.store,
+                                       # only when set: runs made before sampling existed stay valid
+                                       **({"sample": sc.sample, "seed": cfg.run.seed} if sc.sample is not None else {})},
                              self._score, outputs=[self.out / "scores"], after=[f"index/{t}" for t in tasks]))
         steps.append(RunStep("candidates", {"top_fraction": sc.top_fraction, "threshold": sc.threshold},
                              self._candidates, outputs=[self.out / "scores" / "summary.json"], after=["score"]))
@@ -95,12 +126,16 @@ class RunJob:
                              after=[f"index/{t}" for t in tasks]))
         # the BPB cache (keyed by document, model and weights) survives a rerun, so changing a decision
         # threshold costs seconds; models retrained since are dropped from it in _confirm
-        steps.append(RunStep("confirm", dataclasses.asdict(c), self._confirm, outputs=[self.out / "confirm"],
+        confirm_settings = {k: v for k, v in dataclasses.asdict(c).items()
+                            if not (k in UNSET_IS_OLD and v is None)}
+        steps.append(RunStep("confirm", confirm_settings, self._confirm, outputs=[self.out / "confirm"],
                              keep=[self.out / "confirm" / "bpb"], after=["candidates", "panel"]))
         for t in tasks:
             steps.append(RunStep(f"distill/{t}", dict(cfg.distill), lambda t=t: self._distill(t),
                                  outputs=[self.filter_model(t).parent], after=["confirm"]))
-        steps.append(RunStep("filter", {"filter": cfg.filter, "corpus": corpus_fp}, self._filter,
+        reader = {k: v for k, v in self.reader_options().items() if v != READER_DEFAULTS[k]}
+        steps.append(RunStep("filter", {"filter": cfg.filter, "corpus": corpus_fp,
+                                        **({"reader": reader} if reader else {})}, self._filter,
                              outputs=[self.out / "pools"], after=[f"distill/{t}" for t in tasks]))
         steps.append(RunStep("dataset", dataclasses.asdict(cfg.dataset), self._dataset,
                              outputs=[self.out / "dataset"], after=["filter"]))
@@ -110,8 +145,8 @@ class RunJob:
 
     # -- the one call -----------------------------------------------------------------------------
     def run(self) -> list[StepOutcome]:
+        steps = self.steps()  # checks every input before anything is written
         runner = StepRunner(self.out)
-        steps = self.steps()
         n = len(steps)
 
         def announce(step: RunStep, action: str) -> None:
@@ -135,12 +170,12 @@ class RunJob:
         c, sc = self.cfg.corpus, self.cfg.score
         s = score_corpus([str(self.index_dir(t)) for t in self.cfg.task_names], list(c.paths), self.out / "scores",
                          store="default" if sc.store else None, progress=self.progress, k=sc.k,
-                         batch_size=sc.batch_size, text_field=c.text_field, id_field=c.id_field,
-                         tokens_field=c.tokens_field, detokenizer=c.detokenizer, device=sc.device)
+                         batch_size=sc.batch_size, device=sc.device, sample=sc.sample, seed=self.cfg.run.seed,
+                         **self.reader_options())
         if s["shards"]["failed"]:
             raise ConfigError(f"{len(s['shards']['failed'])} corpus shard(s) could not be read "
                               f"({s['shards']['failed'][:3]}); see {self.out}/scores/failed/, fix, and rerun")
-        return {k: s[k] for k in ("docs_in", "scored", "rejected", "docs_per_second")}
+        return {k: s[k] for k in ("docs_in", "scored", "rejected", "docs_per_second", "sample")}
 
     def _candidates(self) -> dict[str, Any]:
         from retriever.score import summarize
@@ -167,11 +202,13 @@ class RunJob:
                 n_held = min(c.scorecard_limit, len(texts) // 4)
                 held[t.name] = [texts[i] for i in order[:n_held]]
                 corpora[t.name] = [texts[i] for i in order[n_held:n_held + c.tiny_texts]]
-            corpora["generic"] = read_texts(list(self.cfg.corpus.paths), c.tiny_texts, seed)
+            corpora["generic"] = read_texts(list(self.cfg.corpus.paths), c.tiny_texts, seed,
+                                            reader=self.corpus_reader())
             # each model sees its own random mix of the tasks and generic text, so skills differ per task
             names = list(corpora)
             mixes = [dict(zip(names, w, strict=True)) for w in rng.dirichlet([0.6] * len(names), c.tiny_models)]
-            panel_file = train_tiny_panel(pdir, corpora, steps=c.tiny_steps, seed=seed, mixes=mixes)
+            panel_file = train_tiny_panel(pdir, corpora, steps=c.tiny_steps, seed=seed, mixes=mixes,
+                                          progress=self.progress)
         else:
             pdir.mkdir(parents=True, exist_ok=True)
             panel_file = Path(c.panel)
@@ -205,7 +242,8 @@ class RunJob:
         settings = ConfirmSettings(
             tasks=tuple(self.cfg.task_names),
             candidates=CandidateRule(negatives_per_positive=c.negatives_per_positive,
-                                     max_random_negatives=c.max_random_negatives, seed=self.cfg.run.seed),
+                                     max_random_negatives=c.max_random_negatives, seed=self.cfg.run.seed,
+                                     max_candidates=c.max_candidates),
             rules=DecisionRules(estimator=c.estimator, positive_min=c.positive_min, negative_max=c.negative_max,
                                 positive_top_fraction=c.positive_top_fraction),
             bpb=BpbOptions(device=c.device), min_models=c.min_models, metric=c.metric,
@@ -229,8 +267,8 @@ class RunJob:
         kw = filter_kwargs(self.cfg)
         ex = executor_kwargs(self.cfg)
         c = self.cfg.corpus
-        kw.setdefault("text_field", c.text_field)
-        kw.setdefault("id_field", c.id_field)
+        for k, v in self.reader_options().items():  # every reader option, detokenizer included
+            kw.setdefault(k, v)
         fc = FilterConfig(tasks=tuple(self.cfg.task_names), indexes=str(self.out / "filters"), **kw)
         rep = BatchFilter(fc).run(list(c.paths), self.out / "pools", executor=ex["executor"], workers=ex["workers"],
                                   progress=self.progress)
@@ -280,17 +318,19 @@ def drop_stale_bpb(bpb_dir: Path, panel) -> list[str]:
 def format_run_summary(cfg: RunConfig, outcomes: list[StepOutcome]) -> str:
     """One screen: what each step did, and per task what was kept."""
     lines = [f"run {cfg.out}  ({cfg.path})"]
+    width = max((len(o.name) for o in outcomes), default=0) + 2
     for o in outcomes:
-        lines.append(f"  {o.name:<24}{o.action:<9}{o.seconds:>8.1f} s")
+        lines.append(f"  {o.name:<{width}}{o.action:<9}{o.seconds:>8.1f} s")
     res = {o.name: o.result or {} for o in outcomes}
-    lines.append(f"{'task':<20}{'candidates':>11}{'positive':>10}{'negative':>10}{'filter F1':>10}{'AUC':>7}")
+    tw = max([len("task"), *map(len, cfg.task_names)]) + 2
+    lines.append(f"{'task':<{tw}}{'candidates':>11}{'positive':>10}{'negative':>10}{'filter F1':>10}{'AUC':>7}")
     cand = res.get("candidates", {})
     conf = res.get("confirm", {})
     for t in cfg.task_names:
         lab = conf.get(t, {}) if isinstance(conf.get(t), dict) else {}
         dist = res.get(f"distill/{t}", {})
         f1, auc = dist.get("f1"), dist.get("roc_auc")
-        lines.append(f"{t:<20}{cand.get(t, {}).get('candidates', '-'):>11}{lab.get('positive', '-'):>10}"
+        lines.append(f"{t:<{tw}}{cand.get(t, {}).get('candidates', '-'):>11}{lab.get('positive', '-'):>10}"
                      f"{lab.get('negative', '-'):>10}{'-' if f1 is None else f'{f1:.3f}':>10}"
                      f"{'-' if auc is None else f'{auc:.3f}':>7}")
     ds = res.get("dataset", {})
@@ -298,4 +338,5 @@ def format_run_summary(cfg: RunConfig, outcomes: list[StepOutcome]) -> str:
         lines.append(f"training set: {cfg.out / 'dataset'}  ({ds.get('documents', '?')} documents, "
                      f"{ds.get('tokens', '?')} tokens)")
     lines.append(f"report: {cfg.out / 'report.html'}")
+    lines.append(f"logs: {cfg.out / 'logs' / 'run.log'}")
     return "\n".join(lines)

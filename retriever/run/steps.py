@@ -68,8 +68,7 @@ class StepRunner:
     """Runs steps in order under ``run_dir`` (see module docstring)."""
 
     def __init__(self, run_dir: str | Path):
-        self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir = Path(run_dir)  # created at the first save: --plan and failed checks leave none
         self.state_path = self.run_dir / STATE_FILE
         self.state: dict[str, Any] = read_json(self.state_path) if self.state_path.exists() else {"steps": {}}
 
@@ -146,6 +145,7 @@ class StepRunner:
         return outcomes
 
     def _save(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.state_path, self.state)
 
 

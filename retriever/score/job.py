@@ -29,6 +29,8 @@ from retriever.corpus.writers import AtomicWriter, RejectWriter, read_json, writ
 from retriever.data import Rejected
 from retriever.errors import InputError, ModelMismatchError
 from retriever.manifest import check_or_write_manifest
+from retriever.progress import progress_bar, progress_enabled
+from retriever.score.sample import DocSampler
 from retriever.stats import Stats
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,9 @@ class ScoreJob:
         meta_fields: record fields copied as string columns (``cluster_id``), null when absent.
         device: embedding device (``None``: CUDA when available).
         embed_batch_size: texts per forward pass inside the embedder.
+        sample: embed only the documents this sampler keeps (a seeded hash of the id, see
+            :mod:`retriever.score.sample`); the others are counted as ``dropped/unsampled`` and
+            never detokenized or embedded. ``None``: every document.
     """
 
     index_dirs: list[str]
@@ -65,11 +70,14 @@ class ScoreJob:
     meta_fields: tuple[str, ...] = ("cluster_id",)
     device: str | None = None
     embed_batch_size: int = 64
+    sample: DocSampler | None = None
     _scorer: Any = field(default=None, repr=False, compare=False)
+    _bar: Any = field(default=None, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
         d = dict(self.__dict__)
         d["_scorer"] = None  # models are loaded again in each worker
+        d["_bar"] = None
         return d
 
     # -- set-up -----------------------------------------------------------------------------------
@@ -120,6 +128,7 @@ class ScoreJob:
             "tokens_field": self.tokens_field,
             "detokenizer": self.detokenizer,
             "meta_fields": list(self.meta_fields),
+            "sample": self.sample.settings() if self.sample is not None else None,
         }
 
     def reader(self) -> CorpusReader:
@@ -158,12 +167,28 @@ class ScoreJob:
         rejects = RejectWriter(self.out / "rejected" / f"{name}.jsonl")
         schema = self._schema(pa, scorer)
 
+        reader = self.reader()
+        sampler = self.sample
+
         def docs():
-            for rec in self.reader().read(shard):
+            for row, rec in reader.iter_records(shard):
                 stats.inc("seen")
+                if sampler is not None and isinstance(rec, dict):
+                    # decided on the raw record, before any detokenizing: an unsampled document
+                    # costs one hash
+                    doc_id = rec.get(self.id_field)
+                    if not sampler.keep(f"{name}:{row}" if doc_id is None else str(doc_id)):
+                        stats.inc("dropped/unsampled")
+                        if self._bar is not None:
+                            self._bar.update(1)  # the bar counts records read (its total)
+                        continue
+                if not isinstance(rec, Rejected):
+                    rec = reader.to_doc(shard, row, rec)
                 if isinstance(rec, Rejected):
                     stats.inc(f"rejected/{rec.reason}")
                     rejects.add(rec)
+                    if self._bar is not None:
+                        self._bar.update(1)
                     continue
                 yield rec
 
@@ -174,6 +199,8 @@ class ScoreJob:
                     writer.write_table(self._table(pa, schema, batch, sc, name))
                     stats.inc("kept", len(batch))
                     stats.inc("chars", sum(len(d.text) for d in batch))
+                    if self._bar is not None:
+                        self._bar.update(len(batch))
             finally:
                 writer.close()
         rejects.close()
@@ -182,15 +209,15 @@ class ScoreJob:
         (self.out / "failed" / f"{name}.json").unlink(missing_ok=True)
         return stats
 
-    def run(self, rank: int = 0, world_size: int = 1, progress: bool = False) -> Stats:
+    def run(self, rank: int = 0, world_size: int = 1, progress: bool | None = False) -> Stats:
         """Score this rank's shards (``get_shard``); a shard that fails is recorded and skipped."""
         total = Stats()
         mine = get_shard(self.shards(), rank, world_size)
         bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(mine), desc="score shards", unit="shard")
+        if progress_enabled(progress):
+            todo = [s for s in mine if not self.is_done(s)]
+            bar = progress_bar(total=count_rows(todo), desc="score", unit="doc", progress=progress)
+            self._bar = bar
         for shard in mine:
             try:
                 total += self.score_shard(shard, rank)
@@ -202,11 +229,9 @@ class ScoreJob:
                                   {"shard": shard, "error": f"{type(e).__name__}: {e}",
                                    "traceback": traceback.format_exc()})
                 total.inc("failed_shards")
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(docs=total.counts["kept"])
         if bar is not None:
             bar.close()
+            self._bar = None
         return total
 
     # -- output rows ------------------------------------------------------------------------------
@@ -235,6 +260,27 @@ class ScoreJob:
         dim = sc.vectors.shape[1]
         cols["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(sc.vectors.reshape(-1)), dim)
         return pa.table(cols, schema=schema)
+
+
+def count_rows(shards: list[str], max_bytes: int = 2 << 30) -> int | None:
+    """Records in ``shards`` when cheap to know (parquet metadata, uncompressed jsonl up to
+    ``max_bytes`` in all), else ``None``: the total of the progress bar, for its ETA."""
+    n, jsonl_bytes = 0, 0
+    for s in shards:
+        p = Path(s)
+        if not p.is_file():
+            return None
+        if p.suffix == ".parquet":
+            n += require("pyarrow.parquet").ParquetFile(p).metadata.num_rows
+        elif p.suffix == ".jsonl":
+            jsonl_bytes += p.stat().st_size
+            if jsonl_bytes > max_bytes:
+                return None
+            with open(p, "rb") as fh:
+                n += sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+        else:
+            return None
+    return n
 
 
 def shard_outputs(out_dir: str | os.PathLike) -> dict[str, Path]:

@@ -89,3 +89,59 @@ def iter_scored_docs(score_dir: str | os.PathLike, ids: set[str] | None = None, 
                 if thr.get(t) is not None:
                     rec.metadata[f"candidate/{t}"] = bool(tbl[f"score_{t}"][i] >= thr[t])
             yield rec
+
+
+def top_documents(score_dir: str | os.PathLike, n: int, column: str = "score") -> dict[str, list[dict]]:
+    """Per task, the ``n`` best-scored documents ``[{rank, id, shard, row, score, preview}]``.
+
+    Streams the score files one at a time (memory: one shard's id/score/preview columns).
+    """
+    import numpy as np
+
+    pq = require("pyarrow.parquet")
+    tasks = score_columns(score_dir)
+    best: dict[str, list[tuple[float, dict]]] = {t: [] for t in tasks}
+    for name, path in shard_outputs(score_dir).items():
+        tbl = pq.read_table(path, columns=["id", "row", "preview"] + [f"{column}_{t}" for t in tasks])
+        for t in tasks:
+            s = tbl.column(f"{column}_{t}").to_numpy(zero_copy_only=False)  # [n_docs]
+            top = np.argsort(-s, kind="stable")[:n]
+            best[t] += [(float(s[i]), {"id": tbl.column("id")[int(i)].as_py(), "shard": name,
+                                       "row": tbl.column("row")[int(i)].as_py(),
+                                       "preview": tbl.column("preview")[int(i)].as_py()}) for i in top]
+    out = {}
+    for t, items in best.items():
+        items.sort(key=lambda x: -x[0])
+        out[t] = [{"rank": r + 1, "score": sc, **h} for r, (sc, h) in enumerate(items[:n])]
+    return out
+
+
+def export_candidates(score_dir: str | os.PathLike, out_dir: str | os.PathLike) -> dict[str, int]:
+    """Write each task's candidates with their full text to ``OUT/<task>.jsonl.gz``.
+
+    One datatrove-style record per line, ``{"id", "text", "metadata"}`` (metadata: the scores
+    ``sim/<task>``, ``simk/<task>``, ``candidate/<task>`` and the shard row), readable by datatrove's
+    ``JsonlReader`` and by ``datasets.load_dataset("json", ...)``. Tasks without a threshold are
+    skipped. Returns documents written per task.
+    """
+    import gzip
+
+    import orjson
+
+    from retriever.corpus.writers import AtomicWriter
+
+    out = Path(out_dir)
+    thr = candidate_thresholds(score_dir)
+    if not any(v is not None for v in thr.values()):
+        raise InputError(f"no task of {score_dir} has a threshold; pass --top-fraction or --threshold TASK=SCORE")
+    counts = {}
+    for task, t in thr.items():
+        if t is None:
+            continue
+        n = 0
+        with AtomicWriter(out / f"{task}.jsonl.gz") as tmp, gzip.open(tmp, "wb") as fh:
+            for d in iter_scored_docs(score_dir, task=task, candidates_only=True):
+                fh.write(orjson.dumps({"id": d.id, "text": d.text, "metadata": d.metadata}, default=str) + b"\n")
+                n += 1
+        counts[task] = n
+    return counts

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 from retriever.corpus.writers import read_json, write_json_atomic
 from retriever.errors import InputError
 from retriever.score.job import ScoreJob, shard_outputs
+from retriever.score.sample import DocSampler, SampleSpec, parse_sample, resolve_sample
 from retriever.score.select import summarize
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,8 @@ def score_corpus(
     workers: int | None = None,
     progress: bool = False,
     executor_settings: dict[str, Any] | None = None,
+    sample: Any = None,
+    seed: int = 0,
     **job_kwargs: Any,
 ) -> dict[str, Any]:
     """Score every corpus document against every task index, then summarize and fill the store.
@@ -41,13 +45,34 @@ def score_corpus(
         executor: ``inline`` (this process), or a datatrove executor ``local`` / ``slurm`` / ``ray``
             (through :func:`retriever.executors.run_sharded`), which spreads shards over workers.
         workers: parallel workers for datatrove executors.
+        sample: embed a seeded random sample only: a fraction (0.01, ``"1%"``), a document count
+            (2_000_000, ``"2M"``: the fraction is count / corpus size, from parquet metadata or a
+            prefix estimate, logged and recorded), or a :class:`~retriever.score.sample.SampleSpec`.
+        seed: the sample's hash key.
         **job_kwargs: :class:`ScoreJob` options (k, batch_size, text_field, detokenizer, ...).
 
     Returns:
         The summary dict (also written to ``<out_dir>/summary.json``).
     """
-    job = ScoreJob(index_dirs=list(index_dirs), corpus=list(corpus), out_dir=str(out_dir), **job_kwargs)
-    shards = job.prepare()
+    sampler = sampler_for(sample, corpus, out_dir, seed)
+    job = ScoreJob(index_dirs=list(index_dirs), corpus=list(corpus), out_dir=str(out_dir), sample=sampler,
+                   **job_kwargs)
+    created = not Path(out_dir).exists()
+    try:
+        shards = job.prepare()
+        summary = _score(job, shards, out_dir, top_fraction, thresholds, store, ann_min_rows, executor,
+                         workers, progress, executor_settings)
+    except BaseException:
+        # a run that failed before finishing any shard leaves nothing behind (no manifest that a
+        # corrected rerun would then refuse); a partial run stays, to be resumed
+        if created and not any((Path(out_dir) / "done").glob("*.json")):
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    return summary
+
+
+def _score(job, shards, out_dir, top_fraction, thresholds, store, ann_min_rows, executor, workers,
+           progress, executor_settings) -> dict[str, Any]:
     if executor == "inline":
         job.run(progress=progress)
     else:
@@ -75,6 +100,29 @@ def score_corpus(
                f"see {Path(out_dir) / 'rejected'}")
         )
     return summary
+
+
+def sampler_for(sample: Any, corpus: list[str], out_dir: str | os.PathLike, seed: int = 0) -> DocSampler | None:
+    """The sampler of a score run; a count becomes a fraction of the corpus size (see
+    :func:`score_corpus`). A resumed run reuses the fraction its manifest recorded, so a corpus that
+    grew since does not change which documents are sampled."""
+    spec = sample if sample is None or isinstance(sample, SampleSpec) else parse_sample(sample, seed)
+    if spec is None or spec.fraction is not None:
+        return resolve_sample(spec)
+    man = Path(out_dir) / "manifest.json"
+    prior = read_json(man)["settings"].get("sample") if man.exists() else None
+    if prior and prior.get("requested") == spec.describe() and prior.get("seed") == spec.seed:
+        return DocSampler(**prior)
+    from retriever.corpus.sharding import list_shards
+    from retriever.corpus.size import corpus_size
+
+    size = corpus_size(list_shards(corpus))
+    if not size.docs:
+        raise InputError(f"cannot tell the size of {corpus} ({size.method}) to turn a sample count "
+                         "into a fraction; pass the sample as a fraction")
+    sampler = resolve_sample(spec, size.docs, size.method)
+    log.info("sample: %s", sampler.basis)
+    return sampler
 
 
 def ingest_store(out_dir: str | os.PathLike, uri: str | None = None, ann_min_rows: int = 100_000) -> int:

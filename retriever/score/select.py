@@ -102,30 +102,98 @@ def histograms(score_dir: str | os.PathLike, column: str = "score") -> dict[str,
 
 
 def choose_thresholds(hists: dict[str, ScoreHistogram], top_fraction: float | None = None,
-                      thresholds: dict[str, float] | None = None) -> dict[str, dict[str, Any]]:
-    """Per task, the candidate threshold and how it was chosen (explicit threshold wins)."""
-    thresholds = thresholds or {}
-    unknown = sorted(set(thresholds) - set(hists))
+                      thresholds: dict[str, float] | None = None,
+                      top_fractions: dict[str, float] | None = None) -> dict[str, dict[str, Any]]:
+    """Per task, the candidate threshold and how it was chosen.
+
+    Precedence per task: an explicit ``thresholds[task]``, then ``top_fractions[task]``, then the
+    shared ``top_fraction``; with none of them the task has no candidates.
+    """
+    thresholds, top_fractions = thresholds or {}, top_fractions or {}
+    unknown = sorted((set(thresholds) | set(top_fractions)) - set(hists))
     if unknown:
         raise ConfigError(f"--threshold names unknown task(s) {unknown}; tasks here: {sorted(hists)}")
-    if top_fraction is not None and not 0 < top_fraction <= 1:
-        raise ConfigError(f"--top-fraction must be in (0, 1], got {top_fraction}")
+    for f in [top_fraction, *top_fractions.values()]:
+        if f is not None and not 0 < f <= 1:
+            raise ConfigError(f"--top-fraction must be in (0, 1], got {f}")
     out = {}
     for t, h in hists.items():
+        frac = top_fractions.get(t, top_fraction)
         if t in thresholds:
-            out[t] = {"threshold": float(thresholds[t]), "rule": f"score >= {thresholds[t]} (--threshold)"}
-        elif top_fraction is not None:
-            thr = h.threshold_for_top(top_fraction)
-            out[t] = {"threshold": thr, "rule": f"top {top_fraction:g} of documents by score"}
+            out[t] = {"threshold": float(thresholds[t]), "rule": f"score >= {thresholds[t]} (--threshold)",
+                      "top_fraction": None}
+        elif frac is not None:
+            out[t] = {"threshold": h.threshold_for_top(frac), "rule": f"top {frac:g} of documents by score",
+                      "top_fraction": frac}
         else:
-            out[t] = {"threshold": None, "rule": "no threshold set"}
+            out[t] = {"threshold": None, "rule": "no threshold set", "top_fraction": None}
         thr = out[t]["threshold"]
         out[t]["candidates"] = h.count_at_least(thr) if thr is not None else 0
     return out
 
 
+def previous_rules(summary: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
+    """The rules of an earlier ``summary.json``: (explicit thresholds, top fractions) per task."""
+    thresholds, fractions = {}, {}
+    for t, d in (summary.get("tasks") or {}).items():
+        rule = str(d.get("rule", ""))
+        if d.get("top_fraction") is not None:
+            fractions[t] = float(d["top_fraction"])
+        elif rule.endswith("(--threshold)") and d.get("threshold") is not None:
+            thresholds[t] = float(d["threshold"])
+        elif rule.startswith("top ") and summary.get("top_fraction") is not None:  # older summaries
+            fractions[t] = float(summary["top_fraction"])
+    return thresholds, fractions
+
+
+def rethreshold(score_dir: str | os.PathLike, top_fraction: float | None = None,
+                thresholds: dict[str, float] | None = None, keep: bool = True,
+                column: str = "score") -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``retriever candidates``: new rules for some tasks, the earlier rules for the others.
+
+    A ``top_fraction`` applies to every task without a ``thresholds`` entry (replacing their earlier
+    rules); without one, tasks not named in ``thresholds`` keep the rule of the last summary
+    (``keep=False``: they get none). Returns the new summary (written to ``summary.json``) and one
+    change record per task: ``{task, before, after}`` with rule, threshold and candidates.
+    """
+    path = Path(score_dir) / "summary.json"
+    prev = read_json(path) if path.exists() else {}
+    thresholds = dict(thresholds or {})
+    fractions: dict[str, float] = {}
+    if keep and top_fraction is None and prev:
+        old_thr, old_frac = previous_rules(prev)
+        thresholds = {**{t: v for t, v in old_thr.items() if t not in thresholds}, **thresholds}
+        fractions = {t: f for t, f in old_frac.items() if t not in thresholds}
+    summary = summarize(score_dir, top_fraction, thresholds, column, top_fractions=fractions)
+    changes = []
+    for t, d in summary["tasks"].items():
+        before = (prev.get("tasks") or {}).get(t)
+        fields = ("rule", "threshold", "candidates")
+        changes.append({"task": t, "before": {k: before.get(k) for k in fields} if before else None,
+                        "after": {k: d.get(k) for k in fields}})
+    return summary, changes
+
+
+def format_changes(changes: list[dict[str, Any]]) -> str:
+    """One line per task: what re-thresholding changed (or that it kept the rule)."""
+    lines = []
+    for c in changes:
+        b, a = c["before"], c["after"]
+        thr = "-" if a["threshold"] is None else f"{a['threshold']:.4f}"
+        if b is None:
+            lines.append(f"{c['task']}: {a['rule']} -> {a['candidates']:,} candidates (threshold {thr})")
+        elif b == a:
+            lines.append(f"{c['task']}: unchanged ({a['rule']}, {a['candidates']:,} candidates)")
+        else:
+            bthr = "-" if b["threshold"] is None else f"{b['threshold']:.4f}"
+            lines.append(f"{c['task']}: {b['rule']} -> {a['rule']}; threshold {bthr} -> {thr}; "
+                         f"candidates {b['candidates']:,} -> {a['candidates']:,}")
+    return "\n".join(lines)
+
+
 def summarize(score_dir: str | os.PathLike, top_fraction: float | None = None,
-              thresholds: dict[str, float] | None = None, column: str = "score") -> dict[str, Any]:
+              thresholds: dict[str, float] | None = None, column: str = "score",
+              top_fractions: dict[str, float] | None = None) -> dict[str, Any]:
     """Counters of all shards, candidates per task and score distributions; written to summary.json."""
     out = Path(score_dir)
     stats = Stats()
@@ -134,7 +202,7 @@ def summarize(score_dir: str | os.PathLike, top_fraction: float | None = None,
     failed = [read_json(p) for p in sorted((out / "failed").glob("*.json"))] if (out / "failed").is_dir() else []
     shards = read_json(out / "shards.json") if (out / "shards.json").exists() else {}
     hists = histograms(score_dir, column)
-    chosen = choose_thresholds(hists, top_fraction, thresholds)
+    chosen = choose_thresholds(hists, top_fraction, thresholds, top_fractions)
     c = stats.counts
     summary = {
         "docs_in": c["seen"],
@@ -148,11 +216,20 @@ def summarize(score_dir: str | os.PathLike, top_fraction: float | None = None,
         "seconds": round(stats.seconds, 2),
         "docs_per_second": round(c["kept"] / stats.seconds, 2) if stats.seconds else None,
         "column": column,
+        "sample": _sample_info(out, c),
         "top_fraction": top_fraction,
         "tasks": {t: {**chosen[t], "distribution": hists[t].describe()} for t in hists},
     }
     write_json_atomic(out / "summary.json", summary)
     return summary
+
+
+def _sample_info(out: Path, c) -> dict[str, Any] | None:
+    man = out / "manifest.json"
+    sample = read_json(man)["settings"].get("sample") if man.exists() else None
+    if sample is None:
+        return None
+    return {**sample, "unsampled": c["dropped/unsampled"]}
 
 
 def format_summary(s: dict[str, Any]) -> str:
@@ -161,6 +238,8 @@ def format_summary(s: dict[str, Any]) -> str:
         f"docs in {s['docs_in']:,}  scored {s['scored']:,}  rejected {s['rejected']:,} "
         f"{s['rejected_by_reason'] or ''}  shards {s['shards']['done']}/{s['shards']['total']} done"
         + (f", {len(s['shards']['failed'])} FAILED" if s["shards"]["failed"] else ""),
+        *([f"sampled {s['sample']['requested']} (fraction {s['sample']['fraction']:.6g}): "
+           f"{s['sample']['unsampled']:,} documents not embedded"] if s.get("sample") else []),
         f"{'task':<20}{'candidates':>11}{'threshold':>11}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}  rule",
     ]
     for t, d in s["tasks"].items():

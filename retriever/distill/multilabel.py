@@ -1,0 +1,219 @@
+"""One fastText student for every task: one tokenization and one n-gram hashing per document.
+
+Filtering T tasks with T binary students reads, tokenizes and hashes every document T times.
+:class:`MultiLabelDistiller` trains one model with ``loss = "ova"`` (one-vs-all: an independent
+sigmoid per label) on the union of the tasks' label sets: a document's line carries
+``__label__<task>`` for every task that labelled it positive, and ``__label__none`` when it is
+positive for none (so negatives are trained on too). ``P(__label__<task>)`` then plays the role of
+each per-task student's ``P(positive)``; per-task thresholds and pools stay as they were
+(:class:`~retriever.batch_filter.scorer.FastTextScorer` scores all tasks sharing one model file in
+one call).
+
+Trade-off, said plainly: a document in task A's label set but absent from task B's is a negative
+for B in the multi-label model (B's own student never saw it). The held-out check below measures
+what that costs: each task's held-out rows (the same stratified split as the per-task student's)
+are never trained on by the multi-label model, and with ``compare=True`` per-task students are
+trained on exactly the same training rows, so the ROC-AUC gap is measured on the same labels.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from retriever._deps import require
+from retriever.corpus import AtomicWriter, write_json_atomic
+from retriever.distill.labels import (
+    NEGATIVE,
+    POSITIVE,
+    LabelSet,
+    fasttext_text,
+    load_labels,
+    split_indices,
+)
+from retriever.distill.metrics import classification_metrics
+from retriever.distill.train import LABEL_PREFIX, DistillConfig, model_manifest_path
+from retriever.errors import ConfigError
+
+if TYPE_CHECKING:
+    from fasttext.FastText import _FastText
+
+NONE_LABEL = "none"
+KIND = "fasttext-multilabel"
+
+
+def task_label(task: str) -> str:
+    """The fastText label of ``task`` in a multi-label model (``__label__<task>``)."""
+    return LABEL_PREFIX + task
+
+
+@dataclass
+class MultiLabelReport:
+    """What :class:`MultiLabelDistiller` produced: the model, its manifest, per-task metrics."""
+
+    tasks: list[str]
+    model_path: str
+    manifest_path: str
+    n_train: int
+    metrics: dict[str, dict[str, Any]]
+    per_task: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: float = 0.0
+    manifest: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    def auc_gap(self) -> dict[str, float]:
+        """Per task: multi-label ROC-AUC minus per-task ROC-AUC (needs ``compare=True``)."""
+        return {t: self.metrics[t]["roc_auc"] - self.per_task[t]["roc_auc"] for t in self.per_task}
+
+
+def predict_tasks(model: _FastText, texts: list[str], tasks: list[str], max_chars: int = 0) -> np.ndarray:
+    """``P(__label__<task>)`` of each text, one fastText call for all tasks. ``[n_texts, n_tasks]``."""
+    out = np.zeros((len(texts), len(tasks)), dtype=np.float64)
+    if not texts:
+        return out
+    col = {task_label(t): j for j, t in enumerate(tasks)}
+    lines = [fasttext_text(t[:max_chars] if max_chars else t) for t in texts]
+    labels, probs = model.predict(lines, k=-1, threshold=0.0)
+    for k, (labs, ps) in enumerate(zip(labels, probs, strict=True)):
+        for lab, p in zip(labs, ps, strict=True):
+            j = col.get(lab)
+            if j is not None:
+                out[k, j] = float(p)
+    return out
+
+
+class MultiLabelDistiller:
+    """Stage: the label sets of several tasks -> one one-vs-all fastText model and its manifest.
+
+    Args:
+        config: hyperparameters and split, as for the per-task student (``loss`` is forced to
+            ``ova``: softmax would make the tasks compete for one probability mass).
+    """
+
+    name = "distill-multilabel"
+
+    def __init__(self, config: DistillConfig | None = None):
+        self.config = config or DistillConfig()
+
+    def run(self, labels: str | os.PathLike, tasks: list[str], out: str | os.PathLike,
+            compare: bool = False) -> MultiLabelReport:
+        """Train on every task's training rows, measure each task on its held-out rows, save.
+
+        Args:
+            labels: labels file or folder (``<task>.parquet``), as for ``retriever distill``.
+            tasks: the tasks; each becomes a label.
+            out: model path (``filters/multilabel/filter.bin``); manifest beside it.
+            compare: also train one per-task student per task on the same training rows and
+                report its held-out metrics (``per_task``): the quality check of the one-pass design.
+
+        Raises:
+            ConfigError: fewer than one task, a task named ``none``, too few labelled rows.
+        """
+        t0 = time.perf_counter()
+        cfg = self.config
+        if not tasks or len(set(tasks)) != len(tasks):
+            raise ConfigError(f"a multi-label student needs distinct tasks, got {tasks}")
+        if NONE_LABEL in tasks:
+            raise ConfigError(f"a task may not be called {NONE_LABEL!r} (the multi-label model's negative label)")
+        sets = {t: load_labels(labels, t) for t in tasks}
+        splits = {t: split_indices(s.labels, cfg.test_fraction, cfg.seed) for t, s in sets.items()}
+        # a document held out for any task is trained on by no model: the check stays honest
+        held = {sets[t].ids[i] for t in tasks for i in splits[t][1]}
+        lines = training_lines(sets, {t: splits[t][0] for t in tasks}, held)
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        metrics: dict[str, dict[str, Any]] = {}
+        per_task: dict[str, dict[str, Any]] = {}
+        with tempfile.TemporaryDirectory(dir=out.parent, prefix=".distill-ml-") as tmp:
+            model = self._train(lines, Path(tmp) / "train.txt", loss="ova")
+            for t in tasks:
+                y, texts = _heldout(sets[t], splits[t][1])
+                p = predict_tasks(model, texts, [t], cfg.max_chars)[:, 0]
+                metrics[t] = classification_metrics(y, p, cfg.threshold)
+            if compare:
+                for t in tasks:
+                    one = [(text, ([POSITIVE] if t in labs else [NEGATIVE]))
+                           for text, labs, tasks_of in lines if t in tasks_of]
+                    m = self._train(one, Path(tmp) / f"train-{t}.txt", loss=cfg.loss)
+                    y, texts = _heldout(sets[t], splits[t][1])
+                    p = _predict_label(m, texts, LABEL_PREFIX + POSITIVE, cfg.max_chars)
+                    per_task[t] = classification_metrics(y, p, cfg.threshold)
+            if cfg.refit:
+                lines = training_lines(sets, {t: np.concatenate(splits[t]) for t in tasks}, set())
+                model = self._train(lines, Path(tmp) / "refit.txt", loss="ova")
+            with AtomicWriter(out) as tmp_model:
+                model.save_model(str(tmp_model))
+        manifest = {
+            "kind": KIND,
+            "tasks": list(tasks),
+            "labels_of_tasks": {t: task_label(t) for t in tasks},
+            "none_label": task_label(NONE_LABEL),
+            "labels": {"source": str(labels), "files": {t: s.sources for t, s in sets.items()}},
+            "data_fingerprint": {t: s.fingerprint() for t, s in sets.items()},
+            "n_train_lines": len(lines),
+            "n_heldout": {t: int(len(splits[t][1])) for t in tasks},
+            "trained_on": "train+test (refit)" if cfg.refit else "train split (held-out rows of every task excluded)",
+            "config": {**asdict(cfg), "loss": "ova"},
+            "metrics": metrics,
+            **({"per_task_metrics": per_task} if per_task else {}),
+            "model_file": out.name,
+            "model_bytes": out.stat().st_size,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        mpath = model_manifest_path(out)
+        write_json_atomic(mpath, manifest)
+        return MultiLabelReport(list(tasks), str(out), str(mpath), len(lines), metrics, per_task,
+                                time.perf_counter() - t0, manifest)
+
+    def _train(self, lines: list[tuple], path: Path, loss: str) -> _FastText:
+        fasttext = require("fasttext")
+        cfg = self.config
+        order = np.random.default_rng(cfg.seed).permutation(len(lines))
+        with open(path, "w", encoding="utf-8") as fh:
+            for i in order:
+                text, labs = lines[i][0], lines[i][1]
+                text = fasttext_text(text[: cfg.max_chars] if cfg.max_chars else text)
+                fh.write(" ".join(LABEL_PREFIX + lab for lab in labs) + f" {text}\n")
+        return fasttext.train_supervised(input=str(path), **{**cfg.fasttext_args(), "loss": loss})
+
+
+def training_lines(sets: dict[str, LabelSet], rows: dict[str, np.ndarray],
+                   exclude: set[str]) -> list[tuple[str, list[str], set[str]]]:
+    """One line per document id: ``(text, labels, tasks that labelled it)``.
+
+    ``labels`` are the tasks whose positive it is, or ``[none]``; the first text seen for an id is
+    used. Ids in ``exclude`` (held out somewhere) and non positive/negative rows are left out.
+    """
+    by_id: dict[str, tuple[str, list[str], set[str]]] = {}
+    for t, s in sets.items():
+        for i in rows[t]:
+            lab = s.labels[i]
+            if lab not in (POSITIVE, NEGATIVE) or s.ids[i] in exclude:
+                continue
+            text, pos, seen = by_id.setdefault(s.ids[i], (s.texts[i], [], set()))
+            seen.add(t)
+            if lab == POSITIVE and t not in pos:
+                pos.append(t)
+    return [(text, pos or [NONE_LABEL], seen) for text, pos, seen in by_id.values()]
+
+
+def _heldout(s: LabelSet, idx: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    return np.array([s.labels[i] == POSITIVE for i in idx]), [s.texts[i] for i in idx]
+
+
+def _predict_label(model, texts: list[str], label: str, max_chars: int) -> np.ndarray:
+    out = np.zeros(len(texts))
+    if not texts:
+        return out
+    labels, probs = model.predict([fasttext_text(t[:max_chars] if max_chars else t) for t in texts], k=-1)
+    for k, (labs, ps) in enumerate(zip(labels, probs, strict=True)):
+        for lab, p in zip(labs, ps, strict=True):
+            if lab == label:
+                out[k] = float(p)
+                break
+    return out

@@ -1,0 +1,151 @@
+"""Where logs go: ours on the terminal, third-party ones (datatrove/loguru, LanceDB, transformers,
+Python warnings) in a log file, and on the terminal only with ``-v`` (or when they are errors).
+
+:func:`setup_logging` is called once by the CLI; :func:`log_to_file` adds the run folder's log file
+(``RUN/logs/run.log``) for the duration of a command. datatrove logs through loguru, and each of its
+tasks re-adds a raw ``sys.stderr`` sink (with colour codes); those sinks are turned into records of
+the stdlib logger ``datatrove`` here, so they follow the same rule.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_OWN = "retriever"
+_LEVELS = {"TRACE": logging.DEBUG, "DEBUG": logging.DEBUG, "INFO": logging.INFO, "SUCCESS": logging.INFO,
+           "WARNING": logging.WARNING, "ERROR": logging.ERROR, "CRITICAL": logging.CRITICAL}
+_state = {"verbose": False, "patched": False}
+
+
+class _TerminalFilter(logging.Filter):
+    """Our records always; third-party ones with ``-v`` or from ERROR up."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _state["verbose"] or record.levelno >= logging.ERROR:
+            return True
+        return record.name == _OWN or record.name.startswith(_OWN + ".")
+
+
+class _TerminalHandler(logging.StreamHandler):
+    """Writes to the current ``sys.stderr`` (pytest's capture, a replaced stream)."""
+
+    def __init__(self):
+        super().__init__()
+        self.addFilter(_TerminalFilter())
+        self.setFormatter(logging.Formatter(FORMAT))
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):  # StreamHandler.__init__ sets it
+        pass
+
+
+class _LoguruToLogging:
+    """A file-like loguru sink: each formatted line becomes a record of the ``datatrove`` logger."""
+
+    def write(self, message: str) -> None:
+        for line in str(message).splitlines():
+            if not line.strip():
+                continue
+            parts = [p.strip() for p in line.split("|", 2)]
+            level = _LEVELS.get(parts[1], logging.INFO) if len(parts) == 3 else logging.INFO
+            logging.getLogger("datatrove").log(level, parts[2] if len(parts) == 3 else line)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:  # loguru colourizes only terminals
+        return False
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Terminal logging for a CLI command (idempotent; ``verbose`` shows debug and third-party logs)."""
+    _state["verbose"] = bool(verbose)
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if isinstance(h, _TerminalHandler):
+            root.removeHandler(h)
+    root.addHandler(_TerminalHandler())
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger(_OWN).setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.captureWarnings(True)  # warnings -> the "py.warnings" logger (file; terminal with -v)
+    if not verbose:
+        # raised in every forked child (datatrove workers, tokenizers); harmless for our one-writer use
+        warnings.filterwarnings("ignore", message="lancedb fork support is experimental",
+                                category=RuntimeWarning)
+        os.environ.setdefault("DATATROVE_COLORIZE_LOGS", "0")
+    _route_loguru()
+
+
+def _route_loguru() -> None:
+    try:
+        from loguru import logger
+    except ImportError:
+        return
+    logger.remove()
+    logger.add(_LoguruToLogging(), level="DEBUG", colorize=False,
+               format="{time:HH:mm:ss} | {level} | {name}:{function} - {message}")
+
+
+def route_datatrove_logs() -> None:
+    """Make datatrove's per-task ``sys.stderr`` sink a record of the ``datatrove`` logger.
+
+    Called where datatrove executors are built (it imports datatrove); forked workers inherit it.
+    """
+    if _state["patched"]:
+        return
+    import datatrove.executor.base as dt_base
+    import datatrove.utils.logging as dt_logging
+
+    original = dt_logging.add_task_logger
+
+    def add_task_logger(*args, **kwargs):
+        # datatrove adds `sys.stderr` as a sink for every task: hand it our sink instead
+        real_sys = dt_logging.sys
+        dt_logging.sys = SimpleNamespace(stderr=_LoguruToLogging())
+        try:
+            return original(*args, **kwargs)
+        finally:
+            dt_logging.sys = real_sys
+
+    dt_logging.add_task_logger = add_task_logger
+    if getattr(dt_base, "add_task_logger", None) is original:
+        dt_base.add_task_logger = add_task_logger
+    _state["patched"] = True
+
+
+class _LazyFileHandler(logging.FileHandler):
+    """Creates its folder and file at the first record (a command failing at once leaves none)."""
+
+    def _open(self):
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()
+
+
+@contextlib.contextmanager
+def log_to_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Every log record (ours at DEBUG, third-party from INFO) also goes to ``path`` meanwhile."""
+    path = Path(path)
+    handler = _LazyFileHandler(path, encoding="utf-8", delay=True)
+    handler.setFormatter(logging.Formatter(FORMAT))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    old = root.level
+    root.setLevel(min(old, logging.INFO) if old else logging.INFO)
+    try:
+        yield path
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old)
+        handler.close()
