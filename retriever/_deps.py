@@ -22,6 +22,8 @@ _HINTS: dict[str, tuple[str, str]] = {
     "zstandard": ("zstandard", "core"),
     "sklearn": ("scikit-learn", "mix"),
     "tokenizers": ("tokenizers", "confirm"),
+    "lm_eval": ("lm-eval", "eval"),
+    "accelerate": ("accelerate", "eval"),
 }
 
 

@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "retriever.batch_filter.cli",
     "retriever.dataset.cli",
     "retriever.mix.cli",
+    "retriever.proxy.cli",
     "retriever.arms.cli",
     "retriever.report.cli",
     "retriever.run.cli",

@@ -187,6 +187,10 @@ class DatasetBuilder:
         workers: processes scanning pool files in parallel (the scan is the costly step: read,
             hash and count every pool document once).
         progress: tqdm bars (``None``: only on a terminal).
+        decontaminate: evaluation files (``{task: path}``, jsonl of ELMB-style records or
+            ``text``) whose records must not leak into the training set: a pool document sharing
+            a 13-gram of words with one of them (or equal to one) is dropped, counted as
+            ``dropped/contaminated`` (:mod:`retriever.evaluation.decontam`).
     """
 
     name = "build-dataset"
@@ -207,6 +211,7 @@ class DatasetBuilder:
         scan_cache: str | os.PathLike | None = None,
         workers: int = 1,
         progress: bool | None = None,
+        decontaminate: dict[str, str] | None = None,
     ):
         if not pools:
             raise ConfigError("no pool given; pass --pools DIR and/or --pool NAME=PATH")
@@ -239,6 +244,18 @@ class DatasetBuilder:
             raise ConfigError(f"workers must be >= 1, got {workers}")
         self.workers = int(workers)
         self.progress = progress
+        self.decontaminate = {k: str(v) for k, v in (decontaminate or {}).items()}
+        self._eval_fp = None
+        self._eval_spec = None
+        if self.decontaminate:
+            from retriever.evaluation.decontam import N, fingerprint_files
+
+            for task, path in self.decontaminate.items():
+                if not Path(path).is_file():
+                    raise InputError(f"decontaminate: evaluation file for {task!r} ({path}) does not exist")
+            self._eval_fp = fingerprint_files(self.decontaminate)
+            self._eval_spec = {"n": N, "files": {k: [v, file_fingerprint(v, full=True)]
+                                                 for k, v in sorted(self.decontaminate.items())}}
 
     # -- public -----------------------------------------------------------------------------------
     def build(self, out_dir: str | os.PathLike) -> dict:
@@ -268,6 +285,8 @@ class DatasetBuilder:
             "formats": list(self.formats),
             "part_tokens": self.part_tokens,
         }
+        if self._eval_spec is not None:  # only when set: older manifests stay valid
+            settings["decontaminate"] = self._eval_spec
         with disk_guard(str(out / "manifest.json")):
             out.mkdir(parents=True, exist_ok=True)
             check_or_write_manifest(out, settings)
@@ -316,6 +335,7 @@ class DatasetBuilder:
                     "counter": self.counter.spec,
                     "keys": keys,
                     "v": SCAN_VERSION,
+                    **({"decontaminate": self._eval_spec} if self._eval_spec else {}),
                 }
             )
             bases.append(cache / pool / f"{shard_name(path)}-{fp}")
@@ -374,6 +394,9 @@ class DatasetBuilder:
             if isinstance(rec, Rejected):
                 rejects.add(rec)
                 stats.inc(f"rejected/{rec.reason}")
+                continue
+            if self._eval_fp is not None and self._eval_fp.contaminated(rec.text):
+                stats.inc("dropped/contaminated")
                 continue
             batch.append(rec)
             if len(batch) >= SCAN_BATCH:
@@ -504,7 +527,7 @@ class DatasetBuilder:
             st.counts["dropped/duplicate"] = len(ps.duplicates)
             st.counts["dropped/budget"] = len(ps.budget_dropped)
             for key, v in scan.stats.counts.items():
-                if key.startswith("rejected/"):
+                if key.startswith("rejected/") or key == "dropped/contaminated":
                     st.counts[key] = v
             total += st
             methods.update(scan.methods)

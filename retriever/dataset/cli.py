@@ -62,6 +62,14 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--scan-cache", help="scan cache folder shared across builds (default OUT/scan)")
     p.add_argument("--workers", type=int, default=1, help="processes scanning pool files")
+    p.add_argument(
+        "--decontaminate",
+        action="append",
+        default=[],
+        metavar="TASK=FILE",
+        help="drop pool documents sharing a 13-gram with the evaluation records in FILE "
+        "(jsonl; repeatable); 'elmb' = the four local ELMB evaluation sets",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 
@@ -92,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         score_keys=tuple(args.score_key) if args.score_key else DEFAULT_SCORE_KEYS,
         scan_cache=args.scan_cache,
         workers=args.workers,
+        decontaminate=parse_decontaminate(args.decontaminate),
     )
     summary = builder.build(args.out)
     if args.json:
@@ -99,6 +108,24 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_summary(summary, args.out))
     return 0
+
+
+def parse_decontaminate(items: list[str]) -> dict[str, str]:
+    """``["rag=eval/rag.jsonl", "elmb"]`` -> ``{task: path}`` (``elmb``: the local ELMB sets)."""
+    from retriever.errors import ConfigError
+
+    out: dict[str, str] = {}
+    for item in items:
+        if item == "elmb":
+            from retriever.evaluation.elmb import default_eval_dir, local_eval_sets
+
+            out.update({t: str(p) for t, p in local_eval_sets(default_eval_dir()).items()})
+            continue
+        task, sep, path = item.partition("=")
+        if not sep or not task or not path:
+            raise ConfigError(f"--decontaminate {item!r}: write TASK=FILE or elmb")
+        out[task] = path
+    return out
 
 
 def format_summary(s: dict, out: str) -> str:
@@ -121,7 +148,9 @@ def format_summary(s: dict, out: str) -> str:
     rej = sum(v for k, v in c.items() if k.startswith("rejected/"))
     lines.append(
         f"  docs in {c.get('seen', 0):,} = kept {c.get('kept', 0):,} + duplicates {c.get('dropped/duplicate', 0):,}"
-        f" + over budget {c.get('dropped/budget', 0):,} + rejected {rej:,}"
+        f" + over budget {c.get('dropped/budget', 0):,}"
+        + (f" + contaminated {c['dropped/contaminated']:,}" if c.get("dropped/contaminated") else "")
+        + f" + rejected {rej:,}"
     )
     m = s["token_counting"]["docs_by_method"]
     lines.append("  tokens counted by: " + ", ".join(f"{k} {v:,}" for k, v in m.items()))
