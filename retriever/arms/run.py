@@ -51,6 +51,7 @@ class TrainOutcome:
     tokens_per_s: float
     seconds: float
     resumed: bool = False
+    info: dict = field(default_factory=dict)  # anything else worth keeping (loss, epochs, ...)
 
 
 class Trainer(Protocol):
@@ -136,7 +137,7 @@ class ProxyLoop:
             o = self.trainer.train(ds.path, pdir / "model", seed)
             tr = {"checkpoint": str(o.checkpoint), "tokens": int(o.tokens),
                   "tokens_per_s": float(o.tokens_per_s), "seconds": float(o.seconds),
-                  "resumed": bool(o.resumed), "label": label, "seed": seed,
+                  "resumed": bool(o.resumed), "label": label, "seed": seed, **o.info,
                   "dataset": ds.fingerprint, "proxy": self.trainer.spec}
             write_json_atomic(train_json, tr)
             trained = True
