@@ -40,4 +40,7 @@ def parse_task_values(items: list[str] | None, option: str) -> dict[str, float]:
 
 
 def show_progress() -> bool:
-    return sys.stderr.isatty()
+    """Progress bars for this command: on a terminal, unless ``--quiet``."""
+    from retriever.progress import progress_enabled
+
+    return progress_enabled()

@@ -19,6 +19,7 @@ from retriever.errors import RetrieverError
 # Order is the order of --help. Each module must be importable without heavy dependencies.
 COMMAND_MODULES = [
     "retriever.index.cli",
+    "retriever.prefilter.cli",
     "retriever.score.cli",
     "retriever.query.cli",
     "retriever.confirm.cli",

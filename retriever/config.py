@@ -89,6 +89,8 @@ class TaskSpec:
     model: str = "sentence-transformers/all-MiniLM-L6-v2"
     factory: str = "Flat"
     description: str = ""
+    # keyword prefilter patterns (keywords, or "re:<regex>"); empty: the prefilter's defaults
+    patterns: tuple[str, ...] = ()
     spec_path: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -152,6 +154,11 @@ def load_task_spec(path: str | os.PathLike) -> TaskSpec:
     sources = tuple(_source_from_dict(s, p.parent, str(p)) for s in srcs)
     kw = {k: v for k, v in raw.items() if k != "sources"}
     kw.setdefault("task", p.stem)
+    if "patterns" in kw:
+        pats = kw["patterns"]
+        if not isinstance(pats, list) or not all(isinstance(x, str) for x in pats):
+            raise ConfigError(f"{p}: `patterns` must be an array of strings (keywords or 're:...')")
+        kw["patterns"] = tuple(pats)
     return TaskSpec(sources=sources, spec_path=str(p), **kw)
 
 

@@ -88,6 +88,14 @@ class ShardRunner:
     done_dir: str
     failed_dir: str
 
+    def __setstate__(self, state: dict) -> None:
+        # unpickled in each worker before datatrove sets up its task logger: route its logs there
+        # too (a forkserver / spawn worker does not inherit the parent's logging set-up)
+        self.__dict__.update(state)
+        from retriever.logs import worker_logging
+
+        worker_logging()
+
     def __call__(self, data: Any = None, rank: int = 0, world_size: int = 1) -> None:
         for shard in get_shard(self.shards, rank, world_size):
             if done_path(self.done_dir, shard).is_file():

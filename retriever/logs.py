@@ -22,7 +22,9 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _OWN = "retriever"
 _LEVELS = {"TRACE": logging.DEBUG, "DEBUG": logging.DEBUG, "INFO": logging.INFO, "SUCCESS": logging.INFO,
            "WARNING": logging.WARNING, "ERROR": logging.ERROR, "CRITICAL": logging.CRITICAL}
-_state = {"verbose": False, "patched": False}
+_state = {"verbose": False, "patched": False, "configured": False}
+# how a worker process started by an executor (forkserver / spawn) finds the parent's set-up
+ENV_VERBOSE, ENV_FILE = "RETRIEVER_LOG_VERBOSE", "RETRIEVER_LOG_FILE"
 
 
 class _TerminalFilter(logging.Filter):
@@ -72,6 +74,8 @@ class _LoguruToLogging:
 def setup_logging(verbose: bool = False) -> None:
     """Terminal logging for a CLI command (idempotent; ``verbose`` shows debug and third-party logs)."""
     _state["verbose"] = bool(verbose)
+    _state["configured"] = True
+    os.environ[ENV_VERBOSE] = "1" if verbose else "0"
     root = logging.getLogger()
     for h in list(root.handlers):
         if isinstance(h, _TerminalHandler):
@@ -96,6 +100,19 @@ def _route_loguru() -> None:
     logger.remove()
     logger.add(_LoguruToLogging(), level="DEBUG", colorize=False,
                format="{time:HH:mm:ss} | {level} | {name}:{function} - {message}")
+
+
+def worker_logging() -> None:
+    """In an executor's worker: the parent's routing (a forked worker has it already)."""
+    if _state["configured"]:
+        return
+    setup_logging(verbose=os.environ.get(ENV_VERBOSE) == "1")
+    path = os.environ.get(ENV_FILE)
+    if path:
+        handler = _LazyFileHandler(path, encoding="utf-8", delay=True)
+        handler.setFormatter(logging.Formatter(FORMAT))
+        logging.getLogger().addHandler(handler)
+    route_datatrove_logs()
 
 
 def route_datatrove_logs() -> None:
@@ -141,11 +158,16 @@ def log_to_file(path: str | os.PathLike) -> Iterator[Path]:
     handler.setFormatter(logging.Formatter(FORMAT))
     root = logging.getLogger()
     root.addHandler(handler)
-    old = root.level
+    old, old_env = root.level, os.environ.get(ENV_FILE)
     root.setLevel(min(old, logging.INFO) if old else logging.INFO)
+    os.environ[ENV_FILE] = str(path.resolve())
     try:
         yield path
     finally:
         root.removeHandler(handler)
         root.setLevel(old)
         handler.close()
+        if old_env is None:
+            os.environ.pop(ENV_FILE, None)
+        else:
+            os.environ[ENV_FILE] = old_env

@@ -240,3 +240,71 @@ def test_help_runs_as_a_subprocess_without_colour_or_warnings():
     out = subprocess.run([sys.executable, "-m", "retriever", "query", "--help"], capture_output=True,
                          text=True, cwd=REPO)
     assert out.returncode == 0 and "- reads stdin" in out.stdout and out.stderr == ""
+
+
+# -- quiet by default -----------------------------------------------------------------------------
+DATATROVE_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_executors import CountLines, make_shards
+from pathlib import Path
+from retriever.executors import run_sharded
+from retriever.logs import log_to_file, setup_logging
+
+setup_logging(verbose={verbose})
+root = Path({root!r})
+(root / "calls").mkdir(parents=True, exist_ok=True)
+shards = make_shards(root / "in", 2)
+with log_to_file(root / "logs" / "run.log"):
+    res = run_sharded(CountLines(str(root / "calls")), shards, workers={workers}, logging_dir=root / "dt")
+assert res.complete
+"""
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_datatrove_logs_go_to_the_run_log_not_the_terminal(tmp_path, workers):
+    def run(verbose, root):
+        code = DATATROVE_SCRIPT.format(tests=str(REPO / "tests"), verbose=verbose, root=str(root),
+                                       workers=workers)
+        env = {**__import__("os").environ, "PYTHONPATH": str(REPO), "TERM": "xterm-256color"}
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                              cwd=tmp_path, timeout=300)
+
+    quiet = run(False, tmp_path / "quiet")
+    assert quiet.returncode == 0, quiet.stderr
+    assert "Launching pipeline" not in quiet.stderr and "\x1b[" not in quiet.stderr
+    log = (tmp_path / "quiet" / "logs" / "run.log").read_text()
+    assert "datatrove" in log and "Launching pipeline" in log and "\x1b[" not in log
+    loud = run(True, tmp_path / "loud")  # -v: the same records on the terminal, still no colour codes
+    assert loud.returncode == 0 and "Launching pipeline" in loud.stderr and "\x1b[" not in loud.stderr
+
+
+LANCE_FORK = """
+import os
+import lancedb  # noqa: F401  (registers its after-fork hook)
+from retriever.logs import setup_logging
+setup_logging(verbose={verbose})
+pid = os.fork()
+if pid == 0:
+    os._exit(0)
+os.waitpid(pid, 0)
+"""
+
+
+def test_the_lancedb_fork_warning_is_silenced_unless_verbose(tmp_path):
+    env = {**__import__("os").environ, "PYTHONPATH": str(REPO)}
+    out = [subprocess.run([sys.executable, "-c", LANCE_FORK.format(verbose=v)], capture_output=True,
+                          text=True, env=env, cwd=tmp_path, timeout=120) for v in (False, True)]
+    assert "fork support is experimental" not in out[0].stderr
+    assert "fork support is experimental" in out[1].stderr  # the check can fail: -v shows it
+
+
+def test_index_build_gold_limit_reads_that_many_records_per_source(tmp_path, capsys, embedder):
+    gold = write_jsonl(tmp_path / "gold.jsonl", [{"text": t} for t in TOOLS_GOLD])
+    assert main(["index", "build", "tools", "--gold", str(gold), "--indexes-dir", str(tmp_path / "idx"),
+                 "--gold-limit", "3", "--json", "-q"]) == 0
+    manifest = json.loads(capsys.readouterr().out)
+    assert manifest["n_records"] == 3 and manifest["counts"]["seen"] == 3
+    assert main(["index", "build", "tools", "--gold", str(gold), "--indexes-dir", str(tmp_path / "idx"),
+                 "--gold-limit", "0"]) == 2
+    assert "--gold-limit must be at least 1" in capsys.readouterr().err

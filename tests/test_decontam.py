@@ -102,3 +102,22 @@ def test_offline_gold_is_disjoint_from_the_eval_sets(shared_data, tmp_path):
         gold = [(r.id, r.text) for r in split.records(task, "gold")]
         rep = check_overlap(fp, gold)
         assert rep["tasks"][task]["exact_match"] == 0, rep["tasks"][task]["examples"]
+
+
+def test_offline_config_index_gold_holds_out_the_evaluation_records(shared_data, tmp_path):
+    from retriever.evaluation import local_eval_sets
+    from retriever.gold import GoldLoader
+    from retriever.run.config import load_run_config
+    from retriever.run.job import RunJob
+
+    fp = fingerprint_files(local_eval_sets(tmp_path / "sets", shared_data))
+    job = RunJob(load_run_config(Path(__file__).resolve().parents[1] / "configs" / "offline.toml"))
+    for t in job.cfg.tasks:
+        assert all(s.path == f"holdout:{t.name}" for s in job.task_spec(t).sources)
+        gold = GoldLoader(job.task_spec(t).sources).load()
+        rep = check_overlap(fp, [(d.id, d.text) for d in gold.docs])
+        for task, row in rep["tasks"].items():
+            assert row["exact_match"] == 0, (t.name, task, row["examples"])
+            # measured: one ELMB FunctionCalling record shares a 13-gram (a tool description)
+            # with the xLAM gold; none for the other tasks
+            assert row["share"] <= 0.01, (t.name, task, row)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from retriever._cli import HelpFormatter, print_json
+from retriever._cli import HelpFormatter, print_json, show_progress
 from retriever.errors import ConfigError
 
 
@@ -201,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
         executor=args.executor,
         tasks=args.num_tasks,
         workers=args.workers,
-        progress=sys.stderr.isatty(),
+        progress=show_progress(),
         **settings,
     )
     _print(rep.manifest, args.json)

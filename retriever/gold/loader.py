@@ -26,6 +26,17 @@ from retriever.stats import Stats
 
 log = logging.getLogger(__name__)
 
+# `holdout:<task>`: the gold role of retriever.holdout's cross-source split of the shared data
+# (never its evaluation or planted records), so a config can keep the ELMB sets out of the index
+HOLDOUT_PREFIX = "holdout:"
+
+
+def _holdout_records(src: GoldSource):
+    from retriever.holdout import load_split
+
+    task = src.path[len(HOLDOUT_PREFIX):]
+    return load_split().records(task, "gold")
+
 
 @dataclass
 class GoldSet:
@@ -117,6 +128,8 @@ class GoldLoader:
     # -- sources ----------------------------------------------------------------------------------
     def _resolve(self, src: GoldSource) -> list[str] | None:
         """Local shard paths of ``src``, ``[]`` for a Hub dataset, ``None`` to skip it."""
+        if src.path.startswith(HOLDOUT_PREFIX):
+            return sorted({str(r.source) for r in _holdout_records(src)})
         if is_hub_id(src.path) and not os.path.exists(src.path):
             return []
         if not os.path.exists(src.path):
@@ -129,6 +142,13 @@ class GoldLoader:
     def _records(self, src: GoldSource, paths: list[str]) -> Iterator[tuple[int, Any, str]]:
         reader = CorpusReader(text_field=src.text_field, tokens_field=None)
         n = 0
+        if src.path.startswith(HOLDOUT_PREFIX):
+            for row, r in enumerate(_holdout_records(src)):
+                if src.limit is not None and n >= src.limit:
+                    return
+                n += 1
+                yield row, {**r.raw, "id": r.id}, r.source
+            return
         if not paths:  # Hub dataset
             for row, rec in enumerate(self._iter_hub(src)):
                 if src.limit is not None and n >= src.limit:
@@ -170,7 +190,13 @@ class GoldLoader:
     @staticmethod
     def _fingerprint(src: GoldSource, paths: list[str]) -> str:
         parts: list[Any] = [src.format, src.text_field, src.template, src.limit, src.split, list(src.data_files)]
-        if not paths:
+        if src.path.startswith(HOLDOUT_PREFIX):
+            from retriever.holdout import default_data_dir
+
+            ids = [r.id for r in _holdout_records(src)]
+            parts.append(["holdout", src.path, fingerprint(ids)])
+            paths = [str(default_data_dir() / p) for p in paths]
+        elif not paths:
             parts.append(["hub", src.path])
         for p in paths:
             parts.append([Path(p).name, file_fingerprint(p)])

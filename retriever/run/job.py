@@ -42,13 +42,22 @@ def inputs_fingerprint(paths: list[str] | tuple[str, ...], what: str = "corpus i
     Raises:
         InputError: a local path does not exist (named as ``what``: "gold source", "corpus input").
     """
+    from retriever.gold.loader import HOLDOUT_PREFIX
+
+    held = sorted(p for p in paths if p.startswith(HOLDOUT_PREFIX))
+    paths = [p for p in paths if not p.startswith(HOLDOUT_PREFIX)]
     local = [p for p in paths if not is_hub_id(p) or Path(p).exists()]
     for p in local:
         if not Path(p).exists():
             raise InputError(f"{what} {p} does not exist (a file, a folder or hf://org/name); "
                              "fix the path in the run config")
     hub = sorted(set(paths) - set(local))
-    return fingerprint([paths_fingerprint(list_shards(local)) if local else None, hub])
+    parts = [paths_fingerprint(list_shards(local)) if local else None, hub]
+    if held:  # `holdout:<task>` gold: the shared data's gold files it is cut from
+        from retriever.holdout import default_data_dir
+
+        parts.append([held, paths_fingerprint(list_shards([str(default_data_dir() / "gold")]))])
+    return fingerprint(parts)
 
 
 class RunJob:

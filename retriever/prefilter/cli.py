@@ -1,0 +1,69 @@
+"""``retriever prefilter``: keyword / pattern match counts per task, before anything is embedded."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from retriever._cli import HelpFormatter, print_json
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "prefilter",
+        help="count task keywords / patterns per document (cheap, before embedding)",
+        description=(
+            "Scan every corpus document once with all tasks' patterns (one combined regex) and "
+            "write the match counts per task (OUT/matches/*.parquet). In drop mode, documents "
+            "where some task has at least --min-matches matches are written to "
+            "OUT/kept/*.jsonl.gz, the corpus for `retriever score --corpus OUT/kept`."
+        ),
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("--corpus", nargs="+", required=True, help="corpus files or folders")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--task", action="append", dest="tasks", default=None,
+                   help="task to match (repeatable; default: the four ELMB tasks)")
+    p.add_argument("--mode", choices=["drop", "features"], default="features",
+                   help="drop: keep documents some task matches; features: counts only")
+    p.add_argument("--min-matches", type=int, default=1, help="matches a task needs to pass")
+    p.add_argument("--patterns", default=None,
+                   help="TOML file with a [patterns] table {task = [regex, ...]} replacing defaults")
+    p.add_argument("--indexes-dir", type=Path, default=Path("indexes"),
+                   help="folder of task specs (<task>.toml; their `patterns` replace the defaults)")
+    p.add_argument("--text-field", default="text")
+    p.add_argument("--id-field", default="id")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from retriever.prefilter import DEFAULT_PATTERNS, PrefilterConfig, prefilter_corpus
+
+    patterns: dict = {}
+    if args.patterns:
+        from retriever.config import read_toml
+
+        _, raw = read_toml(args.patterns, "patterns file", "a TOML file with a [patterns] table")
+        patterns = dict(raw.get("patterns", {}))
+    tasks = tuple(args.tasks or (patterns and list(patterns)) or DEFAULT_PATTERNS)
+    for t in tasks:  # a task spec's own `patterns` replace the defaults (a --patterns file wins)
+        if t not in patterns and (args.indexes_dir / f"{t}.toml").is_file():
+            from retriever.config import load_task_spec
+
+            spec = load_task_spec(args.indexes_dir / f"{t}.toml")
+            if spec.patterns:
+                patterns[t] = spec.patterns
+    cfg = PrefilterConfig(tasks=tasks, mode=args.mode, min_matches=args.min_matches,
+                          patterns=patterns, text_field=args.text_field, id_field=args.id_field)
+    summary = prefilter_corpus(args.corpus, args.out, cfg)
+    if args.json:
+        print_json({k: v for k, v in summary.items() if k != "shards"})
+        return 0
+    print(f"prefilter: {summary['docs_in']} docs in = {summary['kept']} kept + "
+          f"{sum(summary['dropped'].values())} dropped + {sum(summary['rejected'].values())} "
+          f"rejected ({summary['kept_share']:.1%} kept, {summary['docs_per_s']} docs/s)")
+    for t, share in summary["matched_share"].items():
+        print(f"  {t:<18} {share:6.1%} of documents reach {summary['min_matches']} matches")
+    print(f"  -> {args.out}/matches (counts), {args.out}/kept (documents)")
+    return 0
