@@ -75,6 +75,7 @@ def build_testbed(args) -> dict:
         "n_head": 2,
         "batch_size": 8,
         "lr": 3e-3,
+        "threads": args.threads,
     }
     tasks = "".join(
         f'[tasks.{t}]\ngold = ["./split/gold/{t}.jsonl"]\ngold_limit = {args.gold_limit}\n\n'
@@ -167,9 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--panel-models", type=int, default=4)
     ap.add_argument("--panel-steps", type=int, default=100)
     ap.add_argument("--budget", default="60k", help="tokens per arm's dataset (bytes / 4)")
-    ap.add_argument("--proxy-tokens", type=int, default=200_000, help="byte tokens per proxy")
+    ap.add_argument("--proxy-tokens", type=int, default=100_000, help="byte tokens per proxy")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of proxy training")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--eval-limit", type=int, default=100, help="evaluation records per task")
+    ap.add_argument("--eval-limit", type=int, default=50, help="evaluation records per task")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-evaluate", action="store_true", help="build and run the pipeline only")
