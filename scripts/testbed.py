@@ -19,7 +19,7 @@ Recipe (all library calls; see docs/evaluation-arms.md for the figures it printe
 Rerunning the same command redoes only what is missing (the run's steps and the proxies are
 cached), so a killed measurement resumes.
 
-    .venv/bin/python scripts/testbed.py --out runs/testbed            # ~20-25 min on 2 CPU cores
+    .venv/bin/python scripts/testbed.py --out runs/testbed            # sized for a 2-core box shared by 8 jobs
     .venv/bin/python scripts/testbed.py --out runs/testbed --device cuda --proxy-tokens 20000000
 """
 
@@ -94,7 +94,7 @@ paths = ["./corpus"]
 
 [score]
 k = 10
-top_fraction = 0.1
+top_fraction = {args.top_fraction}
 
 [confirm]
 panel = "tiny"
@@ -165,13 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wiki-docs", type=int, default=30, help="of which WikiText articles")
     ap.add_argument("--planted", type=int, default=12, help="planted records per task")
     ap.add_argument("--gold-limit", type=int, default=300, help="gold records per task index")
-    ap.add_argument("--panel-models", type=int, default=4)
-    ap.add_argument("--panel-steps", type=int, default=100)
+    ap.add_argument("--top-fraction", type=float, default=0.05, help="similarity candidates")
+    ap.add_argument("--panel-models", type=int, default=3)
+    ap.add_argument("--panel-steps", type=int, default=40)
     ap.add_argument("--budget", default="60k", help="tokens per arm's dataset (bytes / 4)")
-    ap.add_argument("--proxy-tokens", type=int, default=100_000, help="byte tokens per proxy")
+    ap.add_argument("--proxy-tokens", type=int, default=30_000, help="byte tokens per proxy")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of proxy training")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--eval-limit", type=int, default=50, help="evaluation records per task")
+    ap.add_argument("--eval-limit", type=int, default=20, help="evaluation records per task")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-evaluate", action="store_true", help="build and run the pipeline only")
