@@ -79,15 +79,18 @@ def test_weights_are_replicated_lines_and_classes_balance():
     cfg = StudentSetConfig("gold+confirmed", weights={"gold": 2.0, "confirmed": 0.5}, balance=True)
     ss = build_student_set("t", lab, gold, other, cfg)
     src = np.array(ss.rows.row_source)
-    assert (ss.copies[src == "gold"] == 2).all()
+    assert set(ss.copies[src == "gold"].tolist()) <= {2, 3}  # 2 x 50/45, the class scale-up
     assert set(ss.copies[src == "confirmed"].tolist()) <= {0, 1}  # half subsampled, seeded
     pos = np.array([x == "positive" for x in ss.rows.labels])
-    # negatives scaled so the classes weigh the same (to rounding of fractional copies)
+    # 45 positive-weight (40 gold + ~5 confirmed) vs 50 negatives: positives scaled up, every
+    # negative kept once
+    assert (ss.copies[~pos] == 1).all()
     assert abs(int(ss.copies[pos].sum()) - int(ss.copies[~pos].sum())) <= 0.2 * ss.copies[pos].sum()
+    assert ss.summary["per_source"]["_class_scale"]["negative"] == 1.0
     again = build_student_set("t", lab, gold, other, cfg)
     assert np.array_equal(ss.copies, again.copies)
-    unbalanced = build_student_set("t", lab, gold, other, StudentSetConfig(balance=False))
-    assert (unbalanced.copies == 1).all()
+    unbalanced = build_student_set("t", lab, gold, other, StudentSetConfig())
+    assert (unbalanced.copies == 1).all() and unbalanced.summary["lines"] == len(unbalanced)
 
 
 def test_conflicting_text_keeps_the_positive_and_is_counted():
@@ -226,7 +229,8 @@ def test_words_normalization_splits_punctuation_and_the_filter_applies_the_model
              for k in range(30)]
     write_labels(tmp_path / "t.parquet", rows)
     out = tmp_path / "m" / "filter.bin"
-    FastTextDistiller(DistillConfig(epoch=10, dim=16, seed=0)).run(tmp_path / "t.parquet", "t", out)
+    cfg = DistillConfig(epoch=10, dim=16, seed=0, normalization="words")
+    FastTextDistiller(cfg).run(tmp_path / "t.parquet", "t", out)
     assert model_normalization(out) == "words"
     assert model_normalization(tmp_path / "none.bin") == "newlines"
     probe = ["{'name': 'g', 'parameters': {'y': 3}}", "a painter by the river in autumn"]
@@ -237,4 +241,4 @@ def test_words_normalization_splits_punctuation_and_the_filter_applies_the_model
     m = fasttext.load_model(str(out))
     from retriever.distill import predict_positive
 
-    assert np.allclose(p, predict_positive(m, probe), atol=1e-5)  # the filter = the distiller
+    assert np.allclose(p, predict_positive(m, probe, 0, "words"), atol=1e-5)  # filter = distiller

@@ -55,7 +55,7 @@ def add_parser(subparsers) -> None:
     g.add_argument(
         "--normalization",
         default=d.normalization,
-        choices=["words", "newlines"],
+        choices=["newlines", "words"],
         help="words: lowercase, punctuation as tokens; newlines: newlines to spaces only",
     )
     from retriever.distill.trainset import SOURCES, VARIANTS
@@ -73,7 +73,9 @@ def add_parser(subparsers) -> None:
         metavar="SOURCE=W",
         help="weight of a source (lines replicated / subsampled; repeatable)",
     )
-    t.add_argument("--no-balance", action="store_true", help="do not equalise the classes")
+    t.add_argument(
+        "--balance", action="store_true", help="replicate the lighter class to equal weight"
+    )
     t.add_argument(
         "--hard-negative-max",
         type=float,
@@ -109,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         training_set=ts,
         normalization=args.normalization,
         weights=weights,
-        balance=not args.no_balance,
+        balance=args.balance,
         hard_negative_max=args.hard_negative_max,
         lr=args.lr,
         epoch=args.epoch,
@@ -129,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
     indexes = None
     if args.indexes:
         root = Path(args.indexes)
+        if not root.is_dir():
+            raise ConfigError(f"--indexes {root} is not a folder of gold indexes <task>/")
         indexes = {d.name: d for d in sorted(root.iterdir()) if (d / "gold.parquet").is_file()}
         if args.task not in indexes:
             raise ConfigError(f"--indexes {root} has no gold index {args.task}/ (has {sorted(indexes)})")

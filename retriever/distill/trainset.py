@@ -19,8 +19,10 @@ source             label      rows
 fastText has no sample weights, so a source's weight is carried by **replicating lines**: a row
 of weight ``w`` is written ``floor(w)`` times plus once more with probability ``w - floor(w)``
 (seeded), so ``w = 0.5`` subsamples half the rows and ``w = 3`` repeats each three times. With
-``balance`` the negatives' weights are then scaled so both classes carry the same total weight
-(the student's 0.5 threshold then sits between the classes, whatever their row counts). The
+``balance`` the lighter class's weights are then scaled *up* (its rows replicated, at most
+``max_copies`` times) until both classes carry the same total weight; no row is dropped for it.
+Balance is off by default: each row once, as the DCLM recipe trains, is the best measured recipe
+on the cross-source set (docs/distill.md). The
 manifest records the counts, weights and copies per source; the training-set parquet
 (``student_set.parquet`` beside the model) records each row's source, reason and copies.
 
@@ -92,7 +94,7 @@ class StudentSetConfig:
     Attributes:
         sources: the sources used (a subset of :data:`SOURCES`), or a name of :data:`VARIANTS`.
         weights: per source weight (default 1 for every source); see the module docstring.
-        balance: scale the negatives' weights so the classes weigh the same in total.
+        balance: replicate the lighter class so both classes weigh the same in total.
         hard_negative_max: a rejected candidate is a hard negative only at or below this
             correlation (``None``: every candidate the confirm stage labelled negative).
         max_copies: cap on the copies of one row (a tiny source with a big weight).
@@ -101,7 +103,7 @@ class StudentSetConfig:
 
     sources: tuple[str, ...] | str = DEFAULT_VARIANT
     weights: dict[str, float] = field(default_factory=dict)
-    balance: bool = True
+    balance: bool = False
     hard_negative_max: float | None = None
     max_copies: int = 20
     seed: int = 0
@@ -279,7 +281,7 @@ def build_student_set(
     summary["weighting"] = (
         "fastText has no sample weights: a row of weight w is written floor(w) times plus once "
         "with probability w - floor(w) (seeded)"
-        + ("; negatives scaled so both classes weigh the same" if cfg.balance else "")
+        + ("; the lighter class replicated so both classes weigh the same" if cfg.balance else "")
     )
     summary["lines"] = int(copies.sum())
     return StudentSet(rows=rows, copies=copies, summary=summary)
@@ -289,12 +291,12 @@ def _copies(srcs: list[str], labs: list[str], cfg: StudentSetConfig) -> tuple[np
     n = len(srcs)
     w = np.array([cfg.weight(s) for s in srcs], dtype=np.float64)
     pos = np.array([lab == POSITIVE for lab in labs])
-    scale_neg = 1.0
+    scale_pos = scale_neg = 1.0
     if cfg.balance and n:
         wp, wn = w[pos].sum(), w[~pos].sum()
-        if wp > 0 and wn > 0:
-            scale_neg = wp / wn
-    w = np.where(pos, w, w * scale_neg)
+        if wp > 0 and wn > 0:  # scale the lighter class up: never drop a row to balance
+            scale_pos, scale_neg = (wn / wp, 1.0) if wp < wn else (1.0, wp / wn)
+    w = np.where(pos, w * scale_pos, w * scale_neg)
     rng = np.random.default_rng(cfg.seed)
     base = np.floor(w)
     extra = rng.random(n) < (w - base)
@@ -306,8 +308,9 @@ def _copies(srcs: list[str], labs: list[str], cfg: StudentSetConfig) -> tuple[np
             per_source[s] = {"label": SOURCE_LABEL[s], "rows": int(m.sum()),
                              "weight": round(float(w[m].mean()), 6), "lines": int(copies[m].sum()),
                              "rows_not_written": int((copies[m] == 0).sum())}
-    if n and scale_neg != 1.0:
-        per_source["_negative_scale"] = round(scale_neg, 6)
+    if n and (scale_neg != 1.0 or scale_pos != 1.0):
+        per_source["_class_scale"] = {"positive": round(scale_pos, 6),
+                                      "negative": round(scale_neg, 6)}
     return copies, per_source
 
 
