@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "retriever.proxy.cli",
     "retriever.arms.cli",
     "retriever.report.cli",
+    "retriever.plan.cli",
     "retriever.run.cli",
 ]
 
@@ -148,6 +149,15 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except RetrieverError as e:
         print(f"retriever {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        from retriever.corpus.writers import WRITE_ERRNOS
+
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"retriever {args.command}: error: cannot write{where}: {e.strerror}; free space or "
+              "fix permissions and rerun the same command (finished work is kept)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)

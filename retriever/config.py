@@ -22,6 +22,8 @@ user input (every problem is a :class:`~retriever.errors.ConfigError` naming the
 from __future__ import annotations
 
 import os
+import types
+import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from typing import Any
 import tomllib
 
 from retriever.errors import ConfigError
+from retriever.names import check_name
 
 GOLD_FORMATS = ("auto", "text", "elmb", "tinyagent", "template")
 
@@ -94,8 +97,7 @@ class TaskSpec:
     spec_path: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        if not self.task or any(c in self.task for c in "/\\ "):
-            raise ConfigError(f"task name {self.task!r} must be non-empty, without spaces or slashes")
+        check_name(self.task, "task name")
         if not self.sources:
             raise ConfigError(f"task {self.task!r} has no gold sources; add [[sources]] or pass --gold")
 
@@ -104,11 +106,61 @@ class TaskSpec:
         return replace(self, sources=tuple(GoldSource(path=p) for p in paths))
 
 
+def _type_ok(v: Any, t: Any) -> bool:
+    origin = typing.get_origin(t)
+    if t is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(v, a) for a in typing.get_args(t))
+    if t is type(None):
+        return v is None
+    if t is bool:
+        return isinstance(v, bool)
+    if t is int:
+        return isinstance(v, int) and not isinstance(v, bool)
+    if t is float:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if t is str:
+        return isinstance(v, str)
+    if origin in (tuple, list) or t in (tuple, list):
+        args = [a for a in typing.get_args(t) if a is not Ellipsis]
+        return isinstance(v, (list, tuple)) and all(_type_ok(x, args[0]) for x in v) if args else \
+            isinstance(v, (list, tuple))
+    if origin is dict or t is dict:
+        return isinstance(v, dict)
+    return True  # a type this check does not know: the dataclass checks it
+
+
+def _type_name(t: Any) -> str:
+    if typing.get_origin(t) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(t))
+    if t is type(None):
+        return "absent"
+    if typing.get_origin(t) in (tuple, list):
+        return "an array"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+        t, getattr(t, "__name__", str(t)))
+
+
+def check_field_types(cls: type, data: dict[str, Any], where: str) -> None:
+    """Raise :class:`ConfigError` when a TOML value has the wrong type for ``cls``'s field.
+
+    TOML has types; a quoted number (``limit = "10"``) or a word for a boolean
+    (``optional = "no"``, which Python would take as true) is refused with the key named.
+    """
+    hints = typing.get_type_hints(cls)
+    for k, v in data.items():
+        t = hints.get(k)
+        if t is not None and not _type_ok(v, t):
+            raise ConfigError(f"{where}: `{k}` must be {_type_name(t)}, got {v!r}")
+
+
 def _source_from_dict(d: dict[str, Any], base: Path | None, where: str) -> GoldSource:
     known = {f.name for f in fields(GoldSource)}
     unknown = sorted(set(d) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown} in [[sources]]; known: {sorted(known)}")
+    check_field_types(GoldSource, d, f"{where} [[sources]]")
     if "path" not in d:
         raise ConfigError(f"{where}: a [[sources]] entry needs `path`")
     d = dict(d)
@@ -153,6 +205,7 @@ def load_task_spec(path: str | os.PathLike) -> TaskSpec:
         raise ConfigError(f"{p}: `sources` must be an array of tables ([[sources]])")
     sources = tuple(_source_from_dict(s, p.parent, str(p)) for s in srcs)
     kw = {k: v for k, v in raw.items() if k != "sources"}
+    check_field_types(TaskSpec, kw, str(p))
     kw.setdefault("task", p.stem)
     if "patterns" in kw:
         pats = kw["patterns"]

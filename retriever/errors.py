@@ -23,3 +23,26 @@ class MissingDependencyError(RetrieverError, ImportError):
 
 class ResumeError(RetrieverError):
     """An output folder holds a run with other settings; resuming into it would mix results."""
+
+
+class ShardError(InputError):
+    """One corpus shard cannot be read (truncated, corrupt, no text column); other shards can.
+
+    Stages record it for that shard (``failed/<shard>.json``) and go on with the others.
+    """
+
+
+class TruncatedInputError(ShardError):
+    """A compressed file ends before its end-of-stream marker, or its data is corrupt."""
+
+
+class OutputError(RetrieverError, OSError):
+    """An output cannot be written (read-only folder, full disk, permissions); nothing is lost."""
+
+
+class LockedError(RetrieverError):
+    """Another process is writing into the same output folder; the message names it."""
+
+
+class UnsafeNameError(ConfigError):
+    """A task or shard name would become an unsafe path (``..``, ``/``, control characters)."""

@@ -41,6 +41,7 @@ from retriever._deps import require
 from retriever.corpus import get_shard, shard_name, write_json_atomic
 from retriever.corpus.writers import read_json
 from retriever.errors import ConfigError, RetrieverError
+from retriever.manifest import DoneMarkers, shard_fingerprint
 from retriever.stats import Stats
 
 log = logging.getLogger(__name__)
@@ -64,15 +65,16 @@ def cpu_count() -> int:
 
 
 def done_path(done_dir: str | os.PathLike, shard: str) -> Path:
-    return Path(done_dir) / f"{shard_name(shard)}.json"
+    return DoneMarkers(done_dir).path(shard)
 
 
 def read_done(done_dir: str | os.PathLike, shard: str) -> Stats | None:
-    """The stats a finished shard recorded, or ``None`` when it has not finished."""
-    p = done_path(done_dir, shard)
-    if not p.is_file():
+    """The stats a finished shard recorded, or ``None`` when it has not finished (or its marker
+    was made from another file: a replaced shard is redone, see :class:`DoneMarkers`)."""
+    doc = DoneMarkers(done_dir).read(shard)
+    if doc is None or not isinstance(doc.get("stats"), dict):
         return None
-    return Stats.from_dict(read_json(p)["stats"])
+    return Stats.from_dict(doc["stats"])
 
 
 @dataclass
@@ -97,30 +99,38 @@ class ShardRunner:
         worker_logging()
 
     def __call__(self, data: Any = None, rank: int = 0, world_size: int = 1) -> None:
+        done = DoneMarkers(self.done_dir)
         for shard in get_shard(self.shards, rank, world_size):
-            if done_path(self.done_dir, shard).is_file():
-                continue
             failed = Path(self.failed_dir) / f"{shard_name(shard)}.json"
+            if read_done(self.done_dir, shard) is not None:
+                failed.unlink(missing_ok=True)  # an earlier failure no longer stands
+                continue
+            done.clear(shard)  # a marker of a replaced shard
+            fingerprint = shard_fingerprint(shard)
             t0 = time.perf_counter()
             try:
                 stats = self.fn(shard, rank)
             except Exception as e:  # noqa: BLE001 - one bad shard must not stop the others
                 log.error("shard %s failed: %s: %s", shard, type(e).__name__, e)
-                write_json_atomic(
-                    failed,
-                    {
-                        "shard": shard,
-                        "rank": rank,
-                        "error": f"{type(e).__name__}: {e}",
-                        "traceback": traceback.format_exc(),
-                    },
-                )
+                try:
+                    write_json_atomic(
+                        failed,
+                        {
+                            "shard": shard,
+                            "rank": rank,
+                            "error": f"{type(e).__name__}: {e}",
+                            "traceback": traceback.format_exc(),
+                        },
+                    )
+                except OSError as e2:  # full disk: the shard is reported missing instead
+                    log.error("cannot record the failure of %s: %s", shard, e2)
                 continue
             if not stats.seconds:
                 stats.seconds = time.perf_counter() - t0
-            write_json_atomic(
-                done_path(self.done_dir, shard),
+            done.write(
+                shard,
                 {"shard": shard, "rank": rank, "world_size": world_size, "stats": stats.to_dict()},
+                fingerprint,
             )
             failed.unlink(missing_ok=True)
 
@@ -285,8 +295,13 @@ def run_sharded(
                 f"shards {other} and {s} share the output name {shard_name(s)!r}; rename one "
                 "(outputs and done markers are named by parent folder and file stem)"
             )
-    skipped = [s for s in shards if done_path(done_dir, s).is_file()]
-    todo = [s for s in shards if not done_path(done_dir, s).is_file()]
+    finished = {s for s in shards if read_done(done_dir, s) is not None}
+    skipped = [s for s in shards if s in finished]
+    todo = [s for s in shards if s not in finished]
+    for s in todo:  # a marker of a replaced shard must not count while the shard is redone
+        DoneMarkers(done_dir).clear(s)
+    for s in skipped:  # finished: a failure recorded by an earlier (or concurrent) run is void
+        (failed_dir / f"{shard_name(s)}.json").unlink(missing_ok=True)
     ray_address = settings.pop("ray_address", None)
     if tasks is None:
         tasks = min(len(shards), 10_000)

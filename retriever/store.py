@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from retriever._deps import require
-from retriever.errors import InputError, ModelMismatchError
+from retriever.errors import InputError, ModelMismatchError, OutputError
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,21 @@ class CorpusStore:
         lancedb = require("lancedb")
         self.uri = str(uri)
         self.db = lancedb.connect(self.uri)
+        # a table left unreadable by a failed first write (full disk, kill) is dropped: the store is
+        # derived from the score parquets, so the caller re-ingests them (``repaired`` is True)
+        self.repaired = False
         names = set(_table_names(self.db))
+        for name in (META, TABLE):
+            if name in names and not self._readable(name):
+                log.warning("store %s: table %r is unreadable (an interrupted write); rebuilding it",
+                            self.uri, name)
+                self.db.drop_table(name)
+                names.discard(name)
+                self.repaired = True
+        if META not in names and TABLE in names:  # vectors of an unknown model: start over
+            self.db.drop_table(TABLE)
+            names.discard(TABLE)
+            self.repaired = True
         if META in names:
             meta = self.db.open_table(META).to_arrow().to_pylist()[0]
             if model is not None and (meta["model"] != model or int(meta["dim"]) != int(dim)):
@@ -54,6 +68,22 @@ class CorpusStore:
             self.db.create_table(META, data=[{"model": model, "dim": int(dim)}])
         self._table = self.db.open_table(TABLE) if TABLE in names else None
 
+    def _readable(self, name: str) -> bool:
+        try:
+            t = self.db.open_table(name)
+            if name == META:
+                return len(t.to_arrow().to_pylist()) == 1
+            t.count_rows()
+            return True
+        except Exception:  # noqa: BLE001 - lancedb raises ValueError, OSError, RuntimeError
+            return False
+
+    def reset(self) -> None:
+        """Drop every vector (the model record stays); ingest the shards again after this."""
+        if TABLE in set(_table_names(self.db)):
+            self.db.drop_table(TABLE)
+        self._table = None
+
     def count(self) -> int:
         return 0 if self._table is None else int(self._table.count_rows())
 
@@ -66,15 +96,23 @@ class CorpusStore:
             self._table.delete(f"shard = '{name.replace(chr(39), chr(39) * 2)}'")
         n = 0
         pf = pq.ParquetFile(parquet_path)
-        for batch in pf.iter_batches(batch_size=INGEST_BATCH, columns=cols):
-            tbl = pa.Table.from_batches([batch])
-            if tbl.num_rows == 0:
-                continue
-            if self._table is None:
-                self._table = self.db.create_table(TABLE, data=tbl)
-            else:
-                self._table.add(tbl)
-            n += tbl.num_rows
+        try:
+            for batch in pf.iter_batches(batch_size=INGEST_BATCH, columns=cols):
+                tbl = pa.Table.from_batches([batch])
+                if tbl.num_rows == 0:
+                    continue
+                if self._table is None:
+                    self._table = self.db.create_table(TABLE, data=tbl)
+                else:
+                    self._table.add(tbl)
+                n += tbl.num_rows
+        except Exception as e:  # lancedb reports a full disk as OSError or RuntimeError text
+            if _is_write_error(e):
+                raise OutputError(
+                    f"cannot write the corpus store {self.uri} ({_first_line(e)}); free space and "
+                    "rerun: the store is rebuilt from the score files, nothing is lost"
+                ) from e
+            raise
         return n
 
     def ensure_ann_index(self, min_rows: int = 100_000, num_partitions: int | None = None) -> bool:
@@ -125,6 +163,20 @@ class CorpusStore:
         rows = q.select(["id", "shard", "row", "preview", "_distance"]).to_list()
         return [{"id": r["id"], "shard": r["shard"], "row": int(r["row"]),
                  "score": 1.0 - float(r["_distance"]), "preview": r["preview"]} for r in rows]
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+
+
+def _is_write_error(e: BaseException) -> bool:
+    from retriever.corpus.writers import WRITE_ERRNOS
+
+    if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
+        return True
+    text = str(e)
+    return any(m in text for m in ("No space left", "os error 28", "Read-only file system",
+                                   "Disk quota", "File too large", "os error 27"))
 
 
 def _table_names(db) -> list[str]:

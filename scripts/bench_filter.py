@@ -1,4 +1,6 @@
-"""Benchmark: `retriever filter` against datatrove's own FastTextClassifierFilter pipeline.
+"""Benchmark: `retriever filter` against datatrove's own FastTextClassifierFilter pipeline, and
+the cost of four tasks against one (``--section tasks``: per-task students vs one multi-label
+student, same shards, same labels; prints the 4-task / 1-task cost ratio and the ROC-AUC gap).
 
 Same fastText model, same shards (real ClimbLab text from ../shared/data/corpus, repeated to get
 volume), same threshold, gzip jsonl in and out; single process and all cores. Each configuration
@@ -8,6 +10,8 @@ the measured per-core throughput.
 
     .venv/bin/python scripts/bench_filter.py                  # defaults: x8 repeat, 8 shards
     .venv/bin/python scripts/bench_filter.py --repeat 20 --shards 16 --workers 16
+    .venv/bin/python scripts/bench_filter.py --section tasks --repeat 2 --rounds 2
+    .venv/bin/python scripts/bench_filter.py --section tasks --labels runs/offline/confirm/labels
 """
 
 from __future__ import annotations
@@ -28,10 +32,16 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RETRIEVER_SHARED_DATA", REPO.parent / "shared" / "data"))
 CORPUS_FILES = ["climblab_stream_first1000.jsonl", "climblab_clusters_sample.jsonl"]
 CLIMBLAB_TOKENS = 1.2e12
+TASK_GOLD = {
+    "function-calling": "function_calling/xlam_3k.jsonl",
+    "reasoning": "reasoning/gsm8k_train.jsonl",
+    "roleplay": "roleplay/character_llm.jsonl",
+    "rag": "rag/pubmedqa_pqal.jsonl",
+}
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    return [json.loads(x) for x in path.read_text().split("\n") if x.strip()]  # not splitlines: U+2028 in texts
 
 
 def prepare(work: Path, repeat: int, n_shards: int) -> tuple[Path, Path, dict]:
@@ -104,6 +114,137 @@ def run_datatrove(model: str, corpus: str, out: str, workers: int, threshold: fl
         with gzip.open(f, "rb") as fh:
             kept += sum(1 for _ in fh)
     return {"kept": kept}
+
+
+def task_labels(work: Path, n_pos: int = 500, n_neg: int = 900, n_hard: int = 100) -> Path:
+    """Label sets of the four ELMB tasks: gold positives against ClimbLab documents (the same ids
+    in every task's set) plus, as hard negatives, some of the other tasks' gold."""
+    from retriever.distill import write_labels
+
+    corpus = [r["text"] for f in CORPUS_FILES for r in read_jsonl(SHARED / "corpus" / f)]
+    gold = {t: [r["text"] for r in read_jsonl(SHARED / "gold" / f)] for t, f in TASK_GOLD.items()}
+    for t in TASK_GOLD:
+        rows = [{"id": f"{t}-{i}", "text": x, "task": t, "label": "positive"}
+                for i, x in enumerate(gold[t][:n_pos])]
+        rows += [{"id": f"c{i}", "text": x, "task": t, "label": "negative"} for i, x in enumerate(corpus[:n_neg])]
+        for o in TASK_GOLD:
+            if o != t:
+                rows += [{"id": f"{o}-{i}", "text": x, "task": t, "label": "negative"}
+                         for i, x in enumerate(gold[o][:n_hard])]
+        write_labels(work / "labels" / f"{t}.parquet", rows)
+    return work / "labels"
+
+
+def paired_auc_interval(y, p_a, p_b, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """AUC(a) - AUC(b) on the same rows, with a 95% paired bootstrap interval."""
+    import numpy as np
+
+    from retriever.metrics import roc_auc
+
+    rng = np.random.default_rng(seed)
+    d = roc_auc(y, p_a) - roc_auc(y, p_b)
+    boots = []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(y), len(y))
+        if y[i].all() or not y[i].any():
+            continue
+        boots.append(roc_auc(y[i], p_a[i]) - roc_auc(y[i], p_b[i]))
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return d, float(lo), float(hi)
+
+
+def bench_tasks(args: argparse.Namespace, work: Path) -> dict:
+    """Four tasks with per-task students vs one multi-label student, against one task."""
+
+    from retriever.batch_filter import BatchFilter, FilterConfig
+    from retriever.distill import DistillConfig, FastTextDistiller
+    from retriever.distill.multilabel import MultiLabelDistiller
+
+    labels = Path(args.labels) if args.labels else task_labels(work)
+    tasks = sorted(p.stem for p in labels.glob("*.parquet"))
+    cfg = DistillConfig(seed=args.seed)
+    t0 = time.perf_counter()
+    ml = MultiLabelDistiller(cfg).run(labels, tasks, work / "filters" / "multilabel" / "filter.bin", compare=True)
+    print(f"labels: {labels} ({len(tasks)} tasks, {ml.n_train} multi-label training lines); trained in "
+          f"{time.perf_counter() - t0:.1f}s")
+    print("quality on each task's held-out rows (the same rows, never trained on by either model):")
+    quality = {}
+    for t in tasks:
+        h = ml.heldout[t]
+        d, lo, hi = paired_auc_interval(h["y"], h["p"], h["p_per_task"], seed=args.seed)
+        quality[t] = {"auc_multilabel": ml.metrics[t]["roc_auc"], "auc_per_task": ml.per_task[t]["roc_auc"],
+                      "diff": d, "diff_95": [lo, hi], "n_heldout": int(len(h["y"]))}
+        print(f"  {t:18s} ROC-AUC multi-label {ml.metrics[t]['roc_auc']:.4f}  per-task "
+              f"{ml.per_task[t]['roc_auc']:.4f}  diff {d:+.4f} [95% {lo:+.4f}, {hi:+.4f}]  "
+              f"(n={len(h['y'])}; goal |diff| <= 0.02: {'met' if abs(d) <= 0.02 else 'NOT met'})")
+    # the per-task students the filter would otherwise use, trained on each task's own split
+    per_task = {}
+    for t in tasks:
+        path = work / "filters" / t / "filter.bin"
+        FastTextDistiller(cfg).run(labels, t, path)
+        per_task[t] = str(path)
+    shards = work / "corpus"
+    if not shards.exists():
+        _, shards, _ = prepare(work, args.repeat, args.shards)
+    configs = {
+        "1 task": {tasks[0]: per_task[tasks[0]]},
+        f"{len(tasks)} tasks, per-task students": per_task,
+        f"{len(tasks)} tasks, one multi-label student": {t: ml.model_path for t in tasks},
+    }
+    best: dict[str, dict] = {}
+    for rnd in range(args.rounds):
+        for name, models in configs.items():  # interleaved: drift on a shared machine hits all alike
+            out = work / f"pools_{rnd}_{len(best)}_{abs(hash(name)) % 1000}"
+            t1 = time.perf_counter()
+            rep = BatchFilter(FilterConfig(tasks=tuple(models), models=models, threshold=0.5)).run(
+                [str(shards)], out, workers=1)
+            sec = time.perf_counter() - t1
+            r = {"seconds": sec, "docs": rep.totals["docs_in"], "chars": rep.totals["chars_in"],
+                 "kept": rep.totals["kept"]}
+            if name not in best or sec < best[name]["seconds"]:
+                best[name] = r
+            print(f"  round {rnd} {name:38s} {sec:7.2f}s  {r['docs'] / sec:8.0f} docs/s")
+            shutil.rmtree(out, ignore_errors=True)
+    # the fastText part alone (texts in memory, no reading / writing / executor): the share the
+    # one-pass design changes
+    from retriever.batch_filter import FastTextScorer
+    from retriever.corpus import CorpusReader, list_shards
+    from retriever.data import Doc
+
+    texts = [d.text for sh in list_shards([str(shards)]) for d in CorpusReader().read(sh) if isinstance(d, Doc)]
+    scorers = {name: FastTextScorer(models) for name, models in configs.items()}
+    for sc in scorers.values():
+        sc._loaded()  # load outside the timing
+    pure: dict[str, float] = {}
+    for _ in range(args.rounds):
+        for name, sc in scorers.items():
+            t1 = time.perf_counter()
+            for i in range(0, len(texts), 512):
+                sc.score_texts(texts[i:i + 512])
+            pure[name] = min(pure.get(name, float("inf")), time.perf_counter() - t1)
+    base = best["1 task"]["seconds"]
+    names = list(configs)
+    print(f"fastText scoring only ({len(texts)} documents in memory, fastest of {args.rounds}):")
+    for name in names:
+        print(f"  {name:38s} {pure[name]:7.2f}s  x{pure[name] / pure['1 task']:.2f} one task")
+    print(f"whole filter, {len(tasks)} tasks / 1 task (same shards, one worker, read + score + write, "
+          f"fastest of {args.rounds} round(s)):")
+    for name in names[1:]:
+        ratio = best[name]["seconds"] / base
+        goal = f"; goal <= 1.3x: {'met' if ratio <= 1.3 else 'NOT met'}" if "multi-label" in name else ""
+        print(f"  {name:38s} x{ratio:.2f}{goal}")
+    ml_name = names[2]
+    same = all(best[ml_name]["kept"][t] > 0 for t in tasks)
+    chars_per_core_s = best[ml_name]["chars"] / best[ml_name]["seconds"]
+    core_hours = CLIMBLAB_TOKENS * 4.0 / chars_per_core_s / 3600
+    print(f"scale plan, {len(tasks)} tasks in one pass (multi-label): {chars_per_core_s / 1e6:.2f} M chars/s per "
+          f"core -> ClimbLab = {core_hours:,.0f} core-hours; 64 cores: {core_hours / 64:,.1f} h"
+          + ("" if same else " (a task kept nothing at 0.5: check the labels)"))
+    return {"quality": quality, "cost": best, "ratios": {n: best[n]["seconds"] / base for n in names[1:]},
+            "scoring_only_seconds": pure,
+            "scoring_only_ratios": {n: pure[n] / pure["1 task"] for n in names[1:]},
+            "chars_per_core_second_multilabel": chars_per_core_s, "core_hours_climblab_all_tasks": core_hours,
+            "per_task_predict_ratio_note": "one process, workers=1, threshold 0.5, gzip jsonl in and out"}
 
 
 def one(args: argparse.Namespace) -> None:
@@ -184,6 +325,11 @@ def main() -> None:
         "--rounds", type=int, default=1, help="runs per configuration; the fastest counts"
     )
     p.add_argument("--work", help="work folder (default: a temporary one)")
+    p.add_argument("--section", choices=["datatrove", "tasks", "all"], default="all",
+                   help="datatrove: ours vs FastTextClassifierFilter; tasks: 4 tasks vs 1 (multi-label)")
+    p.add_argument("--labels", help="--section tasks: label folder (<task>.parquet), e.g. a run's "
+                   "confirm/labels (default: gold vs ClimbLab label sets built from ../shared/data)")
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--_one", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--impl", help=argparse.SUPPRESS)
@@ -201,6 +347,13 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     model, corpus, info = prepare(work, args.repeat, args.shards)
+    if args.section == "tasks":
+        res = bench_tasks(args, work)
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=2, default=float))
+        if tmp:
+            tmp.cleanup()
+        return
     mb = sum(f.stat().st_size for f in corpus.iterdir()) / 2**20
     print(
         f"corpus: {info['docs']} docs, {info['chars'] / 1e6:.1f} M chars in {info['shards']} shards "
@@ -269,10 +422,12 @@ def main() -> None:
         f"~{chars_per_token:.0f} chars/token) = {core_hours:,.0f} core-hours; "
         + ", ".join(f"{n} cores: {core_hours / n:,.1f} h" for n in (64, 512, 2048))
     )
+    tasks_res = bench_tasks(args, work) if args.section == "all" else None
     if args.json:
         Path(args.json).write_text(
             json.dumps(
-                {"corpus": info, "results": results, "core_hours_climblab": core_hours}, indent=2
+                {"corpus": info, "results": results, "core_hours_climblab": core_hours,
+                 "tasks": tasks_res}, indent=2, default=float
             )
         )
     if tmp:

@@ -570,14 +570,23 @@ def test_pool_without_text_field_is_a_clear_error(tmp_path):
     assert not (tmp_path / "out" / "summary.json").exists()
 
 
-def test_full_disk_is_a_one_line_error_and_no_summary(tmp_path):
+def test_full_disk_is_a_one_line_error_and_no_summary(tmp_path, monkeypatch):
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full")
+    import retriever.corpus.writers as writers
+
     root = make_pools(tmp_path / "pools")
     out = tmp_path / "out"
-    (out / "lmflow").mkdir(parents=True)
-    # the first part's temporary file is the full device: the write fails with ENOSPC
-    os.symlink("/dev/full", out / "lmflow" / "part_00000.json.tmp")
+    real_temp = writers.temp_path
+
+    def full_temp(path):  # the first part's temporary file is the full device: ENOSPC
+        tmp = real_temp(path)
+        if Path(path).name == "part_00000.json":
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink("/dev/full", tmp)
+        return tmp
+
+    monkeypatch.setattr(writers, "temp_path", full_temp)
     with pytest.raises(OutputError, match="disk full"):
         DatasetBuilder(discover_pools(root), {"roleplay": 1}, 100).build(out)
     assert not (out / "summary.json").exists()

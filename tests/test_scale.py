@@ -229,3 +229,23 @@ def test_sampled_scoring_embeds_only_the_sampled_documents(tiny_indexes, tmp_pat
 
     with pytest.raises(ResumeError, match="sample"):
         score_corpus(idx, [str(tmp_path / "c")], tmp_path / "out", store=None, sample=0.5, seed=1)
+
+
+def test_sampled_parquet_rows_are_skipped_before_parsing_and_match_the_reader(tmp_path):
+    from retriever.corpus import CorpusReader
+    from retriever.score.job import ScoreJob, Unsampled
+
+    p = _parquet(tmp_path / "c" / "cluster_1" / "a.parquet",
+                 [{"text": f"doc {i}", **({"id": f"x{i}"} if i % 3 else {"id": None})} for i in range(500)])
+    s = DocSampler(0.2, seed=7)
+    job = ScoreJob([], [str(p)], str(tmp_path / "o"), sample=s)
+    reader = CorpusReader(batch_size=64)
+    got, skipped = [], 0
+    for row, rec in job._records(reader, str(p), "cluster_1__a"):
+        if isinstance(rec, Unsampled):
+            skipped += rec.n
+        else:
+            got.append((row, rec))
+    ref = [(row, rec) for row, rec in reader.iter_records(str(p))
+           if s.keep(f"cluster_1__a:{row}" if rec["id"] is None else rec["id"])]
+    assert got == ref and skipped == 500 - len(ref) and 60 < len(ref) < 140

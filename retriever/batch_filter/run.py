@@ -41,10 +41,12 @@ from retriever.batch_filter.thresholds import (
 from retriever.batch_filter.tokens import TokenCounter
 from retriever.batch_filter.writers import FORMATS
 from retriever.corpus import list_shards, shard_name, write_json_atomic
-from retriever.corpus.writers import read_json
+from retriever.corpus.writers import check_writable, read_json, sweep_temp
 from retriever.errors import ConfigError
 from retriever.executors import ShardedRun, cpu_count, read_done, run_sharded
+from retriever.lock import OutputLock
 from retriever.manifest import check_or_write_manifest, file_fingerprint
+from retriever.names import check_name
 from retriever.stats import Stats
 
 MANIFEST = "manifest.json"
@@ -99,6 +101,8 @@ class FilterConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", tuple(self.tasks))
+        for t in self.tasks:
+            check_name(t, "task name")  # each task is a folder under the output
         if self.threshold is not None and self.top_fraction is not None:
             raise ConfigError("give either a threshold or a top fraction, not both")
         if self.top_fraction is not None and not 0 < self.top_fraction <= 1:
@@ -243,6 +247,14 @@ class BatchFilter:
         Raises:
             ResumeError: ``output`` holds a run with other settings.
         """
+        check_writable(output)
+        with OutputLock(output):  # one writer per folder: a second run is refused, naming this one
+            sweep_temp(output)
+            return self._run_locked(inputs, output, executor, tasks, workers, progress,
+                                    **executor_settings)
+
+    def _run_locked(self, inputs, output, executor, tasks, workers, progress,
+                    **executor_settings: Any) -> FilterReport:
         shards, settings, _ = self.prepare(inputs, output)
         out = Path(output)
         if executor == "local":

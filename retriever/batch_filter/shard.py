@@ -28,6 +28,7 @@ from retriever.corpus import AtomicWriter, CorpusReader, RejectWriter, shard_nam
 from retriever.corpus.readers import Detokenizer
 from retriever.data import Doc, Rejected
 from retriever.errors import ConfigError
+from retriever.names import check_name
 from retriever.stats import Stats
 
 REJECTED_DIR = "rejected"
@@ -73,6 +74,8 @@ class FilterSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", list(self.models))
+        for t in self.tasks:
+            check_name(t, "task name")  # each task is a folder under the output
         if set(self.thresholds) != set(self.models):
             raise ConfigError(
                 f"thresholds {sorted(self.thresholds)} != tasks {sorted(self.models)}"

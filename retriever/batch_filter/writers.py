@@ -8,7 +8,7 @@ Formats (``DIR/<task>/<shard_name><suffix>``):
 * ``lmflow``: ``{"type": "text_only", "instances": [{"text": ...}, ...]}`` (one JSON per shard;
   LMFlow reads every ``.json`` of a dataset folder).
 
-Every writer writes to ``<file>.tmp``; :meth:`PoolWriter.commit` renames it into place and
+Every writer writes to a temporary file unique to it (``<file>.<pid>.<random>.tmp``); :meth:`PoolWriter.commit` renames it into place and
 :meth:`PoolWriter.abort` deletes it, so a file under its final name is always complete.
 """
 
@@ -22,6 +22,7 @@ from typing import IO, Any
 import orjson
 
 from retriever._deps import require
+from retriever.corpus.writers import temp_path
 from retriever.data import Doc
 from retriever.errors import ConfigError
 
@@ -36,7 +37,7 @@ class PoolWriter:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self.tmp = temp_path(self.path)  # unique to this writer
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.n = 0
 
@@ -114,7 +115,7 @@ class ParquetPoolWriter(PoolWriter):
     def __init__(self, path: str | os.PathLike, block_rows: int = 8192):
         super().__init__(path)
         self.block_rows = block_rows
-        self.spill = self.path.with_name(self.path.name + ".spill.tmp")
+        self.spill = temp_path(self.path.with_name(self.path.name + ".spill"))
         self._fh = open(self.spill, "wb")  # noqa: SIM115
         self.types: dict[str, set[type]] = {}
 

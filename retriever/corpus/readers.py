@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ import orjson
 from retriever._deps import require
 from retriever.corpus.sharding import HUB_PREFIX, hub_filesystem, is_hub_file, shard_name
 from retriever.data import Doc, Rejected
-from retriever.errors import InputError
+from retriever.errors import InputError, ShardError, TruncatedInputError
 
 RAW_KEEP = 2000  # characters of a rejected record kept for the reject file
 
@@ -171,7 +172,7 @@ class CorpusReader:
             try:
                 data = orjson.loads(fh.read())
             except orjson.JSONDecodeError as e:
-                raise InputError(f"{path} is not valid JSON ({e}); for one record a line use .jsonl") from e
+                raise ShardError(f"{path} is not valid JSON ({e}); for one record a line use .jsonl") from e
         if isinstance(data, list):
             yield from data
         elif isinstance(data, dict) and isinstance(data.get("instances"), list):
@@ -183,7 +184,7 @@ class CorpusReader:
                     v = {**v, self.id_field: k}
                 yield v
         else:
-            raise InputError(f"{path}: top-level JSON must be a list or an object of records")
+            raise ShardError(f"{path}: top-level JSON must be a list or an object of records")
 
     def _iter_hub_file(self, shard: str) -> Iterator[tuple[int, Any]]:
         path = shard[len(HUB_PREFIX):]
@@ -199,16 +200,27 @@ class CorpusReader:
                                  "download the dataset and pass the local folder")
 
     def _iter_parquet(self, path: Path | Any, label: str | None = None) -> Iterator[dict]:
+        pa = require("pyarrow")
         pq = require("pyarrow.parquet")
-        pf = pq.ParquetFile(path)
+        try:
+            pf = pq.ParquetFile(path)
+        except (pa.ArrowException, OSError) as e:
+            raise ShardError(f"{label or path} is not a readable parquet file ({e}); re-download it") from e
         path = label or path
         names = set(pf.schema_arrow.names)
         if self.text_field not in names and (self.tokens_field or "") not in names:
-            raise InputError(
+            raise ShardError(
                 f"{path} has no {self.text_field!r} column (columns: {sorted(names)}); "
                 "pass --text-field NAME (or --tokens-field for token ids)"
             )
-        for batch in pf.iter_batches(batch_size=self.batch_size):
+        batches = pf.iter_batches(batch_size=self.batch_size)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except (pa.ArrowException, OSError) as e:
+                raise ShardError(f"{path}: corrupt parquet data ({e}); re-download it") from e
             yield from batch.to_pylist()
 
     def _iter_hub(self, shard: str) -> Iterator[dict]:
@@ -230,16 +242,100 @@ def read_records(shard: str, reader: CorpusReader | None = None) -> Iterator[Doc
     return (reader or CorpusReader()).read(shard)
 
 
+class _ZstdReader(io.RawIOBase):
+    """Decompresses a .zst file frame by frame and raises at the end of a truncated frame.
+
+    ``zstandard``'s ``stream_reader`` ends quietly when the input stops in the middle of a frame,
+    so a shard cut short (an interrupted download) would read as a shorter, complete shard.
+    """
+
+    CHUNK = 1 << 17
+
+    def __init__(self, path: Path):
+        self._zstd = require("zstandard")
+        self.path = path
+        self._fh = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self._dobj = self._zstd.ZstdDecompressor().decompressobj()
+        self._in_frame = False  # bytes of the current frame were fed and its end not seen
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while not self._buf:
+            chunk = self._fh.read(self.CHUNK)
+            if not chunk:
+                if self._in_frame:
+                    raise TruncatedInputError(f"{self.path}: truncated zstd frame (file cut short)")
+                return 0
+            self._buf = self._feed(chunk)
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+    def _feed(self, data: bytes) -> bytes:
+        out = []
+        while data:
+            try:
+                out.append(self._dobj.decompress(data))
+            except self._zstd.ZstdError as e:
+                raise TruncatedInputError(f"{self.path}: corrupt zstd data ({e})") from e
+            self._in_frame = not self._dobj.eof
+            data = self._dobj.unused_data if self._dobj.eof else b""
+            if self._dobj.eof:  # concatenated frames: start the next one
+                self._dobj = self._zstd.ZstdDecompressor().decompressobj()
+                self._in_frame = bool(data)
+        return b"".join(out)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._fh.close()
+        super().close()
+
+
+class _CheckedGzip(gzip.GzipFile):
+    """A gzip reader whose truncation / corruption errors are one-line :class:`ShardError`."""
+
+    def read(self, *args):
+        try:
+            return super().read(*args)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+            raise TruncatedInputError(f"{self.name}: truncated or corrupt gzip ({e})") from e
+
+    def read1(self, *args):
+        try:
+            return super().read1(*args)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+            raise TruncatedInputError(f"{self.name}: truncated or corrupt gzip ({e})") from e
+
+    def readline(self, *args):
+        try:
+            return super().readline(*args)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+            raise TruncatedInputError(f"{self.name}: truncated or corrupt gzip ({e})") from e
+
+    def __iter__(self):
+        while True:
+            line = self.readline()
+            if not line:
+                return
+            yield line
+
+
 def open_binary(path: str | Path) -> io.BufferedIOBase:
-    """Open a (possibly .gz / .zst compressed) file for binary reading."""
+    """Open a (possibly .gz / .zst compressed) file for binary reading.
+
+    A compressed file cut short, or corrupt, raises :class:`TruncatedInputError` (a
+    :class:`ShardError`) when the reader reaches the damage, never a quiet early end.
+    """
     path = Path(path)
     name = path.name
     if name.endswith(".gz"):
-        return gzip.open(path, "rb")
+        return _CheckedGzip(path, "rb")
     if name.endswith(".zst"):
-        zstd = require("zstandard")
-        raw = open(path, "rb")  # noqa: SIM115 - closed with the wrapper
-        return io.BufferedReader(zstd.ZstdDecompressor().stream_reader(raw, closefd=True))
+        return io.BufferedReader(_ZstdReader(path))
     return open(path, "rb")  # noqa: SIM115
 
 

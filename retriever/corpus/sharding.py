@@ -50,7 +50,7 @@ def list_shards(inputs: list[str] | str) -> list[str]:
         p = Path(spec)
         if p.is_dir():
             # hidden files and folders (.cache/ of a Hub download) are not corpus shards
-            found = sorted(str(f) for f in p.rglob("*") if f.is_file() and is_shard_file(f)
+            found = sorted(str(f) for f in walk_files(p) if is_shard_file(f)
                            and not any(part.startswith(".") for part in f.relative_to(p).parts))
             if not found:
                 raise InputError(
@@ -145,6 +145,23 @@ def _list_hub(repo: str, sub: str, fs) -> tuple[str, ...]:
             raise InputError(f"Hub dataset {repo!r} has no shard file under {sub!r}")
         return (f"{HUB_PREFIX}{repo}",)  # no data files: streamed whole by `datasets`
     return tuple(f"{HUB_PREFIX}{f}" for f in files)
+
+
+def walk_files(root: Path) -> list[Path]:
+    """Every file under ``root``, following symlinked folders (``Path.rglob`` skips them on
+    Python < 3.13), each real folder once: a link back up the tree is not walked into again.
+    """
+    out: list[Path] = []
+    seen: set[str] = set()
+    for dirpath, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirs[:] = []  # a loop, or a second link to a folder already listed
+            continue
+        seen.add(real)
+        dirs.sort()
+        out.extend(Path(dirpath) / f for f in files if os.path.isfile(os.path.join(dirpath, f)))
+    return out
 
 
 def get_shard(shards: list[str], rank: int = 0, world_size: int = 1) -> list[str]:

@@ -44,7 +44,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from retriever.corpus.sharding import shard_name
-from retriever.corpus.writers import AtomicWriter, RejectWriter, read_json, write_json_atomic
+from retriever.corpus.writers import (
+    AtomicWriter,
+    RejectWriter,
+    read_json,
+    sweep_temp,
+    write_json_atomic,
+)
 from retriever.data import Doc, Rejected
 from retriever.dataset.pools import list_pool_files, read_pool_shard
 from retriever.dataset.select import (
@@ -57,7 +63,8 @@ from retriever.dataset.select import (
     text_key,
 )
 from retriever.dataset.tokens import TokenCounter
-from retriever.errors import ConfigError, InputError, RetrieverError
+from retriever.errors import ConfigError, InputError, OutputError, RetrieverError
+from retriever.lock import OutputLock
 from retriever.manifest import check_or_write_manifest, file_fingerprint, fingerprint
 from retriever.stats import Stats
 
@@ -92,10 +99,6 @@ OUT_SCHEMA = pa.schema(
         ("source", pa.string()),
     ]
 )
-
-
-class OutputError(RetrieverError, OSError):
-    """An output could not be written (disk full, permission); finished parts are kept."""
 
 
 @contextmanager
@@ -268,8 +271,15 @@ class DatasetBuilder:
             ResumeError: ``out_dir`` holds a build with other settings.
             OutputError: the disk filled up or the folder is not writable.
         """
-        t0 = time.perf_counter()
         out = Path(out_dir)
+        with disk_guard(str(out)):
+            out.mkdir(parents=True, exist_ok=True)
+        with OutputLock(out):  # one writer per folder: a second build is refused, naming this one
+            sweep_temp(out)  # what a killed build left half written
+            return self._build_locked(out)
+
+    def _build_locked(self, out: Path) -> dict:
+        t0 = time.perf_counter()
         used = [k for k in self.pools if self.budgets[k] > 0]
         files = {k: list_pool_files(self.pools[k]) for k in used}
         settings = {

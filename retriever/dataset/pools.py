@@ -23,7 +23,9 @@ from retriever.errors import ConfigError, InputError
 POOL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".json.gz", ".parquet")
 # files and folders a stage writes next to its shards: never pool data
 NOT_POOL_FILES = {"manifest.json", "summary.json", "stats.json"}
-NOT_POOL_DIRS = {"logs", "completions", "rejected", "done", "stats", "scan", "removed", "tmp"}
+# (``scores/`` is `filter --write-scores`'s probabilities of every document, kept or not)
+NOT_POOL_DIRS = {"logs", "completions", "rejected", "done", "stats", "scan", "removed", "tmp",
+                 "scores", "failed", "store", "store_ingested"}
 
 
 def list_pool_files(path: str | os.PathLike) -> list[str]:
@@ -41,6 +43,11 @@ def list_pool_files(path: str | os.PathLike) -> list[str]:
         return [str(p)]
     if not p.is_dir():
         raise InputError(f"pool {p} does not exist; check --pools / --pool NAME=PATH")
+    if p.name in NOT_POOL_DIRS and (p.parent / "manifest.json").is_file():
+        raise InputError(
+            f"{p} is the {p.parent} stage's {p.name}/ folder (every document's records, not the "
+            f"kept ones), not a pool; pass a task folder such as {p.parent}/<task>"
+        )
     out = []
     for f in sorted(p.rglob("*")):
         rel = f.relative_to(p).parts

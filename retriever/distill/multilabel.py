@@ -63,6 +63,7 @@ class MultiLabelReport:
     n_train: int
     metrics: dict[str, dict[str, Any]]
     per_task: dict[str, dict[str, Any]] = field(default_factory=dict)
+    heldout: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
     seconds: float = 0.0
     manifest: dict[str, Any] = field(repr=False, default_factory=dict)
 
@@ -129,12 +130,14 @@ class MultiLabelDistiller:
         out.parent.mkdir(parents=True, exist_ok=True)
         metrics: dict[str, dict[str, Any]] = {}
         per_task: dict[str, dict[str, Any]] = {}
+        heldout: dict[str, dict[str, np.ndarray]] = {}  # per task: y, p (multi), p_per_task
         with tempfile.TemporaryDirectory(dir=out.parent, prefix=".distill-ml-") as tmp:
             model = self._train(lines, Path(tmp) / "train.txt", loss="ova")
             for t in tasks:
                 y, texts = _heldout(sets[t], splits[t][1])
                 p = predict_tasks(model, texts, [t], cfg.max_chars)[:, 0]
                 metrics[t] = classification_metrics(y, p, cfg.threshold)
+                heldout[t] = {"y": y, "p": p}
             if compare:
                 for t in tasks:
                     one = [(text, ([POSITIVE] if t in labs else [NEGATIVE]))
@@ -143,6 +146,7 @@ class MultiLabelDistiller:
                     y, texts = _heldout(sets[t], splits[t][1])
                     p = _predict_label(m, texts, LABEL_PREFIX + POSITIVE, cfg.max_chars)
                     per_task[t] = classification_metrics(y, p, cfg.threshold)
+                    heldout[t]["p_per_task"] = p
             if cfg.refit:
                 lines = training_lines(sets, {t: np.concatenate(splits[t]) for t in tasks}, set())
                 model = self._train(lines, Path(tmp) / "refit.txt", loss="ova")
@@ -168,7 +172,7 @@ class MultiLabelDistiller:
         mpath = model_manifest_path(out)
         write_json_atomic(mpath, manifest)
         return MultiLabelReport(list(tasks), str(out), str(mpath), len(lines), metrics, per_task,
-                                time.perf_counter() - t0, manifest)
+                                heldout, time.perf_counter() - t0, manifest)
 
     def _train(self, lines: list[tuple], path: Path, loss: str) -> _FastText:
         fasttext = require("fasttext")

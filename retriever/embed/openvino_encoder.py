@@ -29,6 +29,9 @@ import numpy as np
 
 from retriever._deps import require
 from retriever.errors import InputError, MissingDependencyError
+from retriever.privacy import opt_out_openvino_telemetry
+
+opt_out_openvino_telemetry()  # before anything imports openvino: its import alone phones home
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from retriever.config import GoldSource, TaskSpec, find_task_spec
+from retriever.corpus.writers import check_writable
 from retriever.data import Doc
 from retriever.embed import load_embedder
 from retriever.errors import ConfigError
@@ -47,11 +48,13 @@ def build_index(
             raise ConfigError(f"--gold-limit must be at least 1, got {gold_limit}")
         spec = dataclasses.replace(spec, sources=tuple(dataclasses.replace(s, limit=gold_limit)
                                                        for s in spec.sources))
+    dest = Path(out or Path(indexes_dir) / spec.task)
+    check_writable(dest.parent, "index folder")  # before embedding all the gold, not after
     gold_set = GoldLoader(spec.sources).load()
     emb = embedder or load_embedder(model or spec.model)
     gi = GoldIndex.build(spec.task, gold_set, emb, factory=factory or spec.factory, use_gpu=use_gpu)
     gi.manifest["spec"] = spec.spec_path
-    gi.save(out or Path(indexes_dir) / spec.task)
+    gi.save(dest)
     log.info("index %s: %d exemplars (%s)", spec.task, gi.ntotal, gold_set.stats.to_dict()["counts"])
     return gi
 

@@ -6,7 +6,8 @@ On disk (``indexes/<task>/``)::
     gold.parquet    id, text, source of every exemplar, in index order
     manifest.json   task, model, dim, factory, counts, source fingerprints, version
 
-``manifest.json`` is written last, so a folder without it is an unfinished build. Loading with an
+A new or rebuilt index is written whole into a temporary folder beside it and swapped in, so a
+failed build never touches the working index; a folder without ``manifest.json`` is unfinished. Loading with an
 embedder of another model or dimension raises :class:`ModelMismatchError`: vectors of two models
 are not comparable, and searching one with the other returns confident nonsense.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,12 +24,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from retriever._deps import require
-from retriever.corpus.writers import AtomicWriter, read_json, write_json_atomic
+from retriever.corpus.writers import (
+    is_temp,
+    read_json,
+    resolve_target,
+    temp_path,
+    write_json_atomic,
+)
 from retriever.data import Doc
 from retriever.embed.embedder import canonical_model_id
-from retriever.errors import InputError, ModelMismatchError
+from retriever.errors import InputError, ModelMismatchError, UnsafeNameError
 from retriever.gold.loader import GoldSet, text_key
 from retriever.manifest import fingerprint
+from retriever.names import check_name
 from retriever.progress import encode_with_progress
 
 if TYPE_CHECKING:
@@ -97,6 +106,7 @@ class GoldIndex:
     def build(cls, task: str, gold: GoldSet, embedder: Embedder, factory: str = "Flat",
               use_gpu: bool | None = None) -> GoldIndex:
         """Embed ``gold`` and index it (on GPU when available; the stored index is a CPU one)."""
+        check_name(task, "task name")
         t0 = time.perf_counter()
         xb = encode_with_progress(embedder, gold.texts, desc=f"embed {task} gold")  # [n_gold, dim]
         gpu = faiss_gpu_available() if use_gpu is None else (use_gpu and faiss_gpu_available())
@@ -172,27 +182,55 @@ class GoldIndex:
     def check_embedder(self, embedder: Embedder) -> None:
         """Raise :class:`ModelMismatchError` unless ``embedder`` is the model this index was built with."""
         mid = canonical_model_id(embedder.model_id)
-        if mid != self.model or int(embedder.dim) != self.dim:
+        if mid == self.model and int(embedder.dim) != self.dim:
+            # same name, other vectors: the manifest was edited or the model changed under its name
             raise ModelMismatchError(
-                f"index {self.task!r} was built with {self.model!r} (dim {self.dim}) but the embedder is "
-                f"{mid!r} (dim {embedder.dim}); use --model {self.model} or rebuild the index "
-                f"with `retriever index build {self.task} --model {mid}`"
+                f"index {self.task!r} records dim {self.dim} for {self.model!r}, which now gives "
+                f"dim {embedder.dim} vectors; rebuild it with `retriever index build {self.task}`"
+            )
+        if mid != self.model:
+            raise ModelMismatchError(
+                f"index {self.task!r} was built with {self.model!r} (dim {self.dim}), not {mid!r} "
+                f"(dim {embedder.dim}); embed with {self.model!r}, or rebuild the index with "
+                f"`retriever index build {self.task} --model {mid}`"
             )
 
     # -- persistence ------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the index folder; the manifest goes last, so its presence means complete."""
+        """Write the index folder: built complete in a temporary folder beside it, then swapped in.
+
+        A failed write (full disk, kill) leaves the working index as it was. Other files of the
+        folder (the distilled ``filter.bin``) are carried over into the new one.
+        """
         faiss = require("faiss")
         pa = require("pyarrow")
         pq = require("pyarrow.parquet")
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / MANIFEST_FILE).unlink(missing_ok=True)
-        with AtomicWriter(out / INDEX_FILE) as tmp:
-            faiss.write_index(self.index, str(tmp))
-        with AtomicWriter(out / GOLD_FILE) as tmp:
-            pq.write_table(pa.table({"id": self.ids, "text": self.texts, "source": self.sources}), tmp)
-        write_json_atomic(out / MANIFEST_FILE, self.manifest)
+        check_name(self.task, "task name")
+        out = resolve_target(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_path(out)
+        tmp.mkdir()
+        try:
+            faiss.write_index(self.index, str(tmp / INDEX_FILE))
+            pq.write_table(pa.table({"id": self.ids, "text": self.texts, "source": self.sources}),
+                           tmp / GOLD_FILE)
+            write_json_atomic(tmp / MANIFEST_FILE, self.manifest)
+            if out.is_dir():
+                for f in out.iterdir():
+                    if f.name in (INDEX_FILE, GOLD_FILE, MANIFEST_FILE) or is_temp(f.name):
+                        continue
+                    if f.is_dir():
+                        shutil.copytree(f, tmp / f.name, symlinks=True)
+                    else:
+                        shutil.copy2(f, tmp / f.name, follow_symlinks=False)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        old = temp_path(out.with_name(out.name + ".old"))
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
         return out
 
     @classmethod
@@ -201,26 +239,48 @@ class GoldIndex:
         """Open ``indexes/<task>/``; with ``embedder``, check it is the model the index was built with.
 
         Raises:
-            InputError: the folder is missing or unfinished.
+            InputError: the folder is missing, unfinished, or its files are corrupt or
+                hand-edited (a one-line message naming the file; rebuild the index).
             ModelMismatchError: ``embedder`` is another model or dimension.
         """
         faiss = require("faiss")
+        pa = require("pyarrow")
         pq = require("pyarrow.parquet")
         p = Path(path)
         if not (p / MANIFEST_FILE).is_file():
             hint = "an unfinished build" if p.is_dir() else "missing"
             raise InputError(f"no gold index at {p} ({hint}); build it with `retriever index build TASK`")
+        rebuild = f"rebuild it with `retriever index build {p.name}`"
         manifest = read_json(p / MANIFEST_FILE)
+        if not isinstance(manifest, dict):
+            raise InputError(f"{p / MANIFEST_FILE} is not an index manifest; {rebuild}")
         if manifest.get("format") != INDEX_FORMAT:
             raise ModelMismatchError(
                 f"{p} has index format {manifest.get('format')}, this version reads {INDEX_FORMAT}; rebuild it"
             )
-        index = faiss.read_index(str(p / INDEX_FILE))
-        gold = pq.read_table(p / GOLD_FILE)
-        if index.ntotal != gold.num_rows or index.d != manifest["dim"]:
+        missing = [k for k in ("task", "model", "dim") if k not in manifest]
+        if missing:
+            raise InputError(f"{p / MANIFEST_FILE} lacks {missing}; {rebuild}")
+        try:
+            check_name(manifest["task"], "task name")
+            int(manifest["dim"])
+        except (UnsafeNameError, TypeError, ValueError) as e:
+            raise InputError(f"{p / MANIFEST_FILE}: {e}; {rebuild}") from e
+        for f in (INDEX_FILE, GOLD_FILE):
+            if not (p / f).is_file():
+                raise InputError(f"{p} has no {f}; {rebuild}")
+        try:
+            index = faiss.read_index(str(p / INDEX_FILE))
+        except (RuntimeError, MemoryError, OverflowError) as e:
+            raise InputError(f"{p / INDEX_FILE} is corrupt ({str(e).splitlines()[0][:200]}); {rebuild}") from e
+        try:
+            gold = pq.read_table(p / GOLD_FILE)
+            cols = {c: gold.column(c).to_pylist() for c in ("id", "text", "source")}
+        except (pa.ArrowException, OSError, KeyError) as e:
+            raise InputError(f"{p / GOLD_FILE} is corrupt ({e}); {rebuild}") from e
+        if index.ntotal != gold.num_rows or index.d != int(manifest["dim"]):
             raise InputError(f"{p} is inconsistent (index {index.ntotal} x {index.d}, gold {gold.num_rows} rows); rebuild it")
-        out = cls(manifest["task"], index, gold.column("id").to_pylist(), gold.column("text").to_pylist(),
-                  gold.column("source").to_pylist(), manifest, use_gpu)
+        out = cls(manifest["task"], index, cols["id"], cols["text"], cols["source"], manifest, use_gpu)
         if embedder is not None:
             out.check_embedder(embedder)
         return out

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retriever.corpus.writers import AtomicWriter, write_json_atomic
+from retriever.corpus.writers import AtomicWriter, is_special, resolve_target, write_json_atomic
 from retriever.dataset.mixture import WEIGHT_PREFIX
 from retriever.errors import ConfigError
 
@@ -146,4 +146,6 @@ def write_proposals(path: str | os.PathLike, mixtures: list[dict[str, float]], i
             for i, m in enumerate(mixtures):
                 w.writerow([i, *[f"{m[k]:.6g}" for k in names]])
         info = {**info, "pools": names, "n": len(mixtures)}
-        write_json_atomic(path.with_name(path.name + ".json"), info)
+        if not is_special(path):  # `-o /dev/stdout`: no settings file beside a device
+            write_json_atomic(resolve_target(path).with_name(resolve_target(path).name + ".json"),
+                              info)

@@ -16,7 +16,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="run config (TOML)")
     p.add_argument("--plan", action="store_true", help="print what would run, run nothing")
     p.add_argument("--json", action="store_true", help="print the step outcomes as JSON")
+    p.add_argument("--yes", action="store_true",
+                   help="run even when the cost plan exceeds [plan] max_core_hours / max_gpu_hours")
+    p.add_argument("--no-cost-plan", action="store_true", help="do not print the cost plan first")
     p.set_defaults(func=_run)
+
+
+def _cost_plan(cfg, yes: bool) -> None:
+    """Print the cost plan (``retriever plan``) to stderr; refuse one over the ceiling unless ``yes``."""
+    import sys
+
+    from retriever.errors import ConfigError
+    from retriever.plan import format_plan
+    from retriever.plan.run import plan_run
+
+    plan = plan_run(cfg)
+    print(format_plan(plan), file=sys.stderr, flush=True)
+    over = plan.over_ceiling()
+    if over and not yes:
+        raise ConfigError(f"the plan exceeds the configured ceiling ({'; '.join(over)}); raise [plan] "
+                          "max_core_hours / max_gpu_hours, sample more sparsely, or pass --yes")
 
 
 def _run(args) -> int:
@@ -35,6 +54,8 @@ def _run(args) -> int:
             for name, action in plan.items():
                 print(f"{name:<{width}}{'would be ' + ('skipped' if action == 'skipped' else action.replace('ran', 'run'))}")
         return 0
+    if not args.no_cost_plan:
+        _cost_plan(cfg, args.yes)
     from retriever.logs import log_to_file
 
     with log_to_file(cfg.out / "logs" / "run.log"):

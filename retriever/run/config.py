@@ -13,11 +13,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from retriever.config import read_toml
+from retriever.config import check_field_types, read_toml
 from retriever.errors import ConfigError
 
 SECTIONS = ("run", "tasks", "corpus", "score", "confirm", "distill", "filter", "dataset", "report",
-            "evaluate", "mix")
+            "evaluate", "mix", "plan")
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,45 @@ class DatasetSection:
 
 
 @dataclass(frozen=True)
+class PlanSection:
+    """``retriever plan`` and the plan ``retriever run`` prints first (see retriever/plan/).
+
+    ``cores`` / ``gpus``: the node the plan's wall times are given for. ``max_core_hours``,
+    ``max_gpu_hours``, ``max_hours_here``: a run whose plan exceeds one is refused unless ``--yes``.
+    ``rates``: rate name -> value overriding the defaults (see ``retriever.plan.Rates``), or
+    ``rates_file``: a JSON file of them. ``calibrate``: measure rates on ``calibrate_docs`` documents
+    before ``retriever run`` too (``retriever plan`` always does, unless ``--no-calibrate``).
+    ``exact_limit``: a local corpus of at most this many documents is read in full for exact counts.
+    ``docs``, ``mean_chars``, ``shards``: the corpus size to plan with when the corpus cannot be
+    listed here (a Hub corpus, offline); a listed corpus always wins.
+    """
+
+    cores: int = 64
+    gpus: int = 8
+    max_core_hours: float | None = None
+    max_gpu_hours: float | None = None
+    max_hours_here: float | None = None
+    rates: dict[str, float] = field(default_factory=dict)
+    rates_file: str | None = None
+    calibrate: bool = False
+    calibrate_docs: int = 200
+    exact_limit: int = 100_000
+    docs: int | None = None
+    mean_chars: float | None = None
+    shards: int | None = None
+
+    def __post_init__(self) -> None:
+        for k in ("cores", "gpus", "calibrate_docs", "exact_limit"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if k == "exact_limit" else 1):
+                raise ConfigError(f"[plan] {k} must be a positive integer, got {v!r}")
+        for k in ("max_core_hours", "max_gpu_hours", "max_hours_here", "docs", "mean_chars", "shards"):
+            v = getattr(self, k)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
+                raise ConfigError(f"[plan] {k} must be a positive number, got {v!r}")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     path: str
     run: RunSection
@@ -112,6 +151,7 @@ class RunConfig:
     # read by `retriever evaluate` / `retriever mix run` (retriever.arms), not by `retriever run`
     evaluate: dict[str, Any] = field(default_factory=dict)
     mix: dict[str, Any] = field(default_factory=dict)
+    plan: PlanSection = field(default_factory=PlanSection)
 
     @property
     def out(self) -> Path:
@@ -131,6 +171,7 @@ def _make(cls, data: Any, where: str):
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"[{where}]: unknown key(s) {unknown}; known: {sorted(known)}")
+    check_field_types(cls, data, f"[{where}]")
     kw = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
     try:
         return cls(**kw)
@@ -187,9 +228,21 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
     cfg = RunConfig(str(p), run, tuple(tasks), corpus, _make(ScoreSection, raw.get("score"), "score"),
                     confirm, dict(raw.get("distill", {})),
                     dict(raw.get("filter", {})), dataset, dict(raw.get("evaluate", {})),
-                    dict(raw.get("mix", {})))
+                    dict(raw.get("mix", {})), _plan_section(base, raw.get("plan")))
     _check_stage_sections(cfg)
     return cfg
+
+
+def _plan_section(base: Path, data: Any) -> PlanSection:
+    ps = _make(PlanSection, data, "plan")
+    if ps.rates_file:
+        ps = PlanSection(**{**ps.__dict__, "rates_file": _rel(base, ps.rates_file)})
+    if not isinstance(ps.rates, dict):
+        raise ConfigError("[plan] rates must be a table of rate = value")
+    from retriever.plan.rates import Rates
+
+    Rates().with_values(dict(ps.rates), "[plan] rates")  # unknown names fail here
+    return ps
 
 
 def _check_stage_sections(cfg: RunConfig) -> None:
@@ -215,11 +268,27 @@ def _check_stage_sections(cfg: RunConfig) -> None:
         parse_sample(cfg.score.sample)
     except ConfigError as e:
         raise ConfigError(f"[score]: {e}") from e
-    _make(DistillConfig, cfg.distill, "distill")
+    _make(DistillConfig, distill_kwargs(cfg), "distill")
+    multilabel(cfg)
     _make(FilterConfig, {**filter_kwargs(cfg), "tasks": cfg.task_names}, "filter")
 
 
 EXECUTOR_KEYS = ("executor", "workers", "tasks_per_run")
+RUN_DISTILL_KEYS = ("multilabel",)  # run-level [distill] keys, not DistillConfig options
+
+
+def distill_kwargs(cfg: RunConfig) -> dict[str, Any]:
+    """``[distill]`` as ``DistillConfig`` arguments (``multilabel`` left out: see :func:`multilabel`)."""
+    return {k: v for k, v in cfg.distill.items() if k not in RUN_DISTILL_KEYS}
+
+
+def multilabel(cfg: RunConfig) -> bool:
+    """``[distill] multilabel = true``: one one-vs-all student for every task, so the filter reads,
+    tokenizes and hashes each document once for all tasks (see retriever/distill/multilabel.py)."""
+    v = cfg.distill.get("multilabel", False)
+    if not isinstance(v, bool):
+        raise ConfigError(f"[distill] multilabel must be true or false, got {v!r}")
+    return v
 
 
 def filter_kwargs(cfg: RunConfig) -> dict[str, Any]:

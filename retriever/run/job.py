@@ -25,7 +25,14 @@ from retriever.corpus.sharding import is_hub_id, list_shards
 from retriever.errors import ConfigError, InputError
 from retriever.manifest import file_fingerprint, fingerprint, paths_fingerprint
 from retriever.progress import progress_enabled
-from retriever.run.config import RunConfig, TaskConfig, executor_kwargs, filter_kwargs
+from retriever.run.config import (
+    RunConfig,
+    TaskConfig,
+    distill_kwargs,
+    executor_kwargs,
+    filter_kwargs,
+    multilabel,
+)
 from retriever.run.steps import RunStep, StepOutcome, StepRunner
 
 log = logging.getLogger(__name__)
@@ -74,6 +81,9 @@ class RunJob:
 
     def filter_model(self, task: str) -> Path:
         return self.out / "filters" / task / "filter.bin"
+
+    def multilabel_model(self) -> Path:
+        return self.out / "filters" / "multilabel" / "filter.bin"
 
     # -- the corpus, read the same way by every stage -----------------------------------------------
     def reader_options(self) -> dict[str, Any]:
@@ -140,12 +150,21 @@ class RunJob:
         steps.append(RunStep("confirm", confirm_settings, self._confirm, outputs=[self.out / "confirm"],
                              keep=[self.out / "confirm" / "bpb"], after=["candidates", "panel"]))
         for t in tasks:
-            steps.append(RunStep(f"distill/{t}", dict(cfg.distill), lambda t=t: self._distill(t),
+            steps.append(RunStep(f"distill/{t}", distill_kwargs(cfg), lambda t=t: self._distill(t),
                                  outputs=[self.filter_model(t).parent], after=["confirm"]))
+        students = [f"distill/{t}" for t in tasks]
+        if multilabel(cfg):
+            # one student for all tasks: the filter tokenizes each document once (per-task students
+            # above stay for the report's checks, and cost seconds)
+            steps.append(RunStep("distill/multilabel", {**distill_kwargs(cfg), "tasks": tasks},
+                                 self._distill_multilabel, outputs=[self.multilabel_model().parent],
+                                 after=["confirm"]))
+            students = ["distill/multilabel"]
         reader = {k: v for k, v in self.reader_options().items() if v != READER_DEFAULTS[k]}
         steps.append(RunStep("filter", {"filter": cfg.filter, "corpus": corpus_fp,
-                                        **({"reader": reader} if reader else {})}, self._filter,
-                             outputs=[self.out / "pools"], after=[f"distill/{t}" for t in tasks]))
+                                        **({"reader": reader} if reader else {}),
+                                        **({"student": "multilabel"} if multilabel(cfg) else {})}, self._filter,
+                             outputs=[self.out / "pools"], after=students))
         steps.append(RunStep("dataset", dataclasses.asdict(cfg.dataset), self._dataset,
                              outputs=[self.out / "dataset"], after=["filter"]))
         steps.append(RunStep("report", {}, self._report, outputs=[self.out / "report.html"],
@@ -264,11 +283,21 @@ class RunJob:
     def _distill(self, task: str) -> dict[str, Any]:
         from retriever.distill import DistillConfig, FastTextDistiller
 
-        rep = FastTextDistiller(DistillConfig(**self.cfg.distill)).run(
+        rep = FastTextDistiller(DistillConfig(**distill_kwargs(self.cfg))).run(
             self.out / "confirm" / "labels", task, self.filter_model(task))
         m = rep.metrics
         return {"n_train": rep.n_train, "n_test": rep.n_test,
                 **{k: m.get(k) for k in ("precision", "recall", "f1", "roc_auc") if k in m}}
+
+    def _distill_multilabel(self) -> dict[str, Any]:
+        from retriever.distill import DistillConfig
+        from retriever.distill.multilabel import MultiLabelDistiller
+
+        rep = MultiLabelDistiller(DistillConfig(**distill_kwargs(self.cfg))).run(
+            self.out / "confirm" / "labels", self.cfg.task_names, self.multilabel_model())
+        return {"n_train": rep.n_train,
+                "roc_auc": {t: m.get("roc_auc") for t, m in rep.metrics.items()},
+                "f1": {t: m.get("f1") for t, m in rep.metrics.items()}}
 
     def _filter(self) -> dict[str, Any]:
         from retriever.batch_filter import BatchFilter, FilterConfig
@@ -278,6 +307,8 @@ class RunJob:
         c = self.cfg.corpus
         for k, v in self.reader_options().items():  # every reader option, detokenizer included
             kw.setdefault(k, v)
+        if multilabel(self.cfg):
+            kw.setdefault("models", {t: str(self.multilabel_model()) for t in self.cfg.task_names})
         fc = FilterConfig(tasks=tuple(self.cfg.task_names), indexes=str(self.out / "filters"), **kw)
         rep = BatchFilter(fc).run(list(c.paths), self.out / "pools", executor=ex["executor"], workers=ex["workers"],
                                   progress=self.progress)

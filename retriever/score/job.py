@@ -25,10 +25,17 @@ from typing import Any
 from retriever._deps import require
 from retriever.corpus.readers import CorpusReader, Detokenizer
 from retriever.corpus.sharding import get_shard, list_shards, shard_name
-from retriever.corpus.writers import AtomicWriter, RejectWriter, read_json, write_json_atomic
+from retriever.corpus.writers import (
+    WRITE_ERRNOS,
+    AtomicWriter,
+    RejectWriter,
+    check_writable,
+    read_json,
+    write_json_atomic,
+)
 from retriever.data import Rejected
-from retriever.errors import InputError, ModelMismatchError
-from retriever.manifest import check_or_write_manifest
+from retriever.errors import InputError, ModelMismatchError, OutputError, ResumeError, ShardError
+from retriever.manifest import DoneMarkers, check_or_write_manifest, shard_fingerprint
 from retriever.progress import progress_bar, progress_enabled
 from retriever.score.sample import DocSampler
 from retriever.stats import Stats
@@ -36,6 +43,13 @@ from retriever.stats import Stats
 log = logging.getLogger(__name__)
 
 PREVIEW_CHARS = 300
+
+
+@dataclass(frozen=True)
+class Unsampled:
+    """``n`` records of a shard left out by the sample without being parsed."""
+
+    n: int
 
 
 @dataclass
@@ -104,9 +118,17 @@ class ScoreJob:
                 "is embedded once for all tasks, so rebuild them with one --model"
             )
         model, dim = models.pop()
-        self.out.mkdir(parents=True, exist_ok=True)
+        check_writable(self.out)
         check_or_write_manifest(self.out, self.settings(indexes))
         known = read_json(self.out / "shards.json") if (self.out / "shards.json").exists() else {}
+        names = {shard_name(s) for s in shards}
+        gone = sorted(set(known) - names)
+        if gone:
+            # another corpus (or shards removed): its results would be merged into this one's
+            raise ResumeError(
+                f"{self.out} holds scores of {len(gone)} shard(s) not in this corpus (e.g. "
+                f"{known[gone[0]]}); use a new --out for another corpus, or delete this folder"
+            )
         for s in shards:
             name = shard_name(s)
             if known.get(name, s) != s:
@@ -150,15 +172,29 @@ class ScoreJob:
         return self._scorer
 
     # -- work -------------------------------------------------------------------------------------
+    @property
+    def done(self) -> DoneMarkers:
+        return DoneMarkers(self.out / "done")
+
     def is_done(self, shard: str) -> bool:
-        return (self.out / "done" / f"{shard_name(shard)}.json").exists()
+        return self.done.is_done(shard)
 
     def score_shard(self, shard: str, rank: int = 0) -> Stats:
-        """Score one shard into its output files (or return its counters when already done)."""
+        """Score one shard into its output files (or return its counters when already done).
+
+        A done marker counts only while the shard is the file it was made from (size, mtime,
+        parquet row count): a replaced shard is scored again.
+        """
         name = shard_name(shard)
-        done = self.out / "done" / f"{name}.json"
-        if done.exists():
-            return Stats.from_dict(read_json(done))
+        failed = self.out / "failed" / f"{name}.json"
+        marker = self.done.read(shard)
+        if marker is not None:
+            failed.unlink(missing_ok=True)  # a failure an earlier (or concurrent) run recorded
+            return Stats.from_dict(marker)
+        self.done.clear(shard)  # stale: the shard changed since it was scored
+        # new scores to come: the store takes this shard again once they are written
+        (self.out / "store_ingested" / f"{name}.json").unlink(missing_ok=True)
+        fingerprint = shard_fingerprint(shard)
         pa = require("pyarrow")
         pq = require("pyarrow.parquet")
         scorer = self.scorer()
@@ -171,7 +207,11 @@ class ScoreJob:
         sampler = self.sample
 
         def docs():
-            for row, rec in reader.iter_records(shard):
+            for row, rec in self._records(reader, shard, name):
+                if isinstance(rec, Unsampled):  # parquet rows skipped before parsing, in bulk
+                    stats.inc("seen", rec.n)
+                    stats.inc("dropped/unsampled", rec.n)
+                    continue
                 stats.inc("seen")
                 if sampler is not None and isinstance(rec, dict):
                     # decided on the raw record, before any detokenizing: an unsampled document
@@ -205,9 +245,50 @@ class ScoreJob:
                 writer.close()
         rejects.close()
         stats.seconds = time.perf_counter() - t0
-        write_json_atomic(done, {"shard": shard, "name": name, "rank": rank, **stats.to_dict()})
-        (self.out / "failed" / f"{name}.json").unlink(missing_ok=True)
+        self.done.write(shard, {"shard": shard, "name": name, "rank": rank, **stats.to_dict()},
+                        fingerprint)
+        failed.unlink(missing_ok=True)
         return stats
+
+    def _records(self, reader: CorpusReader, shard: str, name: str):
+        """``(row, record)`` of ``shard``; with a sample, the rows of a parquet shard outside it are
+        skipped before they are turned into Python objects (``Unsampled(n)`` stands for them).
+
+        Deciding needs only the id: the id column when the shard has one, else ``<name>:<row>``.
+        The kept rows are exactly those :meth:`CorpusReader.iter_records` would give, same rows.
+        """
+        s = self.sample
+        if s is None or not shard.endswith(".parquet"):
+            yield from reader.iter_records(shard)
+            return
+        pq = require("pyarrow.parquet")
+        from retriever.corpus.sharding import HUB_PREFIX, hub_filesystem, is_hub_file
+
+        if is_hub_file(shard):
+            src = hub_filesystem().open(shard[len(HUB_PREFIX):], "rb")
+        elif Path(shard).is_file():
+            src = open(shard, "rb")  # noqa: SIM115 - closed below
+        else:
+            raise InputError(f"shard {shard} does not exist")
+        with src:
+            pf = pq.ParquetFile(src)
+            names = set(pf.schema_arrow.names)
+            if self.text_field not in names and (self.tokens_field or "") not in names:
+                raise InputError(f"{shard} has no {self.text_field!r} column (columns: {sorted(names)}); "
+                                 "pass --text-field NAME (or --tokens-field for token ids)")
+            has_id = self.id_field in names
+            row = 0
+            for batch in pf.iter_batches(batch_size=reader.batch_size):
+                n = batch.num_rows
+                ids = batch.column(self.id_field).to_pylist() if has_id else [None] * n
+                keep = [i for i in range(n)
+                        if s.keep(f"{name}:{row + i}" if ids[i] is None else str(ids[i]))]
+                if len(keep) < n:
+                    yield row, Unsampled(n - len(keep))
+                if keep:
+                    for i, rec in zip(keep, batch.take(keep).to_pylist(), strict=True):
+                        yield row + i, rec
+                row += n
 
     def run(self, rank: int = 0, world_size: int = 1, progress: bool | None = False) -> Stats:
         """Score this rank's shards (``get_shard``); a shard that fails is recorded and skipped."""
@@ -221,6 +302,17 @@ class ScoreJob:
         for shard in mine:
             try:
                 total += self.score_shard(shard, rank)
+            except OSError as e:
+                if e.errno in WRITE_ERRNOS:  # full disk, read-only: every shard would fail
+                    raise OutputError(
+                        f"cannot write scores for {shard} under {self.out} ({e.strerror}); "
+                        "free space (or fix permissions) and rerun: finished shards are kept"
+                    ) from e
+                self._record_failure(shard, e)
+                total.inc("failed_shards")
+            except ShardError as e:  # this shard is unreadable (truncated, no text column)
+                self._record_failure(shard, e)
+                total.inc("failed_shards")
             except (InputError, ModelMismatchError):
                 raise  # a settings problem: every shard would fail the same way
             except Exception as e:  # one unreadable shard must not stop the others
@@ -233,6 +325,12 @@ class ScoreJob:
             bar.close()
             self._bar = None
         return total
+
+    def _record_failure(self, shard: str, e: BaseException) -> None:
+        log.error("shard %s failed: %s", shard, e)
+        write_json_atomic(self.out / "failed" / f"{shard_name(shard)}.json",
+                          {"shard": shard, "error": f"{type(e).__name__}: {e}",
+                           "traceback": traceback.format_exc()})
 
     # -- output rows ------------------------------------------------------------------------------
     def _schema(self, pa, scorer):

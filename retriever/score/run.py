@@ -8,8 +8,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from retriever.corpus.writers import read_json, write_json_atomic
+from retriever.corpus.writers import check_writable, read_json, sweep_temp, write_json_atomic
 from retriever.errors import InputError
+from retriever.lock import OutputLock
 from retriever.score.job import ScoreJob, shard_outputs
 from retriever.score.sample import DocSampler, SampleSpec, parse_sample, resolve_sample
 from retriever.score.select import summarize
@@ -54,20 +55,23 @@ def score_corpus(
     Returns:
         The summary dict (also written to ``<out_dir>/summary.json``).
     """
-    sampler = sampler_for(sample, corpus, out_dir, seed)
-    job = ScoreJob(index_dirs=list(index_dirs), corpus=list(corpus), out_dir=str(out_dir), sample=sampler,
-                   **job_kwargs)
     created = not Path(out_dir).exists()
-    try:
-        shards = job.prepare()
-        summary = _score(job, shards, out_dir, top_fraction, thresholds, store, ann_min_rows, executor,
-                         workers, progress, executor_settings)
-    except BaseException:
-        # a run that failed before finishing any shard leaves nothing behind (no manifest that a
-        # corrected rerun would then refuse); a partial run stays, to be resumed
-        if created and not any((Path(out_dir) / "done").glob("*.json")):
-            shutil.rmtree(out_dir, ignore_errors=True)
-        raise
+    check_writable(out_dir)
+    with OutputLock(out_dir):  # one writer per folder: a second run is refused, naming this one
+        sweep_temp(out_dir)
+        try:
+            sampler = sampler_for(sample, corpus, out_dir, seed)
+            job = ScoreJob(index_dirs=list(index_dirs), corpus=list(corpus), out_dir=str(out_dir),
+                           sample=sampler, **job_kwargs)
+            shards = job.prepare()
+            summary = _score(job, shards, out_dir, top_fraction, thresholds, store, ann_min_rows,
+                             executor, workers, progress, executor_settings)
+        except BaseException:
+            # a run that failed before finishing any shard leaves nothing behind (no manifest that
+            # a corrected rerun would then refuse); a partial run stays, to be resumed
+            if created and not any((Path(out_dir) / "done").glob("*.json")):
+                shutil.rmtree(out_dir, ignore_errors=True)
+            raise
     return summary
 
 
@@ -84,6 +88,8 @@ def _score(job, shards, out_dir, top_fraction, thresholds, store, ann_min_rows, 
         result = run_sharded(job.score_shard, shards, executor=executor, workers=workers,
                              logging_dir=str(Path(out_dir) / "logs"), progress=progress,
                              **(executor_settings or {}))
+        for shard in result.per_shard:  # finished now: an earlier failure no longer stands
+            (Path(out_dir) / "failed" / f"{shard_name(shard)}.json").unlink(missing_ok=True)
         for shard, error in result.failed.items():
             write_json_atomic(Path(out_dir) / "failed" / f"{shard_name(shard)}.json", {"shard": shard, "error": error})
         if result.submitted:
@@ -91,6 +97,15 @@ def _score(job, shards, out_dir, top_fraction, thresholds, store, ann_min_rows, 
     if store is not None:
         ingest_store(out_dir, None if store == "default" else store, ann_min_rows)
     summary = summarize(out_dir, top_fraction, thresholds)
+    dups = duplicate_ids(out_dir)
+    if dups is not None:
+        summary["duplicate_ids"] = dups
+        if dups["ids"]:
+            log.warning("%d document id(s) occur in more than one record (%d extra records), "
+                        "e.g. %s: later stages tell documents apart by id; give unique ids "
+                        "(--id-field) or drop the duplicates", dups["ids"], dups["extra_records"],
+                        dups["examples"][:3])
+        write_json_atomic(Path(out_dir) / "summary.json", summary)
     if summary["docs_in"] and not summary["scored"]:
         reasons = summary["rejected_by_reason"]
         raise InputError(
@@ -133,8 +148,23 @@ def ingest_store(out_dir: str | os.PathLike, uri: str | None = None, ann_min_row
     settings = read_json(out / "manifest.json")["settings"]
     store = CorpusStore(uri or default_store_uri(out), settings["model"], settings["dim"])
     marks = out / "store_ingested"
+    outputs = shard_outputs(out)
+    recorded = 0
+    for name in outputs:
+        try:
+            recorded += int(read_json(marks / f"{name}.json")["rows"]) if (marks / f"{name}.json").exists() else 0
+        except (InputError, KeyError, TypeError, ValueError):
+            recorded = -1
+            break
+    # the default store belongs to this folder: when it does not hold what the markers say (a
+    # failed write), it is refilled from the score parquets it is derived from
+    if store.repaired or (uri is None and recorded != store.count()):
+        log.warning("store %s holds %d rows, the ingested shards %d: refilling it", store.uri,
+                    store.count(), recorded)
+        store.reset()
+        shutil.rmtree(marks, ignore_errors=True)
     added = 0
-    for name, path in shard_outputs(out).items():
+    for name, path in outputs.items():
         mark = marks / f"{name}.json"
         if mark.exists():
             continue
@@ -146,3 +176,29 @@ def ingest_store(out_dir: str | os.PathLike, uri: str | None = None, ann_min_row
                                            "rows": store.count(), "ann_index": store.has_ann_index()})
     log.info("store %s: +%d rows, %d in all", store.uri, added, store.count())
     return added
+
+
+def duplicate_ids(out_dir: str | os.PathLike, max_rows: int = 50_000_000) -> dict[str, Any] | None:
+    """Ids that more than one scored record carries (within or across shards), counted.
+
+    Reads only the ``id`` column; ``None`` (not checked) above ``max_rows`` scored records, where
+    holding every id would cost gigabytes.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    paths = list(shard_outputs(out_dir).values())
+    rows = sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
+    if rows > max_rows:
+        return None
+    if not rows:
+        return {"ids": 0, "extra_records": 0, "examples": []}
+    ids = pa.chunked_array([pq.read_table(p, columns=["id"]).column("id").combine_chunks()
+                            for p in paths])
+    counts = pc.value_counts(ids)
+    n = counts.field("counts").to_numpy()
+    dup = n > 1
+    values = counts.field("values").filter(pa.array(dup))
+    return {"ids": int(dup.sum()), "extra_records": int((n[dup] - 1).sum()),
+            "examples": values.to_pylist()[:10]}

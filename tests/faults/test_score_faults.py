@@ -1,0 +1,129 @@
+"""The score stage under faults, with the real embedder: truncated shard (case 1), replaced shard
+(2), another corpus into the same folder (6), a parquet without the text column (11), a store
+left broken by a failed first write (5), a read-only / full output folder (11)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import zstandard
+from conftest import WEB_TEXT
+from faults_helpers import write_jsonl_bytes
+
+from retriever.errors import ResumeError
+from retriever.score import read_scores, score_corpus
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
+
+
+def _records(n: int, tag: str) -> list[dict]:
+    return [{"id": f"{tag}{i}", "text": f"{WEB_TEXT[i % len(WEB_TEXT)]} ({tag} {i})"} for i in range(n)]
+
+
+def _score(tiny_indexes, corpus, out, **kw):
+    return score_corpus([str(tiny_indexes["tools"]), str(tiny_indexes["math"])], corpus, out,
+                        top_fraction=0.2, batch_size=17, **kw)
+
+
+def test_truncated_zst_shard_fails_and_is_redone_once_replaced(tmp_path, tiny_indexes):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    good = zstandard.ZstdCompressor().compress(write_jsonl_bytes(_records(300, "z")))
+    (corpus / "a.jsonl.zst").write_bytes(good[: len(good) // 2])
+    (corpus / "b.jsonl").write_bytes(write_jsonl_bytes(_records(10, "b")))
+    out = tmp_path / "out"
+    s1 = _score(tiny_indexes, [str(corpus)], out, store=None)
+    assert s1["shards"]["failed"] == [str(corpus / "a.jsonl.zst")]
+    assert s1["scored"] == 10 and s1["shards"]["done"] == 1  # never 146 of 300 called complete
+    (corpus / "a.jsonl.zst").write_bytes(good)  # re-downloaded
+    s2 = _score(tiny_indexes, [str(corpus)], out, store=None)
+    assert s2["shards"]["failed"] == [] and s2["scored"] == 310 and s2["balanced"]
+    assert not list((out / "failed").glob("*.json"))
+
+
+def test_replaced_shard_is_scored_again(tmp_path, tiny_indexes):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.jsonl").write_bytes(write_jsonl_bytes(_records(8, "old")))
+    out = tmp_path / "out"
+    _score(tiny_indexes, [str(corpus)], out, store=None)
+    (corpus / "a.jsonl").write_bytes(write_jsonl_bytes(_records(12, "new")))
+    s = _score(tiny_indexes, [str(corpus)], out)
+    assert s["scored"] == 12 and s["docs_in"] == 12
+    ids = set(read_scores(out).column("id").to_pylist())
+    assert ids == {f"new{i}" for i in range(12)}
+    store = json.loads((out / "store.json").read_text())
+    assert store["rows"] == 12
+
+
+def test_another_corpus_into_the_same_out_is_refused(tmp_path, tiny_indexes):
+    c1, c2 = tmp_path / "c1", tmp_path / "c2"
+    c1.mkdir()
+    c2.mkdir()
+    (c1 / "a.jsonl").write_bytes(write_jsonl_bytes(_records(10, "a")))
+    (c2 / "b.jsonl").write_bytes(write_jsonl_bytes(_records(6, "b")))
+    out = tmp_path / "out"
+    _score(tiny_indexes, [str(c1)], out, store=None)
+    with pytest.raises(ResumeError, match="not in this corpus"):
+        _score(tiny_indexes, [str(c2)], out, store=None)
+    s = _score(tiny_indexes, [str(c1), str(c2)], out, store=None)  # a grown corpus resumes
+    assert s["docs_in"] == 16
+
+
+def test_parquet_without_text_column_fails_that_shard_only(tmp_path, tiny_indexes):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    pq.write_table(pa.table({"id": ["x"], "body": ["no text column"]}), corpus / "bad.parquet")
+    (corpus / "good.jsonl.gz").write_bytes(gzip.compress(write_jsonl_bytes(_records(9, "g"))))
+    s = _score(tiny_indexes, [str(corpus)], tmp_path / "out", store=None)
+    assert s["scored"] == 9 and s["shards"]["failed"] == [str(corpus / "bad.parquet")]
+    failed = json.loads(next((tmp_path / "out" / "failed").glob("*.json")).read_text())
+    assert "--text-field" in failed["error"]
+
+
+def test_store_broken_by_a_failed_first_write_is_rebuilt_by_a_rerun(tmp_path, tiny_indexes):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.jsonl").write_bytes(write_jsonl_bytes(_records(10, "a")))
+    (corpus / "b.jsonl").write_bytes(write_jsonl_bytes(_records(7, "b")))
+    out = tmp_path / "out"
+    _score(tiny_indexes, [str(corpus)], out)
+    # what a full disk during the table's creation leaves: the folder without its versions
+    shutil.rmtree(out / "store" / "docs.lance" / "_versions")
+    s = _score(tiny_indexes, [str(corpus)], out)
+    assert s["scored"] == 17
+    assert json.loads((out / "store.json").read_text())["rows"] == 17
+    from retriever.store import CorpusStore
+
+    assert CorpusStore(out / "store").count() == 17
+
+
+def test_store_missing_rows_is_refilled(tmp_path, tiny_indexes):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.jsonl").write_bytes(write_jsonl_bytes(_records(10, "a")))
+    out = tmp_path / "out"
+    _score(tiny_indexes, [str(corpus)], out)
+    from retriever.store import CorpusStore
+
+    CorpusStore(out / "store").reset()  # rows lost, markers still say ingested
+    _score(tiny_indexes, [str(corpus)], out)
+    assert CorpusStore(out / "store").count() == 10
+
+
+def test_duplicate_ids_across_shards_are_counted_and_warned(tmp_path, tiny_indexes, caplog):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.jsonl").write_bytes(write_jsonl_bytes(_records(5, "x")))
+    (corpus / "b.jsonl").write_bytes(write_jsonl_bytes(_records(3, "x")))  # x0..x2 again
+    with caplog.at_level("WARNING", logger="retriever"):
+        s = _score(tiny_indexes, [str(corpus)], tmp_path / "out", store=None)
+    assert s["scored"] == 8
+    assert s["duplicate_ids"]["ids"] == 3 and s["duplicate_ids"]["extra_records"] == 3
+    assert "more than one record" in caplog.text
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["duplicate_ids"]["ids"] == 3
