@@ -20,7 +20,7 @@ _HINTS: dict[str, tuple[str, str]] = {
     "pandas": ("pandas", "store"),
     "ray": ("ray", "ray"),
     "zstandard": ("zstandard", "core"),
-    "sklearn": ("scikit-learn", "mix"),
+    "sklearn": ("scikit-learn", "embed"),
     "tokenizers": ("tokenizers", "confirm"),
     "lm_eval": ("lm-eval", "eval"),
     "accelerate": ("accelerate", "eval"),

@@ -27,7 +27,8 @@ from retriever.confirm.tiny_panel import build_tiny_panel, synthetic_corpora  # 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RETRIEVER_SHARED_DATA", REPO.parent / "shared" / "data"))
 TASK = "function-calling"
-LABEL_COLUMNS = ["id", "text", "task", "similarity", "correlation", "label", "reason", "shard", "row"]
+LABEL_COLUMNS = ["id", "text", "task", "similarity", "correlation", "label", "reason", "shard", "row",
+                 "source"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -126,8 +127,11 @@ def test_confirm_labels_task_documents_positive_and_generic_ones_negative(panel,
     table = pq.read_table(out / "labels" / f"{TASK}.parquet")
     assert table.column_names == LABEL_COLUMNS
     assert [str(t) for t in table.schema.types] == ["string", "string", "string", "double", "double",
-                                                      "string", "string", "string", "int64"]
+                                                      "string", "string", "string", "int64", "string"]
     rows = table.to_pylist()
+    # the source column says what each row is to the student (a plain corpus: all candidates)
+    src_of = {"positive": "confirmed", "negative": "hard-negative", "uncertain": "candidate"}
+    assert all(r["source"] == src_of[r["label"]] for r in rows)
     n = data["n_task"] + data["n_generic"]
     assert len(rows) == n and all(r["task"] == TASK for r in rows)
     assert all(r["reason"].startswith(r["label"] + ":") for r in rows)

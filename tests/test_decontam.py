@@ -121,3 +121,17 @@ def test_offline_config_index_gold_holds_out_the_evaluation_records(shared_data,
             # measured: one ELMB FunctionCalling record shares a 13-gram (a tool description)
             # with the xLAM gold; none for the other tasks
             assert row["share"] <= 0.01, (t.name, task, row)
+
+
+def test_cli_reports_overlap_and_fails_on_request(tmp_path, capsys):
+    from retriever.cli import main
+
+    ev = _eval_file(tmp_path / "eval.jsonl")
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text(json.dumps({"text": "Copied: " + Q2}) + "\n" + json.dumps({"text": "fine"}) + "\n")
+    assert main(["decontam", "--eval", f"function-calling={ev}", "--against", str(gold), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["docs"] == 2 and rep["tasks"]["function-calling"]["contaminated"] == 1
+    assert main(["decontam", "--eval", f"function-calling={ev}", "--against", str(gold), "--fail"]) == 1
+    assert "CONTAMINATED" in capsys.readouterr().out
+    assert main(["decontam", "--eval", "nonsense", "--against", str(gold)]) == 2

@@ -165,7 +165,12 @@ def test_distill_trains_evaluates_and_writes_manifest(tmp_path):
     man = json.loads(out.with_suffix(".json").read_text())
     assert man["task"] == "function-calling" and man["n_train"] + man["n_test"] == 150
     assert man["n_test"] == 12 + 18
-    assert man["data_fingerprint"] == load_labels(labels, "function-calling").fingerprint()
+    # labels alone (no gold index): positives are the confirmed rows, negatives the random ones
+    per = man["training_set"]["per_source"]
+    assert per["confirmed"]["rows"] == 60 and per["random"]["rows"] == 90
+    assert man["training_set"]["skipped"] == {"uncertain": 20}
+    assert man["training_set"]["sources_missing"] == ["gold", "other-gold"]
+    assert len(load_labels(labels, "function-calling")) == 170
     assert man["labels"]["files"][0][0] == str(labels)
     held = pq.read_table(out.with_suffix(".heldout.parquet")).to_pylist()
     assert (

@@ -106,8 +106,14 @@ def test_bad_evaluation_inputs(proxy, tmp_path):
         evaluate_model(proxy, tasks=["reasoning"], data={"reasoning": bad}, device="cpu")
     long = tmp_path / "long.jsonl"
     long.write_text(json.dumps({"question": "q", "choices": ["x" * 400, "y"], "answer": 0}) + "\n")
-    with pytest.raises(ConfigError, match="longer than the model's context"):
+    with pytest.raises(ConfigError, match="fit the model's context"):
         evaluate_model(proxy, tasks=["reasoning"], data={"reasoning": long}, device="cpu")
+    # one too-long record among fitting ones: skipped and counted, the rest scored
+    mixed = _mc_file(tmp_path / "mixed.jsonl", n=3)
+    with open(mixed, "a") as fh:
+        fh.write(json.dumps({"question": "q", "choices": ["x" * 400, "y"], "answer": 0}) + "\n")
+    row = evaluate_model(proxy, tasks=["reasoning"], data={"reasoning": mixed}, device="cpu")["reasoning"]
+    assert row["n"] == 3 and row["skipped_too_long"] == 1
 
 
 def test_derived_multiple_choice_is_seeded_and_order_free():
@@ -137,3 +143,13 @@ def test_local_eval_sets_from_the_shared_data(shared_data, tmp_path):
         recs = read_mc_records(p)
         gold = {" ".join(r.text.split()) for r in split.records(t, "gold")}
         assert not any(" ".join(r["text"].split()) in gold for r in recs)
+
+
+def test_cli_proxy_eval(proxy, tmp_path, capsys):
+    from retriever.cli import main
+
+    fc = _mc_file(tmp_path / "fc.jsonl")
+    assert main(["proxy-eval", str(proxy), "--task", "function-calling", "--data", f"function-calling={fc}",
+                 "--limit", "4", "--device", "cpu", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["function-calling"]["n"] == 4 and doc["function-calling"]["bpb"] > 0

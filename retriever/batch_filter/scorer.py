@@ -18,7 +18,7 @@ import numpy as np
 from retriever._deps import require
 from retriever.corpus.writers import read_json
 from retriever.data import Doc, DocStream
-from retriever.distill.labels import POSITIVE, fasttext_text
+from retriever.distill.labels import POSITIVE, fasttext_text, model_normalization
 from retriever.distill.train import LABEL_PREFIX, model_manifest_path
 from retriever.errors import ConfigError, InputError, ModelMismatchError
 from retriever.step import Step
@@ -136,7 +136,7 @@ class FastTextScorer(Step):
         self.max_chars = max_chars
         self.batch_size = batch_size
 
-    def _loaded(self) -> list[tuple[_FastText, list[tuple[int, str]]]]:
+    def _loaded(self) -> list[tuple[_FastText, list[tuple[int, str]], str]]:
         """One entry per distinct model file: the model and the ``(task column, label)`` it scores.
 
         Tasks that share a model file (a multi-label student, ``__label__<task>``) are scored by one
@@ -159,7 +159,7 @@ class FastTextScorer(Step):
                         f"{own!r}; train it with `retriever distill`"
                     )
                 pairs.append((j, lab))
-            out.append((m, pairs))
+            out.append((m, pairs, model_normalization(path)))  # as the model was trained
         return out
 
     def score_texts(self, texts: list[str]) -> ScoredBatch:
@@ -170,8 +170,11 @@ class FastTextScorer(Step):
         if n == 0:
             return ScoredBatch(probs, bad)
         mc = self.max_chars
-        lines = [fasttext_text(t[:mc] if mc else t) for t in texts]
-        for model, pairs in self._loaded():
+        by_norm: dict[str, list[str]] = {}
+        for model, pairs, norm in self._loaded():
+            if norm not in by_norm:
+                by_norm[norm] = [fasttext_text(t[:mc] if mc else t, norm) for t in texts]
+            lines = by_norm[norm]
             col = dict((lab, j) for j, lab in pairs)
             try:
                 labels, ps = model.predict(lines, k=-1)

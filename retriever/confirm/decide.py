@@ -15,7 +15,7 @@ Nothing here touches a model: thresholds are re-applied to stored correlations i
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -68,6 +68,9 @@ class Decision:
         reason: ``[n_considered]`` what decided, in words with the numbers.
         correlation: ``[n_considered]`` the deciding estimator (NaN when not computed).
         similarity: ``[n_considered]``.
+        source: ``[n_considered]`` where the row comes from, for the student's training set:
+            ``confirmed`` (positive candidate), ``hard-negative`` (rejected candidate),
+            ``random`` (random non-candidate), ``candidate`` (uncertain).
     """
 
     index: np.ndarray
@@ -75,6 +78,7 @@ class Decision:
     reason: list[str]
     correlation: np.ndarray
     similarity: np.ndarray
+    source: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         return {lab: self.label.count(lab) for lab in LABELS}
@@ -113,12 +117,14 @@ def decide(
     idx = np.nonzero(cand.candidate | cand.random_negative)[0]
     labels: list[str] = []
     reasons: list[str] = []
+    sources: list[str] = []
     for i in idx:
         s = cand.similarity[i]
         sim_txt = "" if math.isnan(s) else f"similarity {s:.4f}, "
         if cand.random_negative[i]:
             labels.append("negative")
             reasons.append(f"negative: random non-candidate ({sim_txt.rstrip(', ')} < cut {cand.cutoff:.4f})")
+            sources.append("random")
             continue
         c = corr[i]
         head = f"candidate ({cand.rule}); {sim_txt}{est} "
@@ -127,23 +133,28 @@ def decide(
                 f"BPB finite for {int(n_models[i])} of {panel_size} models")
             labels.append("uncertain")
             reasons.append(f"uncertain: {head}not computed ({note})")
+            sources.append("candidate")
         elif c >= rules.positive_min and c >= top_cut:
             labels.append("positive")
             extra = (f" and in the top {rules.positive_top_fraction:.0%} (>= {top_cut:.3f})"
                      if rules.positive_top_fraction is not None else "")
             reasons.append(f"positive: {head}{c:.3f} >= {rules.positive_min}{extra}")
+            sources.append("confirmed")
         elif c <= rules.negative_max:
             labels.append("negative")
             reasons.append(f"negative: {head}{c:.3f} <= {rules.negative_max}")
+            sources.append("hard-negative")
         else:
             why = (f"below the top-{rules.positive_top_fraction:.0%} cut {top_cut:.3f}"
                    if c >= rules.positive_min else f"between {rules.negative_max} and {rules.positive_min}")
             labels.append("uncertain")
             reasons.append(f"uncertain: {head}{c:.3f} {why}")
+            sources.append("candidate")
     return Decision(
         index=idx,
         label=labels,
         reason=reasons,
         correlation=corr[idx] if len(idx) else np.zeros(0),
         similarity=cand.similarity[idx] if len(idx) else np.zeros(0),
+        source=sources,
     )

@@ -5,7 +5,8 @@ Outputs under ``OUT/`` (see docs/contracts.md)::
     manifest.json               the --docs source and its fingerprint (checked before resuming)
     bpb/                        the cached BPB matrix (see :mod:`retriever.confirm.matrix`)
     correlations/<task>.parquet id, similarity, candidate, every estimator, n_models, sampling weights
-    labels/<task>.parquet       id, text, task, similarity, correlation, label, reason, shard, row
+    labels/<task>.parquet       id, text, task, similarity, correlation, label, reason, shard, row,
+                                source (confirmed / hard-negative / random / candidate)
     rejected.jsonl              records the reader rejected and duplicate ids
     summary.json                counts per task and label, models used, throughput, settings
 
@@ -279,7 +280,7 @@ class ConfirmStage:
         schema = pa.schema([("id", pa.string()), ("text", pa.string()), ("task", pa.string()),
                             ("similarity", pa.float64()), ("correlation", pa.float64()),
                             ("label", pa.string()), ("reason", pa.string()), ("shard", pa.string()),
-                            ("row", pa.int64())])
+                            ("row", pa.int64()), ("source", pa.string())])
         pos = {d: i for i, d in enumerate(docs.ids)}
         per_task: dict[str, dict[int, int]] = {
             t: {int(i): k for k, i in enumerate(dec.index)} for t, dec in decisions.items()
@@ -301,7 +302,8 @@ class ConfirmStage:
                     if k is None:
                         continue
                     bufs[t].append((doc.id, doc.text, t, float(dec.similarity[k]), float(dec.correlation[k]),
-                                    dec.label[k], dec.reason[k], docs.shard[i], docs.row[i]))
+                                    dec.label[k], dec.reason[k], docs.shard[i], docs.row[i],
+                                    dec.source[k] if dec.source else None))
                     if len(bufs[t]) >= LABEL_FLUSH_ROWS:
                         written[t] += _flush(pa, writers[t], schema, bufs[t])
             for t in decisions:

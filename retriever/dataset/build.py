@@ -54,9 +54,11 @@ from retriever.corpus.writers import (
 from retriever.data import Doc, Rejected
 from retriever.dataset.pools import list_pool_files, read_pool_shard
 from retriever.dataset.select import (
+    DEFAULT_TIERS,
     ORDERS,
     Candidates,
     Selection,
+    check_tiers,
     id_key,
     select_budgeted,
     split_budget,
@@ -130,13 +132,21 @@ class PoolScan:
     stats: Stats
     methods: Counter
 
-    def candidates(self) -> Candidates:
+    def candidates(self, domain_of: dict[str, str] | None = None) -> Candidates:
+        """The pool's candidates; ``domain`` codes from ``domain_of`` (id -> domain, e.g. the
+        ``retriever domains`` output) or else from the records' ``cluster_id``."""
         t = self.table
+        if domain_of is not None:
+            names = pa.array([domain_of.get(i, "") for i in t.column("id").to_pylist()], pa.string())
+        else:
+            names = t.column("cluster").combine_chunks() if t.num_rows else pa.array([], pa.string())
+        codes = pc.dictionary_encode(names).indices.to_numpy(zero_copy_only=False)
         return Candidates(
             n_tokens=t.column("n_tokens").to_numpy(),
             score=t.column("score").to_numpy(zero_copy_only=False).astype(np.float64),
             id_hash=t.column("id_hash").to_numpy(),
             text_hash=t.column("text_hash").to_numpy(),
+            domain=codes.astype(np.int64),
         )
 
     @property
@@ -215,6 +225,8 @@ class DatasetBuilder:
         workers: int = 1,
         progress: bool | None = None,
         decontaminate: dict[str, str] | None = None,
+        tiers=DEFAULT_TIERS,
+        domains: str | os.PathLike | None = None,
     ):
         if not pools:
             raise ConfigError("no pool given; pass --pools DIR and/or --pool NAME=PATH")
@@ -238,6 +250,10 @@ class DatasetBuilder:
         self.budget = int(budget)
         self.order = order
         self.seed = int(seed)
+        self.tiers = check_tiers(tiers)
+        self.domains = str(domains) if domains is not None else None
+        if self.domains is not None and not Path(self.domains).exists():
+            raise InputError(f"domains {self.domains} does not exist (run `retriever domains`)")
         self.counter = TokenCounter(tokenizer, use_token_count=use_token_count)
         self.formats = tuple(formats)
         self.part_tokens = int(part_tokens)
@@ -290,6 +306,10 @@ class DatasetBuilder:
             "budget": self.budget,
             "order": self.order,
             "seed": self.seed if self.order == "weighted" else None,
+            **({"tiers": [list(t) for t in self.tiers],
+                "domains": (None if self.domains is None
+                            else [self.domains, file_fingerprint(_domains_file(self.domains))])}
+               if self.order == "stratified" else {}),
             "token_counter": self.counter.spec,
             "score_keys": list(self.score_keys),
             "formats": list(self.formats),
@@ -313,11 +333,17 @@ class DatasetBuilder:
                     f"pool {k!r} ({self.pools[k]}): all {c['seen']} records were rejected "
                     f"({reasons}); pool records need a 'text' field (the filter stage's output)"
                 )
+        domain_of = None
+        if self.domains is not None:
+            from retriever.domains import read_domains
+
+            domain_of = read_domains(self.domains)
         selection = select_budgeted(
-            {k: scans[k].candidates() for k in used},
+            {k: scans[k].candidates(domain_of) for k in used},
             {k: self.budgets[k] for k in used},
             order=self.order,
             seed=self.seed,
+            tiers=self.tiers,
         )
         chosen = self._selection_table(scans, selection)
         with disk_guard(str(out / "selection.parquet")):
@@ -697,6 +723,11 @@ def _sum_by(t: pa.Table, col: str) -> dict[str, int]:
     keys = g.column(col).to_pylist()
     sums = g.column("n_tokens_sum").to_pylist()
     return {(k or "none"): int(v) for k, v in sorted(zip(keys, sums, strict=True))}
+
+
+def _domains_file(path: str) -> Path:
+    p = Path(path)
+    return p / "domains.parquet" if p.is_dir() else p
 
 
 def _done(base: Path) -> Path:

@@ -37,9 +37,21 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument(
         "--order",
-        choices=["top", "weighted"],
+        choices=["top", "weighted", "stratified"],
         default="top",
-        help="top: highest score first; weighted: sampling proportional to the score",
+        help="top: highest score first; weighted: sampling proportional to the score; "
+        "stratified: quality tiers within domains (--tiers, --domains)",
+    )
+    p.add_argument(
+        "--tiers",
+        default="0.1:0.7,0.5:0.3",
+        help="stratified tiers CUT:SHARE,...: the top 10%% of each domain give 70%% of the tokens, "
+        "10-50%% give 30%%",
+    )
+    p.add_argument(
+        "--domains",
+        default=None,
+        help="a `retriever domains` folder (id -> domain); default: the records' cluster_id",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of --order weighted")
     p.add_argument(
@@ -101,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
         scan_cache=args.scan_cache,
         workers=args.workers,
         decontaminate=parse_decontaminate(args.decontaminate),
+        tiers=parse_tiers(args.tiers),
+        domains=args.domains,
     )
     summary = builder.build(args.out)
     if args.json:
@@ -156,3 +170,17 @@ def format_summary(s: dict, out: str) -> str:
     lines.append("  tokens counted by: " + ", ".join(f"{k} {v:,}" for k, v in m.items()))
     lines.append(f"  {len(s['parts'])} part(s); manifest: {out}/summary.json")
     return "\n".join(lines)
+
+
+def parse_tiers(spec: str) -> tuple[tuple[float, float], ...]:
+    """``"0.1:0.7,0.5:0.3"`` -> ``((0.1, 0.7), (0.5, 0.3))``."""
+    from retriever.errors import ConfigError
+
+    out = []
+    for part in spec.split(","):
+        try:
+            cut, share = part.split(":")
+            out.append((float(cut), float(share)))
+        except ValueError:
+            raise ConfigError(f"--tiers {spec!r}: write CUT:SHARE pairs, e.g. 0.1:0.7,0.5:0.3") from None
+    return tuple(out)

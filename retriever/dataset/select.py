@@ -18,7 +18,10 @@ import numpy as np
 
 from retriever.errors import ConfigError
 
-ORDERS = ("top", "weighted")
+ORDERS = ("top", "weighted", "stratified")
+# stratified order: (upper quantile within the domain, share of the pool's tokens) per tier;
+# documents below the last cut come after every tier (taken only when the tiers run out)
+DEFAULT_TIERS: tuple[tuple[float, float], ...] = ((0.1, 0.7), (0.5, 0.3))
 
 
 def text_key(text: str) -> int:
@@ -41,17 +44,22 @@ class Candidates:
         score: ``[n]`` float64 scores; NaN when the record has none (ranked last).
         id_hash: ``[n]`` uint64 :func:`id_key` of the ids.
         text_hash: ``[n]`` uint64 :func:`text_key` of the texts.
+        domain: ``[n]`` int domain codes (ClimbLab cluster or k-means domain), for the
+            ``stratified`` order; ``None``: one domain.
     """
 
     n_tokens: np.ndarray
     score: np.ndarray
     id_hash: np.ndarray
     text_hash: np.ndarray
+    domain: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.n_tokens)
         if not (len(self.score) == len(self.id_hash) == len(self.text_hash) == n):
             raise ValueError("Candidates arrays must have the same length")
+        if self.domain is not None and len(self.domain) != n:
+            raise ValueError("Candidates.domain must have one code per candidate")
 
     def __len__(self) -> int:
         return len(self.n_tokens)
@@ -107,15 +115,76 @@ def split_budget(total: int, weights: dict[str, float]) -> dict[str, int]:
     return {k: int(total * (w / s)) for k, w in weights.items()}
 
 
-def rank(c: Candidates, order: str = "top", rng: np.random.Generator | None = None) -> np.ndarray:
+def check_tiers(tiers) -> tuple[tuple[float, float], ...]:
+    """``tiers`` as a tuple of ``(cut, share)`` with increasing cuts in (0, 1] and shares >= 0.
+
+    Raises:
+        ConfigError: cuts not increasing or outside (0, 1], a negative share, or all shares zero.
+    """
+    out = tuple((float(a), float(b)) for a, b in tiers)
+    cuts = [a for a, _ in out]
+    if not out or any(not 0 < a <= 1 for a in cuts) or cuts != sorted(set(cuts)):
+        raise ConfigError(f"stratified tiers {list(out)}: cuts must increase within (0, 1]")
+    if any(b < 0 for _, b in out) or sum(b for _, b in out) <= 0:
+        raise ConfigError(f"stratified tiers {list(out)}: shares must be >= 0, not all zero")
+    return out
+
+
+def stratified_order(c: Candidates, tiers=DEFAULT_TIERS) -> np.ndarray:
+    """Indices of ``c`` filling the pool by quality tiers within domains.
+
+    Each document's tier comes from its rank *within its domain* (score descending): with the
+    default tiers, the top 10% of every domain form tier 0 and supply 70% of the tokens, the next
+    40% (10-50%) tier 1 with 30%. Within a tier, documents are ordered by that within-domain rank,
+    so every domain contributes in proportion to its size; tiers are interleaved so each has taken
+    its share of the tokens whenever the pool stops. Documents below the last cut (and documents
+    of a zero-share tier) come last, best first.
+    """
+    tiers = check_tiers(tiers)
+    n = len(c)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    score = np.where(np.isnan(c.score), -np.inf, c.score)
+    dom = np.zeros(n, dtype=np.int64) if c.domain is None else np.asarray(c.domain, dtype=np.int64)
+    # within-domain rank fraction q in [0, 1): 0 = the domain's best document
+    by = np.lexsort((np.arange(n), -score, dom))  # domain, then score desc, then position
+    d_sorted = dom[by]
+    starts = np.r_[0, np.flatnonzero(np.diff(d_sorted)) + 1]
+    sizes = np.diff(np.r_[starts, n])
+    pos = np.arange(n) - np.repeat(starts, sizes)
+    q = np.empty(n, dtype=np.float64)
+    q[by] = pos / np.repeat(sizes, sizes)
+    cuts = np.array([a for a, _ in tiers])
+    share = np.array([b for _, b in tiers])
+    tier = np.searchsorted(cuts, q, side="right")  # [n]; len(tiers) = below the last cut
+    key = np.full(n, np.inf)
+    for j, w in enumerate(share):
+        idx = np.flatnonzero(tier == j)
+        if not len(idx) or w <= 0:
+            continue
+        idx = idx[np.lexsort((idx, -score[idx], q[idx]))]
+        before = np.cumsum(c.n_tokens[idx]) - c.n_tokens[idx]  # tokens of the tier taken before
+        key[idx] = before / w
+    head = np.flatnonzero(np.isfinite(key))
+    head = head[np.lexsort((head, key[head]))]
+    rest = np.flatnonzero(~np.isfinite(key))
+    rest = rest[np.lexsort((rest, -score[rest], q[rest]))]
+    return np.concatenate([head, rest]).astype(np.int64)
+
+
+def rank(c: Candidates, order: str = "top", rng: np.random.Generator | None = None,
+         tiers=DEFAULT_TIERS) -> np.ndarray:
     """Indices of ``c`` in the order a pool takes them.
 
     ``top``: score descending (NaN last, ties by position). ``weighted``: a weighted random order
     without replacement, P(first) proportional to the score (Efraimidis-Spirakis keys
-    ``log(u) / w``; scores are clipped to ``[1e-6, inf)``, NaN counts as 1e-6).
+    ``log(u) / w``; scores are clipped to ``[1e-6, inf)``, NaN counts as 1e-6). ``stratified``:
+    quality tiers within domains (:func:`stratified_order`).
     """
     if order not in ORDERS:
         raise ConfigError(f"unknown order {order!r}; use one of {', '.join(ORDERS)}")
+    if order == "stratified":
+        return stratified_order(c, tiers)
     score = np.where(np.isnan(c.score), -np.inf, c.score)  # [n]
     if order == "top":
         return np.argsort(-score, kind="stable")
@@ -130,13 +199,15 @@ def select_budgeted(
     budgets: dict[str, int],
     order: str = "top",
     seed: int = 0,
+    tiers=DEFAULT_TIERS,
 ) -> Selection:
     """Choose documents per pool under per-pool token budgets, deduplicated across pools.
 
     Args:
         pools: candidates per pool name.
         budgets: tokens per pool name (a pool missing here or at 0 takes nothing).
-        order: ``top`` or ``weighted`` (see :func:`rank`).
+        order: ``top``, ``weighted`` or ``stratified`` (see :func:`rank`).
+        tiers: the ``stratified`` order's ``(cut, share)`` tiers.
         seed: seed of the weighted order (one stream per pool, by pool position in ``pools``).
 
     Returns:
@@ -147,7 +218,7 @@ def select_budgeted(
     curs = []
     for k, name in enumerate(names):
         rng = np.random.default_rng([seed, k])
-        curs.append(_Cursor(pools[name], rank(pools[name], order, rng)))
+        curs.append(_Cursor(pools[name], rank(pools[name], order, rng, tiers)))
     budget = [int(budgets.get(n, 0)) for n in names]
     filled = [0] * len(names)
     sel: list[list[int]] = [[] for _ in names]

@@ -1,12 +1,17 @@
-"""Train the fastText student on the teacher's confirmed labels and measure how well it agrees.
+"""Train the fastText student on the combined training set and measure it on held-out rows.
 
 The student is a supervised fastText classifier (labels ``__label__positive`` and
 ``__label__negative``, word bigrams), the cheap model PreSelect, DCLM and the perplexity-correlation
-paper all use to carry an expensive teacher's judgement to a whole corpus. It is trained on a
-stratified split of the positive and negative rows; the held-out part measures precision, recall,
-F1 and ROC-AUC against the teacher's labels, and the Spearman agreement of the student's
-probability with the teacher's combined score (:func:`~retriever.distill.metrics.combined_score`),
-on the held-out rows plus every ``uncertain`` row (none of which the student saw).
+paper all use to carry an expensive teacher's judgement to a whole corpus. Its training set
+(:mod:`retriever.distill.trainset`) keeps every signal: the task's gold exemplars and the confirmed
+candidates as positives, random corpus documents and the other tasks' gold as negatives, optionally
+the rejected candidates as hard negatives, each source weighted by replicating lines. A split
+stratified by source holds rows out; on them the manifest records precision, recall, F1 and ROC-AUC,
+the student's AUC beside the similarity stage's on the same held-out gold and random documents
+(:mod:`retriever.distill.checks`, with warnings when the student is worse), and the Spearman
+agreement of the student's probability with the teacher's combined score
+(:func:`~retriever.distill.metrics.combined_score`) on the held-out rows plus every ``uncertain``
+row (none of which the student saw).
 """
 
 from __future__ import annotations
@@ -23,33 +28,45 @@ import numpy as np
 
 from retriever._deps import require
 from retriever.corpus import AtomicWriter, write_json_atomic
+from retriever.distill.checks import student_checks
 from retriever.distill.labels import (
     NEGATIVE,
+    NORMALIZATIONS,
     POSITIVE,
     UNCERTAIN,
     LabelSet,
     fasttext_text,
     load_labels,
-    split_indices,
 )
 from retriever.distill.metrics import classification_metrics, combined_score, spearman
+from retriever.distill.trainset import (
+    DEFAULT_VARIANT,
+    StudentSet,
+    StudentSetConfig,
+    bucket_for,
+    build_student_set,
+    load_gold_sets,
+    split_by_source,
+    write_student_set,
+)
 from retriever.errors import ConfigError
 
 if TYPE_CHECKING:
     from fasttext.FastText import _FastText
 
 LABEL_PREFIX = "__label__"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 # fastText 0.9.x initialises its input matrix in 10 blocks, one per training thread
 # (DenseMatrix::uniformThread): with fewer than 11 threads part of the matrix is left as
 # uninitialised memory, and training on it can stop with "Encountered NaN" or learn from garbage.
 # So training always runs at least 11 threads (hogwild, hence not bit-reproducible run to run).
 MIN_THREADS = 11
+MAX_BUCKET = 2_000_000
 
 
 @dataclass(frozen=True)
 class DistillConfig:
-    """fastText hyperparameters and the evaluation split.
+    """fastText hyperparameters, the training set's sources and the evaluation split.
 
     Args:
         lr: learning rate. Label sets are small (hundreds to thousands of rows): fastText's own
@@ -59,15 +76,29 @@ class DistillConfig:
         dim: vector size. Model memory is about ``(vocabulary + bucket) x dim x 4`` bytes.
         word_ngrams: 2 = word bigrams (the PreSelect / DCLM setting).
         min_count: drop words seen fewer times.
-        bucket: hash buckets for the n-grams; the bulk of the model's size.
+        bucket: hash buckets for the n-grams, the bulk of the model's size; ``0`` (default):
+            sized to the training data (:func:`~retriever.distill.trainset.bucket_for`, at most
+            2,000,000), so a student of 30 rows is not a 500 MB file.
         loss: ``softmax`` (default) or ``ova`` / ``hs``.
         thread: training threads; at least :data:`MIN_THREADS` are used (see there).
         seed: fastText's seed and the split's seed.
-        test_fraction: share of each class held out for the metrics.
+        test_fraction: share of each source held out for the metrics.
         threshold: probability at which precision / recall / F1 are measured.
-        refit: after measuring, retrain on every positive and negative row and save that model
-            (the metrics then describe a model trained on less data, and the manifest says so).
+        refit: after measuring, retrain on every row and save that model (the metrics then
+            describe a model trained on less data, and the manifest says so).
         max_chars: cut each training document at this many characters (``0``: whole document).
+        training_set: the sources the student learns from: a variant name of
+            :data:`~retriever.distill.trainset.VARIANTS` or a list of sources.
+        weights: per source weight (replicated lines; see :mod:`retriever.distill.trainset`).
+        balance: replicate the lighter class so both classes weigh the same (off: each row
+            once, as the DCLM recipe trains).
+        hard_negative_max: a rejected candidate is a hard negative only at or below this
+            correlation (``None``: every candidate the confirmation labelled negative).
+        max_auc_gap: warn when the student's held-out AUC is this far below the similarity
+            stage's on the same rows.
+        normalization: how texts become fastText lines (:func:`~retriever.distill.labels.
+            fasttext_text`): ``words`` (lowercase, punctuation split off; default) or
+            ``newlines``. Recorded in the manifest; the filter applies the same.
     """
 
     lr: float = 0.5
@@ -75,7 +106,7 @@ class DistillConfig:
     dim: int = 64
     word_ngrams: int = 2
     min_count: int = 1
-    bucket: int = 2_000_000
+    bucket: int = 0
     loss: str = "softmax"
     thread: int = MIN_THREADS
     seed: int = 0
@@ -83,6 +114,12 @@ class DistillConfig:
     threshold: float = 0.5
     refit: bool = False
     max_chars: int = 0
+    training_set: Any = DEFAULT_VARIANT
+    weights: dict = field(default_factory=dict)
+    balance: bool = False
+    hard_negative_max: float | None = None
+    max_auc_gap: float = 0.02
+    normalization: str = "words"
 
     def __post_init__(self) -> None:
         checks = {
@@ -91,12 +128,14 @@ class DistillConfig:
             "dim": self.dim >= 1,
             "word_ngrams": self.word_ngrams >= 1,
             "min_count": self.min_count >= 1,
-            "bucket": self.bucket >= 1,
+            "bucket": self.bucket >= 0,
             "thread": self.thread >= 1,
             "test_fraction": 0.0 < self.test_fraction < 1.0,
             "threshold": 0.0 <= self.threshold <= 1.0,
             "max_chars": self.max_chars >= 0,
             "loss": self.loss in ("softmax", "ova", "hs", "ns"),
+            "max_auc_gap": self.max_auc_gap >= 0,
+            "normalization": self.normalization in NORMALIZATIONS,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -104,15 +143,24 @@ class DistillConfig:
                 f"invalid distill option(s) {bad}: { ({k: getattr(self, k) for k in bad}) }; see "
                 "`retriever distill --help` for the allowed ranges"
             )
+        if isinstance(self.training_set, list):
+            object.__setattr__(self, "training_set", tuple(self.training_set))
+        self.student_set()  # raises ConfigError on an unknown source or weight
 
-    def fasttext_args(self) -> dict[str, Any]:
+    def student_set(self) -> StudentSetConfig:
+        """The training set's settings (:class:`~retriever.distill.trainset.StudentSetConfig`)."""
+        return StudentSetConfig(sources=self.training_set, weights=dict(self.weights),
+                                balance=self.balance, hard_negative_max=self.hard_negative_max,
+                                seed=self.seed)
+
+    def fasttext_args(self, bucket: int | None = None) -> dict[str, Any]:
         return {
             "lr": self.lr,
             "epoch": self.epoch,
             "dim": self.dim,
             "wordNgrams": self.word_ngrams,
             "minCount": self.min_count,
-            "bucket": self.bucket,
+            "bucket": int(bucket or self.bucket or MAX_BUCKET),
             "loss": self.loss,
             "thread": max(self.thread, MIN_THREADS),
             "seed": self.seed,
@@ -122,7 +170,7 @@ class DistillConfig:
 
 @dataclass
 class DistillReport:
-    """What :class:`FastTextDistiller` produced: paths, counts and held-out metrics."""
+    """What :class:`FastTextDistiller` produced: paths, counts, held-out metrics and warnings."""
 
     task: str
     model_path: str
@@ -133,6 +181,7 @@ class DistillReport:
     metrics: dict[str, Any]
     seconds: float
     manifest: dict[str, Any] = field(repr=False, default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 def model_manifest_path(model_path: str | os.PathLike) -> Path:
@@ -140,11 +189,16 @@ def model_manifest_path(model_path: str | os.PathLike) -> Path:
     return Path(model_path).with_suffix(".json")
 
 
+def student_set_path(model_path: str | os.PathLike) -> Path:
+    """The training set beside a model: ``filter.bin`` -> ``filter.student_set.parquet``."""
+    return Path(model_path).with_suffix(".student_set.parquet")
+
+
 class FastTextDistiller:
-    """Stage: confirmed labels of one task -> a fastText model file and its manifest.
+    """Stage: labels + gold of one task -> a fastText model file, its training set and manifest.
 
     Args:
-        config: hyperparameters and split (:class:`DistillConfig`).
+        config: hyperparameters, training set and split (:class:`DistillConfig`).
     """
 
     name = "distill"
@@ -152,106 +206,177 @@ class FastTextDistiller:
     def __init__(self, config: DistillConfig | None = None):
         self.config = config or DistillConfig()
 
-    def run(self, labels: str | os.PathLike, task: str, out: str | os.PathLike) -> DistillReport:
-        """Train, evaluate on the held-out split, save ``out`` and its manifest atomically.
+    def run(
+        self,
+        labels: str | os.PathLike | None,
+        task: str,
+        out: str | os.PathLike,
+        indexes: dict[str, str | os.PathLike] | None = None,
+    ) -> DistillReport:
+        """Build the training set, train, evaluate on the held-out split, save everything.
+
+        Args:
+            labels: the confirm stage's labels (a parquet file or a folder of
+                ``<task>.parquet``); ``None``: none (the student learns from the gold alone).
+            task: the task.
+            out: the model path; its manifest, held-out predictions and training set go beside.
+            indexes: task -> gold index folder (``indexes/<task>``), for the ``gold`` and
+                ``other-gold`` sources and the similarity check; ``None``: labels only.
 
         Raises:
-            InputError: the labels cannot be read.
+            InputError: the labels or indexes cannot be read.
             ConfigError: too few positive or negative rows for the task.
         """
         t0 = time.perf_counter()
         cfg = self.config
-        data = load_labels(labels, task)
-        train_idx, test_idx = split_indices(data.labels, cfg.test_fraction, cfg.seed)
+        data = load_labels(labels, task) if labels is not None else None
+        gold = other = None
+        if indexes:
+            gold, other = load_gold_sets(task, {k: v for k, v in indexes.items()})
+        if data is None and gold is None:
+            raise ConfigError(f"task {task!r}: distill needs labels, gold indexes, or both")
+        ss = build_student_set(task, data, gold, other, cfg.student_set())
+        uncertain = _uncertain(data)
+        return self.run_set(ss, out, uncertain, labels_source=str(labels) if labels else None,
+                            t0=t0)
+
+    def run_set(
+        self,
+        ss: StudentSet,
+        out: str | os.PathLike,
+        uncertain: LabelSet | None = None,
+        labels_source: str | None = None,
+        t0: float | None = None,
+    ) -> DistillReport:
+        """Train on a built :class:`StudentSet` (held-out split by source) and save the model."""
+        t0 = time.perf_counter() if t0 is None else t0
+        cfg = self.config
+        data = ss.rows
+        task = data.task
+        train_idx, test_idx = split_by_source(data, cfg.test_fraction, cfg.seed)
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=out.parent, prefix=".distill-") as tmp:
-            model = self._train(data, train_idx, Path(tmp))
-            p_test = predict_positive(model, [data.texts[i] for i in test_idx], cfg.max_chars)
-            metrics = self._metrics(data, model, test_idx, p_test)
+            model, bucket = self.fit(ss, train_idx, Path(tmp))
+            p_test = predict_positive(model, [data.texts[i] for i in test_idx], cfg.max_chars,
+                                      cfg.normalization)
+            metrics = self._metrics(data, model, test_idx, p_test, uncertain)
+            checks = student_checks(data, test_idx, p_test, cfg.threshold, cfg.max_auc_gap)
+            metrics["heldout_vs_similarity"] = checks["comparison"]
             if cfg.refit:
-                model = self._train(data, np.concatenate([train_idx, test_idx]), Path(tmp))
+                model, bucket = self.fit(ss, np.concatenate([train_idx, test_idx]), Path(tmp))
             with AtomicWriter(out) as tmp_model:
                 model.save_model(str(tmp_model))
+        counts = data.counts() | {"empty_skipped": 0}
         manifest = {
             "kind": "fasttext-filter",
             "version": MANIFEST_VERSION,
             "task": task,
             "positive_label": LABEL_PREFIX + POSITIVE,
-            "labels": {"source": str(labels), "files": data.sources},
+            "labels": {"source": labels_source, "files": data.sources},
+            "training_set": ss.summary | {"file": student_set_path(out).name},
             "data_fingerprint": data.fingerprint(),
-            "counts": data.counts() | {"empty_skipped": len(data) - sum(data.counts().values())},
+            "counts": counts,
             "n_train": int(len(train_idx)),
             "n_test": int(len(test_idx)),
+            "split": "stratified by source (each source holds out its share)",
             "trained_on": "train+test (refit)" if cfg.refit else "train split",
-            "config": asdict(cfg),
-            "text_normalization": "newlines -> spaces (fasttext_text)",
+            "config": asdict(cfg) | {"training_set": list(cfg.student_set().sources)},
+            "bucket": bucket,
+            "text_normalization": cfg.normalization,
             "metrics": metrics,
+            "warnings": checks["warnings"],
             "fasttext": _version("fasttext-numpy2-wheel"),
             "model_file": out.name,
             "model_bytes": out.stat().st_size,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         mpath = model_manifest_path(out)
+        write_student_set(student_set_path(out), ss)
         manifest["heldout_file"] = self._write_heldout(mpath, data, test_idx, p_test).name
         write_json_atomic(mpath, manifest)
         return DistillReport(
             task=task,
             model_path=str(out),
             manifest_path=str(mpath),
-            counts=manifest["counts"],
+            counts=counts,
             n_train=len(train_idx),
             n_test=len(test_idx),
             metrics=metrics,
             seconds=time.perf_counter() - t0,
             manifest=manifest,
+            warnings=list(checks["warnings"]),
         )
 
     def _write_heldout(
         self, mpath: Path, data: LabelSet, test_idx: np.ndarray, p: np.ndarray
     ) -> Path:
-        """Held-out predictions beside the manifest (``filter.heldout.parquet``: id, y, p), for
-        precision-recall curves (``retriever report`` reads them)."""
+        """Held-out predictions beside the manifest (``filter.heldout.parquet``: id, y, p, source,
+        similarity), for precision-recall curves (``retriever report`` reads them)."""
         pa = require("pyarrow")
         pq = require("pyarrow.parquet")
         path = mpath.with_suffix(".heldout.parquet")
+        src = data.row_source or [""] * len(data)
         table = pa.table(
             {
                 "id": [data.ids[i] for i in test_idx],
                 "y": [data.labels[i] == POSITIVE for i in test_idx],
                 "p": np.asarray(p, dtype=np.float64),
+                "source": [src[i] for i in test_idx],
+                "similarity": data.similarity[test_idx].astype(np.float64),
             }
         )
         with AtomicWriter(path) as tmp:
             pq.write_table(table, tmp)
         return path
 
-    def _train(self, data: LabelSet, idx: np.ndarray, tmp: Path) -> _FastText:
+    def fit(self, ss: StudentSet, idx: np.ndarray, tmp: Path) -> tuple[_FastText, int]:
+        """Train fastText on rows ``idx`` of ``ss`` (each written ``copies`` times, shuffled).
+
+        Returns:
+            ``(model, bucket)``: the model and the hash buckets it was trained with.
+        """
         fasttext = require("fasttext")
         cfg = self.config
+        data = ss.rows
         rng = np.random.default_rng(cfg.seed)
-        order = idx.copy()
+        order = np.repeat(idx, ss.copies[idx])
+        if len(order) == 0:
+            raise ConfigError(f"task {data.task!r}: every training row has weight 0")
         rng.shuffle(order)  # fastText reads lines in order; mixed classes train better
         path = tmp / "train.txt"
+        lines = {}
         with open(path, "w", encoding="utf-8") as fh:
             for i in order:
-                text = fasttext_text(
-                    data.texts[i][: cfg.max_chars] if cfg.max_chars else data.texts[i]
-                )
-                fh.write(f"{LABEL_PREFIX}{data.labels[i]} {text}\n")
-        return fasttext.train_supervised(input=str(path), **cfg.fasttext_args())
+                if i not in lines:
+                    lines[i] = fasttext_text(
+                        data.texts[i][: cfg.max_chars] if cfg.max_chars else data.texts[i],
+                        cfg.normalization,
+                    )
+                fh.write(f"{LABEL_PREFIX}{data.labels[i]} {lines[i]}\n")
+        bucket = cfg.bucket or bucket_for(list(lines.values()), cfg.word_ngrams, MAX_BUCKET)
+        model = fasttext.train_supervised(input=str(path), **cfg.fasttext_args(bucket))
+        return model, int(bucket)
 
     def _metrics(
-        self, data: LabelSet, model: _FastText, test_idx: np.ndarray, p_test: np.ndarray
+        self,
+        data: LabelSet,
+        model: _FastText,
+        test_idx: np.ndarray,
+        p_test: np.ndarray,
+        uncertain: LabelSet | None,
     ) -> dict:
         y_test = np.array([data.labels[i] == POSITIVE for i in test_idx])
         out = classification_metrics(y_test, p_test, self.config.threshold)
         # rank agreement: held-out rows plus the uncertain rows (never trained on)
-        unc = np.array([i for i, lab in enumerate(data.labels) if lab == UNCERTAIN], dtype=np.int64)
-        p_unc = predict_positive(model, [data.texts[i] for i in unc], self.config.max_chars)
-        rows = np.concatenate([test_idx, unc])
-        teacher = combined_score(data.similarity, data.correlation)[rows]
-        student = np.concatenate([p_test, p_unc])
+        teacher = combined_score(data.similarity, data.correlation)[test_idx]
+        student = p_test
+        if uncertain is not None and len(uncertain):
+            p_unc = predict_positive(model, uncertain.texts, self.config.max_chars,
+                                     self.config.normalization)
+            teacher = np.concatenate(
+                [teacher, combined_score(uncertain.similarity, uncertain.correlation)])
+            student = np.concatenate([p_test, p_unc])
         out["spearman_combined"] = spearman(student, teacher)
         out["spearman_n"] = int(np.isfinite(teacher).sum())
         out["spearman_rows"] = "held-out positives/negatives + uncertain rows"
@@ -259,17 +384,31 @@ class FastTextDistiller:
         out["mean_p_positive"] = float(p_test[y_test].mean())
         out["mean_p_negative"] = float(p_test[~y_test].mean())
         n_neg = int(sum(1 for lab in data.labels if lab == NEGATIVE))
-        out["base_rate_positive"] = 1.0 - n_neg / max(
-            1, n_neg + int(sum(1 for lab in data.labels if lab == POSITIVE))
-        )
+        out["base_rate_positive"] = 1.0 - n_neg / max(1, len(data))
         return out
 
 
-def predict_positive(model: _FastText, texts: list[str], max_chars: int = 0) -> np.ndarray:
-    """P(positive) of each text under ``model``. Returns ``[len(texts)]`` float64."""
+def _uncertain(data: LabelSet | None) -> LabelSet | None:
+    if data is None:
+        return None
+    idx = [i for i, lab in enumerate(data.labels) if lab == UNCERTAIN]
+    if not idx:
+        return None
+    return LabelSet(task=data.task, ids=[data.ids[i] for i in idx],
+                    texts=[data.texts[i] for i in idx], labels=[UNCERTAIN] * len(idx),
+                    similarity=data.similarity[idx], correlation=data.correlation[idx], sources=[])
+
+
+def predict_positive(
+    model: _FastText, texts: list[str], max_chars: int = 0, normalization: str = "words"
+) -> np.ndarray:
+    """P(positive) of each text under ``model`` (trained with ``normalization``).
+
+    Returns ``[len(texts)]`` float64.
+    """
     if not texts:
         return np.zeros(0)
-    lines = [fasttext_text(t[:max_chars] if max_chars else t) for t in texts]
+    lines = [fasttext_text(t[:max_chars] if max_chars else t, normalization) for t in texts]
     labels, probs = model.predict(lines, k=-1)
     pos = LABEL_PREFIX + POSITIVE
     out = np.zeros(len(lines))

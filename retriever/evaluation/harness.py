@@ -18,6 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from retriever._deps import require
 from retriever.errors import ConfigError, InputError
 from retriever.evaluation.elmb import (
@@ -120,23 +122,21 @@ def _load_model(checkpoint, device: str):
     return model, tok
 
 
-def _check_fits(model, tok, files: dict[str, str | None], limit: int | None) -> None:
-    """lm-eval asserts when a choice alone is longer than the context: say so in one line."""
-    from retriever.proxy.train import _context_length
+def fitting_records(recs: list[dict[str, Any]], tok, ctx: int | None) -> tuple[list[dict[str, Any]], int]:
+    """The records whose every choice fits the model's context, and how many were left out.
 
-    ctx = _context_length(model.config)
+    lm-eval asserts when a continuation alone is longer than the context (one ELMB
+    FunctionCalling choice is 268 bytes: too long for a 256-byte proxy), so such records are
+    skipped and counted (``skipped_too_long``) instead of failing the whole evaluation.
+    """
     if ctx is None:
-        return
-    for t, path in files.items():
-        if path is None:
-            continue
-        for rec in read_mc_records(path)[:limit]:
-            for c in rec["choices"]:
-                n = len(tok(" " + str(c), add_special_tokens=False)["input_ids"])
-                if n > ctx:
-                    raise ConfigError(
-                        f"{t}: a choice of {n} tokens is longer than the model's context ({ctx}); "
-                        "train the proxy with a longer seq_len or cut the choices")
+        return recs, 0
+    keep = []
+    for rec in recs:
+        lens = [len(tok(" " + str(c), add_special_tokens=False)["input_ids"]) for c in rec["choices"]]
+        if max(lens) <= ctx:
+            keep.append(rec)
+    return keep, len(recs) - len(keep)
 
 
 def _bpb(checkpoint, texts: list[str], device: str) -> float:
@@ -180,7 +180,9 @@ def evaluate_model(
         bpb: also compute bits per byte of each task's records (prompt + right answer).
 
     Returns:
-        ``{task: {"acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "bpb", "n"}}``.
+        ``{task: {"acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "bpb", "n",
+        "skipped_too_long"}}`` (records whose longest choice exceeds the model's context are
+        skipped and counted: lm-eval cannot score them).
 
     Raises:
         ConfigError: unknown task or bad limit.
@@ -199,19 +201,31 @@ def evaluate_model(
     if not names:
         raise ConfigError("no evaluation task given")
     files = resolve_data(names, data)
-    texts: dict[str, list[str]] = {}
-    for t, path in files.items():
-        if path is not None:
-            recs = read_mc_records(path)  # validates the file before lm-eval sees it
-            texts[t] = [record_text(r, get_task(t)) for r in recs[:limit]]
+    records = {t: read_mc_records(p) for t, p in files.items() if p is not None}  # validated first
     device = resolve_device(device)
     # lm-eval logs every left-truncated request at WARNING: thousands of lines for a tiny proxy
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
     model, tok = _load_model(checkpoint, device)
-    _check_fits(model, tok, files, limit)
+    from retriever.proxy.train import _context_length
+
+    ctx = _context_length(model.config)
     lm = HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size)
+    texts: dict[str, list[str]] = {}
+    skipped: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="retriever_tasks_") as tmp:
-        harness = write_task_yamls(files, Path(tmp))
+        run_files = dict(files)
+        for t, recs in records.items():
+            keep, skipped[t] = fitting_records(recs, tok, ctx)
+            if not keep:
+                raise ConfigError(f"{t}: no record's choices fit the model's context ({ctx} "
+                                  "tokens); train the proxy with a longer seq_len")
+            if skipped[t]:
+                log.warning("%s: %d record(s) with a choice longer than the context (%s) skipped",
+                            t, skipped[t], ctx)
+                run_files[t] = str(Path(tmp) / f"{get_task(t).harness}_fitting.jsonl")
+                Path(run_files[t]).write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in keep))
+            texts[t] = [record_text(r, get_task(t)) for r in keep[:limit]]
+        harness = write_task_yamls(run_files, Path(tmp))
         # ours only (indexing lm-eval's thousands of built-in YAMLs costs seconds)
         tm = TaskManager(include_path=[tmp, str(TASK_DIR)], include_defaults=False)
         out = lm_eval.simple_evaluate(model=lm, tasks=list(harness.values()), task_manager=tm,
@@ -225,6 +239,7 @@ def evaluate_model(
         row = {m: float(r.get(f"{m},none", math.nan)) for m in METRICS}
         n = out.get("n-samples", {}).get(hname, {})
         row["n"] = int(n.get("effective", n.get("original", 0)))
+        row["skipped_too_long"] = skipped.get(t, 0)
         if bpb:
             tt = texts.get(t)
             if tt is None:

@@ -29,6 +29,7 @@ def build_index(
     embedder=None,
     use_gpu: bool | None = None,
     gold_limit: int | None = None,
+    sparse: bool = True,
 ) -> GoldIndex:
     """Load a task's gold, embed it and write ``<indexes_dir>/<task>/``.
 
@@ -41,6 +42,8 @@ def build_index(
         model, factory: override the spec's embedding model / FAISS factory string.
         embedder: an already loaded embedder (its model wins over ``model``).
         gold_limit: read at most this many records per gold source (the run config's ``gold_limit``).
+        sparse: also build the TF-IDF index of the gold (``sparse/``, :mod:`retriever.index.sparse`)
+            that hybrid scoring and the learned head use.
     """
     spec = _spec(task, gold, indexes_dir)
     if gold_limit is not None:
@@ -55,6 +58,10 @@ def build_index(
     gi = GoldIndex.build(spec.task, gold_set, emb, factory=factory or spec.factory, use_gpu=use_gpu)
     gi.manifest["spec"] = spec.spec_path
     gi.save(dest)
+    if sparse:
+        from retriever.index.hybrid import build_sparse
+
+        build_sparse(dest, gi=gi)
     log.info("index %s: %d exemplars (%s)", spec.task, gi.ntotal, gold_set.stats.to_dict()["counts"])
     return gi
 
@@ -106,4 +113,10 @@ def add_to_index(
     added = gi.add(gold_set, emb) if gold_set.docs else 0
     if added:
         gi.save(index_dir)
+        from retriever.index.sparse import SPARSE_DIR
+
+        if (Path(index_dir) / SPARSE_DIR).is_dir():  # the sparse index follows the gold (a head
+            from retriever.index.hybrid import build_sparse  # then needs retraining: load says so)
+
+            build_sparse(index_dir, gi=gi)
     return added, gold_set.stats

@@ -33,6 +33,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=_add)
 
+    h = isub.add_parser(
+        "head", help="train each index's learned head (head/): a calibrated probability of the task",
+        description="Per --index, a logistic regression over the document vector and its dense and "
+        "sparse scores, trained with the task's gold as positives and --negatives corpus documents "
+        "plus the other indexes' gold as negatives, Platt-calibrated on out-of-fold scores. The "
+        "score stage then writes hybrid_TASK and head_TASK, and ranks candidates by head_TASK.")
+    h.add_argument("--index", action="append", required=True, metavar="DIR",
+                   help="index folder (repeat for every task: the others' gold are negatives)")
+    h.add_argument("--negatives", action="append", required=True, metavar="CORPUS",
+                   help="corpus files / folders whose documents are negatives (repeatable)")
+    h.add_argument("--max-negatives", type=int, default=5000,
+                   help="corpus documents used, a seeded sample over the shards (default 5000)")
+    h.add_argument("--text-field", default="text", help="corpus text field (default text)")
+    h.add_argument("-k", "--k", type=int, default=10, help="top-k of the mean scores; must be the "
+                   "score stage's -k (default 10)")
+    h.add_argument("--c", type=float, default=1.0, help="inverse L2 strength (default 1.0)")
+    h.add_argument("--seed", type=int, default=0)
+    h.add_argument("--json", action="store_true")
+    h.set_defaults(func=_head)
+
     i = isub.add_parser("info", help="print an index's manifest")
     i.add_argument("index", help="index folder")
     i.set_defaults(func=_info)
@@ -64,6 +84,26 @@ def _add(args) -> int:
         print_json({"added": added, **stats.to_dict()})
     else:
         print(f"added {added} exemplar(s) to {args.index} ({stats.to_dict()['counts']})")
+    return 0
+
+
+def _head(args) -> int:
+    from retriever.embed import load_embedder
+    from retriever.index import GoldIndex
+    from retriever.index.head import HeadConfig
+    from retriever.index.hybrid import read_negatives, train_heads
+
+    negatives = read_negatives(args.negatives, args.max_negatives, args.seed, args.text_field)
+    emb = load_embedder(GoldIndex.load(args.index[0]).model)
+    heads = train_heads(args.index, negatives, emb, HeadConfig(c=args.c, seed=args.seed), k=args.k,
+                        sources=list(args.negatives))
+    out = {t: {n: m.info for n, m in h.models.items()} for t, h in heads.items()}
+    if args.json:
+        print_json(out)
+    else:
+        for t, models in out.items():
+            print(f"{t}: " + "; ".join(f"{n} cv AUC {m['cv_roc_auc']:.4f} ({m['n_positive']} gold, "
+                                      f"{m['n_negative']} negatives)" for n, m in models.items()))
     return 0
 
 

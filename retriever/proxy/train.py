@@ -297,11 +297,12 @@ def train_proxy(
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, steps, cfg)
             x = torch.from_numpy(blocks[sampler.blocks(step)].astype(np.int64)).to(device)  # [B, L]
+            ones = torch.ones_like(x)  # packed blocks: no padding (EOS is also the pad id)
             if autocast_dtype is not None:
                 with torch.autocast(device_type=device.split(":")[0], dtype=autocast_dtype):
-                    loss = model(input_ids=x, labels=x, use_cache=False).loss
+                    loss = model(input_ids=x, attention_mask=ones, labels=x, use_cache=False).loss
             else:
-                loss = model(input_ids=x, labels=x, use_cache=False).loss
+                loss = model(input_ids=x, attention_mask=ones, labels=x, use_cache=False).loss
             loss.backward()
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

@@ -342,6 +342,11 @@ def _read_distill(manifest: Path) -> tuple[str, dict]:
         for k in ("precision", "recall", "f1", "average_precision", "roc_auc", "n")
     }
     pr["threshold"] = metrics.get("threshold", (m.get("config") or {}).get("threshold", 0.5))
+    # the student's checks (retriever.distill.checks): AUC beside the similarity stage's, warnings
+    cmp_ = metrics.get("heldout_vs_similarity") or {}
+    pr["student_auc"], pr["similarity_auc"] = cmp_.get("student_auc"), cmp_.get("similarity_auc")
+    pr["checks_rows"] = cmp_.get("rows")
+    pr["warnings"] = list(m.get("warnings") or [])
     held = m.get("heldout")
     if isinstance(held, dict) and held.get("y") is not None and held.get("p") is not None:
         pr["y"], pr["p"] = held["y"], held["p"]

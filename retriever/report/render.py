@@ -22,6 +22,7 @@ SAMPLE_FULL_CHARS = 4000  # characters kept in the expandable part
 SAMPLE_KINDS = ("kept", "borderline", "rejected")
 
 CSS = """
+.flag{color:#b00020;font-weight:600}
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#222;background:#fafafa}
 header{background:#223;color:#fff;padding:16px 28px}header h1{margin:0;font-size:22px}
 header p{margin:4px 0 0;color:#ccd}nav{padding:8px 28px;background:#eef;font-size:13px}
@@ -260,6 +261,7 @@ def _pr(pr: Mapping[str, Mapping[str, Any]]) -> str:
                 "held-out predictions (M.heldout.parquet with y, p)</div>"
             )
         figs.append(f'<div class="fig">{svg}{note}</div>')
+    checks = _student_checks(pr)
     head = "<tr><th class='l'>task</th><th>precision</th><th>recall</th><th>threshold</th><th>avg precision</th><th>ROC-AUC</th><th>held-out n</th></tr>"
     body = "".join(
         f"<tr><td class='l'>{escape(t)}</td>"
@@ -267,7 +269,36 @@ def _pr(pr: Mapping[str, Mapping[str, Any]]) -> str:
         + "</tr>"
         for t, *vals in rows
     )
-    return f'<div class="grid">{"".join(figs)}</div><table>{head}{body}</table>'
+    return f'{checks}<div class="grid">{"".join(figs)}</div><table>{head}{body}</table>'
+
+
+def _student_checks(pr: Mapping[str, Mapping[str, Any]]) -> str:
+    """The students' held-out AUC beside the similarity stage's, with a red flag per warning."""
+    rows = []
+    for task, d in pr.items():
+        if d.get("student_auc") is None and not d.get("warnings"):
+            continue
+        warns = d.get("warnings") or []
+        flag = (
+            "".join(f'<div class="flag">&#9873; {escape(w)}</div>' for w in warns)
+            if warns
+            else '<span class="muted">ok</span>'
+        )
+        rows.append(
+            f"<tr><td class='l'>{escape(task)}</td><td>{_val(d.get('student_auc'))}</td>"
+            f"<td>{_val(d.get('similarity_auc'))}</td><td class='l'>{flag}</td></tr>"
+        )
+    if not rows:
+        return ""
+    rows_desc = next((d.get("checks_rows") for d in pr.values() if d.get("checks_rows")), "")
+    head = (
+        "<tr><th class='l'>task</th><th>student AUC</th><th>similarity AUC</th>"
+        "<th class='l'>checks</th></tr>"
+    )
+    return (
+        f"<p>Shipped students against the similarity stage on the same held-out rows "
+        f"({escape(rows_desc)}):</p><table class='checks'>{head}{''.join(rows)}</table>"
+    )
 
 
 def _kept(kept: Mapping[str, Mapping[str, Any]]) -> str:

@@ -94,6 +94,7 @@ class DatasetSection:
     budget: str = "10B"
     mixture: Any = "equal"
     order: str = "top"
+    tiers: tuple = ((0.1, 0.7), (0.5, 0.3))  # order = "stratified": (cut, share) per tier
     tokenizer: str | None = None
     general_pool: str | None = None
 

@@ -151,7 +151,8 @@ class RunJob:
                              keep=[self.out / "confirm" / "bpb"], after=["candidates", "panel"]))
         for t in tasks:
             steps.append(RunStep(f"distill/{t}", distill_kwargs(cfg), lambda t=t: self._distill(t),
-                                 outputs=[self.filter_model(t).parent], after=["confirm"]))
+                                 outputs=[self.filter_model(t).parent],
+                                 after=["confirm"] + [f"index/{x}" for x in tasks]))
         students = [f"distill/{t}" for t in tasks]
         if multilabel(cfg):
             # one student for all tasks: the filter tokenizes each document once (per-task students
@@ -284,10 +285,19 @@ class RunJob:
         from retriever.distill import DistillConfig, FastTextDistiller
 
         rep = FastTextDistiller(DistillConfig(**distill_kwargs(self.cfg))).run(
-            self.out / "confirm" / "labels", task, self.filter_model(task))
+            self.out / "confirm" / "labels", task, self.filter_model(task),
+            indexes={t: self.index_dir(t) for t in self.cfg.task_names})
+        for w in rep.warnings:
+            log.warning("student %s: %s", task, w)
         m = rep.metrics
+        cmp_ = m.get("heldout_vs_similarity") or {}
         return {"n_train": rep.n_train, "n_test": rep.n_test,
-                **{k: m.get(k) for k in ("precision", "recall", "f1", "roc_auc") if k in m}}
+                **{k: m.get(k) for k in ("precision", "recall", "f1", "roc_auc") if k in m},
+                "heldout_student_auc": cmp_.get("student_auc"),
+                "heldout_similarity_auc": cmp_.get("similarity_auc"),
+                "training_set": {s: d["rows"] for s, d in rep.manifest["training_set"]["per_source"].items()
+                                 if isinstance(d, dict)},
+                "model_bytes": rep.manifest["model_bytes"], "warnings": rep.warnings}
 
     def _distill_multilabel(self) -> dict[str, Any]:
         from retriever.distill import DistillConfig
@@ -323,7 +333,8 @@ class RunJob:
         extra = {"general": d.general_pool} if d.general_pool else None
         pools = discover_pools(self.out / "pools", extra)
         mixture = d.mixture if isinstance(d.mixture, dict) else parse_mixture(str(d.mixture), list(pools))
-        s = DatasetBuilder(pools, mixture, parse_budget(d.budget), order=d.order, tokenizer=d.tokenizer,
+        s = DatasetBuilder(pools, mixture, parse_budget(d.budget), order=d.order, tiers=d.tiers,
+                           tokenizer=d.tokenizer,
                            seed=self.cfg.run.seed, progress=self.progress).build(self.out / "dataset")
         return {"tokens": s.get("tokens"), "documents": s.get("docs"), "pools": s.get("pools")}
 
@@ -363,16 +374,22 @@ def format_run_summary(cfg: RunConfig, outcomes: list[StepOutcome]) -> str:
         lines.append(f"  {o.name:<{width}}{o.action:<9}{o.seconds:>8.1f} s")
     res = {o.name: o.result or {} for o in outcomes}
     tw = max([len("task"), *map(len, cfg.task_names)]) + 2
-    lines.append(f"{'task':<{tw}}{'candidates':>11}{'positive':>10}{'negative':>10}{'filter F1':>10}{'AUC':>7}")
+    lines.append(f"{'task':<{tw}}{'candidates':>11}{'positive':>10}{'negative':>10}{'filter F1':>10}{'AUC':>7}"
+                 f"{'held-out AUC student / similarity':>35}")
     cand = res.get("candidates", {})
     conf = res.get("confirm", {})
+    warns = []
     for t in cfg.task_names:
         lab = conf.get(t, {}) if isinstance(conf.get(t), dict) else {}
         dist = res.get(f"distill/{t}", {})
         f1, auc = dist.get("f1"), dist.get("roc_auc")
+        sa, ma = dist.get("heldout_student_auc"), dist.get("heldout_similarity_auc")
+        held = "-" if sa is None or ma is None else f"{sa:.3f} / {ma:.3f}"
         lines.append(f"{t:<{tw}}{cand.get(t, {}).get('candidates', '-'):>11}{lab.get('positive', '-'):>10}"
                      f"{lab.get('negative', '-'):>10}{'-' if f1 is None else f'{f1:.3f}':>10}"
-                     f"{'-' if auc is None else f'{auc:.3f}':>7}")
+                     f"{'-' if auc is None else f'{auc:.3f}':>7}{held:>35}")
+        warns += [f"  WARNING student {t}: {w}" for w in dist.get("warnings") or []]
+    lines += warns
     ds = res.get("dataset", {})
     if ds:
         lines.append(f"training set: {cfg.out / 'dataset'}  ({ds.get('documents', '?')} documents, "

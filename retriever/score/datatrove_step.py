@@ -51,11 +51,14 @@ class DatatroveSimilarityScorer(_base.PipelineStep):
         if self._scorer is None:
             from retriever.embed import load_embedder
             from retriever.index import load_indexes
+            from retriever.index.hybrid import load_extras
             from retriever.score.scorer import SimilarityScorer
 
             indexes = load_indexes(self.index_dirs)
+            extras = {gi.task: load_extras(d) for gi, d in zip(indexes.values(), self.index_dirs, strict=True)}
             emb = load_embedder(next(iter(indexes.values())).model, device=self.device)
-            self._scorer = SimilarityScorer(indexes, emb, k=self.k, batch_size=self.batch_size)
+            self._scorer = SimilarityScorer(indexes, emb, k=self.k, batch_size=self.batch_size,
+                                            extras=extras)
         return self._scorer
 
     def run(self, data, rank: int = 0, world_size: int = 1):
@@ -75,7 +78,7 @@ class DatatroveSimilarityScorer(_base.PipelineStep):
             sc = scorer.score_texts([d.text for d in docs])
         for i, doc in enumerate(docs):
             for task in scorer.tasks:
-                doc.metadata[f"sim/{task}"] = float(sc.max[task][i])
+                doc.metadata[f"sim/{task}"] = float(sc.ranking(task)[i])
                 doc.metadata[f"simk/{task}"] = float(sc.topk[task][i])
             self.stat_update("scored")
             yield doc

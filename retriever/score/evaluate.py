@@ -61,3 +61,40 @@ def retrieval_metrics(label: np.ndarray, scores: dict[str, np.ndarray], corpus_l
             "precision_at_n_vs_corpus": precision_at(pos[pos | is_corpus], s[pos | is_corpus], n),
         }
     return out
+
+
+def bootstrap_metrics(label: np.ndarray, scores: dict[str, np.ndarray], n_boot: int = 1000,
+                      seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+    """Per task ROC-AUC and P@N (N = the task's count) with stratified bootstrap intervals.
+
+    Each resample draws the task's records and the other documents separately with replacement
+    (so every resample keeps N positives); the interval is the percentile one at ``level``.
+
+    Args:
+        label: ``[n_docs]`` a task name or ``"corpus"`` per document.
+        scores: task -> ``[n_docs]`` scores.
+    """
+    label = np.asarray(label)
+    rng = np.random.default_rng(seed)
+    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
+    out = {}
+    for task, s in scores.items():
+        s = np.asarray(s, dtype=np.float64)
+        pos = label == task
+        n = int(pos.sum())
+        ip, ineg = np.flatnonzero(pos), np.flatnonzero(~pos)
+        aucs, pans = np.empty(n_boot), np.empty(n_boot)
+        for b in range(n_boot):
+            idx = np.concatenate([rng.choice(ip, len(ip)), rng.choice(ineg, len(ineg))])
+            y, sb = pos[idx], s[idx]
+            aucs[b] = roc_auc(y, sb)
+            pans[b] = precision_at(y, sb, n)
+        out[task] = {
+            "n_positive": n, "n_negative": int(len(ineg)),
+            "roc_auc": roc_auc(pos, s), "roc_auc_ci": [float(np.percentile(aucs, lo)), float(np.percentile(aucs, hi))],
+            "precision_at_n": precision_at(pos, s, n),
+            "precision_at_n_ci": [float(np.percentile(pans, lo)), float(np.percentile(pans, hi))],
+            "roc_auc_vs_corpus": roc_auc(pos[pos | (label == "corpus")], s[pos | (label == "corpus")]),
+            "roc_auc_vs_other_tasks": roc_auc(pos[label != "corpus"], s[label != "corpus"]),
+        }
+    return out

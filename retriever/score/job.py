@@ -2,7 +2,9 @@
 
 Per shard ``<name>`` (see :func:`retriever.corpus.shard_name`) under ``out_dir``::
 
-    scores/<name>.parquet    id, shard, row, n_chars, score_<task>, topk_<task>, preview, vector
+    scores/<name>.parquet    id, shard, row, n_chars, score_<task>, cos_<task>, topk_<task>,
+                             [sparse_<task>, sparse_topk_<task>, hybrid_<task>, head_<task>],
+                             preview, vector (docs/contracts.md)
     rejected/<name>.jsonl    the records that could not be read, with their reason
     done/<name>.json         counters; written last, so its presence marks the shard complete
     failed/<name>.json       the error, when the shard could not be read at all (others go on)
@@ -151,7 +153,17 @@ class ScoreJob:
             "detokenizer": self.detokenizer,
             "meta_fields": list(self.meta_fields),
             "sample": self.sample.settings() if self.sample is not None else None,
+            **self._extras_settings(indexes),
         }
+
+    def _extras_settings(self, indexes) -> dict[str, Any]:
+        """The sparse / head parts of the index folders (absent when none has any: old folders
+        resume as before)."""
+        from retriever.index.hybrid import load_extras
+
+        extras = {gi.task: load_extras(d) for gi, d in zip(indexes, self.index_dirs, strict=True)}
+        found = {t: e.fingerprint() for t, e in extras.items() if not e.empty}
+        return {"extras": found} if found else {}
 
     def reader(self) -> CorpusReader:
         return CorpusReader(
@@ -163,12 +175,15 @@ class ScoreJob:
         if self._scorer is None:
             from retriever.embed import load_embedder
             from retriever.index import load_indexes
+            from retriever.index.hybrid import load_extras
             from retriever.score.scorer import SimilarityScorer
 
             indexes = load_indexes(self.index_dirs)
+            extras = {gi.task: load_extras(d) for gi, d in zip(indexes.values(), self.index_dirs, strict=True)}
             model = next(iter(indexes.values())).model
             emb = load_embedder(model, device=self.device, batch_size=self.embed_batch_size)
-            self._scorer = SimilarityScorer(indexes, emb, k=self.k, batch_size=self.batch_size)
+            self._scorer = SimilarityScorer(indexes, emb, k=self.k, batch_size=self.batch_size,
+                                            extras=extras)
         return self._scorer
 
     # -- work -------------------------------------------------------------------------------------
@@ -337,8 +352,10 @@ class ScoreJob:
         cols = [("id", pa.string()), ("shard", pa.string()), ("row", pa.int64()), ("n_chars", pa.int64())]
         for f in self.meta_fields:
             cols.append((f, pa.string()))
+        extra = scorer.columns()
         for t in scorer.tasks:
-            cols += [(f"score_{t}", pa.float32()), (f"topk_{t}", pa.float32())]
+            cols += [(f"score_{t}", pa.float32()), (f"cos_{t}", pa.float32()), (f"topk_{t}", pa.float32())]
+            cols += [(f"{c}_{t}", pa.float32()) for c in extra]
         cols += [("preview", pa.string()), ("vector", pa.list_(pa.float32(), scorer.embedder.dim))]
         return pa.schema(cols)
 
@@ -352,8 +369,15 @@ class ScoreJob:
         for f in self.meta_fields:
             cols[f] = [None if d.metadata.get(f) is None else str(d.metadata[f]) for d in batch]
         for t in sc.max:
-            cols[f"score_{t}"] = sc.max[t]
+            cols[f"score_{t}"] = sc.ranking(t)
+            cols[f"cos_{t}"] = sc.max[t]
             cols[f"topk_{t}"] = sc.topk[t]
+        from retriever.index.hybrid import EXTRA_COLUMNS
+
+        for c in EXTRA_COLUMNS:  # extra columns of tasks without that part stay null
+            for t in sc.max:
+                if f"{c}_{t}" in schema.names:
+                    cols[f"{c}_{t}"] = sc.extra.get(c, {}).get(t, [None] * len(batch))
         cols["preview"] = [d.text[:PREVIEW_CHARS] for d in batch]
         dim = sc.vectors.shape[1]
         cols["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(sc.vectors.reshape(-1)), dim)

@@ -2,15 +2,20 @@
 
 :class:`SimilarityScorer` is the stage object: ``score_texts`` is the narrow hook (texts ->
 vectors and per-task scores); ``run`` is the :class:`~retriever.step.Step` call that batches a
-document stream and writes the scores into ``metadata["sim/<task>"]`` / ``metadata["simk/<task>"]``.
-Deciding what is a candidate is a separate step (:mod:`retriever.score.select`).
+document stream and writes the scores into ``metadata["sim/<task>"]`` (the candidate ranking) /
+``metadata["simk/<task>"]`` (mean top-k cosine). Deciding what is a candidate is a separate step
+(:mod:`retriever.score.select`).
+
+An index folder may carry a sparse index (``sparse/``) and a learned head (``head/``), see
+:mod:`retriever.index.hybrid`; their scores are computed in the same pass, from the same clipped
+text and the same vector, and the candidate ranking is the best of them the folder has.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,15 +28,36 @@ from retriever.step import Step
 if TYPE_CHECKING:
     from retriever.embed import Embedder
     from retriever.index import GoldIndex
+    from retriever.index.hybrid import TaskExtras
 
 
 @dataclass
 class ScoredBatch:
-    """Scores of one batch: ``vectors [n, dim]`` and per task ``max`` / ``topk`` arrays ``[n]``."""
+    """Scores of one batch: ``vectors [n, dim]`` and per task ``[n]`` arrays.
+
+    ``max`` / ``topk``: max and mean top-k cosine; ``extra``: column prefix (``sparse``,
+    ``sparse_topk``, ``hybrid``, ``head``) -> task -> scores, for the tasks whose index has those
+    parts; ``score``: the candidate ranking per task (``max`` when ``None`` or absent).
+    """
 
     vectors: np.ndarray
     max: dict[str, np.ndarray]
     topk: dict[str, np.ndarray]
+    extra: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    score: dict[str, np.ndarray] | None = None
+
+    def ranking(self, task: str) -> np.ndarray:
+        """The candidate ranking of ``task`` (what ``score_<task>`` holds)."""
+        return self.max[task] if self.score is None else self.score.get(task, self.max[task])
+
+    def rows(self, i: int, j: int) -> ScoredBatch:
+        """Rows ``i:j`` of every array."""
+        return ScoredBatch(
+            self.vectors[i:j], {t: v[i:j] for t, v in self.max.items()},
+            {t: v[i:j] for t, v in self.topk.items()},
+            {c: {t: v[i:j] for t, v in d.items()} for c, d in self.extra.items()},
+            None if self.score is None else {t: v[i:j] for t, v in self.score.items()},
+        )
 
 
 class SimilarityScorer(Step):
@@ -47,6 +73,8 @@ class SimilarityScorer(Step):
             buffer pads less: on ClimbLab, 12% padded tokens with 256 documents, 4% with 1,024
             (``scripts/bench_score.py``). Results still come out in stream order, in batches of
             ``batch_size``; memory: sort_buffer x clip_chars of text plus [sort_buffer, dim] floats.
+        extras: task -> its index folder's sparse index and head (:func:`~retriever.index.hybrid.load_extras`);
+            tasks without them are scored by cosine alone.
         clip_chars: characters of a document passed to the embedder (``None``: the model's max
             length x 12). The model truncates at ``max_seq_length`` tokens anyway; clipping first
             saves tokenizing the rest of long documents. 12 characters per word piece is far above
@@ -56,7 +84,8 @@ class SimilarityScorer(Step):
     name = "similarity"
 
     def __init__(self, indexes: dict[str, GoldIndex], embedder: Embedder, k: int = 10,
-                 batch_size: int = 256, clip_chars: int | None = None, sort_buffer: int = 1024):
+                 batch_size: int = 256, clip_chars: int | None = None, sort_buffer: int = 1024,
+                 extras: dict[str, TaskExtras] | None = None):
         super().__init__()
         if not indexes:
             raise InputError("no gold index given; pass --index indexes/TASK (built with `retriever index build`)")
@@ -69,6 +98,21 @@ class SimilarityScorer(Step):
         self.sort_buffer = max(sort_buffer, batch_size)
         msl = int(getattr(embedder, "max_seq_length", 0) or 512)
         self.clip_chars = clip_chars if clip_chars is not None else msl * 12
+        unknown = set(extras or {}) - set(indexes)
+        if unknown:
+            raise InputError(f"sparse index / head given for tasks without an index: {sorted(unknown)}")
+        self.extras = {t: e for t, e in (extras or {}).items() if not e.empty}
+        for t, e in self.extras.items():
+            hk = e.head.manifest.get("k") if e.head is not None else None
+            if hk is not None and hk != k:
+                raise InputError(f"the head of {t!r} was trained with k={hk}, scoring uses k={k}: "
+                                 f"pass -k {hk} or retrain it with `retriever index head -k {k}`")
+
+    def columns(self) -> list[str]:
+        """Extra column prefixes this scorer fills, in output order (``sparse``, ``head``, ...)."""
+        from retriever.index.hybrid import extra_columns
+
+        return extra_columns(self.extras.values())
 
     @property
     def tasks(self) -> list[str]:
@@ -77,7 +121,8 @@ class SimilarityScorer(Step):
     def score_texts(self, texts: list[str]) -> ScoredBatch:
         """Embed ``texts`` once and search every task index."""
         t0 = time.perf_counter()
-        xq = self.embedder.encode([t[: self.clip_chars] for t in texts])  # [n, dim]
+        clipped = [t[: self.clip_chars] for t in texts]
+        xq = self.embedder.encode(clipped)  # [n, dim]
         t1 = time.perf_counter()
         smax, stopk = {}, {}
         for task, gi in self.indexes.items():
@@ -86,7 +131,13 @@ class SimilarityScorer(Step):
         t2 = time.perf_counter()
         self.stats.inc("embed_ms", int((t1 - t0) * 1000))
         self.stats.inc("search_ms", int((t2 - t1) * 1000))
-        return ScoredBatch(xq, smax, stopk)
+        out = ScoredBatch(xq, smax, stopk)
+        if self.extras:
+            from retriever.index.hybrid import score_extras
+
+            out.extra, out.score = score_extras(self.extras, clipped, xq, smax, stopk, self.k)
+            self.stats.inc("extras_ms", int((time.perf_counter() - t2) * 1000))
+        return out
 
     def batches(self, docs: DocStream) -> Iterator[tuple[list[Doc], ScoredBatch]]:
         """Score ``docs`` ``sort_buffer`` at a time; yields ``(docs, scores)`` of ``batch_size`` docs."""
@@ -101,9 +152,7 @@ class SimilarityScorer(Step):
 
     def _split(self, buf: list[Doc], sc: ScoredBatch) -> Iterator[tuple[list[Doc], ScoredBatch]]:
         for i in range(0, len(buf), self.batch_size):
-            j = i + self.batch_size
-            yield buf[i:j], ScoredBatch(sc.vectors[i:j], {t: v[i:j] for t, v in sc.max.items()},
-                                        {t: v[i:j] for t, v in sc.topk.items()})
+            yield buf[i : i + self.batch_size], sc.rows(i, i + self.batch_size)
 
     def run(self, docs: DocStream, rank: int = 0, world_size: int = 1) -> DocStream:
         for batch, sc in self.batches(docs):
@@ -111,6 +160,10 @@ class SimilarityScorer(Step):
                 self.stats.inc("seen")
                 self.stats.inc("kept")
                 for task in self.indexes:
-                    doc.metadata[f"sim/{task}"] = float(sc.max[task][i])
+                    doc.metadata[f"sim/{task}"] = float(sc.ranking(task)[i])
                     doc.metadata[f"simk/{task}"] = float(sc.topk[task][i])
+                    doc.metadata[f"cos/{task}"] = float(sc.max[task][i])
+                    for col, d in sc.extra.items():
+                        if task in d:
+                            doc.metadata[f"{col}/{task}"] = float(d[task][i])
                 yield doc

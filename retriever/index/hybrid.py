@@ -1,0 +1,258 @@
+"""Hybrid scoring: an index folder's optional sparse index and learned head, used by the scorer.
+
+An index folder (``indexes/<task>/``) may hold, beside the FAISS index:
+
+* ``sparse/`` (:mod:`retriever.index.sparse`): written by ``retriever index build``;
+* ``head/`` (:mod:`retriever.index.head`): written by ``retriever index head`` (it needs
+  negatives: a corpus sample and the other tasks' indexes).
+
+The score stage then writes, per task, ``cos_<task>`` (max cosine), ``topk_<task>`` (mean top-k
+cosine), ``sparse_<task>`` / ``sparse_topk_<task>`` (TF-IDF cosine), ``hybrid_<task>`` (learned
+combination of those four scores, a probability) and ``head_<task>`` (learned head over the
+vector and the four scores, a probability), and ``score_<task>``, the candidate ranking: the
+first of :data:`RANKING_ORDER` the folder has. The order comes from the cross-source evaluation
+(``scripts/eval_quality.py --cross-source``; docs/retrieval.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from retriever.corpus.writers import read_json
+from retriever.errors import InputError
+from retriever.index.head import (
+    HEAD_DIR,
+    Features,
+    HeadConfig,
+    TaskHead,
+    gold_features,
+    load_head,
+    train_head,
+)
+from retriever.index.sparse import SPARSE_DIR, SparseConfig, SparseIndex, load_sparse
+
+if TYPE_CHECKING:
+    from retriever.embed import Embedder
+    from retriever.index import GoldIndex
+
+log = logging.getLogger(__name__)
+
+# candidate ranking, best first (measured: docs/retrieval.md); "cos" is always there
+RANKING_ORDER = ("head", "hybrid", "cos")
+EXTRA_COLUMNS = ("sparse", "sparse_topk", "hybrid", "head")
+
+
+@dataclass
+class TaskExtras:
+    """The optional parts of one task's index folder."""
+
+    sparse: SparseIndex | None = None
+    head: TaskHead | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.sparse is None and self.head is None
+
+    def columns(self) -> list[str]:
+        cols = ["sparse", "sparse_topk"] if self.sparse is not None else []
+        if self.head is not None:
+            cols += [c for c in ("hybrid", "head") if c in self.head.models]
+        return cols
+
+    def ranking(self) -> str:
+        """Which score is this task's candidate ranking (``score_<task>``)."""
+        have = set(self.columns()) | {"cos"}
+        return next(r for r in RANKING_ORDER if r in have)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What a score folder records about these parts (checked on resume)."""
+        out: dict[str, Any] = {"ranking": self.ranking()}
+        if self.sparse is not None:
+            out["sparse"] = {k: self.sparse.manifest.get(k) for k in ("gold_fingerprint", "n_terms", "config")}
+        if self.head is not None:
+            out["head"] = {k: self.head.manifest.get(k) for k in ("gold_fingerprint", "trained")}
+        return out
+
+
+def load_extras(index_dir: str | os.PathLike) -> TaskExtras:
+    """The sparse index and head of an index folder (each ``None`` when absent).
+
+    Raises:
+        InputError: the head was trained without a sparse index, or on other gold.
+    """
+    ex = TaskExtras(load_sparse(index_dir), load_head(index_dir))
+    gold_fp = read_json(Path(index_dir) / "manifest.json").get("gold_fingerprint")
+    if ex.sparse is not None and ex.sparse.manifest.get("gold_fingerprint") != gold_fp:
+        raise InputError(f"the sparse index in {index_dir} is of another gold; rebuild it with "
+                         "`retriever index build` (or `retriever index sparse`)")
+    if ex.head is not None:
+        if ex.sparse is None:
+            raise InputError(f"{index_dir} has a head but no sparse index; rebuild it with "
+                             "`retriever index build`, then `retriever index head`")
+        if ex.head.manifest.get("sparse_fingerprint") != ex.sparse.manifest.get("gold_fingerprint"):
+            raise InputError(f"the head in {index_dir} was trained on another gold or sparse "
+                             "index; retrain it with `retriever index head`")
+    return ex
+
+
+def extra_columns(extras: Iterable[TaskExtras]) -> list[str]:
+    """Extra column prefixes any of ``extras`` fills, in :data:`EXTRA_COLUMNS` order."""
+    have = {c for e in extras for c in e.columns()}
+    return [c for c in EXTRA_COLUMNS if c in have]
+
+
+def score_extras(extras: dict[str, TaskExtras], texts: list[str], xq: np.ndarray,
+                 smax: dict[str, np.ndarray], stopk: dict[str, np.ndarray], k: int,
+                 ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """Sparse and head scores of a batch, and each task's candidate ranking.
+
+    Args:
+        extras: task -> parts; texts: the (clipped) texts that were embedded; xq: their vectors
+        ``[n, dim]``; smax, stopk: the dense scores per task; k: top-k size.
+
+    Returns:
+        ``(extra, ranking)``: column prefix -> task -> ``[n]`` scores, and task -> ``[n]``.
+    """
+    extra: dict[str, dict[str, np.ndarray]] = {c: {} for c in EXTRA_COLUMNS}
+    rank: dict[str, np.ndarray] = {}
+    for task, ex in extras.items():
+        if ex.sparse is not None:
+            extra["sparse"][task], extra["sparse_topk"][task] = ex.sparse.score(texts, k)
+        if ex.head is not None:
+            feats = Features(xq, smax[task], stopk[task], extra["sparse"][task],
+                             extra["sparse_topk"][task])
+            for name, p in ex.head.predict(feats).items():
+                extra.setdefault(name, {})[task] = p
+        r = ex.ranking()
+        rank[task] = smax[task] if r == "cos" else extra[r][task]
+    return {c: d for c, d in extra.items() if d}, rank
+
+
+# -- building the parts ---------------------------------------------------------------------------
+def build_sparse(index_dir: str | os.PathLike, config: SparseConfig | None = None,
+                 gi: GoldIndex | None = None) -> SparseIndex:
+    """Build (or rebuild) the sparse index of an index folder from its gold (``gi``: the folder's
+    index, already loaded)."""
+    from retriever.index.gold_index import GoldIndex
+
+    gi = gi or GoldIndex.load(index_dir)
+    sp = SparseIndex.build(gi.texts, config, gold_fingerprint=gi.manifest["gold_fingerprint"])
+    sp.save(Path(index_dir) / SPARSE_DIR)
+    return sp
+
+
+def gold_vectors(gi: GoldIndex, embedder: Embedder | None = None) -> np.ndarray:
+    """The gold's unit vectors in index order: read back from a flat index, else re-embedded."""
+    try:
+        return np.asarray(gi.index.reconstruct_n(0, gi.ntotal), dtype=np.float32)  # [n_gold, dim]
+    except RuntimeError:  # IVF / PQ indexes without a direct map
+        if embedder is None:
+            raise InputError(f"index {gi.task!r} cannot return its vectors ({gi.manifest['factory']}); "
+                             "pass an embedder to re-embed the gold") from None
+        return embedder.encode(gi.texts)
+
+
+def document_features(gi: GoldIndex, sparse: SparseIndex, xq: np.ndarray, texts: list[str],
+                      k: int = 10) -> Features:
+    """Features of documents for one task (what the score stage computes for them)."""
+    from retriever.score.core import topk_scores
+
+    D, _ = gi.search(xq, k)  # [n, k]
+    cmax, ctopk = topk_scores(D)
+    smax, stopk = sparse.score(texts, k)
+    return Features(np.asarray(xq, dtype=np.float32), cmax, ctopk, smax, stopk)
+
+
+def train_heads(index_dirs: list[str], negatives: list[str], embedder: Embedder | None = None,
+                config: HeadConfig | None = None, k: int = 10,
+                negative_vectors: np.ndarray | None = None, clip_chars: int | None = None,
+                sources: list[str] | None = None) -> dict[str, TaskHead]:
+    """Train and save a head for every index folder.
+
+    Positives: the task's gold (leave-one-out scores). Negatives: ``negatives`` (corpus texts) and
+    the other folders' gold. Each folder needs a sparse index (built if missing).
+
+    Args:
+        index_dirs: ``indexes/<task>`` folders, one per task (built with one model).
+        negatives: corpus document texts, clipped as the scorer clips them (``clip_chars``).
+        embedder: embeds ``negatives`` (unless ``negative_vectors`` is given) and gold that cannot
+            be read back from its index.
+        negative_vectors: ``[len(negatives), dim]`` vectors already computed (a score folder's).
+        sources: what the negatives are (recorded in the manifest).
+    """
+    from retriever.index.gold_index import load_indexes
+
+    t0 = time.perf_counter()
+    indexes = load_indexes(index_dirs)
+    if embedder is not None:
+        for gi in indexes.values():
+            gi.check_embedder(embedder)
+    dirs = dict(zip(indexes, index_dirs, strict=True))
+    if not negatives:
+        raise InputError("no negative documents for the head; pass --negatives CORPUS")
+    msl = int(getattr(embedder, "max_seq_length", 0) or 256) if embedder is not None else 256
+    clip = clip_chars or msl * 12
+    negatives = [t[:clip] for t in negatives]
+    if negative_vectors is None:
+        if embedder is None:
+            raise InputError("train_heads needs an embedder or negative_vectors")
+        negative_vectors = embedder.encode(negatives)
+    sparse = {}
+    for task, d in dirs.items():
+        sparse[task] = load_sparse(d) or build_sparse(d)
+    vecs = {t: gold_vectors(gi, embedder) for t, gi in indexes.items()}
+    texts = {t: [x[:clip] for x in gi.texts] for t, gi in indexes.items()}
+    heads = {}
+    for task, gi in indexes.items():
+        pos = gold_features(vecs[task], gi, sparse[task], k)
+        negs = [document_features(gi, sparse[task], negative_vectors, negatives, k)]
+        for other in indexes:
+            if other != task:
+                negs.append(document_features(gi, sparse[task], vecs[other], texts[other], k))
+        head = train_head(task, pos, Features.concat(negs), config, manifest={
+            "gold_fingerprint": gi.manifest["gold_fingerprint"],
+            "sparse_fingerprint": sparse[task].manifest["gold_fingerprint"],
+            "model": gi.model, "k": k,
+            "negatives": {"corpus": len(negatives), "sources": sources or [],
+                          "other_tasks": {o: indexes[o].ntotal for o in indexes if o != task}},
+            "trained": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        })
+        head.save(Path(dirs[task]) / HEAD_DIR)
+        heads[task] = head
+        log.info("head %s: %s", task, {n: m.info for n, m in head.models.items()})
+    log.info("heads trained in %.1f s", time.perf_counter() - t0)
+    return heads
+
+
+def read_negatives(corpus: list[str], limit: int = 5000, seed: int = 0,
+                   text_field: str = "text") -> list[str]:
+    """Up to ``limit`` corpus texts spread over the shards: the ones with the smallest seeded hash
+    of ``<shard>:<row>`` (the same sample whatever the order or the number of shards read)."""
+    import hashlib
+    import heapq
+
+    from retriever.corpus.readers import CorpusReader
+    from retriever.corpus.sharding import list_shards
+    from retriever.data import Rejected
+
+    reader = CorpusReader(text_field=text_field)
+    heap: list[tuple[int, str]] = []  # max-heap of (-hash, text): the `limit` smallest hashes
+    for shard in list_shards(corpus):
+        for doc in reader.read(shard):
+            if isinstance(doc, Rejected):
+                continue
+            h = int.from_bytes(hashlib.blake2b(f"{seed}:{doc.id}".encode(), digest_size=8).digest(), "big")
+            item = (-h, doc.text)
+            if len(heap) < limit:
+                heapq.heappush(heap, item)
+            elif item > heap[0]:
+                heapq.heapreplace(heap, item)
+    return [t for _, t in sorted(heap, reverse=True)]

@@ -1,0 +1,118 @@
+"""The learned head: calibrated logistic models stored without pickle, leave-one-out gold features,
+and the score stage writing hybrid / head columns and ranking by the head."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import MATH_GOLD, TOOLS_GOLD, WEB_TEXT, write_jsonl
+
+from retriever.errors import InputError
+from retriever.index.head import Features, HeadConfig, TaskHead, fit_linear, load_head, train_head
+
+
+def _features(rng, n: int, shift: float, dim: int = 8) -> Features:
+    v = rng.normal(size=(n, dim)) + shift
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    base = rng.normal(size=n) * 0.1 + 0.5 + shift * 0.1
+    return Features(v.astype(np.float32), base, base - 0.05, base * 0.5, base * 0.4)
+
+
+def test_head_is_calibrated_and_separates_shifted_classes():
+    rng = np.random.default_rng(0)
+    pos, neg = _features(rng, 300, 1.0), _features(rng, 900, -1.0)
+    head = train_head("t", pos, neg, HeadConfig(c=0.1))
+    assert set(head.models) == {"head", "hybrid"}
+    info = head.models["head"].info
+    assert info["n_positive"] == 300 and info["n_negative"] == 900 and info["cv_roc_auc"] > 0.95
+    # fresh draws: the probability tracks the observed rate in its bins (balanced prior)
+    tp, tn = _features(rng, 2000, 1.0), _features(rng, 2000, -1.0)
+    p = np.r_[head.models["hybrid"].predict(tp), head.models["hybrid"].predict(tn)]
+    y = np.r_[np.ones(2000), np.zeros(2000)]
+    for lo, hi in ((0.0, 0.2), (0.2, 0.8), (0.8, 1.0)):
+        m = (p >= lo) & (p < hi)
+        if m.sum() > 50:
+            assert abs(y[m].mean() - p[m].mean()) < 0.1, (lo, hi, y[m].mean(), p[m].mean())
+    assert p[y == 1].mean() > 0.7 and p[y == 0].mean() < 0.3
+
+
+def test_save_load_round_trip_without_pickle(tmp_path):
+    rng = np.random.default_rng(1)
+    head = train_head("t", _features(rng, 50, 1.0), _features(rng, 80, -1.0),
+                      manifest={"gold_fingerprint": "abc"})
+    head.save(tmp_path / "head")
+    back = load_head(tmp_path)
+    assert isinstance(back, TaskHead) and back.manifest["gold_fingerprint"] == "abc"
+    f = _features(rng, 20, 0.0)
+    for name in head.models:
+        np.testing.assert_allclose(back.models[name].predict(f), head.models[name].predict(f), rtol=1e-6)
+    coef = np.load(tmp_path / "head" / "head.npy", allow_pickle=False)  # plain arrays only
+    assert coef.dtype == np.float32 and coef.shape == (8 + 4,)
+
+
+def test_bad_head_input_is_a_clear_error(tmp_path):
+    rng = np.random.default_rng(2)
+    with pytest.raises(InputError, match="at least 5 positives"):
+        fit_linear(np.ones((8, 2)), np.r_[np.ones(3), np.zeros(5)], ("cos", "topk"))
+    with pytest.raises(InputError, match="c must be > 0"):
+        train_head("t", _features(rng, 10, 1.0), _features(rng, 10, -1.0), HeadConfig(c=0))
+    assert load_head(tmp_path) is None
+    (tmp_path / "head").mkdir()
+    with pytest.raises(InputError, match="no head"):
+        TaskHead.load(tmp_path / "head")
+
+
+def test_train_heads_then_score_corpus_ranks_by_the_head(tmp_path, embedder):
+    import pyarrow.parquet as pq
+
+    from retriever.index import build_index
+    from retriever.index.hybrid import load_extras, train_heads
+    from retriever.score import score_corpus
+
+    dirs = []
+    for task, texts in (("tools", TOOLS_GOLD), ("math", MATH_GOLD)):
+        gold = write_jsonl(tmp_path / "gold" / f"{task}.jsonl", [{"text": t} for t in texts])
+        build_index(task, gold=[str(gold)], indexes_dir=tmp_path / "idx", embedder=embedder)
+        dirs.append(str(tmp_path / "idx" / task))
+        assert (tmp_path / "idx" / task / "sparse" / "manifest.json").is_file()
+    heads = train_heads(dirs, WEB_TEXT * 2, embedder, HeadConfig(folds=3), k=3)
+    assert set(heads) == {"tools", "math"}
+    ex = load_extras(dirs[1])
+    assert ex.ranking() == "head" and ex.head.manifest["negatives"]["corpus"] == 12
+    corpus = write_jsonl(tmp_path / "corpus" / "c.jsonl", [
+        {"id": "math", "text": "Question: Ann has 2 cats and gets 3 more. How many cats?\nAnswer: 2 + 3 = 5 cats."},
+        {"id": "tools", "text": 'Question: Email Dan the slides.\n1. get_email_address("Dan")\n2. send_email(["$1"], "Slides", "")\n3. join()'},
+        {"id": "web", "text": "The museum opens a new wing of Roman sculpture next spring, with guided tours."},
+    ])
+    score_corpus(dirs, [str(corpus)], tmp_path / "out", store=None, k=3)
+    t = pq.read_table(next((tmp_path / "out" / "scores").glob("*.parquet"))).to_pydict()
+    for task in ("tools", "math"):
+        for c in ("score", "cos", "topk", "sparse", "sparse_topk", "hybrid", "head"):
+            assert f"{c}_{task}" in t
+        assert t[f"score_{task}"] == t[f"head_{task}"]  # the candidate ranking is the head
+        assert all(0.0 <= p <= 1.0 for p in t[f"head_{task}"])
+    row = {i: n for n, i in enumerate(t["id"])}
+    assert t["head_math"][row["math"]] > t["head_math"][row["web"]]
+    assert t["head_math"][row["math"]] > t["head_math"][row["tools"]]
+    assert t["head_tools"][row["tools"]] > t["head_tools"][row["web"]]
+    # scoring with another k than the head's is refused, not silently wrong
+    with pytest.raises(InputError, match="trained with k=3"):
+        score_corpus(dirs, [str(corpus)], tmp_path / "out2", store=None, k=10)
+
+
+def test_adding_gold_rebuilds_the_sparse_index_and_flags_the_stale_head(tmp_path, embedder):
+    from retriever.index import add_to_index, build_index
+    from retriever.index.hybrid import load_extras, train_heads
+
+    dirs = []
+    for task, texts in (("tools", TOOLS_GOLD), ("math", MATH_GOLD)):
+        gold = write_jsonl(tmp_path / "gold" / f"{task}.jsonl", [{"text": t} for t in texts])
+        build_index(task, gold=[str(gold)], indexes_dir=tmp_path / "idx", embedder=embedder)
+        dirs.append(str(tmp_path / "idx" / task))
+    train_heads(dirs, WEB_TEXT, embedder, HeadConfig(folds=2), k=3)
+    n_before = load_extras(dirs[1]).sparse.n_gold
+    add_to_index(dirs[1], texts=["Question: 7 times 6?\nAnswer: 7 * 6 = 42."], embedder=embedder)
+    with pytest.raises(InputError, match="retrain it"):
+        load_extras(dirs[1])
+    train_heads(dirs, WEB_TEXT, embedder, HeadConfig(folds=2), k=3)
+    assert load_extras(dirs[1]).sparse.n_gold == n_before + 1
