@@ -22,6 +22,8 @@ _HINTS: dict[str, tuple[str, str]] = {
     "zstandard": ("zstandard", "core"),
     "sklearn": ("scikit-learn", "embed"),
     "tokenizers": ("tokenizers", "confirm"),
+    "fastapi": ("fastapi", "serve"),
+    "uvicorn": ("uvicorn", "serve"),
     "lm_eval": ("lm-eval", "eval"),
     "accelerate": ("accelerate", "eval"),
 }

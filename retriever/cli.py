@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "retriever.score.cli",
     "retriever.domains.cli",
     "retriever.query.cli",
+    "retriever.serve.cli",
     "retriever.confirm.cli",
     "retriever.distill.cli",
     "retriever.batch_filter.cli",

@@ -46,3 +46,11 @@ class LockedError(RetrieverError):
 
 class UnsafeNameError(ConfigError):
     """A task or shard name would become an unsafe path (``..``, ``/``, control characters)."""
+
+
+class RequestError(InputError):
+    """A query-service request is invalid; ``status`` is the HTTP status it answers with (4xx)."""
+
+    def __init__(self, message: str, status: int = 422):
+        super().__init__(message)
+        self.status = status

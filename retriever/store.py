@@ -22,6 +22,7 @@ from retriever.errors import InputError, ModelMismatchError, OutputError
 log = logging.getLogger(__name__)
 
 TABLE, META = "docs", "meta"
+BASE_COLUMNS = ("id", "shard", "row", "preview", "vector")
 INGEST_BATCH = 8192  # rows per append (memory: INGEST_BATCH x (dim x 4 + 300) bytes)
 
 
@@ -67,6 +68,7 @@ class CorpusStore:
             self.model, self.dim = model, int(dim)
             self.db.create_table(META, data=[{"model": model, "dim": int(dim)}])
         self._table = self.db.open_table(TABLE) if TABLE in names else None
+        self._ann: bool | None = None  # has_ann_index(), looked up once (a query asks each time)
 
     def _readable(self, name: str) -> bool:
         try:
@@ -83,6 +85,7 @@ class CorpusStore:
         if TABLE in set(_table_names(self.db)):
             self.db.drop_table(TABLE)
         self._table = None
+        self._ann = None
 
     def count(self) -> int:
         return 0 if self._table is None else int(self._table.count_rows())
@@ -91,11 +94,13 @@ class CorpusStore:
         """Replace the rows of shard ``name`` with those of its scores parquet; returns rows added."""
         pa = require("pyarrow")
         pq = require("pyarrow.parquet")
-        cols = ["id", "shard", "row", "preview", "vector"]
+        pf = pq.ParquetFile(parquet_path)
+        cols = ingest_columns(pf.schema_arrow.names)
         if self._table is not None:
+            have = set(self._table.schema.names)  # a store made before score columns were kept
+            cols = [c for c in cols if c in have]
             self._table.delete(f"shard = '{name.replace(chr(39), chr(39) * 2)}'")
         n = 0
-        pf = pq.ParquetFile(parquet_path)
         try:
             for batch in pf.iter_batches(batch_size=INGEST_BATCH, columns=cols):
                 tbl = pa.Table.from_batches([batch])
@@ -132,6 +137,7 @@ class CorpusStore:
         config = index_mod.IvfPq(distance_type="cosine", num_partitions=parts, num_sub_vectors=sub)
         self._table.create_index("vector", config=config, replace=True)
         self._rewrite_meta(ann_rows=n)
+        self._ann = True
         log.info("built IVF-PQ index on %d vectors (%d partitions)", n, parts)
         return True
 
@@ -147,22 +153,44 @@ class CorpusStore:
         return int(self._meta().get("ann_rows") or 0)
 
     def has_ann_index(self) -> bool:
-        return self._table is not None and bool(self._table.list_indices())
+        if self._ann is None:
+            self._ann = self._table is not None and bool(self._table.list_indices())
+        return self._ann
 
-    def search(self, vector: np.ndarray, k: int = 10, nprobes: int = 32, refine_factor: int = 4) -> list[dict[str, Any]]:
+    def columns(self) -> list[str]:
+        """Column names of the ``docs`` table (empty before the first ingest)."""
+        return [] if self._table is None else list(self._table.schema.names)
+
+    def search(self, vector: np.ndarray, k: int = 10, nprobes: int = 32, refine_factor: int = 4,
+               where: str | None = None, extra_columns: tuple[str, ...] = ()) -> list[dict[str, Any]]:
         """Nearest documents of one unit vector: ``[{id, shard, row, score, preview}]``, best first.
 
         ``score`` is the cosine similarity. With an ANN index, ``nprobes`` partitions are searched
         and ``refine_factor x k`` candidates re-ranked exactly.
+
+        Args:
+            where: a LanceDB SQL filter applied before the search (``"score_rag >= 0.5"``), so the
+                ``k`` hits all pass it.
+            extra_columns: more stored columns to return with each hit (``score_<task>``, ...).
         """
         if self._table is None:
             return []
         q = self._table.search(np.asarray(vector, dtype=np.float32).ravel()).metric("cosine").limit(k)
         if self.has_ann_index():
             q = q.nprobes(nprobes).refine_factor(refine_factor)
-        rows = q.select(["id", "shard", "row", "preview", "_distance"]).to_list()
+        if where:
+            q = q.where(where, prefilter=True)
+        rows = q.select(["id", "shard", "row", "preview", *extra_columns, "_distance"]).to_list()
         return [{"id": r["id"], "shard": r["shard"], "row": int(r["row"]),
-                 "score": 1.0 - float(r["_distance"]), "preview": r["preview"]} for r in rows]
+                 "score": 1.0 - float(r["_distance"]), "preview": r["preview"],
+                 **{c: r[c] for c in extra_columns}} for r in rows]
+
+
+def ingest_columns(names: list[str]) -> list[str]:
+    """Columns of a scores parquet that go into the store: the base ones, then the task scores and
+    ``cluster_id`` when present (so queries can filter on ``score_<task>`` or a cluster)."""
+    extra = [c for c in names if c.startswith(("score_", "topk_")) or c == "cluster_id"]
+    return [c for c in BASE_COLUMNS if c in names] + extra
 
 
 def _first_line(e: BaseException) -> str:

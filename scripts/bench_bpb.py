@@ -6,9 +6,16 @@ batch 1, as a straightforward lm-eval-style loop would. Both run in this process
 model; the script checks they agree (max |dBPB|) and prints the speed ratio and tokens/s. On CUDA it
 also times the bf16 path (the default there) against fp32.
 
+``--gpt2-small`` adds a model of realistic size beside the tiny panel: GPT-2 small's shape (12
+layers, 768 wide, 12 heads, 1,024 context, 50,257-row output layer: 124M parameters), randomly
+initialised (no download), reading the tiny panel's byte tokenizer (one token per byte, so its
+tokens/s compare with GPT-2's, its bytes/s are ~4x lower). Conditions (load average, CPU flags,
+threads, versions) are printed and written with ``--json`` (:mod:`retriever.bench`).
+
 Examples:
     .venv/bin/python scripts/bench_bpb.py                       # tiny panel built here, shared corpus
     .venv/bin/python scripts/bench_bpb.py --threads 2 --n-docs 128
+    .venv/bin/python scripts/bench_bpb.py --threads 1 --n-docs 16 --max-chars 2000 --gpt2-small
     .venv/bin/python scripts/bench_bpb.py --models configs/panels/small-open.toml --device cuda
 """
 
@@ -23,6 +30,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from retriever.bench import BenchReport, add_bench_args, busy_load  # noqa: E402
 
 
 def _docs(path: str, n: int, max_chars: int | None) -> list[str]:
@@ -54,9 +63,34 @@ def main() -> int:
     ap.add_argument("--batch-tokens", type=int, default=8192)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, help="torch CPU threads")
+    ap.add_argument("--gpt2-small", action="store_true",
+                    help="also time a randomly initialised GPT-2-small-sized model (124M parameters)")
+    add_bench_args(ap)
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    with busy_load(args.busy):
+        return run(args)
 
+
+def gpt2_small(folder: Path):
+    """A randomly initialised GPT-2-small-sized causal LM saved in ``folder`` (a panel model)."""
+    import torch
+    import transformers
+
+    from retriever.confirm.panel import PanelModel
+    from retriever.confirm.tiny_panel import byte_tokenizer
+
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12,
+                                  bos_token_id=256, eos_token_id=257)
+    model = transformers.GPT2LMHeadModel(cfg)
+    model.save_pretrained(folder)
+    byte_tokenizer().save_pretrained(folder)
+    n = sum(p.numel() for p in model.parameters())
+    return PanelModel(name="gpt2-small-rand", path=str(folder)), n
+
+
+def run(args) -> int:
     import numpy as np
     import torch
 
@@ -66,19 +100,26 @@ def main() -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    report = BenchReport("bench_bpb", args)
     tmp = None
     panel_path = args.models
     if not panel_path:
         tmp = tempfile.TemporaryDirectory()
         build_tiny_panel(tmp.name, n_models=max(2, args.n_models), steps=20, max_texts=100)
         panel_path = str(Path(tmp.name) / "panel.toml")
-    models = load_panel(panel_path).models[: args.n_models]
+    models = list(load_panel(panel_path).models[: args.n_models])
+    params = {}
+    if args.gpt2_small:
+        big, params["gpt2-small-rand"] = gpt2_small(Path(tmp.name if tmp else tempfile.mkdtemp()) / "gpt2-small")
+        models.append(big)
+        print(f"gpt2-small-rand: {params['gpt2-small-rand'] / 1e6:.0f}M parameters, random init")
     texts = _docs(args.docs, args.n_docs, args.max_chars)
     n_bytes = sum(len(t.encode()) for t in texts)
     print(f"{len(texts)} docs, {n_bytes} bytes; torch {torch.__version__}, threads {torch.get_num_threads()}")
     print(f"{'model':16} {'device':6} {'dtype':9} {'ctx':>5} {'tokens':>8} {'naive s':>8} {'batched s':>9} "
           f"{'ratio':>6} {'tok/s batched':>13} {'max|dBPB|':>10}")
     ratios, worst = [], 0.0
+    report.data.update(docs=len(texts), bytes=n_bytes, threads=torch.get_num_threads(), models={})
     for m in models:
         sc = LMScorer(m, device=args.device, dtype="float32", max_batch_tokens=args.batch_tokens,
                       max_batch_size=args.batch_size)
@@ -89,6 +130,11 @@ def main() -> int:
         worst = max(worst, diff)
         tokens = int(fast.n_tokens.sum())
         ratios.append(t_slow / t_fast)
+        report.data["models"][m.name] = {"device": sc.device, "ctx": sc.max_length, "tokens": tokens,
+                                         "naive_s": t_slow, "batched_s": t_fast, "ratio": t_slow / t_fast,
+                                         "tokens_per_s_batched": tokens / t_fast,
+                                         "tokens_per_s_naive": tokens / t_slow, "max_dbpb": diff,
+                                         "params": params.get(m.name)}
         print(f"{m.name:16} {sc.device:6} {'float32':9} {sc.max_length:>5} {tokens:>8} {t_slow:>8.2f} "
               f"{t_fast:>9.2f} {t_slow / t_fast:>5.1f}x {tokens / t_fast:>13.0f} {diff:>10.2e}")
         if sc.device.startswith("cuda"):
@@ -107,6 +153,7 @@ def main() -> int:
     same = worst <= 1e-4
     print(f"batched vs naive: mean speed ratio {np.mean(ratios):.1f}x over {len(ratios)} model(s); "
           f"max |dBPB| {worst:.1e} ({'same BPB to 1e-4' if same else 'MISMATCH above 1e-4'})")
+    report.finish(args.json)
     if tmp:
         tmp.cleanup()
     return 0 if same else 1

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from retriever.bench import BenchReport, add_bench_args, busy_load
 from retriever.dataset import (
     Candidates,
     DatasetBuilder,
@@ -91,7 +92,15 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=4)
     ap.add_argument("--select-docs", type=int, default=1_000_000)
     ap.add_argument("--workers", type=int, default=2, help="processes of the parallel-scan build")
+    add_bench_args(ap)
     args = ap.parse_args()
+    report = BenchReport("bench_dataset", args)
+    with busy_load(args.busy):
+        run(args, report)
+    report.finish(args.json)
+
+
+def run(args, report) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-dataset-") as tmp:
         root = Path(tmp)
         nbytes = make_pools(root / "pools", args.tasks, args.docs)

@@ -21,12 +21,12 @@ import gzip
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+
+from retriever.bench import BenchReport, add_bench_args, busy_load, run_watched
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RETRIEVER_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -256,61 +256,6 @@ def one(args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps(res))
 
 
-def tree_rss_mb(root: int) -> tuple[float, float]:
-    """(sum, largest) memory of process ``root`` and all its descendants, in MiB.
-
-    The sum is of PSS (proportional set size: a page shared by k processes counts 1/k in each),
-    so forked workers sharing one model are not counted k times; the largest is plain RSS.
-    """
-    parent, rss, pss = {}, {}, {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/status") as fh:
-                fields = dict(line.split(":", 1) for line in fh if ":" in line)
-        except OSError:
-            continue
-        pid = int(d)
-        parent[pid] = int(fields.get("PPid", "0"))
-        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0]) / 1024
-    tree, grew = {root}, True
-    while grew:
-        new = {p for p, pp in parent.items() if pp in tree} - tree
-        grew = bool(new)
-        tree |= new
-    for pid in tree:
-        try:
-            with open(f"/proc/{pid}/smaps_rollup") as fh:
-                for line in fh:
-                    if line.startswith("Pss:"):
-                        pss[pid] = int(line.split()[1]) / 1024
-                        break
-        except OSError:
-            pss[pid] = rss.get(pid, 0.0)
-    return sum(pss.get(p, 0.0) for p in tree), max((rss.get(p, 0.0) for p in tree), default=0.0)
-
-
-def run_watched(cmd: list[str], env: dict) -> tuple[subprocess.CompletedProcess, float, float]:
-    """Run ``cmd``, sampling its process tree's memory every 50 ms: (result, peak sum, peak one)."""
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak_sum = peak_one = 0.0
-    stop = threading.Event()
-
-    def watch() -> None:
-        nonlocal peak_sum, peak_one
-        while not stop.wait(0.05):
-            total, one = tree_rss_mb(proc.pid)
-            peak_sum, peak_one = max(peak_sum, total), max(peak_one, one)
-
-    th = threading.Thread(target=watch, daemon=True)
-    th.start()
-    out, err = proc.communicate()
-    stop.set()
-    th.join()
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err), peak_sum, peak_one
-
-
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -330,7 +275,7 @@ def main() -> None:
     p.add_argument("--labels", help="--section tasks: label folder (<task>.parquet), e.g. a run's "
                    "confirm/labels (default: gold vs ClimbLab label sets built from ../shared/data)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", help="also write the results here")
+    add_bench_args(p)
     p.add_argument("--_one", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--impl", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
@@ -340,8 +285,14 @@ def main() -> None:
     if args._one:
         one(args)
         return
+    with busy_load(args.busy):
+        run(args)
+
+
+def run(args) -> None:
     if not (SHARED / "corpus").is_dir():
         sys.exit(f"shared data not found at {SHARED}")
+    report = BenchReport("bench_filter", args)
     tmp = tempfile.TemporaryDirectory(prefix="bench_filter_") if not args.work else None
     work = Path(args.work or tmp.name)
     work.mkdir(parents=True, exist_ok=True)
@@ -349,8 +300,8 @@ def main() -> None:
     model, corpus, info = prepare(work, args.repeat, args.shards)
     if args.section == "tasks":
         res = bench_tasks(args, work)
-        if args.json:
-            Path(args.json).write_text(json.dumps(res, indent=2, default=float))
+        report.data.update(tasks=res)
+        report.finish(args.json)
         if tmp:
             tmp.cleanup()
         return
@@ -423,13 +374,9 @@ def main() -> None:
         + ", ".join(f"{n} cores: {core_hours / n:,.1f} h" for n in (64, 512, 2048))
     )
     tasks_res = bench_tasks(args, work) if args.section == "all" else None
-    if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                {"corpus": info, "results": results, "core_hours_climblab": core_hours,
-                 "tasks": tasks_res}, indent=2, default=float
-            )
-        )
+    report.data.update({"corpus": info, "results": results, "core_hours_climblab": core_hours,
+                        "tasks": tasks_res})
+    report.finish(args.json)
     if tmp:
         tmp.cleanup()
 

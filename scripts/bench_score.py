@@ -3,6 +3,9 @@
 In one process, on the shared ClimbLab documents, with the four task indexes built from the shared
 gold files (``--gold-limit`` exemplars per task):
 
+0. ``backend``: the default embedder (``backend="auto"``: torch or OpenVINO as calibrated on this
+   machine, :mod:`retriever.embed.calibrate`) against plain ``SentenceTransformer.encode``, first
+   idle, then with one spinning process per CPU started by this script (paired blocks both times).
 1. ``baseline``: ``SentenceTransformer.encode`` (torch fp32, same model, same max_seq_length) plus
    numpy dot products against the four gold matrices (max and mean top-k cosine);
    ``scorer[torch]`` / ``scorer[default]``: :class:`SimilarityScorer` over the four
@@ -19,6 +22,11 @@ one after the other (order rotating per block), and ratios are taken of the summ
 25-75% range of the per-block ratios shows the noise. Absolute docs/s are only context.
 
     .venv/bin/python scripts/bench_score.py --docs 256 --repeats 3 --gold-limit 500
+    .venv/bin/python scripts/bench_score.py --sections backend --backend-docs 128 --json runs/b.json
+    .venv/bin/python scripts/bench_score.py --busy -1 ...     # everything under a competing load
+
+Conditions (load average before / after, CPU flags, threads, library versions) are printed and
+written with ``--json`` (:mod:`retriever.bench`).
     .venv/bin/python scripts/bench_score.py --device cuda --docs 2000     # FAISS GPU + fp16
 """
 
@@ -29,7 +37,6 @@ import copy
 import json
 import os
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -42,6 +49,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
+
+from retriever.bench import BenchReport, add_bench_args, busy_load, paired_blocks, peak_rss_mb  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RETRIEVER_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -252,43 +261,6 @@ def embedding_variants(st_model, torch_emb, default_emb, work: Path, device: str
 
 
 # -- timing ----------------------------------------------------------------------------------------
-def paired_blocks(calls: dict, texts: list[str], block: int, passes: int, base: str) -> dict[str, dict]:
-    """Time every call on each block of ``block`` documents, one after the other in an order that
-    rotates per block, ``passes`` times over ``texts``.
-
-    Calls on the same block run seconds apart, so they see the same machine load: the ratio of
-    summed times stays meaningful while other jobs come and go. Per call: docs/s, ``ratio`` =
-    baseline time / call time (> 1: faster than the baseline), the 25-75% range of per-block
-    ratios (the noise), and the outputs of the first pass (for the cosine check).
-    """
-    names = list(calls)
-    secs = {n: 0.0 for n in names}
-    block_ratios: dict[str, list[float]] = {n: [] for n in names}
-    outs: dict[str, list] = {n: [] for n in names}
-    k = 0
-    for p in range(passes):
-        for i in range(0, len(texts), block):
-            chunk, t = texts[i : i + block], {}
-            for n in names[k % len(names):] + names[: k % len(names)]:
-                t0 = time.perf_counter()
-                out = calls[n](chunk)
-                t[n] = time.perf_counter() - t0
-                secs[n] += t[n]
-                if p == 0:
-                    outs[n].append(out)
-            k += 1
-            for n in names:
-                block_ratios[n].append(t[base] / t[n])
-        log(f"  pass {p + 1}/{passes}: " + ", ".join(f"{n.split(':')[0]} {secs[n]:.1f}s" for n in names))
-    res = {}
-    for n in names:
-        q1, q3 = np.percentile(block_ratios[n], [25, 75])
-        out = np.concatenate(outs[n]) if isinstance(outs[n][0], np.ndarray) else None
-        res[n] = {"seconds": secs[n], "docs_per_s": passes * len(texts) / secs[n], "ratio": secs[base] / secs[n],
-                  "block_ratio_iqr": [float(q1), float(q3)], "out": out}
-    return res
-
-
 class EncodeTimer:
     """Counts the seconds spent inside ``embedder.encode`` (instrumentation for the job's overhead)."""
 
@@ -328,21 +300,6 @@ def rss_child(args) -> None:
     print(json.dumps({"docs": s["scored"], "peak_rss_mb": peak_rss_mb(), "seconds": time.perf_counter() - t0}))
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process since its exec.
-
-    ``VmHWM`` of /proc belongs to the process image; ``ru_maxrss`` would also count the parent's
-    memory at fork time (Linux keeps it across exec), so it is only the fallback.
-    """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024  # kB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
 def measure_rss(index_dirs, texts, work: Path, copies: int, device: str | None) -> dict:
     shards = write_shards(work / f"rss-x{copies}", texts, copies)
     out = work / f"rss-out-x{copies}"
@@ -363,8 +320,10 @@ def measure_rss(index_dirs, texts, work: Path, copies: int, device: str | None) 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(SHARED), help="shared sample data folder")
-    ap.add_argument("--sections", default="paths,variants,bucketing,rss",
-                    help="what to run, comma-separated (default: paths,variants,bucketing,rss)")
+    ap.add_argument("--sections", default="backend,paths,variants,bucketing,rss",
+                    help="what to run, comma-separated (default: backend,paths,variants,bucketing,rss)")
+    ap.add_argument("--backend-docs", type=int, default=128,
+                    help="documents of the default-vs-plain check, run idle then under load (0: skip)")
     ap.add_argument("--docs", type=int, default=256, help="ClimbLab documents timed (default 256)")
     ap.add_argument("--repeats", type=int, default=3, help="passes over the documents (default 3)")
     ap.add_argument("--block", type=int, default=64, help="documents per paired block (default 64)")
@@ -380,11 +339,16 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=256, help="documents per scoring batch")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--work", help="work folder (indexes are reused from it; default: a temp folder)")
-    ap.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    add_bench_args(ap)
     ap.add_argument("--rss-child", help=argparse.SUPPRESS)
     ap.add_argument("--index", action="append", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    with busy_load(0 if args.rss_child else args.busy):  # --busy N: the whole run under a competing load
+        return run(args)
+
+
+def run(args) -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
@@ -404,8 +368,9 @@ def main() -> None:
     from retriever.score import SimilarityScorer
 
     sections = set(args.sections.split(","))
-    if sections - {"paths", "variants", "bucketing", "rss"}:
-        raise SystemExit(f"unknown --sections {sorted(sections)}; choose from paths,variants,bucketing,rss")
+    if sections - {"backend", "paths", "variants", "bucketing", "rss"}:
+        raise SystemExit(f"unknown --sections {sorted(sections)}; choose from backend,paths,variants,bucketing,rss")
+    bench = BenchReport("bench_score", args)
     data = Path(args.data)
     if not (data / "corpus").is_dir():
         raise SystemExit(f"shared data not found at {data}; pass --data")
@@ -413,12 +378,41 @@ def main() -> None:
     threads = torch.get_num_threads()
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_score_"))
     work.mkdir(parents=True, exist_ok=True)
-    report: dict = {"device": device, "threads": threads, "docs": args.docs, "repeats": args.repeats,
-                    "gold_limit": args.gold_limit, "cpu_count": os.cpu_count(),
-                    "load_avg_start": os.getloadavg()}
+    report: dict = bench.data
+    report.update({"device": device, "threads": threads, "docs": args.docs, "repeats": args.repeats,
+                   "gold_limit": args.gold_limit, "cpu_count": os.cpu_count(),
+                   "load_avg_start": os.getloadavg()})
 
     # the same engine the job uses (load_embedder's cache key: model, device, batch_size)
     default_emb = load_embedder(DEFAULT_MODEL, device=args.device, batch_size=64)
+    if "backend" in sections and args.backend_docs:
+        # 0. the default embedder against plain SentenceTransformer.encode, idle and with one
+        # spinning process per CPU (started here), paired blocks in this one process
+        bt = read_docs(data, args.backend_docs)
+        st_plain = SentenceTransformer(resolve_model_path(DEFAULT_MODEL), device=device)  # plain fp32
+        calls = {"plain: SentenceTransformer.encode (torch fp32)":
+                 lambda ts: st_plain.encode(ts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
+                                            show_progress_bar=False),
+                 f"default: SentenceEmbedder auto -> {default_emb.backend}": default_emb.encode}
+        base = next(iter(calls))
+        for f in calls.values():  # warm-up: first shapes, lazy initialisation
+            f(bt[:16])
+        report["backend_check"] = {"calibration": default_emb.calibration, "docs": len(bt)}
+        for label, n_busy in (("as found (no load added)", 0), ("loaded (+1 busy process per CPU)", -1)):
+            with busy_load(n_busy) as pids:
+                la = os.getloadavg()
+                log(f"default vs plain, {label} ({len(pids)} spinning processes), load average {la}")
+                bres = paired_blocks(calls, bt, args.variant_block, args.repeats, base, log)
+            print_table(f"Default embedder vs plain encode, {label}: {len(bt)} docs x {args.repeats} passes in "
+                        f"blocks of {args.variant_block}, {threads} threads, {len(pids)} busy processes, "
+                        f"load average {la[0]:.2f} at start", bres, bres[base]["out"])
+            report["backend_check"]["loaded" if n_busy else "as_found"] = {"label": label,
+                "busy_processes": len(pids), "load_avg_start": la,
+                **{n: {k: v for k, v in r.items() if k != "out"} for n, r in bres.items()}}
+    if sections == {"backend"}:
+        report["load_avg_end"] = os.getloadavg()
+        bench.finish(args.json)
+        return
     index_dirs = build_indexes(data, work, args.gold_limit, default_emb)
     indexes = load_indexes(index_dirs)
     gold = {t: gi.index.reconstruct_n(0, gi.ntotal) for t, gi in indexes.items()}  # [m, dim] each
@@ -456,7 +450,7 @@ def main() -> None:
             f"scorer[{d}]: SimilarityScorer, 4 indexes": lambda ts: run_scorer(scorer_default, ts),
         }
         log(f"timing the scoring paths in blocks of {args.block} docs")
-        res = paired_blocks(calls, texts, args.block, args.repeats, base_name)
+        res = paired_blocks(calls, texts, args.block, args.repeats, base_name, log)
         names = list(calls)
         print_table(f"Scoring paths: {len(texts)} ClimbLab docs x {args.repeats} passes in blocks of {args.block}, "
                     f"{threads} threads, {device}", res, res[base_name]["out"])
@@ -513,7 +507,7 @@ def main() -> None:
             f(vt[:16])
         log(f"timing {len(var)} embedding variants in blocks of {args.variant_block} docs")
         first = next(iter(var))
-        vres = paired_blocks({n: f for n, (f, _) in var.items()}, vt, args.variant_block, args.repeats, first)
+        vres = paired_blocks({n: f for n, (f, _) in var.items()}, vt, args.variant_block, args.repeats, first, log)
         ref = vres[first]["out"]
         print_table(f"Embedding variants: {len(vt)} docs x {args.repeats} passes in blocks of {args.variant_block}, "
                     f"{threads} threads, {device}", vres, ref)
@@ -533,7 +527,7 @@ def main() -> None:
         calls = {f"sort buffer {b} docs": (lambda ix, b=b: default_emb.encode([bt[j] for j in plans[b][ix[0]]]))
                  for b in buffers}
         log(f"timing length bucketing on {len(bt)} docs ({nb} forward batches per buffer)")
-        bres = paired_blocks(calls, list(range(nb)), 1, args.bucket_repeats, next(iter(calls)))
+        bres = paired_blocks(calls, list(range(nb)), 1, args.bucket_repeats, next(iter(calls)), log)
         print(f"\nLength bucketing: {len(bt)} docs x {args.bucket_repeats} passes, {d}, forward batches of 64 "
               f"paired batch by batch; texts sorted by length per buffer (SimilarityScorer sort_buffer)")
         report["bucketing"] = {}
@@ -566,8 +560,7 @@ def main() -> None:
     report["load_avg_end"] = os.getloadavg()
     print(f"\nload average (1/5/15 min) at start {report['load_avg_start']}, end {report['load_avg_end']} "
           f"on {report['cpu_count']} CPUs")
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1, default=str))
+    bench.finish(args.json)
 
 
 if __name__ == "__main__":

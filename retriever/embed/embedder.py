@@ -70,8 +70,8 @@ def resolve_model_path(model_id: str) -> str:
 
 
 class SentenceEmbedder:
-    """Batched, normalized sentence-transformers embeddings: torch fp16 on CUDA; on CPU OpenVINO
-    (bf16 where the CPU has it) when installed, else torch fp32.
+    """Batched, normalized sentence-transformers embeddings: torch fp16 on CUDA; on CPU the faster
+    of torch fp32 and OpenVINO on this machine (measured once, cached).
 
     Args:
         model_id: Hub id or local folder; the id is what manifests record, so an index built from a
@@ -79,9 +79,11 @@ class SentenceEmbedder:
         device: ``"cuda"``, ``"cpu"`` or ``None`` (CUDA when available).
         batch_size: texts per forward (memory: batch_size x max_seq_length activations).
         max_seq_length: truncation length in tokens (``None``: the model's own).
-        backend: ``"auto"`` (default): OpenVINO on CPU when the ``openvino`` package is installed
-            (``pip install 'retriever[fast]'``; ~2x torch fp32, see
-            :mod:`retriever.embed.openvino_encoder`), else torch; falls back to torch when the
+        backend: ``"auto"`` (default): on CPU with the ``openvino`` package installed
+            (``pip install 'retriever[fast]'``), torch or OpenVINO fp32 / bf16, whichever is
+            faster on this machine: measured on first use and cached
+            (:mod:`retriever.embed.calibrate`; :attr:`calibration` says how it chose;
+            ``RETRIEVER_EMBED_BACKEND`` forces one); else torch; falls back to torch when the
             model cannot be converted. ``"torch"``; ``"openvino"`` (the same path, an error when it
             is unavailable); ``"onnx"`` (sentence-transformers' ONNX backend, needs ``optimum``).
             On CUDA ``"auto"`` is torch in fp16. :attr:`backend` holds the one in use.
@@ -104,6 +106,7 @@ class SentenceEmbedder:
         self.batch_size = batch_size
         self.backend = backend
         self._fast = None  # OpenVINOEncoder when the OpenVINO path is in use
+        self.calibration: dict | None = None  # how "auto" chose (see retriever.embed.calibrate)
         self._model = self._load(max_seq_length)
         self._maybe_openvino()
         self.max_seq_length = int(self._model.max_seq_length)
@@ -134,19 +137,54 @@ class SentenceEmbedder:
             self.backend = "torch"
             if not (on_cpu and openvino_installed()):
                 return
+            forced = _forced_backend()
             try:
-                self._fast = OpenVINOEncoder(self._model)
-                self.backend = "openvino"
+                self._auto_cpu_backend(forced)
             except Exception as e:  # any conversion problem: the torch path still works
+                self._fast, self.backend = None, "torch"
                 log.warning("OpenVINO path unavailable for %s (%s); embedding with torch", self.model_id, e)
         elif self.backend == "openvino":
             if not on_cpu:
                 raise InputError("backend='openvino' runs on CPU; use backend='torch' with device='cuda'")
             self._fast = OpenVINOEncoder(self._model)
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        if self._fast is not None:
-            return self._fast.encode(list(texts), self.batch_size)  # [n, dim]
+    def _auto_cpu_backend(self, forced: str | None) -> None:
+        """Torch or OpenVINO (fp32 / bf16), whichever this machine runs fastest: measured once per
+        (model, CPU, threads, library versions) and cached (:mod:`retriever.embed.calibrate`)."""
+        from retriever.embed import calibrate as cal
+        from retriever.embed.openvino_encoder import model_key
+
+        torch = require("torch")
+        encoders: dict[str, OpenVINOEncoder] = {}
+        if forced:
+            choice = forced
+            self.calibration = {"choice": choice, "forced": True}
+        else:
+            key, what = cal.calibration_key(model_key(self._model), torch.get_num_threads())
+            path = cal.calibration_path(key)
+            data = cal.read_choice(path)
+            if data is None:
+                encoders["openvino-f32"] = OpenVINOEncoder(self._model, precision="f32")
+                if cal.has_bf16():
+                    encoders["openvino-bf16"] = OpenVINOEncoder(self._model, precision="bf16")
+                calls = {"torch": self._torch_encode,
+                         **{n: (lambda ts, e=e: e.encode(ts, self.batch_size)) for n, e in encoders.items()}}
+                data = cal.choose(calls, path, what)
+                log.info("embedding backend for %s on this machine: %s (measured %s; load average %s; "
+                         "cached in %s)", self.model_id, data["choice"],
+                         ", ".join(f"{n} {x:.2f}x torch" for n, x in data["speed_vs_torch"].items()),
+                         data["load_avg"], path)
+            else:
+                log.info("embedding backend for %s: %s (calibrated %s, %s)", self.model_id,
+                         data["choice"], data.get("time_utc"), path)
+            self.calibration = {**data, "path": str(path), "cached": not encoders}
+            choice = data["choice"]
+        if choice == "torch":
+            return
+        self._fast = encoders.get(choice) or OpenVINOEncoder(self._model, precision=choice.split("-", 1)[1])
+        self.backend = "openvino"
+
+    def _torch_encode(self, texts: list[str]) -> np.ndarray:
         # encode() sorts by length internally, so each batch is padded to similar lengths
         out = self._model.encode(
             list(texts),
@@ -156,6 +194,25 @@ class SentenceEmbedder:
             show_progress_bar=False,
         )
         return np.ascontiguousarray(out, dtype=np.float32)  # [n, dim]
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if self._fast is not None:
+            return self._fast.encode(list(texts), self.batch_size)  # [n, dim]
+        return self._torch_encode(texts)
+
+
+def _forced_backend() -> str | None:
+    """``RETRIEVER_EMBED_BACKEND`` as a calibration choice (``openvino`` = ``openvino-f32``)."""
+    from retriever.embed.calibrate import CHOICES
+
+    forced = os.environ.get("RETRIEVER_EMBED_BACKEND", "").strip().lower()
+    if not forced:
+        return None
+    choice = {"openvino": "openvino-f32"}.get(forced, forced)
+    if choice not in CHOICES:
+        raise InputError(f"RETRIEVER_EMBED_BACKEND must be one of torch, openvino, {', '.join(CHOICES[1:])}; "
+                         f"got {forced!r}")
+    return choice
 
 
 _CACHE: dict[tuple, SentenceEmbedder] = {}

@@ -1,10 +1,10 @@
 """Run a sentence-transformers model's transformer with OpenVINO on CPU (the fast CPU path).
 
 Only the transformer forward moves to OpenVINO; tokenization, pooling and normalization stay
-sentence-transformers' own modules, so the vectors are the model's vectors. On a CPU with
-``avx512_bf16`` OpenVINO computes in bf16 by default: about 2x torch fp32 on the benchmark
-(``scripts/bench_score.py``) with a cosine to the fp32 vectors above 0.9999; elsewhere it runs in
-fp32. The int8 paths (torch dynamic quantization, onnxruntime int8) are as fast but move vectors
+sentence-transformers' own modules, so the vectors are the model's vectors. Precision: fp32,
+except bf16 on CPUs with AMX (:func:`auto_precision`); with only ``avx512_bf16`` bf16 measured
+slower than fp32 on an idle machine. Whether this path or plain torch is faster on a given machine
+is measured once and cached (:mod:`retriever.embed.calibrate`). The int8 paths (torch dynamic quantization, onnxruntime int8) are as fast but move vectors
 to cosine 0.78 against fp32, so they are not offered.
 
 The model is converted once from the loaded torch weights (``openvino.convert_model``, offline, no
@@ -56,6 +56,21 @@ def openvino_installed() -> bool:
     return True
 
 
+def auto_precision() -> str:
+    """``"bf16"`` on CPUs with AMX (bf16 matrix tiles), else ``"f32"``.
+
+    With only ``avx512_bf16`` (dot-product instructions, no tiles) bf16 inference measured slower
+    than fp32 for all-MiniLM-L6-v2 (0.94x vs 1.42x plain torch, idle, 2 cores): the conversions
+    cost more than the narrower arithmetic saves on a model this small.
+    """
+    try:
+        flags = next((ln.split(":", 1)[1].split() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                      if ln.startswith("flags")), [])
+    except OSError:
+        flags = []
+    return "bf16" if "amx_bf16" in flags else "f32"
+
+
 def _require_openvino():
     try:
         import openvino
@@ -71,6 +86,21 @@ def _features(model: SentenceTransformer, texts: list[str]) -> dict[str, Any]:
     """Tokenized ``texts`` as sentence-transformers would feed them (padded to the longest)."""
     prep = getattr(model, "preprocess", None) or model.tokenize  # ST >= 6 / ST 3-5
     return prep(texts)
+
+
+def _pad(feats: dict[str, Any], multiple: int, torch) -> dict[str, Any]:
+    """Right-pad the token tensors to a multiple of ``multiple`` positions (masked out), so the
+    compiled model sees few distinct shapes."""
+    seq = feats["input_ids"].shape[1]
+    extra = -seq % multiple
+    if not extra:
+        return feats
+    out = dict(feats)
+    for k in _INPUTS:
+        if k in feats:
+            t = feats[k]
+            out[k] = torch.cat([t, torch.zeros((t.shape[0], extra), dtype=t.dtype)], dim=1)
+    return out
 
 
 class _HiddenStates:
@@ -95,7 +125,11 @@ class _HiddenStates:
 
 
 def model_key(model: SentenceTransformer) -> str:
-    """Fingerprint of the transformer's weights and config plus the converter versions."""
+    """Fingerprint of the transformer's weights and config plus the converter versions (computed
+    once per loaded model)."""
+    cached = getattr(model, "_retriever_weights_key", None)
+    if cached:
+        return cached
     ov = _require_openvino()
     torch = require("torch")
     transformers = require("transformers")
@@ -107,7 +141,9 @@ def model_key(model: SentenceTransformer) -> str:
         for name, t in auto.state_dict().items():
             h.update(name.encode())
             h.update(t.detach().contiguous().cpu().numpy().tobytes())
-    return h.hexdigest()[:20]
+    key = h.hexdigest()[:20]
+    model._retriever_weights_key = key
+    return key
 
 
 class OpenVINOEncoder:
@@ -117,7 +153,10 @@ class OpenVINOEncoder:
         model: a loaded sentence-transformers model whose first module is a HF transformer
             (BERT-like models: all-MiniLM, mpnet, e5, bge, gte ...).
         threads: CPU threads for inference (``None``: ``torch.get_num_threads()``).
-        precision: ``"auto"`` (bf16 where the CPU supports it, else fp32), ``"f32"`` or ``"bf16"``.
+        precision: ``"auto"`` (:func:`auto_precision`: bf16 with AMX, else fp32), ``"f32"`` or ``"bf16"``.
+        pinning: OpenVINO's ``ENABLE_CPU_PINNING`` (``None``: OpenVINO's default).
+        pad_multiple: pad token tensors to a multiple of this many positions (fewer shapes).
+        extra_config: more OpenVINO CPU properties (``PERFORMANCE_HINT``, ``NUM_STREAMS`` ...).
         cache_dir: where converted models are kept (``None``: :func:`cache_root`); ``False`` to
             convert in memory only.
 
@@ -127,7 +166,9 @@ class OpenVINOEncoder:
     """
 
     def __init__(self, model: SentenceTransformer, threads: int | None = None,
-                 precision: str = "auto", cache_dir: str | os.PathLike | bool | None = None):
+                 precision: str = "auto", cache_dir: str | os.PathLike | bool | None = None,
+                 pinning: bool | None = None, pad_multiple: int = 1,
+                 extra_config: dict[str, Any] | None = None):
         if precision not in PRECISIONS:
             raise InputError(f"OpenVINO precision must be one of {PRECISIONS}, got {precision!r}")
         ov = _require_openvino()
@@ -145,8 +186,13 @@ class OpenVINOEncoder:
         ov_model = self._load_or_convert(ov, torch, probe, cache_dir)
         self.threads = int(threads or torch.get_num_threads())
         config: dict[str, Any] = {"INFERENCE_NUM_THREADS": self.threads}
-        if precision != "auto":
-            config["INFERENCE_PRECISION_HINT"] = precision
+        if precision == "auto":
+            precision = auto_precision()
+        config["INFERENCE_PRECISION_HINT"] = precision
+        if pinning is not None:
+            config["ENABLE_CPU_PINNING"] = bool(pinning)
+        config.update(extra_config or {})
+        self.pad_multiple = max(1, int(pad_multiple))
         self.compiled = ov.Core().compile_model(ov_model, "CPU", config)
         hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")
         self.precision = hint.to_string() if hasattr(hint, "to_string") else str(hint)  # "bf16", "f32"
@@ -204,6 +250,8 @@ class OpenVINOEncoder:
         for i in range(0, n, batch_size):
             idx = order[i : i + batch_size]
             feats = _features(self.model, [texts[j] for j in idx])
+            if self.pad_multiple > 1:
+                feats = _pad(feats, self.pad_multiple, torch)
             feed = {k: feats[k].numpy() for k in self.input_names}
             hidden = self.compiled(feed)[0]  # [b, seq, hidden]
             feats["token_embeddings"] = torch.from_numpy(np.asarray(hidden, dtype=np.float32))

@@ -1,0 +1,103 @@
+"""Running the query service under uvicorn: in the foreground (the CLI) or in a thread (tests)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import socket
+import sys
+import threading
+import time
+
+from retriever._deps import require
+from retriever.errors import ConfigError
+from retriever.serve.service import QueryService, ServeConfig
+
+log = logging.getLogger(__name__)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (port 0: a free one), so the real port is known."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port") from e
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _server(app, log_level: str = "warning"):
+    uvicorn = require("uvicorn")
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, except that Ctrl-C / SIGTERM end it with status 0 after a graceful
+        shutdown (uvicorn re-raises the signal, so the process would die of it)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            old = {s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for s, h in old.items():
+                    signal.signal(s, h)
+
+    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off")
+    return Server(config)
+
+
+def run_server(config: ServeConfig, embedder=None) -> int:
+    """Load everything, then serve until interrupted (Ctrl-C / SIGTERM); returns 0."""
+    from retriever.serve.app import create_app
+
+    service = QueryService(config, embedder)
+    sock = bind(config.host, config.port)
+    host, port = sock.getsockname()[:2]
+    # one line a script can wait for (the bench reads the port from it)
+    print(f"retriever serve: listening on http://{host}:{port} "
+          f"(tasks {sorted(service.indexes)}, store rows {service.store_rows})", file=sys.stderr, flush=True)
+    try:
+        _server(create_app(service)).run(sockets=[sock])
+    finally:
+        service.close()
+        sock.close()
+    return 0
+
+
+class ThreadedServer:
+    """A real uvicorn server on localhost in a background thread (tests, notebooks).
+
+    ``with ThreadedServer(service) as url: ...`` serves ``service`` at ``url`` until the block ends.
+    """
+
+    def __init__(self, service: QueryService, host: str = "127.0.0.1"):
+        from retriever.serve.app import create_app
+
+        self.service = service
+        self.sock = bind(host, 0)
+        self.url = "http://{}:{}".format(*self.sock.getsockname()[:2])
+        self.server = _server(create_app(service))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the uvicorn server did not start")
+            time.sleep(0.02)
+        return self.url
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()

@@ -1,0 +1,336 @@
+"""The query service's engine: the embedder, the task indexes and the corpus store, loaded once.
+
+:class:`QueryService` answers plain Python calls (``gold``, ``corpus``, ``health``,
+``manifests``); :mod:`retriever.serve.app` only maps HTTP onto them. Every check of a request
+(texts, k, tasks, filters) is here and raises :class:`RequestError` with the HTTP status to answer.
+
+Concurrent requests share one embedding thread (:class:`EmbedBatcher`): texts that arrive while a
+forward runs go into the next forward together, so eight clients cost about one batched forward
+each round instead of eight forwards fighting for the cores.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retriever.embed import load_embedder
+from retriever.embed.embedder import canonical_model_id
+from retriever.errors import ConfigError, InputError, ModelMismatchError, RequestError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Settings of ``retriever serve`` (the CLI's options are these fields).
+
+    Args:
+        indexes: task index folders (``indexes/<task>``) searched by ``/gold``.
+        store: a score folder (``retriever score --out DIR``) or a LanceDB URI, searched by
+            ``/corpus``. At least one of ``indexes`` / ``store``.
+        model: embedding model (default: the one the indexes and the store were built with).
+        backend: embedder backend (``auto``, ``torch``, ``openvino``).
+        host, port: where to listen (port 0: any free port, printed at start).
+        max_k: largest ``k`` a request may ask.
+        max_texts: most texts in one request.
+        max_text_chars: longest text accepted (characters; the model reads ~1,000 anyway).
+        max_body_bytes: largest request body (413 above it).
+        nprobes, refine_factor: ANN search settings of the corpus store (IVF partitions searched,
+            candidates re-ranked exactly per hit).
+        max_batch: most texts embedded in one forward across concurrent requests.
+    """
+
+    indexes: tuple[str, ...] = ()
+    store: str | None = None
+    model: str | None = None
+    backend: str = "auto"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_k: int = 100
+    max_texts: int = 64
+    max_text_chars: int = 20_000
+    max_body_bytes: int = 2_000_000
+    nprobes: int = 32
+    refine_factor: int = 4
+    max_batch: int = 64
+
+    def __post_init__(self):
+        if not self.indexes and not self.store:
+            raise ConfigError("serve needs --index (task gold) and/or --corpus-store (scored corpus)")
+        for name in ("max_k", "max_texts", "max_text_chars", "max_body_bytes", "nprobes",
+                     "refine_factor", "max_batch"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= int(self.port) < 65536:
+            raise ConfigError(f"port must be in 0..65535, got {self.port}")
+
+
+class EmbedBatcher:
+    """One thread that owns the embedder; callers from any thread get their vectors back.
+
+    Whatever is queued when a forward ends goes into the next one (up to ``max_batch`` texts), so
+    concurrent requests are embedded together. The embedder is only ever used from this thread
+    (the OpenVINO request object is not thread-safe).
+    """
+
+    def __init__(self, embedder, max_batch: int = 64):
+        self.embedder = embedder
+        self.max_batch = max_batch
+        self._q: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="embed-batcher", daemon=True)
+        self._thread.start()
+        self.forwards = 0
+        self.texts = 0
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """``[len(texts), dim]`` unit vectors, computed on the batcher thread."""
+        fut: Future = Future()
+        self._q.put((texts, fut))
+        return fut.result()
+
+    def close(self) -> None:
+        self._q.put(None)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            jobs, n = [item], len(item[0])
+            stop = False
+            while n < self.max_batch:
+                try:
+                    nxt = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                jobs.append(nxt)
+                n += len(nxt[0])
+            texts = [t for job, _ in jobs for t in job]
+            try:
+                xq = self.embedder.encode(texts)  # [n, dim]
+            except Exception as e:  # hand the error to every waiting request
+                for _, fut in jobs:
+                    fut.set_exception(e)
+            else:
+                self.forwards += 1
+                self.texts += len(texts)
+                start = 0
+                for job, fut in jobs:
+                    fut.set_result(xq[start : start + len(job)])
+                    start += len(job)
+            if stop:
+                return
+
+
+class QueryService:
+    """Loads the embedder, the task indexes and the corpus store once; answers queries.
+
+    Args:
+        config: the :class:`ServeConfig`.
+        embedder: an already loaded embedder (default: the cached one of the indexes' model).
+
+    Raises:
+        InputError: an index or store is missing; two indexes hold the same task.
+        ModelMismatchError: the indexes / store / embedder are of different models.
+    """
+
+    def __init__(self, config: ServeConfig, embedder=None):
+        from retriever.query.cache import open_index, open_store
+        from retriever.query.search import check_store_embedder
+
+        t0 = time.perf_counter()
+        self.config = config
+        self.indexes = {}
+        for path in config.indexes:
+            gi = open_index(path)
+            if gi.task in self.indexes:
+                raise InputError(f"two --index folders hold task {gi.task!r}; pass each task once")
+            self.indexes[gi.task] = gi
+        self.store = open_store(config.store) if config.store else None
+        models = {gi.model for gi in self.indexes.values()} | ({self.store.model} if self.store else set())
+        if config.model:
+            models.add(canonical_model_id(config.model))
+        if len(models) > 1:
+            raise ModelMismatchError(f"the indexes and the store were built with different models {sorted(models)}; "
+                                     "serve the ones of one model")
+        model = config.model or next(iter(models))
+        self.embedder = embedder or load_embedder(model, backend=config.backend)
+        for gi in self.indexes.values():
+            gi.check_embedder(self.embedder)
+        if self.store is not None:
+            check_store_embedder(self.store, self.embedder)
+        self.model = canonical_model_id(self.embedder.model_id)
+        self.batcher = EmbedBatcher(self.embedder, config.max_batch)
+        cols = self.store.columns() if self.store is not None else []
+        self.score_tasks = [c[len("score_"):] for c in cols if c.startswith("score_")]
+        self.topk_tasks = [c[len("topk_"):] for c in cols if c.startswith("topk_")]
+        self.has_cluster = "cluster_id" in cols
+        self._extra = tuple(c for c in cols if c.startswith(("score_", "topk_")) or c == "cluster_id")
+        self.store_rows = self.store.count() if self.store is not None else 0
+        self.ann_index = bool(self.store.has_ann_index()) if self.store is not None else False
+        self.started = time.time()
+        self.load_seconds = round(time.perf_counter() - t0, 3)
+        self.requests = 0
+        log.info("query service ready in %.1fs: tasks %s, store %s (%d rows, ANN %s), model %s",
+                 self.load_seconds, sorted(self.indexes), self.store.uri if self.store else None,
+                 self.store_rows, self.ann_index, self.model)
+
+    # -- request checks ---------------------------------------------------------------------------
+    def texts_of(self, text: str | None, texts: list[str] | None) -> list[str]:
+        """The request's texts (``text`` xor ``texts``), each non-empty and within the caps."""
+        if (text is None) == (texts is None):
+            raise RequestError("give exactly one of `text` (a string) or `texts` (a list of strings)")
+        items = [text] if texts is None else texts
+        if not items:
+            raise RequestError("`texts` is empty; give at least one text")
+        cap = self.config.max_texts
+        if len(items) > cap:
+            raise RequestError(f"{len(items)} texts in one request; the limit is {cap} (--max-texts)", 413)
+        for i, t in enumerate(items):
+            where = "text" if texts is None else f"texts[{i}]"
+            if not t.strip():
+                raise RequestError(f"{where} is empty; give some text to embed")
+            if len(t) > self.config.max_text_chars:
+                raise RequestError(f"{where} has {len(t):,} characters; the limit is "
+                                   f"{self.config.max_text_chars:,} (--max-text-chars)", 413)
+        return items
+
+    def check_k(self, k: int) -> int:
+        if not 1 <= k <= self.config.max_k:
+            raise RequestError(f"k must be between 1 and {self.config.max_k} (--max-k), got {k}")
+        return k
+
+    def _tasks(self, tasks: list[str] | None) -> list[str]:
+        if not self.indexes:
+            raise RequestError("this server has no task index; start it with --index", 404)
+        if tasks is None:
+            return sorted(self.indexes)
+        if not tasks:
+            raise RequestError("`tasks` is empty; leave it out for every task")
+        for t in tasks:
+            if t not in self.indexes:
+                raise RequestError(f"unknown task {t!r}; this server has {sorted(self.indexes)}")
+        return list(dict.fromkeys(tasks))
+
+    def where_of(self, min_score: dict[str, float] | None, cluster: str | None) -> str | None:
+        """The store filter of a request: ``score_<task> >= x`` per task, ``cluster_id = c``."""
+        parts = []
+        for task, x in (min_score or {}).items():
+            if task not in self.score_tasks:
+                have = self.score_tasks or "none (re-ingest it with this version: `retriever score` again)"
+                raise RequestError(f"unknown task {task!r} in min_score; the store has scores for {have}")
+            if not math.isfinite(x):
+                raise RequestError(f"min_score[{task!r}] must be a finite number, got {x}")
+            parts.append(f"`score_{task}` >= {float(x)!r}")
+        if cluster is not None:
+            if not self.has_cluster:
+                raise RequestError("this store has no cluster_id column; leave `cluster` out")
+            parts.append("cluster_id = '{}'".format(str(cluster).replace("'", "''")))
+        return " AND ".join(parts) or None
+
+    # -- queries ----------------------------------------------------------------------------------
+    def gold(self, texts: list[str], k: int = 10, tasks: list[str] | None = None) -> list[dict[str, Any]]:
+        """Per text, per task, the ``k`` nearest gold exemplars ``[{rank, score, id, text, source}]``."""
+        tasks = self._tasks(tasks)
+        self.check_k(k)
+        xq = self.batcher.encode(texts)  # [n, dim]
+        out: list[dict[str, Any]] = [{} for _ in texts]
+        for t in tasks:
+            gi = self.indexes[t]
+            D, I = gi.search(xq, k)
+            for i, hits in enumerate(gi.hits(D, I)):
+                out[i][t] = hits
+        self.requests += 1
+        return out
+
+    def corpus(self, texts: list[str], k: int = 10, min_score: dict[str, float] | None = None,
+               cluster: str | None = None) -> list[list[dict[str, Any]]]:
+        """Per text, the ``k`` nearest corpus documents with their task scores and previews.
+
+        Hits: ``{rank, score, id, shard, row, preview, scores: {task: max cosine},
+        topk: {task: mean top-k cosine}, cluster_id}`` (the last three when the store has them).
+        With filters, only documents passing every filter are searched.
+        """
+        if self.store is None:
+            raise RequestError("this server has no corpus store; start it with --corpus-store", 404)
+        self.check_k(k)
+        where = self.where_of(min_score, cluster)
+        xq = self.batcher.encode(texts)
+        out = []
+        for vec in xq:
+            hits = self.store.search(vec, k, nprobes=self.config.nprobes,
+                                     refine_factor=self.config.refine_factor, where=where,
+                                     extra_columns=self._extra)
+            out.append([self._hit(r + 1, h) for r, h in enumerate(hits)])
+        self.requests += 1
+        return out
+
+    def _hit(self, rank: int, h: dict[str, Any]) -> dict[str, Any]:
+        hit = {"rank": rank, "score": h["score"], "id": h["id"], "shard": h["shard"], "row": h["row"],
+               "preview": h["preview"]}
+        if self.score_tasks:
+            hit["scores"] = {t: _num(h.get(f"score_{t}")) for t in self.score_tasks}
+        if self.topk_tasks:
+            hit["topk"] = {t: _num(h.get(f"topk_{t}")) for t in self.topk_tasks}
+        if self.has_cluster:
+            hit["cluster_id"] = h.get("cluster_id")
+        return hit
+
+    # -- info -------------------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "model": self.model,
+            "dim": int(self.embedder.dim),
+            "backend": getattr(self.embedder, "backend", None),
+            "tasks": sorted(self.indexes),
+            "store": None if self.store is None else {
+                "uri": self.store.uri, "rows": self.store_rows, "ann_index": self.ann_index,
+                "score_tasks": self.score_tasks, "cluster": self.has_cluster},
+            "limits": {"max_k": self.config.max_k, "max_texts": self.config.max_texts,
+                       "max_text_chars": self.config.max_text_chars,
+                       "max_body_bytes": self.config.max_body_bytes},
+            "uptime_s": round(time.time() - self.started, 1),
+            "load_s": self.load_seconds,
+            "requests": self.requests,
+            "embed_forwards": self.batcher.forwards,
+            "embedded_texts": self.batcher.texts,
+        }
+
+    def manifests(self) -> dict[str, Any]:
+        """The task indexes' manifests and the store's description (plus its score folder's
+        manifest when ``--corpus-store`` is a score folder)."""
+        from retriever.corpus.writers import read_json
+
+        out: dict[str, Any] = {"indexes": {t: gi.manifest for t, gi in sorted(self.indexes.items())},
+                               "store": None}
+        if self.store is not None:
+            out["store"] = {"uri": self.store.uri, "model": self.store.model, "dim": self.store.dim,
+                            "rows": self.store_rows, "ann_index": self.ann_index,
+                            "columns": self.store.columns()}
+            folder = Path(self.config.store)
+            if (folder / "manifest.json").is_file():
+                out["scores"] = read_json(folder / "manifest.json")
+        out["config"] = asdict(self.config)
+        return out
+
+    def close(self) -> None:
+        self.batcher.close()
+
+
+def _num(x) -> float | None:
+    return None if x is None else float(x)

@@ -1,0 +1,295 @@
+"""Load test of ``retriever serve``: concurrent clients against a >= 100k-row store with its ANN index.
+
+1. A synthetic store (built once into ``--work``, reused after): real embeddings of ``--base-docs``
+   ClimbLab documents of the shared sample (``corpus/climblab_clusters_sample.jsonl``, with their
+   ``cluster_id``), or the vectors of a score folder (``--scores DIR``), each copied into
+   ``--rows / base`` rows as ``normalize(v + sigma * g / sqrt(dim))`` with ``g`` standard normal
+   (``--sigma 0.5``: cosine ~0.89 to its base document, so neighbourhoods look like a real corpus:
+   many near-duplicates around each topic, none identical). Task scores: each row's cosine to the
+   mean embedding of 64 exemplars of each shared gold task (so ``min_score`` filters keep a real
+   fraction). Ingested with :class:`CorpusStore` and indexed (IVF-PQ, sqrt(n) partitions).
+2. ``retriever serve --corpus-store STORE --port 0`` in a subprocess (a real uvicorn server).
+3. Phases ``CLIENTSxSECONDS`` (default ``1x10,8x30``): each client a thread with one keep-alive
+   HTTP connection, posting ``/corpus`` queries (real texts: shared gold exemplars of the four
+   tasks and ClimbLab documents not in the store, clipped to 1,000 characters) for a bounded time.
+   Reported: requests, failures, QPS, p50 / p90 / p99 / max latency (client side, full HTTP round
+   trip), the server's RSS sampled every second (start / end / max) and its embedding forwards
+   per request (how much concurrent requests were batched). ``--filter`` adds a phase with
+   ``min_score`` on one task.
+
+The clients run on the same machine as the server, so they take CPU from it: latencies are an
+upper bound of what a remote client would see.
+
+    .venv/bin/python scripts/bench_serve.py --rows 100000 --phases 1x10,8x30 --json runs/bench_serve.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+
+from retriever.bench import BenchReport, add_bench_args, busy_load, percentiles, rss_mb  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("RETRIEVER_SHARED_DATA", REPO.parent / "shared" / "data"))
+GOLD = {"function-calling": "function_calling/xlam_3k.jsonl", "reasoning": "reasoning/gsm8k_train.jsonl",
+        "roleplay": "roleplay/character_llm.jsonl", "rag": "rag/pubmedqa_pqal.jsonl"}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def read_jsonl(path: Path, n: int, skip: int = 0) -> list[dict]:
+    out = []
+    with open(path) as fh:
+        for i, line in enumerate(fh):
+            if i < skip:
+                continue
+            if len(out) >= n:
+                break
+            out.append(json.loads(line))
+    return out
+
+
+# -- the store ---------------------------------------------------------------------------------------
+def base_vectors(args, work: Path, embedder):
+    """(vectors [B, dim], previews, clusters) of the base documents, cached in ``work``."""
+    cache = work / f"base_{args.base_docs}.npz"
+    if args.scores:
+        from retriever.score import read_scores
+
+        t = read_scores(args.scores, columns=["vector", "preview", "cluster_id"])
+        v = np.asarray(t.column("vector").combine_chunks().flatten(), dtype=np.float32).reshape(t.num_rows, -1)
+        return v, t.column("preview").to_pylist(), [c or "" for c in t.column("cluster_id").to_pylist()]
+    recs = read_jsonl(SHARED / "corpus" / "climblab_clusters_sample.jsonl", args.base_docs)
+    previews = [r["text"][:300] for r in recs]
+    clusters = [str(r.get("cluster_id", "")) for r in recs]
+    if cache.is_file():
+        return np.load(cache)["v"], previews, clusters
+    t0 = time.perf_counter()
+    v = embedder.encode([r["text"] for r in recs])
+    log(f"embedded {len(recs)} base documents in {time.perf_counter() - t0:.1f}s")
+    np.savez(cache, v=v)
+    return v, previews, clusters
+
+
+def task_centroids(embedder, per_task: int = 64) -> dict[str, np.ndarray]:
+    out = {}
+    for task, rel in GOLD.items():
+        texts = [r["text"][:1000] for r in read_jsonl(SHARED / "gold" / rel, per_task)]
+        c = embedder.encode(texts).mean(0)
+        out[task] = c / np.linalg.norm(c)
+    return out
+
+
+def build_store(args, work: Path) -> str:
+    """The synthetic store at ``work/store_<rows>`` (built once; its ``ready.json`` marks it done)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from retriever.embed import DEFAULT_MODEL, load_embedder
+    from retriever.store import CorpusStore
+
+    uri = work / f"store_{args.rows}_{args.sigma}"
+    if (uri / "ready.json").is_file():
+        log(f"reusing {uri}")
+        return str(uri)
+    embedder = load_embedder(DEFAULT_MODEL)
+    v, previews, clusters = base_vectors(args, work, embedder)
+    cents = task_centroids(embedder)
+    rng = np.random.default_rng(0)
+    n, dim = args.rows, v.shape[1]
+    st = CorpusStore(uri, DEFAULT_MODEL, dim)
+    t0 = time.perf_counter()
+    chunk = 20_000
+    for s, start in enumerate(range(0, n, chunk)):
+        idx = np.arange(start, min(n, start + chunk))
+        base = idx % len(v)
+        x = v[base] + args.sigma * rng.standard_normal((len(idx), dim), dtype=np.float32) / np.sqrt(dim)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)  # [chunk, dim] unit rows
+        cols = {"id": [f"syn{i}" for i in idx], "shard": [f"syn{s:03d}"] * len(idx),
+                "row": idx - start, "cluster_id": [clusters[b] for b in base]}
+        for task, c in cents.items():
+            cols[f"score_{task}"] = pa.array((x @ c).astype(np.float32))
+        cols["preview"] = [previews[b] for b in base]
+        cols["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), dim)
+        path = work / f"syn{s:03d}.parquet"
+        pq.write_table(pa.table(cols), path)
+        st.ingest_shard(f"syn{s:03d}", path)
+        path.unlink()
+    ingest_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    st.ensure_ann_index(min_rows=1)
+    index_s = time.perf_counter() - t0
+    (uri / "ready.json").write_text(json.dumps({"rows": st.count(), "ingest_s": ingest_s, "index_s": index_s,
+                                                "base_docs": len(v), "sigma": args.sigma}))
+    log(f"store {uri}: {st.count()} rows (ingest {ingest_s:.1f}s, IVF-PQ index {index_s:.1f}s)")
+    return str(uri)
+
+
+# -- server and clients --------------------------------------------------------------------------------
+def start_server(store: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
+    cmd = [sys.executable, "-m", "retriever", "serve", "--corpus-store", store, "--port", "0", *extra]
+    proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while True:
+        line = proc.stderr.readline()
+        if "listening on" in line:
+            threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep draining
+            return proc, line.split("listening on ")[1].split()[0]
+        if (not line and proc.poll() is not None) or time.monotonic() > deadline:
+            raise SystemExit(f"the server did not start: {line}")
+
+
+class Client:
+    def __init__(self, url: str):
+        host, port = url.split("//")[1].split(":")
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=60)
+
+    def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        data = None if body is None else json.dumps(body).encode()
+        self.conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
+        resp = self.conn.getresponse()
+        return resp.status, json.loads(resp.read())
+
+
+def query_texts(n: int) -> list[str]:
+    texts = []
+    per = max(1, n // (len(GOLD) + 1))
+    for rel in GOLD.values():  # records after the 64 used for the centroids
+        texts += [r["text"][:1000] for r in read_jsonl(SHARED / "gold" / rel, per, skip=64)]
+    texts += [r["text"][:1000] for r in read_jsonl(SHARED / "corpus" / "climblab_stream_first1000.jsonl", per)]
+    rng = np.random.default_rng(1)
+    rng.shuffle(texts)
+    return texts
+
+
+def run_phase(url: str, pid: int, texts: list[str], clients: int, seconds: float, k: int,
+              min_score: dict | None) -> dict:
+    lat: list[list[float]] = [[] for _ in range(clients)]
+    fails: list[str] = []
+    stop = time.monotonic() + seconds
+    rss: list[float] = []
+    _, h0 = Client(url).call("GET", "/health")
+
+    def client(c: int) -> None:
+        cl, i = Client(url), c
+        while time.monotonic() < stop:
+            body = {"text": texts[i % len(texts)], "k": k}
+            if min_score:
+                body["min_score"] = min_score
+            t0 = time.perf_counter()
+            try:
+                status, r = cl.call("POST", "/corpus", body)
+            except Exception as e:  # a dropped connection is a failed request
+                fails.append(f"{type(e).__name__}: {e}")
+                cl = Client(url)
+                continue
+            lat[c].append(time.perf_counter() - t0)
+            if status != 200 or len(r["results"][0]) != k:
+                fails.append(f"{status}: {str(r)[:200]}")
+            i += clients
+
+    def sampler() -> None:
+        while time.monotonic() < stop:
+            rss.append(rss_mb(pid))
+            time.sleep(1.0)
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    sam = threading.Thread(target=sampler)
+    t0 = time.perf_counter()
+    sam.start()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    wall = time.perf_counter() - t0
+    sam.join()
+    _, h1 = Client(url).call("GET", "/health")
+    all_lat = [x * 1000 for c in lat for x in c]
+    reqs = h1["requests"] - h0["requests"]
+    fw = h1["embed_forwards"] - h0["embed_forwards"]
+    return {"clients": clients, "seconds": round(wall, 1), "k": k, "filter": min_score, "requests": len(all_lat),
+            "failed": len(fails), "fail_examples": fails[:3], "qps": len(all_lat) / wall,
+            "latency_ms": percentiles(all_lat), "rss_mb": {"start": rss[0] if rss else None,
+                                                           "end": rss[-1] if rss else None,
+                                                           "max": max(rss) if rss else None,
+                                                           "samples": [round(x, 1) for x in rss]},
+            "forwards_per_request": fw / max(reqs, 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=100_000, help="store rows (default 100,000)")
+    ap.add_argument("--base-docs", type=int, default=512, help="real ClimbLab documents embedded as bases")
+    ap.add_argument("--scores", help="take the base vectors from this score folder instead")
+    ap.add_argument("--sigma", type=float, default=0.5, help="noise norm added to each base vector")
+    ap.add_argument("--phases", default="1x10,8x30", help="CLIENTSxSECONDS, comma separated")
+    ap.add_argument("--filter", metavar="TASK=X", help="also a phase (last clients count) with min_score TASK >= X")
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--queries", type=int, default=250, help="distinct query texts (cycled)")
+    ap.add_argument("--work", default=str(REPO / "runs" / "bench_serve"), help="where the store is built / reused")
+    ap.add_argument("--server-args", default="", help="extra `retriever serve` options, one string")
+    add_bench_args(ap)
+    args = ap.parse_args()
+    report = BenchReport("bench_serve", args)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    store = build_store(args, work)
+    report.data["store"] = json.loads((Path(store) / "ready.json").read_text())
+    texts = query_texts(args.queries)
+    with busy_load(args.busy):
+        proc, url = start_server(store, args.server_args.split())
+        try:
+            cl = Client(url)
+            _, health = cl.call("GET", "/health")
+            report.data["server"] = {"load_s": health["load_s"], "backend": health["backend"],
+                                     "rss_mb_loaded": rss_mb(proc.pid), "ann_index": health["store"]["ann_index"]}
+            for t in texts[:20]:  # warm-up: first forwards of each shape, page cache
+                cl.call("POST", "/corpus", {"text": t, "k": args.k})
+            phases = [tuple(int(x) for x in p.split("x")) for p in args.phases.split(",")]
+            runs = []
+            for clients, secs in phases:
+                runs.append(run_phase(url, proc.pid, texts, clients, secs, args.k, None))
+                log(_line(runs[-1]))
+            if args.filter:
+                task, _, x = args.filter.partition("=")
+                runs.append(run_phase(url, proc.pid, texts, phases[-1][0], phases[-1][1], args.k, {task: float(x)}))
+                log(_line(runs[-1]))
+            report.data["phases"] = runs
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    print(f"\nstore: {report.data['store']['rows']:,} rows (IVF-PQ), k={args.k}, server load "
+          f"{report.data['server']['load_s']:.1f}s, backend {report.data['server']['backend']}, busy={args.busy}")
+    print("| clients x s | filter | requests | failed | QPS | p50 ms | p90 ms | p99 ms | max ms | RSS MB start/end/max | forwards/req |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in report.data["phases"]:
+        lat, m = r["latency_ms"], r["rss_mb"]
+        print(f"| {r['clients']} x {r['seconds']:.0f} | {r['filter'] or '-'} | {r['requests']} | {r['failed']} | "
+              f"{r['qps']:.1f} | {lat['p50']:.1f} | {lat['p90']:.1f} | {lat['p99']:.1f} | {lat['max']:.1f} | "
+              f"{m['start']:.0f} / {m['end']:.0f} / {m['max']:.0f} | {r['forwards_per_request']:.2f} |")
+    report.finish(args.json)
+
+
+def _line(r: dict) -> str:
+    lat = r["latency_ms"]
+    return (f"{r['clients']} clients x {r['seconds']}s: {r['requests']} requests, {r['failed']} failed, "
+            f"{r['qps']:.1f} QPS, p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
