@@ -21,7 +21,6 @@ seconds spent in the extras (``extras_ms``) against the seconds spent embedding 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -31,6 +30,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_score import SHARED, baseline_scores, log, paired_blocks, print_table, read_docs  # noqa: E402
+
+from retriever.bench import BenchReport  # noqa: E402
 
 
 def main() -> None:
@@ -44,6 +45,7 @@ def main() -> None:
     ap.add_argument("--no-baseline", action="store_true", help="skip plain SentenceTransformer.encode")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
+    report = BenchReport("bench_sparse", args)  # conditions before / after (retriever.bench)
 
     from retriever.embed import load_embedder
     from retriever.index import load_indexes
@@ -92,7 +94,8 @@ def main() -> None:
         out = {n: {k2: v for k2, v in r.items() if k2 != "out"} for n, r in res.items()}
         out["extras_overhead_paired"] = overhead
         out["extras_over_embed_direct"] = direct
-        Path(args.json).write_text(json.dumps(out, indent=2))
+        report.data.update(out)
+    report.finish(args.json)
 
 
 if __name__ == "__main__":
