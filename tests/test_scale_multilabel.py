@@ -68,7 +68,7 @@ def test_filter_scores_every_task_of_a_multilabel_model_in_one_call(labels, tmp_
     MultiLabelDistiller(SMALL).run(labels / "labels", list(WORDS), out)
     shared = {t: str(out) for t in WORDS}
     scorer = FastTextScorer(shared)
-    (model, pairs), = scorer._loaded()  # one model file -> one entry
+    (model, pairs, norm), = scorer._loaded()  # one model file -> one entry
     calls = []
     orig = model.predict
     model.predict = lambda *a, **k: calls.append(1) or orig(*a, **k)
@@ -79,7 +79,8 @@ def test_filter_scores_every_task_of_a_multilabel_model_in_one_call(labels, tmp_
     finally:
         model.predict = orig
     assert len(calls) == 1 and probs.shape == (60, 3)
-    np.testing.assert_allclose(probs, predict_tasks(model, texts, list(WORDS)), atol=1e-6)
+    assert norm == SMALL.normalization  # the filter reads how the student saw its texts
+    np.testing.assert_allclose(probs, predict_tasks(model, texts, list(WORDS), 0, norm), atol=1e-6)
     assert (probs.argmax(axis=1) == np.repeat(np.arange(3), 20)).mean() > 0.9
 
     # the whole batch filter with one model file: per-task thresholds and pools as before

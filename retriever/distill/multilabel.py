@@ -72,13 +72,17 @@ class MultiLabelReport:
         return {t: self.metrics[t]["roc_auc"] - self.per_task[t]["roc_auc"] for t in self.per_task}
 
 
-def predict_tasks(model: _FastText, texts: list[str], tasks: list[str], max_chars: int = 0) -> np.ndarray:
-    """``P(__label__<task>)`` of each text, one fastText call for all tasks. ``[n_texts, n_tasks]``."""
+def predict_tasks(model: _FastText, texts: list[str], tasks: list[str], max_chars: int = 0,
+                  normalization: str = "words") -> np.ndarray:
+    """``P(__label__<task>)`` of each text, one fastText call for all tasks. ``[n_texts, n_tasks]``.
+
+    ``normalization``: the one the model was trained with (its manifest's ``text_normalization``).
+    """
     out = np.zeros((len(texts), len(tasks)), dtype=np.float64)
     if not texts:
         return out
     col = {task_label(t): j for j, t in enumerate(tasks)}
-    lines = [fasttext_text(t[:max_chars] if max_chars else t) for t in texts]
+    lines = [fasttext_text(t[:max_chars] if max_chars else t, normalization) for t in texts]
     labels, probs = model.predict(lines, k=-1, threshold=0.0)
     for k, (labs, ps) in enumerate(zip(labels, probs, strict=True)):
         for lab, p in zip(labs, ps, strict=True):
@@ -135,7 +139,7 @@ class MultiLabelDistiller:
             model = self._train(lines, Path(tmp) / "train.txt", loss="ova")
             for t in tasks:
                 y, texts = _heldout(sets[t], splits[t][1])
-                p = predict_tasks(model, texts, [t], cfg.max_chars)[:, 0]
+                p = predict_tasks(model, texts, [t], cfg.max_chars, cfg.normalization)[:, 0]
                 metrics[t] = classification_metrics(y, p, cfg.threshold)
                 heldout[t] = {"y": y, "p": p}
             if compare:
@@ -144,7 +148,7 @@ class MultiLabelDistiller:
                            for text, labs, tasks_of in lines if t in tasks_of]
                     m = self._train(one, Path(tmp) / f"train-{t}.txt", loss=cfg.loss)
                     y, texts = _heldout(sets[t], splits[t][1])
-                    p = _predict_label(m, texts, LABEL_PREFIX + POSITIVE, cfg.max_chars)
+                    p = _predict_label(m, texts, LABEL_PREFIX + POSITIVE, cfg.max_chars, cfg.normalization)
                     per_task[t] = classification_metrics(y, p, cfg.threshold)
                     heldout[t]["p_per_task"] = p
             if cfg.refit:
@@ -163,6 +167,7 @@ class MultiLabelDistiller:
             "n_heldout": {t: int(len(splits[t][1])) for t in tasks},
             "trained_on": "train+test (refit)" if cfg.refit else "train split (held-out rows of every task excluded)",
             "config": {**asdict(cfg), "loss": "ova"},
+            "text_normalization": cfg.normalization,  # the filter reads it (model_normalization)
             "metrics": metrics,
             **({"per_task_metrics": per_task} if per_task else {}),
             "model_file": out.name,
@@ -181,7 +186,7 @@ class MultiLabelDistiller:
         with open(path, "w", encoding="utf-8") as fh:
             for i in order:
                 text, labs = lines[i][0], lines[i][1]
-                text = fasttext_text(text[: cfg.max_chars] if cfg.max_chars else text)
+                text = fasttext_text(text[: cfg.max_chars] if cfg.max_chars else text, cfg.normalization)
                 fh.write(" ".join(LABEL_PREFIX + lab for lab in labs) + f" {text}\n")
         return fasttext.train_supervised(input=str(path), **{**cfg.fasttext_args(), "loss": loss})
 
@@ -210,11 +215,12 @@ def _heldout(s: LabelSet, idx: np.ndarray) -> tuple[np.ndarray, list[str]]:
     return np.array([s.labels[i] == POSITIVE for i in idx]), [s.texts[i] for i in idx]
 
 
-def _predict_label(model, texts: list[str], label: str, max_chars: int) -> np.ndarray:
+def _predict_label(model, texts: list[str], label: str, max_chars: int, normalization: str) -> np.ndarray:
     out = np.zeros(len(texts))
     if not texts:
         return out
-    labels, probs = model.predict([fasttext_text(t[:max_chars] if max_chars else t) for t in texts], k=-1)
+    labels, probs = model.predict([fasttext_text(t[:max_chars] if max_chars else t, normalization)
+                                   for t in texts], k=-1)
     for k, (labs, ps) in enumerate(zip(labels, probs, strict=True)):
         for lab, p in zip(labs, ps, strict=True):
             if lab == label:

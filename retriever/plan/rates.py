@@ -21,7 +21,8 @@ DEFAULT_SOURCES = {
     "embed_cores": "this machine's cores during that measurement",
     "embed_docs_per_s_gpu": "assumed, not measured here: ~20k docs/s per H100 (MiniLM-L6 fp16, issue 10)",
     "filter_chars_per_core_s": "README cost table (bench_filter.py, one process, per-task student)",
-    "multilabel_cost_ratio": "scripts/bench_filter.py --section tasks (4 tasks, one multi-label student / 1 task)",
+    "multilabel_cost_ratio": "bench_filter.py --section tasks: fastText scoring of 4 tasks with one multi-label "
+                             "student / 1 task, 1.30x (fastest of 3, 2 cores at load ~30)",
     "per_task_cost_ratio": "scripts/bench_filter.py --section tasks (4 per-task students / 1 task)",
     "bpb_model_tokens_per_s": "README cost table (bench_bpb.py: tiny panel, per model, CPU)",
     "cpu_flops_per_core": "assumed: 50 GFLOP/s per core effective (AVX-512 bf16 at ~1/3 of peak)",
@@ -55,7 +56,7 @@ class Rates:
     embed_cores: int = 2
     embed_docs_per_s_gpu: float = 20_000.0
     filter_chars_per_core_s: float = 5.0e6
-    multilabel_cost_ratio: float = 1.15
+    multilabel_cost_ratio: float = 1.3
     per_task_cost_ratio: float = 1.0
     bpb_model_tokens_per_s: float = 28_500.0
     cpu_flops_per_core: float = 50e9
