@@ -112,7 +112,7 @@ def main() -> None:
     ap.add_argument("--tasks", default=",".join(TASKS), help="tasks whose students to train")
     ap.add_argument("--balance", action="store_true", help="students replicate the lighter class")
     ap.add_argument("--normalization", default=DistillConfig().normalization,
-                    choices=["newlines", "words"], help="the students' text normalization")
+                    choices=["newlines", "words", "both"], help="the students' text normalization")
     ap.add_argument("--no-similarity", action="store_true",
                     help="students only (no embedding: a quick look)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")

@@ -242,3 +242,32 @@ def test_words_normalization_splits_punctuation_and_the_filter_applies_the_model
     from retriever.distill import predict_positive
 
     assert np.allclose(p, predict_positive(m, probe, 0, "words"), atol=1e-5)  # filter = distiller
+
+
+def test_both_normalization_round_trips_through_the_manifest_and_the_filter(tmp_path):
+    import fasttext
+
+    from retriever.batch_filter.scorer import FastTextScorer
+    from retriever.distill import predict_positive
+    from retriever.distill.labels import fasttext_text, model_normalization
+
+    # both tokenizations on one line: the newlines text, then the words text
+    assert fasttext_text('{"Name": x}\nB', "both") == \
+        fasttext_text('{"Name": x}\nB') + " " + fasttext_text('{"Name": x}\nB', "words")
+    rng = random.Random(1)
+    rows = [{"id": f"p{k}", "text": f'{{"name": "f{k}", "parameters": {{"x": {k}}}}}',
+             "task": "t", "label": "positive"} for k in range(30)]
+    rows += [{"id": f"n{k}", "text": synthetic_doc(rng, False), "task": "t", "label": "negative"}
+             for k in range(30)]
+    write_labels(tmp_path / "t.parquet", rows)
+    out = tmp_path / "m" / "filter.bin"
+    FastTextDistiller(DistillConfig(epoch=10, dim=16, seed=0, normalization="both")).run(
+        tmp_path / "t.parquet", "t", out)
+    assert model_normalization(out) == "both"
+    assert json.loads(out.with_suffix(".json").read_text())["text_normalization"] == "both"
+    probe = ["{'name': 'g', 'parameters': {'y': 3}}", "a painter by the river in autumn"]
+    p = FastTextScorer({"t": str(out)}).score_texts(probe).probs[:, 0]
+    assert p[0] > 0.5 > p[1]
+    m = fasttext.load_model(str(out))
+    assert np.allclose(p, predict_positive(m, probe, 0, "both"), atol=1e-5)  # filter = distiller
+    assert not np.allclose(p, predict_positive(m, probe, 0, "newlines"), atol=1e-5)

@@ -55,7 +55,7 @@ def add_parser(subparsers) -> None:
     g.add_argument(
         "--normalization",
         default=d.normalization,
-        choices=["newlines", "words"],
+        choices=["newlines", "words", "both"],
         help="words: lowercase, punctuation as tokens; newlines: newlines to spaces only",
     )
     from retriever.distill.trainset import SOURCES, VARIANTS
