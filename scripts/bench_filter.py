@@ -12,6 +12,11 @@ the measured per-core throughput.
     .venv/bin/python scripts/bench_filter.py --repeat 20 --shards 16 --workers 16
     .venv/bin/python scripts/bench_filter.py --section tasks --repeat 2 --rounds 2
     .venv/bin/python scripts/bench_filter.py --section tasks --labels runs/offline/confirm/labels
+    .venv/bin/python scripts/bench_filter.py --section normalization --repeat 2 --rounds 3
+
+``--section normalization``: the filter cost of a student trained with ``--normalization both``
+(or ``words``) against one trained with ``newlines`` (same labels, same shards, one worker),
+whole filter and fastText scoring alone, printed as ratios.
 """
 
 from __future__ import annotations
@@ -247,6 +252,50 @@ def bench_tasks(args: argparse.Namespace, work: Path) -> dict:
             "per_task_predict_ratio_note": "one process, workers=1, threshold 0.5, gzip jsonl in and out"}
 
 
+def bench_normalization(args: argparse.Namespace, work: Path) -> dict:
+    """Filter cost of each text normalization against ``newlines``: same labels, same shards."""
+    from retriever.batch_filter import BatchFilter, FastTextScorer, FilterConfig
+    from retriever.corpus import CorpusReader, list_shards
+    from retriever.data import Doc
+    from retriever.distill import DistillConfig, FastTextDistiller
+
+    norms = ("newlines", "words", "both")
+    models = {}
+    for n in norms:
+        path = work / f"norm_{n}" / "filter.bin"
+        FastTextDistiller(DistillConfig(seed=args.seed, normalization=n)).run(
+            work / "labels.parquet", "fc", path)
+        models[n] = str(path)
+    shards = work / "corpus"
+    texts = [d.text for sh in list_shards([str(shards)]) for d in CorpusReader().read(sh)
+             if isinstance(d, Doc)]
+    scorers = {n: FastTextScorer({"fc": m}) for n, m in models.items()}
+    for sc in scorers.values():
+        sc._loaded()  # load outside the timing
+    whole: dict[str, float] = {}
+    pure: dict[str, float] = {}
+    for rnd in range(args.rounds):
+        for n in norms:  # interleaved: drift on a shared machine hits all alike
+            out = work / f"norm_pools_{rnd}_{n}"
+            t1 = time.perf_counter()
+            BatchFilter(FilterConfig(tasks=("fc",), models={"fc": models[n]}, threshold=0.5)).run(
+                [str(shards)], out, workers=1)
+            whole[n] = min(whole.get(n, float("inf")), time.perf_counter() - t1)
+            shutil.rmtree(out, ignore_errors=True)
+            t1 = time.perf_counter()
+            for i in range(0, len(texts), 512):
+                scorers[n].score_texts(texts[i:i + 512])
+            pure[n] = min(pure.get(n, float("inf")), time.perf_counter() - t1)
+    print(f"normalization cost, one task, {len(texts)} documents, one worker, fastest of "
+          f"{args.rounds} round(s):")
+    for n in norms:
+        print(f"  {n:9s} whole filter {whole[n]:7.2f}s x{whole[n] / whole['newlines']:.2f}   "
+              f"scoring only {pure[n]:7.2f}s x{pure[n] / pure['newlines']:.2f}   (vs newlines)")
+    return {"whole_seconds": whole, "scoring_only_seconds": pure,
+            "whole_ratios": {n: whole[n] / whole["newlines"] for n in norms},
+            "scoring_only_ratios": {n: pure[n] / pure["newlines"] for n in norms}}
+
+
 def one(args: argparse.Namespace) -> None:
     """Child process: run one configuration, print its JSON result."""
     fn = run_ours if args.impl == "ours" else run_datatrove
@@ -270,7 +319,7 @@ def main() -> None:
         "--rounds", type=int, default=1, help="runs per configuration; the fastest counts"
     )
     p.add_argument("--work", help="work folder (default: a temporary one)")
-    p.add_argument("--section", choices=["datatrove", "tasks", "all"], default="all",
+    p.add_argument("--section", choices=["datatrove", "tasks", "normalization", "all"], default="all",
                    help="datatrove: ours vs FastTextClassifierFilter; tasks: 4 tasks vs 1 (multi-label)")
     p.add_argument("--labels", help="--section tasks: label folder (<task>.parquet), e.g. a run's "
                    "confirm/labels (default: gold vs ClimbLab label sets built from ../shared/data)")
@@ -298,6 +347,12 @@ def run(args) -> None:
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     model, corpus, info = prepare(work, args.repeat, args.shards)
+    if args.section == "normalization":
+        report.data.update(normalization=bench_normalization(args, work))
+        report.finish(args.json)
+        if tmp:
+            tmp.cleanup()
+        return
     if args.section == "tasks":
         res = bench_tasks(args, work)
         report.data.update(tasks=res)

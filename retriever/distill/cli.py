@@ -56,7 +56,8 @@ def add_parser(subparsers) -> None:
         "--normalization",
         default=d.normalization,
         choices=["newlines", "words", "both"],
-        help="words: lowercase, punctuation as tokens; newlines: newlines to spaces only",
+        help="words: lowercase, punctuation as tokens; newlines: newlines to spaces only; "
+        "both: the two on one line (docs/distill.md)",
     )
     from retriever.distill.trainset import SOURCES, VARIANTS
 

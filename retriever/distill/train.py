@@ -97,8 +97,9 @@ class DistillConfig:
         max_auc_gap: warn when the student's held-out AUC is this far below the similarity
             stage's on the same rows.
         normalization: how texts become fastText lines (:func:`~retriever.distill.labels.
-            fasttext_text`): ``newlines`` (default) or ``words`` (lowercase, punctuation split
-            off). Recorded in the manifest; the filter applies the same. On the cross-source set
+            fasttext_text`): ``newlines`` (default), ``words`` (lowercase, punctuation split
+            off) or ``both`` (the two on one line). Recorded in the manifest; the filter
+            applies the same. On the cross-source set
             ``words`` takes the function-calling student from AUC 0.68 to 0.999 (xLAM JSON vs ELMB
             Python dicts) but the reasoning one from 0.9996 to 0.73 (docs/distill.md), so it is
             an option, not the default.
