@@ -125,20 +125,26 @@ def route_datatrove_logs() -> None:
     import datatrove.executor.base as dt_base
     import datatrove.utils.logging as dt_logging
 
+    def ours(fn):
+        def wrapper(*args, **kwargs):
+            # datatrove adds `sys.stderr` as a loguru sink (per task, and again after each task as
+            # its "default logger"): hand it our sink instead
+            real_sys = dt_logging.sys
+            dt_logging.sys = SimpleNamespace(stderr=_LoguruToLogging())
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                dt_logging.sys = real_sys
+
+        return wrapper
+
     original = dt_logging.add_task_logger
-
-    def add_task_logger(*args, **kwargs):
-        # datatrove adds `sys.stderr` as a sink for every task: hand it our sink instead
-        real_sys = dt_logging.sys
-        dt_logging.sys = SimpleNamespace(stderr=_LoguruToLogging())
-        try:
-            return original(*args, **kwargs)
-        finally:
-            dt_logging.sys = real_sys
-
-    dt_logging.add_task_logger = add_task_logger
+    dt_logging.add_task_logger = ours(original)
     if getattr(dt_base, "add_task_logger", None) is original:
-        dt_base.add_task_logger = add_task_logger
+        dt_base.add_task_logger = dt_logging.add_task_logger
+    # close_task_logger calls it through the module: the stats block after a run comes here too
+    dt_logging.setup_default_logger = ours(dt_logging.setup_default_logger)
+    dt_logging.setup_default_logger()  # replaces the stderr sink datatrove added when imported
     _state["patched"] = True
 
 

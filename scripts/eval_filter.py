@@ -109,7 +109,10 @@ def main() -> None:
     ap.add_argument("--vector-cache", action="append", default=[],
                     help="read-only folder of cached embeddings (npz parts; repeatable)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the DCLM baseline student")
+    ap.add_argument("--tasks", default=",".join(TASKS), help="tasks whose students to train")
     ap.add_argument("--balance", action="store_true", help="students replicate the lighter class")
+    ap.add_argument("--normalization", default=DistillConfig().normalization,
+                    choices=["newlines", "words"], help="the students' text normalization")
     ap.add_argument("--no-similarity", action="store_true",
                     help="students only (no embedding: a quick look)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -166,7 +169,7 @@ def main() -> None:
         variants = [v for v in variants if v not in NEEDS_LABELS]
     label_info: dict[str, dict] = {}
     timings: dict[str, dict] = {}
-    for t in TASKS:
+    for t in [x for x in args.tasks.split(",") if x]:
         g = gold_rows(t, [r.id for r in gold[t]], [r.text for r in gold[t]], "gold")
         others = [r for o in TASKS if o != t for r in gold[o]]
         og = gold_rows(t, [f"{r.task}/{r.id}" for r in others], [r.text for r in others],
@@ -190,12 +193,12 @@ def main() -> None:
                                     balance=False, normalization="newlines", seed=args.seed)
             else:
                 cfg = DistillConfig(epoch=args.epoch, training_set=v, seed=args.seed,
-                                    balance=args.balance)
+                                    balance=args.balance, normalization=args.normalization)
             ss = build_student_set(t, _merge(labels, rand), g, og, cfg.student_set())
             p, nbytes = train_and_score(cfg, ss, test_texts, work)
             results[t][v] = bootstrap(label == t, p, args.boot, args.seed)
             results[t][v]["rows"] = {s: d["rows"] for s, d in ss.summary["per_source"].items()
-                                     if isinstance(d, dict)}
+                                     if isinstance(d, dict) and "rows" in d}
             timings.setdefault(t, {})[v] = {"seconds": round(time.perf_counter() - t0, 2),
                                             "lines": ss.summary["lines"], "model_bytes": nbytes}
             r = results[t][v]
@@ -209,7 +212,7 @@ def main() -> None:
            "timings": timings, "seconds": round(time.perf_counter() - t_start, 1)}
     table = markdown(results, ["similarity", "baseline", *variants])
     out["students"] = {"balance": args.balance, "epoch": args.epoch,
-                       "normalization": DistillConfig().normalization}
+                       "normalization": args.normalization}
     if args.markdown:
         Path(args.markdown).write_text(table + "\n")
     if args.json:

@@ -273,8 +273,10 @@ def test_datatrove_logs_go_to_the_run_log_not_the_terminal(tmp_path, workers):
     quiet = run(False, tmp_path / "quiet")
     assert quiet.returncode == 0, quiet.stderr
     assert "Launching pipeline" not in quiet.stderr and "\x1b[" not in quiet.stderr
+    assert "Total Runtime" not in quiet.stderr  # the stats block logged after the run, in the parent
     log = (tmp_path / "quiet" / "logs" / "run.log").read_text()
     assert "datatrove" in log and "Launching pipeline" in log and "\x1b[" not in log
+    assert "Total Runtime" in log
     loud = run(True, tmp_path / "loud")  # -v: the same records on the terminal, still no colour codes
     assert loud.returncode == 0 and "Launching pipeline" in loud.stderr and "\x1b[" not in loud.stderr
 

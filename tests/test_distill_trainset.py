@@ -229,7 +229,8 @@ def test_words_normalization_splits_punctuation_and_the_filter_applies_the_model
              for k in range(30)]
     write_labels(tmp_path / "t.parquet", rows)
     out = tmp_path / "m" / "filter.bin"
-    FastTextDistiller(DistillConfig(epoch=10, dim=16, seed=0)).run(tmp_path / "t.parquet", "t", out)
+    cfg = DistillConfig(epoch=10, dim=16, seed=0, normalization="words")
+    FastTextDistiller(cfg).run(tmp_path / "t.parquet", "t", out)
     assert model_normalization(out) == "words"
     assert model_normalization(tmp_path / "none.bin") == "newlines"
     probe = ["{'name': 'g', 'parameters': {'y': 3}}", "a painter by the river in autumn"]
@@ -240,4 +241,4 @@ def test_words_normalization_splits_punctuation_and_the_filter_applies_the_model
     m = fasttext.load_model(str(out))
     from retriever.distill import predict_positive
 
-    assert np.allclose(p, predict_positive(m, probe), atol=1e-5)  # the filter = the distiller
+    assert np.allclose(p, predict_positive(m, probe, 0, "words"), atol=1e-5)  # filter = distiller

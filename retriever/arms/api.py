@@ -71,7 +71,7 @@ def evaluate_run(
     if trainer is None:
         from retriever.arms.proxy import ProxyTrainer
 
-        trainer = ProxyTrainer(ec.proxy, device=ec.device)
+        trainer = ProxyTrainer(ec.proxy, device=ec.device, progress=bool(progress))
     if evaluator is None:
         from retriever.arms.proxy import HarnessEvaluator
 

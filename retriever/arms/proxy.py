@@ -31,7 +31,9 @@ class ProxyTrainer:
         device: ``auto``, ``cpu`` or ``cuda``.
     """
 
-    def __init__(self, options: dict[str, Any] | None = None, device: str = "auto"):
+    def __init__(
+        self, options: dict[str, Any] | None = None, device: str = "auto", progress: bool = False
+    ):
         proxy = _proxy_module()
         self._cls = proxy.ProxyConfig
         self._train = proxy.train_proxy
@@ -47,20 +49,26 @@ class ProxyTrainer:
         # the cache key: every setting that changes the weights, except the seed (keyed apart)
         spec = dataclasses.asdict(base)
         spec.pop("seed", None)
-        spec.pop("device", None)  # cpu and cuda runs of one config share nothing but are alike
+        # where it runs is not what it is: cpu / cuda and thread counts share one cache entry
+        for k in ("device", "threads"):
+            spec.pop(k, None)
+        self.progress = progress
         self.spec = {"trainer": "retriever.proxy", **spec}
 
     def config(self, seed: int):
         return self._cls(**{**self.options, "seed": int(seed)})
 
     def train(self, data: Path, out: Path, seed: int) -> TrainOutcome:
-        r = self._train(data=str(data), out=str(out), config=self.config(seed))
+        r = self._train(str(data), str(out), self.config(seed), progress=self.progress)
+        keep = ("steps", "final_loss", "epochs", "n_docs", "device", "dtype")
+        info = {k: getattr(r, k) for k in keep if hasattr(r, k)}
         return TrainOutcome(
             Path(r.checkpoint),
             int(r.tokens),
             float(r.tokens_per_s),
             float(r.seconds),
             bool(getattr(r, "resumed", False)),
+            info,
         )
 
 

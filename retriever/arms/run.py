@@ -51,6 +51,7 @@ class TrainOutcome:
     tokens_per_s: float
     seconds: float
     resumed: bool = False
+    info: dict = field(default_factory=dict)  # anything else worth keeping (loss, epochs, ...)
 
 
 class Trainer(Protocol):
@@ -79,6 +80,80 @@ class ArmsResult:
     trained: int = 0
     evaluated: int = 0
     reused: int = 0
+
+
+@dataclass
+class ProxyRun:
+    """One proxy of the loop: its cache key, what training and evaluation reported."""
+
+    key: str
+    train: dict
+    eval: dict
+    trained: bool
+    evaluated: bool
+
+    def values(self) -> list[tuple[str, str, float]]:
+        """``(task, metric, value)`` for every score (standard errors and counts left out)."""
+        out = []
+        for task, m in self.eval["scores"].items():
+            for metric in sorted(set(METRICS) | set(m)):
+                if metric.endswith("_stderr") or metric == "n":
+                    continue
+                v = m.get(metric)
+                out.append((task, metric, math.nan if v is None else float(v)))
+        return out
+
+
+class ProxyLoop:
+    """Train and evaluate one proxy per (dataset fingerprint, trainer spec, seed), cached.
+
+    ``OUT/<key>/train.json`` is written when training finished (a killed training resumes inside
+    the trainer's ``model/`` folder), ``OUT/<key>/eval-<fp>.json`` per evaluator spec. Used by
+    ``retriever evaluate`` (arms) and ``retriever mix run`` (mixtures) alike.
+    """
+
+    def __init__(self, out: str | os.PathLike, trainer: Trainer, evaluator: Evaluator,
+                 on_proxy: Callable[[str, int, str], None] | None = None):
+        self.out = Path(out)
+        self.trainer = trainer
+        self.evaluator = evaluator
+        self.on_proxy = on_proxy
+        self.eval_fp = fingerprint(evaluator.spec)
+
+    def key(self, data_fingerprint: str, seed: int) -> str:
+        """Cache key of one proxy: the data it reads, how it is trained, its seed."""
+        return fingerprint({"data": data_fingerprint, "proxy": self.trainer.spec, "seed": seed})
+
+    def run_one(self, label: str, ds: ArmDataset, seed: int) -> ProxyRun:
+        key = self.key(ds.fingerprint, seed)
+        pdir = self.out / key
+        train_json, eval_json = pdir / "train.json", pdir / f"eval-{self.eval_fp}.json"
+        trained = evaluated = False
+        if train_json.exists():
+            tr = read_json(train_json)
+        else:
+            if self.on_proxy:
+                self.on_proxy(label, seed, "training")
+            o = self.trainer.train(ds.path, pdir / "model", seed)
+            tr = {"checkpoint": str(o.checkpoint), "tokens": int(o.tokens),
+                  "tokens_per_s": float(o.tokens_per_s), "seconds": float(o.seconds),
+                  "resumed": bool(o.resumed), "label": label, "seed": seed, **o.info,
+                  "dataset": ds.fingerprint, "proxy": self.trainer.spec}
+            write_json_atomic(train_json, tr)
+            trained = True
+        if eval_json.exists():
+            ev = read_json(eval_json)
+        else:
+            if self.on_proxy:
+                self.on_proxy(label, seed, "evaluating")
+            te = time.perf_counter()
+            scores = self.evaluator.evaluate(Path(tr["checkpoint"]))
+            ev = {"scores": _clean_scores(scores), "seconds": time.perf_counter() - te,
+                  "evaluator": self.evaluator.spec}
+            write_json_atomic(eval_json, ev)
+            evaluated = True
+        log.info("%s seed %d: %s (%s)", label, seed, "trained" if trained else "cached", key)
+        return ProxyRun(key, tr, ev, trained, evaluated)
 
 
 class ArmsEvaluation:
@@ -116,10 +191,6 @@ class ArmsEvaluation:
         self.progress = progress
         self.on_proxy = on_proxy
 
-    def proxy_key(self, ds: ArmDataset, seed: int) -> str:
-        """Cache key of one proxy: the data it reads, how it is trained, its seed."""
-        return fingerprint({"data": ds.fingerprint, "proxy": self.trainer.spec, "seed": seed})
-
     def run(self) -> ArmsResult:
         cfg = self.config
         t0 = time.perf_counter()
@@ -142,76 +213,24 @@ class ArmsEvaluation:
                 datasets[arm].tokens,
                 " (short of the budget)" if short else "",
             )
-        eval_fp = fingerprint(self.evaluator.spec)
-        cost: dict[str, dict] = {
-            a: {"train_seconds": 0.0, "eval_seconds": 0.0, "tokens": 0, "tokens_per_s": []}
-            for a in cfg.arms
-        }
+        loop = ProxyLoop(self.out / "proxies", self.trainer, self.evaluator, self.on_proxy)
+        cost: dict[str, dict] = {a: {"train_seconds": 0.0, "eval_seconds": 0.0, "tokens": 0,
+                                     "tokens_per_s": []} for a in cfg.arms}
         for arm in cfg.arms:
             ds = datasets[arm]
             for seed in cfg.seed_list:
-                key = self.proxy_key(ds, seed)
-                pdir = self.out / "proxies" / key
-                train_json, eval_json = pdir / "train.json", pdir / f"eval-{eval_fp}.json"
-                if train_json.exists():
-                    tr = read_json(train_json)
-                    action = "cached"
-                else:
-                    if self.on_proxy:
-                        self.on_proxy(arm, seed, "training")
-                    o = self.trainer.train(ds.path, pdir / "model", seed)
-                    tr = {
-                        "checkpoint": str(o.checkpoint),
-                        "tokens": int(o.tokens),
-                        "tokens_per_s": float(o.tokens_per_s),
-                        "seconds": float(o.seconds),
-                        "resumed": bool(o.resumed),
-                        "arm": arm,
-                        "seed": seed,
-                        "dataset": ds.fingerprint,
-                        "proxy": self.trainer.spec,
-                    }
-                    write_json_atomic(train_json, tr)
-                    res.trained += 1
-                    action = "trained"
-                if eval_json.exists():
-                    ev = read_json(eval_json)
-                else:
-                    if self.on_proxy:
-                        self.on_proxy(arm, seed, "evaluating")
-                    te = time.perf_counter()
-                    scores = self.evaluator.evaluate(Path(tr["checkpoint"]))
-                    ev = {
-                        "scores": _clean_scores(scores),
-                        "seconds": time.perf_counter() - te,
-                        "evaluator": self.evaluator.spec,
-                    }
-                    write_json_atomic(eval_json, ev)
-                    res.evaluated += 1
-                if action == "cached":
-                    res.reused += 1
+                pr = loop.run_one(arm, ds, seed)
+                res.trained += pr.trained
+                res.evaluated += pr.evaluated
+                res.reused += not pr.trained
                 c = cost[arm]
-                c["train_seconds"] += float(tr["seconds"])
-                c["eval_seconds"] += float(ev.get("seconds", 0.0))
-                c["tokens"] += int(tr["tokens"])
-                c["tokens_per_s"].append(float(tr["tokens_per_s"]))
-                for task, m in ev["scores"].items():
-                    for metric in sorted(set(METRICS) | set(m)):
-                        v = m.get(metric)
-                        if metric.endswith("_stderr") or metric == "n":
-                            continue
-                        res.rows.append(
-                            {
-                                "arm": arm,
-                                "seed": seed,
-                                "task": task,
-                                "metric": metric,
-                                "value": math.nan if v is None else float(v),
-                                "dataset": ds.fingerprint,
-                                "proxy": key,
-                            }
-                        )
-                log.info("arm %s seed %d: %s (%s)", arm, seed, action, key)
+                c["train_seconds"] += float(pr.train["seconds"])
+                c["eval_seconds"] += float(pr.eval.get("seconds", 0.0))
+                c["tokens"] += int(pr.train["tokens"])
+                c["tokens_per_s"].append(float(pr.train["tokens_per_s"]))
+                for task, metric, v in pr.values():
+                    res.rows.append({"arm": arm, "seed": seed, "task": task, "metric": metric,
+                                     "value": v, "dataset": ds.fingerprint, "proxy": pr.key})
         table = summarize_arms(
             res.rows, cfg.reference if cfg.reference in cfg.arms else None, cfg.confidence
         )

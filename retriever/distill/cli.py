@@ -55,7 +55,7 @@ def add_parser(subparsers) -> None:
     g.add_argument(
         "--normalization",
         default=d.normalization,
-        choices=["words", "newlines"],
+        choices=["newlines", "words"],
         help="words: lowercase, punctuation as tokens; newlines: newlines to spaces only",
     )
     from retriever.distill.trainset import SOURCES, VARIANTS
@@ -131,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
     indexes = None
     if args.indexes:
         root = Path(args.indexes)
+        if not root.is_dir():
+            raise ConfigError(f"--indexes {root} is not a folder of gold indexes <task>/")
         indexes = {d.name: d for d in sorted(root.iterdir()) if (d / "gold.parquet").is_file()}
         if args.task not in indexes:
             raise ConfigError(f"--indexes {root} has no gold index {args.task}/ (has {sorted(indexes)})")

@@ -43,12 +43,12 @@ def fasttext_text(text: str, normalization: str = "newlines") -> str:
     splits on whitespace only (datatrove's ``FastTextClassifierFilter`` with
     ``newline_replacement=" "`` does the same).
 
-    ``words`` (what ``retriever distill`` trains with): lowercased, and every punctuation mark
-    made a token of its own. fastText's whitespace split otherwise glues punctuation to words, so
+    ``words`` (``retriever distill --normalization words``): lowercased, and every punctuation
+    mark made a token of its own. fastText's whitespace split otherwise glues punctuation to words, so
     ``{"name":`` (xLAM's JSON) and ``'name':`` (ELMB's Python dicts) are different tokens and a
     student trained on one format cannot recognise the other: on the cross-source held-out set
-    the function-calling student went from AUC 0.68 to 0.999 with this normalization alone
-    (docs/distill.md).
+    the function-calling student went from AUC 0.68 to 0.999 with this normalization alone, but
+    the reasoning one fell from 0.9996 to 0.73 (docs/distill.md), so it is not the default.
 
     Training and filtering both go through this function, with the normalization the model's
     manifest records (:func:`model_normalization`), so a student sees documents the same way at

@@ -19,7 +19,7 @@ def add_parser(subparsers) -> None:
             "mixture."
         ),
     )
-    sub = p.add_subparsers(dest="mix_command", metavar="{propose,fit}")
+    sub = p.add_subparsers(dest="mix_command", metavar="{propose,fit,run}")
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
     pp = sub.add_parser(
@@ -80,6 +80,26 @@ def add_parser(subparsers) -> None:
     )
     pf.add_argument("--json", action="store_true", help="print the result as JSON")
     pf.set_defaults(func=run_fit)
+
+    pr = sub.add_parser(
+        "run",
+        help="RegMix end to end: propose, build, train and evaluate proxies, fit, propose the best",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=(
+            "One resumable command over a finished run: proposes [mix] n mixtures over the run's "
+            "task pools and a general pool, builds each one's dataset at one budget, trains and "
+            "evaluates a proxy per mixture (the [evaluate] proxy and evaluation settings), fits "
+            "the regression and writes RUN/mix/best_mixture.json."
+        ),
+    )
+    pr.add_argument("config", help="run config (TOML) with [mix] and [evaluate] sections")
+    pr.add_argument("--n", type=int, default=None, help="mixtures (default [mix] n, 8)")
+    pr.add_argument("--seeds", type=int, default=None, help="proxies per mixture (default 1)")
+    pr.add_argument("--budget", default=None, help="tokens per mixture dataset")
+    pr.add_argument("--metric", default=None, choices=["bpb", "acc", "acc_norm"])
+    pr.add_argument("--out", default=None, help="output folder (default RUN/mix)")
+    pr.add_argument("--json", action="store_true", help="print the fit as JSON")
+    pr.set_defaults(func=run_mix)
 
 
 def _pairs(spec: str) -> dict[str, float]:
@@ -189,4 +209,27 @@ def run_fit(args: argparse.Namespace) -> int:
     if out["skipped_runs"]:
         print(f"  skipped runs without a value: {', '.join(out['skipped_runs'])}")
     print(f"  -> {args.out}  (retriever build-dataset --mixture {args.out} ...)")
+    return 0
+
+
+def run_mix(args: argparse.Namespace) -> int:
+    from retriever._cli import show_progress
+    from retriever.arms.run import stderr_progress
+    from retriever.mix.run import mix_run
+
+    overrides = {"n": args.n, "seeds": args.seeds, "budget": args.budget, "metric": args.metric,
+                 "out": args.out}
+    res = mix_run(args.config, overrides, progress=show_progress(), on_proxy=stderr_progress)
+    b = res.best
+    if args.json:
+        print_json(b)
+        return 0
+    print(f"{b['n_runs']} mixtures, {res.trained} proxies trained; target {b['metric']} "
+          f"averaged over tasks ({b['goal']}); model {b['model']} "
+          f"(held-out Spearman {b['held_out_spearman']:.3f})")
+    print("  best mixture: " + ", ".join(f"{k}={v:.3f}" for k, v in b["weights"].items())
+          + f"  (predicted {b['predicted']:.4g}; best run {b['best_observed']['mix_id']}: "
+          f"{b['best_observed']['value']:.4g})")
+    print(f"  -> {res.out}/best_mixture.json, results.csv  "
+          f"(retriever build-dataset --mixture {res.out}/best_mixture.json ...)")
     return 0

@@ -174,6 +174,12 @@ class RunJob:
 
     # -- the one call -----------------------------------------------------------------------------
     def run(self) -> list[StepOutcome]:
+        from retriever.lock import OutputLock
+
+        with OutputLock(self.out):  # two `retriever run` on one folder: the second is refused
+            return self._run_locked()
+
+    def _run_locked(self) -> list[StepOutcome]:
         steps = self.steps()  # checks every input before anything is written
         runner = StepRunner(self.out)
         n = len(steps)
@@ -296,7 +302,7 @@ class RunJob:
                 "heldout_student_auc": cmp_.get("student_auc"),
                 "heldout_similarity_auc": cmp_.get("similarity_auc"),
                 "training_set": {s: d["rows"] for s, d in rep.manifest["training_set"]["per_source"].items()
-                                 if isinstance(d, dict)},
+                                 if isinstance(d, dict) and "rows" in d},
                 "model_bytes": rep.manifest["model_bytes"], "warnings": rep.warnings}
 
     def _distill_multilabel(self) -> dict[str, Any]:

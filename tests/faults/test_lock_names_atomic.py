@@ -120,3 +120,24 @@ def test_report_to_dev_stdout_does_not_replace_the_node(tmp_path):
     assert out.returncode == 0, out.stderr
     assert '"ok": 1' in out.stdout
     assert not os.path.isfile("/dev/stdout") or os.path.islink("/dev/stdout")
+
+
+@pytest.mark.slow  # a `retriever run` process: imports the whole pipeline
+def test_retriever_run_on_a_folder_in_use_is_refused(tmp_path):
+    from faults_helpers import assert_one_line_error, cli
+
+    (tmp_path / "gold.jsonl").write_text('{"text": "Question: 1 + 1?\\nAnswer: 2"}\n')
+    (tmp_path / "corpus.jsonl").write_text('{"text": "The bakery opens at 7."}\n')
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(f'[run]\nout = "{tmp_path / "out"}"\n[tasks.math]\ngold = ["gold.jsonl"]\n'
+                   '[corpus]\npaths = ["corpus.jsonl"]\n')
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "out")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env())
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        proc = cli("run", str(cfg), "--no-cost-plan", timeout=300)
+        assert_one_line_error(proc, "in use by another run", f"pid {holder.pid}")
+    finally:
+        holder.stdin.write("\n")
+        holder.stdin.close()
+        holder.wait(timeout=30)

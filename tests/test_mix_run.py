@@ -1,0 +1,107 @@
+"""``retriever mix run``: propose -> build -> train/evaluate proxies -> fit, resumable."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+
+import pytest
+from arms_proxies import BigramEvaluator, BigramTrainer
+from conftest import MATH_GOLD, TOOLS_GOLD, WEB_TEXT, write_jsonl
+
+from retriever.errors import ConfigError, ResumeError
+from retriever.mix.run import mix_run
+
+
+def _pool(path, task, texts):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt") as f:
+        for i, t in enumerate(texts):
+            f.write(
+                json.dumps(
+                    {"id": f"{task}-{i}", "text": t, "metadata": {f"prob/{task}": 0.9 - i / 1000}}
+                )
+                + "\n"
+            )
+
+
+@pytest.fixture
+def run_cfg(tmp_path):
+    web = [f"{WEB_TEXT[i % 6]} Page {i} has more plain prose about town life." for i in range(60)]
+    write_jsonl(
+        tmp_path / "corpus" / "web.jsonl", [{"id": f"w{i}", "text": t} for i, t in enumerate(web)]
+    )
+    _pool(
+        tmp_path / "run" / "pools" / "function-calling" / "a.jsonl.gz",
+        "function-calling",
+        [f"{t}\nCall {i}." for i, t in enumerate(TOOLS_GOLD * 8)],
+    )
+    _pool(
+        tmp_path / "run" / "pools" / "reasoning" / "a.jsonl.gz",
+        "reasoning",
+        [f"{t}\nStep {i}." for i, t in enumerate(MATH_GOLD * 8)],
+    )
+    ev = [
+        {"text": 'Question: Text Dan.\n1. get_phone_number("Dan")\n2. send_sms(["$1"], "hi")'},
+        {"text": 'User: Weather in Rome?\nCall: get_weather(city="Rome")'},
+    ]
+    write_jsonl(tmp_path / "eval" / "fc.jsonl", ev)
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(
+        '[run]\nout = "./run"\n[tasks.function-calling]\ngold = ["./g.jsonl"]\n'
+        '[tasks.reasoning]\ngold = ["./g.jsonl"]\n[corpus]\npaths = ["./corpus"]\n'
+        '[dataset]\nbudget = "600"\n[mix]\nn = 6\nmodel = "linear"\nsamples = 5000\nfolds = 3\n'
+    )
+    return cfg
+
+
+def _proxies(root):
+    return BigramTrainer(tokens=3000), BigramEvaluator(
+        {"function-calling": str(root / "eval" / "fc.jsonl")}
+    )
+
+
+def test_mix_run_end_to_end_and_resume(run_cfg):
+    root = run_cfg.parent
+    trainer, evaluator = _proxies(root)
+    res = mix_run(run_cfg, trainer=trainer, evaluator=evaluator)
+    out = root / "run" / "mix"
+    assert res.trained == 6 and len(trainer.calls) == 6
+    best = json.loads((out / "best_mixture.json").read_text())
+    assert set(best["weights"]) == {"function-calling", "reasoning", "general"}
+    assert sum(best["weights"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert best["goal"] == "min" and best["n_runs"] == 6
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == 6 and "bpb/function-calling" in rows[0] and "score/total" in rows[0]
+    # the target is the function-calling text's BPB: the proposed mixture leans to that pool
+    mean_fc = sum(float(r["weight/function-calling"]) for r in rows) / len(rows)
+    assert best["weights"]["function-calling"] > mean_fc
+    # every mixture dataset holds the budget (within one document) and the weights' pools only
+    for i, r in enumerate(rows):
+        s = json.loads((out / "datasets" / f"mix_{i}" / "summary.json").read_text())
+        assert s["tokens"] <= 600
+        w = {k[len("weight/") :]: float(v) for k, v in r.items() if k.startswith("weight/")}
+        assert (
+            {k for k, v in w.items() if v >= 0.2}
+            <= set(s["pools"])
+            <= {k for k, v in w.items() if v > 0}
+        )
+    # resumable: a rerun trains nothing; a lost proxy is the only one retrained
+    again = mix_run(run_cfg, trainer=trainer, evaluator=evaluator)
+    assert again.trained == 0 and again.best["weights"] == best["weights"]
+    victim = next((out / "proxies").iterdir())
+    (victim / "train.json").unlink()
+    (out / "best_mixture.json").unlink()
+    assert mix_run(run_cfg, trainer=trainer, evaluator=evaluator).trained == 1
+    # other settings into the same folder are refused, not mixed
+    with pytest.raises(ResumeError):
+        mix_run(run_cfg, {"budget": "500"}, trainer=trainer, evaluator=evaluator)
+
+
+def test_mix_run_needs_enough_mixtures(run_cfg):
+    trainer, evaluator = _proxies(run_cfg.parent)
+    with pytest.raises(ConfigError, match="n >= 6"):
+        mix_run(run_cfg, {"n": 3}, trainer=trainer, evaluator=evaluator)
+    with pytest.raises(ConfigError, match="metric"):
+        mix_run(run_cfg, {"metric": "loss"}, trainer=trainer, evaluator=evaluator)
