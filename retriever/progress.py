@@ -80,4 +80,5 @@ def encode_with_progress(embedder: Any, texts: Sequence[str], desc: str = "embed
             part = texts[i:i + chunk]
             parts.append(embedder.encode(part))
             bar.update(len(part))
+        bar.refresh()  # the final count is shown even when the last update fell within mininterval
     return np.concatenate(parts, axis=0)
