@@ -25,9 +25,10 @@ def _sleeper(per_batch: float):
 
 def test_choose_keeps_the_fastest_and_caches_it(tmp_path, caplog):
     path = tmp_path / "backend" / "k.json"
-    calls = {"torch": _sleeper(0.004), "openvino-f32": _sleeper(0.001)}
+    # a 50 ms sleep against none: the order holds on a loaded machine (no timing ratio asserted)
+    calls = {"torch": _sleeper(0.05), "openvino-f32": _sleeper(0.0)}
     data = cal.choose(calls, path, {"weights": "w"}, rounds=2)
-    assert data["choice"] == "openvino-f32" and data["speed_vs_torch"]["openvino-f32"] > 2
+    assert data["choice"] == "openvino-f32" and data["speed_vs_torch"]["openvino-f32"] > 1
     assert data["seconds"]["torch"] > data["seconds"]["openvino-f32"]
     assert cal.read_choice(path)["choice"] == "openvino-f32"  # written, readable
     path.write_text("{not json")
