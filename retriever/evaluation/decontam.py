@@ -119,32 +119,21 @@ def eval_texts(path: str | os.PathLike, task: str | None = None) -> list[tuple[s
     Raises:
         InputError: unreadable file or records with neither form.
     """
-    import orjson
-
-    from retriever.evaluation.elmb import get_task, record_text
+    from retriever.evaluation.elmb import get_task, iter_eval_jsonl, record_text
 
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"evaluation file {p} does not exist")
     t = get_task(task) if task else None
     out = []
-    with open(p, "rb") as fh:
-        for i, line in enumerate(fh):
-            if not line.strip():
-                continue
-            try:
-                rec = orjson.loads(line)
-            except orjson.JSONDecodeError as e:
-                raise InputError(f"{p} line {i + 1} is not JSON ({e})") from e
-            rid = str(rec.get("id", f"{p.stem}:{i}")) if isinstance(rec, dict) else f"{p.stem}:{i}"
-            if isinstance(rec, dict) and {"question", "choices", "answer"} <= set(rec):
-                fmt = t or (get_task("rag") if "ctx" in rec else get_task("reasoning"))
-                text = record_text(rec, fmt)
-            elif isinstance(rec, dict) and isinstance(rec.get("text"), str):
-                text = rec["text"]
-            else:
-                raise InputError(f"{p} line {i + 1}: need question/choices/answer or a text field")
-            out.append((rid, text))
+    for i, rec in iter_eval_jsonl(p):
+        rid = str(rec.get("id", f"{p.stem}:{i}")) if isinstance(rec, dict) else f"{p.stem}:{i}"
+        if isinstance(rec, dict) and {"question", "choices", "answer"} <= set(rec):
+            fmt = t or (get_task("rag") if "ctx" in rec else get_task("reasoning"))
+            text = record_text(rec, fmt)
+        elif isinstance(rec, dict) and isinstance(rec.get("text"), str):
+            text = rec["text"]
+        else:
+            raise InputError(f"{p} line {i + 1}: need question/choices/answer or a text field")
+        out.append((rid, text))
     return out
 
 

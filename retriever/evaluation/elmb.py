@@ -73,6 +73,25 @@ def record_text(rec: dict[str, Any], task: ElmbTask) -> str:
     return prompt(rec, task) + " " + str(rec["choices"][int(rec["answer"])])
 
 
+def iter_eval_jsonl(path: str | os.PathLike):
+    """``(line number from 0, record)`` of a jsonl evaluation file, blank lines skipped.
+
+    Raises:
+        InputError: the file is missing, or a line is not JSON (named by its number).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"evaluation file {p} does not exist")
+    with open(p, "rb") as fh:
+        for i, line in enumerate(fh):
+            if not line.strip():
+                continue
+            try:
+                yield i, orjson.loads(line)
+            except orjson.JSONDecodeError as e:
+                raise InputError(f"{p} line {i + 1} is not JSON ({e})") from e
+
+
 def read_mc_records(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Multiple-choice records (``question``, ``choices``, ``answer``) of a jsonl file.
 
@@ -80,24 +99,15 @@ def read_mc_records(path: str | os.PathLike) -> list[dict[str, Any]]:
         InputError: missing file, a line that is not JSON, or a record without the fields.
     """
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"evaluation file {p} does not exist")
     out = []
-    with open(p, "rb") as fh:
-        for i, line in enumerate(fh):
-            if not line.strip():
-                continue
-            try:
-                rec = orjson.loads(line)
-            except orjson.JSONDecodeError as e:
-                raise InputError(f"{p} line {i + 1} is not JSON ({e})") from e
-            ok = isinstance(rec, dict) and isinstance(rec.get("choices"), list) and \
-                isinstance(rec.get("answer"), int) and 0 <= rec["answer"] < len(rec["choices"]) \
-                and isinstance(rec.get("question"), str)
-            if not ok:
-                raise InputError(f"{p} line {i + 1}: an evaluation record needs question, choices "
-                                 "(list) and answer (index into choices)")
-            out.append(rec)
+    for i, rec in iter_eval_jsonl(p):
+        ok = isinstance(rec, dict) and isinstance(rec.get("choices"), list) and \
+            isinstance(rec.get("answer"), int) and 0 <= rec["answer"] < len(rec["choices"]) \
+            and isinstance(rec.get("question"), str)
+        if not ok:
+            raise InputError(f"{p} line {i + 1}: an evaluation record needs question, choices "
+                             "(list) and answer (index into choices)")
+        out.append(rec)
     if not out:
         raise InputError(f"evaluation file {p} holds no record")
     return out
