@@ -76,3 +76,15 @@ def tiny_indexes(tmp_path_factory, embedder):
         build_index(task, gold=[str(gold)], indexes_dir=root, embedder=embedder)
         out[task] = root / task
     return out
+
+
+def write_pool(path, task, texts):
+    """A filter-stage pool file (gzip jsonl) whose documents score 0.9, 0.899, ... for ``task``."""
+    import gzip
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt") as f:
+        for i, t in enumerate(texts):
+            meta = {f"prob/{task}": 0.9 - i / 1000}
+            f.write(json.dumps({"id": f"{task}-{i}", "text": t, "metadata": meta}) + "\n")

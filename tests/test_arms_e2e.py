@@ -3,11 +3,11 @@ proxy stage's transformers training and lm-eval's evaluation on the shipped ELMB
 
 from __future__ import annotations
 
-import gzip
 import json
 
 import pytest
 from conftest import MATH_GOLD, TOOLS_GOLD, WEB_TEXT, write_jsonl
+from conftest import write_pool as _pool
 
 from retriever.cli import main as cli_main
 
@@ -20,18 +20,6 @@ CALLS = [
     'book_table(time="19:30")',
     "convert_currency(amount=10)",
 ]
-
-
-def _pool(path, task, texts):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(path, "wt") as f:
-        for i, t in enumerate(texts):
-            f.write(
-                json.dumps(
-                    {"id": f"{task}-{i}", "text": t, "metadata": {f"prob/{task}": 0.9 - i / 1000}}
-                )
-                + "\n"
-            )
 
 
 @pytest.fixture

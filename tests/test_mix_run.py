@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import csv
-import gzip
 import json
 
 import pytest
 from arms_proxies import BigramEvaluator, BigramTrainer
 from conftest import MATH_GOLD, TOOLS_GOLD, WEB_TEXT, write_jsonl
+from conftest import write_pool as _pool
 
 from retriever.errors import ConfigError, ResumeError
 from retriever.mix.run import mix_run
-
-
-def _pool(path, task, texts):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(path, "wt") as f:
-        for i, t in enumerate(texts):
-            f.write(
-                json.dumps(
-                    {"id": f"{task}-{i}", "text": t, "metadata": {f"prob/{task}": 0.9 - i / 1000}}
-                )
-                + "\n"
-            )
 
 
 @pytest.fixture
