@@ -21,7 +21,11 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def print_json(obj: Any) -> None:
-    sys.stdout.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY, default=str).decode())
+    sys.stdout.write(
+        orjson.dumps(
+            obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY, default=str
+        ).decode()
+    )
     sys.stdout.write("\n")
 
 

@@ -32,9 +32,26 @@ import numpy as np
 
 # CPU flags that decide which kernels run (bf16 / int8 paths of oneDNN, OpenVINO, torch)
 FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
-LIBRARIES = ("numpy", "torch", "transformers", "sentence-transformers", "openvino", "faiss-cpu",
-             "lancedb", "fastapi", "uvicorn", "fasttext-numpy2-wheel", "datatrove", "pyarrow")
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TOKENIZERS_PARALLELISM")
+LIBRARIES = (
+    "numpy",
+    "torch",
+    "transformers",
+    "sentence-transformers",
+    "openvino",
+    "faiss-cpu",
+    "lancedb",
+    "fastapi",
+    "uvicorn",
+    "fasttext-numpy2-wheel",
+    "datatrove",
+    "pyarrow",
+)
+THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "TOKENIZERS_PARALLELISM",
+)
 
 
 def cpu_info() -> dict[str, Any]:
@@ -53,8 +70,12 @@ def cpu_info() -> dict[str, Any]:
         affinity = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         affinity = os.cpu_count()
-    return {"model": model, "flags": [f for f in FLAGS if f in flags], "cpus": os.cpu_count(),
-            "affinity": affinity}
+    return {
+        "model": model,
+        "flags": [f for f in FLAGS if f in flags],
+        "cpus": os.cpu_count(),
+        "affinity": affinity,
+    }
 
 
 def library_versions() -> dict[str, str | None]:
@@ -84,17 +105,28 @@ def thread_settings() -> dict[str, Any]:
 
 def conditions() -> dict[str, Any]:
     """Where and under what load this process runs now (see the module docstring)."""
-    return {"host": platform.node(), "platform": platform.platform(), "cpu": cpu_info(),
-            "load_avg": load_average(), "threads": thread_settings(), "versions": library_versions(),
-            "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    return {
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "cpu": cpu_info(),
+        "load_avg": load_average(),
+        "threads": thread_settings(),
+        "versions": library_versions(),
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 def add_bench_args(ap: argparse.ArgumentParser, busy: bool = True) -> None:
     """The options every benchmark takes: ``--json PATH`` and (optionally) ``--busy N``."""
     ap.add_argument("--json", metavar="PATH", help="also write the figures and conditions as JSON")
     if busy:
-        ap.add_argument("--busy", type=int, default=0, metavar="N",
-                        help="run under a competing load: N spinning processes (0: none; -1: one per CPU)")
+        ap.add_argument(
+            "--busy",
+            type=int,
+            default=0,
+            metavar="N",
+            help="run under a competing load: N spinning processes (0: none; -1: one per CPU)",
+        )
 
 
 class BenchReport:
@@ -113,12 +145,22 @@ class BenchReport:
         print(describe(self.before, prefix=f"{name}: start"), file=sys.stderr, flush=True)
 
     def finish(self, json_path: str | None = None) -> dict[str, Any]:
-        after = {"load_avg": load_average(), "threads": thread_settings(),
-                 "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        out = {"bench": self.name, "args": self.args, "conditions": {"before": self.before, "after": after},
-               **self.data}
-        print(f"{self.name}: conditions: load average {self.before['load_avg']} before, "
-              f"{after['load_avg']} after; threads {after['threads']}", flush=True)
+        after = {
+            "load_avg": load_average(),
+            "threads": thread_settings(),
+            "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        out = {
+            "bench": self.name,
+            "args": self.args,
+            "conditions": {"before": self.before, "after": after},
+            **self.data,
+        }
+        print(
+            f"{self.name}: conditions: load average {self.before['load_avg']} before, "
+            f"{after['load_avg']} after; threads {after['threads']}",
+            flush=True,
+        )
         if json_path:
             Path(json_path).parent.mkdir(parents=True, exist_ok=True)
             Path(json_path).write_text(json.dumps(out, indent=1, default=str))
@@ -129,11 +171,16 @@ class BenchReport:
 def describe(c: dict[str, Any], prefix: str = "conditions") -> str:
     """One readable line of :func:`conditions`."""
     v = c["versions"]
-    libs = ", ".join(f"{k} {v[k]}" for k in ("torch", "openvino", "sentence-transformers", "faiss-cpu",
-                                             "lancedb") if v.get(k))
+    libs = ", ".join(
+        f"{k} {v[k]}"
+        for k in ("torch", "openvino", "sentence-transformers", "faiss-cpu", "lancedb")
+        if v.get(k)
+    )
     cpu = c["cpu"]
-    return (f"{prefix}: {cpu['model']} ({cpu['affinity']}/{cpu['cpus']} CPUs, flags "
-            f"{' '.join(cpu['flags']) or '-'}), load average {c['load_avg']}, python {v['python']}, {libs}")
+    return (
+        f"{prefix}: {cpu['model']} ({cpu['affinity']}/{cpu['cpus']} CPUs, flags "
+        f"{' '.join(cpu['flags']) or '-'}), load average {c['load_avg']}, python {v['python']}, {libs}"
+    )
 
 
 # -- competing load ---------------------------------------------------------------------------------
@@ -145,7 +192,11 @@ def busy_load(n: int) -> Iterator[list[int]]:
     busy" without depending on what else runs.
     """
     if n < 0:
-        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        n = (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else (os.cpu_count() or 1)
+        )
     procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
     try:
         if procs:
@@ -239,8 +290,14 @@ def run_watched(cmd: list[str], env: dict) -> tuple[subprocess.CompletedProcess,
 
 
 # -- timing -----------------------------------------------------------------------------------------
-def paired_blocks(calls: dict[str, Callable[[list[str]], Any]], texts: list[str], block: int, passes: int,
-                  base: str, log: Callable[[str], None] | None = None) -> dict[str, dict[str, Any]]:
+def paired_blocks(
+    calls: dict[str, Callable[[list[str]], Any]],
+    texts: list[str],
+    block: int,
+    passes: int,
+    base: str,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, dict[str, Any]]:
     """Time every call on each block of ``block`` documents, one after the other in an order that
     rotates per block, ``passes`` times over ``texts``.
 
@@ -258,7 +315,7 @@ def paired_blocks(calls: dict[str, Callable[[list[str]], Any]], texts: list[str]
     for p in range(passes):
         for i in range(0, len(texts), block):
             chunk, t = texts[i : i + block], {}
-            for n in names[k % len(names):] + names[: k % len(names)]:
+            for n in names[k % len(names) :] + names[: k % len(names)]:
                 t0 = time.perf_counter()
                 out = calls[n](chunk)
                 t[n] = time.perf_counter() - t0
@@ -269,13 +326,21 @@ def paired_blocks(calls: dict[str, Callable[[list[str]], Any]], texts: list[str]
             for n in names:
                 block_ratios[n].append(t[base] / max(t[n], 1e-12))
         if log:
-            log(f"  pass {p + 1}/{passes}: " + ", ".join(f"{n.split(':')[0]} {secs[n]:.1f}s" for n in names))
+            log(
+                f"  pass {p + 1}/{passes}: "
+                + ", ".join(f"{n.split(':')[0]} {secs[n]:.1f}s" for n in names)
+            )
     res = {}
     for n in names:
         q1, q3 = np.percentile(block_ratios[n], [25, 75])
         out = np.concatenate(outs[n]) if outs[n] and isinstance(outs[n][0], np.ndarray) else None
-        res[n] = {"seconds": secs[n], "docs_per_s": passes * len(texts) / secs[n], "ratio": secs[base] / secs[n],
-                  "block_ratio_iqr": [float(q1), float(q3)], "out": out}
+        res[n] = {
+            "seconds": secs[n],
+            "docs_per_s": passes * len(texts) / secs[n],
+            "ratio": secs[base] / secs[n],
+            "block_ratio_iqr": [float(q1), float(q3)],
+            "out": out,
+        }
     return res
 
 

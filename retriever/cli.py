@@ -65,14 +65,22 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_common_options(p: argparse.ArgumentParser, default) -> None:
     have = set(p._option_string_actions)
     if not {"-v", "--verbose"} & have:
-        p.add_argument("-v", "--verbose", action="store_true", default=default,
-                       help="show debug logs and third-party logs on the terminal")
+        p.add_argument(
+            "-v",
+            "--verbose",
+            action="store_true",
+            default=default,
+            help="show debug logs and third-party logs on the terminal",
+        )
     if not {"-q", "--quiet"} & have:
-        p.add_argument("-q", "--quiet", action="store_true", default=default,
-                       help="no progress bars")
+        p.add_argument(
+            "-q", "--quiet", action="store_true", default=default, help="no progress bars"
+        )
 
 
-def _subparsers(parser: argparse.ArgumentParser) -> Iterator[tuple[list[str], argparse.ArgumentParser]]:
+def _subparsers(
+    parser: argparse.ArgumentParser,
+) -> Iterator[tuple[list[str], argparse.ArgumentParser]]:
     """Every sub-command parser below ``parser`` with its path of verbs (depth first)."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -82,13 +90,19 @@ def _subparsers(parser: argparse.ArgumentParser) -> Iterator[tuple[list[str], ar
                     yield [name, *path], q
 
 
-def _chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+def _chosen_parser(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> argparse.ArgumentParser:
     """The deepest sub-command parser the parsed ``args`` went through."""
     while True:
         nxt = None
         for action in parser._actions:
             if isinstance(action, argparse._SubParsersAction):
-                name = getattr(args, action.dest, None) if action.dest is not argparse.SUPPRESS else None
+                name = (
+                    getattr(args, action.dest, None)
+                    if action.dest is not argparse.SUPPRESS
+                    else None
+                )
                 nxt = action.choices.get(name) if name else None
         if nxt is None:
             return parser
@@ -98,13 +112,18 @@ def _chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 def _suggest(flag: str, p: argparse.ArgumentParser) -> str | None:
     """The option of ``p`` closest to a mistyped ``flag`` (compared without dashes), if any."""
     options = {o.lstrip("-"): o for o in p._option_string_actions if o.startswith("--")}
-    close = difflib.get_close_matches(flag.split("=", 1)[0].lstrip("-"), list(options), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(
+        flag.split("=", 1)[0].lstrip("-"), list(options), n=1, cutoff=0.6
+    )
     return options[close[0]] if close else None
 
 
 def _unknown_flags(p: argparse.ArgumentParser, argv: list[str]) -> list[str]:
-    return [a for a in argv if a.startswith("--") and len(a) > 2
-            and a.split("=", 1)[0] not in p._option_string_actions]
+    return [
+        a
+        for a in argv
+        if a.startswith("--") and len(a) > 2 and a.split("=", 1)[0] not in p._option_string_actions
+    ]
 
 
 def _hints(p: argparse.ArgumentParser, flags: list[str]) -> str:
@@ -118,6 +137,7 @@ def _hints(p: argparse.ArgumentParser, flags: list[str]) -> str:
 def _install_error_hints(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     """Errors of every sub-command (missing required option...) also name mistyped flags."""
     for _, p in [([], parser), *_subparsers(parser)]:
+
         def error(message: str, p=p) -> None:
             unknown = _unknown_flags(p, argv)
             if unknown and "unrecognized arguments" not in message:
@@ -127,7 +147,9 @@ def _install_error_hints(parser: argparse.ArgumentParser, argv: list[str]) -> No
         p.error = error  # type: ignore[method-assign]
 
 
-def _unknown_args(parser: argparse.ArgumentParser, args: argparse.Namespace, extras: list[str]) -> None:
+def _unknown_args(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, extras: list[str]
+) -> None:
     """Exit with the sub-command's usage and a "did you mean" for each unknown option."""
     p = _chosen_parser(parser, args)
     p.error("unrecognized arguments: " + _hints(p, extras))
@@ -159,8 +181,11 @@ def main(argv: list[str] | None = None) -> int:
         if e.errno not in WRITE_ERRNOS:
             raise
         where = f" ({e.filename})" if e.filename else ""
-        print(f"retriever {args.command}: error: cannot write{where}: {e.strerror}; free space or "
-              "fix permissions and rerun the same command (finished work is kept)", file=sys.stderr)
+        print(
+            f"retriever {args.command}: error: cannot write{where}: {e.strerror}; free space or "
+            "fix permissions and rerun the same command (finished work is kept)",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)

@@ -67,9 +67,13 @@ class GoldSource:
 
     def __post_init__(self) -> None:
         if self.format not in GOLD_FORMATS:
-            raise ConfigError(f"gold source {self.path!r}: format {self.format!r} is not one of {GOLD_FORMATS}")
+            raise ConfigError(
+                f"gold source {self.path!r}: format {self.format!r} is not one of {GOLD_FORMATS}"
+            )
         if self.format == "template" and not self.template:
-            raise ConfigError(f"gold source {self.path!r}: format 'template' needs a `template` string")
+            raise ConfigError(
+                f"gold source {self.path!r}: format 'template' needs a `template` string"
+            )
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"gold source {self.path!r}: limit must be >= 1")
 
@@ -99,7 +103,9 @@ class TaskSpec:
     def __post_init__(self) -> None:
         check_name(self.task, "task name")
         if not self.sources:
-            raise ConfigError(f"task {self.task!r} has no gold sources; add [[sources]] or pass --gold")
+            raise ConfigError(
+                f"task {self.task!r} has no gold sources; add [[sources]] or pass --gold"
+            )
 
     def with_sources(self, paths: list[str]) -> TaskSpec:
         """The same task with its sources replaced by ``paths`` (``--gold`` on the command line)."""
@@ -124,8 +130,11 @@ def _type_ok(v: Any, t: Any) -> bool:
         return isinstance(v, str)
     if origin in (tuple, list) or t in (tuple, list):
         args = [a for a in typing.get_args(t) if a is not Ellipsis]
-        return isinstance(v, (list, tuple)) and all(_type_ok(x, args[0]) for x in v) if args else \
-            isinstance(v, (list, tuple))
+        return (
+            isinstance(v, (list, tuple)) and all(_type_ok(x, args[0]) for x in v)
+            if args
+            else isinstance(v, (list, tuple))
+        )
     if origin is dict or t is dict:
         return isinstance(v, dict)
     return True  # a type this check does not know: the dataclass checks it
@@ -139,7 +148,8 @@ def _type_name(t: Any) -> str:
     if typing.get_origin(t) in (tuple, list):
         return "an array"
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
-        t, getattr(t, "__name__", str(t)))
+        t, getattr(t, "__name__", str(t))
+    )
 
 
 def check_field_types(cls: type, data: dict[str, Any], where: str) -> None:
@@ -159,7 +169,9 @@ def _source_from_dict(d: dict[str, Any], base: Path | None, where: str) -> GoldS
     known = {f.name for f in fields(GoldSource)}
     unknown = sorted(set(d) - known)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown} in [[sources]]; known: {sorted(known)}")
+        raise ConfigError(
+            f"{where}: unknown key(s) {unknown} in [[sources]]; known: {sorted(known)}"
+        )
     check_field_types(GoldSource, d, f"{where} [[sources]]")
     if "path" not in d:
         raise ConfigError(f"{where}: a [[sources]] entry needs `path`")
@@ -176,8 +188,9 @@ def _source_from_dict(d: dict[str, Any], base: Path | None, where: str) -> GoldS
     return GoldSource(**d)
 
 
-def read_toml(path: str | os.PathLike, what: str, hint: str,
-              error: type[Exception] = ConfigError) -> tuple[Path, dict[str, Any]]:
+def read_toml(
+    path: str | os.PathLike, what: str, hint: str, error: type[Exception] = ConfigError
+) -> tuple[Path, dict[str, Any]]:
     """``(path, table)`` of a TOML file; ``error`` (naming ``what`` and ``hint``) when it is missing
     or not TOML."""
     p = Path(path)

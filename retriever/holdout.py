@@ -180,7 +180,10 @@ def _roleplay_character(rec: Record) -> str:
 
 
 def load_split(
-    data_dir: str | os.PathLike | None = None, *, test_corpus_limit: int | None = None, seed: int = 0
+    data_dir: str | os.PathLike | None = None,
+    *,
+    test_corpus_limit: int | None = None,
+    seed: int = 0,
 ) -> HoldoutSplit:
     """Read the shared data and split it by source (see the module docstring).
 
@@ -235,7 +238,9 @@ def load_split(
 
     corpus_dir = d / "corpus"
     train = [
-        r for p in sorted(corpus_dir.glob("*.jsonl")) for r in _read(d, f"corpus/{p.name}", "corpus")
+        r
+        for p in sorted(corpus_dir.glob("*.jsonl"))
+        for r in _read(d, f"corpus/{p.name}", "corpus")
     ]
     large = sorted((d / "corpus_large").glob("*.jsonl")) if (d / "corpus_large").is_dir() else []
     if large:

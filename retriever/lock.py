@@ -42,8 +42,10 @@ def describe_holder(folder: str | os.PathLike) -> str:
     """The holder recorded in ``folder``'s lock file, in words (``"unknown"`` when unreadable)."""
     try:
         info = orjson.loads((Path(folder) / LOCK_FILE).read_bytes())
-        return (f"pid {info['pid']} on {info['host']} ({info.get('command', '?')!r}, "
-                f"since {info.get('since', '?')})")
+        return (
+            f"pid {info['pid']} on {info['host']} ({info.get('command', '?')!r}, "
+            f"since {info.get('since', '?')})"
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return "unknown"
 

@@ -20,8 +20,15 @@ from types import SimpleNamespace
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _OWN = "retriever"
-_LEVELS = {"TRACE": logging.DEBUG, "DEBUG": logging.DEBUG, "INFO": logging.INFO, "SUCCESS": logging.INFO,
-           "WARNING": logging.WARNING, "ERROR": logging.ERROR, "CRITICAL": logging.CRITICAL}
+_LEVELS = {
+    "TRACE": logging.DEBUG,
+    "DEBUG": logging.DEBUG,
+    "INFO": logging.INFO,
+    "SUCCESS": logging.INFO,
+    "WARNING": logging.WARNING,
+    "ERROR": logging.ERROR,
+    "CRITICAL": logging.CRITICAL,
+}
 _state = {"verbose": False, "patched": False, "configured": False}
 # how a worker process started by an executor (forkserver / spawn) finds the parent's set-up
 ENV_VERBOSE, ENV_FILE = "RETRIEVER_LOG_VERBOSE", "RETRIEVER_LOG_FILE"
@@ -86,8 +93,9 @@ def setup_logging(verbose: bool = False) -> None:
     logging.captureWarnings(True)  # warnings -> the "py.warnings" logger (file; terminal with -v)
     if not verbose:
         # raised in every forked child (datatrove workers, tokenizers); harmless for our one-writer use
-        warnings.filterwarnings("ignore", message="lancedb fork support is experimental",
-                                category=RuntimeWarning)
+        warnings.filterwarnings(
+            "ignore", message="lancedb fork support is experimental", category=RuntimeWarning
+        )
         os.environ.setdefault("DATATROVE_COLORIZE_LOGS", "0")
     _route_loguru()
 
@@ -98,8 +106,12 @@ def _route_loguru() -> None:
     except ImportError:
         return
     logger.remove()
-    logger.add(_LoguruToLogging(), level="DEBUG", colorize=False,
-               format="{time:HH:mm:ss} | {level} | {name}:{function} - {message}")
+    logger.add(
+        _LoguruToLogging(),
+        level="DEBUG",
+        colorize=False,
+        format="{time:HH:mm:ss} | {level} | {name}:{function} - {message}",
+    )
 
 
 def worker_logging() -> None:

@@ -47,7 +47,9 @@ def paths_fingerprint(paths: list[str]) -> str:
     return fingerprint(parts)
 
 
-def check_or_write_manifest(out_dir: str | os.PathLike, settings: dict[str, Any], name: str = "manifest.json") -> dict:
+def check_or_write_manifest(
+    out_dir: str | os.PathLike, settings: dict[str, Any], name: str = "manifest.json"
+) -> dict:
     """Write ``settings`` as the manifest of ``out_dir``, or check it against an existing one.
 
     Resuming into a folder made with other settings would mix two runs' results, so it is an error.
@@ -60,7 +62,9 @@ def check_or_write_manifest(out_dir: str | os.PathLike, settings: dict[str, Any]
         old = read_json(path)
         old_settings = old.get("settings", {})
         norm_new = orjson.loads(orjson.dumps(settings, default=str))
-        diff = sorted(k for k in set(old_settings) | set(norm_new) if old_settings.get(k) != norm_new.get(k))
+        diff = sorted(
+            k for k in set(old_settings) | set(norm_new) if old_settings.get(k) != norm_new.get(k)
+        )
         if diff:
             raise ResumeError(
                 f"{out_dir} holds a run with other settings (differs in: {', '.join(diff)}). "

@@ -42,9 +42,16 @@ def progress_enabled(progress: bool | None = None) -> bool:
         return False
 
 
-def progress_bar(iterable: Iterable | None = None, *, total: int | float | None = None, desc: str = "",
-                 unit: str = "doc", progress: bool | None = None, leave: bool = False,
-                 **kwargs: Any) -> Tqdm:
+def progress_bar(
+    iterable: Iterable | None = None,
+    *,
+    total: int | float | None = None,
+    desc: str = "",
+    unit: str = "doc",
+    progress: bool | None = None,
+    leave: bool = False,
+    **kwargs: Any,
+) -> Tqdm:
     """A tqdm bar (disabled as :func:`progress_enabled` says); use as iterator or with ``update``.
 
     Args:
@@ -59,12 +66,27 @@ def progress_bar(iterable: Iterable | None = None, *, total: int | float | None 
 
     if total is None and iterable is not None and hasattr(iterable, "__len__"):
         total = len(iterable)  # type: ignore[arg-type]
-    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave, file=sys.stderr,
-                disable=not progress_enabled(progress), dynamic_ncols=True, smoothing=0.1, **kwargs)
+    return tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        unit=unit,
+        leave=leave,
+        file=sys.stderr,
+        disable=not progress_enabled(progress),
+        dynamic_ncols=True,
+        smoothing=0.1,
+        **kwargs,
+    )
 
 
-def encode_with_progress(embedder: Any, texts: Sequence[str], desc: str = "embed",
-                         progress: bool | None = None, chunk: int | None = None) -> np.ndarray:
+def encode_with_progress(
+    embedder: Any,
+    texts: Sequence[str],
+    desc: str = "embed",
+    progress: bool | None = None,
+    chunk: int | None = None,
+) -> np.ndarray:
     """``embedder.encode(texts)`` in chunks, with a bar of texts embedded; ``[len(texts), dim]``.
 
     Chunks are large (8 batches) so the embedder's own length sorting still pads little. Without a
@@ -77,7 +99,7 @@ def encode_with_progress(embedder: Any, texts: Sequence[str], desc: str = "embed
     parts = []
     with progress_bar(total=len(texts), desc=desc, unit="doc", progress=progress) as bar:
         for i in range(0, len(texts), chunk):
-            part = texts[i:i + chunk]
+            part = texts[i : i + chunk]
             parts.append(embedder.encode(part))
             bar.update(len(part))
         bar.refresh()  # the final count is shown even when the last update fell within mininterval

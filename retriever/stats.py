@@ -29,7 +29,9 @@ class Stats:
 
     def balanced(self) -> bool:
         """True when every record seen was kept, dropped or rejected, exactly once."""
-        return self.counts["seen"] == self.counts["kept"] + self.total("dropped") + self.total("rejected")
+        return self.counts["seen"] == self.counts["kept"] + self.total("dropped") + self.total(
+            "rejected"
+        )
 
     def to_dict(self) -> dict:
         return {"counts": dict(sorted(self.counts.items())), "seconds": round(self.seconds, 3)}

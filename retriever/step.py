@@ -24,7 +24,9 @@ class Step:
         return self.run(docs, rank, world_size)
 
 
-def run_pipeline(steps: list[Step], docs: DocStream | None = None, rank: int = 0, world_size: int = 1) -> DocStream:
+def run_pipeline(
+    steps: list[Step], docs: DocStream | None = None, rank: int = 0, world_size: int = 1
+) -> DocStream:
     """Chain steps lazily; the first step may ignore ``docs`` (a reader)."""
     stream = docs if docs is not None else iter(())
     for step in steps:

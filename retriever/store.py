@@ -45,8 +45,11 @@ class CorpusStore:
         names = set(_table_names(self.db))
         for name in (META, TABLE):
             if name in names and not self._readable(name):
-                log.warning("store %s: table %r is unreadable (an interrupted write); rebuilding it",
-                            self.uri, name)
+                log.warning(
+                    "store %s: table %r is unreadable (an interrupted write); rebuilding it",
+                    self.uri,
+                    name,
+                )
                 self.db.drop_table(name)
                 names.discard(name)
                 self.repaired = True
@@ -63,7 +66,9 @@ class CorpusStore:
                 )
             self.model, self.dim = meta["model"], int(meta["dim"])
         elif model is None:
-            raise InputError(f"no corpus store at {self.uri}; run `retriever score ... --out DIR` first")
+            raise InputError(
+                f"no corpus store at {self.uri}; run `retriever score ... --out DIR` first"
+            )
         else:
             self.model, self.dim = model, int(dim)
             self.db.create_table(META, data=[{"model": model, "dim": int(dim)}])
@@ -132,7 +137,9 @@ class CorpusStore:
         if state and n < 2 * state:
             return False
         parts = num_partitions or max(1, int(math.sqrt(n)))
-        sub = next(s for s in (self.dim // 8, self.dim // 4, self.dim // 2, 1) if s and self.dim % s == 0)
+        sub = next(
+            s for s in (self.dim // 8, self.dim // 4, self.dim // 2, 1) if s and self.dim % s == 0
+        )
         index_mod = require("lancedb.index")
         config = index_mod.IvfPq(distance_type="cosine", num_partitions=parts, num_sub_vectors=sub)
         self._table.create_index("vector", config=config, replace=True)
@@ -161,8 +168,15 @@ class CorpusStore:
         """Column names of the ``docs`` table (empty before the first ingest)."""
         return [] if self._table is None else list(self._table.schema.names)
 
-    def search(self, vector: np.ndarray, k: int = 10, nprobes: int = 32, refine_factor: int = 4,
-               where: str | None = None, extra_columns: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    def search(
+        self,
+        vector: np.ndarray,
+        k: int = 10,
+        nprobes: int = 32,
+        refine_factor: int = 4,
+        where: str | None = None,
+        extra_columns: tuple[str, ...] = (),
+    ) -> list[dict[str, Any]]:
         """Nearest documents of one unit vector: ``[{id, shard, row, score, preview}]``, best first.
 
         ``score`` is the cosine similarity. With an ANN index, ``nprobes`` partitions are searched
@@ -175,15 +189,27 @@ class CorpusStore:
         """
         if self._table is None:
             return []
-        q = self._table.search(np.asarray(vector, dtype=np.float32).ravel()).metric("cosine").limit(k)
+        q = (
+            self._table.search(np.asarray(vector, dtype=np.float32).ravel())
+            .metric("cosine")
+            .limit(k)
+        )
         if self.has_ann_index():
             q = q.nprobes(nprobes).refine_factor(refine_factor)
         if where:
             q = q.where(where, prefilter=True)
         rows = q.select(["id", "shard", "row", "preview", *extra_columns, "_distance"]).to_list()
-        return [{"id": r["id"], "shard": r["shard"], "row": int(r["row"]),
-                 "score": 1.0 - float(r["_distance"]), "preview": r["preview"],
-                 **{c: r[c] for c in extra_columns}} for r in rows]
+        return [
+            {
+                "id": r["id"],
+                "shard": r["shard"],
+                "row": int(r["row"]),
+                "score": 1.0 - float(r["_distance"]),
+                "preview": r["preview"],
+                **{c: r[c] for c in extra_columns},
+            }
+            for r in rows
+        ]
 
 
 def ingest_columns(names: list[str]) -> list[str]:
@@ -203,8 +229,17 @@ def _is_write_error(e: BaseException) -> bool:
     if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
         return True
     text = str(e)
-    return any(m in text for m in ("No space left", "os error 28", "Read-only file system",
-                                   "Disk quota", "File too large", "os error 27"))
+    return any(
+        m in text
+        for m in (
+            "No space left",
+            "os error 28",
+            "Read-only file system",
+            "Disk quota",
+            "File too large",
+            "os error 27",
+        )
+    )
 
 
 def _table_names(db) -> list[str]:

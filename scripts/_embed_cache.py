@@ -28,7 +28,9 @@ class CachedEmbedder:
         self.clip_chars = (getattr(embedder, "max_seq_length", 0) or 512) * 12
         self.model_id, self.dim = embedder.model_id, embedder.dim
         self.max_seq_length = getattr(embedder, "max_seq_length", 0)
-        tag = hashlib.blake2b(f"{embedder.model_id}:{self.max_seq_length}".encode(), digest_size=6).hexdigest()
+        tag = hashlib.blake2b(
+            f"{embedder.model_id}:{self.max_seq_length}".encode(), digest_size=6
+        ).hexdigest()
         self.folder = Path(folder) / tag
         self.folder.mkdir(parents=True, exist_ok=True)
         self.chunk = chunk
@@ -63,6 +65,9 @@ class CachedEmbedder:
         n = len(list(self.folder.glob("part-*.npz")))
         path = self.folder / f"part-{n:05d}.npz"
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, keys=np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 16),
-                 vectors=np.asarray(xv, dtype=np.float32))
+        np.savez(
+            tmp,
+            keys=np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 16),
+            vectors=np.asarray(xv, dtype=np.float32),
+        )
         os.replace(tmp, path)

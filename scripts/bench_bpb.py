@@ -52,19 +52,31 @@ def _timed(fn, *a):
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--models", help="panel TOML (default: build a tiny byte-level panel here)")
-    ap.add_argument("--n-models", type=int, default=2, help="models of the panel to time (default 2)")
-    ap.add_argument("--docs", default=str(REPO.parent / "shared/data/corpus/climblab_stream_first1000.jsonl"),
-                    help="jsonl/parquet corpus (default: the shared ClimbLab sample; synthetic if absent)")
+    ap.add_argument(
+        "--n-models", type=int, default=2, help="models of the panel to time (default 2)"
+    )
+    ap.add_argument(
+        "--docs",
+        default=str(REPO.parent / "shared/data/corpus/climblab_stream_first1000.jsonl"),
+        help="jsonl/parquet corpus (default: the shared ClimbLab sample; synthetic if absent)",
+    )
     ap.add_argument("--n-docs", type=int, default=64)
-    ap.add_argument("--max-chars", type=int, default=4000, help="clip documents (default 4000 chars)")
+    ap.add_argument(
+        "--max-chars", type=int, default=4000, help="clip documents (default 4000 chars)"
+    )
     ap.add_argument("--device", default="auto", help="cpu, cuda or auto")
     ap.add_argument("--batch-tokens", type=int, default=8192)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, help="torch CPU threads")
-    ap.add_argument("--gpt2-small", action="store_true",
-                    help="also time a randomly initialised GPT-2-small-sized model (124M parameters)")
+    ap.add_argument(
+        "--gpt2-small",
+        action="store_true",
+        help="also time a randomly initialised GPT-2-small-sized model (124M parameters)",
+    )
     add_bench_args(ap)
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -81,8 +93,15 @@ def gpt2_small(folder: Path):
     from retriever.confirm.tiny_panel import byte_tokenizer
 
     torch.manual_seed(0)
-    cfg = transformers.GPT2Config(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12,
-                                  bos_token_id=256, eos_token_id=257)
+    cfg = transformers.GPT2Config(
+        vocab_size=50257,
+        n_positions=1024,
+        n_embd=768,
+        n_layer=12,
+        n_head=12,
+        bos_token_id=256,
+        eos_token_id=257,
+    )
     model = transformers.GPT2LMHeadModel(cfg)
     model.save_pretrained(folder)
     byte_tokenizer().save_pretrained(folder)
@@ -110,19 +129,30 @@ def run(args) -> int:
     models = list(load_panel(panel_path).models[: args.n_models])
     params = {}
     if args.gpt2_small:
-        big, params["gpt2-small-rand"] = gpt2_small(Path(tmp.name if tmp else tempfile.mkdtemp()) / "gpt2-small")
+        big, params["gpt2-small-rand"] = gpt2_small(
+            Path(tmp.name if tmp else tempfile.mkdtemp()) / "gpt2-small"
+        )
         models.append(big)
         print(f"gpt2-small-rand: {params['gpt2-small-rand'] / 1e6:.0f}M parameters, random init")
     texts = _docs(args.docs, args.n_docs, args.max_chars)
     n_bytes = sum(len(t.encode()) for t in texts)
-    print(f"{len(texts)} docs, {n_bytes} bytes; torch {torch.__version__}, threads {torch.get_num_threads()}")
-    print(f"{'model':16} {'device':6} {'dtype':9} {'ctx':>5} {'tokens':>8} {'naive s':>8} {'batched s':>9} "
-          f"{'ratio':>6} {'tok/s batched':>13} {'max|dBPB|':>10}")
+    print(
+        f"{len(texts)} docs, {n_bytes} bytes; torch {torch.__version__}, threads {torch.get_num_threads()}"
+    )
+    print(
+        f"{'model':16} {'device':6} {'dtype':9} {'ctx':>5} {'tokens':>8} {'naive s':>8} {'batched s':>9} "
+        f"{'ratio':>6} {'tok/s batched':>13} {'max|dBPB|':>10}"
+    )
     ratios, worst = [], 0.0
     report.data.update(docs=len(texts), bytes=n_bytes, threads=torch.get_num_threads(), models={})
     for m in models:
-        sc = LMScorer(m, device=args.device, dtype="float32", max_batch_tokens=args.batch_tokens,
-                      max_batch_size=args.batch_size)
+        sc = LMScorer(
+            m,
+            device=args.device,
+            dtype="float32",
+            max_batch_tokens=args.batch_tokens,
+            max_batch_size=args.batch_size,
+        )
         sc.bits_per_byte(texts[:2])  # warm-up (allocator, kernels)
         slow, t_slow = _timed(naive_bits_per_byte, sc, texts)
         fast, t_fast = _timed(sc.bits_per_byte, texts)
@@ -130,29 +160,47 @@ def run(args) -> int:
         worst = max(worst, diff)
         tokens = int(fast.n_tokens.sum())
         ratios.append(t_slow / t_fast)
-        report.data["models"][m.name] = {"device": sc.device, "ctx": sc.max_length, "tokens": tokens,
-                                         "naive_s": t_slow, "batched_s": t_fast, "ratio": t_slow / t_fast,
-                                         "tokens_per_s_batched": tokens / t_fast,
-                                         "tokens_per_s_naive": tokens / t_slow, "max_dbpb": diff,
-                                         "params": params.get(m.name)}
-        print(f"{m.name:16} {sc.device:6} {'float32':9} {sc.max_length:>5} {tokens:>8} {t_slow:>8.2f} "
-              f"{t_fast:>9.2f} {t_slow / t_fast:>5.1f}x {tokens / t_fast:>13.0f} {diff:>10.2e}")
+        report.data["models"][m.name] = {
+            "device": sc.device,
+            "ctx": sc.max_length,
+            "tokens": tokens,
+            "naive_s": t_slow,
+            "batched_s": t_fast,
+            "ratio": t_slow / t_fast,
+            "tokens_per_s_batched": tokens / t_fast,
+            "tokens_per_s_naive": tokens / t_slow,
+            "max_dbpb": diff,
+            "params": params.get(m.name),
+        }
+        print(
+            f"{m.name:16} {sc.device:6} {'float32':9} {sc.max_length:>5} {tokens:>8} {t_slow:>8.2f} "
+            f"{t_fast:>9.2f} {t_slow / t_fast:>5.1f}x {tokens / t_fast:>13.0f} {diff:>10.2e}"
+        )
         if sc.device.startswith("cuda"):
-            half = LMScorer(m, device=args.device, dtype="auto", max_batch_tokens=args.batch_tokens,
-                            max_batch_size=args.batch_size)
+            half = LMScorer(
+                m,
+                device=args.device,
+                dtype="auto",
+                max_batch_tokens=args.batch_tokens,
+                max_batch_size=args.batch_size,
+            )
             half.bits_per_byte(texts[:2])
             torch.cuda.synchronize()
             res, t_half = _timed(half.bits_per_byte, texts)
             torch.cuda.synchronize()
             dh = float(np.nanmax(np.abs(res.bpb - fast.bpb)))
-            print(f"{m.name:16} {half.device:6} {str(half.dtype).replace('torch.', ''):9} {half.max_length:>5} "
-                  f"{tokens:>8} {'':>8} {t_half:>9.2f} {t_fast / t_half:>5.1f}x {tokens / t_half:>13.0f} "
-                  f"{dh:>10.2e}  (ratio vs fp32 batched; dBPB vs fp32)")
+            print(
+                f"{m.name:16} {half.device:6} {str(half.dtype).replace('torch.', ''):9} {half.max_length:>5} "
+                f"{tokens:>8} {'':>8} {t_half:>9.2f} {t_fast / t_half:>5.1f}x {tokens / t_half:>13.0f} "
+                f"{dh:>10.2e}  (ratio vs fp32 batched; dBPB vs fp32)"
+            )
             del half
         del sc
     same = worst <= 1e-4
-    print(f"batched vs naive: mean speed ratio {np.mean(ratios):.1f}x over {len(ratios)} model(s); "
-          f"max |dBPB| {worst:.1e} ({'same BPB to 1e-4' if same else 'MISMATCH above 1e-4'})")
+    print(
+        f"batched vs naive: mean speed ratio {np.mean(ratios):.1f}x over {len(ratios)} model(s); "
+        f"max |dBPB| {worst:.1e} ({'same BPB to 1e-4' if same else 'MISMATCH above 1e-4'})"
+    )
     report.finish(args.json)
     if tmp:
         tmp.cleanup()

@@ -46,7 +46,9 @@ TASK_GOLD = {
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text().split("\n") if x.strip()]  # not splitlines: U+2028 in texts
+    return [
+        json.loads(x) for x in path.read_text().split("\n") if x.strip()
+    ]  # not splitlines: U+2028 in texts
 
 
 def prepare(work: Path, repeat: int, n_shards: int) -> tuple[Path, Path, dict]:
@@ -129,18 +131,27 @@ def task_labels(work: Path, n_pos: int = 500, n_neg: int = 900, n_hard: int = 10
     corpus = [r["text"] for f in CORPUS_FILES for r in read_jsonl(SHARED / "corpus" / f)]
     gold = {t: [r["text"] for r in read_jsonl(SHARED / "gold" / f)] for t, f in TASK_GOLD.items()}
     for t in TASK_GOLD:
-        rows = [{"id": f"{t}-{i}", "text": x, "task": t, "label": "positive"}
-                for i, x in enumerate(gold[t][:n_pos])]
-        rows += [{"id": f"c{i}", "text": x, "task": t, "label": "negative"} for i, x in enumerate(corpus[:n_neg])]
+        rows = [
+            {"id": f"{t}-{i}", "text": x, "task": t, "label": "positive"}
+            for i, x in enumerate(gold[t][:n_pos])
+        ]
+        rows += [
+            {"id": f"c{i}", "text": x, "task": t, "label": "negative"}
+            for i, x in enumerate(corpus[:n_neg])
+        ]
         for o in TASK_GOLD:
             if o != t:
-                rows += [{"id": f"{o}-{i}", "text": x, "task": t, "label": "negative"}
-                         for i, x in enumerate(gold[o][:n_hard])]
+                rows += [
+                    {"id": f"{o}-{i}", "text": x, "task": t, "label": "negative"}
+                    for i, x in enumerate(gold[o][:n_hard])
+                ]
         write_labels(work / "labels" / f"{t}.parquet", rows)
     return work / "labels"
 
 
-def paired_auc_interval(y, p_a, p_b, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+def paired_auc_interval(
+    y, p_a, p_b, n_boot: int = 1000, seed: int = 0
+) -> tuple[float, float, float]:
     """AUC(a) - AUC(b) on the same rows, with a 95% paired bootstrap interval."""
     import numpy as np
 
@@ -169,19 +180,30 @@ def bench_tasks(args: argparse.Namespace, work: Path) -> dict:
     tasks = sorted(p.stem for p in labels.glob("*.parquet"))
     cfg = DistillConfig(seed=args.seed)
     t0 = time.perf_counter()
-    ml = MultiLabelDistiller(cfg).run(labels, tasks, work / "filters" / "multilabel" / "filter.bin", compare=True)
-    print(f"labels: {labels} ({len(tasks)} tasks, {ml.n_train} multi-label training lines); trained in "
-          f"{time.perf_counter() - t0:.1f}s")
+    ml = MultiLabelDistiller(cfg).run(
+        labels, tasks, work / "filters" / "multilabel" / "filter.bin", compare=True
+    )
+    print(
+        f"labels: {labels} ({len(tasks)} tasks, {ml.n_train} multi-label training lines); trained in "
+        f"{time.perf_counter() - t0:.1f}s"
+    )
     print("quality on each task's held-out rows (the same rows, never trained on by either model):")
     quality = {}
     for t in tasks:
         h = ml.heldout[t]
         d, lo, hi = paired_auc_interval(h["y"], h["p"], h["p_per_task"], seed=args.seed)
-        quality[t] = {"auc_multilabel": ml.metrics[t]["roc_auc"], "auc_per_task": ml.per_task[t]["roc_auc"],
-                      "diff": d, "diff_95": [lo, hi], "n_heldout": int(len(h["y"]))}
-        print(f"  {t:18s} ROC-AUC multi-label {ml.metrics[t]['roc_auc']:.4f}  per-task "
-              f"{ml.per_task[t]['roc_auc']:.4f}  diff {d:+.4f} [95% {lo:+.4f}, {hi:+.4f}]  "
-              f"(n={len(h['y'])}; goal |diff| <= 0.02: {'met' if abs(d) <= 0.02 else 'NOT met'})")
+        quality[t] = {
+            "auc_multilabel": ml.metrics[t]["roc_auc"],
+            "auc_per_task": ml.per_task[t]["roc_auc"],
+            "diff": d,
+            "diff_95": [lo, hi],
+            "n_heldout": int(len(h["y"])),
+        }
+        print(
+            f"  {t:18s} ROC-AUC multi-label {ml.metrics[t]['roc_auc']:.4f}  per-task "
+            f"{ml.per_task[t]['roc_auc']:.4f}  diff {d:+.4f} [95% {lo:+.4f}, {hi:+.4f}]  "
+            f"(n={len(h['y'])}; goal |diff| <= 0.02: {'met' if abs(d) <= 0.02 else 'NOT met'})"
+        )
     # the per-task students the filter would otherwise use, trained on each task's own split
     per_task = {}
     for t in tasks:
@@ -198,14 +220,22 @@ def bench_tasks(args: argparse.Namespace, work: Path) -> dict:
     }
     best: dict[str, dict] = {}
     for rnd in range(args.rounds):
-        for name, models in configs.items():  # interleaved: drift on a shared machine hits all alike
+        for (
+            name,
+            models,
+        ) in configs.items():  # interleaved: drift on a shared machine hits all alike
             out = work / f"pools_{rnd}_{len(best)}_{abs(hash(name)) % 1000}"
             t1 = time.perf_counter()
             rep = BatchFilter(FilterConfig(tasks=tuple(models), models=models, threshold=0.5)).run(
-                [str(shards)], out, workers=1)
+                [str(shards)], out, workers=1
+            )
             sec = time.perf_counter() - t1
-            r = {"seconds": sec, "docs": rep.totals["docs_in"], "chars": rep.totals["chars_in"],
-                 "kept": rep.totals["kept"]}
+            r = {
+                "seconds": sec,
+                "docs": rep.totals["docs_in"],
+                "chars": rep.totals["chars_in"],
+                "kept": rep.totals["kept"],
+            }
             if name not in best or sec < best[name]["seconds"]:
                 best[name] = r
             print(f"  round {rnd} {name:38s} {sec:7.2f}s  {r['docs'] / sec:8.0f} docs/s")
@@ -216,7 +246,12 @@ def bench_tasks(args: argparse.Namespace, work: Path) -> dict:
     from retriever.corpus import CorpusReader, list_shards
     from retriever.data import Doc
 
-    texts = [d.text for sh in list_shards([str(shards)]) for d in CorpusReader().read(sh) if isinstance(d, Doc)]
+    texts = [
+        d.text
+        for sh in list_shards([str(shards)])
+        for d in CorpusReader().read(sh)
+        if isinstance(d, Doc)
+    ]
     scorers = {name: FastTextScorer(models) for name, models in configs.items()}
     for sc in scorers.values():
         sc._loaded()  # load outside the timing
@@ -225,31 +260,44 @@ def bench_tasks(args: argparse.Namespace, work: Path) -> dict:
         for name, sc in scorers.items():
             t1 = time.perf_counter()
             for i in range(0, len(texts), 512):
-                sc.score_texts(texts[i:i + 512])
+                sc.score_texts(texts[i : i + 512])
             pure[name] = min(pure.get(name, float("inf")), time.perf_counter() - t1)
     base = best["1 task"]["seconds"]
     names = list(configs)
     print(f"fastText scoring only ({len(texts)} documents in memory, fastest of {args.rounds}):")
     for name in names:
         print(f"  {name:38s} {pure[name]:7.2f}s  x{pure[name] / pure['1 task']:.2f} one task")
-    print(f"whole filter, {len(tasks)} tasks / 1 task (same shards, one worker, read + score + write, "
-          f"fastest of {args.rounds} round(s)):")
+    print(
+        f"whole filter, {len(tasks)} tasks / 1 task (same shards, one worker, read + score + write, "
+        f"fastest of {args.rounds} round(s)):"
+    )
     for name in names[1:]:
         ratio = best[name]["seconds"] / base
-        goal = f"; goal <= 1.3x: {'met' if ratio <= 1.3 else 'NOT met'}" if "multi-label" in name else ""
+        goal = (
+            f"; goal <= 1.3x: {'met' if ratio <= 1.3 else 'NOT met'}"
+            if "multi-label" in name
+            else ""
+        )
         print(f"  {name:38s} x{ratio:.2f}{goal}")
     ml_name = names[2]
     same = all(best[ml_name]["kept"][t] > 0 for t in tasks)
     chars_per_core_s = best[ml_name]["chars"] / best[ml_name]["seconds"]
     core_hours = CLIMBLAB_TOKENS * 4.0 / chars_per_core_s / 3600
-    print(f"scale plan, {len(tasks)} tasks in one pass (multi-label): {chars_per_core_s / 1e6:.2f} M chars/s per "
-          f"core -> ClimbLab = {core_hours:,.0f} core-hours; 64 cores: {core_hours / 64:,.1f} h"
-          + ("" if same else " (a task kept nothing at 0.5: check the labels)"))
-    return {"quality": quality, "cost": best, "ratios": {n: best[n]["seconds"] / base for n in names[1:]},
-            "scoring_only_seconds": pure,
-            "scoring_only_ratios": {n: pure[n] / pure["1 task"] for n in names[1:]},
-            "chars_per_core_second_multilabel": chars_per_core_s, "core_hours_climblab_all_tasks": core_hours,
-            "per_task_predict_ratio_note": "one process, workers=1, threshold 0.5, gzip jsonl in and out"}
+    print(
+        f"scale plan, {len(tasks)} tasks in one pass (multi-label): {chars_per_core_s / 1e6:.2f} M chars/s per "
+        f"core -> ClimbLab = {core_hours:,.0f} core-hours; 64 cores: {core_hours / 64:,.1f} h"
+        + ("" if same else " (a task kept nothing at 0.5: check the labels)")
+    )
+    return {
+        "quality": quality,
+        "cost": best,
+        "ratios": {n: best[n]["seconds"] / base for n in names[1:]},
+        "scoring_only_seconds": pure,
+        "scoring_only_ratios": {n: pure[n] / pure["1 task"] for n in names[1:]},
+        "chars_per_core_second_multilabel": chars_per_core_s,
+        "core_hours_climblab_all_tasks": core_hours,
+        "per_task_predict_ratio_note": "one process, workers=1, threshold 0.5, gzip jsonl in and out",
+    }
 
 
 def bench_normalization(args: argparse.Namespace, work: Path) -> dict:
@@ -264,11 +312,16 @@ def bench_normalization(args: argparse.Namespace, work: Path) -> dict:
     for n in norms:
         path = work / f"norm_{n}" / "filter.bin"
         FastTextDistiller(DistillConfig(seed=args.seed, normalization=n)).run(
-            work / "labels.parquet", "fc", path)
+            work / "labels.parquet", "fc", path
+        )
         models[n] = str(path)
     shards = work / "corpus"
-    texts = [d.text for sh in list_shards([str(shards)]) for d in CorpusReader().read(sh)
-             if isinstance(d, Doc)]
+    texts = [
+        d.text
+        for sh in list_shards([str(shards)])
+        for d in CorpusReader().read(sh)
+        if isinstance(d, Doc)
+    ]
     scorers = {n: FastTextScorer({"fc": m}) for n, m in models.items()}
     for sc in scorers.values():
         sc._loaded()  # load outside the timing
@@ -279,21 +332,29 @@ def bench_normalization(args: argparse.Namespace, work: Path) -> dict:
             out = work / f"norm_pools_{rnd}_{n}"
             t1 = time.perf_counter()
             BatchFilter(FilterConfig(tasks=("fc",), models={"fc": models[n]}, threshold=0.5)).run(
-                [str(shards)], out, workers=1)
+                [str(shards)], out, workers=1
+            )
             whole[n] = min(whole.get(n, float("inf")), time.perf_counter() - t1)
             shutil.rmtree(out, ignore_errors=True)
             t1 = time.perf_counter()
             for i in range(0, len(texts), 512):
-                scorers[n].score_texts(texts[i:i + 512])
+                scorers[n].score_texts(texts[i : i + 512])
             pure[n] = min(pure.get(n, float("inf")), time.perf_counter() - t1)
-    print(f"normalization cost, one task, {len(texts)} documents, one worker, fastest of "
-          f"{args.rounds} round(s):")
+    print(
+        f"normalization cost, one task, {len(texts)} documents, one worker, fastest of "
+        f"{args.rounds} round(s):"
+    )
     for n in norms:
-        print(f"  {n:9s} whole filter {whole[n]:7.2f}s x{whole[n] / whole['newlines']:.2f}   "
-              f"scoring only {pure[n]:7.2f}s x{pure[n] / pure['newlines']:.2f}   (vs newlines)")
-    return {"whole_seconds": whole, "scoring_only_seconds": pure,
-            "whole_ratios": {n: whole[n] / whole["newlines"] for n in norms},
-            "scoring_only_ratios": {n: pure[n] / pure["newlines"] for n in norms}}
+        print(
+            f"  {n:9s} whole filter {whole[n]:7.2f}s x{whole[n] / whole['newlines']:.2f}   "
+            f"scoring only {pure[n]:7.2f}s x{pure[n] / pure['newlines']:.2f}   (vs newlines)"
+        )
+    return {
+        "whole_seconds": whole,
+        "scoring_only_seconds": pure,
+        "whole_ratios": {n: whole[n] / whole["newlines"] for n in norms},
+        "scoring_only_ratios": {n: pure[n] / pure["newlines"] for n in norms},
+    }
 
 
 def one(args: argparse.Namespace) -> None:
@@ -319,10 +380,17 @@ def main() -> None:
         "--rounds", type=int, default=1, help="runs per configuration; the fastest counts"
     )
     p.add_argument("--work", help="work folder (default: a temporary one)")
-    p.add_argument("--section", choices=["datatrove", "tasks", "normalization", "all"], default="all",
-                   help="datatrove: ours vs FastTextClassifierFilter; tasks: 4 tasks vs 1 (multi-label)")
-    p.add_argument("--labels", help="--section tasks: label folder (<task>.parquet), e.g. a run's "
-                   "confirm/labels (default: gold vs ClimbLab label sets built from ../shared/data)")
+    p.add_argument(
+        "--section",
+        choices=["datatrove", "tasks", "normalization", "all"],
+        default="all",
+        help="datatrove: ours vs FastTextClassifierFilter; tasks: 4 tasks vs 1 (multi-label)",
+    )
+    p.add_argument(
+        "--labels",
+        help="--section tasks: label folder (<task>.parquet), e.g. a run's "
+        "confirm/labels (default: gold vs ClimbLab label sets built from ../shared/data)",
+    )
     p.add_argument("--seed", type=int, default=0)
     add_bench_args(p)
     p.add_argument("--_one", action="store_true", help=argparse.SUPPRESS)
@@ -429,8 +497,9 @@ def run(args) -> None:
         + ", ".join(f"{n} cores: {core_hours / n:,.1f} h" for n in (64, 512, 2048))
     )
     tasks_res = bench_tasks(args, work) if args.section == "all" else None
-    report.data.update({"corpus": info, "results": results, "core_hours_climblab": core_hours,
-                        "tasks": tasks_res})
+    report.data.update(
+        {"corpus": info, "results": results, "core_hours_climblab": core_hours, "tasks": tasks_res}
+    )
     report.finish(args.json)
     if tmp:
         tmp.cleanup()

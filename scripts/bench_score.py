@@ -54,7 +54,12 @@ from retriever.bench import BenchReport, add_bench_args, busy_load, paired_block
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RETRIEVER_SHARED_DATA", REPO.parent / "shared" / "data"))
-TASKS = {"function-calling": "function_calling", "roleplay": "roleplay", "rag": "rag", "reasoning": "reasoning"}
+TASKS = {
+    "function-calling": "function_calling",
+    "roleplay": "roleplay",
+    "rag": "rag",
+    "reasoning": "reasoning",
+}
 CORPUS_FILES = ("climblab_stream_first1000.jsonl", "climblab_clusters_sample.jsonl")
 
 
@@ -108,15 +113,21 @@ def build_indexes(data: Path, work: Path, gold_limit: int, embedder) -> list[str
         docs = list(gold.docs)
         random.Random(0).shuffle(docs)
         t0 = time.perf_counter()
-        GoldIndex.build(task, GoldSet(docs[:gold_limit], gold.stats, gold.sources), embedder).save(out)
-        log(f"index {task}: {min(gold_limit, len(docs))} exemplars in {time.perf_counter() - t0:.1f}s")
+        GoldIndex.build(task, GoldSet(docs[:gold_limit], gold.stats, gold.sources), embedder).save(
+            out
+        )
+        log(
+            f"index {task}: {min(gold_limit, len(docs))} exemplars in {time.perf_counter() - t0:.1f}s"
+        )
     return dirs
 
 
 # -- the measured calls ----------------------------------------------------------------------------
 def baseline_scores(model, texts: list[str], gold: dict[str, np.ndarray], k: int, batch_size: int):
     """Plain sentence-transformers encode + numpy: the reference every ratio is taken against."""
-    xq = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+    xq = model.encode(
+        texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True
+    )
     out = {}
     for task, xb in gold.items():
         S = xq @ xb.T  # [n, m]
@@ -133,11 +144,15 @@ def run_scorer(scorer, texts: list[str]) -> np.ndarray:
     return np.concatenate([sc.vectors for _, sc in scorer.batches(docs)])
 
 
-def run_job(index_dirs: list[str], shard_dir: Path, out: Path, device: str | None, batch_size: int) -> dict:
+def run_job(
+    index_dirs: list[str], shard_dir: Path, out: Path, device: str | None, batch_size: int
+) -> dict:
     from retriever.score import score_corpus
 
     shutil.rmtree(out, ignore_errors=True)
-    s = score_corpus(index_dirs, [str(shard_dir)], out, top_fraction=0.01, device=device, batch_size=batch_size)
+    s = score_corpus(
+        index_dirs, [str(shard_dir)], out, top_fraction=0.01, device=device, batch_size=batch_size
+    )
     shutil.rmtree(out, ignore_errors=True)
     return s
 
@@ -163,16 +178,24 @@ class OnnxRuntimeEncoder:
 
         self.model, self.post = st_model, list(st_model)[1:]
         probe = _features(st_model, ["a short text", "another, slightly longer text"])
-        self.names = tuple(k for k in ("input_ids", "attention_mask", "token_type_ids") if k in probe)
+        self.names = tuple(
+            k for k in ("input_ids", "attention_mask", "token_type_ids") if k in probe
+        )
         if not path.is_file():
             import warnings
 
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 torch.onnx.export(
-                    _HiddenStates.make(st_model[0].auto_model, self.names), tuple(probe[k] for k in self.names),
-                    str(path), input_names=list(self.names), output_names=["h"], dynamo=False, opset_version=17,
-                    dynamic_axes={k: {0: "b", 1: "s"} for k in (*self.names, "h")})
+                    _HiddenStates.make(st_model[0].auto_model, self.names),
+                    tuple(probe[k] for k in self.names),
+                    str(path),
+                    input_names=list(self.names),
+                    output_names=["h"],
+                    dynamo=False,
+                    opset_version=17,
+                    dynamic_axes={k: {0: "b", 1: "s"} for k in (*self.names, "h")},
+                )
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         self.sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
@@ -187,7 +210,9 @@ class OnnxRuntimeEncoder:
         for i in range(0, len(texts), batch_size):
             idx = order[i : i + batch_size]
             f = _features(self.model, [texts[j] for j in idx])
-            f["token_embeddings"] = torch.from_numpy(self.sess.run(None, {k: f[k].numpy() for k in self.names})[0])
+            f["token_embeddings"] = torch.from_numpy(
+                self.sess.run(None, {k: f[k].numpy() for k in self.names})[0]
+            )
             with torch.no_grad():
                 for mod in self.post:
                     f = mod(f)
@@ -198,7 +223,9 @@ class OnnxRuntimeEncoder:
         return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
-def embedding_variants(st_model, torch_emb, default_emb, work: Path, device: str, clip: int, threads: int):
+def embedding_variants(
+    st_model, torch_emb, default_emb, work: Path, device: str, clip: int, threads: int
+):
     """name -> (function of texts returning vectors [n, dim], what it varies)."""
     import torch
 
@@ -221,6 +248,7 @@ def embedding_variants(st_model, torch_emb, default_emb, work: Path, device: str
                 return enc(ts)
             finally:
                 torch.set_num_threads(old)
+
         return f
 
     v: dict[str, tuple] = {
@@ -238,9 +266,13 @@ def embedding_variants(st_model, torch_emb, default_emb, work: Path, device: str
     q8 = copy.deepcopy(st_model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.ao.quantization.quantize_dynamic(q8[0], {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+        torch.ao.quantization.quantize_dynamic(
+            q8[0], {torch.nn.Linear}, dtype=torch.qint8, inplace=True
+        )
     v["ST torch, int8 dynamic quantization"] = (
-        lambda ts: q8.encode(ts, batch_size=64, normalize_embeddings=True), "precision")
+        lambda ts: q8.encode(ts, batch_size=64, normalize_embeddings=True),
+        "precision",
+    )
     try:
         ort = OnnxRuntimeEncoder(torch_emb._model, work / "model.onnx", threads)
         v["onnxruntime fp32"] = (ort.encode, "backend")
@@ -253,7 +285,9 @@ def embedding_variants(st_model, torch_emb, default_emb, work: Path, device: str
         v["OpenVINO fp32"] = (ov32.encode, "backend")
         v[f"OpenVINO {p} (our default)"] = (ovd.encode, "backend")
         v[f"OpenVINO {p}, clip {clip} chars (= our scorer)"] = (
-            lambda ts: ovd.encode([t[:clip] for t in ts]), "backend")
+            lambda ts: ovd.encode([t[:clip] for t in ts]),
+            "backend",
+        )
         if threads > 1:
             ov1 = OpenVINOEncoder(torch_emb._model, threads=1)
             v[f"OpenVINO {p}, 1 thread"] = (ov1.encode, "threads")
@@ -283,12 +317,16 @@ def min_cosine(a, b) -> float:
 
 def print_table(title: str, res: dict[str, dict], ref: np.ndarray | None) -> None:
     print(f"\n{title}")
-    print(f"| {'variant':<56} | {'docs/s':>7} | {'vs baseline':>11} | {'per-block 25-75%':>16} | {'min cos':>8} |")
+    print(
+        f"| {'variant':<56} | {'docs/s':>7} | {'vs baseline':>11} | {'per-block 25-75%':>16} | {'min cos':>8} |"
+    )
     print(f"|{'-' * 58}|{'-' * 9}|{'-' * 13}|{'-' * 18}|{'-' * 10}|")
     for name, r in res.items():
         cos = "" if r["out"] is None or ref is None else f"{min_cosine(r['out'], ref):.5f}"
         lo, hi = r["block_ratio_iqr"]
-        print(f"| {name:<56} | {r['docs_per_s']:>7.1f} | {r['ratio']:>10.2f}x | {lo:>7.2f} - {hi:<6.2f} | {cos:>8} |")
+        print(
+            f"| {name:<56} | {r['docs_per_s']:>7.1f} | {r['ratio']:>10.2f}x | {lo:>7.2f} - {hi:<6.2f} | {cos:>8} |"
+        )
 
 
 # -- peak memory -----------------------------------------------------------------------------------
@@ -297,7 +335,11 @@ def rss_child(args) -> None:
 
     t0 = time.perf_counter()
     s = score_corpus(args.index, [args.rss_child], args.out, top_fraction=0.01, device=args.device)
-    print(json.dumps({"docs": s["scored"], "peak_rss_mb": peak_rss_mb(), "seconds": time.perf_counter() - t0}))
+    print(
+        json.dumps(
+            {"docs": s["scored"], "peak_rss_mb": peak_rss_mb(), "seconds": time.perf_counter() - t0}
+        )
+    )
 
 
 def measure_rss(index_dirs, texts, work: Path, copies: int, device: str | None) -> dict:
@@ -318,33 +360,58 @@ def measure_rss(index_dirs, texts, work: Path, copies: int, device: str | None) 
 
 # -- main ------------------------------------------------------------------------------------------
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--data", default=str(SHARED), help="shared sample data folder")
-    ap.add_argument("--sections", default="backend,paths,variants,bucketing,rss",
-                    help="what to run, comma-separated (default: backend,paths,variants,bucketing,rss)")
-    ap.add_argument("--backend-docs", type=int, default=128,
-                    help="documents of the default-vs-plain check, run idle then under load (0: skip)")
+    ap.add_argument(
+        "--sections",
+        default="backend,paths,variants,bucketing,rss",
+        help="what to run, comma-separated (default: backend,paths,variants,bucketing,rss)",
+    )
+    ap.add_argument(
+        "--backend-docs",
+        type=int,
+        default=128,
+        help="documents of the default-vs-plain check, run idle then under load (0: skip)",
+    )
     ap.add_argument("--docs", type=int, default=256, help="ClimbLab documents timed (default 256)")
     ap.add_argument("--repeats", type=int, default=3, help="passes over the documents (default 3)")
     ap.add_argument("--block", type=int, default=64, help="documents per paired block (default 64)")
-    ap.add_argument("--gold-limit", type=int, default=500, help="gold exemplars per task index (default 500)")
-    ap.add_argument("--variant-docs", type=int, default=128, help="documents for the variants table (0: skip)")
-    ap.add_argument("--variant-block", type=int, default=32, help="documents per paired block of the variants")
-    ap.add_argument("--bucket-docs", type=int, default=1024, help="documents for the bucketing check (0: skip)")
+    ap.add_argument(
+        "--gold-limit", type=int, default=500, help="gold exemplars per task index (default 500)"
+    )
+    ap.add_argument(
+        "--variant-docs", type=int, default=128, help="documents for the variants table (0: skip)"
+    )
+    ap.add_argument(
+        "--variant-block", type=int, default=32, help="documents per paired block of the variants"
+    )
+    ap.add_argument(
+        "--bucket-docs", type=int, default=1024, help="documents for the bucketing check (0: skip)"
+    )
     ap.add_argument("--bucket-repeats", type=int, default=2, help="passes of the bucketing check")
-    ap.add_argument("--rss-docs", type=int, default=300, help="documents of the 1x peak-RSS run (0: skip)")
+    ap.add_argument(
+        "--rss-docs", type=int, default=300, help="documents of the 1x peak-RSS run (0: skip)"
+    )
     ap.add_argument("--rss-copies", type=int, default=10, help="corpus copies of the large RSS run")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    ap.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
+    )
     ap.add_argument("--batch-size", type=int, default=256, help="documents per scoring batch")
     ap.add_argument("--k", type=int, default=10)
-    ap.add_argument("--work", help="work folder (indexes are reused from it; default: a temp folder)")
+    ap.add_argument(
+        "--work", help="work folder (indexes are reused from it; default: a temp folder)"
+    )
     add_bench_args(ap)
     ap.add_argument("--rss-child", help=argparse.SUPPRESS)
     ap.add_argument("--index", action="append", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    with busy_load(0 if args.rss_child else args.busy):  # --busy N: the whole run under a competing load
+    with busy_load(
+        0 if args.rss_child else args.busy
+    ):  # --busy N: the whole run under a competing load
         return run(args)
 
 
@@ -369,7 +436,9 @@ def run(args) -> None:
 
     sections = set(args.sections.split(","))
     if sections - {"backend", "paths", "variants", "bucketing", "rss"}:
-        raise SystemExit(f"unknown --sections {sorted(sections)}; choose from backend,paths,variants,bucketing,rss")
+        raise SystemExit(
+            f"unknown --sections {sorted(sections)}; choose from backend,paths,variants,bucketing,rss"
+        )
     bench = BenchReport("bench_score", args)
     data = Path(args.data)
     if not (data / "corpus").is_dir():
@@ -379,9 +448,17 @@ def run(args) -> None:
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_score_"))
     work.mkdir(parents=True, exist_ok=True)
     report: dict = bench.data
-    report.update({"device": device, "threads": threads, "docs": args.docs, "repeats": args.repeats,
-                   "gold_limit": args.gold_limit, "cpu_count": os.cpu_count(),
-                   "load_avg_start": os.getloadavg()})
+    report.update(
+        {
+            "device": device,
+            "threads": threads,
+            "docs": args.docs,
+            "repeats": args.repeats,
+            "gold_limit": args.gold_limit,
+            "cpu_count": os.cpu_count(),
+            "load_avg_start": os.getloadavg(),
+        }
+    )
 
     # the same engine the job uses (load_embedder's cache key: model, device, batch_size)
     default_emb = load_embedder(DEFAULT_MODEL, device=args.device, batch_size=64)
@@ -389,26 +466,46 @@ def run(args) -> None:
         # 0. the default embedder against plain SentenceTransformer.encode, idle and with one
         # spinning process per CPU (started here), paired blocks in this one process
         bt = read_docs(data, args.backend_docs)
-        st_plain = SentenceTransformer(resolve_model_path(DEFAULT_MODEL), device=device)  # plain fp32
-        calls = {"plain: SentenceTransformer.encode (torch fp32)":
-                 lambda ts: st_plain.encode(ts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
-                                            show_progress_bar=False),
-                 f"default: SentenceEmbedder auto -> {default_emb.backend}": default_emb.encode}
+        st_plain = SentenceTransformer(
+            resolve_model_path(DEFAULT_MODEL), device=device
+        )  # plain fp32
+        calls = {
+            "plain: SentenceTransformer.encode (torch fp32)": lambda ts: st_plain.encode(
+                ts,
+                batch_size=64,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            ),
+            f"default: SentenceEmbedder auto -> {default_emb.backend}": default_emb.encode,
+        }
         base = next(iter(calls))
         for f in calls.values():  # warm-up: first shapes, lazy initialisation
             f(bt[:16])
         report["backend_check"] = {"calibration": default_emb.calibration, "docs": len(bt)}
-        for label, n_busy in (("as found (no load added)", 0), ("loaded (+1 busy process per CPU)", -1)):
+        for label, n_busy in (
+            ("as found (no load added)", 0),
+            ("loaded (+1 busy process per CPU)", -1),
+        ):
             with busy_load(n_busy) as pids:
                 la = os.getloadavg()
-                log(f"default vs plain, {label} ({len(pids)} spinning processes), load average {la}")
+                log(
+                    f"default vs plain, {label} ({len(pids)} spinning processes), load average {la}"
+                )
                 bres = paired_blocks(calls, bt, args.variant_block, args.repeats, base, log)
-            print_table(f"Default embedder vs plain encode, {label}: {len(bt)} docs x {args.repeats} passes in "
-                        f"blocks of {args.variant_block}, {threads} threads, {len(pids)} busy processes, "
-                        f"load average {la[0]:.2f} at start", bres, bres[base]["out"])
-            report["backend_check"]["loaded" if n_busy else "as_found"] = {"label": label,
-                "busy_processes": len(pids), "load_avg_start": la,
-                **{n: {k: v for k, v in r.items() if k != "out"} for n, r in bres.items()}}
+            print_table(
+                f"Default embedder vs plain encode, {label}: {len(bt)} docs x {args.repeats} passes in "
+                f"blocks of {args.variant_block}, {threads} threads, {len(pids)} busy processes, "
+                f"load average {la[0]:.2f} at start",
+                bres,
+                bres[base]["out"],
+            )
+            report["backend_check"]["loaded" if n_busy else "as_found"] = {
+                "label": label,
+                "busy_processes": len(pids),
+                "load_avg_start": la,
+                **{n: {k: v for k, v in r.items() if k != "out"} for n, r in bres.items()},
+            }
     if sections == {"backend"}:
         report["load_avg_end"] = os.getloadavg()
         bench.finish(args.json)
@@ -423,20 +520,33 @@ def run(args) -> None:
     assert st_model.max_seq_length == torch_emb.max_seq_length == default_emb.max_seq_length
     scorer_torch = SimilarityScorer(indexes, torch_emb, k=args.k, batch_size=args.batch_size)
     scorer_default = SimilarityScorer(indexes, default_emb, k=args.k, batch_size=args.batch_size)
-    report.update(backend=default_emb.backend, max_seq_length=st_model.max_seq_length,
-                  clip_chars=scorer_default.clip_chars, gold_sizes={t: int(g.shape[0]) for t, g in gold.items()},
-                  faiss_gpu=faiss_gpu_available(), index_on_gpu={t: gi.use_gpu for t, gi in indexes.items()},
-                  fp16=device == "cuda")
+    report.update(
+        backend=default_emb.backend,
+        max_seq_length=st_model.max_seq_length,
+        clip_chars=scorer_default.clip_chars,
+        gold_sizes={t: int(g.shape[0]) for t, g in gold.items()},
+        faiss_gpu=faiss_gpu_available(),
+        index_on_gpu={t: gi.use_gpu for t, gi in indexes.items()},
+        fp16=device == "cuda",
+    )
     if device == "cuda":
         report["gpu"] = torch.cuda.get_device_name(0)
-    log(f"{len(texts)} docs, {threads} threads, device {device}, default backend {default_emb.backend}, "
-        f"FAISS GPU {report['faiss_gpu']}; work {work}")
+    log(
+        f"{len(texts)} docs, {threads} threads, device {device}, default backend {default_emb.backend}, "
+        f"FAISS GPU {report['faiss_gpu']}; work {work}"
+    )
 
     # warm up every engine (first calls allocate, compile and fill caches)
     baseline_scores(st_model, texts[:64], gold, args.k, 64)
     torch_emb.encode(texts[:64])
     scorer_default.score_texts(texts[:64])
-    run_job(index_dirs, write_shards(work / "warm", texts[:32], 1), work / "warm-out", args.device, args.batch_size)
+    run_job(
+        index_dirs,
+        write_shards(work / "warm", texts[:32], 1),
+        work / "warm-out",
+        args.device,
+        args.batch_size,
+    )
 
     d = default_emb.backend
     if "paths" in sections:
@@ -452,15 +562,21 @@ def run(args) -> None:
         log(f"timing the scoring paths in blocks of {args.block} docs")
         res = paired_blocks(calls, texts, args.block, args.repeats, base_name, log)
         names = list(calls)
-        print_table(f"Scoring paths: {len(texts)} ClimbLab docs x {args.repeats} passes in blocks of {args.block}, "
-                    f"{threads} threads, {device}", res, res[base_name]["out"])
+        print_table(
+            f"Scoring paths: {len(texts)} ClimbLab docs x {args.repeats} passes in blocks of {args.block}, "
+            f"{threads} threads, {device}",
+            res,
+            res[base_name]["out"],
+        )
 
         # 1b. the whole job (read, score, parquet, store, summary) against the baseline run next to it
         timer = EncodeTimer(default_emb)
         job_s, base_s, encode_s = 0.0, 0.0, 0.0
-        log(f"timing score_corpus on {len(texts)} docs, {args.repeats} runs alternating with the baseline")
+        log(
+            f"timing score_corpus on {len(texts)} docs, {args.repeats} runs alternating with the baseline"
+        )
         for r in range(args.repeats):
-            for what in (("base", "job") if r % 2 == 0 else ("job", "base")):
+            for what in ("base", "job") if r % 2 == 0 else ("job", "base"):
                 t0 = time.perf_counter()
                 if what == "base":
                     baseline_scores(st_model, texts, gold, args.k, 64)
@@ -470,13 +586,22 @@ def run(args) -> None:
                     run_job(index_dirs, shard_dir, work / "job-out", args.device, args.batch_size)
                     job_s += time.perf_counter() - t0
                     encode_s += timer.seconds - before
-            log(f"  run {r + 1}/{args.repeats}: baseline {base_s:.1f}s, job {job_s:.1f}s (encode inside {encode_s:.1f}s)")
+            log(
+                f"  run {r + 1}/{args.repeats}: baseline {base_s:.1f}s, job {job_s:.1f}s (encode inside {encode_s:.1f}s)"
+            )
         n_docs = args.repeats * len(texts)
-        job = {"docs_per_s": n_docs / job_s, "baseline_docs_per_s": n_docs / base_s, "ratio": base_s / job_s,
-               "encode_share": encode_s / job_s, "overhead_over_encode": job_s / encode_s - 1}
-        print(f"\njob[{d}]: score_corpus (read shard, score 4 tasks, parquet, LanceDB store, summary): "
-              f"{job['docs_per_s']:.1f} docs/s vs baseline {job['baseline_docs_per_s']:.1f} docs/s next to it "
-              f"= {job['ratio']:.2f}x")
+        job = {
+            "docs_per_s": n_docs / job_s,
+            "baseline_docs_per_s": n_docs / base_s,
+            "ratio": base_s / job_s,
+            "encode_share": encode_s / job_s,
+            "overhead_over_encode": job_s / encode_s - 1,
+        }
+        print(
+            f"\njob[{d}]: score_corpus (read shard, score 4 tasks, parquet, LanceDB store, summary): "
+            f"{job['docs_per_s']:.1f} docs/s vs baseline {job['baseline_docs_per_s']:.1f} docs/s next to it "
+            f"= {job['ratio']:.2f}x"
+        )
 
         def over(path, ref):
             return res[path]["seconds"] / res[ref]["seconds"] - 1
@@ -485,16 +610,22 @@ def run(args) -> None:
             "scorer[torch] over pure torch embedding (paired blocks)": over(names[2], names[1]),
             "scorer[torch] over the baseline (paired blocks)": over(names[2], names[0]),
             f"scorer[{d}] over pure {d} embedding (paired blocks)": over(names[4], names[3]),
-            f"job[{d}]: wall time over its own encode calls (same run)": job["overhead_over_encode"],
+            f"job[{d}]: wall time over its own encode calls (same run)": job[
+                "overhead_over_encode"
+            ],
         }
-        print("Overhead over pure embedding (time / reference - 1; budget < 10%; negative = faster):")
+        print(
+            "Overhead over pure embedding (time / reference - 1; budget < 10%; negative = faster):"
+        )
         for k, v in overheads.items():
             print(f"  {k:<60} {v * 100:+6.1f}%")
         for label, sc in (("torch", scorer_torch), (d, scorer_default)):
             c = sc.stats.counts
             share = c["search_ms"] / max(1, c["embed_ms"] + c["search_ms"])
             where = "GPU" if any(gi.use_gpu for gi in indexes.values()) else "CPU"
-            print(f"  scorer[{label}]: FAISS search ({where}) over the 4 indexes = {share * 100:.1f}% of embed + search")
+            print(
+                f"  scorer[{label}]: FAISS search ({where}) over the 4 indexes = {share * 100:.1f}% of embed + search"
+            )
             report[f"search_share_{label}"] = share
         report["paths"] = {n: {k: v for k, v in r.items() if k != "out"} for n, r in res.items()}
         report["job"], report["overheads"] = job, overheads
@@ -502,43 +633,77 @@ def run(args) -> None:
     # 2. embedding variants, in paired blocks
     if args.variant_docs and "variants" in sections:
         vt = texts[: args.variant_docs]
-        var = embedding_variants(st_model, torch_emb, default_emb, work, device, scorer_default.clip_chars, threads)
+        var = embedding_variants(
+            st_model, torch_emb, default_emb, work, device, scorer_default.clip_chars, threads
+        )
         for f, _ in var.values():  # warm-up: first calls allocate and compile
             f(vt[:16])
         log(f"timing {len(var)} embedding variants in blocks of {args.variant_block} docs")
         first = next(iter(var))
-        vres = paired_blocks({n: f for n, (f, _) in var.items()}, vt, args.variant_block, args.repeats, first, log)
+        vres = paired_blocks(
+            {n: f for n, (f, _) in var.items()}, vt, args.variant_block, args.repeats, first, log
+        )
         ref = vres[first]["out"]
-        print_table(f"Embedding variants: {len(vt)} docs x {args.repeats} passes in blocks of {args.variant_block}, "
-                    f"{threads} threads, {device}", vres, ref)
-        report["variants"] = {n: {"docs_per_s": r["docs_per_s"], "ratio": r["ratio"], "kind": var[n][1],
-                                  "block_ratio_iqr": r["block_ratio_iqr"], "min_cos": min_cosine(r["out"], ref)}
-                              for n, r in vres.items()}
+        print_table(
+            f"Embedding variants: {len(vt)} docs x {args.repeats} passes in blocks of {args.variant_block}, "
+            f"{threads} threads, {device}",
+            vres,
+            ref,
+        )
+        report["variants"] = {
+            n: {
+                "docs_per_s": r["docs_per_s"],
+                "ratio": r["ratio"],
+                "kind": var[n][1],
+                "block_ratio_iqr": r["block_ratio_iqr"],
+                "min_cos": min_cosine(r["out"], ref),
+            }
+            for n, r in vres.items()
+        }
 
     # 2b. length bucketing: the encoder sorts the texts of one call by length (the scorer's sort_buffer)
     if args.bucket_docs and "bucketing" in sections:
         clip = scorer_default.clip_chars
         bt = [t[:clip] for t in read_docs(data, args.bucket_docs)]
-        ntok = [len(x) for x in st_model.tokenizer(bt, truncation=True, max_length=st_model.max_seq_length)["input_ids"]]
+        ntok = [
+            len(x)
+            for x in st_model.tokenizer(bt, truncation=True, max_length=st_model.max_seq_length)[
+                "input_ids"
+            ]
+        ]
         buffers = sorted({b for b in (64, 256, 1024) if b < len(bt)} | {len(bt)})
-        plans = {b: length_batches(bt, b, 64) for b in buffers}  # the forward batches of each buffer
+        plans = {
+            b: length_batches(bt, b, 64) for b in buffers
+        }  # the forward batches of each buffer
         nb = min(len(p) for p in plans.values())
         # batch i of every buffer runs back to back (paired), so load changes hit all alike
-        calls = {f"sort buffer {b} docs": (lambda ix, b=b: default_emb.encode([bt[j] for j in plans[b][ix[0]]]))
-                 for b in buffers}
+        calls = {
+            f"sort buffer {b} docs": (
+                lambda ix, b=b: default_emb.encode([bt[j] for j in plans[b][ix[0]]])
+            )
+            for b in buffers
+        }
         log(f"timing length bucketing on {len(bt)} docs ({nb} forward batches per buffer)")
         bres = paired_blocks(calls, list(range(nb)), 1, args.bucket_repeats, next(iter(calls)), log)
-        print(f"\nLength bucketing: {len(bt)} docs x {args.bucket_repeats} passes, {d}, forward batches of 64 "
-              f"paired batch by batch; texts sorted by length per buffer (SimilarityScorer sort_buffer)")
+        print(
+            f"\nLength bucketing: {len(bt)} docs x {args.bucket_repeats} passes, {d}, forward batches of 64 "
+            f"paired batch by batch; texts sorted by length per buffer (SimilarityScorer sort_buffer)"
+        )
         report["bucketing"] = {}
         for b, (n, r) in zip(buffers, bres.items(), strict=True):
             real = sum(ntok[j] for batch in plans[b] for j in batch)
             padded = sum(max(ntok[j] for j in batch) * len(batch) for batch in plans[b])
             dps = args.bucket_repeats * len(bt) / r["seconds"]
             lo, hi = r["block_ratio_iqr"]
-            print(f"  {n:<24} {dps:>6.1f} docs/s  {r['ratio']:.2f}x vs buffer {buffers[0]} (per batch {lo:.2f}-{hi:.2f})"
-                  f"  padded tokens {(padded - real) / real * 100:5.1f}% of real ones")
-            report["bucketing"][n] = {"docs_per_s": dps, "ratio": r["ratio"], "padding": (padded - real) / real}
+            print(
+                f"  {n:<24} {dps:>6.1f} docs/s  {r['ratio']:.2f}x vs buffer {buffers[0]} (per batch {lo:.2f}-{hi:.2f})"
+                f"  padded tokens {(padded - real) / real * 100:5.1f}% of real ones"
+            )
+            report["bucketing"][n] = {
+                "docs_per_s": dps,
+                "ratio": r["ratio"],
+                "padding": (padded - real) / real,
+            }
 
     # 3. peak memory, 1x and 10x
     if args.rss_docs and "rss" in sections:
@@ -546,20 +711,26 @@ def run(args) -> None:
         small = measure_rss(index_dirs, rt, work, 1, args.device)
         large = measure_rss(index_dirs, rt, work, args.rss_copies, args.device)
         ratio = large["peak_rss_mb"] / small["peak_rss_mb"]
-        print(f"\nPeak RSS of score_corpus (fresh process each): x1 {small['docs']} docs {small['peak_rss_mb']:.0f} MB; "
-              f"x{args.rss_copies} {large['docs']} docs {large['peak_rss_mb']:.0f} MB; ratio {ratio:.3f} "
-              f"({(ratio - 1) * 100:+.1f}%, budget < 20%)")
+        print(
+            f"\nPeak RSS of score_corpus (fresh process each): x1 {small['docs']} docs {small['peak_rss_mb']:.0f} MB; "
+            f"x{args.rss_copies} {large['docs']} docs {large['peak_rss_mb']:.0f} MB; ratio {ratio:.3f} "
+            f"({(ratio - 1) * 100:+.1f}%, budget < 20%)"
+        )
         report["rss"] = {"x1": small, f"x{args.rss_copies}": large, "ratio": ratio}
 
     if device == "cuda":
         import torch as _t
 
-        print(f"\nGPU: {report['gpu']}; FAISS GPU {report['faiss_gpu']} (indexes on GPU: "
-              f"{report['index_on_gpu']}); embeddings fp16; CUDA memory peak "
-              f"{_t.cuda.max_memory_allocated() / 2**20:.0f} MB")
+        print(
+            f"\nGPU: {report['gpu']}; FAISS GPU {report['faiss_gpu']} (indexes on GPU: "
+            f"{report['index_on_gpu']}); embeddings fp16; CUDA memory peak "
+            f"{_t.cuda.max_memory_allocated() / 2**20:.0f} MB"
+        )
     report["load_avg_end"] = os.getloadavg()
-    print(f"\nload average (1/5/15 min) at start {report['load_avg_start']}, end {report['load_avg_end']} "
-          f"on {report['cpu_count']} CPUs")
+    print(
+        f"\nload average (1/5/15 min) at start {report['load_avg_start']}, end {report['load_avg_end']} "
+        f"on {report['cpu_count']} CPUs"
+    )
     bench.finish(args.json)
 
 

@@ -44,8 +44,12 @@ from retriever.bench import BenchReport, add_bench_args, busy_load, percentiles,
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RETRIEVER_SHARED_DATA", REPO.parent / "shared" / "data"))
-GOLD = {"function-calling": "function_calling/xlam_3k.jsonl", "reasoning": "reasoning/gsm8k_train.jsonl",
-        "roleplay": "roleplay/character_llm.jsonl", "rag": "rag/pubmedqa_pqal.jsonl"}
+GOLD = {
+    "function-calling": "function_calling/xlam_3k.jsonl",
+    "reasoning": "reasoning/gsm8k_train.jsonl",
+    "roleplay": "roleplay/character_llm.jsonl",
+    "rag": "rag/pubmedqa_pqal.jsonl",
+}
 
 
 def log(msg: str) -> None:
@@ -72,8 +76,14 @@ def base_vectors(args, work: Path, embedder):
         from retriever.score import read_scores
 
         t = read_scores(args.scores, columns=["vector", "preview", "cluster_id"])
-        v = np.asarray(t.column("vector").combine_chunks().flatten(), dtype=np.float32).reshape(t.num_rows, -1)
-        return v, t.column("preview").to_pylist(), [c or "" for c in t.column("cluster_id").to_pylist()]
+        v = np.asarray(t.column("vector").combine_chunks().flatten(), dtype=np.float32).reshape(
+            t.num_rows, -1
+        )
+        return (
+            v,
+            t.column("preview").to_pylist(),
+            [c or "" for c in t.column("cluster_id").to_pylist()],
+        )
     recs = read_jsonl(SHARED / "corpus" / "climblab_clusters_sample.jsonl", args.base_docs)
     previews = [r["text"][:300] for r in recs]
     clusters = [str(r.get("cluster_id", "")) for r in recs]
@@ -118,10 +128,16 @@ def build_store(args, work: Path) -> str:
     for s, start in enumerate(range(0, n, chunk)):
         idx = np.arange(start, min(n, start + chunk))
         base = idx % len(v)
-        x = v[base] + args.sigma * rng.standard_normal((len(idx), dim), dtype=np.float32) / np.sqrt(dim)
+        x = v[base] + args.sigma * rng.standard_normal((len(idx), dim), dtype=np.float32) / np.sqrt(
+            dim
+        )
         x /= np.linalg.norm(x, axis=1, keepdims=True)  # [chunk, dim] unit rows
-        cols = {"id": [f"syn{i}" for i in idx], "shard": [f"syn{s:03d}"] * len(idx),
-                "row": idx - start, "cluster_id": [clusters[b] for b in base]}
+        cols = {
+            "id": [f"syn{i}" for i in idx],
+            "shard": [f"syn{s:03d}"] * len(idx),
+            "row": idx - start,
+            "cluster_id": [clusters[b] for b in base],
+        }
         for task, c in cents.items():
             cols[f"score_{task}"] = pa.array((x @ c).astype(np.float32))
         cols["preview"] = [previews[b] for b in base]
@@ -134,15 +150,34 @@ def build_store(args, work: Path) -> str:
     t0 = time.perf_counter()
     st.ensure_ann_index(min_rows=1)
     index_s = time.perf_counter() - t0
-    (uri / "ready.json").write_text(json.dumps({"rows": st.count(), "ingest_s": ingest_s, "index_s": index_s,
-                                                "base_docs": len(v), "sigma": args.sigma}))
+    (uri / "ready.json").write_text(
+        json.dumps(
+            {
+                "rows": st.count(),
+                "ingest_s": ingest_s,
+                "index_s": index_s,
+                "base_docs": len(v),
+                "sigma": args.sigma,
+            }
+        )
+    )
     log(f"store {uri}: {st.count()} rows (ingest {ingest_s:.1f}s, IVF-PQ index {index_s:.1f}s)")
     return str(uri)
 
 
 # -- server and clients --------------------------------------------------------------------------------
 def start_server(store: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
-    cmd = [sys.executable, "-m", "retriever", "serve", "--corpus-store", store, "--port", "0", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "retriever",
+        "serve",
+        "--corpus-store",
+        store,
+        "--port",
+        "0",
+        *extra,
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while True:
@@ -171,14 +206,24 @@ def query_texts(n: int) -> list[str]:
     per = max(1, n // (len(GOLD) + 1))
     for rel in GOLD.values():  # records after the 64 used for the centroids
         texts += [r["text"][:1000] for r in read_jsonl(SHARED / "gold" / rel, per, skip=64)]
-    texts += [r["text"][:1000] for r in read_jsonl(SHARED / "corpus" / "climblab_stream_first1000.jsonl", per)]
+    texts += [
+        r["text"][:1000]
+        for r in read_jsonl(SHARED / "corpus" / "climblab_stream_first1000.jsonl", per)
+    ]
     rng = np.random.default_rng(1)
     rng.shuffle(texts)
     return texts
 
 
-def run_phase(url: str, pid: int, texts: list[str], clients: int, seconds: float, k: int,
-              min_score: dict | None) -> dict:
+def run_phase(
+    url: str,
+    pid: int,
+    texts: list[str],
+    clients: int,
+    seconds: float,
+    k: int,
+    min_score: dict | None,
+) -> dict:
     lat: list[list[float]] = [[] for _ in range(clients)]
     fails: list[str] = []
     stop = time.monotonic() + seconds
@@ -222,26 +267,49 @@ def run_phase(url: str, pid: int, texts: list[str], clients: int, seconds: float
     all_lat = [x * 1000 for c in lat for x in c]
     reqs = h1["requests"] - h0["requests"]
     fw = h1["embed_forwards"] - h0["embed_forwards"]
-    return {"clients": clients, "seconds": round(wall, 1), "k": k, "filter": min_score, "requests": len(all_lat),
-            "failed": len(fails), "fail_examples": fails[:3], "qps": len(all_lat) / wall,
-            "latency_ms": percentiles(all_lat), "rss_mb": {"start": rss[0] if rss else None,
-                                                           "end": rss[-1] if rss else None,
-                                                           "max": max(rss) if rss else None,
-                                                           "samples": [round(x, 1) for x in rss]},
-            "forwards_per_request": fw / max(reqs, 1)}
+    return {
+        "clients": clients,
+        "seconds": round(wall, 1),
+        "k": k,
+        "filter": min_score,
+        "requests": len(all_lat),
+        "failed": len(fails),
+        "fail_examples": fails[:3],
+        "qps": len(all_lat) / wall,
+        "latency_ms": percentiles(all_lat),
+        "rss_mb": {
+            "start": rss[0] if rss else None,
+            "end": rss[-1] if rss else None,
+            "max": max(rss) if rss else None,
+            "samples": [round(x, 1) for x in rss],
+        },
+        "forwards_per_request": fw / max(reqs, 1),
+    }
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--rows", type=int, default=100_000, help="store rows (default 100,000)")
-    ap.add_argument("--base-docs", type=int, default=512, help="real ClimbLab documents embedded as bases")
+    ap.add_argument(
+        "--base-docs", type=int, default=512, help="real ClimbLab documents embedded as bases"
+    )
     ap.add_argument("--scores", help="take the base vectors from this score folder instead")
     ap.add_argument("--sigma", type=float, default=0.5, help="noise norm added to each base vector")
     ap.add_argument("--phases", default="1x10,8x30", help="CLIENTSxSECONDS, comma separated")
-    ap.add_argument("--filter", metavar="TASK=X", help="also a phase (last clients count) with min_score TASK >= X")
+    ap.add_argument(
+        "--filter",
+        metavar="TASK=X",
+        help="also a phase (last clients count) with min_score TASK >= X",
+    )
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--queries", type=int, default=250, help="distinct query texts (cycled)")
-    ap.add_argument("--work", default=str(REPO / "runs" / "bench_serve"), help="where the store is built / reused")
+    ap.add_argument(
+        "--work",
+        default=str(REPO / "runs" / "bench_serve"),
+        help="where the store is built / reused",
+    )
     ap.add_argument("--server-args", default="", help="extra `retriever serve` options, one string")
     add_bench_args(ap)
     args = ap.parse_args()
@@ -256,8 +324,12 @@ def main() -> None:
         try:
             cl = Client(url)
             _, health = cl.call("GET", "/health")
-            report.data["server"] = {"load_s": health["load_s"], "backend": health["backend"],
-                                     "rss_mb_loaded": rss_mb(proc.pid), "ann_index": health["store"]["ann_index"]}
+            report.data["server"] = {
+                "load_s": health["load_s"],
+                "backend": health["backend"],
+                "rss_mb_loaded": rss_mb(proc.pid),
+                "ann_index": health["store"]["ann_index"],
+            }
             for t in texts[:20]:  # warm-up: first forwards of each shape, page cache
                 cl.call("POST", "/corpus", {"text": t, "k": args.k})
             phases = [tuple(int(x) for x in p.split("x")) for p in args.phases.split(",")]
@@ -267,28 +339,40 @@ def main() -> None:
                 log(_line(runs[-1]))
             if args.filter:
                 task, _, x = args.filter.partition("=")
-                runs.append(run_phase(url, proc.pid, texts, phases[-1][0], phases[-1][1], args.k, {task: float(x)}))
+                runs.append(
+                    run_phase(
+                        url, proc.pid, texts, phases[-1][0], phases[-1][1], args.k, {task: float(x)}
+                    )
+                )
                 log(_line(runs[-1]))
             report.data["phases"] = runs
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-    print(f"\nstore: {report.data['store']['rows']:,} rows (IVF-PQ), k={args.k}, server load "
-          f"{report.data['server']['load_s']:.1f}s, backend {report.data['server']['backend']}, busy={args.busy}")
-    print("| clients x s | filter | requests | failed | QPS | p50 ms | p90 ms | p99 ms | max ms | RSS MB start/end/max | forwards/req |")
+    print(
+        f"\nstore: {report.data['store']['rows']:,} rows (IVF-PQ), k={args.k}, server load "
+        f"{report.data['server']['load_s']:.1f}s, backend {report.data['server']['backend']}, busy={args.busy}"
+    )
+    print(
+        "| clients x s | filter | requests | failed | QPS | p50 ms | p90 ms | p99 ms | max ms | RSS MB start/end/max | forwards/req |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in report.data["phases"]:
         lat, m = r["latency_ms"], r["rss_mb"]
-        print(f"| {r['clients']} x {r['seconds']:.0f} | {r['filter'] or '-'} | {r['requests']} | {r['failed']} | "
-              f"{r['qps']:.1f} | {lat['p50']:.1f} | {lat['p90']:.1f} | {lat['p99']:.1f} | {lat['max']:.1f} | "
-              f"{m['start']:.0f} / {m['end']:.0f} / {m['max']:.0f} | {r['forwards_per_request']:.2f} |")
+        print(
+            f"| {r['clients']} x {r['seconds']:.0f} | {r['filter'] or '-'} | {r['requests']} | {r['failed']} | "
+            f"{r['qps']:.1f} | {lat['p50']:.1f} | {lat['p90']:.1f} | {lat['p99']:.1f} | {lat['max']:.1f} | "
+            f"{m['start']:.0f} / {m['end']:.0f} / {m['max']:.0f} | {r['forwards_per_request']:.2f} |"
+        )
     report.finish(args.json)
 
 
 def _line(r: dict) -> str:
     lat = r["latency_ms"]
-    return (f"{r['clients']} clients x {r['seconds']}s: {r['requests']} requests, {r['failed']} failed, "
-            f"{r['qps']:.1f} QPS, p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms")
+    return (
+        f"{r['clients']} clients x {r['seconds']}s: {r['requests']} requests, {r['failed']} failed, "
+        f"{r['qps']:.1f} QPS, p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -35,14 +35,21 @@ from retriever.bench import BenchReport  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--data", default=str(SHARED))
-    ap.add_argument("--indexes", default="runs/eval_cross_source/indexes",
-                    help="folder of task index folders with sparse/ and head/")
+    ap.add_argument(
+        "--indexes",
+        default="runs/eval_cross_source/indexes",
+        help="folder of task index folders with sparse/ and head/",
+    )
     ap.add_argument("--docs", type=int, default=128)
     ap.add_argument("--block", type=int, default=32)
     ap.add_argument("--passes", type=int, default=1)
-    ap.add_argument("--no-baseline", action="store_true", help="skip plain SentenceTransformer.encode")
+    ap.add_argument(
+        "--no-baseline", action="store_true", help="skip plain SentenceTransformer.encode"
+    )
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
     report = BenchReport("bench_sparse", args)  # conditions before / after (retriever.bench)
@@ -53,11 +60,17 @@ def main() -> None:
     from retriever.score.scorer import SimilarityScorer
 
     root = Path(args.indexes)
-    dirs = sorted(str(p) for p in root.iterdir() if (p / "manifest.json").is_file()) if root.is_dir() else []
+    dirs = (
+        sorted(str(p) for p in root.iterdir() if (p / "manifest.json").is_file())
+        if root.is_dir()
+        else []
+    )
     extras = {Path(d).name: load_extras(d) for d in dirs}
     if not dirs or any(e.head is None for e in extras.values()):
-        sys.exit(f"{root} needs index folders with sparse/ and head/: run "
-                 "`scripts/eval_quality.py --cross-source` first (or pass --indexes)")
+        sys.exit(
+            f"{root} needs index folders with sparse/ and head/: run "
+            "`scripts/eval_quality.py --cross-source` first (or pass --indexes)"
+        )
     texts = read_docs(Path(args.data), args.docs)
     emb = load_embedder()
     indexes = load_indexes(dirs)
@@ -74,22 +87,36 @@ def main() -> None:
         st = emb._model  # the torch SentenceTransformer under the default embedder (fp32 on CPU)
         gold = {t: gi.index.reconstruct_n(0, gi.ntotal) for t, gi in indexes.items()}
         clip = hybrid.clip_chars
-        calls = {"baseline: ST encode (torch fp32) + numpy x4":
-                 lambda t: baseline_scores(st, [x[:clip] for x in t], gold, k, 64)[0], **calls}
+        calls = {
+            "baseline: ST encode (torch fp32) + numpy x4": lambda t: baseline_scores(
+                st, [x[:clip] for x in t], gold, k, 64
+            )[0],
+            **calls,
+        }
         base = "baseline: ST encode (torch fp32) + numpy x4"
     log(f"{len(texts)} documents, blocks of {args.block}, {len(dirs)} tasks, backend {emb.backend}")
     res = paired_blocks(calls, texts, args.block, args.passes, base)
-    print_table(f"hybrid scoring, {len(texts)} ClimbLab documents x {args.passes} pass(es)", res,
-                res[base]["out"] if not args.no_baseline else None)
-    d, h = res["dense: SimilarityScorer, embed + FAISS x4"], res["hybrid: + sparse x4 + head/hybrid x4"]
+    print_table(
+        f"hybrid scoring, {len(texts)} ClimbLab documents x {args.passes} pass(es)",
+        res,
+        res[base]["out"] if not args.no_baseline else None,
+    )
+    d, h = (
+        res["dense: SimilarityScorer, embed + FAISS x4"],
+        res["hybrid: + sparse x4 + head/hybrid x4"],
+    )
     overhead = h["seconds"] / d["seconds"] - 1
     c = hybrid.stats.counts
     direct = c["extras_ms"] / max(1, c["embed_ms"])
-    print(f"\nextras overhead: hybrid / dense time - 1 = {overhead:+.1%} (paired); "
-          f"extras {c['extras_ms'] / 1000:.2f} s vs embedding {c['embed_ms'] / 1000:.2f} s inside the "
-          f"hybrid scorer = {direct:.1%}")
+    print(
+        f"\nextras overhead: hybrid / dense time - 1 = {overhead:+.1%} (paired); "
+        f"extras {c['extras_ms'] / 1000:.2f} s vs embedding {c['embed_ms'] / 1000:.2f} s inside the "
+        f"hybrid scorer = {direct:.1%}"
+    )
     if not args.no_baseline:
-        print(f"hybrid scorer vs plain SentenceTransformer.encode: {res[base]['seconds'] / h['seconds']:.2f}x")
+        print(
+            f"hybrid scorer vs plain SentenceTransformer.encode: {res[base]['seconds'] / h['seconds']:.2f}x"
+        )
     if args.json:
         out = {n: {k2: v for k2, v in r.items() if k2 != "out"} for n, r in res.items()}
         out["extras_overhead_paired"] = overhead

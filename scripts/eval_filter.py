@@ -93,8 +93,9 @@ def log(msg: str) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--data", default=None, help="shared data folder (default ../shared/data)")
     ap.add_argument("--labels", default=None, help="confirm labels folder (<task>.parquet)")
     ap.add_argument("--test-corpus", type=int, default=1500, help="test corpus documents")
@@ -104,17 +105,30 @@ def main() -> None:
     ap.add_argument("--epoch", type=int, default=DistillConfig().epoch)
     ap.add_argument("--work", default=None, help="cache folder (default: a temp folder)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--gold-limit", type=int, default=None,
-                    help="use the first N gold records per task (index and students alike)")
-    ap.add_argument("--vector-cache", action="append", default=[],
-                    help="read-only folder of cached embeddings (npz parts; repeatable)")
+    ap.add_argument(
+        "--gold-limit",
+        type=int,
+        default=None,
+        help="use the first N gold records per task (index and students alike)",
+    )
+    ap.add_argument(
+        "--vector-cache",
+        action="append",
+        default=[],
+        help="read-only folder of cached embeddings (npz parts; repeatable)",
+    )
     ap.add_argument("--no-baseline", action="store_true", help="skip the DCLM baseline student")
     ap.add_argument("--tasks", default=",".join(TASKS), help="tasks whose students to train")
     ap.add_argument("--balance", action="store_true", help="students replicate the lighter class")
-    ap.add_argument("--normalization", default=DistillConfig().normalization,
-                    choices=["newlines", "words", "both"], help="the students' text normalization")
-    ap.add_argument("--no-similarity", action="store_true",
-                    help="students only (no embedding: a quick look)")
+    ap.add_argument(
+        "--normalization",
+        default=DistillConfig().normalization,
+        choices=["newlines", "words", "both"],
+        help="the students' text normalization",
+    )
+    ap.add_argument(
+        "--no-similarity", action="store_true", help="students only (no embedding: a quick look)"
+    )
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     ap.add_argument("--markdown", default=None, help="also write the table as markdown here")
     args = ap.parse_args()
@@ -142,12 +156,18 @@ def main() -> None:
         test_texts.append(r.text)
         test_label.append("corpus")
     label = np.array(test_label)
-    log(f"test mix: {len(label)} documents ({ {t: len(held[t]) for t in TASKS} } held out, "
-        f"{int((label == 'corpus').sum())} test corpus)")
+    log(
+        f"test mix: {len(label)} documents ({ {t: len(held[t]) for t in TASKS} } held out, "
+        f"{int((label == 'corpus').sum())} test corpus)"
+    )
 
     # every text of a held-out role, to keep it out of anything trained on
-    banned = {text_key(r.text) for t in TASKS for role in ("heldout", "eval", "planted")
-              for r in split.records(t, role)}
+    banned = {
+        text_key(r.text)
+        for t in TASKS
+        for role in ("heldout", "eval", "planted")
+        for r in split.records(t, role)
+    }
 
     results: dict[str, dict] = {t: {} for t in TASKS}
     # the gold role (its first --gold-limit records): the index and every student learn from it
@@ -172,15 +192,19 @@ def main() -> None:
     for t in [x for x in args.tasks.split(",") if x]:
         g = gold_rows(t, [r.id for r in gold[t]], [r.text for r in gold[t]], "gold")
         others = [r for o in TASKS if o != t for r in gold[o]]
-        og = gold_rows(t, [f"{r.task}/{r.id}" for r in others], [r.text for r in others],
-                       OTHER_GOLD)
+        og = gold_rows(
+            t, [f"{r.task}/{r.id}" for r in others], [r.text for r in others], OTHER_GOLD
+        )
         labels = None
         candidate_keys: set[str] = set()
         if args.labels:
             labels, info = confirm_rows(args.labels, t, banned)
             label_info[t] = info
-            candidate_keys = {text_key(x) for x, s in zip(labels.texts, labels.row_source,
-                                                           strict=True) if s != RANDOM}
+            candidate_keys = {
+                text_key(x)
+                for x, s in zip(labels.texts, labels.row_source, strict=True)
+                if s != RANDOM
+            }
         # random negatives: the train corpus (the task's candidates left out when labels are given)
         corpus = [r for r in train_corpus if text_key(r.text) not in candidate_keys]
         rand = gold_rows(t, [r.id for r in corpus], [r.text for r in corpus], OTHER_GOLD)
@@ -189,30 +213,61 @@ def main() -> None:
         for v in ([] if args.no_baseline else ["baseline"]) + variants:
             t0 = time.perf_counter()
             if v == "baseline":
-                cfg = DistillConfig(lr=0.5, epoch=15, word_ngrams=2, training_set="gold-only",
-                                    balance=False, normalization="newlines", seed=args.seed)
+                cfg = DistillConfig(
+                    lr=0.5,
+                    epoch=15,
+                    word_ngrams=2,
+                    training_set="gold-only",
+                    balance=False,
+                    normalization="newlines",
+                    seed=args.seed,
+                )
             else:
-                cfg = DistillConfig(epoch=args.epoch, training_set=v, seed=args.seed,
-                                    balance=args.balance, normalization=args.normalization)
+                cfg = DistillConfig(
+                    epoch=args.epoch,
+                    training_set=v,
+                    seed=args.seed,
+                    balance=args.balance,
+                    normalization=args.normalization,
+                )
             ss = build_student_set(t, _merge(labels, rand), g, og, cfg.student_set())
             p, nbytes = train_and_score(cfg, ss, test_texts, work)
             results[t][v] = bootstrap(label == t, p, args.boot, args.seed)
-            results[t][v]["rows"] = {s: d["rows"] for s, d in ss.summary["per_source"].items()
-                                     if isinstance(d, dict) and "rows" in d}
-            timings.setdefault(t, {})[v] = {"seconds": round(time.perf_counter() - t0, 2),
-                                            "lines": ss.summary["lines"], "model_bytes": nbytes}
+            results[t][v]["rows"] = {
+                s: d["rows"]
+                for s, d in ss.summary["per_source"].items()
+                if isinstance(d, dict) and "rows" in d
+            }
+            timings.setdefault(t, {})[v] = {
+                "seconds": round(time.perf_counter() - t0, 2),
+                "lines": ss.summary["lines"],
+                "model_bytes": nbytes,
+            }
             r = results[t][v]
-            log(f"{t:<17} {v:<22} AUC {r['auc']:.4f} P@N {r['p_at_n']:.3f}  "
-                f"({timings[t][v]['seconds']} s)")
+            log(
+                f"{t:<17} {v:<22} AUC {r['auc']:.4f} P@N {r['p_at_n']:.3f}  "
+                f"({timings[t][v]['seconds']} s)"
+            )
 
-    out = {"gold_per_task": {t: len(gold[t]) for t in TASKS},
-           "test_mix": {"documents": len(label), "heldout": {t: len(held[t]) for t in TASKS},
-                        "test_corpus": int((label == "corpus").sum())},
-           "labels": args.labels, "labels_rows": label_info, "results": results,
-           "timings": timings, "seconds": round(time.perf_counter() - t_start, 1)}
+    out = {
+        "gold_per_task": {t: len(gold[t]) for t in TASKS},
+        "test_mix": {
+            "documents": len(label),
+            "heldout": {t: len(held[t]) for t in TASKS},
+            "test_corpus": int((label == "corpus").sum()),
+        },
+        "labels": args.labels,
+        "labels_rows": label_info,
+        "results": results,
+        "timings": timings,
+        "seconds": round(time.perf_counter() - t_start, 1),
+    }
     table = markdown(results, ["similarity", "baseline", *variants])
-    out["students"] = {"balance": args.balance, "epoch": args.epoch,
-                       "normalization": args.normalization}
+    out["students"] = {
+        "balance": args.balance,
+        "epoch": args.epoch,
+        "normalization": args.normalization,
+    }
     if args.markdown:
         Path(args.markdown).write_text(table + "\n")
     if args.json:
@@ -249,11 +304,17 @@ def confirm_rows(labels_dir: str, task: str, banned: set[str]):
     info = {"rows": len(ls), "dropped_heldout_text": len(ls) - len(keep)}
     from retriever.distill.labels import LabelSet
 
-    sub = LabelSet(task=task, ids=[ls.ids[i] for i in keep], texts=[ls.texts[i] for i in keep],
-                   labels=[ls.labels[i] for i in keep], similarity=ls.similarity[keep],
-                   correlation=ls.correlation[keep], sources=ls.sources,
-                   row_source=[ls.row_source[i] for i in keep],
-                   reasons=[ls.reasons[i] for i in keep])
+    sub = LabelSet(
+        task=task,
+        ids=[ls.ids[i] for i in keep],
+        texts=[ls.texts[i] for i in keep],
+        labels=[ls.labels[i] for i in keep],
+        similarity=ls.similarity[keep],
+        correlation=ls.correlation[keep],
+        sources=ls.sources,
+        row_source=[ls.row_source[i] for i in keep],
+        reasons=[ls.reasons[i] for i in keep],
+    )
     info["by_source"] = {s: sub.row_source.count(s) for s in sorted(set(sub.row_source))}
     return sub, info
 
@@ -311,8 +372,13 @@ class VectorCache:
                 n = len(list(self.write_dir.glob("part-*.npz")))
                 path = self.write_dir / f"part-{n:05d}.npz"
                 tmp = path.with_name(path.name + ".tmp.npz")
-                np.savez(tmp, keys=np.frombuffer(b"".join(k for k, _ in part), dtype=np.uint8)
-                         .reshape(len(part), 16), vectors=xv)
+                np.savez(
+                    tmp,
+                    keys=np.frombuffer(b"".join(k for k, _ in part), dtype=np.uint8).reshape(
+                        len(part), 16
+                    ),
+                    vectors=xv,
+                )
                 os.replace(tmp, path)
                 for (k, _), v in zip(part, xv, strict=True):
                     self.mem[k] = v
@@ -332,9 +398,15 @@ def similarity_scores(gold: dict, texts: list[str], cache: VectorCache) -> dict[
         xb = cache.encode([r.text for r in recs])
         index = new_faiss_index(xb.shape[1], "Flat")
         index.add(xb)
-        gi = GoldIndex(t, index, [r.id for r in recs], [r.text for r in recs],
-                       [r.source for r in recs], {"task": t, "dim": xb.shape[1], "model": "-"},
-                       use_gpu=False)
+        gi = GoldIndex(
+            t,
+            index,
+            [r.id for r in recs],
+            [r.text for r in recs],
+            [r.source for r in recs],
+            {"task": t, "dim": xb.shape[1], "model": "-"},
+            use_gpu=False,
+        )
         out[t] = gi.search(xq, 1)[0][:, 0].astype(np.float64)
     return out
 
@@ -349,12 +421,16 @@ def markdown(results: dict, columns: list[str]) -> str:
                 cells.append("-")
                 continue
             x = r[c]
-            cells.append(f"{x['auc']:.4f} [{x['auc_ci'][0]:.3f}, {x['auc_ci'][1]:.3f}] / "
-                         f"{x['p_at_n']:.3f} [{x['p_at_n_ci'][0]:.2f}, {x['p_at_n_ci'][1]:.2f}]")
+            cells.append(
+                f"{x['auc']:.4f} [{x['auc_ci'][0]:.3f}, {x['auc_ci'][1]:.3f}] / "
+                f"{x['p_at_n']:.3f} [{x['p_at_n_ci'][0]:.2f}, {x['p_at_n_ci'][1]:.2f}]"
+            )
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("Cells: ROC-AUC [95% bootstrap interval] / P@N [interval], N = the task's "
-                 "held-out records in the test mix.")
+    lines.append(
+        "Cells: ROC-AUC [95% bootstrap interval] / P@N [interval], N = the task's "
+        "held-out records in the test mix."
+    )
     return "\n".join(lines)
 
 

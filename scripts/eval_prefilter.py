@@ -44,12 +44,18 @@ def fmt(t: tuple[float, float, float]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--data", default=None, help="shared data folder (default ../shared/data)")
     ap.add_argument("--scores", default=None, help="a `retriever score` folder of corpus/")
-    ap.add_argument("--top-fraction", type=float, default=0.1, help="similarity candidates per task")
+    ap.add_argument(
+        "--top-fraction", type=float, default=0.1, help="similarity candidates per task"
+    )
     ap.add_argument("--min-matches", type=int, nargs="+", default=[1, 2, 3])
-    ap.add_argument("--speed-docs", type=int, default=200, help="documents timed against the embedder")
+    ap.add_argument(
+        "--speed-docs", type=int, default=200, help="documents timed against the embedder"
+    )
     ap.add_argument("--no-embedder", action="store_true", help="skip the embedder timing")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -97,13 +103,18 @@ def main() -> None:
                 continue
             k = max(1, int(round(args.top_fraction * len(table))))
             top = table.nlargest(k, col)
-            cs = [m.count(text_of.get((s, int(r)), "")) for s, r in zip(top["shard"], top["row"], strict=True)]
+            cs = [
+                m.count(text_of.get((s, int(r)), ""))
+                for s, r in zip(top["shard"], top["row"], strict=True)
+            ]
             mcount[t] = np.array(cs)
             for mm in args.min_matches:
                 own = int((mcount[t][:, ti[t]] >= mm).sum())
                 anyt = int((mcount[t].max(axis=1) >= mm).sum())
                 out["by_min_matches"][mm]["recall_candidates"][t] = {
-                    "own_task": wilson(own, k), "any_task": wilson(anyt, k)}
+                    "own_task": wilson(own, k),
+                    "any_task": wilson(anyt, k),
+                }
         del by_id
 
     sample = texts[: args.speed_docs]
@@ -122,17 +133,25 @@ def main() -> None:
         t2 = time.perf_counter()
         m.count_batch(sample)
         kw_wall = min(kw_wall, time.perf_counter() - t2)
-        out["speed"] = {"docs": len(sample), "matcher_docs_per_s": len(sample) / kw_wall,
-                        "embedder_docs_per_s": len(sample) / emb_wall, "ratio": emb_wall / kw_wall,
-                        "load_avg": os.getloadavg()}
+        out["speed"] = {
+            "docs": len(sample),
+            "matcher_docs_per_s": len(sample) / kw_wall,
+            "embedder_docs_per_s": len(sample) / emb_wall,
+            "ratio": emb_wall / kw_wall,
+            "load_avg": os.getloadavg(),
+        }
     if args.json:
         print(json.dumps(out, indent=2, default=float))
         return
-    print(f"keyword prefilter ({m.backend}), {len(texts)} corpus documents "
-          f"({split.corpus('test')[0].source if split.corpus('test') else ''} + corpus/)")
+    print(
+        f"keyword prefilter ({m.backend}), {len(texts)} corpus documents "
+        f"({split.corpus('test')[0].source if split.corpus('test') else ''} + corpus/)"
+    )
     for mm, row in out["by_min_matches"].items():
         print(f"\nmin_matches = {mm}: pass share {fmt(row['pass_share'])}")
-        print(f"  {'task':<18} {'held-out recall':>26} {'candidates kept (own task)':>30} {'(any task)':>26}")
+        print(
+            f"  {'task':<18} {'held-out recall':>26} {'candidates kept (own task)':>30} {'(any task)':>26}"
+        )
         for t in TASKS:
             rc = row.get("recall_candidates", {}).get(t)
             own = fmt(rc["own_task"]) if rc else "-"
@@ -140,8 +159,10 @@ def main() -> None:
             print(f"  {t:<18} {fmt(row['recall_heldout'][t]):>26} {own:>30} {anyt:>26}")
     if "speed" in out:
         s = out["speed"]
-        print(f"\nspeed on {s['docs']} docs: matcher {s['matcher_docs_per_s']:,.0f} docs/s, embedder "
-              f"{s['embedder_docs_per_s']:,.1f} docs/s: x{s['ratio']:,.0f} (load avg {s['load_avg'][0]:.1f})")
+        print(
+            f"\nspeed on {s['docs']} docs: matcher {s['matcher_docs_per_s']:,.0f} docs/s, embedder "
+            f"{s['embedder_docs_per_s']:,.1f} docs/s: x{s['ratio']:,.0f} (load avg {s['load_avg'][0]:.1f})"
+        )
 
 
 if __name__ == "__main__":

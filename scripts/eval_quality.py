@@ -35,25 +35,50 @@ from retriever.index import GoldIndex
 from retriever.score import read_scores, score_corpus
 from retriever.score.evaluate import holdout_split, retrieval_metrics
 
-TASKS = {"function-calling": "function_calling", "roleplay": "roleplay", "rag": "rag", "reasoning": "reasoning"}
+TASKS = {
+    "function-calling": "function_calling",
+    "roleplay": "roleplay",
+    "rag": "rag",
+    "reasoning": "reasoning",
+}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--holdout", type=int, default=100, help="held-out gold records per task")
-    ap.add_argument("--gold-limit", type=int, default=None,
-                    help="gold records indexed per task (default 1000; cross-source: all of the gold role)")
-    ap.add_argument("--corpus-limit", type=int, default=None, help="corpus documents per corpus file")
+    ap.add_argument(
+        "--gold-limit",
+        type=int,
+        default=None,
+        help="gold records indexed per task (default 1000; cross-source: all of the gold role)",
+    )
+    ap.add_argument(
+        "--corpus-limit", type=int, default=None, help="corpus documents per corpus file"
+    )
     ap.add_argument("--work", help="work folder (default: a temp folder)")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--cross-source", action="store_true", help="hold out whole sources (holdout.py)")
-    ap.add_argument("--test-limit", type=int, default=1500, help="test corpus documents (cross-source)")
+    ap.add_argument(
+        "--cross-source", action="store_true", help="hold out whole sources (holdout.py)"
+    )
+    ap.add_argument(
+        "--test-limit", type=int, default=1500, help="test corpus documents (cross-source)"
+    )
     ap.add_argument("--seed", type=int, default=0, help="test corpus sample and bootstrap seed")
     ap.add_argument("--boot", type=int, default=1000, help="bootstrap resamples (cross-source)")
-    ap.add_argument("--cache", default="runs/eval_cache", help="embedding cache folder (cross-source)")
-    ap.add_argument("--out", default="runs/eval_cross_source", help="work folder and results.json (cross-source)")
-    ap.add_argument("--no-fasttext", action="store_true", help="skip the fastText student (cross-source)")
+    ap.add_argument(
+        "--cache", default="runs/eval_cache", help="embedding cache folder (cross-source)"
+    )
+    ap.add_argument(
+        "--out",
+        default="runs/eval_cross_source",
+        help="work folder and results.json (cross-source)",
+    )
+    ap.add_argument(
+        "--no-fasttext", action="store_true", help="skip the fastText student (cross-source)"
+    )
     args = ap.parse_args()
     if args.cross_source:
         cross_source(args)
@@ -66,8 +91,9 @@ def main() -> None:
     # 1. indexes from the gold files, held-out records kept aside
     heldout: dict[str, list[str]] = {}
     for task, sub in TASKS.items():
-        gold, heldout[task] = holdout_split(load_gold([str(data / "gold" / sub)]), args.holdout,
-                                            args.gold_limit or 1000)
+        gold, heldout[task] = holdout_split(
+            load_gold([str(data / "gold" / sub)]), args.holdout, args.gold_limit or 1000
+        )
         GoldIndex.build(task, gold, emb).save(work / "indexes" / task)
     # 2. an evaluation corpus: the corpus files + every task's held-out records, labelled
     corpus = work / "corpus"
@@ -83,24 +109,38 @@ def main() -> None:
                     break
                 fout.write(line)
     # 3. score and measure
-    summary = score_corpus([str(work / "indexes" / t) for t in TASKS], [str(corpus)], work / "scores", store=None)
+    summary = score_corpus(
+        [str(work / "indexes" / t) for t in TASKS], [str(corpus)], work / "scores", store=None
+    )
     tbl = read_scores(work / "scores").to_pydict()
     label = np.array([i.split("/")[1] if i.startswith("heldout/") else "corpus" for i in tbl["id"]])
     metrics = retrieval_metrics(label, {t: np.array(tbl[f"score_{t}"]) for t in TASKS})
     metrics_topk = retrieval_metrics(label, {t: np.array(tbl[f"topk_{t}"]) for t in TASKS})
-    result = {"docs": summary["scored"], "corpus_docs": int((label == "corpus").sum()),
-              "heldout_per_task": args.holdout, "gold_indexed_per_task": args.gold_limit or 1000,
-              "seconds": round(time.perf_counter() - t0, 1), "max_cosine": metrics, "mean_topk_cosine": metrics_topk}
+    result = {
+        "docs": summary["scored"],
+        "corpus_docs": int((label == "corpus").sum()),
+        "heldout_per_task": args.holdout,
+        "gold_indexed_per_task": args.gold_limit or 1000,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "max_cosine": metrics,
+        "mean_topk_cosine": metrics_topk,
+    }
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"{result['docs']} documents scored ({result['corpus_docs']} corpus + {args.holdout} held-out per task), "
-          f"{result['seconds']} s")
-    print(f"{'task':<18}{'score':<7}{'AUC all':>9}{'AUC corpus':>12}{'AUC tasks':>11}{'P@N all':>9}{'P@N corpus':>12}")
+    print(
+        f"{result['docs']} documents scored ({result['corpus_docs']} corpus + {args.holdout} held-out per task), "
+        f"{result['seconds']} s"
+    )
+    print(
+        f"{'task':<18}{'score':<7}{'AUC all':>9}{'AUC corpus':>12}{'AUC tasks':>11}{'P@N all':>9}{'P@N corpus':>12}"
+    )
     for name, m in (("max", metrics), ("topk", metrics_topk)):
         for t, r in m.items():
-            print(f"{t:<18}{name:<7}{r['roc_auc']:>9.4f}{r['roc_auc_vs_corpus']:>12.4f}{r['roc_auc_vs_other_tasks']:>11.4f}"
-                  f"{r['precision_at_n']:>9.3f}{r['precision_at_n_vs_corpus']:>12.3f}")
+            print(
+                f"{t:<18}{name:<7}{r['roc_auc']:>9.4f}{r['roc_auc_vs_corpus']:>12.4f}{r['roc_auc_vs_other_tasks']:>11.4f}"
+                f"{r['precision_at_n']:>9.3f}{r['precision_at_n_vs_corpus']:>12.3f}"
+            )
 
 
 VARIANTS = {  # name in the table -> what it is
@@ -144,8 +184,13 @@ def cross_source(args) -> None:
     dirs = {}
     for task in SPLIT_TASKS:
         dirs[task] = str(work / "indexes" / task)
-        build_index(task, gold=[str(work / "split" / "gold" / f"{task}.jsonl")], out=dirs[task],
-                    indexes_dir=work / "specs", embedder=emb)
+        build_index(
+            task,
+            gold=[str(work / "split" / "gold" / f"{task}.jsonl")],
+            out=dirs[task],
+            indexes_dir=work / "specs",
+            embedder=emb,
+        )
     timings["indexes_s"] = round(time.perf_counter() - t0, 1)
     print(f"indexes built: {timings['indexes_s']} s", file=sys.stderr, flush=True)
     # 2. heads: gold positives, train corpus + other tasks' gold negatives
@@ -159,7 +204,9 @@ def cross_source(args) -> None:
     label = np.array([lab for lab, _ in test])
     texts = [r.text for _, r in test]
     indexes = load_indexes(list(dirs.values()))
-    scorer = SimilarityScorer(indexes, emb, k=10, extras={t: load_extras(d) for t, d in dirs.items()})
+    scorer = SimilarityScorer(
+        indexes, emb, k=10, extras={t: load_extras(d) for t, d in dirs.items()}
+    )
     cols = {v: {} for v in VARIANTS}
     parts = [scorer.score_texts(texts[i : i + 1024]) for i in range(0, len(texts), 1024)]
     for task in SPLIT_TASKS:
@@ -175,34 +222,55 @@ def cross_source(args) -> None:
         if not args.no_fasttext:
             neg = train_texts + [x for o in SPLIT_TASKS if o != task for x in golds[o]]
             cols["fasttext"][task] = fasttext_student(golds[task], neg, texts, args.seed)
-            print(f"fastText {task}: {round(time.perf_counter() - t0, 1)} s", file=sys.stderr, flush=True)
+            print(
+                f"fastText {task}: {round(time.perf_counter() - t0, 1)} s",
+                file=sys.stderr,
+                flush=True,
+            )
     if args.no_fasttext:
         del cols["fasttext"]
-    timings["scoring_s"] = round(time.perf_counter() - t0 - timings["indexes_s"] - timings["heads_s"], 1)
+    timings["scoring_s"] = round(
+        time.perf_counter() - t0 - timings["indexes_s"] - timings["heads_s"], 1
+    )
     metrics = {v: bootstrap_metrics(label, cols[v], n_boot=args.boot, seed=args.seed) for v in cols}
     result = {
-        "split": {t: {"gold": len(split.records(t, "gold")), "gold_indexed": indexes[t].ntotal,
-                      "heldout": len(split.records(t, "heldout"))} for t in SPLIT_TASKS},
+        "split": {
+            t: {
+                "gold": len(split.records(t, "gold")),
+                "gold_indexed": indexes[t].ntotal,
+                "heldout": len(split.records(t, "heldout")),
+            }
+            for t in SPLIT_TASKS
+        },
         "gold_limit": args.gold_limit,
-        "test_corpus": int((label == "corpus").sum()), "test_docs": len(label),
-        "train_corpus": len(train_texts), "seed": args.seed, "boot": args.boot,
+        "test_corpus": int((label == "corpus").sum()),
+        "test_docs": len(label),
+        "train_corpus": len(train_texts),
+        "seed": args.seed,
+        "boot": args.boot,
         "embedding_cache": {"hits": emb.hits, "misses": emb.misses},
-        "seconds": round(time.perf_counter() - t0, 1), **timings, "variants": VARIANTS,
+        "seconds": round(time.perf_counter() - t0, 1),
+        **timings,
+        "variants": VARIANTS,
         "metrics": metrics,
     }
     (work / "results.json").write_text(json.dumps(result, indent=2))
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"cross-source: {len(label)} test documents ({result['test_corpus']} test corpus + held-out "
-          f"{ {t: v['heldout'] for t, v in result['split'].items()} }), {result['seconds']} s "
-          f"(embedding cache {emb.hits} hits / {emb.misses} misses); 95% bootstrap intervals, {args.boot} resamples")
+    print(
+        f"cross-source: {len(label)} test documents ({result['test_corpus']} test corpus + held-out "
+        f"{ {t: v['heldout'] for t, v in result['split'].items()} }), {result['seconds']} s "
+        f"(embedding cache {emb.hits} hits / {emb.misses} misses); 95% bootstrap intervals, {args.boot} resamples"
+    )
     print("| task | variant | ROC-AUC [95% CI] | P@N [95% CI] |\n|---|---|---|---|")
     for task in SPLIT_TASKS:
         for v in cols:
             m = metrics[v][task]
-            print(f"| {task} | {v} | {m['roc_auc']:.4f} [{m['roc_auc_ci'][0]:.4f}, {m['roc_auc_ci'][1]:.4f}] | "
-                  f"{m['precision_at_n']:.3f} [{m['precision_at_n_ci'][0]:.3f}, {m['precision_at_n_ci'][1]:.3f}] |")
+            print(
+                f"| {task} | {v} | {m['roc_auc']:.4f} [{m['roc_auc_ci'][0]:.4f}, {m['roc_auc_ci'][1]:.4f}] | "
+                f"{m['precision_at_n']:.3f} [{m['precision_at_n_ci'][0]:.3f}, {m['precision_at_n_ci'][1]:.3f}] |"
+            )
     print(f"results: {work / 'results.json'}")
 
 
@@ -230,10 +298,16 @@ def fasttext_student(pos: list[str], neg: list[str], texts: list[str], seed: int
             for i in order:
                 y, t = rows[i]
                 fh.write(f"{LABEL_PREFIX}{'positive' if y else 'negative'} {fasttext_text(t)}\n")
-        model = fasttext.train_supervised(input=str(path), **DistillConfig(seed=seed).fasttext_args())
+        model = fasttext.train_supervised(
+            input=str(path), **DistillConfig(seed=seed).fasttext_args()
+        )
     labels, probs = model.predict([fasttext_text(t) for t in texts], k=2)
-    return np.array([dict(zip(lab, p, strict=True)).get(LABEL_PREFIX + "positive", 0.0)
-                     for lab, p in zip(labels, probs, strict=True)])
+    return np.array(
+        [
+            dict(zip(lab, p, strict=True)).get(LABEL_PREFIX + "positive", 0.0)
+            for lab, p in zip(labels, probs, strict=True)
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -222,13 +222,23 @@ def test_similarity_arm_takes_the_top_scored_documents(tiny, embedder):
     from retriever.score import score_corpus
 
     write_jsonl(tiny / "gold.jsonl", [{"text": t} for t in TOOLS_GOLD])
-    idx = build_index("function-calling", gold=[str(tiny / "gold.jsonl")],
-                      out=tiny / "indexes" / "function-calling", embedder=embedder)
+    idx = build_index(
+        "function-calling",
+        gold=[str(tiny / "gold.jsonl")],
+        out=tiny / "indexes" / "function-calling",
+        embedder=embedder,
+    )
     assert idx.ntotal == len(TOOLS_GOLD)
-    score_corpus([str(tiny / "indexes" / "function-calling")], [str(tiny / "corpus")],
-                 tiny / "scores", top_fraction=0.2, store=None)
-    src = ArmSources(corpus=(str(tiny / "corpus"),), scores=str(tiny / "scores"),
-                     pools=str(tiny / "pools"))
+    score_corpus(
+        [str(tiny / "indexes" / "function-calling")],
+        [str(tiny / "corpus")],
+        tiny / "scores",
+        top_fraction=0.2,
+        store=None,
+    )
+    src = ArmSources(
+        corpus=(str(tiny / "corpus"),), scores=str(tiny / "scores"), pools=str(tiny / "pools")
+    )
     sim = build_arm_dataset("similarity", src, 400, tiny / "out")
     assert 300 < sim.tokens <= 400
     texts = dataset_texts(sim.path)

@@ -20,8 +20,20 @@ def _exit_code(argv, capsys):
 
 # -- arguments ------------------------------------------------------------------------------------
 def test_a_mistyped_flag_shows_the_subcommands_usage_and_a_suggestion(capsys, tmp_path):
-    code, out = _exit_code(["score", "--index", "x", "--corpus", "y", "--out", str(tmp_path / "o"),
-                            "--top-fractoin", "0.1"], capsys)
+    code, out = _exit_code(
+        [
+            "score",
+            "--index",
+            "x",
+            "--corpus",
+            "y",
+            "--out",
+            str(tmp_path / "o"),
+            "--top-fractoin",
+            "0.1",
+        ],
+        capsys,
+    )
     assert code == 2
     assert out.err.startswith("usage: retriever score")
     assert "--top-fractoin (did you mean --top-fraction?)" in out.err
@@ -68,8 +80,10 @@ def test_query_of_a_mistyped_store_is_one_line_and_creates_nothing(tmp_path, cap
 def _run_config(tmp_path, gold):
     corpus = write_jsonl(tmp_path / "corpus" / "c.jsonl", [{"text": t} for t in WEB_TEXT])
     cfg = tmp_path / "run.toml"
-    cfg.write_text(f'[run]\nout = "runs/r"\n[tasks.tools]\ngold = ["{gold}"]\n'
-                   f'[corpus]\npaths = ["{corpus.parent}"]\n')
+    cfg.write_text(
+        f'[run]\nout = "runs/r"\n[tasks.tools]\ngold = ["{gold}"]\n'
+        f'[corpus]\npaths = ["{corpus.parent}"]\n'
+    )
     return cfg
 
 
@@ -77,7 +91,9 @@ def test_run_with_a_missing_gold_path_names_the_gold_and_writes_nothing(tmp_path
     cfg = _run_config(tmp_path, tmp_path / "no-such-gold")
     assert main(["run", str(cfg)]) == 2
     err = capsys.readouterr().err
-    assert "gold source of task 'tools'" in err and "no-such-gold" in err and "corpus input" not in err
+    assert (
+        "gold source of task 'tools'" in err and "no-such-gold" in err and "corpus input" not in err
+    )
     assert main(["run", str(cfg), "--plan"]) == 2
     capsys.readouterr()
     assert not (tmp_path / "runs").exists()
@@ -102,9 +118,11 @@ def test_run_summary_columns_line_up():
         path = "c.toml"
         task_names = ["function-calling", "a-rather-long-task-name"]
 
-    outcomes = [StepOutcome("index/function-calling", "ran", 3.0, {}),
-                StepOutcome("distill/function-calling", "ran", 5.8, {"f1": 0.5, "roc_auc": 0.7}),
-                StepOutcome("distill/a-rather-long-task-name", "skipped", 0.0, {})]
+    outcomes = [
+        StepOutcome("index/function-calling", "ran", 3.0, {}),
+        StepOutcome("distill/function-calling", "ran", 5.8, {"f1": 0.5, "roc_auc": 0.7}),
+        StepOutcome("distill/a-rather-long-task-name", "skipped", 0.0, {}),
+    ]
     text = format_run_summary(Cfg, outcomes)
     steps = [x for x in text.splitlines() if x.startswith("  ")]
     assert "distill/function-callingran" not in text
@@ -121,12 +139,18 @@ def score_dir(tmp_path_factory, tiny_indexes):
     from retriever.score import score_corpus
 
     root = tmp_path_factory.mktemp("ux_scores")
-    write_jsonl(root / "corpus" / "a.jsonl",
-                [{"id": f"w{i}", "text": t} for i, t in enumerate(WEB_TEXT)]
-                + [{"id": f"m{i}", "text": t} for i, t in enumerate(MATH_GOLD[:3])]
-                + [{"id": f"t{i}", "text": t} for i, t in enumerate(TOOLS_GOLD[:3])])
-    score_corpus([str(tiny_indexes["tools"]), str(tiny_indexes["math"])], [str(root / "corpus")],
-                 root / "scores", top_fraction=0.25)
+    write_jsonl(
+        root / "corpus" / "a.jsonl",
+        [{"id": f"w{i}", "text": t} for i, t in enumerate(WEB_TEXT)]
+        + [{"id": f"m{i}", "text": t} for i, t in enumerate(MATH_GOLD[:3])]
+        + [{"id": f"t{i}", "text": t} for i, t in enumerate(TOOLS_GOLD[:3])],
+    )
+    score_corpus(
+        [str(tiny_indexes["tools"]), str(tiny_indexes["math"])],
+        [str(root / "corpus")],
+        root / "scores",
+        top_fraction=0.25,
+    )
     return root / "scores"
 
 
@@ -143,17 +167,25 @@ def test_candidates_rethresholding_one_task_keeps_the_others(score_dir, tmp_path
     assert after["tools"]["threshold"] == before["tools"]["threshold"]
     assert after["math"]["threshold"] == 0.5 and "(--threshold)" in after["math"]["rule"]
     assert "tools: unchanged" in out.err
-    assert f"math: top 0.25 of documents by score -> score >= 0.5 (--threshold); threshold " \
-           f"{before['math']['threshold']:.4f} -> 0.5000" in out.err
+    assert (
+        f"math: top 0.25 of documents by score -> score >= 0.5 (--threshold); threshold "
+        f"{before['math']['threshold']:.4f} -> 0.5000" in out.err
+    )
     # a second partial change keeps the explicit threshold too
     assert main(["candidates", str(d), "--threshold", "tools=0.6", "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert s["tasks"]["math"]["threshold"] == 0.5 and s["tasks"]["tools"]["threshold"] == 0.6
     assert {c["task"] for c in s["changes"]} == {"math", "tools"}
     # --top-fraction replaces every rule not given now; --reset forgets them
-    assert main(["candidates", str(d), "--top-fraction", "0.5", "--threshold", "math=0.5", "--json"]) == 0
+    assert (
+        main(["candidates", str(d), "--top-fraction", "0.5", "--threshold", "math=0.5", "--json"])
+        == 0
+    )
     s = json.loads(capsys.readouterr().out)
-    assert s["tasks"]["tools"]["rule"] == "top 0.5 of documents by score" and s["tasks"]["math"]["threshold"] == 0.5
+    assert (
+        s["tasks"]["tools"]["rule"] == "top 0.5 of documents by score"
+        and s["tasks"]["math"]["threshold"] == 0.5
+    )
     assert main(["candidates", str(d), "--reset", "--threshold", "math=0.5", "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert s["tasks"]["tools"]["threshold"] is None and s["tasks"]["tools"]["candidates"] == 0
@@ -202,15 +234,33 @@ def test_candidates_export_writes_datatrove_jsonl_with_text(score_dir, tmp_path,
         docs = list(JsonlReader(str(tmp_path / "cand"), glob_pattern=f"{task}.jsonl.gz")())
         assert [x.id for x in docs] == [r["id"] for r in recs]
         assert docs[0].text == recs[0]["text"] and docs[0].metadata[f"sim/{task}"] > 0
-    math_ids = {r["id"] for r in map(json.loads, gzip.open(tmp_path / "cand" / "math.jsonl.gz", "rt"))}
+    math_ids = {
+        r["id"] for r in map(json.loads, gzip.open(tmp_path / "cand" / "math.jsonl.gz", "rt"))
+    }
     assert math_ids & {"m0", "m1", "m2"}
     assert not list((tmp_path / "cand").glob("*.tmp"))
 
 
 def test_query_searches_every_index_given_and_reads_stdin(tiny_indexes, capsys, monkeypatch):
-    monkeypatch.setattr(sys, "stdin", io.StringIO("Question: Tom has 2 pens and buys 3 more.\nHow many?\n"))
-    assert main(["query", "--index", str(tiny_indexes["tools"]), "--index", str(tiny_indexes["math"]),
-                 "-", "-k", "3", "--json"]) == 0
+    monkeypatch.setattr(
+        sys, "stdin", io.StringIO("Question: Tom has 2 pens and buys 3 more.\nHow many?\n")
+    )
+    assert (
+        main(
+            [
+                "query",
+                "--index",
+                str(tiny_indexes["tools"]),
+                "--index",
+                str(tiny_indexes["math"]),
+                "-",
+                "-k",
+                "3",
+                "--json",
+            ]
+        )
+        == 0
+    )
     res = json.loads(capsys.readouterr().out)
     assert res[0]["query"] == "Question: Tom has 2 pens and buys 3 more.\nHow many?"
     hits = res[0]["hits"]
@@ -230,15 +280,28 @@ def test_corpus_hits_print_the_id_once(score_dir, capsys):
 def test_a_failed_score_leaves_no_output_folder(tiny_indexes, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    rc = main(["score", "--index", str(tiny_indexes["math"]), "--corpus", "hf://nobody/no-such-data",
-               "--out", str(tmp_path / "out")])
+    rc = main(
+        [
+            "score",
+            "--index",
+            str(tiny_indexes["math"]),
+            "--corpus",
+            "hf://nobody/no-such-data",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert rc == 2 and "Hub dataset" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
 def test_help_runs_as_a_subprocess_without_colour_or_warnings():
-    out = subprocess.run([sys.executable, "-m", "retriever", "query", "--help"], capture_output=True,
-                         text=True, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-m", "retriever", "query", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert out.returncode == 0 and "- reads stdin" in out.stdout and out.stderr == ""
 
 
@@ -264,21 +327,34 @@ assert res.complete
 @pytest.mark.parametrize("workers", [1, 2])
 def test_datatrove_logs_go_to_the_run_log_not_the_terminal(tmp_path, workers):
     def run(verbose, root):
-        code = DATATROVE_SCRIPT.format(tests=str(REPO / "tests"), verbose=verbose, root=str(root),
-                                       workers=workers)
+        code = DATATROVE_SCRIPT.format(
+            tests=str(REPO / "tests"), verbose=verbose, root=str(root), workers=workers
+        )
         env = {**__import__("os").environ, "PYTHONPATH": str(REPO), "TERM": "xterm-256color"}
-        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                              cwd=tmp_path, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=300,
+        )
 
     quiet = run(False, tmp_path / "quiet")
     assert quiet.returncode == 0, quiet.stderr
     assert "Launching pipeline" not in quiet.stderr and "\x1b[" not in quiet.stderr
-    assert "Total Runtime" not in quiet.stderr  # the stats block logged after the run, in the parent
+    assert (
+        "Total Runtime" not in quiet.stderr
+    )  # the stats block logged after the run, in the parent
     log = (tmp_path / "quiet" / "logs" / "run.log").read_text()
     assert "datatrove" in log and "Launching pipeline" in log and "\x1b[" not in log
     assert "Total Runtime" in log
-    loud = run(True, tmp_path / "loud")  # -v: the same records on the terminal, still no colour codes
-    assert loud.returncode == 0 and "Launching pipeline" in loud.stderr and "\x1b[" not in loud.stderr
+    loud = run(
+        True, tmp_path / "loud"
+    )  # -v: the same records on the terminal, still no colour codes
+    assert (
+        loud.returncode == 0 and "Launching pipeline" in loud.stderr and "\x1b[" not in loud.stderr
+    )
 
 
 LANCE_FORK = """
@@ -295,18 +371,57 @@ os.waitpid(pid, 0)
 
 def test_the_lancedb_fork_warning_is_silenced_unless_verbose(tmp_path):
     env = {**__import__("os").environ, "PYTHONPATH": str(REPO)}
-    out = [subprocess.run([sys.executable, "-c", LANCE_FORK.format(verbose=v)], capture_output=True,
-                          text=True, env=env, cwd=tmp_path, timeout=120) for v in (False, True)]
+    out = [
+        subprocess.run(
+            [sys.executable, "-c", LANCE_FORK.format(verbose=v)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=120,
+        )
+        for v in (False, True)
+    ]
     assert "fork support is experimental" not in out[0].stderr
     assert "fork support is experimental" in out[1].stderr  # the check can fail: -v shows it
 
 
 def test_index_build_gold_limit_reads_that_many_records_per_source(tmp_path, capsys, embedder):
     gold = write_jsonl(tmp_path / "gold.jsonl", [{"text": t} for t in TOOLS_GOLD])
-    assert main(["index", "build", "tools", "--gold", str(gold), "--indexes-dir", str(tmp_path / "idx"),
-                 "--gold-limit", "3", "--json", "-q"]) == 0
+    assert (
+        main(
+            [
+                "index",
+                "build",
+                "tools",
+                "--gold",
+                str(gold),
+                "--indexes-dir",
+                str(tmp_path / "idx"),
+                "--gold-limit",
+                "3",
+                "--json",
+                "-q",
+            ]
+        )
+        == 0
+    )
     manifest = json.loads(capsys.readouterr().out)
     assert manifest["n_records"] == 3 and manifest["counts"]["seen"] == 3
-    assert main(["index", "build", "tools", "--gold", str(gold), "--indexes-dir", str(tmp_path / "idx"),
-                 "--gold-limit", "0"]) == 2
+    assert (
+        main(
+            [
+                "index",
+                "build",
+                "tools",
+                "--gold",
+                str(gold),
+                "--indexes-dir",
+                str(tmp_path / "idx"),
+                "--gold-limit",
+                "0",
+            ]
+        )
+        == 2
+    )
     assert "--gold-limit must be at least 1" in capsys.readouterr().err

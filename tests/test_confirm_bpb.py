@@ -48,11 +48,15 @@ def scorer(small_panel) -> LMScorer:
 
 def _texts() -> list[str]:
     c = synthetic_corpora(6, seed=5)
-    return c["task"][:3] + c["generic"][:3] + ["short", "Grüße, 東京 🙂 — multi-byte UTF-8 text " * 3]
+    return (
+        c["task"][:3] + c["generic"][:3] + ["short", "Grüße, 東京 🙂 — multi-byte UTF-8 text " * 3]
+    )
 
 
 # -- windows ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("n,max_length,ctx", [(1, 8, 1), (8, 8, 1), (9, 8, 1), (50, 8, 1), (50, 8, 3), (17, 5, 5)])
+@pytest.mark.parametrize(
+    "n,max_length,ctx", [(1, 8, 1), (8, 8, 1), (9, 8, 1), (50, 8, 1), (50, 8, 3), (17, 5, 5)]
+)
 def test_rolling_windows_score_every_token_once_with_the_right_context(n, max_length, ctx):
     tokens = list(range(100, 100 + n))
     wins = rolling_windows(tokens, 7, max_length, ctx)
@@ -83,7 +87,7 @@ def test_byte_tokenizer_round_trips_bytes_and_loads_by_path(tmp_path):
 
     byte_tokenizer().save_pretrained(tmp_path)
     tok = AutoTokenizer.from_pretrained(tmp_path)
-    text = "Grüße 🙂\n\t{\"a\": 1}"
+    text = 'Grüße 🙂\n\t{"a": 1}'
     ids = tok(text, add_special_tokens=False)["input_ids"]
     assert ids == list(text.encode("utf-8"))
     assert tok.decode(ids) == text
@@ -139,7 +143,9 @@ def test_a_nan_model_is_reported_not_averaged(small_panel, tmp_path):
         bad.lm_head.weight.fill_(float("nan"))
     bad.save_pretrained(tmp_path / "nan-model")
     byte_tokenizer().save_pretrained(tmp_path / "nan-model")
-    res = LMScorer(PanelModel("nan", str(tmp_path / "nan-model")), device="cpu").bits_per_byte(["abc", "de"])
+    res = LMScorer(PanelModel("nan", str(tmp_path / "nan-model")), device="cpu").bits_per_byte(
+        ["abc", "de"]
+    )
     assert res.status == ["nan", "nan"]
     assert np.isnan(res.bpb).all()
 
@@ -198,19 +204,27 @@ def test_changed_model_settings_refuse_to_mix_caches(small_panel, tmp_path):
     docs = _docs(2)
     BpbMatrix(tmp_path, panel, device="cpu").run([d.id for d in docs], _iter(docs))
     with pytest.raises(ResumeError, match="other settings"):
-        BpbMatrix(tmp_path, panel, device="cpu", context_tokens=4).run([d.id for d in docs], _iter(docs))
+        BpbMatrix(tmp_path, panel, device="cpu", context_tokens=4).run(
+            [d.id for d in docs], _iter(docs)
+        )
 
 
 def test_a_model_retrained_in_place_does_not_reuse_its_cache(tmp_path):
     """Same name and path, new weights (a tiny panel trained again): the cached BPB must not be reused."""
     corpora = synthetic_corpora(20, seed=0)
     pdir = tmp_path / "panel"
-    panel_file = train_tiny_panel(pdir, corpora, steps=2, n_models=2, n_positions=32, n_embd=32, seed=1)
+    panel_file = train_tiny_panel(
+        pdir, corpora, steps=2, n_models=2, n_positions=32, n_embd=32, seed=1
+    )
     docs = _docs(2)
-    BpbMatrix(tmp_path / "out", load_panel(panel_file), device="cpu").run([d.id for d in docs], _iter(docs))
+    BpbMatrix(tmp_path / "out", load_panel(panel_file), device="cpu").run(
+        [d.id for d in docs], _iter(docs)
+    )
     train_tiny_panel(pdir, corpora, steps=2, n_models=2, n_positions=32, n_embd=32, seed=2)
     with pytest.raises(ResumeError, match="weights"):
-        BpbMatrix(tmp_path / "out", load_panel(panel_file), device="cpu").run([d.id for d in docs], _iter(docs))
+        BpbMatrix(tmp_path / "out", load_panel(panel_file), device="cpu").run(
+            [d.id for d in docs], _iter(docs)
+        )
 
 
 @pytest.mark.slow
@@ -221,11 +235,29 @@ def test_killed_bpb_run_resumes_without_duplicates_or_gaps(small_panel, tmp_path
     with open(corpus, "wb") as fh:
         for i, t in enumerate(c["task"] + c["generic"]):
             fh.write(orjson.dumps({"id": f"doc{i}", "text": t}) + b"\n")
-    cmd = [sys.executable, "-m", "retriever", "confirm", "bpb", "--models", str(small_panel),
-           "--docs", str(corpus), "--device", "cpu", "--block-docs", "4", "--threads", "1",
-           "--out", str(tmp_path / "killed")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "retriever",
+        "confirm",
+        "bpb",
+        "--models",
+        str(small_panel),
+        "--docs",
+        str(corpus),
+        "--device",
+        "cpu",
+        "--block-docs",
+        "4",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path / "killed"),
+    ]
     env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     parts = tmp_path / "killed" / "bpb" / "tiny-1"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None and not list(parts.glob("part-*.parquet")):
@@ -241,15 +273,19 @@ def test_killed_bpb_run_resumes_without_duplicates_or_gaps(small_panel, tmp_path
 
     docs = open_docs([str(corpus)])
     ref = BpbMatrix(tmp_path / "clean", load_panel(small_panel), device="cpu", block_docs=4).run(
-        docs.ids, docs.iter_docs)
+        docs.ids, docs.iter_docs
+    )
     ids_k, models_k, bpb_k, _ = read_matrix(tmp_path / "killed")
     assert ids_k == ref.ids and models_k == ref.models and len(ids_k) == 40
     np.testing.assert_allclose(bpb_k, ref.bpb, rtol=0, atol=1e-9)
     import pyarrow.parquet as pq
 
     for m in models_k:
-        got = [i for p in sorted((tmp_path / "killed" / "bpb" / m).glob("part-*.parquet"))
-               for i in pq.read_table(p)["id"].to_pylist()]
+        got = [
+            i
+            for p in sorted((tmp_path / "killed" / "bpb" / m).glob("part-*.parquet"))
+            for i in pq.read_table(p)["id"].to_pylist()
+        ]
         assert sorted(got) == sorted(ids_k), f"{m}: duplicated or missing cached ids"
 
 
@@ -257,14 +293,16 @@ def test_killed_bpb_run_resumes_without_duplicates_or_gaps(small_panel, tmp_path
 def test_choice_loglikelihood_matches_a_manual_forward_and_acc_follows_it(scorer):
     from retriever.confirm.scorecard import MCItem, accuracy, choice_loglikelihoods
 
-    items = [MCItem("Question: 2+2?\nAnswer:", ["4", "five", "22"], 0),
-             MCItem("Question: " + "long prompt " * 10 + "\nAnswer:", ["yes", "no"], 1)]
+    items = [
+        MCItem("Question: 2+2?\nAnswer:", ["4", "five", "22"], 0),
+        MCItem("Question: " + "long prompt " * 10 + "\nAnswer:", ["yes", "no"], 1),
+    ]
     lls = choice_loglikelihoods(scorer, items)
     for it, ll in zip(items, lls, strict=True):
         for c, got in zip(it.choices, ll, strict=True):
             ctx = list(it.prompt.encode())
             cont = list((" " + c).encode())
-            full = (ctx + cont)[-(scorer.max_length + 1):]
+            full = (ctx + cont)[-(scorer.max_length + 1) :]
             x = torch.tensor([full[:-1]])
             with torch.no_grad():
                 logp = torch.log_softmax(scorer.model(input_ids=x).logits[0].double(), -1)
@@ -278,7 +316,9 @@ def test_choice_loglikelihood_matches_a_manual_forward_and_acc_follows_it(scorer
 def test_read_gold_elmb_multiple_choice(shared_data):
     from retriever.confirm.scorecard import read_gold
 
-    g = read_gold([str(shared_data / "gold" / "reasoning" / "elmb_reasoning_validation.jsonl")], limit=None)
+    g = read_gold(
+        [str(shared_data / "gold" / "reasoning" / "elmb_reasoning_validation.jsonl")], limit=None
+    )
     assert g.kind == "multiple_choice" and len(g.items) == 503
     assert g.items[0].prompt.startswith("Question: ") and g.items[0].prompt.endswith("\nAnswer:")
     assert all(0 <= it.answer < len(it.choices) for it in g.items)

@@ -10,11 +10,13 @@ from retriever.errors import ConfigError, InputError
 
 # 3 documents x 4 models; model errors: model 0 best ... model 3 worst
 ERR = np.array([0.1, 0.2, 0.3, 0.4])
-BPB = np.array([
-    [1.0, 2.0, 3.0, 4.0],  # "task-like": better models have lower loss -> +1
-    [4.0, 3.0, 2.0, 1.0],  # the opposite -> -1
-    [1.0, 3.0, 2.0, 4.0],  # one swapped pair
-])
+BPB = np.array(
+    [
+        [1.0, 2.0, 3.0, 4.0],  # "task-like": better models have lower loss -> +1
+        [4.0, 3.0, 2.0, 1.0],  # the opposite -> -1
+        [1.0, 3.0, 2.0, 4.0],  # one swapped pair
+    ]
+)
 
 
 def test_spearman_hand_cases():
@@ -138,7 +140,9 @@ def test_centering_removes_the_general_quality_confound():
     general = np.array([1.0, 1.1, 1.2, 1.3])  # and better everywhere
     skill = np.array([-0.3, -0.1, 0.1, 0.3])  # task-like documents: the skilled models gain more
     task_docs = general + skill  # [4]
-    other_docs = general - 0.3 * skill  # still best for model 0, but it gains less here than on average
+    other_docs = (
+        general - 0.3 * skill
+    )  # still best for model 0, but it gains less here than on average
     bpb = np.vstack([task_docs] * 3 + [other_docs] * 3)  # [6 docs, 4 models]
     raw = spearman(bpb, err)
     assert (raw > 0.99).all()  # the confound: everything looks positive

@@ -15,8 +15,14 @@ from retriever.errors import ConfigError, InputError
 
 
 def _cands(sim, cand, neg, cutoff=0.5):
-    return TaskCandidates("t", np.asarray(sim, float), np.asarray(cand, bool), np.asarray(neg, bool),
-                          cutoff, "top 50% by similarity (>= 0.5000)")
+    return TaskCandidates(
+        "t",
+        np.asarray(sim, float),
+        np.asarray(cand, bool),
+        np.asarray(neg, bool),
+        cutoff,
+        "top 50% by similarity (>= 0.5000)",
+    )
 
 
 def test_decide_labels_each_document_with_its_reason():
@@ -25,7 +31,13 @@ def test_decide_labels_each_document_with_its_reason():
     neg = [0, 0, 0, 0, 1, 0]
     corr = np.array([0.9, -0.4, 0.2, np.nan, np.nan, np.nan])
     d = decide(_cands(sim, cand, neg), corr, np.array([5, 5, 5, 4, 0, 0]), 5, DecisionRules())
-    assert d.index.tolist() == [0, 1, 2, 3, 4]  # doc 5 (not candidate, not sampled) is not considered
+    assert d.index.tolist() == [
+        0,
+        1,
+        2,
+        3,
+        4,
+    ]  # doc 5 (not candidate, not sampled) is not considered
     assert d.label == ["positive", "negative", "uncertain", "uncertain", "negative"]
     assert d.reason[0].startswith("positive:") and "spearman 0.900 >= 0.5" in d.reason[0]
     assert "similarity 0.9000" in d.reason[0]
@@ -56,8 +68,16 @@ def test_decision_rules_are_checked():
 
 def _docset(sim: list[float]) -> DocSet:
     n = len(sim)
-    return DocSet(["scores"], "scores", [f"d{i}" for i in range(n)], ["s"] * n, list(range(n)),
-                  {"t": np.asarray(sim, float)}, [], ["t"])
+    return DocSet(
+        ["scores"],
+        "scores",
+        [f"d{i}" for i in range(n)],
+        ["s"] * n,
+        list(range(n)),
+        {"t": np.asarray(sim, float)},
+        [],
+        ["t"],
+    )
 
 
 def test_candidates_top_fraction_threshold_and_seeded_random_negatives():
@@ -66,7 +86,9 @@ def test_candidates_top_fraction_threshold_and_seeded_random_negatives():
     assert np.nonzero(tc.candidate)[0].tolist() == [7, 8, 9]
     assert tc.cutoff == pytest.approx(0.7)
     assert tc.random_negative.sum() == 3 and not (tc.random_negative & tc.candidate).any()
-    again = _docset([0.1 * i for i in range(10)]).select(["t"], CandidateRule(top_fraction=0.3, seed=3))["t"]
+    again = _docset([0.1 * i for i in range(10)]).select(
+        ["t"], CandidateRule(top_fraction=0.3, seed=3)
+    )["t"]
     np.testing.assert_array_equal(again.random_negative, tc.random_negative)  # seeded
     th = ds.select(["t"], CandidateRule(top_fraction=0.3, threshold={"t": 0.45}))["t"]
     assert np.nonzero(th.candidate)[0].tolist() == [5, 6, 7, 8, 9]  # threshold wins
@@ -77,8 +99,10 @@ def test_candidates_top_fraction_threshold_and_seeded_random_negatives():
 
 def test_plain_corpus_every_doc_is_a_candidate_and_rejects_are_counted(tmp_path):
     p = tmp_path / "c.jsonl"
-    p.write_bytes(b'{"id": "a", "text": "alpha"}\n{"id": "a", "text": "dup"}\nnot json\n{"id": "b", "text": "  "}\n'
-                  b'{"id": "c", "text": "gamma"}\n')
+    p.write_bytes(
+        b'{"id": "a", "text": "alpha"}\n{"id": "a", "text": "dup"}\nnot json\n{"id": "b", "text": "  "}\n'
+        b'{"id": "c", "text": "gamma"}\n'
+    )
     ds = open_docs([str(p)])
     assert ds.ids == ["a", "c"]
     assert sorted(r.reason for r in ds.rejected) == ["bad_json", "duplicate_id", "empty"]
@@ -98,8 +122,12 @@ def _panel(tmp_path, body: str):
 
 def test_panel_loads_models_inline_and_file_scores(tmp_path):
     (tmp_path / "m1").mkdir()
-    (tmp_path / "scores.csv").write_text("model,task,metric,score\nm2,rag,acc,0.5\nm1,rag,acc,0.25\n")
-    p = _panel(tmp_path, """
+    (tmp_path / "scores.csv").write_text(
+        "model,task,metric,score\nm2,rag,acc,0.5\nm1,rag,acc,0.25\n"
+    )
+    p = _panel(
+        tmp_path,
+        """
 name = "demo"
 scores = "scores.csv"
 [[models]]
@@ -111,7 +139,8 @@ reasoning = 0.4
 name = "m2"
 path = "EleutherAI/pythia-160m"
 max_length = 512
-""")
+""",
+    )
     panel = load_panel(p)
     assert panel.models[0].path == str(tmp_path / "m1")  # local folder resolved next to the panel
     assert panel.models[1].path == "EleutherAI/pythia-160m" and panel.models[1].max_length == 512
@@ -132,15 +161,18 @@ def test_neg_bpb_scores_become_bpb_errors_and_scores_file_merges(tmp_path):
     assert rows[("b", "neg_bpb")].error == 3.0
 
 
-@pytest.mark.parametrize("body,match", [
-    ("[[models]]\nname = 'a'\n", "needs a path"),
-    ("[[models]]\nname = 'a b'\npath = 'x'\n", "name"),
-    ("[[models]]\nname = 'a'\npath = 'x'\n[[models]]\nname = 'a'\npath = 'y'\n", "repeat"),
-    ("[[models]]\nname = 'a'\npath = 'x'\nmax_len = 3\n", "unknown key"),
-    ("[[models]]\nname = 'a'\npath = 'x'\n[models.scores]\nt = 1.5\n", r"\[0, 1\]"),
-    ("models = []\n", "at least one"),
-    ("colour = 1\n[[models]]\nname = 'a'\npath = 'x'\n", "unknown top-level"),
-])
+@pytest.mark.parametrize(
+    "body,match",
+    [
+        ("[[models]]\nname = 'a'\n", "needs a path"),
+        ("[[models]]\nname = 'a b'\npath = 'x'\n", "name"),
+        ("[[models]]\nname = 'a'\npath = 'x'\n[[models]]\nname = 'a'\npath = 'y'\n", "repeat"),
+        ("[[models]]\nname = 'a'\npath = 'x'\nmax_len = 3\n", "unknown key"),
+        ("[[models]]\nname = 'a'\npath = 'x'\n[models.scores]\nt = 1.5\n", r"\[0, 1\]"),
+        ("models = []\n", "at least one"),
+        ("colour = 1\n[[models]]\nname = 'a'\npath = 'x'\n", "unknown top-level"),
+    ],
+)
 def test_bad_panels_raise_config_errors(tmp_path, body, match):
     with pytest.raises(ConfigError, match=match):
         load_panel(_panel(tmp_path, body))
@@ -163,7 +195,9 @@ def test_bad_scores_files_raise(tmp_path):
 def test_example_panel_of_real_models_loads_and_invents_no_scores():
     from pathlib import Path
 
-    panel = load_panel(Path(__file__).resolve().parents[1] / "configs" / "panels" / "small-open.toml")
+    panel = load_panel(
+        Path(__file__).resolve().parents[1] / "configs" / "panels" / "small-open.toml"
+    )
     assert len(panel.models) >= 5 and all("/" in m.path for m in panel.models)  # Hub ids
     assert panel.scores == ()  # computed by the scorecard, never shipped
     assert panel.scores_file.endswith("small-open.scores.csv")

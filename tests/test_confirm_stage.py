@@ -27,8 +27,18 @@ from retriever.confirm.tiny_panel import build_tiny_panel, synthetic_corpora  # 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RETRIEVER_SHARED_DATA", REPO.parent / "shared" / "data"))
 TASK = "function-calling"
-LABEL_COLUMNS = ["id", "text", "task", "similarity", "correlation", "label", "reason", "shard", "row",
-                 "source"]
+LABEL_COLUMNS = [
+    "id",
+    "text",
+    "task",
+    "similarity",
+    "correlation",
+    "label",
+    "reason",
+    "shard",
+    "row",
+    "source",
+]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -67,8 +77,9 @@ def data(tmp_path_factory) -> dict:
         gold = _read_texts(xlam, 200)
         generic = _read_texts(SHARED / "corpus" / "climblab_stream_first1000.jsonl", 200)
         test_task = _read_texts(xlam, 12, skip=2500)
-        test_generic = (_read_texts(SHARED / "corpus" / "wikitext2_articles.jsonl", 6, clip=800)
-                        + _read_texts(SHARED / "corpus" / "climblab_clusters_sample.jsonl", 6, clip=800))
+        test_generic = _read_texts(
+            SHARED / "corpus" / "wikitext2_articles.jsonl", 6, clip=800
+        ) + _read_texts(SHARED / "corpus" / "climblab_clusters_sample.jsonl", 6, clip=800)
     else:
         c = synthetic_corpora(240, seed=0)
         gold, generic = c["task"][:200], c["generic"][:200]
@@ -90,8 +101,16 @@ def data(tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def panel(data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_panel")
-    build_tiny_panel(out, gold=[str(data["gold"])], generic=[str(data["generic"])], task=TASK,
-                     holdout=0.2, n_models=5, steps=70, seed=0)
+    build_tiny_panel(
+        out,
+        gold=[str(data["gold"])],
+        generic=[str(data["generic"])],
+        task=TASK,
+        holdout=0.2,
+        n_models=5,
+        steps=70,
+        seed=0,
+    )
     return out / "panel.toml"
 
 
@@ -114,20 +133,45 @@ def test_tiny_panel_loads_with_auto_classes_and_its_task_skill_grows_with_the_ta
     assert spearmanr(share, score)[0] >= 0.7, (share, score)
     m = AutoModelForCausalLM.from_pretrained(panel.parent / "tiny-0")
     tok = AutoTokenizer.from_pretrained(panel.parent / "tiny-0")
-    assert m.config.vocab_size == 258 and tok("ab", add_special_tokens=False)["input_ids"] == [97, 98]
+    assert m.config.vocab_size == 258 and tok("ab", add_special_tokens=False)["input_ids"] == [
+        97,
+        98,
+    ]
 
 
 @pytest.mark.slow
 def test_confirm_labels_task_documents_positive_and_generic_ones_negative(panel, data, tmp_path):
     out = tmp_path / "out"
-    rc, stdout, _ = _cli("confirm", "--models", panel, "--docs", data["corpus"], "--out", out, "--json",
-                         "--device", "cpu", "--block-docs", "7")
+    rc, stdout, _ = _cli(
+        "confirm",
+        "--models",
+        panel,
+        "--docs",
+        data["corpus"],
+        "--out",
+        out,
+        "--json",
+        "--device",
+        "cpu",
+        "--block-docs",
+        "7",
+    )
     assert rc == 0, stdout
     summary = orjson.loads(stdout)
     table = pq.read_table(out / "labels" / f"{TASK}.parquet")
     assert table.column_names == LABEL_COLUMNS
-    assert [str(t) for t in table.schema.types] == ["string", "string", "string", "double", "double",
-                                                      "string", "string", "string", "int64", "string"]
+    assert [str(t) for t in table.schema.types] == [
+        "string",
+        "string",
+        "string",
+        "double",
+        "double",
+        "string",
+        "string",
+        "string",
+        "int64",
+        "string",
+    ]
     rows = table.to_pylist()
     # the source column says what each row is to the student (a plain corpus: all candidates)
     src_of = {"positive": "confirmed", "negative": "hard-negative", "uncertain": "candidate"}
@@ -140,12 +184,21 @@ def test_confirm_labels_task_documents_positive_and_generic_ones_negative(panel,
     gen_c = np.array([v for k, v in corr.items() if k.startswith("generic-")])
     assert task_c.mean() > gen_c.mean() + 0.5, (task_c, gen_c)
     labels = {r["id"]: r["label"] for r in rows}
-    assert sum(labels[f"task-{i}"] == "positive" for i in range(data["n_task"])) >= 0.75 * data["n_task"]
-    assert sum(labels[f"generic-{i}"] == "positive" for i in range(data["n_generic"])) <= 0.25 * data["n_generic"]
+    assert (
+        sum(labels[f"task-{i}"] == "positive" for i in range(data["n_task"]))
+        >= 0.75 * data["n_task"]
+    )
+    assert (
+        sum(labels[f"generic-{i}"] == "positive" for i in range(data["n_generic"]))
+        <= 0.25 * data["n_generic"]
+    )
     # every document in is accounted for: labelled, or rejected and written aside
     assert summary["docs"] == {"in": n + 1, "unique": n, "rejected": {"bad_json": 1}}
     assert sum(summary["tasks"][TASK]["labels"].values()) == n
-    assert summary["tasks"][TASK]["balanced"] and summary["tasks"][TASK]["stats"]["rejected/bad_json"] == 1
+    assert (
+        summary["tasks"][TASK]["balanced"]
+        and summary["tasks"][TASK]["stats"]["rejected/bad_json"] == 1
+    )
     rej = [orjson.loads(x) for x in (out / "rejected.jsonl").read_bytes().splitlines()]
     assert [r["reason"] for r in rej] == ["bad_json"]
     corr_tbl = pq.read_table(out / "correlations" / f"{TASK}.parquet").to_pydict()
@@ -153,19 +206,41 @@ def test_confirm_labels_task_documents_positive_and_generic_ones_negative(panel,
     assert sum(corr_tbl["weight_linear"]) == pytest.approx(1.0)
 
     # re-thresholding reuses the BPB cache: no model computes anything, labels follow the new rule
-    rc, stdout, _ = _cli("confirm", "--models", panel, "--docs", data["corpus"], "--out", out, "--json",
-                         "--device", "cpu", "--positive-min", "0.95", "--negative-max", "0.5")
+    rc, stdout, _ = _cli(
+        "confirm",
+        "--models",
+        panel,
+        "--docs",
+        data["corpus"],
+        "--out",
+        out,
+        "--json",
+        "--device",
+        "cpu",
+        "--positive-min",
+        "0.95",
+        "--negative-max",
+        "0.5",
+    )
     assert rc == 0
     again = orjson.loads(stdout)
     assert all(m["computed"] == 0 for m in again["bpb"]["models"].values())
     rows2 = pq.read_table(out / "labels" / f"{TASK}.parquet").to_pylist()
     for r in rows2:
-        want = "positive" if r["correlation"] >= 0.95 else "negative" if r["correlation"] <= 0.5 else "uncertain"
+        want = (
+            "positive"
+            if r["correlation"] >= 0.95
+            else "negative"
+            if r["correlation"] <= 0.5
+            else "uncertain"
+        )
         assert r["label"] == want
 
 
 @pytest.mark.slow
-def test_confirm_reads_a_score_folder_candidates_and_random_negatives(panel, data, tmp_path, embedder):
+def test_confirm_reads_a_score_folder_candidates_and_random_negatives(
+    panel, data, tmp_path, embedder
+):
     pytest.importorskip("faiss")
     from retriever.index import build_index
     from retriever.score import score_corpus
@@ -173,14 +248,32 @@ def test_confirm_reads_a_score_folder_candidates_and_random_negatives(panel, dat
     idx = tmp_path / "idx"
     build_index(TASK, gold=[str(data["gold"])], indexes_dir=tmp_path, out=idx, embedder=embedder)
     scores = tmp_path / "scores"
-    score_corpus([str(idx)], [str(data["corpus"])], scores, top_fraction=0.5, store=None, batch_size=8)
+    score_corpus(
+        [str(idx)], [str(data["corpus"])], scores, top_fraction=0.5, store=None, batch_size=8
+    )
     out = tmp_path / "out"
-    rc, stdout, _ = _cli("confirm", "--models", panel, "--docs", scores, "--out", out, "--json",
-                         "--top-fraction", "0.4", "--negatives-per-positive", "0.5", "--device", "cpu")
+    rc, stdout, _ = _cli(
+        "confirm",
+        "--models",
+        panel,
+        "--docs",
+        scores,
+        "--out",
+        out,
+        "--json",
+        "--top-fraction",
+        "0.4",
+        "--negatives-per-positive",
+        "0.5",
+        "--device",
+        "cpu",
+    )
     assert rc == 0, stdout
     info = orjson.loads(stdout)["tasks"][TASK]
     sims = np.sort(pq.read_table(scores / "scores").column(f"score_{TASK}").to_numpy())[::-1]
-    k = int((sims >= sims[int(np.ceil(0.4 * len(sims))) - 1]).sum())  # top 40%, ties at the cut kept
+    k = int(
+        (sims >= sims[int(np.ceil(0.4 * len(sims))) - 1]).sum()
+    )  # top 40%, ties at the cut kept
     assert info["candidates"] == k and info["random_negatives"] == round(0.5 * k)
     rows = pq.read_table(out / "labels" / f"{TASK}.parquet").to_pylist()
     cands = [r for r in rows if "random non-candidate" not in r["reason"]]
@@ -196,29 +289,80 @@ def test_confirm_reads_a_score_folder_candidates_and_random_negatives(panel, dat
 
 @pytest.mark.slow
 def test_cli_errors_say_what_to_do(panel, data, tmp_path):
-    rc, _, err = _cli("confirm", "--models", panel, "--docs", data["corpus"], "--out", tmp_path / "o",
-                      "--tasks", "roleplay")
+    rc, _, err = _cli(
+        "confirm",
+        "--models",
+        panel,
+        "--docs",
+        data["corpus"],
+        "--out",
+        tmp_path / "o",
+        "--tasks",
+        "roleplay",
+    )
     assert rc == 2 and "scorecard" in err
     rc, _, err = _cli("confirm", "--models", panel, "--out", tmp_path / "o")
     assert rc == 2 and "--docs" in err
-    rc, _, err = _cli("confirm", "--models", tmp_path / "none.toml", "--docs", data["corpus"], "--out", tmp_path / "o")
+    rc, _, err = _cli(
+        "confirm",
+        "--models",
+        tmp_path / "none.toml",
+        "--docs",
+        data["corpus"],
+        "--out",
+        tmp_path / "o",
+    )
     assert rc == 2 and "does not exist" in err
-    rc, _, err = _cli("confirm", "--models", panel, "--docs", data["corpus"], "--out", tmp_path / "o",
-                      "--positive-min", "0.1", "--negative-max", "0.3")
+    rc, _, err = _cli(
+        "confirm",
+        "--models",
+        panel,
+        "--docs",
+        data["corpus"],
+        "--out",
+        tmp_path / "o",
+        "--positive-min",
+        "0.1",
+        "--negative-max",
+        "0.3",
+    )
     assert rc == 2 and "below positive_min" in err
 
 
 @pytest.mark.slow
 def test_scorecard_cli_on_multiple_choice_gold(panel, tmp_path):
-    gold = _jsonl(tmp_path / "mc.jsonl", [
-        {"question": "Which call gets the weather in Paris?",
-         "choices": ['get_weather(city="Paris")', "the river valley was settled"], "answer": 0},
-        {"question": "Pick the tool call", "choices": ["bridge monks abbey", 'send_email(to="a")'], "answer": 1},
-        {"question": "broken record", "choices": ["a"], "answer": 5},
-    ])
+    gold = _jsonl(
+        tmp_path / "mc.jsonl",
+        [
+            {
+                "question": "Which call gets the weather in Paris?",
+                "choices": ['get_weather(city="Paris")', "the river valley was settled"],
+                "answer": 0,
+            },
+            {
+                "question": "Pick the tool call",
+                "choices": ["bridge monks abbey", 'send_email(to="a")'],
+                "answer": 1,
+            },
+            {"question": "broken record", "choices": ["a"], "answer": 5},
+        ],
+    )
     out = tmp_path / "scores.csv"
-    rc, stdout, _ = _cli("confirm", "scorecard", "--models", panel, "--task", "mc-task", "--gold", gold,
-                         "--out", out, "--json", "--device", "cpu")
+    rc, stdout, _ = _cli(
+        "confirm",
+        "scorecard",
+        "--models",
+        panel,
+        "--task",
+        "mc-task",
+        "--gold",
+        gold,
+        "--out",
+        out,
+        "--json",
+        "--device",
+        "cpu",
+    )
     assert rc == 0
     rep = orjson.loads(stdout)
     assert rep["kind"] == "multiple_choice" and rep["records"] == 2 and rep["skipped"] == 1

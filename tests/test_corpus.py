@@ -46,7 +46,14 @@ def test_jsonl_readers_yield_docs_and_reasoned_rejects(tmp_path, name):
     assert docs[0].id == "a"
     assert docs[1].id == f"{shard_name(str(shard))}:1"
     assert docs[1].metadata["cluster_id"] == 3
-    assert rej == {2: "bad_json", 3: "no_text", 4: "empty", 5: "undecodable", 6: "empty", 7: "bad_record"}
+    assert rej == {
+        2: "bad_json",
+        3: "no_text",
+        4: "empty",
+        5: "undecodable",
+        6: "empty",
+        7: "bad_record",
+    }
 
 
 def test_parquet_reader_streams_batches_and_rejects(tmp_path):

@@ -14,15 +14,21 @@ from retriever.evaluation.decontam import (
     words,
 )
 
-Q1 = ("A coin is heads up. Alice flips the coin. Bob does not flip the coin. Carol flips the "
-      "coin. Is the coin still heads up?")
-Q2 = "Given the function get_weather with parameters city and unit, find the weather in Paris today."
+Q1 = (
+    "A coin is heads up. Alice flips the coin. Bob does not flip the coin. Carol flips the "
+    "coin. Is the coin still heads up?"
+)
+Q2 = (
+    "Given the function get_weather with parameters city and unit, find the weather in Paris today."
+)
 
 
 def _eval_file(path: Path) -> Path:
-    rows = [{"id": "r0", "question": Q1, "choices": ["yes", "no"], "answer": 0},
-            {"id": "r1", "question": Q2, "choices": ["get_weather(city='Paris')", "x()"], "answer": 0},
-            {"id": "r2", "question": "Short one?", "choices": ["a", "b"], "answer": 1}]
+    rows = [
+        {"id": "r0", "question": Q1, "choices": ["yes", "no"], "answer": 0},
+        {"id": "r1", "question": Q2, "choices": ["get_weather(city='Paris')", "x()"], "answer": 0},
+        {"id": "r2", "question": "Short one?", "choices": ["a", "b"], "answer": 1},
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -54,7 +60,11 @@ def test_contaminated_evaluation_set_is_caught(tmp_path):
 def test_a_near_miss_is_not_contaminated():
     fp = fingerprint_eval({"fc": [("e", " ".join(f"tok{i}" for i in range(30)))]})
     # 12 consecutive words in common (one short of 13): not an overlap
-    doc = " ".join(f"tok{i}" for i in range(12)) + " other " + " ".join(f"tok{i}" for i in range(13, 24, 2))
+    doc = (
+        " ".join(f"tok{i}" for i in range(12))
+        + " other "
+        + " ".join(f"tok{i}" for i in range(13, 24, 2))
+    )
     assert not fp.contaminated(doc)
     assert fp.contaminated("prefix " + " ".join(f"tok{i}" for i in range(5, 18)))
 
@@ -72,13 +82,33 @@ def test_build_dataset_drops_contaminated_documents(tmp_path):
 
     pool = tmp_path / "pools" / "reasoning"
     pool.mkdir(parents=True)
-    docs = [{"id": "leak", "text": "Worked problem: " + Q1 + " Answer: yes.", "metadata": {"score": 0.9}},
-            {"id": "ok1", "text": "Tom has 3 apples and buys 5 more, so he has 8.", "metadata": {"score": 0.5}},
-            {"id": "ok2", "text": "A train goes 60 km per hour for 2 hours: 120 km.", "metadata": {"score": 0.4}}]
+    docs = [
+        {
+            "id": "leak",
+            "text": "Worked problem: " + Q1 + " Answer: yes.",
+            "metadata": {"score": 0.9},
+        },
+        {
+            "id": "ok1",
+            "text": "Tom has 3 apples and buys 5 more, so he has 8.",
+            "metadata": {"score": 0.5},
+        },
+        {
+            "id": "ok2",
+            "text": "A train goes 60 km per hour for 2 hours: 120 km.",
+            "metadata": {"score": 0.4},
+        },
+    ]
     (pool / "part.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
     ev = _eval_file(tmp_path / "eval.jsonl")
-    b = DatasetBuilder({"reasoning": str(pool)}, {"reasoning": 1.0}, 10_000, formats=("parquet",),
-                       decontaminate={"reasoning": str(ev)}, progress=False)
+    b = DatasetBuilder(
+        {"reasoning": str(pool)},
+        {"reasoning": 1.0},
+        10_000,
+        formats=("parquet",),
+        decontaminate={"reasoning": str(ev)},
+        progress=False,
+    )
     s = b.build(tmp_path / "out")
     c = s["counts"]
     assert c["dropped/contaminated"] == 1 and c["kept"] == 2 and s["balanced"]
@@ -87,8 +117,9 @@ def test_build_dataset_drops_contaminated_documents(tmp_path):
 
     ids = pq.read_table(tmp_path / "out" / "selection.parquet").column("id").to_pylist()
     assert "leak" not in ids and set(ids) == {"ok1", "ok2"}
-    plain = DatasetBuilder({"reasoning": str(pool)}, {"reasoning": 1.0}, 10_000, formats=("parquet",),
-                           progress=False).build(tmp_path / "plain")
+    plain = DatasetBuilder(
+        {"reasoning": str(pool)}, {"reasoning": 1.0}, 10_000, formats=("parquet",), progress=False
+    ).build(tmp_path / "plain")
     assert plain["counts"]["kept"] == 3
 
 
@@ -96,7 +127,9 @@ def test_offline_gold_is_disjoint_from_the_eval_sets(shared_data, tmp_path):
     from retriever.evaluation import local_eval_sets
     from retriever.holdout import load_split
 
-    fp = fingerprint_files({t: p for t, p in local_eval_sets(tmp_path / "sets", shared_data).items()})
+    fp = fingerprint_files(
+        {t: p for t, p in local_eval_sets(tmp_path / "sets", shared_data).items()}
+    )
     split = load_split(shared_data)
     for task in ("function-calling", "reasoning"):
         gold = [(r.id, r.text) for r in split.records(task, "gold")]
@@ -128,10 +161,18 @@ def test_cli_reports_overlap_and_fails_on_request(tmp_path, capsys):
 
     ev = _eval_file(tmp_path / "eval.jsonl")
     gold = tmp_path / "gold.jsonl"
-    gold.write_text(json.dumps({"text": "Copied: " + Q2}) + "\n" + json.dumps({"text": "fine"}) + "\n")
-    assert main(["decontam", "--eval", f"function-calling={ev}", "--against", str(gold), "--json"]) == 0
+    gold.write_text(
+        json.dumps({"text": "Copied: " + Q2}) + "\n" + json.dumps({"text": "fine"}) + "\n"
+    )
+    assert (
+        main(["decontam", "--eval", f"function-calling={ev}", "--against", str(gold), "--json"])
+        == 0
+    )
     rep = json.loads(capsys.readouterr().out)
     assert rep["docs"] == 2 and rep["tasks"]["function-calling"]["contaminated"] == 1
-    assert main(["decontam", "--eval", f"function-calling={ev}", "--against", str(gold), "--fail"]) == 1
+    assert (
+        main(["decontam", "--eval", f"function-calling={ev}", "--against", str(gold), "--fail"])
+        == 1
+    )
     assert "CONTAMINATED" in capsys.readouterr().out
     assert main(["decontam", "--eval", "nonsense", "--against", str(gold)]) == 2

@@ -37,10 +37,16 @@ def _labels(task="t", n_conf=10, n_hard=8, n_rand=30, n_unc=4, seed=0) -> LabelS
     for _ in range(n_unc):
         rows.append(("uncertain", "candidate", 0.6, 0.1, synthetic_doc(rng, True)))
     return LabelSet(
-        task=task, ids=[f"d{k}" for k in range(len(rows))], texts=[r[4] for r in rows],
-        labels=[r[0] for r in rows], similarity=np.array([r[2] for r in rows]),
-        correlation=np.array([r[3] for r in rows]), sources=[["l.parquet", "x"]],
-        row_source=[r[1] for r in rows], reasons=[f"{r[0]}: {r[1]}" for r in rows])
+        task=task,
+        ids=[f"d{k}" for k in range(len(rows))],
+        texts=[r[4] for r in rows],
+        labels=[r[0] for r in rows],
+        similarity=np.array([r[2] for r in rows]),
+        correlation=np.array([r[3] for r in rows]),
+        sources=[["l.parquet", "x"]],
+        row_source=[r[1] for r in rows],
+        reasons=[f"{r[0]}: {r[1]}" for r in rows],
+    )
 
 
 def _gold(task="t", n=20, source="gold", seed=1):
@@ -53,9 +59,9 @@ def test_sources_variants_and_counts():
     lab, gold, other = _labels(), _gold(), _gold(source="other-gold", seed=2)
     ss = build_student_set("t", lab, gold, other, StudentSetConfig("gold+confirmed+hard"))
     per = ss.summary["per_source"]
-    assert {s: per[s]["rows"] for s in ("gold", "confirmed", "random", "other-gold",
-                                        "hard-negative")} == {
-        "gold": 20, "confirmed": 10, "random": 30, "other-gold": 20, "hard-negative": 8}
+    assert {
+        s: per[s]["rows"] for s in ("gold", "confirmed", "random", "other-gold", "hard-negative")
+    } == {"gold": 20, "confirmed": 10, "random": 30, "other-gold": 20, "hard-negative": 8}
     assert ss.summary["skipped"] == {"uncertain": 4}
     assert set(ss.rows.labels) == {"positive", "negative"}
     # gold-only keeps the gold and the negatives that are not candidates
@@ -63,8 +69,9 @@ def test_sources_variants_and_counts():
     assert sorted(set(g.rows.row_source)) == ["gold", "other-gold", "random"]
     assert g.summary["skipped"]["source confirmed not used"] == 10
     # hard negatives only below the confident cut: correlations -0.2 .. -0.9, cut -0.5
-    h = build_student_set("t", lab, gold, other,
-                          StudentSetConfig(("gold", "hard-negative"), hard_negative_max=-0.5))
+    h = build_student_set(
+        "t", lab, gold, other, StudentSetConfig(("gold", "hard-negative"), hard_negative_max=-0.5)
+    )
     assert h.summary["per_source"]["hard-negative"]["rows"] == 5  # -0.5 .. -0.9 (float: -0.5 in)
     with pytest.raises(ConfigError, match="unknown training-set source"):
         StudentSetConfig(("gold", "golden"))
@@ -104,10 +111,20 @@ def test_conflicting_text_keeps_the_positive_and_is_counted():
 def test_old_labels_without_source_column_are_inferred(tmp_path):
     rows = [
         {"id": "a", "text": "x", "task": "t", "label": "positive", "reason": "positive: candidate"},
-        {"id": "b", "text": "y", "task": "t", "label": "negative",
-         "reason": "negative: random non-candidate (similarity 0.1 < cut 0.4)"},
-        {"id": "c", "text": "z", "task": "t", "label": "negative",
-         "reason": "negative: candidate (top 10%); spearman -0.400 <= 0.0"},
+        {
+            "id": "b",
+            "text": "y",
+            "task": "t",
+            "label": "negative",
+            "reason": "negative: random non-candidate (similarity 0.1 < cut 0.4)",
+        },
+        {
+            "id": "c",
+            "text": "z",
+            "task": "t",
+            "label": "negative",
+            "reason": "negative: candidate (top 10%); spearman -0.400 <= 0.0",
+        },
         {"id": "d", "text": "w", "task": "t", "label": "negative", "reason": "hand label"},
         {"id": "e", "text": "v", "task": "t", "label": "uncertain", "reason": "uncertain: ..."},
     ]
@@ -121,8 +138,13 @@ def test_old_labels_without_source_column_are_inferred(tmp_path):
 
 
 def test_split_by_source_holds_out_every_source():
-    ss = build_student_set("t", _labels(), _gold(), _gold(source="other-gold", seed=2),
-                           StudentSetConfig("gold+confirmed+hard"))
+    ss = build_student_set(
+        "t",
+        _labels(),
+        _gold(),
+        _gold(source="other-gold", seed=2),
+        StudentSetConfig("gold+confirmed+hard"),
+    )
     tr, te = split_by_source(ss.rows, 0.25, seed=0)
     assert len(set(tr) & set(te)) == 0 and len(tr) + len(te) == len(ss)
     src = np.array(ss.rows.row_source)
@@ -134,17 +156,25 @@ def test_split_by_source_holds_out_every_source():
 def test_bucket_is_sized_to_the_data():
     small = bucket_for(["a b c d"] * 29, 2, 2_000_000)
     assert small == 4096
-    big = bucket_for([" ".join(f"w{i}" for i in range(j, j + 200)) for j in range(0, 40000, 200)],
-                     2, 2_000_000)
+    big = bucket_for(
+        [" ".join(f"w{i}" for i in range(j, j + 200)) for j in range(0, 40000, 200)], 2, 2_000_000
+    )
     assert 2 * 39999 <= big <= 2 * 2 * 39999 and big & (big - 1) == 0
     assert bucket_for(["x y"] * 10, 2, 1000) == 1000
 
 
 def _rows(y, sim, src):
     n = len(y)
-    return LabelSet("t", [str(i) for i in range(n)], ["x"] * n,
-                    ["positive" if v else "negative" for v in y], np.asarray(sim, float),
-                    np.full(n, np.nan), [], row_source=list(src))
+    return LabelSet(
+        "t",
+        [str(i) for i in range(n)],
+        ["x"] * n,
+        ["positive" if v else "negative" for v in y],
+        np.asarray(sim, float),
+        np.full(n, np.nan),
+        [],
+        row_source=list(src),
+    )
 
 
 def test_checks_warn_when_the_student_loses_to_similarity():
@@ -174,16 +204,27 @@ def test_distill_with_gold_indexes_end_to_end(tiny_indexes, tmp_path):
     assert sims["gold"].shape == (6,) and (sims["gold"] < 0.999).all()  # itself left out
     assert sims["math"].shape == (6,) and (sims["math"] < sims["gold"].max()).all()
     rng = random.Random(0)
-    web = [{"id": f"w{k}", "text": synthetic_doc(rng, False), "task": "tools",
-            "label": "negative", "similarity": 0.1, "source": "random",
-            "reason": "negative: random non-candidate"} for k in range(12)]
+    web = [
+        {
+            "id": f"w{k}",
+            "text": synthetic_doc(rng, False),
+            "task": "tools",
+            "label": "negative",
+            "similarity": 0.1,
+            "source": "random",
+            "reason": "negative: random non-candidate",
+        }
+        for k in range(12)
+    ]
     write_labels(tmp_path / "labels" / "tools.parquet", web)
     out = tmp_path / "f" / "filter.bin"
     cfg = DistillConfig(epoch=10, dim=16, seed=1, test_fraction=0.34)
     rep = FastTextDistiller(cfg).run(tmp_path / "labels", "tools", out, indexes=tiny_indexes)
     man = json.loads(out.with_suffix(".json").read_text())
     per = man["training_set"]["per_source"]
-    assert per["gold"]["rows"] == 6 and per["other-gold"]["rows"] == 6 and per["random"]["rows"] == 12
+    assert (
+        per["gold"]["rows"] == 6 and per["other-gold"]["rows"] == 6 and per["random"]["rows"] == 12
+    )
     assert man["bucket"] == 4096 and man["model_bytes"] < 5_000_000
     c = rep.metrics["heldout_vs_similarity"]
     assert c["rows"].startswith("held-out gold") and c["n_positive"] == 2 and c["n_negative"] == 4
@@ -200,12 +241,26 @@ def test_report_shows_a_red_flag_for_a_warned_student(tmp_path):
     from retriever.report.render import render_report
 
     man = tmp_path / "filter.json"
-    man.write_text(json.dumps({
-        "task": "rag", "metrics": {"precision": 0.2, "recall": 0.1, "f1": 0.13, "roc_auc": 0.6,
-                                   "threshold": 0.5, "heldout_vs_similarity": {
-                                       "student_auc": 0.61, "similarity_auc": 0.99,
-                                       "rows": "held-out gold vs held-out random"}},
-        "warnings": ["student AUC 0.610 is 0.380 below the similarity stage's 0.990"]}))
+    man.write_text(
+        json.dumps(
+            {
+                "task": "rag",
+                "metrics": {
+                    "precision": 0.2,
+                    "recall": 0.1,
+                    "f1": 0.13,
+                    "roc_auc": 0.6,
+                    "threshold": 0.5,
+                    "heldout_vs_similarity": {
+                        "student_auc": 0.61,
+                        "similarity_auc": 0.99,
+                        "rows": "held-out gold vs held-out random",
+                    },
+                },
+                "warnings": ["student AUC 0.610 is 0.380 below the similarity stage's 0.990"],
+            }
+        )
+    )
     task, pr = _read_distill(man)
     assert pr["student_auc"] == 0.61 and len(pr["warnings"]) == 1
     html = render_report(pr={task: pr})
@@ -218,15 +273,32 @@ def test_words_normalization_splits_punctuation_and_the_filter_applies_the_model
     from retriever.batch_filter.scorer import FastTextScorer
     from retriever.distill.labels import fasttext_text, model_normalization
 
-    assert fasttext_text('{"Name": x}\nB', "words").split() == \
-        ["{", '"', "name", '"', ":", "x", "}", "b"]
+    assert fasttext_text('{"Name": x}\nB', "words").split() == [
+        "{",
+        '"',
+        "name",
+        '"',
+        ":",
+        "x",
+        "}",
+        "b",
+    ]
     assert fasttext_text('{"Name": x}\nB') == '{"Name": x} B'  # the old default, unchanged
     # xLAM-style JSON in training, ELMB-style Python dicts at test time: same tokens once split
     rng = random.Random(0)
-    rows = [{"id": f"p{k}", "text": f'{{"name": "f{k}", "parameters": {{"x": {k}}}}}',
-             "task": "t", "label": "positive"} for k in range(30)]
-    rows += [{"id": f"n{k}", "text": synthetic_doc(rng, False), "task": "t", "label": "negative"}
-             for k in range(30)]
+    rows = [
+        {
+            "id": f"p{k}",
+            "text": f'{{"name": "f{k}", "parameters": {{"x": {k}}}}}',
+            "task": "t",
+            "label": "positive",
+        }
+        for k in range(30)
+    ]
+    rows += [
+        {"id": f"n{k}", "text": synthetic_doc(rng, False), "task": "t", "label": "negative"}
+        for k in range(30)
+    ]
     write_labels(tmp_path / "t.parquet", rows)
     out = tmp_path / "m" / "filter.bin"
     cfg = DistillConfig(epoch=10, dim=16, seed=0, normalization="words")
@@ -252,17 +324,28 @@ def test_both_normalization_round_trips_through_the_manifest_and_the_filter(tmp_
     from retriever.distill.labels import fasttext_text, model_normalization
 
     # both tokenizations on one line: the newlines text, then the words text
-    assert fasttext_text('{"Name": x}\nB', "both") == \
-        fasttext_text('{"Name": x}\nB') + " " + fasttext_text('{"Name": x}\nB', "words")
+    assert fasttext_text('{"Name": x}\nB', "both") == fasttext_text(
+        '{"Name": x}\nB'
+    ) + " " + fasttext_text('{"Name": x}\nB', "words")
     rng = random.Random(1)
-    rows = [{"id": f"p{k}", "text": f'{{"name": "f{k}", "parameters": {{"x": {k}}}}}',
-             "task": "t", "label": "positive"} for k in range(30)]
-    rows += [{"id": f"n{k}", "text": synthetic_doc(rng, False), "task": "t", "label": "negative"}
-             for k in range(30)]
+    rows = [
+        {
+            "id": f"p{k}",
+            "text": f'{{"name": "f{k}", "parameters": {{"x": {k}}}}}',
+            "task": "t",
+            "label": "positive",
+        }
+        for k in range(30)
+    ]
+    rows += [
+        {"id": f"n{k}", "text": synthetic_doc(rng, False), "task": "t", "label": "negative"}
+        for k in range(30)
+    ]
     write_labels(tmp_path / "t.parquet", rows)
     out = tmp_path / "m" / "filter.bin"
     FastTextDistiller(DistillConfig(epoch=10, dim=16, seed=0, normalization="both")).run(
-        tmp_path / "t.parquet", "t", out)
+        tmp_path / "t.parquet", "t", out
+    )
     assert model_normalization(out) == "both"
     assert json.loads(out.with_suffix(".json").read_text())["text_normalization"] == "both"
     probe = ["{'name': 'g', 'parameters': {'y': 3}}", "a painter by the river in autumn"]

@@ -48,7 +48,7 @@ def test_stratified_fills_tiers_by_share_within_domains():
     assert all(q_rank[int(i)] < 0.5 for i in sel)
     # documents below the last cut come after all tiered ones
     below = [i for i in order if q_rank[int(i)] >= 0.5]
-    assert order[-len(below):].tolist() == below
+    assert order[-len(below) :].tolist() == below
 
 
 def test_stratified_tiers_are_checked():
@@ -59,13 +59,17 @@ def test_stratified_tiers_are_checked():
 
 
 @pytest.mark.slow
-def test_domains_from_kmeans_and_cluster_ids_then_stratified_dataset(tiny_indexes, embedder, tmp_path):
+def test_domains_from_kmeans_and_cluster_ids_then_stratified_dataset(
+    tiny_indexes, embedder, tmp_path
+):
     from retriever.cli import main
     from retriever.domains import DomainConfig, assign_domains, read_domains
     from retriever.score import score_corpus
 
-    docs = [{"id": f"d{i}", "text": t, "cluster_id": i % 2}
-            for i, t in enumerate(TOOLS_GOLD + MATH_GOLD + WEB_TEXT)]
+    docs = [
+        {"id": f"d{i}", "text": t, "cluster_id": i % 2}
+        for i, t in enumerate(TOOLS_GOLD + MATH_GOLD + WEB_TEXT)
+    ]
     write_jsonl(tmp_path / "corpus" / "a.jsonl", docs)
     idx = [str(tiny_indexes["tools"]), str(tiny_indexes["math"])]
     score_corpus(idx, [str(tmp_path / "corpus")], tmp_path / "scores", store=None)
@@ -84,12 +88,29 @@ def test_domains_from_kmeans_and_cluster_ids_then_stratified_dataset(tiny_indexe
     with pytest.raises(ConfigError, match="k-means"):
         assign_domains(tmp_path / "scores", tmp_path / "x", DomainConfig(source="kmeans", k=99))
     # build-dataset --order stratified --domains reads them
-    pool = [{"id": d["id"], "text": d["text"], "metadata": {"prob/p": (i % 7) / 7}}
-            for i, d in enumerate(docs)]
+    pool = [
+        {"id": d["id"], "text": d["text"], "metadata": {"prob/p": (i % 7) / 7}}
+        for i, d in enumerate(docs)
+    ]
     write_jsonl(tmp_path / "pools" / "p" / "x.jsonl", pool)
-    rc = main(["build-dataset", "--pools", str(tmp_path / "pools"), "--mixture", "p=1",
-               "--budget", "400", "--out", str(tmp_path / "ds"), "--order", "stratified",
-               "--domains", str(tmp_path / "dom"), "-q"])
+    rc = main(
+        [
+            "build-dataset",
+            "--pools",
+            str(tmp_path / "pools"),
+            "--mixture",
+            "p=1",
+            "--budget",
+            "400",
+            "--out",
+            str(tmp_path / "ds"),
+            "--order",
+            "stratified",
+            "--domains",
+            str(tmp_path / "dom"),
+            "-q",
+        ]
+    )
     assert rc == 0
     summary = json.loads((tmp_path / "ds" / "summary.json").read_text())
     assert 0 < summary["tokens"] <= 400

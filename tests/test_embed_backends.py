@@ -27,7 +27,10 @@ def torch_embedder():
 def test_default_backend_is_the_calibrated_one_and_matches_torch(embedder, torch_embedder):
     # auto: whichever of torch / OpenVINO this machine ran faster (retriever.embed.calibrate)
     choice = embedder.calibration["choice"]
-    assert embedder.backend == ("torch" if choice == "torch" else "openvino") and torch_embedder.backend == "torch"
+    assert (
+        embedder.backend == ("torch" if choice == "torch" else "openvino")
+        and torch_embedder.backend == "torch"
+    )
     ref = torch_embedder.encode(TEXTS)  # [n, 384] fp32 torch
     got = embedder.encode(TEXTS)
     assert got.shape == ref.shape == (len(TEXTS), 384) and got.dtype == np.float32

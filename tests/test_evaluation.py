@@ -16,18 +16,35 @@ from retriever.evaluation.harness import resolve_data, write_task_yamls
 pytest.importorskip("lm_eval")
 transformers = pytest.importorskip("transformers")
 
-TINY = dict(tokens=16 * 8 * 128, seq_len=128, n_layer=1, n_embd=32, n_head=2, batch_size=8,
-            lr=3e-3, seed=0, device="cpu", threads=1)
-CALLS = ["get_weather(city='Paris')", "send_email(to='ana')", "book_table(time='19:30')",
-         "convert_currency(amount=10)"]
+TINY = dict(
+    tokens=16 * 8 * 128,
+    seq_len=128,
+    n_layer=1,
+    n_embd=32,
+    n_head=2,
+    batch_size=8,
+    lr=3e-3,
+    seed=0,
+    device="cpu",
+    threads=1,
+)
+CALLS = [
+    "get_weather(city='Paris')",
+    "send_email(to='ana')",
+    "book_table(time='19:30')",
+    "convert_currency(amount=10)",
+]
 
 
 def _mc_file(path: Path, n: int = 12, ctx: bool = False) -> Path:
     rows = []
     for i in range(n):
         ans = i % 4
-        rec = {"question": f"Which call answers request {i} about {CALLS[ans].split('(')[0]}?",
-               "choices": CALLS, "answer": ans}
+        rec = {
+            "question": f"Which call answers request {i} about {CALLS[ans].split('(')[0]}?",
+            "choices": CALLS,
+            "answer": ans,
+        }
         if ctx:
             rec["ctx"] = f"Document {i}: the tool {CALLS[ans]} is the one to use."
         rows.append(rec)
@@ -41,7 +58,9 @@ def proxy(tmp_path_factory):
     from retriever.proxy import ProxyConfig, train_proxy
 
     d = tmp_path_factory.mktemp("eval_proxy")
-    texts = [f"Question: Which call answers request {i}?\nAnswer: {CALLS[i % 4]}" for i in range(200)]
+    texts = [
+        f"Question: Which call answers request {i}?\nAnswer: {CALLS[i % 4]}" for i in range(200)
+    ]
     (d / "train.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     return train_proxy(d / "train.jsonl", d / "run", ProxyConfig(**TINY), progress=False).checkpoint
 
@@ -54,8 +73,11 @@ def test_shipped_yamls_are_the_challenge_definitions():
         assert cfg["output_type"] == "multiple_choice" and cfg["test_split"] == "train"
         assert [m["metric"] for m in cfg["metric_list"]] == ["acc", "acc_norm"]
         assert cfg["doc_to_target"] == "answer" and cfg["doc_to_choice"] == "{{choices}}"
-        want = "Context: {{ctx}}\nQuestion: {{question}}\nAnswer:" if t.has_ctx \
+        want = (
+            "Context: {{ctx}}\nQuestion: {{question}}\nAnswer:"
+            if t.has_ctx
             else "Question: {{question}}\nAnswer:"
+        )
         assert cfg["doc_to_text"] == want
     rec = {"question": "q?", "ctx": "c.", "choices": ["a", "b"], "answer": 1}
     assert prompt(rec, get_task("rag")) == "Context: c.\nQuestion: q?\nAnswer:"
@@ -79,8 +101,13 @@ def test_evaluate_model_through_lm_eval_matches_the_scorecard(proxy, tmp_path):
 
     fc = _mc_file(tmp_path / "fc.jsonl")
     rag = _mc_file(tmp_path / "rag.jsonl", ctx=True)
-    scores = evaluate_model(proxy, tasks=["function-calling", "rag"],
-                            data={"function-calling": fc, "rag": rag}, limit=10, device="cpu")
+    scores = evaluate_model(
+        proxy,
+        tasks=["function-calling", "rag"],
+        data={"function-calling": fc, "rag": rag},
+        limit=10,
+        device="cpu",
+    )
     assert set(scores) == {"function-calling", "rag"}
     for row in scores.values():
         assert row["n"] == 10
@@ -92,7 +119,9 @@ def test_evaluate_model_through_lm_eval_matches_the_scorecard(proxy, tmp_path):
         recs = read_mc_records(path)[:10]
         items = [MCItem(prompt(r, get_task(t)), r["choices"], r["answer"]) for r in recs]
         acc, acc_norm = accuracy(choice_loglikelihoods(scorer, items), items)
-        assert acc == pytest.approx(scores[t]["acc"]) and acc_norm == pytest.approx(scores[t]["acc_norm"])
+        assert acc == pytest.approx(scores[t]["acc"]) and acc_norm == pytest.approx(
+            scores[t]["acc_norm"]
+        )
 
 
 def test_bad_evaluation_inputs(proxy, tmp_path):
@@ -112,7 +141,9 @@ def test_bad_evaluation_inputs(proxy, tmp_path):
     mixed = _mc_file(tmp_path / "mixed.jsonl", n=3)
     with open(mixed, "a") as fh:
         fh.write(json.dumps({"question": "q", "choices": ["x" * 400, "y"], "answer": 0}) + "\n")
-    row = evaluate_model(proxy, tasks=["reasoning"], data={"reasoning": mixed}, device="cpu")["reasoning"]
+    row = evaluate_model(proxy, tasks=["reasoning"], data={"reasoning": mixed}, device="cpu")[
+        "reasoning"
+    ]
     assert row["n"] == 3 and row["skipped_too_long"] == 1
 
 
@@ -124,8 +155,10 @@ def test_derived_multiple_choice_is_seeded_and_order_free():
     for r in a:
         assert r["choices"][r["answer"]] == f"answer {r['id'][1:]}" and len(set(r["choices"])) == 4
         assert b[r["id"]] == r
-    assert roleplay_qa("Man (speaking): Who are you?\nCleopatra (speaking): A queen.\n") == \
-        ("Man: Who are you?", "A queen.")
+    assert roleplay_qa("Man (speaking): Who are you?\nCleopatra (speaking): A queen.\n") == (
+        "Man: Who are you?",
+        "A queen.",
+    )
     assert roleplay_qa("no turns here") is None
 
 
@@ -149,7 +182,23 @@ def test_cli_proxy_eval(proxy, tmp_path, capsys):
     from retriever.cli import main
 
     fc = _mc_file(tmp_path / "fc.jsonl")
-    assert main(["proxy-eval", str(proxy), "--task", "function-calling", "--data", f"function-calling={fc}",
-                 "--limit", "4", "--device", "cpu", "--json"]) == 0
+    assert (
+        main(
+            [
+                "proxy-eval",
+                str(proxy),
+                "--task",
+                "function-calling",
+                "--data",
+                f"function-calling={fc}",
+                "--limit",
+                "4",
+                "--device",
+                "cpu",
+                "--json",
+            ]
+        )
+        == 0
+    )
     doc = json.loads(capsys.readouterr().out)
     assert doc["function-calling"]["n"] == 4 and doc["function-calling"]["bpb"] > 0

@@ -38,14 +38,17 @@ def test_head_is_calibrated_and_separates_shifted_classes():
 
 def test_save_load_round_trip_without_pickle(tmp_path):
     rng = np.random.default_rng(1)
-    head = train_head("t", _features(rng, 50, 1.0), _features(rng, 80, -1.0),
-                      manifest={"gold_fingerprint": "abc"})
+    head = train_head(
+        "t", _features(rng, 50, 1.0), _features(rng, 80, -1.0), manifest={"gold_fingerprint": "abc"}
+    )
     head.save(tmp_path / "head")
     back = load_head(tmp_path)
     assert isinstance(back, TaskHead) and back.manifest["gold_fingerprint"] == "abc"
     f = _features(rng, 20, 0.0)
     for name in head.models:
-        np.testing.assert_allclose(back.models[name].predict(f), head.models[name].predict(f), rtol=1e-6)
+        np.testing.assert_allclose(
+            back.models[name].predict(f), head.models[name].predict(f), rtol=1e-6
+        )
     coef = np.load(tmp_path / "head" / "head.npy", allow_pickle=False)  # plain arrays only
     assert coef.dtype == np.float32 and coef.shape == (8 + 4,)
 
@@ -79,11 +82,23 @@ def test_train_heads_then_score_corpus_ranks_by_the_head(tmp_path, embedder):
     assert set(heads) == {"tools", "math"}
     ex = load_extras(dirs[1])
     assert ex.ranking() == "head" and ex.head.manifest["negatives"]["corpus"] == 12
-    corpus = write_jsonl(tmp_path / "corpus" / "c.jsonl", [
-        {"id": "math", "text": "Question: Ann has 2 cats and gets 3 more. How many cats?\nAnswer: 2 + 3 = 5 cats."},
-        {"id": "tools", "text": 'Question: Email Dan the slides.\n1. get_email_address("Dan")\n2. send_email(["$1"], "Slides", "")\n3. join()'},
-        {"id": "web", "text": "The museum opens a new wing of Roman sculpture next spring, with guided tours."},
-    ])
+    corpus = write_jsonl(
+        tmp_path / "corpus" / "c.jsonl",
+        [
+            {
+                "id": "math",
+                "text": "Question: Ann has 2 cats and gets 3 more. How many cats?\nAnswer: 2 + 3 = 5 cats.",
+            },
+            {
+                "id": "tools",
+                "text": 'Question: Email Dan the slides.\n1. get_email_address("Dan")\n2. send_email(["$1"], "Slides", "")\n3. join()',
+            },
+            {
+                "id": "web",
+                "text": "The museum opens a new wing of Roman sculpture next spring, with guided tours.",
+            },
+        ],
+    )
     score_corpus(dirs, [str(corpus)], tmp_path / "out", store=None, k=3)
     t = pq.read_table(next((tmp_path / "out" / "scores").glob("*.parquet"))).to_pydict()
     for task in ("tools", "math"):

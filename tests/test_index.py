@@ -12,7 +12,11 @@ def test_build_load_roundtrip_and_search_matches_brute_force(tiny_indexes, embed
     gi = GoldIndex.load(tiny_indexes["tools"], embedder)
     assert gi.ntotal == len(TOOLS_GOLD) and gi.texts == TOOLS_GOLD
     m = gi.manifest
-    assert m["model"] == "sentence-transformers/all-MiniLM-L6-v2" and m["dim"] == 384 and m["factory"] == "Flat"
+    assert (
+        m["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+        and m["dim"] == 384
+        and m["factory"] == "Flat"
+    )
     assert m["n_records"] == 6 and m["sources"][0]["fingerprint"]
     xq = embedder.encode(["send a text message to Bob", "what is 7 times 8"])
     D, I = gi.search(xq, 4)
@@ -24,8 +28,14 @@ def test_build_load_roundtrip_and_search_matches_brute_force(tiny_indexes, embed
 
 
 def test_query_gold_finds_the_obvious_neighbour(tiny_indexes, embedder):
-    hits = query_gold(tiny_indexes["math"], ["Tom has 3 apples and buys 5 more apples"], k=2, embedder=embedder)[0]
-    assert hits[0]["text"] == MATH_GOLD[0] and hits[0]["rank"] == 1 and hits[0]["score"] > hits[1]["score"]
+    hits = query_gold(
+        tiny_indexes["math"], ["Tom has 3 apples and buys 5 more apples"], k=2, embedder=embedder
+    )[0]
+    assert (
+        hits[0]["text"] == MATH_GOLD[0]
+        and hits[0]["rank"] == 1
+        and hits[0]["score"] > hits[1]["score"]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +53,9 @@ def other_embedder(tmp_path_factory):
 
 
 def test_other_model_or_dimension_is_a_clear_error(tiny_indexes, other_embedder, tmp_path):
-    with pytest.raises(ModelMismatchError, match="built with 'sentence-transformers/all-MiniLM-L6-v2'"):
+    with pytest.raises(
+        ModelMismatchError, match="built with 'sentence-transformers/all-MiniLM-L6-v2'"
+    ):
         GoldIndex.load(tiny_indexes["tools"], other_embedder)
     gi = GoldIndex.load(tiny_indexes["tools"])
     with pytest.raises(ModelMismatchError, match="expects"):
@@ -62,13 +74,18 @@ def test_add_skips_duplicates_and_persists(tiny_indexes, embedder, tmp_path):
     import shutil
 
     shutil.copytree(tiny_indexes["math"], tmp_path / "math")
-    added, stats = add_to_index(tmp_path / "math", texts=[MATH_GOLD[0], "Question: 2 + 2?\nAnswer: 4", " "],
-                                embedder=embedder)
+    added, stats = add_to_index(
+        tmp_path / "math",
+        texts=[MATH_GOLD[0], "Question: 2 + 2?\nAnswer: 4", " "],
+        embedder=embedder,
+    )
     assert added == 1
     assert stats.counts["dropped/duplicate"] == 1 and stats.counts["rejected/empty"] == 1
     gi = GoldIndex.load(tmp_path / "math", embedder)
     assert gi.ntotal == len(MATH_GOLD) + 1 and gi.texts[-1] == "Question: 2 + 2?\nAnswer: 4"
-    assert query_gold(tmp_path / "math", ["2 + 2?"], k=1, embedder=embedder)[0][0]["text"].endswith("4")
+    assert query_gold(tmp_path / "math", ["2 + 2?"], k=1, embedder=embedder)[0][0]["text"].endswith(
+        "4"
+    )
 
 
 def test_unfinished_or_missing_index_is_an_error(tmp_path):
@@ -81,11 +98,15 @@ def test_unfinished_or_missing_index_is_an_error(tmp_path):
 
 def test_factory_string_builds_a_trained_index(embedder, tmp_path):
     g = write_jsonl(tmp_path / "g.jsonl", [{"text": t} for t in TOOLS_GOLD + MATH_GOLD])
-    gi = build_index("ivf", gold=[str(g)], indexes_dir=tmp_path, factory="IVF2,Flat", embedder=embedder)
+    gi = build_index(
+        "ivf", gold=[str(g)], indexes_dir=tmp_path, factory="IVF2,Flat", embedder=embedder
+    )
     assert gi.index.is_trained and gi.ntotal == 12
     gi2 = GoldIndex.load(tmp_path / "ivf", embedder)
     gi2.index.nprobe = 2  # all lists: exact
     D, _ = gi2.search(embedder.encode([MATH_GOLD[1]]), 1)
     assert D[0, 0] > 0.99
     with pytest.raises(InputError, match="factory"):
-        build_index("bad", gold=[str(g)], indexes_dir=tmp_path, factory="NotAnIndex", embedder=embedder)
+        build_index(
+            "bad", gold=[str(g)], indexes_dir=tmp_path, factory="NotAnIndex", embedder=embedder
+        )

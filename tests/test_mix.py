@@ -150,7 +150,9 @@ def test_read_results_targets_and_missing_runs(tmp_path):
     out = fit_mixture(res, "score/fc", model="linear", n_samples=5000)
     assert out["skipped_runs"] == ["3"] and out["n_runs"] == 19
     assert set(out["fit"]) == {"score/fc", "score/rp"}  # fit quality per task
-    out = fit_mixture(res, model="linear", n_samples=5000)  # no total column: the mean of the task scores
+    out = fit_mixture(
+        res, model="linear", n_samples=5000
+    )  # no total column: the mean of the task scores
     assert out["target"] == "mean(score/fc, score/rp)"
     with pytest.raises(ConfigError, match="no column"):
         fit_mixture(res, "score/rag")

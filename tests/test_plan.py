@@ -23,7 +23,9 @@ def _corpus(root, n_clusters=3, per_shard=40, shards_per_cluster=2):
         for k in range(shards_per_cluster):
             p = root / "corpus" / f"cluster_{c}" / f"cluster_{c}_{k:03d}.parquet"
             p.parent.mkdir(parents=True, exist_ok=True)
-            rows = [{"text": f"document {c}-{k}-{i} " + "word " * (i % 7 + 3)} for i in range(per_shard)]
+            rows = [
+                {"text": f"document {c}-{k}-{i} " + "word " * (i % 7 + 3)} for i in range(per_shard)
+            ]
             pq.write_table(pa.Table.from_pylist(rows), p)
 
 
@@ -73,7 +75,12 @@ def test_plan_counts_are_exact_on_a_small_corpus(cfg_path):
     cfg = load_run_config(cfg_path())
     plan = make_plan(cfg, Rates())
     assert plan.corpus["docs"] == 240 and plan.corpus["exact"] and plan.corpus["shards"] == 6
-    ids = [f"cluster_{c}__cluster_{c}_{k:03d}:{i}" for c in (1, 2, 3) for k in (0, 1) for i in range(40)]
+    ids = [
+        f"cluster_{c}__cluster_{c}_{k:03d}:{i}"
+        for c in (1, 2, 3)
+        for k in (0, 1)
+        for i in range(40)
+    ]
     want = sum(DocSampler(0.5, seed=2).keep(i) for i in ids)
     score = plan.stage("score")
     assert score.docs == want and score.forwards == want and score.exact
@@ -81,11 +88,20 @@ def test_plan_counts_are_exact_on_a_small_corpus(cfg_path):
     assert conf.docs == 20 and conf.exact  # min(10 cap, 0.5 x sampled) x 2 tasks
     filt = plan.stage("filter")
     assert filt.docs == 240 and filt.forwards == 240  # multi-label: one prediction per document
-    chars = sum(len(f"document {c}-{k}-{i} " + "word " * (i % 7 + 3))
-                for c in (1, 2, 3) for k in (0, 1) for i in range(40))
+    chars = sum(
+        len(f"document {c}-{k}-{i} " + "word " * (i % 7 + 3))
+        for c in (1, 2, 3)
+        for k in (0, 1)
+        for i in range(40)
+    )
     assert plan.corpus["chars"] == chars
     d = plan.to_dict()
-    assert set(d["totals"]) >= {"core_hours", "gpu_hours", "wall_hours_64_cores", "wall_hours_8_gpus"}
+    assert set(d["totals"]) >= {
+        "core_hours",
+        "gpu_hours",
+        "wall_hours_64_cores",
+        "wall_hours_8_gpus",
+    }
 
 
 def test_plan_from_metadata_without_a_full_read(cfg_path):
@@ -102,7 +118,9 @@ def test_rates_file_and_bad_rates(tmp_path):
     f = tmp_path / "rates.json"
     f.write_text(json.dumps({"rates": {"embed_docs_per_s_gpu": 12_345}}))
     r = load_rates(f)
-    assert r.embed_docs_per_s_gpu == 12_345 and r.sources["embed_docs_per_s_gpu"].startswith("passed in")
+    assert r.embed_docs_per_s_gpu == 12_345 and r.sources["embed_docs_per_s_gpu"].startswith(
+        "passed in"
+    )
     f.write_text(json.dumps({"embed_speed": 3}))
     with pytest.raises(ConfigError, match="unknown rate"):
         load_rates(f)

@@ -27,7 +27,7 @@ def _reference(patterns, text):
         n = 0
         for p in pats:
             if p.startswith(REGEX_PREFIX):
-                n += len(re.findall(p[len(REGEX_PREFIX):], text, re.MULTILINE))
+                n += len(re.findall(p[len(REGEX_PREFIX) :], text, re.MULTILINE))
             else:
                 k, low = p.lower(), text.lower()
                 n += sum(1 for i in range(len(low)) if low.startswith(k, i))
@@ -42,7 +42,7 @@ def test_counts_equal_a_per_pattern_scan():
     want = np.array([_reference(PATTERNS, t) for t in texts])
     np.testing.assert_array_equal(got, want)
     assert got[-1, 0] == 3 and got[len(TOOLS_GOLD), 1] >= 2  # "How many" + "3 + 5 = 8"
-    assert got[len(TOOLS_GOLD) + len(MATH_GOLD):-1].sum() == 0  # web text matches nothing
+    assert got[len(TOOLS_GOLD) + len(MATH_GOLD) : -1].sum() == 0  # web text matches nothing
 
 
 def test_default_patterns_separate_task_formats():
@@ -81,7 +81,9 @@ def test_corpus_run_accounts_for_every_doc_and_resumes(tmp_path):
     assert s["rejected"] == {"bad_json": 1, "empty": 1}
     table = read_matches(tmp_path / "out")
     assert table.num_rows == len(recs)
-    kept_ids = [json.loads(x)["id"] for x in gzip.open(tmp_path / "out/kept/corpus__a.jsonl.gz", "rt")]
+    kept_ids = [
+        json.loads(x)["id"] for x in gzip.open(tmp_path / "out/kept/corpus__a.jsonl.gz", "rt")
+    ]
     expect = [r["id"] for r in recs if max(_reference(PATTERNS, r["text"])) >= 1]
     assert kept_ids == expect and len(expect) == s["kept"]
     assert not any(i.startswith("t1") and int(i[1:]) >= 12 for i in kept_ids)  # no web text
@@ -89,17 +91,32 @@ def test_corpus_run_accounts_for_every_doc_and_resumes(tmp_path):
     again = prefilter_corpus([str(shard.parent)], tmp_path / "out", cfg, progress=False)
     assert again["kept"] == s["kept"] and again["docs_in"] == n
     with pytest.raises(ResumeError):
-        prefilter_corpus([str(shard.parent)], tmp_path / "out",
-                         PrefilterConfig(tasks=("tools", "math"), patterns=PATTERNS, mode="drop", min_matches=3),
-                         progress=False)
+        prefilter_corpus(
+            [str(shard.parent)],
+            tmp_path / "out",
+            PrefilterConfig(tasks=("tools", "math"), patterns=PATTERNS, mode="drop", min_matches=3),
+            progress=False,
+        )
 
 
 def test_cli_prefilter_then_features_mode(tmp_path, capsys):
     from retriever.cli import main
 
     write_jsonl(tmp_path / "c" / "s.jsonl", [{"text": t} for t in MATH_GOLD + WEB_TEXT])
-    rc = main(["prefilter", "--corpus", str(tmp_path / "c"), "--out", str(tmp_path / "o"),
-               "--mode", "features", "--json", "--indexes-dir", str(tmp_path / "none")])
+    rc = main(
+        [
+            "prefilter",
+            "--corpus",
+            str(tmp_path / "c"),
+            "--out",
+            str(tmp_path / "o"),
+            "--mode",
+            "features",
+            "--json",
+            "--indexes-dir",
+            str(tmp_path / "none"),
+        ]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["kept"] == len(MATH_GOLD + WEB_TEXT) and out["matched_share"]["reasoning"] > 0

@@ -1,4 +1,4 @@
-"""The one progress helper: when bars show, what they say, and that chunked embedding is exact."""
+"""The one progress helper: when bars show, what they say, and that chunked embedding matches one call."""
 
 import numpy as np
 import pytest
@@ -34,6 +34,9 @@ def test_chunked_embedding_with_a_bar_equals_one_call(embedder, capsys):
     ref = embedder.encode(texts)
     for chunk in (5, 17):
         got = encode_with_progress(embedder, texts, desc="embed", progress=True, chunk=chunk)
-        assert got.shape == ref.shape and np.allclose(got, ref, atol=1e-5)
+        # bf16 inference (OpenVINO on AMX CPUs) rounds differently with the batch's padded
+        # length, so chunks match one call to bf16 precision, not bit for bit
+        assert got.shape == ref.shape and np.allclose(got, ref, atol=3e-3)
+        assert float((got * ref).sum(axis=1).min()) > 0.9995  # every row is its own text
     assert "18/18" in capsys.readouterr().err
     assert encode_with_progress(embedder, texts, progress=False).shape == ref.shape

@@ -22,8 +22,19 @@ transformers = pytest.importorskip("transformers")
 
 REPO = Path(__file__).resolve().parents[1]
 # 12 steps of 4 x 64 tokens, a 1-layer model: well under a second per run
-TINY = dict(tokens=12 * 4 * 64, seq_len=64, n_layer=1, n_embd=32, n_head=2, batch_size=4,
-            lr=3e-3, seed=0, device="cpu", threads=1, save_every=5)
+TINY = dict(
+    tokens=12 * 4 * 64,
+    seq_len=64,
+    n_layer=1,
+    n_embd=32,
+    n_head=2,
+    batch_size=4,
+    lr=3e-3,
+    seed=0,
+    device="cpu",
+    threads=1,
+    save_every=5,
+)
 
 
 def _corpus(path: Path, n: int = 60, seed: int = 0) -> Path:
@@ -79,7 +90,7 @@ def test_block_order_is_seeded_and_covers_each_epoch():
     s = BlockSampler(n_blocks=7, batch_size=3, seed=1)
     seen = np.concatenate([s.blocks(i) for i in range(7)])  # 21 sequences = 3 epochs
     for e in range(3):
-        assert sorted(seen[7 * e: 7 * e + 7]) == list(range(7))
+        assert sorted(seen[7 * e : 7 * e + 7]) == list(range(7))
     again = BlockSampler(n_blocks=7, batch_size=3, seed=1)
     assert np.array_equal(again.blocks(5), s.blocks(5))  # any step, out of order
     assert not np.array_equal(BlockSampler(7, 3, seed=2).blocks(0), s.blocks(0))
@@ -106,7 +117,9 @@ def test_train_writes_model_result_and_is_cached(reference, corpus):
 def test_same_seed_same_weights_other_seed_differs(reference, corpus, tmp_path):
     res, _ = reference
     twin = train_proxy(corpus, tmp_path / "twin", ProxyConfig(**TINY), progress=False)
-    other = train_proxy(corpus, tmp_path / "other", ProxyConfig(**{**TINY, "seed": 1}), progress=False)
+    other = train_proxy(
+        corpus, tmp_path / "other", ProxyConfig(**{**TINY, "seed": 1}), progress=False
+    )
     a, b, c = _weights(res.checkpoint), _weights(twin.checkpoint), _weights(other.checkpoint)
     assert all(np.array_equal(a[k], b[k]) for k in a)
     assert any(not np.allclose(a[k], c[k]) for k in a)
@@ -127,8 +140,13 @@ def test_sigkill_then_resume_matches_uninterrupted_run(reference, corpus, tmp_pa
     ref, _ = reference
     out = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(corpus), str(out), repr(TINY)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(corpus), str(out), repr(TINY)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         deadline = time.time() + 300
         line = ""
@@ -153,15 +171,23 @@ def test_sigkill_then_resume_matches_uninterrupted_run(reference, corpus, tmp_pa
 
 def test_continued_pretraining_from_a_local_checkpoint(reference, corpus, tmp_path):
     base, _ = reference
-    res = train_proxy(corpus, tmp_path / "cont",
-                      ProxyConfig(**{**TINY, "mode": "continue", "init": str(base.checkpoint)}),
-                      progress=False)
+    res = train_proxy(
+        corpus,
+        tmp_path / "cont",
+        ProxyConfig(**{**TINY, "mode": "continue", "init": str(base.checkpoint)}),
+        progress=False,
+    )
     a, b = _weights(base.checkpoint), _weights(res.checkpoint)
     assert a.keys() == b.keys() and any(not np.allclose(a[k], b[k]) for k in a)
     with pytest.raises(ConfigError, match="context"):
-        train_proxy(corpus, tmp_path / "long", ProxyConfig(
-            **{**TINY, "mode": "continue", "init": str(base.checkpoint), "seq_len": 128}),
-            progress=False)
+        train_proxy(
+            corpus,
+            tmp_path / "long",
+            ProxyConfig(
+                **{**TINY, "mode": "continue", "init": str(base.checkpoint), "seq_len": 128}
+            ),
+            progress=False,
+        )
 
 
 def test_llama_arch_and_dataset_folder(tmp_path):
@@ -172,14 +198,19 @@ def test_llama_arch_and_dataset_folder(tmp_path):
     (ds / "parquet").mkdir(parents=True)
     (ds / "lmflow").mkdir()
     texts = [f"Question: what is {i} plus {i}? Answer: {2 * i}." * 3 for i in range(40)]
-    pq.write_table(pa.table({"id": [str(i) for i in range(40)], "text": texts}),
-                   ds / "parquet" / "part_00000.parquet")
+    pq.write_table(
+        pa.table({"id": [str(i) for i in range(40)], "text": texts}),
+        ds / "parquet" / "part_00000.parquet",
+    )
     (ds / "lmflow" / "part_00000.json").write_text(
-        json.dumps({"type": "text_only", "instances": [{"text": t} for t in texts]}))
+        json.dumps({"type": "text_only", "instances": [{"text": t} for t in texts]})
+    )
     (ds / "manifest.json").write_text("{}")
     (ds / "summary.json").write_text("{}")
     assert dataset_shards(ds) == [str(ds / "parquet" / "part_00000.parquet")]
-    res = train_proxy(ds, tmp_path / "llama", ProxyConfig(**{**TINY, "arch": "llama"}), progress=False)
+    res = train_proxy(
+        ds, tmp_path / "llama", ProxyConfig(**{**TINY, "arch": "llama"}), progress=False
+    )
     assert res.n_docs == 40
     cfg = json.loads((res.checkpoint / "config.json").read_text())
     assert cfg["model_type"] == "llama"
@@ -201,11 +232,33 @@ def test_bad_inputs_fail_with_one_line(tmp_path):
 def test_cli_train_json(corpus, tmp_path, capsys):
     from retriever.cli import main
 
-    args = ["proxy", "train", str(corpus), "--out", str(tmp_path / "cli"), "--json", "--no-progress",
-            "--tokens", "1k", "--seq-len", "32", "--n-layer", "1", "--n-embd", "16",
-            "--batch-size", "2", "--threads", "1", "--device", "cpu"]
+    args = [
+        "proxy",
+        "train",
+        str(corpus),
+        "--out",
+        str(tmp_path / "cli"),
+        "--json",
+        "--no-progress",
+        "--tokens",
+        "1k",
+        "--seq-len",
+        "32",
+        "--n-layer",
+        "1",
+        "--n-embd",
+        "16",
+        "--batch-size",
+        "2",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+    ]
     assert main(args) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["tokens"] == 1024 and Path(doc["checkpoint"]).is_dir()
-    assert main(["proxy", "train", str(corpus), "--out", str(tmp_path / "x"), "--mode", "nope"]) == 2
+    assert (
+        main(["proxy", "train", str(corpus), "--out", str(tmp_path / "x"), "--mode", "nope"]) == 2
+    )
     assert "mode" in capsys.readouterr().err

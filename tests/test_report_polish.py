@@ -42,10 +42,24 @@ def _chromium(html: str, tmp_path) -> dict:
     page = tmp_path / "report.html"
     page.write_text(html.replace("</body>", PROBE + "</body>"), encoding="utf-8")
     proc = subprocess.run(
-        [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-         "--window-size=1280,900", "--virtual-time-budget=3000", "--dump-dom", page.resolve().as_uri()],
-        capture_output=True, text=True, timeout=120)
+        [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1280,900",
+            "--virtual-time-budget=3000",
+            "--dump-dom",
+            page.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     m = re.search(r'<pre id="probe">(.*?)</pre>', proc.stdout, re.S)
     assert m, f"chromium rendered no probe (rc={proc.returncode}): {proc.stderr[-2000:]}"
     import html as html_lib
@@ -54,7 +68,11 @@ def _chromium(html: str, tmp_path) -> dict:
 
 
 def test_decimals_grow_until_different_values_print_differently():
-    rows = [{"prob/fc": 0.50012, "sim/fc": 0.41}, {"prob/fc": 0.49987, "sim/fc": 0.39}, {"prob/fc": 0.5001}]
+    rows = [
+        {"prob/fc": 0.50012, "sim/fc": 0.41},
+        {"prob/fc": 0.49987, "sim/fc": 0.39},
+        {"prob/fc": 0.5001},
+    ]
     places = _score_decimals(rows)
     assert places["sim/fc"] == 3
     assert places["prob/fc"] == 5  # 0.5001 vs 0.50012 differ only at the 5th decimal
@@ -65,14 +83,27 @@ def test_decimals_grow_until_different_values_print_differently():
 def test_report_in_chromium_tells_samples_apart_and_draws_whole_labels(tmp_path):
     html = render_report(
         "polish",
-        kept={"fc": {"by": "source", "groups": {
-            "corpus__climblab_clusters_sample_with_a_long_name": {"kept": 30, "seen": 100},
-            "hf__OptimalScale_ClimbLab__cluster_17__cluster_17_001_and_more": {"kept": 5, "seen": 50},
-            "w": {"kept": 1, "seen": 4}}}},
-        samples={"fc": {
-            "kept": [{"id": "k1", "text": "kept text", "scores": {"prob/fc": 0.50042}}],
-            "borderline": [{"id": "b1", "text": "borderline text", "scores": {"prob/fc": 0.49987}}],
-        }},
+        kept={
+            "fc": {
+                "by": "source",
+                "groups": {
+                    "corpus__climblab_clusters_sample_with_a_long_name": {"kept": 30, "seen": 100},
+                    "hf__OptimalScale_ClimbLab__cluster_17__cluster_17_001_and_more": {
+                        "kept": 5,
+                        "seen": 50,
+                    },
+                    "w": {"kept": 1, "seen": 4},
+                },
+            }
+        },
+        samples={
+            "fc": {
+                "kept": [{"id": "k1", "text": "kept text", "scores": {"prob/fc": 0.50042}}],
+                "borderline": [
+                    {"id": "b1", "text": "borderline text", "scores": {"prob/fc": 0.49987}}
+                ],
+            }
+        },
     )
     seen = _chromium(html, tmp_path)
     text = seen["text"]

@@ -21,7 +21,11 @@ def test_shipped_configs_load_and_plan(path):
     assert set(cfg.task_names) == {"function-calling", "roleplay", "rag", "reasoning"}
     names = [s.name for s in RunJob(cfg).steps()]
     assert names[:4] == [f"index/{t}" for t in cfg.task_names]
-    assert names[4:8] == ["score", "candidates", "panel", "confirm"] and names[-3:] == ["filter", "dataset", "report"]
+    assert names[4:8] == ["score", "candidates", "panel", "confirm"] and names[-3:] == [
+        "filter",
+        "dataset",
+        "report",
+    ]
 
 
 def _write(tmp_path, body):
@@ -30,13 +34,16 @@ def _write(tmp_path, body):
     return p
 
 
-@pytest.mark.parametrize("body, match", [
-    ("[scor]\nk = 3\n", "unknown section"),
-    ("[score]\nkk = 3\n", r"\[score\]: unknown key.*kk"),
-    ("[distill]\nepochs = 3\n", r"\[distill\]: unknown key.*epochs"),
-    ("[filter]\nthreshold = 2.0\n", "probabilities"),
-    ("[confirm]\npositive_min = 0.1\nnegative_max = 0.2\n", "negative_max"),
-])
+@pytest.mark.parametrize(
+    "body, match",
+    [
+        ("[scor]\nk = 3\n", "unknown section"),
+        ("[score]\nkk = 3\n", r"\[score\]: unknown key.*kk"),
+        ("[distill]\nepochs = 3\n", r"\[distill\]: unknown key.*epochs"),
+        ("[filter]\nthreshold = 2.0\n", "probabilities"),
+        ("[confirm]\npositive_min = 0.1\nnegative_max = 0.2\n", "negative_max"),
+    ],
+)
 def test_config_typos_are_clear_errors(tmp_path, body, match):
     p = _write(tmp_path, body)
     with pytest.raises(ConfigError, match=match):

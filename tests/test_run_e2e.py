@@ -9,14 +9,19 @@ from retriever.cli import main
 
 
 def _gold_math(n):
-    return [f"Question: Ann has {i} apples and buys {i + 3} more. How many apples?\nAnswer: {i} + {i + 3} = {2 * i + 3}."
-            for i in range(n)]
+    return [
+        f"Question: Ann has {i} apples and buys {i + 3} more. How many apples?\nAnswer: {i} + {i + 3} = {2 * i + 3}."
+        for i in range(n)
+    ]
 
 
 def _gold_tools(n):
     names = ["Ana", "Bob", "Carla", "Dev", "Eli", "Fay", "Gus", "Hana"]
-    return [f'Question: Text {names[i % 8]} about meeting {i}.\n1. get_phone_number("{names[i % 8]}")\n'
-            f'2. send_sms(["$1"], "meeting {i} moved")\n3. join()' for i in range(n)]
+    return [
+        f'Question: Text {names[i % 8]} about meeting {i}.\n1. get_phone_number("{names[i % 8]}")\n'
+        f'2. send_sms(["$1"], "meeting {i} moved")\n3. join()'
+        for i in range(n)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -89,5 +94,9 @@ def test_run_end_to_end_then_only_changed_steps_rerun(tiny_run, capsys):
     cfg.write_text(cfg.read_text().replace("top_fraction = 0.3", "top_fraction = 0.4"))
     assert main(["run", str(cfg), "--plan", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
-    assert plan["score"] == "skipped" and plan["index/math"] == "skipped" and plan["panel"] == "skipped"
+    assert (
+        plan["score"] == "skipped"
+        and plan["index/math"] == "skipped"
+        and plan["panel"] == "skipped"
+    )
     assert plan["candidates"] == plan["confirm"] == plan["filter"] == "reran"

@@ -45,7 +45,9 @@ def test_rerun_only_what_changed(tmp_path):
     (tmp_path / "b" / "stale").write_text("old")
     out = StepRunner(tmp_path).run(_steps(tmp_path, calls, b_setting="y"))
     assert [o.action for o in out] == ["skipped", "reran", "skipped"]
-    assert not (tmp_path / "b" / "stale").exists() and (tmp_path / "b/out.txt").read_text() == "a=1y"
+    assert (
+        not (tmp_path / "b" / "stale").exists() and (tmp_path / "b/out.txt").read_text() == "a=1y"
+    )
     # an upstream setting changed: a and everything after it rerun, the independent c does not
     calls.clear()
     out = StepRunner(tmp_path).run(_steps(tmp_path, calls, a_setting=2, b_setting="y"))
@@ -54,7 +56,10 @@ def test_rerun_only_what_changed(tmp_path):
     # an output deleted by hand: that step runs again, and so does what depends on it
     (tmp_path / "a.txt").unlink()
     assert StepRunner(tmp_path).plan(_steps(tmp_path, [], a_setting=2, b_setting="y")) == {
-        "a": "resumed", "b": "reran", "c": "skipped"}
+        "a": "resumed",
+        "b": "reran",
+        "c": "skipped",
+    }
     calls.clear()
     StepRunner(tmp_path).run(_steps(tmp_path, calls, a_setting=2, b_setting="y"))
     assert calls == ["a", "b"]
@@ -69,7 +74,9 @@ def test_crashed_step_resumes_into_its_outputs(tmp_path):
     assert r.plan(_steps(tmp_path, calls)) == {"a": "skipped", "b": "resumed", "c": "ran"}
     out = r.run(_steps(tmp_path, calls))
     assert [o.action for o in out] == ["skipped", "resumed", "ran"]
-    assert (tmp_path / "b" / "partial").exists()  # same settings: outputs kept for the stage to resume
+    assert (
+        tmp_path / "b" / "partial"
+    ).exists()  # same settings: outputs kept for the stage to resume
     assert r.state["steps"]["a"]["token"] != r.state["steps"]["b"]["token"]
 
 

@@ -36,11 +36,18 @@ def test_sample_is_seeded_uniform_and_nested():
     assert all(DocSampler(1.0).keep(i) for i in ids[:100])
 
 
-@pytest.mark.parametrize("value,expect", [
-    (0.01, SampleSpec(fraction=0.01)), ("1%", SampleSpec(fraction=0.01)), ("0.5", SampleSpec(fraction=0.5)),
-    (2_000_000, SampleSpec(count=2_000_000)), ("2M", SampleSpec(count=2_000_000)), ("1.5k", SampleSpec(count=1500)),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    "value,expect",
+    [
+        (0.01, SampleSpec(fraction=0.01)),
+        ("1%", SampleSpec(fraction=0.01)),
+        ("0.5", SampleSpec(fraction=0.5)),
+        (2_000_000, SampleSpec(count=2_000_000)),
+        ("2M", SampleSpec(count=2_000_000)),
+        ("1.5k", SampleSpec(count=1500)),
+        (None, None),
+    ],
+)
 def test_parse_sample(value, expect):
     assert parse_sample(value) == expect
 
@@ -64,7 +71,10 @@ def test_corpus_size_from_parquet_metadata_and_jsonl_prefix(tmp_path):
     from retriever.corpus.size import corpus_size
 
     for c in range(3):
-        _parquet(tmp_path / "p" / f"cluster_{c}" / "part.parquet", [{"text": f"t{c} {i}"} for i in range(10 + c)])
+        _parquet(
+            tmp_path / "p" / f"cluster_{c}" / "part.parquet",
+            [{"text": f"t{c} {i}"} for i in range(10 + c)],
+        )
     size = corpus_size(list_shards([str(tmp_path / "p")]))
     assert size.docs == 33 and size.exact and size.shards == 3 and "parquet metadata" in size.method
 
@@ -80,7 +90,9 @@ def _hub_layout(root):
     base = root / "datasets" / "org" / "climb"
     for c in (1, 2, 10):
         for k in range(2):
-            _parquet(base / f"cluster_{c}" / f"cluster_{c}_{k:03d}.parquet", [{"text": f"c{c} k{k}"}])
+            _parquet(
+                base / f"cluster_{c}" / f"cluster_{c}_{k:03d}.parquet", [{"text": f"c{c} k{k}"}]
+            )
     (base / "README.md").write_text("card")
     _parquet(base / ".cache" / "x.parquet", [{"text": "hidden"}])
     return base
@@ -99,7 +111,9 @@ def test_hub_dataset_lists_one_shard_per_parquet_file_like_a_local_folder(tmp_pa
     # the same layout gives the same shard names and the same rank -> shard split as the local copy
     assert [shard_name(s) for s in hub] == [shard_name(s) for s in local]
     for rank in range(3):
-        assert [shard_name(s) for s in get_shard(hub, rank, 3)] == [shard_name(s) for s in get_shard(local, rank, 3)]
+        assert [shard_name(s) for s in get_shard(hub, rank, 3)] == [
+            shard_name(s) for s in get_shard(local, rank, 3)
+        ]
     sub = list_hub_shards("hf://org/climb/cluster_2", fs=fs)
     assert [shard_name(s) for s in sub] == ["cluster_2__cluster_2_000", "cluster_2__cluster_2_001"]
     assert list_hub_shards("hf://org/climb@train", fs=fs) == ["hf://org/climb@train"]  # streamed
@@ -120,8 +134,12 @@ def test_max_candidates_caps_each_task_at_its_top_by_similarity():
     rng = np.random.default_rng(0)
     n = 500
     sim = {"a": rng.random(n), "b": rng.random(n)}
-    docs = DocSet(["x"], "scores", [f"d{i}" for i in range(n)], ["s"] * n, list(range(n)), sim, [], ["a", "b"])
-    out = docs.select(["a", "b"], CandidateRule(top_fraction=0.5, max_candidates=40, negatives_per_positive=1.0))
+    docs = DocSet(
+        ["x"], "scores", [f"d{i}" for i in range(n)], ["s"] * n, list(range(n)), sim, [], ["a", "b"]
+    )
+    out = docs.select(
+        ["a", "b"], CandidateRule(top_fraction=0.5, max_candidates=40, negatives_per_positive=1.0)
+    )
     for t in ("a", "b"):
         c = out[t].candidate
         assert c.sum() == 40 and out[t].random_negative.sum() == 40
@@ -170,8 +188,14 @@ threshold = 0.5
 
     def fake_score_corpus(index_dirs, corpus, out, **kw):
         seen["score"] = kw
-        return {"shards": {"failed": []}, "docs_in": 0, "scored": 0, "rejected": 0, "docs_per_second": 0,
-                "sample": None}
+        return {
+            "shards": {"failed": []},
+            "docs_in": 0,
+            "scored": 0,
+            "rejected": 0,
+            "docs_per_second": 0,
+            "sample": None,
+        }
 
     class FakeFilter:
         def __init__(self, fc):
@@ -181,7 +205,9 @@ threshold = 0.5
             class R:
                 class run:  # noqa: N801
                     failed = []
+
                 totals = {}
+
             return R()
 
     monkeypatch.setattr(score, "score_corpus", fake_score_corpus)
@@ -189,7 +215,12 @@ threshold = 0.5
     job._score()
     job._filter()
     rd = job.corpus_reader()
-    want = {"text_field": "body", "id_field": "key", "tokens_field": "ids", "detokenizer": str(tmp_path / "tok")}
+    want = {
+        "text_field": "body",
+        "id_field": "key",
+        "tokens_field": "ids",
+        "detokenizer": str(tmp_path / "tok"),
+    }
     for k, v in want.items():
         assert seen["score"][k] == v, k
         assert getattr(seen["filter"], k) == v, k
@@ -212,18 +243,29 @@ def test_sampled_scoring_embeds_only_the_sampled_documents(tiny_indexes, tmp_pat
     from retriever.score import read_scores, score_corpus
 
     for c in range(4):
-        _parquet(tmp_path / "c" / f"cluster_{c}" / "p.parquet",
-                 [{"text": f"{WEB_TEXT[i % 6]} shard {c} doc {i}"} for i in range(60)])
+        _parquet(
+            tmp_path / "c" / f"cluster_{c}" / "p.parquet",
+            [{"text": f"{WEB_TEXT[i % 6]} shard {c} doc {i}"} for i in range(60)],
+        )
     idx = [str(tiny_indexes["math"])]
-    s = score_corpus(idx, [str(tmp_path / "c")], tmp_path / "out", store=None, sample=60, seed=1, batch_size=7)
+    s = score_corpus(
+        idx, [str(tmp_path / "c")], tmp_path / "out", store=None, sample=60, seed=1, batch_size=7
+    )
     sampler = DocSampler(s["sample"]["fraction"], seed=1)
     assert s["sample"]["fraction"] == 0.25 and "parquet metadata" in s["sample"]["basis"]
-    want = {f"cluster_{c}__p:{i}" for c in range(4) for i in range(60) if sampler.keep(f"cluster_{c}__p:{i}")}
+    want = {
+        f"cluster_{c}__p:{i}"
+        for c in range(4)
+        for i in range(60)
+        if sampler.keep(f"cluster_{c}__p:{i}")
+    }
     got = set(read_scores(tmp_path / "out").column("id").to_pylist())
     assert got == want and s["scored"] == len(want) and 30 < len(want) < 90
     assert s["docs_in"] == 240 and s["sample"]["unsampled"] == 240 - len(want) and s["balanced"]
     # a rerun with the same count resumes into the same folder; another fraction is refused
-    again = score_corpus(idx, [str(tmp_path / "c")], tmp_path / "out", store=None, sample=60, seed=1)
+    again = score_corpus(
+        idx, [str(tmp_path / "c")], tmp_path / "out", store=None, sample=60, seed=1
+    )
     assert again["scored"] == s["scored"]
     from retriever.errors import ResumeError
 
@@ -235,8 +277,10 @@ def test_sampled_parquet_rows_are_skipped_before_parsing_and_match_the_reader(tm
     from retriever.corpus import CorpusReader
     from retriever.score.job import ScoreJob, Unsampled
 
-    p = _parquet(tmp_path / "c" / "cluster_1" / "a.parquet",
-                 [{"text": f"doc {i}", **({"id": f"x{i}"} if i % 3 else {"id": None})} for i in range(500)])
+    p = _parquet(
+        tmp_path / "c" / "cluster_1" / "a.parquet",
+        [{"text": f"doc {i}", **({"id": f"x{i}"} if i % 3 else {"id": None})} for i in range(500)],
+    )
     s = DocSampler(0.2, seed=7)
     job = ScoreJob([], [str(p)], str(tmp_path / "o"), sample=s)
     reader = CorpusReader(batch_size=64)
@@ -246,6 +290,9 @@ def test_sampled_parquet_rows_are_skipped_before_parsing_and_match_the_reader(tm
             skipped += rec.n
         else:
             got.append((row, rec))
-    ref = [(row, rec) for row, rec in reader.iter_records(str(p))
-           if s.keep(f"cluster_1__a:{row}" if rec["id"] is None else rec["id"])]
+    ref = [
+        (row, rec)
+        for row, rec in reader.iter_records(str(p))
+        if s.keep(f"cluster_1__a:{row}" if rec["id"] is None else rec["id"])
+    ]
     assert got == ref and skipped == 500 - len(ref) and 60 < len(ref) < 140

@@ -23,7 +23,9 @@ FILLER = ["the", "a", "of", "and", "to", "in", "is", "it", "on", "was", "city", 
 
 def _doc(rng: random.Random, topic: str | None, n: int = 30) -> str:
     own = WORDS[topic] if topic else []
-    return " ".join(rng.choice(own) if own and rng.random() < 0.3 else rng.choice(FILLER) for _ in range(n))
+    return " ".join(
+        rng.choice(own) if own and rng.random() < 0.3 else rng.choice(FILLER) for _ in range(n)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +35,15 @@ def labels(tmp_path_factory):
     rng = random.Random(0)
     web = [(f"web-{i}", _doc(rng, None)) for i in range(90)]
     for t in WORDS:
-        rows = [{"id": f"{t}-{i}", "text": _doc(rng, t), "task": t, "label": "positive"} for i in range(60)]
+        rows = [
+            {"id": f"{t}-{i}", "text": _doc(rng, t), "task": t, "label": "positive"}
+            for i in range(60)
+        ]
         rows += [{"id": i, "text": x, "task": t, "label": "negative"} for i, x in web]
-        rows += [{"id": f"{t}-u{i}", "text": _doc(rng, t), "task": t, "label": "uncertain"} for i in range(5)]
+        rows += [
+            {"id": f"{t}-u{i}", "text": _doc(rng, t), "task": t, "label": "uncertain"}
+            for i in range(5)
+        ]
         write_labels(root / "labels" / f"{t}.parquet", rows)
     return root
 
@@ -55,7 +63,9 @@ def test_multilabel_student_matches_per_task_students_on_the_same_labels(labels)
         # held-out rows of every task are never trained on; the multi-label model is about as good
         assert rep.metrics[t]["roc_auc"] > 0.9 and rep.per_task[t]["roc_auc"] > 0.9
         assert abs(rep.auc_gap()[t]) < 0.05
-        assert len(rep.heldout[t]["y"]) == rep.manifest["n_heldout"][t] == 37  # round(25% of 60) + round(25% of 90)
+        assert (
+            len(rep.heldout[t]["y"]) == rep.manifest["n_heldout"][t] == 37
+        )  # round(25% of 60) + round(25% of 90)
     # the probabilities of one text are independent sigmoids, one per task (one-vs-all)
     p = predict_tasks(model, ["call the function api with a json argument"], list(WORDS))
     assert p.shape == (1, 3) and p[0, 0] > 0.5 > max(p[0, 1], p[0, 2])
@@ -68,7 +78,7 @@ def test_filter_scores_every_task_of_a_multilabel_model_in_one_call(labels, tmp_
     MultiLabelDistiller(SMALL).run(labels / "labels", list(WORDS), out)
     shared = {t: str(out) for t in WORDS}
     scorer = FastTextScorer(shared)
-    (model, pairs, norm), = scorer._loaded()  # one model file -> one entry
+    ((model, pairs, norm),) = scorer._loaded()  # one model file -> one entry
     calls = []
     orig = model.predict
     model.predict = lambda *a, **k: calls.append(1) or orig(*a, **k)
@@ -85,12 +95,18 @@ def test_filter_scores_every_task_of_a_multilabel_model_in_one_call(labels, tmp_
 
     # the whole batch filter with one model file: per-task thresholds and pools as before
     rng = random.Random(9)
-    write_jsonl(tmp_path / "c" / "a.jsonl", [{"id": f"{t}{i}", "text": _doc(rng, t)}
-                                            for t in WORDS for i in range(15)])
-    rep = BatchFilter(FilterConfig(tasks=tuple(WORDS), models=shared, threshold={"tools": 0.5, "math": 0.5,
-                                                                                 "story": 0.9})).run(
-        [str(tmp_path / "c")], tmp_path / "pools", workers=1)
+    write_jsonl(
+        tmp_path / "c" / "a.jsonl",
+        [{"id": f"{t}{i}", "text": _doc(rng, t)} for t in WORDS for i in range(15)],
+    )
+    rep = BatchFilter(
+        FilterConfig(
+            tasks=tuple(WORDS), models=shared, threshold={"tools": 0.5, "math": 0.5, "story": 0.9}
+        )
+    ).run([str(tmp_path / "c")], tmp_path / "pools", workers=1)
     kept = rep.totals["kept"]
     assert all(8 <= kept[t] <= 30 for t in WORDS) and rep.totals["balanced"]
-    with pytest.raises(ModelMismatchError, match="multi-label"):  # a task the model was not trained for
+    with pytest.raises(
+        ModelMismatchError, match="multi-label"
+    ):  # a task the model was not trained for
         resolve_models(["other"], {"other": str(out)})

@@ -32,19 +32,27 @@ def _math(i):
 
 def _tools(i):
     names = ["Ana", "Bob", "Carla", "Dev", "Eli", "Fay", "Gus", "Hana"]
-    return (f'Question: Text {names[i % 8]} about meeting {i}.\n1. get_phone_number("{names[i % 8]}")\n'
-            f'2. send_sms(["$1"], "meeting {i} moved")\n3. join()')
+    return (
+        f'Question: Text {names[i % 8]} about meeting {i}.\n1. get_phone_number("{names[i % 8]}")\n'
+        f'2. send_sms(["$1"], "meeting {i} moved")\n3. join()'
+    )
 
 
 def _texts(shared: Path | None) -> list[str]:
     web = list(WEB_TEXT)
-    if shared is not None and (shared / "corpus").is_dir():  # real ClimbLab text when the samples exist
+    if (
+        shared is not None and (shared / "corpus").is_dir()
+    ):  # real ClimbLab text when the samples exist
         for f in sorted((shared / "corpus").glob("climblab*.jsonl"))[:1]:
-            web = [json.loads(x)["text"][:600] for x in f.read_text().split("\n")[:400] if x.strip()]
+            web = [
+                json.loads(x)["text"][:600] for x in f.read_text().split("\n")[:400] if x.strip()
+            ]
     out = []
     for j in range(N_DOCS):
         k = j % 10
-        out.append(_math(j) if k == 0 else _tools(j) if k == 1 else f"{web[j % len(web)]} (page {j})")
+        out.append(
+            _math(j) if k == 0 else _tools(j) if k == 1 else f"{web[j % len(web)]} (page {j})"
+        )
     return out
 
 
@@ -77,7 +85,9 @@ def climb(tmp_path_factory, request):
         for s in range(SHARDS_PER_CLUSTER):
             rows = []
             for _ in range(DOCS_PER_SHARD):
-                rows.append({"tokens": tok.encode(texts[j], add_special_tokens=False), "cluster_id": c})
+                rows.append(
+                    {"tokens": tok.encode(texts[j], add_special_tokens=False), "cluster_id": c}
+                )
                 j += 1
             path = root / "corpus" / f"cluster_{c}" / f"cluster_{c}_{s:03d}.parquet"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -137,13 +147,24 @@ def test_simulated_climblab_run_sampled_capped_one_pass_killed_and_resumed(climb
 
     root, cfg_path = climb
     out = root / "out"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
     cmd = [sys.executable, "-m", "retriever.cli", "run", str(cfg_path), "--json"]
 
     # 1. start the run and kill it while it scores (some shards done, not all)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
     deadline = time.time() + 600
-    while time.time() < deadline and _count(out / "scores" / "done", "*.json") < 40 and proc.poll() is None:
+    while (
+        time.time() < deadline
+        and _count(out / "scores" / "done", "*.json") < 40
+        and proc.poll() is None
+    ):
         time.sleep(0.2)
     assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
     os.killpg(proc.pid, signal.SIGKILL)
@@ -152,7 +173,9 @@ def test_simulated_climblab_run_sampled_capped_one_pass_killed_and_resumed(climb
     assert 40 <= done_at_kill < CLUSTERS * SHARDS_PER_CLUSTER
 
     # 2. rerun: the score step resumes into the same folder, then every later step runs
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)  # minutes on an idle machine; 25+ under load 30
+    res = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=3600
+    )  # minutes on an idle machine; 25+ under load 30
     assert res.returncode == 0, res.stderr[-3000:]
     steps = {o["name"]: o for o in json.loads(res.stdout)}
     assert steps["score"]["action"] == "resumed"
@@ -161,8 +184,12 @@ def test_simulated_climblab_run_sampled_capped_one_pass_killed_and_resumed(climb
     # only the sampled documents were embedded, each once
     ids = read_scores(out / "scores").column("id").to_pylist()
     sampler = DocSampler(SAMPLE, seed=3)
-    all_ids = [f"cluster_{c}__cluster_{c}_{s:03d}:{r}" for c in range(1, CLUSTERS + 1)
-               for s in range(SHARDS_PER_CLUSTER) for r in range(DOCS_PER_SHARD)]
+    all_ids = [
+        f"cluster_{c}__cluster_{c}_{s:03d}:{r}"
+        for c in range(1, CLUSTERS + 1)
+        for s in range(SHARDS_PER_CLUSTER)
+        for r in range(DOCS_PER_SHARD)
+    ]
     want = {i for i in all_ids if sampler.keep(i)}
     assert len(ids) == len(set(ids)) and set(ids) == want
     summary = json.loads((out / "scores" / "summary.json").read_text())
@@ -177,7 +204,11 @@ def test_simulated_climblab_run_sampled_capped_one_pass_killed_and_resumed(climb
 
     # the filter read every shard once, with the multi-label student, losing nothing
     man = json.loads((out / "pools" / "manifest.json").read_text())
-    assert len(man["shards"]) == CLUSTERS * SHARDS_PER_CLUSTER == _count(out / "pools" / "done", "*.json")
+    assert (
+        len(man["shards"])
+        == CLUSTERS * SHARDS_PER_CLUSTER
+        == _count(out / "pools" / "done", "*.json")
+    )
     assert all(e["docs_in"] == DOCS_PER_SHARD for e in man["shards"].values())
     assert man["totals"]["docs_in"] == N_DOCS and man["totals"]["balanced"]
     models = {m[0] for m in man["settings"]["models"].values()}

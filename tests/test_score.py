@@ -49,7 +49,9 @@ def test_faiss_path_equals_numpy_reference(tiny_indexes, embedder):
     from retriever.score import SimilarityScorer
 
     texts = WEB_TEXT + TOOLS_GOLD[:2]
-    scorer = SimilarityScorer(load_indexes([str(p) for p in tiny_indexes.values()], embedder), embedder, k=3, batch_size=5)
+    scorer = SimilarityScorer(
+        load_indexes([str(p) for p in tiny_indexes.values()], embedder), embedder, k=3, batch_size=5
+    )
     got = scorer.score_texts(texts)
     xb = embedder.encode(MATH_GOLD)
     ref_max, ref_mean = score_embeddings(got.vectors, xb, k=3)
@@ -77,30 +79,63 @@ def _corpus(root: Path) -> dict[str, list[str]]:
     good = {
         "a": WEB_TEXT[:4] + [TOOLS_GOLD[0].replace("Ana", "Dora")],
         "b": [MATH_GOLD[0].replace("Tom", "Lea")] + WEB_TEXT[4:],
-        "c": ["Question: 9 cats and 3 dogs, how many pets?\nAnswer: 9 + 3 = 12", WEB_TEXT[0] + " Again."],
+        "c": [
+            "Question: 9 cats and 3 dogs, how many pets?\nAnswer: 9 + 3 = 12",
+            WEB_TEXT[0] + " Again.",
+        ],
     }
     root.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps({"text": t, "id": f"a{i}"}) for i, t in enumerate(good["a"])] + ["{oops", json.dumps({"title": "no text"})]
+    lines = [json.dumps({"text": t, "id": f"a{i}"}) for i, t in enumerate(good["a"])] + [
+        "{oops",
+        json.dumps({"title": "no text"}),
+    ]
     (root / "a.jsonl").write_text("\n".join(lines) + "\n")
-    (root / "b.jsonl.gz").write_bytes(gzip.compress(("\n".join(json.dumps({"text": t, "cluster_id": 7}) for t in good["b"]) + "\n\n").encode()))
-    pq.write_table(pa.table({"text": good["c"] + [""], "cluster_id": [1, 2, 3]}), root / "c.parquet")
+    (root / "b.jsonl.gz").write_bytes(
+        gzip.compress(
+            (
+                "\n".join(json.dumps({"text": t, "cluster_id": 7}) for t in good["b"]) + "\n\n"
+            ).encode()
+        )
+    )
+    pq.write_table(
+        pa.table({"text": good["c"] + [""], "cluster_id": [1, 2, 3]}), root / "c.parquet"
+    )
     return good
 
 
 def test_score_corpus_end_to_end(tiny_indexes, embedder, tmp_path):
     good = _corpus(tmp_path / "corpus")
     idx = [str(tiny_indexes["tools"]), str(tiny_indexes["math"])]
-    s = score_corpus(idx, [str(tmp_path / "corpus")], tmp_path / "out", top_fraction=0.2, batch_size=3)
+    s = score_corpus(
+        idx, [str(tmp_path / "corpus")], tmp_path / "out", top_fraction=0.2, batch_size=3
+    )
     n_good = sum(map(len, good.values()))
-    assert s["docs_in"] == n_good + 4 and s["scored"] == n_good and s["rejected"] == 4 and s["balanced"]
+    assert (
+        s["docs_in"] == n_good + 4
+        and s["scored"] == n_good
+        and s["rejected"] == 4
+        and s["balanced"]
+    )
     assert s["rejected_by_reason"] == {"bad_json": 1, "no_text": 1, "empty": 2}
     assert (tmp_path / "out/rejected/corpus__a.jsonl").read_text().count("\n") == 2
     t = read_scores(tmp_path / "out")
     assert t.num_rows == n_good and len(set(t.column("id").to_pylist())) == n_good
-    assert {"score_tools", "topk_tools", "score_math", "topk_math", "n_chars", "shard", "cluster_id"} <= set(t.column_names)
+    assert {
+        "score_tools",
+        "topk_tools",
+        "score_math",
+        "topk_math",
+        "n_chars",
+        "shard",
+        "cluster_id",
+    } <= set(t.column_names)
     rows = {r["id"]: r for r in t.to_pylist()}
-    assert rows["a4"]["score_tools"] > max(rows[f"a{i}"]["score_tools"] for i in range(4))  # the tool call
-    assert rows["a0"]["id"] == "a0" and rows["corpus__b:0"]["cluster_id"] == "7"  # ids: field, else shard:row
+    assert rows["a4"]["score_tools"] > max(
+        rows[f"a{i}"]["score_tools"] for i in range(4)
+    )  # the tool call
+    assert (
+        rows["a0"]["id"] == "a0" and rows["corpus__b:0"]["cluster_id"] == "7"
+    )  # ids: field, else shard:row
     # scores equal embedding the text directly
     v = embedder.encode([good["b"][0]])
     ref = score_embeddings(v, embedder.encode(MATH_GOLD), k=10)[0][0]
@@ -130,8 +165,15 @@ def test_store_ann_index_once_large(tmp_path):
 
     rng = np.random.default_rng(0)
     v = _unit(rng, 600, 16)
-    t = pa.table({"id": [str(i) for i in range(600)], "shard": ["s"] * 600, "row": list(range(600)),
-                  "preview": ["p"] * 600, "vector": pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), 16)})
+    t = pa.table(
+        {
+            "id": [str(i) for i in range(600)],
+            "shard": ["s"] * 600,
+            "row": list(range(600)),
+            "preview": ["p"] * 600,
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), 16),
+        }
+    )
     pq.write_table(t, tmp_path / "s.parquet")
     st = CorpusStore(tmp_path / "store", "m", 16)
     st.ingest_shard("s", tmp_path / "s.parquet")
@@ -149,24 +191,40 @@ def test_token_shards_are_detokenized_with_a_local_tokenizer(tiny_indexes, embed
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(WEB_TEXT + MATH_GOLD, trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.train_from_iterator(
+        WEB_TEXT + MATH_GOLD,
+        trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()),
+    )
     PreTrainedTokenizerFast(tokenizer_object=tok).save_pretrained(tmp_path / "tok")
     text = MATH_GOLD[1]
     ids = tok.encode(text).ids
     (tmp_path / "c").mkdir()
-    pq.write_table(pa.table({"tokens": [ids, [1, -5]], "token_count": [len(ids), 2]}), tmp_path / "c/t.parquet")
-    s = score_corpus([str(tiny_indexes["math"])], [str(tmp_path / "c")], tmp_path / "out",
-                     detokenizer=str(tmp_path / "tok"), store=None)
+    pq.write_table(
+        pa.table({"tokens": [ids, [1, -5]], "token_count": [len(ids), 2]}), tmp_path / "c/t.parquet"
+    )
+    s = score_corpus(
+        [str(tiny_indexes["math"])],
+        [str(tmp_path / "c")],
+        tmp_path / "out",
+        detokenizer=str(tmp_path / "tok"),
+        store=None,
+    )
     assert s["scored"] == 1 and s["rejected_by_reason"] == {"bad_tokens": 1}
-    assert read_scores(tmp_path / "out").column("score_math")[0].as_py() > 0.99  # the same text as a gold record
+    assert (
+        read_scores(tmp_path / "out").column("score_math")[0].as_py() > 0.99
+    )  # the same text as a gold record
     with pytest.raises(InputError, match="detokenizer"):
-        score_corpus([str(tiny_indexes["math"])], [str(tmp_path / "c")], tmp_path / "out2", store=None)
+        score_corpus(
+            [str(tiny_indexes["math"])], [str(tmp_path / "c")], tmp_path / "out2", store=None
+        )
 
 
 def test_hub_corpus_offline_is_a_clear_error(tiny_indexes, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(InputError, match="Hub dataset"):
-        score_corpus([str(tiny_indexes["math"])], ["hf://nvidia/ClimbLab"], tmp_path / "out", store=None)
+        score_corpus(
+            [str(tiny_indexes["math"])], ["hf://nvidia/ClimbLab"], tmp_path / "out", store=None
+        )
 
 
 _KILLABLE = """
@@ -187,7 +245,9 @@ def test_killed_run_resumes_without_duplicates_or_gaps(tiny_indexes, embedder, t
     idx = ",".join(str(p) for p in tiny_indexes.values())
     out = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", _KILLABLE, idx, str(tmp_path / "corpus"), str(out)], env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLABLE, idx, str(tmp_path / "corpus"), str(out)], env=env
+    )
     deadline = time.time() + 240
     while time.time() < deadline and len(list((out / "done").glob("*.json"))) < 2:
         time.sleep(0.05)
@@ -196,11 +256,15 @@ def test_killed_run_resumes_without_duplicates_or_gaps(tiny_indexes, embedder, t
     n_done = len(list((out / "done").glob("*.json")))
     assert 2 <= n_done < 8, "the run should have been killed part-way"
     s = score_corpus(idx.split(","), [str(tmp_path / "corpus")], out, batch_size=2, store=None)
-    ref = score_corpus(idx.split(","), [str(tmp_path / "corpus")], tmp_path / "clean", batch_size=2, store=None)
+    ref = score_corpus(
+        idx.split(","), [str(tmp_path / "corpus")], tmp_path / "clean", batch_size=2, store=None
+    )
     assert s["scored"] == ref["scored"] == n_docs and s["balanced"]
     a, b = read_scores(out).sort_by("id"), read_scores(tmp_path / "clean").sort_by("id")
     assert a.column("id").to_pylist() == b.column("id").to_pylist()
-    np.testing.assert_allclose(a.column("score_tools").to_numpy(), b.column("score_tools").to_numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        a.column("score_tools").to_numpy(), b.column("score_tools").to_numpy(), atol=1e-5
+    )
     assert not list(out.glob("scores/*.tmp"))  # the killed shard's partial file was replaced
 
 
@@ -213,7 +277,9 @@ def test_long_documents_are_truncated_at_the_model_max_length(tiny_indexes, embe
     assert len(embedder._model.tokenizer(head)["input_ids"]) > 2 * embedder.max_seq_length
     scorer = SimilarityScorer(load_indexes([str(tiny_indexes["math"])], embedder), embedder)
     assert scorer.clip_chars == 12 * embedder.max_seq_length
-    sc = scorer.score_texts([head, head + " The hotel pool is heated." * 200, head[: scorer.clip_chars]])
+    sc = scorer.score_texts(
+        [head, head + " The hotel pool is heated." * 200, head[: scorer.clip_chars]]
+    )
     v = sc.vectors
     assert float(v[0] @ v[1]) > 0.9999 and float(v[0] @ v[2]) > 0.9999  # the tail changes nothing
     short = scorer.score_texts(["The hotel pool is heated. " + head])  # but the opening does

@@ -13,7 +13,9 @@ def test_sort_buffer_keeps_stream_order_and_batch_sizes(tiny_indexes, embedder):
     from retriever.score import SimilarityScorer
 
     # lengths deliberately unsorted: long, short, long ... so a sorting bug would show
-    texts = [t * (1 + 5 * (i % 2)) for i, t in enumerate(WEB_TEXT + TOOLS_GOLD + MATH_GOLD[:5])]  # 17
+    texts = [
+        t * (1 + 5 * (i % 2)) for i, t in enumerate(WEB_TEXT + TOOLS_GOLD + MATH_GOLD[:5])
+    ]  # 17
     indexes = load_indexes([str(p) for p in tiny_indexes.values()], embedder)
     scorer = SimilarityScorer(indexes, embedder, k=3, batch_size=5, sort_buffer=12)
     out = list(scorer.batches(Doc(str(i), t, {}) for i, t in enumerate(texts)))

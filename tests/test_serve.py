@@ -21,9 +21,17 @@ from retriever.errors import ConfigError, InputError  # noqa: E402
 from retriever.serve import QueryService, ServeConfig, ThreadedServer  # noqa: E402
 
 # corpus: web text in cluster "web", word problems and tool calls in cluster "skill"
-DOCS = ([{"id": f"w{i}", "text": t, "cluster_id": "web"} for i, t in enumerate(WEB_TEXT)]
-        + [{"id": f"m{i}", "text": "Worked example. " + t, "cluster_id": "skill"} for i, t in enumerate(MATH_GOLD[:4])]
-        + [{"id": f"t{i}", "text": "Transcript: " + t, "cluster_id": "skill"} for i, t in enumerate(TOOLS_GOLD[:4])])
+DOCS = (
+    [{"id": f"w{i}", "text": t, "cluster_id": "web"} for i, t in enumerate(WEB_TEXT)]
+    + [
+        {"id": f"m{i}", "text": "Worked example. " + t, "cluster_id": "skill"}
+        for i, t in enumerate(MATH_GOLD[:4])
+    ]
+    + [
+        {"id": f"t{i}", "text": "Transcript: " + t, "cluster_id": "skill"}
+        for i, t in enumerate(TOOLS_GOLD[:4])
+    ]
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,15 +40,25 @@ def scored(tmp_path_factory, tiny_indexes, embedder):
 
     root = tmp_path_factory.mktemp("serve")
     write_jsonl(root / "corpus" / "docs.jsonl", DOCS)
-    score_corpus([str(p) for p in tiny_indexes.values()], [str(root / "corpus")], root / "scores",
-                 top_fraction=0.5)
+    score_corpus(
+        [str(p) for p in tiny_indexes.values()],
+        [str(root / "corpus")],
+        root / "scores",
+        top_fraction=0.5,
+    )
     return root / "scores"
 
 
 @pytest.fixture(scope="module")
 def service(tiny_indexes, scored, embedder):
-    cfg = ServeConfig(indexes=tuple(str(p) for p in tiny_indexes.values()), store=str(scored),
-                      max_k=20, max_texts=8, max_text_chars=2_000, max_body_bytes=50_000)
+    cfg = ServeConfig(
+        indexes=tuple(str(p) for p in tiny_indexes.values()),
+        store=str(scored),
+        max_k=20,
+        max_texts=8,
+        max_text_chars=2_000,
+        max_body_bytes=50_000,
+    )
     svc = QueryService(cfg, embedder=embedder)
     yield svc
     svc.close()
@@ -52,16 +70,28 @@ def url(service):
         yield u
 
 
-def request(url: str, method: str, path: str, body=None, raw: bytes | None = None,
-            headers: dict | None = None, chunked: bool = False):
+def request(
+    url: str,
+    method: str,
+    path: str,
+    body=None,
+    raw: bytes | None = None,
+    headers: dict | None = None,
+    chunked: bool = False,
+):
     """One HTTP request; returns (status, parsed JSON body)."""
     u = urlparse(url)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
     hdrs = {"Content-Type": "application/json", **(headers or {})}
     if chunked:
-        conn.request(method, path, body=iter([data[i:i + 4096] for i in range(0, len(data), 4096)]),
-                     headers=hdrs, encode_chunked=True)
+        conn.request(
+            method,
+            path,
+            body=iter([data[i : i + 4096] for i in range(0, len(data), 4096)]),
+            headers=hdrs,
+            encode_chunked=True,
+        )
     else:
         conn.request(method, path, body=data, headers=hdrs)
     resp = conn.getresponse()
@@ -86,7 +116,10 @@ def test_health_and_manifests(url, service):
 def test_gold_batch_matches_python_api(url, tiny_indexes, embedder):
     from retriever.query import query_gold
 
-    texts = ["send a text message to Bob saying hi", "Tom has 4 apples and eats 1, how many are left?"]
+    texts = [
+        "send a text message to Bob saying hi",
+        "Tom has 4 apples and eats 1, how many are left?",
+    ]
     status, r = request(url, "POST", "/gold", {"texts": texts, "k": 3})
     assert status == 200 and len(r["results"]) == 2
     assert r["results"][0]["tools"][0]["text"] == TOOLS_GOLD[1]  # the SMS exemplar
@@ -94,7 +127,9 @@ def test_gold_batch_matches_python_api(url, tiny_indexes, embedder):
         ref = query_gold(tiny_indexes[task], texts, k=3, embedder=embedder)
         for got, want in zip(r["results"], ref, strict=True):
             assert [h["id"] for h in got[task]] == [h["id"] for h in want]
-            np.testing.assert_allclose([h["score"] for h in got[task]], [h["score"] for h in want], atol=1e-5)
+            np.testing.assert_allclose(
+                [h["score"] for h in got[task]], [h["score"] for h in want], atol=1e-5
+            )
     status, r = request(url, "POST", "/gold", {"text": texts[1], "k": 2, "tasks": ["math"]})
     assert status == 200 and list(r["results"][0]) == ["math"] and len(r["results"][0]["math"]) == 2
 
@@ -122,17 +157,28 @@ def test_corpus_hits_scores_and_filters_match_brute_force(url, scored, embedder)
     for h in hits:  # task scores and previews come from the score folder
         assert h["scores"]["math"] == pytest.approx(by_id[h["id"]]["score_math"], abs=1e-6)
         assert h["topk"]["tools"] == pytest.approx(by_id[h["id"]]["topk_tools"], abs=1e-6)
-        assert h["preview"] == by_id[h["id"]]["preview"] and h["cluster_id"] == by_id[h["id"]]["cluster_id"]
+        assert (
+            h["preview"] == by_id[h["id"]]["preview"]
+            and h["cluster_id"] == by_id[h["id"]]["cluster_id"]
+        )
     # filters: every hit passes, and they are the nearest among the documents that pass
     x = float(np.median([row["score_math"] for row in rows]))
     status, r = request(url, "POST", "/corpus", {"text": text, "k": 4, "min_score": {"math": x}})
     assert status == 200
     want, _ = _brute_force(scored, embedder, text, 4, lambda row: row["score_math"] >= x)
-    assert [h["id"] for h in r["results"][0]] == want and all(h["scores"]["math"] >= x for h in r["results"][0])
-    status, r = request(url, "POST", "/corpus", {"texts": [text, "get_weather(city='Paris')"], "k": 20,
-                                                 "cluster": "skill"})
+    assert [h["id"] for h in r["results"][0]] == want and all(
+        h["scores"]["math"] >= x for h in r["results"][0]
+    )
+    status, r = request(
+        url,
+        "POST",
+        "/corpus",
+        {"texts": [text, "get_weather(city='Paris')"], "k": 20, "cluster": "skill"},
+    )
     assert status == 200 and len(r["results"]) == 2
-    assert len(r["results"][0]) == 8 and all(h["cluster_id"] == "skill" for res in r["results"] for h in res)
+    assert len(r["results"][0]) == 8 and all(
+        h["cluster_id"] == "skill" for res in r["results"] for h in res
+    )
 
 
 BAD = [
@@ -207,7 +253,9 @@ def test_concurrent_requests_are_batched_and_equal_to_sequential(url, service):
     assert not errors
     for t in texts:
         assert [h["id"] for h in got[t]] == [h["id"] for h in seq[t]]
-        np.testing.assert_allclose([h["score"] for h in got[t]], [h["score"] for h in seq[t]], atol=1e-4)
+        np.testing.assert_allclose(
+            [h["score"] for h in got[t]], [h["score"] for h in seq[t]], atol=1e-4
+        )
     assert service.batcher.forwards - before <= len(texts)
 
 
@@ -242,13 +290,25 @@ def test_python_api_keeps_indexes_and_stores_loaded(tiny_indexes, scored, embedd
     time.sleep(0.01)
     add_to_index(tmp_path / "m2", ["Question: What is 2 + 2?\nAnswer: 4"], embedder=embedder)
     assert open_index(tmp_path / "m2") is not first  # a changed manifest reloads
-    assert query_gold(tmp_path / "m2", ["2 + 2?"], k=5, embedder=embedder)[0][0]["text"].endswith("4")
+    assert query_gold(tmp_path / "m2", ["2 + 2?"], k=5, embedder=embedder)[0][0]["text"].endswith(
+        "4"
+    )
 
 
 @pytest.mark.slow
 def test_cli_serve_answers_until_terminated(tiny_indexes, scored):
-    cmd = [sys.executable, "-m", "retriever", "serve", "--index", str(tiny_indexes["tools"]),
-           "--corpus-store", str(scored), "--port", "0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "retriever",
+        "serve",
+        "--index",
+        str(tiny_indexes["tools"]),
+        "--corpus-store",
+        str(scored),
+        "--port",
+        "0",
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True)
     try:
         line = ""

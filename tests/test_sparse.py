@@ -15,8 +15,9 @@ def _reference(gold: list[str], texts: list[str], min_df: int) -> np.ndarray:
     """Cosine matrix [n_texts, n_gold] from scikit-learn's own TF-IDF with the same settings."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=min_df, sublinear_tf=True,
-                          token_pattern=TOKEN_PATTERN).fit(gold)
+    vec = TfidfVectorizer(
+        ngram_range=(1, 2), min_df=min_df, sublinear_tf=True, token_pattern=TOKEN_PATTERN
+    ).fit(gold)
     return (vec.transform(texts) @ vec.transform(gold).T).toarray()
 
 

@@ -112,8 +112,13 @@ class ProxyLoop:
     ``retriever evaluate`` (arms) and ``retriever mix run`` (mixtures) alike.
     """
 
-    def __init__(self, out: str | os.PathLike, trainer: Trainer, evaluator: Evaluator,
-                 on_proxy: Callable[[str, int, str], None] | None = None):
+    def __init__(
+        self,
+        out: str | os.PathLike,
+        trainer: Trainer,
+        evaluator: Evaluator,
+        on_proxy: Callable[[str, int, str], None] | None = None,
+    ):
         self.out = Path(out)
         self.trainer = trainer
         self.evaluator = evaluator
@@ -135,10 +140,18 @@ class ProxyLoop:
             if self.on_proxy:
                 self.on_proxy(label, seed, "training")
             o = self.trainer.train(ds.path, pdir / "model", seed)
-            tr = {"checkpoint": str(o.checkpoint), "tokens": int(o.tokens),
-                  "tokens_per_s": float(o.tokens_per_s), "seconds": float(o.seconds),
-                  "resumed": bool(o.resumed), "label": label, "seed": seed, **o.info,
-                  "dataset": ds.fingerprint, "proxy": self.trainer.spec}
+            tr = {
+                "checkpoint": str(o.checkpoint),
+                "tokens": int(o.tokens),
+                "tokens_per_s": float(o.tokens_per_s),
+                "seconds": float(o.seconds),
+                "resumed": bool(o.resumed),
+                "label": label,
+                "seed": seed,
+                **o.info,
+                "dataset": ds.fingerprint,
+                "proxy": self.trainer.spec,
+            }
             write_json_atomic(train_json, tr)
             trained = True
         if eval_json.exists():
@@ -148,8 +161,11 @@ class ProxyLoop:
                 self.on_proxy(label, seed, "evaluating")
             te = time.perf_counter()
             scores = self.evaluator.evaluate(Path(tr["checkpoint"]))
-            ev = {"scores": _clean_scores(scores), "seconds": time.perf_counter() - te,
-                  "evaluator": self.evaluator.spec}
+            ev = {
+                "scores": _clean_scores(scores),
+                "seconds": time.perf_counter() - te,
+                "evaluator": self.evaluator.spec,
+            }
             write_json_atomic(eval_json, ev)
             evaluated = True
         log.info("%s seed %d: %s (%s)", label, seed, "trained" if trained else "cached", key)
@@ -214,8 +230,10 @@ class ArmsEvaluation:
                 " (short of the budget)" if short else "",
             )
         loop = ProxyLoop(self.out / "proxies", self.trainer, self.evaluator, self.on_proxy)
-        cost: dict[str, dict] = {a: {"train_seconds": 0.0, "eval_seconds": 0.0, "tokens": 0,
-                                     "tokens_per_s": []} for a in cfg.arms}
+        cost: dict[str, dict] = {
+            a: {"train_seconds": 0.0, "eval_seconds": 0.0, "tokens": 0, "tokens_per_s": []}
+            for a in cfg.arms
+        }
         for arm in cfg.arms:
             ds = datasets[arm]
             for seed in cfg.seed_list:
@@ -229,8 +247,17 @@ class ArmsEvaluation:
                 c["tokens"] += int(pr.train["tokens"])
                 c["tokens_per_s"].append(float(pr.train["tokens_per_s"]))
                 for task, metric, v in pr.values():
-                    res.rows.append({"arm": arm, "seed": seed, "task": task, "metric": metric,
-                                     "value": v, "dataset": ds.fingerprint, "proxy": pr.key})
+                    res.rows.append(
+                        {
+                            "arm": arm,
+                            "seed": seed,
+                            "task": task,
+                            "metric": metric,
+                            "value": v,
+                            "dataset": ds.fingerprint,
+                            "proxy": pr.key,
+                        }
+                    )
         table = summarize_arms(
             res.rows, cfg.reference if cfg.reference in cfg.arms else None, cfg.confidence
         )

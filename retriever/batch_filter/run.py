@@ -193,10 +193,16 @@ class BatchFilter:
             manifest["tokens_method"] = TokenCounter(c.tokenizer).method
             write_json_atomic(out / MANIFEST, manifest)
         # every option the worker needs is copied by name, so a new one cannot be forgotten here
-        shared = {f.name: getattr(c, f.name) for f in dataclasses.fields(FilterSettings)
-                  if f.init and f.name not in ("output", "models", "thresholds")}
+        shared = {
+            f.name: getattr(c, f.name)
+            for f in dataclasses.fields(FilterSettings)
+            if f.init and f.name not in ("output", "models", "thresholds")
+        }
         settings = FilterSettings(
-            output=str(out), models=models, thresholds={t: decisions[t].threshold for t in c.tasks}, **shared
+            output=str(out),
+            models=models,
+            thresholds={t: decisions[t].threshold for t in c.tasks},
+            **shared,
         )
         return shards, settings, manifest
 
@@ -250,11 +256,13 @@ class BatchFilter:
         check_writable(output)
         with OutputLock(output):  # one writer per folder: a second run is refused, naming this one
             sweep_temp(output)
-            return self._run_locked(inputs, output, executor, tasks, workers, progress,
-                                    **executor_settings)
+            return self._run_locked(
+                inputs, output, executor, tasks, workers, progress, **executor_settings
+            )
 
-    def _run_locked(self, inputs, output, executor, tasks, workers, progress,
-                    **executor_settings: Any) -> FilterReport:
+    def _run_locked(
+        self, inputs, output, executor, tasks, workers, progress, **executor_settings: Any
+    ) -> FilterReport:
         shards, settings, _ = self.prepare(inputs, output)
         out = Path(output)
         if executor == "local":

@@ -51,7 +51,9 @@ def resolve_device(device: str | None) -> str:
     if device in (None, "", "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for but torch sees no GPU; use --device cpu or auto")
+        raise ConfigError(
+            f"device {device!r} asked for but torch sees no GPU; use --device cpu or auto"
+        )
     return device
 
 
@@ -91,7 +93,9 @@ def rolling_windows(
         Windows in document order; empty for an empty document.
     """
     if not 1 <= context_tokens <= max_length:
-        raise ConfigError(f"context_tokens must be in [1, max_length={max_length}], got {context_tokens}")
+        raise ConfigError(
+            f"context_tokens must be in [1, max_length={max_length}], got {context_tokens}"
+        )
     if not tokens:
         return []
     pred_len = max_length - context_tokens + 1
@@ -163,7 +167,9 @@ class LMScorer:
         transformers.utils.logging.disable_progress_bar()
         tok_path = model.tokenizer or model.path
         try:
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(tok_path, revision=model.revision)
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(
+                tok_path, revision=model.revision
+            )
             # transformers >= 4.56 names it `dtype`; older releases only know `torch_dtype`
             key = "dtype" if _version(transformers.__version__) >= (4, 56) else "torch_dtype"
             self.model = transformers.AutoModelForCausalLM.from_pretrained(
@@ -200,7 +206,9 @@ class LMScorer:
         v = getattr(self.tokenizer, "model_max_length", None)
         if isinstance(v, int) and 1 < v < 1_000_000:
             return v
-        raise ConfigError(f"cannot tell the context length of {self.spec.name!r}: set max_length in the panel")
+        raise ConfigError(
+            f"cannot tell the context length of {self.spec.name!r}: set max_length in the panel"
+        )
 
     # -- tokens -----------------------------------------------------------------------------------
     def tokenize(self, texts: list[str]) -> list[list[int]]:
@@ -329,11 +337,15 @@ def naive_bits_per_byte(scorer: LMScorer, texts: list[str]) -> BpbResult:
     nats = np.zeros(len(texts), dtype=np.float64)
     with torch.inference_mode():
         for d, toks in enumerate(ids):
-            for inp, tgt in rolling_windows(toks, scorer.prefix_token, scorer.max_length, scorer.context_tokens):
+            for inp, tgt in rolling_windows(
+                toks, scorer.prefix_token, scorer.max_length, scorer.context_tokens
+            ):
                 x = torch.tensor([inp], dtype=torch.long, device=scorer.device)  # [1, L]
-                logits = scorer.model(
-                    input_ids=x, attention_mask=torch.ones_like(x), use_cache=False
-                ).logits[0].float()  # [L, V]
+                logits = (
+                    scorer.model(input_ids=x, attention_mask=torch.ones_like(x), use_cache=False)
+                    .logits[0]
+                    .float()
+                )  # [L, V]
                 lp = torch.log_softmax(logits, dim=-1)[len(inp) - len(tgt) :]
                 y = torch.tensor(tgt, dtype=torch.long, device=lp.device)
                 nats[d] -= float(lp.gather(1, y[:, None]).double().sum())

@@ -11,80 +11,164 @@ from retriever._cli import parse_task_values, print_json, show_progress
 
 
 def _panel_opts(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument("--models", required=required, metavar="PANEL.toml",
-                   help="panel file: models (Hub ids or folders) and their task scores")
+    p.add_argument(
+        "--models",
+        required=required,
+        metavar="PANEL.toml",
+        help="panel file: models (Hub ids or folders) and their task scores",
+    )
     p.add_argument("--scores", metavar="FILE", help="scores CSV/TOML overriding the panel's own")
 
 
 def _docs_opts(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument("--docs", nargs="+", required=required, metavar="PATH",
-                   help="a score folder (`retriever score --out`) or corpus files/folders (jsonl/parquet)")
-    p.add_argument("--out", required=required, help="output folder (rerun to resume; the BPB cache is reused)")
-    p.add_argument("--text-field", default="text", help="text field of corpus records (default text)")
+    p.add_argument(
+        "--docs",
+        nargs="+",
+        required=required,
+        metavar="PATH",
+        help="a score folder (`retriever score --out`) or corpus files/folders (jsonl/parquet)",
+    )
+    p.add_argument(
+        "--out", required=required, help="output folder (rerun to resume; the BPB cache is reused)"
+    )
+    p.add_argument(
+        "--text-field", default="text", help="text field of corpus records (default text)"
+    )
     p.add_argument("--id-field", default="id", help="id field of corpus records (default id)")
 
 
 def _bpb_opts(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("bits per byte")
-    g.add_argument("--device", default="auto", help="cuda, cpu or auto (default: cuda when available)")
-    g.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
-                   help="weights dtype (auto: bf16 on CUDA, fp32 on CPU)")
-    g.add_argument("--batch-tokens", type=int, default=8192,
-                   help="padded tokens per forward (default 8192; lower it on small GPUs)")
+    g.add_argument(
+        "--device", default="auto", help="cuda, cpu or auto (default: cuda when available)"
+    )
+    g.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        help="weights dtype (auto: bf16 on CUDA, fp32 on CPU)",
+    )
+    g.add_argument(
+        "--batch-tokens",
+        type=int,
+        default=8192,
+        help="padded tokens per forward (default 8192; lower it on small GPUs)",
+    )
     g.add_argument("--batch-size", type=int, default=64, help="windows per forward (default 64)")
-    g.add_argument("--context-tokens", type=int, default=1,
-                   help="1: disjoint windows (lm-eval); k: each later window re-reads k-1 extra tokens")
-    g.add_argument("--block-docs", type=int, default=256,
-                   help="documents per cached part (what a kill can lose; default 256)")
+    g.add_argument(
+        "--context-tokens",
+        type=int,
+        default=1,
+        help="1: disjoint windows (lm-eval); k: each later window re-reads k-1 extra tokens",
+    )
+    g.add_argument(
+        "--block-docs",
+        type=int,
+        default=256,
+        help="documents per cached part (what a kill can lose; default 256)",
+    )
     g.add_argument("--threads", type=int, help="torch CPU threads")
 
 
 def _candidate_opts(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("candidates (score folders)")
-    g.add_argument("--tasks", nargs="+", metavar="TASK",
-                   help="tasks to label (default: the score folder's tasks that the panel has scores for)")
-    g.add_argument("--top-fraction", type=float, metavar="F",
-                   help="candidates: the top F (0-1] of documents by similarity to the task")
-    g.add_argument("--threshold", action="append", metavar="TASK=SIM",
-                   help="candidates: similarity >= SIM for TASK (repeatable; wins over --top-fraction); "
-                   "with neither, the threshold recorded by `retriever score`")
-    g.add_argument("--negatives-per-positive", type=float, default=1.0, metavar="R",
-                   help="random non-candidates labelled negative, per candidate (default 1.0)")
-    g.add_argument("--max-random-negatives", type=int, default=100_000, help="cap per task (default 100000)")
-    g.add_argument("--max-candidates", type=int, metavar="N",
-                   help="at most N candidates per task, the top ones by similarity: BPB then costs at "
-                   "most models x N document forwards per task (default: no cap)")
+    g.add_argument(
+        "--tasks",
+        nargs="+",
+        metavar="TASK",
+        help="tasks to label (default: the score folder's tasks that the panel has scores for)",
+    )
+    g.add_argument(
+        "--top-fraction",
+        type=float,
+        metavar="F",
+        help="candidates: the top F (0-1] of documents by similarity to the task",
+    )
+    g.add_argument(
+        "--threshold",
+        action="append",
+        metavar="TASK=SIM",
+        help="candidates: similarity >= SIM for TASK (repeatable; wins over --top-fraction); "
+        "with neither, the threshold recorded by `retriever score`",
+    )
+    g.add_argument(
+        "--negatives-per-positive",
+        type=float,
+        default=1.0,
+        metavar="R",
+        help="random non-candidates labelled negative, per candidate (default 1.0)",
+    )
+    g.add_argument(
+        "--max-random-negatives", type=int, default=100_000, help="cap per task (default 100000)"
+    )
+    g.add_argument(
+        "--max-candidates",
+        type=int,
+        metavar="N",
+        help="at most N candidates per task, the top ones by similarity: BPB then costs at "
+        "most models x N document forwards per task (default: no cap)",
+    )
     g.add_argument("--seed", type=int, default=0, help="seed of the random negatives (default 0)")
 
 
 def _decision_opts(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("decision")
-    g.add_argument("--estimator", default="spearman",
-                   choices=["spearman", "concordance", "product", "sign", "sign_cdf", "sign_sign"],
-                   help="correlation that decides (default spearman)")
-    g.add_argument("--positive-min", type=float, default=0.5,
-                   help="positive: candidate with correlation >= this (default 0.5)")
-    g.add_argument("--negative-max", type=float, default=0.0,
-                   help="negative: candidate with correlation <= this (default 0.0)")
-    g.add_argument("--positive-top", type=float, metavar="F",
-                   help="also require positives to be in the top F of candidates by correlation")
-    g.add_argument("--min-models", type=int, default=3, help="fewest usable scored models (default 3)")
-    g.add_argument("--metric", choices=["acc", "acc_norm", "neg_bpb"],
-                   help="score metric turned into errors (default: the one most models have)")
-    g.add_argument("--sample-budget", type=float, default=0.25,
-                   help="budget fraction behind the sampling-weight caps (default 0.25)")
-    g.add_argument("--no-center", dest="center_models", action="store_false",
-                   help="correlate raw BPB (default: each model's median BPB over the candidates is "
-                   "subtracted first, so a model better at everything does not make every document correlate)")
+    g.add_argument(
+        "--estimator",
+        default="spearman",
+        choices=["spearman", "concordance", "product", "sign", "sign_cdf", "sign_sign"],
+        help="correlation that decides (default spearman)",
+    )
+    g.add_argument(
+        "--positive-min",
+        type=float,
+        default=0.5,
+        help="positive: candidate with correlation >= this (default 0.5)",
+    )
+    g.add_argument(
+        "--negative-max",
+        type=float,
+        default=0.0,
+        help="negative: candidate with correlation <= this (default 0.0)",
+    )
+    g.add_argument(
+        "--positive-top",
+        type=float,
+        metavar="F",
+        help="also require positives to be in the top F of candidates by correlation",
+    )
+    g.add_argument(
+        "--min-models", type=int, default=3, help="fewest usable scored models (default 3)"
+    )
+    g.add_argument(
+        "--metric",
+        choices=["acc", "acc_norm", "neg_bpb"],
+        help="score metric turned into errors (default: the one most models have)",
+    )
+    g.add_argument(
+        "--sample-budget",
+        type=float,
+        default=0.25,
+        help="budget fraction behind the sampling-weight caps (default 0.25)",
+    )
+    g.add_argument(
+        "--no-center",
+        dest="center_models",
+        action="store_false",
+        help="correlate raw BPB (default: each model's median BPB over the candidates is "
+        "subtracted first, so a model better at everything does not make every document correlate)",
+    )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "confirm", help="confirm similarity candidates by perplexity correlation across an LM panel",
+        "confirm",
+        help="confirm similarity candidates by perplexity correlation across an LM panel",
         description="Compute bits per byte of the candidates under every model of the panel (cached), "
         "correlate them with the models' task errors, and write auditable labels per task to "
         "OUT/labels/TASK.parquet (positive / negative / uncertain, with the reason). Verbs: bpb "
-        "(matrix only), scorecard (model scores), tiny-panel (offline test panel).")
+        "(matrix only), scorecard (model scores), tiny-panel (offline test panel).",
+    )
     _panel_opts(p, required=False)
     _docs_opts(p, required=False)
     _candidate_opts(p)
@@ -95,29 +179,43 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     # optional: plain `retriever confirm` runs the whole stage
     verbs = p.add_subparsers(dest="confirm_command", metavar="[VERB]")
 
-    b = verbs.add_parser("bpb", help="the BPB matrix only (documents x models, cached)",
-                         description="Compute (or complete) the cached BPB matrix OUT/bpb/matrix.parquet: "
-                         "a rerun with one more model computes only that model.")
+    b = verbs.add_parser(
+        "bpb",
+        help="the BPB matrix only (documents x models, cached)",
+        description="Compute (or complete) the cached BPB matrix OUT/bpb/matrix.parquet: "
+        "a rerun with one more model computes only that model.",
+    )
     _panel_opts(b)
     _docs_opts(b)
     bc = b.add_argument_group("restrict to candidates (score folders)")
     bc.add_argument("--tasks", nargs="+", metavar="TASK", help="only these tasks' candidates")
-    bc.add_argument("--top-fraction", type=float, metavar="F", help="candidates: top F by similarity")
-    bc.add_argument("--threshold", action="append", metavar="TASK=SIM", help="candidates: similarity >= SIM")
+    bc.add_argument(
+        "--top-fraction", type=float, metavar="F", help="candidates: top F by similarity"
+    )
+    bc.add_argument(
+        "--threshold", action="append", metavar="TASK=SIM", help="candidates: similarity >= SIM"
+    )
     _bpb_opts(b)
     b.add_argument("--json", action="store_true", help="print the report as JSON")
     b.set_defaults(func=_bpb)
 
-    s = verbs.add_parser("scorecard", help="score each panel model on a task's gold",
-                         description="Multiple-choice gold (ELMB: question/choices/answer): acc and "
-                         "acc_norm like lm-eval. Gold without choices: neg_bpb (minus bits per byte). "
-                         "Rows go to the scores CSV the panel reads.")
+    s = verbs.add_parser(
+        "scorecard",
+        help="score each panel model on a task's gold",
+        description="Multiple-choice gold (ELMB: question/choices/answer): acc and "
+        "acc_norm like lm-eval. Gold without choices: neg_bpb (minus bits per byte). "
+        "Rows go to the scores CSV the panel reads.",
+    )
     _panel_opts(s)
     s.add_argument("--task", required=True, help="task name (as in the score folder / labels)")
     s.add_argument("--gold", nargs="+", required=True, metavar="PATH", help="gold files or folders")
     s.add_argument("--out", help="scores CSV to update (default: the panel's `scores` file)")
-    s.add_argument("--kind", choices=["auto", "mc", "text"], default="auto",
-                   help="auto: multiple choice when records have choices")
+    s.add_argument(
+        "--kind",
+        choices=["auto", "mc", "text"],
+        default="auto",
+        help="auto: multiple choice when records have choices",
+    )
     s.add_argument("--limit", type=int, default=200, help="gold records sampled (default 200)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto")
@@ -127,17 +225,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_scorecard)
 
-    t = verbs.add_parser("tiny-panel", help="train a tiny byte-level GPT-2 panel offline (seconds)",
-                         description="Train N tiny GPT-2 models, each on its own mix of task-like "
-                         "(--gold) and generic (--generic) text, and write DIR/panel.toml. Without "
-                         "--gold/--generic, seeded synthetic texts are used. With --task, each model's "
-                         "neg_bpb on held-out gold is written to DIR/scores.csv.")
+    t = verbs.add_parser(
+        "tiny-panel",
+        help="train a tiny byte-level GPT-2 panel offline (seconds)",
+        description="Train N tiny GPT-2 models, each on its own mix of task-like "
+        "(--gold) and generic (--generic) text, and write DIR/panel.toml. Without "
+        "--gold/--generic, seeded synthetic texts are used. With --task, each model's "
+        "neg_bpb on held-out gold is written to DIR/scores.csv.",
+    )
     t.add_argument("--out", required=True, help="folder for panel.toml and the models")
-    t.add_argument("--gold", nargs="+", metavar="PATH", help="task-like texts (jsonl/parquet with text)")
-    t.add_argument("--generic", nargs="+", metavar="PATH", help="generic texts (jsonl/parquet with text)")
+    t.add_argument(
+        "--gold", nargs="+", metavar="PATH", help="task-like texts (jsonl/parquet with text)"
+    )
+    t.add_argument(
+        "--generic", nargs="+", metavar="PATH", help="generic texts (jsonl/parquet with text)"
+    )
     t.add_argument("--task", help="score the models on held-out --gold texts under this task name")
-    t.add_argument("--holdout", type=float, default=0.2, help="share of gold texts kept for scoring")
-    t.add_argument("--max-texts", type=int, default=400, help="texts sampled per corpus (default 400)")
+    t.add_argument(
+        "--holdout", type=float, default=0.2, help="share of gold texts kept for scoring"
+    )
+    t.add_argument(
+        "--max-texts", type=int, default=400, help="texts sampled per corpus (default 400)"
+    )
     t.add_argument("--n-models", type=int, default=6, help="panel size (default 6)")
     t.add_argument("--steps", type=int, default=120, help="training steps per model (default 120)")
     t.add_argument("--seed", type=int, default=0)
@@ -164,9 +273,14 @@ def _need(args, *names: str) -> None:
 def _bpb_options(args):
     from retriever.confirm.stage import BpbOptions
 
-    return BpbOptions(device=args.device, dtype=args.dtype, max_batch_tokens=args.batch_tokens,
-                      max_batch_size=args.batch_size, context_tokens=args.context_tokens,
-                      block_docs=args.block_docs)
+    return BpbOptions(
+        device=args.device,
+        dtype=args.dtype,
+        max_batch_tokens=args.batch_tokens,
+        max_batch_size=args.batch_size,
+        context_tokens=args.context_tokens,
+        block_docs=args.block_docs,
+    )
 
 
 def _open(args):
@@ -189,33 +303,47 @@ def _label(args) -> int:
     panel, docs = _open(args)
     settings = ConfirmSettings(
         tasks=tuple(args.tasks) if args.tasks else None,
-        candidates=CandidateRule(top_fraction=args.top_fraction,
-                                 threshold=parse_task_values(args.threshold, "--threshold"),
-                                 negatives_per_positive=args.negatives_per_positive,
-                                 max_random_negatives=args.max_random_negatives, seed=args.seed,
-                                 max_candidates=args.max_candidates),
-        rules=DecisionRules(estimator=args.estimator, positive_min=args.positive_min,
-                            negative_max=args.negative_max, positive_top_fraction=args.positive_top),
-        bpb=_bpb_options(args), min_models=args.min_models, metric=args.metric,
-        sample_budget=args.sample_budget, center_models=args.center_models,
+        candidates=CandidateRule(
+            top_fraction=args.top_fraction,
+            threshold=parse_task_values(args.threshold, "--threshold"),
+            negatives_per_positive=args.negatives_per_positive,
+            max_random_negatives=args.max_random_negatives,
+            seed=args.seed,
+            max_candidates=args.max_candidates,
+        ),
+        rules=DecisionRules(
+            estimator=args.estimator,
+            positive_min=args.positive_min,
+            negative_max=args.negative_max,
+            positive_top_fraction=args.positive_top,
+        ),
+        bpb=_bpb_options(args),
+        min_models=args.min_models,
+        metric=args.metric,
+        sample_budget=args.sample_budget,
+        center_models=args.center_models,
     )
     summary = ConfirmStage(panel, args.out, settings, progress=show_progress()).run(docs)
     if args.json:
         print_json(summary)
     else:
         b = summary["bpb"]
-        print(f"docs in {summary['docs']['in']} (unique {summary['docs']['unique']}, rejected "
-              f"{summary['docs']['rejected'] or 0}); BPB {b['docs']} docs x {len(b['usable_models'])} "
-              f"models, {str(b['tokens_per_s']) + ' tokens/s' if b['tokens_per_s'] else 'all cached'} on {b['device']}")
+        print(
+            f"docs in {summary['docs']['in']} (unique {summary['docs']['unique']}, rejected "
+            f"{summary['docs']['rejected'] or 0}); BPB {b['docs']} docs x {len(b['usable_models'])} "
+            f"models, {str(b['tokens_per_s']) + ' tokens/s' if b['tokens_per_s'] else 'all cached'} on {b['device']}"
+        )
         for name, m in b["models"].items():
             if m["status"] != "ok":
                 print(f"  model {name}: {m['status']} {m.get('error', '')}")
         for task, info in summary["tasks"].items():
             lab = info["labels"]
-            print(f"{task}: {info['candidates']} candidates ({info['candidate_rule']}), "
-                  f"{lab['positive']} positive, {lab['negative']} negative "
-                  f"({info['random_negatives']} random), {lab['uncertain']} uncertain"
-                  + (f"  PROBLEM: {info['problem']}" if info.get("problem") else ""))
+            print(
+                f"{task}: {info['candidates']} candidates ({info['candidate_rule']}), "
+                f"{lab['positive']} positive, {lab['negative']} negative "
+                f"({info['random_negatives']} random), {lab['uncertain']} uncertain"
+                + (f"  PROBLEM: {info['problem']}" if info.get("problem") else "")
+            )
         print(f"labels: {args.out}/labels/TASK.parquet")
     return 1 if any(i.get("problem") for i in summary["tasks"].values()) else 0
 
@@ -226,13 +354,20 @@ def _bpb(args) -> int:
 
     _threads(args)
     panel, docs = _open(args)
-    stage = ConfirmStage(panel, args.out, ConfirmSettings(bpb=_bpb_options(args)), progress=show_progress())
+    stage = ConfirmStage(
+        panel, args.out, ConfirmSettings(bpb=_bpb_options(args)), progress=show_progress()
+    )
     ids = None
     if args.tasks:
-        docs.select(args.tasks, CandidateRule(top_fraction=args.top_fraction,
-                                              threshold=parse_task_values(args.threshold, "--threshold"),
-                                              negatives_per_positive=0,
-                                              max_candidates=args.max_candidates))
+        docs.select(
+            args.tasks,
+            CandidateRule(
+                top_fraction=args.top_fraction,
+                threshold=parse_task_values(args.threshold, "--threshold"),
+                negatives_per_positive=0,
+                max_candidates=args.max_candidates,
+            ),
+        )
         wanted = docs.wanted_ids()
         ids = [i for i in docs.ids if i in wanted]
     result = stage.compute_bpb(docs, ids)
@@ -241,11 +376,15 @@ def _bpb(args) -> int:
     else:
         rep = result.report
         speed = f"{rep['tokens_per_s']} tokens/s" if rep["tokens_per_s"] else "all cached"
-        print(f"BPB matrix {len(result.ids)} docs x {len(result.models)} models -> {args.out}/bpb/matrix.parquet "
-              f"({rep['tokens']} new tokens, {speed}, {rep['device']} {rep['dtype']})")
+        print(
+            f"BPB matrix {len(result.ids)} docs x {len(result.models)} models -> {args.out}/bpb/matrix.parquet "
+            f"({rep['tokens']} new tokens, {speed}, {rep['device']} {rep['dtype']})"
+        )
         for name, m in rep["models"].items():
-            print(f"  {name}: {m['status']}, cached {m.get('cached', 0)}, computed {m.get('computed', 0)}, "
-                  f"NaN {m.get('nan_docs', 0)}" + (f", error: {m['error']}" if m.get("error") else ""))
+            print(
+                f"  {name}: {m['status']}, cached {m.get('cached', 0)}, computed {m.get('computed', 0)}, "
+                f"NaN {m.get('nan_docs', 0)}" + (f", error: {m['error']}" if m.get("error") else "")
+            )
     failed = [m for m, r in result.report["models"].items() if r["status"] != "ok"]
     return 1 if failed else 0
 
@@ -261,18 +400,34 @@ def _scorecard(args) -> int:
     if not out:
         raise ConfigError("the panel names no `scores` file: pass --out scores.csv")
     gold = read_gold(args.gold, limit=args.limit, seed=args.seed, kind=args.kind)
-    res = scorecard(panel, args.task, gold, device=args.device, dtype=args.dtype,
-                    max_batch_tokens=args.batch_tokens)
+    res = scorecard(
+        panel,
+        args.task,
+        gold,
+        device=args.device,
+        dtype=args.dtype,
+        max_batch_tokens=args.batch_tokens,
+    )
     update_scores_file(out, res.scores)
-    report = {"task": args.task, "kind": res.kind, "records": len(gold.items) or len(gold.texts),
-              "skipped": gold.skipped, "scores_file": str(out), "models": res.details}
+    report = {
+        "task": args.task,
+        "kind": res.kind,
+        "records": len(gold.items) or len(gold.texts),
+        "skipped": gold.skipped,
+        "scores_file": str(out),
+        "models": res.details,
+    }
     if args.json:
         print_json(report)
     else:
         print(f"{args.task}: {report['records']} {res.kind} gold records -> {out}")
         for name, d in res.details.items():
-            print(f"  {name}: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                                             for k, v in d.items()))
+            print(
+                f"  {name}: "
+                + ", ".join(
+                    f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in d.items()
+                )
+            )
     return 0 if res.scores else 1
 
 
@@ -280,14 +435,26 @@ def _tiny_panel(args) -> int:
     from retriever.confirm.tiny_panel import build_tiny_panel
 
     _threads(args)
-    report = build_tiny_panel(args.out, gold=args.gold, generic=args.generic, task=args.task,
-                              holdout=args.holdout, max_texts=args.max_texts, n_models=args.n_models,
-                              steps=args.steps, seed=args.seed)
+    report = build_tiny_panel(
+        args.out,
+        gold=args.gold,
+        generic=args.generic,
+        task=args.task,
+        holdout=args.holdout,
+        max_texts=args.max_texts,
+        n_models=args.n_models,
+        steps=args.steps,
+        seed=args.seed,
+    )
     if args.json:
         print_json(report)
     else:
-        print(f"panel -> {report['panel']} ({len(report['models'])} models, corpora {report['corpora']})")
+        print(
+            f"panel -> {report['panel']} ({len(report['models'])} models, corpora {report['corpora']})"
+        )
         for m in report["models"]:
-            print(f"  {m['name']}: mix {m['mix']}, train loss {m['final_train_loss']}, {m['seconds']}s"
-                  + (f", {report['task']} neg_bpb {m['score']:.4f}" if "score" in m else ""))
+            print(
+                f"  {m['name']}: mix {m['mix']}, train loss {m['final_train_loss']}, {m['seconds']}s"
+                + (f", {report['task']} neg_bpb {m['score']:.4f}" if "score" in m else "")
+            )
     return 0

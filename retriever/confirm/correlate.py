@@ -273,7 +273,9 @@ def _check_tau(estimate: np.ndarray, tau: np.ndarray) -> tuple[np.ndarray, np.nd
     estimate = np.asarray(estimate, dtype=np.float64)
     tau = np.asarray(tau, dtype=np.float64)
     if estimate.ndim != 1 or tau.shape != estimate.shape:
-        raise InputError(f"estimate and tau must be 1-D of one length, got {estimate.shape}, {tau.shape}")
+        raise InputError(
+            f"estimate and tau must be 1-D of one length, got {estimate.shape}, {tau.shape}"
+        )
     if not np.all(np.isfinite(estimate)):
         raise InputError("estimate holds NaN/inf: drop the documents without a correlation first")
     if np.any(tau <= 0):

@@ -55,7 +55,9 @@ class DecisionRules:
                 "or a document could be both"
             )
         if self.positive_top_fraction is not None and not 0 < self.positive_top_fraction <= 1:
-            raise ConfigError(f"positive_top_fraction must be in (0, 1], got {self.positive_top_fraction}")
+            raise ConfigError(
+                f"positive_top_fraction must be in (0, 1], got {self.positive_top_fraction}"
+            )
 
 
 @dataclass(frozen=True)
@@ -123,21 +125,29 @@ def decide(
         sim_txt = "" if math.isnan(s) else f"similarity {s:.4f}, "
         if cand.random_negative[i]:
             labels.append("negative")
-            reasons.append(f"negative: random non-candidate ({sim_txt.rstrip(', ')} < cut {cand.cutoff:.4f})")
+            reasons.append(
+                f"negative: random non-candidate ({sim_txt.rstrip(', ')} < cut {cand.cutoff:.4f})"
+            )
             sources.append("random")
             continue
         c = corr[i]
         head = f"candidate ({cand.rule}); {sim_txt}{est} "
         if not np.isfinite(c):
-            note = why_missing[i] if why_missing is not None and why_missing[i] else (
-                f"BPB finite for {int(n_models[i])} of {panel_size} models")
+            note = (
+                why_missing[i]
+                if why_missing is not None and why_missing[i]
+                else (f"BPB finite for {int(n_models[i])} of {panel_size} models")
+            )
             labels.append("uncertain")
             reasons.append(f"uncertain: {head}not computed ({note})")
             sources.append("candidate")
         elif c >= rules.positive_min and c >= top_cut:
             labels.append("positive")
-            extra = (f" and in the top {rules.positive_top_fraction:.0%} (>= {top_cut:.3f})"
-                     if rules.positive_top_fraction is not None else "")
+            extra = (
+                f" and in the top {rules.positive_top_fraction:.0%} (>= {top_cut:.3f})"
+                if rules.positive_top_fraction is not None
+                else ""
+            )
             reasons.append(f"positive: {head}{c:.3f} >= {rules.positive_min}{extra}")
             sources.append("confirmed")
         elif c <= rules.negative_max:
@@ -145,8 +155,11 @@ def decide(
             reasons.append(f"negative: {head}{c:.3f} <= {rules.negative_max}")
             sources.append("hard-negative")
         else:
-            why = (f"below the top-{rules.positive_top_fraction:.0%} cut {top_cut:.3f}"
-                   if c >= rules.positive_min else f"between {rules.negative_max} and {rules.positive_min}")
+            why = (
+                f"below the top-{rules.positive_top_fraction:.0%} cut {top_cut:.3f}"
+                if c >= rules.positive_min
+                else f"between {rules.negative_max} and {rules.positive_min}"
+            )
             labels.append("uncertain")
             reasons.append(f"uncertain: {head}{c:.3f} {why}")
             sources.append("candidate")

@@ -58,10 +58,14 @@ class CandidateRule:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.max_candidates is not None and (isinstance(self.max_candidates, bool) or
-                                                not isinstance(self.max_candidates, int) or
-                                                self.max_candidates < 1):
-            raise ConfigError(f"max_candidates must be an integer >= 1, got {self.max_candidates!r}")
+        if self.max_candidates is not None and (
+            isinstance(self.max_candidates, bool)
+            or not isinstance(self.max_candidates, int)
+            or self.max_candidates < 1
+        ):
+            raise ConfigError(
+                f"max_candidates must be an integer >= 1, got {self.max_candidates!r}"
+            )
         if self.top_fraction is not None and not 0 < self.top_fraction <= 1:
             raise ConfigError(f"top_fraction must be in (0, 1], got {self.top_fraction}")
         if self.negatives_per_positive < 0 or self.max_random_negatives < 0:
@@ -125,8 +129,9 @@ class DocSet:
                     cand = np.zeros(n, dtype=bool)
                     cand[rng.choice(n, size=rule.max_candidates, replace=False)] = True
                     text = f"plain corpus, a random {rule.max_candidates:,} of {n:,} documents"
-                out[task] = TaskCandidates(task, np.full(n, np.nan), cand, np.zeros(n, dtype=bool),
-                                           math.nan, text)
+                out[task] = TaskCandidates(
+                    task, np.full(n, np.nan), cand, np.zeros(n, dtype=bool), math.nan, text
+                )
                 continue
             if task not in self.sim:
                 raise ConfigError(
@@ -144,7 +149,11 @@ class DocSet:
                 cutoff = float(sim[top[-1]])
                 text += f", capped at the top {rule.max_candidates:,} (>= {cutoff:.4f})"
             rest = np.nonzero(~cand)[0]
-            k = min(len(rest), rule.max_random_negatives, int(round(rule.negatives_per_positive * cand.sum())))
+            k = min(
+                len(rest),
+                rule.max_random_negatives,
+                int(round(rule.negatives_per_positive * cand.sum())),
+            )
             rng = np.random.default_rng([rule.seed, _task_seed(task)])
             neg = np.zeros(self.n_docs, dtype=bool)
             if k > 0:
@@ -230,8 +239,14 @@ def open_docs(source: list[str] | str, reader: CorpusReader | None = None) -> Do
                 rejected.append(rec)
                 continue
             if rec.id in seen:
-                rejected.append(Rejected(rec.metadata.get("shard", ""), rec.metadata.get("row", -1),
-                                         "duplicate_id", rec.id))
+                rejected.append(
+                    Rejected(
+                        rec.metadata.get("shard", ""),
+                        rec.metadata.get("row", -1),
+                        "duplicate_id",
+                        rec.id,
+                    )
+                )
                 continue
             seen.add(rec.id)
             ids.append(rec.id)
@@ -252,7 +267,9 @@ def _open_scores(src: list[str]) -> DocSet:
     ids, shard, row, rejected, keep, seen = [], [], [], [], [], set()
     for i, doc_id in enumerate(cols["id"]):
         if doc_id in seen:
-            rejected.append(Rejected(cols["shard"][i], int(cols["row"][i]), "duplicate_id", str(doc_id)))
+            rejected.append(
+                Rejected(cols["shard"][i], int(cols["row"][i]), "duplicate_id", str(doc_id))
+            )
             continue
         seen.add(doc_id)
         keep.append(i)
@@ -273,9 +290,11 @@ def _task_seed(task: str) -> int:
 def rejected_table(rows: list[Rejected]):
     """Rejected records as a ``pyarrow.Table`` (shard, row, reason, raw)."""
     pa = require("pyarrow")
-    return pa.table({
-        "shard": pa.array([r.shard for r in rows], pa.string()),
-        "row": pa.array([r.row for r in rows], pa.int64()),
-        "reason": pa.array([r.reason for r in rows], pa.string()),
-        "raw": pa.array([r.raw for r in rows], pa.string()),
-    })
+    return pa.table(
+        {
+            "shard": pa.array([r.shard for r in rows], pa.string()),
+            "row": pa.array([r.row for r in rows], pa.int64()),
+            "reason": pa.array([r.reason for r in rows], pa.string()),
+            "raw": pa.array([r.raw for r in rows], pa.string()),
+        }
+    )

@@ -51,7 +51,11 @@ def weights_fingerprint(path: str) -> str | None:
     p = Path(path)
     if not p.is_dir():
         return None
-    files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix in (".safetensors", ".bin", ".json", ".pt"))
+    files = sorted(
+        f
+        for f in p.iterdir()
+        if f.is_file() and f.suffix in (".safetensors", ".bin", ".json", ".pt")
+    )
     return fingerprint([[f.name, file_fingerprint(f)] for f in files])
 
 
@@ -106,8 +110,11 @@ class BpbMatrix:
         self.dtype = dtype
         self.dtype_name = str(resolve_dtype(dtype, self.device)).replace("torch.", "")
         self.scorer_kwargs = dict(
-            device=self.device, dtype=dtype, max_batch_tokens=max_batch_tokens,
-            max_batch_size=max_batch_size, context_tokens=context_tokens,
+            device=self.device,
+            dtype=dtype,
+            max_batch_tokens=max_batch_tokens,
+            max_batch_size=max_batch_size,
+            context_tokens=context_tokens,
         )
         self.context_tokens = context_tokens
         self.block_docs = block_docs
@@ -117,8 +124,13 @@ class BpbMatrix:
     def model_settings(self, m: PanelModel) -> dict[str, Any]:
         """What the cached numbers of ``m`` depend on; a change means a new cache."""
         return {
-            "name": m.name, "path": m.path, "tokenizer": m.tokenizer or m.path, "revision": m.revision,
-            "max_length": m.max_length, "context_tokens": self.context_tokens, "dtype": self.dtype_name,
+            "name": m.name,
+            "path": m.path,
+            "tokenizer": m.tokenizer or m.path,
+            "revision": m.revision,
+            "max_length": m.max_length,
+            "context_tokens": self.context_tokens,
+            "dtype": self.dtype_name,
             "weights": weights_fingerprint(m.path),
             "definition": "bits per byte, all tokens scored, first on BOS/EOS, rolling windows",
         }
@@ -140,14 +152,16 @@ class BpbMatrix:
         pa = require("pyarrow")
         pq = require("pyarrow.parquet")
         n = len(self._parts(name))
-        table = pa.table({
-            "id": pa.array([d.id for d in docs], pa.string()),
-            "bpb": pa.array(res.bpb, pa.float64()),
-            "nats": pa.array(res.nats, pa.float64()),
-            "n_tokens": pa.array(res.n_tokens, pa.int64()),
-            "n_bytes": pa.array(res.n_bytes, pa.int64()),
-            "status": pa.array(res.status, pa.string()),
-        })
+        table = pa.table(
+            {
+                "id": pa.array([d.id for d in docs], pa.string()),
+                "bpb": pa.array(res.bpb, pa.float64()),
+                "nats": pa.array(res.nats, pa.float64()),
+                "n_tokens": pa.array(res.n_tokens, pa.int64()),
+                "n_bytes": pa.array(res.n_bytes, pa.int64()),
+                "status": pa.array(res.status, pa.string()),
+            }
+        )
         with AtomicWriter(self.dir / name / f"part-{n:05d}.parquet") as tmp:
             pq.write_table(table, tmp)
 
@@ -164,8 +178,12 @@ class BpbMatrix:
             The assembled :class:`MatrixResult` (also written to ``bpb/matrix.parquet``).
         """
         self.dir.mkdir(parents=True, exist_ok=True)
-        report: dict[str, Any] = {"device": self.device, "dtype": self.dtype_name, "n_docs": len(ids),
-                                  "models": {}}
+        report: dict[str, Any] = {
+            "device": self.device,
+            "dtype": self.dtype_name,
+            "n_docs": len(ids),
+            "models": {},
+        }
         for m in self.panel.models:
             report["models"][m.name] = self._run_model(m, ids, iter_docs)
         return self.assemble(ids, report)
@@ -180,8 +198,13 @@ class BpbMatrix:
             ) from e
         done = set(self.cached(m.name, ["id"]).get("id", []))
         missing = [i for i in ids if i not in done]
-        rep: dict[str, Any] = {"status": "ok", "cached": len(ids) - len(missing), "computed": 0,
-                               "tokens": 0, "seconds": 0.0}
+        rep: dict[str, Any] = {
+            "status": "ok",
+            "cached": len(ids) - len(missing),
+            "computed": 0,
+            "tokens": 0,
+            "seconds": 0.0,
+        }
         if not missing:
             return rep
         t0 = time.perf_counter()
@@ -231,8 +254,13 @@ class BpbMatrix:
             col = np.full(len(ids), np.nan)
             have = np.zeros(len(ids), dtype=bool)
             nan_ids: list[str] = []
-            for doc_id, b, nb, st in zip(c.get("id", []), c.get("bpb", []), c.get("n_bytes", []),
-                                         c.get("status", []), strict=True):
+            for doc_id, b, nb, st in zip(
+                c.get("id", []),
+                c.get("bpb", []),
+                c.get("n_bytes", []),
+                c.get("status", []),
+                strict=True,
+            ):
                 i = pos.get(doc_id)
                 if i is None:
                     continue

@@ -145,9 +145,7 @@ class Panel:
                 ),
             )
         if metric not in by_metric:
-            raise ConfigError(
-                f"task {task!r} has no {metric!r} scores (has: {sorted(by_metric)})"
-            )
+            raise ConfigError(f"task {task!r} has no {metric!r} scores (has: {sorted(by_metric)})")
         errs = by_metric[metric]
         names = [m.name for m in self.models if m.name in errs]
         return names, np.array([errs[n] for n in names], dtype=np.float64), metric
@@ -167,7 +165,9 @@ def load_panel(path: str | os.PathLike, scores: str | os.PathLike | None = None)
     p, cfg = read_toml(path, "panel file", "see configs/panels/ for examples", error=InputError)
     unknown = set(cfg) - {"name", "scores", "models"}
     if unknown:
-        raise ConfigError(f"{p}: unknown top-level key(s) {sorted(unknown)}; expected name, scores, models")
+        raise ConfigError(
+            f"{p}: unknown top-level key(s) {sorted(unknown)}; expected name, scores, models"
+        )
     raw_models = cfg.get("models")
     if not isinstance(raw_models, list) or not raw_models:
         raise ConfigError(f"{p}: needs at least one [[models]] table with name and path")
@@ -178,10 +178,14 @@ def load_panel(path: str | os.PathLike, scores: str | os.PathLike | None = None)
             raise ConfigError(f"{p}: models[{i}] must be a table")
         bad = set(m) - _MODEL_KEYS
         if bad:
-            raise ConfigError(f"{p}: models[{i}] has unknown key(s) {sorted(bad)}; allowed {sorted(_MODEL_KEYS)}")
+            raise ConfigError(
+                f"{p}: models[{i}] has unknown key(s) {sorted(bad)}; allowed {sorted(_MODEL_KEYS)}"
+            )
         name, mpath = m.get("name"), m.get("path")
         if not isinstance(name, str) or not _NAME.match(name):
-            raise ConfigError(f"{p}: models[{i}].name {name!r} must be a non-empty [A-Za-z0-9._-] string")
+            raise ConfigError(
+                f"{p}: models[{i}].name {name!r} must be a non-empty [A-Za-z0-9._-] string"
+            )
         if not isinstance(mpath, str) or not mpath:
             raise ConfigError(f"{p}: model {name!r} needs a path (Hub id or local folder)")
         max_length = m.get("max_length")
@@ -241,22 +245,32 @@ def load_scores(path: str | os.PathLike, known_models: list[str] | None = None) 
             reader = csv.DictReader(fh)
             need = {"model", "task", "score"}
             if not reader.fieldnames or not need <= set(reader.fieldnames):
-                raise ConfigError(f"{p}: CSV needs columns model,task,score (and optionally metric)")
+                raise ConfigError(
+                    f"{p}: CSV needs columns model,task,score (and optionally metric)"
+                )
             for row in reader:
-                out.append(_score(p, row["model"], row["task"], row.get("metric") or "acc", row["score"]))
+                out.append(
+                    _score(p, row["model"], row["task"], row.get("metric") or "acc", row["score"])
+                )
     elif p.suffix == ".toml":
         cfg = tomllib.loads(p.read_text())
         for model, tasks in (cfg.get("scores") or {}).items():
             for task, val in tasks.items():
                 out.append(_score(p, model, task, "acc", val))
         for row in cfg.get("score") or []:
-            out.append(_score(p, row.get("model"), row.get("task"), row.get("metric", "acc"), row.get("score")))
+            out.append(
+                _score(
+                    p, row.get("model"), row.get("task"), row.get("metric", "acc"), row.get("score")
+                )
+            )
     else:
         raise InputError(f"{p}: scores must be .csv or .toml")
     if known_models is not None:
         unknown = sorted({s.model for s in out} - set(known_models))
         if unknown:
-            raise ConfigError(f"{p}: score rows name model(s) {unknown} that are not in the panel {known_models}")
+            raise ConfigError(
+                f"{p}: score rows name model(s) {unknown} that are not in the panel {known_models}"
+            )
     return out
 
 
@@ -275,13 +289,17 @@ def _score(p: Path, model, task, metric, val) -> Score:
     if not isinstance(model, str) or not isinstance(task, str) or not model or not task:
         raise ConfigError(f"{p}: a score needs a model and a task name, got {model!r}, {task!r}")
     if metric not in METRICS:
-        raise ConfigError(f"{p}: metric {metric!r} for {model}/{task} must be one of {list(METRICS)}")
+        raise ConfigError(
+            f"{p}: metric {metric!r} for {model}/{task} must be one of {list(METRICS)}"
+        )
     try:
         v = float(val)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{p}: score {val!r} for {model}/{task} is not a number") from e
     if not np.isfinite(v) or (metric != "neg_bpb" and not 0.0 <= v <= 1.0):
-        raise ConfigError(f"{p}: {metric} score {v} for {model}/{task} must be finite (and in [0, 1] for accuracies)")
+        raise ConfigError(
+            f"{p}: {metric} score {v} for {model}/{task} must be finite (and in [0, 1] for accuracies)"
+        )
     return Score(model=model, task=task, metric=metric, score=v)
 
 

@@ -59,7 +59,9 @@ class GoldSample:
         return "multiple_choice" if self.items else "text"
 
 
-def read_gold(paths: list[str] | str, limit: int | None = 200, seed: int = 0, kind: str = "auto") -> GoldSample:
+def read_gold(
+    paths: list[str] | str, limit: int | None = 200, seed: int = 0, kind: str = "auto"
+) -> GoldSample:
     """Read gold records (jsonl / json / parquet): ELMB multiple choice, else the ``text`` field.
 
     Args:
@@ -93,8 +95,10 @@ def read_gold(paths: list[str] | str, limit: int | None = 200, seed: int = 0, ki
     if items and texts and kind == "auto":
         texts = []  # a folder mixing both: the multiple-choice records define the task
     if not items and not texts:
-        raise InputError(f"no usable gold record in {paths} ({skipped} skipped): need ELMB records "
-                         "(question, choices, answer) or a `text` field")
+        raise InputError(
+            f"no usable gold record in {paths} ({skipped} skipped): need ELMB records "
+            "(question, choices, answer) or a `text` field"
+        )
     rng = np.random.default_rng(seed)
     if limit is not None and len(items) > limit:
         items = [items[i] for i in sorted(rng.choice(len(items), size=limit, replace=False))]
@@ -142,10 +146,10 @@ def choice_loglikelihoods(scorer: LMScorer, items: list[MCItem]) -> list[np.ndar
         ctx = scorer.tokenize([it.prompt])[0]
         wholes = scorer.tokenize([it.prompt + " " + c for c in it.choices])
         for whole in wholes:
-            cont = whole[len(ctx):] or whole[-1:]
+            cont = whole[len(ctx) :] or whole[-1:]
             full = (ctx if ctx else [scorer.prefix_token]) + cont
-            full = full[-(scorer.max_length + 1):]
-            windows.append((full[:-1], cont[-min(len(cont), len(full) - 1):]))
+            full = full[-(scorer.max_length + 1) :]
+            windows.append((full[:-1], cont[-min(len(cont), len(full) - 1) :]))
             owner.append(q)
     nats = scorer.window_nats(windows)  # [n_windows]
     out = [np.zeros(len(it.choices)) for it in items]
@@ -159,10 +163,13 @@ def choice_loglikelihoods(scorer: LMScorer, items: list[MCItem]) -> list[np.ndar
 def accuracy(lls: list[np.ndarray], items: list[MCItem]) -> tuple[float, float]:
     """``(acc, acc_norm)`` as lm-eval computes them (norm: divide by the choice's character length)."""
     acc = np.mean([int(np.argmax(ll)) == it.answer for ll, it in zip(lls, items, strict=True)])
-    acc_norm = np.mean([
-        int(np.argmax(ll / np.array([max(len(c), 1) for c in it.choices], dtype=np.float64))) == it.answer
-        for ll, it in zip(lls, items, strict=True)
-    ])
+    acc_norm = np.mean(
+        [
+            int(np.argmax(ll / np.array([max(len(c), 1) for c in it.choices], dtype=np.float64)))
+            == it.answer
+            for ll, it in zip(lls, items, strict=True)
+        ]
+    )
     return float(acc), float(acc_norm)
 
 
@@ -202,7 +209,12 @@ def scorecard(
             lls = choice_loglikelihoods(scorer, gold.items)
             acc, acc_norm = accuracy(lls, gold.items)
             scores += [Score(m.name, task, "acc", acc), Score(m.name, task, "acc_norm", acc_norm)]
-            details[m.name] = {"status": "ok", "acc": acc, "acc_norm": acc_norm, "n": len(gold.items)}
+            details[m.name] = {
+                "status": "ok",
+                "acc": acc,
+                "acc_norm": acc_norm,
+                "n": len(gold.items),
+            }
         else:
             res = scorer.bits_per_byte(gold.texts)
             ok = np.isfinite(res.nats)
@@ -211,7 +223,12 @@ def scorecard(
                 continue
             bpb = float(res.nats[ok].sum() / LN2 / res.n_bytes[ok].sum())
             scores.append(Score(m.name, task, "neg_bpb", -bpb))
-            details[m.name] = {"status": "ok", "bpb": bpb, "n": int(ok.sum()), "nan_texts": int((~ok).sum())}
+            details[m.name] = {
+                "status": "ok",
+                "bpb": bpb,
+                "n": int(ok.sum()),
+                "nan_texts": int((~ok).sum()),
+            }
         del scorer
     return ScorecardResult(task=task, kind=gold.kind, scores=scores, details=details)
 

@@ -105,8 +105,13 @@ class ConfirmStage:
         progress: tqdm bars.
     """
 
-    def __init__(self, panel: Panel, out_dir: str | os.PathLike, settings: ConfirmSettings | None = None,
-                 progress: bool = False):
+    def __init__(
+        self,
+        panel: Panel,
+        out_dir: str | os.PathLike,
+        settings: ConfirmSettings | None = None,
+        progress: bool = False,
+    ):
         self.panel = panel
         self.out = Path(out_dir)
         self.settings = settings or ConfirmSettings()
@@ -129,7 +134,9 @@ class ConfirmStage:
         else:
             tasks = self.panel.tasks()
             if not tasks:
-                raise ConfigError("the panel has no scores: run `retriever confirm scorecard` or pass --tasks")
+                raise ConfigError(
+                    "the panel has no scores: run `retriever confirm scorecard` or pass --tasks"
+                )
         for t in tasks:
             self.panel.errors(t, s.metric)  # raises ConfigError naming the scorecard command
         return tasks
@@ -142,7 +149,9 @@ class ConfirmStage:
             from retriever.corpus import list_shards
 
             fp = paths_fingerprint(list_shards(docs.source))
-        check_or_write_manifest(self.out, {"docs": src, "docs_kind": docs.kind, "docs_fingerprint": fp})
+        check_or_write_manifest(
+            self.out, {"docs": src, "docs_kind": docs.kind, "docs_fingerprint": fp}
+        )
 
     def compute_bpb(self, docs: DocSet, ids: list[str] | None = None) -> MatrixResult:
         """The BPB matrix of ``ids`` (default: every document), cached under ``OUT/bpb``."""
@@ -150,8 +159,14 @@ class ConfirmStage:
         self._check_source(docs)
         b = self.settings.bpb
         matrix = BpbMatrix(
-            self.out, self.panel, device=b.device, dtype=b.dtype, max_batch_tokens=b.max_batch_tokens,
-            max_batch_size=b.max_batch_size, context_tokens=b.context_tokens, block_docs=b.block_docs,
+            self.out,
+            self.panel,
+            device=b.device,
+            dtype=b.dtype,
+            max_batch_tokens=b.max_batch_tokens,
+            max_batch_size=b.max_batch_size,
+            context_tokens=b.context_tokens,
+            block_docs=b.block_docs,
             progress=self.progress,
         )
         return matrix.run(list(docs.ids) if ids is None else ids, docs.iter_docs)
@@ -168,12 +183,20 @@ class ConfirmStage:
         matrix = self.compute_bpb(docs, ids)
         row_of = {d: i for i, d in enumerate(matrix.ids)}
         doc_rows = np.array([row_of.get(d, -1) for d in docs.ids], dtype=np.int64)  # [n_docs]
-        summary: dict[str, Any] = {"docs": {"in": docs.n_docs + len(docs.rejected), "unique": docs.n_docs,
-                                            "rejected": _reason_counts(docs)},
-                                   "tasks": {}, "bpb": _bpb_summary(matrix)}
+        summary: dict[str, Any] = {
+            "docs": {
+                "in": docs.n_docs + len(docs.rejected),
+                "unique": docs.n_docs,
+                "rejected": _reason_counts(docs),
+            },
+            "tasks": {},
+            "bpb": _bpb_summary(matrix),
+        }
         decisions: dict[str, Decision] = {}
         for task in tasks:
-            decisions[task], summary["tasks"][task] = self._task(task, cands[task], docs, matrix, doc_rows)
+            decisions[task], summary["tasks"][task] = self._task(
+                task, cands[task], docs, matrix, doc_rows
+            )
             # seen = labelled (kept) + not considered (dropped) + rejected by the reader, per task
             st = Stats()
             st.inc("seen", summary["docs"]["in"])
@@ -190,8 +213,11 @@ class ConfirmStage:
         (self.out / "rejected.jsonl").unlink(missing_ok=True)
         rej.close()
         summary["settings"] = _jsonable(asdict(s))
-        summary["panel"] = {"name": self.panel.name, "models": self.panel.model_names(),
-                            "source": self.panel.source}
+        summary["panel"] = {
+            "name": self.panel.name,
+            "models": self.panel.model_names(),
+            "source": self.panel.source,
+        }
         summary["seconds"] = round(time.perf_counter() - t0, 3)
         write_json_atomic(self.out / "summary.json", summary)
         return summary
@@ -212,12 +238,16 @@ class ConfirmStage:
         problem = None
         if len(used) < s.min_models:
             failed = [m for m, r in matrix.report["models"].items() if r.get("status") != "ok"]
-            problem = (f"only {len(used)} usable scored model(s) {used} (< min_models {s.min_models}); "
-                       f"unusable: {failed or 'none'}, unscored: {[m for m in matrix.models if m not in names]}")
+            problem = (
+                f"only {len(used)} usable scored model(s) {used} (< min_models {s.min_models}); "
+                f"unusable: {failed or 'none'}, unscored: {[m for m in matrix.models if m not in names]}"
+            )
             for i in sel:
                 why[i] = problem
         elif len(np.unique(err_used)) < 2:
-            problem = f"every usable model has the same {metric} on {task!r}: no order to correlate with"
+            problem = (
+                f"every usable model has the same {metric} on {task!r}: no order to correlate with"
+            )
             for i in sel:
                 why[i] = problem
         elif len(sel):
@@ -257,16 +287,27 @@ class ConfirmStage:
         counts = dec.counts()
         by_reason: dict[str, int] = {}
         for lab, r in zip(dec.label, dec.reason, strict=True):
-            key = lab + (" (random non-candidate)" if "random non-candidate" in r else
-                         " (not computed)" if "not computed" in r else "")
+            key = lab + (
+                " (random non-candidate)"
+                if "random non-candidate" in r
+                else " (not computed)"
+                if "not computed" in r
+                else ""
+            )
             by_reason[key] = by_reason.get(key, 0) + 1
         cc = corr[cand.candidate]
         info = {
-            "metric": metric, "models": used, "errors": dict(zip(used, err_used.round(6).tolist(), strict=True)),
-            "candidate_rule": cand.rule, "cutoff": None if math.isnan(cand.cutoff) else cand.cutoff,
-            "candidates": int(cand.candidate.sum()), "random_negatives": int(cand.random_negative.sum()),
-            "considered": len(dec.index), "not_considered": n - len(dec.index),
-            "labels": counts, "by_reason": by_reason,
+            "metric": metric,
+            "models": used,
+            "errors": dict(zip(used, err_used.round(6).tolist(), strict=True)),
+            "candidate_rule": cand.rule,
+            "cutoff": None if math.isnan(cand.cutoff) else cand.cutoff,
+            "candidates": int(cand.candidate.sum()),
+            "random_negatives": int(cand.random_negative.sum()),
+            "considered": len(dec.index),
+            "not_considered": n - len(dec.index),
+            "labels": counts,
+            "by_reason": by_reason,
             "correlation_quantiles": _quantiles(cc[np.isfinite(cc)]),
         }
         if problem:
@@ -277,10 +318,20 @@ class ConfirmStage:
         """One streaming pass over the documents, appending each task's rows in input order."""
         pa = require("pyarrow")
         pq = require("pyarrow.parquet")
-        schema = pa.schema([("id", pa.string()), ("text", pa.string()), ("task", pa.string()),
-                            ("similarity", pa.float64()), ("correlation", pa.float64()),
-                            ("label", pa.string()), ("reason", pa.string()), ("shard", pa.string()),
-                            ("row", pa.int64()), ("source", pa.string())])
+        schema = pa.schema(
+            [
+                ("id", pa.string()),
+                ("text", pa.string()),
+                ("task", pa.string()),
+                ("similarity", pa.float64()),
+                ("correlation", pa.float64()),
+                ("label", pa.string()),
+                ("reason", pa.string()),
+                ("shard", pa.string()),
+                ("row", pa.int64()),
+                ("source", pa.string()),
+            ]
+        )
         pos = {d: i for i, d in enumerate(docs.ids)}
         per_task: dict[str, dict[int, int]] = {
             t: {int(i): k for k, i in enumerate(dec.index)} for t, dec in decisions.items()
@@ -301,9 +352,20 @@ class ConfirmStage:
                     k = per_task[t].get(i)
                     if k is None:
                         continue
-                    bufs[t].append((doc.id, doc.text, t, float(dec.similarity[k]), float(dec.correlation[k]),
-                                    dec.label[k], dec.reason[k], docs.shard[i], docs.row[i],
-                                    dec.source[k] if dec.source else None))
+                    bufs[t].append(
+                        (
+                            doc.id,
+                            doc.text,
+                            t,
+                            float(dec.similarity[k]),
+                            float(dec.correlation[k]),
+                            dec.label[k],
+                            dec.reason[k],
+                            docs.shard[i],
+                            docs.row[i],
+                            dec.source[k] if dec.source else None,
+                        )
+                    )
                     if len(bufs[t]) >= LABEL_FLUSH_ROWS:
                         written[t] += _flush(pa, writers[t], schema, bufs[t])
             for t in decisions:
@@ -328,8 +390,11 @@ def _flush(pa, writer, schema, buf: list[tuple]) -> int:
     if not buf:
         return 0
     cols = list(zip(*buf, strict=True))
-    writer.write_table(pa.table({f.name: pa.array(c, f.type) for f, c in zip(schema, cols, strict=True)},
-                                schema=schema))
+    writer.write_table(
+        pa.table(
+            {f.name: pa.array(c, f.type) for f, c in zip(schema, cols, strict=True)}, schema=schema
+        )
+    )
     n = len(buf)
     buf.clear()
     return n
@@ -351,12 +416,23 @@ def _reason_counts(docs: DocSet) -> dict[str, int]:
 
 def _bpb_summary(m: MatrixResult) -> dict[str, Any]:
     rep = m.report
-    return {"docs": len(m.ids), "usable_models": m.models, "tokens": rep.get("tokens"),
-            "seconds": rep.get("seconds"), "tokens_per_s": rep.get("tokens_per_s"),
-            "device": rep.get("device"), "dtype": rep.get("dtype"),
-            "models": {k: {kk: v[kk] for kk in ("status", "cached", "computed", "nan_docs", "error",
-                                                  "tokens_per_s") if kk in v}
-                       for k, v in rep["models"].items()}}
+    return {
+        "docs": len(m.ids),
+        "usable_models": m.models,
+        "tokens": rep.get("tokens"),
+        "seconds": rep.get("seconds"),
+        "tokens_per_s": rep.get("tokens_per_s"),
+        "device": rep.get("device"),
+        "dtype": rep.get("dtype"),
+        "models": {
+            k: {
+                kk: v[kk]
+                for kk in ("status", "cached", "computed", "nan_docs", "error", "tokens_per_s")
+                if kk in v
+            }
+            for k, v in rep["models"].items()
+        },
+    }
 
 
 def _jsonable(obj: Any) -> Any:

@@ -131,7 +131,9 @@ def train_tiny_panel(
     transformers.utils.logging.disable_progress_bar()
     names = list(corpora)
     if not names or any(not corpora[n] for n in names):
-        raise ConfigError(f"every corpus needs at least one text, got sizes { {n: len(v) for n, v in corpora.items()} }")
+        raise ConfigError(
+            f"every corpus needs at least one text, got sizes { {n: len(v) for n, v in corpora.items()} }"
+        )
     if steps < 1:
         raise ConfigError("steps must be >= 1")
     mixes = mixes or default_mixes(names, n_models)
@@ -147,27 +149,45 @@ def train_tiny_panel(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = byte_tokenizer()
-    info = {"name": name, "corpora": {n: len(v) for n, v in corpora.items()}, "steps": steps,
-            "seed": seed, "models": []}
+    info = {
+        "name": name,
+        "corpora": {n: len(v) for n, v in corpora.items()},
+        "steps": steps,
+        "seed": seed,
+        "models": [],
+    }
     lines = [f'name = "{name}"', 'scores = "scores.csv"', ""]
     from retriever.progress import progress_bar
 
-    bar = progress_bar(total=len(mixes) * steps, desc=f"train {len(mixes)} tiny LMs", unit="step",
-                       progress=progress)
+    bar = progress_bar(
+        total=len(mixes) * steps,
+        desc=f"train {len(mixes)} tiny LMs",
+        unit="step",
+        progress=progress,
+    )
     for k, mix in enumerate(mixes):
         t0 = time.perf_counter()
         torch.manual_seed(seed)  # one init for every model: they differ by their data mix only
         rng = np.random.default_rng(seed)
         cfg = transformers.GPT2Config(
-            vocab_size=VOCAB_SIZE, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
-            n_head=n_head, bos_token_id=BOS_ID, eos_token_id=EOS_ID, pad_token_id=EOS_ID,
+            vocab_size=VOCAB_SIZE,
+            n_positions=n_positions,
+            n_embd=n_embd,
+            n_layer=n_layer,
+            n_head=n_head,
+            bos_token_id=BOS_ID,
+            eos_token_id=EOS_ID,
+            pad_token_id=EOS_ID,
         )
         verbosity = transformers.utils.logging.get_verbosity()
         transformers.utils.logging.set_verbosity_error()  # the "loss_type=None" notice of new configs
         try:
             model = transformers.GPT2LMHeadModel(cfg)
             with torch.no_grad():
-                model(input_ids=torch.zeros((1, 2), dtype=torch.long), labels=torch.zeros((1, 2), dtype=torch.long))
+                model(
+                    input_ids=torch.zeros((1, 2), dtype=torch.long),
+                    labels=torch.zeros((1, 2), dtype=torch.long),
+                )
         finally:
             transformers.utils.logging.set_verbosity(verbosity)
         opt = torch.optim.AdamW(model.parameters(), lr=lr)
@@ -194,8 +214,14 @@ def train_tiny_panel(
         mdir = out / mname
         model.save_pretrained(mdir)
         tokenizer.save_pretrained(mdir)
-        info["models"].append({"name": mname, "mix": {n: round(v, 4) for n, v in mix.items()}, "final_train_loss": round(loss_val, 4),
-                               "seconds": round(time.perf_counter() - t0, 2)})
+        info["models"].append(
+            {
+                "name": mname,
+                "mix": {n: round(v, 4) for n, v in mix.items()},
+                "final_train_loss": round(loss_val, 4),
+                "seconds": round(time.perf_counter() - t0, 2),
+            }
+        )
         lines += ["[[models]]", f'name = "{mname}"', f'path = "{mname}"', ""]
     bar.close()
     write_json_atomic(out / "tiny_panel.json", info)
@@ -206,14 +232,36 @@ def train_tiny_panel(
     return panel
 
 
-_TOOLS = ["get_weather", "search_flights", "send_email", "create_event", "convert_currency",
-          "get_stock_price", "book_table", "translate_text"]
+_TOOLS = [
+    "get_weather",
+    "search_flights",
+    "send_email",
+    "create_event",
+    "convert_currency",
+    "get_stock_price",
+    "book_table",
+    "translate_text",
+]
 _ARGS = ["city", "date", "to", "subject", "amount", "symbol", "time", "language", "query", "limit"]
-_VALUES = ["Paris", "2024-05-01", "alice@example.com", "EUR", "AAPL", "19:30", "de", "42", "Tokyo",
-           "meeting notes", "USD", "7"]
-_WORDS = ("the river valley was settled by farmers who grew wheat and barley along its banks while "
-          "the town council met each spring to discuss roads schools and the old stone bridge that "
-          "history records as built in the twelfth century by monks from a nearby abbey").split()
+_VALUES = [
+    "Paris",
+    "2024-05-01",
+    "alice@example.com",
+    "EUR",
+    "AAPL",
+    "19:30",
+    "de",
+    "42",
+    "Tokyo",
+    "meeting notes",
+    "USD",
+    "7",
+]
+_WORDS = (
+    "the river valley was settled by farmers who grew wheat and barley along its banks while "
+    "the town council met each spring to discuss roads schools and the old stone bridge that "
+    "history records as built in the twelfth century by monks from a nearby abbey"
+).split()
 
 
 def synthetic_corpora(n: int = 200, seed: int = 0) -> dict[str, list[str]]:
@@ -229,11 +277,15 @@ def synthetic_corpora(n: int = 200, seed: int = 0) -> dict[str, list[str]]:
     for _ in range(n):
         calls = []
         for _ in range(int(rng.integers(1, 3))):
-            args = {str(a): str(rng.choice(_VALUES)) for a in rng.choice(_ARGS, size=2, replace=False)}
+            args = {
+                str(a): str(rng.choice(_VALUES)) for a in rng.choice(_ARGS, size=2, replace=False)
+            }
             body = ", ".join(f'"{k}": "{v}"' for k, v in args.items())
             calls.append(f'{{"name": "{rng.choice(_TOOLS)}", "arguments": {{{body}}}}}')
-        task.append(f"User: please help with {rng.choice(_VALUES)}.\nTools: {', '.join(rng.choice(_TOOLS, 3))}\n"
-                    f"Calls: [{', '.join(calls)}]")
+        task.append(
+            f"User: please help with {rng.choice(_VALUES)}.\nTools: {', '.join(rng.choice(_TOOLS, 3))}\n"
+            f"Calls: [{', '.join(calls)}]"
+        )
         k = int(rng.integers(25, 60))
         words = rng.choice(_WORDS, size=k)
         generic.append(" ".join(words).capitalize() + ".")
@@ -250,8 +302,12 @@ def read_texts(paths: list[str], max_texts: int | None, seed: int = 0, reader=No
     from retriever.data import Doc
 
     reader = reader or CorpusReader()
-    texts = [rec.text for shard in list_shards(paths) for rec in reader.read(shard)
-             if isinstance(rec, Doc)]
+    texts = [
+        rec.text
+        for shard in list_shards(paths)
+        for rec in reader.read(shard)
+        if isinstance(rec, Doc)
+    ]
     if max_texts is not None and len(texts) > max_texts:
         rng = np.random.default_rng(seed)
         texts = [texts[i] for i in sorted(rng.choice(len(texts), size=max_texts, replace=False))]
@@ -295,17 +351,24 @@ def build_tiny_panel(
     gen_texts = read_texts(generic, max_texts, seed + 1) if generic else synth["generic"]
     n_hold = int(round(holdout * len(task_texts))) if task else 0
     if task and n_hold < 1:
-        raise ConfigError(f"only {len(task_texts)} gold texts: too few to hold some out for scoring")
+        raise ConfigError(
+            f"only {len(task_texts)} gold texts: too few to hold some out for scoring"
+        )
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(task_texts))
     held = [task_texts[i] for i in sorted(order[:n_hold])]
     train = [task_texts[i] for i in sorted(order[n_hold:])]
-    panel = train_tiny_panel(out_dir, {"task": train, "generic": gen_texts}, steps=steps, seed=seed,
-                             n_models=n_models)
+    panel = train_tiny_panel(
+        out_dir, {"task": train, "generic": gen_texts}, steps=steps, seed=seed, n_models=n_models
+    )
     info = read_json(Path(out_dir) / "tiny_panel.json")
-    report = {"panel": str(panel), "corpora": {"task": len(train), "generic": len(gen_texts),
-                                               "held_out": len(held)},
-              "synthetic": synth is not None, "task": task, "models": info["models"]}
+    report = {
+        "panel": str(panel),
+        "corpora": {"task": len(train), "generic": len(gen_texts), "held_out": len(held)},
+        "synthetic": synth is not None,
+        "task": task,
+        "models": info["models"],
+    }
     if task:
         from retriever.confirm.panel import load_panel
         from retriever.confirm.scorecard import GoldSample, scorecard, update_scores_file

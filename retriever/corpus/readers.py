@@ -158,12 +158,22 @@ class CorpusReader:
                 try:
                     line.decode("utf-8")
                 except UnicodeDecodeError:
-                    yield row, Rejected(sname, row, "undecodable", line[:RAW_KEEP].decode("utf-8", "replace"))
+                    yield (
+                        row,
+                        Rejected(
+                            sname, row, "undecodable", line[:RAW_KEEP].decode("utf-8", "replace")
+                        ),
+                    )
                     continue
                 try:
                     rec = orjson.loads(line)
                 except orjson.JSONDecodeError:
-                    yield row, Rejected(sname, row, "bad_json", line[:RAW_KEEP].decode("utf-8", "replace"))
+                    yield (
+                        row,
+                        Rejected(
+                            sname, row, "bad_json", line[:RAW_KEEP].decode("utf-8", "replace")
+                        ),
+                    )
                     continue
                 yield row, rec
 
@@ -172,7 +182,9 @@ class CorpusReader:
             try:
                 data = orjson.loads(fh.read())
             except orjson.JSONDecodeError as e:
-                raise ShardError(f"{path} is not valid JSON ({e}); for one record a line use .jsonl") from e
+                raise ShardError(
+                    f"{path} is not valid JSON ({e}); for one record a line use .jsonl"
+                ) from e
         if isinstance(data, list):
             yield from data
         elif isinstance(data, dict) and isinstance(data.get("instances"), list):
@@ -187,17 +199,21 @@ class CorpusReader:
             raise ShardError(f"{path}: top-level JSON must be a list or an object of records")
 
     def _iter_hub_file(self, shard: str) -> Iterator[tuple[int, Any]]:
-        path = shard[len(HUB_PREFIX):]
+        path = shard[len(HUB_PREFIX) :]
         try:
             fh = hub_filesystem().open(path, "rb")
         except Exception as e:  # offline, 404, auth
-            raise InputError(f"cannot open Hub dataset file {shard} ({type(e).__name__}: {e})") from e
+            raise InputError(
+                f"cannot open Hub dataset file {shard} ({type(e).__name__}: {e})"
+            ) from e
         with fh:
             if path.endswith(".parquet"):
                 yield from enumerate(self._iter_parquet(fh, shard))
             else:
-                raise InputError(f"{shard}: only parquet files are read straight from the Hub; "
-                                 "download the dataset and pass the local folder")
+                raise InputError(
+                    f"{shard}: only parquet files are read straight from the Hub; "
+                    "download the dataset and pass the local folder"
+                )
 
     def _iter_parquet(self, path: Path | Any, label: str | None = None) -> Iterator[dict]:
         pa = require("pyarrow")
@@ -205,7 +221,9 @@ class CorpusReader:
         try:
             pf = pq.ParquetFile(path)
         except (pa.ArrowException, OSError) as e:
-            raise ShardError(f"{label or path} is not a readable parquet file ({e}); re-download it") from e
+            raise ShardError(
+                f"{label or path} is not a readable parquet file ({e}); re-download it"
+            ) from e
         path = label or path
         names = set(pf.schema_arrow.names)
         if self.text_field not in names and (self.tokens_field or "") not in names:
@@ -225,7 +243,7 @@ class CorpusReader:
 
     def _iter_hub(self, shard: str) -> Iterator[dict]:
         datasets = require("datasets")
-        spec = shard[len(HUB_PREFIX):]
+        spec = shard[len(HUB_PREFIX) :]
         name, _, split = spec.partition("@")
         try:
             ds = datasets.load_dataset(name, split=split or self.hub_split, streaming=True)

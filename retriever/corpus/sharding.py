@@ -50,8 +50,12 @@ def list_shards(inputs: list[str] | str) -> list[str]:
         p = Path(spec)
         if p.is_dir():
             # hidden files and folders (.cache/ of a Hub download) are not corpus shards
-            found = sorted(str(f) for f in walk_files(p) if is_shard_file(f)
-                           and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            found = sorted(
+                str(f)
+                for f in walk_files(p)
+                if is_shard_file(f)
+                and not any(part.startswith(".") for part in f.relative_to(p).parts)
+            )
             if not found:
                 raise InputError(
                     f"folder {spec} holds no corpus shard (expected files ending in "
@@ -65,7 +69,9 @@ def list_shards(inputs: list[str] | str) -> list[str]:
                 )
             out.append(str(p))
         else:
-            raise InputError(f"corpus input {spec} does not exist (a file, a folder or hf://org/name)")
+            raise InputError(
+                f"corpus input {spec} does not exist (a file, a folder or hf://org/name)"
+            )
     # stable order, no duplicates: the order defines the rank -> shard assignment
     seen: set[str] = set()
     uniq = [s for s in out if not (s in seen or seen.add(s))]
@@ -74,9 +80,9 @@ def list_shards(inputs: list[str] | str) -> list[str]:
 
 def hub_parts(spec: str) -> tuple[str, str, str]:
     """``hf://org/name/sub/folder@split`` -> ``("org/name", "sub/folder", "split")``."""
-    rest = spec[len(HUB_PREFIX):] if spec.startswith(HUB_PREFIX) else spec
+    rest = spec[len(HUB_PREFIX) :] if spec.startswith(HUB_PREFIX) else spec
     if rest.startswith("datasets/"):
-        rest = rest[len("datasets/"):]
+        rest = rest[len("datasets/") :]
     rest, _, split = rest.partition("@")
     parts = [p for p in rest.split("/") if p]
     if len(parts) < 2:
@@ -137,7 +143,8 @@ def _list_hub(repo: str, sub: str, fs) -> tuple[str, ...]:
             f"({type(e).__name__}: {e}). Offline? Download it once and pass the local folder instead."
         ) from e
     files = sorted(
-        str(f).lstrip("/") for f in found
+        str(f).lstrip("/")
+        for f in found
         if is_shard_file(f) and not any(part.startswith(".") for part in str(f).split("/"))
     )
     if not files:
@@ -179,9 +186,9 @@ def shard_name(shard: str) -> str:
     suffix dropped: ``cluster_3/part_001.parquet`` -> ``cluster_3__part_001``.
     """
     if shard.startswith(HUB_PREFIX) and not is_hub_file(shard):
-        return shard[len(HUB_PREFIX):].replace("/", "__").replace(":", "_")
+        return shard[len(HUB_PREFIX) :].replace("/", "__").replace(":", "_")
     # a Hub data file is named as the same file in a local copy of the dataset would be
-    p = Path(shard[len(HUB_PREFIX):] if shard.startswith(HUB_PREFIX) else shard)
+    p = Path(shard[len(HUB_PREFIX) :] if shard.startswith(HUB_PREFIX) else shard)
     stem = p.name
     for suf in sorted(SHARD_SUFFIXES, key=len, reverse=True):
         if stem.endswith(suf):

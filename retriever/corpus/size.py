@@ -46,7 +46,7 @@ def shard_rows(shard: str, prefix_lines: int = PREFIX_LINES) -> tuple[int | None
     if is_hub_file(shard):
         if not shard.endswith(".parquet"):
             return None, False
-        with hub_filesystem().open(shard[len(HUB_PREFIX):], "rb") as fh:
+        with hub_filesystem().open(shard[len(HUB_PREFIX) :], "rb") as fh:
             return pq.ParquetFile(fh).metadata.num_rows, True
     if shard.startswith(HUB_PREFIX):
         return None, False
@@ -88,8 +88,13 @@ def corpus_size(shards: list[str], prefix_lines: int = PREFIX_LINES) -> CorpusSi
         per[s] = n
         exact &= ex
     kinds = {os.path.basename(s).rsplit(".", 1)[-1] for s in per}
-    method = ("parquet metadata (row counts)" if kinds == {"parquet"} and exact else
-              "row counts" if exact else f"estimated from the first {prefix_lines} lines of each shard")
+    method = (
+        "parquet metadata (row counts)"
+        if kinds == {"parquet"} and exact
+        else "row counts"
+        if exact
+        else f"estimated from the first {prefix_lines} lines of each shard"
+    )
     if unknown:
         method += f"; {len(unknown)} streamed shard(s) of unknown size"
     return CorpusSize(sum(per.values()), len(shards), exact and not unknown, method, per, unknown)

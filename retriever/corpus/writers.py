@@ -134,7 +134,9 @@ class AtomicWriter:
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     with AtomicWriter(path) as tmp:
-        blob = orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY, default=str)
+        blob = orjson.dumps(
+            obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY, default=str
+        )
         with open(tmp, "wb") as fh:
             fh.write(blob)
 
@@ -176,5 +178,7 @@ class RejectWriter:
             return
         with AtomicWriter(self.path) as tmp, open(tmp, "wb") as fh:
             for r in self.rows:
-                fh.write(orjson.dumps({"shard": r.shard, "row": r.row, "reason": r.reason, "raw": r.raw}))
+                fh.write(
+                    orjson.dumps({"shard": r.shard, "row": r.row, "reason": r.reason, "raw": r.raw})
+                )
                 fh.write(b"\n")

@@ -137,9 +137,13 @@ class PoolScan:
         ``retriever domains`` output) or else from the records' ``cluster_id``."""
         t = self.table
         if domain_of is not None:
-            names = pa.array([domain_of.get(i, "") for i in t.column("id").to_pylist()], pa.string())
+            names = pa.array(
+                [domain_of.get(i, "") for i in t.column("id").to_pylist()], pa.string()
+            )
         else:
-            names = t.column("cluster").combine_chunks() if t.num_rows else pa.array([], pa.string())
+            names = (
+                t.column("cluster").combine_chunks() if t.num_rows else pa.array([], pa.string())
+            )
         codes = pc.dictionary_encode(names).indices.to_numpy(zero_copy_only=False)
         return Candidates(
             n_tokens=t.column("n_tokens").to_numpy(),
@@ -271,10 +275,17 @@ class DatasetBuilder:
 
             for task, path in self.decontaminate.items():
                 if not Path(path).is_file():
-                    raise InputError(f"decontaminate: evaluation file for {task!r} ({path}) does not exist")
+                    raise InputError(
+                        f"decontaminate: evaluation file for {task!r} ({path}) does not exist"
+                    )
             self._eval_fp = fingerprint_files(self.decontaminate)
-            self._eval_spec = {"n": N, "files": {k: [v, file_fingerprint(v, full=True)]
-                                                 for k, v in sorted(self.decontaminate.items())}}
+            self._eval_spec = {
+                "n": N,
+                "files": {
+                    k: [v, file_fingerprint(v, full=True)]
+                    for k, v in sorted(self.decontaminate.items())
+                },
+            }
 
     # -- public -----------------------------------------------------------------------------------
     def build(self, out_dir: str | os.PathLike) -> dict:
@@ -306,10 +317,18 @@ class DatasetBuilder:
             "budget": self.budget,
             "order": self.order,
             "seed": self.seed if self.order == "weighted" else None,
-            **({"tiers": [list(t) for t in self.tiers],
-                "domains": (None if self.domains is None
-                            else [self.domains, file_fingerprint(_domains_file(self.domains))])}
-               if self.order == "stratified" else {}),
+            **(
+                {
+                    "tiers": [list(t) for t in self.tiers],
+                    "domains": (
+                        None
+                        if self.domains is None
+                        else [self.domains, file_fingerprint(_domains_file(self.domains))]
+                    ),
+                }
+                if self.order == "stratified"
+                else {}
+            ),
             "token_counter": self.counter.spec,
             "score_keys": list(self.score_keys),
             "formats": list(self.formats),

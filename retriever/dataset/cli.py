@@ -163,7 +163,11 @@ def format_summary(s: dict, out: str) -> str:
     lines.append(
         f"  docs in {c.get('seen', 0):,} = kept {c.get('kept', 0):,} + duplicates {c.get('dropped/duplicate', 0):,}"
         f" + over budget {c.get('dropped/budget', 0):,}"
-        + (f" + contaminated {c['dropped/contaminated']:,}" if c.get("dropped/contaminated") else "")
+        + (
+            f" + contaminated {c['dropped/contaminated']:,}"
+            if c.get("dropped/contaminated")
+            else ""
+        )
         + f" + rejected {rej:,}"
     )
     m = s["token_counting"]["docs_by_method"]
@@ -182,5 +186,7 @@ def parse_tiers(spec: str) -> tuple[tuple[float, float], ...]:
             cut, share = part.split(":")
             out.append((float(cut), float(share)))
         except ValueError:
-            raise ConfigError(f"--tiers {spec!r}: write CUT:SHARE pairs, e.g. 0.1:0.7,0.5:0.3") from None
+            raise ConfigError(
+                f"--tiers {spec!r}: write CUT:SHARE pairs, e.g. 0.1:0.7,0.5:0.3"
+            ) from None
     return tuple(out)

@@ -24,8 +24,20 @@ POOL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".json.gz", ".par
 # files and folders a stage writes next to its shards: never pool data
 NOT_POOL_FILES = {"manifest.json", "summary.json", "stats.json"}
 # (``scores/`` is `filter --write-scores`'s probabilities of every document, kept or not)
-NOT_POOL_DIRS = {"logs", "completions", "rejected", "done", "stats", "scan", "removed", "tmp",
-                 "scores", "failed", "store", "store_ingested"}
+NOT_POOL_DIRS = {
+    "logs",
+    "completions",
+    "rejected",
+    "done",
+    "stats",
+    "scan",
+    "removed",
+    "tmp",
+    "scores",
+    "failed",
+    "store",
+    "store_ingested",
+}
 
 
 def list_pool_files(path: str | os.PathLike) -> list[str]:

@@ -172,8 +172,9 @@ def stratified_order(c: Candidates, tiers=DEFAULT_TIERS) -> np.ndarray:
     return np.concatenate([head, rest]).astype(np.int64)
 
 
-def rank(c: Candidates, order: str = "top", rng: np.random.Generator | None = None,
-         tiers=DEFAULT_TIERS) -> np.ndarray:
+def rank(
+    c: Candidates, order: str = "top", rng: np.random.Generator | None = None, tiers=DEFAULT_TIERS
+) -> np.ndarray:
     """Indices of ``c`` in the order a pool takes them.
 
     ``top``: score descending (NaN last, ties by position). ``weighted``: a weighted random order

@@ -136,7 +136,9 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--indexes {root} is not a folder of gold indexes <task>/")
         indexes = {d.name: d for d in sorted(root.iterdir()) if (d / "gold.parquet").is_file()}
         if args.task not in indexes:
-            raise ConfigError(f"--indexes {root} has no gold index {args.task}/ (has {sorted(indexes)})")
+            raise ConfigError(
+                f"--indexes {root} has no gold index {args.task}/ (has {sorted(indexes)})"
+            )
     rep = FastTextDistiller(cfg).run(args.labels, args.task, out, indexes=indexes)
     if args.json:
         print_json(rep.manifest)

@@ -72,8 +72,13 @@ class MultiLabelReport:
         return {t: self.metrics[t]["roc_auc"] - self.per_task[t]["roc_auc"] for t in self.per_task}
 
 
-def predict_tasks(model: _FastText, texts: list[str], tasks: list[str], max_chars: int = 0,
-                  normalization: str = "words") -> np.ndarray:
+def predict_tasks(
+    model: _FastText,
+    texts: list[str],
+    tasks: list[str],
+    max_chars: int = 0,
+    normalization: str = "words",
+) -> np.ndarray:
     """``P(__label__<task>)`` of each text, one fastText call for all tasks. ``[n_texts, n_tasks]``.
 
     ``normalization``: the one the model was trained with (its manifest's ``text_normalization``).
@@ -105,8 +110,13 @@ class MultiLabelDistiller:
     def __init__(self, config: DistillConfig | None = None):
         self.config = config or DistillConfig()
 
-    def run(self, labels: str | os.PathLike, tasks: list[str], out: str | os.PathLike,
-            compare: bool = False) -> MultiLabelReport:
+    def run(
+        self,
+        labels: str | os.PathLike,
+        tasks: list[str],
+        out: str | os.PathLike,
+        compare: bool = False,
+    ) -> MultiLabelReport:
         """Train on every task's training rows, measure each task on its held-out rows, save.
 
         Args:
@@ -124,7 +134,9 @@ class MultiLabelDistiller:
         if not tasks or len(set(tasks)) != len(tasks):
             raise ConfigError(f"a multi-label student needs distinct tasks, got {tasks}")
         if NONE_LABEL in tasks:
-            raise ConfigError(f"a task may not be called {NONE_LABEL!r} (the multi-label model's negative label)")
+            raise ConfigError(
+                f"a task may not be called {NONE_LABEL!r} (the multi-label model's negative label)"
+            )
         sets = {t: load_labels(labels, t) for t in tasks}
         splits = {t: split_indices(s.labels, cfg.test_fraction, cfg.seed) for t, s in sets.items()}
         # a document held out for any task is trained on by no model: the check stays honest
@@ -144,11 +156,16 @@ class MultiLabelDistiller:
                 heldout[t] = {"y": y, "p": p}
             if compare:
                 for t in tasks:
-                    one = [(text, ([POSITIVE] if t in labs else [NEGATIVE]))
-                           for text, labs, tasks_of in lines if t in tasks_of]
+                    one = [
+                        (text, ([POSITIVE] if t in labs else [NEGATIVE]))
+                        for text, labs, tasks_of in lines
+                        if t in tasks_of
+                    ]
                     m = self._train(one, Path(tmp) / f"train-{t}.txt", loss=cfg.loss)
                     y, texts = _heldout(sets[t], splits[t][1])
-                    p = _predict_label(m, texts, LABEL_PREFIX + POSITIVE, cfg.max_chars, cfg.normalization)
+                    p = _predict_label(
+                        m, texts, LABEL_PREFIX + POSITIVE, cfg.max_chars, cfg.normalization
+                    )
                     per_task[t] = classification_metrics(y, p, cfg.threshold)
                     heldout[t]["p_per_task"] = p
             if cfg.refit:
@@ -165,7 +182,9 @@ class MultiLabelDistiller:
             "data_fingerprint": {t: s.fingerprint() for t, s in sets.items()},
             "n_train_lines": len(lines),
             "n_heldout": {t: int(len(splits[t][1])) for t in tasks},
-            "trained_on": "train+test (refit)" if cfg.refit else "train split (held-out rows of every task excluded)",
+            "trained_on": "train+test (refit)"
+            if cfg.refit
+            else "train split (held-out rows of every task excluded)",
             "config": {**asdict(cfg), "loss": "ova"},
             "text_normalization": cfg.normalization,  # the filter reads it (model_normalization)
             "metrics": metrics,
@@ -176,8 +195,17 @@ class MultiLabelDistiller:
         }
         mpath = model_manifest_path(out)
         write_json_atomic(mpath, manifest)
-        return MultiLabelReport(list(tasks), str(out), str(mpath), len(lines), metrics, per_task,
-                                heldout, time.perf_counter() - t0, manifest)
+        return MultiLabelReport(
+            list(tasks),
+            str(out),
+            str(mpath),
+            len(lines),
+            metrics,
+            per_task,
+            heldout,
+            time.perf_counter() - t0,
+            manifest,
+        )
 
     def _train(self, lines: list[tuple], path: Path, loss: str) -> _FastText:
         fasttext = require("fasttext")
@@ -186,13 +214,16 @@ class MultiLabelDistiller:
         with open(path, "w", encoding="utf-8") as fh:
             for i in order:
                 text, labs = lines[i][0], lines[i][1]
-                text = fasttext_text(text[: cfg.max_chars] if cfg.max_chars else text, cfg.normalization)
+                text = fasttext_text(
+                    text[: cfg.max_chars] if cfg.max_chars else text, cfg.normalization
+                )
                 fh.write(" ".join(LABEL_PREFIX + lab for lab in labs) + f" {text}\n")
         return fasttext.train_supervised(input=str(path), **{**cfg.fasttext_args(), "loss": loss})
 
 
-def training_lines(sets: dict[str, LabelSet], rows: dict[str, np.ndarray],
-                   exclude: set[str]) -> list[tuple[str, list[str], set[str]]]:
+def training_lines(
+    sets: dict[str, LabelSet], rows: dict[str, np.ndarray], exclude: set[str]
+) -> list[tuple[str, list[str], set[str]]]:
     """One line per document id: ``(text, labels, tasks that labelled it)``.
 
     ``labels`` are the tasks whose positive it is, or ``[none]``; the first text seen for an id is
@@ -215,12 +246,15 @@ def _heldout(s: LabelSet, idx: np.ndarray) -> tuple[np.ndarray, list[str]]:
     return np.array([s.labels[i] == POSITIVE for i in idx]), [s.texts[i] for i in idx]
 
 
-def _predict_label(model, texts: list[str], label: str, max_chars: int, normalization: str) -> np.ndarray:
+def _predict_label(
+    model, texts: list[str], label: str, max_chars: int, normalization: str
+) -> np.ndarray:
     out = np.zeros(len(texts))
     if not texts:
         return out
-    labels, probs = model.predict([fasttext_text(t[:max_chars] if max_chars else t, normalization)
-                                   for t in texts], k=-1)
+    labels, probs = model.predict(
+        [fasttext_text(t[:max_chars] if max_chars else t, normalization) for t in texts], k=-1
+    )
     for k, (labs, ps) in enumerate(zip(labels, probs, strict=True)):
         for lab, p in zip(labs, ps, strict=True):
             if lab == label:

@@ -153,9 +153,13 @@ class DistillConfig:
 
     def student_set(self) -> StudentSetConfig:
         """The training set's settings (:class:`~retriever.distill.trainset.StudentSetConfig`)."""
-        return StudentSetConfig(sources=self.training_set, weights=dict(self.weights),
-                                balance=self.balance, hard_negative_max=self.hard_negative_max,
-                                seed=self.seed)
+        return StudentSetConfig(
+            sources=self.training_set,
+            weights=dict(self.weights),
+            balance=self.balance,
+            hard_negative_max=self.hard_negative_max,
+            seed=self.seed,
+        )
 
     def fasttext_args(self, bucket: int | None = None) -> dict[str, Any]:
         return {
@@ -241,8 +245,9 @@ class FastTextDistiller:
             raise ConfigError(f"task {task!r}: distill needs labels, gold indexes, or both")
         ss = build_student_set(task, data, gold, other, cfg.student_set())
         uncertain = _uncertain(data)
-        return self.run_set(ss, out, uncertain, labels_source=str(labels) if labels else None,
-                            t0=t0)
+        return self.run_set(
+            ss, out, uncertain, labels_source=str(labels) if labels else None, t0=t0
+        )
 
     def run_set(
         self,
@@ -262,8 +267,9 @@ class FastTextDistiller:
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=out.parent, prefix=".distill-") as tmp:
             model, bucket = self.fit(ss, train_idx, Path(tmp))
-            p_test = predict_positive(model, [data.texts[i] for i in test_idx], cfg.max_chars,
-                                      cfg.normalization)
+            p_test = predict_positive(
+                model, [data.texts[i] for i in test_idx], cfg.max_chars, cfg.normalization
+            )
             metrics = self._metrics(data, model, test_idx, p_test, uncertain)
             checks = student_checks(data, test_idx, p_test, cfg.threshold, cfg.max_auc_gap)
             metrics["heldout_vs_similarity"] = checks["comparison"]
@@ -376,10 +382,12 @@ class FastTextDistiller:
         teacher = combined_score(data.similarity, data.correlation)[test_idx]
         student = p_test
         if uncertain is not None and len(uncertain):
-            p_unc = predict_positive(model, uncertain.texts, self.config.max_chars,
-                                     self.config.normalization)
+            p_unc = predict_positive(
+                model, uncertain.texts, self.config.max_chars, self.config.normalization
+            )
             teacher = np.concatenate(
-                [teacher, combined_score(uncertain.similarity, uncertain.correlation)])
+                [teacher, combined_score(uncertain.similarity, uncertain.correlation)]
+            )
             student = np.concatenate([p_test, p_unc])
         out["spearman_combined"] = spearman(student, teacher)
         out["spearman_n"] = int(np.isfinite(teacher).sum())
@@ -398,9 +406,15 @@ def _uncertain(data: LabelSet | None) -> LabelSet | None:
     idx = [i for i, lab in enumerate(data.labels) if lab == UNCERTAIN]
     if not idx:
         return None
-    return LabelSet(task=data.task, ids=[data.ids[i] for i in idx],
-                    texts=[data.texts[i] for i in idx], labels=[UNCERTAIN] * len(idx),
-                    similarity=data.similarity[idx], correlation=data.correlation[idx], sources=[])
+    return LabelSet(
+        task=data.task,
+        ids=[data.ids[i] for i in idx],
+        texts=[data.texts[i] for i in idx],
+        labels=[UNCERTAIN] * len(idx),
+        similarity=data.similarity[idx],
+        correlation=data.correlation[idx],
+        sources=[],
+    )
 
 
 def predict_positive(

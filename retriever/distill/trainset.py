@@ -123,7 +123,9 @@ class StudentSetConfig:
             raise ConfigError(f"unknown training-set source(s) {bad}; sources are {list(SOURCES)}")
         neg = [w for s, w in self.weights.items() if not (isinstance(w, (int, float)) and w >= 0)]
         if neg:
-            raise ConfigError(f"training-set weights must be numbers >= 0, got {dict(self.weights)}")
+            raise ConfigError(
+                f"training-set weights must be numbers >= 0, got {dict(self.weights)}"
+            )
         if self.max_copies < 1:
             raise ConfigError(f"max_copies must be >= 1, got {self.max_copies}")
         object.__setattr__(self, "sources", src)
@@ -224,8 +226,10 @@ def build_student_set(
 
     for part, _ in parts:
         files.extend(part.sources)
-        psrc = part.row_source or [infer_source(lab, r) for lab, r in
-                                   zip(part.labels, part.reasons or [""] * len(part), strict=True)]
+        psrc = part.row_source or [
+            infer_source(lab, r)
+            for lab, r in zip(part.labels, part.reasons or [""] * len(part), strict=True)
+        ]
         for k in range(len(part)):
             s = psrc[k]
             lab = part.labels[k]
@@ -249,7 +253,9 @@ def build_student_set(
                     summary["conflicts"] += 1
                     if lab == POSITIVE:  # the positive source wins: replace the negative row
                         ids[j], texts[j], labs[j], srcs[j] = part.ids[k], part.texts[k], lab, s
-                        reasons[j] = (part.reasons[k] if part.reasons else "") + " (also a negative)"
+                        reasons[j] = (
+                            part.reasons[k] if part.reasons else ""
+                        ) + " (also a negative)"
                         sims[j], corrs[j] = float(part.similarity[k]), float(part.correlation[k])
                 else:
                     summary["duplicates"] += 1
@@ -262,10 +268,17 @@ def build_student_set(
             reasons.append(part.reasons[k] if part.reasons else "")
             sims.append(float(part.similarity[k]))
             corrs.append(float(part.correlation[k]))
-    rows = LabelSet(task=task, ids=ids, texts=texts, labels=labs,
-                    similarity=np.asarray(sims, dtype=np.float64),
-                    correlation=np.asarray(corrs, dtype=np.float64), sources=files,
-                    row_source=srcs, reasons=reasons)
+    rows = LabelSet(
+        task=task,
+        ids=ids,
+        texts=texts,
+        labels=labs,
+        similarity=np.asarray(sims, dtype=np.float64),
+        correlation=np.asarray(corrs, dtype=np.float64),
+        sources=files,
+        row_source=srcs,
+        reasons=reasons,
+    )
     for cls in (POSITIVE, NEGATIVE):
         n = sum(1 for x in labs if x == cls)
         if n < 2:
@@ -305,12 +318,18 @@ def _copies(srcs: list[str], labs: list[str], cfg: StudentSetConfig) -> tuple[np
     for s in SOURCES:
         m = np.array([x == s for x in srcs], dtype=bool)
         if m.any():
-            per_source[s] = {"label": SOURCE_LABEL[s], "rows": int(m.sum()),
-                             "weight": round(float(w[m].mean()), 6), "lines": int(copies[m].sum()),
-                             "rows_not_written": int((copies[m] == 0).sum())}
+            per_source[s] = {
+                "label": SOURCE_LABEL[s],
+                "rows": int(m.sum()),
+                "weight": round(float(w[m].mean()), 6),
+                "lines": int(copies[m].sum()),
+                "rows_not_written": int((copies[m] == 0).sum()),
+            }
     if n and (scale_neg != 1.0 or scale_pos != 1.0):
-        per_source["_class_scale"] = {"positive": round(scale_pos, 6),
-                                      "negative": round(scale_neg, 6)}
+        per_source["_class_scale"] = {
+            "positive": round(scale_pos, 6),
+            "negative": round(scale_neg, 6),
+        }
     return copies, per_source
 
 
@@ -357,17 +376,19 @@ def write_student_set(path: str | os.PathLike, ss: StudentSet) -> Path:
     from retriever.corpus import AtomicWriter
 
     r = ss.rows
-    table = pa.table({
-        "id": pa.array(r.ids, pa.string()),
-        "text": pa.array(r.texts, pa.string()),
-        "task": pa.array([r.task] * len(r), pa.string()),
-        "similarity": pa.array(r.similarity, pa.float64()),
-        "correlation": pa.array(r.correlation, pa.float64()),
-        "label": pa.array(r.labels, pa.string()),
-        "reason": pa.array(r.reasons or [""] * len(r), pa.string()),
-        "source": pa.array(r.row_source, pa.string()),
-        "copies": pa.array(ss.copies, pa.int64()),
-    })
+    table = pa.table(
+        {
+            "id": pa.array(r.ids, pa.string()),
+            "text": pa.array(r.texts, pa.string()),
+            "task": pa.array([r.task] * len(r), pa.string()),
+            "similarity": pa.array(r.similarity, pa.float64()),
+            "correlation": pa.array(r.correlation, pa.float64()),
+            "label": pa.array(r.labels, pa.string()),
+            "reason": pa.array(r.reasons or [""] * len(r), pa.string()),
+            "source": pa.array(r.row_source, pa.string()),
+            "copies": pa.array(ss.copies, pa.int64()),
+        }
+    )
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     with AtomicWriter(p) as tmp:
@@ -384,8 +405,11 @@ def read_gold_index(index_dir: str | os.PathLike) -> tuple[str, list[str], list[
     if not (p / "gold.parquet").is_file() or not (p / "manifest.json").is_file():
         raise InputError(f"no gold index at {p} (gold.parquet + manifest.json); build it first")
     t = pq.read_table(p / "gold.parquet", columns=["id", "text"])
-    return str(read_json(p / "manifest.json")["task"]), t.column("id").to_pylist(), \
-        t.column("text").to_pylist()
+    return (
+        str(read_json(p / "manifest.json")["task"]),
+        t.column("id").to_pylist(),
+        t.column("text").to_pylist(),
+    )
 
 
 def index_similarity(index_dir: str | os.PathLike, other_dirs: list[str | os.PathLike]) -> dict:
@@ -439,8 +463,11 @@ def load_gold_sets(
     if task not in index_dirs:
         raise InputError(f"no gold index for task {task!r} among {sorted(index_dirs)}")
     others = [t for t in index_dirs if t != task]
-    sims = index_similarity(index_dirs[task], [index_dirs[t] for t in others]) \
-        if with_similarity else {}
+    sims = (
+        index_similarity(index_dirs[task], [index_dirs[t] for t in others])
+        if with_similarity
+        else {}
+    )
     _, ids, texts = read_gold_index(index_dirs[task])
     gold = gold_rows(task, ids, texts, GOLD, sims.get("gold"))
     gold.sources = [[str(Path(index_dirs[task]) / "gold.parquet"), "gold index"]]
@@ -473,6 +500,6 @@ def bucket_for(lines: list[str], word_ngrams: int, cap: int) -> int:
         w = line.split()
         for n in range(2, word_ngrams + 1):
             for j in range(len(w) - n + 1):
-                grams.add(hash(" ".join(w[j:j + n])))
+                grams.add(hash(" ".join(w[j : j + n])))
     want = max(4096, 2 ** math.ceil(math.log2(max(2, 2 * len(grams)))))
     return int(min(cap, want))

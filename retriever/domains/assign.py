@@ -63,8 +63,9 @@ class DomainConfig:
                 raise ConfigError(f"domains {name} must be an integer >= 1, got {v!r}")
 
 
-def assign_domains(score_dir: str | os.PathLike, out: str | os.PathLike,
-                   config: DomainConfig | None = None) -> dict:
+def assign_domains(
+    score_dir: str | os.PathLike, out: str | os.PathLike, config: DomainConfig | None = None
+) -> dict:
     """Write the domains of every document of ``score_dir`` to ``out``; returns ``domains.json``.
 
     Raises:
@@ -93,25 +94,33 @@ def assign_domains(score_dir: str | os.PathLike, out: str | os.PathLike,
         method = "cluster_id"
     else:
         if config.k > n:
-            raise ConfigError(f"k-means with k={config.k} needs at least {config.k} documents; "
-                              f"{score_dir} has {n}")
+            raise ConfigError(
+                f"k-means with k={config.k} needs at least {config.k} documents; "
+                f"{score_dir} has {n}"
+            )
         x = np.asarray(table.column("vector").to_pylist(), dtype=np.float32)  # [n, dim]
         centroids, labels, distance = _kmeans(x, config)
         domain = [f"k{int(i):03d}" for i in labels]
         with AtomicWriter(out / "centroids.npy") as tmp, open(tmp, "wb") as f:
             np.save(f, centroids)
         method = "kmeans"
-    result = pa.table({
-        "id": table.column("id"),
-        "shard": table.column("shard"),
-        "row": table.column("row"),
-        "domain": pa.array(domain, pa.string()),
-        "distance": pa.array(distance, pa.float32()),
-    })
+    result = pa.table(
+        {
+            "id": table.column("id"),
+            "shard": table.column("shard"),
+            "row": table.column("row"),
+            "domain": pa.array(domain, pa.string()),
+            "distance": pa.array(distance, pa.float32()),
+        }
+    )
     with AtomicWriter(out / "domains.parquet") as tmp:
         pq.write_table(result, tmp)
-    summary = {"settings": {**asdict(config), "score_dir": str(score_dir)}, "method": method,
-               "n_docs": n, "domains": describe_domains(domain, previews, config)}
+    summary = {
+        "settings": {**asdict(config), "score_dir": str(score_dir)},
+        "method": method,
+        "n_docs": n,
+        "domains": describe_domains(domain, previews, config),
+    }
     write_json_atomic(out / "domains.json", summary)
     return summary
 
@@ -119,9 +128,17 @@ def assign_domains(score_dir: str | os.PathLike, out: str | os.PathLike,
 def _kmeans(x: np.ndarray, config: DomainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     faiss = require("faiss")
     rng = np.random.default_rng(config.seed)
-    train = x if len(x) <= config.max_train else x[rng.choice(len(x), config.max_train, replace=False)]
-    km = faiss.Kmeans(x.shape[1], config.k, niter=config.niter, seed=config.seed, verbose=False,
-                      min_points_per_centroid=1)
+    train = (
+        x if len(x) <= config.max_train else x[rng.choice(len(x), config.max_train, replace=False)]
+    )
+    km = faiss.Kmeans(
+        x.shape[1],
+        config.k,
+        niter=config.niter,
+        seed=config.seed,
+        verbose=False,
+        min_points_per_centroid=1,
+    )
     km.train(np.ascontiguousarray(train))
     dist, labels = km.index.search(np.ascontiguousarray(x), 1)
     return km.centroids.astype(np.float32), labels[:, 0], dist[:, 0].astype(np.float32)
@@ -145,8 +162,15 @@ def describe_domains(domain: list[str], previews: list[str], config: DomainConfi
         # lift of a word in the domain over the corpus, for words in at least 2 (or all) members
         lift = {w: (c / m) / (words_all[w] / n) for w, c in wc.items() if c >= min(2, m)}
         terms = sorted(lift, key=lambda w: (-lift[w], -wc[w], w))[: config.top_terms]
-        out.append({"domain": d, "size": m, "share": m / n if n else 0.0, "top_terms": terms,
-                    "samples": [previews[i][:200] for i in idx[: config.samples]]})
+        out.append(
+            {
+                "domain": d,
+                "size": m,
+                "share": m / n if n else 0.0,
+                "top_terms": terms,
+                "samples": [previews[i][:200] for i in idx[: config.samples]],
+            }
+        )
     return out
 
 

@@ -25,8 +25,12 @@ def add_parser(subparsers) -> None:
     d = DomainConfig()
     p.add_argument("--scores", required=True, help="a `retriever score` output folder")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--source", choices=SOURCES, default=d.source,
-                   help="auto: cluster ids when present, else k-means")
+    p.add_argument(
+        "--source",
+        choices=SOURCES,
+        default=d.source,
+        help="auto: cluster ids when present, else k-means",
+    )
     p.add_argument("--k", type=int, default=d.k, help="k-means domains")
     p.add_argument("--niter", type=int, default=d.niter, help="k-means iterations")
     p.add_argument("--seed", type=int, default=d.seed, help="k-means seed")
@@ -42,7 +46,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(s)
         return 0
-    print(f"domains: {len(s['domains'])} ({s['method']}) over {s['n_docs']} documents -> {args.out}")
+    print(
+        f"domains: {len(s['domains'])} ({s['method']}) over {s['n_docs']} documents -> {args.out}"
+    )
     for d in s["domains"][:20]:
         print(f"  {d['domain']:<8} {d['size']:>7} ({d['share']:5.1%})  {', '.join(d['top_terms'])}")
     return 0

@@ -34,9 +34,11 @@ _BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 # calibration batch: a few long documents (cut at the model's max length, like a corpus) and short
 # queries (like the query service), built from a fixed vocabulary so every run times the same work
-_WORDS = ("the model reads each document and the index returns its nearest gold exemplars while "
-          "a call to get_weather city Paris returns JSON with fields answer question context tool "
-          "character says hello step one two three compute total price of apples and oranges").split()
+_WORDS = (
+    "the model reads each document and the index returns its nearest gold exemplars while "
+    "a call to get_weather city Paris returns JSON with fields answer question context tool "
+    "character says hello step one two three compute total price of apples and oranges"
+).split()
 
 
 def calibration_texts(n_long: int = 16, n_short: int = 8) -> list[str]:
@@ -50,8 +52,12 @@ def cpu_signature() -> dict[str, Any]:
     from retriever.bench import FLAGS, cpu_info
 
     info = cpu_info()
-    return {"model": info["model"], "flags": [f for f in info["flags"] if f in FLAGS], "cpus": info["cpus"],
-            "affinity": info["affinity"]}
+    return {
+        "model": info["model"],
+        "flags": [f for f in info["flags"] if f in FLAGS],
+        "cpus": info["cpus"],
+        "affinity": info["affinity"],
+    }
 
 
 def has_bf16(sig: dict[str, Any] | None = None) -> bool:
@@ -64,9 +70,15 @@ def calibration_key(weights_key: str, threads: int) -> tuple[str, dict[str, Any]
     from retriever.bench import library_versions
 
     v = library_versions()
-    what = {"weights": weights_key, "cpu": cpu_signature(), "threads": int(threads),
-            "versions": {k: v.get(k) for k in ("torch", "openvino", "transformers", "sentence-transformers")},
-            "format": CALIBRATION_FORMAT}
+    what = {
+        "weights": weights_key,
+        "cpu": cpu_signature(),
+        "threads": int(threads),
+        "versions": {
+            k: v.get(k) for k in ("torch", "openvino", "transformers", "sentence-transformers")
+        },
+        "format": CALIBRATION_FORMAT,
+    }
     return hashlib.sha1(json.dumps(what, sort_keys=True).encode()).hexdigest()[:20], what
 
 
@@ -90,15 +102,19 @@ def read_choice(path: Path) -> dict[str, Any] | None:
     return None
 
 
-def measure(calls: dict[str, Callable[[list[str]], Any]], texts: list[str], rounds: int = 3,
-            batch_size: int = 32) -> dict[str, float]:
+def measure(
+    calls: dict[str, Callable[[list[str]], Any]],
+    texts: list[str],
+    rounds: int = 3,
+    batch_size: int = 32,
+) -> dict[str, float]:
     """Median seconds per pass over ``texts`` of each call, calls interleaved (rotating order)."""
     names = list(calls)
     times: dict[str, list[float]] = {n: [] for n in names}
     for fn in calls.values():  # warm-up: first shapes, lazy initialisation
         fn(texts[:batch_size])
     for r in range(rounds):
-        for n in names[r % len(names):] + names[: r % len(names)]:
+        for n in names[r % len(names) :] + names[: r % len(names)]:
             t0 = time.perf_counter()
             for i in range(0, len(texts), batch_size):
                 calls[n](texts[i : i + batch_size])
@@ -106,8 +122,9 @@ def measure(calls: dict[str, Callable[[list[str]], Any]], texts: list[str], roun
     return {n: float(np.median(t)) for n, t in times.items()}
 
 
-def choose(calls: dict[str, Callable[[list[str]], Any]], path: Path, what: dict[str, Any],
-           rounds: int = 3) -> dict[str, Any]:
+def choose(
+    calls: dict[str, Callable[[list[str]], Any]], path: Path, what: dict[str, Any], rounds: int = 3
+) -> dict[str, Any]:
     """Measure ``calls`` (named as in :data:`CHOICES`), write and return the calibration."""
     from retriever.bench import load_average
 
@@ -115,10 +132,18 @@ def choose(calls: dict[str, Callable[[list[str]], Any]], path: Path, what: dict[
     t0 = time.perf_counter()
     secs = measure(calls, calibration_texts(), rounds)
     choice = min(secs, key=secs.get)
-    data = {"format": CALIBRATION_FORMAT, "choice": choice, "seconds": secs,
-            "speed_vs_torch": {n: secs["torch"] / s for n, s in secs.items()} if "torch" in secs else {},
-            "load_avg": load, "calibration_s": round(time.perf_counter() - t0, 2),
-            "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "key": what}
+    data = {
+        "format": CALIBRATION_FORMAT,
+        "choice": choice,
+        "seconds": secs,
+        "speed_vs_torch": {n: secs["torch"] / s for n, s in secs.items()}
+        if "torch" in secs
+        else {},
+        "load_avg": load,
+        "calibration_s": round(time.perf_counter() - t0, 2),
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "key": what,
+    }
     try:
         write_json_atomic(path, data)
     except OSError as e:

@@ -63,7 +63,9 @@ def resolve_model_path(model_id: str) -> str:
     if pkg is not None:
         try:
             mod = __import__(pkg)
-            return str(mod.get_model_path()) if hasattr(mod, "get_model_path") else str(mod.MODEL_DIR)
+            return (
+                str(mod.get_model_path()) if hasattr(mod, "get_model_path") else str(mod.MODEL_DIR)
+            )
         except ImportError:
             pass
     return model_id
@@ -110,12 +112,17 @@ class SentenceEmbedder:
         self._model = self._load(max_seq_length)
         self._maybe_openvino()
         self.max_seq_length = int(self._model.max_seq_length)
-        get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        get_dim = (
+            getattr(self._model, "get_embedding_dimension", None)
+            or self._model.get_sentence_embedding_dimension
+        )
         self.dim = int(get_dim())
 
     def _load(self, max_seq_length: int | None) -> SentenceTransformer:
         st = require("sentence_transformers")
-        require("transformers").utils.logging.disable_progress_bar()  # no "Loading weights" bar per load
+        require(
+            "transformers"
+        ).utils.logging.disable_progress_bar()  # no "Loading weights" bar per load
         path = resolve_model_path(self.model_id)
         st_backend = "onnx" if self.backend == "onnx" else "torch"  # OpenVINO starts from torch
         try:
@@ -142,10 +149,14 @@ class SentenceEmbedder:
                 self._auto_cpu_backend(forced)
             except Exception as e:  # any conversion problem: the torch path still works
                 self._fast, self.backend = None, "torch"
-                log.warning("OpenVINO path unavailable for %s (%s); embedding with torch", self.model_id, e)
+                log.warning(
+                    "OpenVINO path unavailable for %s (%s); embedding with torch", self.model_id, e
+                )
         elif self.backend == "openvino":
             if not on_cpu:
-                raise InputError("backend='openvino' runs on CPU; use backend='torch' with device='cuda'")
+                raise InputError(
+                    "backend='openvino' runs on CPU; use backend='torch' with device='cuda'"
+                )
             self._fast = OpenVINOEncoder(self._model)
 
     def _auto_cpu_backend(self, forced: str | None) -> None:
@@ -167,21 +178,38 @@ class SentenceEmbedder:
                 encoders["openvino-f32"] = OpenVINOEncoder(self._model, precision="f32")
                 if cal.has_bf16():
                     encoders["openvino-bf16"] = OpenVINOEncoder(self._model, precision="bf16")
-                calls = {"torch": self._torch_encode,
-                         **{n: (lambda ts, e=e: e.encode(ts, self.batch_size)) for n, e in encoders.items()}}
+                calls = {
+                    "torch": self._torch_encode,
+                    **{
+                        n: (lambda ts, e=e: e.encode(ts, self.batch_size))
+                        for n, e in encoders.items()
+                    },
+                }
                 data = cal.choose(calls, path, what)
-                log.info("embedding backend for %s on this machine: %s (measured %s; load average %s; "
-                         "cached in %s)", self.model_id, data["choice"],
-                         ", ".join(f"{n} {x:.2f}x torch" for n, x in data["speed_vs_torch"].items()),
-                         data["load_avg"], path)
+                log.info(
+                    "embedding backend for %s on this machine: %s (measured %s; load average %s; "
+                    "cached in %s)",
+                    self.model_id,
+                    data["choice"],
+                    ", ".join(f"{n} {x:.2f}x torch" for n, x in data["speed_vs_torch"].items()),
+                    data["load_avg"],
+                    path,
+                )
             else:
-                log.info("embedding backend for %s: %s (calibrated %s, %s)", self.model_id,
-                         data["choice"], data.get("time_utc"), path)
+                log.info(
+                    "embedding backend for %s: %s (calibrated %s, %s)",
+                    self.model_id,
+                    data["choice"],
+                    data.get("time_utc"),
+                    path,
+                )
             self.calibration = {**data, "path": str(path), "cached": not encoders}
             choice = data["choice"]
         if choice == "torch":
             return
-        self._fast = encoders.get(choice) or OpenVINOEncoder(self._model, precision=choice.split("-", 1)[1])
+        self._fast = encoders.get(choice) or OpenVINOEncoder(
+            self._model, precision=choice.split("-", 1)[1]
+        )
         self.backend = "openvino"
 
     def _torch_encode(self, texts: list[str]) -> np.ndarray:
@@ -210,8 +238,10 @@ def _forced_backend() -> str | None:
         return None
     choice = {"openvino": "openvino-f32"}.get(forced, forced)
     if choice not in CHOICES:
-        raise InputError(f"RETRIEVER_EMBED_BACKEND must be one of torch, openvino, {', '.join(CHOICES[1:])}; "
-                         f"got {forced!r}")
+        raise InputError(
+            f"RETRIEVER_EMBED_BACKEND must be one of torch, openvino, {', '.join(CHOICES[1:])}; "
+            f"got {forced!r}"
+        )
     return choice
 
 

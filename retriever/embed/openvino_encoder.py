@@ -64,8 +64,14 @@ def auto_precision() -> str:
     cost more than the narrower arithmetic saves on a model this small.
     """
     try:
-        flags = next((ln.split(":", 1)[1].split() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                      if ln.startswith("flags")), [])
+        flags = next(
+            (
+                ln.split(":", 1)[1].split()
+                for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("flags")
+            ),
+            [],
+        )
     except OSError:
         flags = []
     return "bf16" if "amx_bf16" in flags else "f32"
@@ -135,8 +141,17 @@ def model_key(model: SentenceTransformer) -> str:
     transformers = require("transformers")
     auto = model[0].auto_model
     h = hashlib.sha1()
-    h.update(json.dumps([type(auto).__name__, ov.__version__, torch.__version__,
-                         transformers.__version__, auto.config.to_json_string()]).encode())
+    h.update(
+        json.dumps(
+            [
+                type(auto).__name__,
+                ov.__version__,
+                torch.__version__,
+                transformers.__version__,
+                auto.config.to_json_string(),
+            ]
+        ).encode()
+    )
     with torch.no_grad():
         for name, t in auto.state_dict().items():
             h.update(name.encode())
@@ -165,10 +180,16 @@ class OpenVINOEncoder:
         InputError: the model cannot be converted (not a transformer sentence-transformers model).
     """
 
-    def __init__(self, model: SentenceTransformer, threads: int | None = None,
-                 precision: str = "auto", cache_dir: str | os.PathLike | bool | None = None,
-                 pinning: bool | None = None, pad_multiple: int = 1,
-                 extra_config: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        model: SentenceTransformer,
+        threads: int | None = None,
+        precision: str = "auto",
+        cache_dir: str | os.PathLike | bool | None = None,
+        pinning: bool | None = None,
+        pad_multiple: int = 1,
+        extra_config: dict[str, Any] | None = None,
+    ):
         if precision not in PRECISIONS:
             raise InputError(f"OpenVINO precision must be one of {PRECISIONS}, got {precision!r}")
         ov = _require_openvino()
@@ -195,7 +216,9 @@ class OpenVINOEncoder:
         self.pad_multiple = max(1, int(pad_multiple))
         self.compiled = ov.Core().compile_model(ov_model, "CPU", config)
         hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")
-        self.precision = hint.to_string() if hasattr(hint, "to_string") else str(hint)  # "bf16", "f32"
+        self.precision = (
+            hint.to_string() if hasattr(hint, "to_string") else str(hint)
+        )  # "bf16", "f32"
 
     def _load_or_convert(self, ov, torch, probe, cache_dir):
         if cache_dir is False:
@@ -215,7 +238,9 @@ class OpenVINOEncoder:
             except OSError:  # another process cached it first: keep theirs
                 pass
         except OSError as e:
-            log.warning("could not cache the OpenVINO model in %s (%s); converting each time", folder, e)
+            log.warning(
+                "could not cache the OpenVINO model in %s (%s); converting each time", folder, e
+            )
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return ov_model
@@ -231,8 +256,10 @@ class OpenVINOEncoder:
                 warnings.simplefilter("ignore")
                 ov_model = ov.convert_model(wrapper, example_input=example)
         except Exception as e:  # the converter raises many types; say what to do instead
-            raise InputError(f"OpenVINO could not convert this model ({type(e).__name__}: {e}); "
-                             "use backend='torch'") from e
+            raise InputError(
+                f"OpenVINO could not convert this model ({type(e).__name__}: {e}); "
+                "use backend='torch'"
+            ) from e
         for port, name in zip(ov_model.inputs, self.input_names, strict=True):
             port.get_tensor().set_names({name})
         log.info("converted the embedding model to OpenVINO in %.1fs", time.perf_counter() - t0)
@@ -269,6 +296,8 @@ class OpenVINOEncoder:
 
     @property
     def dim(self) -> int:
-        get_dim = (getattr(self.model, "get_embedding_dimension", None)
-                   or self.model.get_sentence_embedding_dimension)
+        get_dim = (
+            getattr(self.model, "get_embedding_dimension", None)
+            or self.model.get_sentence_embedding_dimension
+        )
         return int(get_dim())

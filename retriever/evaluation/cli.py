@@ -17,12 +17,21 @@ def add_parser(subparsers) -> None:
         ),
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--eval", action="append", default=[], metavar="TASK=FILE",
-                   help="evaluation records (jsonl; repeatable); 'elmb' (default) = the four local "
-                        "ELMB sets")
-    p.add_argument("--against", action="append", required=True, metavar="PATH",
-                   help="files / folders / a build-dataset folder, or holdout:<task> (the offline "
-                        "index gold); repeatable")
+    p.add_argument(
+        "--eval",
+        action="append",
+        default=[],
+        metavar="TASK=FILE",
+        help="evaluation records (jsonl; repeatable); 'elmb' (default) = the four local ELMB sets",
+    )
+    p.add_argument(
+        "--against",
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="files / folders / a build-dataset folder, or holdout:<task> (the offline "
+        "index gold); repeatable",
+    )
     p.add_argument("--text-field", default="text", help="text field of --against records")
     p.add_argument("--fail", action="store_true", help="exit 1 when any overlap is found")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -40,11 +49,19 @@ def add_parser(subparsers) -> None:
         formatter_class=HelpFormatter,
     )
     e.add_argument("model", help="HF model folder (tokenizer beside it) or Hub id")
-    e.add_argument("--task", action="append", default=None,
-                   help="function-calling, reasoning, roleplay, rag (repeatable; default all four)")
-    e.add_argument("--data", action="append", default=[], metavar="TASK=FILE",
-                   help="local evaluation file of a task (repeatable), a folder of <task>.jsonl, "
-                        "or 'hub'")
+    e.add_argument(
+        "--task",
+        action="append",
+        default=None,
+        help="function-calling, reasoning, roleplay, rag (repeatable; default all four)",
+    )
+    e.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="TASK=FILE",
+        help="local evaluation file of a task (repeatable), a folder of <task>.jsonl, or 'hub'",
+    )
     e.add_argument("--limit", type=int, default=None, help="records per task")
     e.add_argument("--device", default="auto", help="auto, cpu or cuda")
     e.add_argument("--batch-size", type=int, default=32, help="lm-eval batch size")
@@ -77,14 +94,22 @@ def _run_decontam(args) -> int:
     if args.json:
         print_json(rep)
     else:
-        print(f"{rep['docs']:,} documents checked against {fp.n_records:,} evaluation records "
-              f"({rep['n']}-grams): {rep['docs_contaminated']:,} documents overlap")
+        print(
+            f"{rep['docs']:,} documents checked against {fp.n_records:,} evaluation records "
+            f"({rep['n']}-grams): {rep['docs_contaminated']:,} documents overlap"
+        )
         print(f"  {'task':<18}{'records':>9}{'13-gram':>9}{'exact':>7}{'share':>8}")
         for t, r in rep["tasks"].items():
-            print(f"  {t:<18}{r['records']:>9,}{r['ngram_overlap']:>9,}{r['exact_match']:>7,}"
-                  f"{r['share']:>8.1%}" + (f"   e.g. {r['examples'][0]}" if r["examples"] else ""))
-        print("clean" if rep["clean"] else "CONTAMINATED: drop these records from the evaluation "
-              "or the documents from the gold / training set (build-dataset --decontaminate)")
+            print(
+                f"  {t:<18}{r['records']:>9,}{r['ngram_overlap']:>9,}{r['exact_match']:>7,}"
+                f"{r['share']:>8.1%}" + (f"   e.g. {r['examples'][0]}" if r["examples"] else "")
+            )
+        print(
+            "clean"
+            if rep["clean"]
+            else "CONTAMINATED: drop these records from the evaluation "
+            "or the documents from the gold / training set (build-dataset --decontaminate)"
+        )
     return 1 if args.fail and not rep["clean"] else 0
 
 
@@ -107,13 +132,22 @@ def _run_eval(args) -> int:
                 raise ConfigError(f"--data {item!r}: write TASK=FILE, a folder, or hub")
             data[task] = path
     tasks = args.task or ["function-calling", "reasoning", "roleplay", "rag"]
-    scores = evaluate_model(args.model, tasks=tasks, data=data, limit=args.limit, device=args.device,
-                            batch_size=args.batch_size, bpb=not args.no_bpb)
+    scores = evaluate_model(
+        args.model,
+        tasks=tasks,
+        data=data,
+        limit=args.limit,
+        device=args.device,
+        batch_size=args.batch_size,
+        bpb=not args.no_bpb,
+    )
     if args.json:
         print_json(scores)
     else:
         print(f"  {'task':<18}{'n':>6}{'acc':>16}{'acc_norm':>16}{'bpb':>8}")
         for t, r in scores.items():
-            print(f"  {t:<18}{r['n']:>6}{r['acc']:>9.3f} ±{r['acc_stderr']:.3f}"
-                  f"{r['acc_norm']:>9.3f} ±{r['acc_norm_stderr']:.3f}{r['bpb']:>8.3f}")
+            print(
+                f"  {t:<18}{r['n']:>6}{r['acc']:>9.3f} ±{r['acc_stderr']:.3f}"
+                f"{r['acc_norm']:>9.3f} ±{r['acc_norm_stderr']:.3f}{r['bpb']:>8.3f}"
+            )
     return 0

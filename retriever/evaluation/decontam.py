@@ -40,7 +40,7 @@ def _h(s: str) -> int:
 def ngram_hashes(text: str, n: int = N) -> set[int]:
     """Hashes of the word ``n``-grams of ``text`` (empty when it has fewer than ``n`` words)."""
     w = words(text)
-    return {_h(" ".join(w[i: i + n])) for i in range(len(w) - n + 1)}
+    return {_h(" ".join(w[i : i + n])) for i in range(len(w) - n + 1)}
 
 
 def exact_hash(text: str) -> int:
@@ -175,11 +175,21 @@ def check_overlap(
     tasks = {}
     for t, ids in fp.records.items():
         bad = gram_hit[t] | exact_hit[t]
-        tasks[t] = {"records": len(ids), "ngram_overlap": len(gram_hit[t]),
-                    "exact_match": len(exact_hit[t]), "contaminated": len(bad),
-                    "share": round(len(bad) / len(ids), 6) if ids else 0.0, "examples": ex[t]}
-    return {"n": fp.n, "docs": n_docs, "docs_contaminated": n_bad,
-            "clean": all(v["contaminated"] == 0 for v in tasks.values()), "tasks": tasks}
+        tasks[t] = {
+            "records": len(ids),
+            "ngram_overlap": len(gram_hit[t]),
+            "exact_match": len(exact_hit[t]),
+            "contaminated": len(bad),
+            "share": round(len(bad) / len(ids), 6) if ids else 0.0,
+            "examples": ex[t],
+        }
+    return {
+        "n": fp.n,
+        "docs": n_docs,
+        "docs_contaminated": n_bad,
+        "clean": all(v["contaminated"] == 0 for v in tasks.values()),
+        "tasks": tasks,
+    }
 
 
 def corpus_docs(paths: list[str] | str, text_field: str = "text") -> Iterable[tuple[str, str]]:

@@ -47,7 +47,9 @@ class ElmbTask:
 
 
 TASKS: dict[str, ElmbTask] = {
-    "function-calling": ElmbTask("function-calling", "elmb_functioncalling", "data4elm/ELMB-FunctionCalling"),
+    "function-calling": ElmbTask(
+        "function-calling", "elmb_functioncalling", "data4elm/ELMB-FunctionCalling"
+    ),
     "reasoning": ElmbTask("reasoning", "elmb_reasoning", "data4elm/ELMB-Reasoning"),
     "roleplay": ElmbTask("roleplay", "elmb_roleplay", "data4elm/ELMB-RolePlay"),
     "rag": ElmbTask("rag", "elmb_chatrag", "data4elm/ELMB-ChatRAG", has_ctx=True),
@@ -101,12 +103,18 @@ def read_mc_records(path: str | os.PathLike) -> list[dict[str, Any]]:
     p = Path(path)
     out = []
     for i, rec in iter_eval_jsonl(p):
-        ok = isinstance(rec, dict) and isinstance(rec.get("choices"), list) and \
-            isinstance(rec.get("answer"), int) and 0 <= rec["answer"] < len(rec["choices"]) \
+        ok = (
+            isinstance(rec, dict)
+            and isinstance(rec.get("choices"), list)
+            and isinstance(rec.get("answer"), int)
+            and 0 <= rec["answer"] < len(rec["choices"])
             and isinstance(rec.get("question"), str)
+        )
         if not ok:
-            raise InputError(f"{p} line {i + 1}: an evaluation record needs question, choices "
-                             "(list) and answer (index into choices)")
+            raise InputError(
+                f"{p} line {i + 1}: an evaluation record needs question, choices "
+                "(list) and answer (index into choices)"
+            )
         out.append(rec)
     if not out:
         raise InputError(f"evaluation file {p} holds no record")
@@ -153,7 +161,9 @@ def derive_mc(items: list[dict[str, Any]], seed: int = 0) -> list[dict[str, Any]
     answers = [it["answer_text"] for it in items]
     out = []
     for i, it in enumerate(items):
-        h = int.from_bytes(hashlib.blake2b(f"{seed}:{it['id']}".encode(), digest_size=8).digest(), "big")
+        h = int.from_bytes(
+            hashlib.blake2b(f"{seed}:{it['id']}".encode(), digest_size=8).digest(), "big"
+        )
         rng = np.random.default_rng(h)
         others = [j for j in range(len(items)) if j != i and answers[j] != answers[i]]
         if len(others) < N_CHOICES - 1:
@@ -161,8 +171,13 @@ def derive_mc(items: list[dict[str, Any]], seed: int = 0) -> list[dict[str, Any]
         picks = [answers[j] for j in rng.choice(others, size=N_CHOICES - 1, replace=False)]
         pos = int(rng.integers(0, N_CHOICES))
         choices = picks[:pos] + [it["answer_text"]] + picks[pos:]
-        rec = {"id": it["id"], "question": it["question"], "choices": choices, "answer": pos,
-               "derived": True}
+        rec = {
+            "id": it["id"],
+            "question": it["question"],
+            "choices": choices,
+            "answer": pos,
+            "derived": True,
+        }
         if "ctx" in it:
             rec["ctx"] = it["ctx"]
         out.append(rec)
@@ -184,8 +199,14 @@ def _rag_items(records) -> list[dict[str, Any]]:
         raw = r.raw
         ctx = " ".join(map(str, raw.get("contexts") or []))
         if raw.get("question") and raw.get("long_answer") and ctx:
-            items.append({"id": r.id, "question": raw["question"],
-                          "answer_text": clip_answer(raw["long_answer"]), "ctx": ctx})
+            items.append(
+                {
+                    "id": r.id,
+                    "question": raw["question"],
+                    "answer_text": clip_answer(raw["long_answer"]),
+                    "ctx": ctx,
+                }
+            )
     return items
 
 
@@ -211,12 +232,21 @@ def local_eval_sets(
 
     split = load_split(data_dir)
     sources = sorted({r.source for t in TASKS for r in split.records(t, "eval")})
-    settings = {"data": paths_fingerprint([str(split.data_dir / s) for s in sources]), "seed": seed,
-                "n_choices": N_CHOICES, "max_answer_chars": MAX_ANSWER_CHARS, "version": 2}
+    settings = {
+        "data": paths_fingerprint([str(split.data_dir / s) for s in sources]),
+        "seed": seed,
+        "n_choices": N_CHOICES,
+        "max_answer_chars": MAX_ANSWER_CHARS,
+        "version": 2,
+    }
     out = Path(out_dir)
     paths = {t: out / f"{t}.jsonl" for t in TASKS}
     man = out / "manifest.json"
-    if man.is_file() and read_json(man).get("settings") == settings and all(p.is_file() for p in paths.values()):
+    if (
+        man.is_file()
+        and read_json(man).get("settings") == settings
+        and all(p.is_file() for p in paths.values())
+    ):
         return paths
     out.mkdir(parents=True, exist_ok=True)
     counts = {}
@@ -227,8 +257,15 @@ def local_eval_sets(
         elif name == "rag":
             rows = derive_mc(_rag_items(recs), seed)
         else:
-            rows = [{"id": r.id, "question": r.raw["question"], "choices": list(r.raw["choices"]),
-                     "answer": int(r.raw["answer"])} for r in recs]
+            rows = [
+                {
+                    "id": r.id,
+                    "question": r.raw["question"],
+                    "choices": list(r.raw["choices"]),
+                    "answer": int(r.raw["answer"]),
+                }
+                for r in recs
+            ]
         for row in rows:
             row["text"] = record_text(row, task)
         tmp = paths[name].with_name(paths[name].name + ".tmp")
@@ -236,8 +273,11 @@ def local_eval_sets(
             for row in rows:
                 fh.write(orjson.dumps(row) + b"\n")
         os.replace(tmp, paths[name])
-        counts[name] = {"records": len(rows), "from": len(recs),
-                        "derived": name in ("roleplay", "rag")}
+        counts[name] = {
+            "records": len(rows),
+            "from": len(recs),
+            "derived": name in ("roleplay", "rag"),
+        }
     write_json_atomic(man, {"settings": settings, "counts": counts})
     return paths
 

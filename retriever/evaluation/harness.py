@@ -56,7 +56,9 @@ def resolve_data(tasks: list[str], data: Any) -> dict[str, str | None]:
         folder = Path(data)
         if not folder.is_dir():
             raise InputError(f"evaluation data {folder} is not a folder of <task>.jsonl files")
-        mapping = {t: str(folder / f"{t}.jsonl") for t in tasks if (folder / f"{t}.jsonl").is_file()}
+        mapping = {
+            t: str(folder / f"{t}.jsonl") for t in tasks if (folder / f"{t}.jsonl").is_file()
+        }
     local: dict[str, Path] | None = None
     for t in tasks:
         if t in mapping:
@@ -113,16 +115,21 @@ def _load_model(checkpoint, device: str):
     try:
         tok = transformers.AutoTokenizer.from_pretrained(str(checkpoint))
         model = transformers.AutoModelForCausalLM.from_pretrained(
-            str(checkpoint), dtype=resolve_dtype("auto", device))
+            str(checkpoint), dtype=resolve_dtype("auto", device)
+        )
     except (OSError, ValueError) as e:
-        raise InputError(f"cannot load model {checkpoint} ({type(e).__name__}: {e}); give a "
-                         "folder with config.json, weights and a tokenizer") from e
+        raise InputError(
+            f"cannot load model {checkpoint} ({type(e).__name__}: {e}); give a "
+            "folder with config.json, weights and a tokenizer"
+        ) from e
     model.to(device).eval()
     del torch
     return model, tok
 
 
-def fitting_records(recs: list[dict[str, Any]], tok, ctx: int | None) -> tuple[list[dict[str, Any]], int]:
+def fitting_records(
+    recs: list[dict[str, Any]], tok, ctx: int | None
+) -> tuple[list[dict[str, Any]], int]:
     """The records whose every choice fits the model's context, and how many were left out.
 
     lm-eval asserts when a continuation alone is longer than the context (one ELMB
@@ -133,7 +140,9 @@ def fitting_records(recs: list[dict[str, Any]], tok, ctx: int | None) -> tuple[l
         return recs, 0
     keep = []
     for rec in recs:
-        lens = [len(tok(" " + str(c), add_special_tokens=False)["input_ids"]) for c in rec["choices"]]
+        lens = [
+            len(tok(" " + str(c), add_special_tokens=False)["input_ids"]) for c in rec["choices"]
+        ]
         if max(lens) <= ctx:
             keep.append(rec)
     return keep, len(recs) - len(keep)
@@ -217,21 +226,35 @@ def evaluate_model(
         for t, recs in records.items():
             keep, skipped[t] = fitting_records(recs, tok, ctx)
             if not keep:
-                raise ConfigError(f"{t}: no record's choices fit the model's context ({ctx} "
-                                  "tokens); train the proxy with a longer seq_len")
+                raise ConfigError(
+                    f"{t}: no record's choices fit the model's context ({ctx} "
+                    "tokens); train the proxy with a longer seq_len"
+                )
             if skipped[t]:
-                log.warning("%s: %d record(s) with a choice longer than the context (%s) skipped",
-                            t, skipped[t], ctx)
+                log.warning(
+                    "%s: %d record(s) with a choice longer than the context (%s) skipped",
+                    t,
+                    skipped[t],
+                    ctx,
+                )
                 run_files[t] = str(Path(tmp) / f"{get_task(t).harness}_fitting.jsonl")
                 Path(run_files[t]).write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in keep))
             texts[t] = [record_text(r, get_task(t)) for r in keep[:limit]]
         harness = write_task_yamls(run_files, Path(tmp))
         # ours only (indexing lm-eval's thousands of built-in YAMLs costs seconds)
         tm = TaskManager(include_path=[tmp, str(TASK_DIR)], include_defaults=False)
-        out = lm_eval.simple_evaluate(model=lm, tasks=list(harness.values()), task_manager=tm,
-                                      limit=limit, log_samples=False, num_fewshot=0,
-                                      random_seed=0, numpy_random_seed=0, torch_random_seed=0,
-                                      fewshot_random_seed=0)
+        out = lm_eval.simple_evaluate(
+            model=lm,
+            tasks=list(harness.values()),
+            task_manager=tm,
+            limit=limit,
+            log_samples=False,
+            num_fewshot=0,
+            random_seed=0,
+            numpy_random_seed=0,
+            torch_random_seed=0,
+            fewshot_random_seed=0,
+        )
     del lm, model
     scores: dict[str, dict[str, float]] = {}
     for t, hname in harness.items():

@@ -88,7 +88,9 @@ def is_tinyagent(rec: dict) -> bool:
     return "input" in rec and isinstance(rec.get("output"), list)
 
 
-def format_record(rec: Any, fmt: str, text_field: str = "text", template: str | None = None) -> str | None:
+def format_record(
+    rec: Any, fmt: str, text_field: str = "text", template: str | None = None
+) -> str | None:
     """Text of ``rec`` under format ``fmt`` (see :class:`retriever.config.GoldSource`)."""
     if not isinstance(rec, dict):
         return None

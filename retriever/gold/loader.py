@@ -34,7 +34,7 @@ HOLDOUT_PREFIX = "holdout:"
 def _holdout_records(src: GoldSource):
     from retriever.holdout import load_split
 
-    task = src.path[len(HOLDOUT_PREFIX):]
+    task = src.path[len(HOLDOUT_PREFIX) :]
     return load_split().records(task, "gold")
 
 
@@ -70,7 +70,9 @@ class GoldLoader:
             new exemplar that is already in the index is a duplicate).
     """
 
-    def __init__(self, sources: list[GoldSource] | tuple[GoldSource, ...], seen_keys: set[str] | None = None):
+    def __init__(
+        self, sources: list[GoldSource] | tuple[GoldSource, ...], seen_keys: set[str] | None = None
+    ):
         self.sources = list(sources)
         self.seen_keys = set(seen_keys or ())
 
@@ -136,7 +138,9 @@ class GoldLoader:
             if src.optional:
                 log.warning("gold source %s does not exist; skipped (optional)", src.path)
                 return None
-            raise InputError(f"gold source {src.path} does not exist (a file, a folder or a Hub id)")
+            raise InputError(
+                f"gold source {src.path} does not exist (a file, a folder or a Hub id)"
+            )
         return list_shards([src.path])
 
     def _records(self, src: GoldSource, paths: list[str]) -> Iterator[tuple[int, Any, str]]:
@@ -164,7 +168,7 @@ class GoldLoader:
                 yield row, rec, path
 
     def _iter_hub(self, src: GoldSource) -> Iterator[Any]:
-        name = src.path[len(HUB_PREFIX):] if src.path.startswith(HUB_PREFIX) else src.path
+        name = src.path[len(HUB_PREFIX) :] if src.path.startswith(HUB_PREFIX) else src.path
         try:
             if src.data_files:
                 # files such as TinyAgent's training_data.json (one JSON object keyed by id) are not
@@ -189,7 +193,14 @@ class GoldLoader:
 
     @staticmethod
     def _fingerprint(src: GoldSource, paths: list[str]) -> str:
-        parts: list[Any] = [src.format, src.text_field, src.template, src.limit, src.split, list(src.data_files)]
+        parts: list[Any] = [
+            src.format,
+            src.text_field,
+            src.template,
+            src.limit,
+            src.split,
+            list(src.data_files),
+        ]
         if src.path.startswith(HOLDOUT_PREFIX):
             from retriever.holdout import default_data_dir
 

@@ -49,8 +49,9 @@ def build_index(
     if gold_limit is not None:
         if gold_limit < 1:
             raise ConfigError(f"--gold-limit must be at least 1, got {gold_limit}")
-        spec = dataclasses.replace(spec, sources=tuple(dataclasses.replace(s, limit=gold_limit)
-                                                       for s in spec.sources))
+        spec = dataclasses.replace(
+            spec, sources=tuple(dataclasses.replace(s, limit=gold_limit) for s in spec.sources)
+        )
     dest = Path(out or Path(indexes_dir) / spec.task)
     check_writable(dest.parent, "index folder")  # before embedding all the gold, not after
     gold_set = GoldLoader(spec.sources).load()
@@ -62,7 +63,9 @@ def build_index(
         from retriever.index.hybrid import build_sparse
 
         build_sparse(dest, gi=gi)
-    log.info("index %s: %d exemplars (%s)", spec.task, gi.ntotal, gold_set.stats.to_dict()["counts"])
+    log.info(
+        "index %s: %d exemplars (%s)", spec.task, gi.ntotal, gold_set.stats.to_dict()["counts"]
+    )
     return gi
 
 
@@ -102,8 +105,19 @@ def add_to_index(
         have.add(text_key(t))
         stats.inc("kept")
         docs.append(Doc(id=f"added:{gi.ntotal + len(docs)}", text=t, metadata={"source": "added"}))
-    sources = [{"name": "added", "path": "<command line>", "format": "text", "records": len(docs),
-                "fingerprint": text_key("\n".join(d.text for d in docs))}] if docs else []
+    sources = (
+        [
+            {
+                "name": "added",
+                "path": "<command line>",
+                "format": "text",
+                "records": len(docs),
+                "fingerprint": text_key("\n".join(d.text for d in docs)),
+            }
+        ]
+        if docs
+        else []
+    )
     gold_set = GoldSet(docs, stats, sources)
     if gold:
         extra = GoldLoader([GoldSource(path=g) for g in gold], seen_keys=have).load()

@@ -11,18 +11,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("index", help="build, extend or inspect a task's gold index (indexes/TASK/)")
     isub = p.add_subparsers(dest="index_command", metavar="ACTION", required=True)
 
-    b = isub.add_parser("build", help="embed a task's gold exemplars into indexes/TASK/",
-                        description="Load the gold sources of TASK (indexes/TASK.toml, or --gold), "
-                        "embed them and write a FAISS index, the gold texts and a manifest.")
+    b = isub.add_parser(
+        "build",
+        help="embed a task's gold exemplars into indexes/TASK/",
+        description="Load the gold sources of TASK (indexes/TASK.toml, or --gold), "
+        "embed them and write a FAISS index, the gold texts and a manifest.",
+    )
     b.add_argument("task", help="task name (spec indexes/TASK.toml) or a spec .toml path")
-    b.add_argument("--gold", action="append", metavar="PATH_OR_HUB_ID",
-                   help="gold source replacing the spec's sources (repeatable; file, folder or Hub id)")
-    b.add_argument("--indexes-dir", default="indexes", help="where specs live and indexes go (default: indexes)")
+    b.add_argument(
+        "--gold",
+        action="append",
+        metavar="PATH_OR_HUB_ID",
+        help="gold source replacing the spec's sources (repeatable; file, folder or Hub id)",
+    )
+    b.add_argument(
+        "--indexes-dir",
+        default="indexes",
+        help="where specs live and indexes go (default: indexes)",
+    )
     b.add_argument("--out", help="index folder (default: INDEXES_DIR/TASK)")
     b.add_argument("--model", help="embedding model (Hub id or local path; default: the spec's)")
     b.add_argument("--factory", help="FAISS factory string (default: the spec's, usually Flat)")
-    b.add_argument("--gold-limit", type=int, metavar="N",
-                   help="read at most N records per gold source (a quick first index)")
+    b.add_argument(
+        "--gold-limit",
+        type=int,
+        metavar="N",
+        help="read at most N records per gold source (a quick first index)",
+    )
     b.add_argument("--json", action="store_true", help="print the manifest as JSON")
     b.set_defaults(func=_build)
 
@@ -34,20 +49,41 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     a.set_defaults(func=_add)
 
     h = isub.add_parser(
-        "head", help="train each index's learned head (head/): a calibrated probability of the task",
+        "head",
+        help="train each index's learned head (head/): a calibrated probability of the task",
         description="Per --index, a logistic regression over the document vector and its dense and "
         "sparse scores, trained with the task's gold as positives and --negatives corpus documents "
         "plus the other indexes' gold as negatives, Platt-calibrated on out-of-fold scores. The "
-        "score stage then writes hybrid_TASK and head_TASK, and ranks candidates by head_TASK.")
-    h.add_argument("--index", action="append", required=True, metavar="DIR",
-                   help="index folder (repeat for every task: the others' gold are negatives)")
-    h.add_argument("--negatives", action="append", required=True, metavar="CORPUS",
-                   help="corpus files / folders whose documents are negatives (repeatable)")
-    h.add_argument("--max-negatives", type=int, default=5000,
-                   help="corpus documents used, a seeded sample over the shards (default 5000)")
+        "score stage then writes hybrid_TASK and head_TASK, and ranks candidates by head_TASK.",
+    )
+    h.add_argument(
+        "--index",
+        action="append",
+        required=True,
+        metavar="DIR",
+        help="index folder (repeat for every task: the others' gold are negatives)",
+    )
+    h.add_argument(
+        "--negatives",
+        action="append",
+        required=True,
+        metavar="CORPUS",
+        help="corpus files / folders whose documents are negatives (repeatable)",
+    )
+    h.add_argument(
+        "--max-negatives",
+        type=int,
+        default=5000,
+        help="corpus documents used, a seeded sample over the shards (default 5000)",
+    )
     h.add_argument("--text-field", default="text", help="corpus text field (default text)")
-    h.add_argument("-k", "--k", type=int, default=10, help="top-k of the mean scores; must be the "
-                   "score stage's -k (default 10)")
+    h.add_argument(
+        "-k",
+        "--k",
+        type=int,
+        default=10,
+        help="top-k of the mean scores; must be the score stage's -k (default 10)",
+    )
     h.add_argument("--c", type=float, default=1.0, help="inverse L2 strength (default 1.0)")
     h.add_argument("--seed", type=int, default=0)
     h.add_argument("--json", action="store_true")
@@ -61,15 +97,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _build(args) -> int:
     from retriever.index import build_index
 
-    gi = build_index(args.task, gold=args.gold, indexes_dir=args.indexes_dir, out=args.out,
-                     model=args.model, factory=args.factory, gold_limit=args.gold_limit)
+    gi = build_index(
+        args.task,
+        gold=args.gold,
+        indexes_dir=args.indexes_dir,
+        out=args.out,
+        model=args.model,
+        factory=args.factory,
+        gold_limit=args.gold_limit,
+    )
     if args.json:
         print_json(gi.manifest)
     else:
         c = gi.manifest["counts"]
-        print(f"{gi.task}: {gi.ntotal} exemplars indexed ({gi.model}, dim {gi.dim}, {gi.manifest['factory']}, "
-              f"built on {gi.manifest['built_on']}); read {c.get('seen', 0)}, duplicates "
-              f"{c.get('dropped/duplicate', 0)}, rejected {sum(v for k, v in c.items() if k.startswith('rejected'))}")
+        print(
+            f"{gi.task}: {gi.ntotal} exemplars indexed ({gi.model}, dim {gi.dim}, {gi.manifest['factory']}, "
+            f"built on {gi.manifest['built_on']}); read {c.get('seen', 0)}, duplicates "
+            f"{c.get('dropped/duplicate', 0)}, rejected {sum(v for k, v in c.items() if k.startswith('rejected'))}"
+        )
     return 0
 
 
@@ -95,15 +140,27 @@ def _head(args) -> int:
 
     negatives = read_negatives(args.negatives, args.max_negatives, args.seed, args.text_field)
     emb = load_embedder(GoldIndex.load(args.index[0]).model)
-    heads = train_heads(args.index, negatives, emb, HeadConfig(c=args.c, seed=args.seed), k=args.k,
-                        sources=list(args.negatives))
+    heads = train_heads(
+        args.index,
+        negatives,
+        emb,
+        HeadConfig(c=args.c, seed=args.seed),
+        k=args.k,
+        sources=list(args.negatives),
+    )
     out = {t: {n: m.info for n, m in h.models.items()} for t, h in heads.items()}
     if args.json:
         print_json(out)
     else:
         for t, models in out.items():
-            print(f"{t}: " + "; ".join(f"{n} cv AUC {m['cv_roc_auc']:.4f} ({m['n_positive']} gold, "
-                                      f"{m['n_negative']} negatives)" for n, m in models.items()))
+            print(
+                f"{t}: "
+                + "; ".join(
+                    f"{n} cv AUC {m['cv_roc_auc']:.4f} ({m['n_positive']} gold, "
+                    f"{m['n_negative']} negatives)"
+                    for n, m in models.items()
+                )
+            )
     return 0
 
 

@@ -76,13 +76,23 @@ class GoldIndex:
         use_gpu: search on GPU (``None``: when FAISS sees one). Falls back to CPU otherwise.
     """
 
-    def __init__(self, task: str, index, ids: list[str], texts: list[str], sources: list[str],
-                 manifest: dict[str, Any], use_gpu: bool | None = None):
+    def __init__(
+        self,
+        task: str,
+        index,
+        ids: list[str],
+        texts: list[str],
+        sources: list[str],
+        manifest: dict[str, Any],
+        use_gpu: bool | None = None,
+    ):
         self.task = task
         self.index = index
         self.ids, self.texts, self.sources = ids, texts, sources
         self.manifest = manifest
-        self.use_gpu = faiss_gpu_available() if use_gpu is None else (use_gpu and faiss_gpu_available())
+        self.use_gpu = (
+            faiss_gpu_available() if use_gpu is None else (use_gpu and faiss_gpu_available())
+        )
         self._gpu_index = None
 
     # -- properties -------------------------------------------------------------------------------
@@ -103,8 +113,14 @@ class GoldIndex:
 
     # -- build ------------------------------------------------------------------------------------
     @classmethod
-    def build(cls, task: str, gold: GoldSet, embedder: Embedder, factory: str = "Flat",
-              use_gpu: bool | None = None) -> GoldIndex:
+    def build(
+        cls,
+        task: str,
+        gold: GoldSet,
+        embedder: Embedder,
+        factory: str = "Flat",
+        use_gpu: bool | None = None,
+    ) -> GoldIndex:
         """Embed ``gold`` and index it (on GPU when available; the stored index is a CPU one)."""
         check_name(task, "task name")
         t0 = time.perf_counter()
@@ -128,8 +144,15 @@ class GoldIndex:
             "format": INDEX_FORMAT,
             "version": _version(),
         }
-        return cls(task, index, [d.id for d in gold.docs], gold.texts,
-                   [d.metadata.get("source", "") for d in gold.docs], manifest, use_gpu)
+        return cls(
+            task,
+            index,
+            [d.id for d in gold.docs],
+            gold.texts,
+            [d.metadata.get("source", "") for d in gold.docs],
+            manifest,
+            use_gpu,
+        )
 
     def add(self, gold: GoldSet, embedder: Embedder) -> int:
         """Append new exemplars (duplicates of indexed texts are skipped); returns how many were added."""
@@ -212,8 +235,10 @@ class GoldIndex:
         tmp.mkdir()
         try:
             faiss.write_index(self.index, str(tmp / INDEX_FILE))
-            pq.write_table(pa.table({"id": self.ids, "text": self.texts, "source": self.sources}),
-                           tmp / GOLD_FILE)
+            pq.write_table(
+                pa.table({"id": self.ids, "text": self.texts, "source": self.sources}),
+                tmp / GOLD_FILE,
+            )
             write_json_atomic(tmp / MANIFEST_FILE, self.manifest)
             if out.is_dir():
                 for f in out.iterdir():
@@ -234,8 +259,9 @@ class GoldIndex:
         return out
 
     @classmethod
-    def load(cls, path: str | os.PathLike, embedder: Embedder | None = None,
-             use_gpu: bool | None = None) -> GoldIndex:
+    def load(
+        cls, path: str | os.PathLike, embedder: Embedder | None = None, use_gpu: bool | None = None
+    ) -> GoldIndex:
         """Open ``indexes/<task>/``; with ``embedder``, check it is the model the index was built with.
 
         Raises:
@@ -249,7 +275,9 @@ class GoldIndex:
         p = Path(path)
         if not (p / MANIFEST_FILE).is_file():
             hint = "an unfinished build" if p.is_dir() else "missing"
-            raise InputError(f"no gold index at {p} ({hint}); build it with `retriever index build TASK`")
+            raise InputError(
+                f"no gold index at {p} ({hint}); build it with `retriever index build TASK`"
+            )
         rebuild = f"rebuild it with `retriever index build {p.name}`"
         manifest = read_json(p / MANIFEST_FILE)
         if not isinstance(manifest, dict):
@@ -272,15 +300,21 @@ class GoldIndex:
         try:
             index = faiss.read_index(str(p / INDEX_FILE))
         except (RuntimeError, MemoryError, OverflowError) as e:
-            raise InputError(f"{p / INDEX_FILE} is corrupt ({str(e).splitlines()[0][:200]}); {rebuild}") from e
+            raise InputError(
+                f"{p / INDEX_FILE} is corrupt ({str(e).splitlines()[0][:200]}); {rebuild}"
+            ) from e
         try:
             gold = pq.read_table(p / GOLD_FILE)
             cols = {c: gold.column(c).to_pylist() for c in ("id", "text", "source")}
         except (pa.ArrowException, OSError, KeyError) as e:
             raise InputError(f"{p / GOLD_FILE} is corrupt ({e}); {rebuild}") from e
         if index.ntotal != gold.num_rows or index.d != int(manifest["dim"]):
-            raise InputError(f"{p} is inconsistent (index {index.ntotal} x {index.d}, gold {gold.num_rows} rows); rebuild it")
-        out = cls(manifest["task"], index, cols["id"], cols["text"], cols["source"], manifest, use_gpu)
+            raise InputError(
+                f"{p} is inconsistent (index {index.ntotal} x {index.d}, gold {gold.num_rows} rows); rebuild it"
+            )
+        out = cls(
+            manifest["task"], index, cols["id"], cols["text"], cols["source"], manifest, use_gpu
+        )
         if embedder is not None:
             out.check_embedder(embedder)
         return out
@@ -289,10 +323,19 @@ class GoldIndex:
         """Readable results of :meth:`search`: per query, ``[{rank, score, id, text, source}]``."""
         out = []
         for drow, irow in zip(D, I, strict=True):
-            out.append([
-                {"rank": r + 1, "score": float(d), "id": self.ids[i], "text": self.texts[i], "source": self.sources[i]}
-                for r, (d, i) in enumerate(zip(drow, irow, strict=True)) if i >= 0
-            ])
+            out.append(
+                [
+                    {
+                        "rank": r + 1,
+                        "score": float(d),
+                        "id": self.ids[i],
+                        "text": self.texts[i],
+                        "source": self.sources[i],
+                    }
+                    for r, (d, i) in enumerate(zip(drow, irow, strict=True))
+                    if i >= 0
+                ]
+            )
         return out
 
 
@@ -338,4 +381,7 @@ def load_indexes(paths: list[str], embedder: Embedder | None = None) -> dict[str
 
 
 def gold_docs(index: GoldIndex) -> list[Doc]:
-    return [Doc(i, t, {"source": s}) for i, t, s in zip(index.ids, index.texts, index.sources, strict=True)]
+    return [
+        Doc(i, t, {"source": s})
+        for i, t, s in zip(index.ids, index.texts, index.sources, strict=True)
+    ]

@@ -64,8 +64,12 @@ class Features:
 
     @staticmethod
     def concat(parts: list[Features]) -> Features:
-        return Features(*(np.concatenate([getattr(p, f) for p in parts])
-                          for f in ("vectors", "cos", "topk", "sparse", "sparse_topk")))
+        return Features(
+            *(
+                np.concatenate([getattr(p, f) for p in parts])
+                for f in ("vectors", "cos", "topk", "sparse", "sparse_topk")
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -86,8 +90,10 @@ class HeadConfig:
 
     def check(self) -> None:
         if self.c <= 0 or self.folds < 2 or self.max_iter < 1:
-            raise InputError(f"head: c must be > 0, folds >= 2, max_iter >= 1 (got {self.c}, "
-                             f"{self.folds}, {self.max_iter})")
+            raise InputError(
+                f"head: c must be > 0, folds >= 2, max_iter >= 1 (got {self.c}, "
+                f"{self.folds}, {self.max_iter})"
+            )
 
 
 @dataclass
@@ -132,8 +138,14 @@ class TaskHead:
         for name, m in self.models.items():
             with AtomicWriter(out / f"{name}.npy") as tmp, open(tmp, "wb") as f:
                 np.save(f, np.asarray(m.coef, dtype=np.float32))
-            models[name] = {"features": list(m.features), "bias": m.bias, "mu": m.mu.tolist(),
-                            "sd": m.sd.tolist(), "platt": list(m.platt), **m.info}
+            models[name] = {
+                "features": list(m.features),
+                "bias": m.bias,
+                "mu": m.mu.tolist(),
+                "sd": m.sd.tolist(),
+                "platt": list(m.platt),
+                **m.info,
+            }
         write_json_atomic(out / "head.json", {**self.manifest, "models": models})
         return out
 
@@ -149,18 +161,31 @@ class TaskHead:
             raise InputError(f"no head at {p}; train one with `retriever index head`")
         meta = read_json(p / "head.json")
         if meta.get("format") != HEAD_FORMAT:
-            raise InputError(f"{p} has head format {meta.get('format')}, this version reads "
-                             f"{HEAD_FORMAT}; retrain it with `retriever index head`")
+            raise InputError(
+                f"{p} has head format {meta.get('format')}, this version reads "
+                f"{HEAD_FORMAT}; retrain it with `retriever index head`"
+            )
         models = {}
         for name, m in meta["models"].items():
             coef = np.load(p / f"{name}.npy", allow_pickle=False).astype(np.float64)
             mu, sd = np.asarray(m["mu"]), np.asarray(m["sd"])
             if not (len(coef) == len(mu) == len(sd)):
-                raise InputError(f"{p}: {name} has {len(coef)} coefficients for {len(mu)} features; "
-                                 "retrain it with `retriever index head`")
-            info = {k: v for k, v in m.items() if k not in ("features", "bias", "mu", "sd", "platt")}
-            models[name] = LinearModel(tuple(m["features"]), coef, float(m["bias"]), mu, sd,
-                                       (float(m["platt"][0]), float(m["platt"][1])), info)
+                raise InputError(
+                    f"{p}: {name} has {len(coef)} coefficients for {len(mu)} features; "
+                    "retrain it with `retriever index head`"
+                )
+            info = {
+                k: v for k, v in m.items() if k not in ("features", "bias", "mu", "sd", "platt")
+            }
+            models[name] = LinearModel(
+                tuple(m["features"]),
+                coef,
+                float(m["bias"]),
+                mu,
+                sd,
+                (float(m["platt"][0]), float(m["platt"][1])),
+                info,
+            )
         manifest = {k: v for k, v in meta.items() if k != "models"}
         return cls(meta["task"], models, manifest)
 
@@ -171,8 +196,9 @@ def load_head(index_dir: str | os.PathLike) -> TaskHead | None:
     return TaskHead.load(p) if (p / "head.json").is_file() else None
 
 
-def fit_linear(X: np.ndarray, y: np.ndarray, features: tuple[str, ...],
-               config: HeadConfig | None = None) -> LinearModel:
+def fit_linear(
+    X: np.ndarray, y: np.ndarray, features: tuple[str, ...], config: HeadConfig | None = None
+) -> LinearModel:
     """Fit a class-balanced, standardised logistic regression and Platt-calibrate it.
 
     Platt's ``(a, c)`` are fitted on out-of-fold decision values (each row scored by a model that
@@ -189,8 +215,10 @@ def fit_linear(X: np.ndarray, y: np.ndarray, features: tuple[str, ...],
     y = np.asarray(y, dtype=np.int64)
     n_pos, n_neg = int(y.sum()), int((1 - y).sum())
     if n_pos < config.folds or n_neg < config.folds:
-        raise InputError(f"head: need at least {config.folds} positives and negatives "
-                         f"(got {n_pos} and {n_neg}); add gold or negatives")
+        raise InputError(
+            f"head: need at least {config.folds} positives and negatives "
+            f"(got {n_pos} and {n_neg}); add gold or negatives"
+        )
     mu = X.mean(axis=0)
     sd = X.std(axis=0)
     sd[sd < 1e-8] = 1.0
@@ -217,16 +245,32 @@ def fit_linear(X: np.ndarray, y: np.ndarray, features: tuple[str, ...],
     from retriever.metrics import roc_auc
 
     clf = fit(Z, y)
-    info = {"n_positive": n_pos, "n_negative": n_neg, "c": config.c,
-            "cv_roc_auc": roc_auc(y, oof),
-            "cv_brier_balanced": float(np.average((p_oof - y) ** 2, weights=w))}
-    return LinearModel(tuple(features), clf.coef_[0].astype(np.float64), float(clf.intercept_[0]),
-                       mu, sd, (a, c), info)
+    info = {
+        "n_positive": n_pos,
+        "n_negative": n_neg,
+        "c": config.c,
+        "cv_roc_auc": roc_auc(y, oof),
+        "cv_brier_balanced": float(np.average((p_oof - y) ** 2, weights=w)),
+    }
+    return LinearModel(
+        tuple(features),
+        clf.coef_[0].astype(np.float64),
+        float(clf.intercept_[0]),
+        mu,
+        sd,
+        (a, c),
+        info,
+    )
 
 
-def train_head(task: str, positives: Features, negatives: Features,
-               config: HeadConfig | None = None, manifest: dict[str, Any] | None = None,
-               models: dict[str, tuple[str, ...]] | None = None) -> TaskHead:
+def train_head(
+    task: str,
+    positives: Features,
+    negatives: Features,
+    config: HeadConfig | None = None,
+    manifest: dict[str, Any] | None = None,
+    models: dict[str, tuple[str, ...]] | None = None,
+) -> TaskHead:
     """Train the ``head`` and ``hybrid`` models of ``task`` (see the module docstring).
 
     Args:
@@ -261,5 +305,10 @@ def gold_features(gold_vectors: np.ndarray, gold_index, sparse, k: int = 10) -> 
     keep[~own.any(axis=1), -1] = False
     Dk = D[keep].reshape(n, -1)[:, :k]  # [n, k]
     smax, stopk = sparse.score_rows(sparse.gold, k, exclude=np.arange(n))
-    return Features(np.asarray(gold_vectors, dtype=np.float32), Dk[:, 0].astype(np.float32),
-                    Dk.mean(axis=1).astype(np.float32), smax, stopk)
+    return Features(
+        np.asarray(gold_vectors, dtype=np.float32),
+        Dk[:, 0].astype(np.float32),
+        Dk.mean(axis=1).astype(np.float32),
+        smax,
+        stopk,
+    )

@@ -76,7 +76,9 @@ class TaskExtras:
         """What a score folder records about these parts (checked on resume)."""
         out: dict[str, Any] = {"ranking": self.ranking()}
         if self.sparse is not None:
-            out["sparse"] = {k: self.sparse.manifest.get(k) for k in ("gold_fingerprint", "n_terms", "config")}
+            out["sparse"] = {
+                k: self.sparse.manifest.get(k) for k in ("gold_fingerprint", "n_terms", "config")
+            }
         if self.head is not None:
             out["head"] = {k: self.head.manifest.get(k) for k in ("gold_fingerprint", "trained")}
         return out
@@ -91,15 +93,21 @@ def load_extras(index_dir: str | os.PathLike) -> TaskExtras:
     ex = TaskExtras(load_sparse(index_dir), load_head(index_dir))
     gold_fp = read_json(Path(index_dir) / "manifest.json").get("gold_fingerprint")
     if ex.sparse is not None and ex.sparse.manifest.get("gold_fingerprint") != gold_fp:
-        raise InputError(f"the sparse index in {index_dir} is of another gold; rebuild it with "
-                         "`retriever index build` (or `retriever index sparse`)")
+        raise InputError(
+            f"the sparse index in {index_dir} is of another gold; rebuild it with "
+            "`retriever index build` (or `retriever index sparse`)"
+        )
     if ex.head is not None:
         if ex.sparse is None:
-            raise InputError(f"{index_dir} has a head but no sparse index; rebuild it with "
-                             "`retriever index build`, then `retriever index head`")
+            raise InputError(
+                f"{index_dir} has a head but no sparse index; rebuild it with "
+                "`retriever index build`, then `retriever index head`"
+            )
         if ex.head.manifest.get("sparse_fingerprint") != ex.sparse.manifest.get("gold_fingerprint"):
-            raise InputError(f"the head in {index_dir} was trained on another gold or sparse "
-                             "index; retrain it with `retriever index head`")
+            raise InputError(
+                f"the head in {index_dir} was trained on another gold or sparse "
+                "index; retrain it with `retriever index head`"
+            )
     return ex
 
 
@@ -109,9 +117,14 @@ def extra_columns(extras: Iterable[TaskExtras]) -> list[str]:
     return [c for c in EXTRA_COLUMNS if c in have]
 
 
-def score_extras(extras: dict[str, TaskExtras], texts: list[str], xq: np.ndarray,
-                 smax: dict[str, np.ndarray], stopk: dict[str, np.ndarray], k: int,
-                 ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
+def score_extras(
+    extras: dict[str, TaskExtras],
+    texts: list[str],
+    xq: np.ndarray,
+    smax: dict[str, np.ndarray],
+    stopk: dict[str, np.ndarray],
+    k: int,
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
     """Sparse and head scores of a batch, and each task's candidate ranking.
 
     Args:
@@ -127,8 +140,9 @@ def score_extras(extras: dict[str, TaskExtras], texts: list[str], xq: np.ndarray
         if ex.sparse is not None:
             extra["sparse"][task], extra["sparse_topk"][task] = ex.sparse.score(texts, k)
         if ex.head is not None:
-            feats = Features(xq, smax[task], stopk[task], extra["sparse"][task],
-                             extra["sparse_topk"][task])
+            feats = Features(
+                xq, smax[task], stopk[task], extra["sparse"][task], extra["sparse_topk"][task]
+            )
             for name, p in ex.head.predict(feats).items():
                 extra.setdefault(name, {})[task] = p
         r = ex.ranking()
@@ -137,8 +151,9 @@ def score_extras(extras: dict[str, TaskExtras], texts: list[str], xq: np.ndarray
 
 
 # -- building the parts ---------------------------------------------------------------------------
-def build_sparse(index_dir: str | os.PathLike, config: SparseConfig | None = None,
-                 gi: GoldIndex | None = None) -> SparseIndex:
+def build_sparse(
+    index_dir: str | os.PathLike, config: SparseConfig | None = None, gi: GoldIndex | None = None
+) -> SparseIndex:
     """Build (or rebuild) the sparse index of an index folder from its gold (``gi``: the folder's
     index, already loaded)."""
     from retriever.index.gold_index import GoldIndex
@@ -155,13 +170,16 @@ def gold_vectors(gi: GoldIndex, embedder: Embedder | None = None) -> np.ndarray:
         return np.asarray(gi.index.reconstruct_n(0, gi.ntotal), dtype=np.float32)  # [n_gold, dim]
     except RuntimeError:  # IVF / PQ indexes without a direct map
         if embedder is None:
-            raise InputError(f"index {gi.task!r} cannot return its vectors ({gi.manifest['factory']}); "
-                             "pass an embedder to re-embed the gold") from None
+            raise InputError(
+                f"index {gi.task!r} cannot return its vectors ({gi.manifest['factory']}); "
+                "pass an embedder to re-embed the gold"
+            ) from None
         return embedder.encode(gi.texts)
 
 
-def document_features(gi: GoldIndex, sparse: SparseIndex, xq: np.ndarray, texts: list[str],
-                      k: int = 10) -> Features:
+def document_features(
+    gi: GoldIndex, sparse: SparseIndex, xq: np.ndarray, texts: list[str], k: int = 10
+) -> Features:
     """Features of documents for one task (what the score stage computes for them)."""
     from retriever.score.core import topk_scores
 
@@ -171,10 +189,16 @@ def document_features(gi: GoldIndex, sparse: SparseIndex, xq: np.ndarray, texts:
     return Features(np.asarray(xq, dtype=np.float32), cmax, ctopk, smax, stopk)
 
 
-def train_heads(index_dirs: list[str], negatives: list[str], embedder: Embedder | None = None,
-                config: HeadConfig | None = None, k: int = 10,
-                negative_vectors: np.ndarray | None = None, clip_chars: int | None = None,
-                sources: list[str] | None = None) -> dict[str, TaskHead]:
+def train_heads(
+    index_dirs: list[str],
+    negatives: list[str],
+    embedder: Embedder | None = None,
+    config: HeadConfig | None = None,
+    k: int = 10,
+    negative_vectors: np.ndarray | None = None,
+    clip_chars: int | None = None,
+    sources: list[str] | None = None,
+) -> dict[str, TaskHead]:
     """Train and save a head for every index folder.
 
     Positives: the task's gold (leave-one-out scores). Negatives: ``negatives`` (corpus texts) and
@@ -217,14 +241,24 @@ def train_heads(index_dirs: list[str], negatives: list[str], embedder: Embedder 
         for other in indexes:
             if other != task:
                 negs.append(document_features(gi, sparse[task], vecs[other], texts[other], k))
-        head = train_head(task, pos, Features.concat(negs), config, manifest={
-            "gold_fingerprint": gi.manifest["gold_fingerprint"],
-            "sparse_fingerprint": sparse[task].manifest["gold_fingerprint"],
-            "model": gi.model, "k": k,
-            "negatives": {"corpus": len(negatives), "sources": sources or [],
-                          "other_tasks": {o: indexes[o].ntotal for o in indexes if o != task}},
-            "trained": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        })
+        head = train_head(
+            task,
+            pos,
+            Features.concat(negs),
+            config,
+            manifest={
+                "gold_fingerprint": gi.manifest["gold_fingerprint"],
+                "sparse_fingerprint": sparse[task].manifest["gold_fingerprint"],
+                "model": gi.model,
+                "k": k,
+                "negatives": {
+                    "corpus": len(negatives),
+                    "sources": sources or [],
+                    "other_tasks": {o: indexes[o].ntotal for o in indexes if o != task},
+                },
+                "trained": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            },
+        )
         head.save(Path(dirs[task]) / HEAD_DIR)
         heads[task] = head
         log.info("head %s: %s", task, {n: m.info for n, m in head.models.items()})
@@ -232,8 +266,9 @@ def train_heads(index_dirs: list[str], negatives: list[str], embedder: Embedder 
     return heads
 
 
-def read_negatives(corpus: list[str], limit: int = 5000, seed: int = 0,
-                   text_field: str = "text") -> list[str]:
+def read_negatives(
+    corpus: list[str], limit: int = 5000, seed: int = 0, text_field: str = "text"
+) -> list[str]:
     """Up to ``limit`` corpus texts spread over the shards: the ones with the smallest seeded hash
     of ``<shard>:<row>`` (the same sample whatever the order or the number of shards read)."""
     import hashlib
@@ -249,7 +284,9 @@ def read_negatives(corpus: list[str], limit: int = 5000, seed: int = 0,
         for doc in reader.read(shard):
             if isinstance(doc, Rejected):
                 continue
-            h = int.from_bytes(hashlib.blake2b(f"{seed}:{doc.id}".encode(), digest_size=8).digest(), "big")
+            h = int.from_bytes(
+                hashlib.blake2b(f"{seed}:{doc.id}".encode(), digest_size=8).digest(), "big"
+            )
             item = (-h, doc.text)
             if len(heap) < limit:
                 heapq.heappush(heap, item)

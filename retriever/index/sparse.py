@@ -78,8 +78,14 @@ class SparseIndex:
     Build with :meth:`build`, reopen with :meth:`load`, score with :meth:`score`.
     """
 
-    def __init__(self, terms: list[str], idf: np.ndarray, gold, config: SparseConfig,
-                 manifest: dict[str, Any]):
+    def __init__(
+        self,
+        terms: list[str],
+        idf: np.ndarray,
+        gold,
+        config: SparseConfig,
+        manifest: dict[str, Any],
+    ):
         self.terms = terms
         self.idf = np.asarray(idf, dtype=np.float32)  # [n_terms]
         self.gold = gold  # scipy CSR [n_gold, n_terms], rows L2-normalised
@@ -98,8 +104,12 @@ class SparseIndex:
 
     # -- build ------------------------------------------------------------------------------------
     @classmethod
-    def build(cls, texts: list[str], config: SparseConfig | None = None,
-              gold_fingerprint: str | None = None) -> SparseIndex:
+    def build(
+        cls,
+        texts: list[str],
+        config: SparseConfig | None = None,
+        gold_fingerprint: str | None = None,
+    ) -> SparseIndex:
         """Fit the vocabulary and idf on ``texts`` (the gold) and store their TF-IDF rows.
 
         Raises:
@@ -112,8 +122,12 @@ class SparseIndex:
         feat = require("sklearn.feature_extraction.text")
         min_df = min(config.min_df, len(texts))
         cv = feat.CountVectorizer(
-            ngram_range=(1, config.ngram_max), min_df=min_df, max_features=config.max_terms,
-            lowercase=config.lowercase, token_pattern=TOKEN_PATTERN, dtype=np.float32,
+            ngram_range=(1, config.ngram_max),
+            min_df=min_df,
+            max_features=config.max_terms,
+            lowercase=config.lowercase,
+            token_pattern=TOKEN_PATTERN,
+            dtype=np.float32,
         )
         try:
             counts = cv.fit_transform(texts)  # [n_gold, n_terms]
@@ -124,7 +138,9 @@ class SparseIndex:
             ) from e
         terms = cv.get_feature_names_out().tolist()
         df = np.asarray((counts > 0).sum(axis=0)).ravel()  # [n_terms]
-        idf = (np.log((1 + len(texts)) / (1 + df)) + 1).astype(np.float32)  # scikit-learn smooth idf
+        idf = (np.log((1 + len(texts)) / (1 + df)) + 1).astype(
+            np.float32
+        )  # scikit-learn smooth idf
         manifest = {
             "format": SPARSE_FORMAT,
             "kind": "tfidf",
@@ -142,7 +158,9 @@ class SparseIndex:
         """L2-normalised TF-IDF rows of ``texts`` (scipy CSR ``[n, n_terms]``)."""
         return self._weigh(self._vectorizer().transform(texts))
 
-    def score(self, texts: list[str], k: int = 10, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    def score(
+        self, texts: list[str], k: int = 10, block: int = 1024
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(max, mean top-k)`` TF-IDF cosine of each text to the gold rows, float32 ``[n]`` each.
 
         Args:
@@ -152,8 +170,9 @@ class SparseIndex:
         """
         return self.score_rows(self.transform(texts), k, block)
 
-    def score_rows(self, X, k: int = 10, block: int = 1024,
-                   exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def score_rows(
+        self, X, k: int = 10, block: int = 1024, exclude: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`score` for rows already transformed; ``exclude[i]`` = a gold row to leave out
         for row ``i`` (its own, for leave-one-out features of the gold), or -1."""
         n = X.shape[0]
@@ -178,8 +197,11 @@ class SparseIndex:
             feat = require("sklearn.feature_extraction.text")
             c = self.config
             self._counter = feat.CountVectorizer(
-                ngram_range=(1, c.ngram_max), lowercase=c.lowercase, token_pattern=TOKEN_PATTERN,
-                vocabulary={t: i for i, t in enumerate(self.terms)}, dtype=np.float32,
+                ngram_range=(1, c.ngram_max),
+                lowercase=c.lowercase,
+                token_pattern=TOKEN_PATTERN,
+                vocabulary={t: i for i, t in enumerate(self.terms)},
+                dtype=np.float32,
             )
         return self._counter
 
@@ -205,8 +227,13 @@ class SparseIndex:
             np.save(f, self.idf)
         g = self.gold
         with AtomicWriter(out / "gold.npz") as tmp, open(tmp, "wb") as f:
-            np.savez(f, data=g.data, indices=g.indices, indptr=g.indptr,
-                     shape=np.asarray(g.shape, dtype=np.int64))
+            np.savez(
+                f,
+                data=g.data,
+                indices=g.indices,
+                indptr=g.indptr,
+                shape=np.asarray(g.shape, dtype=np.int64),
+            )
         write_json_atomic(out / "manifest.json", self.manifest)
         return out
 
@@ -219,11 +246,15 @@ class SparseIndex:
         """
         p = Path(path)
         if not (p / "manifest.json").is_file():
-            raise InputError(f"no sparse index at {p}; rebuild the index with `retriever index build`")
+            raise InputError(
+                f"no sparse index at {p}; rebuild the index with `retriever index build`"
+            )
         manifest = read_json(p / "manifest.json")
         if manifest.get("format") != SPARSE_FORMAT:
-            raise InputError(f"{p} has sparse format {manifest.get('format')}, this version reads "
-                             f"{SPARSE_FORMAT}; rebuild the index with `retriever index build`")
+            raise InputError(
+                f"{p} has sparse format {manifest.get('format')}, this version reads "
+                f"{SPARSE_FORMAT}; rebuild the index with `retriever index build`"
+            )
         sp = require("scipy.sparse")
         terms = read_json(p / "vocab.json")["terms"]
         idf = np.load(p / "idf.npy", allow_pickle=False)
@@ -231,8 +262,10 @@ class SparseIndex:
             shape = tuple(int(x) for x in z["shape"])
             gold = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=shape)
         if len(terms) != len(idf) or shape[1] != len(terms) or shape[0] != manifest.get("n_gold"):
-            raise InputError(f"{p} is inconsistent ({len(terms)} terms, {len(idf)} idf, gold {shape}); "
-                             "rebuild the index with `retriever index build`")
+            raise InputError(
+                f"{p} is inconsistent ({len(terms)} terms, {len(idf)} idf, gold {shape}); "
+                "rebuild the index with `retriever index build`"
+            )
         return cls(terms, idf, gold, SparseConfig(**manifest["config"]), manifest)
 
 

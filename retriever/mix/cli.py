@@ -217,19 +217,31 @@ def run_mix(args: argparse.Namespace) -> int:
     from retriever.arms.run import stderr_progress
     from retriever.mix.run import mix_run
 
-    overrides = {"n": args.n, "seeds": args.seeds, "budget": args.budget, "metric": args.metric,
-                 "out": args.out}
+    overrides = {
+        "n": args.n,
+        "seeds": args.seeds,
+        "budget": args.budget,
+        "metric": args.metric,
+        "out": args.out,
+    }
     res = mix_run(args.config, overrides, progress=show_progress(), on_proxy=stderr_progress)
     b = res.best
     if args.json:
         print_json(b)
         return 0
-    print(f"{b['n_runs']} mixtures, {res.trained} proxies trained; target {b['metric']} "
-          f"averaged over tasks ({b['goal']}); model {b['model']} "
-          f"(held-out Spearman {b['held_out_spearman']:.3f})")
-    print("  best mixture: " + ", ".join(f"{k}={v:.3f}" for k, v in b["weights"].items())
-          + f"  (predicted {b['predicted']:.4g}; best run {b['best_observed']['mix_id']}: "
-          f"{b['best_observed']['value']:.4g})")
-    print(f"  -> {res.out}/best_mixture.json, results.csv  "
-          f"(retriever build-dataset --mixture {res.out}/best_mixture.json ...)")
+    print(
+        f"{b['n_runs']} mixtures, {res.trained} proxies trained; target {b['metric']} "
+        f"averaged over tasks ({b['goal']}); model {b['model']} "
+        f"(held-out Spearman {b['held_out_spearman']:.3f})"
+    )
+    print(
+        "  best mixture: "
+        + ", ".join(f"{k}={v:.3f}" for k, v in b["weights"].items())
+        + f"  (predicted {b['predicted']:.4g}; best run {b['best_observed']['mix_id']}: "
+        f"{b['best_observed']['value']:.4g})"
+    )
+    print(
+        f"  -> {res.out}/best_mixture.json, results.csv  "
+        f"(retriever build-dataset --mixture {res.out}/best_mixture.json ...)"
+    )
     return 0

@@ -147,5 +147,6 @@ def write_proposals(path: str | os.PathLike, mixtures: list[dict[str, float]], i
                 w.writerow([i, *[f"{m[k]:.6g}" for k in names]])
         info = {**info, "pools": names, "n": len(mixtures)}
         if not is_special(path):  # `-o /dev/stdout`: no settings file beside a device
-            write_json_atomic(resolve_target(path).with_name(resolve_target(path).name + ".json"),
-                              info)
+            write_json_atomic(
+                resolve_target(path).with_name(resolve_target(path).name + ".json"), info
+            )

@@ -81,26 +81,36 @@ class Plan:
         out = []
         c = self.ceiling
         if c.get("max_core_hours") is not None and self.core_hours > c["max_core_hours"]:
-            out.append(f"{self.core_hours:,.1f} core-hours > max_core_hours {c['max_core_hours']:,}")
+            out.append(
+                f"{self.core_hours:,.1f} core-hours > max_core_hours {c['max_core_hours']:,}"
+            )
         if c.get("max_gpu_hours") is not None and self.gpu_hours > c["max_gpu_hours"]:
             out.append(f"{self.gpu_hours:,.1f} GPU-hours > max_gpu_hours {c['max_gpu_hours']:,}")
         if c.get("max_hours_here") is not None and self.seconds_here / 3600 > c["max_hours_here"]:
-            out.append(f"{self.seconds_here / 3600:,.1f} h here > max_hours_here {c['max_hours_here']:,}")
+            out.append(
+                f"{self.seconds_here / 3600:,.1f} h here > max_hours_here {c['max_hours_here']:,}"
+            )
         return out
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["totals"] = {"core_hours": self.core_hours, "gpu_hours": self.gpu_hours,
-                       "seconds_here": self.seconds_here, "over_ceiling": self.over_ceiling(),
-                       **self.wall_hours()}
+        d["totals"] = {
+            "core_hours": self.core_hours,
+            "gpu_hours": self.gpu_hours,
+            "seconds_here": self.seconds_here,
+            "over_ceiling": self.over_ceiling(),
+            **self.wall_hours(),
+        }
         return d
 
     def wall_hours(self) -> dict[str, float]:
         """Wall hours on the configured CPU node (cores) and GPU node (GPUs, CPU stages on its cores)."""
         cores, gpus = self.hardware["cores"], self.hardware["gpus"]
         cpu_node = sum((s.core_hours or 0.0) for s in self.stages) / cores
-        gpu_node = sum((s.gpu_hours / gpus) if s.gpu_hours is not None else (s.core_hours or 0.0) / cores
-                       for s in self.stages)
+        gpu_node = sum(
+            (s.gpu_hours / gpus) if s.gpu_hours is not None else (s.core_hours or 0.0) / cores
+            for s in self.stages
+        )
         return {f"wall_hours_{cores}_cores": cpu_node, f"wall_hours_{gpus}_gpus": gpu_node}
 
 
@@ -118,12 +128,24 @@ class CorpusProfile:
     read_docs_per_s: float | None = None  # measured while reading (one core)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"shards": len(self.shards), "docs": self.docs, "exact": self.exact, "method": self.method,
-                "mean_chars": round(self.mean_chars, 1), "chars": self.chars, "accepted": self.accepted}
+        return {
+            "shards": len(self.shards),
+            "docs": self.docs,
+            "exact": self.exact,
+            "method": self.method,
+            "mean_chars": round(self.mean_chars, 1),
+            "chars": self.chars,
+            "accepted": self.accepted,
+        }
 
 
-def profile_corpus(paths: list[str], reader, exact_limit: int = 100_000,
-                   prefix_docs: int = PREFIX_DOCS, fallback=None) -> CorpusProfile:
+def profile_corpus(
+    paths: list[str],
+    reader,
+    exact_limit: int = 100_000,
+    prefix_docs: int = PREFIX_DOCS,
+    fallback=None,
+) -> CorpusProfile:
     """Size and mean document length of the corpus (see module docstring).
 
     Args:
@@ -139,11 +161,18 @@ def profile_corpus(paths: list[str], reader, exact_limit: int = 100_000,
         shards = list_shards(paths)
     except InputError as e:
         if fallback is None or not fallback.docs or not fallback.mean_chars:
-            raise InputError(f"{e} (or give the corpus size to plan with: [plan] docs and mean_chars)") from e
+            raise InputError(
+                f"{e} (or give the corpus size to plan with: [plan] docs and mean_chars)"
+            ) from e
         n, m = int(fallback.docs), float(fallback.mean_chars)
-        return CorpusProfile(["?"] * (fallback.shards or 1), n, False,
-                             "[plan] docs and mean_chars: the corpus cannot be listed here",
-                             m, n * m)
+        return CorpusProfile(
+            ["?"] * (fallback.shards or 1),
+            n,
+            False,
+            "[plan] docs and mean_chars: the corpus cannot be listed here",
+            m,
+            n * m,
+        )
     size = corpus_size(shards)
     local = all(os.path.exists(s) for s in shards)
     t0 = time.perf_counter()
@@ -158,9 +187,18 @@ def profile_corpus(paths: list[str], reader, exact_limit: int = 100_000,
                 chars += len(rec.text)
                 if len(texts) < prefix_docs:
                     texts.append(rec.text)
-        return CorpusProfile(shards, n, True, f"read in full ({len(shards)} shards)",
-                             chars / max(1, len(ids)), float(chars), texts, ids, len(ids),
-                             n / max(1e-9, time.perf_counter() - t0))
+        return CorpusProfile(
+            shards,
+            n,
+            True,
+            f"read in full ({len(shards)} shards)",
+            chars / max(1, len(ids)),
+            float(chars),
+            texts,
+            ids,
+            len(ids),
+            n / max(1e-9, time.perf_counter() - t0),
+        )
     # a prefix of a few evenly spaced shards: mean length, no full read
     step = max(1, len(shards) // PREFIX_SHARDS)
     per_shard = max(1, prefix_docs // min(len(shards), PREFIX_SHARDS))
@@ -175,15 +213,30 @@ def profile_corpus(paths: list[str], reader, exact_limit: int = 100_000,
             if k >= per_shard:
                 break
     mean = sum(len(t) for t in texts) / max(1, len(texts))
-    rate = len(texts) / max(1e-9, time.perf_counter() - t0)  # includes opening the shards: a lower bound
-    return CorpusProfile(shards, size.docs, size.exact, size.method + f"; mean length from {len(texts)} documents "
-                         f"of {min(len(shards), PREFIX_SHARDS)} shards", mean, mean * size.docs, texts,
-                         read_docs_per_s=rate)
+    rate = len(texts) / max(
+        1e-9, time.perf_counter() - t0
+    )  # includes opening the shards: a lower bound
+    return CorpusProfile(
+        shards,
+        size.docs,
+        size.exact,
+        size.method + f"; mean length from {len(texts)} documents "
+        f"of {min(len(shards), PREFIX_SHARDS)} shards",
+        mean,
+        mean * size.docs,
+        texts,
+        read_docs_per_s=rate,
+    )
 
 
-def make_plan(cfg, rates: Rates | None = None, profile: CorpusProfile | None = None,
-              hardware: dict[str, int] | None = None, ceiling: dict[str, float | None] | None = None,
-              calibration: dict[str, Any] | None = None) -> Plan:
+def make_plan(
+    cfg,
+    rates: Rates | None = None,
+    profile: CorpusProfile | None = None,
+    hardware: dict[str, int] | None = None,
+    ceiling: dict[str, float | None] | None = None,
+    calibration: dict[str, Any] | None = None,
+) -> Plan:
     """The plan of a run config (see module docstring).
 
     Args:
@@ -200,10 +253,16 @@ def make_plan(cfg, rates: Rates | None = None, profile: CorpusProfile | None = N
     r = rates or Rates()
     ps = getattr(cfg, "plan", None)
     hardware = hardware or {"cores": getattr(ps, "cores", 64), "gpus": getattr(ps, "gpus", 8)}
-    ceiling = ceiling or {k: getattr(ps, k, None) for k in ("max_core_hours", "max_gpu_hours", "max_hours_here")}
+    ceiling = ceiling or {
+        k: getattr(ps, k, None) for k in ("max_core_hours", "max_gpu_hours", "max_hours_here")
+    }
     job = RunJob(cfg, progress=False)
-    prof = profile or profile_corpus(list(cfg.corpus.paths), job.corpus_reader(),
-                                     exact_limit=getattr(ps, "exact_limit", 100_000), fallback=ps)
+    prof = profile or profile_corpus(
+        list(cfg.corpus.paths),
+        job.corpus_reader(),
+        exact_limit=getattr(ps, "exact_limit", 100_000),
+        fallback=ps,
+    )
     tasks = cfg.task_names
     T = len(tasks)
     cpt = r.chars_per_token
@@ -222,20 +281,37 @@ def make_plan(cfg, rates: Rates | None = None, profile: CorpusProfile | None = N
     emb_tokens = int(embedded * min(EMBED_MAX_TOKENS, prof.mean_chars / cpt))
     per_core = r.embed_docs_per_s / r.embed_cores
     read_core_s = prof.docs / r.read_docs_per_core_s  # every document is read to decide the sample
-    notes = [f"reads all {prof.docs:,} documents ({read_core_s / 3600:,.1f} core-hours); embeds "
-             + (f"a {frac:.6g} sample (seeded hash of the id; {sampler.basis or sampler.requested})"
-                if sampler else "every one (no [score] sample)")
-             + f"; {embedded:,} / {r.embed_docs_per_s_gpu:,.0f} docs/s per GPU"]
+    notes = [
+        f"reads all {prof.docs:,} documents ({read_core_s / 3600:,.1f} core-hours); embeds "
+        + (
+            f"a {frac:.6g} sample (seeded hash of the id; {sampler.basis or sampler.requested})"
+            if sampler
+            else "every one (no [score] sample)"
+        )
+        + f"; {embedded:,} / {r.embed_docs_per_s_gpu:,.0f} docs/s per GPU"
+    ]
     if not emb_exact and sampler:
         notes.append(f"sample size +- {2 * math.sqrt(prof.docs * frac * (1 - frac)):,.0f} (2 sd)")
     full_gpu_h = prof.docs / r.embed_docs_per_s_gpu / 3600
-    notes.append(f"full scoring (every document) would be {full_gpu_h:,.1f} GPU-hours "
-                 f"({prof.docs / per_core / 3600:,.0f} core-hours)")
+    notes.append(
+        f"full scoring (every document) would be {full_gpu_h:,.1f} GPU-hours "
+        f"({prof.docs / per_core / 3600:,.0f} core-hours)"
+    )
     here_cores = hardware_cores_here()
-    stages.append(StagePlan("score", embedded, emb_tokens, embedded, "embedding forwards (documents)",
-                            embedded / r.embed_docs_per_s + read_core_s / here_cores,
-                            (embedded / per_core + read_core_s) / 3600,
-                            embedded / r.embed_docs_per_s_gpu / 3600, emb_exact, notes))
+    stages.append(
+        StagePlan(
+            "score",
+            embedded,
+            emb_tokens,
+            embedded,
+            "embedding forwards (documents)",
+            embedded / r.embed_docs_per_s + read_core_s / here_cores,
+            (embedded / per_core + read_core_s) / 3600,
+            embedded / r.embed_docs_per_s_gpu / 3600,
+            emb_exact,
+            notes,
+        )
+    )
 
     # -- confirm: BPB of the capped candidates under every panel model --------------------------------
     c = cfg.confirm
@@ -259,19 +335,44 @@ def make_plan(cfg, rates: Rates | None = None, profile: CorpusProfile | None = N
         seconds_here = core_h * 3600 / hardware_cores_here()
         gpu_h = flop / r.gpu_flops / 3600
         panel_note = f"panel {os.path.basename(c.panel)}: {n_models} models, {r.panel_params / 1e9:.2g}B parameters"
-    notes = [panel_note,
-             f"{cand:,} candidates per task ({'top ' + format(top, 'g') if top is not None else 'all'} of "
-             f"{embedded:,}{f', capped at {cap:,}' if cap is not None and per_task > cap else ''}) x {T} tasks; "
-             "random negatives get no BPB",
-             f"BPB documents at most {bpb_docs:,} (tasks may share candidates)"]
-    stages.append(StagePlan("confirm", bpb_docs, bpb_tokens, bpb_tokens * n_models, "model-token forwards",
-                            seconds_here, core_h, gpu_h, cap is not None and per_task >= cap, notes))
+    notes = [
+        panel_note,
+        f"{cand:,} candidates per task ({'top ' + format(top, 'g') if top is not None else 'all'} of "
+        f"{embedded:,}{f', capped at {cap:,}' if cap is not None and per_task > cap else ''}) x {T} tasks; "
+        "random negatives get no BPB",
+        f"BPB documents at most {bpb_docs:,} (tasks may share candidates)",
+    ]
+    stages.append(
+        StagePlan(
+            "confirm",
+            bpb_docs,
+            bpb_tokens,
+            bpb_tokens * n_models,
+            "model-token forwards",
+            seconds_here,
+            core_h,
+            gpu_h,
+            cap is not None and per_task >= cap,
+            notes,
+        )
+    )
 
     # -- distill: small ------------------------------------------------------------------------------
     rows = int(cand * (1 + c.negatives_per_positive)) * T
-    stages.append(StagePlan("distill", rows, int(rows * prof.mean_chars / cpt), None, "",
-                            5.0 * (T + (1 if multilabel(cfg) else 0)), None, None, False,
-                            ["~5 s per student on a few thousand rows (README)"]))
+    stages.append(
+        StagePlan(
+            "distill",
+            rows,
+            int(rows * prof.mean_chars / cpt),
+            None,
+            "",
+            5.0 * (T + (1 if multilabel(cfg) else 0)),
+            None,
+            None,
+            False,
+            ["~5 s per student on a few thousand rows (README)"],
+        )
+    )
 
     # -- filter: every document, one pass -------------------------------------------------------------
     ml = multilabel(cfg)
@@ -279,26 +380,66 @@ def make_plan(cfg, rates: Rates | None = None, profile: CorpusProfile | None = N
     fmax = cfg.filter.get("max_chars", 0) or 0
     chars = prof.chars if not fmax else prof.docs * min(prof.mean_chars, fmax)
     core_s = chars * factor / r.filter_chars_per_core_s + prof.docs / r.read_docs_per_core_s
-    notes = [("one multi-label student: one tokenization for all tasks" if ml else
-              f"{T} per-task students: {T} fastText passes per document") + f" (x{factor:.2f} one task)",
-             f"{prof.chars / 1e9:,.3g} G characters read once" + (f"; scored: first {fmax:,} of each" if fmax else "")
-             + f"; {chars / r.filter_chars_per_core_s * factor / 3600:,.1f} core-hours fastText, "
-             f"{prof.docs / r.read_docs_per_core_s / 3600:,.1f} reading"]
-    stages.append(StagePlan("filter", prof.docs, int(prof.chars / cpt), prof.docs * (1 if ml else T),
-                            "fastText predictions", core_s / hardware_cores_here(), core_s / 3600, None,
-                            prof.exact, notes))
+    notes = [
+        (
+            "one multi-label student: one tokenization for all tasks"
+            if ml
+            else f"{T} per-task students: {T} fastText passes per document"
+        )
+        + f" (x{factor:.2f} one task)",
+        f"{prof.chars / 1e9:,.3g} G characters read once"
+        + (f"; scored: first {fmax:,} of each" if fmax else "")
+        + f"; {chars / r.filter_chars_per_core_s * factor / 3600:,.1f} core-hours fastText, "
+        f"{prof.docs / r.read_docs_per_core_s / 3600:,.1f} reading",
+    ]
+    stages.append(
+        StagePlan(
+            "filter",
+            prof.docs,
+            int(prof.chars / cpt),
+            prof.docs * (1 if ml else T),
+            "fastText predictions",
+            core_s / hardware_cores_here(),
+            core_s / 3600,
+            None,
+            prof.exact,
+            notes,
+        )
+    )
 
     # -- dataset: the budget ----------------------------------------------------------------------------
     from retriever.dataset import parse_budget
 
     budget = parse_budget(cfg.dataset.budget)
-    stages.append(StagePlan("dataset", 0, int(budget), None, "", budget / 4 / 50e6, None, None, False,
-                            [f"writes at most {budget:,.0f} tokens (LMFlow json + parquet)"]))
-    return Plan(cfg.path, prof.to_dict(), stages, {**r.to_dict()}, dict(hardware), dict(ceiling), calibration)
+    stages.append(
+        StagePlan(
+            "dataset",
+            0,
+            int(budget),
+            None,
+            "",
+            budget / 4 / 50e6,
+            None,
+            None,
+            False,
+            [f"writes at most {budget:,.0f} tokens (LMFlow json + parquet)"],
+        )
+    )
+    return Plan(
+        cfg.path,
+        prof.to_dict(),
+        stages,
+        {**r.to_dict()},
+        dict(hardware),
+        dict(ceiling),
+        calibration,
+    )
 
 
 def hardware_cores_here() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    )
 
 
 def _panel_size(panel: str) -> int:
@@ -314,27 +455,43 @@ def format_plan(plan: Plan) -> str:
     """One screen: the corpus, then one line per stage, then totals and the node figures."""
     c = plan.corpus
     h = plan.hardware
-    lines = [f"plan of {plan.config}",
-             f"corpus: {c['docs']:,} documents in {c['shards']:,} shards ({c['method']}); "
-             f"mean {c['mean_chars']:,.0f} characters, {c['chars'] / 1e9:,.3g} G characters",
-             f"{'stage':<9}{'docs':>15}{'tokens':>19}{'forwards':>17}  {'here':>8}{'core-h':>10}{'GPU-h':>8}"]
+    lines = [
+        f"plan of {plan.config}",
+        f"corpus: {c['docs']:,} documents in {c['shards']:,} shards ({c['method']}); "
+        f"mean {c['mean_chars']:,.0f} characters, {c['chars'] / 1e9:,.3g} G characters",
+        f"{'stage':<9}{'docs':>15}{'tokens':>19}{'forwards':>17}  {'here':>8}{'core-h':>10}{'GPU-h':>8}",
+    ]
     for s in plan.stages:
         fw = "-" if s.forwards is None else f"{s.forwards:,}"
-        lines.append(f"{s.stage:<9}{s.docs:>15,}{s.tokens:>19,}{fw:>17}  {_dur(s.seconds_here):>8}"
-                     f"{_num(s.core_hours):>10}{_num(s.gpu_hours):>8}" + ("" if s.exact else "  ~"))
+        lines.append(
+            f"{s.stage:<9}{s.docs:>15,}{s.tokens:>19,}{fw:>17}  {_dur(s.seconds_here):>8}"
+            f"{_num(s.core_hours):>10}{_num(s.gpu_hours):>8}" + ("" if s.exact else "  ~")
+        )
         for n in s.notes:
             lines.append(f"{'':<11}{n}")
     w = plan.wall_hours()
     cores, gpus = h["cores"], h["gpus"]
     cpu_node, gpu_node = w[f"wall_hours_{cores}_cores"], w[f"wall_hours_{gpus}_gpus"]
-    lines.append(f"total: {plan.core_hours:,.1f} core-hours, {plan.gpu_hours:,.1f} GPU-hours; "
-                 f"here {_dur(plan.seconds_here)}; a {cores}-core node: {cpu_node:,.1f} h; "
-                 f"{gpus} GPUs (+ {cores} cores for the CPU stages): {gpu_node:,.1f} h")
-    lines.append("rates: " + "; ".join(f"{k} {v:,.4g} ({plan.rates['sources'].get(k, '')})"
-                                       for k, v in plan.rates.items()
-                                       if k in ("embed_docs_per_s", "filter_chars_per_core_s",
-                                                "embed_docs_per_s_gpu", "multilabel_cost_ratio",
-                                                "read_docs_per_core_s")))
+    lines.append(
+        f"total: {plan.core_hours:,.1f} core-hours, {plan.gpu_hours:,.1f} GPU-hours; "
+        f"here {_dur(plan.seconds_here)}; a {cores}-core node: {cpu_node:,.1f} h; "
+        f"{gpus} GPUs (+ {cores} cores for the CPU stages): {gpu_node:,.1f} h"
+    )
+    lines.append(
+        "rates: "
+        + "; ".join(
+            f"{k} {v:,.4g} ({plan.rates['sources'].get(k, '')})"
+            for k, v in plan.rates.items()
+            if k
+            in (
+                "embed_docs_per_s",
+                "filter_chars_per_core_s",
+                "embed_docs_per_s_gpu",
+                "multilabel_cost_ratio",
+                "read_docs_per_core_s",
+            )
+        )
+    )
     lines.append("~ = estimate (see retriever/plan/plan.py for what is exact)")
     over = plan.over_ceiling()
     if over:

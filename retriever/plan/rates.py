@@ -22,7 +22,7 @@ DEFAULT_SOURCES = {
     "embed_docs_per_s_gpu": "assumed, not measured here: ~20k docs/s per H100 (MiniLM-L6 fp16, issue 10)",
     "filter_chars_per_core_s": "README cost table (bench_filter.py, one process, per-task student)",
     "multilabel_cost_ratio": "bench_filter.py --section tasks: fastText scoring of 4 tasks with one multi-label "
-                             "student / 1 task, 1.30x (fastest of 3, 2 cores at load ~30)",
+    "student / 1 task, 1.30x (fastest of 3, 2 cores at load ~30)",
     "per_task_cost_ratio": "scripts/bench_filter.py --section tasks (4 per-task students / 1 task)",
     "bpb_model_tokens_per_s": "README cost table (bench_bpb.py: tiny panel, per model, CPU)",
     "cpu_flops_per_core": "assumed: 50 GFLOP/s per core effective (AVX-512 bf16 at ~1/3 of peak)",
@@ -114,8 +114,14 @@ def load_rates(path: str | os.PathLike, base: Rates | None = None) -> Rates:
     return rates.with_values(data, f"passed in ({p.name})")
 
 
-def calibrate(docs: list[str], rates: Rates, model: str | None = None, embed: bool = True,
-              filter_: bool = True, device: str | None = None) -> tuple[Rates, dict[str, Any]]:
+def calibrate(
+    docs: list[str],
+    rates: Rates,
+    model: str | None = None,
+    embed: bool = True,
+    filter_: bool = True,
+    device: str | None = None,
+) -> tuple[Rates, dict[str, Any]]:
     """Measure the embedding and fastText rates on ``docs`` (a few hundred of the configured corpus).
 
     The embedder is the run's (loaded once, timed after a warm-up batch); fastText is a throwaway
@@ -128,7 +134,9 @@ def calibrate(docs: list[str], rates: Rates, model: str | None = None, embed: bo
     measured: dict[str, float] = {}
     if not docs:
         return rates, info
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    )
     if embed:
         from retriever.embed import load_embedder
 
@@ -143,7 +151,9 @@ def calibrate(docs: list[str], rates: Rates, model: str | None = None, embed: bo
     if filter_:
         measured["filter_chars_per_core_s"] = _fasttext_rate(docs)
     n = len(docs)
-    return rates.with_values(measured, f"measured here (calibration on {n} documents, {cores} cores)"), info
+    return rates.with_values(
+        measured, f"measured here (calibration on {n} documents, {cores} cores)"
+    ), info
 
 
 def _fasttext_rate(docs: list[str], repeat: int = 3) -> float:
@@ -158,8 +168,12 @@ def _fasttext_rate(docs: list[str], repeat: int = 3) -> float:
     lines = [fasttext_text(d) for d in docs]
     with tempfile.TemporaryDirectory(prefix="plan-ft-") as tmp:
         path = Path(tmp) / "train.txt"
-        path.write_text("".join(f"__label__{'positive' if i % 2 else 'negative'} {x}\n"
-                                for i, x in enumerate(lines)), encoding="utf-8")
+        path.write_text(
+            "".join(
+                f"__label__{'positive' if i % 2 else 'negative'} {x}\n" for i, x in enumerate(lines)
+            ),
+            encoding="utf-8",
+        )
         args = {**DistillConfig(epoch=1).fasttext_args()}
         model = fasttext.train_supervised(input=str(path), **args)
     chars = sum(len(x) for x in lines)

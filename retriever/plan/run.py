@@ -27,15 +27,24 @@ def plan_run(cfg, calibrate_docs: int | None = None, rates_file: str | None = No
         rates = load_rates(rates_file, rates)
         passed = {k for k, v in rates.sources.items() if "passed in" in v or "via" in v}
     job = RunJob(cfg, progress=False)
-    prof = profile_corpus(list(cfg.corpus.paths), job.corpus_reader(), exact_limit=ps.exact_limit, fallback=ps)
+    prof = profile_corpus(
+        list(cfg.corpus.paths), job.corpus_reader(), exact_limit=ps.exact_limit, fallback=ps
+    )
     n = (ps.calibrate_docs if ps.calibrate else 0) if calibrate_docs is None else calibrate_docs
     info = None
     if n and prof.texts:
-        measured, info = calibrate(prof.texts[:n], rates, model=cfg.run.model,
-                                   embed="embed_docs_per_s" not in passed,
-                                   filter_="filter_chars_per_core_s" not in passed, device=cfg.score.device)
+        measured, info = calibrate(
+            prof.texts[:n],
+            rates,
+            model=cfg.run.model,
+            embed="embed_docs_per_s" not in passed,
+            filter_="filter_chars_per_core_s" not in passed,
+            device=cfg.score.device,
+        )
         rates = measured
         if prof.read_docs_per_s and "read_docs_per_core_s" not in passed:
-            rates = rates.with_values({"read_docs_per_core_s": prof.read_docs_per_s},
-                                      f"measured here (reading {len(prof.texts)}+ documents, one core)")
+            rates = rates.with_values(
+                {"read_docs_per_core_s": prof.read_docs_per_s},
+                f"measured here (reading {len(prof.texts)}+ documents, one core)",
+            )
     return make_plan(cfg, rates, prof, calibration=info)

@@ -22,15 +22,31 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--corpus", nargs="+", required=True, help="corpus files or folders")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--task", action="append", dest="tasks", default=None,
-                   help="task to match (repeatable; default: the four ELMB tasks)")
-    p.add_argument("--mode", choices=["drop", "features"], default="features",
-                   help="drop: keep documents some task matches; features: counts only")
+    p.add_argument(
+        "--task",
+        action="append",
+        dest="tasks",
+        default=None,
+        help="task to match (repeatable; default: the four ELMB tasks)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=["drop", "features"],
+        default="features",
+        help="drop: keep documents some task matches; features: counts only",
+    )
     p.add_argument("--min-matches", type=int, default=1, help="matches a task needs to pass")
-    p.add_argument("--patterns", default=None,
-                   help="TOML file with a [patterns] table {task = [regex, ...]} replacing defaults")
-    p.add_argument("--indexes-dir", type=Path, default=Path("indexes"),
-                   help="folder of task specs (<task>.toml; their `patterns` replace the defaults)")
+    p.add_argument(
+        "--patterns",
+        default=None,
+        help="TOML file with a [patterns] table {task = [regex, ...]} replacing defaults",
+    )
+    p.add_argument(
+        "--indexes-dir",
+        type=Path,
+        default=Path("indexes"),
+        help="folder of task specs (<task>.toml; their `patterns` replace the defaults)",
+    )
     p.add_argument("--text-field", default="text")
     p.add_argument("--id-field", default="id")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -54,15 +70,23 @@ def _run(args: argparse.Namespace) -> int:
             spec = load_task_spec(args.indexes_dir / f"{t}.toml")
             if spec.patterns:
                 patterns[t] = spec.patterns
-    cfg = PrefilterConfig(tasks=tasks, mode=args.mode, min_matches=args.min_matches,
-                          patterns=patterns, text_field=args.text_field, id_field=args.id_field)
+    cfg = PrefilterConfig(
+        tasks=tasks,
+        mode=args.mode,
+        min_matches=args.min_matches,
+        patterns=patterns,
+        text_field=args.text_field,
+        id_field=args.id_field,
+    )
     summary = prefilter_corpus(args.corpus, args.out, cfg)
     if args.json:
         print_json({k: v for k, v in summary.items() if k != "shards"})
         return 0
-    print(f"prefilter: {summary['docs_in']} docs in = {summary['kept']} kept + "
-          f"{sum(summary['dropped'].values())} dropped + {sum(summary['rejected'].values())} "
-          f"rejected ({summary['kept_share']:.1%} kept, {summary['docs_per_s']} docs/s)")
+    print(
+        f"prefilter: {summary['docs_in']} docs in = {summary['kept']} kept + "
+        f"{sum(summary['dropped'].values())} dropped + {sum(summary['rejected'].values())} "
+        f"rejected ({summary['kept_share']:.1%} kept, {summary['docs_per_s']} docs/s)"
+    )
     for t, share in summary["matched_share"].items():
         print(f"  {t:<18} {share:6.1%} of documents reach {summary['min_matches']} matches")
     print(f"  -> {args.out}/matches (counts), {args.out}/kept (documents)")

@@ -26,28 +26,82 @@ REGEX_PREFIX = "re:"
 # [patterns] table in a `--patterns` TOML file, or PrefilterConfig(patterns=...).
 DEFAULT_PATTERNS: dict[str, tuple[str, ...]] = {
     "function-calling": (
-        '"tool_calls"', '"function_call"', '"arguments":', '"parameters":', '"name": "',
-        "requests.get(", "requests.post(", "api_key", "api key", "apikey", "endpoint",
-        "function call", "tool call", "json", "curl -", "def ", "()",
+        '"tool_calls"',
+        '"function_call"',
+        '"arguments":',
+        '"parameters":',
+        '"name": "',
+        "requests.get(",
+        "requests.post(",
+        "api_key",
+        "api key",
+        "apikey",
+        "endpoint",
+        "function call",
+        "tool call",
+        "json",
+        "curl -",
+        "def ",
+        "()",
         r"re:\b[a-z]+(?:_[a-z0-9]+)+\((?:[a-z_]+=|['\"\[)])",  # snake_case_call(arg=... / "..." / )
     ),
     "reasoning": (
-        "how many", "how much", "how far", "how long", "therefore", "step 1", "first,",
-        "solve", "calculate", "equation", "percent", "in total", "remainder", "per hour",
-        "per day", "per week", "####",
+        "how many",
+        "how much",
+        "how far",
+        "how long",
+        "therefore",
+        "step 1",
+        "first,",
+        "solve",
+        "calculate",
+        "equation",
+        "percent",
+        "in total",
+        "remainder",
+        "per hour",
+        "per day",
+        "per week",
+        "####",
         r"re:\d+(?:\.\d+)?\s*[-+*/x\u00d7\u00f7]\s*\d+(?:\.\d+)?\s*=\s*\$?\d",  # 3 + 5 = 8
     ),
     "roleplay": (
-        "*smiles", "*laughs", "*nods", "*sighs", "(laughs", "(smiles", "(sighs", "(pauses",
-        "role-play", "roleplay", "in character", "interviewer:", "(speaking)", "i am ", "my dear",
+        "*smiles",
+        "*laughs",
+        "*nods",
+        "*sighs",
+        "(laughs",
+        "(smiles",
+        "(sighs",
+        "(pauses",
+        "role-play",
+        "roleplay",
+        "in character",
+        "interviewer:",
+        "(speaking)",
+        "i am ",
+        "my dear",
         # dialogue turn "Name (speaking): ...", not a field label of another task's format
         r"re:^(?!(?:Question|Answer|Context|Passage|Document|Source|Note|Step|Call|User|Output)s?\b)"
         r"[A-Z][\w .'-]{0,40}(?: \([^)\n]{1,30}\))?: \S",
     ),
     "rag": (
-        "context:", "passage:", "question:", "answer:", "according to the", "et al.",
-        "this study", "we found", "we investigated", "objective:", "background:", "methods:",
-        "results:", "conclusion:", "conclusions:", "the aim of",
+        "context:",
+        "passage:",
+        "question:",
+        "answer:",
+        "according to the",
+        "et al.",
+        "this study",
+        "we found",
+        "we investigated",
+        "objective:",
+        "background:",
+        "methods:",
+        "results:",
+        "conclusion:",
+        "conclusions:",
+        "the aim of",
     ),
 }
 
@@ -77,7 +131,7 @@ class KeywordMatcher:
                 if not isinstance(pat, str):
                     raise ConfigError(f"prefilter pattern {pat!r} of task {task!r} is not a string")
                 if pat.startswith(REGEX_PREFIX):
-                    body = pat[len(REGEX_PREFIX):]
+                    body = pat[len(REGEX_PREFIX) :]
                     try:
                         re.compile(body)
                     except re.error as e:

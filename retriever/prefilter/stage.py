@@ -59,9 +59,14 @@ class PrefilterConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"prefilter mode {self.mode!r}: use one of {', '.join(MODES)}")
-        if isinstance(self.min_matches, bool) or not isinstance(self.min_matches, int) \
-                or self.min_matches < 1:
-            raise ConfigError(f"prefilter min_matches must be an integer >= 1, got {self.min_matches!r}")
+        if (
+            isinstance(self.min_matches, bool)
+            or not isinstance(self.min_matches, int)
+            or self.min_matches < 1
+        ):
+            raise ConfigError(
+                f"prefilter min_matches must be an integer >= 1, got {self.min_matches!r}"
+            )
         if not self.tasks:
             raise ConfigError("the prefilter needs at least one task")
         missing = [t for t in self.tasks if t not in self.patterns and t not in DEFAULT_PATTERNS]
@@ -121,8 +126,12 @@ def prefilter_corpus(
     out = Path(out)
     shards = list_shards(list(corpus) if not isinstance(corpus, str) else [corpus])
     stage = KeywordPrefilter(config)  # compiles the patterns: a bad one fails before any write
-    settings = {**asdict(config), "patterns": stage.config.resolved_patterns(),
-                "tasks": list(config.tasks), "corpus": shards}
+    settings = {
+        **asdict(config),
+        "patterns": stage.config.resolved_patterns(),
+        "tasks": list(config.tasks),
+        "corpus": shards,
+    }
     out.mkdir(parents=True, exist_ok=True)
     check_or_write_manifest(out, settings)
     reader = CorpusReader(text_field=config.text_field, id_field=config.id_field)
@@ -145,12 +154,18 @@ def prefilter_corpus(
     summary = {
         "docs_in": total.counts["seen"],
         "kept": total.counts["kept"],
-        "dropped": {k.split("/", 1)[1]: v for k, v in total.counts.items() if k.startswith("dropped/")},
-        "rejected": {k.split("/", 1)[1]: v for k, v in total.counts.items() if k.startswith("rejected/")},
+        "dropped": {
+            k.split("/", 1)[1]: v for k, v in total.counts.items() if k.startswith("dropped/")
+        },
+        "rejected": {
+            k.split("/", 1)[1]: v for k, v in total.counts.items() if k.startswith("rejected/")
+        },
         "balanced": total.balanced(),
         "kept_share": total.counts["kept"] / scored if scored else 0.0,
-        "matched_share": {t: (int(n) / scored if scored else 0.0)
-                          for t, n in zip(stage.matcher.tasks, per_task, strict=True)},
+        "matched_share": {
+            t: (int(n) / scored if scored else 0.0)
+            for t, n in zip(stage.matcher.tasks, per_task, strict=True)
+        },
         "mode": config.mode,
         "min_matches": config.min_matches,
         "seconds": round(total.seconds, 3),
@@ -161,8 +176,9 @@ def prefilter_corpus(
     return summary
 
 
-def _prefilter_shard(shard: str, name: str, out: Path, reader: CorpusReader,
-                     config: PrefilterConfig) -> dict:
+def _prefilter_shard(
+    shard: str, name: str, out: Path, reader: CorpusReader, config: PrefilterConfig
+) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -199,8 +215,12 @@ def _prefilter_shard(shard: str, name: str, out: Path, reader: CorpusReader,
                 if keep and config.mode == "drop":
                     meta = dict(doc.metadata)
                     meta.update({f"kw/{t}": int(n) for t, n in zip(tasks, c, strict=True)})
-                    fk.write(orjson.dumps({"id": doc.id, "text": doc.text, "metadata": meta},
-                                          default=str) + b"\n")
+                    fk.write(
+                        orjson.dumps(
+                            {"id": doc.id, "text": doc.text, "metadata": meta}, default=str
+                        )
+                        + b"\n"
+                    )
     if config.mode == "features":
         kept_path.unlink(missing_ok=True)
     mat = np.stack(counts) if counts else np.zeros((0, len(tasks)), dtype=np.int32)
@@ -209,8 +229,11 @@ def _prefilter_shard(shard: str, name: str, out: Path, reader: CorpusReader,
         pq.write_table(table, tmp)
     rejects.close()
     stage.stats.seconds = time.perf_counter() - t0
-    return {"shard": shard, "stats": stage.stats.to_dict(),
-            "matched_per_task": (mat >= config.min_matches).sum(axis=0).tolist()}
+    return {
+        "shard": shard,
+        "stats": stage.stats.to_dict(),
+        "matched_per_task": (mat >= config.min_matches).sum(axis=0).tolist(),
+    }
 
 
 def read_matches(out: str | os.PathLike):

@@ -63,13 +63,19 @@ def _run_train(args) -> int:
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ProxyConfig)}
     values["tokens"] = parse_budget(values["tokens"])
     cfg = ProxyConfig(**values)
-    res = train_proxy(args.data if len(args.data) > 1 else args.data[0], args.out, cfg,
-                      progress=not args.no_progress)
+    res = train_proxy(
+        args.data if len(args.data) > 1 else args.data[0],
+        args.out,
+        cfg,
+        progress=not args.no_progress,
+    )
     if args.json:
         print_json(res.to_dict())
     else:
         state = "already finished" if res.cached else ("resumed, " if res.resumed else "") + "done"
-        print(f"proxy {state}: {res.tokens:,} tokens in {res.seconds:.1f} s "
-              f"({res.tokens_per_s:,.0f} tokens/s, {res.device} {res.dtype}), "
-              f"final loss {res.final_loss:.4f} -> {res.checkpoint}")
+        print(
+            f"proxy {state}: {res.tokens:,} tokens in {res.seconds:.1f} s "
+            f"({res.tokens_per_s:,.0f} tokens/s, {res.device} {res.dtype}), "
+            f"final loss {res.final_loss:.4f} -> {res.checkpoint}"
+        )
     return 0

@@ -70,16 +70,30 @@ class ProxyConfig:
         if self.arch not in ARCHS:
             raise ConfigError(f"proxy arch {self.arch!r} must be one of {list(ARCHS)}")
         if self.mode == "continue" and not self.init:
-            raise ConfigError("proxy mode 'continue' needs init = a checkpoint (Hub id or folder), "
-                              "e.g. data4elm/Llama-400M-12L")
+            raise ConfigError(
+                "proxy mode 'continue' needs init = a checkpoint (Hub id or folder), "
+                "e.g. data4elm/Llama-400M-12L"
+            )
         if self.mode == "continue" and self.tokenizer == "byte":
-            raise ConfigError("a continued checkpoint keeps its own tokenizer; drop tokenizer='byte'")
-        for name in ("tokens", "seq_len", "n_layer", "n_embd", "n_head", "batch_size", "save_every"):
+            raise ConfigError(
+                "a continued checkpoint keeps its own tokenizer; drop tokenizer='byte'"
+            )
+        for name in (
+            "tokens",
+            "seq_len",
+            "n_layer",
+            "n_embd",
+            "n_head",
+            "batch_size",
+            "save_every",
+        ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"proxy {name} must be a positive integer, got {v!r}")
         if self.n_embd % self.n_head:
-            raise ConfigError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
+            raise ConfigError(
+                f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})"
+            )
         if not self.lr > 0:
             raise ConfigError(f"proxy lr must be > 0, got {self.lr!r}")
         if not 0 <= self.warmup < 1 or not 0 <= self.min_lr_ratio <= 1:

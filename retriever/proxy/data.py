@@ -48,8 +48,10 @@ def dataset_shards(data: str | os.PathLike | list[str]) -> list[str]:
                 return list_shards(str(p / sub))
         raise InputError(f"dataset folder {p} has a summary.json but no parquet/ or lmflow/ parts")
     if p.is_dir() and (p / "manifest.json").is_file() and not any(p.rglob("*.jsonl*")):
-        raise InputError(f"{p} looks like an unfinished dataset build (no summary.json); "
-                         "rerun `retriever build-dataset` to finish it")
+        raise InputError(
+            f"{p} looks like an unfinished dataset build (no summary.json); "
+            "rerun `retriever build-dataset` to finish it"
+        )
     return list_shards(str(data))
 
 
@@ -71,9 +73,16 @@ def _encode_batch(tokenizer, texts: list[str], byte_level: bool) -> list[np.ndar
     pre = [bos] if bos is not None and bos != eos else []
     post = [eos] if eos is not None else []
     if byte_level:  # ids are the UTF-8 bytes: no tokenizer call needed
-        return [np.concatenate([np.asarray(pre, dtype=np.int32),
-                                np.frombuffer(t.encode("utf-8"), dtype=np.uint8).astype(np.int32),
-                                np.asarray(post, dtype=np.int32)]) for t in texts]
+        return [
+            np.concatenate(
+                [
+                    np.asarray(pre, dtype=np.int32),
+                    np.frombuffer(t.encode("utf-8"), dtype=np.uint8).astype(np.int32),
+                    np.asarray(post, dtype=np.int32),
+                ]
+            )
+            for t in texts
+        ]
     ids = tokenizer(texts, add_special_tokens=False, return_attention_mask=False)["input_ids"]
     return [np.asarray(pre + list(x) + post, dtype=np.int32) for x in ids]
 
@@ -103,17 +112,27 @@ def build_token_stream(
     from retriever.corpus import CorpusReader
 
     shards = dataset_shards(data)
-    settings = {"shards": shards, "data": paths_fingerprint(shards), "tokenizer": tokenizer_name,
-                "vocab": len(tokenizer), "text_field": text_field, "max_docs": max_docs}
+    settings = {
+        "shards": shards,
+        "data": paths_fingerprint(shards),
+        "tokenizer": tokenizer_name,
+        "vocab": len(tokenizer),
+        "text_field": text_field,
+        "max_docs": max_docs,
+    }
     cache = Path(cache_dir)
     meta_path, tok_path = cache / "tokens.json", cache / "tokens.npy"
     if meta_path.is_file() and tok_path.is_file():
         meta = read_json(meta_path)
         if meta.get("settings") == settings:
-            return TokenStream(np.load(tok_path, mmap_mode="r"), meta["n_docs"], meta["rejected"],
-                               settings)
-    byte_level = tokenizer_name == "byte" and tokenizer.bos_token_id == BOS_ID \
+            return TokenStream(
+                np.load(tok_path, mmap_mode="r"), meta["n_docs"], meta["rejected"], settings
+            )
+    byte_level = (
+        tokenizer_name == "byte"
+        and tokenizer.bos_token_id == BOS_ID
         and tokenizer.eos_token_id == EOS_ID
+    )
     reader = CorpusReader(text_field=text_field)
     parts: list[np.ndarray] = []
     rejected: Counter = Counter()
@@ -134,15 +153,24 @@ def build_token_stream(
     if batch:
         parts.extend(_encode_batch(tokenizer, batch, byte_level))
     if not n_docs:
-        raise InputError(f"no document with a {text_field!r} field in {data} "
-                         f"(rejected: {dict(rejected) or 'none'}); pass --text-field")
+        raise InputError(
+            f"no document with a {text_field!r} field in {data} "
+            f"(rejected: {dict(rejected) or 'none'}); pass --text-field"
+        )
     tokens = np.concatenate(parts).astype(np.int32)
     cache.mkdir(parents=True, exist_ok=True)
     tmp = cache / "tokens.tmp.npy"
     np.save(tmp, tokens)
     os.replace(tmp, tok_path)
-    write_json_atomic(meta_path, {"settings": settings, "n_docs": n_docs, "rejected": dict(rejected),
-                                  "n_tokens": int(len(tokens))})
+    write_json_atomic(
+        meta_path,
+        {
+            "settings": settings,
+            "n_docs": n_docs,
+            "rejected": dict(rejected),
+            "n_tokens": int(len(tokens)),
+        },
+    )
     return TokenStream(tokens, n_docs, dict(rejected), settings)
 
 
@@ -156,8 +184,10 @@ class BlockSampler:
 
     def __init__(self, n_blocks: int, batch_size: int, seed: int):
         if n_blocks < 1:
-            raise InputError("the dataset holds fewer tokens than one training sequence; "
-                             "lower seq_len or give more data")
+            raise InputError(
+                "the dataset holds fewer tokens than one training sequence; "
+                "lower seq_len or give more data"
+            )
         self.n_blocks, self.batch_size, self.seed = n_blocks, batch_size, seed
         self._perms: dict[int, np.ndarray] = {}
 
@@ -165,7 +195,9 @@ class BlockSampler:
         if epoch not in self._perms:
             if len(self._perms) >= 2:  # a batch spans at most a few epochs; keep memory flat
                 self._perms.pop(min(self._perms))
-            self._perms[epoch] = np.random.default_rng([self.seed, epoch]).permutation(self.n_blocks)
+            self._perms[epoch] = np.random.default_rng([self.seed, epoch]).permutation(
+                self.n_blocks
+            )
         return self._perms[epoch]
 
     def blocks(self, step: int) -> np.ndarray:

@@ -107,8 +107,10 @@ def load_tokenizer(cfg: ProxyConfig):
     try:
         tok = transformers.AutoTokenizer.from_pretrained(name or cfg.init)
     except (OSError, ValueError) as e:
-        raise InputError(f"cannot load tokenizer {name or cfg.init!r} ({type(e).__name__}: {e}); "
-                         "offline? use tokenizer='byte' or a local folder") from e
+        raise InputError(
+            f"cannot load tokenizer {name or cfg.init!r} ({type(e).__name__}: {e}); "
+            "offline? use tokenizer='byte' or a local folder"
+        ) from e
     if tok.eos_token_id is None:
         raise ConfigError(f"tokenizer {name or cfg.init!r} has no EOS token to separate documents")
     return tok
@@ -123,29 +125,51 @@ def build_model(cfg: ProxyConfig, vocab_size: int, tokenizer):
     try:
         if cfg.mode == "continue":
             try:
-                model = transformers.AutoModelForCausalLM.from_pretrained(cfg.init, dtype=torch.float32)
+                model = transformers.AutoModelForCausalLM.from_pretrained(
+                    cfg.init, dtype=torch.float32
+                )
             except (OSError, ValueError) as e:
-                raise InputError(f"cannot load checkpoint {cfg.init!r} ({type(e).__name__}: {e}); "
-                                 "offline? use a local folder") from e
+                raise InputError(
+                    f"cannot load checkpoint {cfg.init!r} ({type(e).__name__}: {e}); "
+                    "offline? use a local folder"
+                ) from e
             ctx = _context_length(model.config)
             if ctx is not None and cfg.seq_len > ctx:
                 raise ConfigError(f"seq_len {cfg.seq_len} exceeds the checkpoint's context {ctx}")
             return model
         torch.manual_seed(cfg.seed)
-        special = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
-                   "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None
-                   else tokenizer.eos_token_id}
+        special = {
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id
+            if tokenizer.pad_token_id is not None
+            else tokenizer.eos_token_id,
+        }
         if cfg.arch == "gpt2":
             conf = transformers.GPT2Config(
-                vocab_size=vocab_size, n_positions=cfg.seq_len, n_embd=cfg.n_embd,
-                n_layer=cfg.n_layer, n_head=cfg.n_head, resid_pdrop=0.0, embd_pdrop=0.0,
-                attn_pdrop=0.0, **special)
+                vocab_size=vocab_size,
+                n_positions=cfg.seq_len,
+                n_embd=cfg.n_embd,
+                n_layer=cfg.n_layer,
+                n_head=cfg.n_head,
+                resid_pdrop=0.0,
+                embd_pdrop=0.0,
+                attn_pdrop=0.0,
+                **special,
+            )
             return transformers.GPT2LMHeadModel(conf)
         conf = transformers.LlamaConfig(
-            vocab_size=vocab_size, hidden_size=cfg.n_embd, intermediate_size=4 * cfg.n_embd,
-            num_hidden_layers=cfg.n_layer, num_attention_heads=cfg.n_head,
-            num_key_value_heads=cfg.n_head, max_position_embeddings=cfg.seq_len,
-            tie_word_embeddings=True, attention_dropout=0.0, **special)
+            vocab_size=vocab_size,
+            hidden_size=cfg.n_embd,
+            intermediate_size=4 * cfg.n_embd,
+            num_hidden_layers=cfg.n_layer,
+            num_attention_heads=cfg.n_head,
+            num_key_value_heads=cfg.n_head,
+            max_position_embeddings=cfg.seq_len,
+            tie_word_embeddings=True,
+            attention_dropout=0.0,
+            **special,
+        )
         return transformers.LlamaForCausalLM(conf)
     finally:
         transformers.utils.logging.set_verbosity(verbosity)
@@ -236,13 +260,23 @@ def train_proxy(
         torch.set_num_threads(cfg.threads)
     autocast_dtype, dtype_name = _precision(cfg, device)
     tokenizer = load_tokenizer(cfg)
-    stream = build_token_stream(data, out / "data", tokenizer, cfg.tokenizer_name or str(cfg.init),
-                                text_field=cfg.text_field, max_docs=cfg.max_docs)
+    stream = build_token_stream(
+        data,
+        out / "data",
+        tokenizer,
+        cfg.tokenizer_name or str(cfg.init),
+        text_field=cfg.text_field,
+        max_docs=cfg.max_docs,
+    )
     # threads and checkpoint spacing do not change the weights: a resume may change them
     run_cfg = {k: v for k, v in cfg.to_dict().items() if k not in ("threads", "save_every")}
-    settings = {**run_cfg, "data": stream.settings["data"],
-                "shards": stream.settings["shards"], "device": device.split(":")[0],
-                "dtype": dtype_name}
+    settings = {
+        **run_cfg,
+        "data": stream.settings["data"],
+        "shards": stream.settings["shards"],
+        "device": device.split(":")[0],
+        "dtype": dtype_name,
+    }
     check_or_write_manifest(out, settings)
     result_path = out / "result.json"
     if result_path.is_file():
@@ -251,31 +285,44 @@ def train_proxy(
     steps = math.ceil(cfg.tokens / (cfg.batch_size * cfg.seq_len))
     sampler = BlockSampler(stream.n_blocks(cfg.seq_len), cfg.batch_size, cfg.seed)
     blocks = np.asarray(stream.tokens[: sampler.n_blocks * cfg.seq_len]).reshape(
-        sampler.n_blocks, cfg.seq_len)  # [n_blocks, seq_len]
+        sampler.n_blocks, cfg.seq_len
+    )  # [n_blocks, seq_len]
 
     ckpt = _find_checkpoint(out)
     resumed = ckpt is not None
     if ckpt is not None:
         state = read_json(ckpt / "state.json")
         if state.get("steps_total") != steps:
-            raise ResumeError(f"{ckpt} was made for {state.get('steps_total')} steps, not {steps}; "
-                              "use a new --out folder")
+            raise ResumeError(
+                f"{ckpt} was made for {state.get('steps_total')} steps, not {steps}; "
+                "use a new --out folder"
+            )
         model = transformers.AutoModelForCausalLM.from_pretrained(ckpt, dtype=torch.float32)
     else:
         state = {"step": 0, "tokens": 0, "seconds": 0.0, "losses": [], "steps_total": steps}
         model = build_model(cfg, len(tokenizer), tokenizer)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
-        raise ConfigError(f"tokenizer has {len(tokenizer)} ids but the model only "
-                          f"{model.get_input_embeddings().num_embeddings} embeddings")
+        raise ConfigError(
+            f"tokenizer has {len(tokenizer)} ids but the model only "
+            f"{model.get_input_embeddings().num_embeddings} embeddings"
+        )
     if getattr(model, "loss_type", None) is None:
-        model.loss_type = "ForCausalLM"  # GPT2LMHeadModel's name matches no loss: silence the notice
+        model.loss_type = (
+            "ForCausalLM"  # GPT2LMHeadModel's name matches no loss: silence the notice
+        )
     model.to(device)
     model.train()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8)
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+        betas=(0.9, 0.95),
+        eps=1e-8,
+    )
     if ckpt is not None:
         saved = torch.load(ckpt / "trainer.pt", map_location=device, weights_only=False)
         optimizer.load_state_dict(saved["optimizer"])
@@ -286,8 +333,15 @@ def train_proxy(
         log.info("proxy: resuming %s at step %d of %d", out, state["step"], steps)
 
     tokens_per_step = cfg.batch_size * cfg.seq_len
-    bar = tqdm(total=steps, initial=state["step"], unit="step", file=sys.stderr,
-               disable=not progress, desc="proxy train", dynamic_ncols=True)
+    bar = tqdm(
+        total=steps,
+        initial=state["step"],
+        unit="step",
+        file=sys.stderr,
+        disable=not progress,
+        desc="proxy train",
+        dynamic_ncols=True,
+    )
     t_call = time.perf_counter()
     seconds_before = float(state["seconds"])
     tokens_call = 0
@@ -310,8 +364,10 @@ def train_proxy(
             optimizer.zero_grad(set_to_none=True)
             loss_v = float(loss.detach())
             if not math.isfinite(loss_v):
-                raise InputError(f"proxy training diverged at step {step} (loss {loss_v}); "
-                                 "lower lr or check the data")
+                raise InputError(
+                    f"proxy training diverged at step {step} (loss {loss_v}); "
+                    "lower lr or check the data"
+                )
             window.append(loss_v)
             tokens_call += tokens_per_step
             done = step + 1
@@ -322,8 +378,11 @@ def train_proxy(
             bar.update(1)
             bar.set_postfix(loss=f"{loss_v:.3f}", tok_s=f"{tokens_call / max(elapsed, 1e-9):,.0f}")
             if done % cfg.save_every == 0 or done == steps:
-                state.update(step=done, tokens=done * tokens_per_step,
-                             seconds=round(seconds_before + time.perf_counter() - t_call, 4))
+                state.update(
+                    step=done,
+                    tokens=done * tokens_per_step,
+                    seconds=round(seconds_before + time.perf_counter() - t_call, 4),
+                )
                 _save_checkpoint(out, model, tokenizer, optimizer, state)
             if on_step is not None:
                 on_step(done, loss_v)
@@ -340,16 +399,28 @@ def train_proxy(
     os.replace(tmp, final)
     losses = state["losses"]
     res = ProxyResult(
-        checkpoint=final.resolve(), tokens=steps * tokens_per_step,
+        checkpoint=final.resolve(),
+        tokens=steps * tokens_per_step,
         tokens_per_s=round(steps * tokens_per_step / max(seconds, 1e-9), 1),
-        seconds=round(seconds, 3), resumed=resumed, steps=steps,
+        seconds=round(seconds, 3),
+        resumed=resumed,
+        steps=steps,
         final_loss=float(losses[-1][1]) if losses else float("nan"),
-        epochs=round(sampler.epochs(steps), 4), n_docs=stream.n_docs, device=device,
+        epochs=round(sampler.epochs(steps), 4),
+        n_docs=stream.n_docs,
+        device=device,
         dtype=dtype_name,
     )
-    write_json_atomic(result_path, {**res.to_dict(), "config": cfg.to_dict(), "losses": losses,
-                                    "data_tokens": int(len(stream.tokens)),
-                                    "rejected": stream.rejected,
-                                    "params": int(sum(p.numel() for p in model.parameters()))})
+    write_json_atomic(
+        result_path,
+        {
+            **res.to_dict(),
+            "config": cfg.to_dict(),
+            "losses": losses,
+            "data_tokens": int(len(stream.tokens)),
+            "rejected": stream.rejected,
+            "params": int(sum(p.numel() for p in model.parameters())),
+        },
+    )
     shutil.rmtree(out / "checkpoint", ignore_errors=True)  # the model/ folder supersedes it
     return res

@@ -62,8 +62,10 @@ def open_store(path_or_uri: str | os.PathLike) -> CorpusStore:
 
     uri = resolve_store(path_or_uri)
     if "://" not in uri and not Path(uri).is_dir():  # never create a folder for a mistyped path
-        raise InputError(f"no corpus store at {uri}: give a score folder made by `retriever score` "
-                         "(or its LanceDB store URI)")
+        raise InputError(
+            f"no corpus store at {uri}: give a score folder made by `retriever score` "
+            "(or its LanceDB store URI)"
+        )
     key = str(path_or_uri)
     stamp = _mtime(Path(path_or_uri) / "store.json")
     with _LOCK:

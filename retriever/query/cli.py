@@ -9,15 +9,25 @@ from retriever._cli import print_json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("query", help="nearest gold exemplars or corpus documents of a new exemplar",
-                       description="Embed TEXT and list its nearest neighbours. TEXT `-` reads one "
-                       "exemplar from stdin (all of it, newlines kept).")
+    p = sub.add_parser(
+        "query",
+        help="nearest gold exemplars or corpus documents of a new exemplar",
+        description="Embed TEXT and list its nearest neighbours. TEXT `-` reads one "
+        "exemplar from stdin (all of it, newlines kept).",
+    )
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--index", action="append", metavar="DIR",
-                     help="task index folder: search its gold exemplars (repeatable: all are searched, "
-                     "hits merged by score)")
-    src.add_argument("--corpus-store", metavar="DIR_OR_URI",
-                     help="score folder (or LanceDB URI): search the scored corpus")
+    src.add_argument(
+        "--index",
+        action="append",
+        metavar="DIR",
+        help="task index folder: search its gold exemplars (repeatable: all are searched, "
+        "hits merged by score)",
+    )
+    src.add_argument(
+        "--corpus-store",
+        metavar="DIR_OR_URI",
+        help="score folder (or LanceDB URI): search the scored corpus",
+    )
     p.add_argument("text", nargs="+", help="exemplar text(s); - reads stdin")
     p.add_argument("-k", type=int, default=10, help="neighbours per text (default 10)")
     p.add_argument("--json", action="store_true", help="print the hits as JSON")
@@ -32,7 +42,9 @@ def _texts(args) -> list[str]:
         if t == "-":
             t = sys.stdin.read().strip("\n")
             if not t.strip():
-                raise ConfigError("`retriever query -` read nothing from stdin; pipe the exemplar in")
+                raise ConfigError(
+                    "`retriever query -` read nothing from stdin; pipe the exemplar in"
+                )
         texts.append(t)
     if args.k < 1:
         raise ConfigError(f"-k must be at least 1, got {args.k}")

@@ -17,7 +17,9 @@ from retriever.query.cache import open_index, open_store, resolve_store
 __all__ = ["check_store_embedder", "query_corpus", "query_gold", "query_gold_many", "resolve_store"]
 
 
-def query_gold(index_dir: str | os.PathLike, texts: list[str], k: int = 10, embedder=None) -> list[list[dict[str, Any]]]:
+def query_gold(
+    index_dir: str | os.PathLike, texts: list[str], k: int = 10, embedder=None
+) -> list[list[dict[str, Any]]]:
     """Per text, the ``k`` nearest gold exemplars of the task: ``[{rank, score, id, text, source}]``."""
     gi = open_index(index_dir)
     emb = embedder or load_embedder(gi.model)
@@ -26,8 +28,9 @@ def query_gold(index_dir: str | os.PathLike, texts: list[str], k: int = 10, embe
     return gi.hits(D, I)
 
 
-def query_gold_many(index_dirs: list[str | os.PathLike], texts: list[str], k: int = 10,
-                    embedder=None) -> list[list[dict[str, Any]]]:
+def query_gold_many(
+    index_dirs: list[str | os.PathLike], texts: list[str], k: int = 10, embedder=None
+) -> list[list[dict[str, Any]]]:
     """:func:`query_gold` over several task indexes: per text, the ``k`` best hits of all, each
     with its ``task``, best first (one index: the same hits as :func:`query_gold`)."""
     dirs = list(dict.fromkeys(str(d) for d in index_dirs))
@@ -35,7 +38,11 @@ def query_gold_many(index_dirs: list[str | os.PathLike], texts: list[str], k: in
     tasks = [open_index(d).task for d in dirs] if len(dirs) > 1 else [None]
     out = []
     for i in range(len(texts)):
-        hits = [{**h, "task": t} if t else h for t, res in zip(tasks, per_index, strict=True) for h in res[i]]
+        hits = [
+            {**h, "task": t} if t else h
+            for t, res in zip(tasks, per_index, strict=True)
+            for h in res[i]
+        ]
         hits.sort(key=lambda h: -h["score"])
         out.append([{**h, "rank": r + 1} for r, h in enumerate(hits[:k])])
     return out
@@ -50,8 +57,9 @@ def check_store_embedder(st, emb) -> None:
         )
 
 
-def query_corpus(store: str | os.PathLike, texts: list[str], k: int = 10, embedder=None,
-                 nprobes: int = 32) -> list[list[dict[str, Any]]]:
+def query_corpus(
+    store: str | os.PathLike, texts: list[str], k: int = 10, embedder=None, nprobes: int = 32
+) -> list[list[dict[str, Any]]]:
     """Per text, the ``k`` nearest scored corpus documents: ``[{rank, score, id, shard, row, preview}]``.
 
     Args:

@@ -422,11 +422,15 @@ def _arms(s: Mapping[str, Any]) -> str:
     for t in tasks:
         rows = []
         for a in arms:
-            cells = "".join(f"<td>{iv(by.get((t, a, m)), 'mean', 'lo', 'hi')}</td>" for m in metrics)
+            cells = "".join(
+                f"<td>{iv(by.get((t, a, m)), 'mean', 'lo', 'hi')}</td>" for m in metrics
+            )
             for m in metrics:
                 r = by.get((t, a, m))
                 txt = iv(r, "diff", "diff_lo", "diff_hi") if r and "diff" in r else "-"
-                cells += f"<td>{'<b>' + txt + '</b>' if r and r.get('better') is not None else txt}</td>"
+                cells += (
+                    f"<td>{'<b>' + txt + '</b>' if r and r.get('better') is not None else txt}</td>"
+                )
             tok = s.get("arms", {}).get(a, {}).get("tokens")
             rows.append(f"<tr><td class='l'>{escape(a)}</td><td>{_val(tok)}</td>{cells}</tr>")
         figs = []
@@ -437,12 +441,13 @@ def _arms(s: Mapping[str, Any]) -> str:
                 if r and r.get("mean") is not None and math.isfinite(r["mean"]):
                     items.append((a, float(r["mean"]), iv(r, "mean", "lo", "hi")))
             if items:
-                svg = bars_svg(items, title=f"{t}: {m}", xlabel=label,
-                               x_max=1.0 if m == "acc_norm" else None)
+                svg = bars_svg(
+                    items, title=f"{t}: {m}", xlabel=label, x_max=1.0 if m == "acc_norm" else None
+                )
                 figs.append(f'<div class="fig">{svg}</div>')
         out.append(
             f"<h3>{escape(t)}</h3><table><tr><th class='l'>arm</th><th>tokens</th>{head}</tr>"
-            f"{''.join(rows)}</table><div class=\"grid\">{''.join(figs)}</div>"
+            f'{"".join(rows)}</table><div class="grid">{"".join(figs)}</div>'
         )
     return "\n".join(out)
 
@@ -451,7 +456,9 @@ def _samples(samples: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]]) -
     out = []
     for task, kinds in samples.items():
         out.append(f"<h3>{escape(task)}</h3>")
-        places = _score_decimals([d.get("scores") or {} for k in SAMPLE_KINDS for d in kinds.get(k) or []])
+        places = _score_decimals(
+            [d.get("scores") or {} for k in SAMPLE_KINDS for d in kinds.get(k) or []]
+        )
         for kind in SAMPLE_KINDS:
             docs = kinds.get(kind) or []
             if not docs:
@@ -459,7 +466,9 @@ def _samples(samples: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]]) -
             out.append(f'<h4 class="kind">{kind} ({len(docs)})</h4>')
             for d in docs:
                 text = str(d.get("text", ""))
-                sc = ", ".join(f"{k} {_score(v, places.get(k, 3))}" for k, v in (d.get("scores") or {}).items())
+                sc = ", ".join(
+                    f"{k} {_score(v, places.get(k, 3))}" for k, v in (d.get("scores") or {}).items()
+                )
                 why = f" &middot; {escape(str(d['why']))}" if d.get("why") else ""
                 head = escape(text[:SAMPLE_CHARS])
                 rest = text[SAMPLE_CHARS:SAMPLE_FULL_CHARS]
@@ -476,7 +485,9 @@ def _samples(samples: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]]) -
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-def _score_decimals(rows: Sequence[Mapping[str, Any]], least: int = 3, most: int = 6) -> dict[str, int]:
+def _score_decimals(
+    rows: Sequence[Mapping[str, Any]], least: int = 3, most: int = 6
+) -> dict[str, int]:
     """Per score name, the fewest decimals (``least``..``most``) at which samples whose values
     differ also print differently (a kept 0.50012 and a borderline 0.49987 must not both read 0.500)."""
     values: dict[str, set[float]] = {}
@@ -486,7 +497,9 @@ def _score_decimals(rows: Sequence[Mapping[str, Any]], least: int = 3, most: int
                 values.setdefault(k, set()).add(v)
     out = {}
     for k, vs in values.items():
-        out[k] = next((d for d in range(least, most + 1) if len({round(v, d) for v in vs}) == len(vs)), most)
+        out[k] = next(
+            (d for d in range(least, most + 1) if len({round(v, d) for v in vs}) == len(vs)), most
+        )
     return out
 
 

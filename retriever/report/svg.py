@@ -253,7 +253,7 @@ def _short(label: str, n: int = LABEL_CHARS) -> str:
     if len(label) <= n:
         return label
     head = (n - 1) // 2
-    return label[:head] + "\u2026" + label[-(n - 1 - head):]
+    return label[:head] + "\u2026" + label[-(n - 1 - head) :]
 
 
 def bars_svg(

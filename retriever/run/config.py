@@ -16,8 +16,20 @@ from typing import Any
 from retriever.config import check_field_types, read_toml
 from retriever.errors import ConfigError
 
-SECTIONS = ("run", "tasks", "corpus", "score", "confirm", "distill", "filter", "dataset", "report",
-            "evaluate", "mix", "plan")
+SECTIONS = (
+    "run",
+    "tasks",
+    "corpus",
+    "score",
+    "confirm",
+    "distill",
+    "filter",
+    "dataset",
+    "report",
+    "evaluate",
+    "mix",
+    "plan",
+)
 
 
 @dataclass(frozen=True)
@@ -130,9 +142,20 @@ class PlanSection:
     def __post_init__(self) -> None:
         for k in ("cores", "gpus", "calibrate_docs", "exact_limit"):
             v = getattr(self, k)
-            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if k == "exact_limit" else 1):
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, int)
+                or v < (0 if k == "exact_limit" else 1)
+            ):
                 raise ConfigError(f"[plan] {k} must be a positive integer, got {v!r}")
-        for k in ("max_core_hours", "max_gpu_hours", "max_hours_here", "docs", "mean_chars", "shards"):
+        for k in (
+            "max_core_hours",
+            "max_gpu_hours",
+            "max_hours_here",
+            "docs",
+            "mean_chars",
+            "shards",
+        ):
             v = getattr(self, k)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
                 raise ConfigError(f"[plan] {k} must be a positive number, got {v!r}")
@@ -202,23 +225,39 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
         raise ConfigError(f"{p}: unknown section(s) {unknown}; sections are {list(SECTIONS)}")
     base = p.parent
     run = _make(RunSection, raw.get("run"), "run")
-    run = RunSection(**{**run.__dict__, "out": _rel(base, run.out) if run.out.startswith(".") else run.out,
-                        "indexes_dir": _rel(base, run.indexes_dir)})
+    run = RunSection(
+        **{
+            **run.__dict__,
+            "out": _rel(base, run.out) if run.out.startswith(".") else run.out,
+            "indexes_dir": _rel(base, run.indexes_dir),
+        }
+    )
     tasks_raw = raw.get("tasks") or {}
     if not isinstance(tasks_raw, dict) or not tasks_raw:
         raise ConfigError(f"{p}: [tasks.NAME] tables are required (one per task)")
     tasks = []
     for name, t in tasks_raw.items():
         tc = _make(TaskConfig, {**(t or {}), "name": name}, f"tasks.{name}")
-        tasks.append(TaskConfig(name=name, gold=tuple(_rel(base, g) for g in tc.gold),
-                                spec=_rel(base, tc.spec) if tc.spec else None, gold_limit=tc.gold_limit,
-                                scorecard_gold=tuple(_rel(base, g) for g in tc.scorecard_gold)))
+        tasks.append(
+            TaskConfig(
+                name=name,
+                gold=tuple(_rel(base, g) for g in tc.gold),
+                spec=_rel(base, tc.spec) if tc.spec else None,
+                gold_limit=tc.gold_limit,
+                scorecard_gold=tuple(_rel(base, g) for g in tc.scorecard_gold),
+            )
+        )
     corpus = _make(CorpusSection, raw.get("corpus"), "corpus")
     if not corpus.paths:
         raise ConfigError(f"{p}: [corpus] paths = [...] is required")
-    corpus = CorpusSection(**{**corpus.__dict__, "paths": tuple(_rel(base, c) for c in corpus.paths),
-                              # a local tokenizer folder is relative to the config, like the paths
-                              "detokenizer": _rel(base, corpus.detokenizer) if corpus.detokenizer else None})
+    corpus = CorpusSection(
+        **{
+            **corpus.__dict__,
+            "paths": tuple(_rel(base, c) for c in corpus.paths),
+            # a local tokenizer folder is relative to the config, like the paths
+            "detokenizer": _rel(base, corpus.detokenizer) if corpus.detokenizer else None,
+        }
+    )
     dataset = _make(DatasetSection, raw.get("dataset"), "dataset")
     for sec in ("distill", "filter", "evaluate", "mix"):
         if not isinstance(raw.get(sec, {}), dict):
@@ -226,10 +265,20 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
     confirm = _make(ConfirmSection, raw.get("confirm"), "confirm")
     if confirm.panel != "tiny":
         confirm = ConfirmSection(**{**confirm.__dict__, "panel": _rel(base, confirm.panel)})
-    cfg = RunConfig(str(p), run, tuple(tasks), corpus, _make(ScoreSection, raw.get("score"), "score"),
-                    confirm, dict(raw.get("distill", {})),
-                    dict(raw.get("filter", {})), dataset, dict(raw.get("evaluate", {})),
-                    dict(raw.get("mix", {})), _plan_section(base, raw.get("plan")))
+    cfg = RunConfig(
+        str(p),
+        run,
+        tuple(tasks),
+        corpus,
+        _make(ScoreSection, raw.get("score"), "score"),
+        confirm,
+        dict(raw.get("distill", {})),
+        dict(raw.get("filter", {})),
+        dataset,
+        dict(raw.get("evaluate", {})),
+        dict(raw.get("mix", {})),
+        _plan_section(base, raw.get("plan")),
+    )
     _check_stage_sections(cfg)
     return cfg
 
@@ -255,14 +304,21 @@ def _check_stage_sections(cfg: RunConfig) -> None:
 
     c = cfg.confirm
     try:
-        DecisionRules(estimator=c.estimator, positive_min=c.positive_min, negative_max=c.negative_max,
-                      positive_top_fraction=c.positive_top_fraction)
-        CandidateRule(negatives_per_positive=c.negatives_per_positive, max_random_negatives=c.max_random_negatives,
-                      max_candidates=c.max_candidates)
+        DecisionRules(
+            estimator=c.estimator,
+            positive_min=c.positive_min,
+            negative_max=c.negative_max,
+            positive_top_fraction=c.positive_top_fraction,
+        )
+        CandidateRule(
+            negatives_per_positive=c.negatives_per_positive,
+            max_random_negatives=c.max_random_negatives,
+            max_candidates=c.max_candidates,
+        )
     except ConfigError as e:
         raise ConfigError(f"[confirm]: {e}") from e
     if c.panel != "tiny" and not c.panel.endswith(".toml"):
-        raise ConfigError(f"[confirm] panel must be \"tiny\" or a panel .toml file, got {c.panel!r}")
+        raise ConfigError(f'[confirm] panel must be "tiny" or a panel .toml file, got {c.panel!r}')
     from retriever.score.sample import parse_sample
 
     try:

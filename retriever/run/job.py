@@ -40,7 +40,12 @@ log = logging.getLogger(__name__)
 # options added after runs existed: left out of a step's fingerprint while unset, so an older run
 # folder is not redone for an option it never had
 UNSET_IS_OLD = ("max_candidates",)
-READER_DEFAULTS = {"text_field": "text", "id_field": "id", "tokens_field": "tokens", "detokenizer": None}
+READER_DEFAULTS = {
+    "text_field": "text",
+    "id_field": "id",
+    "tokens_field": "tokens",
+    "detokenizer": None,
+}
 
 
 def inputs_fingerprint(paths: list[str] | tuple[str, ...], what: str = "corpus input") -> str:
@@ -56,8 +61,10 @@ def inputs_fingerprint(paths: list[str] | tuple[str, ...], what: str = "corpus i
     local = [p for p in paths if not is_hub_id(p) or Path(p).exists()]
     for p in local:
         if not Path(p).exists():
-            raise InputError(f"{what} {p} does not exist (a file, a folder or hf://org/name); "
-                             "fix the path in the run config")
+            raise InputError(
+                f"{what} {p} does not exist (a file, a folder or hf://org/name); "
+                "fix the path in the run config"
+            )
     hub = sorted(set(paths) - set(local))
     parts = [paths_fingerprint(list_shards(local)) if local else None, hub]
     if held:  # `holdout:<task>` gold: the shared data's gold files it is cut from
@@ -89,15 +96,23 @@ class RunJob:
     def reader_options(self) -> dict[str, Any]:
         """``[corpus]``'s reader options (fields, detokenizer), passed to every stage that reads it."""
         c = self.cfg.corpus
-        return {"text_field": c.text_field, "id_field": c.id_field, "tokens_field": c.tokens_field,
-                "detokenizer": c.detokenizer}
+        return {
+            "text_field": c.text_field,
+            "id_field": c.id_field,
+            "tokens_field": c.tokens_field,
+            "detokenizer": c.detokenizer,
+        }
 
     def corpus_reader(self):
         from retriever.corpus.readers import CorpusReader, Detokenizer
 
         o = self.reader_options()
-        return CorpusReader(text_field=o["text_field"], id_field=o["id_field"], tokens_field=o["tokens_field"],
-                            detokenizer=Detokenizer(o["detokenizer"]) if o["detokenizer"] else None)
+        return CorpusReader(
+            text_field=o["text_field"],
+            id_field=o["id_field"],
+            tokens_field=o["tokens_field"],
+            detokenizer=Detokenizer(o["detokenizer"]) if o["detokenizer"] else None,
+        )
 
     # -- specs ------------------------------------------------------------------------------------
     def task_spec(self, t: TaskConfig) -> TaskSpec:
@@ -107,8 +122,10 @@ class RunJob:
             spec = find_task_spec(t.spec or t.name, self.cfg.run.indexes_dir)
             spec = dataclasses.replace(spec, task=t.name)
         if t.gold_limit is not None:
-            spec = dataclasses.replace(spec, sources=tuple(dataclasses.replace(s, limit=t.gold_limit)
-                                                           for s in spec.sources))
+            spec = dataclasses.replace(
+                spec,
+                sources=tuple(dataclasses.replace(s, limit=t.gold_limit) for s in spec.sources),
+            )
         if self.cfg.run.model:
             spec = dataclasses.replace(spec, model=self.cfg.run.model)
         return spec
@@ -118,58 +135,152 @@ class RunJob:
         steps: list[RunStep] = []
         for t in cfg.tasks:
             spec = self.task_spec(t)
-            steps.append(RunStep(
-                f"index/{t.name}",
-                {"sources": [dataclasses.asdict(s) for s in spec.sources], "model": spec.model,
-                 "factory": spec.factory, "gold": inputs_fingerprint([s.path for s in spec.sources
-                                                                      if Path(s.path).exists() or not s.optional],
-                                                                     what=f"gold source of task {t.name!r}:")},
-                lambda spec=spec: self._index(spec), outputs=[self.index_dir(t.name)]))
+            steps.append(
+                RunStep(
+                    f"index/{t.name}",
+                    {
+                        "sources": [dataclasses.asdict(s) for s in spec.sources],
+                        "model": spec.model,
+                        "factory": spec.factory,
+                        "gold": inputs_fingerprint(
+                            [
+                                s.path
+                                for s in spec.sources
+                                if Path(s.path).exists() or not s.optional
+                            ],
+                            what=f"gold source of task {t.name!r}:",
+                        ),
+                    },
+                    lambda spec=spec: self._index(spec),
+                    outputs=[self.index_dir(t.name)],
+                )
+            )
         corpus_fp = inputs_fingerprint(cfg.corpus.paths)
         sc = cfg.score
-        steps.append(RunStep("score", {"corpus": corpus_fp, "corpus_fields": dataclasses.asdict(cfg.corpus),
-                                       "k": sc.k, "store": sc.store,
-                                       # only when set: runs made before sampling existed stay valid
-                                       **({"sample": sc.sample, "seed": cfg.run.seed} if sc.sample is not None else {})},
-                             self._score, outputs=[self.out / "scores"], after=[f"index/{t}" for t in tasks]))
-        steps.append(RunStep("candidates", {"top_fraction": sc.top_fraction, "threshold": sc.threshold},
-                             self._candidates, outputs=[self.out / "scores" / "summary.json"], after=["score"]))
+        steps.append(
+            RunStep(
+                "score",
+                {
+                    "corpus": corpus_fp,
+                    "corpus_fields": dataclasses.asdict(cfg.corpus),
+                    "k": sc.k,
+                    "store": sc.store,
+                    # only when set: runs made before sampling existed stay valid
+                    **(
+                        {"sample": sc.sample, "seed": cfg.run.seed} if sc.sample is not None else {}
+                    ),
+                },
+                self._score,
+                outputs=[self.out / "scores"],
+                after=[f"index/{t}" for t in tasks],
+            )
+        )
+        steps.append(
+            RunStep(
+                "candidates",
+                {"top_fraction": sc.top_fraction, "threshold": sc.threshold},
+                self._candidates,
+                outputs=[self.out / "scores" / "summary.json"],
+                after=["score"],
+            )
+        )
         c = cfg.confirm
-        panel_settings = {"panel": c.panel, "scorecard_kind": c.scorecard_kind, "limit": c.scorecard_limit,
-                          "seed": cfg.run.seed, "scorecard_gold": {t.name: list(t.scorecard_gold) for t in cfg.tasks}}
+        panel_settings = {
+            "panel": c.panel,
+            "scorecard_kind": c.scorecard_kind,
+            "limit": c.scorecard_limit,
+            "seed": cfg.run.seed,
+            "scorecard_gold": {t.name: list(t.scorecard_gold) for t in cfg.tasks},
+        }
         if c.panel == "tiny":
-            panel_settings.update(models=c.tiny_models, steps=c.tiny_steps, texts=c.tiny_texts, corpus=corpus_fp)
+            panel_settings.update(
+                models=c.tiny_models, steps=c.tiny_steps, texts=c.tiny_texts, corpus=corpus_fp
+            )
         else:
-            panel_settings["panel_file"] = file_fingerprint(c.panel) if Path(c.panel).is_file() else c.panel
-        steps.append(RunStep("panel", panel_settings, self._panel, outputs=[self.out / "panel"],
-                             after=[f"index/{t}" for t in tasks]))
+            panel_settings["panel_file"] = (
+                file_fingerprint(c.panel) if Path(c.panel).is_file() else c.panel
+            )
+        steps.append(
+            RunStep(
+                "panel",
+                panel_settings,
+                self._panel,
+                outputs=[self.out / "panel"],
+                after=[f"index/{t}" for t in tasks],
+            )
+        )
         # the BPB cache (keyed by document, model and weights) survives a rerun, so changing a decision
         # threshold costs seconds; models retrained since are dropped from it in _confirm
-        confirm_settings = {k: v for k, v in dataclasses.asdict(c).items()
-                            if not (k in UNSET_IS_OLD and v is None)}
-        steps.append(RunStep("confirm", confirm_settings, self._confirm, outputs=[self.out / "confirm"],
-                             keep=[self.out / "confirm" / "bpb"], after=["candidates", "panel"]))
+        confirm_settings = {
+            k: v for k, v in dataclasses.asdict(c).items() if not (k in UNSET_IS_OLD and v is None)
+        }
+        steps.append(
+            RunStep(
+                "confirm",
+                confirm_settings,
+                self._confirm,
+                outputs=[self.out / "confirm"],
+                keep=[self.out / "confirm" / "bpb"],
+                after=["candidates", "panel"],
+            )
+        )
         for t in tasks:
-            steps.append(RunStep(f"distill/{t}", distill_kwargs(cfg), lambda t=t: self._distill(t),
-                                 outputs=[self.filter_model(t).parent],
-                                 after=["confirm"] + [f"index/{x}" for x in tasks]))
+            steps.append(
+                RunStep(
+                    f"distill/{t}",
+                    distill_kwargs(cfg),
+                    lambda t=t: self._distill(t),
+                    outputs=[self.filter_model(t).parent],
+                    after=["confirm"] + [f"index/{x}" for x in tasks],
+                )
+            )
         students = [f"distill/{t}" for t in tasks]
         if multilabel(cfg):
             # one student for all tasks: the filter tokenizes each document once (per-task students
             # above stay for the report's checks, and cost seconds)
-            steps.append(RunStep("distill/multilabel", {**distill_kwargs(cfg), "tasks": tasks},
-                                 self._distill_multilabel, outputs=[self.multilabel_model().parent],
-                                 after=["confirm"]))
+            steps.append(
+                RunStep(
+                    "distill/multilabel",
+                    {**distill_kwargs(cfg), "tasks": tasks},
+                    self._distill_multilabel,
+                    outputs=[self.multilabel_model().parent],
+                    after=["confirm"],
+                )
+            )
             students = ["distill/multilabel"]
         reader = {k: v for k, v in self.reader_options().items() if v != READER_DEFAULTS[k]}
-        steps.append(RunStep("filter", {"filter": cfg.filter, "corpus": corpus_fp,
-                                        **({"reader": reader} if reader else {}),
-                                        **({"student": "multilabel"} if multilabel(cfg) else {})}, self._filter,
-                             outputs=[self.out / "pools"], after=students))
-        steps.append(RunStep("dataset", dataclasses.asdict(cfg.dataset), self._dataset,
-                             outputs=[self.out / "dataset"], after=["filter"]))
-        steps.append(RunStep("report", {}, self._report, outputs=[self.out / "report.html"],
-                             after=[s.name for s in steps]))
+        steps.append(
+            RunStep(
+                "filter",
+                {
+                    "filter": cfg.filter,
+                    "corpus": corpus_fp,
+                    **({"reader": reader} if reader else {}),
+                    **({"student": "multilabel"} if multilabel(cfg) else {}),
+                },
+                self._filter,
+                outputs=[self.out / "pools"],
+                after=students,
+            )
+        )
+        steps.append(
+            RunStep(
+                "dataset",
+                dataclasses.asdict(cfg.dataset),
+                self._dataset,
+                outputs=[self.out / "dataset"],
+                after=["filter"],
+            )
+        )
+        steps.append(
+            RunStep(
+                "report",
+                {},
+                self._report,
+                outputs=[self.out / "report.html"],
+                after=[s.name for s in steps],
+            )
+        )
         return steps
 
     # -- the one call -----------------------------------------------------------------------------
@@ -186,8 +297,12 @@ class RunJob:
 
         def announce(step: RunStep, action: str) -> None:
             i = [s.name for s in steps].index(step.name) + 1
-            verb = {"skipped": "unchanged, skipped", "ran": "running", "resumed": "resuming",
-                    "reran": "settings or inputs changed, rerunning"}[action]
+            verb = {
+                "skipped": "unchanged, skipped",
+                "ran": "running",
+                "resumed": "resuming",
+                "reran": "settings or inputs changed, rerunning",
+            }[action]
             print(f"[{i}/{n}] {step.name}: {verb}", file=sys.stderr, flush=True)
 
         return runner.run(steps, on_step=announce)
@@ -203,20 +318,36 @@ class RunJob:
         from retriever.score import score_corpus
 
         c, sc = self.cfg.corpus, self.cfg.score
-        s = score_corpus([str(self.index_dir(t)) for t in self.cfg.task_names], list(c.paths), self.out / "scores",
-                         store="default" if sc.store else None, progress=self.progress, k=sc.k,
-                         batch_size=sc.batch_size, device=sc.device, sample=sc.sample, seed=self.cfg.run.seed,
-                         **self.reader_options())
+        s = score_corpus(
+            [str(self.index_dir(t)) for t in self.cfg.task_names],
+            list(c.paths),
+            self.out / "scores",
+            store="default" if sc.store else None,
+            progress=self.progress,
+            k=sc.k,
+            batch_size=sc.batch_size,
+            device=sc.device,
+            sample=sc.sample,
+            seed=self.cfg.run.seed,
+            **self.reader_options(),
+        )
         if s["shards"]["failed"]:
-            raise ConfigError(f"{len(s['shards']['failed'])} corpus shard(s) could not be read "
-                              f"({s['shards']['failed'][:3]}); see {self.out}/scores/failed/, fix, and rerun")
+            raise ConfigError(
+                f"{len(s['shards']['failed'])} corpus shard(s) could not be read "
+                f"({s['shards']['failed'][:3]}); see {self.out}/scores/failed/, fix, and rerun"
+            )
         return {k: s[k] for k in ("docs_in", "scored", "rejected", "docs_per_second", "sample")}
 
     def _candidates(self) -> dict[str, Any]:
         from retriever.score import summarize
 
-        s = summarize(self.out / "scores", self.cfg.score.top_fraction, dict(self.cfg.score.threshold))
-        return {t: {"candidates": d["candidates"], "threshold": d["threshold"]} for t, d in s["tasks"].items()}
+        s = summarize(
+            self.out / "scores", self.cfg.score.top_fraction, dict(self.cfg.score.threshold)
+        )
+        return {
+            t: {"candidates": d["candidates"], "threshold": d["threshold"]}
+            for t, d in s["tasks"].items()
+        }
 
     def _panel(self) -> dict[str, Any]:
         from retriever.confirm.panel import load_panel
@@ -236,14 +367,19 @@ class RunJob:
                 order = rng.permutation(len(texts))
                 n_held = min(c.scorecard_limit, len(texts) // 4)
                 held[t.name] = [texts[i] for i in order[:n_held]]
-                corpora[t.name] = [texts[i] for i in order[n_held:n_held + c.tiny_texts]]
-            corpora["generic"] = read_texts(list(self.cfg.corpus.paths), c.tiny_texts, seed,
-                                            reader=self.corpus_reader())
+                corpora[t.name] = [texts[i] for i in order[n_held : n_held + c.tiny_texts]]
+            corpora["generic"] = read_texts(
+                list(self.cfg.corpus.paths), c.tiny_texts, seed, reader=self.corpus_reader()
+            )
             # each model sees its own random mix of the tasks and generic text, so skills differ per task
             names = list(corpora)
-            mixes = [dict(zip(names, w, strict=True)) for w in rng.dirichlet([0.6] * len(names), c.tiny_models)]
-            panel_file = train_tiny_panel(pdir, corpora, steps=c.tiny_steps, seed=seed, mixes=mixes,
-                                          progress=self.progress)
+            mixes = [
+                dict(zip(names, w, strict=True))
+                for w in rng.dirichlet([0.6] * len(names), c.tiny_models)
+            ]
+            panel_file = train_tiny_panel(
+                pdir, corpora, steps=c.tiny_steps, seed=seed, mixes=mixes, progress=self.progress
+            )
         else:
             pdir.mkdir(parents=True, exist_ok=True)
             panel_file = Path(c.panel)
@@ -252,13 +388,21 @@ class RunJob:
         report = {}
         for t in self.cfg.tasks:
             if t.scorecard_gold:
-                gold = read_gold(list(t.scorecard_gold), limit=c.scorecard_limit, seed=seed,
-                                 kind="text" if c.scorecard_kind == "text" else c.scorecard_kind)
+                gold = read_gold(
+                    list(t.scorecard_gold),
+                    limit=c.scorecard_limit,
+                    seed=seed,
+                    kind="text" if c.scorecard_kind == "text" else c.scorecard_kind,
+                )
             elif t.name in held:
                 gold = GoldSample(texts=held[t.name])
             else:
-                gold = read_gold([s.path for s in self.task_spec(t).sources], limit=c.scorecard_limit, seed=seed,
-                                 kind=c.scorecard_kind)
+                gold = read_gold(
+                    [s.path for s in self.task_spec(t).sources],
+                    limit=c.scorecard_limit,
+                    seed=seed,
+                    kind=c.scorecard_kind,
+                )
             res = scorecard(panel, t.name, gold, device=c.device)
             update_scores_file(scores_csv, res.scores)
             report[t.name] = {m: d.get("acc_norm", d.get("bpb")) for m, d in res.details.items()}
@@ -276,44 +420,68 @@ class RunJob:
         drop_stale_bpb(self.out / "confirm" / "bpb", panel)
         settings = ConfirmSettings(
             tasks=tuple(self.cfg.task_names),
-            candidates=CandidateRule(negatives_per_positive=c.negatives_per_positive,
-                                     max_random_negatives=c.max_random_negatives, seed=self.cfg.run.seed,
-                                     max_candidates=c.max_candidates),
-            rules=DecisionRules(estimator=c.estimator, positive_min=c.positive_min, negative_max=c.negative_max,
-                                positive_top_fraction=c.positive_top_fraction),
-            bpb=BpbOptions(device=c.device), min_models=c.min_models, metric=c.metric,
-            center_models=c.center_models)
+            candidates=CandidateRule(
+                negatives_per_positive=c.negatives_per_positive,
+                max_random_negatives=c.max_random_negatives,
+                seed=self.cfg.run.seed,
+                max_candidates=c.max_candidates,
+            ),
+            rules=DecisionRules(
+                estimator=c.estimator,
+                positive_min=c.positive_min,
+                negative_max=c.negative_max,
+                positive_top_fraction=c.positive_top_fraction,
+            ),
+            bpb=BpbOptions(device=c.device),
+            min_models=c.min_models,
+            metric=c.metric,
+            center_models=c.center_models,
+        )
         s = ConfirmStage(panel, self.out / "confirm", settings, progress=self.progress).run(
-            open_docs([str(self.out / "scores")]))
+            open_docs([str(self.out / "scores")])
+        )
         return {t: d.get("labels", d) for t, d in s["tasks"].items()}
 
     def _distill(self, task: str) -> dict[str, Any]:
         from retriever.distill import DistillConfig, FastTextDistiller
 
         rep = FastTextDistiller(DistillConfig(**distill_kwargs(self.cfg))).run(
-            self.out / "confirm" / "labels", task, self.filter_model(task),
-            indexes={t: self.index_dir(t) for t in self.cfg.task_names})
+            self.out / "confirm" / "labels",
+            task,
+            self.filter_model(task),
+            indexes={t: self.index_dir(t) for t in self.cfg.task_names},
+        )
         for w in rep.warnings:
             log.warning("student %s: %s", task, w)
         m = rep.metrics
         cmp_ = m.get("heldout_vs_similarity") or {}
-        return {"n_train": rep.n_train, "n_test": rep.n_test,
-                **{k: m.get(k) for k in ("precision", "recall", "f1", "roc_auc") if k in m},
-                "heldout_student_auc": cmp_.get("student_auc"),
-                "heldout_similarity_auc": cmp_.get("similarity_auc"),
-                "training_set": {s: d["rows"] for s, d in rep.manifest["training_set"]["per_source"].items()
-                                 if isinstance(d, dict) and "rows" in d},
-                "model_bytes": rep.manifest["model_bytes"], "warnings": rep.warnings}
+        return {
+            "n_train": rep.n_train,
+            "n_test": rep.n_test,
+            **{k: m.get(k) for k in ("precision", "recall", "f1", "roc_auc") if k in m},
+            "heldout_student_auc": cmp_.get("student_auc"),
+            "heldout_similarity_auc": cmp_.get("similarity_auc"),
+            "training_set": {
+                s: d["rows"]
+                for s, d in rep.manifest["training_set"]["per_source"].items()
+                if isinstance(d, dict) and "rows" in d
+            },
+            "model_bytes": rep.manifest["model_bytes"],
+            "warnings": rep.warnings,
+        }
 
     def _distill_multilabel(self) -> dict[str, Any]:
         from retriever.distill import DistillConfig
         from retriever.distill.multilabel import MultiLabelDistiller
 
         rep = MultiLabelDistiller(DistillConfig(**distill_kwargs(self.cfg))).run(
-            self.out / "confirm" / "labels", self.cfg.task_names, self.multilabel_model())
-        return {"n_train": rep.n_train,
-                "roc_auc": {t: m.get("roc_auc") for t, m in rep.metrics.items()},
-                "f1": {t: m.get("f1") for t, m in rep.metrics.items()}}
+            self.out / "confirm" / "labels", self.cfg.task_names, self.multilabel_model()
+        )
+        return {
+            "n_train": rep.n_train,
+            "roc_auc": {t: m.get("roc_auc") for t, m in rep.metrics.items()},
+            "f1": {t: m.get("f1") for t, m in rep.metrics.items()},
+        }
 
     def _filter(self) -> dict[str, Any]:
         from retriever.batch_filter import BatchFilter, FilterConfig
@@ -326,10 +494,17 @@ class RunJob:
         if multilabel(self.cfg):
             kw.setdefault("models", {t: str(self.multilabel_model()) for t in self.cfg.task_names})
         fc = FilterConfig(tasks=tuple(self.cfg.task_names), indexes=str(self.out / "filters"), **kw)
-        rep = BatchFilter(fc).run(list(c.paths), self.out / "pools", executor=ex["executor"], workers=ex["workers"],
-                                  progress=self.progress)
+        rep = BatchFilter(fc).run(
+            list(c.paths),
+            self.out / "pools",
+            executor=ex["executor"],
+            workers=ex["workers"],
+            progress=self.progress,
+        )
         if rep.run.failed:
-            raise ConfigError(f"{len(rep.run.failed)} shard(s) failed in the filter; see {self.out}/pools and rerun")
+            raise ConfigError(
+                f"{len(rep.run.failed)} shard(s) failed in the filter; see {self.out}/pools and rerun"
+            )
         return rep.totals
 
     def _dataset(self) -> dict[str, Any]:
@@ -338,10 +513,19 @@ class RunJob:
         d = self.cfg.dataset
         extra = {"general": d.general_pool} if d.general_pool else None
         pools = discover_pools(self.out / "pools", extra)
-        mixture = d.mixture if isinstance(d.mixture, dict) else parse_mixture(str(d.mixture), list(pools))
-        s = DatasetBuilder(pools, mixture, parse_budget(d.budget), order=d.order, tiers=d.tiers,
-                           tokenizer=d.tokenizer,
-                           seed=self.cfg.run.seed, progress=self.progress).build(self.out / "dataset")
+        mixture = (
+            d.mixture if isinstance(d.mixture, dict) else parse_mixture(str(d.mixture), list(pools))
+        )
+        s = DatasetBuilder(
+            pools,
+            mixture,
+            parse_budget(d.budget),
+            order=d.order,
+            tiers=d.tiers,
+            tokenizer=d.tokenizer,
+            seed=self.cfg.run.seed,
+            progress=self.progress,
+        ).build(self.out / "dataset")
         return {"tokens": s.get("tokens"), "documents": s.get("docs"), "pools": s.get("pools")}
 
     def _report(self) -> dict[str, Any]:
@@ -363,7 +547,9 @@ def drop_stale_bpb(bpb_dir: Path, panel) -> list[str]:
     dropped = []
     for m in panel.models:
         man = bpb_dir / m.name / "manifest.json"
-        if man.exists() and read_json(man)["settings"].get("weights") != weights_fingerprint(m.path):
+        if man.exists() and read_json(man)["settings"].get("weights") != weights_fingerprint(
+            m.path
+        ):
             shutil.rmtree(bpb_dir / m.name)
             dropped.append(m.name)
     if dropped:
@@ -380,8 +566,10 @@ def format_run_summary(cfg: RunConfig, outcomes: list[StepOutcome]) -> str:
         lines.append(f"  {o.name:<{width}}{o.action:<9}{o.seconds:>8.1f} s")
     res = {o.name: o.result or {} for o in outcomes}
     tw = max([len("task"), *map(len, cfg.task_names)]) + 2
-    lines.append(f"{'task':<{tw}}{'candidates':>11}{'positive':>10}{'negative':>10}{'filter F1':>10}{'AUC':>7}"
-                 f"{'held-out AUC student / similarity':>35}")
+    lines.append(
+        f"{'task':<{tw}}{'candidates':>11}{'positive':>10}{'negative':>10}{'filter F1':>10}{'AUC':>7}"
+        f"{'held-out AUC student / similarity':>35}"
+    )
     cand = res.get("candidates", {})
     conf = res.get("confirm", {})
     warns = []
@@ -391,15 +579,19 @@ def format_run_summary(cfg: RunConfig, outcomes: list[StepOutcome]) -> str:
         f1, auc = dist.get("f1"), dist.get("roc_auc")
         sa, ma = dist.get("heldout_student_auc"), dist.get("heldout_similarity_auc")
         held = "-" if sa is None or ma is None else f"{sa:.3f} / {ma:.3f}"
-        lines.append(f"{t:<{tw}}{cand.get(t, {}).get('candidates', '-'):>11}{lab.get('positive', '-'):>10}"
-                     f"{lab.get('negative', '-'):>10}{'-' if f1 is None else f'{f1:.3f}':>10}"
-                     f"{'-' if auc is None else f'{auc:.3f}':>7}{held:>35}")
+        lines.append(
+            f"{t:<{tw}}{cand.get(t, {}).get('candidates', '-'):>11}{lab.get('positive', '-'):>10}"
+            f"{lab.get('negative', '-'):>10}{'-' if f1 is None else f'{f1:.3f}':>10}"
+            f"{'-' if auc is None else f'{auc:.3f}':>7}{held:>35}"
+        )
         warns += [f"  WARNING student {t}: {w}" for w in dist.get("warnings") or []]
     lines += warns
     ds = res.get("dataset", {})
     if ds:
-        lines.append(f"training set: {cfg.out / 'dataset'}  ({ds.get('documents', '?')} documents, "
-                     f"{ds.get('tokens', '?')} tokens)")
+        lines.append(
+            f"training set: {cfg.out / 'dataset'}  ({ds.get('documents', '?')} documents, "
+            f"{ds.get('tokens', '?')} tokens)"
+        )
     lines.append(f"report: {cfg.out / 'report.html'}")
     lines.append(f"logs: {cfg.out / 'logs' / 'run.log'}")
     return "\n".join(lines)

@@ -68,9 +68,13 @@ class StepRunner:
     """Runs steps in order under ``run_dir`` (see module docstring)."""
 
     def __init__(self, run_dir: str | Path):
-        self.run_dir = Path(run_dir)  # created at the first save: --plan and failed checks leave none
+        self.run_dir = Path(
+            run_dir
+        )  # created at the first save: --plan and failed checks leave none
         self.state_path = self.run_dir / STATE_FILE
-        self.state: dict[str, Any] = read_json(self.state_path) if self.state_path.exists() else {"steps": {}}
+        self.state: dict[str, Any] = (
+            read_json(self.state_path) if self.state_path.exists() else {"steps": {}}
+        )
 
     @staticmethod
     def _check_order(steps: list[RunStep]) -> None:
@@ -110,7 +114,9 @@ class StepRunner:
             return "skipped"
         return "resumed"
 
-    def run(self, steps: list[RunStep], on_step: Callable[[RunStep, str], None] | None = None) -> list[StepOutcome]:
+    def run(
+        self, steps: list[RunStep], on_step: Callable[[RunStep, str], None] | None = None
+    ) -> list[StepOutcome]:
         self._check_order(steps)
         tokens: dict[str, str] = {}
         outcomes = []
@@ -129,15 +135,25 @@ class StepRunner:
                 keep = {Path(k).resolve() for k in s.keep}
                 for o in s.outputs:
                     _remove(Path(o).resolve(), keep)
-            self.state["steps"][s.name] = {"fingerprint": fp, "status": "running", "settings": s.settings}
+            self.state["steps"][s.name] = {
+                "fingerprint": fp,
+                "status": "running",
+                "settings": s.settings,
+            }
             self._save()
             t0 = time.perf_counter()
             result = s.fn() or {}
             dt = time.perf_counter() - t0
             token = fingerprint([fp, time.time_ns()])
-            self.state["steps"][s.name] = {"fingerprint": fp, "token": token, "status": "done",
-                                           "settings": s.settings, "result": result, "seconds": round(dt, 2),
-                                           "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            self.state["steps"][s.name] = {
+                "fingerprint": fp,
+                "token": token,
+                "status": "done",
+                "settings": s.settings,
+                "result": result,
+                "seconds": round(dt, 2),
+                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            }
             tokens[s.name] = token
             self._save()
             log.info("step %s: %s in %.1f s", s.name, action, dt)

@@ -28,7 +28,9 @@ def topk_scores(D: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return D[:, 0].copy(), D.mean(axis=1, dtype=np.float64).astype(np.float32)
 
 
-def score_embeddings(xq: np.ndarray, xb: np.ndarray, k: int, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+def score_embeddings(
+    xq: np.ndarray, xb: np.ndarray, k: int, block: int = 4096
+) -> tuple[np.ndarray, np.ndarray]:
     """Reference scorer: exact ``(max, mean top-k)`` cosine of every query row against ``xb``.
 
     Plain numpy, blocked over queries so memory is ``block x len(xb)`` floats; used by tests and

@@ -37,9 +37,16 @@ class DatatroveSimilarityScorer(_base.PipelineStep):
     name = "🎯 retriever similarity"
     type = "🔢 - SCORER"
 
-    def __init__(self, index_dirs: list[str], k: int = 10, batch_size: int = 256, device: str | None = None):
+    def __init__(
+        self, index_dirs: list[str], k: int = 10, batch_size: int = 256, device: str | None = None
+    ):
         super().__init__()
-        self.index_dirs, self.k, self.batch_size, self.device = list(index_dirs), k, batch_size, device
+        self.index_dirs, self.k, self.batch_size, self.device = (
+            list(index_dirs),
+            k,
+            batch_size,
+            device,
+        )
         self._scorer = None
 
     def __getstate__(self):
@@ -55,10 +62,14 @@ class DatatroveSimilarityScorer(_base.PipelineStep):
             from retriever.score.scorer import SimilarityScorer
 
             indexes = load_indexes(self.index_dirs)
-            extras = {gi.task: load_extras(d) for gi, d in zip(indexes.values(), self.index_dirs, strict=True)}
+            extras = {
+                gi.task: load_extras(d)
+                for gi, d in zip(indexes.values(), self.index_dirs, strict=True)
+            }
             emb = load_embedder(next(iter(indexes.values())).model, device=self.device)
-            self._scorer = SimilarityScorer(indexes, emb, k=self.k, batch_size=self.batch_size,
-                                            extras=extras)
+            self._scorer = SimilarityScorer(
+                indexes, emb, k=self.k, batch_size=self.batch_size, extras=extras
+            )
         return self._scorer
 
     def run(self, data, rank: int = 0, world_size: int = 1):

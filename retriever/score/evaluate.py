@@ -16,7 +16,9 @@ from retriever.gold.loader import GoldSet
 from retriever.metrics import roc_auc
 
 
-def holdout_split(gold: GoldSet, n_holdout: int, max_index: int | None = None, seed: int = 0) -> tuple[GoldSet, list[str]]:
+def holdout_split(
+    gold: GoldSet, n_holdout: int, max_index: int | None = None, seed: int = 0
+) -> tuple[GoldSet, list[str]]:
     """Split a gold set into ``(indexed gold, held-out texts)``, shuffled with ``seed``.
 
     Held-out records never enter the index; ``max_index`` caps the indexed part (speed).
@@ -37,7 +39,9 @@ def precision_at(y: np.ndarray, s: np.ndarray, n: int) -> float:
     return float(np.asarray(y, dtype=bool)[top].mean())
 
 
-def retrieval_metrics(label: np.ndarray, scores: dict[str, np.ndarray], corpus_label: str = "corpus") -> dict[str, Any]:
+def retrieval_metrics(
+    label: np.ndarray, scores: dict[str, np.ndarray], corpus_label: str = "corpus"
+) -> dict[str, Any]:
     """Per task, how well ``scores[task]`` separates the task's records from the rest.
 
     Args:
@@ -63,8 +67,13 @@ def retrieval_metrics(label: np.ndarray, scores: dict[str, np.ndarray], corpus_l
     return out
 
 
-def bootstrap_metrics(label: np.ndarray, scores: dict[str, np.ndarray], n_boot: int = 1000,
-                      seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+def bootstrap_metrics(
+    label: np.ndarray,
+    scores: dict[str, np.ndarray],
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, Any]:
     """Per task ROC-AUC and P@N (N = the task's count) with stratified bootstrap intervals.
 
     Each resample draws the task's records and the other documents separately with replacement
@@ -90,11 +99,15 @@ def bootstrap_metrics(label: np.ndarray, scores: dict[str, np.ndarray], n_boot: 
             aucs[b] = roc_auc(y, sb)
             pans[b] = precision_at(y, sb, n)
         out[task] = {
-            "n_positive": n, "n_negative": int(len(ineg)),
-            "roc_auc": roc_auc(pos, s), "roc_auc_ci": [float(np.percentile(aucs, lo)), float(np.percentile(aucs, hi))],
+            "n_positive": n,
+            "n_negative": int(len(ineg)),
+            "roc_auc": roc_auc(pos, s),
+            "roc_auc_ci": [float(np.percentile(aucs, lo)), float(np.percentile(aucs, hi))],
             "precision_at_n": precision_at(pos, s, n),
             "precision_at_n_ci": [float(np.percentile(pans, lo)), float(np.percentile(pans, hi))],
-            "roc_auc_vs_corpus": roc_auc(pos[pos | (label == "corpus")], s[pos | (label == "corpus")]),
+            "roc_auc_vs_corpus": roc_auc(
+                pos[pos | (label == "corpus")], s[pos | (label == "corpus")]
+            ),
             "roc_auc_vs_other_tasks": roc_auc(pos[label != "corpus"], s[label != "corpus"]),
         }
     return out

@@ -134,7 +134,9 @@ class ScoreJob:
         for s in shards:
             name = shard_name(s)
             if known.get(name, s) != s:
-                raise InputError(f"two shards map to the output name {name!r}: {known[name]} and {s}; rename one")
+                raise InputError(
+                    f"two shards map to the output name {name!r}: {known[name]} and {s}; rename one"
+                )
             known[name] = s
         write_json_atomic(self.out / "shards.json", known)
         log.info("scoring %d shards for tasks %s with %s (dim %d)", len(shards), tasks, model, dim)
@@ -144,8 +146,10 @@ class ScoreJob:
         return {
             "model": indexes[0].model,
             "dim": indexes[0].dim,
-            "tasks": {gi.task: {"gold_fingerprint": gi.manifest["gold_fingerprint"], "n": gi.ntotal}
-                      for gi in indexes},
+            "tasks": {
+                gi.task: {"gold_fingerprint": gi.manifest["gold_fingerprint"], "n": gi.ntotal}
+                for gi in indexes
+            },
             "k": self.k,
             "text_field": self.text_field,
             "id_field": self.id_field,
@@ -167,7 +171,9 @@ class ScoreJob:
 
     def reader(self) -> CorpusReader:
         return CorpusReader(
-            text_field=self.text_field, id_field=self.id_field, tokens_field=self.tokens_field,
+            text_field=self.text_field,
+            id_field=self.id_field,
+            tokens_field=self.tokens_field,
             detokenizer=Detokenizer(self.detokenizer) if self.detokenizer else None,
         )
 
@@ -179,11 +185,15 @@ class ScoreJob:
             from retriever.score.scorer import SimilarityScorer
 
             indexes = load_indexes(self.index_dirs)
-            extras = {gi.task: load_extras(d) for gi, d in zip(indexes.values(), self.index_dirs, strict=True)}
+            extras = {
+                gi.task: load_extras(d)
+                for gi, d in zip(indexes.values(), self.index_dirs, strict=True)
+            }
             model = next(iter(indexes.values())).model
             emb = load_embedder(model, device=self.device, batch_size=self.embed_batch_size)
-            self._scorer = SimilarityScorer(indexes, emb, k=self.k, batch_size=self.batch_size,
-                                            extras=extras)
+            self._scorer = SimilarityScorer(
+                indexes, emb, k=self.k, batch_size=self.batch_size, extras=extras
+            )
         return self._scorer
 
     # -- work -------------------------------------------------------------------------------------
@@ -260,8 +270,9 @@ class ScoreJob:
                 writer.close()
         rejects.close()
         stats.seconds = time.perf_counter() - t0
-        self.done.write(shard, {"shard": shard, "name": name, "rank": rank, **stats.to_dict()},
-                        fingerprint)
+        self.done.write(
+            shard, {"shard": shard, "name": name, "rank": rank, **stats.to_dict()}, fingerprint
+        )
         failed.unlink(missing_ok=True)
         return stats
 
@@ -280,7 +291,7 @@ class ScoreJob:
         from retriever.corpus.sharding import HUB_PREFIX, hub_filesystem, is_hub_file
 
         if is_hub_file(shard):
-            src = hub_filesystem().open(shard[len(HUB_PREFIX):], "rb")
+            src = hub_filesystem().open(shard[len(HUB_PREFIX) :], "rb")
         elif Path(shard).is_file():
             src = open(shard, "rb")  # noqa: SIM115 - closed below
         else:
@@ -289,15 +300,20 @@ class ScoreJob:
             pf = pq.ParquetFile(src)
             names = set(pf.schema_arrow.names)
             if self.text_field not in names and (self.tokens_field or "") not in names:
-                raise InputError(f"{shard} has no {self.text_field!r} column (columns: {sorted(names)}); "
-                                 "pass --text-field NAME (or --tokens-field for token ids)")
+                raise InputError(
+                    f"{shard} has no {self.text_field!r} column (columns: {sorted(names)}); "
+                    "pass --text-field NAME (or --tokens-field for token ids)"
+                )
             has_id = self.id_field in names
             row = 0
             for batch in pf.iter_batches(batch_size=reader.batch_size):
                 n = batch.num_rows
                 ids = batch.column(self.id_field).to_pylist() if has_id else [None] * n
-                keep = [i for i in range(n)
-                        if s.keep(f"{name}:{row + i}" if ids[i] is None else str(ids[i]))]
+                keep = [
+                    i
+                    for i in range(n)
+                    if s.keep(f"{name}:{row + i}" if ids[i] is None else str(ids[i]))
+                ]
                 if len(keep) < n:
                     yield row, Unsampled(n - len(keep))
                 if keep:
@@ -332,9 +348,14 @@ class ScoreJob:
                 raise  # a settings problem: every shard would fail the same way
             except Exception as e:  # one unreadable shard must not stop the others
                 log.error("shard %s failed: %s", shard, e)
-                write_json_atomic(self.out / "failed" / f"{shard_name(shard)}.json",
-                                  {"shard": shard, "error": f"{type(e).__name__}: {e}",
-                                   "traceback": traceback.format_exc()})
+                write_json_atomic(
+                    self.out / "failed" / f"{shard_name(shard)}.json",
+                    {
+                        "shard": shard,
+                        "error": f"{type(e).__name__}: {e}",
+                        "traceback": traceback.format_exc(),
+                    },
+                )
                 total.inc("failed_shards")
         if bar is not None:
             bar.close()
@@ -343,18 +364,32 @@ class ScoreJob:
 
     def _record_failure(self, shard: str, e: BaseException) -> None:
         log.error("shard %s failed: %s", shard, e)
-        write_json_atomic(self.out / "failed" / f"{shard_name(shard)}.json",
-                          {"shard": shard, "error": f"{type(e).__name__}: {e}",
-                           "traceback": traceback.format_exc()})
+        write_json_atomic(
+            self.out / "failed" / f"{shard_name(shard)}.json",
+            {
+                "shard": shard,
+                "error": f"{type(e).__name__}: {e}",
+                "traceback": traceback.format_exc(),
+            },
+        )
 
     # -- output rows ------------------------------------------------------------------------------
     def _schema(self, pa, scorer):
-        cols = [("id", pa.string()), ("shard", pa.string()), ("row", pa.int64()), ("n_chars", pa.int64())]
+        cols = [
+            ("id", pa.string()),
+            ("shard", pa.string()),
+            ("row", pa.int64()),
+            ("n_chars", pa.int64()),
+        ]
         for f in self.meta_fields:
             cols.append((f, pa.string()))
         extra = scorer.columns()
         for t in scorer.tasks:
-            cols += [(f"score_{t}", pa.float32()), (f"cos_{t}", pa.float32()), (f"topk_{t}", pa.float32())]
+            cols += [
+                (f"score_{t}", pa.float32()),
+                (f"cos_{t}", pa.float32()),
+                (f"topk_{t}", pa.float32()),
+            ]
             cols += [(f"{c}_{t}", pa.float32()) for c in extra]
         cols += [("preview", pa.string()), ("vector", pa.list_(pa.float32(), scorer.embedder.dim))]
         return pa.schema(cols)
@@ -408,4 +443,6 @@ def count_rows(shards: list[str], max_bytes: int = 2 << 30) -> int | None:
 def shard_outputs(out_dir: str | os.PathLike) -> dict[str, Path]:
     """Finished shards of a score folder: shard name -> scores parquet path."""
     out = Path(out_dir)
-    return {p.stem: out / "scores" / f"{p.stem}.parquet" for p in sorted((out / "done").glob("*.json"))}
+    return {
+        p.stem: out / "scores" / f"{p.stem}.parquet" for p in sorted((out / "done").glob("*.json"))
+    }

@@ -15,7 +15,9 @@ from retriever.score.job import shard_outputs
 from retriever.score.select import score_columns
 
 
-def read_scores(score_dir: str | os.PathLike, columns: list[str] | None = None, with_vectors: bool = False):
+def read_scores(
+    score_dir: str | os.PathLike, columns: list[str] | None = None, with_vectors: bool = False
+):
     """All finished shards' score rows as one ``pyarrow.Table`` (vectors left out unless asked)."""
     pa = require("pyarrow")
     pq = require("pyarrow.parquet")
@@ -38,8 +40,12 @@ def candidate_thresholds(score_dir: str | os.PathLike) -> dict[str, float | None
     return {t: d["threshold"] for t, d in read_json(p)["tasks"].items()}
 
 
-def iter_scored_docs(score_dir: str | os.PathLike, ids: set[str] | None = None, task: str | None = None,
-                     candidates_only: bool = False) -> Iterator[Doc]:
+def iter_scored_docs(
+    score_dir: str | os.PathLike,
+    ids: set[str] | None = None,
+    task: str | None = None,
+    candidates_only: bool = False,
+) -> Iterator[Doc]:
     """The scored documents with their full text, re-read from the shards listed in the folder.
 
     Scores go into ``metadata``: ``sim/<task>`` (max cosine), ``simk/<task>`` (mean top-k), and
@@ -60,9 +66,13 @@ def iter_scored_docs(score_dir: str | os.PathLike, ids: set[str] | None = None, 
         if task not in tasks:
             raise InputError(f"candidates_only needs one of the tasks {tasks}, got {task!r}")
         if thr.get(task) is None:
-            raise InputError(f"no threshold for {task!r} in {out}/summary.json; rerun with --top-fraction/--threshold")
+            raise InputError(
+                f"no threshold for {task!r} in {out}/summary.json; rerun with --top-fraction/--threshold"
+            )
     reader = CorpusReader(
-        text_field=settings["text_field"], id_field=settings["id_field"], tokens_field=settings["tokens_field"],
+        text_field=settings["text_field"],
+        id_field=settings["id_field"],
+        tokens_field=settings["tokens_field"],
         detokenizer=Detokenizer(settings["detokenizer"]) if settings.get("detokenizer") else None,
     )
     cols = ["id", "row"] + [f"{p}_{t}" for t in tasks for p in ("score", "topk")]
@@ -78,7 +88,9 @@ def iter_scored_docs(score_dir: str | os.PathLike, ids: set[str] | None = None, 
         if not by_row:
             continue
         if name not in shards:
-            raise InputError(f"{out}/shards.json does not list shard {name!r}; the folder is damaged")
+            raise InputError(
+                f"{out}/shards.json does not list shard {name!r}; the folder is damaged"
+            )
         for rec in reader.read(shards[name]):
             if isinstance(rec, Rejected) or rec.metadata.get("row") not in by_row:
                 continue
@@ -91,7 +103,9 @@ def iter_scored_docs(score_dir: str | os.PathLike, ids: set[str] | None = None, 
             yield rec
 
 
-def top_documents(score_dir: str | os.PathLike, n: int, column: str = "score") -> dict[str, list[dict]]:
+def top_documents(
+    score_dir: str | os.PathLike, n: int, column: str = "score"
+) -> dict[str, list[dict]]:
     """Per task, the ``n`` best-scored documents ``[{rank, id, shard, row, score, preview}]``.
 
     Streams the score files one at a time (memory: one shard's id/score/preview columns).
@@ -102,13 +116,24 @@ def top_documents(score_dir: str | os.PathLike, n: int, column: str = "score") -
     tasks = score_columns(score_dir)
     best: dict[str, list[tuple[float, dict]]] = {t: [] for t in tasks}
     for name, path in shard_outputs(score_dir).items():
-        tbl = pq.read_table(path, columns=["id", "row", "preview"] + [f"{column}_{t}" for t in tasks])
+        tbl = pq.read_table(
+            path, columns=["id", "row", "preview"] + [f"{column}_{t}" for t in tasks]
+        )
         for t in tasks:
             s = tbl.column(f"{column}_{t}").to_numpy(zero_copy_only=False)  # [n_docs]
             top = np.argsort(-s, kind="stable")[:n]
-            best[t] += [(float(s[i]), {"id": tbl.column("id")[int(i)].as_py(), "shard": name,
-                                       "row": tbl.column("row")[int(i)].as_py(),
-                                       "preview": tbl.column("preview")[int(i)].as_py()}) for i in top]
+            best[t] += [
+                (
+                    float(s[i]),
+                    {
+                        "id": tbl.column("id")[int(i)].as_py(),
+                        "shard": name,
+                        "row": tbl.column("row")[int(i)].as_py(),
+                        "preview": tbl.column("preview")[int(i)].as_py(),
+                    },
+                )
+                for i in top
+            ]
     out = {}
     for t, items in best.items():
         items.sort(key=lambda x: -x[0])
@@ -133,7 +158,9 @@ def export_candidates(score_dir: str | os.PathLike, out_dir: str | os.PathLike) 
     out = Path(out_dir)
     thr = candidate_thresholds(score_dir)
     if not any(v is not None for v in thr.values()):
-        raise InputError(f"no task of {score_dir} has a threshold; pass --top-fraction or --threshold TASK=SCORE")
+        raise InputError(
+            f"no task of {score_dir} has a threshold; pass --top-fraction or --threshold TASK=SCORE"
+        )
     counts = {}
     for task, t in thr.items():
         if t is None:
@@ -141,7 +168,10 @@ def export_candidates(score_dir: str | os.PathLike, out_dir: str | os.PathLike) 
         n = 0
         with AtomicWriter(out / f"{task}.jsonl.gz") as tmp, gzip.open(tmp, "wb") as fh:
             for d in iter_scored_docs(score_dir, task=task, candidates_only=True):
-                fh.write(orjson.dumps({"id": d.id, "text": d.text, "metadata": d.metadata}, default=str) + b"\n")
+                fh.write(
+                    orjson.dumps({"id": d.id, "text": d.text, "metadata": d.metadata}, default=str)
+                    + b"\n"
+                )
                 n += 1
         counts[task] = n
     return counts

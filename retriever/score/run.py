@@ -61,11 +61,27 @@ def score_corpus(
         sweep_temp(out_dir)
         try:
             sampler = sampler_for(sample, corpus, out_dir, seed)
-            job = ScoreJob(index_dirs=list(index_dirs), corpus=list(corpus), out_dir=str(out_dir),
-                           sample=sampler, **job_kwargs)
+            job = ScoreJob(
+                index_dirs=list(index_dirs),
+                corpus=list(corpus),
+                out_dir=str(out_dir),
+                sample=sampler,
+                **job_kwargs,
+            )
             shards = job.prepare()
-            summary = _score(job, shards, out_dir, top_fraction, thresholds, store, ann_min_rows,
-                             executor, workers, progress, executor_settings)
+            summary = _score(
+                job,
+                shards,
+                out_dir,
+                top_fraction,
+                thresholds,
+                store,
+                ann_min_rows,
+                executor,
+                workers,
+                progress,
+                executor_settings,
+            )
         except BaseException:
             # a run that failed before finishing any shard leaves nothing behind (no manifest that
             # a corrected rerun would then refuse); a partial run stays, to be resumed
@@ -75,8 +91,19 @@ def score_corpus(
     return summary
 
 
-def _score(job, shards, out_dir, top_fraction, thresholds, store, ann_min_rows, executor, workers,
-           progress, executor_settings) -> dict[str, Any]:
+def _score(
+    job,
+    shards,
+    out_dir,
+    top_fraction,
+    thresholds,
+    store,
+    ann_min_rows,
+    executor,
+    workers,
+    progress,
+    executor_settings,
+) -> dict[str, Any]:
     if executor == "inline":
         job.run(progress=progress)
     else:
@@ -85,15 +112,27 @@ def _score(job, shards, out_dir, top_fraction, thresholds, store, ann_min_rows, 
 
         # the executor keeps its own markers under logs/; done/<shard>.json written by the job
         # itself stays the one record of a finished shard
-        result = run_sharded(job.score_shard, shards, executor=executor, workers=workers,
-                             logging_dir=str(Path(out_dir) / "logs"), progress=progress,
-                             **(executor_settings or {}))
+        result = run_sharded(
+            job.score_shard,
+            shards,
+            executor=executor,
+            workers=workers,
+            logging_dir=str(Path(out_dir) / "logs"),
+            progress=progress,
+            **(executor_settings or {}),
+        )
         for shard in result.per_shard:  # finished now: an earlier failure no longer stands
             (Path(out_dir) / "failed" / f"{shard_name(shard)}.json").unlink(missing_ok=True)
         for shard, error in result.failed.items():
-            write_json_atomic(Path(out_dir) / "failed" / f"{shard_name(shard)}.json", {"shard": shard, "error": error})
+            write_json_atomic(
+                Path(out_dir) / "failed" / f"{shard_name(shard)}.json",
+                {"shard": shard, "error": error},
+            )
         if result.submitted:
-            log.info("submitted to %s; rerun the same command once the jobs are done to summarize", executor)
+            log.info(
+                "submitted to %s; rerun the same command once the jobs are done to summarize",
+                executor,
+            )
     if store is not None:
         ingest_store(out_dir, None if store == "default" else store, ann_min_rows)
     summary = summarize(out_dir, top_fraction, thresholds)
@@ -101,27 +140,38 @@ def _score(job, shards, out_dir, top_fraction, thresholds, store, ann_min_rows, 
     if dups is not None:
         summary["duplicate_ids"] = dups
         if dups["ids"]:
-            log.warning("%d document id(s) occur in more than one record (%d extra records), "
-                        "e.g. %s: later stages tell documents apart by id; give unique ids "
-                        "(--id-field) or drop the duplicates", dups["ids"], dups["extra_records"],
-                        dups["examples"][:3])
+            log.warning(
+                "%d document id(s) occur in more than one record (%d extra records), "
+                "e.g. %s: later stages tell documents apart by id; give unique ids "
+                "(--id-field) or drop the duplicates",
+                dups["ids"],
+                dups["extra_records"],
+                dups["examples"][:3],
+            )
         write_json_atomic(Path(out_dir) / "summary.json", summary)
     if summary["docs_in"] and not summary["scored"]:
         reasons = summary["rejected_by_reason"]
         raise InputError(
             f"none of the {summary['docs_in']} records could be scored ({reasons}); "
-            + ("the records have no text field: pass --text-field NAME (or --tokens-field and "
-               "--detokenizer for token ids), with a new --out" if "no_text" in reasons else
-               f"see {Path(out_dir) / 'rejected'}")
+            + (
+                "the records have no text field: pass --text-field NAME (or --tokens-field and "
+                "--detokenizer for token ids), with a new --out"
+                if "no_text" in reasons
+                else f"see {Path(out_dir) / 'rejected'}"
+            )
         )
     return summary
 
 
-def sampler_for(sample: Any, corpus: list[str], out_dir: str | os.PathLike, seed: int = 0) -> DocSampler | None:
+def sampler_for(
+    sample: Any, corpus: list[str], out_dir: str | os.PathLike, seed: int = 0
+) -> DocSampler | None:
     """The sampler of a score run; a count becomes a fraction of the corpus size (see
     :func:`score_corpus`). A resumed run reuses the fraction its manifest recorded, so a corpus that
     grew since does not change which documents are sampled."""
-    spec = sample if sample is None or isinstance(sample, SampleSpec) else parse_sample(sample, seed)
+    spec = (
+        sample if sample is None or isinstance(sample, SampleSpec) else parse_sample(sample, seed)
+    )
     if spec is None or spec.fraction is not None:
         return resolve_sample(spec)
     man = Path(out_dir) / "manifest.json"
@@ -133,14 +183,18 @@ def sampler_for(sample: Any, corpus: list[str], out_dir: str | os.PathLike, seed
 
     size = corpus_size(list_shards(corpus))
     if not size.docs:
-        raise InputError(f"cannot tell the size of {corpus} ({size.method}) to turn a sample count "
-                         "into a fraction; pass the sample as a fraction")
+        raise InputError(
+            f"cannot tell the size of {corpus} ({size.method}) to turn a sample count "
+            "into a fraction; pass the sample as a fraction"
+        )
     sampler = resolve_sample(spec, size.docs, size.method)
     log.info("sample: %s", sampler.basis)
     return sampler
 
 
-def ingest_store(out_dir: str | os.PathLike, uri: str | None = None, ann_min_rows: int = 100_000) -> int:
+def ingest_store(
+    out_dir: str | os.PathLike, uri: str | None = None, ann_min_rows: int = 100_000
+) -> int:
     """Put finished shards' vectors into the LanceDB store, once each (single writer, idempotent)."""
     from retriever.store import CorpusStore, default_store_uri
 
@@ -152,15 +206,23 @@ def ingest_store(out_dir: str | os.PathLike, uri: str | None = None, ann_min_row
     recorded = 0
     for name in outputs:
         try:
-            recorded += int(read_json(marks / f"{name}.json")["rows"]) if (marks / f"{name}.json").exists() else 0
+            recorded += (
+                int(read_json(marks / f"{name}.json")["rows"])
+                if (marks / f"{name}.json").exists()
+                else 0
+            )
         except (InputError, KeyError, TypeError, ValueError):
             recorded = -1
             break
     # the default store belongs to this folder: when it does not hold what the markers say (a
     # failed write), it is refilled from the score parquets it is derived from
     if store.repaired or (uri is None and recorded != store.count()):
-        log.warning("store %s holds %d rows, the ingested shards %d: refilling it", store.uri,
-                    store.count(), recorded)
+        log.warning(
+            "store %s holds %d rows, the ingested shards %d: refilling it",
+            store.uri,
+            store.count(),
+            recorded,
+        )
         store.reset()
         shutil.rmtree(marks, ignore_errors=True)
     added = 0
@@ -172,8 +234,16 @@ def ingest_store(out_dir: str | os.PathLike, uri: str | None = None, ann_min_row
         write_json_atomic(mark, {"rows": n, "uri": store.uri})
         added += n
     store.ensure_ann_index(min_rows=ann_min_rows)
-    write_json_atomic(out / "store.json", {"uri": store.uri, "model": store.model, "dim": store.dim,
-                                           "rows": store.count(), "ann_index": store.has_ann_index()})
+    write_json_atomic(
+        out / "store.json",
+        {
+            "uri": store.uri,
+            "model": store.model,
+            "dim": store.dim,
+            "rows": store.count(),
+            "ann_index": store.has_ann_index(),
+        },
+    )
     log.info("store %s: +%d rows, %d in all", store.uri, added, store.count())
     return added
 
@@ -194,11 +264,15 @@ def duplicate_ids(out_dir: str | os.PathLike, max_rows: int = 50_000_000) -> dic
         return None
     if not rows:
         return {"ids": 0, "extra_records": 0, "examples": []}
-    ids = pa.chunked_array([pq.read_table(p, columns=["id"]).column("id").combine_chunks()
-                            for p in paths])
+    ids = pa.chunked_array(
+        [pq.read_table(p, columns=["id"]).column("id").combine_chunks() for p in paths]
+    )
     counts = pc.value_counts(ids)
     n = counts.field("counts").to_numpy()
     dup = n > 1
     values = counts.field("values").filter(pa.array(dup))
-    return {"ids": int(dup.sum()), "extra_records": int((n[dup] - 1).sum()),
-            "examples": values.to_pylist()[:10]}
+    return {
+        "ids": int(dup.sum()),
+        "extra_records": int((n[dup] - 1).sum()),
+        "examples": values.to_pylist()[:10],
+    }

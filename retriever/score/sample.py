@@ -41,7 +41,11 @@ class SampleSpec:
             raise ConfigError(f"sample count must be >= 1, got {self.count}")
 
     def describe(self) -> str:
-        return f"{self.fraction:g} of documents" if self.fraction is not None else f"{self.count:,} documents"
+        return (
+            f"{self.fraction:g} of documents"
+            if self.fraction is not None
+            else f"{self.count:,} documents"
+        )
 
 
 def parse_sample(value: Any, seed: int = 0) -> SampleSpec | None:
@@ -74,15 +78,18 @@ def parse_sample(value: Any, seed: int = 0) -> SampleSpec | None:
                 return SampleSpec(fraction=num, seed=seed)
             return SampleSpec(count=int(round(num * _SUFFIX[suf])), seed=seed)
     raise ConfigError(
-        f"sample must be a fraction in (0, 1] (0.01, \"1%\") or a document count (2000000, \"2M\"), "
+        f'sample must be a fraction in (0, 1] (0.01, "1%") or a document count (2000000, "2M"), '
         f"got {value!r}"
     )
 
 
 def hash_unit(doc_id: str, seed: int = 0) -> int:
     """A uniform 64-bit integer of ``(seed, doc_id)``: the same on every machine and run."""
-    h = hashlib.blake2b(doc_id.encode("utf-8", "surrogatepass"), digest_size=8,
-                        key=seed.to_bytes(8, "little", signed=True))
+    h = hashlib.blake2b(
+        doc_id.encode("utf-8", "surrogatepass"),
+        digest_size=8,
+        key=seed.to_bytes(8, "little", signed=True),
+    )
     return int.from_bytes(h.digest(), "little")
 
 
@@ -115,11 +122,17 @@ class DocSampler:
 
     def settings(self) -> dict[str, Any]:
         """What a score folder's manifest records (a resume must sample the same way)."""
-        return {"fraction": self.fraction, "seed": self.seed, "requested": self.requested,
-                "basis": self.basis}
+        return {
+            "fraction": self.fraction,
+            "seed": self.seed,
+            "requested": self.requested,
+            "basis": self.basis,
+        }
 
 
-def resolve_sample(spec: SampleSpec | None, n_docs: int | None = None, basis: str = "") -> DocSampler | None:
+def resolve_sample(
+    spec: SampleSpec | None, n_docs: int | None = None, basis: str = ""
+) -> DocSampler | None:
     """The sampler of ``spec``; a count needs the corpus size ``n_docs`` (exact or estimated).
 
     Raises:
@@ -132,5 +145,9 @@ def resolve_sample(spec: SampleSpec | None, n_docs: int | None = None, basis: st
     if not n_docs:
         raise ConfigError("a sample count needs the corpus size; pass a fraction instead")
     frac = min(1.0, spec.count / n_docs)
-    return DocSampler(frac, spec.seed, spec.describe(),
-                      f"{spec.count:,} of ~{n_docs:,} documents ({basis or 'corpus size'}) -> fraction {frac:.6g}")
+    return DocSampler(
+        frac,
+        spec.seed,
+        spec.describe(),
+        f"{spec.count:,} of ~{n_docs:,} documents ({basis or 'corpus size'}) -> fraction {frac:.6g}",
+    )

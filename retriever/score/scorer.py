@@ -53,7 +53,8 @@ class ScoredBatch:
     def rows(self, i: int, j: int) -> ScoredBatch:
         """Rows ``i:j`` of every array."""
         return ScoredBatch(
-            self.vectors[i:j], {t: v[i:j] for t, v in self.max.items()},
+            self.vectors[i:j],
+            {t: v[i:j] for t, v in self.max.items()},
             {t: v[i:j] for t, v in self.topk.items()},
             {c: {t: v[i:j] for t, v in d.items()} for c, d in self.extra.items()},
             None if self.score is None else {t: v[i:j] for t, v in self.score.items()},
@@ -83,15 +84,26 @@ class SimilarityScorer(Step):
 
     name = "similarity"
 
-    def __init__(self, indexes: dict[str, GoldIndex], embedder: Embedder, k: int = 10,
-                 batch_size: int = 256, clip_chars: int | None = None, sort_buffer: int = 1024,
-                 extras: dict[str, TaskExtras] | None = None):
+    def __init__(
+        self,
+        indexes: dict[str, GoldIndex],
+        embedder: Embedder,
+        k: int = 10,
+        batch_size: int = 256,
+        clip_chars: int | None = None,
+        sort_buffer: int = 1024,
+        extras: dict[str, TaskExtras] | None = None,
+    ):
         super().__init__()
         if not indexes:
-            raise InputError("no gold index given; pass --index indexes/TASK (built with `retriever index build`)")
+            raise InputError(
+                "no gold index given; pass --index indexes/TASK (built with `retriever index build`)"
+            )
         if k < 1 or batch_size < 1 or sort_buffer < 1:
-            raise InputError(f"k, batch_size and sort_buffer must be >= 1 (got k={k}, "
-                             f"batch_size={batch_size}, sort_buffer={sort_buffer})")
+            raise InputError(
+                f"k, batch_size and sort_buffer must be >= 1 (got k={k}, "
+                f"batch_size={batch_size}, sort_buffer={sort_buffer})"
+            )
         for gi in indexes.values():
             gi.check_embedder(embedder)
         self.indexes, self.embedder, self.k, self.batch_size = indexes, embedder, k, batch_size
@@ -100,13 +112,17 @@ class SimilarityScorer(Step):
         self.clip_chars = clip_chars if clip_chars is not None else msl * 12
         unknown = set(extras or {}) - set(indexes)
         if unknown:
-            raise InputError(f"sparse index / head given for tasks without an index: {sorted(unknown)}")
+            raise InputError(
+                f"sparse index / head given for tasks without an index: {sorted(unknown)}"
+            )
         self.extras = {t: e for t, e in (extras or {}).items() if not e.empty}
         for t, e in self.extras.items():
             hk = e.head.manifest.get("k") if e.head is not None else None
             if hk is not None and hk != k:
-                raise InputError(f"the head of {t!r} was trained with k={hk}, scoring uses k={k}: "
-                                 f"pass -k {hk} or retrain it with `retriever index head -k {k}`")
+                raise InputError(
+                    f"the head of {t!r} was trained with k={hk}, scoring uses k={k}: "
+                    f"pass -k {hk} or retrain it with `retriever index head -k {k}`"
+                )
 
     def columns(self) -> list[str]:
         """Extra column prefixes this scorer fills, in output order (``sparse``, ``head``, ...)."""

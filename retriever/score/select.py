@@ -70,8 +70,12 @@ class ScoreHistogram:
         return int(self.counts[i:].sum())
 
     def describe(self) -> dict[str, float]:
-        out = {"n": self.n, "mean": self.total / self.n if self.n else float("nan"),
-               "min": self.min if self.n else float("nan"), "max": self.max if self.n else float("nan")}
+        out = {
+            "n": self.n,
+            "mean": self.total / self.n if self.n else float("nan"),
+            "min": self.min if self.n else float("nan"),
+            "max": self.max if self.n else float("nan"),
+        }
         for q in QUANTILES:
             out[f"p{q * 100:g}"] = self.quantile(q)
         return out
@@ -81,7 +85,9 @@ def score_columns(score_dir: str | os.PathLike) -> list[str]:
     """Tasks of a score folder, from its manifest."""
     man = Path(score_dir) / "manifest.json"
     if not man.exists():
-        raise InputError(f"{score_dir} is not a score folder (no manifest.json); run `retriever score` first")
+        raise InputError(
+            f"{score_dir} is not a score folder (no manifest.json); run `retriever score` first"
+        )
     return list(read_json(man)["settings"]["tasks"])
 
 
@@ -101,9 +107,12 @@ def histograms(score_dir: str | os.PathLike, column: str = "score") -> dict[str,
     return hists
 
 
-def choose_thresholds(hists: dict[str, ScoreHistogram], top_fraction: float | None = None,
-                      thresholds: dict[str, float] | None = None,
-                      top_fractions: dict[str, float] | None = None) -> dict[str, dict[str, Any]]:
+def choose_thresholds(
+    hists: dict[str, ScoreHistogram],
+    top_fraction: float | None = None,
+    thresholds: dict[str, float] | None = None,
+    top_fractions: dict[str, float] | None = None,
+) -> dict[str, dict[str, Any]]:
     """Per task, the candidate threshold and how it was chosen.
 
     Precedence per task: an explicit ``thresholds[task]``, then ``top_fractions[task]``, then the
@@ -112,7 +121,9 @@ def choose_thresholds(hists: dict[str, ScoreHistogram], top_fraction: float | No
     thresholds, top_fractions = thresholds or {}, top_fractions or {}
     unknown = sorted((set(thresholds) | set(top_fractions)) - set(hists))
     if unknown:
-        raise ConfigError(f"--threshold names unknown task(s) {unknown}; tasks here: {sorted(hists)}")
+        raise ConfigError(
+            f"--threshold names unknown task(s) {unknown}; tasks here: {sorted(hists)}"
+        )
     for f in [top_fraction, *top_fractions.values()]:
         if f is not None and not 0 < f <= 1:
             raise ConfigError(f"--top-fraction must be in (0, 1], got {f}")
@@ -120,11 +131,17 @@ def choose_thresholds(hists: dict[str, ScoreHistogram], top_fraction: float | No
     for t, h in hists.items():
         frac = top_fractions.get(t, top_fraction)
         if t in thresholds:
-            out[t] = {"threshold": float(thresholds[t]), "rule": f"score >= {thresholds[t]} (--threshold)",
-                      "top_fraction": None}
+            out[t] = {
+                "threshold": float(thresholds[t]),
+                "rule": f"score >= {thresholds[t]} (--threshold)",
+                "top_fraction": None,
+            }
         elif frac is not None:
-            out[t] = {"threshold": h.threshold_for_top(frac), "rule": f"top {frac:g} of documents by score",
-                      "top_fraction": frac}
+            out[t] = {
+                "threshold": h.threshold_for_top(frac),
+                "rule": f"top {frac:g} of documents by score",
+                "top_fraction": frac,
+            }
         else:
             out[t] = {"threshold": None, "rule": "no threshold set", "top_fraction": None}
         thr = out[t]["threshold"]
@@ -146,9 +163,13 @@ def previous_rules(summary: dict[str, Any]) -> tuple[dict[str, float], dict[str,
     return thresholds, fractions
 
 
-def rethreshold(score_dir: str | os.PathLike, top_fraction: float | None = None,
-                thresholds: dict[str, float] | None = None, keep: bool = True,
-                column: str = "score") -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def rethreshold(
+    score_dir: str | os.PathLike,
+    top_fraction: float | None = None,
+    thresholds: dict[str, float] | None = None,
+    keep: bool = True,
+    column: str = "score",
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """``retriever candidates``: new rules for some tasks, the earlier rules for the others.
 
     A ``top_fraction`` applies to every task without a ``thresholds`` entry (replacing their earlier
@@ -169,8 +190,13 @@ def rethreshold(score_dir: str | os.PathLike, top_fraction: float | None = None,
     for t, d in summary["tasks"].items():
         before = (prev.get("tasks") or {}).get(t)
         fields = ("rule", "threshold", "candidates")
-        changes.append({"task": t, "before": {k: before.get(k) for k in fields} if before else None,
-                        "after": {k: d.get(k) for k in fields}})
+        changes.append(
+            {
+                "task": t,
+                "before": {k: before.get(k) for k in fields} if before else None,
+                "after": {k: d.get(k) for k in fields},
+            }
+        )
     return summary, changes
 
 
@@ -181,25 +207,37 @@ def format_changes(changes: list[dict[str, Any]]) -> str:
         b, a = c["before"], c["after"]
         thr = "-" if a["threshold"] is None else f"{a['threshold']:.4f}"
         if b is None:
-            lines.append(f"{c['task']}: {a['rule']} -> {a['candidates']:,} candidates (threshold {thr})")
+            lines.append(
+                f"{c['task']}: {a['rule']} -> {a['candidates']:,} candidates (threshold {thr})"
+            )
         elif b == a:
             lines.append(f"{c['task']}: unchanged ({a['rule']}, {a['candidates']:,} candidates)")
         else:
             bthr = "-" if b["threshold"] is None else f"{b['threshold']:.4f}"
-            lines.append(f"{c['task']}: {b['rule']} -> {a['rule']}; threshold {bthr} -> {thr}; "
-                         f"candidates {b['candidates']:,} -> {a['candidates']:,}")
+            lines.append(
+                f"{c['task']}: {b['rule']} -> {a['rule']}; threshold {bthr} -> {thr}; "
+                f"candidates {b['candidates']:,} -> {a['candidates']:,}"
+            )
     return "\n".join(lines)
 
 
-def summarize(score_dir: str | os.PathLike, top_fraction: float | None = None,
-              thresholds: dict[str, float] | None = None, column: str = "score",
-              top_fractions: dict[str, float] | None = None) -> dict[str, Any]:
+def summarize(
+    score_dir: str | os.PathLike,
+    top_fraction: float | None = None,
+    thresholds: dict[str, float] | None = None,
+    column: str = "score",
+    top_fractions: dict[str, float] | None = None,
+) -> dict[str, Any]:
     """Counters of all shards, candidates per task and score distributions; written to summary.json."""
     out = Path(score_dir)
     stats = Stats()
     for p in sorted((out / "done").glob("*.json")):
         stats += Stats.from_dict(read_json(p))
-    failed = [read_json(p) for p in sorted((out / "failed").glob("*.json"))] if (out / "failed").is_dir() else []
+    failed = (
+        [read_json(p) for p in sorted((out / "failed").glob("*.json"))]
+        if (out / "failed").is_dir()
+        else []
+    )
     shards = read_json(out / "shards.json") if (out / "shards.json").exists() else {}
     hists = histograms(score_dir, column)
     chosen = choose_thresholds(hists, top_fraction, thresholds, top_fractions)
@@ -208,11 +246,16 @@ def summarize(score_dir: str | os.PathLike, top_fraction: float | None = None,
         "docs_in": c["seen"],
         "scored": c["kept"],
         "rejected": stats.total("rejected"),
-        "rejected_by_reason": {k.split("/", 1)[1]: v for k, v in sorted(c.items()) if k.startswith("rejected/")},
+        "rejected_by_reason": {
+            k.split("/", 1)[1]: v for k, v in sorted(c.items()) if k.startswith("rejected/")
+        },
         "balanced": stats.balanced(),
         "chars_scored": c["chars"],
-        "shards": {"total": len(shards), "done": len(list((out / "done").glob("*.json"))),
-                   "failed": [f["shard"] for f in failed]},
+        "shards": {
+            "total": len(shards),
+            "done": len(list((out / "done").glob("*.json"))),
+            "failed": [f["shard"] for f in failed],
+        },
         "seconds": round(stats.seconds, 2),
         "docs_per_second": round(c["kept"] / stats.seconds, 2) if stats.seconds else None,
         "column": column,
@@ -238,13 +281,21 @@ def format_summary(s: dict[str, Any]) -> str:
         f"docs in {s['docs_in']:,}  scored {s['scored']:,}  rejected {s['rejected']:,} "
         f"{s['rejected_by_reason'] or ''}  shards {s['shards']['done']}/{s['shards']['total']} done"
         + (f", {len(s['shards']['failed'])} FAILED" if s["shards"]["failed"] else ""),
-        *([f"sampled {s['sample']['requested']} (fraction {s['sample']['fraction']:.6g}): "
-           f"{s['sample']['unsampled']:,} documents not embedded"] if s.get("sample") else []),
+        *(
+            [
+                f"sampled {s['sample']['requested']} (fraction {s['sample']['fraction']:.6g}): "
+                f"{s['sample']['unsampled']:,} documents not embedded"
+            ]
+            if s.get("sample")
+            else []
+        ),
         f"{'task':<20}{'candidates':>11}{'threshold':>11}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}  rule",
     ]
     for t, d in s["tasks"].items():
         q = d["distribution"]
         thr = "-" if d["threshold"] is None else f"{d['threshold']:.4f}"
-        lines.append(f"{t:<20}{d['candidates']:>11,}{thr:>11}{q['p50']:>8.3f}{q['p90']:>8.3f}"
-                     f"{q['p99']:>8.3f}{q['max']:>8.3f}  {d['rule']}")
+        lines.append(
+            f"{t:<20}{d['candidates']:>11,}{thr:>11}{q['p50']:>8.3f}{q['p90']:>8.3f}"
+            f"{q['p99']:>8.3f}{q['max']:>8.3f}  {d['rule']}"
+        )
     return "\n".join(lines)

@@ -7,7 +7,14 @@
 
 from retriever.serve.service import EmbedBatcher, QueryService, ServeConfig
 
-__all__ = ["EmbedBatcher", "QueryService", "ServeConfig", "ThreadedServer", "create_app", "run_server"]
+__all__ = [
+    "EmbedBatcher",
+    "QueryService",
+    "ServeConfig",
+    "ThreadedServer",
+    "create_app",
+    "run_server",
+]
 
 
 def __getattr__(name):  # FastAPI / uvicorn only when serving

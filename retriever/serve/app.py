@@ -101,23 +101,29 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
     e = errors[0]
     if e.get("type") == "json_invalid":
         reason = (e.get("ctx") or {}).get("error", "")
-        return 400, f"invalid JSON body ({reason}); send a JSON object such as {{\"text\": \"...\", \"k\": 10}}"
+        return (
+            400,
+            f'invalid JSON body ({reason}); send a JSON object such as {{"text": "...", "k": 10}}',
+        )
     loc = [str(x) for x in e.get("loc", ()) if x != "body"]
     where = ".".join(loc) or "body"
     if e.get("type") == "missing" and not loc:
-        return 400, "a JSON object body is required, such as {\"text\": \"...\", \"k\": 10}"
+        return 400, 'a JSON object body is required, such as {"text": "...", "k": 10}'
     if e.get("type") == "extra_forbidden":
         return 422, f"unknown field {where!r}"
     if e.get("type") in ("model_attributes_type", "dict_type") and not loc:
-        return 400, "the body must be a JSON object, such as {\"text\": \"...\", \"k\": 10}"
+        return 400, 'the body must be a JSON object, such as {"text": "...", "k": 10}'
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return 422, f"{where}: {e.get('msg', 'invalid')}{more}"
 
 
 def create_app(service: QueryService) -> FastAPI:
     """The FastAPI application answering with ``service`` (loaded beforehand, used by every request)."""
-    app = FastAPI(title="retriever query service", version=__version__,
-                  description="Nearest gold exemplars and corpus documents of new texts.")
+    app = FastAPI(
+        title="retriever query service",
+        version=__version__,
+        description="Nearest gold exemplars and corpus documents of new texts.",
+    )
     app.add_middleware(BodyLimit, max_bytes=service.config.max_body_bytes)
     app.state.service = service
 
@@ -132,8 +138,10 @@ def create_app(service: QueryService) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
-        msg = {404: f"no endpoint {request.url.path}; try GET /health, GET /manifests, POST /gold, POST /corpus",
-               405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
+        msg = {
+            404: f"no endpoint {request.url.path}; try GET /health, GET /manifests, POST /gold, POST /corpus",
+            405: f"{request.method} is not allowed on {request.url.path}",
+        }.get(exc.status_code, str(exc.detail))
         return JSONResponse({"error": msg}, status_code=exc.status_code)
 
     @app.get("/health")

@@ -13,20 +13,32 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     d = {f.name: f.default for f in dataclasses.fields(ServeConfig)}
     p = sub.add_parser(
-        "serve", help="HTTP JSON API: nearest gold exemplars / corpus documents (loads the model once)",
+        "serve",
+        help="HTTP JSON API: nearest gold exemplars / corpus documents (loads the model once)",
         formatter_class=HelpFormatter,
         description="Load the embedder, the task indexes and the corpus store once, then answer "
-                    "POST /gold, POST /corpus, GET /health, GET /manifests (see docs/serve.md).")
+        "POST /gold, POST /corpus, GET /health, GET /manifests (see docs/serve.md).",
+    )
     p.add_argument("--index", action="append", default=[], help="task index folder (repeatable)")
     p.add_argument("--corpus-store", help="score folder (retriever score --out) or LanceDB URI")
     p.add_argument("--model", help="embedding model (default: the indexes' / store's)")
-    p.add_argument("--backend", default=d["backend"], help="embedder backend: auto, torch, openvino")
+    p.add_argument(
+        "--backend", default=d["backend"], help="embedder backend: auto, torch, openvino"
+    )
     p.add_argument("--host", default=d["host"], help="address to listen on")
-    p.add_argument("--port", type=int, default=d["port"], help="port (0: a free one, printed at start)")
-    for name in ("max_k", "max_texts", "max_text_chars", "max_body_bytes", "nprobes", "refine_factor",
-                 "max_batch"):
-        p.add_argument("--" + name.replace("_", "-"), type=int, default=d[name],
-                       help=_HELP[name])
+    p.add_argument(
+        "--port", type=int, default=d["port"], help="port (0: a free one, printed at start)"
+    )
+    for name in (
+        "max_k",
+        "max_texts",
+        "max_text_chars",
+        "max_body_bytes",
+        "nprobes",
+        "refine_factor",
+        "max_batch",
+    ):
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=d[name], help=_HELP[name])
     p.set_defaults(func=_serve)
 
 
@@ -46,8 +58,18 @@ def _serve(args) -> int:
     from retriever.serve.service import ServeConfig
 
     config = ServeConfig(
-        indexes=tuple(args.index), store=args.corpus_store, model=args.model, backend=args.backend,
-        host=args.host, port=args.port, max_k=args.max_k, max_texts=args.max_texts,
-        max_text_chars=args.max_text_chars, max_body_bytes=args.max_body_bytes, nprobes=args.nprobes,
-        refine_factor=args.refine_factor, max_batch=args.max_batch)
+        indexes=tuple(args.index),
+        store=args.corpus_store,
+        model=args.model,
+        backend=args.backend,
+        host=args.host,
+        port=args.port,
+        max_k=args.max_k,
+        max_texts=args.max_texts,
+        max_text_chars=args.max_text_chars,
+        max_body_bytes=args.max_body_bytes,
+        nprobes=args.nprobes,
+        refine_factor=args.refine_factor,
+        max_batch=args.max_batch,
+    )
     return run_server(config)

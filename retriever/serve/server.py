@@ -26,7 +26,9 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as e:
         sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port") from e
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({e.strerror}); pick another --port"
+        ) from e
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
@@ -63,8 +65,12 @@ def run_server(config: ServeConfig, embedder=None) -> int:
     sock = bind(config.host, config.port)
     host, port = sock.getsockname()[:2]
     # one line a script can wait for (the bench reads the port from it)
-    print(f"retriever serve: listening on http://{host}:{port} "
-          f"(tasks {sorted(service.indexes)}, store rows {service.store_rows})", file=sys.stderr, flush=True)
+    print(
+        f"retriever serve: listening on http://{host}:{port} "
+        f"(tasks {sorted(service.indexes)}, store rows {service.store_rows})",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         _server(create_app(service)).run(sockets=[sock])
     finally:
@@ -86,7 +92,9 @@ class ThreadedServer:
         self.sock = bind(host, 0)
         self.url = "http://{}:{}".format(*self.sock.getsockname()[:2])
         self.server = _server(create_app(service))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
 
     def __enter__(self) -> str:
         self.thread.start()

@@ -66,9 +66,18 @@ class ServeConfig:
 
     def __post_init__(self):
         if not self.indexes and not self.store:
-            raise ConfigError("serve needs --index (task gold) and/or --corpus-store (scored corpus)")
-        for name in ("max_k", "max_texts", "max_text_chars", "max_body_bytes", "nprobes",
-                     "refine_factor", "max_batch"):
+            raise ConfigError(
+                "serve needs --index (task gold) and/or --corpus-store (scored corpus)"
+            )
+        for name in (
+            "max_k",
+            "max_texts",
+            "max_text_chars",
+            "max_body_bytes",
+            "nprobes",
+            "refine_factor",
+            "max_batch",
+        ):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= int(self.port) < 65536:
@@ -161,12 +170,16 @@ class QueryService:
                 raise InputError(f"two --index folders hold task {gi.task!r}; pass each task once")
             self.indexes[gi.task] = gi
         self.store = open_store(config.store) if config.store else None
-        models = {gi.model for gi in self.indexes.values()} | ({self.store.model} if self.store else set())
+        models = {gi.model for gi in self.indexes.values()} | (
+            {self.store.model} if self.store else set()
+        )
         if config.model:
             models.add(canonical_model_id(config.model))
         if len(models) > 1:
-            raise ModelMismatchError(f"the indexes and the store were built with different models {sorted(models)}; "
-                                     "serve the ones of one model")
+            raise ModelMismatchError(
+                f"the indexes and the store were built with different models {sorted(models)}; "
+                "serve the ones of one model"
+            )
         model = config.model or next(iter(models))
         self.embedder = embedder or load_embedder(model, backend=config.backend)
         for gi in self.indexes.values():
@@ -176,37 +189,52 @@ class QueryService:
         self.model = canonical_model_id(self.embedder.model_id)
         self.batcher = EmbedBatcher(self.embedder, config.max_batch)
         cols = self.store.columns() if self.store is not None else []
-        self.score_tasks = [c[len("score_"):] for c in cols if c.startswith("score_")]
-        self.topk_tasks = [c[len("topk_"):] for c in cols if c.startswith("topk_")]
+        self.score_tasks = [c[len("score_") :] for c in cols if c.startswith("score_")]
+        self.topk_tasks = [c[len("topk_") :] for c in cols if c.startswith("topk_")]
         self.has_cluster = "cluster_id" in cols
-        self._extra = tuple(c for c in cols if c.startswith(("score_", "topk_")) or c == "cluster_id")
+        self._extra = tuple(
+            c for c in cols if c.startswith(("score_", "topk_")) or c == "cluster_id"
+        )
         self.store_rows = self.store.count() if self.store is not None else 0
         self.ann_index = bool(self.store.has_ann_index()) if self.store is not None else False
         self.started = time.time()
         self.load_seconds = round(time.perf_counter() - t0, 3)
         self.requests = 0
-        log.info("query service ready in %.1fs: tasks %s, store %s (%d rows, ANN %s), model %s",
-                 self.load_seconds, sorted(self.indexes), self.store.uri if self.store else None,
-                 self.store_rows, self.ann_index, self.model)
+        log.info(
+            "query service ready in %.1fs: tasks %s, store %s (%d rows, ANN %s), model %s",
+            self.load_seconds,
+            sorted(self.indexes),
+            self.store.uri if self.store else None,
+            self.store_rows,
+            self.ann_index,
+            self.model,
+        )
 
     # -- request checks ---------------------------------------------------------------------------
     def texts_of(self, text: str | None, texts: list[str] | None) -> list[str]:
         """The request's texts (``text`` xor ``texts``), each non-empty and within the caps."""
         if (text is None) == (texts is None):
-            raise RequestError("give exactly one of `text` (a string) or `texts` (a list of strings)")
+            raise RequestError(
+                "give exactly one of `text` (a string) or `texts` (a list of strings)"
+            )
         items = [text] if texts is None else texts
         if not items:
             raise RequestError("`texts` is empty; give at least one text")
         cap = self.config.max_texts
         if len(items) > cap:
-            raise RequestError(f"{len(items)} texts in one request; the limit is {cap} (--max-texts)", 413)
+            raise RequestError(
+                f"{len(items)} texts in one request; the limit is {cap} (--max-texts)", 413
+            )
         for i, t in enumerate(items):
             where = "text" if texts is None else f"texts[{i}]"
             if not t.strip():
                 raise RequestError(f"{where} is empty; give some text to embed")
             if len(t) > self.config.max_text_chars:
-                raise RequestError(f"{where} has {len(t):,} characters; the limit is "
-                                   f"{self.config.max_text_chars:,} (--max-text-chars)", 413)
+                raise RequestError(
+                    f"{where} has {len(t):,} characters; the limit is "
+                    f"{self.config.max_text_chars:,} (--max-text-chars)",
+                    413,
+                )
         return items
 
     def check_k(self, k: int) -> int:
@@ -231,8 +259,13 @@ class QueryService:
         parts = []
         for task, x in (min_score or {}).items():
             if task not in self.score_tasks:
-                have = self.score_tasks or "none (re-ingest it with this version: `retriever score` again)"
-                raise RequestError(f"unknown task {task!r} in min_score; the store has scores for {have}")
+                have = (
+                    self.score_tasks
+                    or "none (re-ingest it with this version: `retriever score` again)"
+                )
+                raise RequestError(
+                    f"unknown task {task!r} in min_score; the store has scores for {have}"
+                )
             if not math.isfinite(x):
                 raise RequestError(f"min_score[{task!r}] must be a finite number, got {x}")
             parts.append(f"`score_{task}` >= {float(x)!r}")
@@ -243,7 +276,9 @@ class QueryService:
         return " AND ".join(parts) or None
 
     # -- queries ----------------------------------------------------------------------------------
-    def gold(self, texts: list[str], k: int = 10, tasks: list[str] | None = None) -> list[dict[str, Any]]:
+    def gold(
+        self, texts: list[str], k: int = 10, tasks: list[str] | None = None
+    ) -> list[dict[str, Any]]:
         """Per text, per task, the ``k`` nearest gold exemplars ``[{rank, score, id, text, source}]``."""
         tasks = self._tasks(tasks)
         self.check_k(k)
@@ -257,8 +292,13 @@ class QueryService:
         self.requests += 1
         return out
 
-    def corpus(self, texts: list[str], k: int = 10, min_score: dict[str, float] | None = None,
-               cluster: str | None = None) -> list[list[dict[str, Any]]]:
+    def corpus(
+        self,
+        texts: list[str],
+        k: int = 10,
+        min_score: dict[str, float] | None = None,
+        cluster: str | None = None,
+    ) -> list[list[dict[str, Any]]]:
         """Per text, the ``k`` nearest corpus documents with their task scores and previews.
 
         Hits: ``{rank, score, id, shard, row, preview, scores: {task: max cosine},
@@ -272,16 +312,27 @@ class QueryService:
         xq = self.batcher.encode(texts)
         out = []
         for vec in xq:
-            hits = self.store.search(vec, k, nprobes=self.config.nprobes,
-                                     refine_factor=self.config.refine_factor, where=where,
-                                     extra_columns=self._extra)
+            hits = self.store.search(
+                vec,
+                k,
+                nprobes=self.config.nprobes,
+                refine_factor=self.config.refine_factor,
+                where=where,
+                extra_columns=self._extra,
+            )
             out.append([self._hit(r + 1, h) for r, h in enumerate(hits)])
         self.requests += 1
         return out
 
     def _hit(self, rank: int, h: dict[str, Any]) -> dict[str, Any]:
-        hit = {"rank": rank, "score": h["score"], "id": h["id"], "shard": h["shard"], "row": h["row"],
-               "preview": h["preview"]}
+        hit = {
+            "rank": rank,
+            "score": h["score"],
+            "id": h["id"],
+            "shard": h["shard"],
+            "row": h["row"],
+            "preview": h["preview"],
+        }
         if self.score_tasks:
             hit["scores"] = {t: _num(h.get(f"score_{t}")) for t in self.score_tasks}
         if self.topk_tasks:
@@ -298,12 +349,21 @@ class QueryService:
             "dim": int(self.embedder.dim),
             "backend": getattr(self.embedder, "backend", None),
             "tasks": sorted(self.indexes),
-            "store": None if self.store is None else {
-                "uri": self.store.uri, "rows": self.store_rows, "ann_index": self.ann_index,
-                "score_tasks": self.score_tasks, "cluster": self.has_cluster},
-            "limits": {"max_k": self.config.max_k, "max_texts": self.config.max_texts,
-                       "max_text_chars": self.config.max_text_chars,
-                       "max_body_bytes": self.config.max_body_bytes},
+            "store": None
+            if self.store is None
+            else {
+                "uri": self.store.uri,
+                "rows": self.store_rows,
+                "ann_index": self.ann_index,
+                "score_tasks": self.score_tasks,
+                "cluster": self.has_cluster,
+            },
+            "limits": {
+                "max_k": self.config.max_k,
+                "max_texts": self.config.max_texts,
+                "max_text_chars": self.config.max_text_chars,
+                "max_body_bytes": self.config.max_body_bytes,
+            },
             "uptime_s": round(time.time() - self.started, 1),
             "load_s": self.load_seconds,
             "requests": self.requests,
@@ -316,12 +376,19 @@ class QueryService:
         manifest when ``--corpus-store`` is a score folder)."""
         from retriever.corpus.writers import read_json
 
-        out: dict[str, Any] = {"indexes": {t: gi.manifest for t, gi in sorted(self.indexes.items())},
-                               "store": None}
+        out: dict[str, Any] = {
+            "indexes": {t: gi.manifest for t, gi in sorted(self.indexes.items())},
+            "store": None,
+        }
         if self.store is not None:
-            out["store"] = {"uri": self.store.uri, "model": self.store.model, "dim": self.store.dim,
-                            "rows": self.store_rows, "ann_index": self.ann_index,
-                            "columns": self.store.columns()}
+            out["store"] = {
+                "uri": self.store.uri,
+                "model": self.store.model,
+                "dim": self.store.dim,
+                "rows": self.store_rows,
+                "ann_index": self.ann_index,
+                "columns": self.store.columns(),
+            }
             folder = Path(self.config.store)
             if (folder / "manifest.json").is_file():
                 out["scores"] = read_json(folder / "manifest.json")

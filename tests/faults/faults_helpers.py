@@ -16,21 +16,33 @@ def write_jsonl_bytes(records: list[dict]) -> bytes:
 
 
 def docs(n: int, prefix: str = "d", seed_text: str = "The river flooded in spring") -> list[dict]:
-    return [{"id": f"{prefix}{i}", "text": f"{seed_text}, note {prefix} number {i}."} for i in range(n)]
+    return [
+        {"id": f"{prefix}{i}", "text": f"{seed_text}, note {prefix} number {i}."} for i in range(n)
+    ]
 
 
 def env(**extra: str) -> dict[str, str]:
     e = dict(os.environ)
-    e.update(PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-             TOKENIZERS_PARALLELISM="false")
+    e.update(
+        PYTHONPATH=str(REPO),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+    )
     e.update(extra)
     return e
 
 
 def cli(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
     """Run ``python -m retriever.cli ARGS`` in a fresh process (stdout, stderr captured)."""
-    return subprocess.run([sys.executable, "-m", "retriever.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env(), **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "retriever.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env(),
+        **kw,
+    )
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:

@@ -30,7 +30,8 @@ def model(tmp_path_factory) -> str:
     write_labels(root / "labels.parquet", synthetic_label_rows("fc", 40, 40, 0, seed=0))
     path = root / "fc" / "filter.bin"
     FastTextDistiller(DistillConfig(bucket=20_000, dim=8, epoch=5, lr=0.5)).run(
-        root / "labels.parquet", "fc", path)
+        root / "labels.parquet", "fc", path
+    )
     return str(path)
 
 
@@ -38,15 +39,31 @@ def _corpus(folder: Path, shards: int, docs: int) -> int:
     rng = random.Random(0)
     folder.mkdir(parents=True)
     for s in range(shards):
-        lines = [json.dumps({"id": f"s{s}-{i}", "text": synthetic_doc(rng, i % 3 == 0)})
-                 for i in range(docs)]
+        lines = [
+            json.dumps({"id": f"s{s}-{i}", "text": synthetic_doc(rng, i % 3 == 0)})
+            for i in range(docs)
+        ]
         (folder / f"part{s:03d}.jsonl").write_text("\n".join(lines) + "\n")
     return shards * docs
 
 
 def _filter_args(corpus: Path, out: Path, model: str) -> list[str]:
-    return ["filter", "--task", "fc", "--model", f"fc={model}", "--input", str(corpus),
-            "--output", str(out), "--threshold", "0.5", "--workers", "1", "-q"]
+    return [
+        "filter",
+        "--task",
+        "fc",
+        "--model",
+        f"fc={model}",
+        "--input",
+        str(corpus),
+        "--output",
+        str(out),
+        "--threshold",
+        "0.5",
+        "--workers",
+        "1",
+        "-q",
+    ]
 
 
 def _pool_ids(folder: Path) -> list[str]:
@@ -61,8 +78,9 @@ def test_second_run_on_one_folder_is_refused_naming_the_first(tmp_path, model):
     n = _corpus(tmp_path / "corpus", shards=40, docs=300)
     out = tmp_path / "out"
     args = [sys.executable, "-m", "retriever.cli", *_filter_args(tmp_path / "corpus", out, model)]
-    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env=env())
+    first = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env()
+    )
     try:
         deadline = time.time() + 120
         while not is_locked(out):
@@ -86,7 +104,11 @@ def test_second_run_on_one_folder_is_refused_naming_the_first(tmp_path, model):
     # the refused run wrote nothing; rerunning it now finds every shard done, nothing failed
     again = cli(*_filter_args(tmp_path / "corpus", out, model))
     assert again.returncode == 0, again.stderr[-3000:]
-    assert not list((out / "logs" / "failed").glob("*.json")) if (out / "logs" / "failed").is_dir() else True
+    assert (
+        not list((out / "logs" / "failed").glob("*.json"))
+        if (out / "logs" / "failed").is_dir()
+        else True
+    )
     assert _pool_ids(out / "fc") == ids
 
 
@@ -98,9 +120,14 @@ def test_full_disk_during_filter_is_one_line(tmp_path, model):
     def limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (16 << 10, 16 << 10))
 
-    proc = subprocess.run([sys.executable, "-m", "retriever.cli",
-                           *_filter_args(tmp_path / "corpus", out, model)], capture_output=True,
-                          text=True, env=env(), timeout=300, preexec_fn=limit)
+    proc = subprocess.run(
+        [sys.executable, "-m", "retriever.cli", *_filter_args(tmp_path / "corpus", out, model)],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=300,
+        preexec_fn=limit,
+    )
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     err_lines = [ln for ln in proc.stderr.splitlines() if "error:" in ln]

@@ -23,10 +23,23 @@ def _index(n: int, task: str = "tools", seed: int = 0) -> GoldIndex:
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     index = faiss.IndexFlatIP(8)
     index.add(x)
-    manifest = {"task": task, "model": "m", "dim": 8, "factory": "Flat", "format": 1,
-                "gold_fingerprint": f"g{n}"}
-    return GoldIndex(task, index, [f"i{k}" for k in range(n)], [f"text {k}" for k in range(n)],
-                     ["s"] * n, manifest, use_gpu=False)
+    manifest = {
+        "task": task,
+        "model": "m",
+        "dim": 8,
+        "factory": "Flat",
+        "format": 1,
+        "gold_fingerprint": f"g{n}",
+    }
+    return GoldIndex(
+        task,
+        index,
+        [f"i{k}" for k in range(n)],
+        [f"text {k}" for k in range(n)],
+        ["s"] * n,
+        manifest,
+        use_gpu=False,
+    )
 
 
 def test_failed_rebuild_leaves_the_working_index(tmp_path, monkeypatch):
@@ -82,8 +95,18 @@ def _break(folder, how):
         (folder / "gold.parquet").write_bytes(b"PAR1 not really")
 
 
-@pytest.mark.parametrize("how", ["manifest_json", "manifest_keys", "manifest_task",
-                                 "index_truncated", "index_random", "no_gold", "gold_corrupt"])
+@pytest.mark.parametrize(
+    "how",
+    [
+        "manifest_json",
+        "manifest_keys",
+        "manifest_task",
+        "index_truncated",
+        "index_random",
+        "no_gold",
+        "gold_corrupt",
+    ],
+)
 def test_corrupt_index_is_one_line_input_error(tmp_path, how):
     folder = tmp_path / "tools"
     _index(5).save(folder)

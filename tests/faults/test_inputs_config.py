@@ -24,8 +24,10 @@ def test_symlinked_subfolders_are_followed_once_without_looping(tmp_path):
     (corpus / "cluster_2").symlink_to(real, target_is_directory=True)
     (corpus / "cluster_1" / "loop").symlink_to(corpus, target_is_directory=True)  # a cycle
     shards = list_shards([str(corpus)])
-    assert shards == [str(corpus / "cluster_1" / "part_0.jsonl"),
-                      str(corpus / "cluster_2" / "part_0.jsonl")]
+    assert shards == [
+        str(corpus / "cluster_1" / "part_0.jsonl"),
+        str(corpus / "cluster_2" / "part_0.jsonl"),
+    ]
 
 
 def _spec(tmp_path, source_lines: str):
@@ -34,9 +36,15 @@ def _spec(tmp_path, source_lines: str):
     return p
 
 
-@pytest.mark.parametrize("line,key", [('limit = "10"', "limit"), ('optional = "no"', "optional"),
-                                      ("text_field = 3", "text_field"),
-                                      ('data_files = "a.json"', "data_files")])
+@pytest.mark.parametrize(
+    "line,key",
+    [
+        ('limit = "10"', "limit"),
+        ('optional = "no"', "optional"),
+        ("text_field = 3", "text_field"),
+        ('data_files = "a.json"', "data_files"),
+    ],
+)
 def test_wrong_toml_value_types_are_one_line_config_errors(tmp_path, line, key):
     from retriever.config import load_task_spec
 
@@ -56,8 +64,10 @@ def test_run_config_section_type_is_checked(tmp_path):
     from retriever.run.config import load_run_config
 
     cfg = tmp_path / "run.toml"
-    cfg.write_text('[run]\nout = "runs/x"\n[tasks.tools]\ngold = ["g.jsonl"]\ngold_limit = 5\n'
-                   '[corpus]\npaths = ["c"]\n[score]\nk = "10"\n')
+    cfg.write_text(
+        '[run]\nout = "runs/x"\n[tasks.tools]\ngold = ["g.jsonl"]\ngold_limit = 5\n'
+        '[corpus]\npaths = ["c"]\n[score]\nk = "10"\n'
+    )
     with pytest.raises(ConfigError, match="`k` must be an integer"):
         load_run_config(cfg)
 
@@ -72,7 +82,9 @@ def test_filter_scores_folder_is_not_a_pool(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq.write_table(pa.table({"id": ["a", "b"], "prob_fc": [0.9, 0.1]}), out / "scores" / "s.parquet")
+    pq.write_table(
+        pa.table({"id": ["a", "b"], "prob_fc": [0.9, 0.1]}), out / "scores" / "s.parquet"
+    )
     (out / "manifest.json").write_text("{}")
     assert sorted(discover_pools(out)) == ["fc"]
     with pytest.raises(InputError, match="not a pool"):
@@ -91,8 +103,15 @@ def _gi(model="m", dim=8):
 
     index = faiss.IndexFlatIP(dim)
     index.add(np.eye(dim, dtype=np.float32)[:2])
-    return GoldIndex("tools", index, ["a", "b"], ["x", "y"], ["s", "s"],
-                     {"task": "tools", "model": model, "dim": dim, "format": 1}, use_gpu=False)
+    return GoldIndex(
+        "tools",
+        index,
+        ["a", "b"],
+        ["x", "y"],
+        ["s", "s"],
+        {"task": "tools", "model": model, "dim": dim, "format": 1},
+        use_gpu=False,
+    )
 
 
 def test_model_mismatch_message_names_two_models_and_no_missing_option():

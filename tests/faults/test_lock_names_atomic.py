@@ -34,8 +34,13 @@ def test_lock_is_reentrant_in_one_process_and_released(tmp_path):
 
 
 def test_second_process_is_refused_naming_the_holder(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True, env=env())
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env(),
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(LockedError) as e:
@@ -51,8 +56,13 @@ def test_second_process_is_refused_naming_the_holder(tmp_path):
 
 
 def test_lock_of_a_killed_holder_is_released(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True, env=env())
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env(),
+    )
     assert holder.stdout.readline().strip() == "held"
     holder.kill()
     holder.wait(timeout=30)
@@ -66,7 +76,9 @@ def test_unsafe_names_are_refused(name):
         check_name(name)
 
 
-@pytest.mark.parametrize("name", ["function-calling", "rag", "task_2", "v1.5", "cluster_3__part_001"])
+@pytest.mark.parametrize(
+    "name", ["function-calling", "rag", "task_2", "v1.5", "cluster_3__part_001"]
+)
 def test_safe_names_pass(name):
     assert check_name(name) == name
 
@@ -113,10 +125,13 @@ def test_atomic_write_to_a_fifo_writes_it_directly(tmp_path):
 
 def test_report_to_dev_stdout_does_not_replace_the_node(tmp_path):
     """`-o /dev/stdout`: the JSON reaches the pipe, /dev/stdout stays a device or link."""
-    code = ("from retriever.corpus.writers import write_json_atomic; "
-            "write_json_atomic('/dev/stdout', {'ok': 1})")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env(),
-                         timeout=60)
+    code = (
+        "from retriever.corpus.writers import write_json_atomic; "
+        "write_json_atomic('/dev/stdout', {'ok': 1})"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env(), timeout=60
+    )
     assert out.returncode == 0, out.stderr
     assert '"ok": 1' in out.stdout
     assert not os.path.isfile("/dev/stdout") or os.path.islink("/dev/stdout")
@@ -129,10 +144,17 @@ def test_retriever_run_on_a_folder_in_use_is_refused(tmp_path):
     (tmp_path / "gold.jsonl").write_text('{"text": "Question: 1 + 1?\\nAnswer: 2"}\n')
     (tmp_path / "corpus.jsonl").write_text('{"text": "The bakery opens at 7."}\n')
     cfg = tmp_path / "run.toml"
-    cfg.write_text(f'[run]\nout = "{tmp_path / "out"}"\n[tasks.math]\ngold = ["gold.jsonl"]\n'
-                   '[corpus]\npaths = ["corpus.jsonl"]\n')
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "out")],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env())
+    cfg.write_text(
+        f'[run]\nout = "{tmp_path / "out"}"\n[tasks.math]\ngold = ["gold.jsonl"]\n'
+        '[corpus]\npaths = ["corpus.jsonl"]\n'
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(tmp_path / "out")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env(),
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         proc = cli("run", str(cfg), "--no-cost-plan", timeout=300)

@@ -87,7 +87,9 @@ def test_run_sharded_redoes_a_replaced_shard_and_clears_failures(tmp_path):
     a, b = corpus / "a.jsonl", corpus / "b.jsonl"
     a.write_text("1\n2\n")
     b.write_text("FAIL\n")
-    kw = dict(executor="local", workers=1, logging_dir=tmp_path / "logs", done_dir=tmp_path / "done")
+    kw = dict(
+        executor="local", workers=1, logging_dir=tmp_path / "logs", done_dir=tmp_path / "done"
+    )
     r1 = run_sharded(CountLines(), [str(a), str(b)], **kw)
     assert set(r1.failed) == {str(b)} and r1.stats.counts["seen"] == 2
     b.write_text("x\ny\nz\n")  # the re-downloaded shard
@@ -103,7 +105,9 @@ def test_failed_marker_of_a_done_shard_is_cleared_on_rerun(tmp_path):
     """What two identical concurrent runs used to leave: done and failed for the same shard."""
     a = tmp_path / "a.jsonl"
     a.write_text("1\n")
-    kw = dict(executor="local", workers=1, logging_dir=tmp_path / "logs", done_dir=tmp_path / "done")
+    kw = dict(
+        executor="local", workers=1, logging_dir=tmp_path / "logs", done_dir=tmp_path / "done"
+    )
     run_sharded(CountLines(), [str(a)], **kw)
     failed = tmp_path / "logs" / "failed" / f"{shard_name(str(a))}.json"
     failed.parent.mkdir(parents=True, exist_ok=True)

@@ -41,8 +41,13 @@ def test_guard_catches_a_network_attempt(tmp_path):
     """The guard itself works: a plain look-up is refused and recorded."""
     log = tmp_path / "net.log"
     code = "import socket\ntry:\n    socket.getaddrinfo('example.com', 443)\nexcept OSError as e:\n    print(e)"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          env=env(PYTHONPATH=f"{GUARD}:{env()['PYTHONPATH']}", NET_GUARD_LOG=str(log)))
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env(PYTHONPATH=f"{GUARD}:{env()['PYTHONPATH']}", NET_GUARD_LOG=str(log)),
+    )
     assert "blocked by the test guard" in proc.stdout, proc.stderr
     assert "example.com" in log.read_text()
 
@@ -51,9 +56,16 @@ def test_guard_catches_a_network_attempt(tmp_path):
 def test_offline_index_and_score_make_no_network_attempt(tmp_path):
     log = tmp_path / "net.log"
     proc = subprocess.run(
-        [sys.executable, "-c", OFFLINE_RUN, str(tmp_path)], capture_output=True, text=True,
-        timeout=900, env=env(PYTHONPATH=f"{GUARD}:{env()['PYTHONPATH']}", NET_GUARD_LOG=str(log),
-                             RETRIEVER_CACHE=str(tmp_path / "cache")))
+        [sys.executable, "-c", OFFLINE_RUN, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env(
+            PYTHONPATH=f"{GUARD}:{env()['PYTHONPATH']}",
+            NET_GUARD_LOG=str(log),
+            RETRIEVER_CACHE=str(tmp_path / "cache"),
+        ),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "scored 20" in proc.stdout
     attempts = log.read_text() if log.exists() else ""

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.faults
 def _zst(data: bytes, frames: int = 1) -> bytes:
     step = -(-len(data) // frames)
     c = zstandard.ZstdCompressor()
-    return b"".join(c.compress(data[i:i + step]) for i in range(0, len(data), step))
+    return b"".join(c.compress(data[i : i + step]) for i in range(0, len(data), step))
 
 
 def _read_all(path) -> list:
@@ -45,7 +45,7 @@ def test_truncated_zst_raises_not_a_shorter_shard(tmp_path, frames):
 
 def test_corrupt_zst_raises(tmp_path):
     blob = bytearray(_zst(write_jsonl_bytes(docs(300))))
-    blob[len(blob) // 2: len(blob) // 2 + 64] = b"\x00" * 64
+    blob[len(blob) // 2 : len(blob) // 2 + 64] = b"\x00" * 64
     p = tmp_path / "s.jsonl.zst"
     p.write_bytes(bytes(blob))
     with pytest.raises(ShardError):

@@ -22,12 +22,20 @@ pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 
 def _records(n: int, tag: str) -> list[dict]:
-    return [{"id": f"{tag}{i}", "text": f"{WEB_TEXT[i % len(WEB_TEXT)]} ({tag} {i})"} for i in range(n)]
+    return [
+        {"id": f"{tag}{i}", "text": f"{WEB_TEXT[i % len(WEB_TEXT)]} ({tag} {i})"} for i in range(n)
+    ]
 
 
 def _score(tiny_indexes, corpus, out, **kw):
-    return score_corpus([str(tiny_indexes["tools"]), str(tiny_indexes["math"])], corpus, out,
-                        top_fraction=0.2, batch_size=17, **kw)
+    return score_corpus(
+        [str(tiny_indexes["tools"]), str(tiny_indexes["math"])],
+        corpus,
+        out,
+        top_fraction=0.2,
+        batch_size=17,
+        **kw,
+    )
 
 
 def test_truncated_zst_shard_fails_and_is_redone_once_replaced(tmp_path, tiny_indexes):
