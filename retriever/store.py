@@ -61,8 +61,8 @@ class CorpusStore:
             meta = self.db.open_table(META).to_arrow().to_pylist()[0]
             if model is not None and (meta["model"] != model or int(meta["dim"]) != int(dim)):
                 raise ModelMismatchError(
-                    f"store {self.uri} holds {meta['model']} vectors (dim {meta['dim']}), not {model} "
-                    f"(dim {dim}); use another --store or the same model"
+                    f"store {self.uri} holds {meta['model']} vectors (dim {meta['dim']}), not "
+                    f"{model} (dim {dim}); use another --store or the same model"
                 )
             self.model, self.dim = meta["model"], int(meta["dim"])
         elif model is None:
@@ -96,7 +96,8 @@ class CorpusStore:
         return 0 if self._table is None else int(self._table.count_rows())
 
     def ingest_shard(self, name: str, parquet_path: str | os.PathLike) -> int:
-        """Replace the rows of shard ``name`` with those of its scores parquet; returns rows added."""
+        """Replace the rows of shard ``name`` with those of its scores parquet; returns rows
+        added."""
         pa = require("pyarrow")
         pq = require("pyarrow.parquet")
         pf = pq.ParquetFile(parquet_path)

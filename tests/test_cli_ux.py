@@ -133,7 +133,7 @@ def test_run_summary_columns_line_up():
     assert text.splitlines()[-1].endswith("run.log")
 
 
-# -- score folders: candidates, show, export, query -------------------------------------------------
+# -- score folders: candidates, show, export, query ------------------------------------------------
 @pytest.fixture(scope="module")
 def score_dir(tmp_path_factory, tiny_indexes):
     from retriever.score import score_corpus
@@ -319,7 +319,9 @@ root = Path({root!r})
 (root / "calls").mkdir(parents=True, exist_ok=True)
 shards = make_shards(root / "in", 2)
 with log_to_file(root / "logs" / "run.log"):
-    res = run_sharded(CountLines(str(root / "calls")), shards, workers={workers}, logging_dir=root / "dt")
+    res = run_sharded(
+        CountLines(str(root / "calls")), shards, workers={workers}, logging_dir=root / "dt"
+    )
 assert res.complete
 """
 

@@ -81,7 +81,7 @@ def test_rolling_windows_rejects_bad_context():
     assert rolling_windows([], 0, 4) == []
 
 
-# -- the kernel -------------------------------------------------------------------------------------
+# -- the kernel ------------------------------------------------------------------------------------
 def test_byte_tokenizer_round_trips_bytes_and_loads_by_path(tmp_path):
     from transformers import AutoTokenizer
 
@@ -210,7 +210,8 @@ def test_changed_model_settings_refuse_to_mix_caches(small_panel, tmp_path):
 
 
 def test_a_model_retrained_in_place_does_not_reuse_its_cache(tmp_path):
-    """Same name and path, new weights (a tiny panel trained again): the cached BPB must not be reused."""
+    """Same name and path, new weights (a tiny panel trained again): the cached BPB must not be
+    reused."""
     corpora = synthetic_corpora(20, seed=0)
     pdir = tmp_path / "panel"
     panel_file = train_tiny_panel(
@@ -229,7 +230,8 @@ def test_a_model_retrained_in_place_does_not_reuse_its_cache(tmp_path):
 
 @pytest.mark.slow
 def test_killed_bpb_run_resumes_without_duplicates_or_gaps(small_panel, tmp_path):
-    """Kill `retriever confirm bpb` mid-way (after some parts exist), rerun, compare to a clean run."""
+    """Kill `retriever confirm bpb` mid-way (after some parts exist), rerun, compare to a clean
+    run."""
     corpus = tmp_path / "corpus.jsonl"
     c = synthetic_corpora(20, seed=11)
     with open(corpus, "wb") as fh:
@@ -289,7 +291,7 @@ def test_killed_bpb_run_resumes_without_duplicates_or_gaps(small_panel, tmp_path
         assert sorted(got) == sorted(ids_k), f"{m}: duplicated or missing cached ids"
 
 
-# -- scorecard pieces -------------------------------------------------------------------------------
+# -- scorecard pieces ------------------------------------------------------------------------------
 def test_choice_loglikelihood_matches_a_manual_forward_and_acc_follows_it(scorer):
     from retriever.confirm.scorecard import MCItem, accuracy, choice_loglikelihoods
 

@@ -87,15 +87,18 @@ def test_train_heads_then_score_corpus_ranks_by_the_head(tmp_path, embedder):
         [
             {
                 "id": "math",
-                "text": "Question: Ann has 2 cats and gets 3 more. How many cats?\nAnswer: 2 + 3 = 5 cats.",
+                "text": "Question: Ann has 2 cats and gets 3 more. How many cats?\nAnswer: 2 + 3 = "
+                "5 cats.",
             },
             {
                 "id": "tools",
-                "text": 'Question: Email Dan the slides.\n1. get_email_address("Dan")\n2. send_email(["$1"], "Slides", "")\n3. join()',
+                "text": 'Question: Email Dan the slides.\n1. get_email_address("Dan")\n2. '
+                'send_email(["$1"], "Slides", "")\n3. join()',
             },
             {
                 "id": "web",
-                "text": "The museum opens a new wing of Roman sculpture next spring, with guided tours.",
+                "text": "The museum opens a new wing of Roman sculpture next spring, with guided "
+                "tours.",
             },
         ],
     )

@@ -1,4 +1,5 @@
-"""The one progress helper: when bars show, what they say, and that chunked embedding matches one call."""
+"""The one progress helper: when bars show, what they say, and that chunked embedding matches one
+call."""
 
 import numpy as np
 import pytest

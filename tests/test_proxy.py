@@ -132,7 +132,8 @@ def hold(step, loss):
     if step == 7:  # after the step-5 checkpoint: tell the parent, then wait to be killed
         print("READY", flush=True)
         time.sleep(600)
-train_proxy(sys.argv[1], sys.argv[2], ProxyConfig(**eval(sys.argv[3])), progress=False, on_step=hold)
+cfg = ProxyConfig(**eval(sys.argv[3]))
+train_proxy(sys.argv[1], sys.argv[2], cfg, progress=False, on_step=hold)
 """
 
 

@@ -269,7 +269,8 @@ def test_killed_run_resumes_without_duplicates_or_gaps(tiny_indexes, embedder, t
 
 
 def test_long_documents_are_truncated_at_the_model_max_length(tiny_indexes, embedder):
-    """The policy: only the first max_seq_length word pieces count (after clipping the characters)."""
+    """The policy: only the first max_seq_length word pieces count (after clipping the
+    characters)."""
     from retriever.index import load_indexes
     from retriever.score import SimilarityScorer
 

@@ -53,8 +53,8 @@ class FilterSettings:
         batch_size: documents per fastText call (memory: batch x mean document size).
         max_chars: score only the first ``max_chars`` characters (``0``: whole document).
         write_scores: also write every scored document's probabilities to
-            ``DIR/scores/<shard_name>.parquet`` (``id``, ``row``, ``n_chars``, ``prob_<task>``), so a
-            new threshold can be chosen later without scoring again.
+            ``DIR/scores/<shard_name>.parquet`` (``id``, ``row``, ``n_chars``, ``prob_<task>``), so
+            a new threshold can be chosen later without scoring again.
     """
 
     output: str

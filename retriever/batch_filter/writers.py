@@ -8,8 +8,9 @@ Formats (``DIR/<task>/<shard_name><suffix>``):
 * ``lmflow``: ``{"type": "text_only", "instances": [{"text": ...}, ...]}`` (one JSON per shard;
   LMFlow reads every ``.json`` of a dataset folder).
 
-Every writer writes to a temporary file unique to it (``<file>.<pid>.<random>.tmp``); :meth:`PoolWriter.commit` renames it into place and
-:meth:`PoolWriter.abort` deletes it, so a file under its final name is always complete.
+Every writer writes to a temporary file unique to it (``<file>.<pid>.<random>.tmp``);
+:meth:`PoolWriter.commit` renames it into place and :meth:`PoolWriter.abort` deletes it, so a file
+under its final name is always complete.
 """
 
 from __future__ import annotations

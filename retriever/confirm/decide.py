@@ -51,8 +51,8 @@ class DecisionRules:
             raise ConfigError(f"estimator {self.estimator!r} must be one of {list(ESTIMATORS)}")
         if not self.negative_max < self.positive_min:
             raise ConfigError(
-                f"negative_max ({self.negative_max}) must be below positive_min ({self.positive_min}), "
-                "or a document could be both"
+                f"negative_max ({self.negative_max}) must be below positive_min "
+                f"({self.positive_min}), or a document could be both"
             )
         if self.positive_top_fraction is not None and not 0 < self.positive_top_fraction <= 1:
             raise ConfigError(

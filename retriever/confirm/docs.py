@@ -2,7 +2,8 @@
 
 ``--docs`` is either
 
-- a **score folder** made by ``retriever score`` (``manifest.json`` + ``scores/``): the candidates of
+- a **score folder** made by ``retriever score`` (``manifest.json`` + ``scores/``): the candidates
+of
   a task are its top ``top_fraction`` documents by ``sim/<task>`` (or those at or above
   ``threshold``; with neither, the threshold recorded by ``retriever score`` in ``summary.json``);
   a seeded random sample of the other documents becomes the task's non-candidate negatives;
@@ -177,8 +178,8 @@ class DocSet:
         t = candidate_thresholds(self.source[0]).get(task)
         if t is None:
             raise ConfigError(
-                f"{self.source[0]} records no candidate threshold for {task!r}: pass --top-fraction "
-                "or --threshold TASK=SCORE"
+                f"{self.source[0]} records no candidate threshold for {task!r}: pass "
+                "--top-fraction or --threshold TASK=SCORE"
             )
         return float(t), f"similarity >= {float(t):.4f} (threshold of `retriever score`)"
 

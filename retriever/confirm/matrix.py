@@ -193,8 +193,9 @@ class BpbMatrix:
             check_or_write_manifest(self.dir / m.name, self.model_settings(m))
         except ResumeError as e:
             raise ResumeError(
-                f"model {m.name!r}: its cached BPB in {self.dir / m.name} was made with other settings "
-                f"({e}). Rename the model in the panel, use a new --out, or delete that folder."
+                f"model {m.name!r}: its cached BPB in {self.dir / m.name} was made with other "
+                f"settings ({e}). Rename the model in the panel, use a new --out, or delete that "
+                "folder."
             ) from e
         done = set(self.cached(m.name, ["id"]).get("id", []))
         missing = [i for i in ids if i not in done]
@@ -237,7 +238,8 @@ class BpbMatrix:
         return rep
 
     def assemble(self, ids: list[str], report: dict[str, Any] | None = None) -> MatrixResult:
-        """Build ``[ids x usable models]`` from the cache and write ``matrix.parquet`` and the report.
+        """Build ``[ids x usable models]`` from the cache and write ``matrix.parquet`` and the
+        report.
 
         A model is usable when it did not fail and its cache covers every id.
         """

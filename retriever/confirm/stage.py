@@ -4,8 +4,9 @@ Outputs under ``OUT/`` (see docs/contracts.md)::
 
     manifest.json               the --docs source and its fingerprint (checked before resuming)
     bpb/                        the cached BPB matrix (see :mod:`retriever.confirm.matrix`)
-    correlations/<task>.parquet id, similarity, candidate, every estimator, n_models, sampling weights
-    labels/<task>.parquet       id, text, task, similarity, correlation, label, reason, shard, row,
+    correlations/<task>.parquet id, similarity, candidate, every estimator, n_models, sampling
+    weights labels/<task>.parquet       id, text, task, similarity, correlation, label, reason,
+    shard, row,
                                 source (confirmed / hard-negative / random / candidate)
     rejected.jsonl              records the reader rejected and duplicate ids
     summary.json                counts per task and label, models used, throughput, settings
@@ -127,9 +128,9 @@ class ConfirmStage:
             tasks = [t for t in docs.score_tasks if t in self.panel.tasks()]
             if not tasks:
                 raise ConfigError(
-                    f"the panel has scores for {self.panel.tasks() or 'no task'} but the score folder "
-                    f"has tasks {docs.score_tasks}; run `retriever confirm scorecard` for one of them "
-                    "or pass --tasks"
+                    f"the panel has scores for {self.panel.tasks() or 'no task'} but the score "
+                    f"folder has tasks {docs.score_tasks}; run `retriever confirm scorecard` for "
+                    "one of them or pass --tasks"
                 )
         else:
             tasks = self.panel.tasks()
@@ -240,7 +241,8 @@ class ConfirmStage:
             failed = [m for m, r in matrix.report["models"].items() if r.get("status") != "ok"]
             problem = (
                 f"only {len(used)} usable scored model(s) {used} (< min_models {s.min_models}); "
-                f"unusable: {failed or 'none'}, unscored: {[m for m in matrix.models if m not in names]}"
+                f"unusable: {failed or 'none'}, unscored: "
+                f"{[m for m in matrix.models if m not in names]}"
             )
             for i in sel:
                 why[i] = problem
@@ -380,8 +382,8 @@ class ConfirmStage:
             if written[t] != len(dec.index):
                 tmps[t].unlink(missing_ok=True)
                 raise RuntimeError(
-                    f"labels for {t!r}: {written[t]} of {len(dec.index)} documents found when re-reading "
-                    f"{docs.source}; did the input change during the run?"
+                    f"labels for {t!r}: {written[t]} of {len(dec.index)} documents found when "
+                    f"re-reading {docs.source}; did the input change during the run?"
                 )
             os.replace(tmps[t], out_dir / f"{t}.parquet")
 

@@ -1,4 +1,5 @@
-"""Corpus access: shard discovery, the one sharding contract, readers, detokenizer, atomic writers."""
+"""Corpus access: shard discovery, the one sharding contract, readers, detokenizer, atomic
+writers."""
 
 from retriever.corpus.readers import CorpusReader, read_records
 from retriever.corpus.sharding import get_shard, list_shards, shard_name

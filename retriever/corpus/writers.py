@@ -2,9 +2,9 @@
 
 A file that exists under its final name is complete. Temporary names are unique to the writer
 (``<name>.<pid>.<random>.tmp``), so two writers never share one; a ``.tmp`` left by a killed run is
-ignored (and swept by :func:`sweep_temp` once the output folder's lock is held). A symlink is written
-through to its target (the link stays a link), and a special file (``/dev/stdout``, a FIFO) is
-written directly: renaming over it would replace the device node with a regular file.
+ignored (and swept by :func:`sweep_temp` once the output folder's lock is held). A symlink is
+written through to its target (the link stays a link), and a special file (``/dev/stdout``, a FIFO)
+is written directly: renaming over it would replace the device node with a regular file.
 """
 
 from __future__ import annotations

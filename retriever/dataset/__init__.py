@@ -1,4 +1,5 @@
-"""Training sets: sample the per-task filtered pools to a token budget (``retriever build-dataset``).
+"""Training sets: sample the per-task filtered pools to a token budget (``retriever
+build-dataset``).
 
 API: :class:`DatasetBuilder` (``DatasetBuilder(pools, mixture, budget).build(out)``), the pure
 selection core :func:`select_budgeted`, :func:`parse_mixture`, :func:`parse_budget`,

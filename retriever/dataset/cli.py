@@ -30,7 +30,8 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--mixture",
         required=True,
-        help="pool weights: 'fc=0.6,reasoning=0.4', 'equal', best.json (mix fit) or mixtures.csv (mix propose)",
+        help="pool weights: 'fc=0.6,reasoning=0.4', 'equal', best.json (mix fit) or mixtures.csv "
+        "(mix propose)",
     )
     p.add_argument("--mix-id", help="the row of a mixtures .csv to use")
     p.add_argument("--budget", required=True, help="total tokens: 10B, 500M, 2.5k or a number")
@@ -145,7 +146,8 @@ def parse_decontaminate(items: list[str]) -> dict[str, str]:
 def format_summary(s: dict, out: str) -> str:
     """One screen: tokens per pool against its budget, duplicates, where the files are."""
     lines = [
-        f"training set in {out}: {s['tokens']:,} tokens of {s['budget']:,} budget, {s['docs']:,} docs"
+        f"training set in {out}: {s['tokens']:,} tokens of {s['budget']:,} budget, {s['docs']:,} "
+        "docs"
     ]
     lines.append(f"  {'pool':<24}{'weight':>8}{'tokens':>16}{'budget':>16}{'docs':>10}{'dups':>8}")
     for name, p in s["pools"].items():
@@ -161,8 +163,8 @@ def format_summary(s: dict, out: str) -> str:
     c = s["counts"]
     rej = sum(v for k, v in c.items() if k.startswith("rejected/"))
     lines.append(
-        f"  docs in {c.get('seen', 0):,} = kept {c.get('kept', 0):,} + duplicates {c.get('dropped/duplicate', 0):,}"
-        f" + over budget {c.get('dropped/budget', 0):,}"
+        f"  docs in {c.get('seen', 0):,} = kept {c.get('kept', 0):,} + duplicates "
+        f"{c.get('dropped/duplicate', 0):,} + over budget {c.get('dropped/budget', 0):,}"
         + (
             f" + contaminated {c['dropped/contaminated']:,}"
             if c.get("dropped/contaminated")

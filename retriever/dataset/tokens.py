@@ -1,6 +1,7 @@
 """Token counts for budgets: a local GPT-2 tokenizer, else ``token_count``, else an estimate.
 
-The budget of the challenge is in GPT-2 tokens (ClimbLab's ``token_count``). Three sources, in order:
+The budget of the challenge is in GPT-2 tokens (ClimbLab's ``token_count``). Three sources, in
+order:
 
 1. ``tokenizer``: a local tokenizer (a folder ``AutoTokenizer`` can load, or a ``tokenizer.json``);
    exact, and the slowest (about 1-3 MB of text per second per core). Nothing is downloaded.

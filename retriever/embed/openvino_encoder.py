@@ -4,8 +4,9 @@ Only the transformer forward moves to OpenVINO; tokenization, pooling and normal
 sentence-transformers' own modules, so the vectors are the model's vectors. Precision: fp32,
 except bf16 on CPUs with AMX (:func:`auto_precision`); with only ``avx512_bf16`` bf16 measured
 slower than fp32 on an idle machine. Whether this path or plain torch is faster on a given machine
-is measured once and cached (:mod:`retriever.embed.calibrate`). The int8 paths (torch dynamic quantization, onnxruntime int8) are as fast but move vectors
-to cosine 0.78 against fp32, so they are not offered.
+is measured once and cached (:mod:`retriever.embed.calibrate`). The int8 paths (torch dynamic
+quantization, onnxruntime int8) are as fast but move vectors to cosine 0.78 against fp32, so they
+are not offered.
 
 The model is converted once from the loaded torch weights (``openvino.convert_model``, offline, no
 ``optimum`` needed) and cached as OpenVINO IR under ``$RETRIEVER_CACHE/openvino/<key>/`` (default
@@ -48,7 +49,8 @@ def cache_root() -> Path:
 
 
 def openvino_installed() -> bool:
-    """True when the ``openvino`` package imports (the ``fast`` extra); a broken install is False."""
+    """True when the ``openvino`` package imports (the ``fast`` extra); a broken install is
+    False."""
     try:
         import openvino  # noqa: F401
     except ImportError:
@@ -168,8 +170,8 @@ class OpenVINOEncoder:
         model: a loaded sentence-transformers model whose first module is a HF transformer
             (BERT-like models: all-MiniLM, mpnet, e5, bge, gte ...).
         threads: CPU threads for inference (``None``: ``torch.get_num_threads()``).
-        precision: ``"auto"`` (:func:`auto_precision`: bf16 with AMX, else fp32), ``"f32"`` or ``"bf16"``.
-        pinning: OpenVINO's ``ENABLE_CPU_PINNING`` (``None``: OpenVINO's default).
+        precision: ``"auto"`` (:func:`auto_precision`: bf16 with AMX, else fp32), ``"f32"`` or
+        ``"bf16"``. pinning: OpenVINO's ``ENABLE_CPU_PINNING`` (``None``: OpenVINO's default).
         pad_multiple: pad token tensors to a multiple of this many positions (fewer shapes).
         extra_config: more OpenVINO CPU properties (``PERFORMANCE_HINT``, ``NUM_STREAMS`` ...).
         cache_dir: where converted models are kept (``None``: :func:`cache_root`); ``False`` to

@@ -121,7 +121,7 @@ def read_mc_records(path: str | os.PathLike) -> list[dict[str, Any]]:
     return out
 
 
-# -- derived multiple-choice sets (roleplay, RAG) ---------------------------------------------------
+# -- derived multiple-choice sets (roleplay, RAG) --------------------------------------------------
 _TURN = re.compile(r"^\s*([^\n:]{1,80}?)\s*\(speaking\):\s*(.+)$")
 
 

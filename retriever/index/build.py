@@ -41,8 +41,9 @@ def build_index(
         out: index folder (default ``<indexes_dir>/<task>``).
         model, factory: override the spec's embedding model / FAISS factory string.
         embedder: an already loaded embedder (its model wins over ``model``).
-        gold_limit: read at most this many records per gold source (the run config's ``gold_limit``).
-        sparse: also build the TF-IDF index of the gold (``sparse/``, :mod:`retriever.index.sparse`)
+        gold_limit: read at most this many records per gold source (the run config's
+        ``gold_limit``). sparse: also build the TF-IDF index of the gold (``sparse/``,
+        :mod:`retriever.index.sparse`)
             that hybrid scoring and the learned head use.
     """
     spec = _spec(task, gold, indexes_dir)

@@ -55,7 +55,8 @@ class Features:
         return len(self.cos)
 
     def matrix(self, names: tuple[str, ...]) -> np.ndarray:
-        """``[n, n_features]`` float64 columns in ``names`` order (``vector`` expands to ``dim``)."""
+        """``[n, n_features]`` float64 columns in ``names`` order (``vector`` expands to
+        ``dim``)."""
         cols = []
         for name in names:
             v = self.vectors if name == "vector" else getattr(self, name)

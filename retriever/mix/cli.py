@@ -163,8 +163,8 @@ def run_propose(args: argparse.Namespace) -> int:
                 f"  {k:<24} share {v / total:6.3f}   proposed weight {min(ws):.3f}..{max(ws):.3f}"
             )
         print(
-            "next: one proxy run per row (build-dataset --mixture CSV --mix-id I), add score columns, "
-            "then `retriever mix fit CSV`"
+            "next: one proxy run per row (build-dataset --mixture CSV --mix-id I), add score "
+            "columns, then `retriever mix fit CSV`"
         )
     return 0
 

@@ -274,7 +274,8 @@ def mix_run(
     on_proxy=None,
 ) -> MixRunResult:
     """``retriever mix run CONFIG.toml``: the run's pools (its filter stage's output) plus a
-    general pool; proxy and evaluation settings from ``[evaluate]``, mixture settings from ``[mix]``."""
+    general pool; proxy and evaluation settings from ``[evaluate]``, mixture settings from
+    ``[mix]``."""
     import dataclasses
 
     from retriever.arms.api import load_evaluate_config

@@ -2,9 +2,10 @@
 
 Scoring is kept apart from deciding: every document's counts are written (``kw_<task>`` columns of
 ``OUT/matches/<shard>.parquet``); the decision (``mode = "drop"``: keep a document when some task
-has at least ``min_matches`` matches) only chooses which documents go to ``OUT/kept/<shard>.jsonl.gz``
-(datatrove jsonl layout: ``id``, ``text``, ``metadata`` with ``kw/<task>``), which the score stage
-reads as its corpus. ``mode = "features"`` writes the counts only.
+has at least ``min_matches`` matches) only chooses which documents go to
+``OUT/kept/<shard>.jsonl.gz`` (datatrove jsonl layout: ``id``, ``text``, ``metadata`` with
+``kw/<task>``), which the score stage reads as its corpus. ``mode = "features"`` writes the counts
+only.
 
 Per shard, outputs are written to ``*.tmp`` and renamed, then a ``done/<shard>.json`` marker with
 the shard's counters; a rerun skips done shards. ``summary.json``: docs in = kept + dropped/no_match

@@ -95,7 +95,8 @@ def build_token_stream(
     text_field: str = "text",
     max_docs: int | None = None,
 ) -> TokenStream:
-    """Read every document of ``data`` in shard order and pack their tokens; cached in ``cache_dir``.
+    """Read every document of ``data`` in shard order and pack their tokens; cached in
+    ``cache_dir``.
 
     Args:
         data: dataset folder, corpus files / folders or Hub ids.

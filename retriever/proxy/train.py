@@ -117,7 +117,8 @@ def load_tokenizer(cfg: ProxyConfig):
 
 
 def build_model(cfg: ProxyConfig, vocab_size: int, tokenizer):
-    """A new ``GPT2LMHeadModel`` / ``LlamaForCausalLM`` (dropout off), or the ``init`` checkpoint."""
+    """A new ``GPT2LMHeadModel`` / ``LlamaForCausalLM`` (dropout off), or the ``init``
+    checkpoint."""
     torch = require("torch")
     transformers = require("transformers")
     verbosity = transformers.utils.logging.get_verbosity()
@@ -194,7 +195,8 @@ def _precision(cfg: ProxyConfig, device: str):
 
 
 def _save_checkpoint(out: Path, model, tokenizer, optimizer, state: dict[str, Any]) -> None:
-    """Write ``checkpoint.tmp/`` in full, then swap it in for ``checkpoint/`` (old kept until then)."""
+    """Write ``checkpoint.tmp/`` in full, then swap it in for ``checkpoint/`` (old kept until
+    then)."""
     torch = require("torch")
     tmp, final, old = out / "checkpoint.tmp", out / "checkpoint", out / "checkpoint.old"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -34,7 +34,8 @@ def _mtime(path: Path) -> int:
 
 
 def open_index(index_dir: str | os.PathLike) -> GoldIndex:
-    """The :class:`GoldIndex` at ``index_dir``, loaded once per process (again if its manifest changed)."""
+    """The :class:`GoldIndex` at ``index_dir``, loaded once per process (again if its manifest
+    changed)."""
     from retriever.index import GoldIndex
 
     p = Path(index_dir).resolve()

@@ -5,7 +5,8 @@ Artifacts are found by their shape (docs/contracts.md), not by fixed paths, with
 
 - score folder: ``X/scores/*.parquet`` + ``X/manifest.json`` (+ ``X/summary.json`` thresholds);
 - confirm folder: ``X/labels/<task>.parquet`` (+ ``X/summary.json`` rules and cutoffs);
-- distilled filters: ``M.bin`` with its manifest ``M.json`` (``"kind": "fasttext-filter"``); held-out
+- distilled filters: ``M.bin`` with its manifest ``M.json`` (``"kind": "fasttext-filter"``);
+held-out
   predictions for a full PR curve from ``M.heldout.parquet`` / ``.jsonl`` (columns ``y``/``label``
   and ``p``/``prob``) or a ``heldout`` entry ``{"y": [...], "p": [...]}`` in the manifest,
   else the manifest's metrics (one operating point);

@@ -4,9 +4,9 @@
 Layout of the run folder (``[run] out``)::
 
     indexes/<task>/     gold index             scores/    similarity scores, store, summary.json
-    panel/              LM panel + scores.csv  confirm/   BPB cache, correlations, labels/<task>.parquet
-    filters/<task>/     filter.bin (+ .json)   pools/     filtered documents per task, manifest.json
-    dataset/            training set (LMFlow json + parquet), summary.json
+    panel/              LM panel + scores.csv  confirm/   BPB cache, correlations,
+    labels/<task>.parquet filters/<task>/     filter.bin (+ .json)   pools/     filtered documents
+    per task, manifest.json dataset/            training set (LMFlow json + parquet), summary.json
     report.html         the report             run.json   step fingerprints and results
 """
 
@@ -92,9 +92,10 @@ class RunJob:
     def multilabel_model(self) -> Path:
         return self.out / "filters" / "multilabel" / "filter.bin"
 
-    # -- the corpus, read the same way by every stage -----------------------------------------------
+    # -- the corpus, read the same way by every stage ----------------------------------------------
     def reader_options(self) -> dict[str, Any]:
-        """``[corpus]``'s reader options (fields, detokenizer), passed to every stage that reads it."""
+        """``[corpus]``'s reader options (fields, detokenizer), passed to every stage that reads
+        it."""
         c = self.cfg.corpus
         return {
             "text_field": c.text_field,
@@ -209,7 +210,8 @@ class RunJob:
                 after=[f"index/{t}" for t in tasks],
             )
         )
-        # the BPB cache (keyed by document, model and weights) survives a rerun, so changing a decision
+        # the BPB cache (keyed by document, model and weights) survives a rerun, so changing a
+        # decision
         # threshold costs seconds; models retrained since are dropped from it in _confirm
         confirm_settings = {
             k: v for k, v in dataclasses.asdict(c).items() if not (k in UNSET_IS_OLD and v is None)
@@ -371,7 +373,8 @@ class RunJob:
             corpora["generic"] = read_texts(
                 list(self.cfg.corpus.paths), c.tiny_texts, seed, reader=self.corpus_reader()
             )
-            # each model sees its own random mix of the tasks and generic text, so skills differ per task
+            # each model sees its own random mix of the tasks and generic text, so skills differ per
+            # task
             names = list(corpora)
             mixes = [
                 dict(zip(names, w, strict=True))
@@ -503,7 +506,8 @@ class RunJob:
         )
         if rep.run.failed:
             raise ConfigError(
-                f"{len(rep.run.failed)} shard(s) failed in the filter; see {self.out}/pools and rerun"
+                f"{len(rep.run.failed)} shard(s) failed in the filter; see {self.out}/pools and "
+                "rerun"
             )
         return rep.totals
 
@@ -567,7 +571,8 @@ def format_run_summary(cfg: RunConfig, outcomes: list[StepOutcome]) -> str:
     res = {o.name: o.result or {} for o in outcomes}
     tw = max([len("task"), *map(len, cfg.task_names)]) + 2
     lines.append(
-        f"{'task':<{tw}}{'candidates':>11}{'positive':>10}{'negative':>10}{'filter F1':>10}{'AUC':>7}"
+        f"{'task':<{tw}}{'candidates':>11}{'positive':>10}{'negative':>10}{'filter F1':>10}"
+        f"{'AUC':>7}"
         f"{'held-out AUC student / similarity':>35}"
     )
     cand = res.get("candidates", {})

@@ -67,7 +67,8 @@ def iter_scored_docs(
             raise InputError(f"candidates_only needs one of the tasks {tasks}, got {task!r}")
         if thr.get(task) is None:
             raise InputError(
-                f"no threshold for {task!r} in {out}/summary.json; rerun with --top-fraction/--threshold"
+                f"no threshold for {task!r} in {out}/summary.json; rerun with "
+                "--top-fraction/--threshold"
             )
     reader = CorpusReader(
         text_field=settings["text_field"],
@@ -145,9 +146,9 @@ def export_candidates(score_dir: str | os.PathLike, out_dir: str | os.PathLike) 
     """Write each task's candidates with their full text to ``OUT/<task>.jsonl.gz``.
 
     One datatrove-style record per line, ``{"id", "text", "metadata"}`` (metadata: the scores
-    ``sim/<task>``, ``simk/<task>``, ``candidate/<task>`` and the shard row), readable by datatrove's
-    ``JsonlReader`` and by ``datasets.load_dataset("json", ...)``. Tasks without a threshold are
-    skipped. Returns documents written per task.
+    ``sim/<task>``, ``simk/<task>``, ``candidate/<task>`` and the shard row), readable by
+    datatrove's ``JsonlReader`` and by ``datasets.load_dataset("json", ...)``. Tasks without a
+    threshold are skipped. Returns documents written per task.
     """
     import gzip
 

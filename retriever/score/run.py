@@ -195,7 +195,8 @@ def sampler_for(
 def ingest_store(
     out_dir: str | os.PathLike, uri: str | None = None, ann_min_rows: int = 100_000
 ) -> int:
-    """Put finished shards' vectors into the LanceDB store, once each (single writer, idempotent)."""
+    """Put finished shards' vectors into the LanceDB store, once each (single writer,
+    idempotent)."""
     from retriever.store import CorpusStore, default_store_uri
 
     out = Path(out_dir)

@@ -149,5 +149,6 @@ def resolve_sample(
         frac,
         spec.seed,
         spec.describe(),
-        f"{spec.count:,} of ~{n_docs:,} documents ({basis or 'corpus size'}) -> fraction {frac:.6g}",
+        f"{spec.count:,} of ~{n_docs:,} documents ({basis or 'corpus size'}) -> fraction "
+        f"{frac:.6g}",
     )

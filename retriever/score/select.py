@@ -228,7 +228,8 @@ def summarize(
     column: str = "score",
     top_fractions: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Counters of all shards, candidates per task and score distributions; written to summary.json."""
+    """Counters of all shards, candidates per task and score distributions; written to
+    summary.json."""
     out = Path(score_dir)
     stats = Stats()
     for p in sorted((out / "done").glob("*.json")):
@@ -289,7 +290,8 @@ def format_summary(s: dict[str, Any]) -> str:
             if s.get("sample")
             else []
         ),
-        f"{'task':<20}{'candidates':>11}{'threshold':>11}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}  rule",
+        f"{'task':<20}{'candidates':>11}{'threshold':>11}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}  "
+        "rule",
     ]
     for t, d in s["tasks"].items():
         q = d["distribution"]

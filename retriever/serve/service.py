@@ -279,7 +279,8 @@ class QueryService:
     def gold(
         self, texts: list[str], k: int = 10, tasks: list[str] | None = None
     ) -> list[dict[str, Any]]:
-        """Per text, per task, the ``k`` nearest gold exemplars ``[{rank, score, id, text, source}]``."""
+        """Per text, per task, the ``k`` nearest gold exemplars ``[{rank, score, id, text,
+        source}]``."""
         tasks = self._tasks(tasks)
         self.check_k(k)
         xq = self.batcher.encode(texts)  # [n, dim]
