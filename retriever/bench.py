@@ -56,7 +56,7 @@ THREAD_VARS = (
 
 def cpu_info() -> dict[str, Any]:
     """CPU model, the flags in :data:`FLAGS` it has, logical CPUs and this process's affinity."""
-    model, flags = platform.processor() or "", set()
+    model, flags = platform.processor() or "", set[str]()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, val = line.partition(":")
@@ -69,7 +69,7 @@ def cpu_info() -> dict[str, Any]:
     try:
         affinity = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        affinity = os.cpu_count()
+        affinity = os.cpu_count() or 1
     return {
         "model": model,
         "flags": [f for f in FLAGS if f in flags],

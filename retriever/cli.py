@@ -144,7 +144,7 @@ def _install_error_hints(parser: argparse.ArgumentParser, argv: list[str]) -> No
                 message += "; unrecognized arguments: " + _hints(p, unknown)
             argparse.ArgumentParser.error(p, message)
 
-        p.error = error  # type: ignore[method-assign]
+        p.error = error  # type: ignore[method-assign,assignment]
 
 
 def _unknown_args(

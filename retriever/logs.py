@@ -52,7 +52,7 @@ class _TerminalHandler(logging.StreamHandler):
         self.setFormatter(logging.Formatter(FORMAT))
 
     @property
-    def stream(self):  # type: ignore[override]
+    def stream(self):
         return sys.stderr
 
     @stream.setter

@@ -59,7 +59,7 @@ class CorpusStore:
             self.repaired = True
         if META in names:
             meta = self.db.open_table(META).to_arrow().to_pylist()[0]
-            if model is not None and (meta["model"] != model or int(meta["dim"]) != int(dim)):
+            if model is not None and (meta["model"] != model or int(meta["dim"]) != dim):
                 raise ModelMismatchError(
                     f"store {self.uri} holds {meta['model']} vectors (dim {meta['dim']}), not "
                     f"{model} (dim {dim}); use another --store or the same model"
@@ -69,9 +69,11 @@ class CorpusStore:
             raise InputError(
                 f"no corpus store at {self.uri}; run `retriever score ... --out DIR` first"
             )
+        elif dim is None:
+            raise InputError(f"a new store at {self.uri} needs the embedding dimension")
         else:
             self.model, self.dim = model, int(dim)
-            self.db.create_table(META, data=[{"model": model, "dim": int(dim)}])
+            self.db.create_table(META, data=[{"model": model, "dim": self.dim}])
         self._table = self.db.open_table(TABLE) if TABLE in names else None
         self._ann: bool | None = None  # has_ann_index(), looked up once (a query asks each time)
 

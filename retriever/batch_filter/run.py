@@ -228,7 +228,10 @@ class BatchFilter:
             ]
         )  # [n_sample, n_tasks]
         w = sample_weights(docs, c.by, TokenCounter(c.tokenizer).count)
-        return top_fraction_decisions(list(c.tasks), probs, w, c.top_fraction, c.by)
+        frac = c.top_fraction
+        if frac is None:  # only called for a top-fraction rule
+            raise ConfigError("a top-fraction decision needs top_fraction")
+        return top_fraction_decisions(list(c.tasks), probs, w, frac, c.by)
 
     def run(
         self,

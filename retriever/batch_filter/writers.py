@@ -64,11 +64,11 @@ class PoolWriter:
 class JsonlPoolWriter(PoolWriter):
     def __init__(self, path: str | os.PathLike, compress: bool = True):
         super().__init__(path)
-        self._fh: IO[bytes] = (
-            gzip.open(self.tmp, "wb", compresslevel=GZIP_LEVEL)
-            if compress
-            else open(self.tmp, "wb")  # noqa: SIM115
-        )
+        self._fh: IO[bytes]
+        if compress:
+            self._fh = gzip.open(self.tmp, "wb", compresslevel=GZIP_LEVEL)  # type: ignore[assignment]
+        else:
+            self._fh = open(self.tmp, "wb")  # noqa: SIM115
 
     def write(self, doc: Doc) -> None:
         self._fh.write(

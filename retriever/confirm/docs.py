@@ -175,8 +175,8 @@ class DocSet:
             return t, f"top {rule.top_fraction:.2%} by similarity (>= {t:.4f})"
         from retriever.score.read import candidate_thresholds
 
-        t = candidate_thresholds(self.source[0]).get(task)
-        if t is None:
+        found = candidate_thresholds(self.source[0]).get(task)
+        if found is None:
             raise ConfigError(
                 f"{self.source[0]} records no candidate threshold for {task!r}: pass "
                 "--top-fraction or --threshold TASK=SCORE"

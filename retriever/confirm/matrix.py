@@ -109,7 +109,7 @@ class BpbMatrix:
         self.device = resolve_device(device)
         self.dtype = dtype
         self.dtype_name = str(resolve_dtype(dtype, self.device)).replace("torch.", "")
-        self.scorer_kwargs = dict(
+        self.scorer_kwargs: dict[str, Any] = dict(
             device=self.device,
             dtype=dtype,
             max_batch_tokens=max_batch_tokens,

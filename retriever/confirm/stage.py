@@ -341,7 +341,9 @@ class ConfirmStage:
         wanted = {docs.ids[i] for m in per_task.values() for i in m}
         out_dir = self.out / "labels"
         out_dir.mkdir(parents=True, exist_ok=True)
-        writers, bufs, tmps = {}, {}, {}
+        writers: dict = {}
+        bufs: dict = {}
+        tmps: dict = {}
         for t in decisions:
             tmps[t] = out_dir / f"{t}.parquet.tmp"
             writers[t] = pq.ParquetWriter(tmps[t], schema)

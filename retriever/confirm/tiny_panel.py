@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -151,7 +152,7 @@ def train_tiny_panel(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = byte_tokenizer()
-    info = {
+    info: dict[str, Any] = {
         "name": name,
         "corpora": {n: len(v) for n, v in corpora.items()},
         "steps": steps,
@@ -349,7 +350,7 @@ def build_tiny_panel(
 
     if not 0 <= holdout < 1:
         raise ConfigError(f"holdout must be in [0, 1), got {holdout}")
-    synth = synthetic_corpora(max_texts, seed) if gold is None or generic is None else None
+    synth = synthetic_corpora(max_texts, seed) if gold is None or generic is None else {}
     task_texts = read_texts(gold, max_texts, seed) if gold else synth["task"]
     gen_texts = read_texts(generic, max_texts, seed + 1) if generic else synth["generic"]
     n_hold = int(round(holdout * len(task_texts))) if task else 0

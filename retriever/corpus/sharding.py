@@ -75,7 +75,11 @@ def list_shards(inputs: list[str] | str) -> list[str]:
             )
     # stable order, no duplicates: the order defines the rank -> shard assignment
     seen: set[str] = set()
-    uniq = [s for s in out if not (s in seen or seen.add(s))]
+    uniq = []
+    for s in out:
+        if s not in seen:
+            seen.add(s)
+            uniq.append(s)
     return uniq
 
 

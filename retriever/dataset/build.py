@@ -309,7 +309,7 @@ class DatasetBuilder:
         t0 = time.perf_counter()
         used = [k for k in self.pools if self.budgets[k] > 0]
         files = {k: list_pool_files(self.pools[k]) for k in used}
-        settings = {
+        settings: dict[str, Any] = {
             "stage": self.name,
             "pools": {k: self.pools[k] for k in used},
             "pool_files": {k: [[f, file_fingerprint(f)] for f in files[k]] for k in used},
@@ -408,7 +408,8 @@ class DatasetBuilder:
             else:
                 for p, b in _bar(todo, f"scan {pool}", self.progress):
                     self._scan_file(p, keys, b)
-        tables, stats, methods = [], Stats(), Counter()
+        tables: list[pa.Table] = []
+        stats, methods = Stats(), Counter[str]()
         for fi, base in enumerate(bases):
             info = read_json(_done(base))
             t = pq.read_table(base.with_name(base.name + ".parquet"))
@@ -421,7 +422,7 @@ class DatasetBuilder:
     # -- steps ------------------------------------------------------------------------------------
     def _scan_file(self, path: str, keys: list[str], base: Path) -> None:
         cols: dict[str, list] = {f.name: [] for f in SCAN_SCHEMA}
-        stats, methods = Stats(), Counter()
+        stats, methods = Stats(), Counter[str]()
         rejects = RejectWriter(base.with_name(base.name + ".rejected.jsonl"))
         batch: list[Doc] = []
         sname = shard_name(path)
@@ -511,7 +512,7 @@ class DatasetBuilder:
         )
 
     def _write_parts(self, out: Path, chosen: pa.Table, scans: dict[str, PoolScan]) -> list[dict]:
-        parts = []
+        parts: list[dict] = []
         if len(chosen) == 0:
             return parts
         part_col = chosen.column("part").to_numpy()

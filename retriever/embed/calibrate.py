@@ -133,7 +133,7 @@ def choose(
     load = load_average()
     t0 = time.perf_counter()
     secs = measure(calls, calibration_texts(), rounds)
-    choice = min(secs, key=secs.get)
+    choice = min(secs, key=lambda n: secs[n])
     data = {
         "format": CALIBRATION_FORMAT,
         "choice": choice,

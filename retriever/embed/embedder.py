@@ -11,14 +11,16 @@ token).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
 from retriever._deps import has_cuda, require
-from retriever.embed.openvino_encoder import OpenVINOEncoder, openvino_installed
+from retriever.embed.openvino_encoder import OpenVINOEncoder, embedding_dim, openvino_installed
 from retriever.errors import InputError
 
 if TYPE_CHECKING:
@@ -108,16 +110,16 @@ class SentenceEmbedder:
         self.device = device or ("cuda" if has_cuda() else "cpu")
         self.batch_size = batch_size
         self.backend = backend
-        self._fast = None  # OpenVINOEncoder when the OpenVINO path is in use
+        self._fast: OpenVINOEncoder | None = None  # when the OpenVINO path is in use
         self.calibration: dict | None = None  # how "auto" chose (see retriever.embed.calibrate)
         self._model = self._load(max_seq_length)
         self._maybe_openvino()
-        self.max_seq_length = int(self._model.max_seq_length)
+        self.max_seq_length = int(cast(int, self._model.max_seq_length))
         get_dim = (
             getattr(self._model, "get_embedding_dimension", None)
             or self._model.get_sentence_embedding_dimension
         )
-        self.dim = int(get_dim())
+        self.dim = embedding_dim(get_dim())
 
     def _load(self, max_seq_length: int | None) -> SentenceTransformer:
         st = require("sentence_transformers")
@@ -180,10 +182,10 @@ class SentenceEmbedder:
                 encoders["openvino-f32"] = OpenVINOEncoder(self._model, precision="f32")
                 if cal.has_bf16():
                     encoders["openvino-bf16"] = OpenVINOEncoder(self._model, precision="bf16")
-                calls = {
+                calls: dict[str, Callable[[list[str]], Any]] = {
                     "torch": self._torch_encode,
                     **{
-                        n: (lambda ts, e=e: e.encode(ts, self.batch_size))
+                        n: functools.partial(e.encode, batch_size=self.batch_size)
                         for n, e in encoders.items()
                     },
                 }

@@ -118,7 +118,9 @@ class _HiddenStates:
     def make(auto_model, names: tuple[str, ...]):
         torch = require("torch")
 
-        class HiddenStates(torch.nn.Module):
+        module: Any = torch.nn.Module  # a run-time base class
+
+        class HiddenStates(module):
             def __init__(self):
                 super().__init__()
                 self.m = auto_model
@@ -132,6 +134,13 @@ class _HiddenStates:
         return HiddenStates().eval()
 
 
+def embedding_dim(dim: int | None) -> int:
+    """The model's embedding dimension; a typed error for a model without a fixed one."""
+    if dim is None:
+        raise InputError("the embedding model has no fixed output dimension; pick another model")
+    return int(dim)
+
+
 def model_key(model: SentenceTransformer) -> str:
     """Fingerprint of the transformer's weights and config plus the converter versions (computed
     once per loaded model)."""
@@ -141,7 +150,7 @@ def model_key(model: SentenceTransformer) -> str:
     ov = _require_openvino()
     torch = require("torch")
     transformers = require("transformers")
-    auto = model[0].auto_model
+    auto: Any = model[0].auto_model
     h = hashlib.sha1()
     h.update(
         json.dumps(
@@ -159,7 +168,7 @@ def model_key(model: SentenceTransformer) -> str:
             h.update(name.encode())
             h.update(t.detach().contiguous().cpu().numpy().tobytes())
     key = h.hexdigest()[:20]
-    model._retriever_weights_key = key
+    setattr(model, "_retriever_weights_key", key)  # noqa: B010 (cached on the model)
     return key
 
 
@@ -302,4 +311,4 @@ class OpenVINOEncoder:
             getattr(self.model, "get_embedding_dimension", None)
             or self.model.get_sentence_embedding_dimension
         )
-        return int(get_dim())
+        return embedding_dim(get_dim())

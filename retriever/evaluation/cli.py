@@ -119,18 +119,19 @@ def _run_eval(args) -> int:
     from retriever.errors import ConfigError
     from retriever.evaluation import evaluate_model
 
-    data = None
+    data: str | dict[str, str] | None = None
     if args.data == ["hub"]:
         data = "hub"
     elif len(args.data) == 1 and "=" not in args.data[0] and Path(args.data[0]).is_dir():
         data = args.data[0]
     elif args.data:
-        data = {}
+        pairs: dict[str, str] = {}
         for item in args.data:
             task, sep, path = item.partition("=")
             if not sep or not task or not path:
                 raise ConfigError(f"--data {item!r}: write TASK=FILE, a folder, or hub")
-            data[task] = path
+            pairs[task] = path
+        data = pairs
     tasks = args.task or ["function-calling", "reasoning", "roleplay", "rag"]
     scores = evaluate_model(
         args.model,

@@ -42,8 +42,8 @@ def elmb_choices(rec: dict) -> tuple[list[str], int] | None:
     """``(choices, index of the right one)`` of an ELMB multiple-choice record, or ``None``."""
     choices = _as_list(rec.get("choices"))
     try:
-        answer = int(rec.get("answer"))
-    except (TypeError, ValueError):
+        answer = int(rec["answer"])
+    except (KeyError, TypeError, ValueError):
         return None
     if not choices or not 0 <= answer < len(choices):
         return None

@@ -77,7 +77,8 @@ class GoldLoader:
         self.seen_keys = set(seen_keys or ())
 
     def load(self) -> GoldSet:
-        stats, docs, rejected, infos = Stats(), [], [], []
+        stats, rejected, infos = Stats(), [], []
+        docs: list[Doc] = []
         keys = set(self.seen_keys)
         for src in self.sources:
             paths = self._resolve(src)

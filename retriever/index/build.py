@@ -94,7 +94,8 @@ def add_to_index(
     emb = embedder or load_embedder(gi.model)
     gi.check_embedder(emb)
     have = {text_key(t) for t in gi.texts}
-    docs, stats = [], Stats()
+    docs: list[Doc] = []
+    stats = Stats()
     for t in texts or []:
         stats.inc("seen")
         if not t or not t.strip():

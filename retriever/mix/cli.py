@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 
 from retriever._cli import print_json
 
@@ -113,6 +114,7 @@ def run_propose(args: argparse.Namespace) -> int:
     from retriever.errors import ConfigError
     from retriever.mix import propose_mixtures, upper_bounds, write_proposals
 
+    shares: Mapping[str, float]
     if args.pools:
         extra = {}
         for spec in args.pool:

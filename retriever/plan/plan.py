@@ -80,13 +80,12 @@ class Plan:
         """What exceeds the configured ceiling (``[plan] max_core_hours`` / ``max_gpu_hours``)."""
         out = []
         c = self.ceiling
-        if c.get("max_core_hours") is not None and self.core_hours > c["max_core_hours"]:
-            out.append(
-                f"{self.core_hours:,.1f} core-hours > max_core_hours {c['max_core_hours']:,}"
-            )
-        if c.get("max_gpu_hours") is not None and self.gpu_hours > c["max_gpu_hours"]:
-            out.append(f"{self.gpu_hours:,.1f} GPU-hours > max_gpu_hours {c['max_gpu_hours']:,}")
-        if c.get("max_hours_here") is not None and self.seconds_here / 3600 > c["max_hours_here"]:
+        core, gpu, here = c.get("max_core_hours"), c.get("max_gpu_hours"), c.get("max_hours_here")
+        if core is not None and self.core_hours > core:
+            out.append(f"{self.core_hours:,.1f} core-hours > max_core_hours {core:,}")
+        if gpu is not None and self.gpu_hours > gpu:
+            out.append(f"{self.gpu_hours:,.1f} GPU-hours > max_gpu_hours {gpu:,}")
+        if here is not None and self.seconds_here / 3600 > here:
             out.append(
                 f"{self.seconds_here / 3600:,.1f} h here > max_hours_here {c['max_hours_here']:,}"
             )
@@ -178,7 +177,9 @@ def profile_corpus(
     local = all(os.path.exists(s) for s in shards)
     t0 = time.perf_counter()
     if local and size.docs <= exact_limit:
-        ids, texts, chars, n = [], [], 0, 0
+        ids: list[str] = []
+        texts: list[str] = []
+        chars, n = 0, 0
         for s in shards:
             for rec in reader.read(s):
                 n += 1

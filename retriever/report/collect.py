@@ -135,7 +135,7 @@ def collect_report(
     }
     facts: dict[str, Any] = {}
     missing = []
-    score_summary = {}
+    score_summary: dict[str, Any] = {}
     if src.scores is not None:
         scores, score_summary, seen = _read_scores(src.scores)
         out["scores"] = scores

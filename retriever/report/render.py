@@ -222,7 +222,10 @@ def _scatter(labels: Mapping[str, Any], rules: Mapping[str, Mapping[str, Any]]) 
 
 
 def _pr(pr: Mapping[str, Mapping[str, Any]]) -> str:
-    figs, rows = [], []
+    figs: list[str] = []
+    rows: list[tuple] = []
+    op_p: float | None
+    op_r: float | None
     for task, d in pr.items():
         thr = d.get("threshold", 0.5)
         if d.get("y") is not None and d.get("p") is not None:
@@ -301,7 +304,7 @@ def _student_checks(pr: Mapping[str, Mapping[str, Any]]) -> str:
         )
     if not rows:
         return ""
-    rows_desc = next((d.get("checks_rows") for d in pr.values() if d.get("checks_rows")), "")
+    rows_desc = str(next((d["checks_rows"] for d in pr.values() if d.get("checks_rows")), ""))
     head = (
         "<tr><th class='l'>task</th><th>student AUC</th><th>similarity AUC</th>"
         "<th class='l'>checks</th></tr>"

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from html import escape
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 W, H = 560, 300  # chart size in px
 ML, MR, MT, MB = 56, 16, 42, 44  # margins: left, right, top (title + legend row), bottom
@@ -137,8 +138,8 @@ def _svg(
 
 
 def histogram_svg(
-    counts: Sequence[float],
-    edges: Sequence[float],
+    counts: ArrayLike,
+    edges: ArrayLike,
     *,
     title: str,
     xlabel: str,
@@ -180,9 +181,9 @@ def scatter_svg(
     More than ``max_points`` points in all are subsampled (seeded), keeping the file small.
     """
     clean = {}
-    for name, (x, y) in groups.items():
-        x = np.asarray(x, dtype=np.float64)
-        y = np.asarray(y, dtype=np.float64)
+    for name, (gx, gy) in groups.items():
+        x = np.asarray(gx, dtype=np.float64)
+        y = np.asarray(gy, dtype=np.float64)
         ok = np.isfinite(x) & np.isfinite(y)
         clean[name] = (x[ok], y[ok])
     total = sum(len(x) for x, _ in clean.values())
@@ -237,16 +238,16 @@ def curve_svg(
             'stroke-width="2"/>'
         )
         legend.append((name, color))
-    for x, y, label in points:
+    for px, py, label in points:
         body.append(
-            f'<circle class="op" cx="{f.x(x):.1f}" cy="{f.y(y):.1f}" r="5" fill="#d62728"/>'
+            f'<circle class="op" cx="{f.x(px):.1f}" cy="{f.y(py):.1f}" r="5" fill="#d62728"/>'
         )
-        right = f.x(x) > W - MR - 90  # near the right edge: label on the left of the point
+        right = f.x(px) > W - MR - 90  # near the right edge: label on the left of the point
         anchor = ' text-anchor="end"' if right else ""
-        lx = f.x(x) - 8 if right else f.x(x) + 8
+        lx = f.x(px) - 8 if right else f.x(px) + 8
         body.append(
             f'<text class="op-label" x="{lx:.1f}" '
-            f'y="{f.y(y) + 16:.1f}"{anchor}>{escape(label)}</text>'
+            f'y="{f.y(py) + 16:.1f}"{anchor}>{escape(label)}</text>'
         )
     return _svg("curve", title, body, legend)
 
@@ -302,9 +303,7 @@ def bars_svg(
     )
 
 
-def pr_curve(
-    y: Sequence[int], p: Sequence[float]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def pr_curve(y: ArrayLike, p: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Precision-recall curve of labels ``y`` (1 = positive) ranked by ``p``.
 
     Returns:

@@ -13,6 +13,7 @@ Layout of the run folder (``[run] out``)::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import sys
 from pathlib import Path
@@ -66,7 +67,7 @@ def inputs_fingerprint(paths: list[str] | tuple[str, ...], what: str = "corpus i
                 "fix the path in the run config"
             )
     hub = sorted(set(paths) - set(local))
-    parts = [paths_fingerprint(list_shards(local)) if local else None, hub]
+    parts: list[Any] = [paths_fingerprint(list_shards(local)) if local else None, hub]
     if held:  # `holdout:<task>` gold: the shared data's gold files it is cut from
         from retriever.holdout import default_data_dir
 
@@ -152,7 +153,7 @@ class RunJob:
                             what=f"gold source of task {t.name!r}:",
                         ),
                     },
-                    lambda spec=spec: self._index(spec),
+                    functools.partial(self._index, spec),
                     outputs=[self.index_dir(t.name)],
                 )
             )
@@ -226,13 +227,13 @@ class RunJob:
                 after=["candidates", "panel"],
             )
         )
-        for t in tasks:
+        for name in tasks:
             steps.append(
                 RunStep(
-                    f"distill/{t}",
+                    f"distill/{name}",
                     distill_kwargs(cfg),
-                    lambda t=t: self._distill(t),
-                    outputs=[self.filter_model(t).parent],
+                    functools.partial(self._distill, name),
+                    outputs=[self.filter_model(name).parent],
                     after=["confirm"] + [f"index/{x}" for x in tasks],
                 )
             )

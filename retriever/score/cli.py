@@ -185,9 +185,12 @@ def _candidates(args) -> int:
         from retriever.corpus.writers import read_json
 
         path = Path(args.scores) / "summary.json"
-        summary, changes = (read_json(path) if path.exists() else None), None
-        if summary is None:
+        found = read_json(path) if path.exists() else None
+        changes = None
+        if found is None:
             summary, changes = rethreshold(args.scores)
+        else:
+            summary = found
     shown = top_documents(args.scores, args.show) if args.show else None
     exported = export_candidates(args.scores, args.export) if args.export else None
     if args.json:

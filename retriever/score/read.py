@@ -83,7 +83,7 @@ def iter_scored_docs(
         for i, r in enumerate(tbl["row"]):
             if ids is not None and tbl["id"][i] not in ids:
                 continue
-            if candidates_only and tbl[f"score_{task}"][i] < thr[task]:
+            if candidates_only and tbl[f"score_{task}"][i] < thr[str(task)]:
                 continue
             by_row[r] = i
         if not by_row:

@@ -188,7 +188,8 @@ def sampler_for(
             "into a fraction; pass the sample as a fraction"
         )
     sampler = resolve_sample(spec, size.docs, size.method)
-    log.info("sample: %s", sampler.basis)
+    if sampler is not None:
+        log.info("sample: %s", sampler.basis)
     return sampler
 
 

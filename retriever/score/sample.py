@@ -144,7 +144,7 @@ def resolve_sample(
         return DocSampler(spec.fraction, spec.seed, spec.describe())
     if not n_docs:
         raise ConfigError("a sample count needs the corpus size; pass a fraction instead")
-    frac = min(1.0, spec.count / n_docs)
+    frac = min(1.0, (spec.count or 0) / n_docs)
     return DocSampler(
         frac,
         spec.seed,

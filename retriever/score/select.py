@@ -127,7 +127,7 @@ def choose_thresholds(
     for f in [top_fraction, *top_fractions.values()]:
         if f is not None and not 0 < f <= 1:
             raise ConfigError(f"--top-fraction must be in (0, 1], got {f}")
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for t, h in hists.items():
         frac = top_fractions.get(t, top_fraction)
         if t in thresholds:
@@ -145,7 +145,7 @@ def choose_thresholds(
         else:
             out[t] = {"threshold": None, "rule": "no threshold set", "top_fraction": None}
         thr = out[t]["threshold"]
-        out[t]["candidates"] = h.count_at_least(thr) if thr is not None else 0
+        out[t]["candidates"] = h.count_at_least(float(thr)) if thr is not None else 0
     return out
 
 

@@ -163,7 +163,7 @@ class QueryService:
 
         t0 = time.perf_counter()
         self.config = config
-        self.indexes = {}
+        self.indexes: dict[str, Any] = {}
         for path in config.indexes:
             gi = open_index(path)
             if gi.task in self.indexes:
@@ -217,7 +217,7 @@ class QueryService:
             raise RequestError(
                 "give exactly one of `text` (a string) or `texts` (a list of strings)"
             )
-        items = [text] if texts is None else texts
+        items = [text] if text is not None else (texts or [])
         if not items:
             raise RequestError("`texts` is empty; give at least one text")
         cap = self.config.max_texts
@@ -390,7 +390,7 @@ class QueryService:
                 "ann_index": self.ann_index,
                 "columns": self.store.columns(),
             }
-            folder = Path(self.config.store)
+            folder = Path(str(self.config.store))
             if (folder / "manifest.json").is_file():
                 out["scores"] = read_json(folder / "manifest.json")
         out["config"] = asdict(self.config)
