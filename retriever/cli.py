@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"retriever {args.command}: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
-        from retriever.corpus.writers import WRITE_ERRNOS
+        from retriever.io import WRITE_ERRNOS
 
         if e.errno not in WRITE_ERRNOS:
             raise

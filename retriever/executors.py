@@ -39,8 +39,8 @@ from typing import Any
 
 from retriever._deps import require
 from retriever.corpus import get_shard, shard_name, write_json_atomic
-from retriever.corpus.writers import read_json
 from retriever.errors import ConfigError, RetrieverError
+from retriever.io import read_json
 from retriever.manifest import DoneMarkers, shard_fingerprint
 from retriever.stats import Stats
 

@@ -227,7 +227,7 @@ def _first_line(e: BaseException) -> str:
 
 
 def _is_write_error(e: BaseException) -> bool:
-    from retriever.corpus.writers import WRITE_ERRNOS
+    from retriever.io import WRITE_ERRNOS
 
     if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
         return True

@@ -491,7 +491,7 @@ def run(args) -> None:
         )
     one_core = results["ours_1"]
     chars_per_core_s = info["chars"] / one_core["seconds"]
-    chars_per_token = 4.0  # GPT-2 on English web text; see retriever.batch_filter.tokens
+    chars_per_token = 4.0  # GPT-2 on English web text; see retriever.tokens
     core_hours = CLIMBLAB_TOKENS * chars_per_token / chars_per_core_s / 3600
     print(
         f"scale plan: {chars_per_core_s / 1e6:.2f} M chars/s per core -> ClimbLab (1.2T tokens, "

@@ -20,7 +20,6 @@ from retriever.cli import main as cli_main
 from retriever.dataset import (
     Candidates,
     DatasetBuilder,
-    OutputError,
     TokenCounter,
     discover_pools,
     parse_budget,
@@ -30,8 +29,8 @@ from retriever.dataset import (
     split_budget,
 )
 from retriever.dataset.select import id_key, rank, text_key
-from retriever.dataset.tokens import estimate_tokens
-from retriever.errors import ConfigError, InputError, ResumeError
+from retriever.errors import ConfigError, InputError, OutputError, ResumeError
+from retriever.tokens import estimate_tokens
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -575,7 +574,7 @@ def test_pool_without_text_field_is_a_clear_error(tmp_path):
 def test_full_disk_is_a_one_line_error_and_no_summary(tmp_path, monkeypatch):
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full")
-    import retriever.corpus.writers as writers
+    import retriever.io as writers
 
     root = make_pools(tmp_path / "pools")
     out = tmp_path / "out"

@@ -293,7 +293,7 @@ def test_exact_token_counts_with_a_local_tokenizer(tmp_path, models):
     want = sum(len(tok.encode(r["text"], add_special_tokens=False).ids) for r in kept.values())
     assert rep.totals["tokens_kept"]["fc"] == want > 0
     assert rep.manifest["tokens_method"].startswith("exact")
-    assert TokenCounter(None).count(["abcdefgh"]) == [2]
+    assert TokenCounter(None).count_texts(["abcdefgh"]) == [2]
     with pytest.raises(InputError, match="does not exist"):
         TokenCounter(tmp_path / "nope")
 

@@ -28,16 +28,15 @@ import numpy as np
 import orjson
 
 from retriever.corpus.sharding import list_shards, shard_name
-from retriever.corpus.writers import AtomicWriter, read_json, write_json_atomic
 from retriever.errors import ConfigError, InputError
+from retriever.io import AtomicWriter, read_json, write_json_atomic
 from retriever.manifest import file_fingerprint, fingerprint
 
 log = logging.getLogger(__name__)
 
 SIMILARITY_MARGIN = 3.0  # similarity pools hold this many times their share of the budget
-CHARS_PER_TOKEN = (
-    4.0  # to size the similarity pools from n_chars (the dataset stage counts exactly)
-)
+# to size the similarity pools from n_chars (the dataset stage counts exactly)
+CHARS_PER_TOKEN = 4.0
 
 
 @dataclass(frozen=True)

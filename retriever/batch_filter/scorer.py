@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from retriever._deps import require
-from retriever.corpus.writers import read_json
 from retriever.data import Doc, DocStream
 from retriever.distill.labels import POSITIVE, fasttext_text, model_normalization
 from retriever.distill.train import LABEL_PREFIX, model_manifest_path
 from retriever.errors import ConfigError, InputError, ModelMismatchError
+from retriever.io import read_json
 from retriever.step import Step
 
 if TYPE_CHECKING:

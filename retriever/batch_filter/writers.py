@@ -23,9 +23,9 @@ from typing import IO, Any
 import orjson
 
 from retriever._deps import require
-from retriever.corpus.writers import temp_path
 from retriever.data import Doc
 from retriever.errors import ConfigError
+from retriever.io import temp_path
 
 FORMATS = ("jsonl.gz", "jsonl", "parquet", "lmflow")
 SUFFIX = {"jsonl.gz": ".jsonl.gz", "jsonl": ".jsonl", "parquet": ".parquet", "lmflow": ".json"}

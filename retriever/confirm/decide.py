@@ -22,6 +22,7 @@ import numpy as np
 from retriever.confirm.correlate import ESTIMATORS
 from retriever.confirm.docs import TaskCandidates
 from retriever.errors import ConfigError
+from retriever.thresholds import threshold_for_fraction
 
 LABELS = ("positive", "negative", "uncertain")
 
@@ -114,8 +115,7 @@ def decide(
     if rules.positive_top_fraction is not None:
         vals = np.sort(corr[cand.candidate & np.isfinite(corr)])[::-1]
         if len(vals):
-            k = max(1, int(math.ceil(rules.positive_top_fraction * len(vals))))
-            top_cut = float(vals[k - 1])
+            top_cut = threshold_for_fraction(vals, None, rules.positive_top_fraction)
     idx = np.nonzero(cand.candidate | cand.random_negative)[0]
     labels: list[str] = []
     reasons: list[str] = []

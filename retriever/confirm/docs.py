@@ -29,6 +29,7 @@ from retriever._deps import require
 from retriever.corpus import CorpusReader, list_shards
 from retriever.data import Doc, Rejected
 from retriever.errors import ConfigError, InputError
+from retriever.thresholds import threshold_for_fraction
 
 
 def is_score_folder(path: str | os.PathLike) -> bool:
@@ -170,8 +171,7 @@ class DocSet:
         if rule.top_fraction is not None:
             if len(sim) == 0:
                 return math.inf, "no documents"
-            k = max(1, int(math.ceil(rule.top_fraction * len(sim))))
-            t = float(np.sort(sim)[::-1][k - 1])
+            t = threshold_for_fraction(sim, None, rule.top_fraction)
             return t, f"top {rule.top_fraction:.2%} by similarity (>= {t:.4f})"
         from retriever.score.read import candidate_thresholds
 

@@ -33,9 +33,9 @@ import numpy as np
 from retriever._deps import require
 from retriever.confirm.bpb import LMScorer, resolve_device, resolve_dtype
 from retriever.confirm.panel import Panel, PanelModel
-from retriever.corpus.writers import AtomicWriter, write_json_atomic
 from retriever.data import Doc
 from retriever.errors import ResumeError, RetrieverError
+from retriever.io import AtomicWriter, write_json_atomic
 from retriever.manifest import check_or_write_manifest, file_fingerprint, fingerprint
 
 log = logging.getLogger(__name__)

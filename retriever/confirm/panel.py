@@ -277,7 +277,7 @@ def load_scores(path: str | os.PathLike, known_models: list[str] | None = None) 
 
 def write_scores_csv(path: str | os.PathLike, scores: list[Score]) -> None:
     """Write scores as the CSV :func:`load_scores` reads (atomically)."""
-    from retriever.corpus.writers import AtomicWriter
+    from retriever.io import AtomicWriter
 
     with AtomicWriter(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)

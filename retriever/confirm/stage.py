@@ -39,8 +39,8 @@ from retriever.confirm.decide import LABELS, Decision, DecisionRules, decide
 from retriever.confirm.docs import CandidateRule, DocSet
 from retriever.confirm.matrix import BpbMatrix, MatrixResult
 from retriever.confirm.panel import Panel
-from retriever.corpus.writers import RejectWriter, write_json_atomic
 from retriever.errors import ConfigError
+from retriever.io import RejectWriter, write_json_atomic
 from retriever.manifest import check_or_write_manifest, paths_fingerprint
 from retriever.stats import Stats
 
@@ -282,7 +282,7 @@ class ConfirmStage:
             table[e] = pa.array(values[e][keep], pa.float64())
         table["weight_linear"] = pa.array(w_lin[keep], pa.float64())
         table["weight_l2"] = pa.array(w_l2[keep], pa.float64())
-        from retriever.corpus.writers import AtomicWriter
+        from retriever.io import AtomicWriter
 
         with AtomicWriter(self.out / "correlations" / f"{task}.parquet") as tmp:
             pq.write_table(pa.table(table), tmp)

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from retriever._deps import require
-from retriever.corpus.writers import write_json_atomic
 from retriever.errors import ConfigError
+from retriever.io import write_json_atomic
 
 BOS, EOS = "<s>", "</s>"
 BOS_ID, EOS_ID = 256, 257
@@ -346,7 +346,7 @@ def build_tiny_panel(
     Returns:
         A report: ``panel`` path, ``corpora`` sizes, per-model mix / loss / time / score.
     """
-    from retriever.corpus.writers import read_json
+    from retriever.io import read_json
 
     if not 0 <= holdout < 1:
         raise ConfigError(f"holdout must be in [0, 1), got {holdout}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from retriever._cli import print_json
+from retriever._cli import parse_named_paths, print_json
 
 
 def add_parser(subparsers) -> None:
@@ -90,15 +90,8 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from retriever.dataset import DatasetBuilder, discover_pools, parse_budget, parse_mixture
     from retriever.dataset.build import DEFAULT_SCORE_KEYS
-    from retriever.errors import ConfigError
 
-    extra = {}
-    for spec in args.pool:
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not path:
-            raise ConfigError(f"--pool {spec!r}: write NAME=PATH")
-        extra[name] = path
-    pools = discover_pools(args.pools, extra)
+    pools = discover_pools(args.pools, parse_named_paths(args.pool, "--pool"))
     mixture = parse_mixture(args.mixture, list(pools), args.mix_id)
     builder = DatasetBuilder(
         pools,
@@ -127,7 +120,6 @@ def run(args: argparse.Namespace) -> int:
 
 def parse_decontaminate(items: list[str]) -> dict[str, str]:
     """``["rag=eval/rag.jsonl", "elmb"]`` -> ``{task: path}`` (``elmb``: the local ELMB sets)."""
-    from retriever.errors import ConfigError
 
     out: dict[str, str] = {}
     for item in items:
@@ -136,10 +128,7 @@ def parse_decontaminate(items: list[str]) -> dict[str, str]:
 
             out.update({t: str(p) for t, p in local_eval_sets(default_eval_dir()).items()})
             continue
-        task, sep, path = item.partition("=")
-        if not sep or not task or not path:
-            raise ConfigError(f"--decontaminate {item!r}: write TASK=FILE or elmb")
-        out[task] = path
+        out.update(parse_named_paths([item], "--decontaminate", "TASK=FILE or elmb"))
     return out
 
 

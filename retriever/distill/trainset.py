@@ -400,7 +400,7 @@ def write_student_set(path: str | os.PathLike, ss: StudentSet) -> Path:
 def read_gold_index(index_dir: str | os.PathLike) -> tuple[str, list[str], list[str]]:
     """``(task, ids, texts)`` of a gold index folder (``indexes/<task>/``), without FAISS."""
     pq = require("pyarrow.parquet")
-    from retriever.corpus.writers import read_json
+    from retriever.io import read_json
 
     p = Path(index_dir)
     if not (p / "gold.parquet").is_file() or not (p / "manifest.json").is_file():

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from retriever.corpus.writers import write_json_atomic
+from retriever.io import write_json_atomic
 
 log = logging.getLogger(__name__)
 

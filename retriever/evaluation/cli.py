@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from retriever._cli import HelpFormatter, print_json
+from retriever._cli import HelpFormatter, parse_named_paths, print_json
 
 
 def add_parser(subparsers) -> None:
@@ -116,7 +116,6 @@ def _run_decontam(args) -> int:
 def _run_eval(args) -> int:
     from pathlib import Path
 
-    from retriever.errors import ConfigError
     from retriever.evaluation import evaluate_model
 
     data: str | dict[str, str] | None = None
@@ -125,13 +124,7 @@ def _run_eval(args) -> int:
     elif len(args.data) == 1 and "=" not in args.data[0] and Path(args.data[0]).is_dir():
         data = args.data[0]
     elif args.data:
-        pairs: dict[str, str] = {}
-        for item in args.data:
-            task, sep, path = item.partition("=")
-            if not sep or not task or not path:
-                raise ConfigError(f"--data {item!r}: write TASK=FILE, a folder, or hub")
-            pairs[task] = path
-        data = pairs
+        data = parse_named_paths(args.data, "--data", "TASK=FILE, a folder, or hub")
     tasks = args.task or ["function-calling", "reasoning", "roleplay", "rag"]
     scores = evaluate_model(
         args.model,

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from retriever.corpus.writers import read_json, write_json_atomic
 from retriever.errors import ConfigError, InputError
+from retriever.io import read_json, write_json_atomic
 
 TASK_DIR = Path(__file__).resolve().parent / "tasks"
 N_CHOICES = 4  # right answer + 3 distractors in the derived sets

@@ -8,12 +8,12 @@ import os
 from pathlib import Path
 
 from retriever.config import GoldSource, TaskSpec, find_task_spec
-from retriever.corpus.writers import check_writable
 from retriever.data import Doc
 from retriever.embed import load_embedder
 from retriever.errors import ConfigError
 from retriever.gold.loader import GoldLoader, GoldSet, text_key
 from retriever.index.gold_index import GoldIndex
+from retriever.io import check_writable
 from retriever.stats import Stats
 
 log = logging.getLogger(__name__)

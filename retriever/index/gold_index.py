@@ -24,17 +24,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from retriever._deps import require
-from retriever.corpus.writers import (
+from retriever.data import Doc
+from retriever.embed.embedder import canonical_model_id
+from retriever.errors import InputError, ModelMismatchError, UnsafeNameError
+from retriever.gold.loader import GoldSet, text_key
+from retriever.io import (
     is_temp,
     read_json,
     resolve_target,
     temp_path,
     write_json_atomic,
 )
-from retriever.data import Doc
-from retriever.embed.embedder import canonical_model_id
-from retriever.errors import InputError, ModelMismatchError, UnsafeNameError
-from retriever.gold.loader import GoldSet, text_key
 from retriever.manifest import fingerprint
 from retriever.names import check_name
 from retriever.progress import encode_with_progress

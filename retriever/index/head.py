@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from retriever._deps import require
-from retriever.corpus.writers import AtomicWriter, read_json, write_json_atomic
 from retriever.errors import InputError
+from retriever.io import AtomicWriter, read_json, write_json_atomic
 
 HEAD_DIR = "head"
 HEAD_FORMAT = 1

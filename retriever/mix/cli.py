@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 
-from retriever._cli import print_json
+from retriever._cli import parse_named_paths, print_json
 
 
 def add_parser(subparsers) -> None:
@@ -116,13 +116,7 @@ def run_propose(args: argparse.Namespace) -> int:
 
     shares: Mapping[str, float]
     if args.pools:
-        extra = {}
-        for spec in args.pool:
-            name, sep, path = spec.partition("=")
-            if not sep:
-                raise ConfigError(f"--pool {spec!r}: write NAME=PATH")
-            extra[name] = path
-        pools = discover_pools(args.pools, extra)
+        pools = discover_pools(args.pools, parse_named_paths(args.pool, "--pool"))
         shares = pool_token_counts(
             pools, tokenizer=args.tokenizer, scan_cache=args.scan_cache, workers=args.workers
         )
@@ -173,7 +167,7 @@ def run_propose(args: argparse.Namespace) -> int:
 
 def run_fit(args: argparse.Namespace) -> int:
     from retriever.corpus import write_json_atomic
-    from retriever.dataset.build import disk_guard
+    from retriever.io import disk_guard
     from retriever.mix import fit_mixture, read_results
 
     res = read_results(args.results)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from retriever.corpus.writers import AtomicWriter, is_special, resolve_target, write_json_atomic
 from retriever.dataset.mixture import WEIGHT_PREFIX
 from retriever.errors import ConfigError
+from retriever.io import AtomicWriter, is_special, resolve_target, write_json_atomic
 
 N_STRENGTHS = 15
 
@@ -136,7 +136,7 @@ def propose_mixtures(
 
 def write_proposals(path: str | os.PathLike, mixtures: list[dict[str, float]], info: dict) -> None:
     """``path`` (CSV: ``mix_id``, ``weight/<pool>``...) and ``path.json`` (the settings)."""
-    from retriever.dataset.build import disk_guard
+    from retriever.io import disk_guard
 
     path = Path(path)
     names = list(mixtures[0])

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retriever.corpus.writers import AtomicWriter, read_json, write_json_atomic
 from retriever.errors import ConfigError
+from retriever.io import AtomicWriter, read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 

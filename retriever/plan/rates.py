@@ -7,7 +7,6 @@ machine), or a default with its reference. GPU rates are never measured here (no
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field, fields, replace
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from retriever.errors import ConfigError
+from retriever.io import read_json_object
 
 DEFAULT_SOURCES = {
     "embed_docs_per_s": "README cost table (bench_score.py: OpenVINO bf16, 2 shared cores)",
@@ -94,15 +94,7 @@ def load_rates(path: str | os.PathLike, base: Rates | None = None) -> Rates:
         ConfigError: the file is missing, not JSON, or names an unknown rate.
     """
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"rates file {p} does not exist")
-    try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"rates file {p} is not JSON ({e})") from e
-    data = data.get("rates", data) if isinstance(data, dict) else data
-    if not isinstance(data, dict):
-        raise ConfigError(f"rates file {p} must hold an object of rate -> number")
+    data = read_json_object(p, "rates file", "rates", "an object of rate -> number", ConfigError)
     sources = data.get("sources")
     rates = base or Rates()
     if isinstance(sources, dict):

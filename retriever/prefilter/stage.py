@@ -25,9 +25,9 @@ import numpy as np
 import orjson
 
 from retriever.corpus import CorpusReader, list_shards, shard_name
-from retriever.corpus.writers import AtomicWriter, RejectWriter, read_json, write_json_atomic
 from retriever.data import Doc, DocStream, Rejected
 from retriever.errors import ConfigError
+from retriever.io import AtomicWriter, RejectWriter, read_json, write_json_atomic
 from retriever.manifest import check_or_write_manifest
 from retriever.prefilter.matcher import DEFAULT_PATTERNS, KeywordMatcher
 from retriever.progress import progress_bar

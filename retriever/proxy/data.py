@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from retriever.corpus import list_shards
-from retriever.corpus.writers import read_json, write_json_atomic
 from retriever.data import Doc
 from retriever.errors import InputError
+from retriever.io import read_json, write_json_atomic
 from retriever.manifest import paths_fingerprint
 
 TOKENIZE_BATCH = 256  # documents per tokenizer call (memory: 256 x mean document size)

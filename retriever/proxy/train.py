@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from retriever._deps import require
-from retriever.corpus.writers import read_json, write_json_atomic
 from retriever.errors import ConfigError, InputError, ResumeError
+from retriever.io import read_json, write_json_atomic
 from retriever.manifest import check_or_write_manifest
 from retriever.proxy.config import ProxyConfig
 from retriever.proxy.data import BlockSampler, build_token_stream

@@ -14,8 +14,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from retriever.corpus.writers import read_json
 from retriever.errors import InputError
+from retriever.io import read_json
 
 if TYPE_CHECKING:
     from retriever.index import GoldIndex

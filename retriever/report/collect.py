@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from retriever._deps import require
-from retriever.corpus.writers import AtomicWriter, read_json
 from retriever.data import Doc
 from retriever.errors import InputError
+from retriever.io import AtomicWriter, read_json
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ def write_report(
         out = Path(run_dir) / "report.html"
     data = collect_report(run_dir, sources=sources, **kwargs)
     html = render_report(**data)
-    from retriever.dataset.build import disk_guard
+    from retriever.io import disk_guard
 
     with disk_guard(str(out)), AtomicWriter(out) as tmp:
         Path(tmp).write_text(html, encoding="utf-8")

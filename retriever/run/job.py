@@ -547,7 +547,7 @@ def drop_stale_bpb(bpb_dir: Path, panel) -> list[str]:
     import shutil
 
     from retriever.confirm.matrix import weights_fingerprint
-    from retriever.corpus.writers import read_json
+    from retriever.io import read_json
 
     dropped = []
     for m in panel.models:

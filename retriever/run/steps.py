@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retriever.corpus.writers import read_json, write_json_atomic
 from retriever.errors import ConfigError
+from retriever.io import read_json, write_json_atomic
 from retriever.manifest import fingerprint
 
 log = logging.getLogger(__name__)

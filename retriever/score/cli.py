@@ -182,7 +182,7 @@ def _candidates(args) -> int:
             args.scores, args.top_fraction, thresholds, keep=not args.reset
         )
     else:  # only looking: the summary stays as it is
-        from retriever.corpus.writers import read_json
+        from retriever.io import read_json
 
         path = Path(args.scores) / "summary.json"
         found = read_json(path) if path.exists() else None

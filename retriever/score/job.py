@@ -27,7 +27,9 @@ from typing import Any
 from retriever._deps import require
 from retriever.corpus.readers import CorpusReader, Detokenizer
 from retriever.corpus.sharding import get_shard, list_shards, shard_name
-from retriever.corpus.writers import (
+from retriever.data import Rejected
+from retriever.errors import InputError, ModelMismatchError, OutputError, ResumeError, ShardError
+from retriever.io import (
     WRITE_ERRNOS,
     AtomicWriter,
     RejectWriter,
@@ -35,8 +37,6 @@ from retriever.corpus.writers import (
     read_json,
     write_json_atomic,
 )
-from retriever.data import Rejected
-from retriever.errors import InputError, ModelMismatchError, OutputError, ResumeError, ShardError
 from retriever.manifest import DoneMarkers, check_or_write_manifest, shard_fingerprint
 from retriever.progress import progress_bar, progress_enabled
 from retriever.score.sample import DocSampler

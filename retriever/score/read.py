@@ -8,9 +8,9 @@ from pathlib import Path
 
 from retriever._deps import require
 from retriever.corpus.readers import CorpusReader, Detokenizer
-from retriever.corpus.writers import read_json
 from retriever.data import Doc, Rejected
 from retriever.errors import InputError
+from retriever.io import read_json
 from retriever.score.job import shard_outputs
 from retriever.score.select import score_columns
 
@@ -154,7 +154,7 @@ def export_candidates(score_dir: str | os.PathLike, out_dir: str | os.PathLike) 
 
     import orjson
 
-    from retriever.corpus.writers import AtomicWriter
+    from retriever.io import AtomicWriter
 
     out = Path(out_dir)
     thr = candidate_thresholds(score_dir)

@@ -8,8 +8,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from retriever.corpus.writers import check_writable, read_json, sweep_temp, write_json_atomic
 from retriever.errors import InputError
+from retriever.io import check_writable, read_json, sweep_temp, write_json_atomic
 from retriever.lock import OutputLock
 from retriever.score.job import ScoreJob, shard_outputs
 from retriever.score.sample import DocSampler, SampleSpec, parse_sample, resolve_sample

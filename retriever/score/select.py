@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from retriever._deps import require
-from retriever.corpus.writers import read_json, write_json_atomic
 from retriever.errors import ConfigError, InputError
+from retriever.io import read_json, write_json_atomic
 from retriever.stats import Stats
 
 BINS = 20_000

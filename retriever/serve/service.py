@@ -375,7 +375,7 @@ class QueryService:
     def manifests(self) -> dict[str, Any]:
         """The task indexes' manifests and the store's description (plus its score folder's
         manifest when ``--corpus-store`` is a score folder)."""
-        from retriever.corpus.writers import read_json
+        from retriever.io import read_json
 
         out: dict[str, Any] = {
             "indexes": {t: gi.manifest for t, gi in sorted(self.indexes.items())},
