@@ -103,7 +103,12 @@ def main() -> int:
             finally:
                 proc.kill()
                 proc.wait()
-    res = {"load_before": load0, "load_after": os.getloadavg(), "cpus": os.cpu_count(), "rows": rows}
+    res = {
+        "load_before": load0,
+        "load_after": os.getloadavg(),
+        "cpus": os.cpu_count(),
+        "rows": rows,
+    }
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
