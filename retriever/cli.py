@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "retriever.query.cli",
     "retriever.serve.cli",
     "retriever.confirm.cli",
+    "retriever.rate.cli",
     "retriever.distill.cli",
     "retriever.batch_filter.cli",
     "retriever.dataset.cli",

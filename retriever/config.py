@@ -99,6 +99,8 @@ class TaskSpec:
     description: str = ""
     # keyword prefilter patterns (keywords, or "re:<regex>"); empty: the prefilter's defaults
     patterns: tuple[str, ...] = ()
+    # the 0-5 additive rubric of `retriever rate` (one line per point); empty: no rating prompt
+    rubric: str = ""
     spec_path: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:

@@ -54,6 +54,8 @@ from retriever.metrics import rankdata
 from retriever.score.evaluate import precision_at
 
 NEEDS_LABELS = {v for v, s in VARIANTS.items() if "confirmed" in s or HARD_NEGATIVE in s}
+# the rating variants need `retriever rate` labels, which this ablation does not make
+ABLATION = [v for v, s in VARIANTS.items() if "rating" not in s]
 
 
 def auc_fast(y: np.ndarray, s: np.ndarray) -> float:
@@ -100,7 +102,7 @@ def main() -> None:
     ap.add_argument("--labels", default=None, help="confirm labels folder (<task>.parquet)")
     ap.add_argument("--test-corpus", type=int, default=1500, help="test corpus documents")
     ap.add_argument("--heldout-cap", type=int, default=200, help="held-out records per task")
-    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated variants")
+    ap.add_argument("--variants", default=",".join(ABLATION), help="comma-separated variants")
     ap.add_argument("--boot", type=int, default=1000, help="bootstrap resamples")
     ap.add_argument("--epoch", type=int, default=DistillConfig().epoch)
     ap.add_argument("--work", default=None, help="cache folder (default: a temp folder)")

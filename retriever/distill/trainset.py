@@ -14,6 +14,8 @@ source             label      rows
 ``other-gold``     negative   the other tasks' gold exemplars
 ``hard-negative``  negative   candidates the confirmation rejected (correlation at or below
                               ``negative_max``, or ``hard_negative_max`` when set)
+``rating``         both       documents an LLM rated (``retriever rate``): positive when
+                              ``int_score`` reaches the rating threshold, else negative
 =================  =========  ==============================================================
 
 fastText has no sample weights, so a source's weight is carried by **replicating lines**: a row
@@ -50,13 +52,16 @@ RANDOM = "random"
 OTHER_GOLD = "other-gold"
 HARD_NEGATIVE = "hard-negative"
 CANDIDATE = "candidate"  # an uncertain candidate: in the labels for audit, never trained on
-SOURCES = (GOLD, CONFIRMED, RANDOM, OTHER_GOLD, HARD_NEGATIVE)
+# an LLM rating (retriever rate): positive at or above its threshold, else negative
+RATING = "rating"
+SOURCES = (GOLD, CONFIRMED, RANDOM, OTHER_GOLD, HARD_NEGATIVE, RATING)
 SOURCE_LABEL = {
     GOLD: POSITIVE,
     CONFIRMED: POSITIVE,
     RANDOM: NEGATIVE,
     OTHER_GOLD: NEGATIVE,
     HARD_NEGATIVE: NEGATIVE,
+    RATING: "both",
 }
 
 # the label-source ablation (scripts/eval_filter.py); negatives are the same in all but "teacher"
@@ -67,6 +72,9 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "gold+confirmed+hard": (GOLD, CONFIRMED, RANDOM, OTHER_GOLD, HARD_NEGATIVE),
     # the old student: the confirm stage's positive vs negative rows as they are
     "teacher": (CONFIRMED, RANDOM, HARD_NEGATIVE),
+    # LLM ratings (retriever rate) as they are, or beside the gold anchors and negatives
+    "rating": (RATING,),
+    "gold+rating": (GOLD, RATING, RANDOM, OTHER_GOLD),
 }
 DEFAULT_VARIANT = "gold+confirmed"
 
