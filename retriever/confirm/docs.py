@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -216,7 +216,7 @@ class DocSet:
             yield rec
 
 
-def open_docs(source: list[str] | str, reader: CorpusReader | None = None) -> DocSet:
+def open_docs(source: Sequence[str] | str, reader: CorpusReader | None = None) -> DocSet:
     """Scan ``--docs`` once: ids, positions and similarities (texts are re-read later).
 
     Duplicate ids keep their first occurrence; later ones become ``Rejected(reason="duplicate_id")``
