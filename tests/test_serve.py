@@ -100,6 +100,7 @@ def request(
     return resp.status, json.loads(out)
 
 
+@pytest.mark.slow
 def test_health_and_manifests(url, service):
     status, h = request(url, "GET", "/health")
     assert status == 200 and h["status"] == "ok"
@@ -113,6 +114,7 @@ def test_health_and_manifests(url, service):
     assert m["scores"]["settings"]["model"] == h["model"]
 
 
+@pytest.mark.slow
 def test_gold_batch_matches_python_api(url, tiny_indexes, embedder):
     from retriever.query import query_gold
 
@@ -145,6 +147,7 @@ def _brute_force(scored, embedder, text, k, keep):
     return [rows[i]["id"] for i in order], rows
 
 
+@pytest.mark.slow
 def test_corpus_hits_scores_and_filters_match_brute_force(url, scored, embedder):
     text = DOCS[2]["text"]
     status, r = request(url, "POST", "/corpus", {"text": text, "k": 5})
@@ -202,6 +205,7 @@ BAD = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("body,status,words", BAD)
 def test_bad_requests_get_one_clear_4xx(url, body, status, words):
     raw = body if isinstance(body, bytes) else None
@@ -210,6 +214,7 @@ def test_bad_requests_get_one_clear_4xx(url, body, status, words):
     assert words in r["error"] and "\n" not in r["error"] and list(r) == ["error"]
 
 
+@pytest.mark.slow
 def test_bad_corpus_filters_and_routes(url):
     got, r = request(url, "POST", "/corpus", {"text": "a", "min_score": {"cooking": 0.1}})
     assert got == 422 and "unknown task 'cooking'" in r["error"]
@@ -221,6 +226,7 @@ def test_bad_corpus_filters_and_routes(url):
     assert got == 405 and "GET" in r["error"]
 
 
+@pytest.mark.slow
 def test_oversized_bodies_get_413_declared_or_chunked(url):
     big = json.dumps({"text": "word " * 20_000}).encode()  # 100 kB > 50 kB cap
     got, r = request(url, "POST", "/corpus", raw=big)
@@ -231,6 +237,7 @@ def test_oversized_bodies_get_413_declared_or_chunked(url):
     assert got == 200
 
 
+@pytest.mark.slow
 def test_concurrent_requests_are_batched_and_equal_to_sequential(url, service):
     texts = [f"{t} (variant {i})" for i, t in enumerate(WEB_TEXT + MATH_GOLD)]
     seq = {t: request(url, "POST", "/corpus", {"text": t, "k": 3})[1]["results"][0] for t in texts}
@@ -259,6 +266,7 @@ def test_concurrent_requests_are_batched_and_equal_to_sequential(url, service):
     assert service.batcher.forwards - before <= len(texts)
 
 
+@pytest.mark.slow
 def test_service_settings_are_checked(tiny_indexes, embedder):
     with pytest.raises(ConfigError, match="--index"):
         ServeConfig()
@@ -277,6 +285,7 @@ def test_service_settings_are_checked(tiny_indexes, embedder):
         svc.close()
 
 
+@pytest.mark.slow
 def test_python_api_keeps_indexes_and_stores_loaded(tiny_indexes, scored, embedder, tmp_path):
     from retriever.index import add_to_index, build_index
     from retriever.query import open_index, open_store, query_gold

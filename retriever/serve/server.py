@@ -9,6 +9,7 @@ import socket
 import sys
 import threading
 import time
+from typing import Any
 
 from retriever._deps import require
 from retriever.errors import ConfigError
@@ -41,7 +42,9 @@ def bind(host: str, port: int) -> socket.socket:
 def _server(app, log_level: str = "warning"):
     uvicorn = require("uvicorn")
 
-    class Server(uvicorn.Server):
+    base: Any = uvicorn.Server  # a run-time base class
+
+    class Server(base):
         """uvicorn's server, except that Ctrl-C / SIGTERM end it with status 0 after a graceful
         shutdown (uvicorn re-raises the signal, so the process would die of it)."""
 

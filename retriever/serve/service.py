@@ -169,7 +169,7 @@ class QueryService:
 
         t0 = time.perf_counter()
         self.config = config
-        self.indexes = {}
+        self.indexes: dict[str, Any] = {}
         for path in config.indexes:
             gi = open_index(path)
             if gi.task in self.indexes:
@@ -231,7 +231,7 @@ class QueryService:
             raise RequestError(
                 "give exactly one of `text` (a string) or `texts` (a list of strings)"
             )
-        items = [text] if texts is None else texts
+        items = [text] if text is not None else (texts or [])
         if not items:
             raise RequestError("`texts` is empty; give at least one text")
         cap = self.config.max_texts
@@ -292,7 +292,8 @@ class QueryService:
     def gold(
         self, texts: list[str], k: int = 10, tasks: list[str] | None = None
     ) -> list[dict[str, Any]]:
-        """Per text, per task, the ``k`` nearest gold exemplars ``[{rank, score, id, text, source}]``."""
+        """Per text, per task, the ``k`` nearest gold exemplars ``[{rank, score, id, text,
+        source}]``."""
         tasks = self._tasks(tasks)
         self.check_k(k)
         xq = self.batcher.encode(texts)  # [n, dim]
@@ -381,7 +382,7 @@ class QueryService:
     def manifests(self) -> dict[str, Any]:
         """The task indexes' manifests and the store's description (plus its score folder's
         manifest when ``--corpus-store`` is a score folder)."""
-        from retriever.corpus.writers import read_json
+        from retriever.io import read_json
 
         out: dict[str, Any] = {
             "indexes": {t: gi.manifest for t, gi in sorted(self.indexes.items())},
@@ -396,7 +397,7 @@ class QueryService:
                 "ann_index": self.ann_index,
                 "columns": self.store.columns(),
             }
-            folder = Path(self.config.store)
+            folder = Path(str(self.config.store))
             if (folder / "manifest.json").is_file():
                 out["scores"] = read_json(folder / "manifest.json")
         out["config"] = asdict(self.config)
