@@ -336,6 +336,7 @@ def test_cli_serve_answers_until_terminated(tiny_indexes, scored):
         assert proc.wait(timeout=30) == 0
 
 
+@pytest.mark.slow
 def test_cli_query_asks_a_running_server(url, service, tiny_indexes, embedder, capsys):
     from retriever.cli import main
     from retriever.query import query_gold_many

@@ -43,7 +43,8 @@ BASE = ("id", "shard", "row", "preview")
 @dataclass(frozen=True)
 class CorpusFilter:
     """Which documents a corpus query may return: ``score_<task> >= x`` for each ``(task, x)`` of
-    ``min_score``, and ``cluster_id == cluster`` when ``cluster`` is given (checked by the caller)."""
+    ``min_score``, and ``cluster_id == cluster`` when ``cluster`` is given (both checked by the
+    caller)."""
 
     min_score: tuple[tuple[str, float], ...] = ()
     cluster: str | None = None
