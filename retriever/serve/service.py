@@ -29,6 +29,8 @@ from retriever.query.corpus_search import SEARCH_MODES, CorpusFilter, open_searc
 
 log = logging.getLogger(__name__)
 
+SERVE_PAD_MULTIPLE = 32  # token positions; see SentenceEmbedder(pad_multiple=...)
+
 
 @dataclass(frozen=True)
 class ServeConfig:
@@ -187,7 +189,10 @@ class QueryService:
                 "serve the ones of one model"
             )
         model = config.model or next(iter(models))
-        self.embedder = embedder or load_embedder(model, backend=config.backend)
+        # padded shapes: OpenVINO keeps state per input shape, and queries come in every length
+        self.embedder = embedder or load_embedder(
+            model, backend=config.backend, pad_multiple=SERVE_PAD_MULTIPLE
+        )
         for gi in self.indexes.values():
             gi.check_embedder(self.embedder)
         if self.store is not None:
