@@ -53,6 +53,9 @@ class ServeConfig:
             an Arrow table: about a millisecond a query), ``store`` (LanceDB each time), ``auto``
             (memory when it fits in ``memory_mb``).
         memory_mb: the most memory ``search="auto"`` may give the store (vectors + columns).
+        threads: CPU threads of each embedding forward (``None``: torch's setting, i.e.
+            ``OMP_NUM_THREADS`` or every core); set by :func:`~retriever.serve.run_server` for
+            the whole process. On a 2-core machine under load 1 served twice the queries of 2.
         max_batch: most texts embedded in one forward across concurrent requests.
     """
 
@@ -71,6 +74,7 @@ class ServeConfig:
     max_batch: int = 64
     search: str = "auto"
     memory_mb: int = 4096
+    threads: int | None = None
 
     def __post_init__(self):
         if not self.indexes and not self.store:
@@ -89,6 +93,8 @@ class ServeConfig:
         ):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.threads is not None and int(self.threads) < 1:
+            raise ConfigError(f"threads must be >= 1, got {self.threads}")
         if self.search not in SEARCH_MODES:
             raise ConfigError(f"search must be one of {SEARCH_MODES}, got {self.search!r}")
         if not 0 <= int(self.port) < 65536:
