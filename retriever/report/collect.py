@@ -79,6 +79,7 @@ def find_sources(run_dir: str | os.PathLike | None, **given: Any) -> ReportSourc
             src.confirm is None
             and (d / "labels").is_dir()
             and any((d / "labels").glob("*.parquet"))
+            and _json_stage(d / "manifest.json") != "rate"  # rating labels: no correlation
         ):
             src.confirm = d
         if src.pools is None and d.name in POOL_DIR_NAMES and any(p.is_dir() for p in d.iterdir()):
