@@ -91,7 +91,8 @@ def _read(data_dir: Path, rel: str, task: str) -> list[Record]:
 
 
 def _unit_hash(key: str, seed: int) -> float:
-    """A number in [0, 1) from ``key`` and ``seed``: the same wherever and whenever it is computed."""
+    """A number in [0, 1) from ``key`` and ``seed``: the same wherever and whenever it is
+    computed."""
     h = hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest()
     return int.from_bytes(h, "big") / 2**64
 

@@ -1,4 +1,5 @@
-"""Load test of ``retriever serve``: concurrent clients against a >= 100k-row store with its ANN index.
+"""Load test of ``retriever serve``: concurrent clients against a >= 100k-row store with its ANN
+index.
 
 1. A synthetic store (built once into ``--work``, reused after): real embeddings of ``--base-docs``
    ClimbLab documents of the shared sample (``corpus/climblab_clusters_sample.jsonl``, with their
@@ -20,7 +21,8 @@
 The clients run on the same machine as the server, so they take CPU from it: latencies are an
 upper bound of what a remote client would see.
 
-    .venv/bin/python scripts/bench_serve.py --rows 100000 --phases 1x10,8x30 --json runs/bench_serve.json
+    .venv/bin/python scripts/bench_serve.py --rows 100000 --phases 1x10,8x30 --json
+    runs/bench_serve.json
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def read_jsonl(path: Path, n: int, skip: int = 0) -> list[dict]:
     return out
 
 
-# -- the store ---------------------------------------------------------------------------------------
+# -- the store -------------------------------------------------------------------------------------
 def base_vectors(args, work: Path, embedder):
     """(vectors [B, dim], previews, clusters) of the base documents, cached in ``work``."""
     cache = work / f"base_{args.base_docs}.npz"
@@ -106,7 +108,8 @@ def task_centroids(embedder, per_task: int = 64) -> dict[str, np.ndarray]:
 
 
 def build_store(args, work: Path) -> str:
-    """The synthetic store at ``work/store_<rows>`` (built once; its ``ready.json`` marks it done)."""
+    """The synthetic store at ``work/store_<rows>`` (built once; its ``ready.json`` marks it
+    done)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -165,7 +168,7 @@ def build_store(args, work: Path) -> str:
     return str(uri)
 
 
-# -- server and clients --------------------------------------------------------------------------------
+# -- server and clients ----------------------------------------------------------------------------
 def start_server(store: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
     cmd = [
         sys.executable,
@@ -351,18 +354,21 @@ def main() -> None:
             proc.wait(timeout=30)
     print(
         f"\nstore: {report.data['store']['rows']:,} rows (IVF-PQ), k={args.k}, server load "
-        f"{report.data['server']['load_s']:.1f}s, backend {report.data['server']['backend']}, busy={args.busy}"
+        f"{report.data['server']['load_s']:.1f}s, backend {report.data['server']['backend']}, "
+        f"busy={args.busy}"
     )
     print(
-        "| clients x s | filter | requests | failed | QPS | p50 ms | p90 ms | p99 ms | max ms | RSS MB start/end/max | forwards/req |"
+        "| clients x s | filter | requests | failed | QPS | p50 ms | p90 ms | p99 ms | max ms | "
+        "RSS MB start/end/max | forwards/req |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in report.data["phases"]:
         lat, m = r["latency_ms"], r["rss_mb"]
         print(
-            f"| {r['clients']} x {r['seconds']:.0f} | {r['filter'] or '-'} | {r['requests']} | {r['failed']} | "
-            f"{r['qps']:.1f} | {lat['p50']:.1f} | {lat['p90']:.1f} | {lat['p99']:.1f} | {lat['max']:.1f} | "
-            f"{m['start']:.0f} / {m['end']:.0f} / {m['max']:.0f} | {r['forwards_per_request']:.2f} |"
+            f"| {r['clients']} x {r['seconds']:.0f} | {r['filter'] or '-'} | {r['requests']} | "
+            f"{r['failed']} | {r['qps']:.1f} | {lat['p50']:.1f} | {lat['p90']:.1f} | "
+            f"{lat['p99']:.1f} | {lat['max']:.1f} | {m['start']:.0f} / {m['end']:.0f} / "
+            f"{m['max']:.0f} | {r['forwards_per_request']:.2f} |"
         )
     report.finish(args.json)
 
@@ -370,8 +376,8 @@ def main() -> None:
 def _line(r: dict) -> str:
     lat = r["latency_ms"]
     return (
-        f"{r['clients']} clients x {r['seconds']}s: {r['requests']} requests, {r['failed']} failed, "
-        f"{r['qps']:.1f} QPS, p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms"
+        f"{r['clients']} clients x {r['seconds']}s: {r['requests']} requests, {r['failed']} "
+        f"failed, {r['qps']:.1f} QPS, p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms"
     )
 
 

@@ -174,7 +174,7 @@ def main() -> None:
     results: dict[str, dict] = {t: {} for t in TASKS}
     # the gold role (its first --gold-limit records): the index and every student learn from it
     gold = {t: split.records(t, "gold")[: args.gold_limit] for t in TASKS}
-    # -- similarity stage ---------------------------------------------------------------------------
+    # -- similarity stage --------------------------------------------------------------------------
     if not args.no_similarity:
         cache = VectorCache(work / "vectors", args.vector_cache)
         sims = similarity_scores(gold, test_texts, cache)

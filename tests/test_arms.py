@@ -194,7 +194,8 @@ def test_run_config_evaluate_section(tiny):
         '[run]\nout = "./run"\n[tasks.function-calling]\ngold = ["./g.jsonl"]\n'
         '[corpus]\npaths = ["./corpus"]\n[dataset]\nbudget = "400"\n'
         '[evaluate]\narms = ["random", "mine"]\nseeds = 2\ndatasets = {mine = "./mine"}\n'
-        'eval_data = {function-calling = "./eval/function-calling.jsonl"}\nproxy = {tokens = 1000}\n'
+        'eval_data = {function-calling = "./eval/function-calling.jsonl"}\nproxy = {tokens = '
+        "1000}\n"
     )
     cfg = load_run_config(cfgp)
     ec = load_evaluate_config(cfg, {"seeds": None, "budget": "300"})

@@ -23,6 +23,7 @@ def torch_embedder():
     return SentenceEmbedder(backend="torch", batch_size=4)
 
 
+@pytest.mark.slow
 @needs_openvino
 def test_default_backend_is_the_calibrated_one_and_matches_torch(embedder, torch_embedder):
     # auto: whichever of torch / OpenVINO this machine ran faster (retriever.embed.calibrate)
@@ -60,6 +61,7 @@ def test_openvino_fp32_equals_torch_and_is_cached(torch_embedder, tmp_path, capl
         OpenVINOEncoder(torch_embedder._model, precision="int4")
 
 
+@pytest.mark.slow
 def test_without_openvino_auto_falls_back_to_torch(monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
     assert not openvino_installed()

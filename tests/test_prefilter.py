@@ -1,4 +1,5 @@
-"""Keyword prefilter: counts per task, one-pass matcher = per-pattern reference, accounting, resume."""
+"""Keyword prefilter: counts per task, one-pass matcher = per-pattern reference, accounting,
+resume."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""``retriever rate``: prompts, parse, cache, budget and labels (fast), and the whole stage against a
-real OpenAI-compatible server on localhost serving tiny local LMs (slow)."""
+"""``retriever rate``: prompts, parse, cache, budget and labels (fast), and the whole stage against
+a real OpenAI-compatible server on localhost serving tiny local LMs (slow)."""
 
 from __future__ import annotations
 
@@ -165,7 +165,7 @@ def test_ratings_train_a_student_through_distill(tmp_path):
     assert rep.metrics["roc_auc"] > 0.9
 
 
-# -- slow: a real server on localhost ----------------------------------------------------------------
+# -- slow: a real server on localhost --------------------------------------------------------------
 @pytest.fixture(scope="module")
 def models():
     return {"scorer": trained_scorer(), "babbler": random_lm()}

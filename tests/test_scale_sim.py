@@ -27,7 +27,10 @@ SAMPLE, CAP = 0.3, 12
 
 
 def _math(i):
-    return f"Question: Ann has {i} apples and buys {i + 3} more. How many apples?\nAnswer: {i} + {i + 3} = {2 * i + 3}."
+    return (
+        f"Question: Ann has {i} apples and buys {i + 3} more. How many apples?\nAnswer: {i} + "
+        f"{i + 3} = {2 * i + 3}."
+    )
 
 
 def _tools(i):

@@ -39,17 +39,11 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from retriever._cli import show_progress
+    from retriever._cli import parse_named_paths, show_progress
     from retriever.arms import evaluate_run, format_table
     from retriever.arms.run import stderr_progress
-    from retriever.errors import ConfigError
 
-    datasets = {}
-    for spec in args.dataset:
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not path:
-            raise ConfigError(f"--dataset {spec!r}: write NAME=PATH")
-        datasets[name] = path
+    datasets = parse_named_paths(args.dataset, "--dataset")
     arms = tuple(a.strip() for a in args.arms.split(",") if a.strip()) if args.arms else None
     overrides = {
         "arms": arms,

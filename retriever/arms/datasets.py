@@ -22,21 +22,21 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
 
 from retriever.corpus.sharding import list_shards, shard_name
-from retriever.corpus.writers import AtomicWriter, read_json, write_json_atomic
 from retriever.errors import ConfigError, InputError
+from retriever.io import AtomicWriter, read_json, write_json_atomic
 from retriever.manifest import file_fingerprint, fingerprint
 
 log = logging.getLogger(__name__)
 
 SIMILARITY_MARGIN = 3.0  # similarity pools hold this many times their share of the budget
-CHARS_PER_TOKEN = (
-    4.0  # to size the similarity pools from n_chars (the dataset stage counts exactly)
-)
+# to size the similarity pools from n_chars (the dataset stage counts exactly)
+CHARS_PER_TOKEN = 4.0
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def build_arm_dataset(
     root = Path(out_root)
     out = root / arm
     user_datasets = user_datasets or {}
-    common = {
+    common: dict[str, Any] = {
         "tokenizer": sources.tokenizer,
         "seed": sources.seed,
         "progress": progress,
@@ -133,9 +133,9 @@ def build_arm_dataset(
     elif arm == "random":
         if not sources.corpus:
             raise ConfigError("the random arm needs the corpus: set [corpus] paths in the config")
-        pool = _link_corpus(sources.corpus, root / "_pools" / "random")
+        corpus_pool = _link_corpus(sources.corpus, root / "_pools" / "random")
         builder = DatasetBuilder(
-            {"corpus": str(pool)},
+            {"corpus": str(corpus_pool)},
             {"corpus": 1.0},
             budget,
             order="weighted",
@@ -160,11 +160,14 @@ def build_arm_dataset(
             if isinstance(sources.mixture, dict)
             else parse_mixture(str(sources.mixture), names)
         )
+        keys: tuple[str, ...]
         if arm == "similarity":
             pools = similarity_pools(sources, mixture, budget, root / "_pools" / "similarity")
             order, keys = "top", ("sim/{pool}", "score", "quality")
         else:
             order, keys = sources.order, ("prob/{pool}", "sim/{pool}", "score", "quality")
+        if pools is None:  # not reached: the similarity arm has just set its pools
+            raise ConfigError(f"arm {arm!r} has no pools")
         mixture = {k: v for k, v in mixture.items() if k in pools}
         builder = DatasetBuilder(pools, mixture, budget, order=order, score_keys=keys, **common)
     else:

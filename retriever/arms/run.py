@@ -35,8 +35,8 @@ from typing import Protocol
 from retriever.arms.config import EvaluateConfig
 from retriever.arms.datasets import ArmDataset, ArmSources, build_arm_dataset
 from retriever.arms.stats import METRICS, summarize_arms
-from retriever.corpus.writers import AtomicWriter, read_json, write_json_atomic
 from retriever.errors import ConfigError, InputError
+from retriever.io import AtomicWriter, read_json, write_json_atomic
 from retriever.manifest import fingerprint
 
 log = logging.getLogger(__name__)

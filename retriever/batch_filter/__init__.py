@@ -10,8 +10,8 @@ from retriever.batch_filter.run import BatchFilter, FilterConfig, FilterReport, 
 from retriever.batch_filter.scorer import FastTextScorer, ScoredBatch, load_model, resolve_models
 from retriever.batch_filter.shard import FilterSettings, FilterShard
 from retriever.batch_filter.thresholds import threshold_for_fraction
-from retriever.batch_filter.tokens import TokenCounter
 from retriever.batch_filter.writers import FORMATS, open_pool_writer
+from retriever.tokens import TokenCounter
 
 __all__ = [
     "FORMATS",

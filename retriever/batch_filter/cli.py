@@ -26,9 +26,10 @@ def add_parser(subparsers) -> None:
         description=(
             "Score every document of SHARDS with each task's fastText model (one pass for all "
             "tasks) and keep, per task, those whose probability passes a threshold or the top "
-            "fraction of tokens/chars/docs. Writes OUTPUT/<task>/<shard>.<format>, rejected records "
-            "to OUTPUT/rejected/, and OUTPUT/manifest.json (per shard and total: docs in, kept, "
-            "dropped, rejected, tokens/chars kept, throughput). Rerun the same command to resume."
+            "fraction of tokens/chars/docs. Writes OUTPUT/<task>/<shard>.<format>, rejected "
+            "records to OUTPUT/rejected/, and OUTPUT/manifest.json (per shard and total: docs in, "
+            "kept, dropped, rejected, tokens/chars kept, throughput). Rerun the same command to "
+            "resume."
         ),
         formatter_class=HelpFormatter,
     )
@@ -67,7 +68,8 @@ def add_parser(subparsers) -> None:
     o.add_argument(
         "--write-scores",
         action="store_true",
-        help="keep every document's probabilities in OUTPUT/scores/ (re-threshold later without scoring)",
+        help="keep every document's probabilities in OUTPUT/scores/ (re-threshold later without "
+        "scoring)",
     )
     o.add_argument("--max-chars", type=int, default=0, help="score only the first chars (0: all)")
     e = p.add_argument_group("execution (datatrove executors)")

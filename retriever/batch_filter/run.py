@@ -38,16 +38,16 @@ from retriever.batch_filter.thresholds import (
     sample_weights,
     top_fraction_decisions,
 )
-from retriever.batch_filter.tokens import TokenCounter
 from retriever.batch_filter.writers import FORMATS
 from retriever.corpus import list_shards, shard_name, write_json_atomic
-from retriever.corpus.writers import check_writable, read_json, sweep_temp
 from retriever.errors import ConfigError
 from retriever.executors import ShardedRun, cpu_count, read_done, run_sharded
+from retriever.io import check_writable, read_json, sweep_temp
 from retriever.lock import OutputLock
 from retriever.manifest import check_or_write_manifest, file_fingerprint
 from retriever.names import check_name
 from retriever.stats import Stats
+from retriever.tokens import TokenCounter
 
 MANIFEST = "manifest.json"
 DEFAULT_THRESHOLD = 0.5
@@ -227,8 +227,11 @@ class BatchFilter:
                 for i in range(0, len(docs), c.batch_size)
             ]
         )  # [n_sample, n_tasks]
-        w = sample_weights(docs, c.by, TokenCounter(c.tokenizer).count)
-        return top_fraction_decisions(list(c.tasks), probs, w, c.top_fraction, c.by)
+        w = sample_weights(docs, c.by, TokenCounter(c.tokenizer).count_tokens)
+        frac = c.top_fraction
+        if frac is None:  # only called for a top-fraction rule
+            raise ConfigError("a top-fraction decision needs top_fraction")
+        return top_fraction_decisions(list(c.tasks), probs, w, frac, c.by)
 
     def run(
         self,

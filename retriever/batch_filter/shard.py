@@ -22,7 +22,6 @@ import numpy as np
 
 from retriever._deps import require
 from retriever.batch_filter.scorer import FastTextScorer
-from retriever.batch_filter.tokens import TokenCounter
 from retriever.batch_filter.writers import FORMATS, PoolWriter, open_pool_writer
 from retriever.corpus import AtomicWriter, CorpusReader, RejectWriter, shard_name
 from retriever.corpus.readers import Detokenizer
@@ -30,6 +29,7 @@ from retriever.data import Doc, Rejected
 from retriever.errors import ConfigError
 from retriever.names import check_name
 from retriever.stats import Stats
+from retriever.tokens import TokenCounter
 
 REJECTED_DIR = "rejected"
 SCORES_DIR = "scores"
@@ -53,8 +53,8 @@ class FilterSettings:
         batch_size: documents per fastText call (memory: batch x mean document size).
         max_chars: score only the first ``max_chars`` characters (``0``: whole document).
         write_scores: also write every scored document's probabilities to
-            ``DIR/scores/<shard_name>.parquet`` (``id``, ``row``, ``n_chars``, ``prob_<task>``), so a
-            new threshold can be chosen later without scoring again.
+            ``DIR/scores/<shard_name>.parquet`` (``id``, ``row``, ``n_chars``, ``prob_<task>``), so
+            a new threshold can be chosen later without scoring again.
     """
 
     output: str
@@ -200,7 +200,7 @@ class FilterShard:
         any_keep = np.flatnonzero(keep.any(axis=1))
         tokens = np.zeros(len(docs), dtype=np.int64)
         if len(any_keep):
-            tokens[any_keep] = counter.count([docs[k].text for k in any_keep])
+            tokens[any_keep] = counter.count_tokens([docs[k] for k in any_keep])
         for k in any_keep:
             meta = docs[k].metadata
             for j, t in enumerate(tasks):

@@ -33,9 +33,9 @@ import numpy as np
 from retriever._deps import require
 from retriever.confirm.bpb import LMScorer, resolve_device, resolve_dtype
 from retriever.confirm.panel import Panel, PanelModel
-from retriever.corpus.writers import AtomicWriter, write_json_atomic
 from retriever.data import Doc
 from retriever.errors import ResumeError, RetrieverError
+from retriever.io import AtomicWriter, write_json_atomic
 from retriever.manifest import check_or_write_manifest, file_fingerprint, fingerprint
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class BpbMatrix:
         self.device = resolve_device(device)
         self.dtype = dtype
         self.dtype_name = str(resolve_dtype(dtype, self.device)).replace("torch.", "")
-        self.scorer_kwargs = dict(
+        self.scorer_kwargs: dict[str, Any] = dict(
             device=self.device,
             dtype=dtype,
             max_batch_tokens=max_batch_tokens,
@@ -193,8 +193,9 @@ class BpbMatrix:
             check_or_write_manifest(self.dir / m.name, self.model_settings(m))
         except ResumeError as e:
             raise ResumeError(
-                f"model {m.name!r}: its cached BPB in {self.dir / m.name} was made with other settings "
-                f"({e}). Rename the model in the panel, use a new --out, or delete that folder."
+                f"model {m.name!r}: its cached BPB in {self.dir / m.name} was made with other "
+                f"settings ({e}). Rename the model in the panel, use a new --out, or delete that "
+                "folder."
             ) from e
         done = set(self.cached(m.name, ["id"]).get("id", []))
         missing = [i for i in ids if i not in done]
@@ -237,7 +238,8 @@ class BpbMatrix:
         return rep
 
     def assemble(self, ids: list[str], report: dict[str, Any] | None = None) -> MatrixResult:
-        """Build ``[ids x usable models]`` from the cache and write ``matrix.parquet`` and the report.
+        """Build ``[ids x usable models]`` from the cache and write ``matrix.parquet`` and the
+        report.
 
         A model is usable when it did not fail and its cache covers every id.
         """

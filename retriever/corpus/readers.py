@@ -1,11 +1,13 @@
 """Streaming shard readers: jsonl (.gz/.zst), json, parquet and Hub datasets.
 
 A reader never raises on a bad record: it yields a :class:`~retriever.data.Rejected` with a reason
-(``bad_json``, ``no_text``, ``empty``, ``undecodable``, ``bad_tokens``, ``bad_record``) so the caller can
-count it and write it aside. Only an unreadable *shard* (missing file, unknown format) raises.
+(``bad_json``, ``no_text``, ``empty``, ``undecodable``, ``bad_tokens``, ``bad_record``) so the
+caller can count it and write it aside. Only an unreadable *shard* (missing file, unknown format)
+raises.
 
 ClimbLab comes as text (``OptimalScale/ClimbLab``: ``text``) or as GPT-2 token ids
-(``nvidia/ClimbLab``: ``tokens``); with ``tokens_field`` and a :class:`Detokenizer` the ids become text.
+(``nvidia/ClimbLab``: ``tokens``); with ``tokens_field`` and a :class:`Detokenizer` the ids become
+text.
 """
 
 from __future__ import annotations
@@ -86,8 +88,8 @@ class CorpusReader:
             yield rec if isinstance(rec, Rejected) else self.to_doc(shard, row, rec)
 
     def iter_records(self, shard: str) -> Iterator[tuple[int, Any]]:
-        """Yield ``(row, record)`` for every record of ``shard``: the parsed JSON value / parquet row,
-        or a :class:`Rejected` for a line that is not JSON or not UTF-8.
+        """Yield ``(row, record)`` for every record of ``shard``: the parsed JSON value / parquet
+        row, or a :class:`Rejected` for a line that is not JSON or not UTF-8.
 
         This is the raw layer under :meth:`read`; gold loaders use it to format records themselves.
         """

@@ -150,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
         f"ROC-AUC {m['roc_auc']:.3f}  AP {m['average_precision']:.3f}  (p >= {m['threshold']})"
     )
     print(
-        f"  Spearman with the teacher's combined score: {m['spearman_combined']:.3f} (n={m['spearman_n']})"
+        f"  Spearman with the teacher's combined score: {m['spearman_combined']:.3f} "
+        f"(n={m['spearman_n']})"
     )
     c = m.get("heldout_vs_similarity") or {}
     if c.get("student_auc") is not None:

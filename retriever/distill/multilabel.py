@@ -124,7 +124,8 @@ class MultiLabelDistiller:
             tasks: the tasks; each becomes a label.
             out: model path (``filters/multilabel/filter.bin``); manifest beside it.
             compare: also train one per-task student per task on the same training rows and
-                report its held-out metrics (``per_task``): the quality check of the one-pass design.
+                report its held-out metrics (``per_task``): the quality check of the one-pass
+                design.
 
         Raises:
             ConfigError: fewer than one task, a task named ``none``, too few labelled rows.

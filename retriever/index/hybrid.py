@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from retriever.corpus.writers import read_json
 from retriever.errors import InputError
 from retriever.index.head import (
     HEAD_DIR,
@@ -38,6 +37,7 @@ from retriever.index.head import (
     train_head,
 )
 from retriever.index.sparse import SPARSE_DIR, SparseConfig, SparseIndex, load_sparse
+from retriever.io import read_json
 
 if TYPE_CHECKING:
     from retriever.embed import Embedder

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retriever.corpus.writers import AtomicWriter, read_json, write_json_atomic
 from retriever.errors import ConfigError
+from retriever.io import AtomicWriter, read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +274,8 @@ def mix_run(
     on_proxy=None,
 ) -> MixRunResult:
     """``retriever mix run CONFIG.toml``: the run's pools (its filter stage's output) plus a
-    general pool; proxy and evaluation settings from ``[evaluate]``, mixture settings from ``[mix]``."""
+    general pool; proxy and evaluation settings from ``[evaluate]``, mixture settings from
+    ``[mix]``."""
     import dataclasses
 
     from retriever.arms.api import load_evaluate_config

@@ -80,13 +80,12 @@ class Plan:
         """What exceeds the configured ceiling (``[plan] max_core_hours`` / ``max_gpu_hours``)."""
         out = []
         c = self.ceiling
-        if c.get("max_core_hours") is not None and self.core_hours > c["max_core_hours"]:
-            out.append(
-                f"{self.core_hours:,.1f} core-hours > max_core_hours {c['max_core_hours']:,}"
-            )
-        if c.get("max_gpu_hours") is not None and self.gpu_hours > c["max_gpu_hours"]:
-            out.append(f"{self.gpu_hours:,.1f} GPU-hours > max_gpu_hours {c['max_gpu_hours']:,}")
-        if c.get("max_hours_here") is not None and self.seconds_here / 3600 > c["max_hours_here"]:
+        core, gpu, here = c.get("max_core_hours"), c.get("max_gpu_hours"), c.get("max_hours_here")
+        if core is not None and self.core_hours > core:
+            out.append(f"{self.core_hours:,.1f} core-hours > max_core_hours {core:,}")
+        if gpu is not None and self.gpu_hours > gpu:
+            out.append(f"{self.gpu_hours:,.1f} GPU-hours > max_gpu_hours {gpu:,}")
+        if here is not None and self.seconds_here / 3600 > here:
             out.append(
                 f"{self.seconds_here / 3600:,.1f} h here > max_hours_here {c['max_hours_here']:,}"
             )
@@ -104,7 +103,8 @@ class Plan:
         return d
 
     def wall_hours(self) -> dict[str, float]:
-        """Wall hours on the configured CPU node (cores) and GPU node (GPUs, CPU stages on its cores)."""
+        """Wall hours on the configured CPU node (cores) and GPU node (GPUs, CPU stages on its
+        cores)."""
         cores, gpus = self.hardware["cores"], self.hardware["gpus"]
         cpu_node = sum((s.core_hours or 0.0) for s in self.stages) / cores
         gpu_node = sum(
@@ -177,7 +177,9 @@ def profile_corpus(
     local = all(os.path.exists(s) for s in shards)
     t0 = time.perf_counter()
     if local and size.docs <= exact_limit:
-        ids, texts, chars, n = [], [], 0, 0
+        ids: list[str] = []
+        texts: list[str] = []
+        chars, n = 0, 0
         for s in shards:
             for rec in reader.read(s):
                 n += 1
@@ -268,7 +270,7 @@ def make_plan(
     cpt = r.chars_per_token
     stages: list[StagePlan] = []
 
-    # -- score: read every document, embed the sampled ones ------------------------------------------
+    # -- score: read every document, embed the sampled ones ----------------------------------------
     spec = parse_sample(cfg.score.sample, cfg.run.seed)
     sampler: DocSampler | None = resolve_sample(spec, prof.docs, prof.method) if spec else None
     frac = sampler.fraction if sampler else 1.0
@@ -313,7 +315,7 @@ def make_plan(
         )
     )
 
-    # -- confirm: BPB of the capped candidates under every panel model --------------------------------
+    # -- confirm: BPB of the capped candidates under every panel model -----------------------------
     c = cfg.confirm
     top = cfg.score.top_fraction
     per_task = math.ceil((top if top is not None else 1.0) * embedded)
@@ -327,19 +329,25 @@ def make_plan(
         seconds_here = bpb_tokens * n_models / r.bpb_model_tokens_per_s
         core_h = seconds_here * hardware_cores_here() / 3600
         gpu_h = None
-        panel_note = f"tiny panel, {n_models} models trained here ({r.bpb_model_tokens_per_s:,.0f} tokens/s per model)"
+        panel_note = (
+            f"tiny panel, {n_models} models trained here ({r.bpb_model_tokens_per_s:,.0f} "
+            "tokens/s per model)"
+        )
     else:
         n_models = _panel_size(c.panel)
         flop = 2.0 * r.panel_params * bpb_tokens
         core_h = flop / r.cpu_flops_per_core / 3600
         seconds_here = core_h * 3600 / hardware_cores_here()
         gpu_h = flop / r.gpu_flops / 3600
-        panel_note = f"panel {os.path.basename(c.panel)}: {n_models} models, {r.panel_params / 1e9:.2g}B parameters"
+        panel_note = (
+            f"panel {os.path.basename(c.panel)}: {n_models} models, "
+            f"{r.panel_params / 1e9:.2g}B parameters"
+        )
     notes = [
         panel_note,
-        f"{cand:,} candidates per task ({'top ' + format(top, 'g') if top is not None else 'all'} of "
-        f"{embedded:,}{f', capped at {cap:,}' if cap is not None and per_task > cap else ''}) x {T} tasks; "
-        "random negatives get no BPB",
+        f"{cand:,} candidates per task ({'top ' + format(top, 'g') if top is not None else 'all'} "
+        f"of {embedded:,}{f', capped at {cap:,}' if cap is not None and per_task > cap else ''}) x "
+        f"{T} tasks; random negatives get no BPB",
         f"BPB documents at most {bpb_docs:,} (tasks may share candidates)",
     ]
     stages.append(
@@ -357,7 +365,7 @@ def make_plan(
         )
     )
 
-    # -- distill: small ------------------------------------------------------------------------------
+    # -- distill: small ----------------------------------------------------------------------------
     rows = int(cand * (1 + c.negatives_per_positive)) * T
     stages.append(
         StagePlan(
@@ -374,7 +382,7 @@ def make_plan(
         )
     )
 
-    # -- filter: every document, one pass -------------------------------------------------------------
+    # -- filter: every document, one pass ----------------------------------------------------------
     ml = multilabel(cfg)
     factor = r.multilabel_cost_ratio if ml else T * r.per_task_cost_ratio
     fmax = cfg.filter.get("max_chars", 0) or 0
@@ -407,7 +415,7 @@ def make_plan(
         )
     )
 
-    # -- dataset: the budget ----------------------------------------------------------------------------
+    # -- dataset: the budget -----------------------------------------------------------------------
     from retriever.dataset import parse_budget
 
     budget = parse_budget(cfg.dataset.budget)
@@ -459,7 +467,8 @@ def format_plan(plan: Plan) -> str:
         f"plan of {plan.config}",
         f"corpus: {c['docs']:,} documents in {c['shards']:,} shards ({c['method']}); "
         f"mean {c['mean_chars']:,.0f} characters, {c['chars'] / 1e9:,.3g} G characters",
-        f"{'stage':<9}{'docs':>15}{'tokens':>19}{'forwards':>17}  {'here':>8}{'core-h':>10}{'GPU-h':>8}",
+        f"{'stage':<9}{'docs':>15}{'tokens':>19}{'forwards':>17}  "
+        f"{'here':>8}{'core-h':>10}{'GPU-h':>8}",
     ]
     for s in plan.stages:
         fw = "-" if s.forwards is None else f"{s.forwards:,}"

@@ -2,9 +2,10 @@
 
 Scoring is kept apart from deciding: every document's counts are written (``kw_<task>`` columns of
 ``OUT/matches/<shard>.parquet``); the decision (``mode = "drop"``: keep a document when some task
-has at least ``min_matches`` matches) only chooses which documents go to ``OUT/kept/<shard>.jsonl.gz``
-(datatrove jsonl layout: ``id``, ``text``, ``metadata`` with ``kw/<task>``), which the score stage
-reads as its corpus. ``mode = "features"`` writes the counts only.
+has at least ``min_matches`` matches) only chooses which documents go to
+``OUT/kept/<shard>.jsonl.gz`` (datatrove jsonl layout: ``id``, ``text``, ``metadata`` with
+``kw/<task>``), which the score stage reads as its corpus. ``mode = "features"`` writes the counts
+only.
 
 Per shard, outputs are written to ``*.tmp`` and renamed, then a ``done/<shard>.json`` marker with
 the shard's counters; a rerun skips done shards. ``summary.json``: docs in = kept + dropped/no_match
@@ -24,9 +25,9 @@ import numpy as np
 import orjson
 
 from retriever.corpus import CorpusReader, list_shards, shard_name
-from retriever.corpus.writers import AtomicWriter, RejectWriter, read_json, write_json_atomic
 from retriever.data import Doc, DocStream, Rejected
 from retriever.errors import ConfigError
+from retriever.io import AtomicWriter, RejectWriter, read_json, write_json_atomic
 from retriever.manifest import check_or_write_manifest
 from retriever.prefilter.matcher import DEFAULT_PATTERNS, KeywordMatcher
 from retriever.progress import progress_bar

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from retriever.corpus import list_shards
-from retriever.corpus.writers import read_json, write_json_atomic
 from retriever.data import Doc
 from retriever.errors import InputError
+from retriever.io import read_json, write_json_atomic
 from retriever.manifest import paths_fingerprint
 
 TOKENIZE_BATCH = 256  # documents per tokenizer call (memory: 256 x mean document size)
@@ -95,7 +95,8 @@ def build_token_stream(
     text_field: str = "text",
     max_docs: int | None = None,
 ) -> TokenStream:
-    """Read every document of ``data`` in shard order and pack their tokens; cached in ``cache_dir``.
+    """Read every document of ``data`` in shard order and pack their tokens; cached in
+    ``cache_dir``.
 
     Args:
         data: dataset folder, corpus files / folders or Hub ids.

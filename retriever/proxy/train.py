@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from retriever._deps import require
-from retriever.corpus.writers import read_json, write_json_atomic
 from retriever.errors import ConfigError, InputError, ResumeError
+from retriever.io import read_json, write_json_atomic
 from retriever.manifest import check_or_write_manifest
 from retriever.proxy.config import ProxyConfig
 from retriever.proxy.data import BlockSampler, build_token_stream
@@ -117,7 +117,8 @@ def load_tokenizer(cfg: ProxyConfig):
 
 
 def build_model(cfg: ProxyConfig, vocab_size: int, tokenizer):
-    """A new ``GPT2LMHeadModel`` / ``LlamaForCausalLM`` (dropout off), or the ``init`` checkpoint."""
+    """A new ``GPT2LMHeadModel`` / ``LlamaForCausalLM`` (dropout off), or the ``init``
+    checkpoint."""
     torch = require("torch")
     transformers = require("transformers")
     verbosity = transformers.utils.logging.get_verbosity()
@@ -194,7 +195,8 @@ def _precision(cfg: ProxyConfig, device: str):
 
 
 def _save_checkpoint(out: Path, model, tokenizer, optimizer, state: dict[str, Any]) -> None:
-    """Write ``checkpoint.tmp/`` in full, then swap it in for ``checkpoint/`` (old kept until then)."""
+    """Write ``checkpoint.tmp/`` in full, then swap it in for ``checkpoint/`` (old kept until
+    then)."""
     torch = require("torch")
     tmp, final, old = out / "checkpoint.tmp", out / "checkpoint", out / "checkpoint.old"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -1,4 +1,5 @@
-"""LLM rating (FineWeb-Edu style): a 0-5 rubric per task, asked of any OpenAI-compatible endpoint."""
+"""LLM rating (FineWeb-Edu style): a 0-5 rubric per task, asked of any OpenAI-compatible
+endpoint."""
 
 from retriever.rate.cache import AnswerCache
 from retriever.rate.client import ChatClient, EndpointConfig, RequestBudget

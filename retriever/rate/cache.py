@@ -61,7 +61,8 @@ class AnswerCache:
     def get(self, prompt: str, model: str, doc_id: str, sha: str, sample: int = 0) -> str | None:
         """The cached answer, or ``None`` (never asked, or asked about another text)."""
         row = self.db.execute(
-            "SELECT raw, text_sha FROM answers WHERE prompt=? AND model=? AND doc_id=? AND sample=?",
+            "SELECT raw, text_sha FROM answers WHERE prompt=? AND model=? AND doc_id=? AND "
+            "sample=?",
             (prompt, model, doc_id, sample),
         ).fetchone()
         if row is None or row[1] != sha:
@@ -98,7 +99,8 @@ class AnswerCache:
             raise OutputError(f"cannot write the rating cache {self.path}: {e}") from e
 
     def count(self, prompt: str | None = None, model: str | None = None) -> int:
-        q, args = "SELECT COUNT(*) FROM answers WHERE 1=1", []
+        q = "SELECT COUNT(*) FROM answers WHERE 1=1"
+        args: list[str] = []
         if prompt is not None:
             q, args = q + " AND prompt=?", [*args, prompt]
         if model is not None:

@@ -56,7 +56,9 @@ class LocalLM:
         self.tokenizer = tokenizer
         cfg = model.config
         self.context = context or int(
-            getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", 2048)
+            getattr(cfg, "n_positions", None)
+            or getattr(cfg, "max_position_embeddings", None)
+            or 2048
         )
         self.lock = threading.Lock()
 

@@ -2,10 +2,11 @@
 
 The frame follows FineWeb-Edu's annotation prompt: the extract, an additive rubric (start at 0,
 add a point per condition met, so 0-5), a short justification, then ``Score: <points>``. Each task's
-rubric is shipped in its spec (a multi-line ``rubric`` string in ``indexes/<task>.toml``); a whole template
-replaces the frame with ``--prompts FILE.toml`` (a ``[prompts]`` table ``{task = "...{text}..."}``)
-or ``RateConfig(prompts=...)``. Templates name fields in braces: ``{text}`` (required), ``{task}``,
-``{description}``, ``{rubric}``; other braces are left as they are (documents are full of them).
+rubric is shipped in its spec (a multi-line ``rubric`` string in ``indexes/<task>.toml``); a whole
+template replaces the frame with ``--prompts FILE.toml`` (a ``[prompts]`` table ``{task =
+"...{text}..."}``) or ``RateConfig(prompts=...)``. Templates name fields in braces: ``{text}``
+(required), ``{task}``, ``{description}``, ``{rubric}``; other braces are left as they are
+(documents are full of them).
 
 The *prompt version* is a hash of everything that shapes an answer: the resolved template, the
 system message, the document cut, the API kind and the sampling settings. Cached answers are keyed

@@ -8,10 +8,10 @@ score stage's threshold; at most ``max_candidates``) plus a seeded sample of the
 
 Layout of ``OUT``::
 
-    cache.sqlite             every answer, by (prompt version, model, id): a rerun asks nothing twice
-    ratings/<task>.parquet   id, score, int_score, raw, error, similarity, sample, cached, attempts
-    labels/<task>.parquet    the distill labels contract (source = "rating"), rated rows only
-    manifest.json            endpoint, prompts and their versions, threshold, candidate rule
+    cache.sqlite             every answer, by (prompt version, model, id): a rerun asks nothing
+    twice ratings/<task>.parquet   id, score, int_score, raw, error, similarity, sample, cached,
+    attempts labels/<task>.parquet    the distill labels contract (source = "rating"), rated rows
+    only manifest.json            endpoint, prompts and their versions, threshold, candidate rule
     summary.json             per task: docs in = rated + rejected (+ over budget), histogram, cost
 
 Scores are kept apart from the decision: ``ratings/`` holds every score and every raw answer
@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 
 from retriever._deps import require
-from retriever.corpus.writers import AtomicWriter, write_json_atomic
 from retriever.errors import ConfigError
+from retriever.io import AtomicWriter, write_json_atomic
 from retriever.progress import progress_bar
 from retriever.rate.cache import AnswerCache, text_sha
 from retriever.rate.client import (
@@ -288,8 +288,8 @@ class RatingStage:
         stats = Stats()
         rows: dict[str, dict] = {}
         texts: dict[str, str] = {}
-        usage = Counter()
-        counts = Counter()
+        usage = Counter[str]()
+        counts = Counter[str]()
         bar = progress_bar(
             total=len(chosen), desc=f"rate {task}", unit="doc", progress=self.progress
         )

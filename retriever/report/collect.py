@@ -5,7 +5,8 @@ Artifacts are found by their shape (docs/contracts.md), not by fixed paths, with
 
 - score folder: ``X/scores/*.parquet`` + ``X/manifest.json`` (+ ``X/summary.json`` thresholds);
 - confirm folder: ``X/labels/<task>.parquet`` (+ ``X/summary.json`` rules and cutoffs);
-- distilled filters: ``M.bin`` with its manifest ``M.json`` (``"kind": "fasttext-filter"``); held-out
+- distilled filters: ``M.bin`` with its manifest ``M.json`` (``"kind": "fasttext-filter"``);
+held-out
   predictions for a full PR curve from ``M.heldout.parquet`` / ``.jsonl`` (columns ``y``/``label``
   and ``p``/``prob``) or a ``heldout`` entry ``{"y": [...], "p": [...]}`` in the manifest,
   else the manifest's metrics (one operating point);
@@ -28,9 +29,9 @@ from typing import Any
 import numpy as np
 
 from retriever._deps import require
-from retriever.corpus.writers import AtomicWriter, read_json
 from retriever.data import Doc
 from retriever.errors import InputError
+from retriever.io import AtomicWriter, read_json
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ def collect_report(
     }
     facts: dict[str, Any] = {}
     missing = []
-    score_summary = {}
+    score_summary: dict[str, Any] = {}
     if src.scores is not None:
         scores, score_summary, seen = _read_scores(src.scores)
         out["scores"] = scores
@@ -220,7 +221,7 @@ def write_report(
         out = Path(run_dir) / "report.html"
     data = collect_report(run_dir, sources=sources, **kwargs)
     html = render_report(**data)
-    from retriever.dataset.build import disk_guard
+    from retriever.io import disk_guard
 
     with disk_guard(str(out)), AtomicWriter(out) as tmp:
         Path(tmp).write_text(html, encoding="utf-8")

@@ -38,7 +38,8 @@ SECTIONS = (
 
 @dataclass(frozen=True)
 class TaskConfig:
-    """A task of the run: gold for the index (``gold``, else the spec's sources) and for the scorecard."""
+    """A task of the run: gold for the index (``gold``, else the spec's sources) and for the
+    scorecard."""
 
     name: str
     gold: tuple[str, ...] = ()
@@ -122,11 +123,11 @@ class PlanSection:
     ``cores`` / ``gpus``: the node the plan's wall times are given for. ``max_core_hours``,
     ``max_gpu_hours``, ``max_hours_here``: a run whose plan exceeds one is refused unless ``--yes``.
     ``rates``: rate name -> value overriding the defaults (see ``retriever.plan.Rates``), or
-    ``rates_file``: a JSON file of them. ``calibrate``: measure rates on ``calibrate_docs`` documents
-    before ``retriever run`` too (``retriever plan`` always does, unless ``--no-calibrate``).
-    ``exact_limit``: a local corpus of at most this many documents is read in full for exact counts.
-    ``docs``, ``mean_chars``, ``shards``: the corpus size to plan with when the corpus cannot be
-    listed here (a Hub corpus, offline); a listed corpus always wins.
+    ``rates_file``: a JSON file of them. ``calibrate``: measure rates on ``calibrate_docs``
+    documents before ``retriever run`` too (``retriever plan`` always does, unless
+    ``--no-calibrate``). ``exact_limit``: a local corpus of at most this many documents is read in
+    full for exact counts. ``docs``, ``mean_chars``, ``shards``: the corpus size to plan with when
+    the corpus cannot be listed here (a Hub corpus, offline); a listed corpus always wins.
     """
 
     cores: int = 64
@@ -392,7 +393,8 @@ RUN_DISTILL_KEYS = ("multilabel",)  # run-level [distill] keys, not DistillConfi
 
 
 def distill_kwargs(cfg: RunConfig) -> dict[str, Any]:
-    """``[distill]`` as ``DistillConfig`` arguments (``multilabel`` left out: see :func:`multilabel`)."""
+    """``[distill]`` as ``DistillConfig`` arguments (``multilabel`` left out: see
+    :func:`multilabel`)."""
     return {k: v for k, v in cfg.distill.items() if k not in RUN_DISTILL_KEYS}
 
 
@@ -406,7 +408,8 @@ def multilabel(cfg: RunConfig) -> bool:
 
 
 def filter_kwargs(cfg: RunConfig) -> dict[str, Any]:
-    """``[filter]`` as ``FilterConfig`` arguments (executor keys left out: see :func:`executor_kwargs`)."""
+    """``[filter]`` as ``FilterConfig`` arguments (executor keys left out: see
+    :func:`executor_kwargs`)."""
     kw = {k: v for k, v in cfg.filter.items() if k not in EXECUTOR_KEYS}
     if "format" in kw:  # the TOML key users expect; FilterConfig calls it fmt
         kw["fmt"] = kw.pop("format")

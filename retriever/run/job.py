@@ -4,9 +4,9 @@
 Layout of the run folder (``[run] out``)::
 
     indexes/<task>/     gold index             scores/    similarity scores, store, summary.json
-    panel/              LM panel + scores.csv  confirm/   BPB cache, correlations, labels/<task>.parquet
-    filters/<task>/     filter.bin (+ .json)   pools/     filtered documents per task, manifest.json
-    dataset/            training set (LMFlow json + parquet), summary.json
+    panel/              LM panel + scores.csv  confirm/   BPB cache, correlations,
+    labels/<task>.parquet filters/<task>/     filter.bin (+ .json)   pools/     filtered documents
+    per task, manifest.json dataset/            training set (LMFlow json + parquet), summary.json
     report.html         the report             run.json   step fingerprints and results
 
 Optional steps, run when their section is present: ``[prefilter]`` -> ``prefilter/`` (keyword
@@ -18,6 +18,7 @@ counts before scoring; ``mode = "drop"`` makes the score step embed only what it
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import sys
 from pathlib import Path
@@ -71,7 +72,7 @@ def inputs_fingerprint(paths: list[str] | tuple[str, ...], what: str = "corpus i
                 "fix the path in the run config"
             )
     hub = sorted(set(paths) - set(local))
-    parts = [paths_fingerprint(list_shards(local)) if local else None, hub]
+    parts: list[Any] = [paths_fingerprint(list_shards(local)) if local else None, hub]
     if held:  # `holdout:<task>` gold: the shared data's gold files it is cut from
         from retriever.holdout import default_data_dir
 
@@ -97,9 +98,10 @@ class RunJob:
     def multilabel_model(self) -> Path:
         return self.out / "filters" / "multilabel" / "filter.bin"
 
-    # -- the corpus, read the same way by every stage -----------------------------------------------
+    # -- the corpus, read the same way by every stage ----------------------------------------------
     def reader_options(self) -> dict[str, Any]:
-        """``[corpus]``'s reader options (fields, detokenizer), passed to every stage that reads it."""
+        """``[corpus]``'s reader options (fields, detokenizer), passed to every stage that reads
+        it."""
         c = self.cfg.corpus
         return {
             "text_field": c.text_field,
@@ -156,7 +158,7 @@ class RunJob:
                             what=f"gold source of task {t.name!r}:",
                         ),
                     },
-                    lambda spec=spec: self._index(spec),
+                    functools.partial(self._index, spec),
                     outputs=[self.index_dir(t.name)],
                 )
             )
@@ -254,7 +256,8 @@ class RunJob:
                 after=[f"index/{t}" for t in tasks],
             )
         )
-        # the BPB cache (keyed by document, model and weights) survives a rerun, so changing a decision
+        # the BPB cache (keyed by document, model and weights) survives a rerun, so changing a
+        # decision
         # threshold costs seconds; models retrained since are dropped from it in _confirm
         confirm_settings = {
             k: v for k, v in dataclasses.asdict(c).items() if not (k in UNSET_IS_OLD and v is None)
@@ -269,13 +272,13 @@ class RunJob:
                 after=["candidates", "panel"],
             )
         )
-        for t in tasks:
+        for name in tasks:
             steps.append(
                 RunStep(
-                    f"distill/{t}",
+                    f"distill/{name}",
                     distill_kwargs(cfg),
-                    lambda t=t: self._distill(t),
-                    outputs=[self.filter_model(t).parent],
+                    functools.partial(self._distill, name),
+                    outputs=[self.filter_model(name).parent],
                     after=["confirm"] + [f"index/{x}" for x in tasks],
                 )
             )
@@ -467,7 +470,8 @@ class RunJob:
             corpora["generic"] = read_texts(
                 list(self.cfg.corpus.paths), c.tiny_texts, seed, reader=self.corpus_reader()
             )
-            # each model sees its own random mix of the tasks and generic text, so skills differ per task
+            # each model sees its own random mix of the tasks and generic text, so skills differ per
+            # task
             names = list(corpora)
             mixes = [
                 dict(zip(names, w, strict=True))
@@ -599,7 +603,8 @@ class RunJob:
         )
         if rep.run.failed:
             raise ConfigError(
-                f"{len(rep.run.failed)} shard(s) failed in the filter; see {self.out}/pools and rerun"
+                f"{len(rep.run.failed)} shard(s) failed in the filter; see {self.out}/pools and "
+                "rerun"
             )
         return rep.totals
 
@@ -638,7 +643,7 @@ def drop_stale_bpb(bpb_dir: Path, panel) -> list[str]:
     import shutil
 
     from retriever.confirm.matrix import weights_fingerprint
-    from retriever.corpus.writers import read_json
+    from retriever.io import read_json
 
     dropped = []
     for m in panel.models:
@@ -663,7 +668,8 @@ def format_run_summary(cfg: RunConfig, outcomes: list[StepOutcome]) -> str:
     res = {o.name: o.result or {} for o in outcomes}
     tw = max([len("task"), *map(len, cfg.task_names)]) + 2
     lines.append(
-        f"{'task':<{tw}}{'candidates':>11}{'positive':>10}{'negative':>10}{'filter F1':>10}{'AUC':>7}"
+        f"{'task':<{tw}}{'candidates':>11}{'positive':>10}{'negative':>10}{'filter F1':>10}"
+        f"{'AUC':>7}"
         f"{'held-out AUC student / similarity':>35}"
     )
     cand = res.get("candidates", {})
