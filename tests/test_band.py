@@ -56,7 +56,7 @@ def reference(tmp_path_factory):
     rng = random.Random(0)
     texts = [" ".join(rng.sample(WEB_TEXT, 3)) for _ in range(60)]
     out = tmp_path_factory.mktemp("ref")
-    train_tiny_panel(out, {"web": texts}, steps=60, n_models=2, seed=0)
+    train_tiny_panel(out, {"web": texts}, steps=30, n_models=2, seed=0)
     return out / "tiny-0"
 
 

@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from retriever._deps import require
-from retriever.corpus.writers import AtomicWriter, write_json_atomic
 from retriever.errors import ConfigError, InputError
+from retriever.io import AtomicWriter, write_json_atomic
 from retriever.stats import Stats
 
 HIST_BINS = 60
@@ -180,7 +180,8 @@ class PerplexityBand:
         if not matrix.models:
             raise InputError(
                 f"the reference model {c.model!r} gave no BPB ({rep.get('status')}: "
-                f"{rep.get('error', 'incomplete')}); check --model, or see {self.out}/bpb/report.json"
+                f"{rep.get('error', 'incomplete')}); check --model, or see "
+                f"{self.out}/bpb/report.json"
             )
         bpb = matrix.bpb[:, 0]  # [n_docs]
         lo, hi = band_cuts(bpb, c.low, c.high)
@@ -259,7 +260,7 @@ class PerplexityBand:
 
 
 def band_docs(
-    docs: str | Sequence[str],
+    docs: str | os.PathLike | Sequence[str],
     out: str | os.PathLike,
     config: BandConfig,
     reader=None,

@@ -369,8 +369,10 @@ class RunJob:
         from retriever.prefilter import PrefilterConfig, prefilter_corpus
         from retriever.run.config import prefilter_kwargs
 
-        kw = prefilter_kwargs(self.cfg)
-        cfg = PrefilterConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()})
+        kw: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in prefilter_kwargs(self.cfg).items()
+        }
+        cfg = PrefilterConfig(**kw)
         s = prefilter_corpus(
             list(self.cfg.corpus.paths), self.out / "prefilter", cfg, progress=self.progress
         )
@@ -382,7 +384,7 @@ class RunJob:
         s = band_docs(
             self.out / "scores",
             self.out / "band",
-            BandConfig(**self.cfg.band),
+            BandConfig(**(self.cfg.band or {})),
             progress=self.progress,
         )
         keys = ("docs_in", "in_band", "cut_low_bpb", "cut_high_bpb", "spearman_bpb_vs_similarity")
@@ -392,7 +394,9 @@ class RunJob:
         from retriever.rate import RateConfig, rate_docs
         from retriever.run.config import rate_kwargs
 
-        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in rate_kwargs(self.cfg).items()}
+        kw: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in rate_kwargs(self.cfg).items()
+        }
         cfg = RateConfig(**kw)
         s = rate_docs(
             self.out / "scores",
