@@ -171,6 +171,14 @@ class CorpusStore:
         """Column names of the ``docs`` table (empty before the first ingest)."""
         return [] if self._table is None else list(self._table.schema.names)
 
+    def iter_batches(self, columns: list[str], batch_size: int = 8192):
+        """Every row, only ``columns``, as Arrow record batches of ``batch_size`` rows (a scan;
+        memory: one batch)."""
+        if self._table is None:
+            return
+        scan = self._table.search().select(list(columns)).limit(None)
+        yield from scan.to_batches(batch_size)
+
     def search(
         self,
         vector: np.ndarray,

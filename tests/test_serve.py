@@ -334,3 +334,36 @@ def test_cli_serve_answers_until_terminated(tiny_indexes, scored):
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0
+
+
+@pytest.mark.slow
+def test_cli_query_asks_a_running_server(url, service, tiny_indexes, embedder, capsys):
+    from retriever.cli import main
+    from retriever.query import query_gold_many
+
+    text = "Tom has 4 apples and eats 1, how many are left?"
+    assert main(["query", "--server", url, "--json", "-k", "3", text]) == 0
+    got = json.loads(capsys.readouterr().out)
+    want = service.corpus([text], 3)[0]
+    assert [h["id"] for h in got[0]["hits"]] == [h["id"] for h in want]
+    # gold over every task of the server: the same merged hits as the local --index query
+    assert main(["query", "--server", url, "--task", "all", "--json", "-k", "4", text]) == 0
+    got = json.loads(capsys.readouterr().out)[0]["hits"]
+    local = query_gold_many([tiny_indexes["math"], tiny_indexes["tools"]], [text], 4, embedder)[0]
+    assert [(h["task"], h["id"]) for h in got] == [(h["task"], h["id"]) for h in local]
+    assert main(["query", "--server", url, "--task", "math", "-k", "2", text]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("query: Tom has 4") and len(out) == 3
+    # errors: the server's 4xx message, an unreachable server, --task without --server
+    assert main(["query", "--server", url, "--task", "cooking", text]) == 2
+    assert "unknown task 'cooking'" in capsys.readouterr().err
+    from retriever.serve.server import bind
+
+    closed = bind("127.0.0.1", 0)
+    port = closed.getsockname()[1]
+    closed.close()
+    assert main(["query", "--server", f"http://127.0.0.1:{port}", text]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot reach a query server" in err and "\n" not in err
+    assert main(["query", "--index", str(tiny_indexes["math"]), "--task", "math", text]) == 2
+    assert "--task goes with --server" in capsys.readouterr().err
