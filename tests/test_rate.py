@@ -368,3 +368,50 @@ def test_completions_api_and_the_key_from_the_environment(models, tmp_path, monk
             rate_docs(tmp_path / "corpus", tmp_path / "o3", cfg)
     finally:
         srv.stop()
+
+
+@pytest.mark.slow
+def test_run_steps_rate_and_band_on_a_score_folder(models, tiny_indexes, tmp_path):
+    pytest.importorskip("faiss")
+    from rate_lm import save_random_lm
+
+    from retriever.run.config import load_run_config
+    from retriever.run.job import RunJob
+    from retriever.score import score_corpus
+
+    docs = word_docs(16, seed=3)
+    write_jsonl(tmp_path / "corpus" / "d.jsonl", docs)
+    ref = save_random_lm(tmp_path / "ref")
+    srv = _serve(models)
+    try:
+        cfg_path = tmp_path / "run.toml"
+        cfg_path.write_text(
+            f'[run]\nout = "{tmp_path / "run"}"\n'
+            f'[tasks.tools]\ngold = ["{tiny_indexes["tools"]}"]\n'
+            f'[tasks.math]\ngold = ["{tiny_indexes["math"]}"]\n'
+            f'[corpus]\npaths = ["{tmp_path / "corpus"}"]\n'
+            f'[rate]\nbase_url = "{srv.url}"\nmodel = "scorer"\nsystem = ""\nmax_tokens = 16\n'
+            f"top_fraction = 0.25\nprompts = {{tools = {TEMPLATE!r}, math = {TEMPLATE!r}}}\n"
+            f'[band]\nmodel = "{ref}"\nlow = 0.25\nhigh = 0.75\n'.replace("'", '"')
+        )
+        job = RunJob(load_run_config(cfg_path), progress=False)
+        score_corpus(
+            [str(tiny_indexes["tools"]), str(tiny_indexes["math"])],
+            [str(tmp_path / "corpus")],
+            job.out / "scores",
+            top_fraction=0.25,
+            store=None,
+            batch_size=8,
+        )
+        r = job._rate()
+        b = job._band()
+    finally:
+        srv.stop()
+    for t in ("tools", "math"):  # 4 candidates + 4 random documents per task, all answered "3"
+        assert r["tasks"][t]["rated"] == 8 and r["tasks"][t]["labels"]["positive"] == 8
+    # both tasks use one template here: a document both select is the same prompt, asked once
+    assert r["requests"] + r["cached"] == 16 and r["cached"] > 0 and r["complete"]
+    assert b["docs_in"] == len(docs) and set(b["spearman_bpb_vs_similarity"]) == {"tools", "math"}
+    assert 0 < b["in_band"] < len(docs)
+    lab = pq.read_table(job.out / "rate" / "labels" / "tools.parquet").to_pydict()
+    assert all(0 <= s <= 1 for s in lab["similarity"])  # the score folder's similarity kept

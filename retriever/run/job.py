@@ -8,6 +8,11 @@ Layout of the run folder (``[run] out``)::
     labels/<task>.parquet filters/<task>/     filter.bin (+ .json)   pools/     filtered documents
     per task, manifest.json dataset/            training set (LMFlow json + parquet), summary.json
     report.html         the report             run.json   step fingerprints and results
+
+Optional steps, run when their section is present: ``[prefilter]`` -> ``prefilter/`` (keyword
+counts before scoring; ``mode = "drop"`` makes the score step embed only what it kept),
+``[band]`` -> ``band/`` (perplexity band over the scored documents, BPB cache kept), ``[rate]`` ->
+``rate/`` (LLM ratings of each task's candidates; the answer cache is never removed).
 """
 
 from __future__ import annotations
@@ -158,6 +163,18 @@ class RunJob:
                 )
             )
         corpus_fp = inputs_fingerprint(cfg.corpus.paths)
+        score_after = [f"index/{t}" for t in tasks]
+        if cfg.prefilter is not None:
+            steps.append(
+                RunStep(
+                    "prefilter",
+                    {"prefilter": cfg.prefilter, "corpus": corpus_fp},
+                    self._prefilter,
+                    outputs=[self.out / "prefilter"],
+                )
+            )
+            if self.prefilter_drops():
+                score_after.append("prefilter")  # the score step embeds what it kept
         sc = cfg.score
         steps.append(
             RunStep(
@@ -174,7 +191,7 @@ class RunJob:
                 },
                 self._score,
                 outputs=[self.out / "scores"],
-                after=[f"index/{t}" for t in tasks],
+                after=score_after,
             )
         )
         steps.append(
@@ -186,6 +203,34 @@ class RunJob:
                 after=["score"],
             )
         )
+        if cfg.band is not None:
+            steps.append(
+                RunStep(
+                    "band",
+                    dict(cfg.band),
+                    self._band,
+                    outputs=[self.out / "band"],
+                    keep=[self.out / "band" / "bpb"],  # keyed by model settings and document
+                    after=["score"],
+                )
+            )
+        if cfg.rate is not None:
+            cache = self.out / "rate" / "cache.sqlite"
+            steps.append(
+                RunStep(
+                    "rate",
+                    dict(cfg.rate),
+                    self._rate,
+                    outputs=[self.out / "rate"],
+                    # every answer, keyed by prompt version, model and document: never thrown away
+                    keep=[
+                        cache,
+                        cache.with_name("cache.sqlite-wal"),
+                        cache.with_name("cache.sqlite-shm"),
+                    ],
+                    after=["candidates"],
+                )
+            )
         c = cfg.confirm
         panel_settings = {
             "panel": c.panel,
@@ -317,13 +362,68 @@ class RunJob:
         gi = build_index(spec, out=self.index_dir(spec.task), indexes_dir=self.cfg.run.indexes_dir)
         return {"exemplars": gi.ntotal, "counts": gi.manifest["counts"]}
 
+    def prefilter_drops(self) -> bool:
+        return (self.cfg.prefilter or {}).get("mode") == "drop"
+
+    def _prefilter(self) -> dict[str, Any]:
+        from retriever.prefilter import PrefilterConfig, prefilter_corpus
+        from retriever.run.config import prefilter_kwargs
+
+        kw: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in prefilter_kwargs(self.cfg).items()
+        }
+        cfg = PrefilterConfig(**kw)
+        s = prefilter_corpus(
+            list(self.cfg.corpus.paths), self.out / "prefilter", cfg, progress=self.progress
+        )
+        return {k: s[k] for k in ("docs_in", "kept", "kept_share", "matched_share", "docs_per_s")}
+
+    def _band(self) -> dict[str, Any]:
+        from retriever.band import BandConfig, band_docs
+
+        s = band_docs(
+            self.out / "scores",
+            self.out / "band",
+            BandConfig(**(self.cfg.band or {})),
+            progress=self.progress,
+        )
+        keys = ("docs_in", "in_band", "cut_low_bpb", "cut_high_bpb", "spearman_bpb_vs_similarity")
+        return {**{k: s[k] for k in keys}, "cost": s["cost"]}
+
+    def _rate(self) -> dict[str, Any]:
+        from retriever.rate import RateConfig, rate_docs
+        from retriever.run.config import rate_kwargs
+
+        kw: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in rate_kwargs(self.cfg).items()
+        }
+        cfg = RateConfig(**kw)
+        s = rate_docs(
+            self.out / "scores",
+            self.out / "rate",
+            cfg,
+            indexes_dir=self.cfg.run.indexes_dir,
+            progress=self.progress,
+        )
+        keep = ("requests", "asked", "cached", "complete", "requests_per_s", "docs_per_s")
+        tasks = {
+            t: {k: d[k] for k in ("rated", "rejected", "labels", "mean_score")}
+            for t, d in s["tasks"].items()
+        }
+        return {**{k: s[k] for k in keep}, "tasks": tasks}
+
     def _score(self) -> dict[str, Any]:
         from retriever.score import score_corpus
 
         c, sc = self.cfg.corpus, self.cfg.score
+        reader = self.reader_options()
+        paths = list(c.paths)
+        if self.prefilter_drops():  # the kept documents, in the prefilter's jsonl layout
+            paths = [str(self.out / "prefilter" / "kept")]
+            reader = dict(READER_DEFAULTS)
         s = score_corpus(
             [str(self.index_dir(t)) for t in self.cfg.task_names],
-            list(c.paths),
+            paths,
             self.out / "scores",
             store="default" if sc.store else None,
             progress=self.progress,
@@ -332,7 +432,7 @@ class RunJob:
             device=sc.device,
             sample=sc.sample,
             seed=self.cfg.run.seed,
-            **self.reader_options(),
+            **reader,
         )
         if s["shards"]["failed"]:
             raise ConfigError(
