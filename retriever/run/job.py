@@ -272,6 +272,7 @@ class RunJob:
                 after=["candidates", "panel"],
             )
         )
+        rated = ["rate"] if cfg.rate is not None else []  # the students read its labels too
         for name in tasks:
             steps.append(
                 RunStep(
@@ -279,7 +280,7 @@ class RunJob:
                     distill_kwargs(cfg),
                     functools.partial(self._distill, name),
                     outputs=[self.filter_model(name).parent],
-                    after=["confirm"] + [f"index/{x}" for x in tasks],
+                    after=["confirm", *rated] + [f"index/{x}" for x in tasks],
                 )
             )
         students = [f"distill/{t}" for t in tasks]
@@ -361,6 +362,15 @@ class RunJob:
 
         gi = build_index(spec, out=self.index_dir(spec.task), indexes_dir=self.cfg.run.indexes_dir)
         return {"exemplars": gi.ntotal, "counts": gi.manifest["counts"]}
+
+    def label_dirs(self) -> list[Path]:
+        """What the per-task students read: the confirm labels, and the ratings' when ``[rate]`` is
+        on (their rows are trained on only with a training set that has the ``rating`` source; the
+        multi-label student reads the confirm labels only)."""
+        dirs = [self.out / "confirm" / "labels"]
+        if self.cfg.rate is not None:
+            dirs.append(self.out / "rate" / "labels")
+        return dirs
 
     def prefilter_drops(self) -> bool:
         return (self.cfg.prefilter or {}).get("mode") == "drop"
@@ -550,7 +560,7 @@ class RunJob:
         from retriever.distill import DistillConfig, FastTextDistiller
 
         rep = FastTextDistiller(DistillConfig(**distill_kwargs(self.cfg))).run(
-            self.out / "confirm" / "labels",
+            self.label_dirs(),
             task,
             self.filter_model(task),
             indexes={t: self.index_dir(t) for t in self.cfg.task_names},
