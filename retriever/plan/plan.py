@@ -452,9 +452,9 @@ def make_plan(
 
 def _band_plan(cfg, r: Rates, embedded: int, mean_chars: float, cpt: float) -> StagePlan:
     """BPB of the scored documents (or ``max_docs`` of them) under one reference model."""
-    from retriever.band import BandConfig
+    from retriever.run.config import band_config
 
-    b = BandConfig(**cfg.band)
+    b = band_config(cfg)
     docs = min(embedded, b.max_docs) if b.max_docs is not None else embedded
     tokens = int(docs * mean_chars / cpt)
     flop = 2.0 * r.band_params * tokens
@@ -479,11 +479,9 @@ def _band_plan(cfg, r: Rates, embedded: int, mean_chars: float, cpt: float) -> S
 
 def _rate_plan(cfg, r: Rates, embedded: int, mean_chars: float, cpt: float, T: int) -> StagePlan:
     """Rating requests: each task's candidates plus random others, at most ``max_requests``."""
-    from retriever.rate import RateConfig
-    from retriever.run.config import rate_kwargs
+    from retriever.run.config import rate_config
 
-    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in rate_kwargs(cfg).items()}
-    c = RateConfig(**kw)
+    c = rate_config(cfg)
     top = c.top_fraction if c.top_fraction is not None else cfg.score.top_fraction
     cand = math.ceil((top if top is not None else 1.0) * embedded)
     if c.max_candidates is not None:

@@ -376,38 +376,33 @@ class RunJob:
         return (self.cfg.prefilter or {}).get("mode") == "drop"
 
     def _prefilter(self) -> dict[str, Any]:
-        from retriever.prefilter import PrefilterConfig, prefilter_corpus
-        from retriever.run.config import prefilter_kwargs
+        from retriever.prefilter import prefilter_corpus
+        from retriever.run.config import prefilter_config
 
-        kw: dict[str, Any] = {
-            k: tuple(v) if isinstance(v, list) else v for k, v in prefilter_kwargs(self.cfg).items()
-        }
-        cfg = PrefilterConfig(**kw)
+        cfg = prefilter_config(self.cfg)
         s = prefilter_corpus(
             list(self.cfg.corpus.paths), self.out / "prefilter", cfg, progress=self.progress
         )
         return {k: s[k] for k in ("docs_in", "kept", "kept_share", "matched_share", "docs_per_s")}
 
     def _band(self) -> dict[str, Any]:
-        from retriever.band import BandConfig, band_docs
+        from retriever.band import band_docs
+        from retriever.run.config import band_config
 
         s = band_docs(
             self.out / "scores",
             self.out / "band",
-            BandConfig(**(self.cfg.band or {})),
+            band_config(self.cfg),
             progress=self.progress,
         )
         keys = ("docs_in", "in_band", "cut_low_bpb", "cut_high_bpb", "spearman_bpb_vs_similarity")
         return {**{k: s[k] for k in keys}, "cost": s["cost"]}
 
     def _rate(self) -> dict[str, Any]:
-        from retriever.rate import RateConfig, rate_docs
-        from retriever.run.config import rate_kwargs
+        from retriever.rate import rate_docs
+        from retriever.run.config import rate_config
 
-        kw: dict[str, Any] = {
-            k: tuple(v) if isinstance(v, list) else v for k, v in rate_kwargs(self.cfg).items()
-        }
-        cfg = RateConfig(**kw)
+        cfg = rate_config(self.cfg)
         s = rate_docs(
             self.out / "scores",
             self.out / "rate",
