@@ -43,6 +43,11 @@ def parse_task_values(items: list[str] | None, option: str) -> dict[str, float]:
     return out
 
 
+def add_repeated(p: Any, flag: str, metavar: str, help: str) -> None:
+    """A repeatable ``flag NAME=PATH`` option (read back with :func:`parse_named_paths`)."""
+    p.add_argument(flag, action="append", default=[], metavar=metavar, help=help)
+
+
 def parse_named_paths(items: list[str] | None, option: str, form: str = "NAME=PATH") -> dict:
     """``["fc=pools/fc", "web=/data/web"]`` -> ``{"fc": "pools/fc", "web": "/data/web"}``.
 

@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "retriever.serve.cli",
     "retriever.confirm.cli",
     "retriever.rate.cli",
+    "retriever.band.cli",
     "retriever.distill.cli",
     "retriever.batch_filter.cli",
     "retriever.dataset.cli",

@@ -14,6 +14,7 @@ import errno
 import os
 import re
 import secrets
+import shutil
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -108,7 +109,8 @@ class AtomicWriter:
     """Context manager giving a temporary path that becomes ``path`` only on a clean exit.
 
     A symlinked ``path`` is written through to its target; a special file (``/dev/stdout``) is
-    given as is (written directly, nothing renamed).
+    given as is (written directly, nothing renamed). A writer that outlives one block (a stream
+    written over a loop) calls :meth:`commit` or :meth:`abort` itself instead.
 
     Example:
         >>> with AtomicWriter(out / "shard.parquet") as tmp:
@@ -121,16 +123,28 @@ class AtomicWriter:
         self.tmp = self.path if self.direct else temp_path(self.path)
 
     def __enter__(self) -> Path:
+        return self.start()
+
+    def start(self) -> Path:
+        """Create the folder; the path to write to (the temporary file)."""
         if not self.direct:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if self.direct:
-            return
         if exc_type is None:
-            os.replace(self.tmp, self.path)
+            self.commit()
         else:
+            self.abort()
+
+    def commit(self) -> None:
+        """Move the finished temporary file into place."""
+        if not self.direct:
+            os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        """Drop the temporary file (a special file written directly is left as it is)."""
+        if not self.direct:
             self.tmp.unlink(missing_ok=True)
 
 
@@ -142,6 +156,28 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
         )
         with open(tmp, "wb") as fh:
             fh.write(blob)
+
+
+def replace_dir(
+    tmp: str | os.PathLike, final: str | os.PathLike, old: str | os.PathLike | None = None
+) -> Path:
+    """Put the finished folder ``tmp`` at ``final``: an existing ``final`` is renamed aside (to
+    ``old``, a name a resume can look for; default a temporary name), ``tmp`` renamed in, the old
+    one deleted. A folder under its final name is always complete."""
+    tmp, final = Path(tmp), Path(final)
+    old = Path(old) if old is not None else temp_path(final.with_name(final.name + ".old"))
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8), atomically."""
+    with AtomicWriter(path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -113,3 +114,29 @@ def write_pool(path, task, texts):
         for i, t in enumerate(texts):
             meta = {f"prob/{task}": 0.9 - i / 1000}
             f.write(json.dumps({"id": f"{task}-{i}", "text": t, "metadata": meta}) + "\n")
+
+
+def _toml(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    return "{" + ", ".join(f"{k} = {_toml(x)}" for k, x in v.items()) + "}"
+
+
+def run_config(path, gold: dict[str, str], corpus_dir: str, seed: int, **sections) -> Path:
+    """Write a run config: ``out = "./out"``, one gold file per task, one corpus folder, and the
+    other sections (``score={"sample": 0.3}``) as given; returns ``path``."""
+    lines = ["[run]", 'out = "./out"', f"seed = {seed}"]
+    for task, file in gold.items():
+        lines += [f"[tasks.{task}]", f"gold = [{_toml(file)}]"]
+    sections = {"corpus": {"paths": [corpus_dir], **sections.pop("corpus", {})}, **sections}
+    for name, body in sections.items():
+        lines.append(f"[{name}]")
+        lines += [f"{k} = {_toml(v)}" for k, v in body.items()]
+    Path(path).write_text("\n".join(lines) + "\n")
+    return Path(path)

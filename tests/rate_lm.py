@@ -79,3 +79,12 @@ def trained_scorer(answer: str = " Score: 3", steps: int = 150, seed: int = 0):
         loss.backward()
         opt.step()
     return LocalLM(m, byte_tokenizer())
+
+
+def save_random_lm(folder, seed: int = 2):
+    """The random model saved as a folder ``AutoModelForCausalLM`` loads (a band reference)."""
+    from retriever.confirm.tiny_panel import byte_tokenizer
+
+    _model(seed).save_pretrained(folder)
+    byte_tokenizer().save_pretrained(folder)
+    return folder

@@ -164,6 +164,23 @@ def test_ratings_train_a_student_through_distill(tmp_path):
     assert per["rating"]["rows"] == 60
     assert rep.metrics["roc_auc"] > 0.9
 
+    # beside the confirm stage's labels (two label folders, as `retriever run` passes them)
+    from retriever.distill import write_labels
+
+    conf = [
+        {"id": f"c{k}", "text": synthetic_doc(rng, k % 2 == 0), "task": "t",
+         "label": "positive" if k % 2 == 0 else "negative",
+         "source": "confirmed" if k % 2 == 0 else "random"}
+        for k in range(20)
+    ]  # fmt: skip
+    write_labels(tmp_path / "confirm" / "t.parquet", conf)
+    cfg = DistillConfig(epoch=10, dim=16, seed=0, training_set=("confirmed", "random", "rating"))
+    rep = FastTextDistiller(cfg).run(
+        [tmp_path / "confirm", tmp_path / "labels"], "t", tmp_path / "m2" / "filter.bin"
+    )
+    per = rep.manifest["training_set"]["per_source"]
+    assert (per["confirmed"]["rows"], per["random"]["rows"], per["rating"]["rows"]) == (10, 10, 60)
+
 
 # -- slow: a real server on localhost --------------------------------------------------------------
 @pytest.fixture(scope="module")
@@ -368,3 +385,50 @@ def test_completions_api_and_the_key_from_the_environment(models, tmp_path, monk
             rate_docs(tmp_path / "corpus", tmp_path / "o3", cfg)
     finally:
         srv.stop()
+
+
+@pytest.mark.slow
+def test_run_steps_rate_and_band_on_a_score_folder(models, tiny_indexes, tmp_path):
+    pytest.importorskip("faiss")
+    from rate_lm import save_random_lm
+
+    from retriever.run.config import load_run_config
+    from retriever.run.job import RunJob
+    from retriever.score import score_corpus
+
+    docs = word_docs(16, seed=3)
+    write_jsonl(tmp_path / "corpus" / "d.jsonl", docs)
+    ref = save_random_lm(tmp_path / "ref")
+    srv = _serve(models)
+    try:
+        cfg_path = tmp_path / "run.toml"
+        cfg_path.write_text(
+            f'[run]\nout = "{tmp_path / "run"}"\n'
+            f'[tasks.tools]\ngold = ["{tiny_indexes["tools"]}"]\n'
+            f'[tasks.math]\ngold = ["{tiny_indexes["math"]}"]\n'
+            f'[corpus]\npaths = ["{tmp_path / "corpus"}"]\n'
+            f'[rate]\nbase_url = "{srv.url}"\nmodel = "scorer"\nsystem = ""\nmax_tokens = 16\n'
+            f"top_fraction = 0.25\nprompts = {{tools = {TEMPLATE!r}, math = {TEMPLATE!r}}}\n"
+            f'[band]\nmodel = "{ref}"\nlow = 0.25\nhigh = 0.75\n'.replace("'", '"')
+        )
+        job = RunJob(load_run_config(cfg_path), progress=False)
+        score_corpus(
+            [str(tiny_indexes["tools"]), str(tiny_indexes["math"])],
+            [str(tmp_path / "corpus")],
+            job.out / "scores",
+            top_fraction=0.25,
+            store=None,
+            batch_size=8,
+        )
+        r = job._rate()
+        b = job._band()
+    finally:
+        srv.stop()
+    for t in ("tools", "math"):  # 4 candidates + 4 random documents per task, all answered "3"
+        assert r["tasks"][t]["rated"] == 8 and r["tasks"][t]["labels"]["positive"] == 8
+    # both tasks use one template here: a document both select is the same prompt, asked once
+    assert r["requests"] + r["cached"] == 16 and r["cached"] > 0 and r["complete"]
+    assert b["docs_in"] == len(docs) and set(b["spearman_bpb_vs_similarity"]) == {"tools", "math"}
+    assert 0 < b["in_band"] < len(docs)
+    lab = pq.read_table(job.out / "rate" / "labels" / "tools.parquet").to_pydict()
+    assert all(0 <= s <= 1 for s in lab["similarity"])  # the score folder's similarity kept

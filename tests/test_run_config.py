@@ -54,3 +54,43 @@ def test_cli_run_reports_a_bad_config_in_one_line(tmp_path, capsys):
     assert main(["run", str(tmp_path / "missing.toml")]) == 2
     err = capsys.readouterr().err
     assert "does not exist" in err and "configs/offline.toml" in err and "Traceback" not in err
+
+
+def test_optional_rate_band_and_prefilter_steps(tmp_path):
+    (tmp_path / "g.jsonl").write_text('{"text": "gold"}\n')
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "d.jsonl").write_text('{"id": "1", "text": "doc"}\n')
+    p = _write(tmp_path, "")
+    names = [s.name for s in RunJob(load_run_config(p)).steps()]
+    assert not {"prefilter", "rate", "band"} & set(names)  # absent sections: no step
+    body = (
+        '[prefilter]\nmode = "drop"\npatterns = {a = ["doc"]}\n'
+        '[rate]\nmodel = "m"\nbase_url = "http://127.0.0.1:9/v1"\nprompts = {a = "R {text}"}\n'
+        '[band]\nmodel = "ref"\nlow = 0.2\n'
+    )
+    cfg = load_run_config(_write(tmp_path, body))
+    assert cfg.band["model"] == "ref" and cfg.rate["prompts"] == {"a": "R {text}"}
+    steps = {s.name: s for s in RunJob(cfg).steps()}
+    names = list(steps)
+    assert names.index("prefilter") < names.index("score") < names.index("band")
+    assert names.index("candidates") < names.index("rate") < names.index("report")
+    assert "prefilter" in steps["score"].after  # drop mode: the score step embeds what it kept
+    assert steps["rate"].after == ["candidates"] and steps["band"].after == ["score"]
+    assert any(k.name == "cache.sqlite" for k in steps["rate"].keep)  # answers survive a rerun
+    assert {"band", "rate"} <= set(steps["report"].after)
+    assert "rate" in steps["distill/a"].after  # the students read the rating labels too
+
+
+@pytest.mark.parametrize(
+    "body, match",
+    [
+        ('[rate]\nmodel = "m"\nthreshold = 9\n', "threshold"),
+        ('[rate]\nmodle = "m"\n', r"\[rate\]: unknown key.*modle"),
+        ("[band]\nlow = 0.2\n", "reference model"),
+        ('[band]\nmodel = "x"\nlow = 0.9\nhigh = 0.5\n', "below high"),
+        ('[prefilter]\nmode = "keep"\n', "prefilter mode"),
+    ],
+)
+def test_optional_sections_are_checked_at_load(tmp_path, body, match):
+    with pytest.raises(ConfigError, match=match):
+        load_run_config(_write(tmp_path, body))

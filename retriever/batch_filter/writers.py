@@ -25,7 +25,7 @@ import orjson
 from retriever._deps import require
 from retriever.data import Doc
 from retriever.errors import ConfigError
-from retriever.io import temp_path
+from retriever.io import AtomicWriter, temp_path
 
 FORMATS = ("jsonl.gz", "jsonl", "parquet", "lmflow")
 SUFFIX = {"jsonl.gz": ".jsonl.gz", "jsonl": ".jsonl", "parquet": ".parquet", "lmflow": ".json"}
@@ -38,8 +38,8 @@ class PoolWriter:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.tmp = temp_path(self.path)  # unique to this writer
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._atomic = AtomicWriter(self.path)
+        self.tmp = self._atomic.start()  # unique to this writer
         self.n = 0
 
     def write(self, doc: Doc) -> None:
@@ -51,14 +51,14 @@ class PoolWriter:
     def commit(self) -> None:
         """Finish the file and move it into place."""
         self._close()
-        os.replace(self.tmp, self.path)
+        self._atomic.commit()
 
     def abort(self) -> None:
         """Drop the partial file."""
         try:
             self._close()
         finally:
-            self.tmp.unlink(missing_ok=True)
+            self._atomic.abort()
 
 
 class JsonlPoolWriter(PoolWriter):

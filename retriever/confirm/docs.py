@@ -216,7 +216,9 @@ class DocSet:
             yield rec
 
 
-def open_docs(source: Sequence[str] | str, reader: CorpusReader | None = None) -> DocSet:
+def open_docs(
+    source: Sequence[str] | str | os.PathLike, reader: CorpusReader | None = None
+) -> DocSet:
     """Scan ``--docs`` once: ids, positions and similarities (texts are re-read later).
 
     Duplicate ids keep their first occurrence; later ones become ``Rejected(reason="duplicate_id")``

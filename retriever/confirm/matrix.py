@@ -37,6 +37,7 @@ from retriever.data import Doc
 from retriever.errors import ResumeError, RetrieverError
 from retriever.io import AtomicWriter, write_json_atomic
 from retriever.manifest import check_or_write_manifest, file_fingerprint, fingerprint
+from retriever.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +216,9 @@ class BpbMatrix:
             log.warning("model %s failed to load: %s", m.name, e)
             return {**rep, "status": "failed", "error": str(e)}
         rep["max_length"] = scorer.max_length
-        bar = _bar(self.progress, len(missing), m.name)
+        bar = progress_bar(
+            total=len(missing), desc=f"bpb {m.name}", unit="doc", progress=self.progress
+        )
         try:
             for block in _blocks(iter_docs(set(missing)), self.block_docs):
                 res = scorer.bits_per_byte([d.text for d in block])
@@ -319,9 +322,3 @@ def _blocks(docs: Iterator[Doc], size: int) -> Iterator[list[Doc]]:
             block = []
     if block:
         yield block
-
-
-def _bar(show: bool, total: int, desc: str):
-    from retriever.progress import progress_bar
-
-    return progress_bar(total=total, desc=f"bpb {desc}", unit="doc", progress=show)

@@ -40,7 +40,7 @@ from retriever.confirm.docs import CandidateRule, DocSet
 from retriever.confirm.matrix import BpbMatrix, MatrixResult
 from retriever.confirm.panel import Panel
 from retriever.errors import ConfigError
-from retriever.io import RejectWriter, write_json_atomic
+from retriever.io import AtomicWriter, RejectWriter, write_json_atomic
 from retriever.manifest import check_or_write_manifest, paths_fingerprint
 from retriever.stats import Stats
 
@@ -343,10 +343,10 @@ class ConfirmStage:
         out_dir.mkdir(parents=True, exist_ok=True)
         writers: dict = {}
         bufs: dict = {}
-        tmps: dict = {}
+        tmps: dict[str, AtomicWriter] = {}
         for t in decisions:
-            tmps[t] = out_dir / f"{t}.parquet.tmp"
-            writers[t] = pq.ParquetWriter(tmps[t], schema)
+            tmps[t] = AtomicWriter(out_dir / f"{t}.parquet")
+            writers[t] = pq.ParquetWriter(tmps[t].start(), schema)
             bufs[t] = []
         written = dict.fromkeys(decisions, 0)
         try:
@@ -378,16 +378,16 @@ class ConfirmStage:
         except BaseException:
             for t in decisions:
                 writers[t].close()
-                tmps[t].unlink(missing_ok=True)
+                tmps[t].abort()
             raise
         for t, dec in decisions.items():
             if written[t] != len(dec.index):
-                tmps[t].unlink(missing_ok=True)
+                tmps[t].abort()
                 raise RuntimeError(
                     f"labels for {t!r}: {written[t]} of {len(dec.index)} documents found when "
                     f"re-reading {docs.source}; did the input change during the run?"
                 )
-            os.replace(tmps[t], out_dir / f"{t}.parquet")
+            tmps[t].commit()
 
 
 def _flush(pa, writer, schema, buf: list[tuple]) -> int:

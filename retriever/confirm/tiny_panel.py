@@ -24,7 +24,7 @@ import numpy as np
 
 from retriever._deps import require
 from retriever.errors import ConfigError
-from retriever.io import write_json_atomic
+from retriever.io import write_json_atomic, write_text_atomic
 
 BOS, EOS = "<s>", "</s>"
 BOS_ID, EOS_ID = 256, 257
@@ -230,9 +230,7 @@ def train_tiny_panel(
     bar.close()
     write_json_atomic(out / "tiny_panel.json", info)
     panel = out / "panel.toml"
-    tmp = panel.with_name("panel.toml.tmp")
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, panel)
+    write_text_atomic(panel, "\n".join(lines))
     return panel
 
 

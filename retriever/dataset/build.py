@@ -67,6 +67,7 @@ from retriever.io import (
 )
 from retriever.lock import OutputLock
 from retriever.manifest import check_or_write_manifest, file_fingerprint, fingerprint
+from retriever.progress import progress_bar
 from retriever.stats import Stats
 from retriever.tokens import TokenCounter
 
@@ -383,10 +384,14 @@ class DatasetBuilder:
                 ctx = multiprocessing.get_context("spawn")
                 with ProcessPoolExecutor(min(self.workers, len(todo)), mp_context=ctx) as ex:
                     futs = [ex.submit(self._scan_file, p, keys, b) for p, b in todo]
-                    for f in _bar(futs, f"scan {pool}", self.progress):
+                    for f in progress_bar(
+                        futs, desc=f"scan {pool}", unit="file", progress=self.progress
+                    ):
                         f.result()
             else:
-                for p, b in _bar(todo, f"scan {pool}", self.progress):
+                for p, b in progress_bar(
+                    todo, desc=f"scan {pool}", unit="file", progress=self.progress
+                ):
                     self._scan_file(p, keys, b)
         tables: list[pa.Table] = []
         stats, methods = Stats(), Counter[str]()
@@ -499,7 +504,9 @@ class DatasetBuilder:
         n_parts = int(part_col.max()) + 1
         bounds = np.searchsorted(part_col, np.arange(n_parts + 1))  # part p: bounds[p]:bounds[p+1]
         reader = _PoolFiles()
-        for p in _bar(range(n_parts), "write parts", self.progress):
+        for p in progress_bar(
+            range(n_parts), desc="write parts", unit="file", progress=self.progress
+        ):
             rows = chosen.slice(bounds[p], bounds[p + 1] - bounds[p])
             paths = {
                 f: out / f / f"part_{p:05d}.{'json' if f == 'lmflow' else 'parquet'}"
@@ -741,9 +748,3 @@ def _first_score(meta: dict, keys: list[str]) -> float | None:
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
             return float(v)
     return None
-
-
-def _bar(it, desc: str, progress: bool | None):
-    from retriever.progress import progress_bar
-
-    return progress_bar(it, desc=desc, unit="file", progress=progress)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from retriever._cli import parse_named_paths, print_json
+from retriever._cli import add_repeated, parse_named_paths, print_json
 
 
 def add_parser(subparsers) -> None:
@@ -20,12 +20,11 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--pools", help="the filter stage's output folder (one sub-folder per task)")
-    p.add_argument(
+    add_repeated(
+        p,
         "--pool",
-        action="append",
-        default=[],
-        metavar="NAME=PATH",
-        help="an extra pool, e.g. a general-quality pool: general=/data/fineweb_edu (repeatable)",
+        "NAME=PATH",
+        "an extra pool, e.g. a general-quality pool: general=/data/fineweb_edu (repeatable)",
     )
     p.add_argument(
         "--mixture",
@@ -75,12 +74,11 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--scan-cache", help="scan cache folder shared across builds (default OUT/scan)")
     p.add_argument("--workers", type=int, default=1, help="processes scanning pool files")
-    p.add_argument(
+    add_repeated(
+        p,
         "--decontaminate",
-        action="append",
-        default=[],
-        metavar="TASK=FILE",
-        help="drop pool documents sharing a 13-gram with the evaluation records in FILE "
+        "TASK=FILE",
+        "drop pool documents sharing a 13-gram with the evaluation records in FILE "
         "(jsonl; repeatable); 'elmb' = the four local ELMB evaluation sets",
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")

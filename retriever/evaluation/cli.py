@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from retriever._cli import HelpFormatter, parse_named_paths, print_json
+from retriever._cli import HelpFormatter, add_repeated, parse_named_paths, print_json
 
 
 def add_parser(subparsers) -> None:
@@ -17,12 +17,11 @@ def add_parser(subparsers) -> None:
         ),
         formatter_class=HelpFormatter,
     )
-    p.add_argument(
+    add_repeated(
+        p,
         "--eval",
-        action="append",
-        default=[],
-        metavar="TASK=FILE",
-        help="evaluation records (jsonl; repeatable); 'elmb' (default) = the four local ELMB sets",
+        "TASK=FILE",
+        "evaluation records (jsonl; repeatable); 'elmb' (default) = the four local ELMB sets",
     )
     p.add_argument(
         "--against",
@@ -55,12 +54,11 @@ def add_parser(subparsers) -> None:
         default=None,
         help="function-calling, reasoning, roleplay, rag (repeatable; default all four)",
     )
-    e.add_argument(
+    add_repeated(
+        e,
         "--data",
-        action="append",
-        default=[],
-        metavar="TASK=FILE",
-        help="local evaluation file of a task (repeatable), a folder of <task>.jsonl, or 'hub'",
+        "TASK=FILE",
+        "local evaluation file of a task (repeatable), a folder of <task>.jsonl, or 'hub'",
     )
     e.add_argument("--limit", type=int, default=None, help="records per task")
     e.add_argument("--device", default="auto", help="auto, cpu or cuda")

@@ -31,6 +31,7 @@ from retriever.gold.loader import GoldSet, text_key
 from retriever.io import (
     is_temp,
     read_json,
+    replace_dir,
     resolve_target,
     temp_path,
     write_json_atomic,
@@ -255,12 +256,7 @@ class GoldIndex:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        old = temp_path(out.with_name(out.name + ".old"))
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-        return out
+        return replace_dir(tmp, out)
 
     @classmethod
     def load(

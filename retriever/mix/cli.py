@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 
-from retriever._cli import parse_named_paths, print_json
+from retriever._cli import add_repeated, parse_named_paths, print_json
 
 
 def add_parser(subparsers) -> None:
@@ -33,12 +33,11 @@ def add_parser(subparsers) -> None:
         "--pools", help="the filter stage's output folder: token shares are counted from it"
     )
     src.add_argument("--shares", help="token shares or counts instead: 'fc=3e9,reasoning=1e9'")
-    pp.add_argument(
+    add_repeated(
+        pp,
         "--pool",
-        action="append",
-        default=[],
-        metavar="NAME=PATH",
-        help="an extra pool (e.g. general=PATH), with --pools",
+        "NAME=PATH",
+        "an extra pool (e.g. general=PATH), with --pools",
     )
     pp.add_argument("--n", type=int, default=64, help="number of mixtures (proxy runs)")
     pp.add_argument("-o", "--out", default="mixtures.csv", help="output CSV (settings in OUT.json)")

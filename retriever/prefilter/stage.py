@@ -27,8 +27,8 @@ import orjson
 from retriever.corpus import CorpusReader, list_shards, shard_name
 from retriever.data import Doc, DocStream, Rejected
 from retriever.errors import ConfigError
-from retriever.io import AtomicWriter, RejectWriter, read_json, write_json_atomic
-from retriever.manifest import check_or_write_manifest
+from retriever.io import AtomicWriter, RejectWriter, write_json_atomic
+from retriever.manifest import DoneMarkers, check_or_write_manifest, shard_fingerprint
 from retriever.prefilter.matcher import DEFAULT_PATTERNS, KeywordMatcher
 from retriever.progress import progress_bar
 from retriever.stats import Stats
@@ -139,14 +139,14 @@ def prefilter_corpus(
     total = Stats()
     per_task = np.zeros(len(stage.matcher.tasks), dtype=np.int64)
     per_shard = {}
+    markers = DoneMarkers(out / "done")
     for shard in progress_bar(shards, desc="prefilter", unit="shard", progress=progress):
         name = shard_name(shard)
-        done = out / "done" / f"{name}.json"
-        if done.exists():
-            rec = read_json(done)
-        else:
+        rec = markers.read(shard)
+        if rec is None:
+            before = shard_fingerprint(shard)
             rec = _prefilter_shard(shard, name, out, reader, config)
-            write_json_atomic(done, rec)
+            markers.write(shard, rec, before)
         st = Stats.from_dict(rec["stats"])
         total += st
         per_task += np.asarray(rec["matched_per_task"], dtype=np.int64)

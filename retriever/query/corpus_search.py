@@ -164,7 +164,7 @@ class MemorySearcher:
             for c in self.extra
             if c.startswith("score_")
         }
-        self._clusters = None
+        self._clusters: tuple[dict[Any, int], np.ndarray] | None = None
         if "cluster_id" in self.extra:
             enc = self.table.column("cluster_id").dictionary_encode().combine_chunks()
             self._clusters = (
@@ -216,6 +216,8 @@ class MemorySearcher:
         for task, x in flt.min_score:
             keep &= self._scores[f"score_{task}"] >= np.float32(x)
         if flt.cluster is not None:
+            if self._clusters is None:  # no cluster_id column: no row is in the cluster
+                return np.zeros(self.rows, dtype=bool)
             codes, idx = self._clusters
             code = codes.get(flt.cluster)
             if code is None:

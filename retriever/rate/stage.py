@@ -8,11 +8,11 @@ score stage's threshold; at most ``max_candidates``) plus a seeded sample of the
 
 Layout of ``OUT``::
 
-    cache.sqlite             every answer, by (prompt version, model, id): a rerun asks nothing
-    twice ratings/<task>.parquet   id, score, int_score, raw, error, similarity, sample, cached,
-    attempts labels/<task>.parquet    the distill labels contract (source = "rating"), rated rows
-    only manifest.json            endpoint, prompts and their versions, threshold, candidate rule
-    summary.json             per task: docs in = rated + rejected (+ over budget), histogram, cost
+    cache.sqlite            every answer by (prompt version, model, id): asked once
+    ratings/<task>.parquet  id, score, int_score, raw, error, similarity, sample, cached, attempts
+    labels/<task>.parquet   the distill labels contract (source = "rating"), rated rows only
+    manifest.json           endpoint, prompts and their versions, threshold, candidate rule
+    summary.json            per task: docs in = rated + rejected (+ over budget), histogram, cost
 
 Scores are kept apart from the decision: ``ratings/`` holds every score and every raw answer
 (rejected ones with their ``error``: ``unparseable``, ``out_of_range``, ``http_<code>``,
@@ -516,7 +516,7 @@ def read_ratings(out_dir: str | os.PathLike, task: str):
 
 
 def rate_docs(
-    docs: str | Sequence[str],
+    docs: str | os.PathLike | Sequence[str],
     out: str | os.PathLike,
     config: RateConfig,
     prompts: Mapping[str, TaskPrompt] | None = None,

@@ -57,6 +57,7 @@ def render_report(
     dataset: Mapping[str, Any] | None = None,
     mixture: Mapping[str, Any] | None = None,
     arms: Mapping[str, Any] | None = None,
+    band: Mapping[str, Any] | None = None,
     missing: Sequence[str] = (),
 ) -> str:
     """Render the run report as one HTML string (inline CSS and SVG; no script, no URL).
@@ -80,6 +81,8 @@ def render_report(
         dataset: a ``build-dataset`` summary (tokens per pool and cluster).
         mixture: a ``mix fit`` result.
         arms: a ``retriever evaluate`` summary (its ``table`` of intervals per arm and task).
+        band: a ``retriever band`` summary (BPB ``histogram``, ``cut_low_bpb`` / ``cut_high_bpb``
+            at quantiles ``low`` / ``high``, counts, Spearman with similarity).
         missing: names of artifacts that were looked for and not found.
     """
     sections: list[tuple[str, str, str]] = []  # (id, title, html)
@@ -99,6 +102,8 @@ def render_report(
         sections.append(("pr", "Distilled filter: precision-recall", _pr(pr)))
     if kept:
         sections.append(("kept", "Kept share per source / cluster", _kept(kept)))
+    if band:
+        sections.append(("band", "Perplexity band", _band(band)))
     if dataset:
         sections.append(("dataset", "Training set", _dataset(dataset)))
     if mixture:
@@ -172,6 +177,33 @@ def _scores(scores: Mapping[str, Mapping[str, Any]]) -> str:
             cap += f"; {int(d['candidates']):,} candidates"
         figs.append(f'<div class="fig">{svg}<div class="muted">{cap}</div></div>')
     return f'<div class="grid">{"".join(figs)}</div>'
+
+
+def _band(b: Mapping[str, Any]) -> str:
+    h = b.get("histogram") or {}
+    counts, edges = h.get("counts") or [], h.get("edges") or [0.0, 1.0]
+    lines = []
+    for key, q in (("cut_low_bpb", b.get("low")), ("cut_high_bpb", b.get("high"))):
+        v = b.get(key)
+        if isinstance(v, (int, float)) and math.isfinite(v):
+            lines.append((float(v), f"q{q} = {v:.3f}"))
+    svg = histogram_svg(
+        counts or [0],
+        edges if counts else [0.0, 1.0],
+        title=f"BPB under {b.get('model_name', 'the reference model')}",
+        xlabel="bits per byte",
+        thresholds=lines,
+    )
+    cap = (
+        f"{_val(b.get('in_band'))} in band, {_val(b.get('below_band'))} below (too predictable), "
+        f"{_val(b.get('above_band'))} above (noise) of {_val(b.get('docs_in'))} documents"
+    )
+    rho = b.get("spearman_bpb_vs_similarity") or {}
+    if rho:
+        cap += "; Spearman(BPB, similarity): " + ", ".join(
+            f"{t} {_val(r)}" for t, r in sorted(rho.items())
+        )
+    return f'<div class="fig">{svg}<div class="muted">{escape(cap, quote=False)}</div></div>'
 
 
 def _columns(t: Any) -> dict[str, list]:

@@ -29,6 +29,10 @@ SECTIONS = (
     "evaluate",
     "mix",
     "plan",
+    # optional steps: present (even empty) = on
+    "prefilter",
+    "rate",
+    "band",
 )
 
 
@@ -177,6 +181,11 @@ class RunConfig:
     evaluate: dict[str, Any] = field(default_factory=dict)
     mix: dict[str, Any] = field(default_factory=dict)
     plan: PlanSection = field(default_factory=PlanSection)
+    # optional steps (None: the section is absent, the step is not run): PrefilterConfig,
+    # RateConfig and BandConfig arguments (tasks default to the run's)
+    prefilter: dict[str, Any] | None = None
+    rate: dict[str, Any] | None = None
+    band: dict[str, Any] | None = None
 
     @property
     def out(self) -> Path:
@@ -260,7 +269,7 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
         }
     )
     dataset = _make(DatasetSection, raw.get("dataset"), "dataset")
-    for sec in ("distill", "filter", "evaluate", "mix"):
+    for sec in ("distill", "filter", "evaluate", "mix", "prefilter", "rate", "band"):
         if not isinstance(raw.get(sec, {}), dict):
             raise ConfigError(f"[{sec}] must be a table")
     confirm = _make(ConfirmSection, raw.get("confirm"), "confirm")
@@ -279,9 +288,17 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
         dict(raw.get("evaluate", {})),
         dict(raw.get("mix", {})),
         _plan_section(base, raw.get("plan")),
+        prefilter=dict(raw["prefilter"]) if "prefilter" in raw else None,
+        rate=_paths(base, raw["rate"], ("cache",)) if "rate" in raw else None,
+        band=_paths(base, raw["band"], ("model", "tokenizer")) if "band" in raw else None,
     )
     _check_stage_sections(cfg)
     return cfg
+
+
+def _paths(base: Path, section: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """``section`` with its path values made relative to the config (Hub ids stay)."""
+    return {k: _rel(base, v) if k in keys and isinstance(v, str) else v for k, v in section.items()}
 
 
 def _plan_section(base: Path, data: Any) -> PlanSection:
@@ -329,6 +346,61 @@ def _check_stage_sections(cfg: RunConfig) -> None:
     _make(DistillConfig, distill_kwargs(cfg), "distill")
     multilabel(cfg)
     _make(FilterConfig, {**filter_kwargs(cfg), "tasks": cfg.task_names}, "filter")
+    if cfg.prefilter is not None:
+        prefilter_config(cfg)
+    if cfg.rate is not None:
+        rate_config(cfg)
+    if cfg.band is not None:
+        band_config(cfg)
+
+
+def prefilter_config(cfg: RunConfig):
+    """``[prefilter]`` as the stage's ``PrefilterConfig`` (see :func:`prefilter_kwargs`)."""
+    from retriever.prefilter import PrefilterConfig
+
+    return _make(PrefilterConfig, prefilter_kwargs(cfg), "prefilter")
+
+
+def rate_config(cfg: RunConfig):
+    """``[rate]`` as the stage's ``RateConfig`` (tasks: the run's unless given)."""
+    from retriever.rate import RateConfig
+
+    return _make(RateConfig, rate_kwargs(cfg), "rate")
+
+
+def band_config(cfg: RunConfig):
+    """``[band]`` as the stage's ``BandConfig``."""
+    from retriever.band import BandConfig
+
+    return _make(BandConfig, dict(cfg.band or {}), "band")
+
+
+def prefilter_kwargs(cfg: RunConfig) -> dict[str, Any]:
+    """``[prefilter]`` as ``PrefilterConfig`` arguments: the run's tasks and corpus fields unless
+    given; a task's patterns from the section, else from its spec (``patterns``), else defaults."""
+    from retriever.config import load_task_spec
+
+    c = cfg.corpus
+    kw = {
+        "tasks": cfg.task_names,
+        "text_field": c.text_field,
+        "id_field": c.id_field,
+        **(cfg.prefilter or {}),
+    }
+    patterns = dict(kw.get("patterns") or {})
+    for t in cfg.tasks:
+        spec = Path(t.spec) if t.spec else Path(cfg.run.indexes_dir) / f"{t.name}.toml"
+        if t.name not in patterns and spec.is_file():
+            pats = load_task_spec(spec).patterns
+            if pats:
+                patterns[t.name] = pats
+    kw["patterns"] = patterns
+    return kw
+
+
+def rate_kwargs(cfg: RunConfig) -> dict[str, Any]:
+    """``[rate]`` as ``RateConfig`` arguments (tasks: the run's unless given)."""
+    return {"tasks": cfg.task_names, **(cfg.rate or {})}
 
 
 EXECUTOR_KEYS = ("executor", "workers", "tasks_per_run")

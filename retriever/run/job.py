@@ -8,6 +8,11 @@ Layout of the run folder (``[run] out``)::
     labels/<task>.parquet filters/<task>/     filter.bin (+ .json)   pools/     filtered documents
     per task, manifest.json dataset/            training set (LMFlow json + parquet), summary.json
     report.html         the report             run.json   step fingerprints and results
+
+Optional steps, run when their section is present: ``[prefilter]`` -> ``prefilter/`` (keyword
+counts before scoring; ``mode = "drop"`` makes the score step embed only what it kept),
+``[band]`` -> ``band/`` (perplexity band over the scored documents, BPB cache kept), ``[rate]`` ->
+``rate/`` (LLM ratings of each task's candidates; the answer cache is never removed).
 """
 
 from __future__ import annotations
@@ -158,6 +163,18 @@ class RunJob:
                 )
             )
         corpus_fp = inputs_fingerprint(cfg.corpus.paths)
+        score_after = [f"index/{t}" for t in tasks]
+        if cfg.prefilter is not None:
+            steps.append(
+                RunStep(
+                    "prefilter",
+                    {"prefilter": cfg.prefilter, "corpus": corpus_fp},
+                    self._prefilter,
+                    outputs=[self.out / "prefilter"],
+                )
+            )
+            if self.prefilter_drops():
+                score_after.append("prefilter")  # the score step embeds what it kept
         sc = cfg.score
         steps.append(
             RunStep(
@@ -174,7 +191,7 @@ class RunJob:
                 },
                 self._score,
                 outputs=[self.out / "scores"],
-                after=[f"index/{t}" for t in tasks],
+                after=score_after,
             )
         )
         steps.append(
@@ -186,6 +203,34 @@ class RunJob:
                 after=["score"],
             )
         )
+        if cfg.band is not None:
+            steps.append(
+                RunStep(
+                    "band",
+                    dict(cfg.band),
+                    self._band,
+                    outputs=[self.out / "band"],
+                    keep=[self.out / "band" / "bpb"],  # keyed by model settings and document
+                    after=["score"],
+                )
+            )
+        if cfg.rate is not None:
+            cache = self.out / "rate" / "cache.sqlite"
+            steps.append(
+                RunStep(
+                    "rate",
+                    dict(cfg.rate),
+                    self._rate,
+                    outputs=[self.out / "rate"],
+                    # every answer, keyed by prompt version, model and document: never thrown away
+                    keep=[
+                        cache,
+                        cache.with_name("cache.sqlite-wal"),
+                        cache.with_name("cache.sqlite-shm"),
+                    ],
+                    after=["candidates"],
+                )
+            )
         c = cfg.confirm
         panel_settings = {
             "panel": c.panel,
@@ -227,6 +272,7 @@ class RunJob:
                 after=["candidates", "panel"],
             )
         )
+        rated = ["rate"] if cfg.rate is not None else []  # the students read its labels too
         for name in tasks:
             steps.append(
                 RunStep(
@@ -234,7 +280,7 @@ class RunJob:
                     distill_kwargs(cfg),
                     functools.partial(self._distill, name),
                     outputs=[self.filter_model(name).parent],
-                    after=["confirm"] + [f"index/{x}" for x in tasks],
+                    after=["confirm", *rated] + [f"index/{x}" for x in tasks],
                 )
             )
         students = [f"distill/{t}" for t in tasks]
@@ -317,13 +363,72 @@ class RunJob:
         gi = build_index(spec, out=self.index_dir(spec.task), indexes_dir=self.cfg.run.indexes_dir)
         return {"exemplars": gi.ntotal, "counts": gi.manifest["counts"]}
 
+    def label_dirs(self) -> list[Path]:
+        """What the per-task students read: the confirm labels, and the ratings' when ``[rate]`` is
+        on (their rows are trained on only with a training set that has the ``rating`` source; the
+        multi-label student reads the confirm labels only)."""
+        dirs = [self.out / "confirm" / "labels"]
+        if self.cfg.rate is not None:
+            dirs.append(self.out / "rate" / "labels")
+        return dirs
+
+    def prefilter_drops(self) -> bool:
+        return (self.cfg.prefilter or {}).get("mode") == "drop"
+
+    def _prefilter(self) -> dict[str, Any]:
+        from retriever.prefilter import prefilter_corpus
+        from retriever.run.config import prefilter_config
+
+        cfg = prefilter_config(self.cfg)
+        s = prefilter_corpus(
+            list(self.cfg.corpus.paths), self.out / "prefilter", cfg, progress=self.progress
+        )
+        return {k: s[k] for k in ("docs_in", "kept", "kept_share", "matched_share", "docs_per_s")}
+
+    def _band(self) -> dict[str, Any]:
+        from retriever.band import band_docs
+        from retriever.run.config import band_config
+
+        s = band_docs(
+            self.out / "scores",
+            self.out / "band",
+            band_config(self.cfg),
+            progress=self.progress,
+        )
+        keys = ("docs_in", "in_band", "cut_low_bpb", "cut_high_bpb", "spearman_bpb_vs_similarity")
+        return {**{k: s[k] for k in keys}, "cost": s["cost"]}
+
+    def _rate(self) -> dict[str, Any]:
+        from retriever.rate import rate_docs
+        from retriever.run.config import rate_config
+
+        cfg = rate_config(self.cfg)
+        s = rate_docs(
+            self.out / "scores",
+            self.out / "rate",
+            cfg,
+            indexes_dir=self.cfg.run.indexes_dir,
+            progress=self.progress,
+        )
+        keep = ("requests", "asked", "cached", "complete", "requests_per_s", "docs_per_s")
+        tasks = {
+            t: {k: d[k] for k in ("rated", "rejected", "labels", "mean_score")}
+            for t, d in s["tasks"].items()
+        }
+        return {**{k: s[k] for k in keep}, "tasks": tasks}
+
     def _score(self) -> dict[str, Any]:
         from retriever.score import score_corpus
 
         c, sc = self.cfg.corpus, self.cfg.score
+        reader = self.reader_options()
+        paths = list(c.paths)
+        if self.prefilter_drops():  # the kept documents, in the prefilter's jsonl layout
+            paths = [str(self.out / "prefilter" / "kept")]
+            reader = dict(READER_DEFAULTS)
         s = score_corpus(
             [str(self.index_dir(t)) for t in self.cfg.task_names],
-            list(c.paths),
+            paths,
             self.out / "scores",
             store="default" if sc.store else None,
             progress=self.progress,
@@ -332,7 +437,7 @@ class RunJob:
             device=sc.device,
             sample=sc.sample,
             seed=self.cfg.run.seed,
-            **self.reader_options(),
+            **reader,
         )
         if s["shards"]["failed"]:
             raise ConfigError(
@@ -450,7 +555,7 @@ class RunJob:
         from retriever.distill import DistillConfig, FastTextDistiller
 
         rep = FastTextDistiller(DistillConfig(**distill_kwargs(self.cfg))).run(
-            self.out / "confirm" / "labels",
+            self.label_dirs(),
             task,
             self.filter_model(task),
             indexes={t: self.index_dir(t) for t in self.cfg.task_names},

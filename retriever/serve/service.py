@@ -330,7 +330,7 @@ class QueryService:
         topk: {task: mean top-k cosine}, cluster_id}`` (the last three when the store has them).
         With filters, only documents passing every filter are searched.
         """
-        if self.store is None:
+        if self.store is None or self.searcher is None:
             raise RequestError("this server has no corpus store; start it with --corpus-store", 404)
         self.check_k(k)
         flt = self.filter_of(min_score, cluster)
@@ -368,7 +368,7 @@ class QueryService:
             "backend": getattr(self.embedder, "backend", None),
             "tasks": sorted(self.indexes),
             "store": None
-            if self.store is None
+            if self.store is None or self.searcher is None
             else {
                 "uri": self.store.uri,
                 "rows": self.store_rows,
