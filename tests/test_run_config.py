@@ -78,6 +78,7 @@ def test_optional_rate_band_and_prefilter_steps(tmp_path):
     assert steps["rate"].after == ["candidates"] and steps["band"].after == ["score"]
     assert any(k.name == "cache.sqlite" for k in steps["rate"].keep)  # answers survive a rerun
     assert {"band", "rate"} <= set(steps["report"].after)
+    assert "rate" in steps["distill/a"].after  # the students read the rating labels too
 
 
 @pytest.mark.parametrize(

@@ -364,17 +364,32 @@ def _check_stage_sections(cfg: RunConfig) -> None:
     multilabel(cfg)
     _make(FilterConfig, {**filter_kwargs(cfg), "tasks": cfg.task_names}, "filter")
     if cfg.prefilter is not None:
-        from retriever.prefilter import PrefilterConfig
-
-        _make(PrefilterConfig, prefilter_kwargs(cfg), "prefilter")
+        prefilter_config(cfg)
     if cfg.rate is not None:
-        from retriever.rate import RateConfig
-
-        _make(RateConfig, rate_kwargs(cfg), "rate")
+        rate_config(cfg)
     if cfg.band is not None:
-        from retriever.band import BandConfig
+        band_config(cfg)
 
-        _make(BandConfig, dict(cfg.band), "band")
+
+def prefilter_config(cfg: RunConfig):
+    """``[prefilter]`` as the stage's ``PrefilterConfig`` (see :func:`prefilter_kwargs`)."""
+    from retriever.prefilter import PrefilterConfig
+
+    return _make(PrefilterConfig, prefilter_kwargs(cfg), "prefilter")
+
+
+def rate_config(cfg: RunConfig):
+    """``[rate]`` as the stage's ``RateConfig`` (tasks: the run's unless given)."""
+    from retriever.rate import RateConfig
+
+    return _make(RateConfig, rate_kwargs(cfg), "rate")
+
+
+def band_config(cfg: RunConfig):
+    """``[band]`` as the stage's ``BandConfig``."""
+    from retriever.band import BandConfig
+
+    return _make(BandConfig, dict(cfg.band or {}), "band")
 
 
 def prefilter_kwargs(cfg: RunConfig) -> dict[str, Any]:

@@ -133,13 +133,9 @@ class RunJob:
         )
 
     def prefilter_config(self) -> PrefilterConfig:
-        from retriever.prefilter import PrefilterConfig
-        from retriever.run.config import prefilter_kwargs
+        from retriever.run.config import prefilter_config
 
-        kw: dict[str, Any] = {
-            k: tuple(v) if isinstance(v, list) else v for k, v in prefilter_kwargs(self.cfg).items()
-        }
-        return PrefilterConfig(**kw)
+        return prefilter_config(self.cfg)
 
     # -- specs ------------------------------------------------------------------------------------
     def task_spec(self, t: TaskConfig) -> TaskSpec:
@@ -292,6 +288,7 @@ class RunJob:
                 after=["candidates", "panel"],
             )
         )
+        rated = ["rate"] if cfg.rate is not None else []  # the students read its labels too
         for name in tasks:
             steps.append(
                 RunStep(
@@ -299,7 +296,7 @@ class RunJob:
                     distill_kwargs(cfg),
                     functools.partial(self._distill, name),
                     outputs=[self.filter_model(name).parent],
-                    after=["confirm"] + [f"index/{x}" for x in tasks],
+                    after=["confirm", *rated] + [f"index/{x}" for x in tasks],
                 )
             )
         students = [f"distill/{t}" for t in tasks]
@@ -383,6 +380,15 @@ class RunJob:
         gi = build_index(spec, out=self.index_dir(spec.task), indexes_dir=self.cfg.run.indexes_dir)
         return {"exemplars": gi.ntotal, "counts": gi.manifest["counts"]}
 
+    def label_dirs(self) -> list[Path]:
+        """What the per-task students read: the confirm labels, and the ratings' when ``[rate]`` is
+        on (their rows are trained on only with a training set that has the ``rating`` source; the
+        multi-label student reads the confirm labels only)."""
+        dirs = [self.out / "confirm" / "labels"]
+        if self.cfg.rate is not None:
+            dirs.append(self.out / "rate" / "labels")
+        return dirs
+
     def prefilter_drops(self) -> bool:
         return (self.cfg.prefilter or {}).get("mode") == "drop"
 
@@ -396,25 +402,23 @@ class RunJob:
         return {k: s[k] for k in ("docs_in", "kept", "kept_share", "matched_share", "docs_per_s")}
 
     def _band(self) -> dict[str, Any]:
-        from retriever.band import BandConfig, band_docs
+        from retriever.band import band_docs
+        from retriever.run.config import band_config
 
         s = band_docs(
             self.out / "scores",
             self.out / "band",
-            BandConfig(**(self.cfg.band or {})),
+            band_config(self.cfg),
             progress=self.progress,
         )
         keys = ("docs_in", "in_band", "cut_low_bpb", "cut_high_bpb", "spearman_bpb_vs_similarity")
         return {**{k: s[k] for k in keys}, "cost": s["cost"]}
 
     def _rate(self) -> dict[str, Any]:
-        from retriever.rate import RateConfig, rate_docs
-        from retriever.run.config import rate_kwargs
+        from retriever.rate import rate_docs
+        from retriever.run.config import rate_config
 
-        kw: dict[str, Any] = {
-            k: tuple(v) if isinstance(v, list) else v for k, v in rate_kwargs(self.cfg).items()
-        }
-        cfg = RateConfig(**kw)
+        cfg = rate_config(self.cfg)
         s = rate_docs(
             self.out / "scores",
             self.out / "rate",
@@ -567,7 +571,7 @@ class RunJob:
         from retriever.distill import DistillConfig, FastTextDistiller
 
         rep = FastTextDistiller(DistillConfig(**distill_kwargs(self.cfg))).run(
-            self.out / "confirm" / "labels",
+            self.label_dirs(),
             task,
             self.filter_model(task),
             indexes={t: self.index_dir(t) for t in self.cfg.task_names},
