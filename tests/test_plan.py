@@ -124,3 +124,33 @@ def test_plan_cli_and_run_refuses_a_plan_over_the_ceiling(cfg_path, capsys, tmp_
         load_run_config(cfg_path(calibrate_docs=0))
     with pytest.raises(ConfigError, match="unknown rate"):
         load_run_config(cfg_path(rates={"fast": 1}))
+
+
+def test_plan_counts_the_optional_band_and_rate_steps(tmp_path):
+    _corpus(tmp_path)
+    (tmp_path / "gold.jsonl").write_text('{"text": "q"}\n')
+    p = run_config(
+        tmp_path / "run.toml",
+        {"a": "./gold.jsonl", "b": "./gold.jsonl"},
+        "./corpus",
+        seed=0,
+        score={"top_fraction": 0.1},
+        band={"model": "gpt2", "max_docs": 100},
+        rate={"model": "m", "max_candidates": 5, "negatives_per_positive": 1.0},
+    )
+    plan = make_plan(load_run_config(p), Rates(rate_requests_per_s=2.0))
+    band, rate = plan.stage("band"), plan.stage("rate")
+    assert band.docs == 100 and band.gpu_hours is not None and band.gpu_hours > 0
+    # min(5, 10% of 240 = 24) candidates + as many random documents, for 2 tasks
+    assert rate.docs == rate.forwards == 20 and rate.seconds_here == pytest.approx(10.0)
+    assert rate.core_hours is None and "max_requests" not in " ".join(rate.notes)
+    capped = run_config(
+        tmp_path / "capped.toml",
+        {"a": "./gold.jsonl"},
+        "./corpus",
+        seed=0,
+        rate={"model": "m", "max_requests": 7},
+    )
+    rate = make_plan(load_run_config(capped), Rates()).stage("rate")
+    assert rate.docs == 7 and "capped at max_requests = 7" in " ".join(rate.notes)
+    assert "band" not in [s.stage for s in make_plan(load_run_config(capped), Rates()).stages]

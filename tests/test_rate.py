@@ -164,6 +164,23 @@ def test_ratings_train_a_student_through_distill(tmp_path):
     assert per["rating"]["rows"] == 60
     assert rep.metrics["roc_auc"] > 0.9
 
+    # beside the confirm stage's labels (two label folders, as `retriever run` passes them)
+    from retriever.distill import write_labels
+
+    conf = [
+        {"id": f"c{k}", "text": synthetic_doc(rng, k % 2 == 0), "task": "t",
+         "label": "positive" if k % 2 == 0 else "negative",
+         "source": "confirmed" if k % 2 == 0 else "random"}
+        for k in range(20)
+    ]  # fmt: skip
+    write_labels(tmp_path / "confirm" / "t.parquet", conf)
+    cfg = DistillConfig(epoch=10, dim=16, seed=0, training_set=("confirmed", "random", "rating"))
+    rep = FastTextDistiller(cfg).run(
+        [tmp_path / "confirm", tmp_path / "labels"], "t", tmp_path / "m2" / "filter.bin"
+    )
+    per = rep.manifest["training_set"]["per_source"]
+    assert (per["confirmed"]["rows"], per["random"]["rows"], per["rating"]["rows"]) == (10, 10, 60)
+
 
 # -- slow: a real server on localhost --------------------------------------------------------------
 @pytest.fixture(scope="module")

@@ -23,7 +23,10 @@ def add_parser(subparsers) -> None:
         formatter_class=HelpFormatter,
     )
     p.add_argument(
-        "--labels", default=None, help="labels parquet file or folder of <task>.parquet (confirm)"
+        "--labels",
+        nargs="+",
+        default=None,
+        help="labels parquet file or folder of <task>.parquet (confirm; rate), one or more",
     )
     p.add_argument("--task", required=True, help="task whose rows to train on")
     p.add_argument(

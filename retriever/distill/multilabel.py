@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -121,7 +122,7 @@ class MultiLabelDistiller:
 
     def run(
         self,
-        labels: str | os.PathLike | None,
+        labels: str | os.PathLike | Sequence[str | os.PathLike] | None,
         tasks: list[str],
         out: str | os.PathLike,
         compare: bool = False,

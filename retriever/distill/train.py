@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -229,7 +229,7 @@ class FastTextDistiller:
 
     def run(
         self,
-        labels: str | os.PathLike | None,
+        labels: str | os.PathLike | Sequence[str | os.PathLike] | None,
         task: str,
         out: str | os.PathLike,
         indexes: Mapping[str, str | os.PathLike] | None = None,
@@ -238,7 +238,8 @@ class FastTextDistiller:
 
         Args:
             labels: the confirm stage's labels (a parquet file or a folder of
-                ``<task>.parquet``); ``None``: none (the student learns from the gold alone).
+                ``<task>.parquet``), or several (with ``retriever rate``'s); ``None``: none (the
+                student learns from the gold alone).
             task: the task.
             out: the model path; its manifest, held-out predictions and training set go beside.
             indexes: task -> gold index folder (``indexes/<task>``), for the ``gold`` and
@@ -258,9 +259,7 @@ class FastTextDistiller:
             raise ConfigError(f"task {task!r}: distill needs labels, gold indexes, or both")
         ss = build_student_set(task, data, gold, other, cfg.student_set())
         uncertain = _uncertain(data)
-        return self.run_set(
-            ss, out, uncertain, labels_source=str(labels) if labels else None, t0=t0
-        )
+        return self.run_set(ss, out, uncertain, labels_source=_labels_source(labels), t0=t0)
 
     def run_set(
         self,
@@ -458,3 +457,11 @@ def _version(dist: str) -> str:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+def _labels_source(labels) -> str | None:
+    if not labels:
+        return None
+    if isinstance(labels, (str, os.PathLike)):
+        return str(labels)
+    return ", ".join(str(p) for p in labels)

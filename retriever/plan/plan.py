@@ -365,6 +365,12 @@ def make_plan(
         )
     )
 
+    # -- optional steps: the perplexity band and the LLM rating ------------------------------------
+    if cfg.band is not None:
+        stages.append(_band_plan(cfg, r, embedded, prof.mean_chars, cpt))
+    if cfg.rate is not None:
+        stages.append(_rate_plan(cfg, r, embedded, prof.mean_chars, cpt, T))
+
     # -- distill: small ----------------------------------------------------------------------------
     rows = int(cand * (1 + c.negatives_per_positive)) * T
     stages.append(
@@ -441,6 +447,69 @@ def make_plan(
         dict(hardware),
         dict(ceiling),
         calibration,
+    )
+
+
+def _band_plan(cfg, r: Rates, embedded: int, mean_chars: float, cpt: float) -> StagePlan:
+    """BPB of the scored documents (or ``max_docs`` of them) under one reference model."""
+    from retriever.run.config import band_config
+
+    b = band_config(cfg)
+    docs = min(embedded, b.max_docs) if b.max_docs is not None else embedded
+    tokens = int(docs * mean_chars / cpt)
+    flop = 2.0 * r.band_params * tokens
+    core_h = flop / r.cpu_flops_per_core / 3600
+    return StagePlan(
+        "band",
+        docs,
+        tokens,
+        tokens,
+        "model-token forwards",
+        core_h * 3600 / hardware_cores_here(),
+        core_h,
+        flop / r.gpu_flops / 3600,
+        False,
+        [
+            f"one reference model ({os.path.basename(b.model.rstrip('/'))}, "
+            f"{r.band_params / 1e6:,.0f}M parameters assumed); "
+            + (f"a {docs:,}-document sample" if docs < embedded else "every scored document"),
+        ],
+    )
+
+
+def _rate_plan(cfg, r: Rates, embedded: int, mean_chars: float, cpt: float, T: int) -> StagePlan:
+    """Rating requests: each task's candidates plus random others, at most ``max_requests``."""
+    from retriever.run.config import rate_config
+
+    c = rate_config(cfg)
+    top = c.top_fraction if c.top_fraction is not None else cfg.score.top_fraction
+    cand = math.ceil((top if top is not None else 1.0) * embedded)
+    if c.max_candidates is not None:
+        cand = min(cand, c.max_candidates)
+    per_task = cand + min(int(round(c.negatives_per_positive * cand)), c.max_random_negatives)
+    requests = min(embedded, per_task) * len(c.tasks or [None] * T)
+    capped = c.max_requests is not None and requests > c.max_requests
+    if capped:
+        requests = int(c.max_requests or 0)
+    frame = 1800 / cpt  # the rubric frame around the extract
+    tokens = int(requests * (min(mean_chars, c.max_chars) / cpt + frame + c.max_tokens))
+    return StagePlan(
+        "rate",
+        requests,
+        tokens,
+        requests,
+        "LLM requests",
+        requests / r.rate_requests_per_s,
+        None,
+        None,
+        False,
+        [
+            f"{c.model} at {c.base_url}: {r.rate_requests_per_s:g} requests/s assumed (plan "
+            "rates: rate_requests_per_s); the endpoint's hours are not counted here",
+            f"{per_task:,} documents per task ({cand:,} candidates + random others)"
+            + (f", capped at max_requests = {c.max_requests:,}" if capped else "")
+            + "; reruns ask only what the cache lacks",
+        ],
     )
 
 

@@ -31,6 +31,9 @@ DEFAULT_SOURCES = {
     "panel_params": "configs/panels/small-open.toml: 8 models, ~2.1B parameters in all",
     "chars_per_token": "GPT-2 on English web text (~4 characters a token)",
     "read_docs_per_core_s": "assumed: parquet/jsonl records parsed into documents by one core",
+    "band_params": "assumed: a GPT-2-small-sized reference model for the perplexity band (124M)",
+    "rate_requests_per_s": "assumed: an endpoint answering 4 rating requests/s (e.g. vLLM, a 7B "
+    "model, --concurrency 8, ~2 s an answer); bench_rate.py measures the client only",
 }
 
 
@@ -51,6 +54,8 @@ class Rates:
         chars_per_token: characters per token when tokens are estimated from characters.
         read_docs_per_core_s: documents one core reads and parses (every stage that reads the
             whole corpus pays it: scoring reads every document to decide the sample).
+        band_params: parameters of the perplexity band's reference model.
+        rate_requests_per_s: rating requests the LLM endpoint answers per second.
     """
 
     embed_docs_per_s: float = 31.6
@@ -65,6 +70,8 @@ class Rates:
     panel_params: float = 2.1e9
     chars_per_token: float = 4.0
     read_docs_per_core_s: float = 50_000.0
+    band_params: float = 1.24e8
+    rate_requests_per_s: float = 4.0
     sources: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SOURCES), compare=False)
 
     def with_values(self, values: dict[str, Any], source: str) -> Rates:
