@@ -290,6 +290,25 @@ def run_phase(
     }
 
 
+def cli_walls(url: str, store: str, text: str, args) -> dict:
+    """Wall seconds of whole ``retriever query`` processes: asking the server (``--server``),
+    and (``--cli-local``) loading the model and the store itself (``--corpus-store``)."""
+    base = [sys.executable, "-m", "retriever", "query", "-k", str(args.k), "--json"]
+    out = {}
+    cmds = {"server": [*base, "--server", url, text]}
+    if args.cli_local:
+        cmds["local"] = [*base, "--corpus-store", store, text]
+    for name, cmd in cmds.items():
+        walls = []
+        for _ in range(args.cli_runs if name == "server" else 1):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, cwd=REPO, check=True, capture_output=True)
+            walls.append(time.perf_counter() - t0)
+        out[name] = {"runs": len(walls), "median_s": float(np.median(walls))}
+        log(f"retriever query ({name}): {out[name]['median_s']:.2f} s wall")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -314,6 +333,17 @@ def main() -> None:
         help="where the store is built / reused",
     )
     ap.add_argument("--server-args", default="", help="extra `retriever serve` options, one string")
+    ap.add_argument(
+        "--cli-runs",
+        type=int,
+        default=3,
+        help="time this many `retriever query --server` processes (0: none)",
+    )
+    ap.add_argument(
+        "--cli-local",
+        action="store_true",
+        help="also time one `retriever query --corpus-store` process (loads the model)",
+    )
     add_bench_args(ap)
     args = ap.parse_args()
     report = BenchReport("bench_serve", args)
@@ -332,6 +362,11 @@ def main() -> None:
                 "backend": health["backend"],
                 "rss_mb_loaded": rss_mb(proc.pid),
                 "ann_index": health["store"]["ann_index"],
+                "search": {
+                    k: v
+                    for k, v in health["store"].items()
+                    if k in ("search", "index", "nprobe", "load_s")
+                },
             }
             for t in texts[:20]:  # warm-up: first forwards of each shape, page cache
                 cl.call("POST", "/corpus", {"text": t, "k": args.k})
@@ -349,14 +384,18 @@ def main() -> None:
                 )
                 log(_line(runs[-1]))
             report.data["phases"] = runs
+            if args.cli_runs:
+                report.data["cli"] = cli_walls(url, store, texts[0], args)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
     print(
         f"\nstore: {report.data['store']['rows']:,} rows (IVF-PQ), k={args.k}, server load "
         f"{report.data['server']['load_s']:.1f}s, backend {report.data['server']['backend']}, "
-        f"busy={args.busy}"
+        f"search {report.data['server']['search']}, busy={args.busy}"
     )
+    for name, c in report.data.get("cli", {}).items():
+        print(f"`retriever query` via {name}: {c['median_s']:.2f} s wall (median of {c['runs']})")
     print(
         "| clients x s | filter | requests | failed | QPS | p50 ms | p90 ms | p99 ms | max ms | "
         "RSS MB start/end/max | forwards/req |"

@@ -247,3 +247,17 @@ def test_server_socket_turns_nagle_off():
         assert sock.proto == socket.IPPROTO_TCP
     finally:
         sock.close()
+
+
+def test_serve_config_checks_search_and_threads():
+    pytest.importorskip("fastapi")
+    from retriever.errors import ConfigError
+    from retriever.serve import ServeConfig
+
+    with pytest.raises(ConfigError, match="search must be one of"):
+        ServeConfig(store="s", search="disk")
+    with pytest.raises(ConfigError, match="threads must be >= 1"):
+        ServeConfig(store="s", threads=0)
+    with pytest.raises(ConfigError, match="memory_mb must be >= 1"):
+        ServeConfig(store="s", memory_mb=0)
+    assert ServeConfig(store="s", threads=1, search="memory").threads == 1

@@ -27,6 +27,7 @@ from retriever.batch_filter import (
     resolve_models,
     threshold_for_fraction,
 )
+from retriever.corpus import ReaderConfig
 from retriever.distill import DistillConfig, FastTextDistiller, predict_positive, write_labels
 from retriever.errors import ConfigError, InputError, ModelMismatchError, ResumeError
 
@@ -306,7 +307,9 @@ def test_token_id_shards_are_detokenized(tmp_path, models):
     rows = [{"tokens": tok.encode(t).ids, "token_count": len(tok.encode(t).ids)} for t in texts]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "tokens" / "cluster_1_001.parquet")
     cfg = FilterConfig(
-        tasks=("fc",), models=fc_only(models), detokenizer=str(tmp_path / "tok" / "hf")
+        tasks=("fc",),
+        models=fc_only(models),
+        reader=ReaderConfig(detokenizer=str(tmp_path / "tok" / "hf")),
     )
     rep = BatchFilter(cfg).run([str(tmp_path / "tokens")], tmp_path / "out", workers=1)
     kept = read_pool(tmp_path / "out" / "fc")

@@ -110,7 +110,8 @@ def add_parser(subparsers) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    from retriever.batch_filter.run import FilterConfig
+    from retriever.batch_filter.config import FilterConfig
+    from retriever.corpus.readers import ReaderConfig
 
     threshold = None
     if args.threshold:
@@ -134,10 +135,10 @@ def config_from_args(args: argparse.Namespace):
         by=args.by,
         sample_docs=args.sample_docs,
         fmt=args.format,
-        text_field=args.text_field,
-        id_field=args.id_field,
+        reader=ReaderConfig(
+            text_field=args.text_field, id_field=args.id_field, detokenizer=args.detokenizer
+        ),
         tokenizer=args.tokenizer,
-        detokenizer=args.detokenizer,
         batch_size=args.batch_size,
         max_chars=args.max_chars,
         write_scores=args.write_scores,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from retriever.config import check_field_types, read_toml
+from retriever.corpus.readers import ReaderConfig
 from retriever.errors import ConfigError
 
 SECTIONS = (
@@ -57,12 +58,15 @@ class RunSection:
 
 
 @dataclass(frozen=True)
-class CorpusSection:
+class CorpusSection(ReaderConfig):
+    """``[corpus]``: the shards (``paths``) and the reader options every stage reading them uses
+    (a :class:`~retriever.corpus.readers.ReaderConfig`)."""
+
     paths: tuple[str, ...] = ()
-    text_field: str = "text"
-    id_field: str = "id"
-    tokens_field: str = "tokens"
-    detokenizer: str | None = None
+
+    def reader_config(self) -> ReaderConfig:
+        """The reader options alone, as each stage takes them."""
+        return ReaderConfig(**{f.name: getattr(self, f.name) for f in fields(ReaderConfig)})
 
 
 @dataclass(frozen=True)
@@ -196,15 +200,28 @@ class RunConfig:
         return [t.name for t in self.tasks]
 
 
+def check_keys(data: dict[str, Any], known: list[str] | set[str], where: str) -> None:
+    """Raise :class:`ConfigError` for a key not in ``known``, naming the nearest valid one."""
+    import difflib
+
+    unknown = sorted(set(data) - set(known))
+    if not unknown:
+        return
+    hints = []
+    for k in unknown:
+        near = difflib.get_close_matches(k, list(known), n=1)
+        hints.append(f"{k!r} (did you mean {near[0]!r}?)" if near else repr(k))
+    raise ConfigError(
+        f"{where}: unknown key(s) {', '.join(hints)}; known: {', '.join(sorted(known))}"
+    )
+
+
 def _make(cls, data: Any, where: str):
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"[{where}] must be a table")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"[{where}]: unknown key(s) {unknown}; known: {sorted(known)}")
+    check_keys(data, [f.name for f in fields(cls) if f.init], f"[{where}]")
     check_field_types(cls, data, f"[{where}]")
     kw = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
     try:
@@ -380,13 +397,7 @@ def prefilter_kwargs(cfg: RunConfig) -> dict[str, Any]:
     given; a task's patterns from the section, else from its spec (``patterns``), else defaults."""
     from retriever.config import load_task_spec
 
-    c = cfg.corpus
-    kw = {
-        "tasks": cfg.task_names,
-        "text_field": c.text_field,
-        "id_field": c.id_field,
-        **(cfg.prefilter or {}),
-    }
+    kw = {"tasks": cfg.task_names, "reader": cfg.corpus.reader_config(), **(cfg.prefilter or {})}
     patterns = dict(kw.get("patterns") or {})
     for t in cfg.tasks:
         spec = Path(t.spec) if t.spec else Path(cfg.run.indexes_dir) / f"{t.name}.toml"

@@ -22,11 +22,12 @@ import functools
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from retriever.config import GoldSource, TaskSpec, find_task_spec
+from retriever.corpus.readers import CorpusReader, ReaderConfig
 from retriever.corpus.sharding import is_hub_id, list_shards
 from retriever.errors import ConfigError, InputError
 from retriever.manifest import file_fingerprint, fingerprint, paths_fingerprint
@@ -41,16 +42,18 @@ from retriever.run.config import (
 )
 from retriever.run.steps import RunStep, StepOutcome, StepRunner
 
+if TYPE_CHECKING:
+    from retriever.batch_filter import FilterConfig
+    from retriever.prefilter import PrefilterConfig
+
 log = logging.getLogger(__name__)
 
 # options added after runs existed: left out of a step's fingerprint while unset, so an older run
 # folder is not redone for an option it never had
 UNSET_IS_OLD = ("max_candidates",)
+# the reader options score_corpus takes, with their defaults (ReaderConfig's)
 READER_DEFAULTS = {
-    "text_field": "text",
-    "id_field": "id",
-    "tokens_field": "tokens",
-    "detokenizer": None,
+    k: getattr(ReaderConfig(), k) for k in ("text_field", "id_field", "tokens_field", "detokenizer")
 }
 
 
@@ -99,27 +102,40 @@ class RunJob:
         return self.out / "filters" / "multilabel" / "filter.bin"
 
     # -- the corpus, read the same way by every stage ----------------------------------------------
+    def reader_config(self) -> ReaderConfig:
+        """``[corpus]``'s reader options (fields, detokenizer): every stage that reads the corpus
+        gets these (see :meth:`filter_config`, :meth:`prefilter_config`, :meth:`score_reader`)."""
+        return self.cfg.corpus.reader_config()
+
     def reader_options(self) -> dict[str, Any]:
-        """``[corpus]``'s reader options (fields, detokenizer), passed to every stage that reads
-        it."""
-        c = self.cfg.corpus
-        return {
-            "text_field": c.text_field,
-            "id_field": c.id_field,
-            "tokens_field": c.tokens_field,
-            "detokenizer": c.detokenizer,
-        }
+        """The reader options as ``score_corpus`` keywords."""
+        return {k: getattr(self.reader_config(), k) for k in READER_DEFAULTS}
 
-    def corpus_reader(self):
-        from retriever.corpus.readers import CorpusReader, Detokenizer
+    def corpus_reader(self) -> CorpusReader:
+        return self.reader_config().reader()
 
-        o = self.reader_options()
-        return CorpusReader(
-            text_field=o["text_field"],
-            id_field=o["id_field"],
-            tokens_field=o["tokens_field"],
-            detokenizer=Detokenizer(o["detokenizer"]) if o["detokenizer"] else None,
+    def score_reader(self) -> ReaderConfig:
+        """What the score stage reads with: the corpus's options, or the prefilter's jsonl."""
+        return ReaderConfig() if self.prefilter_drops() else self.reader_config()
+
+    def filter_config(self) -> FilterConfig:
+        """The filter stage's config: ``[filter]`` with the corpus's reader options."""
+        from retriever.batch_filter import FilterConfig
+
+        kw = filter_kwargs(self.cfg)
+        if multilabel(self.cfg):
+            kw.setdefault("models", {t: str(self.multilabel_model()) for t in self.cfg.task_names})
+        return FilterConfig(
+            tasks=tuple(self.cfg.task_names),
+            indexes=str(self.out / "filters"),
+            reader=self.reader_config(),
+            **kw,
         )
+
+    def prefilter_config(self) -> PrefilterConfig:
+        from retriever.run.config import prefilter_config
+
+        return prefilter_config(self.cfg)
 
     # -- specs ------------------------------------------------------------------------------------
     def task_spec(self, t: TaskConfig) -> TaskSpec:
@@ -297,7 +313,8 @@ class RunJob:
                 )
             )
             students = ["distill/multilabel"]
-        reader = {k: v for k, v in self.reader_options().items() if v != READER_DEFAULTS[k]}
+        default = ReaderConfig().to_dict()
+        reader = {k: v for k, v in self.reader_config().to_dict().items() if v != default[k]}
         steps.append(
             RunStep(
                 "filter",
@@ -377,9 +394,8 @@ class RunJob:
 
     def _prefilter(self) -> dict[str, Any]:
         from retriever.prefilter import prefilter_corpus
-        from retriever.run.config import prefilter_config
 
-        cfg = prefilter_config(self.cfg)
+        cfg = self.prefilter_config()
         s = prefilter_corpus(
             list(self.cfg.corpus.paths), self.out / "prefilter", cfg, progress=self.progress
         )
@@ -421,11 +437,11 @@ class RunJob:
         from retriever.score import score_corpus
 
         c, sc = self.cfg.corpus, self.cfg.score
-        reader = self.reader_options()
+        rd = self.score_reader()
+        reader = {k: getattr(rd, k) for k in READER_DEFAULTS}
         paths = list(c.paths)
         if self.prefilter_drops():  # the kept documents, in the prefilter's jsonl layout
             paths = [str(self.out / "prefilter" / "kept")]
-            reader = dict(READER_DEFAULTS)
         s = score_corpus(
             [str(self.index_dir(t)) for t in self.cfg.task_names],
             paths,
@@ -593,17 +609,11 @@ class RunJob:
         }
 
     def _filter(self) -> dict[str, Any]:
-        from retriever.batch_filter import BatchFilter, FilterConfig
+        from retriever.batch_filter import BatchFilter
 
-        kw = filter_kwargs(self.cfg)
         ex = executor_kwargs(self.cfg)
         c = self.cfg.corpus
-        for k, v in self.reader_options().items():  # every reader option, detokenizer included
-            kw.setdefault(k, v)
-        if multilabel(self.cfg):
-            kw.setdefault("models", {t: str(self.multilabel_model()) for t in self.cfg.task_names})
-        fc = FilterConfig(tasks=tuple(self.cfg.task_names), indexes=str(self.out / "filters"), **kw)
-        rep = BatchFilter(fc).run(
+        rep = BatchFilter(self.filter_config()).run(
             list(c.paths),
             self.out / "pools",
             executor=ex["executor"],

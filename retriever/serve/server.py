@@ -68,6 +68,8 @@ def run_server(config: ServeConfig, embedder=None) -> int:
     """Load everything, then serve until interrupted (Ctrl-C / SIGTERM); returns 0."""
     from retriever.serve.app import create_app
 
+    if config.threads:  # before the embedder is built: OpenVINO takes torch's thread count
+        require("torch").set_num_threads(int(config.threads))
     service = QueryService(config, embedder)
     sock = bind(config.host, config.port)
     host, port = sock.getsockname()[:2]

@@ -29,6 +29,8 @@ from retriever.query.corpus_search import SEARCH_MODES, CorpusFilter, open_searc
 
 log = logging.getLogger(__name__)
 
+SERVE_PAD_MULTIPLE = 32  # token positions; see SentenceEmbedder(pad_multiple=...)
+
 
 @dataclass(frozen=True)
 class ServeConfig:
@@ -51,6 +53,9 @@ class ServeConfig:
             an Arrow table: about a millisecond a query), ``store`` (LanceDB each time), ``auto``
             (memory when it fits in ``memory_mb``).
         memory_mb: the most memory ``search="auto"`` may give the store (vectors + columns).
+        threads: CPU threads of each embedding forward (``None``: torch's setting, i.e.
+            ``OMP_NUM_THREADS`` or every core); set by :func:`~retriever.serve.run_server` for
+            the whole process. On a 2-core machine under load 1 served twice the queries of 2.
         max_batch: most texts embedded in one forward across concurrent requests.
     """
 
@@ -69,6 +74,7 @@ class ServeConfig:
     max_batch: int = 64
     search: str = "auto"
     memory_mb: int = 4096
+    threads: int | None = None
 
     def __post_init__(self):
         if not self.indexes and not self.store:
@@ -87,6 +93,8 @@ class ServeConfig:
         ):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.threads is not None and int(self.threads) < 1:
+            raise ConfigError(f"threads must be >= 1, got {self.threads}")
         if self.search not in SEARCH_MODES:
             raise ConfigError(f"search must be one of {SEARCH_MODES}, got {self.search!r}")
         if not 0 <= int(self.port) < 65536:
@@ -187,7 +195,10 @@ class QueryService:
                 "serve the ones of one model"
             )
         model = config.model or next(iter(models))
-        self.embedder = embedder or load_embedder(model, backend=config.backend)
+        # padded shapes: OpenVINO keeps state per input shape, and queries come in every length
+        self.embedder = embedder or load_embedder(
+            model, backend=config.backend, pad_multiple=SERVE_PAD_MULTIPLE
+        )
         for gi in self.indexes.values():
             gi.check_embedder(self.embedder)
         if self.store is not None:
