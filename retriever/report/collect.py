@@ -12,7 +12,8 @@ held-out
   else the manifest's metrics (one operating point);
 - pools: ``X/<task>/*.jsonl.gz|parquet`` in a folder named ``pools``, ``filter`` or ``filtered``;
 - training set: ``X/summary.json`` of ``build-dataset``; mixture: a ``mix fit`` json;
-- perplexity band: ``X/band.parquet`` + ``X/summary.json`` (``"stage": "band"``).
+- perplexity band: ``X/band.parquet`` + ``X/summary.json`` (``"stage": "band"``);
+- LLM ratings: ``X/ratings/`` + ``X/summary.json`` (``X/manifest.json``: ``"stage": "rate"``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class ReportSources:
     mixture: Path | None = None
     arms: Path | None = None  # a `retriever evaluate` summary.json
     band: Path | None = None  # a `retriever band` folder (band.parquet + summary.json)
+    rate: Path | None = None  # a `retriever rate` folder (ratings/ + summary.json)
 
 
 def find_sources(run_dir: str | os.PathLike | None, **given: Any) -> ReportSources:
@@ -91,6 +93,9 @@ def find_sources(run_dir: str | os.PathLike | None, **given: Any) -> ReportSourc
             m = b.with_suffix(".json")
             if m.exists() and _json_kind(m) in ("fasttext-filter", "fasttext-multilabel"):
                 src.distill.append(m)
+        if src.rate is None and (d / "ratings").is_dir():
+            if _json_stage(d / "manifest.json") == "rate" and (d / "summary.json").is_file():
+                src.rate = d
         if src.band is None and (d / "band.parquet").is_file():
             if _json_stage(d / "summary.json") == "band":
                 src.band = d
@@ -197,6 +202,12 @@ def collect_report(
         out["mixture"] = read_json(src.mixture)
     if src.arms is not None:
         out["arms"] = read_json(src.arms)
+    if src.rate is not None:
+        out["ratings"] = read_json(src.rate / "summary.json")
+        for t, d in out["ratings"].get("tasks", {}).items():
+            facts[f"{t}: LLM ratings"] = (
+                f"{d.get('rated', 0):,} rated, {sum((d.get('rejected') or {}).values()):,} rejected"
+            )
     if src.band is not None:
         out["band"] = read_json(src.band / "summary.json")
         facts["perplexity band: in band"] = out["band"].get("in_band")
