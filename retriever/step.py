@@ -4,7 +4,8 @@ The base class does what every step repeats (datatrove ``BaseFilter`` is the mod
 stream into batches of ``step_batch_size``, counts ``seen`` and ``kept`` and times each batch; a
 subclass implements one method, :meth:`BatchStep.process_batch`, which annotates a batch (scores
 in namespaced metadata keys) and returns the documents it passes on, in order. A document it
-leaves out it counts itself (``rejected/<reason>`` or ``dropped/<reason>``), so
+leaves out goes through :meth:`BatchStep.reject` (counted as ``rejected/<reason>``, and handed to
+``exclusion`` when the caller set one, like datatrove's exclusion writer), so
 ``seen == kept + dropped + rejected`` (:meth:`~retriever.stats.Stats.balanced`).
 
 Who runs it: the streaming API (``SimilarityScorer(...).run(docs)``,
@@ -17,7 +18,7 @@ The resumable per-shard jobs that the executors run (``ShardFn(shard, rank) -> S
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from retriever.data import Doc, DocStream
 from retriever.stats import Stats
@@ -48,6 +49,14 @@ class BatchStep:
     def __init__(self, step_batch_size: int = 256) -> None:
         self.step_batch_size = step_batch_size
         self.stats = Stats()
+        # where rejected documents go (doc, reason), e.g. a shard's reject file; None: counted only
+        self.exclusion: Callable[[Doc, str], None] | None = None
+
+    def reject(self, doc: Doc, reason: str) -> None:
+        """Leave ``doc`` out: count it as ``rejected/<reason>`` and hand it to ``exclusion``."""
+        self.stats.inc(f"rejected/{reason}")
+        if self.exclusion is not None:
+            self.exclusion(doc, reason)
 
     def process_batch(self, docs: list[Doc]) -> list[Doc]:
         """Annotate ``docs`` and return those passed on, in order (the subclass's one method)."""

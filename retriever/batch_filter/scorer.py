@@ -206,7 +206,7 @@ class FastTextScorer(BatchStep):
         out = []
         for k, d in enumerate(docs):
             if sb.bad[k]:
-                self.stats.inc("rejected/undecodable")
+                self.reject(d, "undecodable")
                 continue
             for j, t in enumerate(self.tasks):
                 d.metadata[f"prob/{t}"] = float(sb.probs[k, j])
