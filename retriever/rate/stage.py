@@ -333,44 +333,49 @@ class RatingStage:
         prompt = self.prompts[task]
         t0 = time.perf_counter()
         over_budget: list[_Job] = []
+        pool = ThreadPoolExecutor(c.concurrency, thread_name_prefix="rate")
+        pending: dict[Future, _Job] = {}
+
+        def collect(done) -> None:
+            for f in done:
+                job = pending.pop(f)
+                try:
+                    ans = f.result()
+                except BudgetExhausted:
+                    over_budget.append(job)
+                    continue
+                except RequestFailed as e:
+                    counts["asked"] += 1
+                    record(job, e.detail, e.kind, False, e.attempts)
+                    continue
+                counts["asked"] += 1
+                usage.update({k: int(v) for k, v in ans.usage.items() if isinstance(v, int)})
+                cache.put(version, model, job.doc_id, job.sha, ans.text, ans.usage)
+                record(job, ans.text, None, False, ans.attempts)
+
         try:
-            with ThreadPoolExecutor(c.concurrency, thread_name_prefix="rate") as pool:
-                pending: dict[Future, _Job] = {}
-
-                def collect(done) -> None:
-                    for f in done:
-                        job = pending.pop(f)
-                        try:
-                            ans = f.result()
-                        except BudgetExhausted:
-                            over_budget.append(job)
-                            continue
-                        except RequestFailed as e:
-                            counts["asked"] += 1
-                            record(job, e.detail, e.kind, False, e.attempts)
-                            continue
-                        counts["asked"] += 1
-                        usage.update(
-                            {k: int(v) for k, v in ans.usage.items() if isinstance(v, int)}
-                        )
-                        cache.put(version, model, job.doc_id, job.sha, ans.text, ans.usage)
-                        record(job, ans.text, None, False, ans.attempts)
-
-                stream = jobs()
-                for job in stream:
-                    if self.budget.left <= 0:
-                        over_budget.append(job)
-                        over_budget.extend(stream)  # the rest is counted, not asked
-                        break
-                    pending[pool.submit(self.client.ask, prompt.build(job.text), prompt.system)] = (
-                        job
-                    )
-                    if len(pending) >= 2 * c.concurrency:
-                        done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-                        collect(done)
-                while pending:
+            stream = jobs()
+            for job in stream:
+                if self.budget.left <= 0:
+                    over_budget.append(job)
+                    over_budget.extend(stream)  # the rest is counted, not asked
+                    break
+                f = pool.submit(self.client.ask, prompt.build(job.text), prompt.system)
+                pending[f] = job
+                if len(pending) >= 2 * c.concurrency:
                     done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
                     collect(done)
+                else:  # write finished answers at once: a kill loses only what is in flight
+                    collect([f for f in pending if f.done()])
+            while pending:
+                done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                collect(done)
+            pool.shutdown(wait=True)
+        except BaseException:
+            # a fatal endpoint error or Ctrl-C: stop at once; what was answered is cached, and a
+            # rerun asks the rest (requests still in flight finish in their threads, unread)
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
         finally:
             bar.close()
         stats.inc("seen", len(over_budget))
