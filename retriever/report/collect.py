@@ -91,7 +91,7 @@ def find_sources(run_dir: str | os.PathLike | None, **given: Any) -> ReportSourc
             src.dataset = d
         for b in sorted(d.glob("*.bin")):
             m = b.with_suffix(".json")
-            if m.exists() and _json_kind(m) == "fasttext-filter":
+            if m.exists() and _json_kind(m) in ("fasttext-filter", "fasttext-multilabel"):
                 src.distill.append(m)
         if src.rate is None and (d / "ratings").is_dir():
             if _json_stage(d / "manifest.json") == "rate" and (d / "summary.json").is_file():
@@ -173,10 +173,10 @@ def collect_report(
     if src.distill:
         out["pr"] = {}
         for m in src.distill:
-            task, pr = _read_distill(m)
-            out["pr"][task] = pr
-            if pr.get("f1") is not None:
-                facts[f"{task}: filter F1 (held-out)"] = round(float(pr["f1"]), 3)
+            for task, pr in _read_distill_any(m):
+                out["pr"][task] = pr
+                if pr.get("f1") is not None:
+                    facts[f"{task}: filter F1 (held-out)"] = round(float(pr["f1"]), 3)
     else:
         missing.append("distilled filter metrics (a fastText model M.bin with its manifest M.json)")
     pool_samples: dict[str, dict[str, list]] = {}
@@ -352,6 +352,33 @@ def _label_samples(cols: dict[str, list], n: int, rules: dict) -> dict[str, list
         "borderline": pick(lab == "uncertain", dist),
         "rejected": pick(lab == "negative", -sim),
     }
+
+
+def _read_distill_any(manifest: Path) -> list[tuple[str, dict]]:
+    """``[(task, metrics)]`` of one student manifest (each task of a multi-label one)."""
+    m = read_json(manifest)
+    if m.get("kind") != "fasttext-multilabel":
+        return [_read_distill(manifest)]
+    out = []
+    for task in m.get("tasks") or []:
+        metrics = dict((m.get("metrics") or {}).get(task) or {})
+        pr = {
+            k: metrics.get(k)
+            for k in ("precision", "recall", "f1", "average_precision", "roc_auc", "n")
+        }
+        pr["threshold"] = metrics.get("threshold", (m.get("config") or {}).get("threshold", 0.5))
+        cmp_ = metrics.get("heldout_vs_similarity") or {}
+        pr["student_auc"], pr["similarity_auc"] = (
+            cmp_.get("student_auc"),
+            cmp_.get("similarity_auc"),
+        )
+        pr["checks_rows"] = cmp_.get("rows")
+        pr["warnings"] = list((m.get("warnings") or {}).get(task) or [])
+        held = (m.get("heldout") or {}).get(task) or {}
+        if held.get("y") is not None and held.get("p") is not None:
+            pr["y"], pr["p"] = held["y"], held["p"]
+        out.append((task, pr))
+    return out
 
 
 def _read_distill(manifest: Path) -> tuple[str, dict]:
