@@ -505,6 +505,43 @@ def write_rating_labels(
     return p
 
 
+def preview_prompts(
+    docs: str | os.PathLike | Sequence[str],
+    config: RateConfig,
+    prompts: Mapping[str, TaskPrompt] | None = None,
+    indexes_dir: str | os.PathLike | None = "indexes",
+    reader=None,
+) -> dict[str, dict[str, Any]]:
+    """Per task, the prompt its first selected document would be sent with; asks nothing.
+
+    Returns ``{task: {"id", "version", "system", "prompt", "documents"}}`` (``documents``: how
+    many the run would rate).
+    """
+    from retriever.confirm.docs import open_docs
+    from retriever.corpus import CorpusReader
+
+    rd = reader or CorpusReader(text_field=config.text_field, id_field=config.id_field)
+    ds = open_docs(docs, rd)
+    tasks = list(config.tasks) or list(ds.score_tasks)
+    if not tasks:
+        raise ConfigError("no task to rate: pass --task (a plain corpus has no score tasks)")
+    prompts = prompts or load_prompts(tasks, config, indexes_dir)
+    stage = RatingStage(config, prompts, ".", progress=False)
+    out: dict[str, dict[str, Any]] = {}
+    for t, tc in ds.select(tasks, config.candidate_rule()).items():
+        chosen = np.nonzero(tc.candidate | tc.random_negative)[0]
+        first = next(ds.iter_docs({ds.ids[chosen[0]]}), None) if len(chosen) else None
+        text = first.text[: config.max_chars] if first is not None else ""
+        out[t] = {
+            "id": first.id if first is not None else None,
+            "version": stage.version(t),
+            "system": prompts[t].system,
+            "prompt": prompts[t].build(text),
+            "documents": int(len(chosen)),
+        }
+    return out
+
+
 def read_ratings(out_dir: str | os.PathLike, task: str):
     """``OUT/ratings/<task>.parquet`` as a ``pyarrow.Table``.
 
