@@ -432,6 +432,14 @@ def test_run_steps_rate_and_band_on_a_score_folder(models, tiny_indexes, tmp_pat
     assert 0 < b["in_band"] < len(docs)
     lab = pq.read_table(job.out / "rate" / "labels" / "tools.parquet").to_pydict()
     assert all(0 <= s <= 1 for s in lab["similarity"])  # the score folder's similarity kept
+    # a score folder without candidate thresholds: the rate options to give are named
+    bare = tmp_path / "bare"
+    score_corpus(
+        [str(tiny_indexes["tools"])], [str(tmp_path / "corpus")], bare, store=None, batch_size=8
+    )
+    with pytest.raises(ConfigError, match="--sim-threshold TASK=SCORE"):
+        cfg = _cfg("http://127.0.0.1:9/v1", tasks=("tools",), prompts={"tools": TEMPLATE})
+        rate_docs(bare, tmp_path / "o", cfg)
 
 
 def test_report_shows_the_rating_histograms(tmp_path):

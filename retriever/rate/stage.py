@@ -228,6 +228,17 @@ class RatingStage:
         missing = [t for t in tasks if t not in self.prompts]
         if missing:
             raise ConfigError(f"no rating prompt for task(s) {missing}")
+        if docs.kind == "scores" and c.top_fraction is None:
+            from retriever.score.read import candidate_thresholds
+
+            recorded = candidate_thresholds(docs.source[0])
+            bare = [t for t in tasks if t not in c.threshold_sim and recorded.get(t) is None]
+            if bare:
+                raise ConfigError(
+                    f"{docs.source[0]} records no candidate threshold for {bare}: pass "
+                    "--top-fraction F or --sim-threshold TASK=SCORE (run config: [rate] "
+                    "top_fraction / threshold_sim)"
+                )
         cands = docs.select(tasks, c.candidate_rule())
         self.out.mkdir(parents=True, exist_ok=True)
         versions = {t: self.version(t) for t in tasks}
