@@ -3,13 +3,13 @@
 An index folder (``indexes/<task>/``) may hold, beside the FAISS index:
 
 * ``sparse/`` (:mod:`retriever.index.sparse`): written by ``retriever index build``;
-* ``head/`` (:mod:`retriever.index.head`): written by ``retriever index head`` (it needs
-  negatives: a corpus sample and the other tasks' indexes).
+* ``head/`` (:mod:`retriever.index.head`): written by ``retriever index head`` or the ``head``
+  step of ``retriever run`` (it needs negatives: a corpus sample and the other tasks' indexes).
 
 The score stage then writes, per task, ``cos_<task>`` (max cosine), ``topk_<task>`` (mean top-k
 cosine), ``sparse_<task>`` / ``sparse_topk_<task>`` (TF-IDF cosine), ``hybrid_<task>`` (learned
 combination of those four scores, a probability) and ``head_<task>`` (learned head over the
-vector and the four scores, a probability), and ``score_<task>``, the candidate ranking: the
+vector, the four scores and the document's words, a probability), and ``score_<task>``, the candidate ranking: the
 first of :data:`RANKING_ORDER` the folder has. The order comes from the cross-source evaluation
 (``scripts/eval_quality.py --cross-source``; docs/retrieval.md).
 """
@@ -136,12 +136,21 @@ def score_extras(
     """
     extra: dict[str, dict[str, np.ndarray]] = {c: {} for c in EXTRA_COLUMNS}
     rank: dict[str, np.ndarray] = {}
+    words: dict[str, Any] = {}  # vocabulary fingerprint -> TF-IDF rows: one tokenisation per vocab
     for task, ex in extras.items():
         if ex.sparse is not None:
             extra["sparse"][task], extra["sparse_topk"][task] = ex.sparse.score(texts, k)
         if ex.head is not None:
+            v = ex.head.vocab
+            if v is not None and v.fingerprint not in words:
+                words[v.fingerprint] = v.transform(texts)
             feats = Features(
-                xq, smax[task], stopk[task], extra["sparse"][task], extra["sparse_topk"][task]
+                xq,
+                smax[task],
+                stopk[task],
+                extra["sparse"][task],
+                extra["sparse_topk"][task],
+                words[v.fingerprint] if v is not None else None,
             )
             for name, p in ex.head.predict(feats).items():
                 extra.setdefault(name, {})[task] = p
@@ -178,15 +187,21 @@ def gold_vectors(gi: GoldIndex, embedder: Embedder | None = None) -> np.ndarray:
 
 
 def document_features(
-    gi: GoldIndex, sparse: SparseIndex, xq: np.ndarray, texts: list[str], k: int = 10
+    gi: GoldIndex,
+    sparse: SparseIndex,
+    xq: np.ndarray,
+    texts: list[str],
+    k: int = 10,
+    words=None,
 ) -> Features:
-    """Features of documents for one task (what the score stage computes for them)."""
+    """Features of documents for one task (what the score stage computes for them); ``words``:
+    their rows under a head's vocabulary, if any."""
     from retriever.score.core import topk_scores
 
     D, _ = gi.search(xq, k)  # [n, k]
     cmax, ctopk = topk_scores(D)
     smax, stopk = sparse.score(texts, k)
-    return Features(np.asarray(xq, dtype=np.float32), cmax, ctopk, smax, stopk)
+    return Features(np.asarray(xq, dtype=np.float32), cmax, ctopk, smax, stopk, words)
 
 
 def train_heads(
@@ -198,11 +213,13 @@ def train_heads(
     negative_vectors: np.ndarray | None = None,
     clip_chars: int | None = None,
     sources: list[str] | None = None,
+    models: dict[str, tuple[str, ...]] | None = None,
 ) -> dict[str, TaskHead]:
     """Train and save a head for every index folder.
 
     Positives: the task's gold (leave-one-out scores). Negatives: ``negatives`` (corpus texts) and
-    the other folders' gold. Each folder needs a sparse index (built if missing).
+    the other folders' gold. Each folder needs a sparse index (built if missing). The words'
+    vocabulary is fitted once on all of those texts and shared by the heads.
 
     Args:
         index_dirs: ``indexes/<task>`` folders, one per task (built with one model).
@@ -211,8 +228,11 @@ def train_heads(
             be read back from its index.
         negative_vectors: ``[len(negatives), dim]`` vectors already computed (a score folder's).
         sources: what the negatives are (recorded in the manifest).
+        models: model name -> features (default :data:`retriever.index.head.MODELS`).
     """
     from retriever.index.gold_index import load_indexes
+    from retriever.index.head import MODELS
+    from retriever.index.sparse import TermWeights
 
     t0 = time.perf_counter()
     indexes = load_indexes(index_dirs)
@@ -234,18 +254,34 @@ def train_heads(
         sparse[task] = load_sparse(d) or build_sparse(d)
     vecs = {t: gold_vectors(gi, embedder) for t, gi in indexes.items()}
     texts = {t: [x[:clip] for x in gi.texts] for t, gi in indexes.items()}
+    models = models or MODELS
+    config = config or HeadConfig()
+    vocab, rows = None, {}
+    if any("words" in names for names in models.values()):
+        every = negatives + [x for t in indexes for x in texts[t]]
+        vocab = TermWeights.fit(every, config.vocabulary())
+        rows = {"corpus": vocab.transform(negatives)}
+        rows.update({t: vocab.transform(texts[t]) for t in indexes})
     heads = {}
     for task, gi in indexes.items():
-        pos = gold_features(vecs[task], gi, sparse[task], k)
-        negs = [document_features(gi, sparse[task], negative_vectors, negatives, k)]
+        pos = gold_features(vecs[task], gi, sparse[task], k, rows.get(task))
+        negs = [
+            document_features(gi, sparse[task], negative_vectors, negatives, k, rows.get("corpus"))
+        ]
         for other in indexes:
             if other != task:
-                negs.append(document_features(gi, sparse[task], vecs[other], texts[other], k))
+                negs.append(
+                    document_features(
+                        gi, sparse[task], vecs[other], texts[other], k, rows.get(other)
+                    )
+                )
         head = train_head(
             task,
             pos,
             Features.concat(negs),
             config,
+            models=models,
+            vocab=vocab,
             manifest={
                 "gold_fingerprint": gi.manifest["gold_fingerprint"],
                 "sparse_fingerprint": sparse[task].manifest["gold_fingerprint"],
