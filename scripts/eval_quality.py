@@ -9,8 +9,9 @@ Two modes:
   role builds the index (and its sparse index), the ``train`` corpus plus the other tasks' gold
   train the learned heads, and the test set is every task's ``heldout`` records mixed into the
   ``test`` corpus (``--test-limit`` documents, seeded). Per task and scoring variant (max cosine,
-  mean top-k, sparse, sparse top-k, hybrid, head, a fastText student on the heads' labels and a
-  TF-IDF 1-2 gram max-cosine baseline fitted on the same gold): ROC-AUC and P@N (N = the task's
+  mean top-k, sparse, sparse top-k, hybrid, the head without words ("dense"), the head, a
+  fastText student on the heads' labels and a TF-IDF 1-2 gram max-cosine baseline fitted on the
+  same gold): ROC-AUC and P@N (N = the task's
   held-out count) with stratified bootstrap 95% intervals. Embeddings are cached on disk
   (``--cache``), so a rerun re-embeds nothing.
 
@@ -149,7 +150,8 @@ VARIANTS = {  # name in the table -> what it is
     "sparse": "TF-IDF max cosine (sparse index)",
     "sparse_topk": "TF-IDF mean top-10 (sparse index)",
     "hybrid": "learned combination of the 4 scores",
-    "head": "learned head: vector + 4 scores",
+    "dense": "learned head without words: vector + 4 scores",
+    "head": "learned head: vector + 4 scores + words",
     "fasttext": "fastText student, same labels as the head",
     "tfidf_baseline": "TF-IDF 1-2 gram max cosine (plain scikit-learn)",
 }
@@ -165,6 +167,7 @@ def cross_source(args) -> None:
     from retriever.holdout import TASKS as SPLIT_TASKS
     from retriever.holdout import load_split
     from retriever.index import build_index, load_indexes
+    from retriever.index.head import DENSE, MODELS
     from retriever.index.hybrid import load_extras, train_heads
     from retriever.score.evaluate import bootstrap_metrics
     from retriever.score.scorer import SimilarityScorer
@@ -195,7 +198,14 @@ def cross_source(args) -> None:
     print(f"indexes built: {timings['indexes_s']} s", file=sys.stderr, flush=True)
     # 2. heads: gold positives, train corpus + other tasks' gold negatives
     train_texts = [r.text for r in split.corpus("train")]
-    train_heads(list(dirs.values()), train_texts, emb, sources=["holdout corpus role 'train'"])
+    models = {**MODELS, "dense": DENSE}  # dense: the head without words, for the table
+    train_heads(
+        list(dirs.values()),
+        train_texts,
+        emb,
+        sources=["holdout corpus role 'train'"],
+        models=models,
+    )
     timings["heads_s"] = round(time.perf_counter() - t0 - timings["indexes_s"], 1)
     print(f"heads trained: {timings['heads_s']} s", file=sys.stderr, flush=True)
     # 3. the test set: every task's held-out records + the test corpus
@@ -212,7 +222,7 @@ def cross_source(args) -> None:
     for task in SPLIT_TASKS:
         cols["cos"][task] = np.concatenate([p.max[task] for p in parts])
         cols["topk"][task] = np.concatenate([p.topk[task] for p in parts])
-        for c in ("sparse", "sparse_topk", "hybrid", "head"):
+        for c in ("sparse", "sparse_topk", "hybrid", "dense", "head"):
             cols[c][task] = np.concatenate([p.extra[c][task] for p in parts])
     print(f"test set scored: {round(time.perf_counter() - t0, 1)} s", file=sys.stderr, flush=True)
     # 4. references: fastText on the heads' labels, plain TF-IDF over the same gold

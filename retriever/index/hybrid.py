@@ -303,10 +303,21 @@ def train_heads(
 
 
 def read_negatives(
-    corpus: list[str], limit: int = 5000, seed: int = 0, text_field: str = "text"
+    corpus: list[str],
+    limit: int = 5000,
+    seed: int = 0,
+    text_field: str = "text",
+    reader=None,
+    max_read: int | None = None,
 ) -> list[str]:
     """Up to ``limit`` corpus texts spread over the shards: the ones with the smallest seeded hash
-    of ``<shard>:<row>`` (the same sample whatever the order or the number of shards read)."""
+    of the document id (the same sample whatever the order of the shards).
+
+    Args:
+        reader: a :class:`~retriever.corpus.readers.CorpusReader` (default: ``text_field``).
+        max_read: stop after reading this many documents (a corpus of billions: shards are then
+            visited in a seeded order, so the sample still spreads over them); ``None``: all.
+    """
     import hashlib
     import heapq
 
@@ -314,18 +325,27 @@ def read_negatives(
     from retriever.corpus.sharding import list_shards
     from retriever.data import Rejected
 
-    reader = CorpusReader(text_field=text_field)
+    reader = reader or CorpusReader(text_field=text_field)
+
+    def key(s: str) -> int:
+        return int.from_bytes(
+            hashlib.blake2b(f"{seed}:{s}".encode(), digest_size=8).digest(), "big"
+        )
+
+    shards = list_shards(corpus)
+    if max_read is not None:
+        shards = sorted(shards, key=key)
     heap: list[tuple[int, str]] = []  # max-heap of (-hash, text): the `limit` smallest hashes
-    for shard in list_shards(corpus):
-        for doc in reader.read(shard):
-            if isinstance(doc, Rejected):
-                continue
-            h = int.from_bytes(
-                hashlib.blake2b(f"{seed}:{doc.id}".encode(), digest_size=8).digest(), "big"
-            )
-            item = (-h, doc.text)
-            if len(heap) < limit:
-                heapq.heappush(heap, item)
-            elif item > heap[0]:
-                heapq.heapreplace(heap, item)
+    n_read = 0
+    for doc in (d for shard in shards for d in reader.read(shard)):
+        if max_read is not None and n_read >= max_read:
+            break
+        n_read += 1
+        if isinstance(doc, Rejected):
+            continue
+        item = (-key(doc.id), doc.text)
+        if len(heap) < limit:
+            heapq.heappush(heap, item)
+        elif item > heap[0]:
+            heapq.heapreplace(heap, item)
     return [t for _, t in sorted(heap, reverse=True)]
