@@ -134,7 +134,8 @@ def test_train_heads_then_score_corpus_ranks_by_the_head(tmp_path, embedder):
     heads = train_heads(dirs, WEB_TEXT * 2, embedder, HeadConfig(folds=3), k=3)
     assert set(heads) == {"tools", "math"}
     ex = load_extras(dirs[1])
-    assert ex.ranking() == "head" and ex.head.manifest["negatives"]["corpus"] == 12
+    neg = ex.head.manifest["negatives"]
+    assert ex.ranking() == "head" and neg["corpus"] + neg["corpus_dropped_as_task_like"] == 12
     corpus = write_jsonl(
         tmp_path / "corpus" / "c.jsonl",
         [
@@ -166,6 +167,36 @@ def test_train_heads_then_score_corpus_ranks_by_the_head(tmp_path, embedder):
     # scoring with another k than the head's is refused, not silently wrong
     with pytest.raises(InputError, match="trained with k=3"):
         score_corpus(dirs, [str(corpus)], tmp_path / "out2", store=None, k=10)
+
+
+def test_reliable_negatives_cut_between_the_medians():
+    from retriever.index.head import reliable_negatives
+
+    keep, cut = reliable_negatives(np.array([0.8, 0.9, 1.0]), np.array([0.1, 0.2, 0.3, 0.85]))
+    assert cut == pytest.approx((0.9 + 0.25) / 2) and keep.tolist() == [True, True, True, False]
+
+
+def test_task_documents_in_the_corpus_sample_are_not_trained_as_negatives(tmp_path, embedder):
+    """`retriever run` samples negatives from the corpus it scores: a near-copy of the gold there
+    must not be learned as a negative (else the head hides what the run should find)."""
+    from retriever.index import build_index
+    from retriever.index.hybrid import load_extras, train_heads
+    from retriever.score.scorer import SimilarityScorer
+
+    dirs = []
+    for task, texts in (("tools", TOOLS_GOLD), ("math", MATH_GOLD)):
+        gold = write_jsonl(tmp_path / "gold" / f"{task}.jsonl", [{"text": t} for t in texts])
+        build_index(task, gold=[str(gold)], indexes_dir=tmp_path / "idx", embedder=embedder)
+        dirs.append(str(tmp_path / "idx" / task))
+    planted = [t.replace("Question:", "Q:") for t in MATH_GOLD[:2]]
+    train_heads(dirs, WEB_TEXT * 2 + planted, embedder, HeadConfig(folds=2), k=3)
+    ex = {t: load_extras(d) for t, d in zip(("tools", "math"), dirs, strict=True)}
+    assert ex["math"].head.manifest["negatives"]["corpus_dropped_as_task_like"] >= 2
+    from retriever.index import load_indexes
+
+    scorer = SimilarityScorer(load_indexes(dirs), embedder, k=3, extras=ex)
+    p = scorer.score_texts(planted + WEB_TEXT[:2]).extra["head"]["math"]
+    assert min(p[:2]) > 0.5 > max(p[2:])
 
 
 def test_adding_gold_rebuilds_the_sparse_index_and_flags_the_stale_head(tmp_path, embedder):

@@ -80,6 +80,12 @@ class Features:
             cols.append(np.asarray(v, dtype=np.float64).reshape(len(self), -1))
         return np.hstack(cols)
 
+    def subset(self, keep: np.ndarray) -> Features:
+        """The rows where ``keep`` (``[n]`` bool) is true."""
+        idx = np.flatnonzero(keep)
+        dense = (getattr(self, f)[idx] for f in ("vectors", "cos", "topk", "sparse", "sparse_topk"))
+        return Features(*dense, words=None if self.words is None else self.words[idx])
+
     @staticmethod
     def concat(parts: list[Features]) -> Features:
         dense = (
@@ -106,6 +112,11 @@ class HeadConfig:
         words_min_df, words_max_terms: the words' vocabulary: terms in at least this many
             training texts, at most this many (the most frequent; memory: one float per term
             and model).
+        reliable_negatives: drop the corpus negatives that look like the task (max cosine to the
+            gold at or above the midpoint of the gold's and the corpus's median max cosine, a
+            Rocchio step as in Liu et al. 2003, "Building text classifiers using positive and
+            unlabeled examples"): a corpus sample is unlabeled, not negative, and the documents a
+            run should find are in it. The other tasks' gold always stays.
 
     ``c = 1`` and ``words_scale = 100`` were chosen by source-grouped cross-validation
     (docs/retrieval.md).
@@ -118,6 +129,7 @@ class HeadConfig:
     words_scale: float = 100.0
     words_min_df: int = 3
     words_max_terms: int = 50_000
+    reliable_negatives: bool = True
 
     def check(self) -> None:
         if self.c <= 0 or self.folds < 2 or self.max_iter < 1 or self.words_scale <= 0:
@@ -388,6 +400,14 @@ def train_head(
     meta = {"format": HEAD_FORMAT, "task": task, **(manifest or {})}
     uses = any(m.uses_words for m in out.values())
     return TaskHead(task, out, meta, vocab if uses else None)
+
+
+def reliable_negatives(pos_cos: np.ndarray, neg_cos: np.ndarray) -> tuple[np.ndarray, float]:
+    """Which corpus negatives to keep (``[n]`` bool) and the cut: max cosine below the midpoint
+    of the medians of the gold's (leave-one-out) and the corpus's max cosine (see
+    :class:`HeadConfig`)."""
+    cut = float((np.median(pos_cos) + np.median(neg_cos)) / 2)
+    return np.asarray(neg_cos) < cut, cut
 
 
 def gold_features(

@@ -35,6 +35,7 @@ from retriever.index.head import (
     TaskHead,
     gold_features,
     load_head,
+    reliable_negatives,
     train_head,
 )
 from retriever.index.sparse import SPARSE_DIR, SparseConfig, SparseIndex, load_sparse
@@ -265,9 +266,15 @@ def train_heads(
     heads = {}
     for task, gi in indexes.items():
         pos = gold_features(vecs[task], gi, sparse[task], k, rows.get(task))
-        negs = [
-            document_features(gi, sparse[task], negative_vectors, negatives, k, rows.get("corpus"))
-        ]
+        corpus = document_features(
+            gi, sparse[task], negative_vectors, negatives, k, rows.get("corpus")
+        )
+        dropped, cut = 0, None
+        if config.reliable_negatives:
+            keep, cut = reliable_negatives(pos.cos, corpus.cos)
+            dropped = int((~keep).sum())
+            corpus = corpus.subset(keep)
+        negs = [corpus]
         for other in indexes:
             if other != task:
                 negs.append(
@@ -288,7 +295,9 @@ def train_heads(
                 "model": gi.model,
                 "k": k,
                 "negatives": {
-                    "corpus": len(negatives),
+                    "corpus": len(negatives) - dropped,
+                    "corpus_dropped_as_task_like": dropped,
+                    "corpus_drop_cut": cut,
                     "sources": sources or [],
                     "other_tasks": {o: indexes[o].ntotal for o in indexes if o != task},
                 },
