@@ -215,3 +215,19 @@ def test_adding_gold_rebuilds_the_sparse_index_and_flags_the_stale_head(tmp_path
         load_extras(dirs[1])
     train_heads(dirs, WEB_TEXT, embedder, HeadConfig(folds=2), k=3)
     assert load_extras(dirs[1]).sparse.n_gold == n_before + 1
+
+
+def test_read_negatives_spreads_a_bounded_read_over_shards(tmp_path):
+    from retriever.index.hybrid import read_negatives
+
+    for s in range(30):
+        write_jsonl(
+            tmp_path / "c" / f"s{s:02d}.jsonl",
+            [{"id": f"{s}-{i}", "text": f"shard {s} doc {i}"} for i in range(10)],
+        )
+    every = read_negatives([str(tmp_path / "c")], limit=1000)
+    assert len(every) == 300
+    some = read_negatives([str(tmp_path / "c")], limit=1000, max_read=40)
+    assert len(some) == 40 and len({t.split()[1] for t in some}) == 20  # 2 docs from 20 shards
+    assert some == read_negatives([str(tmp_path / "c")], limit=1000, max_read=40)
+    assert len(read_negatives([str(tmp_path / "c")], limit=5, max_read=40)) == 5

@@ -324,8 +324,9 @@ def read_negatives(
 
     Args:
         reader: a :class:`~retriever.corpus.readers.CorpusReader` (default: ``text_field``).
-        max_read: stop after reading this many documents (a corpus of billions: shards are then
-            visited in a seeded order, so the sample still spreads over them); ``None``: all.
+        max_read: read at most this many documents (a corpus of billions): then at most
+            ``max_read / 20`` from each shard, the shards visited in a seeded order, so the sample
+            spreads over 20 shards or more; ``None``: every document.
     """
     import hashlib
     import heapq
@@ -342,19 +343,24 @@ def read_negatives(
         )
 
     shards = list_shards(corpus)
+    per_shard = None
     if max_read is not None:
         shards = sorted(shards, key=key)
+        per_shard = max(1, max_read // min(len(shards), 20))
     heap: list[tuple[int, str]] = []  # max-heap of (-hash, text): the `limit` smallest hashes
     n_read = 0
-    for doc in (d for shard in shards for d in reader.read(shard)):
+    for shard in shards:
         if max_read is not None and n_read >= max_read:
             break
-        n_read += 1
-        if isinstance(doc, Rejected):
-            continue
-        item = (-key(doc.id), doc.text)
-        if len(heap) < limit:
-            heapq.heappush(heap, item)
-        elif item > heap[0]:
-            heapq.heapreplace(heap, item)
+        for i, doc in enumerate(reader.read(shard)):
+            if per_shard is not None and (i >= per_shard or n_read >= max_read):
+                break
+            n_read += 1
+            if isinstance(doc, Rejected):
+                continue
+            item = (-key(doc.id), doc.text)
+            if len(heap) < limit:
+                heapq.heappush(heap, item)
+            elif item > heap[0]:
+                heapq.heapreplace(heap, item)
     return [t for _, t in sorted(heap, reverse=True)]
