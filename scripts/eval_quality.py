@@ -80,6 +80,15 @@ def main() -> None:
     ap.add_argument(
         "--no-fasttext", action="store_true", help="skip the fastText student (cross-source)"
     )
+    ap.add_argument(
+        "--plant",
+        type=int,
+        default=0,
+        metavar="N",
+        help="cross-source: plant N held-out records per task among the heads' corpus negatives "
+        "(as `retriever run` samples negatives from the corpus it scores) and report how the "
+        "planted rank among the train corpus (the main table then has seen them)",
+    )
     args = ap.parse_args()
     if args.cross_source:
         cross_source(args)
@@ -198,10 +207,15 @@ def cross_source(args) -> None:
     print(f"indexes built: {timings['indexes_s']} s", file=sys.stderr, flush=True)
     # 2. heads: gold positives, train corpus + other tasks' gold negatives
     train_texts = [r.text for r in split.corpus("train")]
+    planted = []  # (task, text) planted among the negatives (--plant)
+    rng = np.random.default_rng(args.seed)
+    for task in SPLIT_TASKS if args.plant else ():
+        held = split.records(task, "heldout")
+        planted += [(task, held[i].text) for i in rng.choice(len(held), args.plant, replace=False)]
     models = {**MODELS, "dense": DENSE}  # dense: the head without words, for the table
     train_heads(
         list(dirs.values()),
-        train_texts,
+        train_texts + [x for _, x in planted],
         emb,
         sources=["holdout corpus role 'train'"],
         models=models,
@@ -243,6 +257,17 @@ def cross_source(args) -> None:
         time.perf_counter() - t0 - timings["indexes_s"] - timings["heads_s"], 1
     )
     metrics = {v: bootstrap_metrics(label, cols[v], n_boot=args.boot, seed=args.seed) for v in cols}
+    if planted:  # the planted among the train corpus: what a run's candidates would see
+        p_label = np.array(["corpus"] * len(train_texts) + [t for t, _ in planted])
+        p_parts = scorer.score_texts(train_texts + [x for _, x in planted])
+        p_cols = {
+            "cos": p_parts.max,
+            **{c: p_parts.extra[c] for c in ("hybrid", "dense", "head")},
+        }
+        metrics_planted = {
+            v: bootstrap_metrics(p_label, p_cols[v], n_boot=args.boot, seed=args.seed)
+            for v in p_cols
+        }
     result = {
         "split": {
             t: {
@@ -263,6 +288,7 @@ def cross_source(args) -> None:
         **timings,
         "variants": VARIANTS,
         "metrics": metrics,
+        **({"plant": args.plant, "metrics_planted": metrics_planted} if planted else {}),
     }
     (work / "results.json").write_text(json.dumps(result, indent=2))
     if args.json:
@@ -281,6 +307,20 @@ def cross_source(args) -> None:
                 f"| {task} | {v} | {m['roc_auc']:.4f} [{m['roc_auc_ci'][0]:.4f}, {m['roc_auc_ci'][1]:.4f}] | "
                 f"{m['precision_at_n']:.3f} [{m['precision_at_n_ci'][0]:.3f}, {m['precision_at_n_ci'][1]:.3f}] |"
             )
+    if planted:
+        print(
+            f"\n{args.plant} held-out records per task planted among the heads' negatives; "
+            f"ranked among the {len(train_texts)} train corpus documents (P@N, N = {args.plant}):"
+        )
+        print("| task | variant | ROC-AUC [95% CI] | P@N [95% CI] |\n|---|---|---|---|")
+        for task in SPLIT_TASKS:
+            for v, mv in metrics_planted.items():
+                m = mv[task]
+                print(
+                    f"| {task} | {v} | {m['roc_auc']:.4f} [{m['roc_auc_ci'][0]:.4f}, "
+                    f"{m['roc_auc_ci'][1]:.4f}] | {m['precision_at_n']:.3f} "
+                    f"[{m['precision_at_n_ci'][0]:.3f}, {m['precision_at_n_ci'][1]:.3f}] |"
+                )
     print(f"results: {work / 'results.json'}")
 
 
