@@ -43,6 +43,26 @@ def parse_task_values(items: list[str] | None, option: str) -> dict[str, float]:
     return out
 
 
+def add_repeated(p: Any, flag: str, metavar: str, help: str) -> None:
+    """A repeatable ``flag NAME=PATH`` option (read back with :func:`parse_named_paths`)."""
+    p.add_argument(flag, action="append", default=[], metavar=metavar, help=help)
+
+
+def parse_named_paths(items: list[str] | None, option: str, form: str = "NAME=PATH") -> dict:
+    """``["fc=pools/fc", "web=/data/web"]`` -> ``{"fc": "pools/fc", "web": "/data/web"}``.
+
+    Raises:
+        ConfigError: an item without a name, an ``=`` or a path (the message shows ``form``).
+    """
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"{option} {item!r}: write {form}")
+        out[name] = path
+    return out
+
+
 def show_progress() -> bool:
     """Progress bars for this command: on a terminal, unless ``--quiet``."""
     from retriever.progress import progress_enabled

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
+from typing import Any
 
 from retriever.errors import MissingDependencyError
 
@@ -29,8 +29,12 @@ _HINTS: dict[str, tuple[str, str]] = {
 }
 
 
-def require(module: str) -> ModuleType:
-    """Import ``module`` or raise :class:`MissingDependencyError` naming the pip command."""
+def require(module: str) -> Any:
+    """Import ``module`` or raise :class:`MissingDependencyError` naming the pip command.
+
+    Typed ``Any``: the module is imported at run time, so its classes can be subclassed and its
+    attributes used as types without stubs.
+    """
     try:
         return importlib.import_module(module)
     except ImportError as e:

@@ -7,8 +7,8 @@ another machine's: a 2-core box with other jobs on it gives different ratios tha
 
 Timing helpers: :func:`paired_blocks` (every variant on the same block of documents, order
 rotating per block, ratios of summed times with the 25-75% range of per-block ratios), memory
-readers (:func:`peak_rss_mb`, :func:`rss_mb`, :func:`tree_rss_mb`, :func:`run_watched`) and :func:`busy_load` (one
-spinning process per core, to measure under a competing load).
+readers (:func:`peak_rss_mb`, :func:`rss_mb`, :func:`tree_rss_mb`, :func:`run_watched`) and
+:func:`busy_load` (one spinning process per core, to measure under a competing load).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ THREAD_VARS = (
 
 def cpu_info() -> dict[str, Any]:
     """CPU model, the flags in :data:`FLAGS` it has, logical CPUs and this process's affinity."""
-    model, flags = platform.processor() or "", set()
+    model, flags = platform.processor() or "", set[str]()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, val = line.partition(":")
@@ -69,7 +69,7 @@ def cpu_info() -> dict[str, Any]:
     try:
         affinity = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        affinity = os.cpu_count()
+        affinity = os.cpu_count() or 1
     return {
         "model": model,
         "flags": [f for f in FLAGS if f in flags],
@@ -179,11 +179,12 @@ def describe(c: dict[str, Any], prefix: str = "conditions") -> str:
     cpu = c["cpu"]
     return (
         f"{prefix}: {cpu['model']} ({cpu['affinity']}/{cpu['cpus']} CPUs, flags "
-        f"{' '.join(cpu['flags']) or '-'}), load average {c['load_avg']}, python {v['python']}, {libs}"
+        f"{' '.join(cpu['flags']) or '-'}), load average {c['load_avg']}, python {v['python']}, "
+        f"{libs}"
     )
 
 
-# -- competing load ---------------------------------------------------------------------------------
+# -- competing load --------------------------------------------------------------------------------
 @contextlib.contextmanager
 def busy_load(n: int) -> Iterator[list[int]]:
     """``n`` processes spinning on the CPU for the duration of the block (``-1``: one per CPU).
@@ -209,7 +210,7 @@ def busy_load(n: int) -> Iterator[list[int]]:
             p.wait(timeout=10)
 
 
-# -- memory -----------------------------------------------------------------------------------------
+# -- memory ----------------------------------------------------------------------------------------
 def _status_kb(pid: int | str, key: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(key + ":"):
@@ -289,7 +290,7 @@ def run_watched(cmd: list[str], env: dict) -> tuple[subprocess.CompletedProcess,
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err), peak_sum, peak_one
 
 
-# -- timing -----------------------------------------------------------------------------------------
+# -- timing ----------------------------------------------------------------------------------------
 def paired_blocks(
     calls: dict[str, Callable[[list[str]], Any]],
     texts: list[str],

@@ -25,6 +25,8 @@ COMMAND_MODULES = [
     "retriever.query.cli",
     "retriever.serve.cli",
     "retriever.confirm.cli",
+    "retriever.rate.cli",
+    "retriever.band.cli",
     "retriever.distill.cli",
     "retriever.batch_filter.cli",
     "retriever.dataset.cli",
@@ -144,7 +146,7 @@ def _install_error_hints(parser: argparse.ArgumentParser, argv: list[str]) -> No
                 message += "; unrecognized arguments: " + _hints(p, unknown)
             argparse.ArgumentParser.error(p, message)
 
-        p.error = error  # type: ignore[method-assign]
+        p.error = error  # type: ignore[method-assign,assignment]
 
 
 def _unknown_args(
@@ -176,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"retriever {args.command}: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
-        from retriever.corpus.writers import WRITE_ERRNOS
+        from retriever.io import WRITE_ERRNOS
 
         if e.errno not in WRITE_ERRNOS:
             raise

@@ -43,7 +43,8 @@ class GoldSource:
     Args:
         path: local file or folder (jsonl / json / parquet, optionally .gz/.zst), or a Hub dataset
             id (``org/name`` or ``hf://org/name``).
-        format: ``auto`` (ELMB when a record has question/choices/answer, TinyAgent for a JSON object
+        format: ``auto`` (ELMB when a record has question/choices/answer, TinyAgent for a JSON
+        object
             of {input, output} records, else ``text_field``), or one of ``text``, ``elmb``,
             ``tinyagent``, ``template``.
         text_field: field holding the text for ``format="text"``.
@@ -98,6 +99,8 @@ class TaskSpec:
     description: str = ""
     # keyword prefilter patterns (keywords, or "re:<regex>"); empty: the prefilter's defaults
     patterns: tuple[str, ...] = ()
+    # the 0-5 additive rubric of `retriever rate` (one line per point); empty: no rating prompt
+    rubric: str = ""
     spec_path: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:

@@ -12,7 +12,8 @@ class Doc:
     """One document.
 
     Scores live in namespaced metadata keys (``metadata["sim/function-calling"]``) so that any later
-    stage can read them; ``metadata["shard"]`` and ``metadata["row"]`` say where the document came from.
+    stage can read them; ``metadata["shard"]`` and ``metadata["row"]`` say where the document came
+    from.
     """
 
     id: str

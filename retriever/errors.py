@@ -54,3 +54,7 @@ class RequestError(InputError):
     def __init__(self, message: str, status: int = 422):
         super().__init__(message)
         self.status = status
+
+
+class EndpointError(RetrieverError):
+    """An LLM endpoint cannot be used at all (unreachable, refuses the key, unknown route/model)."""

@@ -39,8 +39,8 @@ from typing import Any
 
 from retriever._deps import require
 from retriever.corpus import get_shard, shard_name, write_json_atomic
-from retriever.corpus.writers import read_json
 from retriever.errors import ConfigError, RetrieverError
+from retriever.io import read_json
 from retriever.manifest import DoneMarkers, shard_fingerprint
 from retriever.stats import Stats
 
@@ -82,7 +82,8 @@ class ShardRunner:
     """The datatrove pipeline step: runs ``fn`` over the shards of one rank.
 
     A plain callable ``(data, rank, world_size)``, which datatrove accepts as a pipeline step; it
-    is pickled to the workers (dill for local and Slurm, Ray's pickler for Ray) together with ``fn``.
+    is pickled to the workers (dill for local and Slurm, Ray's pickler for Ray) together with
+    ``fn``.
     """
 
     fn: ShardFn
@@ -135,7 +136,10 @@ class ShardRunner:
             failed.unlink(missing_ok=True)
 
     def __repr__(self) -> str:  # datatrove logs the pipeline
-        return f"ShardRunner({getattr(self.fn, '__name__', type(self.fn).__name__)}, {len(self.shards)} shards)"
+        return (
+            f"ShardRunner({getattr(self.fn, '__name__', type(self.fn).__name__)}, "
+            f"{len(self.shards)} shards)"
+        )
 
 
 @dataclass
@@ -173,8 +177,8 @@ class ShardedRun:
             lines += [f"  {s}: did not finish" for s in self.missing[:10]]
             raise ShardFailedError(
                 f"{len(self.failed) + len(self.missing)} of "
-                f"{len(self.per_shard) + len(self.failed) + len(self.missing)} shards did not finish "
-                "(the others are done and kept):\n"
+                f"{len(self.per_shard) + len(self.failed) + len(self.missing)} shards did not "
+                "finish (the others are done and kept):\n"
                 + "\n".join(lines)
                 + "\nFix the cause and rerun "
                 "the same command: finished shards are skipped."

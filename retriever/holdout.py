@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from retriever.errors import InputError
+from retriever.io import AtomicWriter, write_text_atomic
 
 TASKS = ("function-calling", "reasoning", "roleplay", "rag")
 ROLES = ("gold", "heldout", "eval", "planted")
@@ -91,7 +92,8 @@ def _read(data_dir: Path, rel: str, task: str) -> list[Record]:
 
 
 def _unit_hash(key: str, seed: int) -> float:
-    """A number in [0, 1) from ``key`` and ``seed``: the same wherever and whenever it is computed."""
+    """A number in [0, 1) from ``key`` and ``seed``: the same wherever and whenever it is
+    computed."""
     h = hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest()
     return int.from_bytes(h, "big") / 2**64
 
@@ -154,9 +156,7 @@ class HoldoutSplit:
         for role, recs in self.corpus_docs.items():
             _write_jsonl(out / "corpus" / f"{role}.jsonl", recs)
         manifest = {"data_dir": str(self.data_dir), "counts": self.counts()}
-        tmp = out / "manifest.json.tmp"
-        tmp.write_text(json.dumps(manifest, indent=2))
-        os.replace(tmp, out / "manifest.json")
+        write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=2))
         return out
 
 
@@ -165,14 +165,11 @@ def _norm(text: str) -> str:
 
 
 def _write_jsonl(path: Path, recs: list[Record]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
+    with AtomicWriter(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for r in recs:
             row = {k: v for k, v in r.raw.items() if k != "provenance"}
             row.update(id=r.id, text=r.text, source=r.source)
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
 
 
 def _roleplay_character(rec: Record) -> str:

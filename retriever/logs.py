@@ -52,7 +52,7 @@ class _TerminalHandler(logging.StreamHandler):
         self.setFormatter(logging.Formatter(FORMAT))
 
     @property
-    def stream(self):  # type: ignore[override]
+    def stream(self):
         return sys.stderr
 
     @stream.setter
@@ -79,7 +79,8 @@ class _LoguruToLogging:
 
 
 def setup_logging(verbose: bool = False) -> None:
-    """Terminal logging for a CLI command (idempotent; ``verbose`` shows debug and third-party logs)."""
+    """Terminal logging for a CLI command (idempotent; ``verbose`` shows debug and third-party
+    logs)."""
     _state["verbose"] = bool(verbose)
     _state["configured"] = True
     os.environ[ENV_VERBOSE] = "1" if verbose else "0"
@@ -92,7 +93,8 @@ def setup_logging(verbose: bool = False) -> None:
     logging.getLogger(_OWN).setLevel(logging.DEBUG if verbose else logging.INFO)
     logging.captureWarnings(True)  # warnings -> the "py.warnings" logger (file; terminal with -v)
     if not verbose:
-        # raised in every forked child (datatrove workers, tokenizers); harmless for our one-writer use
+        # raised in every forked child (datatrove workers, tokenizers); harmless for our one-writer
+        # use
         warnings.filterwarnings(
             "ignore", message="lancedb fork support is experimental", category=RuntimeWarning
         )

@@ -9,8 +9,8 @@ from typing import Any
 
 import orjson
 
-from retriever.corpus.writers import read_json, write_json_atomic
 from retriever.errors import ResumeError
+from retriever.io import read_json, write_json_atomic
 
 
 def fingerprint(obj: Any) -> str:

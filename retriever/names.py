@@ -28,7 +28,7 @@ def check_name(name: str, what: str = "task name") -> str:
     """
     if not is_safe_name(name):
         raise UnsafeNameError(
-            f"{what} {name!r} cannot be used as a file name: use letters, digits, '.', '_', '-', '@' "
-            "(no '/', no leading '.', at most 200 characters)"
+            f"{what} {name!r} cannot be used as a file name: use letters, digits, '.', '_', '-', "
+            "'@' (no '/', no leading '.', at most 200 characters)"
         )
     return name

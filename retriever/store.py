@@ -59,19 +59,21 @@ class CorpusStore:
             self.repaired = True
         if META in names:
             meta = self.db.open_table(META).to_arrow().to_pylist()[0]
-            if model is not None and (meta["model"] != model or int(meta["dim"]) != int(dim)):
+            if model is not None and (meta["model"] != model or int(meta["dim"]) != dim):
                 raise ModelMismatchError(
-                    f"store {self.uri} holds {meta['model']} vectors (dim {meta['dim']}), not {model} "
-                    f"(dim {dim}); use another --store or the same model"
+                    f"store {self.uri} holds {meta['model']} vectors (dim {meta['dim']}), not "
+                    f"{model} (dim {dim}); use another --store or the same model"
                 )
             self.model, self.dim = meta["model"], int(meta["dim"])
         elif model is None:
             raise InputError(
                 f"no corpus store at {self.uri}; run `retriever score ... --out DIR` first"
             )
+        elif dim is None:
+            raise InputError(f"a new store at {self.uri} needs the embedding dimension")
         else:
             self.model, self.dim = model, int(dim)
-            self.db.create_table(META, data=[{"model": model, "dim": int(dim)}])
+            self.db.create_table(META, data=[{"model": model, "dim": self.dim}])
         self._table = self.db.open_table(TABLE) if TABLE in names else None
         self._ann: bool | None = None  # has_ann_index(), looked up once (a query asks each time)
 
@@ -96,7 +98,8 @@ class CorpusStore:
         return 0 if self._table is None else int(self._table.count_rows())
 
     def ingest_shard(self, name: str, parquet_path: str | os.PathLike) -> int:
-        """Replace the rows of shard ``name`` with those of its scores parquet; returns rows added."""
+        """Replace the rows of shard ``name`` with those of its scores parquet; returns rows
+        added."""
         pa = require("pyarrow")
         pq = require("pyarrow.parquet")
         pf = pq.ParquetFile(parquet_path)
@@ -168,6 +171,14 @@ class CorpusStore:
         """Column names of the ``docs`` table (empty before the first ingest)."""
         return [] if self._table is None else list(self._table.schema.names)
 
+    def iter_batches(self, columns: list[str], batch_size: int = 8192):
+        """Every row, only ``columns``, as Arrow record batches of ``batch_size`` rows (a scan;
+        memory: one batch)."""
+        if self._table is None:
+            return
+        scan = self._table.search().select(list(columns)).limit(None)
+        yield from scan.to_batches(batch_size)
+
     def search(
         self,
         vector: np.ndarray,
@@ -224,7 +235,7 @@ def _first_line(e: BaseException) -> str:
 
 
 def _is_write_error(e: BaseException) -> bool:
-    from retriever.corpus.writers import WRITE_ERRNOS
+    from retriever.io import WRITE_ERRNOS
 
     if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
         return True

@@ -13,8 +13,8 @@ tokens/s compare with GPT-2's, its bytes/s are ~4x lower). Conditions (load aver
 threads, versions) are printed and written with ``--json`` (:mod:`retriever.bench`).
 
 Examples:
-    .venv/bin/python scripts/bench_bpb.py                       # tiny panel built here, shared corpus
-    .venv/bin/python scripts/bench_bpb.py --threads 2 --n-docs 128
+    .venv/bin/python scripts/bench_bpb.py                       # tiny panel built here, shared
+    corpus .venv/bin/python scripts/bench_bpb.py --threads 2 --n-docs 128
     .venv/bin/python scripts/bench_bpb.py --threads 1 --n-docs 16 --max-chars 2000 --gpt2-small
     .venv/bin/python scripts/bench_bpb.py --models configs/panels/small-open.toml --device cuda
 """
@@ -137,11 +137,12 @@ def run(args) -> int:
     texts = _docs(args.docs, args.n_docs, args.max_chars)
     n_bytes = sum(len(t.encode()) for t in texts)
     print(
-        f"{len(texts)} docs, {n_bytes} bytes; torch {torch.__version__}, threads {torch.get_num_threads()}"
+        f"{len(texts)} docs, {n_bytes} bytes; torch {torch.__version__}, threads "
+        f"{torch.get_num_threads()}"
     )
     print(
-        f"{'model':16} {'device':6} {'dtype':9} {'ctx':>5} {'tokens':>8} {'naive s':>8} {'batched s':>9} "
-        f"{'ratio':>6} {'tok/s batched':>13} {'max|dBPB|':>10}"
+        f"{'model':16} {'device':6} {'dtype':9} {'ctx':>5} {'tokens':>8} {'naive s':>8} "
+        f"{'batched s':>9} {'ratio':>6} {'tok/s batched':>13} {'max|dBPB|':>10}"
     )
     ratios, worst = [], 0.0
     report.data.update(docs=len(texts), bytes=n_bytes, threads=torch.get_num_threads(), models={})
@@ -173,8 +174,9 @@ def run(args) -> int:
             "params": params.get(m.name),
         }
         print(
-            f"{m.name:16} {sc.device:6} {'float32':9} {sc.max_length:>5} {tokens:>8} {t_slow:>8.2f} "
-            f"{t_fast:>9.2f} {t_slow / t_fast:>5.1f}x {tokens / t_fast:>13.0f} {diff:>10.2e}"
+            f"{m.name:16} {sc.device:6} {'float32':9} {sc.max_length:>5} {tokens:>8} "
+            f"{t_slow:>8.2f} {t_fast:>9.2f} {t_slow / t_fast:>5.1f}x {tokens / t_fast:>13.0f} "
+            f"{diff:>10.2e}"
         )
         if sc.device.startswith("cuda"):
             half = LMScorer(
@@ -190,9 +192,9 @@ def run(args) -> int:
             torch.cuda.synchronize()
             dh = float(np.nanmax(np.abs(res.bpb - fast.bpb)))
             print(
-                f"{m.name:16} {half.device:6} {str(half.dtype).replace('torch.', ''):9} {half.max_length:>5} "
-                f"{tokens:>8} {'':>8} {t_half:>9.2f} {t_fast / t_half:>5.1f}x {tokens / t_half:>13.0f} "
-                f"{dh:>10.2e}  (ratio vs fp32 batched; dBPB vs fp32)"
+                f"{m.name:16} {half.device:6} {str(half.dtype).replace('torch.', ''):9} "
+                f"{half.max_length:>5} {tokens:>8} {'':>8} {t_half:>9.2f} {t_fast / t_half:>5.1f}x "
+                f"{tokens / t_half:>13.0f} {dh:>10.2e}  (ratio vs fp32 batched; dBPB vs fp32)"
             )
             del half
         del sc

@@ -133,8 +133,8 @@ def run(args, report) -> None:
         DatasetBuilder(pools, mix2, budget // 2, scan_cache=root / "scan").build(root / "out2")
         t_warm = time.perf_counter() - t0
         print(
-            f"3. warm rebuild       {t_warm:7.2f} s  (other mixture, half budget, shared scan cache): "
-            f"cold/warm = {t_cold / t_warm:.2f}x"
+            f"3. warm rebuild       {t_warm:7.2f} s  (other mixture, half budget, shared scan "
+            f"cache): cold/warm = {t_cold / t_warm:.2f}x"
         )
 
         if args.workers > 1:
@@ -144,7 +144,8 @@ def run(args, report) -> None:
             ).build(root / "out3")
             t_par = time.perf_counter() - t0
             print(
-                f"   cold, {args.workers} workers {t_par:7.2f} s  serial/parallel = {t_cold / t_par:.2f}x"
+                f"   cold, {args.workers} workers {t_par:7.2f} s  serial/parallel = "
+                f"{t_cold / t_par:.2f}x"
             )
 
         rng = np.random.default_rng(0)

@@ -184,8 +184,8 @@ def bench_tasks(args: argparse.Namespace, work: Path) -> dict:
         labels, tasks, work / "filters" / "multilabel" / "filter.bin", compare=True
     )
     print(
-        f"labels: {labels} ({len(tasks)} tasks, {ml.n_train} multi-label training lines); trained in "
-        f"{time.perf_counter() - t0:.1f}s"
+        f"labels: {labels} ({len(tasks)} tasks, {ml.n_train} multi-label training lines); trained "
+        f"in {time.perf_counter() - t0:.1f}s"
     )
     print("quality on each task's held-out rows (the same rows, never trained on by either model):")
     quality = {}
@@ -268,8 +268,8 @@ def bench_tasks(args: argparse.Namespace, work: Path) -> dict:
     for name in names:
         print(f"  {name:38s} {pure[name]:7.2f}s  x{pure[name] / pure['1 task']:.2f} one task")
     print(
-        f"whole filter, {len(tasks)} tasks / 1 task (same shards, one worker, read + score + write, "
-        f"fastest of {args.rounds} round(s)):"
+        f"whole filter, {len(tasks)} tasks / 1 task (same shards, one worker, read + score + "
+        f"write, fastest of {args.rounds} round(s)):"
     )
     for name in names[1:]:
         ratio = best[name]["seconds"] / base
@@ -284,8 +284,9 @@ def bench_tasks(args: argparse.Namespace, work: Path) -> dict:
     chars_per_core_s = best[ml_name]["chars"] / best[ml_name]["seconds"]
     core_hours = CLIMBLAB_TOKENS * 4.0 / chars_per_core_s / 3600
     print(
-        f"scale plan, {len(tasks)} tasks in one pass (multi-label): {chars_per_core_s / 1e6:.2f} M chars/s per "
-        f"core -> ClimbLab = {core_hours:,.0f} core-hours; 64 cores: {core_hours / 64:,.1f} h"
+        f"scale plan, {len(tasks)} tasks in one pass (multi-label): {chars_per_core_s / 1e6:.2f} M "
+        f"chars/s per core -> ClimbLab = {core_hours:,.0f} core-hours; 64 cores: "
+        f"{core_hours / 64:,.1f} h"
         + ("" if same else " (a task kept nothing at 0.5: check the labels)")
     )
     return {
@@ -296,7 +297,8 @@ def bench_tasks(args: argparse.Namespace, work: Path) -> dict:
         "scoring_only_ratios": {n: pure[n] / pure["1 task"] for n in names[1:]},
         "chars_per_core_second_multilabel": chars_per_core_s,
         "core_hours_climblab_all_tasks": core_hours,
-        "per_task_predict_ratio_note": "one process, workers=1, threshold 0.5, gzip jsonl in and out",
+        "per_task_predict_ratio_note": "one process, workers=1, threshold 0.5, gzip jsonl in and "
+        "out",
     }
 
 
@@ -430,8 +432,8 @@ def run(args) -> None:
         return
     mb = sum(f.stat().st_size for f in corpus.iterdir()) / 2**20
     print(
-        f"corpus: {info['docs']} docs, {info['chars'] / 1e6:.1f} M chars in {info['shards']} shards "
-        f"({mb:.1f} MiB gzip); model ROC-AUC {info['model_auc']:.3f}; prepared in "
+        f"corpus: {info['docs']} docs, {info['chars'] / 1e6:.1f} M chars in {info['shards']} "
+        f"shards ({mb:.1f} MiB gzip); model ROC-AUC {info['model_auc']:.3f}; prepared in "
         f"{time.perf_counter() - t0:.1f}s"
     )
     results = {}
@@ -489,7 +491,7 @@ def run(args) -> None:
         )
     one_core = results["ours_1"]
     chars_per_core_s = info["chars"] / one_core["seconds"]
-    chars_per_token = 4.0  # GPT-2 on English web text; see retriever.batch_filter.tokens
+    chars_per_token = 4.0  # GPT-2 on English web text; see retriever.tokens
     core_hours = CLIMBLAB_TOKENS * chars_per_token / chars_per_core_s / 3600
     print(
         f"scale plan: {chars_per_core_s / 1e6:.2f} M chars/s per core -> ClimbLab (1.2T tokens, "

@@ -97,7 +97,8 @@ def write_shards(folder: Path, texts: list[str], copies: int) -> Path:
 
 
 def build_indexes(data: Path, work: Path, gold_limit: int, embedder) -> list[str]:
-    """One index per task from a seeded sample of ``gold_limit`` shared gold records (kept in work)."""
+    """One index per task from a seeded sample of ``gold_limit`` shared gold records (kept in
+    work)."""
     from retriever.gold import load_gold
     from retriever.gold.loader import GoldSet
     from retriever.index import GoldIndex
@@ -117,7 +118,8 @@ def build_indexes(data: Path, work: Path, gold_limit: int, embedder) -> list[str
             out
         )
         log(
-            f"index {task}: {min(gold_limit, len(docs))} exemplars in {time.perf_counter() - t0:.1f}s"
+            f"index {task}: {min(gold_limit, len(docs))} exemplars in "
+            f"{time.perf_counter() - t0:.1f}s"
         )
     return dirs
 
@@ -296,7 +298,8 @@ def embedding_variants(
 
 # -- timing ----------------------------------------------------------------------------------------
 class EncodeTimer:
-    """Counts the seconds spent inside ``embedder.encode`` (instrumentation for the job's overhead)."""
+    """Counts the seconds spent inside ``embedder.encode`` (instrumentation for the job's
+    overhead)."""
 
     def __init__(self, embedder):
         self.seconds, self._encode = 0.0, embedder.encode
@@ -318,14 +321,16 @@ def min_cosine(a, b) -> float:
 def print_table(title: str, res: dict[str, dict], ref: np.ndarray | None) -> None:
     print(f"\n{title}")
     print(
-        f"| {'variant':<56} | {'docs/s':>7} | {'vs baseline':>11} | {'per-block 25-75%':>16} | {'min cos':>8} |"
+        f"| {'variant':<56} | {'docs/s':>7} | {'vs baseline':>11} | {'per-block 25-75%':>16} | "
+        f"{'min cos':>8} |"
     )
     print(f"|{'-' * 58}|{'-' * 9}|{'-' * 13}|{'-' * 18}|{'-' * 10}|")
     for name, r in res.items():
         cos = "" if r["out"] is None or ref is None else f"{min_cosine(r['out'], ref):.5f}"
         lo, hi = r["block_ratio_iqr"]
         print(
-            f"| {name:<56} | {r['docs_per_s']:>7.1f} | {r['ratio']:>10.2f}x | {lo:>7.2f} - {hi:<6.2f} | {cos:>8} |"
+            f"| {name:<56} | {r['docs_per_s']:>7.1f} | {r['ratio']:>10.2f}x | {lo:>7.2f} - "
+            f"{hi:<6.2f} | {cos:>8} |"
         )
 
 
@@ -437,7 +442,8 @@ def run(args) -> None:
     sections = set(args.sections.split(","))
     if sections - {"backend", "paths", "variants", "bucketing", "rss"}:
         raise SystemExit(
-            f"unknown --sections {sorted(sections)}; choose from backend,paths,variants,bucketing,rss"
+            f"unknown --sections {sorted(sections)}; choose from "
+            "backend,paths,variants,bucketing,rss"
         )
     bench = BenchReport("bench_score", args)
     data = Path(args.data)
@@ -494,9 +500,9 @@ def run(args) -> None:
                 )
                 bres = paired_blocks(calls, bt, args.variant_block, args.repeats, base, log)
             print_table(
-                f"Default embedder vs plain encode, {label}: {len(bt)} docs x {args.repeats} passes in "
-                f"blocks of {args.variant_block}, {threads} threads, {len(pids)} busy processes, "
-                f"load average {la[0]:.2f} at start",
+                f"Default embedder vs plain encode, {label}: {len(bt)} docs x {args.repeats} "
+                f"passes in blocks of {args.variant_block}, {threads} threads, {len(pids)} busy "
+                f"processes, load average {la[0]:.2f} at start",
                 bres,
                 bres[base]["out"],
             )
@@ -532,8 +538,8 @@ def run(args) -> None:
     if device == "cuda":
         report["gpu"] = torch.cuda.get_device_name(0)
     log(
-        f"{len(texts)} docs, {threads} threads, device {device}, default backend {default_emb.backend}, "
-        f"FAISS GPU {report['faiss_gpu']}; work {work}"
+        f"{len(texts)} docs, {threads} threads, device {device}, default backend "
+        f"{default_emb.backend}, FAISS GPU {report['faiss_gpu']}; work {work}"
     )
 
     # warm up every engine (first calls allocate, compile and fill caches)
@@ -563,17 +569,19 @@ def run(args) -> None:
         res = paired_blocks(calls, texts, args.block, args.repeats, base_name, log)
         names = list(calls)
         print_table(
-            f"Scoring paths: {len(texts)} ClimbLab docs x {args.repeats} passes in blocks of {args.block}, "
-            f"{threads} threads, {device}",
+            f"Scoring paths: {len(texts)} ClimbLab docs x {args.repeats} passes in blocks of "
+            f"{args.block}, {threads} threads, {device}",
             res,
             res[base_name]["out"],
         )
 
-        # 1b. the whole job (read, score, parquet, store, summary) against the baseline run next to it
+        # 1b. the whole job (read, score, parquet, store, summary) against the baseline run next to
+        # it
         timer = EncodeTimer(default_emb)
         job_s, base_s, encode_s = 0.0, 0.0, 0.0
         log(
-            f"timing score_corpus on {len(texts)} docs, {args.repeats} runs alternating with the baseline"
+            f"timing score_corpus on {len(texts)} docs, {args.repeats} runs alternating with the "
+            "baseline"
         )
         for r in range(args.repeats):
             for what in ("base", "job") if r % 2 == 0 else ("job", "base"):
@@ -587,7 +595,8 @@ def run(args) -> None:
                     job_s += time.perf_counter() - t0
                     encode_s += timer.seconds - before
             log(
-                f"  run {r + 1}/{args.repeats}: baseline {base_s:.1f}s, job {job_s:.1f}s (encode inside {encode_s:.1f}s)"
+                f"  run {r + 1}/{args.repeats}: baseline {base_s:.1f}s, job {job_s:.1f}s (encode "
+                f"inside {encode_s:.1f}s)"
             )
         n_docs = args.repeats * len(texts)
         job = {
@@ -598,9 +607,9 @@ def run(args) -> None:
             "overhead_over_encode": job_s / encode_s - 1,
         }
         print(
-            f"\njob[{d}]: score_corpus (read shard, score 4 tasks, parquet, LanceDB store, summary): "
-            f"{job['docs_per_s']:.1f} docs/s vs baseline {job['baseline_docs_per_s']:.1f} docs/s next to it "
-            f"= {job['ratio']:.2f}x"
+            f"\njob[{d}]: score_corpus (read shard, score 4 tasks, parquet, LanceDB store, "
+            f"summary): {job['docs_per_s']:.1f} docs/s vs baseline "
+            f"{job['baseline_docs_per_s']:.1f} docs/s next to it = {job['ratio']:.2f}x"
         )
 
         def over(path, ref):
@@ -624,7 +633,8 @@ def run(args) -> None:
             share = c["search_ms"] / max(1, c["embed_ms"] + c["search_ms"])
             where = "GPU" if any(gi.use_gpu for gi in indexes.values()) else "CPU"
             print(
-                f"  scorer[{label}]: FAISS search ({where}) over the 4 indexes = {share * 100:.1f}% of embed + search"
+                f"  scorer[{label}]: FAISS search ({where}) over the 4 indexes = "
+                f"{share * 100:.1f}% of embed + search"
             )
             report[f"search_share_{label}"] = share
         report["paths"] = {n: {k: v for k, v in r.items() if k != "out"} for n, r in res.items()}
@@ -645,8 +655,8 @@ def run(args) -> None:
         )
         ref = vres[first]["out"]
         print_table(
-            f"Embedding variants: {len(vt)} docs x {args.repeats} passes in blocks of {args.variant_block}, "
-            f"{threads} threads, {device}",
+            f"Embedding variants: {len(vt)} docs x {args.repeats} passes in blocks of "
+            f"{args.variant_block}, {threads} threads, {device}",
             vres,
             ref,
         )
@@ -661,7 +671,8 @@ def run(args) -> None:
             for n, r in vres.items()
         }
 
-    # 2b. length bucketing: the encoder sorts the texts of one call by length (the scorer's sort_buffer)
+    # 2b. length bucketing: the encoder sorts the texts of one call by length (the scorer's
+    # sort_buffer)
     if args.bucket_docs and "bucketing" in sections:
         clip = scorer_default.clip_chars
         bt = [t[:clip] for t in read_docs(data, args.bucket_docs)]
@@ -686,8 +697,9 @@ def run(args) -> None:
         log(f"timing length bucketing on {len(bt)} docs ({nb} forward batches per buffer)")
         bres = paired_blocks(calls, list(range(nb)), 1, args.bucket_repeats, next(iter(calls)), log)
         print(
-            f"\nLength bucketing: {len(bt)} docs x {args.bucket_repeats} passes, {d}, forward batches of 64 "
-            f"paired batch by batch; texts sorted by length per buffer (SimilarityScorer sort_buffer)"
+            f"\nLength bucketing: {len(bt)} docs x {args.bucket_repeats} passes, {d}, forward "
+            "batches of 64 paired batch by batch; texts sorted by length per buffer "
+            "(SimilarityScorer sort_buffer)"
         )
         report["bucketing"] = {}
         for b, (n, r) in zip(buffers, bres.items(), strict=True):
@@ -696,8 +708,9 @@ def run(args) -> None:
             dps = args.bucket_repeats * len(bt) / r["seconds"]
             lo, hi = r["block_ratio_iqr"]
             print(
-                f"  {n:<24} {dps:>6.1f} docs/s  {r['ratio']:.2f}x vs buffer {buffers[0]} (per batch {lo:.2f}-{hi:.2f})"
-                f"  padded tokens {(padded - real) / real * 100:5.1f}% of real ones"
+                f"  {n:<24} {dps:>6.1f} docs/s  {r['ratio']:.2f}x vs buffer {buffers[0]} (per "
+                f"batch {lo:.2f}-{hi:.2f})  padded tokens {(padded - real) / real * 100:5.1f}% of "
+                "real ones"
             )
             report["bucketing"][n] = {
                 "docs_per_s": dps,
@@ -712,9 +725,10 @@ def run(args) -> None:
         large = measure_rss(index_dirs, rt, work, args.rss_copies, args.device)
         ratio = large["peak_rss_mb"] / small["peak_rss_mb"]
         print(
-            f"\nPeak RSS of score_corpus (fresh process each): x1 {small['docs']} docs {small['peak_rss_mb']:.0f} MB; "
-            f"x{args.rss_copies} {large['docs']} docs {large['peak_rss_mb']:.0f} MB; ratio {ratio:.3f} "
-            f"({(ratio - 1) * 100:+.1f}%, budget < 20%)"
+            f"\nPeak RSS of score_corpus (fresh process each): x1 {small['docs']} docs "
+            f"{small['peak_rss_mb']:.0f} MB; x{args.rss_copies} {large['docs']} docs "
+            f"{large['peak_rss_mb']:.0f} MB; ratio {ratio:.3f} ({(ratio - 1) * 100:+.1f}%, budget "
+            "< 20%)"
         )
         report["rss"] = {"x1": small, f"x{args.rss_copies}": large, "ratio": ratio}
 
@@ -728,8 +742,8 @@ def run(args) -> None:
         )
     report["load_avg_end"] = os.getloadavg()
     print(
-        f"\nload average (1/5/15 min) at start {report['load_avg_start']}, end {report['load_avg_end']} "
-        f"on {report['cpu_count']} CPUs"
+        f"\nload average (1/5/15 min) at start {report['load_avg_start']}, end "
+        f"{report['load_avg_end']} on {report['cpu_count']} CPUs"
     )
     bench.finish(args.json)
 

@@ -1,4 +1,5 @@
-"""Load test of ``retriever serve``: concurrent clients against a >= 100k-row store with its ANN index.
+"""Load test of ``retriever serve``: concurrent clients against a >= 100k-row store with its ANN
+index.
 
 1. A synthetic store (built once into ``--work``, reused after): real embeddings of ``--base-docs``
    ClimbLab documents of the shared sample (``corpus/climblab_clusters_sample.jsonl``, with their
@@ -20,7 +21,8 @@
 The clients run on the same machine as the server, so they take CPU from it: latencies are an
 upper bound of what a remote client would see.
 
-    .venv/bin/python scripts/bench_serve.py --rows 100000 --phases 1x10,8x30 --json runs/bench_serve.json
+    .venv/bin/python scripts/bench_serve.py --rows 100000 --phases 1x10,8x30 --json
+    runs/bench_serve.json
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def read_jsonl(path: Path, n: int, skip: int = 0) -> list[dict]:
     return out
 
 
-# -- the store ---------------------------------------------------------------------------------------
+# -- the store -------------------------------------------------------------------------------------
 def base_vectors(args, work: Path, embedder):
     """(vectors [B, dim], previews, clusters) of the base documents, cached in ``work``."""
     cache = work / f"base_{args.base_docs}.npz"
@@ -106,7 +108,8 @@ def task_centroids(embedder, per_task: int = 64) -> dict[str, np.ndarray]:
 
 
 def build_store(args, work: Path) -> str:
-    """The synthetic store at ``work/store_<rows>`` (built once; its ``ready.json`` marks it done)."""
+    """The synthetic store at ``work/store_<rows>`` (built once; its ``ready.json`` marks it
+    done)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -165,7 +168,7 @@ def build_store(args, work: Path) -> str:
     return str(uri)
 
 
-# -- server and clients --------------------------------------------------------------------------------
+# -- server and clients ----------------------------------------------------------------------------
 def start_server(store: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
     cmd = [
         sys.executable,
@@ -287,6 +290,25 @@ def run_phase(
     }
 
 
+def cli_walls(url: str, store: str, text: str, args) -> dict:
+    """Wall seconds of whole ``retriever query`` processes: asking the server (``--server``),
+    and (``--cli-local``) loading the model and the store itself (``--corpus-store``)."""
+    base = [sys.executable, "-m", "retriever", "query", "-k", str(args.k), "--json"]
+    out = {}
+    cmds = {"server": [*base, "--server", url, text]}
+    if args.cli_local:
+        cmds["local"] = [*base, "--corpus-store", store, text]
+    for name, cmd in cmds.items():
+        walls = []
+        for _ in range(args.cli_runs if name == "server" else 1):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, cwd=REPO, check=True, capture_output=True)
+            walls.append(time.perf_counter() - t0)
+        out[name] = {"runs": len(walls), "median_s": float(np.median(walls))}
+        log(f"retriever query ({name}): {out[name]['median_s']:.2f} s wall")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -311,6 +333,17 @@ def main() -> None:
         help="where the store is built / reused",
     )
     ap.add_argument("--server-args", default="", help="extra `retriever serve` options, one string")
+    ap.add_argument(
+        "--cli-runs",
+        type=int,
+        default=3,
+        help="time this many `retriever query --server` processes (0: none)",
+    )
+    ap.add_argument(
+        "--cli-local",
+        action="store_true",
+        help="also time one `retriever query --corpus-store` process (loads the model)",
+    )
     add_bench_args(ap)
     args = ap.parse_args()
     report = BenchReport("bench_serve", args)
@@ -329,6 +362,11 @@ def main() -> None:
                 "backend": health["backend"],
                 "rss_mb_loaded": rss_mb(proc.pid),
                 "ann_index": health["store"]["ann_index"],
+                "search": {
+                    k: v
+                    for k, v in health["store"].items()
+                    if k in ("search", "index", "nprobe", "load_s")
+                },
             }
             for t in texts[:20]:  # warm-up: first forwards of each shape, page cache
                 cl.call("POST", "/corpus", {"text": t, "k": args.k})
@@ -346,23 +384,30 @@ def main() -> None:
                 )
                 log(_line(runs[-1]))
             report.data["phases"] = runs
+            if args.cli_runs:
+                report.data["cli"] = cli_walls(url, store, texts[0], args)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
     print(
         f"\nstore: {report.data['store']['rows']:,} rows (IVF-PQ), k={args.k}, server load "
-        f"{report.data['server']['load_s']:.1f}s, backend {report.data['server']['backend']}, busy={args.busy}"
+        f"{report.data['server']['load_s']:.1f}s, backend {report.data['server']['backend']}, "
+        f"search {report.data['server']['search']}, busy={args.busy}"
     )
+    for name, c in report.data.get("cli", {}).items():
+        print(f"`retriever query` via {name}: {c['median_s']:.2f} s wall (median of {c['runs']})")
     print(
-        "| clients x s | filter | requests | failed | QPS | p50 ms | p90 ms | p99 ms | max ms | RSS MB start/end/max | forwards/req |"
+        "| clients x s | filter | requests | failed | QPS | p50 ms | p90 ms | p99 ms | max ms | "
+        "RSS MB start/end/max | forwards/req |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in report.data["phases"]:
         lat, m = r["latency_ms"], r["rss_mb"]
         print(
-            f"| {r['clients']} x {r['seconds']:.0f} | {r['filter'] or '-'} | {r['requests']} | {r['failed']} | "
-            f"{r['qps']:.1f} | {lat['p50']:.1f} | {lat['p90']:.1f} | {lat['p99']:.1f} | {lat['max']:.1f} | "
-            f"{m['start']:.0f} / {m['end']:.0f} / {m['max']:.0f} | {r['forwards_per_request']:.2f} |"
+            f"| {r['clients']} x {r['seconds']:.0f} | {r['filter'] or '-'} | {r['requests']} | "
+            f"{r['failed']} | {r['qps']:.1f} | {lat['p50']:.1f} | {lat['p90']:.1f} | "
+            f"{lat['p99']:.1f} | {lat['max']:.1f} | {m['start']:.0f} / {m['end']:.0f} / "
+            f"{m['max']:.0f} | {r['forwards_per_request']:.2f} |"
         )
     report.finish(args.json)
 
@@ -370,8 +415,8 @@ def main() -> None:
 def _line(r: dict) -> str:
     lat = r["latency_ms"]
     return (
-        f"{r['clients']} clients x {r['seconds']}s: {r['requests']} requests, {r['failed']} failed, "
-        f"{r['qps']:.1f} QPS, p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms"
+        f"{r['clients']} clients x {r['seconds']}s: {r['requests']} requests, {r['failed']} "
+        f"failed, {r['qps']:.1f} QPS, p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms"
     )
 
 

@@ -110,12 +110,13 @@ def main() -> None:
     direct = c["extras_ms"] / max(1, c["embed_ms"])
     print(
         f"\nextras overhead: hybrid / dense time - 1 = {overhead:+.1%} (paired); "
-        f"extras {c['extras_ms'] / 1000:.2f} s vs embedding {c['embed_ms'] / 1000:.2f} s inside the "
-        f"hybrid scorer = {direct:.1%}"
+        f"extras {c['extras_ms'] / 1000:.2f} s vs embedding {c['embed_ms'] / 1000:.2f} s inside "
+        f"the hybrid scorer = {direct:.1%}"
     )
     if not args.no_baseline:
         print(
-            f"hybrid scorer vs plain SentenceTransformer.encode: {res[base]['seconds'] / h['seconds']:.2f}x"
+            "hybrid scorer vs plain SentenceTransformer.encode: "
+            f"{res[base]['seconds'] / h['seconds']:.2f}x"
         )
     if args.json:
         out = {n: {k2: v for k2, v in r.items() if k2 != "out"} for n, r in res.items()}

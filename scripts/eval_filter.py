@@ -54,6 +54,8 @@ from retriever.metrics import rankdata
 from retriever.score.evaluate import precision_at
 
 NEEDS_LABELS = {v for v, s in VARIANTS.items() if "confirmed" in s or HARD_NEGATIVE in s}
+# the rating variants need `retriever rate` labels, which this ablation does not make
+ABLATION = [v for v, s in VARIANTS.items() if "rating" not in s]
 
 
 def auc_fast(y: np.ndarray, s: np.ndarray) -> float:
@@ -100,7 +102,7 @@ def main() -> None:
     ap.add_argument("--labels", default=None, help="confirm labels folder (<task>.parquet)")
     ap.add_argument("--test-corpus", type=int, default=1500, help="test corpus documents")
     ap.add_argument("--heldout-cap", type=int, default=200, help="held-out records per task")
-    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated variants")
+    ap.add_argument("--variants", default=",".join(ABLATION), help="comma-separated variants")
     ap.add_argument("--boot", type=int, default=1000, help="bootstrap resamples")
     ap.add_argument("--epoch", type=int, default=DistillConfig().epoch)
     ap.add_argument("--work", default=None, help="cache folder (default: a temp folder)")
@@ -172,7 +174,7 @@ def main() -> None:
     results: dict[str, dict] = {t: {} for t in TASKS}
     # the gold role (its first --gold-limit records): the index and every student learn from it
     gold = {t: split.records(t, "gold")[: args.gold_limit] for t in TASKS}
-    # -- similarity stage ---------------------------------------------------------------------------
+    # -- similarity stage --------------------------------------------------------------------------
     if not args.no_similarity:
         cache = VectorCache(work / "vectors", args.vector_cache)
         sims = similarity_scores(gold, test_texts, cache)

@@ -6,7 +6,8 @@ On the shared data (../shared/data), with the default patterns:
 - *recall of held-out task records*: the share of each task's held-out records (the cross-source
   split of retriever/holdout.py: sources the patterns were not written from... mostly) that reach M
   matches of their own task's patterns;
-- *recall of the similarity stage's candidates* (with --scores DIR, a `retriever score` folder of the
+- *recall of the similarity stage's candidates* (with --scores DIR, a `retriever score` folder of
+the
   same corpus): the share of each task's top-F documents by `score_<task>` the prefilter keeps;
 - *speed*: matcher docs/s against the default embedder's docs/s on the same documents, in this
   process (a ratio: both measured here, now).
@@ -150,7 +151,8 @@ def main() -> None:
     for mm, row in out["by_min_matches"].items():
         print(f"\nmin_matches = {mm}: pass share {fmt(row['pass_share'])}")
         print(
-            f"  {'task':<18} {'held-out recall':>26} {'candidates kept (own task)':>30} {'(any task)':>26}"
+            f"  {'task':<18} {'held-out recall':>26} {'candidates kept (own task)':>30} "
+            f"{'(any task)':>26}"
         )
         for t in TASKS:
             rc = row.get("recall_candidates", {}).get(t)
@@ -161,7 +163,8 @@ def main() -> None:
         s = out["speed"]
         print(
             f"\nspeed on {s['docs']} docs: matcher {s['matcher_docs_per_s']:,.0f} docs/s, embedder "
-            f"{s['embedder_docs_per_s']:,.1f} docs/s: x{s['ratio']:,.0f} (load avg {s['load_avg'][0]:.1f})"
+            f"{s['embedder_docs_per_s']:,.1f} docs/s: x{s['ratio']:,.0f} (load avg "
+            f"{s['load_avg'][0]:.1f})"
         )
 
 

@@ -139,11 +139,12 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     print(
-        f"{result['docs']} documents scored ({result['corpus_docs']} corpus + {args.holdout} held-out per task), "
-        f"{result['seconds']} s"
+        f"{result['docs']} documents scored ({result['corpus_docs']} corpus + {args.holdout} "
+        f"held-out per task), {result['seconds']} s"
     )
     print(
-        f"{'task':<18}{'score':<7}{'AUC all':>9}{'AUC corpus':>12}{'AUC tasks':>11}{'P@N all':>9}{'P@N corpus':>12}"
+        f"{'task':<18}{'score':<7}{'AUC all':>9}{'AUC corpus':>12}{'AUC tasks':>11}{'P@N all':>9}"
+        f"{'P@N corpus':>12}"
     )
     for name, m in (("max", metrics), ("topk", metrics_topk)):
         for t, r in m.items():
@@ -295,17 +296,19 @@ def cross_source(args) -> None:
         print(json.dumps(result, indent=2))
         return
     print(
-        f"cross-source: {len(label)} test documents ({result['test_corpus']} test corpus + held-out "
-        f"{ {t: v['heldout'] for t, v in result['split'].items()} }), {result['seconds']} s "
-        f"(embedding cache {emb.hits} hits / {emb.misses} misses); 95% bootstrap intervals, {args.boot} resamples"
+        f"cross-source: {len(label)} test documents ({result['test_corpus']} test corpus + "
+        f"held-out { {t: v['heldout'] for t, v in result['split'].items()} }), {result['seconds']} "
+        f"s (embedding cache {emb.hits} hits / {emb.misses} misses); 95% bootstrap intervals, "
+        f"{args.boot} resamples"
     )
     print("| task | variant | ROC-AUC [95% CI] | P@N [95% CI] |\n|---|---|---|---|")
     for task in SPLIT_TASKS:
         for v in cols:
             m = metrics[v][task]
             print(
-                f"| {task} | {v} | {m['roc_auc']:.4f} [{m['roc_auc_ci'][0]:.4f}, {m['roc_auc_ci'][1]:.4f}] | "
-                f"{m['precision_at_n']:.3f} [{m['precision_at_n_ci'][0]:.3f}, {m['precision_at_n_ci'][1]:.3f}] |"
+                f"| {task} | {v} | {m['roc_auc']:.4f} [{m['roc_auc_ci'][0]:.4f}, "
+                f"{m['roc_auc_ci'][1]:.4f}] | {m['precision_at_n']:.3f} "
+                f"[{m['precision_at_n_ci'][0]:.3f}, {m['precision_at_n_ci'][1]:.3f}] |"
             )
     if planted:
         print(
@@ -325,7 +328,8 @@ def cross_source(args) -> None:
 
 
 def tfidf_baseline(gold: list[str], texts: list[str]) -> np.ndarray:
-    """Plain scikit-learn TF-IDF (word 1-2 grams, defaults otherwise) fitted on the gold: max cosine."""
+    """Plain scikit-learn TF-IDF (word 1-2 grams, defaults otherwise) fitted on the gold: max
+    cosine."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     vec = TfidfVectorizer(ngram_range=(1, 2)).fit(gold)

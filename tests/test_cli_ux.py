@@ -133,7 +133,7 @@ def test_run_summary_columns_line_up():
     assert text.splitlines()[-1].endswith("run.log")
 
 
-# -- score folders: candidates, show, export, query -------------------------------------------------
+# -- score folders: candidates, show, export, query ------------------------------------------------
 @pytest.fixture(scope="module")
 def score_dir(tmp_path_factory, tiny_indexes):
     from retriever.score import score_corpus
@@ -154,6 +154,7 @@ def score_dir(tmp_path_factory, tiny_indexes):
     return root / "scores"
 
 
+@pytest.mark.slow
 def test_candidates_rethresholding_one_task_keeps_the_others(score_dir, tmp_path, capsys):
     import shutil
 
@@ -191,6 +192,7 @@ def test_candidates_rethresholding_one_task_keeps_the_others(score_dir, tmp_path
     assert s["tasks"]["tools"]["threshold"] is None and s["tasks"]["tools"]["candidates"] == 0
 
 
+@pytest.mark.slow
 def test_candidates_show_lists_the_best_documents_per_task(score_dir, tmp_path, capsys):
     import shutil
 
@@ -213,6 +215,7 @@ def test_candidates_show_lists_the_best_documents_per_task(score_dir, tmp_path, 
     assert top["math"][0]["id"].startswith("m") and "preview" in top["math"][0]
 
 
+@pytest.mark.slow
 def test_candidates_export_writes_datatrove_jsonl_with_text(score_dir, tmp_path, capsys):
     import shutil
 
@@ -241,6 +244,7 @@ def test_candidates_export_writes_datatrove_jsonl_with_text(score_dir, tmp_path,
     assert not list((tmp_path / "cand").glob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_query_searches_every_index_given_and_reads_stdin(tiny_indexes, capsys, monkeypatch):
     monkeypatch.setattr(
         sys, "stdin", io.StringIO("Question: Tom has 2 pens and buys 3 more.\nHow many?\n")
@@ -271,12 +275,14 @@ def test_query_searches_every_index_given_and_reads_stdin(tiny_indexes, capsys, 
     assert "read nothing from stdin" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_corpus_hits_print_the_id_once(score_dir, capsys):
     assert main(["query", "--corpus-store", str(score_dir), MATH_GOLD[0], "-k", "1"]) == 0
     line = capsys.readouterr().out.splitlines()[1]
     assert line.split()[2] == "m0" and line.count("m0") == 1
 
 
+@pytest.mark.slow
 def test_a_failed_score_leaves_no_output_folder(tiny_indexes, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
@@ -319,7 +325,9 @@ root = Path({root!r})
 (root / "calls").mkdir(parents=True, exist_ok=True)
 shards = make_shards(root / "in", 2)
 with log_to_file(root / "logs" / "run.log"):
-    res = run_sharded(CountLines(str(root / "calls")), shards, workers={workers}, logging_dir=root / "dt")
+    res = run_sharded(
+        CountLines(str(root / "calls")), shards, workers={workers}, logging_dir=root / "dt"
+    )
 assert res.complete
 """
 
@@ -386,6 +394,7 @@ def test_the_lancedb_fork_warning_is_silenced_unless_verbose(tmp_path):
     assert "fork support is experimental" in out[1].stderr  # the check can fail: -v shows it
 
 
+@pytest.mark.slow
 def test_index_build_gold_limit_reads_that_many_records_per_source(tmp_path, capsys, embedder):
     gold = write_jsonl(tmp_path / "gold.jsonl", [{"text": t} for t in TOOLS_GOLD])
     assert (

@@ -81,7 +81,7 @@ def test_rolling_windows_rejects_bad_context():
     assert rolling_windows([], 0, 4) == []
 
 
-# -- the kernel -------------------------------------------------------------------------------------
+# -- the kernel ------------------------------------------------------------------------------------
 def test_byte_tokenizer_round_trips_bytes_and_loads_by_path(tmp_path):
     from transformers import AutoTokenizer
 
@@ -94,6 +94,7 @@ def test_byte_tokenizer_round_trips_bytes_and_loads_by_path(tmp_path):
     assert (tok.bos_token_id, tok.eos_token_id) == (256, 257)
 
 
+@pytest.mark.slow
 def test_batched_bpb_equals_the_batch_one_reference(scorer):
     texts = _texts()
     fast = scorer.bits_per_byte(texts)
@@ -105,6 +106,7 @@ def test_batched_bpb_equals_the_batch_one_reference(scorer):
     assert fast.status == ["ok"] * len(texts)
 
 
+@pytest.mark.slow
 def test_bpb_is_minus_log2_likelihood_per_byte_by_hand(scorer):
     text = "héllo"  # 6 bytes, fits in one window
     ids = list(text.encode())
@@ -116,6 +118,7 @@ def test_bpb_is_minus_log2_likelihood_per_byte_by_hand(scorer):
     assert got.bpb[0] == pytest.approx(nll / math.log(2) / 6, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_batch_budget_does_not_change_results(small_panel):
     m = load_panel(small_panel).models[0]
     texts = _texts()
@@ -124,6 +127,7 @@ def test_batch_budget_does_not_change_results(small_panel):
     np.testing.assert_allclose(a.bpb, b.bpb, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_overlapping_windows_give_a_different_but_close_bpb(small_panel):
     m = load_panel(small_panel).models[2]
     text = [synthetic_corpora(3, seed=9)["task"][0] * 2]
@@ -134,6 +138,7 @@ def test_overlapping_windows_give_a_different_but_close_bpb(small_panel):
     assert abs(sliding.bpb[0] - disjoint.bpb[0]) < 0.5
 
 
+@pytest.mark.slow
 def test_a_nan_model_is_reported_not_averaged(small_panel, tmp_path):
     from transformers import AutoModelForCausalLM
 
@@ -163,6 +168,7 @@ def _iter(docs):
     return it
 
 
+@pytest.mark.slow
 def test_matrix_caches_per_model_and_computes_only_a_new_model(small_panel, tmp_path):
     full = load_panel(small_panel)
     docs = _docs()
@@ -185,6 +191,7 @@ def test_matrix_caches_per_model_and_computes_only_a_new_model(small_panel, tmp_
     assert [r3.report["models"][m]["computed"] for m in r3.models] == [1, 1, 1]
 
 
+@pytest.mark.slow
 def test_matrix_reports_a_model_that_fails_to_load_and_keeps_the_others(small_panel, tmp_path):
     full = load_panel(small_panel)
     broken = PanelModel("broken", str(tmp_path / "no-such-model"))
@@ -199,6 +206,7 @@ def test_matrix_reports_a_model_that_fails_to_load_and_keeps_the_others(small_pa
     assert saved["usable_models"] == ["tiny-0", "tiny-1"]
 
 
+@pytest.mark.slow
 def test_changed_model_settings_refuse_to_mix_caches(small_panel, tmp_path):
     panel = Panel(models=load_panel(small_panel).models[:1])
     docs = _docs(2)
@@ -209,8 +217,10 @@ def test_changed_model_settings_refuse_to_mix_caches(small_panel, tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_a_model_retrained_in_place_does_not_reuse_its_cache(tmp_path):
-    """Same name and path, new weights (a tiny panel trained again): the cached BPB must not be reused."""
+    """Same name and path, new weights (a tiny panel trained again): the cached BPB must not be
+    reused."""
     corpora = synthetic_corpora(20, seed=0)
     pdir = tmp_path / "panel"
     panel_file = train_tiny_panel(
@@ -229,7 +239,8 @@ def test_a_model_retrained_in_place_does_not_reuse_its_cache(tmp_path):
 
 @pytest.mark.slow
 def test_killed_bpb_run_resumes_without_duplicates_or_gaps(small_panel, tmp_path):
-    """Kill `retriever confirm bpb` mid-way (after some parts exist), rerun, compare to a clean run."""
+    """Kill `retriever confirm bpb` mid-way (after some parts exist), rerun, compare to a clean
+    run."""
     corpus = tmp_path / "corpus.jsonl"
     c = synthetic_corpora(20, seed=11)
     with open(corpus, "wb") as fh:
@@ -289,7 +300,8 @@ def test_killed_bpb_run_resumes_without_duplicates_or_gaps(small_panel, tmp_path
         assert sorted(got) == sorted(ids_k), f"{m}: duplicated or missing cached ids"
 
 
-# -- scorecard pieces -------------------------------------------------------------------------------
+# -- scorecard pieces ------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_choice_loglikelihood_matches_a_manual_forward_and_acc_follows_it(scorer):
     from retriever.confirm.scorecard import MCItem, accuracy, choice_loglikelihoods
 

@@ -133,7 +133,8 @@ def test_estimators_match_the_perplexity_correlations_package():
 
 def test_centering_removes_the_general_quality_confound():
     """Model 0 is better on every document and best on the task: raw BPB makes every document
-    correlate; centred BPB keeps only the documents the skilled models are *specifically* good at."""
+    correlate; centred BPB keeps only the documents the skilled models are *specifically* good
+    at."""
     from retriever.confirm.correlate import center_per_model, spearman
 
     err = np.array([0.1, 0.2, 0.3, 0.4])  # model 0 most skilled

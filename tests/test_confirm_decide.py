@@ -100,8 +100,8 @@ def test_candidates_top_fraction_threshold_and_seeded_random_negatives():
 def test_plain_corpus_every_doc_is_a_candidate_and_rejects_are_counted(tmp_path):
     p = tmp_path / "c.jsonl"
     p.write_bytes(
-        b'{"id": "a", "text": "alpha"}\n{"id": "a", "text": "dup"}\nnot json\n{"id": "b", "text": "  "}\n'
-        b'{"id": "c", "text": "gamma"}\n'
+        b'{"id": "a", "text": "alpha"}\n{"id": "a", "text": "dup"}\nnot json\n{"id": "b", "text": '
+        b'"  "}\n{"id": "c", "text": "gamma"}\n'
     )
     ds = open_docs([str(p)])
     assert ds.ids == ["a", "c"]

@@ -1,4 +1,5 @@
-"""End to end: a real tiny panel trained here, scorecard, ``retriever confirm`` labels, score folders.
+"""End to end: a real tiny panel trained here, scorecard, ``retriever confirm`` labels, score
+folders.
 
 The panel: 5 byte-level GPT-2 models, each trained for seconds on its own share of task text
 (function-calling records from ../shared/data when present, synthetic ones otherwise) and generic

@@ -20,7 +20,6 @@ from retriever.cli import main as cli_main
 from retriever.dataset import (
     Candidates,
     DatasetBuilder,
-    OutputError,
     TokenCounter,
     discover_pools,
     parse_budget,
@@ -30,8 +29,8 @@ from retriever.dataset import (
     split_budget,
 )
 from retriever.dataset.select import id_key, rank, text_key
-from retriever.dataset.tokens import estimate_tokens
-from retriever.errors import ConfigError, InputError, ResumeError
+from retriever.errors import ConfigError, InputError, OutputError, ResumeError
+from retriever.tokens import estimate_tokens
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -130,7 +129,7 @@ def read_parquet_parts(out: Path) -> pa.Table:
     )
 
 
-# -- the pure selection core ------------------------------------------------------------------------
+# -- the pure selection core -----------------------------------------------------------------------
 def test_top_order_takes_highest_scores_and_never_exceeds_budget():
     c = cands([10, 10, 10, 10, 10], [0.1, 0.9, 0.5, np.nan, 0.7])
     sel = select_budgeted({"a": c}, {"a": 30})
@@ -232,7 +231,7 @@ def test_split_budget_and_parse_budget():
         split_budget(10, {"a": -1.0, "b": 1.0})
 
 
-# -- mixtures ----------------------------------------------------------------------------------------
+# -- mixtures --------------------------------------------------------------------------------------
 def test_parse_mixture_forms(tmp_path):
     assert parse_mixture("a=0.6, b=0.4") == {"a": 0.6, "b": 0.4}
     assert parse_mixture("equal", ["a", "b"]) == {"a": 1.0, "b": 1.0}
@@ -252,7 +251,7 @@ def test_parse_mixture_forms(tmp_path):
         parse_mixture("function-calling")
 
 
-# -- pools and token counting --------------------------------------------------------------------------
+# -- pools and token counting ----------------------------------------------------------------------
 def test_pool_reader_flattens_metadata_and_rejects_bad_records(tmp_path):
     p = tmp_path / "t" / "s.jsonl.gz"
     p.parent.mkdir()
@@ -340,7 +339,7 @@ def test_tokenizer_counts_are_exact(tmp_path, gpt2_style_tokenizer):
         TokenCounter(tmp_path / "missing")
 
 
-# -- end to end ----------------------------------------------------------------------------------------
+# -- end to end ------------------------------------------------------------------------------------
 def test_build_writes_budgeted_deduplicated_lmflow_and_parquet(tmp_path):
     root = make_pools(tmp_path / "pools")
     pools = discover_pools(root)
@@ -349,7 +348,8 @@ def test_build_writes_budgeted_deduplicated_lmflow_and_parquet(tmp_path):
     out = tmp_path / "out"
     fc, rp = s["pools"]["function-calling"], s["pools"]["roleplay"]
     assert fc["budget"] == rp["budget"] == 100
-    # fc: 3 shared (0.995) + fc-long (40 tokens, 0.99) + top fc docs; every doc 10 tokens except fc-long
+    # fc: 3 shared (0.995) + fc-long (40 tokens, 0.99) + top fc docs; every doc 10 tokens except
+    # fc-long
     assert fc["tokens"] == 100 and rp["tokens"] == 100
     texts = read_lmflow(out)
     table = read_parquet_parts(out)
@@ -478,7 +478,8 @@ def write_then_die(self, rows, paths, *rest):
     return real(self, rows, paths, *rest)
 B._write_part = write_then_die
 pools = discover_pools(sys.argv[1])
-DatasetBuilder(pools, {"function-calling": 0.5, "roleplay": 0.5}, 300, part_tokens=40).build(sys.argv[2])
+weights = {"function-calling": 0.5, "roleplay": 0.5}
+DatasetBuilder(pools, weights, 300, part_tokens=40).build(sys.argv[2])
 """
 
 
@@ -543,7 +544,7 @@ def test_shared_data_pools_report_tokens_per_cluster(tmp_path, shared_data):
     assert s["token_counting"]["docs_by_method"] == {"estimate": 2 * len(recs)}
 
 
-# -- errors ------------------------------------------------------------------------------------------
+# -- errors ----------------------------------------------------------------------------------------
 def test_config_errors(tmp_path):
     root = make_pools(tmp_path / "pools")
     pools = discover_pools(root)
@@ -573,7 +574,7 @@ def test_pool_without_text_field_is_a_clear_error(tmp_path):
 def test_full_disk_is_a_one_line_error_and_no_summary(tmp_path, monkeypatch):
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full")
-    import retriever.corpus.writers as writers
+    import retriever.io as writers
 
     root = make_pools(tmp_path / "pools")
     out = tmp_path / "out"

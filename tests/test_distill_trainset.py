@@ -197,6 +197,7 @@ def test_checks_warn_when_the_student_loses_to_similarity():
     assert any("tiny held-out set" in w for w in r["warnings"])
 
 
+@pytest.mark.slow
 def test_distill_with_gold_indexes_end_to_end(tiny_indexes, tmp_path):
     """Real FAISS indexes + real fastText: gold rows enter the set, the held-out check compares
     the student with leave-one-out similarity, the model is small."""

@@ -1,4 +1,5 @@
-"""Domains (cluster ids or k-means of stored embeddings) and the stratified order of build-dataset."""
+"""Domains (cluster ids or k-means of stored embeddings) and the stratified order of
+build-dataset."""
 
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ def torch_embedder():
     return SentenceEmbedder(backend="torch", batch_size=4)
 
 
+@pytest.mark.slow
 @needs_openvino
 def test_default_backend_is_the_calibrated_one_and_matches_torch(embedder, torch_embedder):
     # auto: whichever of torch / OpenVINO this machine ran faster (retriever.embed.calibrate)
@@ -58,8 +59,19 @@ def test_openvino_fp32_equals_torch_and_is_cached(torch_embedder, tmp_path, capl
     np.testing.assert_allclose(again.encode(TEXTS, batch_size=5), ref, atol=1e-4)
     with pytest.raises(InputError, match="precision"):
         OpenVINOEncoder(torch_embedder._model, precision="int4")
+    # padded to multiples of 32 positions (the query server's setting): the same vectors, and
+    # the compiled model only ever sees lengths 32, 64, ... (memory flat over many lengths)
+    padded = OpenVINOEncoder(
+        torch_embedder._model, threads=1, precision="f32", cache_dir=tmp_path, pad_multiple=32
+    )
+    seen = []
+    compiled = padded.compiled
+    padded.compiled = lambda feed: seen.append(feed["input_ids"].shape) or compiled(feed)
+    np.testing.assert_allclose(padded.encode(TEXTS, batch_size=3), ref, atol=1e-4)
+    assert seen and all(n % 32 == 0 for _, n in seen) and len({n for _, n in seen}) > 1
 
 
+@pytest.mark.slow
 def test_without_openvino_auto_falls_back_to_torch(monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
     assert not openvino_installed()

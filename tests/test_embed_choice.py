@@ -47,6 +47,7 @@ def test_calibration_key_changes_with_threads_and_weights():
     assert len(texts) == 24 and texts == cal.calibration_texts()  # the same work every time
 
 
+@pytest.mark.slow
 @needs_openvino
 @pytest.mark.parametrize("cached", ["torch", "openvino-f32"])
 def test_auto_follows_the_cached_calibration(cached, tmp_path, monkeypatch, embedder):
@@ -61,6 +62,7 @@ def test_auto_follows_the_cached_calibration(cached, tmp_path, monkeypatch, embe
     assert cos.min() > 0.999
 
 
+@pytest.mark.slow
 @needs_openvino
 def test_environment_forces_a_backend(monkeypatch):
     monkeypatch.setenv("RETRIEVER_EMBED_BACKEND", "torch")

@@ -94,6 +94,7 @@ def test_local_yaml_includes_the_shipped_one(tmp_path):
     assert doc["dataset_path"] == "json" and doc["dataset_kwargs"]["data_files"]["train"] == str(f)
 
 
+@pytest.mark.slow
 def test_evaluate_model_through_lm_eval_matches_the_scorecard(proxy, tmp_path):
     from retriever.confirm.bpb import LMScorer
     from retriever.confirm.panel import PanelModel
@@ -124,6 +125,7 @@ def test_evaluate_model_through_lm_eval_matches_the_scorecard(proxy, tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_bad_evaluation_inputs(proxy, tmp_path):
     with pytest.raises(ConfigError, match="unknown evaluation task"):
         evaluate_model(proxy, tasks=["chess"], data=tmp_path)
@@ -178,6 +180,7 @@ def test_local_eval_sets_from_the_shared_data(shared_data, tmp_path):
         assert not any(" ".join(r["text"].split()) in gold for r in recs)
 
 
+@pytest.mark.slow
 def test_cli_proxy_eval(proxy, tmp_path, capsys):
     from retriever.cli import main
 

@@ -1,4 +1,5 @@
-"""executors.run_sharded: datatrove local / Slurm (constructed, not submitted) / Ray (tiny local run)."""
+"""executors.run_sharded: datatrove local / Slurm (constructed, not submitted) / Ray (tiny local
+run)."""
 
 from __future__ import annotations
 

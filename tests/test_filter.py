@@ -27,6 +27,7 @@ from retriever.batch_filter import (
     resolve_models,
     threshold_for_fraction,
 )
+from retriever.corpus import ReaderConfig
 from retriever.distill import DistillConfig, FastTextDistiller, predict_positive, write_labels
 from retriever.errors import ConfigError, InputError, ModelMismatchError, ResumeError
 
@@ -132,7 +133,7 @@ def test_threshold_for_fraction_matches_brute_force(n):
         threshold_for_fraction(p, w, 0.0)
 
 
-# -- end to end (library) ---------------------------------------------------------------------------
+# -- end to end (library) --------------------------------------------------------------------------
 def test_multi_task_filter_outputs_scores_and_accounting(tmp_path, models):
     shards = write_corpus(tmp_path / "corpus")
     out = tmp_path / "out"
@@ -266,7 +267,8 @@ def test_top_fraction_threshold_found_on_sample_and_reused(tmp_path, models):
 
 
 def _bpe_tokenizer(folder: Path):
-    """A small byte-level BPE trained here, saved both as tokenizer.json and as a transformers folder."""
+    """A small byte-level BPE trained here, saved both as tokenizer.json and as a transformers
+    folder."""
     from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
     from tokenizers import models as tmodels
     from transformers import PreTrainedTokenizerFast
@@ -292,7 +294,7 @@ def test_exact_token_counts_with_a_local_tokenizer(tmp_path, models):
     want = sum(len(tok.encode(r["text"], add_special_tokens=False).ids) for r in kept.values())
     assert rep.totals["tokens_kept"]["fc"] == want > 0
     assert rep.manifest["tokens_method"].startswith("exact")
-    assert TokenCounter(None).count(["abcdefgh"]) == [2]
+    assert TokenCounter(None).count_texts(["abcdefgh"]) == [2]
     with pytest.raises(InputError, match="does not exist"):
         TokenCounter(tmp_path / "nope")
 
@@ -305,7 +307,9 @@ def test_token_id_shards_are_detokenized(tmp_path, models):
     rows = [{"tokens": tok.encode(t).ids, "token_count": len(tok.encode(t).ids)} for t in texts]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "tokens" / "cluster_1_001.parquet")
     cfg = FilterConfig(
-        tasks=("fc",), models=fc_only(models), detokenizer=str(tmp_path / "tok" / "hf")
+        tasks=("fc",),
+        models=fc_only(models),
+        reader=ReaderConfig(detokenizer=str(tmp_path / "tok" / "hf")),
     )
     rep = BatchFilter(cfg).run([str(tmp_path / "tokens")], tmp_path / "out", workers=1)
     kept = read_pool(tmp_path / "out" / "fc")
@@ -417,7 +421,7 @@ def test_all_cores_local_executor_matches_single_process(tmp_path, models):
         assert read_pool(tmp_path / "one" / t) == read_pool(tmp_path / "two" / t)
 
 
-# -- bad input and configuration --------------------------------------------------------------------
+# -- bad input and configuration -------------------------------------------------------------------
 def test_bad_configuration_gets_typed_errors(tmp_path, models):
     corpus = tmp_path / "corpus"
     write_corpus(corpus, n_shards=1)
@@ -542,7 +546,7 @@ def test_cli_slurm_dry_run_prints_sbatch_script(tmp_path, models, capsys):
     assert not (tmp_path / "o" / "done").exists() or not list((tmp_path / "o" / "done").iterdir())
 
 
-# -- datatrove filter ---------------------------------------------------------------------------------
+# -- datatrove filter ------------------------------------------------------------------------------
 def test_datatrove_filter_agrees_with_batch_filter_and_datatrove_fasttext(tmp_path, models):
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.filters import FastTextClassifierFilter

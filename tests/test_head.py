@@ -118,6 +118,7 @@ def test_bad_head_input_is_a_clear_error(tmp_path):
         TaskHead.load(tmp_path / "head")
 
 
+@pytest.mark.slow
 def test_train_heads_then_score_corpus_ranks_by_the_head(tmp_path, embedder):
     import pyarrow.parquet as pq
 
@@ -141,15 +142,18 @@ def test_train_heads_then_score_corpus_ranks_by_the_head(tmp_path, embedder):
         [
             {
                 "id": "math",
-                "text": "Question: Ann has 2 cats and gets 3 more. How many cats?\nAnswer: 2 + 3 = 5 cats.",
+                "text": "Question: Ann has 2 cats and gets 3 more. How many cats?\nAnswer: 2 + 3 = "
+                "5 cats.",
             },
             {
                 "id": "tools",
-                "text": 'Question: Email Dan the slides.\n1. get_email_address("Dan")\n2. send_email(["$1"], "Slides", "")\n3. join()',
+                "text": 'Question: Email Dan the slides.\n1. get_email_address("Dan")\n2. '
+                'send_email(["$1"], "Slides", "")\n3. join()',
             },
             {
                 "id": "web",
-                "text": "The museum opens a new wing of Roman sculpture next spring, with guided tours.",
+                "text": "The museum opens a new wing of Roman sculpture next spring, with guided "
+                "tours.",
             },
         ],
     )
@@ -176,6 +180,7 @@ def test_reliable_negatives_cut_between_the_medians():
     assert cut == pytest.approx((0.9 + 0.25) / 2) and keep.tolist() == [True, True, True, False]
 
 
+@pytest.mark.slow
 def test_task_documents_in_the_corpus_sample_are_not_trained_as_negatives(tmp_path, embedder):
     """`retriever run` samples negatives from the corpus it scores: a near-copy of the gold there
     must not be learned as a negative (else the head hides what the run should find)."""
@@ -199,6 +204,7 @@ def test_task_documents_in_the_corpus_sample_are_not_trained_as_negatives(tmp_pa
     assert min(p[:2]) > 0.5 > max(p[2:])
 
 
+@pytest.mark.slow
 def test_adding_gold_rebuilds_the_sparse_index_and_flags_the_stale_head(tmp_path, embedder):
     from retriever.index import add_to_index, build_index
     from retriever.index.hybrid import load_extras, train_heads

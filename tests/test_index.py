@@ -8,6 +8,7 @@ from retriever.index import GoldIndex, add_to_index, build_index
 from retriever.query import query_gold
 
 
+@pytest.mark.slow
 def test_build_load_roundtrip_and_search_matches_brute_force(tiny_indexes, embedder):
     gi = GoldIndex.load(tiny_indexes["tools"], embedder)
     assert gi.ntotal == len(TOOLS_GOLD) and gi.texts == TOOLS_GOLD
@@ -27,6 +28,7 @@ def test_build_load_roundtrip_and_search_matches_brute_force(tiny_indexes, embed
     assert gi.search(xq, 100)[0].shape == (2, 6)  # k clipped to the index size
 
 
+@pytest.mark.slow
 def test_query_gold_finds_the_obvious_neighbour(tiny_indexes, embedder):
     hits = query_gold(
         tiny_indexes["math"], ["Tom has 3 apples and buys 5 more apples"], k=2, embedder=embedder
@@ -52,6 +54,7 @@ def other_embedder(tmp_path_factory):
     return SentenceEmbedder(str(path), device="cpu")
 
 
+@pytest.mark.slow
 def test_other_model_or_dimension_is_a_clear_error(tiny_indexes, other_embedder, tmp_path):
     with pytest.raises(
         ModelMismatchError, match="built with 'sentence-transformers/all-MiniLM-L6-v2'"
@@ -70,6 +73,7 @@ def test_other_model_or_dimension_is_a_clear_error(tiny_indexes, other_embedder,
         GoldIndex.load(tmp_path / "t64", load_embedder())
 
 
+@pytest.mark.slow
 def test_add_skips_duplicates_and_persists(tiny_indexes, embedder, tmp_path):
     import shutil
 
@@ -96,6 +100,7 @@ def test_unfinished_or_missing_index_is_an_error(tmp_path):
         GoldIndex.load(tmp_path / "nothing")
 
 
+@pytest.mark.slow
 def test_factory_string_builds_a_trained_index(embedder, tmp_path):
     g = write_jsonl(tmp_path / "g.jsonl", [{"text": t} for t in TOOLS_GOLD + MATH_GOLD])
     gi = build_index(

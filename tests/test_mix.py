@@ -1,4 +1,5 @@
-"""RegMix: proposals around the token shares, and a fit that must recover a synthetic ground truth."""
+"""RegMix: proposals around the token shares, and a fit that must recover a synthetic ground
+truth."""
 
 from __future__ import annotations
 
@@ -72,7 +73,7 @@ def test_bounds_and_empty_pools_are_respected():
         propose_mixtures({"a": 5e9, "b": 0}, 8)
 
 
-# -- fit --------------------------------------------------------------------------------------------
+# -- fit -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("seed", [0, 1])
 def test_fit_recovers_an_interior_optimum(seed):
     """Proxy score = -|w - w*|^2 + noise: the fit must find w* better than any proxy run did."""
@@ -172,7 +173,7 @@ def test_results_errors(tmp_path):
         fit_mixture(read_results(tmp_path / "c.csv"))
 
 
-# -- the whole loop through the CLI ------------------------------------------------------------------
+# -- the whole loop through the CLI ----------------------------------------------------------------
 def test_propose_fit_build_loop(tmp_path, capsys):
     """propose from pools -> (synthetic proxy scores) -> fit -> build-dataset with the result."""
     pools = tmp_path / "pools"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import run_config
 
 from retriever.cli import main
 from retriever.errors import ConfigError
@@ -29,44 +30,24 @@ def _corpus(root, n_clusters=3, per_shard=40, shards_per_cluster=2):
             pq.write_table(pa.Table.from_pylist(rows), p)
 
 
-CONFIG = """
-[run]
-out = "./out"
-seed = 2
-[tasks.a]
-gold = ["./gold.jsonl"]
-[tasks.b]
-gold = ["./gold.jsonl"]
-[corpus]
-paths = ["./corpus"]
-[score]
-sample = {sample}
-top_fraction = 0.5
-[confirm]
-max_candidates = 10
-[distill]
-multilabel = true
-[filter]
-threshold = 0.5
-[dataset]
-budget = "5k"
-[plan]
-cores = 64
-gpus = 8
-exact_limit = {exact_limit}
-{extra}
-"""
-
-
 @pytest.fixture()
 def cfg_path(tmp_path):
     _corpus(tmp_path)
     (tmp_path / "gold.jsonl").write_text('{"text": "q"}\n')
 
-    def write(sample='"50%"', exact_limit=100_000, extra=""):
-        p = tmp_path / "run.toml"
-        p.write_text(CONFIG.format(sample=sample, exact_limit=exact_limit, extra=extra))
-        return p
+    def write(sample="50%", exact_limit=100_000, **plan):
+        return run_config(
+            tmp_path / "run.toml",
+            {"a": "./gold.jsonl", "b": "./gold.jsonl"},
+            "./corpus",
+            seed=2,
+            score={"sample": sample, "top_fraction": 0.5},
+            confirm={"max_candidates": 10},
+            distill={"multilabel": True},
+            filter={"threshold": 0.5},
+            dataset={"budget": "5k"},
+            plan={"cores": 64, "gpus": 8, "exact_limit": exact_limit, **plan},
+        )
 
     return write
 
@@ -105,7 +86,7 @@ def test_plan_counts_are_exact_on_a_small_corpus(cfg_path):
 
 
 def test_plan_from_metadata_without_a_full_read(cfg_path):
-    cfg = load_run_config(cfg_path(sample="60", exact_limit=0))
+    cfg = load_run_config(cfg_path(sample=60, exact_limit=0))
     prof = profile_corpus(list(cfg.corpus.paths), RunJob(cfg).corpus_reader(), exact_limit=0)
     assert prof.docs == 240 and prof.ids is None and "parquet metadata" in prof.method
     plan = make_plan(cfg, Rates(), prof)
@@ -129,7 +110,7 @@ def test_rates_file_and_bad_rates(tmp_path):
 
 
 def test_plan_cli_and_run_refuses_a_plan_over_the_ceiling(cfg_path, capsys, tmp_path):
-    p = cfg_path(extra="max_core_hours = 1e-9")
+    p = cfg_path(max_core_hours=1e-9)
     assert main(["plan", str(p), "--no-calibrate", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["stages"][0]["stage"] == "score" and out["totals"]["over_ceiling"]
@@ -140,6 +121,36 @@ def test_plan_cli_and_run_refuses_a_plan_over_the_ceiling(cfg_path, capsys, tmp_
     assert "exceeds the configured ceiling" in err and "--yes" in err
     assert not (tmp_path / "out" / "run.json").exists()  # nothing ran
     with pytest.raises(ConfigError, match=r"\[plan\]"):
-        load_run_config(cfg_path(extra="calibrate_docs = 0"))
+        load_run_config(cfg_path(calibrate_docs=0))
     with pytest.raises(ConfigError, match="unknown rate"):
-        load_run_config(cfg_path(extra="rates = {fast = 1}"))
+        load_run_config(cfg_path(rates={"fast": 1}))
+
+
+def test_plan_counts_the_optional_band_and_rate_steps(tmp_path):
+    _corpus(tmp_path)
+    (tmp_path / "gold.jsonl").write_text('{"text": "q"}\n')
+    p = run_config(
+        tmp_path / "run.toml",
+        {"a": "./gold.jsonl", "b": "./gold.jsonl"},
+        "./corpus",
+        seed=0,
+        score={"top_fraction": 0.1},
+        band={"model": "gpt2", "max_docs": 100},
+        rate={"model": "m", "max_candidates": 5, "negatives_per_positive": 1.0},
+    )
+    plan = make_plan(load_run_config(p), Rates(rate_requests_per_s=2.0))
+    band, rate = plan.stage("band"), plan.stage("rate")
+    assert band.docs == 100 and band.gpu_hours is not None and band.gpu_hours > 0
+    # min(5, 10% of 240 = 24) candidates + as many random documents, for 2 tasks
+    assert rate.docs == rate.forwards == 20 and rate.seconds_here == pytest.approx(10.0)
+    assert rate.core_hours is None and "max_requests" not in " ".join(rate.notes)
+    capped = run_config(
+        tmp_path / "capped.toml",
+        {"a": "./gold.jsonl"},
+        "./corpus",
+        seed=0,
+        rate={"model": "m", "max_requests": 7},
+    )
+    rate = make_plan(load_run_config(capped), Rates()).stage("rate")
+    assert rate.docs == 7 and "capped at max_requests = 7" in " ".join(rate.notes)
+    assert "band" not in [s.stage for s in make_plan(load_run_config(capped), Rates()).stages]

@@ -1,4 +1,5 @@
-"""Keyword prefilter: counts per task, one-pass matcher = per-pattern reference, accounting, resume."""
+"""Keyword prefilter: counts per task, one-pass matcher = per-pattern reference, accounting,
+resume."""
 
 from __future__ import annotations
 
@@ -121,3 +122,33 @@ def test_cli_prefilter_then_features_mode(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["kept"] == len(MATH_GOLD + WEB_TEXT) and out["matched_share"]["reasoning"] > 0
     assert not (tmp_path / "o" / "kept" / "c__s.jsonl.gz").exists()
+
+
+@pytest.mark.slow
+def test_run_prefilter_in_drop_mode_feeds_the_score_step(tiny_indexes, tmp_path):
+    """`[prefilter] mode = "drop"`: the run's score step embeds only what the prefilter kept."""
+    import shutil
+
+    from retriever.run.config import load_run_config
+    from retriever.run.job import RunJob
+
+    docs = [{"id": f"d{i}", "text": t} for i, t in enumerate(TOOLS_GOLD + MATH_GOLD + WEB_TEXT)]
+    write_jsonl(tmp_path / "corpus" / "c.jsonl", docs)
+    cfg_path = tmp_path / "run.toml"
+    cfg_path.write_text(
+        f'[run]\nout = "{tmp_path / "run"}"\n'
+        f'[tasks.tools]\ngold = ["{tiny_indexes["tools"]}"]\n'
+        f'[tasks.math]\ngold = ["{tiny_indexes["math"]}"]\n'
+        f'[corpus]\npaths = ["{tmp_path / "corpus"}"]\n[score]\nstore = false\n'
+        '[prefilter]\nmode = "drop"\npatterns = {tools = ["join()", "call:"], math = ["="]}\n'
+    )
+    job = RunJob(load_run_config(cfg_path), progress=False)
+    for t in ("tools", "math"):
+        shutil.copytree(tiny_indexes[t], job.index_dir(t))
+    pf = job._prefilter()
+    kept = [
+        d for d in docs if "join()" in d["text"] or "call:" in d["text"].lower() or "=" in d["text"]
+    ]
+    assert pf["docs_in"] == len(docs) and pf["kept"] == len(kept) < len(docs)
+    sc = job._score()
+    assert sc["scored"] == len(kept)  # the web pages were never embedded

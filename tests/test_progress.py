@@ -1,4 +1,5 @@
-"""The one progress helper: when bars show, what they say, and that chunked embedding matches one call."""
+"""The one progress helper: when bars show, what they say, and that chunked embedding matches one
+call."""
 
 import numpy as np
 import pytest
@@ -29,6 +30,7 @@ def test_bars_follow_the_terminal_unless_forced_and_quiet_wins(capsys):
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.slow
 def test_chunked_embedding_with_a_bar_equals_one_call(embedder, capsys):
     texts = TOOLS_GOLD + MATH_GOLD + WEB_TEXT  # 18 texts in chunks of 5 and 17
     ref = embedder.encode(texts)

@@ -96,6 +96,7 @@ def test_block_order_is_seeded_and_covers_each_epoch():
     assert not np.array_equal(BlockSampler(7, 3, seed=2).blocks(0), s.blocks(0))
 
 
+@pytest.mark.slow
 def test_train_writes_model_result_and_is_cached(reference, corpus):
     res, out = reference
     assert res.steps == 12 and res.tokens == 12 * 4 * 64 and not res.resumed
@@ -114,6 +115,7 @@ def test_train_writes_model_result_and_is_cached(reference, corpus):
         train_proxy(corpus, out, ProxyConfig(**{**TINY, "lr": 1e-3}), progress=False)
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights_other_seed_differs(reference, corpus, tmp_path):
     res, _ = reference
     twin = train_proxy(corpus, tmp_path / "twin", ProxyConfig(**TINY), progress=False)
@@ -132,10 +134,12 @@ def hold(step, loss):
     if step == 7:  # after the step-5 checkpoint: tell the parent, then wait to be killed
         print("READY", flush=True)
         time.sleep(600)
-train_proxy(sys.argv[1], sys.argv[2], ProxyConfig(**eval(sys.argv[3])), progress=False, on_step=hold)
+cfg = ProxyConfig(**eval(sys.argv[3]))
+train_proxy(sys.argv[1], sys.argv[2], cfg, progress=False, on_step=hold)
 """
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted_run(reference, corpus, tmp_path):
     ref, _ = reference
     out = tmp_path / "killed"
@@ -169,6 +173,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(reference, corpus, tmp_pa
     assert all(np.allclose(a[k], b[k], rtol=0, atol=1e-6) for k in a)
 
 
+@pytest.mark.slow
 def test_continued_pretraining_from_a_local_checkpoint(reference, corpus, tmp_path):
     base, _ = reference
     res = train_proxy(

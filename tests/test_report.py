@@ -74,7 +74,7 @@ def test_render_pr_operating_point_only_and_counts_without_share():
     assert html.index("cluster 3") < html.index("cluster 12")  # numeric order
 
 
-# -- a run folder in the contract layouts -------------------------------------------------------------
+# -- a run folder in the contract layouts ----------------------------------------------------------
 def _labels_table(task: str, rng: np.random.Generator) -> pa.Table:
     rows = []
     for i in range(60):
@@ -103,7 +103,8 @@ def _labels_table(task: str, rng: np.random.Generator) -> pa.Table:
 
 
 def make_run(root: Path, real_filter: bool = True) -> Path:
-    """score/ confirm/ indexes/ pools/ dataset/ mix/ as the stages write them (docs/contracts.md)."""
+    """score/ confirm/ indexes/ pools/ dataset/ mix/ as the stages write them
+    (docs/contracts.md)."""
     rng = np.random.default_rng(0)
     run = root / "run"
     # similarity scores
@@ -282,7 +283,7 @@ def test_collect_uses_held_out_predictions_when_present(tmp_path):
     assert 'class="curve"' in html and "Not in this report" in html
 
 
-# -- headless Chromium ----------------------------------------------------------------------------------
+# -- headless Chromium -----------------------------------------------------------------------------
 PROBE = """
 <script>
 window.addEventListener('load', () => {
@@ -295,7 +296,8 @@ window.addEventListener('load', () => {
     const r = svg.getBoundingClientRect();
     out.plots.push({cls: svg.getAttribute('class'), w: r.width, h: r.height,
       bars: svg.querySelectorAll('rect.bar').length, pts: svg.querySelectorAll('circle.pt').length,
-      curves: svg.querySelectorAll('polyline.curve').length, thr: svg.querySelectorAll('line.thr').length,
+      curves: svg.querySelectorAll('polyline.curve').length,
+      thr: svg.querySelectorAll('line.thr').length,
       ops: svg.querySelectorAll('circle.op').length});
   }
   const pre = document.createElement('pre');

@@ -70,3 +70,102 @@ def test_cli_run_reports_a_bad_config_in_one_line(tmp_path, capsys):
     assert main(["run", str(tmp_path / "missing.toml")]) == 2
     err = capsys.readouterr().err
     assert "does not exist" in err and "configs/offline.toml" in err and "Traceback" not in err
+
+
+def test_optional_rate_band_and_prefilter_steps(tmp_path):
+    (tmp_path / "g.jsonl").write_text('{"text": "gold"}\n')
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "d.jsonl").write_text('{"id": "1", "text": "doc"}\n')
+    p = _write(tmp_path, "")
+    names = [s.name for s in RunJob(load_run_config(p)).steps()]
+    assert not {"prefilter", "rate", "band"} & set(names)  # absent sections: no step
+    body = (
+        '[prefilter]\nmode = "drop"\npatterns = {a = ["doc"]}\n'
+        '[rate]\nmodel = "m"\nbase_url = "http://127.0.0.1:9/v1"\nprompts = {a = "R {text}"}\n'
+        '[band]\nmodel = "ref"\nlow = 0.2\n'
+    )
+    cfg = load_run_config(_write(tmp_path, body))
+    assert cfg.band["model"] == "ref" and cfg.rate["prompts"] == {"a": "R {text}"}
+    steps = {s.name: s for s in RunJob(cfg).steps()}
+    names = list(steps)
+    assert names.index("prefilter") < names.index("score") < names.index("band")
+    assert names.index("candidates") < names.index("rate") < names.index("report")
+    assert "prefilter" in steps["score"].after  # drop mode: the score step embeds what it kept
+    assert steps["rate"].after == ["candidates"] and steps["band"].after == ["score"]
+    assert any(k.name == "cache.sqlite" for k in steps["rate"].keep)  # answers survive a rerun
+    assert {"band", "rate"} <= set(steps["report"].after)
+    assert "rate" in steps["distill/a"].after  # the students read the rating labels too
+
+
+@pytest.mark.parametrize(
+    "body, match",
+    [
+        ('[rate]\nmodel = "m"\nthreshold = 9\n', "threshold"),
+        ('[rate]\nmodle = "m"\n', r"\[rate\]: unknown key.*modle"),
+        ("[band]\nlow = 0.2\n", "reference model"),
+        ('[band]\nmodel = "x"\nlow = 0.9\nhigh = 0.5\n', "below high"),
+        ('[prefilter]\nmode = "keep"\n', "prefilter mode"),
+    ],
+)
+def test_optional_sections_are_checked_at_load(tmp_path, body, match):
+    with pytest.raises(ConfigError, match=match):
+        load_run_config(_write(tmp_path, body))
+
+
+def test_an_unknown_key_names_the_nearest_valid_one(tmp_path):
+    with pytest.raises(ConfigError, match=r"\[score\]: unknown key.*'topfraction' \(did you mean "):
+        load_run_config(_write(tmp_path, "[score]\ntopfraction = 0.1\n"))
+    p = tmp_path / "d.toml"
+    p.write_text('[tasks.a]\ngold = ["g.jsonl"]\n[corpus]\npaths = ["c"]\ntext_feild = "body"\n')
+    with pytest.raises(ConfigError, match=r"'text_feild' \(did you mean 'text_field'\?\)"):
+        load_run_config(p)
+
+
+def test_every_reader_option_reaches_every_stage_that_reads_the_corpus(tmp_path):
+    from dataclasses import fields
+
+    from retriever.corpus import ReaderConfig
+
+    p = tmp_path / "all.toml"
+    p.write_text(
+        '[tasks.a]\ngold = ["g.jsonl"]\n'
+        '[corpus]\npaths = ["c"]\ntext_field = "body"\nid_field = "doc_id"\n'
+        'tokens_field = "ids"\ndetokenizer = "gpt2"\nkeep_fields = ["cluster_id"]\n'
+        '[prefilter]\nmode = "drop"\npatterns = { a = ["x"] }\n'
+    )
+    job = RunJob(load_run_config(p))
+    want = ReaderConfig(
+        text_field="body",
+        id_field="doc_id",
+        tokens_field="ids",
+        detokenizer="gpt2",
+        keep_fields=("cluster_id",),
+    )
+    # every option is set away from its default here, so a new reader option must be added above
+    assert all(getattr(want, f.name) != getattr(ReaderConfig(), f.name) for f in fields(want))
+    assert job.reader_config() == want
+    assert job.filter_config().reader == want  # the filter re-reads the corpus shards
+    assert job.prefilter_config().reader == want  # the prefilter reads them first
+    r = job.corpus_reader()  # the plan's profile and the tiny panel's generic texts
+    assert (r.text_field, r.id_field, r.tokens_field, r.keep_fields) == (
+        "body",
+        "doc_id",
+        "ids",
+        ("cluster_id",),
+    )
+    assert r.detokenizer is not None and r.detokenizer.name == "gpt2"
+    # with the prefilter dropping, the score stage reads its kept jsonl (plain text, id fields)
+    assert job.score_reader() == ReaderConfig()
+    plain = RunJob(load_run_config(_write(tmp_path, "")))
+    assert plain.score_reader() == plain.reader_config()
+    e = tmp_path / "e.toml"
+    e.write_text(p.read_text().split("[prefilter]")[0])
+    job_no_prefilter = RunJob(load_run_config(e))
+    assert job_no_prefilter.score_reader() == want
+    # score_corpus takes the reader options as keywords: all the text-producing ones arrive
+    assert job_no_prefilter.reader_options() == {
+        "text_field": "body",
+        "id_field": "doc_id",
+        "tokens_field": "ids",
+        "detokenizer": "gpt2",
+    }

@@ -1,4 +1,5 @@
-"""`retriever run` end to end on tiny data: every stage for real, then reruns that redo only what changed."""
+"""`retriever run` end to end on tiny data: every stage for real, then reruns that redo only what
+changed."""
 
 import json
 
@@ -10,7 +11,8 @@ from retriever.cli import main
 
 def _gold_math(n):
     return [
-        f"Question: Ann has {i} apples and buys {i + 3} more. How many apples?\nAnswer: {i} + {i + 3} = {2 * i + 3}."
+        f"Question: Ann has {i} apples and buys {i + 3} more. How many apples?\nAnswer: {i} + "
+        f"{i + 3} = {2 * i + 3}."
         for i in range(n)
     ]
 

@@ -1,4 +1,5 @@
-"""Scale pieces on tiny data: hash sampling, Hub listing, corpus size, confirm cap, reader options."""
+"""Scale pieces on tiny data: hash sampling, Hub listing, corpus size, confirm cap, reader
+options."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def _parquet(path, rows):
     return path
 
 
-# -- sampling ---------------------------------------------------------------------------------------
+# -- sampling --------------------------------------------------------------------------------------
 def test_sample_is_seeded_uniform_and_nested():
     ids = [f"doc-{i}" for i in range(20_000)]
     s10 = DocSampler(0.10, seed=3)
@@ -66,7 +67,7 @@ def test_count_becomes_fraction_of_corpus_size():
         resolve_sample(SampleSpec(count=5))
 
 
-# -- corpus size ------------------------------------------------------------------------------------
+# -- corpus size -----------------------------------------------------------------------------------
 def test_corpus_size_from_parquet_metadata_and_jsonl_prefix(tmp_path):
     from retriever.corpus.size import corpus_size
 
@@ -84,7 +85,7 @@ def test_corpus_size_from_parquet_metadata_and_jsonl_prefix(tmp_path):
     assert corpus_size([str(tmp_path / "j" / "a.jsonl")], prefix_lines=5000).docs == 1000
 
 
-# -- Hub datasets as many shards ---------------------------------------------------------------------
+# -- Hub datasets as many shards -------------------------------------------------------------------
 def _hub_layout(root):
     """A Hub-like tree ``datasets/org/climb/cluster_N/*.parquet`` on the local disk."""
     base = root / "datasets" / "org" / "climb"
@@ -127,7 +128,7 @@ def test_hub_listing_offline_is_one_clear_line(monkeypatch):
         list_shards(["hf://nvidia/Nemotron-ClimbLab-does-not-exist"])
 
 
-# -- bounded confirmation ----------------------------------------------------------------------------
+# -- bounded confirmation --------------------------------------------------------------------------
 def test_max_candidates_caps_each_task_at_its_top_by_similarity():
     from retriever.confirm.docs import CandidateRule, DocSet
 
@@ -153,7 +154,7 @@ def test_max_candidates_caps_each_task_at_its_top_by_similarity():
         CandidateRule(max_candidates=0)
 
 
-# -- the run's reader options reach every stage that reads the corpus ---------------------------------
+# -- the run's reader options reach every stage that reads the corpus ------------------------------
 def test_reader_options_reach_every_stage(tmp_path, monkeypatch):
     from retriever.run.config import load_run_config
     from retriever.run.job import RunJob
@@ -223,7 +224,7 @@ threshold = 0.5
     }
     for k, v in want.items():
         assert seen["score"][k] == v, k
-        assert getattr(seen["filter"], k) == v, k
+        assert getattr(seen["filter"].reader, k) == v, k
         assert (getattr(rd, k) if k != "detokenizer" else rd.detokenizer.name) == v, k
     assert seen["score"]["sample"] == "50%"
     steps = {s.name: s for s in job.steps()}
@@ -235,7 +236,7 @@ threshold = 0.5
         load_run_config(cfg_path)
 
 
-# -- sampled scoring, for real -----------------------------------------------------------------------
+# -- sampled scoring, for real ---------------------------------------------------------------------
 @pytest.mark.slow
 def test_sampled_scoring_embeds_only_the_sampled_documents(tiny_indexes, tmp_path):
     from conftest import WEB_TEXT

@@ -1,4 +1,5 @@
-"""One-pass filtering: a multi-label (one-vs-all) fastText student for every task, scored in one call."""
+"""One-pass filtering: a multi-label (one-vs-all) fastText student for every task, scored in one
+call."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def _doc(rng: random.Random, topic: str | None, n: int = 30) -> str:
 
 @pytest.fixture(scope="module")
 def labels(tmp_path_factory):
-    """Three tasks; shared web negatives (same ids in every task's set) plus each task's positives."""
+    """Three tasks; shared web negatives (same ids in every task's set) plus each task's
+    positives."""
     root = tmp_path_factory.mktemp("ml")
     rng = random.Random(0)
     web = [(f"web-{i}", _doc(rng, None)) for i in range(90)]

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import WEB_TEXT, write_jsonl
+from conftest import WEB_TEXT, run_config, write_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTERS, SHARDS_PER_CLUSTER, DOCS_PER_SHARD = 20, 10, 4  # 200 shards, 800 documents
@@ -27,7 +27,10 @@ SAMPLE, CAP = 0.3, 12
 
 
 def _math(i):
-    return f"Question: Ann has {i} apples and buys {i + 3} more. How many apples?\nAnswer: {i} + {i + 3} = {2 * i + 3}."
+    return (
+        f"Question: Ann has {i} apples and buys {i + 3} more. How many apples?\nAnswer: {i} + "
+        f"{i + 3} = {2 * i + 3}."
+    )
 
 
 def _tools(i):
@@ -94,43 +97,26 @@ def climb(tmp_path_factory, request):
             pq.write_table(pa.Table.from_pylist(rows), path)
     write_jsonl(root / "gold" / "math.jsonl", [{"text": _math(1000 + i)} for i in range(30)])
     write_jsonl(root / "gold" / "tools.jsonl", [{"text": _tools(1000 + i)} for i in range(30)])
-    cfg = root / "run.toml"
-    cfg.write_text(f"""
-[run]
-out = "./out"
-seed = 3
-[tasks.math]
-gold = ["./gold/math.jsonl"]
-[tasks.tools]
-gold = ["./gold/tools.jsonl"]
-[corpus]
-paths = ["./corpus"]
-detokenizer = "./tokenizer"
-[score]
-sample = {SAMPLE}
-top_fraction = 0.2
-batch_size = 16
-[confirm]
-max_candidates = {CAP}
-tiny_models = 3
-tiny_steps = 15
-tiny_texts = 30
-scorecard_limit = 8
-positive_min = 0.0001
-negative_max = 0.0
-[distill]
-epoch = 5
-test_fraction = 0.3
-multilabel = true
-dim = 16
-bucket = 20000
-[filter]
-threshold = 0.5
-executor = "local"
-workers = 2
-[dataset]
-budget = "3k"
-""")
+    cfg = run_config(
+        root / "run.toml",
+        {"math": "./gold/math.jsonl", "tools": "./gold/tools.jsonl"},
+        "./corpus",
+        seed=3,
+        corpus={"detokenizer": "./tokenizer"},
+        score={"sample": SAMPLE, "top_fraction": 0.2, "batch_size": 16},
+        confirm={
+            "max_candidates": CAP,
+            "tiny_models": 3,
+            "tiny_steps": 15,
+            "tiny_texts": 30,
+            "scorecard_limit": 8,
+            "positive_min": 0.0001,
+            "negative_max": 0.0,
+        },
+        distill={"epoch": 5, "test_fraction": 0.3, "multilabel": True, "dim": 16, "bucket": 20000},
+        filter={"threshold": 0.5, "executor": "local", "workers": 2},
+        dataset={"budget": "3k"},
+    )
     return root, cfg
 
 

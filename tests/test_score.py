@@ -44,6 +44,7 @@ def test_score_embeddings_equals_brute_force(block):
         topk_scores(np.zeros((3, 0)))
 
 
+@pytest.mark.slow
 def test_faiss_path_equals_numpy_reference(tiny_indexes, embedder):
     from retriever.index import load_indexes
     from retriever.score import SimilarityScorer
@@ -115,6 +116,7 @@ def _corpus(root: Path) -> dict[str, list[str]]:
     return good
 
 
+@pytest.mark.slow
 def test_score_corpus_end_to_end(tiny_indexes, embedder, tmp_path):
     good = _corpus(tmp_path / "corpus")
     idx = [str(tiny_indexes["tools"]), str(tiny_indexes["math"])]
@@ -196,6 +198,7 @@ def test_store_ann_index_once_large(tmp_path):
     assert top[0]["id"] == "42" and len({h["id"] for h in top} & {str(i) for i in exact}) >= 3
 
 
+@pytest.mark.slow
 def test_token_shards_are_detokenized_with_a_local_tokenizer(tiny_indexes, embedder, tmp_path):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -231,6 +234,7 @@ def test_token_shards_are_detokenized_with_a_local_tokenizer(tiny_indexes, embed
         )
 
 
+@pytest.mark.slow
 def test_hub_corpus_offline_is_a_clear_error(tiny_indexes, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(InputError, match="Hub dataset"):
@@ -280,8 +284,10 @@ def test_killed_run_resumes_without_duplicates_or_gaps(tiny_indexes, embedder, t
     assert not list(out.glob("scores/*.tmp"))  # the killed shard's partial file was replaced
 
 
+@pytest.mark.slow
 def test_long_documents_are_truncated_at_the_model_max_length(tiny_indexes, embedder):
-    """The policy: only the first max_seq_length word pieces count (after clipping the characters)."""
+    """The policy: only the first max_seq_length word pieces count (after clipping the
+    characters)."""
     from retriever.index import load_indexes
     from retriever.score import SimilarityScorer
 

@@ -1,4 +1,5 @@
-"""Scoring through datatrove: our step inside a datatrove pipeline, and score_corpus on the executor."""
+"""Scoring through datatrove: our step inside a datatrove pipeline, and score_corpus on the
+executor."""
 
 import gzip
 import json

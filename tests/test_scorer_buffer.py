@@ -8,6 +8,7 @@ from retriever.data import Doc
 from retriever.errors import InputError
 
 
+@pytest.mark.slow
 def test_sort_buffer_keeps_stream_order_and_batch_sizes(tiny_indexes, embedder):
     from retriever.index import load_indexes
     from retriever.score import SimilarityScorer

@@ -100,6 +100,7 @@ def request(
     return resp.status, json.loads(out)
 
 
+@pytest.mark.slow
 def test_health_and_manifests(url, service):
     status, h = request(url, "GET", "/health")
     assert status == 200 and h["status"] == "ok"
@@ -113,6 +114,7 @@ def test_health_and_manifests(url, service):
     assert m["scores"]["settings"]["model"] == h["model"]
 
 
+@pytest.mark.slow
 def test_gold_batch_matches_python_api(url, tiny_indexes, embedder):
     from retriever.query import query_gold
 
@@ -145,6 +147,7 @@ def _brute_force(scored, embedder, text, k, keep):
     return [rows[i]["id"] for i in order], rows
 
 
+@pytest.mark.slow
 def test_corpus_hits_scores_and_filters_match_brute_force(url, scored, embedder):
     text = DOCS[2]["text"]
     status, r = request(url, "POST", "/corpus", {"text": text, "k": 5})
@@ -202,6 +205,7 @@ BAD = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("body,status,words", BAD)
 def test_bad_requests_get_one_clear_4xx(url, body, status, words):
     raw = body if isinstance(body, bytes) else None
@@ -210,6 +214,7 @@ def test_bad_requests_get_one_clear_4xx(url, body, status, words):
     assert words in r["error"] and "\n" not in r["error"] and list(r) == ["error"]
 
 
+@pytest.mark.slow
 def test_bad_corpus_filters_and_routes(url):
     got, r = request(url, "POST", "/corpus", {"text": "a", "min_score": {"cooking": 0.1}})
     assert got == 422 and "unknown task 'cooking'" in r["error"]
@@ -221,6 +226,7 @@ def test_bad_corpus_filters_and_routes(url):
     assert got == 405 and "GET" in r["error"]
 
 
+@pytest.mark.slow
 def test_oversized_bodies_get_413_declared_or_chunked(url):
     big = json.dumps({"text": "word " * 20_000}).encode()  # 100 kB > 50 kB cap
     got, r = request(url, "POST", "/corpus", raw=big)
@@ -231,6 +237,7 @@ def test_oversized_bodies_get_413_declared_or_chunked(url):
     assert got == 200
 
 
+@pytest.mark.slow
 def test_concurrent_requests_are_batched_and_equal_to_sequential(url, service):
     texts = [f"{t} (variant {i})" for i, t in enumerate(WEB_TEXT + MATH_GOLD)]
     seq = {t: request(url, "POST", "/corpus", {"text": t, "k": 3})[1]["results"][0] for t in texts}
@@ -259,6 +266,7 @@ def test_concurrent_requests_are_batched_and_equal_to_sequential(url, service):
     assert service.batcher.forwards - before <= len(texts)
 
 
+@pytest.mark.slow
 def test_service_settings_are_checked(tiny_indexes, embedder):
     with pytest.raises(ConfigError, match="--index"):
         ServeConfig()
@@ -277,6 +285,7 @@ def test_service_settings_are_checked(tiny_indexes, embedder):
         svc.close()
 
 
+@pytest.mark.slow
 def test_python_api_keeps_indexes_and_stores_loaded(tiny_indexes, scored, embedder, tmp_path):
     from retriever.index import add_to_index, build_index
     from retriever.query import open_index, open_store, query_gold
@@ -325,3 +334,36 @@ def test_cli_serve_answers_until_terminated(tiny_indexes, scored):
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0
+
+
+@pytest.mark.slow
+def test_cli_query_asks_a_running_server(url, service, tiny_indexes, embedder, capsys):
+    from retriever.cli import main
+    from retriever.query import query_gold_many
+
+    text = "Tom has 4 apples and eats 1, how many are left?"
+    assert main(["query", "--server", url, "--json", "-k", "3", text]) == 0
+    got = json.loads(capsys.readouterr().out)
+    want = service.corpus([text], 3)[0]
+    assert [h["id"] for h in got[0]["hits"]] == [h["id"] for h in want]
+    # gold over every task of the server: the same merged hits as the local --index query
+    assert main(["query", "--server", url, "--task", "all", "--json", "-k", "4", text]) == 0
+    got = json.loads(capsys.readouterr().out)[0]["hits"]
+    local = query_gold_many([tiny_indexes["math"], tiny_indexes["tools"]], [text], 4, embedder)[0]
+    assert [(h["task"], h["id"]) for h in got] == [(h["task"], h["id"]) for h in local]
+    assert main(["query", "--server", url, "--task", "math", "-k", "2", text]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("query: Tom has 4") and len(out) == 3
+    # errors: the server's 4xx message, an unreachable server, --task without --server
+    assert main(["query", "--server", url, "--task", "cooking", text]) == 2
+    assert "unknown task 'cooking'" in capsys.readouterr().err
+    from retriever.serve.server import bind
+
+    closed = bind("127.0.0.1", 0)
+    port = closed.getsockname()[1]
+    closed.close()
+    assert main(["query", "--server", f"http://127.0.0.1:{port}", text]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot reach a query server" in err and "\n" not in err
+    assert main(["query", "--index", str(tiny_indexes["math"]), "--task", "math", text]) == 2
+    assert "--task goes with --server" in capsys.readouterr().err

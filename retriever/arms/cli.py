@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from retriever._cli import HelpFormatter, print_json
+from retriever._cli import HelpFormatter, add_repeated, print_json
 
 
 def add_parser(subparsers) -> None:
@@ -15,7 +15,8 @@ def add_parser(subparsers) -> None:
         description=(
             "Train N proxy models per arm at one token budget and score them on the tasks: "
             "random (uniform from the corpus), similarity (top by similarity only), pipeline "
-            "(the run's filtered pools), and any --dataset NAME=PATH. Prints per arm and task the "
+            "(the run's filtered pools), band (similarity within the run's perplexity band; "
+            "named explicitly), and any --dataset NAME=PATH. Prints per arm and task the "
             "mean and interval of acc, acc_norm and BPB, and each arm's difference to random "
             "(paired by seed). Options default to the config's [evaluate] section. Proxies are "
             "cached per (dataset, proxy settings, seed): adding an arm trains only that arm."
@@ -23,12 +24,11 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("config", help="run config (TOML); its run folder must be finished")
     p.add_argument("--arms", help="comma-separated arms, e.g. random,similarity,pipeline,mine")
-    p.add_argument(
+    add_repeated(
+        p,
         "--dataset",
-        action="append",
-        default=[],
-        metavar="NAME=PATH",
-        help="a user arm: a dataset or corpus folder (repeatable; add NAME to --arms)",
+        "NAME=PATH",
+        "a user arm: a dataset or corpus folder (repeatable; add NAME to --arms)",
     )
     p.add_argument("--seeds", type=int, help="proxies per arm (default 3)")
     p.add_argument("--budget", help="tokens per arm's dataset (default the run's [dataset] budget)")
@@ -39,17 +39,11 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from retriever._cli import show_progress
+    from retriever._cli import parse_named_paths, show_progress
     from retriever.arms import evaluate_run, format_table
     from retriever.arms.run import stderr_progress
-    from retriever.errors import ConfigError
 
-    datasets = {}
-    for spec in args.dataset:
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not path:
-            raise ConfigError(f"--dataset {spec!r}: write NAME=PATH")
-        datasets[name] = path
+    datasets = parse_named_paths(args.dataset, "--dataset")
     arms = tuple(a.strip() for a in args.arms.split(",") if a.strip()) if args.arms else None
     overrides = {
         "arms": arms,

@@ -9,6 +9,8 @@ from typing import Any
 from retriever.errors import ConfigError
 
 BUILTIN_ARMS = ("random", "similarity", "pipeline")
+# arms that need an optional step's output; named in `arms` explicitly, never by default
+OPTIONAL_ARMS = ("band",)
 
 
 @dataclass(frozen=True)
@@ -18,8 +20,9 @@ class EvaluateConfig:
     Attributes:
         arms: arms to run, in table order: ``random`` (uniform sample of the run's corpus),
             ``similarity`` (top documents by similarity only, from the run's score folder),
-            ``pipeline`` (the run's filtered pools, sampled as the run's dataset step does), and
-            any name of ``datasets``.
+            ``pipeline`` (the run's filtered pools, sampled as the run's dataset step does),
+            ``band`` (as ``similarity``, among the documents of the perplexity band only: the
+            run's ``[band]`` step), and any name of ``datasets``.
         datasets: user arms, name -> a dataset folder (``build-dataset`` output) or any pool /
             corpus folder; sampled uniformly to the budget.
         seeds: proxies per arm (seeds ``0 .. seeds-1``; seed ``s`` of every arm starts from the
@@ -55,10 +58,11 @@ class EvaluateConfig:
             raise ConfigError(
                 "[evaluate] arms must be a non-empty list, e.g. ['random', 'pipeline']"
             )
-        unknown = [a for a in self.arms if a not in BUILTIN_ARMS and a not in self.datasets]
+        known = BUILTIN_ARMS + OPTIONAL_ARMS
+        unknown = [a for a in self.arms if a not in known and a not in self.datasets]
         if unknown:
             raise ConfigError(
-                f"[evaluate] unknown arm(s) {unknown}: use {', '.join(BUILTIN_ARMS)} or name a "
+                f"[evaluate] unknown arm(s) {unknown}: use {', '.join(known)} or name a "
                 "dataset folder in datasets = {NAME = PATH} (CLI: --dataset NAME=PATH)"
             )
         if len(set(self.arms)) != len(self.arms):

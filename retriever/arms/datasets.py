@@ -5,6 +5,8 @@ budget, so that arms differ only in *which* documents they hold.
 - ``similarity``: one pool per task of the run's top documents by similarity (``score_<task>`` of
   the score folder; enough of them to fill the task's share of the budget three times over),
   taken best first under the run's mixture: similarity only, no confirmation, no filter.
+- ``band``: the same, among the documents inside the perplexity band (``retriever band``'s
+  ``band.parquet``, ``in_band``) only: what the band adds to similarity.
 - ``pipeline``: the run's filtered pools under the run's mixture and order, as its dataset step
   builds them (at the arms' budget).
 - a user arm: any dataset folder (its ``parquet/`` parts) or pool / corpus folder, sampled
@@ -22,21 +24,21 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
 
 from retriever.corpus.sharding import list_shards, shard_name
-from retriever.corpus.writers import AtomicWriter, read_json, write_json_atomic
 from retriever.errors import ConfigError, InputError
+from retriever.io import AtomicWriter, read_json, write_json_atomic
 from retriever.manifest import file_fingerprint, fingerprint
 
 log = logging.getLogger(__name__)
 
 SIMILARITY_MARGIN = 3.0  # similarity pools hold this many times their share of the budget
-CHARS_PER_TOKEN = (
-    4.0  # to size the similarity pools from n_chars (the dataset stage counts exactly)
-)
+# to size the similarity pools from n_chars (the dataset stage counts exactly)
+CHARS_PER_TOKEN = 4.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class ArmSources:
     general_pool: str | None = None
     tokenizer: str | None = None
     seed: int = 0
+    band: str | None = None  # a `retriever band` folder (the band arm)
 
     @classmethod
     def from_run(cls, cfg) -> ArmSources:
@@ -76,6 +79,7 @@ class ArmSources:
             general_pool=d.general_pool,
             tokenizer=d.tokenizer,
             seed=cfg.run.seed,
+            band=str(cfg.out / "band"),
         )
 
 
@@ -119,7 +123,7 @@ def build_arm_dataset(
     root = Path(out_root)
     out = root / arm
     user_datasets = user_datasets or {}
-    common = {
+    common: dict[str, Any] = {
         "tokenizer": sources.tokenizer,
         "seed": sources.seed,
         "progress": progress,
@@ -133,16 +137,16 @@ def build_arm_dataset(
     elif arm == "random":
         if not sources.corpus:
             raise ConfigError("the random arm needs the corpus: set [corpus] paths in the config")
-        pool = _link_corpus(sources.corpus, root / "_pools" / "random")
+        corpus_pool = _link_corpus(sources.corpus, root / "_pools" / "random")
         builder = DatasetBuilder(
-            {"corpus": str(pool)},
+            {"corpus": str(corpus_pool)},
             {"corpus": 1.0},
             budget,
             order="weighted",
             score_keys=(),
             **common,
         )
-    elif arm in ("similarity", "pipeline"):
+    elif arm in ("similarity", "pipeline", "band"):
         if arm == "pipeline":
             if not sources.pools or not Path(sources.pools).is_dir():
                 raise InputError(
@@ -160,11 +164,15 @@ def build_arm_dataset(
             if isinstance(sources.mixture, dict)
             else parse_mixture(str(sources.mixture), names)
         )
-        if arm == "similarity":
-            pools = similarity_pools(sources, mixture, budget, root / "_pools" / "similarity")
+        keys: tuple[str, ...]
+        if arm in ("similarity", "band"):
+            allowed = band_ids(sources.band) if arm == "band" else None
+            pools = similarity_pools(sources, mixture, budget, root / "_pools" / arm, allowed)
             order, keys = "top", ("sim/{pool}", "score", "quality")
         else:
             order, keys = sources.order, ("prob/{pool}", "sim/{pool}", "score", "quality")
+        if pools is None:  # not reached: the similarity arm has just set its pools
+            raise ConfigError(f"arm {arm!r} has no pools")
         mixture = {k: v for k, v in mixture.items() if k in pools}
         builder = DatasetBuilder(pools, mixture, budget, order=order, score_keys=keys, **common)
     else:
@@ -200,10 +208,33 @@ def dataset_fingerprint(path: str | os.PathLike) -> str:
     )
 
 
+def band_ids(band_dir: str | os.PathLike | None) -> set[str]:
+    """The ids inside the perplexity band of a ``retriever band`` folder.
+
+    Raises:
+        InputError: no band there.
+    """
+    from retriever.band import read_band
+
+    if not band_dir or not (Path(band_dir) / "band.parquet").is_file():
+        raise InputError(
+            f"the band arm needs a perplexity band ({band_dir}/band.parquet): add a [band] "
+            "section to the run config and run it, or `retriever band` first"
+        )
+    t = read_band(band_dir).select(["id", "in_band"]).to_pydict()
+    return {i for i, keep in zip(t["id"], t["in_band"], strict=True) if keep}
+
+
 def similarity_pools(
-    sources: ArmSources, mixture: dict[str, float], budget: int, out: Path
+    sources: ArmSources,
+    mixture: dict[str, float],
+    budget: int,
+    out: Path,
+    allowed: set[str] | None = None,
 ) -> dict[str, str]:
     """Write one pool per task of the top documents by similarity; return pool name -> folder.
+
+    ``allowed``: only these ids are taken (the band arm); ``None``: every scored document.
 
     Each task pool holds its best documents by ``score_<task>`` until their estimated tokens reach
     ``SIMILARITY_MARGIN`` times the task's share of ``budget`` (documents another pool takes
@@ -225,6 +256,7 @@ def similarity_pools(
         "budget": budget,
         "mixture": {t: mixture[t] / total_w for t in tasks},
         "margin": SIMILARITY_MARGIN,
+        **({"allowed": fingerprint(sorted(allowed))} if allowed is not None else {}),
     }
     pools = {t: str(out / t) for t in tasks}
     done = out / "pools.json"
@@ -237,6 +269,8 @@ def similarity_pools(
     for t in tasks:
         s = table.column(f"score_{t}").to_numpy(zero_copy_only=False).astype(np.float64)  # [n]
         order = np.argsort(-np.nan_to_num(s, nan=-np.inf), kind="stable")
+        if allowed is not None:
+            order = order[[ids[i] in allowed for i in order]]
         want = SIMILARITY_MARGIN * budget * mixture[t] / total_w
         cum = np.cumsum(n_tok[order])
         k = int(min(len(order), np.searchsorted(cum, want) + 1))

@@ -35,8 +35,8 @@ from typing import Protocol
 from retriever.arms.config import EvaluateConfig
 from retriever.arms.datasets import ArmDataset, ArmSources, build_arm_dataset
 from retriever.arms.stats import METRICS, summarize_arms
-from retriever.corpus.writers import AtomicWriter, read_json, write_json_atomic
 from retriever.errors import ConfigError, InputError
+from retriever.io import AtomicWriter, read_json, write_json_atomic
 from retriever.manifest import fingerprint
 
 log = logging.getLogger(__name__)
@@ -70,14 +70,20 @@ class Evaluator(Protocol):
     def evaluate(self, checkpoint: Path) -> dict[str, dict[str, float]]: ...
 
 
-@dataclass
-class ArmsResult:
-    """The outcome of :meth:`ArmsEvaluation.run` (also in ``OUT/summary.json``)."""
+@dataclass(kw_only=True)
+class ProxyStageResult:
+    """What a proxy-training stage reports: its folder and how many proxies it trained."""
 
     out: Path
+    trained: int = 0
+
+
+@dataclass(kw_only=True)
+class ArmsResult(ProxyStageResult):
+    """The outcome of :meth:`ArmsEvaluation.run` (also in ``OUT/summary.json``)."""
+
     summary: dict
     rows: list[dict] = field(default_factory=list)
-    trained: int = 0
     evaluated: int = 0
     reused: int = 0
 
@@ -172,7 +178,38 @@ class ProxyLoop:
         return ProxyRun(key, tr, ev, trained, evaluated)
 
 
-class ArmsEvaluation:
+class ProxyStage:
+    """Base of the stages that train and evaluate proxies (arms, mixtures).
+
+    Args:
+        out: output folder (proxies are cached under ``out/proxies``).
+        budget: tokens of every proxy's dataset.
+        trainer, evaluator: the proxy loop (see the protocols above).
+        progress: bars of the dataset stage; per-proxy lines always go to the log.
+        on_proxy: called as ``(label, seed, what)`` when a proxy starts training or evaluation.
+    """
+
+    def __init__(
+        self,
+        out: str | os.PathLike,
+        budget: int,
+        trainer: Trainer,
+        evaluator: Evaluator,
+        progress: bool | None = False,
+        on_proxy: Callable[[str, int, str], None] | None = None,
+    ):
+        self.out = Path(out)
+        self.budget = int(budget)
+        self.trainer = trainer
+        self.evaluator = evaluator
+        self.progress = progress
+        self.on_proxy = on_proxy
+
+    def proxy_loop(self) -> ProxyLoop:
+        return ProxyLoop(self.out / "proxies", self.trainer, self.evaluator, self.on_proxy)
+
+
+class ArmsEvaluation(ProxyStage):
     """Train and evaluate proxies for every arm and seed; summarize with intervals.
 
     Args:
@@ -198,14 +235,9 @@ class ArmsEvaluation:
     ):
         if config.reference not in config.arms:
             log.info("reference arm %r is not run: no differences", config.reference)
+        super().__init__(out, budget, trainer, evaluator, progress, on_proxy)
         self.config = config
         self.sources = sources
-        self.out = Path(out)
-        self.budget = int(budget)
-        self.trainer = trainer
-        self.evaluator = evaluator
-        self.progress = progress
-        self.on_proxy = on_proxy
 
     def run(self) -> ArmsResult:
         cfg = self.config
@@ -229,7 +261,7 @@ class ArmsEvaluation:
                 datasets[arm].tokens,
                 " (short of the budget)" if short else "",
             )
-        loop = ProxyLoop(self.out / "proxies", self.trainer, self.evaluator, self.on_proxy)
+        loop = self.proxy_loop()
         cost: dict[str, dict] = {
             a: {"train_seconds": 0.0, "eval_seconds": 0.0, "tokens": 0, "tokens_per_s": []}
             for a in cfg.arms

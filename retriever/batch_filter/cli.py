@@ -26,9 +26,10 @@ def add_parser(subparsers) -> None:
         description=(
             "Score every document of SHARDS with each task's fastText model (one pass for all "
             "tasks) and keep, per task, those whose probability passes a threshold or the top "
-            "fraction of tokens/chars/docs. Writes OUTPUT/<task>/<shard>.<format>, rejected records "
-            "to OUTPUT/rejected/, and OUTPUT/manifest.json (per shard and total: docs in, kept, "
-            "dropped, rejected, tokens/chars kept, throughput). Rerun the same command to resume."
+            "fraction of tokens/chars/docs. Writes OUTPUT/<task>/<shard>.<format>, rejected "
+            "records to OUTPUT/rejected/, and OUTPUT/manifest.json (per shard and total: docs in, "
+            "kept, dropped, rejected, tokens/chars kept, throughput). Rerun the same command to "
+            "resume."
         ),
         formatter_class=HelpFormatter,
     )
@@ -67,7 +68,8 @@ def add_parser(subparsers) -> None:
     o.add_argument(
         "--write-scores",
         action="store_true",
-        help="keep every document's probabilities in OUTPUT/scores/ (re-threshold later without scoring)",
+        help="keep every document's probabilities in OUTPUT/scores/ (re-threshold later without "
+        "scoring)",
     )
     o.add_argument("--max-chars", type=int, default=0, help="score only the first chars (0: all)")
     e = p.add_argument_group("execution (datatrove executors)")
@@ -108,7 +110,8 @@ def add_parser(subparsers) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    from retriever.batch_filter.run import FilterConfig
+    from retriever.batch_filter.config import FilterConfig
+    from retriever.corpus.readers import ReaderConfig
 
     threshold = None
     if args.threshold:
@@ -132,10 +135,10 @@ def config_from_args(args: argparse.Namespace):
         by=args.by,
         sample_docs=args.sample_docs,
         fmt=args.format,
-        text_field=args.text_field,
-        id_field=args.id_field,
+        reader=ReaderConfig(
+            text_field=args.text_field, id_field=args.id_field, detokenizer=args.detokenizer
+        ),
         tokenizer=args.tokenizer,
-        detokenizer=args.detokenizer,
         batch_size=args.batch_size,
         max_chars=args.max_chars,
         write_scores=args.write_scores,

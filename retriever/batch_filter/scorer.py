@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from retriever._deps import require
-from retriever.corpus.writers import read_json
 from retriever.data import Doc, DocStream
 from retriever.distill.labels import POSITIVE, fasttext_text, model_normalization
 from retriever.distill.train import LABEL_PREFIX, model_manifest_path
 from retriever.errors import ConfigError, InputError, ModelMismatchError
+from retriever.io import read_json
 from retriever.step import Step
 
 if TYPE_CHECKING:
@@ -155,8 +155,8 @@ class FastTextScorer(Step):
                 lab = own if (own in m.labels and len(cols) > 1) or pos not in m.labels else pos
                 if lab not in m.labels:
                     raise ModelMismatchError(
-                        f"the model of task {t!r} ({path}) has labels {m.labels}, neither {pos!r} nor "
-                        f"{own!r}; train it with `retriever distill`"
+                        f"the model of task {t!r} ({path}) has labels {m.labels}, neither {pos!r} "
+                        f"nor {own!r}; train it with `retriever distill`"
                     )
                 pairs.append((j, lab))
             out.append((m, pairs, model_normalization(path)))  # as the model was trained

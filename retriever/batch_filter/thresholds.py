@@ -17,32 +17,17 @@ import numpy as np
 from retriever.corpus import CorpusReader
 from retriever.data import Doc
 from retriever.errors import ConfigError
+from retriever.thresholds import threshold_for_fraction
 
 BY = ("docs", "chars", "tokens")
-
-
-def threshold_for_fraction(p: np.ndarray, w: np.ndarray, fraction: float) -> float:
-    """The highest threshold ``thr`` such that the documents with ``p >= thr`` hold at least
-    ``fraction`` of the total weight.
-
-    Args:
-        p: ``[n]`` probabilities.
-        w: ``[n]`` non-negative weights (1 per doc, characters or tokens).
-        fraction: share of the weight to keep, in (0, 1].
-
-    Returns:
-        The threshold (one of the values of ``p``); ``0.0`` when ``p`` is empty.
-    """
-    if not 0.0 < fraction <= 1.0:
-        raise ConfigError(f"top fraction must be in (0, 1], got {fraction}")
-    p = np.asarray(p, dtype=np.float64)
-    w = np.asarray(w, dtype=np.float64)
-    if len(p) == 0 or w.sum() <= 0:
-        return 0.0
-    order = np.argsort(-p, kind="stable")
-    cum = np.cumsum(w[order])  # [n] weight kept when cutting after each rank
-    k = int(np.searchsorted(cum, fraction * cum[-1] * (1 - 1e-12), side="left"))
-    return float(p[order[min(k, len(p) - 1)]])
+__all__ = [
+    "BY",
+    "Decision",
+    "sample_docs",
+    "sample_weights",
+    "threshold_for_fraction",
+    "top_fraction_decisions",
+]
 
 
 def sample_docs(
@@ -108,7 +93,7 @@ def top_fraction_decisions(
 
 
 def sample_weights(
-    docs: list[Doc], by: str, count_tokens: Callable[[list[str]], list[int]]
+    docs: list[Doc], by: str, count_tokens: Callable[[list[Doc]], list[int]]
 ) -> np.ndarray:
     """``[n]`` weight of each sampled document: 1, its characters, or its tokens."""
     if by not in BY:
@@ -117,4 +102,4 @@ def sample_weights(
         return np.ones(len(docs))
     if by == "chars":
         return np.array([len(d.text) for d in docs], dtype=np.float64)
-    return np.asarray(count_tokens([d.text for d in docs]), dtype=np.float64)
+    return np.asarray(count_tokens(docs), dtype=np.float64)

@@ -8,8 +8,9 @@ Formats (``DIR/<task>/<shard_name><suffix>``):
 * ``lmflow``: ``{"type": "text_only", "instances": [{"text": ...}, ...]}`` (one JSON per shard;
   LMFlow reads every ``.json`` of a dataset folder).
 
-Every writer writes to a temporary file unique to it (``<file>.<pid>.<random>.tmp``); :meth:`PoolWriter.commit` renames it into place and
-:meth:`PoolWriter.abort` deletes it, so a file under its final name is always complete.
+Every writer writes to a temporary file unique to it (``<file>.<pid>.<random>.tmp``);
+:meth:`PoolWriter.commit` renames it into place and :meth:`PoolWriter.abort` deletes it, so a file
+under its final name is always complete.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from typing import IO, Any
 import orjson
 
 from retriever._deps import require
-from retriever.corpus.writers import temp_path
 from retriever.data import Doc
 from retriever.errors import ConfigError
+from retriever.io import AtomicWriter, temp_path
 
 FORMATS = ("jsonl.gz", "jsonl", "parquet", "lmflow")
 SUFFIX = {"jsonl.gz": ".jsonl.gz", "jsonl": ".jsonl", "parquet": ".parquet", "lmflow": ".json"}
@@ -37,8 +38,8 @@ class PoolWriter:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.tmp = temp_path(self.path)  # unique to this writer
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._atomic = AtomicWriter(self.path)
+        self.tmp = self._atomic.start()  # unique to this writer
         self.n = 0
 
     def write(self, doc: Doc) -> None:
@@ -50,24 +51,24 @@ class PoolWriter:
     def commit(self) -> None:
         """Finish the file and move it into place."""
         self._close()
-        os.replace(self.tmp, self.path)
+        self._atomic.commit()
 
     def abort(self) -> None:
         """Drop the partial file."""
         try:
             self._close()
         finally:
-            self.tmp.unlink(missing_ok=True)
+            self._atomic.abort()
 
 
 class JsonlPoolWriter(PoolWriter):
     def __init__(self, path: str | os.PathLike, compress: bool = True):
         super().__init__(path)
-        self._fh: IO[bytes] = (
-            gzip.open(self.tmp, "wb", compresslevel=GZIP_LEVEL)
-            if compress
-            else open(self.tmp, "wb")  # noqa: SIM115
-        )
+        self._fh: IO[bytes]
+        if compress:
+            self._fh = gzip.open(self.tmp, "wb", compresslevel=GZIP_LEVEL)  # type: ignore[assignment]
+        else:
+            self._fh = open(self.tmp, "wb")  # noqa: SIM115
 
     def write(self, doc: Doc) -> None:
         self._fh.write(

@@ -10,8 +10,8 @@ EOS, as lm-eval's ``prefix_token_id``). A document longer than the model's conte
 windows of ``max_length`` tokens whose predictions are disjoint (lm-eval
 ``get_rolling_token_windows`` with ``context_len=1``: each later window re-reads only the one token
 before it); ``context_tokens > 1`` gives overlapping windows where each later window re-reads
-``context_tokens - 1`` more earlier tokens as unscored context (a sliding stride: costlier, closer to
-the full-context loss).
+``context_tokens - 1`` more earlier tokens as unscored context (a sliding stride: costlier, closer
+to the full-context loss).
 
 Speed: all windows of a block of documents are sorted by length and packed into batches of at most
 ``max_batch_tokens`` padded tokens (right padding plus attention mask, so positions are unchanged),
@@ -273,7 +273,8 @@ class LMScorer:
         """Row sums of the token NLL in float32, a few rows at a time.
 
         Upcasting all ``[B, L, V]`` logits at once would need ``B*L*V*4`` bytes (1.6 GB for 8k
-        tokens of a 50k vocabulary), so rows are taken in chunks of about :data:`LOGIT_CHUNK` floats.
+        tokens of a 50k vocabulary), so rows are taken in chunks of about :data:`LOGIT_CHUNK`
+        floats.
         """
         torch = self.torch
         b, length, vocab = logits.shape
@@ -291,7 +292,8 @@ class LMScorer:
         """BPB of each text (all windows of all texts batched together).
 
         Args:
-            texts: documents (a block: bigger blocks bucket lengths better; memory is the token ids).
+            texts: documents (a block: bigger blocks bucket lengths better; memory is the token
+            ids).
 
         Returns:
             A :class:`BpbResult`; documents with a non-finite loss are NaN with status ``"nan"``.

@@ -164,10 +164,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "confirm",
         help="confirm similarity candidates by perplexity correlation across an LM panel",
-        description="Compute bits per byte of the candidates under every model of the panel (cached), "
-        "correlate them with the models' task errors, and write auditable labels per task to "
-        "OUT/labels/TASK.parquet (positive / negative / uncertain, with the reason). Verbs: bpb "
-        "(matrix only), scorecard (model scores), tiny-panel (offline test panel).",
+        description="Compute bits per byte of the candidates under every model of the panel "
+        "(cached), correlate them with the models' task errors, and write auditable labels per "
+        "task to OUT/labels/TASK.parquet (positive / negative / uncertain, with the reason). "
+        "Verbs: bpb (matrix only), scorecard (model scores), tiny-panel (offline test panel).",
     )
     _panel_opts(p, required=False)
     _docs_opts(p, required=False)
@@ -330,8 +330,10 @@ def _label(args) -> int:
         b = summary["bpb"]
         print(
             f"docs in {summary['docs']['in']} (unique {summary['docs']['unique']}, rejected "
-            f"{summary['docs']['rejected'] or 0}); BPB {b['docs']} docs x {len(b['usable_models'])} "
-            f"models, {str(b['tokens_per_s']) + ' tokens/s' if b['tokens_per_s'] else 'all cached'} on {b['device']}"
+            f"{summary['docs']['rejected'] or 0}); BPB {b['docs']} docs x "
+            f"{len(b['usable_models'])} models, "
+            f"{str(b['tokens_per_s']) + ' tokens/s' if b['tokens_per_s'] else 'all cached'} on "
+            f"{b['device']}"
         )
         for name, m in b["models"].items():
             if m["status"] != "ok":
@@ -377,13 +379,15 @@ def _bpb(args) -> int:
         rep = result.report
         speed = f"{rep['tokens_per_s']} tokens/s" if rep["tokens_per_s"] else "all cached"
         print(
-            f"BPB matrix {len(result.ids)} docs x {len(result.models)} models -> {args.out}/bpb/matrix.parquet "
-            f"({rep['tokens']} new tokens, {speed}, {rep['device']} {rep['dtype']})"
+            f"BPB matrix {len(result.ids)} docs x {len(result.models)} models -> "
+            f"{args.out}/bpb/matrix.parquet ({rep['tokens']} new tokens, {speed}, {rep['device']} "
+            f"{rep['dtype']})"
         )
         for name, m in rep["models"].items():
             print(
-                f"  {name}: {m['status']}, cached {m.get('cached', 0)}, computed {m.get('computed', 0)}, "
-                f"NaN {m.get('nan_docs', 0)}" + (f", error: {m['error']}" if m.get("error") else "")
+                f"  {name}: {m['status']}, cached {m.get('cached', 0)}, computed "
+                f"{m.get('computed', 0)}, NaN {m.get('nan_docs', 0)}"
+                + (f", error: {m['error']}" if m.get("error") else "")
             )
     failed = [m for m, r in result.report["models"].items() if r["status"] != "ok"]
     return 1 if failed else 0
@@ -450,11 +454,13 @@ def _tiny_panel(args) -> int:
         print_json(report)
     else:
         print(
-            f"panel -> {report['panel']} ({len(report['models'])} models, corpora {report['corpora']})"
+            f"panel -> {report['panel']} ({len(report['models'])} models, corpora "
+            f"{report['corpora']})"
         )
         for m in report["models"]:
             print(
-                f"  {m['name']}: mix {m['mix']}, train loss {m['final_train_loss']}, {m['seconds']}s"
+                f"  {m['name']}: mix {m['mix']}, train loss {m['final_train_loss']}, "
+                f"{m['seconds']}s"
                 + (f", {report['task']} neg_bpb {m['score']:.4f}" if "score" in m else "")
             )
     return 0

@@ -48,7 +48,8 @@ def _check(bpb: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def center_per_model(bpb: np.ndarray) -> np.ndarray:
-    """``bpb`` minus each model's median BPB over the documents (NaN ignored): ``[n_docs, n_models]``.
+    """``bpb`` minus each model's median BPB over the documents (NaN ignored): ``[n_docs,
+    n_models]``.
 
     Without it, a model that is better on *every* document, and also better on the task, makes
     every document correlate with the task: the panel's general quality swamps the per-document
@@ -160,7 +161,8 @@ def _pair_sign_weights(err: np.ndarray) -> np.ndarray:
 
 
 def product(bpb: np.ndarray, err: np.ndarray) -> np.ndarray:
-    """Plan et al. (2016) single-index estimator: ``mean_k bpb[:, k] * err[k]`` (package ``product``)."""
+    """Plan et al. (2016) single-index estimator: ``mean_k bpb[:, k] * err[k]`` (package
+    ``product``)."""
     bpb, err = _check(bpb, err)
     return bpb @ err / bpb.shape[1]
 

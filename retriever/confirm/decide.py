@@ -22,6 +22,7 @@ import numpy as np
 from retriever.confirm.correlate import ESTIMATORS
 from retriever.confirm.docs import TaskCandidates
 from retriever.errors import ConfigError
+from retriever.thresholds import threshold_for_fraction
 
 LABELS = ("positive", "negative", "uncertain")
 
@@ -51,8 +52,8 @@ class DecisionRules:
             raise ConfigError(f"estimator {self.estimator!r} must be one of {list(ESTIMATORS)}")
         if not self.negative_max < self.positive_min:
             raise ConfigError(
-                f"negative_max ({self.negative_max}) must be below positive_min ({self.positive_min}), "
-                "or a document could be both"
+                f"negative_max ({self.negative_max}) must be below positive_min "
+                f"({self.positive_min}), or a document could be both"
             )
         if self.positive_top_fraction is not None and not 0 < self.positive_top_fraction <= 1:
             raise ConfigError(
@@ -114,8 +115,7 @@ def decide(
     if rules.positive_top_fraction is not None:
         vals = np.sort(corr[cand.candidate & np.isfinite(corr)])[::-1]
         if len(vals):
-            k = max(1, int(math.ceil(rules.positive_top_fraction * len(vals))))
-            top_cut = float(vals[k - 1])
+            top_cut = threshold_for_fraction(vals, None, rules.positive_top_fraction)
     idx = np.nonzero(cand.candidate | cand.random_negative)[0]
     labels: list[str] = []
     reasons: list[str] = []

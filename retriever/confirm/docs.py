@@ -2,7 +2,8 @@
 
 ``--docs`` is either
 
-- a **score folder** made by ``retriever score`` (``manifest.json`` + ``scores/``): the candidates of
+- a **score folder** made by ``retriever score`` (``manifest.json`` + ``scores/``): the candidates
+of
   a task are its top ``top_fraction`` documents by ``sim/<task>`` (or those at or above
   ``threshold``; with neither, the threshold recorded by ``retriever score`` in ``summary.json``);
   a seeded random sample of the other documents becomes the task's non-candidate negatives;
@@ -18,7 +19,7 @@ from __future__ import annotations
 import math
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from retriever._deps import require
 from retriever.corpus import CorpusReader, list_shards
 from retriever.data import Doc, Rejected
 from retriever.errors import ConfigError, InputError
+from retriever.thresholds import threshold_for_fraction
 
 
 def is_score_folder(path: str | os.PathLike) -> bool:
@@ -169,16 +171,15 @@ class DocSet:
         if rule.top_fraction is not None:
             if len(sim) == 0:
                 return math.inf, "no documents"
-            k = max(1, int(math.ceil(rule.top_fraction * len(sim))))
-            t = float(np.sort(sim)[::-1][k - 1])
+            t = threshold_for_fraction(sim, None, rule.top_fraction)
             return t, f"top {rule.top_fraction:.2%} by similarity (>= {t:.4f})"
         from retriever.score.read import candidate_thresholds
 
-        t = candidate_thresholds(self.source[0]).get(task)
-        if t is None:
+        found = candidate_thresholds(self.source[0]).get(task)
+        if found is None:
             raise ConfigError(
-                f"{self.source[0]} records no candidate threshold for {task!r}: pass --top-fraction "
-                "or --threshold TASK=SCORE"
+                f"{self.source[0]} records no candidate threshold for {task!r}: pass "
+                "--top-fraction or --threshold TASK=SCORE"
             )
         return float(t), f"similarity >= {float(t):.4f} (threshold of `retriever score`)"
 
@@ -215,7 +216,9 @@ class DocSet:
             yield rec
 
 
-def open_docs(source: list[str] | str, reader: CorpusReader | None = None) -> DocSet:
+def open_docs(
+    source: Sequence[str] | str | os.PathLike, reader: CorpusReader | None = None
+) -> DocSet:
     """Scan ``--docs`` once: ids, positions and similarities (texts are re-read later).
 
     Duplicate ids keep their first occurrence; later ones become ``Rejected(reason="duplicate_id")``

@@ -33,10 +33,11 @@ import numpy as np
 from retriever._deps import require
 from retriever.confirm.bpb import LMScorer, resolve_device, resolve_dtype
 from retriever.confirm.panel import Panel, PanelModel
-from retriever.corpus.writers import AtomicWriter, write_json_atomic
 from retriever.data import Doc
 from retriever.errors import ResumeError, RetrieverError
+from retriever.io import AtomicWriter, write_json_atomic
 from retriever.manifest import check_or_write_manifest, file_fingerprint, fingerprint
+from retriever.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ class BpbMatrix:
         self.device = resolve_device(device)
         self.dtype = dtype
         self.dtype_name = str(resolve_dtype(dtype, self.device)).replace("torch.", "")
-        self.scorer_kwargs = dict(
+        self.scorer_kwargs: dict[str, Any] = dict(
             device=self.device,
             dtype=dtype,
             max_batch_tokens=max_batch_tokens,
@@ -193,8 +194,9 @@ class BpbMatrix:
             check_or_write_manifest(self.dir / m.name, self.model_settings(m))
         except ResumeError as e:
             raise ResumeError(
-                f"model {m.name!r}: its cached BPB in {self.dir / m.name} was made with other settings "
-                f"({e}). Rename the model in the panel, use a new --out, or delete that folder."
+                f"model {m.name!r}: its cached BPB in {self.dir / m.name} was made with other "
+                f"settings ({e}). Rename the model in the panel, use a new --out, or delete that "
+                "folder."
             ) from e
         done = set(self.cached(m.name, ["id"]).get("id", []))
         missing = [i for i in ids if i not in done]
@@ -214,7 +216,9 @@ class BpbMatrix:
             log.warning("model %s failed to load: %s", m.name, e)
             return {**rep, "status": "failed", "error": str(e)}
         rep["max_length"] = scorer.max_length
-        bar = _bar(self.progress, len(missing), m.name)
+        bar = progress_bar(
+            total=len(missing), desc=f"bpb {m.name}", unit="doc", progress=self.progress
+        )
         try:
             for block in _blocks(iter_docs(set(missing)), self.block_docs):
                 res = scorer.bits_per_byte([d.text for d in block])
@@ -237,7 +241,8 @@ class BpbMatrix:
         return rep
 
     def assemble(self, ids: list[str], report: dict[str, Any] | None = None) -> MatrixResult:
-        """Build ``[ids x usable models]`` from the cache and write ``matrix.parquet`` and the report.
+        """Build ``[ids x usable models]`` from the cache and write ``matrix.parquet`` and the
+        report.
 
         A model is usable when it did not fail and its cache covers every id.
         """
@@ -317,9 +322,3 @@ def _blocks(docs: Iterator[Doc], size: int) -> Iterator[list[Doc]]:
             block = []
     if block:
         yield block
-
-
-def _bar(show: bool, total: int, desc: str):
-    from retriever.progress import progress_bar
-
-    return progress_bar(total=total, desc=f"bpb {desc}", unit="doc", progress=show)

@@ -227,7 +227,8 @@ def load_panel(path: str | os.PathLike, scores: str | os.PathLike | None = None)
 
 
 def load_scores(path: str | os.PathLike, known_models: list[str] | None = None) -> list[Score]:
-    """Read scores from CSV (``model,task,metric,score``; ``metric`` optional, default ``acc``) or TOML.
+    """Read scores from CSV (``model,task,metric,score``; ``metric`` optional, default ``acc``) or
+    TOML.
 
     The TOML form is ``[scores.<model>] <task> = value`` (metric ``acc``) or a list
     ``[[score]] model=..., task=..., metric=..., score=...``.
@@ -276,7 +277,7 @@ def load_scores(path: str | os.PathLike, known_models: list[str] | None = None) 
 
 def write_scores_csv(path: str | os.PathLike, scores: list[Score]) -> None:
     """Write scores as the CSV :func:`load_scores` reads (atomically)."""
-    from retriever.corpus.writers import AtomicWriter
+    from retriever.io import AtomicWriter
 
     with AtomicWriter(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
@@ -298,7 +299,8 @@ def _score(p: Path, model, task, metric, val) -> Score:
         raise ConfigError(f"{p}: score {val!r} for {model}/{task} is not a number") from e
     if not np.isfinite(v) or (metric != "neg_bpb" and not 0.0 <= v <= 1.0):
         raise ConfigError(
-            f"{p}: {metric} score {v} for {model}/{task} must be finite (and in [0, 1] for accuracies)"
+            f"{p}: {metric} score {v} for {model}/{task} must be finite (and in [0, 1] for "
+            "accuracies)"
         )
     return Score(model=model, task=task, metric=metric, score=v)
 

@@ -10,8 +10,9 @@ Two kinds of gold:
 - **plain texts** (no choices): ``neg_bpb`` = minus the bits per byte of the gold texts together
   (total bits / total bytes), so a model that predicts the gold better scores higher.
 
-Scores are written as ``model,task,metric,score`` CSV rows that :func:`~retriever.confirm.panel.load_panel`
-reads (the panel's ``scores`` file), replacing older rows of the same model, task and metric.
+Scores are written as ``model,task,metric,score`` CSV rows that
+:func:`~retriever.confirm.panel.load_panel` reads (the panel's ``scores`` file), replacing older
+rows of the same model, task and metric.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ class MCItem:
 
 @dataclass
 class GoldSample:
-    """The gold records a scorecard uses: multiple-choice items or plain texts, and what was skipped."""
+    """The gold records a scorecard uses: multiple-choice items or plain texts, and what was
+    skipped."""
 
     items: list[MCItem] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
@@ -68,7 +70,8 @@ def read_gold(
         paths: files or folders.
         limit: keep a seeded random sample of at most this many records (``None``: all).
         seed: sample seed.
-        kind: ``auto`` (multiple choice when records have question/choices/answer), ``mc``, ``text``.
+        kind: ``auto`` (multiple choice when records have question/choices/answer), ``mc``,
+        ``text``.
 
     Raises:
         InputError: nothing usable was found.
@@ -161,7 +164,8 @@ def choice_loglikelihoods(scorer: LMScorer, items: list[MCItem]) -> list[np.ndar
 
 
 def accuracy(lls: list[np.ndarray], items: list[MCItem]) -> tuple[float, float]:
-    """``(acc, acc_norm)`` as lm-eval computes them (norm: divide by the choice's character length)."""
+    """``(acc, acc_norm)`` as lm-eval computes them (norm: divide by the choice's character
+    length)."""
     acc = np.mean([int(np.argmax(ll)) == it.answer for ll, it in zip(lls, items, strict=True)])
     acc_norm = np.mean(
         [
@@ -234,7 +238,8 @@ def scorecard(
 
 
 def update_scores_file(path: str | os.PathLike, scores: list[Score]) -> list[Score]:
-    """Merge ``scores`` into a scores CSV (new rows replace old ones of the same key); write it back."""
+    """Merge ``scores`` into a scores CSV (new rows replace old ones of the same key); write it
+    back."""
     p = Path(path)
     old = load_scores(p) if p.is_file() else []
     merged = {(s.model, s.task, s.metric): s for s in old}

@@ -4,8 +4,9 @@ Outputs under ``OUT/`` (see docs/contracts.md)::
 
     manifest.json               the --docs source and its fingerprint (checked before resuming)
     bpb/                        the cached BPB matrix (see :mod:`retriever.confirm.matrix`)
-    correlations/<task>.parquet id, similarity, candidate, every estimator, n_models, sampling weights
-    labels/<task>.parquet       id, text, task, similarity, correlation, label, reason, shard, row,
+    correlations/<task>.parquet id, similarity, candidate, every estimator, n_models, sampling
+    weights labels/<task>.parquet       id, text, task, similarity, correlation, label, reason,
+    shard, row,
                                 source (confirmed / hard-negative / random / candidate)
     rejected.jsonl              records the reader rejected and duplicate ids
     summary.json                counts per task and label, models used, throughput, settings
@@ -38,8 +39,8 @@ from retriever.confirm.decide import LABELS, Decision, DecisionRules, decide
 from retriever.confirm.docs import CandidateRule, DocSet
 from retriever.confirm.matrix import BpbMatrix, MatrixResult
 from retriever.confirm.panel import Panel
-from retriever.corpus.writers import RejectWriter, write_json_atomic
 from retriever.errors import ConfigError
+from retriever.io import AtomicWriter, RejectWriter, write_json_atomic
 from retriever.manifest import check_or_write_manifest, paths_fingerprint
 from retriever.stats import Stats
 
@@ -127,9 +128,9 @@ class ConfirmStage:
             tasks = [t for t in docs.score_tasks if t in self.panel.tasks()]
             if not tasks:
                 raise ConfigError(
-                    f"the panel has scores for {self.panel.tasks() or 'no task'} but the score folder "
-                    f"has tasks {docs.score_tasks}; run `retriever confirm scorecard` for one of them "
-                    "or pass --tasks"
+                    f"the panel has scores for {self.panel.tasks() or 'no task'} but the score "
+                    f"folder has tasks {docs.score_tasks}; run `retriever confirm scorecard` for "
+                    "one of them or pass --tasks"
                 )
         else:
             tasks = self.panel.tasks()
@@ -240,7 +241,8 @@ class ConfirmStage:
             failed = [m for m, r in matrix.report["models"].items() if r.get("status") != "ok"]
             problem = (
                 f"only {len(used)} usable scored model(s) {used} (< min_models {s.min_models}); "
-                f"unusable: {failed or 'none'}, unscored: {[m for m in matrix.models if m not in names]}"
+                f"unusable: {failed or 'none'}, unscored: "
+                f"{[m for m in matrix.models if m not in names]}"
             )
             for i in sel:
                 why[i] = problem
@@ -280,7 +282,7 @@ class ConfirmStage:
             table[e] = pa.array(values[e][keep], pa.float64())
         table["weight_linear"] = pa.array(w_lin[keep], pa.float64())
         table["weight_l2"] = pa.array(w_l2[keep], pa.float64())
-        from retriever.corpus.writers import AtomicWriter
+        from retriever.io import AtomicWriter
 
         with AtomicWriter(self.out / "correlations" / f"{task}.parquet") as tmp:
             pq.write_table(pa.table(table), tmp)
@@ -339,10 +341,12 @@ class ConfirmStage:
         wanted = {docs.ids[i] for m in per_task.values() for i in m}
         out_dir = self.out / "labels"
         out_dir.mkdir(parents=True, exist_ok=True)
-        writers, bufs, tmps = {}, {}, {}
+        writers: dict = {}
+        bufs: dict = {}
+        tmps: dict[str, AtomicWriter] = {}
         for t in decisions:
-            tmps[t] = out_dir / f"{t}.parquet.tmp"
-            writers[t] = pq.ParquetWriter(tmps[t], schema)
+            tmps[t] = AtomicWriter(out_dir / f"{t}.parquet")
+            writers[t] = pq.ParquetWriter(tmps[t].start(), schema)
             bufs[t] = []
         written = dict.fromkeys(decisions, 0)
         try:
@@ -374,16 +378,16 @@ class ConfirmStage:
         except BaseException:
             for t in decisions:
                 writers[t].close()
-                tmps[t].unlink(missing_ok=True)
+                tmps[t].abort()
             raise
         for t, dec in decisions.items():
             if written[t] != len(dec.index):
-                tmps[t].unlink(missing_ok=True)
+                tmps[t].abort()
                 raise RuntimeError(
-                    f"labels for {t!r}: {written[t]} of {len(dec.index)} documents found when re-reading "
-                    f"{docs.source}; did the input change during the run?"
+                    f"labels for {t!r}: {written[t]} of {len(dec.index)} documents found when "
+                    f"re-reading {docs.source}; did the input change during the run?"
                 )
-            os.replace(tmps[t], out_dir / f"{t}.parquet")
+            tmps[t].commit()
 
 
 def _flush(pa, writer, schema, buf: list[tuple]) -> int:

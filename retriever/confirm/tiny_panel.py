@@ -1,4 +1,5 @@
-"""A panel of tiny GPT-2-style LMs built in seconds, offline: for tests and the offline end-to-end run.
+"""A panel of tiny GPT-2-style LMs built in seconds, offline: for tests and the offline end-to-end
+run.
 
 Each model reads bytes (a byte-level tokenizer: ids 0-255 are the bytes, 256 is BOS ``<s>``, 257
 is EOS ``</s>``) and is trained for a few seconds on its own mix of the given corpora: model ``k``
@@ -8,8 +9,8 @@ differs by construction, which is what a perplexity correlation needs to see.
 
 The tokenizer is a plain ``tokenizers`` BPE with no merges over the 256 byte symbols of GPT-2's
 byte-to-unicode map, saved as ``tokenizer.json`` in every model folder, so
-``AutoTokenizer.from_pretrained(folder)`` and ``AutoModelForCausalLM.from_pretrained(folder)`` load a
-model with no custom class and no download.
+``AutoTokenizer.from_pretrained(folder)`` and ``AutoModelForCausalLM.from_pretrained(folder)`` load
+a model with no custom class and no download.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from retriever._deps import require
-from retriever.corpus.writers import write_json_atomic
 from retriever.errors import ConfigError
+from retriever.io import write_json_atomic, write_text_atomic
 
 BOS, EOS = "<s>", "</s>"
 BOS_ID, EOS_ID = 256, 257
@@ -132,7 +134,8 @@ def train_tiny_panel(
     names = list(corpora)
     if not names or any(not corpora[n] for n in names):
         raise ConfigError(
-            f"every corpus needs at least one text, got sizes { {n: len(v) for n, v in corpora.items()} }"
+            "every corpus needs at least one text, got sizes "
+            f"{ {n: len(v) for n, v in corpora.items()} }"
         )
     if steps < 1:
         raise ConfigError("steps must be >= 1")
@@ -149,7 +152,7 @@ def train_tiny_panel(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = byte_tokenizer()
-    info = {
+    info: dict[str, Any] = {
         "name": name,
         "corpora": {n: len(v) for n, v in corpora.items()},
         "steps": steps,
@@ -180,7 +183,8 @@ def train_tiny_panel(
             pad_token_id=EOS_ID,
         )
         verbosity = transformers.utils.logging.get_verbosity()
-        transformers.utils.logging.set_verbosity_error()  # the "loss_type=None" notice of new configs
+        # the "loss_type=None" notice of new configs
+        transformers.utils.logging.set_verbosity_error()
         try:
             model = transformers.GPT2LMHeadModel(cfg)
             with torch.no_grad():
@@ -226,9 +230,7 @@ def train_tiny_panel(
     bar.close()
     write_json_atomic(out / "tiny_panel.json", info)
     panel = out / "panel.toml"
-    tmp = panel.with_name("panel.toml.tmp")
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, panel)
+    write_text_atomic(panel, "\n".join(lines))
     return panel
 
 
@@ -283,8 +285,8 @@ def synthetic_corpora(n: int = 200, seed: int = 0) -> dict[str, list[str]]:
             body = ", ".join(f'"{k}": "{v}"' for k, v in args.items())
             calls.append(f'{{"name": "{rng.choice(_TOOLS)}", "arguments": {{{body}}}}}')
         task.append(
-            f"User: please help with {rng.choice(_VALUES)}.\nTools: {', '.join(rng.choice(_TOOLS, 3))}\n"
-            f"Calls: [{', '.join(calls)}]"
+            f"User: please help with {rng.choice(_VALUES)}.\nTools: "
+            f"{', '.join(rng.choice(_TOOLS, 3))}\nCalls: [{', '.join(calls)}]"
         )
         k = int(rng.integers(25, 60))
         words = rng.choice(_WORDS, size=k)
@@ -342,11 +344,11 @@ def build_tiny_panel(
     Returns:
         A report: ``panel`` path, ``corpora`` sizes, per-model mix / loss / time / score.
     """
-    from retriever.corpus.writers import read_json
+    from retriever.io import read_json
 
     if not 0 <= holdout < 1:
         raise ConfigError(f"holdout must be in [0, 1), got {holdout}")
-    synth = synthetic_corpora(max_texts, seed) if gold is None or generic is None else None
+    synth = synthetic_corpora(max_texts, seed) if gold is None or generic is None else {}
     task_texts = read_texts(gold, max_texts, seed) if gold else synth["task"]
     gen_texts = read_texts(generic, max_texts, seed + 1) if generic else synth["generic"]
     n_hold = int(round(holdout * len(task_texts))) if task else 0

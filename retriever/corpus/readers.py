@@ -1,11 +1,13 @@
 """Streaming shard readers: jsonl (.gz/.zst), json, parquet and Hub datasets.
 
 A reader never raises on a bad record: it yields a :class:`~retriever.data.Rejected` with a reason
-(``bad_json``, ``no_text``, ``empty``, ``undecodable``, ``bad_tokens``, ``bad_record``) so the caller can
-count it and write it aside. Only an unreadable *shard* (missing file, unknown format) raises.
+(``bad_json``, ``no_text``, ``empty``, ``undecodable``, ``bad_tokens``, ``bad_record``) so the
+caller can count it and write it aside. Only an unreadable *shard* (missing file, unknown format)
+raises.
 
 ClimbLab comes as text (``OptimalScale/ClimbLab``: ``text``) or as GPT-2 token ids
-(``nvidia/ClimbLab``: ``tokens``); with ``tokens_field`` and a :class:`Detokenizer` the ids become text.
+(``nvidia/ClimbLab``: ``tokens``); with ``tokens_field`` and a :class:`Detokenizer` the ids become
+text.
 """
 
 from __future__ import annotations
@@ -55,6 +57,48 @@ class Detokenizer:
         return self._load().decode(ids)
 
 
+@dataclass(frozen=True)
+class ReaderConfig:
+    """How corpus records are read: the one set of reader options, shared by every stage that
+    reads the corpus (score, filter, confirm, plan, prefilter, rating) and by ``[corpus]``.
+
+    Args:
+        text_field: field holding the document text.
+        id_field: field holding a document id; when absent the id is ``<shard>:<row>``.
+        tokens_field: field of token ids, read with ``detokenizer`` when the text field is absent.
+        detokenizer: tokenizer (local folder or Hub id, ``gpt2`` for ``nvidia/ClimbLab``) turning
+            token-id shards into text; ``None``: text shards only.
+        keep_fields: source fields copied into ``Doc.metadata`` (``None``: every scalar field).
+    """
+
+    text_field: str = "text"
+    id_field: str = "id"
+    tokens_field: str | None = "tokens"
+    detokenizer: str | None = None
+    keep_fields: tuple[str, ...] | None = None
+
+    def reader(self, **kwargs: Any) -> CorpusReader:
+        """The :class:`CorpusReader` of these options (``kwargs``: batch_size, hub_split)."""
+        return CorpusReader(
+            text_field=self.text_field,
+            id_field=self.id_field,
+            tokens_field=self.tokens_field,
+            detokenizer=Detokenizer(self.detokenizer) if self.detokenizer else None,
+            keep_fields=self.keep_fields,
+            **kwargs,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as plain values (manifests)."""
+        return {
+            "text_field": self.text_field,
+            "id_field": self.id_field,
+            "tokens_field": self.tokens_field,
+            "detokenizer": self.detokenizer,
+            "keep_fields": list(self.keep_fields) if self.keep_fields is not None else None,
+        }
+
+
 @dataclass
 class CorpusReader:
     """Reads corpus shards into :class:`Doc` records (or :class:`Rejected` ones).
@@ -86,8 +130,8 @@ class CorpusReader:
             yield rec if isinstance(rec, Rejected) else self.to_doc(shard, row, rec)
 
     def iter_records(self, shard: str) -> Iterator[tuple[int, Any]]:
-        """Yield ``(row, record)`` for every record of ``shard``: the parsed JSON value / parquet row,
-        or a :class:`Rejected` for a line that is not JSON or not UTF-8.
+        """Yield ``(row, record)`` for every record of ``shard``: the parsed JSON value / parquet
+        row, or a :class:`Rejected` for a line that is not JSON or not UTF-8.
 
         This is the raw layer under :meth:`read`; gold loaders use it to format records themselves.
         """

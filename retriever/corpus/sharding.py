@@ -1,7 +1,8 @@
 """Shard discovery and the single sharding contract: rank r of W takes files r, r+W, ...
 
-Every executor (local, datatrove, Ray) goes through :func:`get_shard`, so a shard is always processed
-by exactly one worker and its output name is stable across runs (which is what makes resume work).
+Every executor (local, datatrove, Ray) goes through :func:`get_shard`, so a shard is always
+processed by exactly one worker and its output name is stable across runs (which is what makes
+resume work).
 """
 
 from __future__ import annotations
@@ -74,7 +75,11 @@ def list_shards(inputs: list[str] | str) -> list[str]:
             )
     # stable order, no duplicates: the order defines the rank -> shard assignment
     seen: set[str] = set()
-    uniq = [s for s in out if not (s in seen or seen.add(s))]
+    uniq = []
+    for s in out:
+        if s not in seen:
+            seen.add(s)
+            uniq.append(s)
     return uniq
 
 
@@ -96,7 +101,8 @@ def is_hub_file(shard: str) -> bool:
 
 
 def hub_filesystem():
-    """``huggingface_hub.HfFileSystem`` (lazily imported); the one place shards on the Hub are opened."""
+    """``huggingface_hub.HfFileSystem`` (lazily imported); the one place shards on the Hub are
+    opened."""
     from retriever._deps import require
 
     return require("huggingface_hub").HfFileSystem()
@@ -140,7 +146,8 @@ def _list_hub(repo: str, sub: str, fs) -> tuple[str, ...]:
     except Exception as e:  # huggingface_hub raises many types (offline, 404, auth)
         raise InputError(
             f"cannot list Hub dataset {repo!r}{f' folder {sub!r}' if sub else ''} "
-            f"({type(e).__name__}: {e}). Offline? Download it once and pass the local folder instead."
+            f"({type(e).__name__}: {e}). Offline? Download it once and pass the local folder "
+            "instead."
         ) from e
     files = sorted(
         str(f).lstrip("/")

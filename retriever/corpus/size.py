@@ -41,7 +41,8 @@ class CorpusSize:
 
 
 def shard_rows(shard: str, prefix_lines: int = PREFIX_LINES) -> tuple[int | None, bool]:
-    """``(documents, exact)`` of one shard; ``(None, False)`` when it cannot be told (streamed Hub)."""
+    """``(documents, exact)`` of one shard; ``(None, False)`` when it cannot be told (streamed
+    Hub)."""
     pq = require("pyarrow.parquet")
     if is_hub_file(shard):
         if not shard.endswith(".parquet"):

@@ -1,4 +1,5 @@
-"""Training sets: sample the per-task filtered pools to a token budget (``retriever build-dataset``).
+"""Training sets: sample the per-task filtered pools to a token budget (``retriever
+build-dataset``).
 
 API: :class:`DatasetBuilder` (``DatasetBuilder(pools, mixture, budget).build(out)``), the pure
 selection core :func:`select_budgeted`, :func:`parse_mixture`, :func:`parse_budget`,
@@ -7,19 +8,17 @@ selection core :func:`select_budgeted`, :func:`parse_mixture`, :func:`parse_budg
 
 from retriever.dataset.build import (
     DatasetBuilder,
-    OutputError,
     parse_budget,
     pool_token_counts,
 )
 from retriever.dataset.mixture import parse_mixture, read_weight_csv
 from retriever.dataset.pools import discover_pools, list_pool_files, read_pool_shard
 from retriever.dataset.select import Candidates, Selection, select_budgeted, split_budget
-from retriever.dataset.tokens import TokenCounter, estimate_tokens
+from retriever.tokens import TokenCounter, estimate_tokens
 
 __all__ = [
     "Candidates",
     "DatasetBuilder",
-    "OutputError",
     "Selection",
     "TokenCounter",
     "discover_pools",

@@ -24,7 +24,6 @@ Layout of ``OUT``::
 
 from __future__ import annotations
 
-import errno
 import logging
 import math
 import multiprocessing
@@ -32,7 +31,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,13 +43,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from retriever.corpus.sharding import shard_name
-from retriever.corpus.writers import (
-    AtomicWriter,
-    RejectWriter,
-    read_json,
-    sweep_temp,
-    write_json_atomic,
-)
 from retriever.data import Doc, Rejected
 from retriever.dataset.pools import list_pool_files, read_pool_shard
 from retriever.dataset.select import (
@@ -64,11 +56,20 @@ from retriever.dataset.select import (
     split_budget,
     text_key,
 )
-from retriever.dataset.tokens import TokenCounter
-from retriever.errors import ConfigError, InputError, OutputError, RetrieverError
+from retriever.errors import ConfigError, InputError
+from retriever.io import (
+    AtomicWriter,
+    RejectWriter,
+    disk_guard,
+    read_json,
+    sweep_temp,
+    write_json_atomic,
+)
 from retriever.lock import OutputLock
 from retriever.manifest import check_or_write_manifest, file_fingerprint, fingerprint
+from retriever.progress import progress_bar
 from retriever.stats import Stats
+from retriever.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
 
@@ -101,26 +102,6 @@ OUT_SCHEMA = pa.schema(
         ("source", pa.string()),
     ]
 )
-
-
-@contextmanager
-def disk_guard(what: str) -> Iterator[None]:
-    """Turn ``ENOSPC`` / ``EDQUOT`` / ``EACCES`` into a one-line :class:`OutputError`."""
-    try:
-        yield
-    except OSError as e:
-        if isinstance(e, RetrieverError):
-            raise
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise OutputError(
-                f"disk full while writing {what}: free some space and rerun the same command "
-                "(finished parts are kept; the build is not complete until summary.json exists)"
-            ) from e
-        if e.errno in (errno.EACCES, errno.EROFS):
-            raise OutputError(
-                f"cannot write {what} ({e.strerror}); choose another --out folder"
-            ) from e
-        raise
 
 
 @dataclass
@@ -193,7 +174,7 @@ class DatasetBuilder:
         order: ``top`` (highest score first) or ``weighted`` (score-weighted sampling).
         seed: seed of the weighted order.
         tokenizer: local tokenizer folder or tokenizer.json for exact counts (see
-            :mod:`retriever.dataset.tokens`).
+            :mod:`retriever.tokens`).
         use_token_count: trust records' ``token_count`` when there is no tokenizer.
         formats: any of ``lmflow`` and ``parquet``.
         part_tokens: tokens per output part (memory while writing: one parquet row group).
@@ -309,7 +290,7 @@ class DatasetBuilder:
         t0 = time.perf_counter()
         used = [k for k in self.pools if self.budgets[k] > 0]
         files = {k: list_pool_files(self.pools[k]) for k in used}
-        settings = {
+        settings: dict[str, Any] = {
             "stage": self.name,
             "pools": {k: self.pools[k] for k in used},
             "pool_files": {k: [[f, file_fingerprint(f)] for f in files[k]] for k in used},
@@ -403,12 +384,17 @@ class DatasetBuilder:
                 ctx = multiprocessing.get_context("spawn")
                 with ProcessPoolExecutor(min(self.workers, len(todo)), mp_context=ctx) as ex:
                     futs = [ex.submit(self._scan_file, p, keys, b) for p, b in todo]
-                    for f in _bar(futs, f"scan {pool}", self.progress):
+                    for f in progress_bar(
+                        futs, desc=f"scan {pool}", unit="file", progress=self.progress
+                    ):
                         f.result()
             else:
-                for p, b in _bar(todo, f"scan {pool}", self.progress):
+                for p, b in progress_bar(
+                    todo, desc=f"scan {pool}", unit="file", progress=self.progress
+                ):
                     self._scan_file(p, keys, b)
-        tables, stats, methods = [], Stats(), Counter()
+        tables: list[pa.Table] = []
+        stats, methods = Stats(), Counter[str]()
         for fi, base in enumerate(bases):
             info = read_json(_done(base))
             t = pq.read_table(base.with_name(base.name + ".parquet"))
@@ -421,7 +407,7 @@ class DatasetBuilder:
     # -- steps ------------------------------------------------------------------------------------
     def _scan_file(self, path: str, keys: list[str], base: Path) -> None:
         cols: dict[str, list] = {f.name: [] for f in SCAN_SCHEMA}
-        stats, methods = Stats(), Counter()
+        stats, methods = Stats(), Counter[str]()
         rejects = RejectWriter(base.with_name(base.name + ".rejected.jsonl"))
         batch: list[Doc] = []
         sname = shard_name(path)
@@ -511,14 +497,16 @@ class DatasetBuilder:
         )
 
     def _write_parts(self, out: Path, chosen: pa.Table, scans: dict[str, PoolScan]) -> list[dict]:
-        parts = []
+        parts: list[dict] = []
         if len(chosen) == 0:
             return parts
         part_col = chosen.column("part").to_numpy()
         n_parts = int(part_col.max()) + 1
         bounds = np.searchsorted(part_col, np.arange(n_parts + 1))  # part p: bounds[p]:bounds[p+1]
         reader = _PoolFiles()
-        for p in _bar(range(n_parts), "write parts", self.progress):
+        for p in progress_bar(
+            range(n_parts), desc="write parts", unit="file", progress=self.progress
+        ):
             rows = chosen.slice(bounds[p], bounds[p + 1] - bounds[p])
             paths = {
                 f: out / f / f"part_{p:05d}.{'json' if f == 'lmflow' else 'parquet'}"
@@ -760,9 +748,3 @@ def _first_score(meta: dict, keys: list[str]) -> float | None:
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
             return float(v)
     return None
-
-
-def _bar(it, desc: str, progress: bool | None):
-    from retriever.progress import progress_bar
-
-    return progress_bar(it, desc=desc, unit="file", progress=progress)

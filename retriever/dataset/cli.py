@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from retriever._cli import print_json
+from retriever._cli import add_repeated, parse_named_paths, print_json
 
 
 def add_parser(subparsers) -> None:
@@ -20,17 +20,17 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--pools", help="the filter stage's output folder (one sub-folder per task)")
-    p.add_argument(
+    add_repeated(
+        p,
         "--pool",
-        action="append",
-        default=[],
-        metavar="NAME=PATH",
-        help="an extra pool, e.g. a general-quality pool: general=/data/fineweb_edu (repeatable)",
+        "NAME=PATH",
+        "an extra pool, e.g. a general-quality pool: general=/data/fineweb_edu (repeatable)",
     )
     p.add_argument(
         "--mixture",
         required=True,
-        help="pool weights: 'fc=0.6,reasoning=0.4', 'equal', best.json (mix fit) or mixtures.csv (mix propose)",
+        help="pool weights: 'fc=0.6,reasoning=0.4', 'equal', best.json (mix fit) or mixtures.csv "
+        "(mix propose)",
     )
     p.add_argument("--mix-id", help="the row of a mixtures .csv to use")
     p.add_argument("--budget", required=True, help="total tokens: 10B, 500M, 2.5k or a number")
@@ -74,12 +74,11 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--scan-cache", help="scan cache folder shared across builds (default OUT/scan)")
     p.add_argument("--workers", type=int, default=1, help="processes scanning pool files")
-    p.add_argument(
+    add_repeated(
+        p,
         "--decontaminate",
-        action="append",
-        default=[],
-        metavar="TASK=FILE",
-        help="drop pool documents sharing a 13-gram with the evaluation records in FILE "
+        "TASK=FILE",
+        "drop pool documents sharing a 13-gram with the evaluation records in FILE "
         "(jsonl; repeatable); 'elmb' = the four local ELMB evaluation sets",
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -89,15 +88,8 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from retriever.dataset import DatasetBuilder, discover_pools, parse_budget, parse_mixture
     from retriever.dataset.build import DEFAULT_SCORE_KEYS
-    from retriever.errors import ConfigError
 
-    extra = {}
-    for spec in args.pool:
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not path:
-            raise ConfigError(f"--pool {spec!r}: write NAME=PATH")
-        extra[name] = path
-    pools = discover_pools(args.pools, extra)
+    pools = discover_pools(args.pools, parse_named_paths(args.pool, "--pool"))
     mixture = parse_mixture(args.mixture, list(pools), args.mix_id)
     builder = DatasetBuilder(
         pools,
@@ -126,7 +118,6 @@ def run(args: argparse.Namespace) -> int:
 
 def parse_decontaminate(items: list[str]) -> dict[str, str]:
     """``["rag=eval/rag.jsonl", "elmb"]`` -> ``{task: path}`` (``elmb``: the local ELMB sets)."""
-    from retriever.errors import ConfigError
 
     out: dict[str, str] = {}
     for item in items:
@@ -135,17 +126,15 @@ def parse_decontaminate(items: list[str]) -> dict[str, str]:
 
             out.update({t: str(p) for t, p in local_eval_sets(default_eval_dir()).items()})
             continue
-        task, sep, path = item.partition("=")
-        if not sep or not task or not path:
-            raise ConfigError(f"--decontaminate {item!r}: write TASK=FILE or elmb")
-        out[task] = path
+        out.update(parse_named_paths([item], "--decontaminate", "TASK=FILE or elmb"))
     return out
 
 
 def format_summary(s: dict, out: str) -> str:
     """One screen: tokens per pool against its budget, duplicates, where the files are."""
     lines = [
-        f"training set in {out}: {s['tokens']:,} tokens of {s['budget']:,} budget, {s['docs']:,} docs"
+        f"training set in {out}: {s['tokens']:,} tokens of {s['budget']:,} budget, {s['docs']:,} "
+        "docs"
     ]
     lines.append(f"  {'pool':<24}{'weight':>8}{'tokens':>16}{'budget':>16}{'docs':>10}{'dups':>8}")
     for name, p in s["pools"].items():
@@ -161,8 +150,8 @@ def format_summary(s: dict, out: str) -> str:
     c = s["counts"]
     rej = sum(v for k, v in c.items() if k.startswith("rejected/"))
     lines.append(
-        f"  docs in {c.get('seen', 0):,} = kept {c.get('kept', 0):,} + duplicates {c.get('dropped/duplicate', 0):,}"
-        f" + over budget {c.get('dropped/budget', 0):,}"
+        f"  docs in {c.get('seen', 0):,} = kept {c.get('kept', 0):,} + duplicates "
+        f"{c.get('dropped/duplicate', 0):,} + over budget {c.get('dropped/budget', 0):,}"
         + (
             f" + contaminated {c['dropped/contaminated']:,}"
             if c.get("dropped/contaminated")

@@ -15,9 +15,8 @@ import csv
 import math
 from pathlib import Path
 
-import orjson
-
 from retriever.errors import ConfigError, InputError
+from retriever.io import read_json_object
 
 WEIGHT_PREFIX = "weight/"
 
@@ -42,15 +41,7 @@ def parse_mixture(
         return {p: 1.0 for p in pools}
     path = Path(spec)
     if spec.endswith(".json"):
-        if not path.is_file():
-            raise InputError(f"mixture file {spec} does not exist")
-        try:
-            data = orjson.loads(path.read_bytes())
-        except orjson.JSONDecodeError as e:
-            raise ConfigError(f"mixture file {spec} is not valid JSON ({e})") from e
-        weights = data.get("weights", data) if isinstance(data, dict) else None
-        if not isinstance(weights, dict):
-            raise ConfigError(f'mixture file {spec}: expected {{"weights": {{pool: weight}}}}')
+        weights = read_json_object(spec, "mixture file", "weights", '{"weights": {pool: weight}}')
         return _check(weights, spec)
     if spec.endswith(".csv"):
         if not path.is_file():

@@ -23,7 +23,10 @@ def add_parser(subparsers) -> None:
         formatter_class=HelpFormatter,
     )
     p.add_argument(
-        "--labels", default=None, help="labels parquet file or folder of <task>.parquet (confirm)"
+        "--labels",
+        nargs="+",
+        default=None,
+        help="labels parquet file or folder of <task>.parquet (confirm; rate), one or more",
     )
     p.add_argument("--task", required=True, help="task whose rows to train on")
     p.add_argument(
@@ -150,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
         f"ROC-AUC {m['roc_auc']:.3f}  AP {m['average_precision']:.3f}  (p >= {m['threshold']})"
     )
     print(
-        f"  Spearman with the teacher's combined score: {m['spearman_combined']:.3f} (n={m['spearman_n']})"
+        f"  Spearman with the teacher's combined score: {m['spearman_combined']:.3f} "
+        f"(n={m['spearman_n']})"
     )
     c = m.get("heldout_vs_similarity") or {}
     if c.get("student_auc") is not None:

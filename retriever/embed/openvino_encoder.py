@@ -4,8 +4,9 @@ Only the transformer forward moves to OpenVINO; tokenization, pooling and normal
 sentence-transformers' own modules, so the vectors are the model's vectors. Precision: fp32,
 except bf16 on CPUs with AMX (:func:`auto_precision`); with only ``avx512_bf16`` bf16 measured
 slower than fp32 on an idle machine. Whether this path or plain torch is faster on a given machine
-is measured once and cached (:mod:`retriever.embed.calibrate`). The int8 paths (torch dynamic quantization, onnxruntime int8) are as fast but move vectors
-to cosine 0.78 against fp32, so they are not offered.
+is measured once and cached (:mod:`retriever.embed.calibrate`). The int8 paths (torch dynamic
+quantization, onnxruntime int8) are as fast but move vectors to cosine 0.78 against fp32, so they
+are not offered.
 
 The model is converted once from the loaded torch weights (``openvino.convert_model``, offline, no
 ``optimum`` needed) and cached as OpenVINO IR under ``$RETRIEVER_CACHE/openvino/<key>/`` (default
@@ -48,7 +49,8 @@ def cache_root() -> Path:
 
 
 def openvino_installed() -> bool:
-    """True when the ``openvino`` package imports (the ``fast`` extra); a broken install is False."""
+    """True when the ``openvino`` package imports (the ``fast`` extra); a broken install is
+    False."""
     try:
         import openvino  # noqa: F401
     except ImportError:
@@ -116,7 +118,9 @@ class _HiddenStates:
     def make(auto_model, names: tuple[str, ...]):
         torch = require("torch")
 
-        class HiddenStates(torch.nn.Module):
+        module: Any = torch.nn.Module  # a run-time base class
+
+        class HiddenStates(module):
             def __init__(self):
                 super().__init__()
                 self.m = auto_model
@@ -130,6 +134,13 @@ class _HiddenStates:
         return HiddenStates().eval()
 
 
+def embedding_dim(dim: int | None) -> int:
+    """The model's embedding dimension; a typed error for a model without a fixed one."""
+    if dim is None:
+        raise InputError("the embedding model has no fixed output dimension; pick another model")
+    return int(dim)
+
+
 def model_key(model: SentenceTransformer) -> str:
     """Fingerprint of the transformer's weights and config plus the converter versions (computed
     once per loaded model)."""
@@ -139,7 +150,7 @@ def model_key(model: SentenceTransformer) -> str:
     ov = _require_openvino()
     torch = require("torch")
     transformers = require("transformers")
-    auto = model[0].auto_model
+    auto: Any = model[0].auto_model
     h = hashlib.sha1()
     h.update(
         json.dumps(
@@ -157,7 +168,7 @@ def model_key(model: SentenceTransformer) -> str:
             h.update(name.encode())
             h.update(t.detach().contiguous().cpu().numpy().tobytes())
     key = h.hexdigest()[:20]
-    model._retriever_weights_key = key
+    setattr(model, "_retriever_weights_key", key)  # noqa: B010 (cached on the model)
     return key
 
 
@@ -168,8 +179,8 @@ class OpenVINOEncoder:
         model: a loaded sentence-transformers model whose first module is a HF transformer
             (BERT-like models: all-MiniLM, mpnet, e5, bge, gte ...).
         threads: CPU threads for inference (``None``: ``torch.get_num_threads()``).
-        precision: ``"auto"`` (:func:`auto_precision`: bf16 with AMX, else fp32), ``"f32"`` or ``"bf16"``.
-        pinning: OpenVINO's ``ENABLE_CPU_PINNING`` (``None``: OpenVINO's default).
+        precision: ``"auto"`` (:func:`auto_precision`: bf16 with AMX, else fp32), ``"f32"`` or
+        ``"bf16"``. pinning: OpenVINO's ``ENABLE_CPU_PINNING`` (``None``: OpenVINO's default).
         pad_multiple: pad token tensors to a multiple of this many positions (fewer shapes).
         extra_config: more OpenVINO CPU properties (``PERFORMANCE_HINT``, ``NUM_STREAMS`` ...).
         cache_dir: where converted models are kept (``None``: :func:`cache_root`); ``False`` to
@@ -300,4 +311,4 @@ class OpenVINOEncoder:
             getattr(self.model, "get_embedding_dimension", None)
             or self.model.get_sentence_embedding_dimension
         )
-        return int(get_dim())
+        return embedding_dim(get_dim())

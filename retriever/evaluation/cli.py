@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from retriever._cli import HelpFormatter, print_json
+from retriever._cli import HelpFormatter, add_repeated, parse_named_paths, print_json
 
 
 def add_parser(subparsers) -> None:
@@ -17,12 +17,11 @@ def add_parser(subparsers) -> None:
         ),
         formatter_class=HelpFormatter,
     )
-    p.add_argument(
+    add_repeated(
+        p,
         "--eval",
-        action="append",
-        default=[],
-        metavar="TASK=FILE",
-        help="evaluation records (jsonl; repeatable); 'elmb' (default) = the four local ELMB sets",
+        "TASK=FILE",
+        "evaluation records (jsonl; repeatable); 'elmb' (default) = the four local ELMB sets",
     )
     p.add_argument(
         "--against",
@@ -55,12 +54,11 @@ def add_parser(subparsers) -> None:
         default=None,
         help="function-calling, reasoning, roleplay, rag (repeatable; default all four)",
     )
-    e.add_argument(
+    add_repeated(
+        e,
         "--data",
-        action="append",
-        default=[],
-        metavar="TASK=FILE",
-        help="local evaluation file of a task (repeatable), a folder of <task>.jsonl, or 'hub'",
+        "TASK=FILE",
+        "local evaluation file of a task (repeatable), a folder of <task>.jsonl, or 'hub'",
     )
     e.add_argument("--limit", type=int, default=None, help="records per task")
     e.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -116,21 +114,15 @@ def _run_decontam(args) -> int:
 def _run_eval(args) -> int:
     from pathlib import Path
 
-    from retriever.errors import ConfigError
     from retriever.evaluation import evaluate_model
 
-    data = None
+    data: str | dict[str, str] | None = None
     if args.data == ["hub"]:
         data = "hub"
     elif len(args.data) == 1 and "=" not in args.data[0] and Path(args.data[0]).is_dir():
         data = args.data[0]
     elif args.data:
-        data = {}
-        for item in args.data:
-            task, sep, path = item.partition("=")
-            if not sep or not task or not path:
-                raise ConfigError(f"--data {item!r}: write TASK=FILE, a folder, or hub")
-            data[task] = path
+        data = parse_named_paths(args.data, "--data", "TASK=FILE, a folder, or hub")
     tasks = args.task or ["function-calling", "reasoning", "roleplay", "rag"]
     scores = evaluate_model(
         args.model,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,7 +137,7 @@ def eval_texts(path: str | os.PathLike, task: str | None = None) -> list[tuple[s
     return out
 
 
-def fingerprint_files(files: dict[str, str | os.PathLike], n: int = N) -> EvalFingerprint:
+def fingerprint_files(files: Mapping[str, str | os.PathLike], n: int = N) -> EvalFingerprint:
     """Fingerprint evaluation files, ``{task: path}``."""
     return fingerprint_eval({t: eval_texts(p, t) for t, p in files.items()}, n=n)
 

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from retriever.corpus.writers import read_json, write_json_atomic
 from retriever.errors import ConfigError, InputError
+from retriever.io import AtomicWriter, read_json, write_json_atomic
 
 TASK_DIR = Path(__file__).resolve().parent / "tasks"
 N_CHOICES = 4  # right answer + 3 distractors in the derived sets
@@ -121,7 +121,7 @@ def read_mc_records(path: str | os.PathLike) -> list[dict[str, Any]]:
     return out
 
 
-# -- derived multiple-choice sets (roleplay, RAG) ---------------------------------------------------
+# -- derived multiple-choice sets (roleplay, RAG) --------------------------------------------------
 _TURN = re.compile(r"^\s*([^\n:]{1,80}?)\s*\(speaking\):\s*(.+)$")
 
 
@@ -268,11 +268,9 @@ def local_eval_sets(
             ]
         for row in rows:
             row["text"] = record_text(row, task)
-        tmp = paths[name].with_name(paths[name].name + ".tmp")
-        with open(tmp, "wb") as fh:
+        with AtomicWriter(paths[name]) as tmp, open(tmp, "wb") as fh:
             for row in rows:
                 fh.write(orjson.dumps(row) + b"\n")
-        os.replace(tmp, paths[name])
         counts[name] = {
             "records": len(rows),
             "from": len(recs),

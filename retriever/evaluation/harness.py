@@ -237,8 +237,9 @@ def evaluate_model(
                     skipped[t],
                     ctx,
                 )
-                run_files[t] = str(Path(tmp) / f"{get_task(t).harness}_fitting.jsonl")
-                Path(run_files[t]).write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in keep))
+                fitting = Path(tmp) / f"{get_task(t).harness}_fitting.jsonl"
+                fitting.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in keep))
+                run_files[t] = str(fitting)
             texts[t] = [record_text(r, get_task(t)) for r in keep[:limit]]
         harness = write_task_yamls(run_files, Path(tmp))
         # ours only (indexing lm-eval's thousands of built-in YAMLs costs seconds)

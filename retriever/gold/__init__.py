@@ -1,4 +1,5 @@
-"""Gold exemplars per task: jsonl / json / parquet files and folders, Hub datasets, TinyAgent, ELMB."""
+"""Gold exemplars per task: jsonl / json / parquet files and folders, Hub datasets, TinyAgent,
+ELMB."""
 
 from retriever.gold.formats import (
     elmb_choices,

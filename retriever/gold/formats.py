@@ -42,8 +42,8 @@ def elmb_choices(rec: dict) -> tuple[list[str], int] | None:
     """``(choices, index of the right one)`` of an ELMB multiple-choice record, or ``None``."""
     choices = _as_list(rec.get("choices"))
     try:
-        answer = int(rec.get("answer"))
-    except (TypeError, ValueError):
+        answer = int(rec["answer"])
+    except (KeyError, TypeError, ValueError):
         return None
     if not choices or not 0 <= answer < len(choices):
         return None
@@ -51,7 +51,8 @@ def elmb_choices(rec: dict) -> tuple[list[str], int] | None:
 
 
 def elmb_text(rec: dict) -> str | None:
-    """ELMB multiple choice: the prompt followed by the correct choice (what a model should learn)."""
+    """ELMB multiple choice: the prompt followed by the correct choice (what a model should
+    learn)."""
     prompt = elmb_prompt(rec)
     mc = elmb_choices(rec)
     if prompt is None or mc is None:
@@ -61,10 +62,11 @@ def elmb_text(rec: dict) -> str | None:
 
 
 def tinyagent_text(rec: dict) -> str | None:
-    """TinyAgent: the user query, then the plan steps' numbered calls (``1. get_email_address(...)``).
+    """TinyAgent: the user query, then the plan steps' numbered calls (``1.
+    get_email_address(...)``).
 
-    The planner prompt (``raw_input``) is left out: it repeats the same tool list in every record and
-    would make every exemplar look alike to an embedder.
+    The planner prompt (``raw_input``) is left out: it repeats the same tool list in every record
+    and would make every exemplar look alike to an embedder.
     """
     query = rec.get("input")
     if not isinstance(query, str) or not query.strip():

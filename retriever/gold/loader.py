@@ -1,7 +1,7 @@
 """Load a task's gold exemplars from files, folders or Hub datasets into :class:`Doc` records.
 
-Exact duplicates (same text after stripping) are removed and counted (``dropped/duplicate``); records
-that give no text are rejected and counted (``rejected/no_text``, ``rejected/empty``, ...).
+Exact duplicates (same text after stripping) are removed and counted (``dropped/duplicate``);
+records that give no text are rejected and counted (``rejected/no_text``, ``rejected/empty``, ...).
 """
 
 from __future__ import annotations
@@ -77,7 +77,8 @@ class GoldLoader:
         self.seen_keys = set(seen_keys or ())
 
     def load(self) -> GoldSet:
-        stats, docs, rejected, infos = Stats(), [], [], []
+        stats, rejected, infos = Stats(), [], []
+        docs: list[Doc] = []
         keys = set(self.seen_keys)
         for src in self.sources:
             paths = self._resolve(src)
@@ -122,8 +123,8 @@ class GoldLoader:
         if not docs:
             names = [s.path for s in self.sources]
             raise InputError(
-                f"no gold exemplar could be read from {names} ({stats.to_dict()['counts']}); check the "
-                "paths, the `format` and `text_field` of each source, or pass --gold PATH"
+                f"no gold exemplar could be read from {names} ({stats.to_dict()['counts']}); check "
+                "the paths, the `format` and `text_field` of each source, or pass --gold PATH"
             )
         return GoldSet(docs, stats, infos, rejected)
 

@@ -8,12 +8,12 @@ import os
 from pathlib import Path
 
 from retriever.config import GoldSource, TaskSpec, find_task_spec
-from retriever.corpus.writers import check_writable
 from retriever.data import Doc
 from retriever.embed import load_embedder
 from retriever.errors import ConfigError
 from retriever.gold.loader import GoldLoader, GoldSet, text_key
 from retriever.index.gold_index import GoldIndex
+from retriever.io import check_writable
 from retriever.stats import Stats
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,9 @@ def build_index(
         out: index folder (default ``<indexes_dir>/<task>``).
         model, factory: override the spec's embedding model / FAISS factory string.
         embedder: an already loaded embedder (its model wins over ``model``).
-        gold_limit: read at most this many records per gold source (the run config's ``gold_limit``).
-        sparse: also build the TF-IDF index of the gold (``sparse/``, :mod:`retriever.index.sparse`)
+        gold_limit: read at most this many records per gold source (the run config's
+        ``gold_limit``). sparse: also build the TF-IDF index of the gold (``sparse/``,
+        :mod:`retriever.index.sparse`)
             that hybrid scoring and the learned head use.
     """
     spec = _spec(task, gold, indexes_dir)
@@ -93,7 +94,8 @@ def add_to_index(
     emb = embedder or load_embedder(gi.model)
     gi.check_embedder(emb)
     have = {text_key(t) for t in gi.texts}
-    docs, stats = [], Stats()
+    docs: list[Doc] = []
+    stats = Stats()
     for t in texts or []:
         stats.inc("seen")
         if not t or not t.strip():

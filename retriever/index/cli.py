@@ -111,9 +111,10 @@ def _build(args) -> int:
     else:
         c = gi.manifest["counts"]
         print(
-            f"{gi.task}: {gi.ntotal} exemplars indexed ({gi.model}, dim {gi.dim}, {gi.manifest['factory']}, "
-            f"built on {gi.manifest['built_on']}); read {c.get('seen', 0)}, duplicates "
-            f"{c.get('dropped/duplicate', 0)}, rejected {sum(v for k, v in c.items() if k.startswith('rejected'))}"
+            f"{gi.task}: {gi.ntotal} exemplars indexed ({gi.model}, dim {gi.dim}, "
+            f"{gi.manifest['factory']}, built on {gi.manifest['built_on']}); read "
+            f"{c.get('seen', 0)}, duplicates {c.get('dropped/duplicate', 0)}, rejected "
+            f"{sum(v for k, v in c.items() if k.startswith('rejected'))}"
         )
     return 0
 

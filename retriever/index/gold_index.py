@@ -7,9 +7,9 @@ On disk (``indexes/<task>/``)::
     manifest.json   task, model, dim, factory, counts, source fingerprints, version
 
 A new or rebuilt index is written whole into a temporary folder beside it and swapped in, so a
-failed build never touches the working index; a folder without ``manifest.json`` is unfinished. Loading with an
-embedder of another model or dimension raises :class:`ModelMismatchError`: vectors of two models
-are not comparable, and searching one with the other returns confident nonsense.
+failed build never touches the working index; a folder without ``manifest.json`` is unfinished.
+Loading with an embedder of another model or dimension raises :class:`ModelMismatchError`: vectors
+of two models are not comparable, and searching one with the other returns confident nonsense.
 """
 
 from __future__ import annotations
@@ -24,17 +24,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from retriever._deps import require
-from retriever.corpus.writers import (
-    is_temp,
-    read_json,
-    resolve_target,
-    temp_path,
-    write_json_atomic,
-)
 from retriever.data import Doc
 from retriever.embed.embedder import canonical_model_id
 from retriever.errors import InputError, ModelMismatchError, UnsafeNameError
 from retriever.gold.loader import GoldSet, text_key
+from retriever.io import (
+    is_temp,
+    read_json,
+    replace_dir,
+    resolve_target,
+    temp_path,
+    write_json_atomic,
+)
 from retriever.manifest import fingerprint
 from retriever.names import check_name
 from retriever.progress import encode_with_progress
@@ -55,7 +56,8 @@ def faiss_gpu_available() -> bool:
 
 
 def new_faiss_index(dim: int, factory: str = "Flat"):
-    """An empty inner-product index from a factory string (``"Flat"``, ``"HNSW32"``, ``"IVF256,Flat"``)."""
+    """An empty inner-product index from a factory string (``"Flat"``, ``"HNSW32"``,
+    ``"IVF256,Flat"``)."""
     faiss = require("faiss")
     try:
         return faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
@@ -155,7 +157,8 @@ class GoldIndex:
         )
 
     def add(self, gold: GoldSet, embedder: Embedder) -> int:
-        """Append new exemplars (duplicates of indexed texts are skipped); returns how many were added."""
+        """Append new exemplars (duplicates of indexed texts are skipped); returns how many were
+        added."""
         self.check_embedder(embedder)
         have = {text_key(t) for t in self.texts}
         new = [d for d in gold.docs if text_key(d.text) not in have]
@@ -178,12 +181,13 @@ class GoldIndex:
 
     # -- search -----------------------------------------------------------------------------------
     def search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` cosine similarities and exemplar positions: ``D, I`` of shape ``[n, min(k, ntotal)]``."""
+        """Top-``k`` cosine similarities and exemplar positions: ``D, I`` of shape ``[n, min(k,
+        ntotal)]``."""
         xq = np.ascontiguousarray(xq, dtype=np.float32)
         if xq.ndim != 2 or xq.shape[1] != self.dim:
             raise ModelMismatchError(
-                f"query vectors have shape {xq.shape}, index {self.task!r} expects [n, {self.dim}]: "
-                f"embed with {self.model}"
+                f"query vectors have shape {xq.shape}, index {self.task!r} expects [n, "
+                f"{self.dim}]: embed with {self.model}"
             )
         k = max(1, min(k, self.ntotal))
         return self._searcher().search(xq, k)
@@ -203,7 +207,8 @@ class GoldIndex:
         return self._gpu_index
 
     def check_embedder(self, embedder: Embedder) -> None:
-        """Raise :class:`ModelMismatchError` unless ``embedder`` is the model this index was built with."""
+        """Raise :class:`ModelMismatchError` unless ``embedder`` is the model this index was built
+        with."""
         mid = canonical_model_id(embedder.model_id)
         if mid == self.model and int(embedder.dim) != self.dim:
             # same name, other vectors: the manifest was edited or the model changed under its name
@@ -251,18 +256,14 @@ class GoldIndex:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        old = temp_path(out.with_name(out.name + ".old"))
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-        return out
+        return replace_dir(tmp, out)
 
     @classmethod
     def load(
         cls, path: str | os.PathLike, embedder: Embedder | None = None, use_gpu: bool | None = None
     ) -> GoldIndex:
-        """Open ``indexes/<task>/``; with ``embedder``, check it is the model the index was built with.
+        """Open ``indexes/<task>/``; with ``embedder``, check it is the model the index was built
+        with.
 
         Raises:
             InputError: the folder is missing, unfinished, or its files are corrupt or
@@ -284,7 +285,8 @@ class GoldIndex:
             raise InputError(f"{p / MANIFEST_FILE} is not an index manifest; {rebuild}")
         if manifest.get("format") != INDEX_FORMAT:
             raise ModelMismatchError(
-                f"{p} has index format {manifest.get('format')}, this version reads {INDEX_FORMAT}; rebuild it"
+                f"{p} has index format {manifest.get('format')}, this version reads "
+                f"{INDEX_FORMAT}; rebuild it"
             )
         missing = [k for k in ("task", "model", "dim") if k not in manifest]
         if missing:
@@ -310,7 +312,8 @@ class GoldIndex:
             raise InputError(f"{p / GOLD_FILE} is corrupt ({e}); {rebuild}") from e
         if index.ntotal != gold.num_rows or index.d != int(manifest["dim"]):
             raise InputError(
-                f"{p} is inconsistent (index {index.ntotal} x {index.d}, gold {gold.num_rows} rows); rebuild it"
+                f"{p} is inconsistent (index {index.ntotal} x {index.d}, gold {gold.num_rows} "
+                "rows); rebuild it"
             )
         out = cls(
             manifest["task"], index, cols["id"], cols["text"], cols["source"], manifest, use_gpu

@@ -43,9 +43,9 @@ from typing import Any
 import numpy as np
 
 from retriever._deps import require
-from retriever.corpus.writers import AtomicWriter, read_json, write_json_atomic
 from retriever.errors import InputError
 from retriever.index.sparse import SparseConfig, TermWeights
+from retriever.io import AtomicWriter, read_json, write_json_atomic
 
 HEAD_DIR = "head"
 HEAD_FORMAT = 2  # 2: optional words (vocab.json, idf.npy); format 1 heads (no words) still load

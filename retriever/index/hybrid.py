@@ -9,9 +9,9 @@ An index folder (``indexes/<task>/``) may hold, beside the FAISS index:
 The score stage then writes, per task, ``cos_<task>`` (max cosine), ``topk_<task>`` (mean top-k
 cosine), ``sparse_<task>`` / ``sparse_topk_<task>`` (TF-IDF cosine), ``hybrid_<task>`` (learned
 combination of those four scores, a probability) and ``head_<task>`` (learned head over the
-vector, the four scores and the document's words, a probability), and ``score_<task>``, the candidate ranking: the
-first of :data:`RANKING_ORDER` the folder has. The order comes from the cross-source evaluation
-(``scripts/eval_quality.py --cross-source``; docs/retrieval.md).
+vector, the four scores and the document's words, a probability), and ``score_<task>``, the
+candidate ranking: the first of :data:`RANKING_ORDER` the folder has. The order comes from the
+cross-source evaluation (``scripts/eval_quality.py --cross-source``; docs/retrieval.md).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from retriever.corpus.writers import read_json
 from retriever.errors import InputError
 from retriever.index.head import (
     HEAD_DIR,
@@ -39,6 +38,7 @@ from retriever.index.head import (
     train_head,
 )
 from retriever.index.sparse import SPARSE_DIR, SparseConfig, SparseIndex, load_sparse
+from retriever.io import read_json
 
 if TYPE_CHECKING:
     from retriever.embed import Embedder

@@ -8,8 +8,9 @@ On disk (``indexes/<task>/sparse/``; no pickle)::
 
     vocab.json      {"terms": [...]} term of each column, in column order
     idf.npy         float32 [n_terms] inverse document frequency of each term over the gold
-    gold.npz        the gold's L2-normalised TF-IDF rows as CSR arrays (data, indices, indptr, shape)
-    manifest.json   settings (ngrams, min_df, max_terms, sublinear_tf, lowercase), counts, the
+    gold.npz        the gold's L2-normalised TF-IDF rows as CSR arrays (data, indices, indptr,
+    shape) manifest.json   settings (ngrams, min_df, max_terms, sublinear_tf, lowercase), counts,
+    the
                     gold fingerprint; written last, so a folder without it is unfinished
 
 A document's scores are the cosine of its TF-IDF row to the gold rows: ``sparse`` = the largest,
@@ -31,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from retriever._deps import require
-from retriever.corpus.writers import AtomicWriter, read_json, write_json_atomic
 from retriever.errors import InputError
+from retriever.io import AtomicWriter, read_json, write_json_atomic
 from retriever.manifest import fingerprint
 
 SPARSE_DIR = "sparse"
@@ -67,8 +68,8 @@ class SparseConfig:
     def check(self) -> None:
         if self.ngram_max < 1 or self.min_df < 1 or self.max_terms < 1:
             raise InputError(
-                f"sparse index: ngram_max, min_df and max_terms must be >= 1 (got {self.ngram_max}, "
-                f"{self.min_df}, {self.max_terms})"
+                "sparse index: ngram_max, min_df and max_terms must be >= 1 (got "
+                f"{self.ngram_max}, {self.min_df}, {self.max_terms})"
             )
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 
-from retriever._cli import print_json
+from retriever._cli import add_repeated, parse_named_paths, print_json
 
 
 def add_parser(subparsers) -> None:
@@ -32,12 +33,11 @@ def add_parser(subparsers) -> None:
         "--pools", help="the filter stage's output folder: token shares are counted from it"
     )
     src.add_argument("--shares", help="token shares or counts instead: 'fc=3e9,reasoning=1e9'")
-    pp.add_argument(
+    add_repeated(
+        pp,
         "--pool",
-        action="append",
-        default=[],
-        metavar="NAME=PATH",
-        help="an extra pool (e.g. general=PATH), with --pools",
+        "NAME=PATH",
+        "an extra pool (e.g. general=PATH), with --pools",
     )
     pp.add_argument("--n", type=int, default=64, help="number of mixtures (proxy runs)")
     pp.add_argument("-o", "--out", default="mixtures.csv", help="output CSV (settings in OUT.json)")
@@ -113,14 +113,9 @@ def run_propose(args: argparse.Namespace) -> int:
     from retriever.errors import ConfigError
     from retriever.mix import propose_mixtures, upper_bounds, write_proposals
 
+    shares: Mapping[str, float]
     if args.pools:
-        extra = {}
-        for spec in args.pool:
-            name, sep, path = spec.partition("=")
-            if not sep:
-                raise ConfigError(f"--pool {spec!r}: write NAME=PATH")
-            extra[name] = path
-        pools = discover_pools(args.pools, extra)
+        pools = discover_pools(args.pools, parse_named_paths(args.pool, "--pool"))
         shares = pool_token_counts(
             pools, tokenizer=args.tokenizer, scan_cache=args.scan_cache, workers=args.workers
         )
@@ -163,15 +158,15 @@ def run_propose(args: argparse.Namespace) -> int:
                 f"  {k:<24} share {v / total:6.3f}   proposed weight {min(ws):.3f}..{max(ws):.3f}"
             )
         print(
-            "next: one proxy run per row (build-dataset --mixture CSV --mix-id I), add score columns, "
-            "then `retriever mix fit CSV`"
+            "next: one proxy run per row (build-dataset --mixture CSV --mix-id I), add score "
+            "columns, then `retriever mix fit CSV`"
         )
     return 0
 
 
 def run_fit(args: argparse.Namespace) -> int:
     from retriever.corpus import write_json_atomic
-    from retriever.dataset.build import disk_guard
+    from retriever.io import disk_guard
     from retriever.mix import fit_mixture, read_results
 
     res = read_results(args.results)

@@ -148,7 +148,8 @@ def read_results(path: str | os.PathLike) -> ProxyResults:
     tcols = [c for c in cols if c not in wcols and c != "mix_id"]
     if not wcols:
         raise ConfigError(
-            f"{path} has no '{WEIGHT_PREFIX}<pool>' column; start from `retriever mix propose`'s CSV"
+            f"{path} has no '{WEIGHT_PREFIX}<pool>' column; start from `retriever mix propose`'s "
+            "CSV"
         )
     if not tcols:
         raise ConfigError(
@@ -306,7 +307,8 @@ def fit_mixture(
     if ok.sum() < min_runs(len(results.pools)):
         raise ConfigError(
             f"{int(ok.sum())} proxy runs have a value for {tname!r}; fitting {len(results.pools)} "
-            f"pools needs at least {min_runs(len(results.pools))} (RegMix uses hundreds of cheap runs)"
+            f"pools needs at least {min_runs(len(results.pools))} (RegMix uses hundreds of cheap "
+            "runs)"
         )
     X, y = results.X[ok], y_all[ok]
     chosen = choose_model(fit_report[tname], model)

@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from retriever.corpus.writers import AtomicWriter, is_special, resolve_target, write_json_atomic
 from retriever.dataset.mixture import WEIGHT_PREFIX
 from retriever.errors import ConfigError
+from retriever.io import AtomicWriter, is_special, resolve_target, write_json_atomic
 
 N_STRENGTHS = 15
 
 
-def smooth_prior(shares: dict[str, float], temperature: float = 0.5) -> np.ndarray:
+def smooth_prior(shares: Mapping[str, float], temperature: float = 0.5) -> np.ndarray:
     """Token shares -> the Dirichlet centre ``[n_pools]`` (``shares ** temperature``, normalized).
 
     Raises:
@@ -41,7 +42,7 @@ def smooth_prior(shares: dict[str, float], temperature: float = 0.5) -> np.ndarr
 
 
 def upper_bounds(
-    pool_tokens: dict[str, int], budget: int | None, max_epochs: float = 4.0
+    pool_tokens: Mapping[str, float], budget: int | None, max_epochs: float = 4.0
 ) -> np.ndarray | None:
     """Largest weight each pool can take: ``min(1, tokens * max_epochs / budget)`` (``None``
     without a budget)."""
@@ -77,7 +78,7 @@ def sample_dirichlet(
 
 
 def propose_mixtures(
-    shares: dict[str, float],
+    shares: Mapping[str, float],
     n: int = 64,
     *,
     seed: int = 0,
@@ -135,7 +136,7 @@ def propose_mixtures(
 
 def write_proposals(path: str | os.PathLike, mixtures: list[dict[str, float]], info: dict) -> None:
     """``path`` (CSV: ``mix_id``, ``weight/<pool>``...) and ``path.json`` (the settings)."""
-    from retriever.dataset.build import disk_guard
+    from retriever.io import disk_guard
 
     path = Path(path)
     names = list(mixtures[0])

@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retriever.corpus.writers import AtomicWriter, read_json, write_json_atomic
+from retriever.arms.run import ProxyStage, ProxyStageResult
 from retriever.errors import ConfigError
+from retriever.io import AtomicWriter, read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -83,15 +84,15 @@ class MixRunConfig:
             raise ConfigError(f"[mix] seeds must be an integer >= 1, got {self.seeds!r}")
 
 
-@dataclass
-class MixRunResult:
-    out: Path
+@dataclass(kw_only=True)
+class MixRunResult(ProxyStageResult):
+    """The outcome of :meth:`MixRun.run`: the best mixture and every proxy's result."""
+
     best: dict
     results: list[dict] = field(default_factory=list)
-    trained: int = 0
 
 
-class MixRun:
+class MixRun(ProxyStage):
     """Propose, build, train, evaluate, fit (see the module docstring).
 
     Args:
@@ -120,21 +121,15 @@ class MixRun:
     ):
         if len(pools) < 2:
             raise ConfigError(f"a mixture needs at least two pools, got {list(pools)}")
+        super().__init__(out, budget, trainer, evaluator, progress, on_proxy)
         self.config = config
         self.pools = dict(pools)
-        self.budget = int(budget)
-        self.trainer = trainer
-        self.evaluator = evaluator
-        self.out = Path(out)
         self.order = order
         self.tokenizer = tokenizer
         self.data_seed = data_seed
-        self.progress = progress
-        self.on_proxy = on_proxy
 
     def run(self) -> MixRunResult:
         from retriever.arms.datasets import ArmDataset, dataset_fingerprint
-        from retriever.arms.run import ProxyLoop
         from retriever.dataset import DatasetBuilder, pool_token_counts
         from retriever.dataset.mixture import WEIGHT_PREFIX
         from retriever.manifest import check_or_write_manifest
@@ -180,7 +175,7 @@ class MixRun:
                 upper=upper,
             )
             write_proposals(csv_path, mixes, {"shares": shares, "budget": self.budget})
-        loop = ProxyLoop(self.out / "proxies", self.trainer, self.evaluator, self.on_proxy)
+        loop = self.proxy_loop()
         res = MixRunResult(out=self.out, best={})
         for i, mix in enumerate(mixes):
             used = {k: w for k, w in mix.items() if w > 0}
@@ -274,7 +269,8 @@ def mix_run(
     on_proxy=None,
 ) -> MixRunResult:
     """``retriever mix run CONFIG.toml``: the run's pools (its filter stage's output) plus a
-    general pool; proxy and evaluation settings from ``[evaluate]``, mixture settings from ``[mix]``."""
+    general pool; proxy and evaluation settings from ``[evaluate]``, mixture settings from
+    ``[mix]``."""
     import dataclasses
 
     from retriever.arms.api import load_evaluate_config

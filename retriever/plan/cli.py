@@ -12,9 +12,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "plan",
         help="documents, tokens, forwards and hours per stage of a run config, before it runs",
         description="Print, per stage of CONFIG.toml: documents and tokens it will touch, forwards "
-        "(embedding, LM panel, fastText), and the estimated wall time here, core-hours and GPU-hours. "
-        "Corpus size from parquet metadata (or a prefix estimate); rates measured by a short "
-        "calibration on the corpus, from [plan] rates, or from --rates (a JSON file).",
+        "(embedding, LM panel, fastText), and the estimated wall time here, core-hours and "
+        "GPU-hours. Corpus size from parquet metadata (or a prefix estimate); rates measured by a "
+        "short calibration on the corpus, from [plan] rates, or from --rates (a JSON file).",
     )
     p.add_argument("config", help="run config (TOML)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")

@@ -80,13 +80,12 @@ class Plan:
         """What exceeds the configured ceiling (``[plan] max_core_hours`` / ``max_gpu_hours``)."""
         out = []
         c = self.ceiling
-        if c.get("max_core_hours") is not None and self.core_hours > c["max_core_hours"]:
-            out.append(
-                f"{self.core_hours:,.1f} core-hours > max_core_hours {c['max_core_hours']:,}"
-            )
-        if c.get("max_gpu_hours") is not None and self.gpu_hours > c["max_gpu_hours"]:
-            out.append(f"{self.gpu_hours:,.1f} GPU-hours > max_gpu_hours {c['max_gpu_hours']:,}")
-        if c.get("max_hours_here") is not None and self.seconds_here / 3600 > c["max_hours_here"]:
+        core, gpu, here = c.get("max_core_hours"), c.get("max_gpu_hours"), c.get("max_hours_here")
+        if core is not None and self.core_hours > core:
+            out.append(f"{self.core_hours:,.1f} core-hours > max_core_hours {core:,}")
+        if gpu is not None and self.gpu_hours > gpu:
+            out.append(f"{self.gpu_hours:,.1f} GPU-hours > max_gpu_hours {gpu:,}")
+        if here is not None and self.seconds_here / 3600 > here:
             out.append(
                 f"{self.seconds_here / 3600:,.1f} h here > max_hours_here {c['max_hours_here']:,}"
             )
@@ -104,7 +103,8 @@ class Plan:
         return d
 
     def wall_hours(self) -> dict[str, float]:
-        """Wall hours on the configured CPU node (cores) and GPU node (GPUs, CPU stages on its cores)."""
+        """Wall hours on the configured CPU node (cores) and GPU node (GPUs, CPU stages on its
+        cores)."""
         cores, gpus = self.hardware["cores"], self.hardware["gpus"]
         cpu_node = sum((s.core_hours or 0.0) for s in self.stages) / cores
         gpu_node = sum(
@@ -177,7 +177,9 @@ def profile_corpus(
     local = all(os.path.exists(s) for s in shards)
     t0 = time.perf_counter()
     if local and size.docs <= exact_limit:
-        ids, texts, chars, n = [], [], 0, 0
+        ids: list[str] = []
+        texts: list[str] = []
+        chars, n = 0, 0
         for s in shards:
             for rec in reader.read(s):
                 n += 1
@@ -268,7 +270,7 @@ def make_plan(
     cpt = r.chars_per_token
     stages: list[StagePlan] = []
 
-    # -- score: read every document, embed the sampled ones ------------------------------------------
+    # -- score: read every document, embed the sampled ones ----------------------------------------
     spec = parse_sample(cfg.score.sample, cfg.run.seed)
     sampler: DocSampler | None = resolve_sample(spec, prof.docs, prof.method) if spec else None
     frac = sampler.fraction if sampler else 1.0
@@ -313,7 +315,7 @@ def make_plan(
         )
     )
 
-    # -- confirm: BPB of the capped candidates under every panel model --------------------------------
+    # -- confirm: BPB of the capped candidates under every panel model -----------------------------
     c = cfg.confirm
     top = cfg.score.top_fraction
     per_task = math.ceil((top if top is not None else 1.0) * embedded)
@@ -327,19 +329,25 @@ def make_plan(
         seconds_here = bpb_tokens * n_models / r.bpb_model_tokens_per_s
         core_h = seconds_here * hardware_cores_here() / 3600
         gpu_h = None
-        panel_note = f"tiny panel, {n_models} models trained here ({r.bpb_model_tokens_per_s:,.0f} tokens/s per model)"
+        panel_note = (
+            f"tiny panel, {n_models} models trained here ({r.bpb_model_tokens_per_s:,.0f} "
+            "tokens/s per model)"
+        )
     else:
         n_models = _panel_size(c.panel)
         flop = 2.0 * r.panel_params * bpb_tokens
         core_h = flop / r.cpu_flops_per_core / 3600
         seconds_here = core_h * 3600 / hardware_cores_here()
         gpu_h = flop / r.gpu_flops / 3600
-        panel_note = f"panel {os.path.basename(c.panel)}: {n_models} models, {r.panel_params / 1e9:.2g}B parameters"
+        panel_note = (
+            f"panel {os.path.basename(c.panel)}: {n_models} models, "
+            f"{r.panel_params / 1e9:.2g}B parameters"
+        )
     notes = [
         panel_note,
-        f"{cand:,} candidates per task ({'top ' + format(top, 'g') if top is not None else 'all'} of "
-        f"{embedded:,}{f', capped at {cap:,}' if cap is not None and per_task > cap else ''}) x {T} tasks; "
-        "random negatives get no BPB",
+        f"{cand:,} candidates per task ({'top ' + format(top, 'g') if top is not None else 'all'} "
+        f"of {embedded:,}{f', capped at {cap:,}' if cap is not None and per_task > cap else ''}) x "
+        f"{T} tasks; random negatives get no BPB",
         f"BPB documents at most {bpb_docs:,} (tasks may share candidates)",
     ]
     stages.append(
@@ -357,7 +365,13 @@ def make_plan(
         )
     )
 
-    # -- distill: small ------------------------------------------------------------------------------
+    # -- optional steps: the perplexity band and the LLM rating ------------------------------------
+    if cfg.band is not None:
+        stages.append(_band_plan(cfg, r, embedded, prof.mean_chars, cpt))
+    if cfg.rate is not None:
+        stages.append(_rate_plan(cfg, r, embedded, prof.mean_chars, cpt, T))
+
+    # -- distill: small ----------------------------------------------------------------------------
     rows = int(cand * (1 + c.negatives_per_positive)) * T
     stages.append(
         StagePlan(
@@ -374,7 +388,7 @@ def make_plan(
         )
     )
 
-    # -- filter: every document, one pass -------------------------------------------------------------
+    # -- filter: every document, one pass ----------------------------------------------------------
     ml = multilabel(cfg)
     factor = r.multilabel_cost_ratio if ml else T * r.per_task_cost_ratio
     fmax = cfg.filter.get("max_chars", 0) or 0
@@ -407,7 +421,7 @@ def make_plan(
         )
     )
 
-    # -- dataset: the budget ----------------------------------------------------------------------------
+    # -- dataset: the budget -----------------------------------------------------------------------
     from retriever.dataset import parse_budget
 
     budget = parse_budget(cfg.dataset.budget)
@@ -436,6 +450,69 @@ def make_plan(
     )
 
 
+def _band_plan(cfg, r: Rates, embedded: int, mean_chars: float, cpt: float) -> StagePlan:
+    """BPB of the scored documents (or ``max_docs`` of them) under one reference model."""
+    from retriever.run.config import band_config
+
+    b = band_config(cfg)
+    docs = min(embedded, b.max_docs) if b.max_docs is not None else embedded
+    tokens = int(docs * mean_chars / cpt)
+    flop = 2.0 * r.band_params * tokens
+    core_h = flop / r.cpu_flops_per_core / 3600
+    return StagePlan(
+        "band",
+        docs,
+        tokens,
+        tokens,
+        "model-token forwards",
+        core_h * 3600 / hardware_cores_here(),
+        core_h,
+        flop / r.gpu_flops / 3600,
+        False,
+        [
+            f"one reference model ({os.path.basename(b.model.rstrip('/'))}, "
+            f"{r.band_params / 1e6:,.0f}M parameters assumed); "
+            + (f"a {docs:,}-document sample" if docs < embedded else "every scored document"),
+        ],
+    )
+
+
+def _rate_plan(cfg, r: Rates, embedded: int, mean_chars: float, cpt: float, T: int) -> StagePlan:
+    """Rating requests: each task's candidates plus random others, at most ``max_requests``."""
+    from retriever.run.config import rate_config
+
+    c = rate_config(cfg)
+    top = c.top_fraction if c.top_fraction is not None else cfg.score.top_fraction
+    cand = math.ceil((top if top is not None else 1.0) * embedded)
+    if c.max_candidates is not None:
+        cand = min(cand, c.max_candidates)
+    per_task = cand + min(int(round(c.negatives_per_positive * cand)), c.max_random_negatives)
+    requests = min(embedded, per_task) * len(c.tasks or [None] * T)
+    capped = c.max_requests is not None and requests > c.max_requests
+    if capped:
+        requests = int(c.max_requests or 0)
+    frame = 1800 / cpt  # the rubric frame around the extract
+    tokens = int(requests * (min(mean_chars, c.max_chars) / cpt + frame + c.max_tokens))
+    return StagePlan(
+        "rate",
+        requests,
+        tokens,
+        requests,
+        "LLM requests",
+        requests / r.rate_requests_per_s,
+        None,
+        None,
+        False,
+        [
+            f"{c.model} at {c.base_url}: {r.rate_requests_per_s:g} requests/s assumed (plan "
+            "rates: rate_requests_per_s); the endpoint's hours are not counted here",
+            f"{per_task:,} documents per task ({cand:,} candidates + random others)"
+            + (f", capped at max_requests = {c.max_requests:,}" if capped else "")
+            + "; reruns ask only what the cache lacks",
+        ],
+    )
+
+
 def hardware_cores_here() -> int:
     return (
         len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -459,7 +536,8 @@ def format_plan(plan: Plan) -> str:
         f"plan of {plan.config}",
         f"corpus: {c['docs']:,} documents in {c['shards']:,} shards ({c['method']}); "
         f"mean {c['mean_chars']:,.0f} characters, {c['chars'] / 1e9:,.3g} G characters",
-        f"{'stage':<9}{'docs':>15}{'tokens':>19}{'forwards':>17}  {'here':>8}{'core-h':>10}{'GPU-h':>8}",
+        f"{'stage':<9}{'docs':>15}{'tokens':>19}{'forwards':>17}  "
+        f"{'here':>8}{'core-h':>10}{'GPU-h':>8}",
     ]
     for s in plan.stages:
         fw = "-" if s.forwards is None else f"{s.forwards:,}"

@@ -7,7 +7,6 @@ machine), or a default with its reference. GPU rates are never measured here (no
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field, fields, replace
@@ -15,14 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from retriever.errors import ConfigError
+from retriever.io import read_json_object
 
 DEFAULT_SOURCES = {
     "embed_docs_per_s": "README cost table (bench_score.py: OpenVINO bf16, 2 shared cores)",
     "embed_cores": "this machine's cores during that measurement",
-    "embed_docs_per_s_gpu": "assumed, not measured here: ~20k docs/s per H100 (MiniLM-L6 fp16, issue 10)",
+    "embed_docs_per_s_gpu": "assumed, not measured here: ~20k docs/s per H100 (MiniLM-L6 fp16, "
+    "issue 10)",
     "filter_chars_per_core_s": "README cost table (bench_filter.py, one process, per-task student)",
-    "multilabel_cost_ratio": "bench_filter.py --section tasks: fastText scoring of 4 tasks with one multi-label "
-    "student / 1 task, 1.30x (fastest of 3, 2 cores at load ~30)",
+    "multilabel_cost_ratio": "bench_filter.py --section tasks: fastText scoring of 4 tasks with "
+    "one multi-label student / 1 task, 1.30x (fastest of 3, 2 cores at load ~30)",
     "per_task_cost_ratio": "scripts/bench_filter.py --section tasks (4 per-task students / 1 task)",
     "bpb_model_tokens_per_s": "README cost table (bench_bpb.py: tiny panel, per model, CPU)",
     "cpu_flops_per_core": "assumed: 50 GFLOP/s per core effective (AVX-512 bf16 at ~1/3 of peak)",
@@ -30,6 +31,9 @@ DEFAULT_SOURCES = {
     "panel_params": "configs/panels/small-open.toml: 8 models, ~2.1B parameters in all",
     "chars_per_token": "GPT-2 on English web text (~4 characters a token)",
     "read_docs_per_core_s": "assumed: parquet/jsonl records parsed into documents by one core",
+    "band_params": "assumed: a GPT-2-small-sized reference model for the perplexity band (124M)",
+    "rate_requests_per_s": "assumed: an endpoint answering 4 rating requests/s (e.g. vLLM, a 7B "
+    "model, --concurrency 8, ~2 s an answer); bench_rate.py measures the client only",
 }
 
 
@@ -50,6 +54,8 @@ class Rates:
         chars_per_token: characters per token when tokens are estimated from characters.
         read_docs_per_core_s: documents one core reads and parses (every stage that reads the
             whole corpus pays it: scoring reads every document to decide the sample).
+        band_params: parameters of the perplexity band's reference model.
+        rate_requests_per_s: rating requests the LLM endpoint answers per second.
     """
 
     embed_docs_per_s: float = 31.6
@@ -64,6 +70,8 @@ class Rates:
     panel_params: float = 2.1e9
     chars_per_token: float = 4.0
     read_docs_per_core_s: float = 50_000.0
+    band_params: float = 1.24e8
+    rate_requests_per_s: float = 4.0
     sources: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SOURCES), compare=False)
 
     def with_values(self, values: dict[str, Any], source: str) -> Rates:
@@ -93,15 +101,7 @@ def load_rates(path: str | os.PathLike, base: Rates | None = None) -> Rates:
         ConfigError: the file is missing, not JSON, or names an unknown rate.
     """
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"rates file {p} does not exist")
-    try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"rates file {p} is not JSON ({e})") from e
-    data = data.get("rates", data) if isinstance(data, dict) else data
-    if not isinstance(data, dict):
-        raise ConfigError(f"rates file {p} must hold an object of rate -> number")
+    data = read_json_object(p, "rates file", "rates", "an object of rate -> number", ConfigError)
     sources = data.get("sources")
     rates = base or Rates()
     if isinstance(sources, dict):
@@ -122,7 +122,8 @@ def calibrate(
     filter_: bool = True,
     device: str | None = None,
 ) -> tuple[Rates, dict[str, Any]]:
-    """Measure the embedding and fastText rates on ``docs`` (a few hundred of the configured corpus).
+    """Measure the embedding and fastText rates on ``docs`` (a few hundred of the configured
+    corpus).
 
     The embedder is the run's (loaded once, timed after a warm-up batch); fastText is a throwaway
     two-label student trained on the same documents (its speed depends on the text, not the labels).
@@ -157,7 +158,8 @@ def calibrate(
 
 
 def _fasttext_rate(docs: list[str], repeat: int = 3) -> float:
-    """Characters per second one core scores with a fastText student like ``retriever distill``'s."""
+    """Characters per second one core scores with a fastText student like ``retriever
+    distill``'s."""
     import tempfile
 
     from retriever._deps import require

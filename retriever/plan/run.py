@@ -1,4 +1,5 @@
-"""The plan of a run config: rates from ``[plan]`` (+ a rates file, + a calibration), then the plan."""
+"""The plan of a run config: rates from ``[plan]`` (+ a rates file, + a calibration), then the
+plan."""
 
 from __future__ import annotations
 

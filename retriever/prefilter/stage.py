@@ -2,9 +2,10 @@
 
 Scoring is kept apart from deciding: every document's counts are written (``kw_<task>`` columns of
 ``OUT/matches/<shard>.parquet``); the decision (``mode = "drop"``: keep a document when some task
-has at least ``min_matches`` matches) only chooses which documents go to ``OUT/kept/<shard>.jsonl.gz``
-(datatrove jsonl layout: ``id``, ``text``, ``metadata`` with ``kw/<task>``), which the score stage
-reads as its corpus. ``mode = "features"`` writes the counts only.
+has at least ``min_matches`` matches) only chooses which documents go to
+``OUT/kept/<shard>.jsonl.gz`` (datatrove jsonl layout: ``id``, ``text``, ``metadata`` with
+``kw/<task>``), which the score stage reads as its corpus. ``mode = "features"`` writes the counts
+only.
 
 Per shard, outputs are written to ``*.tmp`` and renamed, then a ``done/<shard>.json`` marker with
 the shard's counters; a rerun skips done shards. ``summary.json``: docs in = kept + dropped/no_match
@@ -23,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from retriever.corpus import CorpusReader, list_shards, shard_name
-from retriever.corpus.writers import AtomicWriter, RejectWriter, read_json, write_json_atomic
+from retriever.corpus import CorpusReader, ReaderConfig, list_shards, shard_name
 from retriever.data import Doc, DocStream, Rejected
 from retriever.errors import ConfigError
-from retriever.manifest import check_or_write_manifest
+from retriever.io import AtomicWriter, RejectWriter, write_json_atomic
+from retriever.manifest import DoneMarkers, check_or_write_manifest, shard_fingerprint
 from retriever.prefilter.matcher import DEFAULT_PATTERNS, KeywordMatcher
 from retriever.progress import progress_bar
 from retriever.stats import Stats
@@ -46,15 +47,14 @@ class PrefilterConfig:
             keeps every document and only records the counts.
         min_matches: matches a task needs for a document to pass (``drop`` mode).
         patterns: ``{task: [regex, ...]}`` overriding the defaults.
-        text_field, id_field: corpus record fields.
+        reader: how corpus records are read (the run's ``[corpus]`` options).
     """
 
     tasks: tuple[str, ...] = tuple(DEFAULT_PATTERNS)
     mode: str = "features"
     min_matches: int = 1
     patterns: Mapping[str, Sequence[str]] = field(default_factory=dict)
-    text_field: str = "text"
-    id_field: str = "id"
+    reader: ReaderConfig = ReaderConfig()
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -126,26 +126,31 @@ def prefilter_corpus(
     out = Path(out)
     shards = list_shards(list(corpus) if not isinstance(corpus, str) else [corpus])
     stage = KeywordPrefilter(config)  # compiles the patterns: a bad one fails before any write
+    rd = config.reader
     settings = {
-        **asdict(config),
+        **{k: v for k, v in asdict(config).items() if k != "reader"},
+        # the reader's options flat, as before it was nested (a resumed folder keeps matching)
+        "text_field": rd.text_field,
+        "id_field": rd.id_field,
+        **{k: v for k, v in rd.to_dict().items() if v != ReaderConfig().to_dict()[k]},
         "patterns": stage.config.resolved_patterns(),
         "tasks": list(config.tasks),
         "corpus": shards,
     }
     out.mkdir(parents=True, exist_ok=True)
     check_or_write_manifest(out, settings)
-    reader = CorpusReader(text_field=config.text_field, id_field=config.id_field)
+    reader = rd.reader()
     total = Stats()
     per_task = np.zeros(len(stage.matcher.tasks), dtype=np.int64)
     per_shard = {}
+    markers = DoneMarkers(out / "done")
     for shard in progress_bar(shards, desc="prefilter", unit="shard", progress=progress):
         name = shard_name(shard)
-        done = out / "done" / f"{name}.json"
-        if done.exists():
-            rec = read_json(done)
-        else:
+        rec = markers.read(shard)
+        if rec is None:
+            before = shard_fingerprint(shard)
             rec = _prefilter_shard(shard, name, out, reader, config)
-            write_json_atomic(done, rec)
+            markers.write(shard, rec, before)
         st = Stats.from_dict(rec["stats"])
         total += st
         per_task += np.asarray(rec["matched_per_task"], dtype=np.int64)

@@ -107,7 +107,8 @@ class ProxyConfig:
 
     @property
     def tokenizer_name(self) -> str | None:
-        """The tokenizer actually used: ``byte``, a Hub id / folder, or ``None`` (the checkpoint's)."""
+        """The tokenizer actually used: ``byte``, a Hub id / folder, or ``None`` (the
+        checkpoint's)."""
         if self.tokenizer:
             return self.tokenizer
         return "byte" if self.mode == "scratch" else None

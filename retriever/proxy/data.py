@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from retriever.corpus import list_shards
-from retriever.corpus.writers import read_json, write_json_atomic
 from retriever.data import Doc
 from retriever.errors import InputError
+from retriever.io import AtomicWriter, read_json, write_json_atomic
 from retriever.manifest import paths_fingerprint
 
 TOKENIZE_BATCH = 256  # documents per tokenizer call (memory: 256 x mean document size)
@@ -95,7 +95,8 @@ def build_token_stream(
     text_field: str = "text",
     max_docs: int | None = None,
 ) -> TokenStream:
-    """Read every document of ``data`` in shard order and pack their tokens; cached in ``cache_dir``.
+    """Read every document of ``data`` in shard order and pack their tokens; cached in
+    ``cache_dir``.
 
     Args:
         data: dataset folder, corpus files / folders or Hub ids.
@@ -159,9 +160,8 @@ def build_token_stream(
         )
     tokens = np.concatenate(parts).astype(np.int32)
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = cache / "tokens.tmp.npy"
-    np.save(tmp, tokens)
-    os.replace(tmp, tok_path)
+    with AtomicWriter(tok_path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, tokens)
     write_json_atomic(
         meta_path,
         {

@@ -21,7 +21,6 @@ import logging
 import math
 import os
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -31,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from retriever._deps import require
-from retriever.corpus.writers import read_json, write_json_atomic
 from retriever.errors import ConfigError, InputError, ResumeError
+from retriever.io import read_json, replace_dir, write_json_atomic
 from retriever.manifest import check_or_write_manifest
 from retriever.proxy.config import ProxyConfig
 from retriever.proxy.data import BlockSampler, build_token_stream
@@ -117,7 +116,8 @@ def load_tokenizer(cfg: ProxyConfig):
 
 
 def build_model(cfg: ProxyConfig, vocab_size: int, tokenizer):
-    """A new ``GPT2LMHeadModel`` / ``LlamaForCausalLM`` (dropout off), or the ``init`` checkpoint."""
+    """A new ``GPT2LMHeadModel`` / ``LlamaForCausalLM`` (dropout off), or the ``init``
+    checkpoint."""
     torch = require("torch")
     transformers = require("transformers")
     verbosity = transformers.utils.logging.get_verbosity()
@@ -194,7 +194,8 @@ def _precision(cfg: ProxyConfig, device: str):
 
 
 def _save_checkpoint(out: Path, model, tokenizer, optimizer, state: dict[str, Any]) -> None:
-    """Write ``checkpoint.tmp/`` in full, then swap it in for ``checkpoint/`` (old kept until then)."""
+    """Write ``checkpoint.tmp/`` in full, then swap it in for ``checkpoint/`` (old kept until
+    then)."""
     torch = require("torch")
     tmp, final, old = out / "checkpoint.tmp", out / "checkpoint", out / "checkpoint.old"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -205,11 +206,7 @@ def _save_checkpoint(out: Path, model, tokenizer, optimizer, state: dict[str, An
         rng["cuda"] = torch.cuda.get_rng_state_all()
     torch.save({"optimizer": optimizer.state_dict(), "rng": rng}, tmp / "trainer.pt")
     write_json_atomic(tmp / "state.json", state)  # last: a folder without it is incomplete
-    if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_dir(tmp, final, old)
 
 
 def _find_checkpoint(out: Path) -> Path | None:
@@ -248,9 +245,8 @@ def train_proxy(
     cfg = config or ProxyConfig()
     torch = require("torch")
     transformers = require("transformers")
-    from tqdm.auto import tqdm
-
     from retriever.confirm.bpb import resolve_device
+    from retriever.progress import progress_bar
 
     transformers.utils.logging.disable_progress_bar()
     out = Path(out)
@@ -333,14 +329,8 @@ def train_proxy(
         log.info("proxy: resuming %s at step %d of %d", out, state["step"], steps)
 
     tokens_per_step = cfg.batch_size * cfg.seq_len
-    bar = tqdm(
-        total=steps,
-        initial=state["step"],
-        unit="step",
-        file=sys.stderr,
-        disable=not progress,
-        desc="proxy train",
-        dynamic_ncols=True,
+    bar = progress_bar(
+        total=steps, initial=state["step"], unit="step", desc="proxy train", progress=progress
     )
     t_call = time.perf_counter()
     seconds_before = float(state["seconds"])
@@ -395,8 +385,7 @@ def train_proxy(
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    replace_dir(tmp, final)
     losses = state["losses"]
     res = ProxyResult(
         checkpoint=final.resolve(),

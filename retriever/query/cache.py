@@ -14,8 +14,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from retriever.corpus.writers import read_json
 from retriever.errors import InputError
+from retriever.io import read_json
 
 if TYPE_CHECKING:
     from retriever.index import GoldIndex
@@ -34,7 +34,8 @@ def _mtime(path: Path) -> int:
 
 
 def open_index(index_dir: str | os.PathLike) -> GoldIndex:
-    """The :class:`GoldIndex` at ``index_dir``, loaded once per process (again if its manifest changed)."""
+    """The :class:`GoldIndex` at ``index_dir``, loaded once per process (again if its manifest
+    changed)."""
     from retriever.index import GoldIndex
 
     p = Path(index_dir).resolve()

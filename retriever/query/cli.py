@@ -1,4 +1,5 @@
-"""``retriever query``: nearest gold exemplars (--index) or corpus documents (--corpus-store)."""
+"""``retriever query``: nearest gold exemplars (--index) or corpus documents (--corpus-store), here
+or from a running ``retriever serve`` (--server)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="DIR_OR_URI",
         help="score folder (or LanceDB URI): search the scored corpus",
     )
+    src.add_argument(
+        "--server",
+        metavar="URL",
+        help="ask a running `retriever serve` (no model load here): its corpus store, or its "
+        "gold exemplars with --task",
+    )
+    p.add_argument(
+        "--task",
+        action="append",
+        metavar="TASK",
+        help="with --server: search this task's gold exemplars instead of the corpus "
+        "(repeatable; 'all' for every task the server has)",
+    )
     p.add_argument("text", nargs="+", help="exemplar text(s); - reads stdin")
     p.add_argument("-k", type=int, default=10, help="neighbours per text (default 10)")
     p.add_argument("--json", action="store_true", help="print the hits as JSON")
@@ -52,12 +66,26 @@ def _texts(args) -> list[str]:
 
 
 def _query(args) -> int:
-    from retriever.query import query_corpus, query_gold_many
-
     texts = _texts(args)
-    if args.index:
+    if args.task and not args.server:
+        from retriever.errors import ConfigError
+
+        raise ConfigError("--task goes with --server; locally, name the task's --index folder")
+    if args.server:
+        from retriever.query.client import server_corpus, server_gold
+
+        if args.task:
+            tasks = None if "all" in args.task else args.task
+            results = server_gold(args.server, texts, args.k, tasks)
+        else:
+            results = server_corpus(args.server, texts, args.k)
+    elif args.index:
+        from retriever.query import query_gold_many
+
         results = query_gold_many(args.index, texts, args.k)
     else:
+        from retriever.query import query_corpus
+
         results = query_corpus(args.corpus_store, texts, args.k)
     if args.json:
         print_json([{"query": q, "hits": h} for q, h in zip(texts, results, strict=True)])

@@ -20,7 +20,8 @@ __all__ = ["check_store_embedder", "query_corpus", "query_gold", "query_gold_man
 def query_gold(
     index_dir: str | os.PathLike, texts: list[str], k: int = 10, embedder=None
 ) -> list[list[dict[str, Any]]]:
-    """Per text, the ``k`` nearest gold exemplars of the task: ``[{rank, score, id, text, source}]``."""
+    """Per text, the ``k`` nearest gold exemplars of the task: ``[{rank, score, id, text,
+    source}]``."""
     gi = open_index(index_dir)
     emb = embedder or load_embedder(gi.model)
     gi.check_embedder(emb)
@@ -60,7 +61,8 @@ def check_store_embedder(st, emb) -> None:
 def query_corpus(
     store: str | os.PathLike, texts: list[str], k: int = 10, embedder=None, nprobes: int = 32
 ) -> list[list[dict[str, Any]]]:
-    """Per text, the ``k`` nearest scored corpus documents: ``[{rank, score, id, shard, row, preview}]``.
+    """Per text, the ``k`` nearest scored corpus documents: ``[{rank, score, id, shard, row,
+    preview}]``.
 
     Args:
         store: a score folder made by ``retriever score`` or its LanceDB store URI.

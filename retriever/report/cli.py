@@ -1,4 +1,5 @@
-"""``retriever report RUN_DIR -o report.html``: parse options, call :func:`retriever.report.write_report`."""
+"""``retriever report RUN_DIR -o report.html``: parse options, call
+:func:`retriever.report.write_report`."""
 
 from __future__ import annotations
 

@@ -5,12 +5,14 @@ Artifacts are found by their shape (docs/contracts.md), not by fixed paths, with
 
 - score folder: ``X/scores/*.parquet`` + ``X/manifest.json`` (+ ``X/summary.json`` thresholds);
 - confirm folder: ``X/labels/<task>.parquet`` (+ ``X/summary.json`` rules and cutoffs);
-- distilled filters: ``M.bin`` with its manifest ``M.json`` (``"kind": "fasttext-filter"``); held-out
+- distilled filters: ``M.bin`` with its manifest ``M.json`` (``"kind": "fasttext-filter"``);
+held-out
   predictions for a full PR curve from ``M.heldout.parquet`` / ``.jsonl`` (columns ``y``/``label``
   and ``p``/``prob``) or a ``heldout`` entry ``{"y": [...], "p": [...]}`` in the manifest,
   else the manifest's metrics (one operating point);
 - pools: ``X/<task>/*.jsonl.gz|parquet`` in a folder named ``pools``, ``filter`` or ``filtered``;
-- training set: ``X/summary.json`` of ``build-dataset``; mixture: a ``mix fit`` json.
+- training set: ``X/summary.json`` of ``build-dataset``; mixture: a ``mix fit`` json;
+- perplexity band: ``X/band.parquet`` + ``X/summary.json`` (``"stage": "band"``).
 """
 
 from __future__ import annotations
@@ -27,9 +29,9 @@ from typing import Any
 import numpy as np
 
 from retriever._deps import require
-from retriever.corpus.writers import AtomicWriter, read_json
 from retriever.data import Doc
 from retriever.errors import InputError
+from retriever.io import AtomicWriter, read_json
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ class ReportSources:
     dataset: Path | None = None
     mixture: Path | None = None
     arms: Path | None = None  # a `retriever evaluate` summary.json
+    band: Path | None = None  # a `retriever band` folder (band.parquet + summary.json)
 
 
 def find_sources(run_dir: str | os.PathLike | None, **given: Any) -> ReportSources:
@@ -77,6 +80,7 @@ def find_sources(run_dir: str | os.PathLike | None, **given: Any) -> ReportSourc
             src.confirm is None
             and (d / "labels").is_dir()
             and any((d / "labels").glob("*.parquet"))
+            and _json_stage(d / "manifest.json") != "rate"  # rating labels: no correlation
         ):
             src.confirm = d
         if src.pools is None and d.name in POOL_DIR_NAMES and any(p.is_dir() for p in d.iterdir()):
@@ -87,6 +91,9 @@ def find_sources(run_dir: str | os.PathLike | None, **given: Any) -> ReportSourc
             m = b.with_suffix(".json")
             if m.exists() and _json_kind(m) == "fasttext-filter":
                 src.distill.append(m)
+        if src.band is None and (d / "band.parquet").is_file():
+            if _json_stage(d / "summary.json") == "band":
+                src.band = d
         if src.arms is None and _is_arms(d / "summary.json"):
             src.arms = d / "summary.json"
         if src.mixture is None:
@@ -134,7 +141,7 @@ def collect_report(
     }
     facts: dict[str, Any] = {}
     missing = []
-    score_summary = {}
+    score_summary: dict[str, Any] = {}
     if src.scores is not None:
         scores, score_summary, seen = _read_scores(src.scores)
         out["scores"] = scores
@@ -190,6 +197,9 @@ def collect_report(
         out["mixture"] = read_json(src.mixture)
     if src.arms is not None:
         out["arms"] = read_json(src.arms)
+    if src.band is not None:
+        out["band"] = read_json(src.band / "summary.json")
+        facts["perplexity band: in band"] = out["band"].get("in_band")
     out["facts"] = facts
     out["missing"] = missing
     return out
@@ -211,7 +221,7 @@ def write_report(
         out = Path(run_dir) / "report.html"
     data = collect_report(run_dir, sources=sources, **kwargs)
     html = render_report(**data)
-    from retriever.dataset.build import disk_guard
+    from retriever.io import disk_guard
 
     with disk_guard(str(out)), AtomicWriter(out) as tmp:
         Path(tmp).write_text(html, encoding="utf-8")
@@ -468,6 +478,13 @@ def _walk_dirs(root: Path, depth: int) -> list[Path]:
         out.extend(nxt)
         frontier = nxt
     return out
+
+
+def _json_stage(path: Path) -> str | None:
+    try:
+        return read_json(path).get("stage") if path.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _json_kind(path: Path) -> str | None:

@@ -23,19 +23,24 @@ SAMPLE_KINDS = ("kept", "borderline", "rejected")
 
 CSS = """
 .flag{color:#b00020;font-weight:600}
-body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#222;background:#fafafa}
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;
+  color:#222;background:#fafafa}
 header{background:#223;color:#fff;padding:16px 28px}header h1{margin:0;font-size:22px}
 header p{margin:4px 0 0;color:#ccd}nav{padding:8px 28px;background:#eef;font-size:13px}
 nav a{margin-right:14px;color:#224}main{padding:8px 28px 40px;max-width:1240px}
 section{background:#fff;border:1px solid #ddd;border-radius:6px;padding:12px 18px;margin:16px 0}
 h2{font-size:18px;margin:4px 0 10px}h3{font-size:15px;margin:14px 0 6px}
 .grid{display:flex;flex-wrap:wrap;gap:14px}.fig{border:1px solid #eee;padding:4px}
-table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
+table{border-collapse:collapse;margin:6px 0}
+td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
 th{background:#f3f3f7}td.l,th.l{text-align:left}
 .sample{border-left:4px solid #999;padding:4px 10px;margin:8px 0;background:#fcfcfc}
-.sample.kept{border-color:#2ca02c}.sample.borderline{border-color:#ff7f0e}.sample.rejected{border-color:#d62728}
-.sample .meta{font-size:12px;color:#555}.sample pre{white-space:pre-wrap;margin:4px 0;font:12.5px/1.4 ui-monospace,monospace}
-.muted{color:#777}.plot text{font-size:11px;fill:#333}.plot .plot-title{font-size:13px;font-weight:600}
+.sample.kept{border-color:#2ca02c}.sample.borderline{border-color:#ff7f0e}
+.sample.rejected{border-color:#d62728}
+.sample .meta{font-size:12px;color:#555}
+.sample pre{white-space:pre-wrap;margin:4px 0;font:12.5px/1.4 ui-monospace,monospace}
+.muted{color:#777}.plot text{font-size:11px;fill:#333}
+.plot .plot-title{font-size:13px;font-weight:600}
 """
 
 
@@ -52,6 +57,7 @@ def render_report(
     dataset: Mapping[str, Any] | None = None,
     mixture: Mapping[str, Any] | None = None,
     arms: Mapping[str, Any] | None = None,
+    band: Mapping[str, Any] | None = None,
     missing: Sequence[str] = (),
 ) -> str:
     """Render the run report as one HTML string (inline CSS and SVG; no script, no URL).
@@ -75,6 +81,8 @@ def render_report(
         dataset: a ``build-dataset`` summary (tokens per pool and cluster).
         mixture: a ``mix fit`` result.
         arms: a ``retriever evaluate`` summary (its ``table`` of intervals per arm and task).
+        band: a ``retriever band`` summary (BPB ``histogram``, ``cut_low_bpb`` / ``cut_high_bpb``
+            at quantiles ``low`` / ``high``, counts, Spearman with similarity).
         missing: names of artifacts that were looked for and not found.
     """
     sections: list[tuple[str, str, str]] = []  # (id, title, html)
@@ -94,6 +102,8 @@ def render_report(
         sections.append(("pr", "Distilled filter: precision-recall", _pr(pr)))
     if kept:
         sections.append(("kept", "Kept share per source / cluster", _kept(kept)))
+    if band:
+        sections.append(("band", "Perplexity band", _band(band)))
     if dataset:
         sections.append(("dataset", "Training set", _dataset(dataset)))
     if mixture:
@@ -117,7 +127,10 @@ def render_report(
         for sid, t, html in sections
     )
     if not sections:
-        body = '<section id="empty"><h2>Nothing to report</h2><p>No run artifact was found.</p></section>'
+        body = (
+            '<section id="empty"><h2>Nothing to report</h2><p>No run artifact was '
+            "found.</p></section>"
+        )
     stamp = time.strftime("%Y-%m-%d %H:%M")
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -127,7 +140,7 @@ def render_report(
     )
 
 
-# -- sections ---------------------------------------------------------------------------------------
+# -- sections --------------------------------------------------------------------------------------
 def _facts(facts: Mapping[str, Any]) -> str:
     rows = "".join(
         f'<tr><td class="l">{escape(str(k))}</td><td>{escape(_val(v))}</td></tr>'
@@ -164,6 +177,33 @@ def _scores(scores: Mapping[str, Mapping[str, Any]]) -> str:
             cap += f"; {int(d['candidates']):,} candidates"
         figs.append(f'<div class="fig">{svg}<div class="muted">{cap}</div></div>')
     return f'<div class="grid">{"".join(figs)}</div>'
+
+
+def _band(b: Mapping[str, Any]) -> str:
+    h = b.get("histogram") or {}
+    counts, edges = h.get("counts") or [], h.get("edges") or [0.0, 1.0]
+    lines = []
+    for key, q in (("cut_low_bpb", b.get("low")), ("cut_high_bpb", b.get("high"))):
+        v = b.get(key)
+        if isinstance(v, (int, float)) and math.isfinite(v):
+            lines.append((float(v), f"q{q} = {v:.3f}"))
+    svg = histogram_svg(
+        counts or [0],
+        edges if counts else [0.0, 1.0],
+        title=f"BPB under {b.get('model_name', 'the reference model')}",
+        xlabel="bits per byte",
+        thresholds=lines,
+    )
+    cap = (
+        f"{_val(b.get('in_band'))} in band, {_val(b.get('below_band'))} below (too predictable), "
+        f"{_val(b.get('above_band'))} above (noise) of {_val(b.get('docs_in'))} documents"
+    )
+    rho = b.get("spearman_bpb_vs_similarity") or {}
+    if rho:
+        cap += "; Spearman(BPB, similarity): " + ", ".join(
+            f"{t} {_val(r)}" for t, r in sorted(rho.items())
+        )
+    return f'<div class="fig">{svg}<div class="muted">{escape(cap, quote=False)}</div></div>'
 
 
 def _columns(t: Any) -> dict[str, list]:
@@ -214,7 +254,10 @@ def _scatter(labels: Mapping[str, Any], rules: Mapping[str, Mapping[str, Any]]) 
 
 
 def _pr(pr: Mapping[str, Mapping[str, Any]]) -> str:
-    figs, rows = [], []
+    figs: list[str] = []
+    rows: list[tuple] = []
+    op_p: float | None
+    op_r: float | None
     for task, d in pr.items():
         thr = d.get("threshold", 0.5)
         if d.get("y") is not None and d.get("p") is not None:
@@ -262,7 +305,10 @@ def _pr(pr: Mapping[str, Mapping[str, Any]]) -> str:
             )
         figs.append(f'<div class="fig">{svg}{note}</div>')
     checks = _student_checks(pr)
-    head = "<tr><th class='l'>task</th><th>precision</th><th>recall</th><th>threshold</th><th>avg precision</th><th>ROC-AUC</th><th>held-out n</th></tr>"
+    head = (
+        "<tr><th class='l'>task</th><th>precision</th><th>recall</th><th>threshold</th><th>avg "
+        "precision</th><th>ROC-AUC</th><th>held-out n</th></tr>"
+    )
     body = "".join(
         f"<tr><td class='l'>{escape(t)}</td>"
         + "".join(f"<td>{_val(v)}</td>" for v in vals)
@@ -290,7 +336,7 @@ def _student_checks(pr: Mapping[str, Mapping[str, Any]]) -> str:
         )
     if not rows:
         return ""
-    rows_desc = next((d.get("checks_rows") for d in pr.values() if d.get("checks_rows")), "")
+    rows_desc = str(next((d["checks_rows"] for d in pr.values() if d.get("checks_rows")), ""))
     head = (
         "<tr><th class='l'>task</th><th>student AUC</th><th>similarity AUC</th>"
         "<th class='l'>checks</th></tr>"
@@ -342,8 +388,10 @@ def _dataset(s: Mapping[str, Any]) -> str:
     for name, p in s.get("pools", {}).items():
         c = p.get("counts", {})
         rows.append(
-            f"<tr><td class='l'>{escape(name)}</td><td>{p.get('weight', 0):.3f}</td><td>{p.get('tokens', 0):,}</td>"
-            f"<td>{p.get('budget', 0):,}</td><td>{p.get('docs', 0):,}</td><td>{c.get('dropped/duplicate', 0):,}</td>"
+            f"<tr><td class='l'>{escape(name)}</td><td>{p.get('weight', 0):.3f}</td>"
+            f"<td>{p.get('tokens', 0):,}</td>"
+            f"<td>{p.get('budget', 0):,}</td><td>{p.get('docs', 0):,}</td>"
+            f"<td>{c.get('dropped/duplicate', 0):,}</td>"
             f"<td>{p.get('shortfall', 0):,}</td></tr>"
         )
         clusters = p.get("tokens_per_cluster") or {}
@@ -353,14 +401,19 @@ def _dataset(s: Mapping[str, Any]) -> str:
                 (f"cluster {k}", v / tot, f"{v:,} tok ({v / tot:.0%})")
                 for k, v in sorted(clusters.items(), key=lambda kv: -kv[1])[:30]
             ]
-            figs.append(
-                f'<div class="fig">{bars_svg(items, title=f"{name}: tokens per cluster", xlabel="share of the pool tokens", x_max=1.0)}</div>'
+            svg = bars_svg(
+                items,
+                title=f"{name}: tokens per cluster",
+                xlabel="share of the pool tokens",
+                x_max=1.0,
             )
+            figs.append(f'<div class="fig">{svg}</div>')
     m = s.get("token_counting", {})
     how = ", ".join(f"{k}: {v:,}" for k, v in (m.get("docs_by_method") or {}).items())
     cap = (
-        f"<p>{s.get('tokens', 0):,} tokens of a {s.get('budget', 0):,} budget, {s.get('docs', 0):,} documents, "
-        f"order {escape(str(s.get('order')))}; tokens counted by {escape(how or 'n/a')}"
+        f"<p>{s.get('tokens', 0):,} tokens of a {s.get('budget', 0):,} budget, "
+        f"{s.get('docs', 0):,} documents, order {escape(str(s.get('order')))}; tokens counted by "
+        f"{escape(how or 'n/a')}"
         + (" (estimate: ceil(bytes / 4))" if m.get("estimate") else "")
         + "</p>"
     )
@@ -382,9 +435,9 @@ def _mixture(m: Mapping[str, Any]) -> str:
     )
     best = m.get("best_observed", {})
     cap = (
-        f"<p>target {escape(str(m.get('target')))} ({escape(str(m.get('goal')))}), {m.get('n_runs')} proxy runs; "
-        f"predicted {_val(m.get('predicted'))} vs best run {escape(str(best.get('mix_id')))}: "
-        f"{_val(best.get('value'))}</p>"
+        f"<p>target {escape(str(m.get('target')))} ({escape(str(m.get('goal')))}), "
+        f"{m.get('n_runs')} proxy runs; predicted {_val(m.get('predicted'))} vs best run "
+        f"{escape(str(best.get('mix_id')))}: {_val(best.get('value'))}</p>"
     )
     return cap + f'<div class="grid"><div class="fig">{svg}</div></div><table>{head}{rows}</table>'
 
@@ -412,9 +465,9 @@ def _arms(s: Mapping[str, Any]) -> str:
         for a, c in s.get("arms", {}).items()
     )
     out = [
-        f"<p>{len(st.get('seeds', []))} proxy seed(s) per arm, {st.get('budget', 0):,}-token datasets; "
-        f"mean [{conf:.0%} interval] over seeds, differences to {escape(str(ref))} paired by seed "
-        f"(<b>bold</b>: the interval excludes 0). Cost: {cost}.</p>"
+        f"<p>{len(st.get('seeds', []))} proxy seed(s) per arm, {st.get('budget', 0):,}-token "
+        f"datasets; mean [{conf:.0%} interval] over seeds, differences to {escape(str(ref))} "
+        f"paired by seed (<b>bold</b>: the interval excludes 0). Cost: {cost}.</p>"
     ]
     head = "".join(f"<th>{m}</th>" for m in metrics) + "".join(
         f"<th>&Delta;{m} vs {escape(str(ref))}</th>" for m in metrics
@@ -478,18 +531,20 @@ def _samples(samples: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]]) -
                     else ""
                 )
                 out.append(
-                    f'<div class="sample {kind}"><div class="meta">{escape(str(d.get("id", "")))} &middot; {escape(sc)}{why}</div>'
+                    f'<div class="sample {kind}"><div class="meta">{escape(str(d.get("id", "")))} '
+                    f"&middot; {escape(sc)}{why}</div>"
                     f"<pre>{head}</pre>{more}</div>"
                 )
     return "\n".join(out)
 
 
-# -- helpers ----------------------------------------------------------------------------------------
+# -- helpers ---------------------------------------------------------------------------------------
 def _score_decimals(
     rows: Sequence[Mapping[str, Any]], least: int = 3, most: int = 6
 ) -> dict[str, int]:
     """Per score name, the fewest decimals (``least``..``most``) at which samples whose values
-    differ also print differently (a kept 0.50012 and a borderline 0.49987 must not both read 0.500)."""
+    differ also print differently (a kept 0.50012 and a borderline 0.49987 must not both read
+    0.500)."""
     values: dict[str, set[float]] = {}
     for r in rows:
         for k, v in r.items():

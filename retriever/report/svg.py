@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from html import escape
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 W, H = 560, 300  # chart size in px
 ML, MR, MT, MB = 56, 16, 42, 44  # margins: left, right, top (title + legend row), bottom
@@ -64,7 +65,8 @@ class _Frame:
 
     def axes(self, xlabel: str, ylabel: str) -> list[str]:
         out = [
-            f'<line class="axis" x1="{ML}" y1="{H - MB}" x2="{W - MR}" y2="{H - MB}" stroke="#333"/>',
+            f'<line class="axis" x1="{ML}" y1="{H - MB}" x2="{W - MR}" y2="{H - MB}" '
+            'stroke="#333"/>',
             f'<line class="axis" x1="{ML}" y1="{MT}" x2="{ML}" y2="{H - MB}" stroke="#333"/>',
         ]
         for t in nice_ticks(self.x0, self.x1):
@@ -73,13 +75,15 @@ class _Frame:
                 f'<line x1="{px:.1f}" y1="{H - MB}" x2="{px:.1f}" y2="{H - MB + 4}" stroke="#333"/>'
             )
             out.append(
-                f'<text class="tick" x="{px:.1f}" y="{H - MB + 16}" text-anchor="middle">{_fmt(t)}</text>'
+                f'<text class="tick" x="{px:.1f}" y="{H - MB + 16}" '
+                f'text-anchor="middle">{_fmt(t)}</text>'
             )
         for t in nice_ticks(self.y0, self.y1):
             py = self.y(t)
             out.append(f'<line x1="{ML - 4}" y1="{py:.1f}" x2="{ML}" y2="{py:.1f}" stroke="#333"/>')
             out.append(
-                f'<text class="tick" x="{ML - 6}" y="{py + 4:.1f}" text-anchor="end">{_fmt(t)}</text>'
+                f'<text class="tick" x="{ML - 6}" y="{py + 4:.1f}" '
+                f'text-anchor="end">{_fmt(t)}</text>'
             )
         out.append(
             f'<text class="xlabel" x="{(ML + W - MR) / 2:.0f}" y="{H - 8}" text-anchor="middle">'
@@ -96,9 +100,10 @@ class _Frame:
             return []
         px = self.x(v)
         return [
-            f'<line class="thr" x1="{px:.1f}" y1="{MT}" x2="{px:.1f}" y2="{H - MB}" stroke="{color}" '
-            'stroke-width="2" stroke-dasharray="5 3"/>',
-            f'<text class="thr-label" x="{px + 4:.1f}" y="{MT + 12}" fill="{color}">{escape(label)}</text>',
+            f'<line class="thr" x1="{px:.1f}" y1="{MT}" x2="{px:.1f}" y2="{H - MB}" '
+            f'stroke="{color}" stroke-width="2" stroke-dasharray="5 3"/>',
+            f'<text class="thr-label" x="{px + 4:.1f}" y="{MT + 12}" '
+            f'fill="{color}">{escape(label)}</text>',
         ]
 
     def hline(self, v: float, label: str, color: str = "#d62728") -> list[str]:
@@ -106,8 +111,8 @@ class _Frame:
             return []
         py = self.y(v)
         return [
-            f'<line class="thr" x1="{ML}" y1="{py:.1f}" x2="{W - MR}" y2="{py:.1f}" stroke="{color}" '
-            'stroke-width="1.5" stroke-dasharray="5 3"/>',
+            f'<line class="thr" x1="{ML}" y1="{py:.1f}" x2="{W - MR}" y2="{py:.1f}" '
+            f'stroke="{color}" stroke-width="1.5" stroke-dasharray="5 3"/>',
             f'<text class="thr-label" x="{W - MR - 4}" y="{py - 4:.1f}" text-anchor="end" '
             f'fill="{color}">{escape(label)}</text>',
         ]
@@ -133,8 +138,8 @@ def _svg(
 
 
 def histogram_svg(
-    counts: Sequence[float],
-    edges: Sequence[float],
+    counts: ArrayLike,
+    edges: ArrayLike,
     *,
     title: str,
     xlabel: str,
@@ -176,9 +181,9 @@ def scatter_svg(
     More than ``max_points`` points in all are subsampled (seeded), keeping the file small.
     """
     clean = {}
-    for name, (x, y) in groups.items():
-        x = np.asarray(x, dtype=np.float64)
-        y = np.asarray(y, dtype=np.float64)
+    for name, (gx, gy) in groups.items():
+        x = np.asarray(gx, dtype=np.float64)
+        y = np.asarray(gy, dtype=np.float64)
         ok = np.isfinite(x) & np.isfinite(y)
         clean[name] = (x[ok], y[ok])
     total = sum(len(x) for x, _ in clean.values())
@@ -229,18 +234,20 @@ def curve_svg(
         color = PALETTE[k % len(PALETTE)]
         pts = " ".join(f"{f.x(a):.1f},{f.y(b):.1f}" for a, b in zip(x, y, strict=True))
         body.append(
-            f'<polyline class="curve" points="{pts}" fill="none" stroke="{color}" stroke-width="2"/>'
+            f'<polyline class="curve" points="{pts}" fill="none" stroke="{color}" '
+            'stroke-width="2"/>'
         )
         legend.append((name, color))
-    for x, y, label in points:
+    for px, py, label in points:
         body.append(
-            f'<circle class="op" cx="{f.x(x):.1f}" cy="{f.y(y):.1f}" r="5" fill="#d62728"/>'
+            f'<circle class="op" cx="{f.x(px):.1f}" cy="{f.y(py):.1f}" r="5" fill="#d62728"/>'
         )
-        right = f.x(x) > W - MR - 90  # near the right edge: label on the left of the point
+        right = f.x(px) > W - MR - 90  # near the right edge: label on the left of the point
         anchor = ' text-anchor="end"' if right else ""
-        lx = f.x(x) - 8 if right else f.x(x) + 8
+        lx = f.x(px) - 8 if right else f.x(px) + 8
         body.append(
-            f'<text class="op-label" x="{lx:.1f}" y="{f.y(y) + 16:.1f}"{anchor}>{escape(label)}</text>'
+            f'<text class="op-label" x="{lx:.1f}" '
+            f'y="{f.y(py) + 16:.1f}"{anchor}>{escape(label)}</text>'
         )
     return _svg("curve", title, body, legend)
 
@@ -264,7 +271,8 @@ def bars_svg(
     h = max(80, 24 * len(rows) + MT + 36)
     vmax = x_max if x_max is not None else max([v for _, v, _ in rows] + [1e-12])
     labels = [_short(label) for label, _, _ in rows]
-    # the label column fits the longest label (~6.5 px a character at 11 px); the chart widens with it
+    # the label column fits the longest label (~6.5 px a character at 11 px); the chart widens with
+    # it
     left = int(min(24 + 6.5 * max([len(x) for x in labels] + [0]), 24 + 6.5 * LABEL_CHARS))
     left, right = max(left, 120), 110
     width = max(W, left + 300 + right)
@@ -274,10 +282,12 @@ def bars_svg(
         y = MT + 8 + 24 * k
         wpx = max(0.0, span * (v / vmax if vmax else 0))
         body.append(
-            f'<text class="bar-label" x="{left - 6}" y="{y + 13}" text-anchor="end">{escape(labels[k])}</text>'
+            f'<text class="bar-label" x="{left - 6}" y="{y + 13}" '
+            f'text-anchor="end">{escape(labels[k])}</text>'
         )
         body.append(
-            f'<rect class="bar" x="{left}" y="{y}" width="{wpx:.1f}" height="16" fill="{PALETTE[0]}">'
+            f'<rect class="bar" x="{left}" y="{y}" width="{wpx:.1f}" height="16" '
+            f'fill="{PALETTE[0]}">'
             f"<title>{escape(label)}: {escape(note)}</title></rect>"
         )
         body.append(
@@ -293,9 +303,7 @@ def bars_svg(
     )
 
 
-def pr_curve(
-    y: Sequence[int], p: Sequence[float]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def pr_curve(y: ArrayLike, p: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Precision-recall curve of labels ``y`` (1 = positive) ranked by ``p``.
 
     Returns:

@@ -10,10 +10,12 @@ from retriever._cli import print_json
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run",
-        help="the whole job from one config: index, score, confirm, distill, filter, dataset, report",
-        description="Run every stage for every task of CONFIG.toml. Steps whose inputs and settings are "
-        "unchanged are skipped (fingerprints in RUN/run.json), so a rerun after a crash or a changed "
-        "threshold redoes only what changed. See configs/offline.toml and configs/elmb.toml.",
+        help="the whole job from one config: index, score, confirm, distill, filter, dataset, "
+        "report",
+        description="Run every stage for every task of CONFIG.toml. Steps whose inputs and "
+        "settings are unchanged are skipped (fingerprints in RUN/run.json), so a rerun after a "
+        "crash or a changed threshold redoes only what changed. See configs/offline.toml and "
+        "configs/elmb.toml.",
     )
     p.add_argument("config", help="run config (TOML)")
     p.add_argument("--plan", action="store_true", help="print what would run, run nothing")
@@ -28,7 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cost_plan(cfg, yes: bool) -> None:
-    """Print the cost plan (``retriever plan``) to stderr; refuse one over the ceiling unless ``yes``."""
+    """Print the cost plan (``retriever plan``) to stderr; refuse one over the ceiling unless
+    ``yes``."""
     import sys
 
     from retriever.errors import ConfigError
@@ -59,9 +62,8 @@ def _run(args) -> int:
         else:
             width = max(map(len, plan), default=0) + 2
             for name, action in plan.items():
-                print(
-                    f"{name:<{width}}{'would be ' + ('skipped' if action == 'skipped' else action.replace('ran', 'run'))}"
-                )
+                verb = "skipped" if action == "skipped" else action.replace("ran", "run")
+                print(f"{name:<{width}}{'would be ' + verb}")
         return 0
     if not args.no_cost_plan:
         _cost_plan(cfg, args.yes)

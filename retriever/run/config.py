@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from retriever.config import check_field_types, read_toml
+from retriever.corpus.readers import ReaderConfig
 from retriever.errors import ConfigError
 
 SECTIONS = (
@@ -30,12 +31,17 @@ SECTIONS = (
     "evaluate",
     "mix",
     "plan",
+    # optional steps: present (even empty) = on
+    "prefilter",
+    "rate",
+    "band",
 )
 
 
 @dataclass(frozen=True)
 class TaskConfig:
-    """A task of the run: gold for the index (``gold``, else the spec's sources) and for the scorecard."""
+    """A task of the run: gold for the index (``gold``, else the spec's sources) and for the
+    scorecard."""
 
     name: str
     gold: tuple[str, ...] = ()
@@ -53,12 +59,15 @@ class RunSection:
 
 
 @dataclass(frozen=True)
-class CorpusSection:
+class CorpusSection(ReaderConfig):
+    """``[corpus]``: the shards (``paths``) and the reader options every stage reading them uses
+    (a :class:`~retriever.corpus.readers.ReaderConfig`)."""
+
     paths: tuple[str, ...] = ()
-    text_field: str = "text"
-    id_field: str = "id"
-    tokens_field: str = "tokens"
-    detokenizer: str | None = None
+
+    def reader_config(self) -> ReaderConfig:
+        """The reader options alone, as each stage takes them."""
+        return ReaderConfig(**{f.name: getattr(self, f.name) for f in fields(ReaderConfig)})
 
 
 @dataclass(frozen=True)
@@ -139,11 +148,11 @@ class PlanSection:
     ``cores`` / ``gpus``: the node the plan's wall times are given for. ``max_core_hours``,
     ``max_gpu_hours``, ``max_hours_here``: a run whose plan exceeds one is refused unless ``--yes``.
     ``rates``: rate name -> value overriding the defaults (see ``retriever.plan.Rates``), or
-    ``rates_file``: a JSON file of them. ``calibrate``: measure rates on ``calibrate_docs`` documents
-    before ``retriever run`` too (``retriever plan`` always does, unless ``--no-calibrate``).
-    ``exact_limit``: a local corpus of at most this many documents is read in full for exact counts.
-    ``docs``, ``mean_chars``, ``shards``: the corpus size to plan with when the corpus cannot be
-    listed here (a Hub corpus, offline); a listed corpus always wins.
+    ``rates_file``: a JSON file of them. ``calibrate``: measure rates on ``calibrate_docs``
+    documents before ``retriever run`` too (``retriever plan`` always does, unless
+    ``--no-calibrate``). ``exact_limit``: a local corpus of at most this many documents is read in
+    full for exact counts. ``docs``, ``mean_chars``, ``shards``: the corpus size to plan with when
+    the corpus cannot be listed here (a Hub corpus, offline); a listed corpus always wins.
     """
 
     cores: int = 64
@@ -198,6 +207,11 @@ class RunConfig:
     evaluate: dict[str, Any] = field(default_factory=dict)
     mix: dict[str, Any] = field(default_factory=dict)
     plan: PlanSection = field(default_factory=PlanSection)
+    # optional steps (None: the section is absent, the step is not run): PrefilterConfig,
+    # RateConfig and BandConfig arguments (tasks default to the run's)
+    prefilter: dict[str, Any] | None = None
+    rate: dict[str, Any] | None = None
+    band: dict[str, Any] | None = None
 
     @property
     def out(self) -> Path:
@@ -208,15 +222,28 @@ class RunConfig:
         return [t.name for t in self.tasks]
 
 
+def check_keys(data: dict[str, Any], known: list[str] | set[str], where: str) -> None:
+    """Raise :class:`ConfigError` for a key not in ``known``, naming the nearest valid one."""
+    import difflib
+
+    unknown = sorted(set(data) - set(known))
+    if not unknown:
+        return
+    hints = []
+    for k in unknown:
+        near = difflib.get_close_matches(k, list(known), n=1)
+        hints.append(f"{k!r} (did you mean {near[0]!r}?)" if near else repr(k))
+    raise ConfigError(
+        f"{where}: unknown key(s) {', '.join(hints)}; known: {', '.join(sorted(known))}"
+    )
+
+
 def _make(cls, data: Any, where: str):
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"[{where}] must be a table")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"[{where}]: unknown key(s) {unknown}; known: {sorted(known)}")
+    check_keys(data, [f.name for f in fields(cls) if f.init], f"[{where}]")
     check_field_types(cls, data, f"[{where}]")
     kw = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
     try:
@@ -281,7 +308,7 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
         }
     )
     dataset = _make(DatasetSection, raw.get("dataset"), "dataset")
-    for sec in ("distill", "filter", "evaluate", "mix"):
+    for sec in ("distill", "filter", "evaluate", "mix", "prefilter", "rate", "band"):
         if not isinstance(raw.get(sec, {}), dict):
             raise ConfigError(f"[{sec}] must be a table")
     confirm = _make(ConfirmSection, raw.get("confirm"), "confirm")
@@ -301,9 +328,17 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
         dict(raw.get("evaluate", {})),
         dict(raw.get("mix", {})),
         _plan_section(base, raw.get("plan")),
+        prefilter=dict(raw["prefilter"]) if "prefilter" in raw else None,
+        rate=_paths(base, raw["rate"], ("cache",)) if "rate" in raw else None,
+        band=_paths(base, raw["band"], ("model", "tokenizer")) if "band" in raw else None,
     )
     _check_stage_sections(cfg)
     return cfg
+
+
+def _paths(base: Path, section: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """``section`` with its path values made relative to the config (Hub ids stay)."""
+    return {k: _rel(base, v) if k in keys and isinstance(v, str) else v for k, v in section.items()}
 
 
 def _plan_section(base: Path, data: Any) -> PlanSection:
@@ -351,6 +386,55 @@ def _check_stage_sections(cfg: RunConfig) -> None:
     _make(DistillConfig, distill_kwargs(cfg), "distill")
     multilabel(cfg)
     _make(FilterConfig, {**filter_kwargs(cfg), "tasks": cfg.task_names}, "filter")
+    if cfg.prefilter is not None:
+        prefilter_config(cfg)
+    if cfg.rate is not None:
+        rate_config(cfg)
+    if cfg.band is not None:
+        band_config(cfg)
+
+
+def prefilter_config(cfg: RunConfig):
+    """``[prefilter]`` as the stage's ``PrefilterConfig`` (see :func:`prefilter_kwargs`)."""
+    from retriever.prefilter import PrefilterConfig
+
+    return _make(PrefilterConfig, prefilter_kwargs(cfg), "prefilter")
+
+
+def rate_config(cfg: RunConfig):
+    """``[rate]`` as the stage's ``RateConfig`` (tasks: the run's unless given)."""
+    from retriever.rate import RateConfig
+
+    return _make(RateConfig, rate_kwargs(cfg), "rate")
+
+
+def band_config(cfg: RunConfig):
+    """``[band]`` as the stage's ``BandConfig``."""
+    from retriever.band import BandConfig
+
+    return _make(BandConfig, dict(cfg.band or {}), "band")
+
+
+def prefilter_kwargs(cfg: RunConfig) -> dict[str, Any]:
+    """``[prefilter]`` as ``PrefilterConfig`` arguments: the run's tasks and corpus fields unless
+    given; a task's patterns from the section, else from its spec (``patterns``), else defaults."""
+    from retriever.config import load_task_spec
+
+    kw = {"tasks": cfg.task_names, "reader": cfg.corpus.reader_config(), **(cfg.prefilter or {})}
+    patterns = dict(kw.get("patterns") or {})
+    for t in cfg.tasks:
+        spec = Path(t.spec) if t.spec else Path(cfg.run.indexes_dir) / f"{t.name}.toml"
+        if t.name not in patterns and spec.is_file():
+            pats = load_task_spec(spec).patterns
+            if pats:
+                patterns[t.name] = pats
+    kw["patterns"] = patterns
+    return kw
+
+
+def rate_kwargs(cfg: RunConfig) -> dict[str, Any]:
+    """``[rate]`` as ``RateConfig`` arguments (tasks: the run's unless given)."""
+    return {"tasks": cfg.task_names, **(cfg.rate or {})}
 
 
 EXECUTOR_KEYS = ("executor", "workers", "tasks_per_run")
@@ -358,7 +442,8 @@ RUN_DISTILL_KEYS = ("multilabel",)  # run-level [distill] keys, not DistillConfi
 
 
 def distill_kwargs(cfg: RunConfig) -> dict[str, Any]:
-    """``[distill]`` as ``DistillConfig`` arguments (``multilabel`` left out: see :func:`multilabel`)."""
+    """``[distill]`` as ``DistillConfig`` arguments (``multilabel`` left out: see
+    :func:`multilabel`)."""
     return {k: v for k, v in cfg.distill.items() if k not in RUN_DISTILL_KEYS}
 
 
@@ -372,7 +457,8 @@ def multilabel(cfg: RunConfig) -> bool:
 
 
 def filter_kwargs(cfg: RunConfig) -> dict[str, Any]:
-    """``[filter]`` as ``FilterConfig`` arguments (executor keys left out: see :func:`executor_kwargs`)."""
+    """``[filter]`` as ``FilterConfig`` arguments (executor keys left out: see
+    :func:`executor_kwargs`)."""
     kw = {k: v for k, v in cfg.filter.items() if k not in EXECUTOR_KEYS}
     if "format" in kw:  # the TOML key users expect; FilterConfig calls it fmt
         kw["fmt"] = kw.pop("format")

@@ -3,24 +3,35 @@
 
 Layout of the run folder (``[run] out``)::
 
-    indexes/<task>/     gold index (+ head/)   scores/    similarity scores, store, summary.json
-    panel/              LM panel + scores.csv  confirm/   BPB cache, correlations, labels/<task>.parquet
-    filters/<task>/     filter.bin (+ .json)   pools/     filtered documents per task, manifest.json
+    indexes/<task>/     gold index (+ head/: the learned head)
+    scores/             similarity scores, store, summary.json
+    panel/              LM panel + scores.csv
+    confirm/            BPB cache, correlations, labels/<task>.parquet
+    filters/<task>/     filter.bin (+ .json)
+    pools/              filtered documents per task, manifest.json
     dataset/            training set (LMFlow json + parquet), summary.json
-    report.html         the report             run.json   step fingerprints and results
+    report.html         the report
+    run.json            step fingerprints and results
+
+Optional steps, run when their section is present: ``[prefilter]`` -> ``prefilter/`` (keyword
+counts before scoring; ``mode = "drop"`` makes the score step embed only what it kept),
+``[band]`` -> ``band/`` (perplexity band over the scored documents, BPB cache kept), ``[rate]`` ->
+``rate/`` (LLM ratings of each task's candidates; the answer cache is never removed).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from retriever.config import GoldSource, TaskSpec, find_task_spec
+from retriever.corpus.readers import CorpusReader, ReaderConfig
 from retriever.corpus.sharding import is_hub_id, list_shards
 from retriever.errors import ConfigError, InputError
 from retriever.manifest import file_fingerprint, fingerprint, paths_fingerprint
@@ -35,16 +46,18 @@ from retriever.run.config import (
 )
 from retriever.run.steps import RunStep, StepOutcome, StepRunner
 
+if TYPE_CHECKING:
+    from retriever.batch_filter import FilterConfig
+    from retriever.prefilter import PrefilterConfig
+
 log = logging.getLogger(__name__)
 
 # options added after runs existed: left out of a step's fingerprint while unset, so an older run
 # folder is not redone for an option it never had
 UNSET_IS_OLD = ("max_candidates",)
+# the reader options score_corpus takes, with their defaults (ReaderConfig's)
 READER_DEFAULTS = {
-    "text_field": "text",
-    "id_field": "id",
-    "tokens_field": "tokens",
-    "detokenizer": None,
+    k: getattr(ReaderConfig(), k) for k in ("text_field", "id_field", "tokens_field", "detokenizer")
 }
 
 
@@ -66,7 +79,7 @@ def inputs_fingerprint(paths: list[str] | tuple[str, ...], what: str = "corpus i
                 "fix the path in the run config"
             )
     hub = sorted(set(paths) - set(local))
-    parts = [paths_fingerprint(list_shards(local)) if local else None, hub]
+    parts: list[Any] = [paths_fingerprint(list_shards(local)) if local else None, hub]
     if held:  # `holdout:<task>` gold: the shared data's gold files it is cut from
         from retriever.holdout import default_data_dir
 
@@ -92,27 +105,41 @@ class RunJob:
     def multilabel_model(self) -> Path:
         return self.out / "filters" / "multilabel" / "filter.bin"
 
-    # -- the corpus, read the same way by every stage -----------------------------------------------
+    # -- the corpus, read the same way by every stage ----------------------------------------------
+    def reader_config(self) -> ReaderConfig:
+        """``[corpus]``'s reader options (fields, detokenizer): every stage that reads the corpus
+        gets these (see :meth:`filter_config`, :meth:`prefilter_config`, :meth:`score_reader`)."""
+        return self.cfg.corpus.reader_config()
+
     def reader_options(self) -> dict[str, Any]:
-        """``[corpus]``'s reader options (fields, detokenizer), passed to every stage that reads it."""
-        c = self.cfg.corpus
-        return {
-            "text_field": c.text_field,
-            "id_field": c.id_field,
-            "tokens_field": c.tokens_field,
-            "detokenizer": c.detokenizer,
-        }
+        """The reader options as ``score_corpus`` keywords."""
+        return {k: getattr(self.reader_config(), k) for k in READER_DEFAULTS}
 
-    def corpus_reader(self):
-        from retriever.corpus.readers import CorpusReader, Detokenizer
+    def corpus_reader(self) -> CorpusReader:
+        return self.reader_config().reader()
 
-        o = self.reader_options()
-        return CorpusReader(
-            text_field=o["text_field"],
-            id_field=o["id_field"],
-            tokens_field=o["tokens_field"],
-            detokenizer=Detokenizer(o["detokenizer"]) if o["detokenizer"] else None,
+    def score_reader(self) -> ReaderConfig:
+        """What the score stage reads with: the corpus's options, or the prefilter's jsonl."""
+        return ReaderConfig() if self.prefilter_drops() else self.reader_config()
+
+    def filter_config(self) -> FilterConfig:
+        """The filter stage's config: ``[filter]`` with the corpus's reader options."""
+        from retriever.batch_filter import FilterConfig
+
+        kw = filter_kwargs(self.cfg)
+        if multilabel(self.cfg):
+            kw.setdefault("models", {t: str(self.multilabel_model()) for t in self.cfg.task_names})
+        return FilterConfig(
+            tasks=tuple(self.cfg.task_names),
+            indexes=str(self.out / "filters"),
+            reader=self.reader_config(),
+            **kw,
         )
+
+    def prefilter_config(self) -> PrefilterConfig:
+        from retriever.run.config import prefilter_config
+
+        return prefilter_config(self.cfg)
 
     # -- specs ------------------------------------------------------------------------------------
     def task_spec(self, t: TaskConfig) -> TaskSpec:
@@ -151,11 +178,23 @@ class RunJob:
                             what=f"gold source of task {t.name!r}:",
                         ),
                     },
-                    lambda spec=spec: self._index(spec),
+                    functools.partial(self._index, spec),
                     outputs=[self.index_dir(t.name)],
                 )
             )
         corpus_fp = inputs_fingerprint(cfg.corpus.paths)
+        score_after = [f"index/{t}" for t in tasks]
+        if cfg.prefilter is not None:
+            steps.append(
+                RunStep(
+                    "prefilter",
+                    {"prefilter": cfg.prefilter, "corpus": corpus_fp},
+                    self._prefilter,
+                    outputs=[self.out / "prefilter"],
+                )
+            )
+            if self.prefilter_drops():
+                score_after.append("prefilter")  # the score step embeds what it kept
         sc = cfg.score
         index_steps = [f"index/{t}" for t in tasks]
         if cfg.index.head:
@@ -192,7 +231,7 @@ class RunJob:
                 },
                 self._score,
                 outputs=[self.out / "scores"],
-                after=index_steps + (["head"] if cfg.index.head else []),
+                after=score_after + (["head"] if cfg.index.head else []),
             )
         )
         steps.append(
@@ -204,6 +243,34 @@ class RunJob:
                 after=["score"],
             )
         )
+        if cfg.band is not None:
+            steps.append(
+                RunStep(
+                    "band",
+                    dict(cfg.band),
+                    self._band,
+                    outputs=[self.out / "band"],
+                    keep=[self.out / "band" / "bpb"],  # keyed by model settings and document
+                    after=["score"],
+                )
+            )
+        if cfg.rate is not None:
+            cache = self.out / "rate" / "cache.sqlite"
+            steps.append(
+                RunStep(
+                    "rate",
+                    dict(cfg.rate),
+                    self._rate,
+                    outputs=[self.out / "rate"],
+                    # every answer, keyed by prompt version, model and document: never thrown away
+                    keep=[
+                        cache,
+                        cache.with_name("cache.sqlite-wal"),
+                        cache.with_name("cache.sqlite-shm"),
+                    ],
+                    after=["candidates"],
+                )
+            )
         c = cfg.confirm
         panel_settings = {
             "panel": c.panel,
@@ -229,7 +296,8 @@ class RunJob:
                 after=[f"index/{t}" for t in tasks],
             )
         )
-        # the BPB cache (keyed by document, model and weights) survives a rerun, so changing a decision
+        # the BPB cache (keyed by document, model and weights) survives a rerun, so changing a
+        # decision
         # threshold costs seconds; models retrained since are dropped from it in _confirm
         confirm_settings = {
             k: v for k, v in dataclasses.asdict(c).items() if not (k in UNSET_IS_OLD and v is None)
@@ -244,14 +312,15 @@ class RunJob:
                 after=["candidates", "panel"],
             )
         )
-        for t in tasks:
+        rated = ["rate"] if cfg.rate is not None else []  # the students read its labels too
+        for name in tasks:
             steps.append(
                 RunStep(
-                    f"distill/{t}",
+                    f"distill/{name}",
                     distill_kwargs(cfg),
-                    lambda t=t: self._distill(t),
-                    outputs=[self.filter_model(t).parent],
-                    after=["confirm"] + [f"index/{x}" for x in tasks],
+                    functools.partial(self._distill, name),
+                    outputs=[self.filter_model(name).parent],
+                    after=["confirm", *rated] + [f"index/{x}" for x in tasks],
                 )
             )
         students = [f"distill/{t}" for t in tasks]
@@ -268,7 +337,8 @@ class RunJob:
                 )
             )
             students = ["distill/multilabel"]
-        reader = {k: v for k, v in self.reader_options().items() if v != READER_DEFAULTS[k]}
+        default = ReaderConfig().to_dict()
+        reader = {k: v for k, v in self.reader_config().to_dict().items() if v != default[k]}
         steps.append(
             RunStep(
                 "filter",
@@ -363,13 +433,71 @@ class RunJob:
             for t, h in heads.items()
         }
 
+    def label_dirs(self) -> list[Path]:
+        """What the per-task students read: the confirm labels, and the ratings' when ``[rate]`` is
+        on (their rows are trained on only with a training set that has the ``rating`` source; the
+        multi-label student reads the confirm labels only)."""
+        dirs = [self.out / "confirm" / "labels"]
+        if self.cfg.rate is not None:
+            dirs.append(self.out / "rate" / "labels")
+        return dirs
+
+    def prefilter_drops(self) -> bool:
+        return (self.cfg.prefilter or {}).get("mode") == "drop"
+
+    def _prefilter(self) -> dict[str, Any]:
+        from retriever.prefilter import prefilter_corpus
+
+        cfg = self.prefilter_config()
+        s = prefilter_corpus(
+            list(self.cfg.corpus.paths), self.out / "prefilter", cfg, progress=self.progress
+        )
+        return {k: s[k] for k in ("docs_in", "kept", "kept_share", "matched_share", "docs_per_s")}
+
+    def _band(self) -> dict[str, Any]:
+        from retriever.band import band_docs
+        from retriever.run.config import band_config
+
+        s = band_docs(
+            self.out / "scores",
+            self.out / "band",
+            band_config(self.cfg),
+            progress=self.progress,
+        )
+        keys = ("docs_in", "in_band", "cut_low_bpb", "cut_high_bpb", "spearman_bpb_vs_similarity")
+        return {**{k: s[k] for k in keys}, "cost": s["cost"]}
+
+    def _rate(self) -> dict[str, Any]:
+        from retriever.rate import rate_docs
+        from retriever.run.config import rate_config
+
+        cfg = rate_config(self.cfg)
+        s = rate_docs(
+            self.out / "scores",
+            self.out / "rate",
+            cfg,
+            indexes_dir=self.cfg.run.indexes_dir,
+            progress=self.progress,
+        )
+        keep = ("requests", "asked", "cached", "complete", "requests_per_s", "docs_per_s")
+        tasks = {
+            t: {k: d[k] for k in ("rated", "rejected", "labels", "mean_score")}
+            for t, d in s["tasks"].items()
+        }
+        return {**{k: s[k] for k in keep}, "tasks": tasks}
+
     def _score(self) -> dict[str, Any]:
         from retriever.score import score_corpus
 
         c, sc = self.cfg.corpus, self.cfg.score
+        rd = self.score_reader()
+        reader = {k: getattr(rd, k) for k in READER_DEFAULTS}
+        paths = list(c.paths)
+        if self.prefilter_drops():  # the kept documents, in the prefilter's jsonl layout
+            paths = [str(self.out / "prefilter" / "kept")]
         s = score_corpus(
             [str(self.index_dir(t)) for t in self.cfg.task_names],
-            list(c.paths),
+            paths,
             self.out / "scores",
             store="default" if sc.store else None,
             progress=self.progress,
@@ -378,7 +506,7 @@ class RunJob:
             device=sc.device,
             sample=sc.sample,
             seed=self.cfg.run.seed,
-            **self.reader_options(),
+            **reader,
         )
         if s["shards"]["failed"]:
             raise ConfigError(
@@ -420,7 +548,8 @@ class RunJob:
             corpora["generic"] = read_texts(
                 list(self.cfg.corpus.paths), c.tiny_texts, seed, reader=self.corpus_reader()
             )
-            # each model sees its own random mix of the tasks and generic text, so skills differ per task
+            # each model sees its own random mix of the tasks and generic text, so skills differ per
+            # task
             names = list(corpora)
             mixes = [
                 dict(zip(names, w, strict=True))
@@ -495,7 +624,7 @@ class RunJob:
         from retriever.distill import DistillConfig, FastTextDistiller
 
         rep = FastTextDistiller(DistillConfig(**distill_kwargs(self.cfg))).run(
-            self.out / "confirm" / "labels",
+            self.label_dirs(),
             task,
             self.filter_model(task),
             indexes={t: self.index_dir(t) for t in self.cfg.task_names},
@@ -533,17 +662,11 @@ class RunJob:
         }
 
     def _filter(self) -> dict[str, Any]:
-        from retriever.batch_filter import BatchFilter, FilterConfig
+        from retriever.batch_filter import BatchFilter
 
-        kw = filter_kwargs(self.cfg)
         ex = executor_kwargs(self.cfg)
         c = self.cfg.corpus
-        for k, v in self.reader_options().items():  # every reader option, detokenizer included
-            kw.setdefault(k, v)
-        if multilabel(self.cfg):
-            kw.setdefault("models", {t: str(self.multilabel_model()) for t in self.cfg.task_names})
-        fc = FilterConfig(tasks=tuple(self.cfg.task_names), indexes=str(self.out / "filters"), **kw)
-        rep = BatchFilter(fc).run(
+        rep = BatchFilter(self.filter_config()).run(
             list(c.paths),
             self.out / "pools",
             executor=ex["executor"],
@@ -552,7 +675,8 @@ class RunJob:
         )
         if rep.run.failed:
             raise ConfigError(
-                f"{len(rep.run.failed)} shard(s) failed in the filter; see {self.out}/pools and rerun"
+                f"{len(rep.run.failed)} shard(s) failed in the filter; see {self.out}/pools and "
+                "rerun"
             )
         return rep.totals
 
@@ -591,7 +715,7 @@ def drop_stale_bpb(bpb_dir: Path, panel) -> list[str]:
     import shutil
 
     from retriever.confirm.matrix import weights_fingerprint
-    from retriever.corpus.writers import read_json
+    from retriever.io import read_json
 
     dropped = []
     for m in panel.models:
@@ -616,7 +740,8 @@ def format_run_summary(cfg: RunConfig, outcomes: list[StepOutcome]) -> str:
     res = {o.name: o.result or {} for o in outcomes}
     tw = max([len("task"), *map(len, cfg.task_names)]) + 2
     lines.append(
-        f"{'task':<{tw}}{'candidates':>11}{'positive':>10}{'negative':>10}{'filter F1':>10}{'AUC':>7}"
+        f"{'task':<{tw}}{'candidates':>11}{'positive':>10}{'negative':>10}{'filter F1':>10}"
+        f"{'AUC':>7}"
         f"{'held-out AUC student / similarity':>35}"
     )
     cand = res.get("candidates", {})

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retriever.corpus.writers import read_json, write_json_atomic
 from retriever.errors import ConfigError
+from retriever.io import read_json, write_json_atomic
 from retriever.manifest import fingerprint
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,8 @@ class RunStep:
 
     Args:
         name: unique name (``"score"``, ``"distill/rag"``).
-        settings: everything that changes the step's result (JSON-able), input fingerprints included.
-        fn: does the work; returns a small JSON-able result recorded in ``run.json``.
+        settings: everything that changes the step's result (JSON-able), input fingerprints
+        included. fn: does the work; returns a small JSON-able result recorded in ``run.json``.
         outputs: files/folders the step owns: removed when its fingerprint changes, and required to
             exist for a skip.
         after: names of the steps whose results this one uses.
@@ -131,7 +131,8 @@ class StepRunner:
                 outcomes.append(StepOutcome(s.name, action, 0.0, rec.get("result")))
                 continue
             if action in ("reran", "ran"):
-                # changed settings, or outputs no record vouches for (an older run): never reuse them
+                # changed settings, or outputs no record vouches for (an older run): never reuse
+                # them
                 keep = {Path(k).resolve() for k in s.keep}
                 for o in s.outputs:
                     _remove(Path(o).resolve(), keep)

@@ -1,4 +1,5 @@
-"""Similarity of every corpus document to every task's gold: core, stage, resumable job, selection."""
+"""Similarity of every corpus document to every task's gold: core, stage, resumable job,
+selection."""
 
 from retriever.score.core import score_embeddings, topk_scores
 from retriever.score.job import ScoreJob, shard_outputs

@@ -19,7 +19,8 @@ def _add_rule_options(p: argparse.ArgumentParser) -> None:
         "--threshold",
         action="append",
         metavar="TASK=SCORE",
-        help="candidate threshold on the max cosine for one task (repeatable; wins over --top-fraction)",
+        help="candidate threshold on the max cosine for one task (repeatable; wins over "
+        "--top-fraction)",
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -29,9 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "score",
         help="score corpus shards by similarity to each task's gold",
         description="Stream corpus shards, embed every document once, and score it against every "
-        "--index: max cosine (score_TASK) and mean top-k cosine (topk_TASK). Writes OUT/scores/*.parquet "
-        "(with the embeddings), rejects, a LanceDB store and summary.json. Rerun the same command to "
-        "resume a killed run.",
+        "--index: max cosine (score_TASK) and mean top-k cosine (topk_TASK). Writes "
+        "OUT/scores/*.parquet (with the embeddings), rejects, a LanceDB store and summary.json. "
+        "Rerun the same command to resume a killed run.",
     )
     p.add_argument(
         "--index",
@@ -181,12 +182,15 @@ def _candidates(args) -> int:
             args.scores, args.top_fraction, thresholds, keep=not args.reset
         )
     else:  # only looking: the summary stays as it is
-        from retriever.corpus.writers import read_json
+        from retriever.io import read_json
 
         path = Path(args.scores) / "summary.json"
-        summary, changes = (read_json(path) if path.exists() else None), None
-        if summary is None:
+        found = read_json(path) if path.exists() else None
+        changes = None
+        if found is None:
             summary, changes = rethreshold(args.scores)
+        else:
+            summary = found
     shown = top_documents(args.scores, args.show) if args.show else None
     exported = export_candidates(args.scores, args.export) if args.export else None
     if args.json:

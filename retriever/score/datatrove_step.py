@@ -19,12 +19,17 @@ the resumable per-shard job instead; this step is for composing with other datat
 
 from __future__ import annotations
 
+from typing import Any
+
 from retriever._deps import require
 
 _base = require("datatrove.pipeline.base")
 
 
-class DatatroveSimilarityScorer(_base.PipelineStep):
+_PipelineStep: Any = _base.PipelineStep  # a run-time base class
+
+
+class DatatroveSimilarityScorer(_PipelineStep):
     """Adds the similarity of each datatrove ``Document`` to each task's gold.
 
     Args:

@@ -27,7 +27,9 @@ from typing import Any
 from retriever._deps import require
 from retriever.corpus.readers import CorpusReader, Detokenizer
 from retriever.corpus.sharding import get_shard, list_shards, shard_name
-from retriever.corpus.writers import (
+from retriever.data import Rejected
+from retriever.errors import InputError, ModelMismatchError, OutputError, ResumeError, ShardError
+from retriever.io import (
     WRITE_ERRNOS,
     AtomicWriter,
     RejectWriter,
@@ -35,8 +37,6 @@ from retriever.corpus.writers import (
     read_json,
     write_json_atomic,
 )
-from retriever.data import Rejected
-from retriever.errors import InputError, ModelMismatchError, OutputError, ResumeError, ShardError
 from retriever.manifest import DoneMarkers, check_or_write_manifest, shard_fingerprint
 from retriever.progress import progress_bar, progress_enabled
 from retriever.score.sample import DocSampler
@@ -65,9 +65,9 @@ class ScoreJob:
         k: neighbours averaged by the ``topk_<task>`` score.
         batch_size: documents embedded together (memory: batch_size x ~3 KB of clipped text).
         text_field, id_field, tokens_field: record fields (see :class:`CorpusReader`).
-        detokenizer: tokenizer id/path turning ``tokens_field`` ids into text (``gpt2`` for ClimbLab).
-        meta_fields: record fields copied as string columns (``cluster_id``), null when absent.
-        device: embedding device (``None``: CUDA when available).
+        detokenizer: tokenizer id/path turning ``tokens_field`` ids into text (``gpt2`` for
+        ClimbLab). meta_fields: record fields copied as string columns (``cluster_id``), null when
+        absent. device: embedding device (``None``: CUDA when available).
         embed_batch_size: texts per forward pass inside the embedder.
         sample: embed only the documents this sampler keeps (a seeded hash of the id, see
             :mod:`retriever.score.sample`); the others are counted as ``dropped/unsampled`` and
@@ -105,7 +105,8 @@ class ScoreJob:
         return list_shards(self.corpus)
 
     def prepare(self) -> list[str]:
-        """Check the indexes and the output folder, record settings and shards; returns the shards."""
+        """Check the indexes and the output folder, record settings and shards; returns the
+        shards."""
         from retriever.index import GoldIndex
 
         shards = self.shards()
@@ -116,8 +117,8 @@ class ScoreJob:
         models = {(gi.model, gi.dim) for gi in indexes}
         if len(models) > 1:
             raise ModelMismatchError(
-                f"the indexes were built with different embedding models {sorted(models)}; a document "
-                "is embedded once for all tasks, so rebuild them with one --model"
+                f"the indexes were built with different embedding models {sorted(models)}; a "
+                "document is embedded once for all tasks, so rebuild them with one --model"
             )
         model, dim = models.pop()
         check_writable(self.out)

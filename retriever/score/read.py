@@ -8,9 +8,9 @@ from pathlib import Path
 
 from retriever._deps import require
 from retriever.corpus.readers import CorpusReader, Detokenizer
-from retriever.corpus.writers import read_json
 from retriever.data import Doc, Rejected
 from retriever.errors import InputError
+from retriever.io import read_json
 from retriever.score.job import shard_outputs
 from retriever.score.select import score_columns
 
@@ -67,7 +67,8 @@ def iter_scored_docs(
             raise InputError(f"candidates_only needs one of the tasks {tasks}, got {task!r}")
         if thr.get(task) is None:
             raise InputError(
-                f"no threshold for {task!r} in {out}/summary.json; rerun with --top-fraction/--threshold"
+                f"no threshold for {task!r} in {out}/summary.json; rerun with "
+                "--top-fraction/--threshold"
             )
     reader = CorpusReader(
         text_field=settings["text_field"],
@@ -82,7 +83,7 @@ def iter_scored_docs(
         for i, r in enumerate(tbl["row"]):
             if ids is not None and tbl["id"][i] not in ids:
                 continue
-            if candidates_only and tbl[f"score_{task}"][i] < thr[task]:
+            if candidates_only and tbl[f"score_{task}"][i] < thr[str(task)]:
                 continue
             by_row[r] = i
         if not by_row:
@@ -145,15 +146,15 @@ def export_candidates(score_dir: str | os.PathLike, out_dir: str | os.PathLike) 
     """Write each task's candidates with their full text to ``OUT/<task>.jsonl.gz``.
 
     One datatrove-style record per line, ``{"id", "text", "metadata"}`` (metadata: the scores
-    ``sim/<task>``, ``simk/<task>``, ``candidate/<task>`` and the shard row), readable by datatrove's
-    ``JsonlReader`` and by ``datasets.load_dataset("json", ...)``. Tasks without a threshold are
-    skipped. Returns documents written per task.
+    ``sim/<task>``, ``simk/<task>``, ``candidate/<task>`` and the shard row), readable by
+    datatrove's ``JsonlReader`` and by ``datasets.load_dataset("json", ...)``. Tasks without a
+    threshold are skipped. Returns documents written per task.
     """
     import gzip
 
     import orjson
 
-    from retriever.corpus.writers import AtomicWriter
+    from retriever.io import AtomicWriter
 
     out = Path(out_dir)
     thr = candidate_thresholds(score_dir)

@@ -8,8 +8,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from retriever.corpus.writers import check_writable, read_json, sweep_temp, write_json_atomic
 from retriever.errors import InputError
+from retriever.io import check_writable, read_json, sweep_temp, write_json_atomic
 from retriever.lock import OutputLock
 from retriever.score.job import ScoreJob, shard_outputs
 from retriever.score.sample import DocSampler, SampleSpec, parse_sample, resolve_sample
@@ -188,14 +188,16 @@ def sampler_for(
             "into a fraction; pass the sample as a fraction"
         )
     sampler = resolve_sample(spec, size.docs, size.method)
-    log.info("sample: %s", sampler.basis)
+    if sampler is not None:
+        log.info("sample: %s", sampler.basis)
     return sampler
 
 
 def ingest_store(
     out_dir: str | os.PathLike, uri: str | None = None, ann_min_rows: int = 100_000
 ) -> int:
-    """Put finished shards' vectors into the LanceDB store, once each (single writer, idempotent)."""
+    """Put finished shards' vectors into the LanceDB store, once each (single writer,
+    idempotent)."""
     from retriever.store import CorpusStore, default_store_uri
 
     out = Path(out_dir)

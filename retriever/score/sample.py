@@ -144,10 +144,11 @@ def resolve_sample(
         return DocSampler(spec.fraction, spec.seed, spec.describe())
     if not n_docs:
         raise ConfigError("a sample count needs the corpus size; pass a fraction instead")
-    frac = min(1.0, spec.count / n_docs)
+    frac = min(1.0, (spec.count or 0) / n_docs)
     return DocSampler(
         frac,
         spec.seed,
         spec.describe(),
-        f"{spec.count:,} of ~{n_docs:,} documents ({basis or 'corpus size'}) -> fraction {frac:.6g}",
+        f"{spec.count:,} of ~{n_docs:,} documents ({basis or 'corpus size'}) -> fraction "
+        f"{frac:.6g}",
     )

@@ -74,7 +74,8 @@ class SimilarityScorer(Step):
             buffer pads less: on ClimbLab, 12% padded tokens with 256 documents, 4% with 1,024
             (``scripts/bench_score.py``). Results still come out in stream order, in batches of
             ``batch_size``; memory: sort_buffer x clip_chars of text plus [sort_buffer, dim] floats.
-        extras: task -> its index folder's sparse index and head (:func:`~retriever.index.hybrid.load_extras`);
+        extras: task -> its index folder's sparse index and head
+        (:func:`~retriever.index.hybrid.load_extras`);
             tasks without them are scored by cosine alone.
         clip_chars: characters of a document passed to the embedder (``None``: the model's max
             length x 12). The model truncates at ``max_seq_length`` tokens anyway; clipping first
@@ -97,7 +98,8 @@ class SimilarityScorer(Step):
         super().__init__()
         if not indexes:
             raise InputError(
-                "no gold index given; pass --index indexes/TASK (built with `retriever index build`)"
+                "no gold index given; pass --index indexes/TASK (built with `retriever index "
+                "build`)"
             )
         if k < 1 or batch_size < 1 or sort_buffer < 1:
             raise InputError(
@@ -156,7 +158,8 @@ class SimilarityScorer(Step):
         return out
 
     def batches(self, docs: DocStream) -> Iterator[tuple[list[Doc], ScoredBatch]]:
-        """Score ``docs`` ``sort_buffer`` at a time; yields ``(docs, scores)`` of ``batch_size`` docs."""
+        """Score ``docs`` ``sort_buffer`` at a time; yields ``(docs, scores)`` of ``batch_size``
+        docs."""
         buf: list[Doc] = []
         for doc in docs:
             buf.append(doc)

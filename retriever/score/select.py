@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from retriever._deps import require
-from retriever.corpus.writers import read_json, write_json_atomic
 from retriever.errors import ConfigError, InputError
+from retriever.io import read_json, write_json_atomic
 from retriever.stats import Stats
 
 BINS = 20_000
@@ -146,7 +146,7 @@ def choose_thresholds(
     for f in [top_fraction, *top_fractions.values()]:
         if f is not None and not 0 < f <= 1:
             raise ConfigError(f"--top-fraction must be in (0, 1], got {f}")
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for t, h in hists.items():
         frac = top_fractions.get(t, top_fraction)
         if t in thresholds:
@@ -164,7 +164,7 @@ def choose_thresholds(
         else:
             out[t] = {"threshold": None, "rule": "no threshold set", "top_fraction": None}
         thr = out[t]["threshold"]
-        out[t]["candidates"] = h.count_at_least(thr) if thr is not None else 0
+        out[t]["candidates"] = h.count_at_least(float(thr)) if thr is not None else 0
     return out
 
 
@@ -247,7 +247,8 @@ def summarize(
     column: str = "score",
     top_fractions: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Counters of all shards, candidates per task and score distributions; written to summary.json."""
+    """Counters of all shards, candidates per task and score distributions; written to
+    summary.json."""
     out = Path(score_dir)
     stats = Stats()
     for p in sorted((out / "done").glob("*.json")):
@@ -308,7 +309,8 @@ def format_summary(s: dict[str, Any]) -> str:
             if s.get("sample")
             else []
         ),
-        f"{'task':<20}{'candidates':>11}{'threshold':>11}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}  rule",
+        f"{'task':<20}{'candidates':>11}{'threshold':>11}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}  "
+        "rule",
     ]
     for t, d in s["tasks"].items():
         q = d["distribution"]

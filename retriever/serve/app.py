@@ -4,8 +4,8 @@ Endpoints::
 
     GET  /health      status, model, tasks, store rows, limits, counters
     GET  /manifests   the task indexes' manifests, the store (and its score folder's manifest)
-    POST /gold        {"text" | "texts", "k", "tasks"}  -> per text, per task, nearest gold exemplars
-    POST /corpus      {"text" | "texts", "k", "min_score": {task: x}, "cluster"}
+    POST /gold        {"text" | "texts", "k", "tasks"}  -> per text, per task, nearest gold
+    exemplars POST /corpus      {"text" | "texts", "k", "min_score": {task: x}, "cluster"}
                       -> per text, nearest corpus documents with task scores and previews
 
 Every error is ``{"error": "<one line>"}`` with a 4xx status: 400 invalid JSON, 404 unknown path
@@ -60,7 +60,10 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        msg = f"request body over {self.max_bytes:,} bytes (--max-body-bytes); send fewer or shorter texts"
+        msg = (
+            f"request body over {self.max_bytes:,} bytes (--max-body-bytes); send fewer or "
+            "shorter texts"
+        )
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             return await JSONResponse({"error": msg}, status_code=413)(scope, receive, send)
@@ -118,7 +121,8 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
 
 
 def create_app(service: QueryService) -> FastAPI:
-    """The FastAPI application answering with ``service`` (loaded beforehand, used by every request)."""
+    """The FastAPI application answering with ``service`` (loaded beforehand, used by every
+    request)."""
     app = FastAPI(
         title="retriever query service",
         version=__version__,
@@ -139,7 +143,8 @@ def create_app(service: QueryService) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
         msg = {
-            404: f"no endpoint {request.url.path}; try GET /health, GET /manifests, POST /gold, POST /corpus",
+            404: f"no endpoint {request.url.path}; try GET /health, GET /manifests, POST /gold, "
+            "POST /corpus",
             405: f"{request.method} is not allowed on {request.url.path}",
         }.get(exc.status_code, str(exc.detail))
         return JSONResponse({"error": msg}, status_code=exc.status_code)

@@ -9,6 +9,7 @@ from retriever._cli import HelpFormatter
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from retriever.query.corpus_search import SEARCH_MODES
     from retriever.serve.service import ServeConfig
 
     d = {f.name: f.default for f in dataclasses.fields(ServeConfig)}
@@ -37,8 +38,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "nprobes",
         "refine_factor",
         "max_batch",
+        "memory_mb",
     ):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=d[name], help=_HELP[name])
+    p.add_argument(
+        "--search",
+        default=d["search"],
+        choices=SEARCH_MODES,
+        help="corpus search: memory (store read once into FAISS, ~1 ms a query), store (LanceDB "
+        "each query), auto (memory when it fits in --memory-mb)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=d["threads"],
+        help="CPU threads per embedding forward (default: torch's, i.e. OMP_NUM_THREADS or "
+        "every core; 1 served 2x the queries of 2 on a loaded 2-core machine)",
+    )
     p.set_defaults(func=_serve)
 
 
@@ -50,6 +66,7 @@ _HELP = {
     "nprobes": "IVF partitions searched in the corpus store",
     "refine_factor": "ANN candidates re-ranked exactly, per hit",
     "max_batch": "most texts per embedding forward across concurrent requests",
+    "memory_mb": "most memory --search auto may give the corpus store (MB)",
 }
 
 
@@ -71,5 +88,8 @@ def _serve(args) -> int:
         nprobes=args.nprobes,
         refine_factor=args.refine_factor,
         max_batch=args.max_batch,
+        search=args.search,
+        memory_mb=args.memory_mb,
+        threads=args.threads,
     )
     return run_server(config)

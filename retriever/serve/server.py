@@ -9,6 +9,7 @@ import socket
 import sys
 import threading
 import time
+from typing import Any
 
 from retriever._deps import require
 from retriever.errors import ConfigError
@@ -20,8 +21,12 @@ log = logging.getLogger(__name__)
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket on ``host:port`` (port 0: a free one), so the real port is known."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets whose proto is
+    # TCP, and a proto-0 socket kept it on, so every response waited ~40 ms for the client's
+    # delayed ACK between its header and body writes. Set here too (accepted sockets inherit it).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
     except OSError as e:
@@ -37,7 +42,9 @@ def bind(host: str, port: int) -> socket.socket:
 def _server(app, log_level: str = "warning"):
     uvicorn = require("uvicorn")
 
-    class Server(uvicorn.Server):
+    base: Any = uvicorn.Server  # a run-time base class
+
+    class Server(base):
         """uvicorn's server, except that Ctrl-C / SIGTERM end it with status 0 after a graceful
         shutdown (uvicorn re-raises the signal, so the process would die of it)."""
 
@@ -61,6 +68,8 @@ def run_server(config: ServeConfig, embedder=None) -> int:
     """Load everything, then serve until interrupted (Ctrl-C / SIGTERM); returns 0."""
     from retriever.serve.app import create_app
 
+    if config.threads:  # before the embedder is built: OpenVINO takes torch's thread count
+        require("torch").set_num_threads(int(config.threads))
     service = QueryService(config, embedder)
     sock = bind(config.host, config.port)
     host, port = sock.getsockname()[:2]

@@ -4,16 +4,15 @@
 ``manifests``); :mod:`retriever.serve.app` only maps HTTP onto them. Every check of a request
 (texts, k, tasks, filters) is here and raises :class:`RequestError` with the HTTP status to answer.
 
-Concurrent requests share one embedding thread (:class:`EmbedBatcher`): texts that arrive while a
-forward runs go into the next forward together, so eight clients cost about one batched forward
-each round instead of eight forwards fighting for the cores.
+Concurrent requests share forwards (:class:`EmbedBatcher`): texts that arrive while a forward runs
+go into the next forward together, so eight clients cost about one batched forward each round
+instead of eight forwards fighting for the cores.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import queue
 import threading
 import time
 from concurrent.futures import Future
@@ -26,8 +25,11 @@ import numpy as np
 from retriever.embed import load_embedder
 from retriever.embed.embedder import canonical_model_id
 from retriever.errors import ConfigError, InputError, ModelMismatchError, RequestError
+from retriever.query.corpus_search import SEARCH_MODES, CorpusFilter, open_searcher
 
 log = logging.getLogger(__name__)
+
+SERVE_PAD_MULTIPLE = 32  # token positions; see SentenceEmbedder(pad_multiple=...)
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,15 @@ class ServeConfig:
         max_texts: most texts in one request.
         max_text_chars: longest text accepted (characters; the model reads ~1,000 anyway).
         max_body_bytes: largest request body (413 above it).
-        nprobes, refine_factor: ANN search settings of the corpus store (IVF partitions searched,
-            candidates re-ranked exactly per hit).
+        nprobes, refine_factor: ANN search settings of the corpus store (IVF lists searched;
+            candidates re-ranked exactly per hit, LanceDB only).
+        search: where the corpus store is searched: ``memory`` (read once into a FAISS index and
+            an Arrow table: about a millisecond a query), ``store`` (LanceDB each time), ``auto``
+            (memory when it fits in ``memory_mb``).
+        memory_mb: the most memory ``search="auto"`` may give the store (vectors + columns).
+        threads: CPU threads of each embedding forward (``None``: torch's setting, i.e.
+            ``OMP_NUM_THREADS`` or every core); set by :func:`~retriever.serve.run_server` for
+            the whole process. On a 2-core machine under load 1 served twice the queries of 2.
         max_batch: most texts embedded in one forward across concurrent requests.
     """
 
@@ -63,6 +72,9 @@ class ServeConfig:
     nprobes: int = 32
     refine_factor: int = 4
     max_batch: int = 64
+    search: str = "auto"
+    memory_mb: int = 4096
+    threads: int | None = None
 
     def __post_init__(self):
         if not self.indexes and not self.store:
@@ -77,72 +89,74 @@ class ServeConfig:
             "nprobes",
             "refine_factor",
             "max_batch",
+            "memory_mb",
         ):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.threads is not None and int(self.threads) < 1:
+            raise ConfigError(f"threads must be >= 1, got {self.threads}")
+        if self.search not in SEARCH_MODES:
+            raise ConfigError(f"search must be one of {SEARCH_MODES}, got {self.search!r}")
         if not 0 <= int(self.port) < 65536:
             raise ConfigError(f"port must be in 0..65535, got {self.port}")
 
 
 class EmbedBatcher:
-    """One thread that owns the embedder; callers from any thread get their vectors back.
+    """Embeds the texts of concurrent callers together, one forward at a time.
 
-    Whatever is queued when a forward ends goes into the next one (up to ``max_batch`` texts), so
-    concurrent requests are embedded together. The embedder is only ever used from this thread
-    (the OpenVINO request object is not thread-safe).
+    A caller queues its texts, then takes the forward lock: if another caller's forward already
+    embedded them it returns at once; else it embeds everything queued (up to ``max_batch``
+    texts, its own among them) for everyone. So a lone request runs its forward in its own
+    thread (no hand-off to another thread, which cost 10-25 ms on a loaded 2-core machine), and
+    requests arriving during a forward share the next one instead of fighting for the cores. The
+    embedder is only ever used by one thread at a time (the OpenVINO request is not thread-safe).
     """
 
     def __init__(self, embedder, max_batch: int = 64):
         self.embedder = embedder
         self.max_batch = max_batch
-        self._q: queue.Queue = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="embed-batcher", daemon=True)
-        self._thread.start()
+        self._queue: list[tuple[list[str], Future]] = []
+        self._queue_lock = threading.Lock()
+        self._forward_lock = threading.Lock()
         self.forwards = 0
         self.texts = 0
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """``[len(texts), dim]`` unit vectors, computed on the batcher thread."""
+        """``[len(texts), dim]`` unit vectors."""
         fut: Future = Future()
-        self._q.put((texts, fut))
+        with self._queue_lock:
+            self._queue.append((list(texts), fut))
+        while not fut.done():
+            with self._forward_lock:
+                if not fut.done():
+                    self._forward()
         return fut.result()
 
     def close(self) -> None:
-        self._q.put(None)
-        self._thread.join(timeout=10)
+        """Nothing to stop (no thread of its own); kept so callers can close every service part."""
 
-    def _run(self) -> None:
-        while True:
-            item = self._q.get()
-            if item is None:
-                return
-            jobs, n = [item], len(item[0])
-            stop = False
-            while n < self.max_batch:
-                try:
-                    nxt = self._q.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                    break
-                jobs.append(nxt)
-                n += len(nxt[0])
-            texts = [t for job, _ in jobs for t in job]
-            try:
-                xq = self.embedder.encode(texts)  # [n, dim]
-            except Exception as e:  # hand the error to every waiting request
-                for _, fut in jobs:
-                    fut.set_exception(e)
-            else:
-                self.forwards += 1
-                self.texts += len(texts)
-                start = 0
-                for job, fut in jobs:
-                    fut.set_result(xq[start : start + len(job)])
-                    start += len(job)
-            if stop:
-                return
+    def _forward(self) -> None:
+        with self._queue_lock:  # the oldest jobs first, whole jobs, at least one
+            n, take = 0, 0
+            while take < len(self._queue) and (
+                take == 0 or n + len(self._queue[take][0]) <= self.max_batch
+            ):
+                n += len(self._queue[take][0])
+                take += 1
+            jobs, self._queue[:take] = self._queue[:take], []
+        texts = [t for job, _ in jobs for t in job]
+        try:
+            xq = self.embedder.encode(texts)  # [n, dim]
+        except Exception as e:  # hand the error to every waiting request
+            for _, fut in jobs:
+                fut.set_exception(e)
+            return
+        self.forwards += 1
+        self.texts += len(texts)
+        start = 0
+        for job, fut in jobs:
+            fut.set_result(xq[start : start + len(job)])
+            start += len(job)
 
 
 class QueryService:
@@ -163,7 +177,7 @@ class QueryService:
 
         t0 = time.perf_counter()
         self.config = config
-        self.indexes = {}
+        self.indexes: dict[str, Any] = {}
         for path in config.indexes:
             gi = open_index(path)
             if gi.task in self.indexes:
@@ -181,7 +195,10 @@ class QueryService:
                 "serve the ones of one model"
             )
         model = config.model or next(iter(models))
-        self.embedder = embedder or load_embedder(model, backend=config.backend)
+        # padded shapes: OpenVINO keeps state per input shape, and queries come in every length
+        self.embedder = embedder or load_embedder(
+            model, backend=config.backend, pad_multiple=SERVE_PAD_MULTIPLE
+        )
         for gi in self.indexes.values():
             gi.check_embedder(self.embedder)
         if self.store is not None:
@@ -192,11 +209,19 @@ class QueryService:
         self.score_tasks = [c[len("score_") :] for c in cols if c.startswith("score_")]
         self.topk_tasks = [c[len("topk_") :] for c in cols if c.startswith("topk_")]
         self.has_cluster = "cluster_id" in cols
-        self._extra = tuple(
-            c for c in cols if c.startswith(("score_", "topk_")) or c == "cluster_id"
-        )
         self.store_rows = self.store.count() if self.store is not None else 0
         self.ann_index = bool(self.store.has_ann_index()) if self.store is not None else False
+        self.searcher = (
+            open_searcher(
+                self.store,
+                config.search,
+                config.memory_mb,
+                nprobes=config.nprobes,
+                refine_factor=config.refine_factor,
+            )
+            if self.store is not None
+            else None
+        )
         self.started = time.time()
         self.load_seconds = round(time.perf_counter() - t0, 3)
         self.requests = 0
@@ -217,7 +242,7 @@ class QueryService:
             raise RequestError(
                 "give exactly one of `text` (a string) or `texts` (a list of strings)"
             )
-        items = [text] if texts is None else texts
+        items = [text] if text is not None else (texts or [])
         if not items:
             raise RequestError("`texts` is empty; give at least one text")
         cap = self.config.max_texts
@@ -254,8 +279,8 @@ class QueryService:
                 raise RequestError(f"unknown task {t!r}; this server has {sorted(self.indexes)}")
         return list(dict.fromkeys(tasks))
 
-    def where_of(self, min_score: dict[str, float] | None, cluster: str | None) -> str | None:
-        """The store filter of a request: ``score_<task> >= x`` per task, ``cluster_id = c``."""
+    def filter_of(self, min_score: dict[str, float] | None, cluster: str | None) -> CorpusFilter:
+        """The corpus filter of a request: ``score_<task> >= x`` per task, ``cluster_id = c``."""
         parts = []
         for task, x in (min_score or {}).items():
             if task not in self.score_tasks:
@@ -268,18 +293,18 @@ class QueryService:
                 )
             if not math.isfinite(x):
                 raise RequestError(f"min_score[{task!r}] must be a finite number, got {x}")
-            parts.append(f"`score_{task}` >= {float(x)!r}")
+            parts.append((task, float(x)))
         if cluster is not None:
             if not self.has_cluster:
                 raise RequestError("this store has no cluster_id column; leave `cluster` out")
-            parts.append("cluster_id = '{}'".format(str(cluster).replace("'", "''")))
-        return " AND ".join(parts) or None
+        return CorpusFilter(tuple(parts), None if cluster is None else str(cluster))
 
     # -- queries ----------------------------------------------------------------------------------
     def gold(
         self, texts: list[str], k: int = 10, tasks: list[str] | None = None
     ) -> list[dict[str, Any]]:
-        """Per text, per task, the ``k`` nearest gold exemplars ``[{rank, score, id, text, source}]``."""
+        """Per text, per task, the ``k`` nearest gold exemplars ``[{rank, score, id, text,
+        source}]``."""
         tasks = self._tasks(tasks)
         self.check_k(k)
         xq = self.batcher.encode(texts)  # [n, dim]
@@ -305,22 +330,15 @@ class QueryService:
         topk: {task: mean top-k cosine}, cluster_id}`` (the last three when the store has them).
         With filters, only documents passing every filter are searched.
         """
-        if self.store is None:
+        if self.store is None or self.searcher is None:
             raise RequestError("this server has no corpus store; start it with --corpus-store", 404)
         self.check_k(k)
-        where = self.where_of(min_score, cluster)
-        xq = self.batcher.encode(texts)
-        out = []
-        for vec in xq:
-            hits = self.store.search(
-                vec,
-                k,
-                nprobes=self.config.nprobes,
-                refine_factor=self.config.refine_factor,
-                where=where,
-                extra_columns=self._extra,
-            )
-            out.append([self._hit(r + 1, h) for r, h in enumerate(hits)])
+        flt = self.filter_of(min_score, cluster)
+        xq = self.batcher.encode(texts)  # [n, dim]
+        out = [
+            [self._hit(r + 1, h) for r, h in enumerate(hits)]
+            for hits in self.searcher.search(xq, k, flt)
+        ]
         self.requests += 1
         return out
 
@@ -350,11 +368,12 @@ class QueryService:
             "backend": getattr(self.embedder, "backend", None),
             "tasks": sorted(self.indexes),
             "store": None
-            if self.store is None
+            if self.store is None or self.searcher is None
             else {
                 "uri": self.store.uri,
                 "rows": self.store_rows,
                 "ann_index": self.ann_index,
+                **self.searcher.describe(),
                 "score_tasks": self.score_tasks,
                 "cluster": self.has_cluster,
             },
@@ -374,7 +393,7 @@ class QueryService:
     def manifests(self) -> dict[str, Any]:
         """The task indexes' manifests and the store's description (plus its score folder's
         manifest when ``--corpus-store`` is a score folder)."""
-        from retriever.corpus.writers import read_json
+        from retriever.io import read_json
 
         out: dict[str, Any] = {
             "indexes": {t: gi.manifest for t, gi in sorted(self.indexes.items())},
@@ -389,7 +408,7 @@ class QueryService:
                 "ann_index": self.ann_index,
                 "columns": self.store.columns(),
             }
-            folder = Path(self.config.store)
+            folder = Path(str(self.config.store))
             if (folder / "manifest.json").is_file():
                 out["scores"] = read_json(folder / "manifest.json")
         out["config"] = asdict(self.config)

@@ -1,4 +1,5 @@
-"""Shared pieces of the fault-injection suite: tiny corpora, a one-line-error check, a CLI runner."""
+"""Shared pieces of the fault-injection suite: tiny corpora, a one-line-error check, a CLI
+runner."""
 
 from __future__ import annotations
 

@@ -129,8 +129,8 @@ def test_same_model_other_dim_says_rebuild_not_use_the_same_model():
 
 
 def test_output_folder_that_cannot_be_written_is_refused_before_work(tmp_path):
-    from retriever.corpus.writers import check_writable
     from retriever.errors import OutputError
+    from retriever.io import check_writable
 
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

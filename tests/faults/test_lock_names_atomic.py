@@ -11,8 +11,8 @@ import threading
 import pytest
 from faults_helpers import env
 
-from retriever.corpus.writers import AtomicWriter, write_json_atomic
 from retriever.errors import LockedError, UnsafeNameError
+from retriever.io import AtomicWriter, write_json_atomic
 from retriever.lock import OutputLock, is_locked
 from retriever.names import check_name
 
@@ -125,10 +125,7 @@ def test_atomic_write_to_a_fifo_writes_it_directly(tmp_path):
 
 def test_report_to_dev_stdout_does_not_replace_the_node(tmp_path):
     """`-o /dev/stdout`: the JSON reaches the pipe, /dev/stdout stays a device or link."""
-    code = (
-        "from retriever.corpus.writers import write_json_atomic; "
-        "write_json_atomic('/dev/stdout', {'ok': 1})"
-    )
+    code = "from retriever.io import write_json_atomic; write_json_atomic('/dev/stdout', {'ok': 1})"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env(), timeout=60
     )

@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from retriever.corpus import shard_name
-from retriever.corpus.writers import AtomicWriter, is_temp, sweep_temp, temp_path
 from retriever.executors import read_done, run_sharded
+from retriever.io import AtomicWriter, is_temp, sweep_temp, temp_path
 from retriever.manifest import DoneMarkers, shard_fingerprint
 from retriever.stats import Stats
 

@@ -22,12 +22,14 @@ import json, sys
 from pathlib import Path
 root = Path(sys.argv[1])
 gold = root / "gold.jsonl"
-gold.write_text("".join(json.dumps({"text": f"Question: Text Bob {i}.\\n1. send_sms(['Bob'], 'hi {i}')"}) + "\\n"
-                        for i in range(6)))
+gold.write_text("".join(
+    json.dumps({"text": f"Question: Text Bob {i}.\\n1. send_sms(['Bob'], 'hi {i}')"}) + "\\n"
+    for i in range(6)))
 corpus = root / "corpus" / "c.jsonl"
 corpus.parent.mkdir()
-corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": f"The bakery opens at {i} am."}) + "\\n"
-                          for i in range(20)))
+corpus.write_text("".join(
+    json.dumps({"id": f"d{i}", "text": f"The bakery opens at {i} am."}) + "\\n"
+    for i in range(20)))
 from retriever.index import build_index
 from retriever.score import score_corpus
 build_index("tools", gold=[str(gold)], indexes_dir=root / "indexes")
@@ -40,7 +42,10 @@ print("scored", s["scored"])
 def test_guard_catches_a_network_attempt(tmp_path):
     """The guard itself works: a plain look-up is refused and recorded."""
     log = tmp_path / "net.log"
-    code = "import socket\ntry:\n    socket.getaddrinfo('example.com', 443)\nexcept OSError as e:\n    print(e)"
+    code = (
+        "import socket\ntry:\n    socket.getaddrinfo('example.com', 443)\nexcept OSError as "
+        "e:\n    print(e)"
+    )
     proc = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,

@@ -1,0 +1,167 @@
+"""``retriever rate``: LLM ratings 0-5 per task from an OpenAI-compatible endpoint."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from retriever._cli import HelpFormatter, parse_task_values, print_json
+
+
+def add_parser(subparsers) -> None:
+    from retriever.rate.stage import RateConfig
+
+    d = RateConfig()
+    p = subparsers.add_parser(
+        "rate",
+        help="rate documents 0-5 per task with an LLM (FineWeb-Edu style annotation)",
+        description=(
+            "Ask an OpenAI-compatible endpoint (vLLM, llama.cpp server, a hosted API) to rate "
+            "each task's documents with the task's 0-5 rubric (`rubric` in indexes/<task>.toml, "
+            "or a --prompts file). From a score folder, the task's similarity candidates plus a "
+            "random sample of the other documents are rated; from a corpus, every document (or "
+            "--max-candidates of them). Every answer is cached (OUT/cache.sqlite) by prompt "
+            "version, model and document id, so a rerun or a resumed run asks nothing twice. "
+            "Writes OUT/ratings/<task>.parquet (id, score, int_score, raw, error) and "
+            "OUT/labels/<task>.parquet (source = rating) for `retriever distill --labels`."
+        ),
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("--docs", nargs="+", required=True, help="a score folder, or corpus paths")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--task", action="append", dest="tasks", default=None, help="task to rate (repeatable)"
+    )
+    e = p.add_argument_group("endpoint")
+    e.add_argument("--base-url", default=d.base_url, help="API root (ends in /v1)")
+    e.add_argument("--model", required=True, help="model name the server knows")
+    e.add_argument("--api", choices=["chat", "completions"], default=d.api)
+    e.add_argument(
+        "--api-key-env", default=d.api_key_env, help="environment variable holding the API key"
+    )
+    e.add_argument("--temperature", type=float, default=d.temperature)
+    e.add_argument("--max-tokens", type=int, default=d.max_tokens, help="tokens per answer")
+    e.add_argument("--seed", type=int, default=None, help="sampling seed sent to the server")
+    e.add_argument("--timeout", type=float, default=d.timeout, help="seconds per request")
+    e.add_argument("--retries", type=int, default=d.retries, help="on 429 / 5xx / timeouts")
+    e.add_argument("--backoff", type=float, default=d.backoff, help="first retry wait (doubles)")
+    e.add_argument("--concurrency", type=int, default=d.concurrency, help="requests in flight")
+    e.add_argument(
+        "--max-requests",
+        type=int,
+        default=None,
+        help="HTTP requests this run may send, retries included (default: no cap)",
+    )
+    r = p.add_argument_group("prompt and labels")
+    r.add_argument(
+        "--prompts",
+        default=None,
+        help="TOML file with a [prompts] table {task = template with {text}} replacing rubrics",
+    )
+    r.add_argument(
+        "--indexes-dir",
+        type=Path,
+        default=Path("indexes"),
+        help="folder of task specs (<task>.toml with a `rubric`)",
+    )
+    r.add_argument(
+        "--system", default=d.system, help="system message ('' sends none); part of the prompt"
+    )
+    r.add_argument("--max-chars", type=int, default=d.max_chars, help="document start rated")
+    r.add_argument("--score-marker", default=d.score_marker, help="what precedes the score")
+    r.add_argument(
+        "--threshold", type=int, default=d.threshold, help="int_score >= this is a positive label"
+    )
+    r.add_argument("--cache", default=None, help="answer cache file (default OUT/cache.sqlite)")
+    s = p.add_argument_group("which documents (score folder)")
+    s.add_argument("--top-fraction", type=float, default=None, help="candidates: top fraction")
+    s.add_argument(
+        "--sim-threshold",
+        action="append",
+        default=[],
+        metavar="TASK=SCORE",
+        help="candidates: similarity at or above (repeatable)",
+    )
+    s.add_argument(
+        "--max-candidates", type=int, default=None, help="at most this many candidates per task"
+    )
+    s.add_argument(
+        "--negatives-per-positive",
+        type=float,
+        default=d.negatives_per_positive,
+        help="random non-candidates rated per candidate",
+    )
+    s.add_argument("--sample-seed", type=int, default=d.sample_seed)
+    p.add_argument("--text-field", default="text")
+    p.add_argument("--id-field", default="id")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from retriever._cli import show_progress
+    from retriever.rate.stage import RateConfig, rate_docs
+
+    prompts: dict = {}
+    if args.prompts:
+        from retriever.config import read_toml
+        from retriever.errors import ConfigError
+
+        _, raw = read_toml(args.prompts, "prompts file", "a TOML file with a [prompts] table")
+        prompts = raw.get("prompts", {})
+        if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
+            raise ConfigError(f"{args.prompts}: [prompts] must map task names to template strings")
+    cfg = RateConfig(
+        tasks=tuple(args.tasks or (list(prompts) if prompts else [])),
+        base_url=args.base_url,
+        model=args.model,
+        api=args.api,
+        api_key_env=args.api_key_env,
+        temperature=args.temperature,
+        max_tokens=args.max_tokens,
+        seed=args.seed,
+        timeout=args.timeout,
+        retries=args.retries,
+        backoff=args.backoff,
+        concurrency=args.concurrency,
+        max_requests=args.max_requests,
+        max_chars=args.max_chars,
+        score_marker=args.score_marker,
+        threshold=args.threshold,
+        prompts=prompts,
+        system=args.system,
+        top_fraction=args.top_fraction,
+        threshold_sim=parse_task_values(args.sim_threshold, "--sim-threshold"),
+        max_candidates=args.max_candidates,
+        negatives_per_positive=args.negatives_per_positive,
+        sample_seed=args.sample_seed,
+        cache=args.cache,
+        text_field=args.text_field,
+        id_field=args.id_field,
+    )
+    s = rate_docs(args.docs, args.out, cfg, indexes_dir=args.indexes_dir, progress=show_progress())
+    if args.json:
+        print_json(s)
+        return 0
+    print(
+        f"rate {s['model']}: {s['requests']} requests ({s['asked']} answered, {s['cached']} "
+        f"from the cache) in {s['seconds']:.1f} s"
+        + (f", {s['requests_per_s']} requests/s, {s['docs_per_s']} docs/s" if s["asked"] else "")
+    )
+    for t, ts in s["tasks"].items():
+        rej = sum(ts["rejected"].values())
+        print(
+            f"  {t:<18} {ts['docs_in']} docs in = {ts['rated']} rated + {rej} rejected"
+            + (f" + {ts['over_budget']} over budget" if ts["over_budget"] else "")
+            + f"; labels {ts['labels']['positive']} positive / {ts['labels']['negative']} negative"
+            + (f"; mean score {ts['mean_score']}" if ts["mean_score"] is not None else "")
+        )
+        if rej:
+            print(f"    rejected: {ts['rejected']} (raw answers in {args.out}/ratings/{t}.parquet)")
+    if not s["complete"]:
+        print("  the request budget ran out: rerun with a larger --max-requests to rate the rest")
+    print(
+        f"  -> {args.out}/ratings, {args.out}/labels (retriever distill --labels {args.out}/labels "
+        "--training-set rating)"
+    )
+    return 0

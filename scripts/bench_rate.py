@@ -1,0 +1,127 @@
+"""What `retriever rate` costs on its own side: requests/s and docs/s against a local server.
+
+A tiny randomly initialised byte-level GPT-2 (2 layers, 64 wide: its answers are noise, so every
+answer is "unparseable"; the point is the client's throughput, not the ratings) is served by
+``python -m retriever.rate.local_server`` in a subprocess; ``retriever rate`` rates the first N
+ClimbLab documents of the shared data with the function-calling rubric, at several concurrencies
+and an optional simulated latency per request (``--delay``, as a remote endpoint's network and
+queue time). A rerun of the same folder measures the cache path (no request at all).
+
+Numbers here say what the client adds; a real LLM's generation time dominates a real run
+(requests/s = concurrency / latency at most).
+
+    .venv/bin/python scripts/bench_rate.py [--docs 48] [--concurrency 1,4,8] [--delay 0,0.2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO.parent / "shared" / "data" / "corpus" / "climblab_stream_first1000.jsonl"
+
+
+def tiny_model(folder: Path) -> None:
+    import torch
+    import transformers
+
+    from retriever.confirm.tiny_panel import byte_tokenizer
+
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(
+        vocab_size=258, n_positions=4096, n_embd=64, n_layer=2, n_head=2, bos_token_id=256,
+        eos_token_id=257,
+    )  # fmt: skip
+    transformers.GPT2LMHeadModel(cfg).save_pretrained(folder)
+    byte_tokenizer().save_pretrained(folder)
+
+
+def serve(folder: Path, delay: float) -> tuple[subprocess.Popen, str]:
+    cmd = [sys.executable, "-m", "retriever.rate.local_server", "--model", f"tiny={folder}"]
+    cmd += ["--port", "0", "--delay", str(delay)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()  # "serving ['tiny'] at http://127.0.0.1:PORT/v1"
+    if " at " not in line:
+        proc.kill()
+        raise SystemExit(f"the server did not start: {line!r}")
+    return proc, line.rsplit(" at ", 1)[1].strip()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--docs", type=int, default=48, help="documents rated per setting")
+    ap.add_argument("--concurrency", default="1,4,8")
+    ap.add_argument("--delay", default="0,0.2", help="simulated seconds of latency per request")
+    ap.add_argument("--max-chars", type=int, default=1500)
+    ap.add_argument("--max-tokens", type=int, default=16)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    from retriever.rate import RateConfig, rate_docs
+
+    load0 = os.getloadavg()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        lines = CORPUS.read_text().splitlines()[: args.docs]
+        (tmp / "corpus").mkdir()
+        (tmp / "corpus" / "docs.jsonl").write_text("\n".join(lines) + "\n")
+        tiny_model(tmp / "model")
+        for delay in [float(x) for x in args.delay.split(",")]:
+            proc, url = serve(tmp / "model", delay)
+            try:
+                for conc in [int(x) for x in args.concurrency.split(",")]:
+                    out = tmp / f"out-{delay}-{conc}"
+                    cfg = RateConfig(
+                        tasks=("function-calling",), base_url=url, model="tiny", api_key_env="",
+                        concurrency=conc, max_chars=args.max_chars, max_tokens=args.max_tokens,
+                    )  # fmt: skip
+                    s = rate_docs(tmp / "corpus", out, cfg, indexes_dir=REPO / "indexes")
+                    t0 = time.perf_counter()
+                    again = rate_docs(tmp / "corpus", out, cfg, indexes_dir=REPO / "indexes")
+                    cached_s = time.perf_counter() - t0
+                    rows.append(
+                        {
+                            "delay_s": delay,
+                            "concurrency": conc,
+                            "docs": args.docs,
+                            "requests": s["requests"],
+                            "requests_per_s": s["requests_per_s"],
+                            "docs_per_s": s["docs_per_s"],
+                            "prompt_tokens_per_request": round(s["prompt_tokens"] / s["requests"]),
+                            "rerun_requests": again["requests"],
+                            "rerun_docs_per_s": round(args.docs / cached_s, 1),
+                        }
+                    )
+            finally:
+                proc.kill()
+                proc.wait()
+    res = {
+        "load_before": load0,
+        "load_after": os.getloadavg(),
+        "cpus": os.cpu_count(),
+        "rows": rows,
+    }
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    print(f"load average before {load0}, after {res['load_after']} ({os.cpu_count()} CPUs)")
+    print("delay_s  concurrency  requests/s  docs/s  prompt tok/req  rerun: requests  docs/s")
+    for r in rows:
+        print(
+            f"{r['delay_s']:7.2f}  {r['concurrency']:11d}  {r['requests_per_s']:10.2f}  "
+            f"{r['docs_per_s']:6.2f}  {r['prompt_tokens_per_request']:14d}  "
+            f"{r['rerun_requests']:15d}  {r['rerun_docs_per_s']:6.1f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
