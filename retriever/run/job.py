@@ -434,9 +434,9 @@ class RunJob:
         }
 
     def label_dirs(self) -> list[Path]:
-        """What the per-task students read: the confirm labels, and the ratings' when ``[rate]`` is
-        on (their rows are trained on only with a training set that has the ``rating`` source; the
-        multi-label student reads the confirm labels only)."""
+        """What the students (per-task and multi-label) read: the confirm labels, and the ratings'
+        when ``[rate]`` is on (their rows are trained on only with a training set that has the
+        ``rating`` source)."""
         dirs = [self.out / "confirm" / "labels"]
         if self.cfg.rate is not None:
             dirs.append(self.out / "rate" / "labels")
@@ -653,12 +653,33 @@ class RunJob:
         from retriever.distill.multilabel import MultiLabelDistiller
 
         rep = MultiLabelDistiller(DistillConfig(**distill_kwargs(self.cfg))).run(
-            self.out / "confirm" / "labels", self.cfg.task_names, self.multilabel_model()
+            self.label_dirs(),
+            self.cfg.task_names,
+            self.multilabel_model(),
+            indexes={t: self.index_dir(t) for t in self.cfg.task_names},
         )
+        per_task: dict[str, dict[str, Any]] = {}
+        for t, m in rep.metrics.items():
+            for w in rep.warnings.get(t, []):
+                log.warning("student %s (multi-label): %s", t, w)
+            cmp_ = m.get("heldout_vs_similarity") or {}
+            per_task[t] = {
+                **{k: m.get(k) for k in ("precision", "recall", "f1", "roc_auc") if k in m},
+                "heldout_student_auc": cmp_.get("student_auc"),
+                "heldout_similarity_auc": cmp_.get("similarity_auc"),
+                "training_set": {
+                    s: d["rows"]
+                    for s, d in rep.manifest["training_set"][t]["per_source"].items()
+                    if isinstance(d, dict) and "rows" in d
+                },
+                "warnings": rep.warnings.get(t, []),
+            }
         return {
             "n_train": rep.n_train,
             "roc_auc": {t: m.get("roc_auc") for t, m in rep.metrics.items()},
             "f1": {t: m.get("f1") for t, m in rep.metrics.items()},
+            "tasks": per_task,
+            "model_bytes": rep.manifest["model_bytes"],
         }
 
     def _filter(self) -> dict[str, Any]:
@@ -749,7 +770,9 @@ def format_run_summary(cfg: RunConfig, outcomes: list[StepOutcome]) -> str:
     warns = []
     for t in cfg.task_names:
         lab = conf.get(t, {}) if isinstance(conf.get(t), dict) else {}
-        dist = res.get(f"distill/{t}", {})
+        dist = res.get(f"distill/{t}") or (res.get("distill/multilabel") or {}).get(
+            "tasks", {}
+        ).get(t, {})
         f1, auc = dist.get("f1"), dist.get("roc_auc")
         sa, ma = dist.get("heldout_student_auc"), dist.get("heldout_similarity_auc")
         held = "-" if sa is None or ma is None else f"{sa:.3f} / {ma:.3f}"
