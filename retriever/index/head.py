@@ -83,19 +83,26 @@ class Features:
     def subset(self, keep: np.ndarray) -> Features:
         """The rows where ``keep`` (``[n]`` bool) is true."""
         idx = np.flatnonzero(keep)
-        dense = (getattr(self, f)[idx] for f in ("vectors", "cos", "topk", "sparse", "sparse_topk"))
-        return Features(*dense, words=None if self.words is None else self.words[idx])
+        return Features(
+            self.vectors[idx],
+            self.cos[idx],
+            self.topk[idx],
+            self.sparse[idx],
+            self.sparse_topk[idx],
+            None if self.words is None else self.words[idx],
+        )
 
     @staticmethod
     def concat(parts: list[Features]) -> Features:
-        dense = (
-            np.concatenate([getattr(p, f) for p in parts])
-            for f in ("vectors", "cos", "topk", "sparse", "sparse_topk")
-        )
+        def cat(f: str) -> np.ndarray:
+            return np.concatenate([getattr(p, f) for p in parts])
+
         words = None
         if all(p.words is not None for p in parts):
             words = require("scipy.sparse").vstack([p.words for p in parts]).tocsr()
-        return Features(*dense, words=words)
+        return Features(
+            cat("vectors"), cat("cos"), cat("topk"), cat("sparse"), cat("sparse_topk"), words
+        )
 
 
 @dataclass(frozen=True)
@@ -255,7 +262,7 @@ class TaskHead:
         for name, m in meta["models"].items():
             coef = np.load(p / f"{name}.npy", allow_pickle=False).astype(np.float64)
             mu, sd = np.asarray(m["mu"]), np.asarray(m["sd"])
-            n_terms = vocab.n_terms if "words" in m["features"] else 0
+            n_terms = vocab.n_terms if vocab is not None and "words" in m["features"] else 0
             if not (len(coef) == len(mu) + n_terms and len(mu) == len(sd)):
                 raise InputError(
                     f"{p}: {name} has {len(coef)} coefficients for {len(mu)} features and "

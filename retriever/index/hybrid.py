@@ -353,8 +353,9 @@ def read_negatives(
         if max_read is not None and n_read >= max_read:
             break
         for i, doc in enumerate(reader.read(shard)):
-            if per_shard is not None and (i >= per_shard or n_read >= max_read):
-                break
+            if max_read is not None and per_shard is not None:
+                if i >= per_shard or n_read >= max_read:
+                    break
             n_read += 1
             if isinstance(doc, Rejected):
                 continue

@@ -278,9 +278,10 @@ class TermWeights:
 
     def transform(self, texts: list[str]):
         """L2-normalised TF-IDF rows of ``texts`` (scipy CSR ``[n, n_terms]``)."""
-        if self._counter is None:
-            self._counter = _counter(self.config, self.terms)
-        return _tfidf_rows(self._counter.transform(texts), self.idf, self.config.sublinear_tf)
+        counter = self._counter
+        if counter is None:
+            counter = self._counter = _counter(self.config, self.terms)
+        return _tfidf_rows(counter.transform(texts), self.idf, self.config.sublinear_tf)
 
     def save(self, path: str | os.PathLike) -> None:
         out = Path(path)
