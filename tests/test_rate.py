@@ -432,6 +432,14 @@ def test_run_steps_rate_and_band_on_a_score_folder(models, tiny_indexes, tmp_pat
     assert 0 < b["in_band"] < len(docs)
     lab = pq.read_table(job.out / "rate" / "labels" / "tools.parquet").to_pydict()
     assert all(0 <= s <= 1 for s in lab["similarity"])  # the score folder's similarity kept
+    # a score folder without candidate thresholds: the rate options to give are named
+    bare = tmp_path / "bare"
+    score_corpus(
+        [str(tiny_indexes["tools"])], [str(tmp_path / "corpus")], bare, store=None, batch_size=8
+    )
+    with pytest.raises(ConfigError, match="--sim-threshold TASK=SCORE"):
+        cfg = _cfg("http://127.0.0.1:9/v1", tasks=("tools",), prompts={"tools": TEMPLATE})
+        rate_docs(bare, tmp_path / "o", cfg)
 
 
 def test_report_shows_the_rating_histograms(tmp_path):
@@ -459,3 +467,16 @@ def test_report_shows_the_rating_histograms(tmp_path):
     html = render_report(**data)
     assert 'id="ratings"' in html and "rag: rated by judge-7b" in html
     assert "labels 4 positive / 6 negative; rejected unparseable 2" in html
+
+
+def test_show_prompt_prints_the_prompt_and_sends_nothing(tmp_path, capsys):
+    from retriever.cli import main
+
+    write_jsonl(tmp_path / "c" / "d.jsonl", [{"id": "x1", "text": 'call get_weather(city="Oslo")'}])
+    argv = ["rate", "--docs", str(tmp_path / "c"), "--out", str(tmp_path / "o"), "--model", "m"]
+    argv += ["--base-url", "http://127.0.0.1:9/v1", "--task", "function-calling", "--show-prompt"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "== function-calling: 1 documents would be rated" in out
+    assert 'call get_weather(city="Oslo")' in out and "Bestow a fifth point" in out
+    assert "-- system:" in out and not (tmp_path / "o").exists()  # nothing asked, nothing written

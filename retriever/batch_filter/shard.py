@@ -15,6 +15,7 @@ Counters (one :class:`~retriever.stats.Stats` per shard): ``seen``, ``rejected/<
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,8 @@ from retriever.batch_filter.writers import PoolWriter, open_pool_writer
 from retriever.corpus import AtomicWriter, RejectWriter, shard_name
 from retriever.data import Doc, Rejected
 from retriever.stats import Stats
+from retriever.step import batched
+from retriever.thresholds import to_float16_keeping
 from retriever.tokens import TokenCounter
 
 REJECTED_DIR = "rejected"
@@ -41,6 +44,7 @@ class FilterShard:
         self.settings = plan
 
     def __call__(self, shard: str, rank: int = 0) -> Stats:
+        """Reader -> :class:`FastTextScorer` (the step contract) -> one writer per task."""
         s = self.settings
         t0 = time.perf_counter()
         stats = Stats()
@@ -54,22 +58,27 @@ class FilterShard:
         writers: dict[str, PoolWriter] = {}
         rejects = RejectWriter(out / REJECTED_DIR / f"{name}.jsonl")
         self._scores: list[tuple[list[str], np.ndarray, np.ndarray, np.ndarray]] = []
-        try:
-            for t in s.tasks:
-                writers[t] = open_pool_writer(c.fmt, out / t / name)
-            batch: list[Doc] = []
+
+        def unscorable(d: Doc, reason: str) -> None:
+            rejects.add(Rejected(name, int(d.metadata.get("row", -1)), reason, d.text[:2000]))
+            stats.inc(f"rejected/{reason}")
+
+        def docs() -> Iterator[Doc]:
             for rec in reader.read(shard):
                 stats.inc("seen")
                 if isinstance(rec, Rejected):
                     rejects.add(rec)
                     stats.inc(f"rejected/{rec.reason}")
                     continue
-                batch.append(rec)
-                if len(batch) >= c.batch_size:
-                    self._batch(batch, scorer, counter, thr, writers, rejects, stats, name)
-                    batch = []
-            if batch:
-                self._batch(batch, scorer, counter, thr, writers, rejects, stats, name)
+                stats.inc("chars_in", len(rec.text))
+                yield rec
+
+        scorer.exclusion = unscorable
+        try:
+            for t in s.tasks:
+                writers[t] = open_pool_writer(c.fmt, out / t / name)
+            for batch in batched(scorer.run(docs()), c.batch_size):
+                self._write(batch, counter, thr, writers, stats)
             rejects.close()
             if c.write_scores:
                 self._write_scores(out / SCORES_DIR / f"{name}.parquet")
@@ -94,52 +103,44 @@ class FilterShard:
         probs = (
             np.concatenate([p[3] for p in parts])
             if parts
-            else np.zeros((0, len(self.settings.tasks)))
-        )
+            else np.zeros((0, len(self.settings.tasks)), dtype=np.float16)
+        )  # [n_docs, n_tasks] float16: 2 bytes a probability
         for j, t in enumerate(self.settings.tasks):
-            cols[f"prob_{t}"] = pa.array(probs[:, j], pa.float32())
+            cols[f"prob_{t}"] = pa.array(probs[:, j], pa.float16())
         with AtomicWriter(path) as tmp:
             pq.write_table(pa.table(cols), tmp)
         self._scores = []
 
-    def _batch(self, docs, scorer, counter, thr, writers, rejects, stats, name) -> None:
+    def _write(
+        self, docs: list[Doc], counter: TokenCounter, thr: np.ndarray, writers, stats
+    ) -> None:
+        """Decide and write a batch of scored documents (``prob/<task>`` set by the scorer)."""
         tasks = self.settings.tasks
-        sb = scorer.score_texts([d.text for d in docs])
-        probs = sb.probs  # [n_docs, n_tasks]
-        chars = np.fromiter(
-            (len(d.text) for d in docs), dtype=np.int64, count=len(docs)
-        )  # [n_docs]
-        stats.inc("chars_in", int(chars.sum()))
-        keep = probs >= thr[None, :]  # [n_docs, n_tasks]; NaN (bad) compares False
-        for k in np.flatnonzero(sb.bad):
-            d = docs[k]
-            rejects.add(
-                Rejected(name, int(d.metadata.get("row", -1)), "undecodable", d.text[:2000])
-            )
+        n = len(docs)
+        probs = np.array(
+            [[d.metadata[f"prob/{t}"] for t in tasks] for d in docs], dtype=np.float32
+        ).reshape(n, len(tasks))  # [n_docs, n_tasks]
+        chars = np.fromiter((len(d.text) for d in docs), dtype=np.int64, count=n)  # [n_docs]
+        keep = probs >= thr[None, :]  # [n_docs, n_tasks]
         if self.settings.config.write_scores:
-            ok = ~sb.bad
             rows = np.array([d.metadata.get("row", -1) for d in docs], dtype=np.int64)
-            self._scores.append(
-                ([d.id for d, g in zip(docs, ok, strict=True) if g], rows[ok], chars[ok], probs[ok])
-            )
-        n_bad = int(sb.bad.sum())
-        if n_bad:
-            stats.inc("rejected/undecodable", n_bad)
+            self._scores.append(([d.id for d in docs], rows, chars, to_float16_keeping(probs, thr)))
         any_keep = np.flatnonzero(keep.any(axis=1))
-        tokens = np.zeros(len(docs), dtype=np.int64)
+        tokens = np.zeros(n, dtype=np.int64)
         if len(any_keep):
             tokens[any_keep] = counter.count_tokens([docs[k] for k in any_keep])
-        for k in any_keep:
+        for k in range(n):
             meta = docs[k].metadata
-            for j, t in enumerate(tasks):
-                meta[f"prob/{t}"] = round(float(probs[k, j]), 6)
-        n_ok = len(docs) - n_bad
+            for t in tasks:  # kept documents carry their probabilities rounded
+                p = meta.pop(f"prob/{t}")
+                if keep[k].any():
+                    meta[f"prob/{t}"] = round(float(p), 6)
         for j, t in enumerate(tasks):
             kept = np.flatnonzero(keep[:, j])
             w = writers[t]
-            for k in kept:
-                w.write(docs[k])
+            for i in kept:
+                w.write(docs[i])
             stats.inc(f"kept/{t}", len(kept))
-            stats.inc(f"dropped/{t}", n_ok - len(kept))
+            stats.inc(f"dropped/{t}", n - len(kept))
             stats.inc(f"chars_kept/{t}", int(chars[kept].sum()))
             stats.inc(f"tokens_kept/{t}", int(tokens[kept].sum()))

@@ -228,6 +228,17 @@ class RatingStage:
         missing = [t for t in tasks if t not in self.prompts]
         if missing:
             raise ConfigError(f"no rating prompt for task(s) {missing}")
+        if docs.kind == "scores" and c.top_fraction is None:
+            from retriever.score.read import candidate_thresholds
+
+            recorded = candidate_thresholds(docs.source[0])
+            bare = [t for t in tasks if t not in c.threshold_sim and recorded.get(t) is None]
+            if bare:
+                raise ConfigError(
+                    f"{docs.source[0]} records no candidate threshold for {bare}: pass "
+                    "--top-fraction F or --sim-threshold TASK=SCORE (run config: [rate] "
+                    "top_fraction / threshold_sim)"
+                )
         cands = docs.select(tasks, c.candidate_rule())
         self.out.mkdir(parents=True, exist_ok=True)
         versions = {t: self.version(t) for t in tasks}
@@ -503,6 +514,43 @@ def write_rating_labels(
     with AtomicWriter(p) as tmp:
         pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
     return p
+
+
+def preview_prompts(
+    docs: str | os.PathLike | Sequence[str],
+    config: RateConfig,
+    prompts: Mapping[str, TaskPrompt] | None = None,
+    indexes_dir: str | os.PathLike | None = "indexes",
+    reader=None,
+) -> dict[str, dict[str, Any]]:
+    """Per task, the prompt its first selected document would be sent with; asks nothing.
+
+    Returns ``{task: {"id", "version", "system", "prompt", "documents"}}`` (``documents``: how
+    many the run would rate).
+    """
+    from retriever.confirm.docs import open_docs
+    from retriever.corpus import CorpusReader
+
+    rd = reader or CorpusReader(text_field=config.text_field, id_field=config.id_field)
+    ds = open_docs(docs, rd)
+    tasks = list(config.tasks) or list(ds.score_tasks)
+    if not tasks:
+        raise ConfigError("no task to rate: pass --task (a plain corpus has no score tasks)")
+    prompts = prompts or load_prompts(tasks, config, indexes_dir)
+    stage = RatingStage(config, prompts, ".", progress=False)
+    out: dict[str, dict[str, Any]] = {}
+    for t, tc in ds.select(tasks, config.candidate_rule()).items():
+        chosen = np.nonzero(tc.candidate | tc.random_negative)[0]
+        first = next(ds.iter_docs({ds.ids[chosen[0]]}), None) if len(chosen) else None
+        text = first.text[: config.max_chars] if first is not None else ""
+        out[t] = {
+            "id": first.id if first is not None else None,
+            "version": stage.version(t),
+            "system": prompts[t].system,
+            "prompt": prompts[t].build(text),
+            "documents": int(len(chosen)),
+        }
+    return out
 
 
 def read_ratings(out_dir: str | os.PathLike, task: str):

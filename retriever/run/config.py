@@ -21,6 +21,7 @@ SECTIONS = (
     "run",
     "tasks",
     "corpus",
+    "index",
     "score",
     "confirm",
     "distill",
@@ -67,6 +68,26 @@ class CorpusSection(ReaderConfig):
     def reader_config(self) -> ReaderConfig:
         """The reader options alone, as each stage takes them."""
         return ReaderConfig(**{f.name: getattr(self, f.name) for f in fields(ReaderConfig)})
+
+
+@dataclass(frozen=True)
+class IndexSection:
+    """``head``: after the task indexes, train each one's learned head (``retriever index head``:
+    gold positives; ``max_negatives`` corpus documents, a seeded sample, plus the other tasks'
+    gold as negatives), so ``score_<task>`` is the head's probability. On by default: it wins the
+    cross-source evaluation on every task (docs/retrieval.md). ``c``: its inverse L2 strength."""
+
+    head: bool = True
+    max_negatives: int = 5000
+    c: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.head, bool):
+            raise ConfigError(f"[index] head must be true or false, got {self.head!r}")
+        if isinstance(self.max_negatives, bool) or self.max_negatives < 10:
+            raise ConfigError(f"[index] max_negatives must be >= 10, got {self.max_negatives!r}")
+        if self.c <= 0:
+            raise ConfigError(f"[index] c must be > 0, got {self.c!r}")
 
 
 @dataclass(frozen=True)
@@ -181,6 +202,7 @@ class RunConfig:
     distill: dict[str, Any]
     filter: dict[str, Any]
     dataset: DatasetSection
+    index: IndexSection = field(default_factory=IndexSection)
     # read by `retriever evaluate` / `retriever mix run` (retriever.arms), not by `retriever run`
     evaluate: dict[str, Any] = field(default_factory=dict)
     mix: dict[str, Any] = field(default_factory=dict)
@@ -302,6 +324,7 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
         dict(raw.get("distill", {})),
         dict(raw.get("filter", {})),
         dataset,
+        _make(IndexSection, raw.get("index"), "index"),
         dict(raw.get("evaluate", {})),
         dict(raw.get("mix", {})),
         _plan_section(base, raw.get("plan")),

@@ -3,11 +3,15 @@
 
 Layout of the run folder (``[run] out``)::
 
-    indexes/<task>/     gold index             scores/    similarity scores, store, summary.json
-    panel/              LM panel + scores.csv  confirm/   BPB cache, correlations,
-    labels/<task>.parquet filters/<task>/     filter.bin (+ .json)   pools/     filtered documents
-    per task, manifest.json dataset/            training set (LMFlow json + parquet), summary.json
-    report.html         the report             run.json   step fingerprints and results
+    indexes/<task>/     gold index (+ head/: the learned head)
+    scores/             similarity scores, store, summary.json
+    panel/              LM panel + scores.csv
+    confirm/            BPB cache, correlations, labels/<task>.parquet
+    filters/<task>/     filter.bin (+ .json)
+    pools/              filtered documents per task, manifest.json
+    dataset/            training set (LMFlow json + parquet), summary.json
+    report.html         the report
+    run.json            step fingerprints and results
 
 Optional steps, run when their section is present: ``[prefilter]`` -> ``prefilter/`` (keyword
 counts before scoring; ``mode = "drop"`` makes the score step embed only what it kept),
@@ -192,6 +196,26 @@ class RunJob:
             if self.prefilter_drops():
                 score_after.append("prefilter")  # the score step embeds what it kept
         sc = cfg.score
+        index_steps = [f"index/{t}" for t in tasks]
+        if cfg.index.head:
+            from retriever.index.head import HEAD_FORMAT
+
+            steps.append(
+                RunStep(
+                    "head",
+                    {
+                        **dataclasses.asdict(cfg.index),
+                        "corpus": corpus_fp,
+                        "corpus_fields": dataclasses.asdict(cfg.corpus),
+                        "k": sc.k,
+                        "seed": cfg.run.seed,
+                        "format": HEAD_FORMAT,
+                    },
+                    self._head,
+                    outputs=[self.index_dir(t) / "head" for t in tasks],
+                    after=index_steps,
+                )
+            )
         steps.append(
             RunStep(
                 "score",
@@ -207,7 +231,7 @@ class RunJob:
                 },
                 self._score,
                 outputs=[self.out / "scores"],
-                after=score_after,
+                after=score_after + (["head"] if cfg.index.head else []),
             )
         )
         steps.append(
@@ -379,6 +403,35 @@ class RunJob:
 
         gi = build_index(spec, out=self.index_dir(spec.task), indexes_dir=self.cfg.run.indexes_dir)
         return {"exemplars": gi.ntotal, "counts": gi.manifest["counts"]}
+
+    def _head(self) -> dict[str, Any]:
+        from retriever.embed import load_embedder
+        from retriever.index import GoldIndex
+        from retriever.index.head import HeadConfig
+        from retriever.index.hybrid import read_negatives, train_heads
+
+        ix = self.cfg.index
+        dirs = [str(self.index_dir(t)) for t in self.cfg.task_names]
+        negatives = read_negatives(
+            list(self.cfg.corpus.paths),
+            ix.max_negatives,
+            self.cfg.run.seed,
+            reader=self.corpus_reader(),
+            max_read=20 * ix.max_negatives,  # a Hub corpus is not read through for a sample
+        )
+        emb = load_embedder(GoldIndex.load(dirs[0]).model, device=self.cfg.score.device)
+        heads = train_heads(
+            dirs,
+            negatives,
+            emb,
+            HeadConfig(c=ix.c, seed=self.cfg.run.seed),
+            k=self.cfg.score.k,
+            sources=list(self.cfg.corpus.paths),
+        )
+        return {
+            t: {"cv_roc_auc": h.models["head"].info["cv_roc_auc"], "negatives": len(negatives)}
+            for t, h in heads.items()
+        }
 
     def label_dirs(self) -> list[Path]:
         """What the students (per-task and multi-label) read: the confirm labels, and the ratings'
