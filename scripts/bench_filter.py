@@ -12,16 +12,25 @@ the measured per-core throughput.
     .venv/bin/python scripts/bench_filter.py --repeat 20 --shards 16 --workers 16
     .venv/bin/python scripts/bench_filter.py --section tasks --repeat 2 --rounds 2
     .venv/bin/python scripts/bench_filter.py --section tasks --labels runs/offline/confirm/labels
-    .venv/bin/python scripts/bench_filter.py --section normalization --repeat 2 --rounds 3
+    .venv/bin/python scripts/bench_filter.py --section recipes --repeat 2 --rounds 3
 
-``--section normalization``: the filter cost of a student trained with ``--normalization both``
-(or ``words``) against one trained with ``newlines`` (same labels, same shards, one worker),
-whole filter and fastText scoring alone, printed as ratios.
+``--section scores``: the cost of storing every document's probabilities (float16, the default)
+against not storing them (time and bytes, one worker, paired rounds), and what a new threshold
+then costs: counts from the stored scores, new pools (one corpus read), against a full rerun.
+
+    .venv/bin/python scripts/bench_filter.py --section scores --repeat 2 --rounds 3
+
+``--section recipes`` (alias ``normalization``): the training and filter cost of each student
+recipe (character n-grams 3-4 at dim 32, the default; 3-5 at dim 64; ``--normalization words`` /
+``both``) against the plain one (newlines, no subwords, dim 64: the old default), same labels,
+same shards, one worker: whole filter and
+fastText scoring alone, printed as ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gzip
 import json
 import os
@@ -302,21 +311,36 @@ def bench_tasks(args: argparse.Namespace, work: Path) -> dict:
     }
 
 
-def bench_normalization(args: argparse.Namespace, work: Path) -> dict:
-    """Filter cost of each text normalization against ``newlines``: same labels, same shards."""
+# the student recipes --section recipes compares: name -> DistillConfig options. "plain" is the
+# old default (newlines, no subwords, dim 64), the baseline every ratio is against.
+RECIPES = {
+    "plain": {"normalization": "newlines", "minn": 0, "maxn": 0, "dim": 64},
+    "3-4, dim 32": {"normalization": "newlines", "minn": 3, "maxn": 4, "dim": 32},  # the default
+    "3-5, dim 64": {"normalization": "newlines", "minn": 3, "maxn": 5, "dim": 64},
+    "plain, dim 32": {"normalization": "newlines", "minn": 0, "maxn": 0, "dim": 32},
+    "words": {"normalization": "words", "minn": 0, "maxn": 0, "dim": 64},
+    "both": {"normalization": "both", "minn": 0, "maxn": 0, "dim": 64},
+}
+
+
+def bench_recipes(args: argparse.Namespace, work: Path) -> dict:
+    """Training and filter cost of each student recipe against ``plain``: same labels and shards."""
     from retriever.batch_filter import BatchFilter, FastTextScorer, FilterConfig
     from retriever.corpus import CorpusReader, list_shards
     from retriever.data import Doc
     from retriever.distill import DistillConfig, FastTextDistiller
 
-    norms = ("newlines", "words", "both")
-    models = {}
-    for n in norms:
-        path = work / f"norm_{n}" / "filter.bin"
-        FastTextDistiller(DistillConfig(seed=args.seed, normalization=n)).run(
+    names = list(RECIPES)
+    models, train_s, sizes = {}, {}, {}
+    for i, n in enumerate(names):
+        path = work / f"recipe_{i}" / "filter.bin"
+        t1 = time.perf_counter()
+        FastTextDistiller(DistillConfig(seed=args.seed, **RECIPES[n])).run(
             work / "labels.parquet", "fc", path
         )
+        train_s[n] = time.perf_counter() - t1
         models[n] = str(path)
+        sizes[n] = path.stat().st_size
     shards = work / "corpus"
     texts = [
         d.text
@@ -330,8 +354,8 @@ def bench_normalization(args: argparse.Namespace, work: Path) -> dict:
     whole: dict[str, float] = {}
     pure: dict[str, float] = {}
     for rnd in range(args.rounds):
-        for n in norms:  # interleaved: drift on a shared machine hits all alike
-            out = work / f"norm_pools_{rnd}_{n}"
+        for i, n in enumerate(names):  # interleaved: drift on a shared machine hits all alike
+            out = work / f"recipe_pools_{rnd}_{i}"
             t1 = time.perf_counter()
             BatchFilter(FilterConfig(tasks=("fc",), models={"fc": models[n]}, threshold=0.5)).run(
                 [str(shards)], out, workers=1
@@ -339,23 +363,30 @@ def bench_normalization(args: argparse.Namespace, work: Path) -> dict:
             whole[n] = min(whole.get(n, float("inf")), time.perf_counter() - t1)
             shutil.rmtree(out, ignore_errors=True)
             t1 = time.perf_counter()
-            for i in range(0, len(texts), 512):
-                scorers[n].score_texts(texts[i : i + 512])
+            for j in range(0, len(texts), 512):
+                scorers[n].score_texts(texts[j : j + 512])
             pure[n] = min(pure.get(n, float("inf")), time.perf_counter() - t1)
+    base = names[0]
     print(
-        f"normalization cost, one task, {len(texts)} documents, one worker, fastest of "
-        f"{args.rounds} round(s):"
+        f"student recipes, one task, {len(texts)} documents, one worker, fastest of "
+        f"{args.rounds} round(s), ratios against {base!r}:"
     )
-    for n in norms:
+    for n in names:
         print(
-            f"  {n:9s} whole filter {whole[n]:7.2f}s x{whole[n] / whole['newlines']:.2f}   "
-            f"scoring only {pure[n]:7.2f}s x{pure[n] / pure['newlines']:.2f}   (vs newlines)"
+            f"  {n:13s} train {train_s[n]:6.2f}s x{train_s[n] / train_s[base]:.2f}   "
+            f"whole filter {whole[n]:7.2f}s x{whole[n] / whole[base]:.2f}   "
+            f"scoring only {pure[n]:7.2f}s x{pure[n] / pure[base]:.2f}   "
+            f"model {sizes[n] / 1e6:.1f} MB"
         )
     return {
+        "recipes": RECIPES,
+        "train_seconds": train_s,
         "whole_seconds": whole,
         "scoring_only_seconds": pure,
-        "whole_ratios": {n: whole[n] / whole["newlines"] for n in norms},
-        "scoring_only_ratios": {n: pure[n] / pure["newlines"] for n in norms},
+        "model_bytes": sizes,
+        "whole_ratios": {n: whole[n] / whole[base] for n in names},
+        "scoring_only_ratios": {n: pure[n] / pure[base] for n in names},
+        "docs": len(texts),
     }
 
 
@@ -366,6 +397,66 @@ def one(args: argparse.Namespace) -> None:
     res = fn(args.model, args.corpus, args.out, args.workers, args.threshold)
     res["seconds"] = time.perf_counter() - t0
     print("RESULT " + json.dumps(res))
+
+
+def bench_scores(args: argparse.Namespace, model: Path, corpus: Path, work: Path) -> dict:
+    """Filter with and without stored probabilities (alternating, ``--rounds`` each); then a new
+    threshold from the stored scores against a full rerun at that threshold."""
+    from retriever.batch_filter import BatchFilter, FilterConfig
+    from retriever.batch_filter.rethreshold import rethreshold, write_rethresholded
+    from retriever.bench import load_average
+
+    def filt(write: bool, thr: float, out: Path) -> float:
+        shutil.rmtree(out, ignore_errors=True)
+        cfg = FilterConfig(tasks=("fc",), models={"fc": str(model)}, threshold=thr)
+        cfg = dataclasses.replace(cfg, write_scores=write)
+        t0 = time.perf_counter()
+        BatchFilter(cfg).run([str(corpus)], out, workers=1)
+        return time.perf_counter() - t0
+
+    load0 = load_average()
+    secs: dict[str, list[float]] = {"without": [], "with": []}
+    for r in range(args.rounds):
+        order = ("without", "with") if r % 2 == 0 else ("with", "without")
+        for k in order:
+            secs[k].append(filt(k == "with", args.threshold, work / f"scores_{k}"))
+    out = work / "scores_with"
+    n = json.loads((out / "manifest.json").read_text())["totals"]
+    score_bytes = sum(f.stat().st_size for f in (out / "scores").glob("*.parquet"))
+    pool_bytes = sum(f.stat().st_size for f in (out / "fc").glob("*"))
+    new = min(0.95, args.threshold + 0.2)
+    t0 = time.perf_counter()
+    counts = rethreshold(out, new)
+    t_counts = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    write_rethresholded(out, work / "rethresholded", {"fc": new})
+    t_pools = time.perf_counter() - t0
+    t_rerun = filt(False, new, work / "rerun")
+    res = {
+        "docs": n["docs_in"],
+        "seconds_without": round(min(secs["without"]), 3),
+        "seconds_with": round(min(secs["with"]), 3),
+        "overhead": round(min(secs["with"]) / min(secs["without"]) - 1, 4),
+        "score_bytes": score_bytes,
+        "score_bytes_per_doc": round(score_bytes / max(n["docs_in"], 1), 2),
+        "pool_bytes": pool_bytes,
+        "new_threshold": new,
+        "kept_at_new": counts["tasks"]["fc"]["kept"],
+        "seconds_counts": round(t_counts, 3),
+        "seconds_new_pools": round(t_pools, 3),
+        "seconds_full_rerun": round(t_rerun, 3),
+        "load_avg": [load0, load_average()],
+    }
+    print(
+        f"stored probabilities: {res['seconds_with']}s vs {res['seconds_without']}s without "
+        f"({res['overhead']:+.1%}) for {res['docs']:,} docs; {res['score_bytes_per_doc']} bytes a "
+        f"document ({score_bytes / 2**20:.2f} MiB; pools {pool_bytes / 2**20:.2f} MiB)"
+    )
+    print(
+        f"new threshold {new}: counts {t_counts:.3f}s, new pools {t_pools:.2f}s, full rerun "
+        f"{t_rerun:.2f}s; load average {res['load_avg']}"
+    )
+    return res
 
 
 def main() -> None:
@@ -384,9 +475,10 @@ def main() -> None:
     p.add_argument("--work", help="work folder (default: a temporary one)")
     p.add_argument(
         "--section",
-        choices=["datatrove", "tasks", "normalization", "all"],
+        choices=["datatrove", "tasks", "recipes", "normalization", "scores", "all"],
         default="all",
-        help="datatrove: ours vs FastTextClassifierFilter; tasks: 4 tasks vs 1 (multi-label)",
+        help="datatrove: ours vs FastTextClassifierFilter; tasks: 4 tasks vs 1 (multi-label); "
+        "recipes (alias normalization): student recipes (subwords, normalizations) vs plain",
     )
     p.add_argument(
         "--labels",
@@ -417,8 +509,14 @@ def run(args) -> None:
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     model, corpus, info = prepare(work, args.repeat, args.shards)
-    if args.section == "normalization":
-        report.data.update(normalization=bench_normalization(args, work))
+    if args.section in ("recipes", "normalization"):
+        report.data.update(recipes=bench_recipes(args, work))
+        report.finish(args.json)
+        if tmp:
+            tmp.cleanup()
+        return
+    if args.section == "scores":
+        report.data.update(scores=bench_scores(args, model, corpus, work))
         report.finish(args.json)
         if tmp:
             tmp.cleanup()

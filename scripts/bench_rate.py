@@ -6,11 +6,14 @@ answer is "unparseable"; the point is the client's throughput, not the ratings) 
 ClimbLab documents of the shared data with the function-calling rubric, at several concurrencies
 and an optional simulated latency per request (``--delay``, as a remote endpoint's network and
 queue time). A rerun of the same folder measures the cache path (no request at all).
+``--fixed`` serves a fixed answer ("Score: 3") instead of the model: the server then costs ~0,
+so the figures are the client's own (HTTP, threads, cache writes, parquet outputs).
 
 Numbers here say what the client adds; a real LLM's generation time dominates a real run
 (requests/s = concurrency / latency at most).
 
     .venv/bin/python scripts/bench_rate.py [--docs 48] [--concurrency 1,4,8] [--delay 0,0.2]
+    .venv/bin/python scripts/bench_rate.py --fixed --docs 200 --concurrency 1,4,16 --delay 0,0.05
 
 The conditions (load average before and after, CPU flags, threads, library versions) are printed
 and written with ``--json PATH`` (:mod:`retriever.bench`); ``--busy N`` adds a competing load.
@@ -47,8 +50,10 @@ def tiny_model(folder: Path) -> None:
     byte_tokenizer().save_pretrained(folder)
 
 
-def serve(folder: Path, delay: float) -> tuple[subprocess.Popen, str]:
-    cmd = [sys.executable, "-m", "retriever.rate.local_server", "--model", f"tiny={folder}"]
+def serve(folder: Path | None, delay: float) -> tuple[subprocess.Popen, str]:
+    """The local server in a subprocess: the tiny model, or (``folder=None``) a fixed answer."""
+    cmd = [sys.executable, "-m", "retriever.rate.local_server"]
+    cmd += ["--model", f"tiny={folder}"] if folder else ["--fixed", "tiny=Score: 3"]
     cmd += ["--port", "0", "--delay", str(delay)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
@@ -66,6 +71,11 @@ def main() -> int:
     ap.add_argument("--delay", default="0,0.2", help="simulated seconds of latency per request")
     ap.add_argument("--max-chars", type=int, default=1500)
     ap.add_argument("--max-tokens", type=int, default=16)
+    ap.add_argument(
+        "--fixed",
+        action="store_true",
+        help="a server answering 'Score: 3' without a model: the client's own throughput",
+    )
     add_bench_args(ap)
     args = ap.parse_args()
     from retriever.rate import RateConfig, rate_docs
@@ -77,9 +87,10 @@ def main() -> int:
         lines = CORPUS.read_text().splitlines()[: args.docs]
         (tmp / "corpus").mkdir()
         (tmp / "corpus" / "docs.jsonl").write_text("\n".join(lines) + "\n")
-        tiny_model(tmp / "model")
+        if not args.fixed:
+            tiny_model(tmp / "model")
         for delay in [float(x) for x in args.delay.split(",")]:
-            proc, url = serve(tmp / "model", delay)
+            proc, url = serve(None if args.fixed else tmp / "model", delay)
             try:
                 for conc in [int(x) for x in args.concurrency.split(",")]:
                     out = tmp / f"out-{delay}-{conc}"

@@ -129,6 +129,15 @@ def main() -> None:
         help="the students' text normalization",
     )
     ap.add_argument(
+        "--minn",
+        type=int,
+        default=DistillConfig().minn,
+        help="the students' shortest character n-gram (0: no subwords)",
+    )
+    ap.add_argument(
+        "--maxn", type=int, default=DistillConfig().maxn, help="the students' longest one"
+    )
+    ap.add_argument(
         "--no-similarity", action="store_true", help="students only (no embedding: a quick look)"
     )
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -222,6 +231,8 @@ def main() -> None:
                     training_set="gold-only",
                     balance=False,
                     normalization="newlines",
+                    minn=0,
+                    maxn=0,  # the DCLM recipe: whitespace tokens and word bigrams only
                     seed=args.seed,
                 )
             else:
@@ -231,6 +242,8 @@ def main() -> None:
                     seed=args.seed,
                     balance=args.balance,
                     normalization=args.normalization,
+                    minn=args.minn,
+                    maxn=args.maxn,
                 )
             ss = build_student_set(t, _merge(labels, rand), g, og, cfg.student_set())
             p, nbytes = train_and_score(cfg, ss, test_texts, work)
@@ -269,6 +282,8 @@ def main() -> None:
         "balance": args.balance,
         "epoch": args.epoch,
         "normalization": args.normalization,
+        "minn": args.minn,
+        "maxn": args.maxn,
     }
     if args.markdown:
         Path(args.markdown).write_text(table + "\n")

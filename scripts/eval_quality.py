@@ -9,8 +9,9 @@ Two modes:
   role builds the index (and its sparse index), the ``train`` corpus plus the other tasks' gold
   train the learned heads, and the test set is every task's ``heldout`` records mixed into the
   ``test`` corpus (``--test-limit`` documents, seeded). Per task and scoring variant (max cosine,
-  mean top-k, sparse, sparse top-k, hybrid, head, a fastText student on the heads' labels and a
-  TF-IDF 1-2 gram max-cosine baseline fitted on the same gold): ROC-AUC and P@N (N = the task's
+  mean top-k, sparse, sparse top-k, hybrid, the head without words ("dense"), the head, a
+  fastText student on the heads' labels and a TF-IDF 1-2 gram max-cosine baseline fitted on the
+  same gold): ROC-AUC and P@N (N = the task's
   held-out count) with stratified bootstrap 95% intervals. Embeddings are cached on disk
   (``--cache``), so a rerun re-embeds nothing.
 
@@ -78,6 +79,15 @@ def main() -> None:
     )
     ap.add_argument(
         "--no-fasttext", action="store_true", help="skip the fastText student (cross-source)"
+    )
+    ap.add_argument(
+        "--plant",
+        type=int,
+        default=0,
+        metavar="N",
+        help="cross-source: plant N held-out records per task among the heads' corpus negatives "
+        "(as `retriever run` samples negatives from the corpus it scores) and report how the "
+        "planted rank among the train corpus (the main table then has seen them)",
     )
     args = ap.parse_args()
     if args.cross_source:
@@ -150,7 +160,8 @@ VARIANTS = {  # name in the table -> what it is
     "sparse": "TF-IDF max cosine (sparse index)",
     "sparse_topk": "TF-IDF mean top-10 (sparse index)",
     "hybrid": "learned combination of the 4 scores",
-    "head": "learned head: vector + 4 scores",
+    "dense": "learned head without words: vector + 4 scores",
+    "head": "learned head: vector + 4 scores + words",
     "fasttext": "fastText student, same labels as the head",
     "tfidf_baseline": "TF-IDF 1-2 gram max cosine (plain scikit-learn)",
 }
@@ -166,6 +177,7 @@ def cross_source(args) -> None:
     from retriever.holdout import TASKS as SPLIT_TASKS
     from retriever.holdout import load_split
     from retriever.index import build_index, load_indexes
+    from retriever.index.head import DENSE, MODELS
     from retriever.index.hybrid import load_extras, train_heads
     from retriever.score.evaluate import bootstrap_metrics
     from retriever.score.scorer import SimilarityScorer
@@ -196,7 +208,19 @@ def cross_source(args) -> None:
     print(f"indexes built: {timings['indexes_s']} s", file=sys.stderr, flush=True)
     # 2. heads: gold positives, train corpus + other tasks' gold negatives
     train_texts = [r.text for r in split.corpus("train")]
-    train_heads(list(dirs.values()), train_texts, emb, sources=["holdout corpus role 'train'"])
+    planted = []  # (task, text) planted among the negatives (--plant)
+    rng = np.random.default_rng(args.seed)
+    for task in SPLIT_TASKS if args.plant else ():
+        held = split.records(task, "heldout")
+        planted += [(task, held[i].text) for i in rng.choice(len(held), args.plant, replace=False)]
+    models = {**MODELS, "dense": DENSE}  # dense: the head without words, for the table
+    train_heads(
+        list(dirs.values()),
+        train_texts + [x for _, x in planted],
+        emb,
+        sources=["holdout corpus role 'train'"],
+        models=models,
+    )
     timings["heads_s"] = round(time.perf_counter() - t0 - timings["indexes_s"], 1)
     print(f"heads trained: {timings['heads_s']} s", file=sys.stderr, flush=True)
     # 3. the test set: every task's held-out records + the test corpus
@@ -213,7 +237,7 @@ def cross_source(args) -> None:
     for task in SPLIT_TASKS:
         cols["cos"][task] = np.concatenate([p.max[task] for p in parts])
         cols["topk"][task] = np.concatenate([p.topk[task] for p in parts])
-        for c in ("sparse", "sparse_topk", "hybrid", "head"):
+        for c in ("sparse", "sparse_topk", "hybrid", "dense", "head"):
             cols[c][task] = np.concatenate([p.extra[c][task] for p in parts])
     print(f"test set scored: {round(time.perf_counter() - t0, 1)} s", file=sys.stderr, flush=True)
     # 4. references: fastText on the heads' labels, plain TF-IDF over the same gold
@@ -234,6 +258,17 @@ def cross_source(args) -> None:
         time.perf_counter() - t0 - timings["indexes_s"] - timings["heads_s"], 1
     )
     metrics = {v: bootstrap_metrics(label, cols[v], n_boot=args.boot, seed=args.seed) for v in cols}
+    if planted:  # the planted among the train corpus: what a run's candidates would see
+        p_label = np.array(["corpus"] * len(train_texts) + [t for t, _ in planted])
+        p_parts = scorer.score_texts(train_texts + [x for _, x in planted])
+        p_cols = {
+            "cos": p_parts.max,
+            **{c: p_parts.extra[c] for c in ("hybrid", "dense", "head")},
+        }
+        metrics_planted = {
+            v: bootstrap_metrics(p_label, p_cols[v], n_boot=args.boot, seed=args.seed)
+            for v in p_cols
+        }
     result = {
         "split": {
             t: {
@@ -254,6 +289,7 @@ def cross_source(args) -> None:
         **timings,
         "variants": VARIANTS,
         "metrics": metrics,
+        **({"plant": args.plant, "metrics_planted": metrics_planted} if planted else {}),
     }
     (work / "results.json").write_text(json.dumps(result, indent=2))
     if args.json:
@@ -274,6 +310,20 @@ def cross_source(args) -> None:
                 f"{m['roc_auc_ci'][1]:.4f}] | {m['precision_at_n']:.3f} "
                 f"[{m['precision_at_n_ci'][0]:.3f}, {m['precision_at_n_ci'][1]:.3f}] |"
             )
+    if planted:
+        print(
+            f"\n{args.plant} held-out records per task planted among the heads' negatives; "
+            f"ranked among the {len(train_texts)} train corpus documents (P@N, N = {args.plant}):"
+        )
+        print("| task | variant | ROC-AUC [95% CI] | P@N [95% CI] |\n|---|---|---|---|")
+        for task in SPLIT_TASKS:
+            for v, mv in metrics_planted.items():
+                m = mv[task]
+                print(
+                    f"| {task} | {v} | {m['roc_auc']:.4f} [{m['roc_auc_ci'][0]:.4f}, "
+                    f"{m['roc_auc_ci'][1]:.4f}] | {m['precision_at_n']:.3f} "
+                    f"[{m['precision_at_n_ci'][0]:.3f}, {m['precision_at_n_ci'][1]:.3f}] |"
+                )
     print(f"results: {work / 'results.json'}")
 
 

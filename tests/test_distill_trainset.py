@@ -21,6 +21,7 @@ from retriever.distill.trainset import (
     index_similarity,
     infer_source,
     split_by_source,
+    text_key,
 )
 from retriever.errors import ConfigError
 
@@ -161,6 +162,65 @@ def test_bucket_is_sized_to_the_data():
     )
     assert 2 * 39999 <= big <= 2 * 2 * 39999 and big & (big - 1) == 0
     assert bucket_for(["x y"] * 10, 2, 1000) == 1000
+    # character n-grams share the buckets: 3-5 grams of 2,000 distinct words need more of them
+    words = [" ".join(f"token{i:05d}" for i in range(j, j + 100)) for j in range(0, 2000, 100)]
+    no_sub = bucket_for(words, 1, 2_000_000)
+    sub = bucket_for(words, 1, 2_000_000, minn=3, maxn=5)
+    assert no_sub == 4096 and sub >= 2 * 2000 * 3 and sub & (sub - 1) == 0
+
+
+def test_subwords_carry_a_student_across_quote_styles(tmp_path):
+    """Trained on JSON (double quotes), tested on Python dicts (single quotes): whitespace tokens
+    share nothing, character n-grams do (the xLAM -> ELMB function-calling case)."""
+    import fasttext
+
+    from retriever.distill import predict_positive
+
+    rng = random.Random(0)
+    names = ["weather", "stock", "hotel", "flight", "email", "calendar", "search", "convert"]
+    rows = [
+        {
+            "id": f"p{k}",
+            "text": f'{{"name": "get_{names[k % 8]}", "parameters": {{"city": "c{k}"}}}}',
+            "task": "t",
+            "label": "positive",
+        }
+        for k in range(40)
+    ]
+    rows += [
+        {"id": f"n{k}", "text": synthetic_doc(rng, False), "task": "t", "label": "negative"}
+        for k in range(40)
+    ]
+    write_labels(tmp_path / "t.parquet", rows)
+    probe_pos = [
+        f"{{'name': 'get_{n}', 'parameters': {{'city': 'x{i}'}}}}" for i, n in enumerate(names)
+    ]
+    # negatives as unseen as the positives' tokens (pseudo-words): without subwords both are
+    # all-unknown lines and score the same prior
+    letters = "bdfhjklmpqrvwxyz"
+    probe_neg = [
+        " ".join("".join(rng.choice(letters) for _ in range(7)) for _ in range(6)) for _ in range(8)
+    ]
+    probs = {}
+    for minn, maxn in ((0, 0), (3, 5)):
+        out = tmp_path / f"m{minn}" / "filter.bin"
+        cfg = DistillConfig(epoch=10, dim=16, seed=0, minn=minn, maxn=maxn)
+        rep = FastTextDistiller(cfg).run(tmp_path / "t.parquet", "t", out)
+        m = fasttext.load_model(str(out))
+        assert (m.f.getArgs().minn, m.f.getArgs().maxn) == (minn, maxn)
+        assert rep.manifest["bucket"] >= 4096
+        probs[minn] = predict_positive(m, probe_pos + probe_neg, 0, "newlines")
+    sub_margin = probs[3][:8].min() - probs[3][8:].max()
+    plain_margin = probs[0][:8].min() - probs[0][8:].max()
+    assert sub_margin > 0 and plain_margin <= 0.05
+
+
+def test_minn_maxn_are_validated():
+    with pytest.raises(ConfigError, match="maxn"):
+        DistillConfig(minn=4, maxn=3)
+    with pytest.raises(ConfigError, match="maxn"):
+        DistillConfig(minn=0, maxn=5)
+    assert DistillConfig(minn=0, maxn=0).fasttext_args()["minn"] == 0
 
 
 def _rows(y, sim, src):
@@ -226,7 +286,8 @@ def test_distill_with_gold_indexes_end_to_end(tiny_indexes, tmp_path):
     assert (
         per["gold"]["rows"] == 6 and per["other-gold"]["rows"] == 6 and per["random"]["rows"] == 12
     )
-    assert man["bucket"] == 4096 and man["model_bytes"] < 5_000_000
+    # buckets sized to the word bigrams and the 3-5 character n-grams of 24 short texts
+    assert 4096 <= man["bucket"] <= 65536 and man["model_bytes"] < 20_000_000
     c = rep.metrics["heldout_vs_similarity"]
     assert c["rows"].startswith("held-out gold") and c["n_positive"] == 2 and c["n_negative"] == 4
     assert c["similarity_auc"] is not None and c["student_auc"] is not None
@@ -235,6 +296,84 @@ def test_distill_with_gold_indexes_end_to_end(tiny_indexes, tmp_path):
     assert set(held["source"]) == {"gold", "random", "other-gold"}
     ss = pq.read_table(out.with_suffix(".student_set.parquet")).to_pydict()
     assert set(ss["source"]) == {"gold", "random", "other-gold"} and sum(ss["copies"]) > 0
+
+
+@pytest.mark.slow
+def test_multilabel_student_learns_from_the_gold_indexes_too(tiny_indexes, tmp_path):
+    """The one-pass student gets the same rows as the per-task ones: gold anchors of each task,
+    the other tasks' gold as its negatives, the checks against similarity, and the report reads
+    every task of it."""
+    from retriever.distill.multilabel import MultiLabelDistiller
+    from retriever.report.collect import _read_distill_any
+
+    rng = random.Random(0)
+    for task in ("tools", "math"):
+        web = [
+            {
+                "id": f"w{k}",
+                "text": synthetic_doc(rng, False),
+                "task": task,
+                "label": "negative",
+                "similarity": 0.1,
+                "source": "random",
+                "reason": "negative: random non-candidate",
+            }
+            for k in range(12)
+        ]
+        write_labels(tmp_path / "labels" / f"{task}.parquet", web)
+    out = tmp_path / "f" / "multilabel" / "filter.bin"
+    cfg = DistillConfig(epoch=15, dim=16, seed=1, test_fraction=0.34)
+    rep = MultiLabelDistiller(cfg).run(
+        tmp_path / "labels", ["tools", "math"], out, indexes=tiny_indexes
+    )
+    man = json.loads(out.with_suffix(".json").read_text())
+    for task in ("tools", "math"):
+        per = man["training_set"][task]["per_source"]
+        assert per["gold"]["rows"] == 6 and per["other-gold"]["rows"] == 6
+        c = rep.metrics[task]["heldout_vs_similarity"]
+        assert c["rows"].startswith("held-out gold") and c["student_auc"] is not None
+        assert any("tiny held-out set" in w for w in rep.warnings[task])
+    # 6 + 6 gold texts and 12 shared web documents, held-out rows of either task excluded
+    assert man["n_train_lines"] < 24
+    read = dict(_read_distill_any(out.with_suffix(".json")))
+    assert set(read) == {"tools", "math"}
+    assert read["tools"]["student_auc"] is not None and read["tools"]["warnings"]
+    assert len(read["math"]["y"]) == len(read["math"]["p"]) == man["n_heldout"]["math"]
+
+
+def test_multilabel_lines_merge_a_gold_exemplar_with_its_other_gold_copy():
+    """Task A's gold is task B's other-gold negative: one line, labelled A only; a shared web
+    negative is one ``none`` line; a held-out text is in no line; copies take the larger."""
+    from retriever.distill.multilabel import training_lines
+
+    web = ["a walk in the park", "bread and butter recipes"]
+    gold = {"a": ["call get_weather(city)", "call send_email(to)"], "b": ["2 + 2 = 4", "3 * 3 = 9"]}
+    sets = {}
+    for t, other in (("a", "b"), ("b", "a")):
+        g = gold_rows(t, [f"{t}{i}" for i in range(2)], gold[t], "gold")
+        og = gold_rows(t, [f"{other}/{i}" for i in range(2)], gold[other], "other-gold")
+        lab = LabelSet(
+            t,
+            ["w0", "w1"],
+            web,
+            ["negative"] * 2,
+            np.full(2, 0.1),
+            np.full(2, np.nan),
+            [],
+            row_source=["random"] * 2,
+        )
+        w = {"gold": 3} if t == "a" else {}
+        cfg = StudentSetConfig(sources="gold-only", weights=w)
+        sets[t] = build_student_set(t, lab, g, og, cfg)
+    rows = {t: np.arange(len(ss.rows)) for t, ss in sets.items()}
+    lines = training_lines(sets, rows, exclude={text_key("bread and butter recipes")})
+    by_text = {x[0]: x for x in lines}
+    assert set(by_text) == {*gold["a"], *gold["b"], "a walk in the park"}
+    assert all(by_text[x][1] == ["a"] and by_text[x][2] == {"a", "b"} for x in gold["a"])
+    assert all(by_text[x][1] == ["b"] for x in gold["b"])
+    assert by_text[gold["a"][0]][3] == 3  # a's gold weight 3 beats b's single other-gold copy
+    assert by_text[gold["b"][0]][3] == 1
+    assert by_text["a walk in the park"][1] == ["none"]
 
 
 def test_report_shows_a_red_flag_for_a_warned_student(tmp_path):

@@ -344,7 +344,7 @@ def test_a_killed_run_resumes_from_the_cache(models, tmp_path):
         env = {**os.environ, "PYTHONPATH": REPO}
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         t0 = time.monotonic()
-        while _stats(srv).get("answered", 0) < 3:
+        while _stats(srv).get("answered", 0) < 4:
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() - t0 < 60
             time.sleep(0.02)
@@ -361,8 +361,8 @@ def test_a_killed_run_resumes_from_the_cache(models, tmp_path):
     s = json.loads(proc.stdout)
     t = s["tasks"]["t"]
     assert t["rated"] == len(docs) and t["cached"] >= 2
-    # at most the one request in flight at the kill is asked twice
-    assert _stats(srv)["requests"] <= len(docs) + 1
+    # asked twice: at most what was in flight or answered but not yet written at the kill
+    assert _stats(srv)["requests"] <= len(docs) + 2
     assert t["cached"] + t["asked"] == len(docs)
 
 
@@ -432,3 +432,51 @@ def test_run_steps_rate_and_band_on_a_score_folder(models, tiny_indexes, tmp_pat
     assert 0 < b["in_band"] < len(docs)
     lab = pq.read_table(job.out / "rate" / "labels" / "tools.parquet").to_pydict()
     assert all(0 <= s <= 1 for s in lab["similarity"])  # the score folder's similarity kept
+    # a score folder without candidate thresholds: the rate options to give are named
+    bare = tmp_path / "bare"
+    score_corpus(
+        [str(tiny_indexes["tools"])], [str(tmp_path / "corpus")], bare, store=None, batch_size=8
+    )
+    with pytest.raises(ConfigError, match="--sim-threshold TASK=SCORE"):
+        cfg = _cfg("http://127.0.0.1:9/v1", tasks=("tools",), prompts={"tools": TEMPLATE})
+        rate_docs(bare, tmp_path / "o", cfg)
+
+
+def test_report_shows_the_rating_histograms(tmp_path):
+    import json
+
+    from retriever.report.collect import collect_report
+    from retriever.report.render import render_report
+
+    d = tmp_path / "run" / "rate"
+    (d / "ratings").mkdir(parents=True)
+    (d / "labels").mkdir()
+    (d / "labels" / "rag.parquet").write_bytes(b"")  # a rate folder is not a confirm folder
+    (d / "manifest.json").write_text(json.dumps({"stage": "rate"}))
+    task = {
+        "docs_in": 12,
+        "rated": 10,
+        "rejected": {"unparseable": 2},
+        "over_budget": 0,
+        "histogram": {"0": 1, "1": 2, "2": 3, "3": 2, "4": 1, "5": 1},
+        "labels": {"positive": 4, "negative": 6},
+    }
+    (d / "summary.json").write_text(json.dumps({"model": "judge-7b", "tasks": {"rag": task}}))
+    data = collect_report(tmp_path / "run")
+    assert "labels" not in data and data["facts"]["rag: LLM ratings"] == "10 rated, 2 rejected"
+    html = render_report(**data)
+    assert 'id="ratings"' in html and "rag: rated by judge-7b" in html
+    assert "labels 4 positive / 6 negative; rejected unparseable 2" in html
+
+
+def test_show_prompt_prints_the_prompt_and_sends_nothing(tmp_path, capsys):
+    from retriever.cli import main
+
+    write_jsonl(tmp_path / "c" / "d.jsonl", [{"id": "x1", "text": 'call get_weather(city="Oslo")'}])
+    argv = ["rate", "--docs", str(tmp_path / "c"), "--out", str(tmp_path / "o"), "--model", "m"]
+    argv += ["--base-url", "http://127.0.0.1:9/v1", "--task", "function-calling", "--show-prompt"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "== function-calling: 1 documents would be rated" in out
+    assert 'call get_weather(city="Oslo")' in out and "Bestow a fifth point" in out
+    assert "-- system:" in out and not (tmp_path / "o").exists()  # nothing asked, nothing written

@@ -21,7 +21,8 @@ def test_shipped_configs_load_and_plan(path):
     assert set(cfg.task_names) == {"function-calling", "roleplay", "rag", "reasoning"}
     names = [s.name for s in RunJob(cfg).steps()]
     assert names[:4] == [f"index/{t}" for t in cfg.task_names]
-    assert names[4:8] == ["score", "candidates", "panel", "confirm"] and names[-3:] == [
+    assert cfg.index.head  # the learned head is on by default (docs/retrieval.md)
+    assert names[4:9] == ["head", "score", "candidates", "panel", "confirm"] and names[-3:] == [
         "filter",
         "dataset",
         "report",
@@ -42,12 +43,27 @@ def _write(tmp_path, body):
         ("[distill]\nepochs = 3\n", r"\[distill\]: unknown key.*epochs"),
         ("[filter]\nthreshold = 2.0\n", "probabilities"),
         ("[confirm]\npositive_min = 0.1\nnegative_max = 0.2\n", "negative_max"),
+        ("[index]\nheads = true\n", r"\[index\]: unknown key.*heads"),
+        ("[index]\nhead = 1\n", r"\[index\].*head.*true or false"),
+        ("[index]\nmax_negatives = 3\n", "max_negatives must be >= 10"),
     ],
 )
 def test_config_typos_are_clear_errors(tmp_path, body, match):
     p = _write(tmp_path, body)
     with pytest.raises(ConfigError, match=match):
         load_run_config(p)  # every section is checked before any work starts
+
+
+def test_head_step_can_be_turned_off(tmp_path):
+    (tmp_path / "g.jsonl").write_text('{"text": "x"}\n')
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "a.jsonl").write_text('{"text": "y"}\n')
+    on = RunJob(load_run_config(_write(tmp_path, ""))).steps()
+    score = next(s for s in on if s.name == "score")
+    assert "head" in [s.name for s in on] and "head" in score.after
+    off = RunJob(load_run_config(_write(tmp_path, "[index]\nhead = false\n"))).steps()
+    assert "head" not in [s.name for s in off]
+    assert "head" not in next(s for s in off if s.name == "score").after
 
 
 def test_cli_run_reports_a_bad_config_in_one_line(tmp_path, capsys):
@@ -94,3 +110,62 @@ def test_optional_rate_band_and_prefilter_steps(tmp_path):
 def test_optional_sections_are_checked_at_load(tmp_path, body, match):
     with pytest.raises(ConfigError, match=match):
         load_run_config(_write(tmp_path, body))
+
+
+def test_an_unknown_key_names_the_nearest_valid_one(tmp_path):
+    with pytest.raises(ConfigError, match=r"\[score\]: unknown key.*'topfraction' \(did you mean "):
+        load_run_config(_write(tmp_path, "[score]\ntopfraction = 0.1\n"))
+    p = tmp_path / "d.toml"
+    p.write_text('[tasks.a]\ngold = ["g.jsonl"]\n[corpus]\npaths = ["c"]\ntext_feild = "body"\n')
+    with pytest.raises(ConfigError, match=r"'text_feild' \(did you mean 'text_field'\?\)"):
+        load_run_config(p)
+
+
+def test_every_reader_option_reaches_every_stage_that_reads_the_corpus(tmp_path):
+    from dataclasses import fields
+
+    from retriever.corpus import ReaderConfig
+
+    p = tmp_path / "all.toml"
+    p.write_text(
+        '[tasks.a]\ngold = ["g.jsonl"]\n'
+        '[corpus]\npaths = ["c"]\ntext_field = "body"\nid_field = "doc_id"\n'
+        'tokens_field = "ids"\ndetokenizer = "gpt2"\nkeep_fields = ["cluster_id"]\n'
+        '[prefilter]\nmode = "drop"\npatterns = { a = ["x"] }\n'
+    )
+    job = RunJob(load_run_config(p))
+    want = ReaderConfig(
+        text_field="body",
+        id_field="doc_id",
+        tokens_field="ids",
+        detokenizer="gpt2",
+        keep_fields=("cluster_id",),
+    )
+    # every option is set away from its default here, so a new reader option must be added above
+    assert all(getattr(want, f.name) != getattr(ReaderConfig(), f.name) for f in fields(want))
+    assert job.reader_config() == want
+    assert job.filter_config().reader == want  # the filter re-reads the corpus shards
+    assert job.prefilter_config().reader == want  # the prefilter reads them first
+    r = job.corpus_reader()  # the plan's profile and the tiny panel's generic texts
+    assert (r.text_field, r.id_field, r.tokens_field, r.keep_fields) == (
+        "body",
+        "doc_id",
+        "ids",
+        ("cluster_id",),
+    )
+    assert r.detokenizer is not None and r.detokenizer.name == "gpt2"
+    # with the prefilter dropping, the score stage reads its kept jsonl (plain text, id fields)
+    assert job.score_reader() == ReaderConfig()
+    plain = RunJob(load_run_config(_write(tmp_path, "")))
+    assert plain.score_reader() == plain.reader_config()
+    e = tmp_path / "e.toml"
+    e.write_text(p.read_text().split("[prefilter]")[0])
+    job_no_prefilter = RunJob(load_run_config(e))
+    assert job_no_prefilter.score_reader() == want
+    # score_corpus takes the reader options as keywords: all the text-producing ones arrive
+    assert job_no_prefilter.reader_options() == {
+        "text_field": "body",
+        "id_field": "doc_id",
+        "tokens_field": "ids",
+        "detokenizer": "gpt2",
+    }

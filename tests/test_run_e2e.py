@@ -73,8 +73,18 @@ def test_run_end_to_end_then_only_changed_steps_rerun(tiny_run, capsys):
     out = root / "out"
     assert main(["run", str(cfg), "--json"]) == 0
     first = {o["name"]: o for o in json.loads(capsys.readouterr().out)}
-    assert {o["action"] for o in first.values()} == {"ran"} and len(first) == 11
+    assert {o["action"] for o in first.values()} == {"ran"} and len(first) == 12
     assert first["score"]["result"]["docs_in"] == 41 and first["score"]["result"]["rejected"] == 1
+    # [index] head defaults to true: the run trained heads, and score_<task> is their probability
+    import pyarrow.parquet as pq
+
+    assert set(first["head"]["result"]) == {"math", "tools"}
+    scores = pq.read_table(next((out / "scores" / "scores").glob("*.parquet"))).to_pydict()
+    for t in ("math", "tools"):
+        assert (out / "indexes" / t / "head" / "head.json").is_file()
+        assert scores[f"score_{t}"] == scores[f"head_{t}"]
+        assert all(0.0 <= p <= 1.0 for p in scores[f"head_{t}"])
+    assert max(scores["head_math"]) > 0.5 > min(scores["head_math"])
     for t in ("math", "tools"):
         labels = out / "confirm" / "labels" / f"{t}.parquet"
         assert labels.exists() and (out / "filters" / t / "filter.bin").exists()

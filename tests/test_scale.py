@@ -224,7 +224,7 @@ threshold = 0.5
     }
     for k, v in want.items():
         assert seen["score"][k] == v, k
-        assert getattr(seen["filter"], k) == v, k
+        assert getattr(seen["filter"].reader, k) == v, k
         assert (getattr(rd, k) if k != "detokenizer" else rd.detokenizer.name) == v, k
     assert seen["score"]["sample"] == "50%"
     steps = {s.name: s for s in job.steps()}

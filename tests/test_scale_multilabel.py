@@ -107,7 +107,9 @@ def test_filter_scores_every_task_of_a_multilabel_model_in_one_call(labels, tmp_
         )
     ).run([str(tmp_path / "c")], tmp_path / "pools", workers=1)
     kept = rep.totals["kept"]
-    assert all(8 <= kept[t] <= 30 for t in WORDS) and rep.totals["balanced"]
+    # 15 documents of each topic; story's stricter threshold keeps fewer of its own
+    assert all(8 <= kept[t] <= 30 for t in ("tools", "math")) and rep.totals["balanced"]
+    assert 3 <= kept["story"] < min(kept["tools"], kept["math"])
     with pytest.raises(
         ModelMismatchError, match="multi-label"
     ):  # a task the model was not trained for

@@ -75,6 +75,18 @@ def test_histogram_thresholds_track_exact_quantiles():
     assert chosen["b"]["threshold"] == 0.5 and chosen["b"]["candidates"] == int((x >= 0.5).sum())
 
 
+def test_a_top_fraction_of_head_probabilities_is_cut_among_tiny_values():
+    """A head's probabilities: most documents far below 1e-4 (one bin of equal-width bins)."""
+    rng = np.random.default_rng(2)
+    p = np.r_[10 ** rng.uniform(-14, -5, size=9_800), rng.uniform(0.5, 1, size=200)]
+    h = ScoreHistogram()
+    h.add(p.astype(np.float32))
+    for frac in (0.05, 0.1, 0.3):
+        thr = h.threshold_for_top(frac)
+        assert abs((p >= thr).mean() - frac) < 0.002, (frac, thr)
+        assert abs(h.count_at_least(thr) - int((p >= thr).sum())) <= 1
+
+
 def _corpus(root: Path) -> dict[str, list[str]]:
     """Three shards in three formats, with bad records; returns the good texts per shard."""
     good = {

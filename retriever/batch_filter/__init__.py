@@ -6,9 +6,10 @@ executors run); ``retriever.batch_filter.datatrove_filter.FastTextTaskFilter`` (
 ``BaseFilter`` for your own datatrove pipelines).
 """
 
-from retriever.batch_filter.run import BatchFilter, FilterConfig, FilterReport, write_summary
+from retriever.batch_filter.config import FilterConfig, FilterPlan
+from retriever.batch_filter.run import BatchFilter, FilterReport, write_summary
 from retriever.batch_filter.scorer import FastTextScorer, ScoredBatch, load_model, resolve_models
-from retriever.batch_filter.shard import FilterSettings, FilterShard
+from retriever.batch_filter.shard import FilterShard
 from retriever.batch_filter.thresholds import threshold_for_fraction
 from retriever.batch_filter.writers import FORMATS, open_pool_writer
 from retriever.tokens import TokenCounter
@@ -19,7 +20,7 @@ __all__ = [
     "FastTextScorer",
     "FilterConfig",
     "FilterReport",
-    "FilterSettings",
+    "FilterPlan",
     "FilterShard",
     "ScoredBatch",
     "TokenCounter",

@@ -12,14 +12,13 @@ Output folder::
     DIR/manifest.json                      settings, thresholds, per-shard counts, totals
     DIR/<task>/<shard_name>.jsonl.gz       kept documents (or .jsonl / .parquet / .json LMFlow)
     DIR/rejected/<shard_name>.jsonl        rejected records (shard, row, reason, raw)
-    DIR/scores/<shard_name>.parquet        with write_scores: id, row, n_chars, prob_<task>
+    DIR/scores/<shard_name>.parquet        id, row, n_chars, prob_<task> (float16; write_scores)
     DIR/done/<shard_name>.json             per-shard counters; marks the shard finished
     DIR/logs/                              datatrove logs and stats; failed/<shard_name>.json
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import time
@@ -29,104 +28,29 @@ from typing import Any
 
 import numpy as np
 
+from retriever.batch_filter.config import DEFAULT_THRESHOLD, FilterConfig, FilterPlan
 from retriever.batch_filter.scorer import FastTextScorer, load_model, resolve_models
-from retriever.batch_filter.shard import FilterSettings, FilterShard, make_reader
+from retriever.batch_filter.shard import FilterShard
 from retriever.batch_filter.thresholds import (
-    BY,
     Decision,
     sample_docs,
     sample_weights,
     top_fraction_decisions,
 )
-from retriever.batch_filter.writers import FORMATS
 from retriever.corpus import list_shards, shard_name, write_json_atomic
 from retriever.errors import ConfigError
 from retriever.executors import ShardedRun, cpu_count, read_done, run_sharded
 from retriever.io import check_writable, read_json, sweep_temp
 from retriever.lock import OutputLock
 from retriever.manifest import check_or_write_manifest, file_fingerprint
-from retriever.names import check_name
 from retriever.stats import Stats
 from retriever.tokens import TokenCounter
 
 MANIFEST = "manifest.json"
-DEFAULT_THRESHOLD = 0.5
 # Local workers are forked after the models are loaded, so they share one copy of each model
 # (copy-on-write; fastText only reads it): with 2M buckets x 64 dims that is ~520 MB per model
 # instead of ~520 MB per model per worker, and no per-worker load time. forkserver elsewhere.
 DEFAULT_START_METHOD = "fork" if sys.platform.startswith("linux") else "forkserver"
-
-
-@dataclass(frozen=True)
-class FilterConfig:
-    """What to keep and how to write it.
-
-    Args:
-        tasks: tasks filtered in the same pass (one output folder each).
-        models: task -> model path; default ``<indexes>/<task>/filter.bin``.
-        indexes: folder of per-task model folders.
-        threshold: keep ``p >= threshold``; one value for every task or a task -> value map.
-            Default 0.5 when ``top_fraction`` is not given.
-        top_fraction: keep the top share (0, 1] of ``by`` per task; the threshold is found on a
-            sample of ``sample_docs`` documents and recorded.
-        by: ``docs``, ``chars`` or ``tokens`` (tokens: exact with ``tokenizer``, else estimated).
-        sample_docs: sample size for ``top_fraction``.
-        fmt: output format: ``jsonl.gz``, ``jsonl``, ``parquet`` or ``lmflow``.
-        text_field, id_field, keep_fields: how corpus records are read.
-        tokenizer: local tokenizer file/folder for exact token counts.
-        detokenizer: tokenizer that turns token-id shards into text (``nvidia/ClimbLab``: gpt2).
-        tokens_field: the token-id field read with ``detokenizer``.
-        batch_size: documents per fastText call.
-        max_chars: score only each document's first characters (``0``: all).
-        write_scores: keep every document's probabilities in ``DIR/scores/<shard>.parquet``.
-    """
-
-    tasks: tuple[str, ...]
-    models: dict[str, str] | None = None
-    indexes: str = "indexes"
-    threshold: float | dict[str, float] | None = None
-    top_fraction: float | None = None
-    by: str = "tokens"
-    sample_docs: int = 20_000
-    fmt: str = "jsonl.gz"
-    text_field: str = "text"
-    id_field: str = "id"
-    keep_fields: tuple[str, ...] | None = None
-    tokenizer: str | None = None
-    detokenizer: str | None = None
-    tokens_field: str | None = "tokens"
-    batch_size: int = 512
-    max_chars: int = 0
-    write_scores: bool = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "tasks", tuple(self.tasks))
-        for t in self.tasks:
-            check_name(t, "task name")  # each task is a folder under the output
-        if self.threshold is not None and self.top_fraction is not None:
-            raise ConfigError("give either a threshold or a top fraction, not both")
-        if self.top_fraction is not None and not 0 < self.top_fraction <= 1:
-            raise ConfigError(f"top fraction must be in (0, 1], got {self.top_fraction}")
-        thr = self.threshold
-        values = thr.values() if isinstance(thr, dict) else [thr] if thr is not None else []
-        if any(not 0.0 <= float(v) <= 1.0 for v in values):
-            raise ConfigError(f"thresholds are probabilities in [0, 1], got {thr}")
-        if isinstance(thr, dict) and set(thr) != set(self.tasks):
-            raise ConfigError(
-                f"per-task thresholds {sorted(thr)} must cover the tasks {list(self.tasks)}"
-            )
-        if self.by not in BY:
-            raise ConfigError(f"--by must be one of {BY}, got {self.by!r}")
-        if self.fmt not in FORMATS:
-            raise ConfigError(
-                f"unknown output format {self.fmt!r}; use one of {', '.join(FORMATS)}"
-            )
-        if self.sample_docs < 1 or self.batch_size < 1 or self.max_chars < 0:
-            raise ConfigError("sample_docs and batch_size must be >= 1, max_chars >= 0")
-
-    @property
-    def mode(self) -> str:
-        return "top-fraction" if self.top_fraction is not None else "threshold"
 
 
 @dataclass
@@ -164,12 +88,14 @@ class BatchFilter:
             "by": c.by if c.mode == "top-fraction" else None,
             "sample_docs": c.sample_docs if c.mode == "top-fraction" else None,
             "format": c.fmt,
-            "text_field": c.text_field,
-            "id_field": c.id_field,
-            "keep_fields": list(c.keep_fields) if c.keep_fields is not None else None,
+            "text_field": c.reader.text_field,
+            "id_field": c.reader.id_field,
+            "keep_fields": list(c.reader.keep_fields) if c.reader.keep_fields is not None else None,
             "tokenizer": c.tokenizer,
-            "detokenizer": c.detokenizer,
-            **({"tokens_field": c.tokens_field} if c.tokens_field != "tokens" else {}),
+            "detokenizer": c.reader.detokenizer,
+            **(
+                {"tokens_field": c.reader.tokens_field} if c.reader.tokens_field != "tokens" else {}
+            ),
             "max_chars": c.max_chars,
             "write_scores": c.write_scores,
             "shards": shards,
@@ -177,7 +103,7 @@ class BatchFilter:
 
     def prepare(
         self, inputs: list[str] | str, output: str | os.PathLike
-    ) -> tuple[list[str], FilterSettings, dict]:
+    ) -> tuple[list[str], FilterPlan, dict]:
         """List shards, check or write the manifest, settle thresholds; return what to run."""
         c = self.config
         shards = list_shards(inputs)
@@ -192,17 +118,11 @@ class BatchFilter:
             manifest["decisions"] = {t: d.to_dict() for t, d in decisions.items()}
             manifest["tokens_method"] = TokenCounter(c.tokenizer).method
             write_json_atomic(out / MANIFEST, manifest)
-        # every option the worker needs is copied by name, so a new one cannot be forgotten here
-        shared = {
-            f.name: getattr(c, f.name)
-            for f in dataclasses.fields(FilterSettings)
-            if f.init and f.name not in ("output", "models", "thresholds")
-        }
-        settings = FilterSettings(
+        settings = FilterPlan(
+            config=c,
             output=str(out),
             models=models,
             thresholds={t: decisions[t].threshold for t in c.tasks},
-            **shared,
         )
         return shards, settings, manifest
 
@@ -214,7 +134,7 @@ class BatchFilter:
                 t: Decision(t, float(thr[t] if isinstance(thr, dict) else thr), "threshold")
                 for t in c.tasks
             }
-        reader = make_reader(c.text_field, c.id_field, c.keep_fields, c.detokenizer, c.tokens_field)
+        reader = c.reader.reader()
         docs = sample_docs(shards, reader, c.sample_docs)
         if not docs:
             raise ConfigError(

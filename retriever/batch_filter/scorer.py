@@ -8,7 +8,6 @@ caller, so re-thresholding never re-scores.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,12 +15,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from retriever._deps import require
-from retriever.data import Doc, DocStream
+from retriever.data import Doc
 from retriever.distill.labels import POSITIVE, fasttext_text, model_normalization
 from retriever.distill.train import LABEL_PREFIX, model_manifest_path
 from retriever.errors import ConfigError, InputError, ModelMismatchError
 from retriever.io import read_json
-from retriever.step import Step
+from retriever.step import BatchStep
 
 if TYPE_CHECKING:
     from fasttext.FastText import _FastText
@@ -113,7 +112,7 @@ class ScoredBatch:
     bad: np.ndarray
 
 
-class FastTextScorer(Step):
+class FastTextScorer(BatchStep):
     """Stage: P(positive) of each document under each task's fastText model.
 
     Args:
@@ -126,7 +125,7 @@ class FastTextScorer(Step):
     name = "fasttext-score"
 
     def __init__(self, models: dict[str, str], max_chars: int = 0, batch_size: int = 512):
-        super().__init__()
+        super().__init__(batch_size)
         if max_chars < 0 or batch_size < 1:
             raise ConfigError(
                 f"max_chars must be >= 0 and batch_size >= 1 ({max_chars}, {batch_size})"
@@ -200,26 +199,16 @@ class FastTextScorer(Step):
                         probs[k, j] = v
         return ScoredBatch(probs, bad)
 
-    def run(self, docs: DocStream, rank: int = 0, world_size: int = 1) -> Iterator[Doc]:
-        """Yield every document with ``metadata["prob/<task>"]`` set (unscorable ones are counted
-        as ``rejected/undecodable`` and not yielded)."""
-        batch: list[Doc] = []
-        for doc in docs:
-            batch.append(doc)
-            if len(batch) >= self.batch_size:
-                yield from self._annotate(batch)
-                batch = []
-        if batch:
-            yield from self._annotate(batch)
-
-    def _annotate(self, batch: list[Doc]) -> Iterator[Doc]:
-        sb = self.score_texts([d.text for d in batch])
-        for k, d in enumerate(batch):
-            self.stats.inc("seen")
+    def process_batch(self, docs: list[Doc]) -> list[Doc]:
+        """Set ``metadata["prob/<task>"]`` on every document; unscorable ones are counted as
+        ``rejected/undecodable`` and not passed on."""
+        sb = self.score_texts([d.text for d in docs])
+        out = []
+        for k, d in enumerate(docs):
             if sb.bad[k]:
-                self.stats.inc("rejected/undecodable")
+                self.reject(d, "undecodable")
                 continue
             for j, t in enumerate(self.tasks):
                 d.metadata[f"prob/{t}"] = float(sb.probs[k, j])
-            self.stats.inc("kept")
-            yield d
+            out.append(d)
+        return out

@@ -181,7 +181,7 @@ class DocSet:
                 f"{self.source[0]} records no candidate threshold for {task!r}: pass "
                 "--top-fraction or --threshold TASK=SCORE"
             )
-        return float(t), f"similarity >= {float(t):.4f} (threshold of `retriever score`)"
+        return float(found), f"similarity >= {float(found):.4f} (threshold of `retriever score`)"
 
     def wanted_ids(self) -> set[str]:
         """Ids a BPB is needed for: the union of every task's candidates."""

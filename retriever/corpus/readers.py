@@ -57,6 +57,48 @@ class Detokenizer:
         return self._load().decode(ids)
 
 
+@dataclass(frozen=True)
+class ReaderConfig:
+    """How corpus records are read: the one set of reader options, shared by every stage that
+    reads the corpus (score, filter, confirm, plan, prefilter, rating) and by ``[corpus]``.
+
+    Args:
+        text_field: field holding the document text.
+        id_field: field holding a document id; when absent the id is ``<shard>:<row>``.
+        tokens_field: field of token ids, read with ``detokenizer`` when the text field is absent.
+        detokenizer: tokenizer (local folder or Hub id, ``gpt2`` for ``nvidia/ClimbLab``) turning
+            token-id shards into text; ``None``: text shards only.
+        keep_fields: source fields copied into ``Doc.metadata`` (``None``: every scalar field).
+    """
+
+    text_field: str = "text"
+    id_field: str = "id"
+    tokens_field: str | None = "tokens"
+    detokenizer: str | None = None
+    keep_fields: tuple[str, ...] | None = None
+
+    def reader(self, **kwargs: Any) -> CorpusReader:
+        """The :class:`CorpusReader` of these options (``kwargs``: batch_size, hub_split)."""
+        return CorpusReader(
+            text_field=self.text_field,
+            id_field=self.id_field,
+            tokens_field=self.tokens_field,
+            detokenizer=Detokenizer(self.detokenizer) if self.detokenizer else None,
+            keep_fields=self.keep_fields,
+            **kwargs,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as plain values (manifests)."""
+        return {
+            "text_field": self.text_field,
+            "id_field": self.id_field,
+            "tokens_field": self.tokens_field,
+            "detokenizer": self.detokenizer,
+            "keep_fields": list(self.keep_fields) if self.keep_fields is not None else None,
+        }
+
+
 @dataclass
 class CorpusReader:
     """Reads corpus shards into :class:`Doc` records (or :class:`Rejected` ones).

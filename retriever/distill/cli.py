@@ -44,6 +44,10 @@ def add_parser(subparsers) -> None:
     g.add_argument("--epoch", type=int, default=d.epoch, help="passes over the data")
     g.add_argument("--dim", type=int, default=d.dim, help="vector size")
     g.add_argument("--word-ngrams", type=int, default=d.word_ngrams, help="2 = word bigrams")
+    g.add_argument(
+        "--minn", type=int, default=d.minn, help="shortest character n-gram (0: no subwords)"
+    )
+    g.add_argument("--maxn", type=int, default=d.maxn, help="longest character n-gram")
     g.add_argument("--min-count", type=int, default=d.min_count, help="rarer words are dropped")
     g.add_argument("--bucket", type=int, default=d.bucket, help="n-gram hash buckets (model size)")
     g.add_argument("--loss", default=d.loss, choices=["softmax", "ova", "hs", "ns"], help="loss")
@@ -123,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
         word_ngrams=args.word_ngrams,
         min_count=args.min_count,
         bucket=args.bucket,
+        minn=args.minn,
+        maxn=args.maxn,
         loss=args.loss,
         thread=args.thread,
         seed=args.seed,

@@ -30,16 +30,24 @@ import numpy as np
 
 from retriever._deps import require
 from retriever.corpus import AtomicWriter, write_json_atomic
+from retriever.distill.checks import student_checks
 from retriever.distill.labels import (
     NEGATIVE,
     POSITIVE,
     LabelSet,
     fasttext_text,
     load_labels,
-    split_indices,
 )
 from retriever.distill.metrics import classification_metrics
-from retriever.distill.train import LABEL_PREFIX, DistillConfig, model_manifest_path
+from retriever.distill.train import LABEL_PREFIX, MAX_BUCKET, DistillConfig, model_manifest_path
+from retriever.distill.trainset import (
+    StudentSet,
+    bucket_for,
+    build_student_set,
+    load_gold_sets,
+    split_by_source,
+    text_key,
+)
 from retriever.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -67,6 +75,7 @@ class MultiLabelReport:
     heldout: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
     seconds: float = 0.0
     manifest: dict[str, Any] = field(repr=False, default_factory=dict)
+    warnings: dict[str, list[str]] = field(default_factory=dict)
 
     def auc_gap(self) -> dict[str, float]:
         """Per task: multi-label ROC-AUC minus per-task ROC-AUC (needs ``compare=True``)."""
@@ -113,20 +122,31 @@ class MultiLabelDistiller:
 
     def run(
         self,
-        labels: str | os.PathLike | Sequence[str | os.PathLike],
+        labels: str | os.PathLike | Sequence[str | os.PathLike] | None,
         tasks: list[str],
         out: str | os.PathLike,
         compare: bool = False,
+        indexes: dict[str, str | os.PathLike] | None = None,
     ) -> MultiLabelReport:
         """Train on every task's training rows, measure each task on its held-out rows, save.
 
+        Each task's rows are the per-task student's (:func:`~retriever.distill.trainset.
+        build_student_set`: gold anchors, confirmed candidates, random and other-gold negatives,
+        per the config's ``training_set``), split the same way (by source); a document's line
+        carries the label of every task whose positive it is. So the multi-label student learns
+        from the same signals as the per-task ones, and is checked against the similarity stage
+        the same way (:func:`~retriever.distill.checks.student_checks`, per task).
+
         Args:
-            labels: labels file or folder (``<task>.parquet``), as for ``retriever distill``.
+            labels: labels file or folder (``<task>.parquet``), as for ``retriever distill``;
+                ``None``: none (the students learn from the gold indexes alone).
             tasks: the tasks; each becomes a label.
             out: model path (``filters/multilabel/filter.bin``); manifest beside it.
             compare: also train one per-task student per task on the same training rows and
                 report its held-out metrics (``per_task``): the quality check of the one-pass
                 design.
+            indexes: task -> gold index folder, for the ``gold`` and ``other-gold`` sources and
+                the similarity check (``None``: labels only).
 
         Raises:
             ConfigError: fewer than one task, a task named ``none``, too few labelled rows.
@@ -139,32 +159,47 @@ class MultiLabelDistiller:
             raise ConfigError(
                 f"a task may not be called {NONE_LABEL!r} (the multi-label model's negative label)"
             )
-        sets = {t: load_labels(labels, t) for t in tasks}
-        splits = {t: split_indices(s.labels, cfg.test_fraction, cfg.seed) for t, s in sets.items()}
+        if labels is None and not indexes:
+            raise ConfigError("a multi-label student needs labels, gold indexes, or both")
+        sets: dict[str, StudentSet] = {}
+        for t in tasks:
+            data = load_labels(labels, t) if labels is not None else None
+            gold = other = None
+            if indexes:
+                gold, other = load_gold_sets(t, indexes)
+            sets[t] = build_student_set(t, data, gold, other, cfg.student_set())
+        splits = {
+            t: split_by_source(ss.rows, cfg.test_fraction, cfg.seed) for t, ss in sets.items()
+        }
         # a document held out for any task is trained on by no model: the check stays honest
-        held = {sets[t].ids[i] for t in tasks for i in splits[t][1]}
+        held = {text_key(sets[t].rows.texts[i]) for t in tasks for i in splits[t][1]}
         lines = training_lines(sets, {t: splits[t][0] for t in tasks}, held)
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         metrics: dict[str, dict[str, Any]] = {}
         per_task: dict[str, dict[str, Any]] = {}
         heldout: dict[str, dict[str, np.ndarray]] = {}  # per task: y, p (multi), p_per_task
+        warnings: dict[str, list[str]] = {}
         with tempfile.TemporaryDirectory(dir=out.parent, prefix=".distill-ml-") as tmp:
-            model = self._train(lines, Path(tmp) / "train.txt", loss="ova")
+            model, bucket = self._train(lines, Path(tmp) / "train.txt", loss="ova")
             for t in tasks:
-                y, texts = _heldout(sets[t], splits[t][1])
+                rows, test_idx = sets[t].rows, splits[t][1]
+                y, texts = _heldout(rows, test_idx)
                 p = predict_tasks(model, texts, [t], cfg.max_chars, cfg.normalization)[:, 0]
                 metrics[t] = classification_metrics(y, p, cfg.threshold)
+                checks = student_checks(rows, test_idx, p, cfg.threshold, cfg.max_auc_gap)
+                metrics[t]["heldout_vs_similarity"] = checks["comparison"]
+                warnings[t] = checks["warnings"]
                 heldout[t] = {"y": y, "p": p}
             if compare:
                 for t in tasks:
                     one = [
-                        (text, ([POSITIVE] if t in labs else [NEGATIVE]))
-                        for text, labs, tasks_of in lines
-                        if t in tasks_of
+                        (text, ([POSITIVE] if t in labs else [NEGATIVE]), seen, k)
+                        for text, labs, seen, k in lines
+                        if t in seen
                     ]
-                    m = self._train(one, Path(tmp) / f"train-{t}.txt", loss=cfg.loss)
-                    y, texts = _heldout(sets[t], splits[t][1])
+                    m, _ = self._train(one, Path(tmp) / f"train-{t}.txt", loss=cfg.loss)
+                    y, texts = _heldout(sets[t].rows, splits[t][1])
                     p = _predict_label(
                         m, texts, LABEL_PREFIX + POSITIVE, cfg.max_chars, cfg.normalization
                     )
@@ -172,7 +207,7 @@ class MultiLabelDistiller:
                     heldout[t]["p_per_task"] = p
             if cfg.refit:
                 lines = training_lines(sets, {t: np.concatenate(splits[t]) for t in tasks}, set())
-                model = self._train(lines, Path(tmp) / "refit.txt", loss="ova")
+                model, bucket = self._train(lines, Path(tmp) / "refit.txt", loss="ova")
             with AtomicWriter(out) as tmp_model:
                 model.save_model(str(tmp_model))
         manifest = {
@@ -180,16 +215,27 @@ class MultiLabelDistiller:
             "tasks": list(tasks),
             "labels_of_tasks": {t: task_label(t) for t in tasks},
             "none_label": task_label(NONE_LABEL),
-            "labels": {"source": str(labels), "files": {t: s.sources for t, s in sets.items()}},
-            "data_fingerprint": {t: s.fingerprint() for t, s in sets.items()},
+            "labels": {
+                "source": None if labels is None else str(labels),
+                "files": {t: ss.rows.sources for t, ss in sets.items()},
+            },
+            "training_set": {t: ss.summary for t, ss in sets.items()},
+            "data_fingerprint": {t: ss.rows.fingerprint() for t, ss in sets.items()},
             "n_train_lines": len(lines),
             "n_heldout": {t: int(len(splits[t][1])) for t in tasks},
             "trained_on": "train+test (refit)"
             if cfg.refit
             else "train split (held-out rows of every task excluded)",
             "config": {**asdict(cfg), "loss": "ova"},
+            "bucket": bucket,
             "text_normalization": cfg.normalization,  # the filter reads it (model_normalization)
             "metrics": metrics,
+            "warnings": warnings,
+            # held-out predictions per task, for the report's precision-recall curves
+            "heldout": {
+                t: {"y": [bool(v) for v in h["y"]], "p": [round(float(v), 6) for v in h["p"]]}
+                for t, h in heldout.items()
+            },
             **({"per_task_metrics": per_task} if per_task else {}),
             "model_file": out.name,
             "model_bytes": out.stat().st_size,
@@ -207,41 +253,58 @@ class MultiLabelDistiller:
             heldout,
             time.perf_counter() - t0,
             manifest,
+            warnings,
         )
 
-    def _train(self, lines: list[tuple], path: Path, loss: str) -> _FastText:
+    def _train(self, lines: list[tuple], path: Path, loss: str) -> tuple[_FastText, int]:
+        """Train on ``(text, labels, tasks, copies)`` lines (each written ``copies`` times)."""
         fasttext = require("fasttext")
         cfg = self.config
-        order = np.random.default_rng(cfg.seed).permutation(len(lines))
+        order = np.repeat(np.arange(len(lines)), [ln[3] for ln in lines])
+        np.random.default_rng(cfg.seed).shuffle(order)
+        texts: dict[int, str] = {}
         with open(path, "w", encoding="utf-8") as fh:
-            for i in order:
+            for i in order.tolist():
                 text, labs = lines[i][0], lines[i][1]
-                text = fasttext_text(
-                    text[: cfg.max_chars] if cfg.max_chars else text, cfg.normalization
-                )
-                fh.write(" ".join(LABEL_PREFIX + lab for lab in labs) + f" {text}\n")
-        return fasttext.train_supervised(input=str(path), **{**cfg.fasttext_args(), "loss": loss})
+                if i not in texts:
+                    texts[i] = fasttext_text(
+                        text[: cfg.max_chars] if cfg.max_chars else text, cfg.normalization
+                    )
+                fh.write(" ".join(LABEL_PREFIX + lab for lab in labs) + f" {texts[i]}\n")
+        bucket = cfg.bucket or bucket_for(
+            list(texts.values()), cfg.word_ngrams, MAX_BUCKET, minn=cfg.minn, maxn=cfg.maxn
+        )
+        args = {**cfg.fasttext_args(bucket), "loss": loss}
+        return fasttext.train_supervised(input=str(path), **args), int(bucket)
 
 
 def training_lines(
-    sets: dict[str, LabelSet], rows: dict[str, np.ndarray], exclude: set[str]
-) -> list[tuple[str, list[str], set[str]]]:
-    """One line per document id: ``(text, labels, tasks that labelled it)``.
+    sets: dict[str, StudentSet], rows: dict[str, np.ndarray], exclude: set[str]
+) -> list[tuple[str, list[str], set[str], int]]:
+    """One line per distinct text: ``(text, labels, tasks that have the row, copies)``.
 
-    ``labels`` are the tasks whose positive it is, or ``[none]``; the first text seen for an id is
-    used. Ids in ``exclude`` (held out somewhere) and non positive/negative rows are left out.
+    ``labels`` are the tasks whose positive it is, or ``[none]``; documents are matched across
+    tasks by their whitespace-normalised text (:func:`~retriever.distill.trainset.text_key`), so
+    a gold exemplar of one task that is another task's ``other-gold`` negative is one line.
+    ``copies`` is the largest replication any task gave the row. Texts in ``exclude`` (keys of
+    rows held out somewhere) are left out.
     """
-    by_id: dict[str, tuple[str, list[str], set[str]]] = {}
-    for t, s in sets.items():
+    by_key: dict[str, tuple[str, list[str], set[str], list[int]]] = {}
+    for t, ss in sets.items():
+        data = ss.rows
         for i in rows[t]:
-            lab = s.labels[i]
-            if lab not in (POSITIVE, NEGATIVE) or s.ids[i] in exclude:
+            lab = data.labels[i]
+            if lab not in (POSITIVE, NEGATIVE) or int(ss.copies[i]) <= 0:
                 continue
-            text, pos, seen = by_id.setdefault(s.ids[i], (s.texts[i], [], set()))
+            key = text_key(data.texts[i])
+            if key in exclude:
+                continue
+            text, pos, seen, k = by_key.setdefault(key, (data.texts[i], [], set(), [0]))
             seen.add(t)
+            k[0] = max(k[0], int(ss.copies[i]))
             if lab == POSITIVE and t not in pos:
                 pos.append(t)
-    return [(text, pos or [NONE_LABEL], seen) for text, pos, seen in by_id.values()]
+    return [(text, pos or [NONE_LABEL], seen, k[0]) for text, pos, seen, k in by_key.values()]
 
 
 def _heldout(s: LabelSet, idx: np.ndarray) -> tuple[np.ndarray, list[str]]:

@@ -495,20 +495,30 @@ def load_gold_sets(
     return gold, other
 
 
-def bucket_for(lines: list[str], word_ngrams: int, cap: int) -> int:
+def bucket_for(lines: list[str], word_ngrams: int, cap: int, minn: int = 0, maxn: int = 0) -> int:
     """fastText hash buckets sized to the data: twice the distinct n-grams, a power of two.
 
     The input matrix has ``(words + bucket) x dim`` floats, so 2,000,000 buckets make a 500 MB
-    model even for 30 training lines. Word n-grams beyond the vocabulary hash into the buckets;
-    twice their distinct count keeps collisions rare. Clamped to ``[2**12, cap]``.
+    model even for 30 training lines. Word n-grams beyond the vocabulary and the character
+    n-grams of every word (``minn``-``maxn`` characters of ``<word>``, as fastText pads them) hash
+    into the same buckets; twice their distinct count keeps collisions rare. Clamped to
+    ``[2**12, cap]``.
     """
-    if word_ngrams <= 1:
-        return min(cap, 4096)
     grams: set[int] = set()
+    words: set[str] = set()
     for line in lines:
         w = line.split()
+        if minn > 0:
+            words.update(w)
         for n in range(2, word_ngrams + 1):
             for j in range(len(w) - n + 1):
                 grams.add(hash(" ".join(w[j : j + n])))
+    for word in words:
+        padded = f"<{word}>"
+        for n in range(minn, maxn + 1):
+            for j in range(len(padded) - n + 1):
+                grams.add(hash(padded[j : j + n]))
+    if not grams:
+        return min(cap, 4096)
     want = max(4096, 2 ** math.ceil(math.log2(max(2, 2 * len(grams)))))
     return int(min(cap, want))

@@ -3,15 +3,15 @@
 An index folder (``indexes/<task>/``) may hold, beside the FAISS index:
 
 * ``sparse/`` (:mod:`retriever.index.sparse`): written by ``retriever index build``;
-* ``head/`` (:mod:`retriever.index.head`): written by ``retriever index head`` (it needs
-  negatives: a corpus sample and the other tasks' indexes).
+* ``head/`` (:mod:`retriever.index.head`): written by ``retriever index head`` or the ``head``
+  step of ``retriever run`` (it needs negatives: a corpus sample and the other tasks' indexes).
 
 The score stage then writes, per task, ``cos_<task>`` (max cosine), ``topk_<task>`` (mean top-k
 cosine), ``sparse_<task>`` / ``sparse_topk_<task>`` (TF-IDF cosine), ``hybrid_<task>`` (learned
 combination of those four scores, a probability) and ``head_<task>`` (learned head over the
-vector and the four scores, a probability), and ``score_<task>``, the candidate ranking: the
-first of :data:`RANKING_ORDER` the folder has. The order comes from the cross-source evaluation
-(``scripts/eval_quality.py --cross-source``; docs/retrieval.md).
+vector, the four scores and the document's words, a probability), and ``score_<task>``, the
+candidate ranking: the first of :data:`RANKING_ORDER` the folder has. The order comes from the
+cross-source evaluation (``scripts/eval_quality.py --cross-source``; docs/retrieval.md).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from retriever.index.head import (
     TaskHead,
     gold_features,
     load_head,
+    reliable_negatives,
     train_head,
 )
 from retriever.index.sparse import SPARSE_DIR, SparseConfig, SparseIndex, load_sparse
@@ -136,12 +137,21 @@ def score_extras(
     """
     extra: dict[str, dict[str, np.ndarray]] = {c: {} for c in EXTRA_COLUMNS}
     rank: dict[str, np.ndarray] = {}
+    words: dict[str, Any] = {}  # vocabulary fingerprint -> TF-IDF rows: one tokenisation per vocab
     for task, ex in extras.items():
         if ex.sparse is not None:
             extra["sparse"][task], extra["sparse_topk"][task] = ex.sparse.score(texts, k)
         if ex.head is not None:
+            v = ex.head.vocab
+            if v is not None and v.fingerprint not in words:
+                words[v.fingerprint] = v.transform(texts)
             feats = Features(
-                xq, smax[task], stopk[task], extra["sparse"][task], extra["sparse_topk"][task]
+                xq,
+                smax[task],
+                stopk[task],
+                extra["sparse"][task],
+                extra["sparse_topk"][task],
+                words[v.fingerprint] if v is not None else None,
             )
             for name, p in ex.head.predict(feats).items():
                 extra.setdefault(name, {})[task] = p
@@ -178,15 +188,21 @@ def gold_vectors(gi: GoldIndex, embedder: Embedder | None = None) -> np.ndarray:
 
 
 def document_features(
-    gi: GoldIndex, sparse: SparseIndex, xq: np.ndarray, texts: list[str], k: int = 10
+    gi: GoldIndex,
+    sparse: SparseIndex,
+    xq: np.ndarray,
+    texts: list[str],
+    k: int = 10,
+    words=None,
 ) -> Features:
-    """Features of documents for one task (what the score stage computes for them)."""
+    """Features of documents for one task (what the score stage computes for them); ``words``:
+    their rows under a head's vocabulary, if any."""
     from retriever.score.core import topk_scores
 
     D, _ = gi.search(xq, k)  # [n, k]
     cmax, ctopk = topk_scores(D)
     smax, stopk = sparse.score(texts, k)
-    return Features(np.asarray(xq, dtype=np.float32), cmax, ctopk, smax, stopk)
+    return Features(np.asarray(xq, dtype=np.float32), cmax, ctopk, smax, stopk, words)
 
 
 def train_heads(
@@ -198,11 +214,13 @@ def train_heads(
     negative_vectors: np.ndarray | None = None,
     clip_chars: int | None = None,
     sources: list[str] | None = None,
+    models: dict[str, tuple[str, ...]] | None = None,
 ) -> dict[str, TaskHead]:
     """Train and save a head for every index folder.
 
     Positives: the task's gold (leave-one-out scores). Negatives: ``negatives`` (corpus texts) and
-    the other folders' gold. Each folder needs a sparse index (built if missing).
+    the other folders' gold. Each folder needs a sparse index (built if missing). The words'
+    vocabulary is fitted once on all of those texts and shared by the heads.
 
     Args:
         index_dirs: ``indexes/<task>`` folders, one per task (built with one model).
@@ -211,8 +229,11 @@ def train_heads(
             be read back from its index.
         negative_vectors: ``[len(negatives), dim]`` vectors already computed (a score folder's).
         sources: what the negatives are (recorded in the manifest).
+        models: model name -> features (default :data:`retriever.index.head.MODELS`).
     """
     from retriever.index.gold_index import load_indexes
+    from retriever.index.head import MODELS
+    from retriever.index.sparse import TermWeights
 
     t0 = time.perf_counter()
     indexes = load_indexes(index_dirs)
@@ -234,25 +255,49 @@ def train_heads(
         sparse[task] = load_sparse(d) or build_sparse(d)
     vecs = {t: gold_vectors(gi, embedder) for t, gi in indexes.items()}
     texts = {t: [x[:clip] for x in gi.texts] for t, gi in indexes.items()}
+    models = models or MODELS
+    config = config or HeadConfig()
+    vocab, rows = None, {}
+    if any("words" in names for names in models.values()):
+        every = negatives + [x for t in indexes for x in texts[t]]
+        vocab = TermWeights.fit(every, config.vocabulary())
+        rows = {"corpus": vocab.transform(negatives)}
+        rows.update({t: vocab.transform(texts[t]) for t in indexes})
     heads = {}
     for task, gi in indexes.items():
-        pos = gold_features(vecs[task], gi, sparse[task], k)
-        negs = [document_features(gi, sparse[task], negative_vectors, negatives, k)]
+        pos = gold_features(vecs[task], gi, sparse[task], k, rows.get(task))
+        corpus = document_features(
+            gi, sparse[task], negative_vectors, negatives, k, rows.get("corpus")
+        )
+        dropped, cut = 0, None
+        if config.reliable_negatives:
+            keep, cut = reliable_negatives(pos.cos, corpus.cos)
+            dropped = int((~keep).sum())
+            corpus = corpus.subset(keep)
+        negs = [corpus]
         for other in indexes:
             if other != task:
-                negs.append(document_features(gi, sparse[task], vecs[other], texts[other], k))
+                negs.append(
+                    document_features(
+                        gi, sparse[task], vecs[other], texts[other], k, rows.get(other)
+                    )
+                )
         head = train_head(
             task,
             pos,
             Features.concat(negs),
             config,
+            models=models,
+            vocab=vocab,
             manifest={
                 "gold_fingerprint": gi.manifest["gold_fingerprint"],
                 "sparse_fingerprint": sparse[task].manifest["gold_fingerprint"],
                 "model": gi.model,
                 "k": k,
                 "negatives": {
-                    "corpus": len(negatives),
+                    "corpus": len(negatives) - dropped,
+                    "corpus_dropped_as_task_like": dropped,
+                    "corpus_drop_cut": cut,
                     "sources": sources or [],
                     "other_tasks": {o: indexes[o].ntotal for o in indexes if o != task},
                 },
@@ -267,10 +312,22 @@ def train_heads(
 
 
 def read_negatives(
-    corpus: list[str], limit: int = 5000, seed: int = 0, text_field: str = "text"
+    corpus: list[str],
+    limit: int = 5000,
+    seed: int = 0,
+    text_field: str = "text",
+    reader=None,
+    max_read: int | None = None,
 ) -> list[str]:
     """Up to ``limit`` corpus texts spread over the shards: the ones with the smallest seeded hash
-    of ``<shard>:<row>`` (the same sample whatever the order or the number of shards read)."""
+    of the document id (the same sample whatever the order of the shards).
+
+    Args:
+        reader: a :class:`~retriever.corpus.readers.CorpusReader` (default: ``text_field``).
+        max_read: read at most this many documents (a corpus of billions): then at most
+            ``max_read / 20`` from each shard, the shards visited in a seeded order, so the sample
+            spreads over 20 shards or more; ``None``: every document.
+    """
     import hashlib
     import heapq
 
@@ -278,16 +335,31 @@ def read_negatives(
     from retriever.corpus.sharding import list_shards
     from retriever.data import Rejected
 
-    reader = CorpusReader(text_field=text_field)
+    reader = reader or CorpusReader(text_field=text_field)
+
+    def key(s: str) -> int:
+        return int.from_bytes(
+            hashlib.blake2b(f"{seed}:{s}".encode(), digest_size=8).digest(), "big"
+        )
+
+    shards = list_shards(corpus)
+    per_shard = None
+    if max_read is not None:
+        shards = sorted(shards, key=key)
+        per_shard = max(1, max_read // min(len(shards), 20))
     heap: list[tuple[int, str]] = []  # max-heap of (-hash, text): the `limit` smallest hashes
-    for shard in list_shards(corpus):
-        for doc in reader.read(shard):
+    n_read = 0
+    for shard in shards:
+        if max_read is not None and n_read >= max_read:
+            break
+        for i, doc in enumerate(reader.read(shard)):
+            if max_read is not None and per_shard is not None:
+                if i >= per_shard or n_read >= max_read:
+                    break
+            n_read += 1
             if isinstance(doc, Rejected):
                 continue
-            h = int.from_bytes(
-                hashlib.blake2b(f"{seed}:{doc.id}".encode(), digest_size=8).digest(), "big"
-            )
-            item = (-h, doc.text)
+            item = (-key(doc.id), doc.text)
             if len(heap) < limit:
                 heapq.heappush(heap, item)
             elif item > heap[0]:

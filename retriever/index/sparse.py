@@ -120,28 +120,12 @@ class SparseIndex:
         config.check()
         if not texts:
             raise InputError("cannot build a sparse index from zero gold texts")
-        feat = require("sklearn.feature_extraction.text")
-        min_df = min(config.min_df, len(texts))
-        cv = feat.CountVectorizer(
-            ngram_range=(1, config.ngram_max),
-            min_df=min_df,
-            max_features=config.max_terms,
-            lowercase=config.lowercase,
-            token_pattern=TOKEN_PATTERN,
-            dtype=np.float32,
-        )
         try:
-            counts = cv.fit_transform(texts)  # [n_gold, n_terms]
-        except ValueError as e:  # "empty vocabulary; perhaps the documents only contain stop words"
-            raise InputError(
-                f"sparse index: no word occurs in {min_df} of the {len(texts)} gold texts ({e}); "
-                "add gold or lower min_df"
-            ) from e
-        terms = cv.get_feature_names_out().tolist()
+            counts, terms = _fit_counts(texts, config)  # [n_gold, n_terms]
+        except InputError as e:
+            raise InputError(f"sparse index: {e}") from None
         df = np.asarray((counts > 0).sum(axis=0)).ravel()  # [n_terms]
-        idf = (np.log((1 + len(texts)) / (1 + df)) + 1).astype(
-            np.float32
-        )  # scikit-learn smooth idf
+        idf = _smooth_idf(len(texts), df)
         manifest = {
             "format": SPARSE_FORMAT,
             "kind": "tfidf",
@@ -195,27 +179,12 @@ class SparseIndex:
 
     def _vectorizer(self):
         if self._counter is None:
-            feat = require("sklearn.feature_extraction.text")
-            c = self.config
-            self._counter = feat.CountVectorizer(
-                ngram_range=(1, c.ngram_max),
-                lowercase=c.lowercase,
-                token_pattern=TOKEN_PATTERN,
-                vocabulary={t: i for i, t in enumerate(self.terms)},
-                dtype=np.float32,
-            )
+            self._counter = _counter(self.config, self.terms)
         return self._counter
 
     def _weigh(self, counts):
         """Counts -> (sublinear) tf x idf, rows L2-normalised (an all-zero row stays zero)."""
-        X = counts.tocsr().astype(np.float32)
-        if self.config.sublinear_tf:
-            X.data = 1 + np.log(X.data)
-        X = X.multiply(self.idf[None, :]).tocsr()
-        norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())  # [n]
-        norms[norms == 0] = 1
-        sp = require("scipy.sparse")
-        return (sp.diags(1 / norms) @ X).tocsr().astype(np.float32)
+        return _tfidf_rows(counts, self.idf, self.config.sublinear_tf)
 
     # -- persistence ------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
@@ -268,6 +237,125 @@ class SparseIndex:
                 "rebuild the index with `retriever index build`"
             )
         return cls(terms, idf, gold, SparseConfig(**manifest["config"]), manifest)
+
+
+class TermWeights:
+    """A fixed vocabulary with idf weights: texts -> L2-normalised (sublinear) TF-IDF rows.
+
+    The bag-of-words half of the learned head (:mod:`retriever.index.head`): fitted once on the
+    head's training texts (every task's gold and the corpus negatives), shared by the heads of one
+    training, so the score stage tokenises a document once for all of them. Same weighting as
+    :class:`SparseIndex` (which holds the gold's rows besides).
+
+    On disk (a head folder): ``vocab.json`` (terms in column order, settings, fingerprint) and
+    ``idf.npy`` (float32 ``[n_terms]``).
+    """
+
+    def __init__(self, terms: list[str], idf: np.ndarray, config: SparseConfig):
+        self.terms = list(terms)
+        self.idf = np.asarray(idf, dtype=np.float32)  # [n_terms]
+        self.config = config
+        self.fingerprint = fingerprint([self.terms, asdict(config)])
+        self._counter = None
+
+    @property
+    def n_terms(self) -> int:
+        return len(self.terms)
+
+    @classmethod
+    def fit(cls, texts: list[str], config: SparseConfig) -> TermWeights:
+        """Vocabulary (``config.max_terms`` most frequent terms in ``min_df`` texts) and idf.
+
+        Raises:
+            InputError: no text, or no term occurs in ``min_df`` texts.
+        """
+        config.check()
+        if not texts:
+            raise InputError("cannot fit a vocabulary on zero texts")
+        counts, terms = _fit_counts(texts, config)
+        df = np.asarray((counts > 0).sum(axis=0)).ravel()  # [n_terms]
+        return cls(terms, _smooth_idf(len(texts), df), config)
+
+    def transform(self, texts: list[str]):
+        """L2-normalised TF-IDF rows of ``texts`` (scipy CSR ``[n, n_terms]``)."""
+        counter = self._counter
+        if counter is None:
+            counter = self._counter = _counter(self.config, self.terms)
+        return _tfidf_rows(counter.transform(texts), self.idf, self.config.sublinear_tf)
+
+    def save(self, path: str | os.PathLike) -> None:
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        with AtomicWriter(out / "idf.npy") as tmp, open(tmp, "wb") as f:
+            np.save(f, self.idf)
+        write_json_atomic(
+            out / "vocab.json",
+            {"terms": self.terms, "config": asdict(self.config), "fingerprint": self.fingerprint},
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> TermWeights:
+        """Open what :meth:`save` wrote.
+
+        Raises:
+            InputError: missing or inconsistent files.
+        """
+        p = Path(path)
+        if not (p / "vocab.json").is_file() or not (p / "idf.npy").is_file():
+            raise InputError(f"{p} lacks vocab.json / idf.npy; retrain with `retriever index head`")
+        meta = read_json(p / "vocab.json")
+        idf = np.load(p / "idf.npy", allow_pickle=False)
+        out = cls(meta["terms"], idf, SparseConfig(**meta["config"]))
+        if len(idf) != len(out.terms) or out.fingerprint != meta.get("fingerprint"):
+            raise InputError(
+                f"{p}: vocabulary and idf disagree; retrain with `retriever index head`"
+            )
+        return out
+
+
+def _counter(config: SparseConfig, terms: list[str] | None = None, min_df: int = 1):
+    feat = require("sklearn.feature_extraction.text")
+    return feat.CountVectorizer(
+        ngram_range=(1, config.ngram_max),
+        lowercase=config.lowercase,
+        token_pattern=TOKEN_PATTERN,
+        dtype=np.float32,
+        **(
+            {"vocabulary": {t: i for i, t in enumerate(terms)}}
+            if terms is not None
+            else {"min_df": min_df, "max_features": config.max_terms}
+        ),
+    )
+
+
+def _fit_counts(texts: list[str], config: SparseConfig):
+    """Term counts ``[n, n_terms]`` of ``texts`` and the terms kept (see :class:`SparseConfig`)."""
+    min_df = min(config.min_df, len(texts))
+    cv = _counter(config, min_df=min_df)
+    try:
+        counts = cv.fit_transform(texts)  # [n, n_terms]
+    except ValueError as e:  # "empty vocabulary; perhaps the documents only contain stop words"
+        raise InputError(
+            f"no word occurs in {min_df} of the {len(texts)} texts ({e}); add texts or lower min_df"
+        ) from e
+    return counts, cv.get_feature_names_out().tolist()
+
+
+def _smooth_idf(n_texts: int, df: np.ndarray) -> np.ndarray:
+    """scikit-learn's smooth idf: ``log((1 + n) / (1 + df)) + 1``."""
+    return (np.log((1 + n_texts) / (1 + df)) + 1).astype(np.float32)
+
+
+def _tfidf_rows(counts, idf: np.ndarray, sublinear: bool):
+    """Counts -> (sublinear) tf x idf, rows L2-normalised (an all-zero row stays zero)."""
+    X = counts.tocsr().astype(np.float32)
+    if sublinear:
+        X.data = 1 + np.log(X.data)
+    X = X.multiply(idf[None, :]).tocsr()
+    norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())  # [n]
+    norms[norms == 0] = 1
+    sp = require("scipy.sparse")
+    return (sp.diags(1 / norms) @ X).tocsr().astype(np.float32)
 
 
 def load_sparse(index_dir: str | os.PathLike) -> SparseIndex | None:

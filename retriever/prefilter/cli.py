@@ -54,6 +54,7 @@ def add_parser(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from retriever.corpus import ReaderConfig
     from retriever.prefilter import DEFAULT_PATTERNS, PrefilterConfig, prefilter_corpus
 
     patterns: dict = {}
@@ -75,8 +76,7 @@ def _run(args: argparse.Namespace) -> int:
         mode=args.mode,
         min_matches=args.min_matches,
         patterns=patterns,
-        text_field=args.text_field,
-        id_field=args.id_field,
+        reader=ReaderConfig(text_field=args.text_field, id_field=args.id_field),
     )
     summary = prefilter_corpus(args.corpus, args.out, cfg)
     if args.json:

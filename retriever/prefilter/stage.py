@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from retriever.corpus import CorpusReader, list_shards, shard_name
+from retriever.corpus import CorpusReader, ReaderConfig, list_shards, shard_name
 from retriever.data import Doc, DocStream, Rejected
 from retriever.errors import ConfigError
 from retriever.io import AtomicWriter, RejectWriter, write_json_atomic
@@ -47,15 +47,14 @@ class PrefilterConfig:
             keeps every document and only records the counts.
         min_matches: matches a task needs for a document to pass (``drop`` mode).
         patterns: ``{task: [regex, ...]}`` overriding the defaults.
-        text_field, id_field: corpus record fields.
+        reader: how corpus records are read (the run's ``[corpus]`` options).
     """
 
     tasks: tuple[str, ...] = tuple(DEFAULT_PATTERNS)
     mode: str = "features"
     min_matches: int = 1
     patterns: Mapping[str, Sequence[str]] = field(default_factory=dict)
-    text_field: str = "text"
-    id_field: str = "id"
+    reader: ReaderConfig = ReaderConfig()
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -127,15 +126,20 @@ def prefilter_corpus(
     out = Path(out)
     shards = list_shards(list(corpus) if not isinstance(corpus, str) else [corpus])
     stage = KeywordPrefilter(config)  # compiles the patterns: a bad one fails before any write
+    rd = config.reader
     settings = {
-        **asdict(config),
+        **{k: v for k, v in asdict(config).items() if k != "reader"},
+        # the reader's options flat, as before it was nested (a resumed folder keeps matching)
+        "text_field": rd.text_field,
+        "id_field": rd.id_field,
+        **{k: v for k, v in rd.to_dict().items() if v != ReaderConfig().to_dict()[k]},
         "patterns": stage.config.resolved_patterns(),
         "tasks": list(config.tasks),
         "corpus": shards,
     }
     out.mkdir(parents=True, exist_ok=True)
     check_or_write_manifest(out, settings)
-    reader = CorpusReader(text_field=config.text_field, id_field=config.id_field)
+    reader = rd.reader()
     total = Stats()
     per_task = np.zeros(len(stage.matcher.tasks), dtype=np.int64)
     per_shard = {}

@@ -94,6 +94,12 @@ def add_parser(subparsers) -> None:
     s.add_argument("--sample-seed", type=int, default=d.sample_seed)
     p.add_argument("--text-field", default="text")
     p.add_argument("--id-field", default="id")
+    p.add_argument(
+        "--show-prompt",
+        action="store_true",
+        help="print each task's prompt for its first document and how many would be rated; "
+        "send nothing",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_run)
 
@@ -139,6 +145,19 @@ def _run(args: argparse.Namespace) -> int:
         text_field=args.text_field,
         id_field=args.id_field,
     )
+    if args.show_prompt:
+        from retriever.rate.stage import preview_prompts
+
+        pv = preview_prompts(args.docs, cfg, indexes_dir=args.indexes_dir)
+        if args.json:
+            print_json(pv)
+            return 0
+        for t, d in pv.items():
+            print(f"== {t}: {d['documents']} documents would be rated; prompt {d['version']}")
+            if d["system"]:
+                print(f"-- system:\n{d['system']}")
+            print(f"-- user (document {d['id']}):\n{d['prompt']}")
+        return 0
     s = rate_docs(args.docs, args.out, cfg, indexes_dir=args.indexes_dir, progress=show_progress())
     if args.json:
         print_json(s)

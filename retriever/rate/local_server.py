@@ -101,6 +101,26 @@ class LocalLM:
         }
 
 
+class FixedAnswer:
+    """Answers every prompt with ``text``, no model: a server whose own time is ~0, so a
+    client's overhead can be measured (``--fixed NAME=TEXT``)."""
+
+    tokenizer = None
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def generate(
+        self, prompt: str, max_tokens: int = 64, temperature: float = 0.0, seed: int | None = None
+    ) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "prompt_tokens": len(prompt) // 4,
+            "completion_tokens": max(1, len(self.text) // 4),
+            "finish": "stop",
+        }
+
+
 @dataclass
 class Faults:
     """Injected failures: the first ``fail_first`` generation requests get ``fail_status``; and
@@ -113,7 +133,7 @@ class Faults:
     api_key: str | None = None  # when set, requests without ``Authorization: Bearer <key>`` get 401
 
 
-def build_app(models: dict[str, LocalLM], faults: Faults | None = None) -> FastAPI:
+def build_app(models: dict[str, LocalLM | FixedAnswer], faults: Faults | None = None) -> FastAPI:
     """The FastAPI app serving ``models`` (request ``model`` picks one; see the module docs)."""
     faults = faults or Faults()
     app = FastAPI(title="retriever local LM server")
@@ -284,8 +304,13 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m retriever.rate.local_server",
         description="Serve local causal LMs over an OpenAI-compatible API (tests, offline runs).",
     )
+    p.add_argument("--model", action="append", default=[], metavar="NAME=FOLDER", help="repeatable")
     p.add_argument(
-        "--model", action="append", required=True, metavar="NAME=FOLDER", help="repeatable"
+        "--fixed",
+        action="append",
+        default=[],
+        metavar="NAME=TEXT",
+        help="a 'model' answering TEXT to everything (measures a client's own cost)",
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000, help="0: any free port (printed)")
@@ -295,12 +320,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--delay", type=float, default=0.0, help="seconds of latency per request")
     p.add_argument("--api-key", default=None, help="require this bearer key")
     args = p.parse_args(argv)
-    models = {}
+    models: dict[str, LocalLM | FixedAnswer] = {}
     for spec in args.model:
         name, sep, path = spec.partition("=")
         if not sep or not name or not path:
             p.error(f"--model expects NAME=FOLDER, got {spec!r}")
         models[name] = LocalLM.from_folder(path)
+    for spec in args.fixed:
+        name, sep, text = spec.partition("=")
+        if not sep or not name:
+            p.error(f"--fixed expects NAME=TEXT, got {spec!r}")
+        models[name] = FixedAnswer(text)
+    if not models:
+        p.error("give at least one --model NAME=FOLDER or --fixed NAME=TEXT")
     faults = Faults(args.fail_first, args.fail_status, args.retry_after, args.delay, args.api_key)
     srv = RunningServer(build_app(models, faults), args.host, args.port).start()
     print(f"serving {sorted(models)} at {srv.url}", flush=True)

@@ -228,6 +228,17 @@ class RatingStage:
         missing = [t for t in tasks if t not in self.prompts]
         if missing:
             raise ConfigError(f"no rating prompt for task(s) {missing}")
+        if docs.kind == "scores" and c.top_fraction is None:
+            from retriever.score.read import candidate_thresholds
+
+            recorded = candidate_thresholds(docs.source[0])
+            bare = [t for t in tasks if t not in c.threshold_sim and recorded.get(t) is None]
+            if bare:
+                raise ConfigError(
+                    f"{docs.source[0]} records no candidate threshold for {bare}: pass "
+                    "--top-fraction F or --sim-threshold TASK=SCORE (run config: [rate] "
+                    "top_fraction / threshold_sim)"
+                )
         cands = docs.select(tasks, c.candidate_rule())
         self.out.mkdir(parents=True, exist_ok=True)
         versions = {t: self.version(t) for t in tasks}
@@ -333,44 +344,49 @@ class RatingStage:
         prompt = self.prompts[task]
         t0 = time.perf_counter()
         over_budget: list[_Job] = []
+        pool = ThreadPoolExecutor(c.concurrency, thread_name_prefix="rate")
+        pending: dict[Future, _Job] = {}
+
+        def collect(done) -> None:
+            for f in done:
+                job = pending.pop(f)
+                try:
+                    ans = f.result()
+                except BudgetExhausted:
+                    over_budget.append(job)
+                    continue
+                except RequestFailed as e:
+                    counts["asked"] += 1
+                    record(job, e.detail, e.kind, False, e.attempts)
+                    continue
+                counts["asked"] += 1
+                usage.update({k: int(v) for k, v in ans.usage.items() if isinstance(v, int)})
+                cache.put(version, model, job.doc_id, job.sha, ans.text, ans.usage)
+                record(job, ans.text, None, False, ans.attempts)
+
         try:
-            with ThreadPoolExecutor(c.concurrency, thread_name_prefix="rate") as pool:
-                pending: dict[Future, _Job] = {}
-
-                def collect(done) -> None:
-                    for f in done:
-                        job = pending.pop(f)
-                        try:
-                            ans = f.result()
-                        except BudgetExhausted:
-                            over_budget.append(job)
-                            continue
-                        except RequestFailed as e:
-                            counts["asked"] += 1
-                            record(job, e.detail, e.kind, False, e.attempts)
-                            continue
-                        counts["asked"] += 1
-                        usage.update(
-                            {k: int(v) for k, v in ans.usage.items() if isinstance(v, int)}
-                        )
-                        cache.put(version, model, job.doc_id, job.sha, ans.text, ans.usage)
-                        record(job, ans.text, None, False, ans.attempts)
-
-                stream = jobs()
-                for job in stream:
-                    if self.budget.left <= 0:
-                        over_budget.append(job)
-                        over_budget.extend(stream)  # the rest is counted, not asked
-                        break
-                    pending[pool.submit(self.client.ask, prompt.build(job.text), prompt.system)] = (
-                        job
-                    )
-                    if len(pending) >= 2 * c.concurrency:
-                        done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-                        collect(done)
-                while pending:
+            stream = jobs()
+            for job in stream:
+                if self.budget.left <= 0:
+                    over_budget.append(job)
+                    over_budget.extend(stream)  # the rest is counted, not asked
+                    break
+                f = pool.submit(self.client.ask, prompt.build(job.text), prompt.system)
+                pending[f] = job
+                if len(pending) >= 2 * c.concurrency:
                     done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
                     collect(done)
+                else:  # write finished answers at once: a kill loses only what is in flight
+                    collect([f for f in pending if f.done()])
+            while pending:
+                done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                collect(done)
+            pool.shutdown(wait=True)
+        except BaseException:
+            # a fatal endpoint error or Ctrl-C: stop at once; what was answered is cached, and a
+            # rerun asks the rest (requests still in flight finish in their threads, unread)
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
         finally:
             bar.close()
         stats.inc("seen", len(over_budget))
@@ -498,6 +514,43 @@ def write_rating_labels(
     with AtomicWriter(p) as tmp:
         pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
     return p
+
+
+def preview_prompts(
+    docs: str | os.PathLike | Sequence[str],
+    config: RateConfig,
+    prompts: Mapping[str, TaskPrompt] | None = None,
+    indexes_dir: str | os.PathLike | None = "indexes",
+    reader=None,
+) -> dict[str, dict[str, Any]]:
+    """Per task, the prompt its first selected document would be sent with; asks nothing.
+
+    Returns ``{task: {"id", "version", "system", "prompt", "documents"}}`` (``documents``: how
+    many the run would rate).
+    """
+    from retriever.confirm.docs import open_docs
+    from retriever.corpus import CorpusReader
+
+    rd = reader or CorpusReader(text_field=config.text_field, id_field=config.id_field)
+    ds = open_docs(docs, rd)
+    tasks = list(config.tasks) or list(ds.score_tasks)
+    if not tasks:
+        raise ConfigError("no task to rate: pass --task (a plain corpus has no score tasks)")
+    prompts = prompts or load_prompts(tasks, config, indexes_dir)
+    stage = RatingStage(config, prompts, ".", progress=False)
+    out: dict[str, dict[str, Any]] = {}
+    for t, tc in ds.select(tasks, config.candidate_rule()).items():
+        chosen = np.nonzero(tc.candidate | tc.random_negative)[0]
+        first = next(ds.iter_docs({ds.ids[chosen[0]]}), None) if len(chosen) else None
+        text = first.text[: config.max_chars] if first is not None else ""
+        out[t] = {
+            "id": first.id if first is not None else None,
+            "version": stage.version(t),
+            "system": prompts[t].system,
+            "prompt": prompts[t].build(text),
+            "documents": int(len(chosen)),
+        }
+    return out
 
 
 def read_ratings(out_dir: str | os.PathLike, task: str):

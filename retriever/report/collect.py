@@ -12,7 +12,8 @@ held-out
   else the manifest's metrics (one operating point);
 - pools: ``X/<task>/*.jsonl.gz|parquet`` in a folder named ``pools``, ``filter`` or ``filtered``;
 - training set: ``X/summary.json`` of ``build-dataset``; mixture: a ``mix fit`` json;
-- perplexity band: ``X/band.parquet`` + ``X/summary.json`` (``"stage": "band"``).
+- perplexity band: ``X/band.parquet`` + ``X/summary.json`` (``"stage": "band"``);
+- LLM ratings: ``X/ratings/`` + ``X/summary.json`` (``X/manifest.json``: ``"stage": "rate"``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class ReportSources:
     mixture: Path | None = None
     arms: Path | None = None  # a `retriever evaluate` summary.json
     band: Path | None = None  # a `retriever band` folder (band.parquet + summary.json)
+    rate: Path | None = None  # a `retriever rate` folder (ratings/ + summary.json)
 
 
 def find_sources(run_dir: str | os.PathLike | None, **given: Any) -> ReportSources:
@@ -89,8 +91,11 @@ def find_sources(run_dir: str | os.PathLike | None, **given: Any) -> ReportSourc
             src.dataset = d
         for b in sorted(d.glob("*.bin")):
             m = b.with_suffix(".json")
-            if m.exists() and _json_kind(m) == "fasttext-filter":
+            if m.exists() and _json_kind(m) in ("fasttext-filter", "fasttext-multilabel"):
                 src.distill.append(m)
+        if src.rate is None and (d / "ratings").is_dir():
+            if _json_stage(d / "manifest.json") == "rate" and (d / "summary.json").is_file():
+                src.rate = d
         if src.band is None and (d / "band.parquet").is_file():
             if _json_stage(d / "summary.json") == "band":
                 src.band = d
@@ -168,10 +173,10 @@ def collect_report(
     if src.distill:
         out["pr"] = {}
         for m in src.distill:
-            task, pr = _read_distill(m)
-            out["pr"][task] = pr
-            if pr.get("f1") is not None:
-                facts[f"{task}: filter F1 (held-out)"] = round(float(pr["f1"]), 3)
+            for task, pr in _read_distill_any(m):
+                out["pr"][task] = pr
+                if pr.get("f1") is not None:
+                    facts[f"{task}: filter F1 (held-out)"] = round(float(pr["f1"]), 3)
     else:
         missing.append("distilled filter metrics (a fastText model M.bin with its manifest M.json)")
     pool_samples: dict[str, dict[str, list]] = {}
@@ -197,6 +202,12 @@ def collect_report(
         out["mixture"] = read_json(src.mixture)
     if src.arms is not None:
         out["arms"] = read_json(src.arms)
+    if src.rate is not None:
+        out["ratings"] = read_json(src.rate / "summary.json")
+        for t, d in out["ratings"].get("tasks", {}).items():
+            facts[f"{t}: LLM ratings"] = (
+                f"{d.get('rated', 0):,} rated, {sum((d.get('rejected') or {}).values()):,} rejected"
+            )
     if src.band is not None:
         out["band"] = read_json(src.band / "summary.json")
         facts["perplexity band: in band"] = out["band"].get("in_band")
@@ -341,6 +352,33 @@ def _label_samples(cols: dict[str, list], n: int, rules: dict) -> dict[str, list
         "borderline": pick(lab == "uncertain", dist),
         "rejected": pick(lab == "negative", -sim),
     }
+
+
+def _read_distill_any(manifest: Path) -> list[tuple[str, dict]]:
+    """``[(task, metrics)]`` of one student manifest (each task of a multi-label one)."""
+    m = read_json(manifest)
+    if m.get("kind") != "fasttext-multilabel":
+        return [_read_distill(manifest)]
+    out = []
+    for task in m.get("tasks") or []:
+        metrics = dict((m.get("metrics") or {}).get(task) or {})
+        pr = {
+            k: metrics.get(k)
+            for k in ("precision", "recall", "f1", "average_precision", "roc_auc", "n")
+        }
+        pr["threshold"] = metrics.get("threshold", (m.get("config") or {}).get("threshold", 0.5))
+        cmp_ = metrics.get("heldout_vs_similarity") or {}
+        pr["student_auc"], pr["similarity_auc"] = (
+            cmp_.get("student_auc"),
+            cmp_.get("similarity_auc"),
+        )
+        pr["checks_rows"] = cmp_.get("rows")
+        pr["warnings"] = list((m.get("warnings") or {}).get(task) or [])
+        held = (m.get("heldout") or {}).get(task) or {}
+        if held.get("y") is not None and held.get("p") is not None:
+            pr["y"], pr["p"] = held["y"], held["p"]
+        out.append((task, pr))
+    return out
 
 
 def _read_distill(manifest: Path) -> tuple[str, dict]:

@@ -58,6 +58,7 @@ def render_report(
     mixture: Mapping[str, Any] | None = None,
     arms: Mapping[str, Any] | None = None,
     band: Mapping[str, Any] | None = None,
+    ratings: Mapping[str, Any] | None = None,
     missing: Sequence[str] = (),
 ) -> str:
     """Render the run report as one HTML string (inline CSS and SVG; no script, no URL).
@@ -83,6 +84,8 @@ def render_report(
         arms: a ``retriever evaluate`` summary (its ``table`` of intervals per arm and task).
         band: a ``retriever band`` summary (BPB ``histogram``, ``cut_low_bpb`` / ``cut_high_bpb``
             at quantiles ``low`` / ``high``, counts, Spearman with similarity).
+        ratings: a ``retriever rate`` summary (per task ``histogram`` of 0-5 scores, counts,
+            labels; the model).
         missing: names of artifacts that were looked for and not found.
     """
     sections: list[tuple[str, str, str]] = []  # (id, title, html)
@@ -102,6 +105,8 @@ def render_report(
         sections.append(("pr", "Distilled filter: precision-recall", _pr(pr)))
     if kept:
         sections.append(("kept", "Kept share per source / cluster", _kept(kept)))
+    if ratings:
+        sections.append(("ratings", "LLM ratings", _ratings(ratings)))
     if band:
         sections.append(("band", "Perplexity band", _band(band)))
     if dataset:
@@ -176,6 +181,32 @@ def _scores(scores: Mapping[str, Mapping[str, Any]]) -> str:
         if d.get("candidates") is not None:
             cap += f"; {int(d['candidates']):,} candidates"
         figs.append(f'<div class="fig">{svg}<div class="muted">{cap}</div></div>')
+    return f'<div class="grid">{"".join(figs)}</div>'
+
+
+def _ratings(r: Mapping[str, Any]) -> str:
+    figs = []
+    for task, d in (r.get("tasks") or {}).items():
+        hist = d.get("histogram") or {}
+        n = sum(int(v) for v in hist.values()) or 1
+        items = [
+            (f"score {k}", float(hist.get(str(k), 0)), f"{int(hist.get(str(k), 0)):,}")
+            for k in range(5, -1, -1)
+        ]
+        svg = bars_svg(items, title=f"{task}: rated by {r.get('model', '?')}", xlabel="documents")
+        lab = d.get("labels") or {}
+        rej = d.get("rejected") or {}
+        cap = (
+            f"{_val(d.get('rated'))} rated of {_val(d.get('docs_in'))} ({n:,} with a score); "
+            f"labels {_val(lab.get('positive'))} positive / {_val(lab.get('negative'))} negative"
+            + (
+                f"; rejected {', '.join(f'{k} {v:,}' for k, v in sorted(rej.items()))}"
+                if rej
+                else ""
+            )
+            + (f"; {_val(d.get('over_budget'))} over budget" if d.get("over_budget") else "")
+        )
+        figs.append(f'<div class="fig">{svg}<div class="muted">{escape(cap)}</div></div>')
     return f'<div class="grid">{"".join(figs)}</div>'
 
 

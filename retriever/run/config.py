@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from retriever.config import check_field_types, read_toml
+from retriever.corpus.readers import ReaderConfig
 from retriever.errors import ConfigError
 
 SECTIONS = (
     "run",
     "tasks",
     "corpus",
+    "index",
     "score",
     "confirm",
     "distill",
@@ -57,12 +59,35 @@ class RunSection:
 
 
 @dataclass(frozen=True)
-class CorpusSection:
+class CorpusSection(ReaderConfig):
+    """``[corpus]``: the shards (``paths``) and the reader options every stage reading them uses
+    (a :class:`~retriever.corpus.readers.ReaderConfig`)."""
+
     paths: tuple[str, ...] = ()
-    text_field: str = "text"
-    id_field: str = "id"
-    tokens_field: str = "tokens"
-    detokenizer: str | None = None
+
+    def reader_config(self) -> ReaderConfig:
+        """The reader options alone, as each stage takes them."""
+        return ReaderConfig(**{f.name: getattr(self, f.name) for f in fields(ReaderConfig)})
+
+
+@dataclass(frozen=True)
+class IndexSection:
+    """``head``: after the task indexes, train each one's learned head (``retriever index head``:
+    gold positives; ``max_negatives`` corpus documents, a seeded sample, plus the other tasks'
+    gold as negatives), so ``score_<task>`` is the head's probability. On by default: it wins the
+    cross-source evaluation on every task (docs/retrieval.md). ``c``: its inverse L2 strength."""
+
+    head: bool = True
+    max_negatives: int = 5000
+    c: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.head, bool):
+            raise ConfigError(f"[index] head must be true or false, got {self.head!r}")
+        if isinstance(self.max_negatives, bool) or self.max_negatives < 10:
+            raise ConfigError(f"[index] max_negatives must be >= 10, got {self.max_negatives!r}")
+        if self.c <= 0:
+            raise ConfigError(f"[index] c must be > 0, got {self.c!r}")
 
 
 @dataclass(frozen=True)
@@ -177,6 +202,7 @@ class RunConfig:
     distill: dict[str, Any]
     filter: dict[str, Any]
     dataset: DatasetSection
+    index: IndexSection = field(default_factory=IndexSection)
     # read by `retriever evaluate` / `retriever mix run` (retriever.arms), not by `retriever run`
     evaluate: dict[str, Any] = field(default_factory=dict)
     mix: dict[str, Any] = field(default_factory=dict)
@@ -196,15 +222,28 @@ class RunConfig:
         return [t.name for t in self.tasks]
 
 
+def check_keys(data: dict[str, Any], known: list[str] | set[str], where: str) -> None:
+    """Raise :class:`ConfigError` for a key not in ``known``, naming the nearest valid one."""
+    import difflib
+
+    unknown = sorted(set(data) - set(known))
+    if not unknown:
+        return
+    hints = []
+    for k in unknown:
+        near = difflib.get_close_matches(k, list(known), n=1)
+        hints.append(f"{k!r} (did you mean {near[0]!r}?)" if near else repr(k))
+    raise ConfigError(
+        f"{where}: unknown key(s) {', '.join(hints)}; known: {', '.join(sorted(known))}"
+    )
+
+
 def _make(cls, data: Any, where: str):
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"[{where}] must be a table")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"[{where}]: unknown key(s) {unknown}; known: {sorted(known)}")
+    check_keys(data, [f.name for f in fields(cls) if f.init], f"[{where}]")
     check_field_types(cls, data, f"[{where}]")
     kw = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
     try:
@@ -285,6 +324,7 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
         dict(raw.get("distill", {})),
         dict(raw.get("filter", {})),
         dataset,
+        _make(IndexSection, raw.get("index"), "index"),
         dict(raw.get("evaluate", {})),
         dict(raw.get("mix", {})),
         _plan_section(base, raw.get("plan")),
@@ -380,13 +420,7 @@ def prefilter_kwargs(cfg: RunConfig) -> dict[str, Any]:
     given; a task's patterns from the section, else from its spec (``patterns``), else defaults."""
     from retriever.config import load_task_spec
 
-    c = cfg.corpus
-    kw = {
-        "tasks": cfg.task_names,
-        "text_field": c.text_field,
-        "id_field": c.id_field,
-        **(cfg.prefilter or {}),
-    }
+    kw = {"tasks": cfg.task_names, "reader": cfg.corpus.reader_config(), **(cfg.prefilter or {})}
     patterns = dict(kw.get("patterns") or {})
     for t in cfg.tasks:
         spec = Path(t.spec) if t.spec else Path(cfg.run.indexes_dir) / f"{t.name}.toml"

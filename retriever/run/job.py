@@ -3,11 +3,15 @@
 
 Layout of the run folder (``[run] out``)::
 
-    indexes/<task>/     gold index             scores/    similarity scores, store, summary.json
-    panel/              LM panel + scores.csv  confirm/   BPB cache, correlations,
-    labels/<task>.parquet filters/<task>/     filter.bin (+ .json)   pools/     filtered documents
-    per task, manifest.json dataset/            training set (LMFlow json + parquet), summary.json
-    report.html         the report             run.json   step fingerprints and results
+    indexes/<task>/     gold index (+ head/: the learned head)
+    scores/             similarity scores, store, summary.json
+    panel/              LM panel + scores.csv
+    confirm/            BPB cache, correlations, labels/<task>.parquet
+    filters/<task>/     filter.bin (+ .json)
+    pools/              filtered documents per task, manifest.json
+    dataset/            training set (LMFlow json + parquet), summary.json
+    report.html         the report
+    run.json            step fingerprints and results
 
 Optional steps, run when their section is present: ``[prefilter]`` -> ``prefilter/`` (keyword
 counts before scoring; ``mode = "drop"`` makes the score step embed only what it kept),
@@ -22,11 +26,12 @@ import functools
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from retriever.config import GoldSource, TaskSpec, find_task_spec
+from retriever.corpus.readers import CorpusReader, ReaderConfig
 from retriever.corpus.sharding import is_hub_id, list_shards
 from retriever.errors import ConfigError, InputError
 from retriever.manifest import file_fingerprint, fingerprint, paths_fingerprint
@@ -41,16 +46,18 @@ from retriever.run.config import (
 )
 from retriever.run.steps import RunStep, StepOutcome, StepRunner
 
+if TYPE_CHECKING:
+    from retriever.batch_filter import FilterConfig
+    from retriever.prefilter import PrefilterConfig
+
 log = logging.getLogger(__name__)
 
 # options added after runs existed: left out of a step's fingerprint while unset, so an older run
 # folder is not redone for an option it never had
 UNSET_IS_OLD = ("max_candidates",)
+# the reader options score_corpus takes, with their defaults (ReaderConfig's)
 READER_DEFAULTS = {
-    "text_field": "text",
-    "id_field": "id",
-    "tokens_field": "tokens",
-    "detokenizer": None,
+    k: getattr(ReaderConfig(), k) for k in ("text_field", "id_field", "tokens_field", "detokenizer")
 }
 
 
@@ -99,27 +106,40 @@ class RunJob:
         return self.out / "filters" / "multilabel" / "filter.bin"
 
     # -- the corpus, read the same way by every stage ----------------------------------------------
+    def reader_config(self) -> ReaderConfig:
+        """``[corpus]``'s reader options (fields, detokenizer): every stage that reads the corpus
+        gets these (see :meth:`filter_config`, :meth:`prefilter_config`, :meth:`score_reader`)."""
+        return self.cfg.corpus.reader_config()
+
     def reader_options(self) -> dict[str, Any]:
-        """``[corpus]``'s reader options (fields, detokenizer), passed to every stage that reads
-        it."""
-        c = self.cfg.corpus
-        return {
-            "text_field": c.text_field,
-            "id_field": c.id_field,
-            "tokens_field": c.tokens_field,
-            "detokenizer": c.detokenizer,
-        }
+        """The reader options as ``score_corpus`` keywords."""
+        return {k: getattr(self.reader_config(), k) for k in READER_DEFAULTS}
 
-    def corpus_reader(self):
-        from retriever.corpus.readers import CorpusReader, Detokenizer
+    def corpus_reader(self) -> CorpusReader:
+        return self.reader_config().reader()
 
-        o = self.reader_options()
-        return CorpusReader(
-            text_field=o["text_field"],
-            id_field=o["id_field"],
-            tokens_field=o["tokens_field"],
-            detokenizer=Detokenizer(o["detokenizer"]) if o["detokenizer"] else None,
+    def score_reader(self) -> ReaderConfig:
+        """What the score stage reads with: the corpus's options, or the prefilter's jsonl."""
+        return ReaderConfig() if self.prefilter_drops() else self.reader_config()
+
+    def filter_config(self) -> FilterConfig:
+        """The filter stage's config: ``[filter]`` with the corpus's reader options."""
+        from retriever.batch_filter import FilterConfig
+
+        kw = filter_kwargs(self.cfg)
+        if multilabel(self.cfg):
+            kw.setdefault("models", {t: str(self.multilabel_model()) for t in self.cfg.task_names})
+        return FilterConfig(
+            tasks=tuple(self.cfg.task_names),
+            indexes=str(self.out / "filters"),
+            reader=self.reader_config(),
+            **kw,
         )
+
+    def prefilter_config(self) -> PrefilterConfig:
+        from retriever.run.config import prefilter_config
+
+        return prefilter_config(self.cfg)
 
     # -- specs ------------------------------------------------------------------------------------
     def task_spec(self, t: TaskConfig) -> TaskSpec:
@@ -176,6 +196,26 @@ class RunJob:
             if self.prefilter_drops():
                 score_after.append("prefilter")  # the score step embeds what it kept
         sc = cfg.score
+        index_steps = [f"index/{t}" for t in tasks]
+        if cfg.index.head:
+            from retriever.index.head import HEAD_FORMAT
+
+            steps.append(
+                RunStep(
+                    "head",
+                    {
+                        **dataclasses.asdict(cfg.index),
+                        "corpus": corpus_fp,
+                        "corpus_fields": dataclasses.asdict(cfg.corpus),
+                        "k": sc.k,
+                        "seed": cfg.run.seed,
+                        "format": HEAD_FORMAT,
+                    },
+                    self._head,
+                    outputs=[self.index_dir(t) / "head" for t in tasks],
+                    after=index_steps,
+                )
+            )
         steps.append(
             RunStep(
                 "score",
@@ -191,7 +231,7 @@ class RunJob:
                 },
                 self._score,
                 outputs=[self.out / "scores"],
-                after=score_after,
+                after=score_after + (["head"] if cfg.index.head else []),
             )
         )
         steps.append(
@@ -297,7 +337,8 @@ class RunJob:
                 )
             )
             students = ["distill/multilabel"]
-        reader = {k: v for k, v in self.reader_options().items() if v != READER_DEFAULTS[k]}
+        default = ReaderConfig().to_dict()
+        reader = {k: v for k, v in self.reader_config().to_dict().items() if v != default[k]}
         steps.append(
             RunStep(
                 "filter",
@@ -363,10 +404,39 @@ class RunJob:
         gi = build_index(spec, out=self.index_dir(spec.task), indexes_dir=self.cfg.run.indexes_dir)
         return {"exemplars": gi.ntotal, "counts": gi.manifest["counts"]}
 
+    def _head(self) -> dict[str, Any]:
+        from retriever.embed import load_embedder
+        from retriever.index import GoldIndex
+        from retriever.index.head import HeadConfig
+        from retriever.index.hybrid import read_negatives, train_heads
+
+        ix = self.cfg.index
+        dirs = [str(self.index_dir(t)) for t in self.cfg.task_names]
+        negatives = read_negatives(
+            list(self.cfg.corpus.paths),
+            ix.max_negatives,
+            self.cfg.run.seed,
+            reader=self.corpus_reader(),
+            max_read=20 * ix.max_negatives,  # a Hub corpus is not read through for a sample
+        )
+        emb = load_embedder(GoldIndex.load(dirs[0]).model, device=self.cfg.score.device)
+        heads = train_heads(
+            dirs,
+            negatives,
+            emb,
+            HeadConfig(c=ix.c, seed=self.cfg.run.seed),
+            k=self.cfg.score.k,
+            sources=list(self.cfg.corpus.paths),
+        )
+        return {
+            t: {"cv_roc_auc": h.models["head"].info["cv_roc_auc"], "negatives": len(negatives)}
+            for t, h in heads.items()
+        }
+
     def label_dirs(self) -> list[Path]:
-        """What the per-task students read: the confirm labels, and the ratings' when ``[rate]`` is
-        on (their rows are trained on only with a training set that has the ``rating`` source; the
-        multi-label student reads the confirm labels only)."""
+        """What the students (per-task and multi-label) read: the confirm labels, and the ratings'
+        when ``[rate]`` is on (their rows are trained on only with a training set that has the
+        ``rating`` source)."""
         dirs = [self.out / "confirm" / "labels"]
         if self.cfg.rate is not None:
             dirs.append(self.out / "rate" / "labels")
@@ -377,9 +447,8 @@ class RunJob:
 
     def _prefilter(self) -> dict[str, Any]:
         from retriever.prefilter import prefilter_corpus
-        from retriever.run.config import prefilter_config
 
-        cfg = prefilter_config(self.cfg)
+        cfg = self.prefilter_config()
         s = prefilter_corpus(
             list(self.cfg.corpus.paths), self.out / "prefilter", cfg, progress=self.progress
         )
@@ -421,11 +490,11 @@ class RunJob:
         from retriever.score import score_corpus
 
         c, sc = self.cfg.corpus, self.cfg.score
-        reader = self.reader_options()
+        rd = self.score_reader()
+        reader = {k: getattr(rd, k) for k in READER_DEFAULTS}
         paths = list(c.paths)
         if self.prefilter_drops():  # the kept documents, in the prefilter's jsonl layout
             paths = [str(self.out / "prefilter" / "kept")]
-            reader = dict(READER_DEFAULTS)
         s = score_corpus(
             [str(self.index_dir(t)) for t in self.cfg.task_names],
             paths,
@@ -584,26 +653,41 @@ class RunJob:
         from retriever.distill.multilabel import MultiLabelDistiller
 
         rep = MultiLabelDistiller(DistillConfig(**distill_kwargs(self.cfg))).run(
-            self.out / "confirm" / "labels", self.cfg.task_names, self.multilabel_model()
+            self.label_dirs(),
+            self.cfg.task_names,
+            self.multilabel_model(),
+            indexes={t: self.index_dir(t) for t in self.cfg.task_names},
         )
+        per_task: dict[str, dict[str, Any]] = {}
+        for t, m in rep.metrics.items():
+            for w in rep.warnings.get(t, []):
+                log.warning("student %s (multi-label): %s", t, w)
+            cmp_ = m.get("heldout_vs_similarity") or {}
+            per_task[t] = {
+                **{k: m.get(k) for k in ("precision", "recall", "f1", "roc_auc") if k in m},
+                "heldout_student_auc": cmp_.get("student_auc"),
+                "heldout_similarity_auc": cmp_.get("similarity_auc"),
+                "training_set": {
+                    s: d["rows"]
+                    for s, d in rep.manifest["training_set"][t]["per_source"].items()
+                    if isinstance(d, dict) and "rows" in d
+                },
+                "warnings": rep.warnings.get(t, []),
+            }
         return {
             "n_train": rep.n_train,
             "roc_auc": {t: m.get("roc_auc") for t, m in rep.metrics.items()},
             "f1": {t: m.get("f1") for t, m in rep.metrics.items()},
+            "tasks": per_task,
+            "model_bytes": rep.manifest["model_bytes"],
         }
 
     def _filter(self) -> dict[str, Any]:
-        from retriever.batch_filter import BatchFilter, FilterConfig
+        from retriever.batch_filter import BatchFilter
 
-        kw = filter_kwargs(self.cfg)
         ex = executor_kwargs(self.cfg)
         c = self.cfg.corpus
-        for k, v in self.reader_options().items():  # every reader option, detokenizer included
-            kw.setdefault(k, v)
-        if multilabel(self.cfg):
-            kw.setdefault("models", {t: str(self.multilabel_model()) for t in self.cfg.task_names})
-        fc = FilterConfig(tasks=tuple(self.cfg.task_names), indexes=str(self.out / "filters"), **kw)
-        rep = BatchFilter(fc).run(
+        rep = BatchFilter(self.filter_config()).run(
             list(c.paths),
             self.out / "pools",
             executor=ex["executor"],
@@ -686,7 +770,9 @@ def format_run_summary(cfg: RunConfig, outcomes: list[StepOutcome]) -> str:
     warns = []
     for t in cfg.task_names:
         lab = conf.get(t, {}) if isinstance(conf.get(t), dict) else {}
-        dist = res.get(f"distill/{t}", {})
+        dist = res.get(f"distill/{t}") or (res.get("distill/multilabel") or {}).get(
+            "tasks", {}
+        ).get(t, {})
         f1, auc = dist.get("f1"), dist.get("roc_auc")
         sa, ma = dist.get("heldout_student_auc"), dist.get("heldout_similarity_auc")
         held = "-" if sa is None or ma is None else f"{sa:.3f} / {ma:.3f}"

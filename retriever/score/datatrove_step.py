@@ -73,28 +73,24 @@ class DatatroveSimilarityScorer(_PipelineStep):
             }
             emb = load_embedder(next(iter(indexes.values())).model, device=self.device)
             self._scorer = SimilarityScorer(
-                indexes, emb, k=self.k, batch_size=self.batch_size, extras=extras
+                indexes,
+                emb,
+                k=self.k,
+                batch_size=self.batch_size,
+                sort_buffer=self.batch_size,  # documents embedded together, as documented
+                extras=extras,
             )
         return self._scorer
 
     def run(self, data, rank: int = 0, world_size: int = 1):
+        """The scorer's own :meth:`~retriever.step.BatchStep.run` over datatrove ``Document``s
+        (they have ``text`` and ``metadata``, all a step reads and writes)."""
         scorer = self.scorer()
-        buf = []
+        for doc in scorer.run(self._seen(data), rank, world_size):
+            self.stat_update("scored")
+            yield doc
+
+    def _seen(self, data):
         for doc in data:
             self.stat_update("seen")
-            buf.append(doc)
-            if len(buf) >= self.batch_size:
-                yield from self._flush(scorer, buf)
-                buf = []
-        if buf:
-            yield from self._flush(scorer, buf)
-
-    def _flush(self, scorer, docs):
-        with self.track_time(unit="batch"):
-            sc = scorer.score_texts([d.text for d in docs])
-        for i, doc in enumerate(docs):
-            for task in scorer.tasks:
-                doc.metadata[f"sim/{task}"] = float(sc.ranking(task)[i])
-                doc.metadata[f"simk/{task}"] = float(sc.topk[task][i])
-            self.stat_update("scored")
             yield doc

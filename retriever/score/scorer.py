@@ -23,7 +23,7 @@ import numpy as np
 from retriever.data import Doc, DocStream
 from retriever.errors import InputError
 from retriever.score.core import topk_scores
-from retriever.step import Step
+from retriever.step import BatchStep
 
 if TYPE_CHECKING:
     from retriever.embed import Embedder
@@ -61,7 +61,7 @@ class ScoredBatch:
         )
 
 
-class SimilarityScorer(Step):
+class SimilarityScorer(BatchStep):
     """Scores texts by their similarity to each task's gold exemplars.
 
     Args:
@@ -95,7 +95,7 @@ class SimilarityScorer(Step):
         sort_buffer: int = 1024,
         extras: dict[str, TaskExtras] | None = None,
     ):
-        super().__init__()
+        super().__init__(max(sort_buffer, batch_size))  # run(): one embedding call a buffer
         if not indexes:
             raise InputError(
                 "no gold index given; pass --index indexes/TASK (built with `retriever index "
@@ -173,16 +173,15 @@ class SimilarityScorer(Step):
         for i in range(0, len(buf), self.batch_size):
             yield buf[i : i + self.batch_size], sc.rows(i, i + self.batch_size)
 
-    def run(self, docs: DocStream, rank: int = 0, world_size: int = 1) -> DocStream:
-        for batch, sc in self.batches(docs):
-            for i, doc in enumerate(batch):
-                self.stats.inc("seen")
-                self.stats.inc("kept")
-                for task in self.indexes:
-                    doc.metadata[f"sim/{task}"] = float(sc.ranking(task)[i])
-                    doc.metadata[f"simk/{task}"] = float(sc.topk[task][i])
-                    doc.metadata[f"cos/{task}"] = float(sc.max[task][i])
-                    for col, d in sc.extra.items():
-                        if task in d:
-                            doc.metadata[f"{col}/{task}"] = float(d[task][i])
-                yield doc
+    def process_batch(self, docs: list[Doc]) -> list[Doc]:
+        """Set ``sim/``, ``simk/``, ``cos/`` (and the extras') ``<task>`` keys on every document."""
+        sc = self.score_texts([d.text for d in docs])
+        for i, doc in enumerate(docs):
+            for task in self.indexes:
+                doc.metadata[f"sim/{task}"] = float(sc.ranking(task)[i])
+                doc.metadata[f"simk/{task}"] = float(sc.topk[task][i])
+                doc.metadata[f"cos/{task}"] = float(sc.max[task][i])
+                for col, d in sc.extra.items():
+                    if task in d:
+                        doc.metadata[f"{col}/{task}"] = float(d[task][i])
+        return docs

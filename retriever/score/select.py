@@ -3,6 +3,9 @@
 Thresholds are cheap to recompute from the stored scores, so re-thresholding never re-embeds.
 Quantiles come from fixed-bin histograms streamed over the score files (memory is one histogram per
 task, whatever the corpus size; resolution ``2 / bins`` in cosine, 1e-4 with the default bins).
+The bin [0, 1e-4) is itself cut into log-spaced bins down to 1e-30: a learned head's
+probabilities (``score_<task>`` of an index with a head) put most documents there, and a top
+fraction must be cut among them.
 """
 
 from __future__ import annotations
@@ -22,13 +25,25 @@ from retriever.stats import Stats
 BINS = 20_000
 LO, HI = -1.0, 1.0
 QUANTILES = (0.5, 0.9, 0.99, 0.999)
+FINE = 2_000  # log-spaced bins in [1e-30, 1e-4), plus [0, 1e-30)
+
+
+def _edges() -> np.ndarray:
+    """Lower edges of every bin, increasing: equal bins of [-1, 1] with [0, 1e-4) cut finer."""
+    regular = LO + np.arange(BINS) * (HI - LO) / BINS
+    zero = int(round((0 - LO) / (HI - LO) * BINS))  # the bin starting at 0
+    fine = np.r_[0.0, np.logspace(-30, np.log10(regular[zero + 1]), FINE, endpoint=False)]
+    return np.r_[regular[:zero], fine, regular[zero + 1 :]]
+
+
+EDGES = _edges()
 
 
 @dataclass
 class ScoreHistogram:
     """Counts of one task's scores in ``BINS`` equal bins over [-1, 1], plus exact min/max/sum."""
 
-    counts: np.ndarray = field(default_factory=lambda: np.zeros(BINS, dtype=np.int64))
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(len(EDGES), dtype=np.int64))
     n: int = 0
     total: float = 0.0
     min: float = float("inf")
@@ -39,8 +54,8 @@ class ScoreHistogram:
         x = x[np.isfinite(x)]
         if not len(x):
             return
-        idx = np.clip(((x - LO) / (HI - LO) * BINS).astype(np.int64), 0, BINS - 1)
-        self.counts += np.bincount(idx, minlength=BINS)
+        idx = np.clip(np.searchsorted(EDGES, x, side="right") - 1, 0, len(EDGES) - 1)
+        self.counts += np.bincount(idx, minlength=len(EDGES))
         self.n += len(x)
         self.total += float(x.sum())
         self.min, self.max = min(self.min, float(x.min())), max(self.max, float(x.max()))
@@ -51,7 +66,8 @@ class ScoreHistogram:
             return float("nan")
         c = np.cumsum(self.counts)
         i = int(np.searchsorted(c, q * self.n, side="left"))
-        return min(LO + (i + 1) * (HI - LO) / BINS, self.max)
+        upper = EDGES[i + 1] if i + 1 < len(EDGES) else HI
+        return min(float(upper), self.max)
 
     def threshold_for_top(self, fraction: float) -> float:
         """Lowest bin edge such that at most ~``fraction`` of the scores lie at or above it."""
@@ -60,13 +76,16 @@ class ScoreHistogram:
         tail = np.cumsum(self.counts[::-1])[::-1]  # tail[i] = scores in bins >= i
         want = max(1, int(round(fraction * self.n)))
         ok = np.nonzero(tail <= want)[0]
-        i = int(ok[0]) if len(ok) else BINS - 1
+        i = int(ok[0]) if len(ok) else len(EDGES) - 1
         if i > 0 and tail[i] < want and abs(tail[i - 1] - want) < abs(tail[i] - want):
             i -= 1  # the bin just below gets closer to the asked fraction
-        return LO + i * (HI - LO) / BINS
+        return float(EDGES[i])
 
     def count_at_least(self, t: float) -> int:
-        i = int(np.clip(np.floor((t - LO) / (HI - LO) * BINS), 0, BINS))
+        """Scores in the bins from the one holding ``t`` up (exact when ``t`` is a bin edge)."""
+        if t > HI:
+            return 0
+        i = int(np.clip(np.searchsorted(EDGES, t, side="right") - 1, 0, len(EDGES)))
         return int(self.counts[i:].sum())
 
     def describe(self) -> dict[str, float]:
