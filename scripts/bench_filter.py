@@ -14,15 +14,23 @@ the measured per-core throughput.
     .venv/bin/python scripts/bench_filter.py --section tasks --labels runs/offline/confirm/labels
     .venv/bin/python scripts/bench_filter.py --section recipes --repeat 2 --rounds 3
 
+``--section scores``: the cost of storing every document's probabilities (float16, the default)
+against not storing them (time and bytes, one worker, paired rounds), and what a new threshold
+then costs: counts from the stored scores, new pools (one corpus read), against a full rerun.
+
+    .venv/bin/python scripts/bench_filter.py --section scores --repeat 2 --rounds 3
+
 ``--section recipes`` (alias ``normalization``): the training and filter cost of each student
-recipe (character n-grams 3-5, the default; 3-4; ``--normalization words`` / ``both``) against
-the plain one (newlines, no subwords), same labels, same shards, one worker: whole filter and
+recipe (character n-grams 3-4 at dim 32, the default; 3-5 at dim 64; ``--normalization words`` /
+``both``) against the plain one (newlines, no subwords, dim 64: the old default), same labels,
+same shards, one worker: whole filter and
 fastText scoring alone, printed as ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gzip
 import json
 import os
@@ -304,13 +312,14 @@ def bench_tasks(args: argparse.Namespace, work: Path) -> dict:
 
 
 # the student recipes --section recipes compares: name -> DistillConfig options. "plain" is the
-# old default (newlines, no subwords), the baseline every ratio is against.
+# old default (newlines, no subwords, dim 64), the baseline every ratio is against.
 RECIPES = {
-    "plain": {"normalization": "newlines", "minn": 0, "maxn": 0},
-    "subwords 3-5": {"normalization": "newlines", "minn": 3, "maxn": 5},  # the default
-    "subwords 3-4": {"normalization": "newlines", "minn": 3, "maxn": 4},
-    "words": {"normalization": "words", "minn": 0, "maxn": 0},
-    "both": {"normalization": "both", "minn": 0, "maxn": 0},
+    "plain": {"normalization": "newlines", "minn": 0, "maxn": 0, "dim": 64},
+    "3-4, dim 32": {"normalization": "newlines", "minn": 3, "maxn": 4, "dim": 32},  # the default
+    "3-5, dim 64": {"normalization": "newlines", "minn": 3, "maxn": 5, "dim": 64},
+    "plain, dim 32": {"normalization": "newlines", "minn": 0, "maxn": 0, "dim": 32},
+    "words": {"normalization": "words", "minn": 0, "maxn": 0, "dim": 64},
+    "both": {"normalization": "both", "minn": 0, "maxn": 0, "dim": 64},
 }
 
 
@@ -390,6 +399,66 @@ def one(args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps(res))
 
 
+def bench_scores(args: argparse.Namespace, model: Path, corpus: Path, work: Path) -> dict:
+    """Filter with and without stored probabilities (alternating, ``--rounds`` each); then a new
+    threshold from the stored scores against a full rerun at that threshold."""
+    from retriever.batch_filter import BatchFilter, FilterConfig
+    from retriever.batch_filter.rethreshold import rethreshold, write_rethresholded
+    from retriever.bench import load_average
+
+    def filt(write: bool, thr: float, out: Path) -> float:
+        shutil.rmtree(out, ignore_errors=True)
+        cfg = FilterConfig(tasks=("fc",), models={"fc": str(model)}, threshold=thr)
+        cfg = dataclasses.replace(cfg, write_scores=write)
+        t0 = time.perf_counter()
+        BatchFilter(cfg).run([str(corpus)], out, workers=1)
+        return time.perf_counter() - t0
+
+    load0 = load_average()
+    secs: dict[str, list[float]] = {"without": [], "with": []}
+    for r in range(args.rounds):
+        order = ("without", "with") if r % 2 == 0 else ("with", "without")
+        for k in order:
+            secs[k].append(filt(k == "with", args.threshold, work / f"scores_{k}"))
+    out = work / "scores_with"
+    n = json.loads((out / "manifest.json").read_text())["totals"]
+    score_bytes = sum(f.stat().st_size for f in (out / "scores").glob("*.parquet"))
+    pool_bytes = sum(f.stat().st_size for f in (out / "fc").glob("*"))
+    new = min(0.95, args.threshold + 0.2)
+    t0 = time.perf_counter()
+    counts = rethreshold(out, new)
+    t_counts = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    write_rethresholded(out, work / "rethresholded", {"fc": new})
+    t_pools = time.perf_counter() - t0
+    t_rerun = filt(False, new, work / "rerun")
+    res = {
+        "docs": n["docs_in"],
+        "seconds_without": round(min(secs["without"]), 3),
+        "seconds_with": round(min(secs["with"]), 3),
+        "overhead": round(min(secs["with"]) / min(secs["without"]) - 1, 4),
+        "score_bytes": score_bytes,
+        "score_bytes_per_doc": round(score_bytes / max(n["docs_in"], 1), 2),
+        "pool_bytes": pool_bytes,
+        "new_threshold": new,
+        "kept_at_new": counts["tasks"]["fc"]["kept"],
+        "seconds_counts": round(t_counts, 3),
+        "seconds_new_pools": round(t_pools, 3),
+        "seconds_full_rerun": round(t_rerun, 3),
+        "load_avg": [load0, load_average()],
+    }
+    print(
+        f"stored probabilities: {res['seconds_with']}s vs {res['seconds_without']}s without "
+        f"({res['overhead']:+.1%}) for {res['docs']:,} docs; {res['score_bytes_per_doc']} bytes a "
+        f"document ({score_bytes / 2**20:.2f} MiB; pools {pool_bytes / 2**20:.2f} MiB)"
+    )
+    print(
+        f"new threshold {new}: counts {t_counts:.3f}s, new pools {t_pools:.2f}s, full rerun "
+        f"{t_rerun:.2f}s; load average {res['load_avg']}"
+    )
+    return res
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -406,7 +475,7 @@ def main() -> None:
     p.add_argument("--work", help="work folder (default: a temporary one)")
     p.add_argument(
         "--section",
-        choices=["datatrove", "tasks", "recipes", "normalization", "all"],
+        choices=["datatrove", "tasks", "recipes", "normalization", "scores", "all"],
         default="all",
         help="datatrove: ours vs FastTextClassifierFilter; tasks: 4 tasks vs 1 (multi-label); "
         "recipes (alias normalization): student recipes (subwords, normalizations) vs plain",
@@ -442,6 +511,12 @@ def run(args) -> None:
     model, corpus, info = prepare(work, args.repeat, args.shards)
     if args.section in ("recipes", "normalization"):
         report.data.update(recipes=bench_recipes(args, work))
+        report.finish(args.json)
+        if tmp:
+            tmp.cleanup()
+        return
+    if args.section == "scores":
+        report.data.update(scores=bench_scores(args, model, corpus, work))
         report.finish(args.json)
         if tmp:
             tmp.cleanup()

@@ -588,3 +588,61 @@ def test_datatrove_filter_agrees_with_batch_filter_and_datatrove_fasttext(tmp_pa
     assert set(read_pool(theirs)) == want["fc"]
     with pytest.raises(ConfigError):
         FastTextTaskFilter(models, {"fc": 0.5})
+
+
+def test_probabilities_are_stored_by_default_and_rethresholding_needs_no_model(tmp_path, models):
+    from retriever.batch_filter.rethreshold import rethreshold, write_rethresholded
+
+    write_corpus(tmp_path / "corpus")
+    out = tmp_path / "out"
+    thr = {"fc": 0.5, "prose": 0.6}
+    rep = BatchFilter(FilterConfig(tasks=TASKS, models=models, threshold=thr, batch_size=7)).run(
+        [str(tmp_path / "corpus")], out, workers=1
+    )
+    scores = pa.concat_tables(
+        [pq.read_table(f) for f in sorted((out / "scores").glob("*.parquet"))]
+    )
+    assert scores.schema.field("prob_fc").type == pa.float16()  # 2 bytes a probability
+    # at the run's own thresholds the stored values give its decisions back, exactly
+    same = rethreshold(out, thr)
+    assert {t: d["kept"] for t, d in same["tasks"].items()} == rep.totals["kept"]
+    assert {t: d["chars_kept"] for t, d in same["tasks"].items()} == rep.totals["chars_kept"]
+    again = write_rethresholded(out, tmp_path / "again", thr)
+    assert again["kept"] == rep.totals["kept"]
+    for t in TASKS:
+        assert set(read_pool(tmp_path / "again" / t)) == set(read_pool(out / t))
+    # a new threshold: the same pools as filtering again, but for documents within float16's
+    # step of it (whose stored value may round across)
+    new = {"fc": 0.7, "prose": 0.3}
+    write_rethresholded(out, tmp_path / "new", new)
+    ref = tmp_path / "ref"
+    BatchFilter(FilterConfig(tasks=TASKS, models=models, threshold=new)).run(
+        [str(tmp_path / "corpus")], ref, workers=1
+    )
+    ids = scores.column("id").to_pylist()
+    for t in TASKS:
+        p = scores.column(f"prob_{t}").to_numpy().astype(np.float32)
+        near = {i for i, v in zip(ids, p, strict=True) if abs(v - new[t]) < 1e-3}
+        got, want = set(read_pool(tmp_path / "new" / t)), set(read_pool(ref / t))
+        assert got - near == want - near and len(want) > 0
+    top = rethreshold(out, top_fraction=0.25)
+    for d in top["tasks"].values():
+        assert d["kept"] >= 0.25 * d["docs"] and d["kept"] <= 0.25 * d["docs"] + 3  # ties
+    with pytest.raises(ConfigError, match="one of them"):
+        rethreshold(out, 0.5, 0.2)
+
+
+def test_float16_storage_keeps_every_decision():
+    from retriever.thresholds import to_float16_keeping
+
+    rng = np.random.default_rng(0)
+    p = rng.random((50_000, 3)).astype(np.float32)
+    thr = np.array([0.5, 0.6, 0.9], dtype=np.float32)
+    p[:10] = thr + np.float32(1e-6)  # just above: float16 rounds these below the threshold
+    p[10:20] = thr - np.float32(1e-6)  # just below: float16 rounds these onto it
+    p[20, 0] = np.nan
+    h = to_float16_keeping(p, thr)
+    ok = ~np.isnan(p)
+    assert h.dtype == np.float16 and np.isnan(h[20, 0])
+    assert ((h.astype(np.float32) >= thr) == (p >= thr))[ok].all()
+    assert np.nanmax(np.abs(h.astype(np.float32) - p)) < 1e-3

@@ -67,9 +67,10 @@ def add_parser(subparsers) -> None:
     o.add_argument("--batch-size", type=int, default=512, help="documents per fastText call")
     o.add_argument(
         "--write-scores",
-        action="store_true",
-        help="keep every document's probabilities in OUTPUT/scores/ (re-threshold later without "
-        "scoring)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep every document's probabilities (float16) in OUTPUT/scores/: re-threshold later "
+        "with `retriever filter-rethreshold`, without scoring",
     )
     o.add_argument("--max-chars", type=int, default=0, help="score only the first chars (0: all)")
     e = p.add_argument_group("execution (datatrove executors)")
@@ -108,24 +109,70 @@ def add_parser(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     p.set_defaults(func=run)
 
+    r = subparsers.add_parser(
+        "filter-rethreshold",
+        help="a new threshold for a finished filter run, from its stored probabilities",
+        description=(
+            "Read OUTPUT/scores/ of a finished `retriever filter` run (every document's "
+            "probabilities, float16) and print what a new threshold or top fraction keeps per "
+            "task; with --out, write the new pools there (one read of the corpus, no scoring)."
+        ),
+        formatter_class=HelpFormatter,
+    )
+    r.add_argument("filter_dir", help="the filter run's output folder")
+    r.add_argument(
+        "--threshold", action="append", metavar="P|TASK=P", help="keep p >= P (per task: TASK=P)"
+    )
+    r.add_argument("--top-fraction", type=float, help="keep the top share of --by per task")
+    r.add_argument("--by", default="docs", choices=["docs", "chars"])
+    r.add_argument("--out", help="write the new pools to this folder")
+    r.add_argument("--json", action="store_true", help="print the result as JSON")
+    r.set_defaults(func=run_rethreshold)
+
+
+def _threshold(values: list[str] | None) -> float | dict[str, float] | None:
+    """``--threshold P`` once, or ``TASK=P`` for every task."""
+    if not values:
+        return None
+    per = [t for t in values if "=" in t]
+    if per and len(per) != len(values):
+        raise ConfigError("give --threshold P once, or TASK=P for every task")
+    try:
+        return (
+            {k: float(v) for k, v in _pairs(per, "--threshold").items()}
+            if per
+            else float(values[-1])
+        )
+    except ValueError as e:
+        raise ConfigError(f"--threshold takes a probability: {e}") from e
+
+
+def run_rethreshold(args: argparse.Namespace) -> int:
+    from retriever.batch_filter.rethreshold import rethreshold, write_rethresholded
+
+    res = rethreshold(args.filter_dir, _threshold(args.threshold), args.top_fraction, args.by)
+    if args.out:
+        thr = {t: d["threshold"] for t, d in res["tasks"].items()}
+        res["written"] = write_rethresholded(args.filter_dir, args.out, thr)
+    if args.json:
+        print_json(res)
+        return 0
+    print(f"rule: {res['rule']}")
+    for t, d in res["tasks"].items():
+        print(
+            f"  {t}: threshold {d['threshold']:.4f}, kept {d['kept']:,} of {d['docs']:,} docs, "
+            f"{d['chars_kept']:,} chars"
+        )
+    if args.out:
+        print(f"pools -> {args.out}")
+    return 0
+
 
 def config_from_args(args: argparse.Namespace):
     from retriever.batch_filter.config import FilterConfig
     from retriever.corpus.readers import ReaderConfig
 
-    threshold = None
-    if args.threshold:
-        per = [t for t in args.threshold if "=" in t]
-        if per and len(per) != len(args.threshold):
-            raise ConfigError("give --threshold P once, or TASK=P for every task")
-        try:
-            threshold = (
-                {k: float(v) for k, v in _pairs(per, "--threshold").items()}
-                if per
-                else float(args.threshold[-1])
-            )
-        except ValueError as e:
-            raise ConfigError(f"--threshold takes a probability: {e}") from e
+    threshold = _threshold(args.threshold)
     return FilterConfig(
         tasks=tuple(args.task),
         models=_pairs(args.model, "--model") or None,

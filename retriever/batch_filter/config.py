@@ -34,7 +34,9 @@ class FilterConfig:
         tokenizer: local tokenizer file/folder for exact token counts.
         batch_size: documents per fastText call.
         max_chars: score only each document's first characters (``0``: all).
-        write_scores: keep every document's probabilities in ``DIR/scores/<shard>.parquet``.
+        write_scores: keep every document's probabilities in ``DIR/scores/<shard>.parquet``
+            (float16, on by default: re-threshold with
+            :func:`~retriever.batch_filter.rethreshold.rethreshold`, no scoring).
     """
 
     tasks: tuple[str, ...]
@@ -49,7 +51,7 @@ class FilterConfig:
     tokenizer: str | None = None
     batch_size: int = 512
     max_chars: int = 0
-    write_scores: bool = False
+    write_scores: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", tuple(self.tasks))

@@ -12,7 +12,7 @@ Output folder::
     DIR/manifest.json                      settings, thresholds, per-shard counts, totals
     DIR/<task>/<shard_name>.jsonl.gz       kept documents (or .jsonl / .parquet / .json LMFlow)
     DIR/rejected/<shard_name>.jsonl        rejected records (shard, row, reason, raw)
-    DIR/scores/<shard_name>.parquet        with write_scores: id, row, n_chars, prob_<task>
+    DIR/scores/<shard_name>.parquet        id, row, n_chars, prob_<task> (float16; write_scores)
     DIR/done/<shard_name>.json             per-shard counters; marks the shard finished
     DIR/logs/                              datatrove logs and stats; failed/<shard_name>.json
 """

@@ -28,6 +28,7 @@ from retriever.corpus import AtomicWriter, RejectWriter, shard_name
 from retriever.data import Doc, Rejected
 from retriever.stats import Stats
 from retriever.step import batched
+from retriever.thresholds import to_float16_keeping
 from retriever.tokens import TokenCounter
 
 REJECTED_DIR = "rejected"
@@ -102,10 +103,10 @@ class FilterShard:
         probs = (
             np.concatenate([p[3] for p in parts])
             if parts
-            else np.zeros((0, len(self.settings.tasks)))
-        )
+            else np.zeros((0, len(self.settings.tasks)), dtype=np.float16)
+        )  # [n_docs, n_tasks] float16: 2 bytes a probability
         for j, t in enumerate(self.settings.tasks):
-            cols[f"prob_{t}"] = pa.array(probs[:, j], pa.float32())
+            cols[f"prob_{t}"] = pa.array(probs[:, j], pa.float16())
         with AtomicWriter(path) as tmp:
             pq.write_table(pa.table(cols), tmp)
         self._scores = []
@@ -123,7 +124,7 @@ class FilterShard:
         keep = probs >= thr[None, :]  # [n_docs, n_tasks]
         if self.settings.config.write_scores:
             rows = np.array([d.metadata.get("row", -1) for d in docs], dtype=np.int64)
-            self._scores.append(([d.id for d in docs], rows, chars, probs))
+            self._scores.append(([d.id for d in docs], rows, chars, to_float16_keeping(probs, thr)))
         any_keep = np.flatnonzero(keep.any(axis=1))
         tokens = np.zeros(n, dtype=np.int64)
         if len(any_keep):

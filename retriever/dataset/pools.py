@@ -22,8 +22,8 @@ from retriever.errors import ConfigError, InputError
 
 POOL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".json.gz", ".parquet")
 # files and folders a stage writes next to its shards: never pool data
-NOT_POOL_FILES = {"manifest.json", "summary.json", "stats.json"}
-# (``scores/`` is `filter --write-scores`'s probabilities of every document, kept or not)
+NOT_POOL_FILES = {"manifest.json", "summary.json", "stats.json", "rethreshold.json"}
+# (``scores/`` is the filter's stored probabilities of every document, kept or not)
 NOT_POOL_DIRS = {
     "logs",
     "completions",
