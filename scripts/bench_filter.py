@@ -21,8 +21,9 @@ then costs: counts from the stored scores, new pools (one corpus read), against 
     .venv/bin/python scripts/bench_filter.py --section scores --repeat 2 --rounds 3
 
 ``--section recipes`` (alias ``normalization``): the training and filter cost of each student
-recipe (character n-grams 3-5, the default; 3-4; ``--normalization words`` / ``both``) against
-the plain one (newlines, no subwords), same labels, same shards, one worker: whole filter and
+recipe (character n-grams 3-4 at dim 32, the default; 3-5 at dim 64; ``--normalization words`` /
+``both``) against the plain one (newlines, no subwords, dim 64: the old default), same labels,
+same shards, one worker: whole filter and
 fastText scoring alone, printed as ratios.
 """
 
@@ -311,13 +312,14 @@ def bench_tasks(args: argparse.Namespace, work: Path) -> dict:
 
 
 # the student recipes --section recipes compares: name -> DistillConfig options. "plain" is the
-# old default (newlines, no subwords), the baseline every ratio is against.
+# old default (newlines, no subwords, dim 64), the baseline every ratio is against.
 RECIPES = {
-    "plain": {"normalization": "newlines", "minn": 0, "maxn": 0},
-    "subwords 3-5": {"normalization": "newlines", "minn": 3, "maxn": 5},  # the default
-    "subwords 3-4": {"normalization": "newlines", "minn": 3, "maxn": 4},
-    "words": {"normalization": "words", "minn": 0, "maxn": 0},
-    "both": {"normalization": "both", "minn": 0, "maxn": 0},
+    "plain": {"normalization": "newlines", "minn": 0, "maxn": 0, "dim": 64},
+    "3-4, dim 32": {"normalization": "newlines", "minn": 3, "maxn": 4, "dim": 32},  # the default
+    "3-5, dim 64": {"normalization": "newlines", "minn": 3, "maxn": 5, "dim": 64},
+    "plain, dim 32": {"normalization": "newlines", "minn": 0, "maxn": 0, "dim": 32},
+    "words": {"normalization": "words", "minn": 0, "maxn": 0, "dim": 64},
+    "both": {"normalization": "both", "minn": 0, "maxn": 0, "dim": 64},
 }
 
 

@@ -74,14 +74,17 @@ class DistillConfig:
             0.1 / 5 epochs under-fits them (on 300 GSM8K vs 600 ClimbLab rows, recall 0.37 at
             p >= 0.5 with 0.1 / 10 epochs, 0.98 with 0.5).
         epoch: passes over the training lines.
-        dim: vector size. Model memory is about ``(vocabulary + bucket) x dim x 4`` bytes.
+        dim: vector size. Model memory is about ``(vocabulary + bucket) x dim x 4`` bytes, and
+            scoring sums one vector per token and subword, so cost is linear in it. 32: as good
+            as 64 on the cross-source set (docs/distill.md) at half the size and summing cost.
         word_ngrams: 2 = word bigrams (the PreSelect / DCLM setting).
         minn, maxn: character n-grams of every word, from ``minn`` to ``maxn`` characters
-            (fastText's subwords; ``0, 0`` turns them off). Default 3-5: fastText splits on
+            (fastText's subwords; ``0, 0`` turns them off). Default 3-4: fastText splits on
             whitespace only, so without subwords ``{"name":`` (xLAM's JSON) and ``'name':``
             (ELMB's Python dicts) share nothing and the function-calling student ranks unseen
-            ELMB records at AUC 0.67; with 3-5 subwords every task's student reaches AUC >= 0.9998
-            and P@N >= 0.98 on the cross-source set (docs/distill.md).
+            ELMB records at AUC 0.67; with 3-4 subwords every task's student reaches AUC >= 0.9997
+            and P@N >= 0.98 on the cross-source set (3-5 is no better and costs more; see
+            docs/distill.md).
         min_count: drop words seen fewer times.
         bucket: hash buckets for the n-grams, the bulk of the model's size; ``0`` (default):
             sized to the training data (:func:`~retriever.distill.trainset.bucket_for`, at most
@@ -114,10 +117,10 @@ class DistillConfig:
 
     lr: float = 0.5
     epoch: int = 15
-    dim: int = 64
+    dim: int = 32
     word_ngrams: int = 2
     minn: int = 3
-    maxn: int = 5
+    maxn: int = 4
     min_count: int = 1
     bucket: int = 0
     loss: str = "softmax"
