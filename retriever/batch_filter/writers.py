@@ -27,7 +27,7 @@ from retriever.data import Doc
 from retriever.errors import ConfigError
 from retriever.io import AtomicWriter, LMFlowStream, temp_path
 
-FORMATS = ("jsonl.gz", "jsonl", "parquet", "lmflow")
+POOL_FORMATS = ("jsonl.gz", "jsonl", "parquet", "lmflow")
 SUFFIX = {"jsonl.gz": ".jsonl.gz", "jsonl": ".jsonl", "parquet": ".parquet", "lmflow": ".json"}
 GZIP_LEVEL = 6  # zlib's default: level 9 costs ~3x the time for ~3% smaller files
 _OPTS = orjson.OPT_SERIALIZE_NUMPY
@@ -184,8 +184,8 @@ def _arrow_type(pa, types: set[type]) -> Any:
 
 def open_pool_writer(fmt: str, path_stem: str | os.PathLike) -> PoolWriter:
     """A writer of format ``fmt`` for ``<path_stem><suffix>``."""
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown output format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if fmt not in POOL_FORMATS:
+        raise ConfigError(f"unknown output format {fmt!r}; use one of {', '.join(POOL_FORMATS)}")
     path = Path(str(path_stem) + SUFFIX[fmt])
     if fmt == "parquet":
         return ParquetPoolWriter(path)

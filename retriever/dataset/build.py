@@ -73,7 +73,7 @@ from retriever.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("lmflow", "parquet")
+DATASET_FORMATS = ("lmflow", "parquet")
 DEFAULT_SCORE_KEYS = ("prob/{pool}", "sim/{pool}", "score", "quality")
 SCAN_VERSION = 1
 SCAN_BATCH = 256  # documents tokenized at a time (memory: 256 x mean document size)
@@ -203,7 +203,7 @@ class DatasetBuilder:
         seed: int = 0,
         tokenizer: str | os.PathLike | None = None,
         use_token_count: bool = True,
-        formats: tuple[str, ...] = FORMATS,
+        formats: tuple[str, ...] = DATASET_FORMATS,
         part_tokens: int = 25_000_000,
         score_keys: tuple[str, ...] = DEFAULT_SCORE_KEYS,
         scan_cache: str | os.PathLike | None = None,
@@ -223,9 +223,11 @@ class DatasetBuilder:
             )
         if order not in ORDERS:
             raise ConfigError(f"order {order!r} is not one of {', '.join(ORDERS)}")
-        bad = [f for f in formats if f not in FORMATS]
+        bad = [f for f in formats if f not in DATASET_FORMATS]
         if bad or not formats:
-            raise ConfigError(f"formats {list(formats)} invalid; choose from {', '.join(FORMATS)}")
+            raise ConfigError(
+                f"formats {list(formats)} invalid; choose from {', '.join(DATASET_FORMATS)}"
+            )
         if part_tokens < 1:
             raise ConfigError("part_tokens must be >= 1")
         self.pools = dict(pools)
