@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -59,6 +58,7 @@ from retriever.dataset.select import (
 from retriever.errors import ConfigError, InputError
 from retriever.io import (
     AtomicWriter,
+    LMFlowStream,
     RejectWriter,
     disk_guard,
     read_json,
@@ -530,16 +530,18 @@ class DatasetBuilder:
         with ExitStack() as stack:
             tmps = {f: stack.enter_context(AtomicWriter(p)) for f, p in paths.items()}
             with ExitStack() as files:
-                lm = files.enter_context(open(tmps["lmflow"], "wb")) if "lmflow" in tmps else None
+                lm = (
+                    LMFlowStream(files.enter_context(open(tmps["lmflow"], "wb")))
+                    if "lmflow" in tmps
+                    else None
+                )
                 pw = None
                 if "parquet" in tmps:
                     pw = files.enter_context(pq.ParquetWriter(tmps["parquet"], OUT_SCHEMA))
-                if lm is not None:
-                    lm.write(b'{"type": "text_only", "instances": [\n')
                 buf: list[dict] = []
-                for n, rec in enumerate(_read_rows(rows, reader)):
+                for rec in _read_rows(rows, reader):
                     if lm is not None:
-                        lm.write((b",\n" if n else b"") + orjson.dumps({"text": rec["text"]}))
+                        lm.write(rec["text"])
                     if pw is not None:
                         buf.append(rec)
                         if len(buf) >= 4096:
@@ -548,7 +550,7 @@ class DatasetBuilder:
                 if pw is not None and buf:
                     pw.write_table(pa.Table.from_pylist(buf, schema=OUT_SCHEMA))
                 if lm is not None:
-                    lm.write(b"\n]}\n")
+                    lm.close()
 
     def _summary(
         self,
