@@ -131,13 +131,7 @@ def write_rethresholded(
     tasks, cols = read_filter_scores(src)
     if set(thresholds) != set(tasks):
         raise ConfigError(f"thresholds {sorted(thresholds)} must cover the tasks {tasks}")
-    reader = ReaderConfig(
-        text_field=settings["text_field"],
-        id_field=settings["id_field"],
-        tokens_field=settings.get("tokens_field", "tokens"),
-        detokenizer=settings.get("detokenizer"),
-        keep_fields=tuple(settings["keep_fields"]) if settings.get("keep_fields") else None,
-    ).reader()
+    reader = ReaderConfig.from_settings(settings).reader()
     fmt = fmt or settings["format"]
     out = Path(out_dir)
     counts = {t: 0 for t in tasks}
