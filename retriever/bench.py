@@ -100,6 +100,8 @@ def thread_settings() -> dict[str, Any]:
     out: dict[str, Any] = {v: os.environ.get(v) for v in THREAD_VARS}
     if "torch" in sys.modules:  # only when the benchmark already uses it
         out["torch_threads"] = sys.modules["torch"].get_num_threads()
+    if "faiss" in sys.modules:
+        out["faiss_threads"] = sys.modules["faiss"].omp_get_max_threads()
     return out
 
 

@@ -14,18 +14,22 @@ Numbers here say what the client adds; a real LLM's generation time dominates a 
 
     .venv/bin/python scripts/bench_rate.py [--docs 48] [--concurrency 1,4,8] [--delay 0,0.2]
     .venv/bin/python scripts/bench_rate.py --fixed --docs 200 --concurrency 1,4,16 --delay 0,0.05
+
+The conditions (load average before and after, CPU flags, threads, library versions) are printed
+and written with ``--json PATH`` (:mod:`retriever.bench`); ``--busy N`` adds a competing load.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from retriever.bench import BenchReport, add_bench_args, busy_load
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "data" / "corpus" / "climblab_stream_first1000.jsonl"
@@ -72,13 +76,13 @@ def main() -> int:
         action="store_true",
         help="a server answering 'Score: 3' without a model: the client's own throughput",
     )
-    ap.add_argument("--json", action="store_true")
+    add_bench_args(ap)
     args = ap.parse_args()
     from retriever.rate import RateConfig, rate_docs
 
-    load0 = os.getloadavg()
+    report = BenchReport("bench_rate", args)
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with busy_load(args.busy), tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         lines = CORPUS.read_text().splitlines()[: args.docs]
         (tmp / "corpus").mkdir()
@@ -114,16 +118,7 @@ def main() -> int:
             finally:
                 proc.kill()
                 proc.wait()
-    res = {
-        "load_before": load0,
-        "load_after": os.getloadavg(),
-        "cpus": os.cpu_count(),
-        "rows": rows,
-    }
-    if args.json:
-        print(json.dumps(res, indent=2))
-        return 0
-    print(f"load average before {load0}, after {res['load_after']} ({os.cpu_count()} CPUs)")
+    report.data["rows"] = rows
     print("delay_s  concurrency  requests/s  docs/s  prompt tok/req  rerun: requests  docs/s")
     for r in rows:
         print(
@@ -131,6 +126,7 @@ def main() -> int:
             f"{r['docs_per_s']:6.2f}  {r['prompt_tokens_per_request']:14d}  "
             f"{r['rerun_requests']:15d}  {r['rerun_docs_per_s']:6.1f}"
         )
+    report.finish(args.json)
     return 0
 
 

@@ -5,7 +5,8 @@ gold files (``--gold-limit`` exemplars per task):
 
 0. ``backend``: the default embedder (``backend="auto"``: torch or OpenVINO as calibrated on this
    machine, :mod:`retriever.embed.calibrate`) against plain ``SentenceTransformer.encode``, first
-   idle, then with one spinning process per CPU started by this script (paired blocks both times).
+   as found, then with ``--load N`` spinning processes started by this script (default one per
+   CPU), paired blocks both times: one command gives the idle and the loaded figure.
 1. ``baseline``: ``SentenceTransformer.encode`` (torch fp32, same model, same max_seq_length) plus
    numpy dot products against the four gold matrices (max and mean top-k cosine);
    ``scorer[torch]`` / ``scorer[default]``: :class:`SimilarityScorer` over the four
@@ -410,6 +411,14 @@ def main() -> None:
         "--work", help="work folder (indexes are reused from it; default: a temp folder)"
     )
     add_bench_args(ap)
+    ap.add_argument(
+        "--load",
+        type=int,
+        default=-1,
+        metavar="N",
+        help="backend section: after the run as found, the same run with N spinning processes "
+        "started for it (-1: one per CPU; 0: no loaded run)",
+    )
     ap.add_argument("--rss-child", help=argparse.SUPPRESS)
     ap.add_argument("--index", action="append", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
@@ -489,10 +498,11 @@ def run(args) -> None:
         for f in calls.values():  # warm-up: first shapes, lazy initialisation
             f(bt[:16])
         report["backend_check"] = {"calibration": default_emb.calibration, "docs": len(bt)}
-        for label, n_busy in (
-            ("as found (no load added)", 0),
-            ("loaded (+1 busy process per CPU)", -1),
-        ):
+        n_load = args.load if args.load >= 0 else len(os.sched_getaffinity(0))
+        conditions = [("as found (no load added)", 0)]
+        if n_load:
+            conditions.append((f"loaded (+{n_load} busy processes)", n_load))
+        for label, n_busy in conditions:
             with busy_load(n_busy) as pids:
                 la = os.getloadavg()
                 log(

@@ -31,7 +31,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_score import SHARED, baseline_scores, log, paired_blocks, print_table, read_docs  # noqa: E402
 
-from retriever.bench import BenchReport  # noqa: E402
+from retriever.bench import BenchReport, add_bench_args, busy_load  # noqa: E402
 
 
 def main() -> None:
@@ -50,7 +50,7 @@ def main() -> None:
     ap.add_argument(
         "--no-baseline", action="store_true", help="skip plain SentenceTransformer.encode"
     )
-    ap.add_argument("--json", help="write the figures here")
+    add_bench_args(ap)
     args = ap.parse_args()
     report = BenchReport("bench_sparse", args)  # conditions before / after (retriever.bench)
 
@@ -95,7 +95,8 @@ def main() -> None:
         }
         base = "baseline: ST encode (torch fp32) + numpy x4"
     log(f"{len(texts)} documents, blocks of {args.block}, {len(dirs)} tasks, backend {emb.backend}")
-    res = paired_blocks(calls, texts, args.block, args.passes, base)
+    with busy_load(args.busy):  # --busy N: the same run under N competing spinners
+        res = paired_blocks(calls, texts, args.block, args.passes, base)
     print_table(
         f"hybrid scoring, {len(texts)} ClimbLab documents x {args.passes} pass(es)",
         res,

@@ -180,20 +180,10 @@ class ScoreJob:
 
     def scorer(self):
         if self._scorer is None:
-            from retriever.embed import load_embedder
-            from retriever.index import load_indexes
-            from retriever.index.hybrid import load_extras
-            from retriever.score.scorer import SimilarityScorer
+            from retriever.score.scorer import load_scorer
 
-            indexes = load_indexes(self.index_dirs)
-            extras = {
-                gi.task: load_extras(d)
-                for gi, d in zip(indexes.values(), self.index_dirs, strict=True)
-            }
-            model = next(iter(indexes.values())).model
-            emb = load_embedder(model, device=self.device, batch_size=self.embed_batch_size)
-            self._scorer = SimilarityScorer(
-                indexes, emb, k=self.k, batch_size=self.batch_size, extras=extras
+            self._scorer = load_scorer(
+                self.index_dirs, self.k, self.batch_size, self.device, self.embed_batch_size
             )
         return self._scorer
 
