@@ -34,8 +34,7 @@ def pytest_collection_modifyitems(config, items):
     ]
     if unmarked:
         raise pytest.UsageError(
-            "tests that load a model must be marked @pytest.mark.slow: "
-            + ", ".join(unmarked)
+            "tests that load a model must be marked @pytest.mark.slow: " + ", ".join(unmarked)
         )
 
 
