@@ -8,6 +8,7 @@ import sys
 from retriever._cli import (
     HelpFormatter,
     add_reader_options,
+    parse_named_paths,
     print_json,
     reader_from_args,
     show_progress,
@@ -16,13 +17,7 @@ from retriever.errors import ConfigError
 
 
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
-    out = {}
-    for v in values or []:
-        key, sep, val = v.partition("=")
-        if not sep or not key or not val:
-            raise ConfigError(f"{what} takes KEY=VALUE, got {v!r}")
-        out[key] = val
-    return out
+    return parse_named_paths(values, what, "TASK=VALUE")
 
 
 def add_parser(subparsers) -> None:
