@@ -225,6 +225,24 @@ def read_json_object(
     return obj
 
 
+class LMFlowStream:
+    """Streams an LMFlow ``text_only`` dataset (``{"type": "text_only", "instances": [{"text":
+    ...}, ...]}``) into an open binary file: the one LMFlow writer (filter pools, training sets)."""
+
+    def __init__(self, fh: Any):
+        self.fh = fh
+        self.n = 0
+        fh.write(b'{"type": "text_only", "instances": [\n')
+
+    def write(self, text: str) -> None:
+        self.fh.write((b",\n" if self.n else b"") + orjson.dumps({"text": text}))
+        self.n += 1
+
+    def close(self) -> None:
+        """Write the closing brackets (the file itself is the caller's to close)."""
+        self.fh.write(b"\n]}\n")
+
+
 class RejectWriter:
     """Collects rejected records of one shard and writes them as jsonl (atomically) on close.
 

@@ -138,6 +138,11 @@ def main() -> None:
         "--maxn", type=int, default=DistillConfig().maxn, help="the students' longest one"
     )
     ap.add_argument(
+        "--multilabel",
+        action="store_true",
+        help="also one multi-label student per variant over every task (as [distill] multilabel)",
+    )
+    ap.add_argument(
         "--no-similarity", action="store_true", help="students only (no embedding: a quick look)"
     )
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -200,6 +205,8 @@ def main() -> None:
         variants = [v for v in variants if v not in NEEDS_LABELS]
     label_info: dict[str, dict] = {}
     timings: dict[str, dict] = {}
+    sets_by_variant: dict[str, dict[str, StudentSet]] = {}
+    cfg_by_variant: dict[str, DistillConfig] = {}
     for t in [x for x in args.tasks.split(",") if x]:
         g = gold_rows(t, [r.id for r in gold[t]], [r.text for r in gold[t]], "gold")
         others = [r for o in TASKS if o != t for r in gold[o]]
@@ -246,6 +253,9 @@ def main() -> None:
                     maxn=args.maxn,
                 )
             ss = build_student_set(t, _merge(labels, rand), g, og, cfg.student_set())
+            if v != "baseline":
+                sets_by_variant.setdefault(v, {})[t] = ss
+                cfg_by_variant[v] = cfg
             p, nbytes = train_and_score(cfg, ss, test_texts, work)
             results[t][v] = bootstrap(label == t, p, args.boot, args.seed)
             results[t][v]["rows"] = {
@@ -264,6 +274,22 @@ def main() -> None:
                 f"({timings[t][v]['seconds']} s)"
             )
 
+    # -- multi-label students: one one-vs-all model per variant over every task's set ----------
+    ml_columns = []
+    if args.multilabel:
+        for v, sets in sets_by_variant.items():
+            if len(sets) < 2:
+                continue
+            t0 = time.perf_counter()
+            probs = train_and_score_multilabel(cfg_by_variant[v], sets, test_texts, work)
+            name = f"{v} (multi-label)"
+            ml_columns.append(name)
+            for t, p in probs.items():
+                results[t][name] = bootstrap(label == t, p, args.boot, args.seed)
+                r = results[t][name]
+                log(f"{t:<17} {name:<22} AUC {r['auc']:.4f} P@N {r['p_at_n']:.3f}")
+            timings.setdefault("multi-label", {})[v] = round(time.perf_counter() - t0, 2)
+
     out = {
         "gold_per_task": {t: len(gold[t]) for t in TASKS},
         "test_mix": {
@@ -277,7 +303,7 @@ def main() -> None:
         "timings": timings,
         "seconds": round(time.perf_counter() - t_start, 1),
     }
-    table = markdown(results, ["similarity", "baseline", *variants])
+    table = markdown(results, ["similarity", "baseline", *variants, *ml_columns])
     out["students"] = {
         "balance": args.balance,
         "epoch": args.epoch,
@@ -343,6 +369,21 @@ def train_and_score(cfg: DistillConfig, ss: StudentSet, texts: list[str], work: 
         path = Path(tmp) / "m.bin"
         model.save_model(str(path))
         return p, path.stat().st_size
+
+
+def train_and_score_multilabel(
+    cfg: DistillConfig, sets: dict[str, StudentSet], texts: list[str], work: Path
+) -> dict[str, np.ndarray]:
+    """The run's multi-label student (one ova model, lines merged by text) on every row of the
+    tasks' sets; P(task) of each test text per task."""
+    from retriever.distill.multilabel import MultiLabelDistiller, predict_tasks, training_lines
+
+    tasks = list(sets)
+    lines = training_lines(sets, {t: np.arange(len(ss)) for t, ss in sets.items()}, set())
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
+        model, _ = MultiLabelDistiller(cfg)._train(lines, Path(tmp) / "train.txt", loss="ova")
+        p = predict_tasks(model, texts, tasks, cfg.max_chars, cfg.normalization)
+    return {t: p[:, j] for j, t in enumerate(tasks)}
 
 
 def _vkey(text: str) -> bytes:

@@ -80,3 +80,15 @@ def test_bad_input_is_a_clear_error(tmp_path):
     (tmp_path / "s2" / "vocab.json").write_text('{"terms": ["only"]}')
     with pytest.raises(InputError, match="inconsistent"):
         SparseIndex.load(tmp_path / "s2")
+
+
+def test_one_cut_shared_by_indexes_gives_the_same_rows():
+    from retriever.index.sparse import TermWeights, analyze, unigrams
+
+    docs = [*MATH_GOLD, *TOOLS_GOLD, "", "Ünïcode wörds and CAPS, numbers 12 345"]
+    sp = SparseIndex.build(MATH_GOLD + TOOLS_GOLD, SparseConfig(min_df=1))
+    cut = analyze(docs, sp.config)
+    assert (sp.transform_terms(cut) != sp.transform(docs)).nnz == 0
+    words = TermWeights.fit(docs, SparseConfig(ngram_max=1, min_df=1))
+    assert unigrams(cut) == analyze(docs, words.config)
+    assert (words.transform_terms(unigrams(cut)) != words.transform(docs)).nnz == 0

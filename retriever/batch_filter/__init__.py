@@ -8,21 +8,21 @@ executors run); ``retriever.batch_filter.datatrove_filter.FastTextTaskFilter`` (
 
 from retriever.batch_filter.config import FilterConfig, FilterPlan
 from retriever.batch_filter.run import BatchFilter, FilterReport, write_summary
-from retriever.batch_filter.scorer import FastTextScorer, ScoredBatch, load_model, resolve_models
+from retriever.batch_filter.scorer import FastTextScorer, ProbBatch, load_model, resolve_models
 from retriever.batch_filter.shard import FilterShard
 from retriever.batch_filter.thresholds import threshold_for_fraction
-from retriever.batch_filter.writers import FORMATS, open_pool_writer
+from retriever.batch_filter.writers import POOL_FORMATS, open_pool_writer
 from retriever.tokens import TokenCounter
 
 __all__ = [
-    "FORMATS",
+    "POOL_FORMATS",
     "BatchFilter",
     "FastTextScorer",
     "FilterConfig",
     "FilterReport",
     "FilterPlan",
     "FilterShard",
-    "ScoredBatch",
+    "ProbBatch",
     "TokenCounter",
     "load_model",
     "open_pool_writer",

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from retriever.batch_filter.thresholds import BY
-from retriever.batch_filter.writers import FORMATS
+from retriever.batch_filter.writers import POOL_FORMATS
 from retriever.corpus.readers import ReaderConfig
 from retriever.errors import ConfigError
 from retriever.names import check_name
@@ -71,9 +71,9 @@ class FilterConfig:
             )
         if self.by not in BY:
             raise ConfigError(f"--by must be one of {BY}, got {self.by!r}")
-        if self.fmt not in FORMATS:
+        if self.fmt not in POOL_FORMATS:
             raise ConfigError(
-                f"unknown output format {self.fmt!r}; use one of {', '.join(FORMATS)}"
+                f"unknown output format {self.fmt!r}; use one of {', '.join(POOL_FORMATS)}"
             )
         if self.sample_docs < 1 or self.batch_size < 1 or self.max_chars < 0:
             raise ConfigError("sample_docs and batch_size must be >= 1, max_chars >= 0")

@@ -32,7 +32,7 @@ from retriever.batch_filter.config import DEFAULT_THRESHOLD, FilterConfig, Filte
 from retriever.batch_filter.scorer import FastTextScorer, load_model, resolve_models
 from retriever.batch_filter.shard import FilterShard
 from retriever.batch_filter.thresholds import (
-    Decision,
+    ThresholdDecision,
     sample_docs,
     sample_weights,
     top_fraction_decisions,
@@ -112,7 +112,7 @@ class BatchFilter:
         out.mkdir(parents=True, exist_ok=True)
         manifest = check_or_write_manifest(out, self.settings(shards, models), MANIFEST)
         if "decisions" in manifest:  # resuming: reuse the thresholds found before
-            decisions = {t: Decision(**d) for t, d in manifest["decisions"].items()}
+            decisions = {t: ThresholdDecision(**d) for t, d in manifest["decisions"].items()}
         else:
             decisions = self._decide(shards, models)
             manifest["decisions"] = {t: d.to_dict() for t, d in decisions.items()}
@@ -126,12 +126,14 @@ class BatchFilter:
         )
         return shards, settings, manifest
 
-    def _decide(self, shards: list[str], models: dict[str, str]) -> dict[str, Decision]:
+    def _decide(self, shards: list[str], models: dict[str, str]) -> dict[str, ThresholdDecision]:
         c = self.config
         if c.mode == "threshold":
             thr = c.threshold if c.threshold is not None else DEFAULT_THRESHOLD
             return {
-                t: Decision(t, float(thr[t] if isinstance(thr, dict) else thr), "threshold")
+                t: ThresholdDecision(
+                    t, float(thr[t] if isinstance(thr, dict) else thr), "threshold"
+                )
                 for t in c.tasks
             }
         reader = c.reader.reader()

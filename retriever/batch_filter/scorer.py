@@ -99,7 +99,7 @@ def resolve_models(
 
 
 @dataclass
-class ScoredBatch:
+class ProbBatch:
     """Probabilities of a batch of texts.
 
     Attributes:
@@ -161,13 +161,13 @@ class FastTextScorer(BatchStep):
             out.append((m, pairs, model_normalization(path)))  # as the model was trained
         return out
 
-    def score_texts(self, texts: list[str]) -> ScoredBatch:
+    def score_texts(self, texts: list[str]) -> ProbBatch:
         """Score a batch of texts under every task's model (one multi-line fastText call each)."""
         n = len(texts)
         probs = np.full((n, len(self.tasks)), np.nan, dtype=np.float32)  # [n_texts, n_tasks]
         bad = np.zeros(n, dtype=bool)
         if n == 0:
-            return ScoredBatch(probs, bad)
+            return ProbBatch(probs, bad)
         mc = self.max_chars
         by_norm: dict[str, list[str]] = {}
         for model, pairs, norm in self._loaded():
@@ -197,7 +197,7 @@ class FastTextScorer(BatchStep):
                     j = col.get(lab)
                     if j is not None:
                         probs[k, j] = v
-        return ScoredBatch(probs, bad)
+        return ProbBatch(probs, bad)
 
     def process_batch(self, docs: list[Doc]) -> list[Doc]:
         """Set ``metadata["prob/<task>"]`` on every document; unscorable ones are counted as

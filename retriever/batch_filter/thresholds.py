@@ -22,7 +22,7 @@ from retriever.thresholds import threshold_for_fraction
 BY = ("docs", "chars", "tokens")
 __all__ = [
     "BY",
-    "Decision",
+    "ThresholdDecision",
     "sample_docs",
     "sample_weights",
     "threshold_for_fraction",
@@ -60,7 +60,7 @@ def sample_docs(
 
 
 @dataclass(frozen=True)
-class Decision:
+class ThresholdDecision:
     """How a task decides: ``threshold`` is what the pass over the corpus compares with."""
 
     task: str
@@ -81,14 +81,14 @@ def top_fraction_decisions(
     weights: np.ndarray,
     fraction: float,
     by: str,
-) -> dict[str, Decision]:
-    """One :class:`Decision` per task from sample probabilities ``[n_sample, n_tasks]``."""
+) -> dict[str, ThresholdDecision]:
+    """One :class:`ThresholdDecision` per task from sample probabilities ``[n_sample, n_tasks]``."""
     out = {}
     for j, t in enumerate(tasks):
         ok = np.isfinite(probs[:, j])
         thr = threshold_for_fraction(probs[ok, j], weights[ok], fraction)
         share = float(weights[ok][probs[ok, j] >= thr].sum() / max(weights[ok].sum(), 1e-12))
-        out[t] = Decision(t, thr, "top-fraction", fraction, by, int(ok.sum()), share)
+        out[t] = ThresholdDecision(t, thr, "top-fraction", fraction, by, int(ok.sum()), share)
     return out
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,12 +27,21 @@ import orjson
 from retriever._deps import require
 from retriever.data import Doc
 from retriever.errors import ConfigError
-from retriever.io import AtomicWriter, temp_path
+from retriever.io import AtomicWriter, LMFlowStream, temp_path
 
-FORMATS = ("jsonl.gz", "jsonl", "parquet", "lmflow")
+POOL_FORMATS = ("jsonl.gz", "jsonl", "parquet", "lmflow")
 SUFFIX = {"jsonl.gz": ".jsonl.gz", "jsonl": ".jsonl", "parquet": ".parquet", "lmflow": ".json"}
 GZIP_LEVEL = 6  # zlib's default: level 9 costs ~3x the time for ~3% smaller files
 _OPTS = orjson.OPT_SERIALIZE_NUMPY
+
+
+def record_line(doc: Doc) -> bytes:
+    """One pool record as a jsonl line: ``{"id", "text", "metadata"}`` (datatrove's layout)."""
+    return orjson.dumps(
+        {"id": doc.id, "text": doc.text, "metadata": doc.metadata},
+        option=_OPTS | orjson.OPT_APPEND_NEWLINE,
+        default=str,
+    )
 
 
 class PoolWriter:
@@ -71,13 +82,7 @@ class JsonlPoolWriter(PoolWriter):
             self._fh = open(self.tmp, "wb")  # noqa: SIM115
 
     def write(self, doc: Doc) -> None:
-        self._fh.write(
-            orjson.dumps(
-                {"id": doc.id, "text": doc.text, "metadata": doc.metadata},
-                option=_OPTS | orjson.OPT_APPEND_NEWLINE,
-                default=str,
-            )
-        )
+        self._fh.write(record_line(doc))
         self.n += 1
 
     def _close(self) -> None:
@@ -91,17 +96,15 @@ class LMFlowPoolWriter(PoolWriter):
     def __init__(self, path: str | os.PathLike):
         super().__init__(path)
         self._fh = open(self.tmp, "wb")  # noqa: SIM115
-        self._fh.write(b'{"type": "text_only", "instances": [\n')
+        self._lm = LMFlowStream(self._fh)
 
     def write(self, doc: Doc) -> None:
-        if self.n:
-            self._fh.write(b",\n")
-        self._fh.write(orjson.dumps({"text": doc.text}))
+        self._lm.write(doc.text)
         self.n += 1
 
     def _close(self) -> None:
         if not self._fh.closed:
-            self._fh.write(b"\n]}\n")
+            self._lm.close()
             self._fh.close()
 
 
@@ -123,13 +126,7 @@ class ParquetPoolWriter(PoolWriter):
     def write(self, doc: Doc) -> None:
         for k, v in doc.metadata.items():
             self.types.setdefault(k, set()).add(type(v))
-        self._fh.write(
-            orjson.dumps(
-                {"id": doc.id, "text": doc.text, "metadata": doc.metadata},
-                option=_OPTS | orjson.OPT_APPEND_NEWLINE,
-                default=str,
-            )
-        )
+        self._fh.write(record_line(doc))  # spilled as jsonl, converted on commit
         self.n += 1
 
     def _schema(self):
@@ -189,11 +186,25 @@ def _arrow_type(pa, types: set[type]) -> Any:
 
 def open_pool_writer(fmt: str, path_stem: str | os.PathLike) -> PoolWriter:
     """A writer of format ``fmt`` for ``<path_stem><suffix>``."""
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown output format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if fmt not in POOL_FORMATS:
+        raise ConfigError(f"unknown output format {fmt!r}; use one of {', '.join(POOL_FORMATS)}")
     path = Path(str(path_stem) + SUFFIX[fmt])
     if fmt == "parquet":
         return ParquetPoolWriter(path)
     if fmt == "lmflow":
         return LMFlowPoolWriter(path)
     return JsonlPoolWriter(path, compress=fmt == "jsonl.gz")
+
+
+@contextmanager
+def commit_all(writers: dict[str, PoolWriter]) -> Iterator[dict[str, PoolWriter]]:
+    """All of ``writers`` (filled inside the block) committed on a clean exit, all aborted on an
+    error: a shard's pools appear together or not at all."""
+    try:
+        yield writers
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        raise
+    for w in writers.values():
+        w.commit()

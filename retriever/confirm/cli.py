@@ -7,7 +7,15 @@ from __future__ import annotations
 
 import argparse
 
-from retriever._cli import parse_task_values, print_json, show_progress
+from retriever._cli import (
+    add_reader_options,
+    parse_task_values,
+    print_json,
+    reader_from_args,
+    show_progress,
+)
+from retriever.confirm.decide import DecisionRules
+from retriever.confirm.docs import CandidateRule
 
 
 def _panel_opts(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -31,10 +39,7 @@ def _docs_opts(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument(
         "--out", required=required, help="output folder (rerun to resume; the BPB cache is reused)"
     )
-    p.add_argument(
-        "--text-field", default="text", help="text field of corpus records (default text)"
-    )
-    p.add_argument("--id-field", default="id", help="id field of corpus records (default id)")
+    add_reader_options(p)
 
 
 def _bpb_opts(p: argparse.ArgumentParser) -> None:
@@ -94,12 +99,15 @@ def _candidate_opts(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--negatives-per-positive",
         type=float,
-        default=1.0,
+        default=CandidateRule.negatives_per_positive,
         metavar="R",
-        help="random non-candidates labelled negative, per candidate (default 1.0)",
+        help="random non-candidates labelled negative, per candidate (default %(default)s)",
     )
     g.add_argument(
-        "--max-random-negatives", type=int, default=100_000, help="cap per task (default 100000)"
+        "--max-random-negatives",
+        type=int,
+        default=CandidateRule.max_random_negatives,
+        help="cap per task (default %(default)s)",
     )
     g.add_argument(
         "--max-candidates",
@@ -108,28 +116,33 @@ def _candidate_opts(p: argparse.ArgumentParser) -> None:
         help="at most N candidates per task, the top ones by similarity: BPB then costs at "
         "most models x N document forwards per task (default: no cap)",
     )
-    g.add_argument("--seed", type=int, default=0, help="seed of the random negatives (default 0)")
+    g.add_argument(
+        "--seed",
+        type=int,
+        default=CandidateRule.seed,
+        help="seed of the random negatives (default %(default)s)",
+    )
 
 
 def _decision_opts(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("decision")
     g.add_argument(
         "--estimator",
-        default="spearman",
+        default=DecisionRules.estimator,
         choices=["spearman", "concordance", "product", "sign", "sign_cdf", "sign_sign"],
-        help="correlation that decides (default spearman)",
+        help="correlation that decides (default %(default)s)",
     )
     g.add_argument(
         "--positive-min",
         type=float,
-        default=0.5,
-        help="positive: candidate with correlation >= this (default 0.5)",
+        default=DecisionRules.positive_min,
+        help="positive: candidate with correlation >= this (default %(default)s)",
     )
     g.add_argument(
         "--negative-max",
         type=float,
-        default=0.0,
-        help="negative: candidate with correlation <= this (default 0.0)",
+        default=DecisionRules.negative_max,
+        help="negative: candidate with correlation <= this (default %(default)s)",
     )
     g.add_argument(
         "--positive-top",
@@ -286,10 +299,9 @@ def _bpb_options(args):
 def _open(args):
     from retriever.confirm.docs import open_docs
     from retriever.confirm.panel import load_panel
-    from retriever.corpus import CorpusReader
 
     panel = load_panel(args.models, args.scores)
-    docs = open_docs(args.docs, CorpusReader(text_field=args.text_field, id_field=args.id_field))
+    docs = open_docs(args.docs, reader_from_args(args).reader())
     return panel, docs
 
 

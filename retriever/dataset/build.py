@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -59,6 +58,7 @@ from retriever.dataset.select import (
 from retriever.errors import ConfigError, InputError
 from retriever.io import (
     AtomicWriter,
+    LMFlowStream,
     RejectWriter,
     disk_guard,
     read_json,
@@ -73,7 +73,7 @@ from retriever.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("lmflow", "parquet")
+DATASET_FORMATS = ("lmflow", "parquet")
 DEFAULT_SCORE_KEYS = ("prob/{pool}", "sim/{pool}", "score", "quality")
 SCAN_VERSION = 1
 SCAN_BATCH = 256  # documents tokenized at a time (memory: 256 x mean document size)
@@ -203,7 +203,7 @@ class DatasetBuilder:
         seed: int = 0,
         tokenizer: str | os.PathLike | None = None,
         use_token_count: bool = True,
-        formats: tuple[str, ...] = FORMATS,
+        formats: tuple[str, ...] = DATASET_FORMATS,
         part_tokens: int = 25_000_000,
         score_keys: tuple[str, ...] = DEFAULT_SCORE_KEYS,
         scan_cache: str | os.PathLike | None = None,
@@ -223,9 +223,11 @@ class DatasetBuilder:
             )
         if order not in ORDERS:
             raise ConfigError(f"order {order!r} is not one of {', '.join(ORDERS)}")
-        bad = [f for f in formats if f not in FORMATS]
+        bad = [f for f in formats if f not in DATASET_FORMATS]
         if bad or not formats:
-            raise ConfigError(f"formats {list(formats)} invalid; choose from {', '.join(FORMATS)}")
+            raise ConfigError(
+                f"formats {list(formats)} invalid; choose from {', '.join(DATASET_FORMATS)}"
+            )
         if part_tokens < 1:
             raise ConfigError("part_tokens must be >= 1")
         self.pools = dict(pools)
@@ -530,16 +532,18 @@ class DatasetBuilder:
         with ExitStack() as stack:
             tmps = {f: stack.enter_context(AtomicWriter(p)) for f, p in paths.items()}
             with ExitStack() as files:
-                lm = files.enter_context(open(tmps["lmflow"], "wb")) if "lmflow" in tmps else None
+                lm = (
+                    LMFlowStream(files.enter_context(open(tmps["lmflow"], "wb")))
+                    if "lmflow" in tmps
+                    else None
+                )
                 pw = None
                 if "parquet" in tmps:
                     pw = files.enter_context(pq.ParquetWriter(tmps["parquet"], OUT_SCHEMA))
-                if lm is not None:
-                    lm.write(b'{"type": "text_only", "instances": [\n')
                 buf: list[dict] = []
-                for n, rec in enumerate(_read_rows(rows, reader)):
+                for rec in _read_rows(rows, reader):
                     if lm is not None:
-                        lm.write((b",\n" if n else b"") + orjson.dumps({"text": rec["text"]}))
+                        lm.write(rec["text"])
                     if pw is not None:
                         buf.append(rec)
                         if len(buf) >= 4096:
@@ -548,7 +552,7 @@ class DatasetBuilder:
                 if pw is not None and buf:
                     pw.write_table(pa.Table.from_pylist(buf, schema=OUT_SCHEMA))
                 if lm is not None:
-                    lm.write(b"\n]}\n")
+                    lm.close()
 
     def _summary(
         self,

@@ -45,7 +45,6 @@ from retriever.distill.trainset import (
     bucket_for,
     build_student_set,
     load_gold_sets,
-    split_by_source,
     text_key,
 )
 from retriever.errors import ConfigError
@@ -168,11 +167,11 @@ class MultiLabelDistiller:
             if indexes:
                 gold, other = load_gold_sets(t, indexes)
             sets[t] = build_student_set(t, data, gold, other, cfg.student_set())
-        splits = {
-            t: split_by_source(ss.rows, cfg.test_fraction, cfg.seed) for t, ss in sets.items()
-        }
-        # a document held out for any task is trained on by no model: the check stays honest
-        held = {text_key(sets[t].rows.texts[i]) for t in tasks for i in splits[t][1]}
+        # one split of the distinct documents for every task: a document is held out for all
+        # tasks or for none (split per task, a gold exemplar present in all four sets, as gold
+        # or other-gold, was held out somewhere 68% of the time, and never trained on)
+        held = union_split(sets, cfg.test_fraction, cfg.seed)
+        splits = {t: _split_of(ss.rows, held) for t, ss in sets.items()}
         lines = training_lines(sets, {t: splits[t][0] for t in tasks}, held)
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -276,6 +275,58 @@ class MultiLabelDistiller:
         )
         args = {**cfg.fasttext_args(bucket), "loss": loss}
         return fasttext.train_supervised(input=str(path), **args), int(bucket)
+
+
+# which source stands for a document seen under several (its stratum in the split)
+_SOURCE_RANK = {s: r for r, s in enumerate(("gold", "confirmed", "rating", "hard-negative"))}
+
+
+def union_split(sets: dict[str, StudentSet], test_fraction: float, seed: int) -> set[str]:
+    """Text keys of the held-out documents, one split over the union of every task's rows.
+
+    Stratified like :func:`~retriever.distill.trainset.split_by_source`: a document's stratum is
+    its strongest source (gold, then confirmed, rating, hard-negative, then the rest by name) and
+    the set of tasks it is positive for; each stratum holds out ``round(n * test_fraction)`` of
+    its documents (at least one of two or more), seeded.
+    """
+    info: dict[str, tuple[tuple[int, str], frozenset[str]]] = {}
+    for t, ss in sets.items():
+        data = ss.rows
+        src = data.row_source or [""] * len(data)
+        for text, s, lab in zip(data.texts, src, data.labels, strict=True):
+            if lab not in (POSITIVE, NEGATIVE):
+                continue
+            k = text_key(text)
+            rank, pos = info.get(k, ((99, "~"), frozenset()))
+            rank = min(rank, (_SOURCE_RANK.get(s, 50), s))
+            info[k] = (rank, pos | {t} if lab == POSITIVE else pos)
+    strata: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    for k, (rank, pos) in info.items():
+        strata.setdefault((rank[1], tuple(sorted(pos))), []).append(k)
+    rng = np.random.default_rng(seed)
+    held: set[str] = set()
+    for key in sorted(strata):
+        keys = sorted(strata[key])
+        order = rng.permutation(len(keys))
+        n = len(keys)
+        n_test = 0 if n < 2 else min(n - 1, max(1, round(n * test_fraction)))
+        held.update(keys[j] for j in order[:n_test])
+    return held
+
+
+def _split_of(rows: LabelSet, held: set[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, test)`` row indices of one task's rows under the union split."""
+    keys = [text_key(x) for x in rows.texts]
+    test = np.array([i for i, k in enumerate(keys) if k in held], dtype=np.int64)
+    train = np.array([i for i, k in enumerate(keys) if k not in held], dtype=np.int64)
+    for cls in (POSITIVE, NEGATIVE):
+        for name, part in (("train", train), ("held-out", test)):
+            if not any(rows.labels[i] == cls for i in part):
+                raise ConfigError(
+                    f"task {rows.task!r}: no {cls} row in the {name} part of the multi-label "
+                    f"split; need at least 2 distinct {cls} documents"
+                )
+    return train, test
 
 
 def training_lines(

@@ -16,6 +16,7 @@ cross-source evaluation (``scripts/eval_quality.py --cross-source``; docs/retrie
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -37,7 +38,15 @@ from retriever.index.head import (
     reliable_negatives,
     train_head,
 )
-from retriever.index.sparse import SPARSE_DIR, SparseConfig, SparseIndex, load_sparse
+from retriever.index.sparse import (
+    SPARSE_DIR,
+    SparseConfig,
+    SparseIndex,
+    analyze,
+    analyzer_key,
+    load_sparse,
+    unigrams,
+)
 from retriever.io import read_json
 
 if TYPE_CHECKING:
@@ -138,13 +147,26 @@ def score_extras(
     extra: dict[str, dict[str, np.ndarray]] = {c: {} for c in EXTRA_COLUMNS}
     rank: dict[str, np.ndarray] = {}
     words: dict[str, Any] = {}  # vocabulary fingerprint -> TF-IDF rows: one tokenisation per vocab
+    cuts: dict[tuple, list[list[str]]] = {}  # analyzer settings -> the batch cut into terms
+
+    def cut(config: SparseConfig) -> list[list[str]]:
+        key = analyzer_key(config)
+        if key not in cuts:
+            two = analyzer_key(dataclasses.replace(config, ngram_max=2))
+            if config.ngram_max == 1 and two in cuts:
+                cuts[key] = unigrams(cuts[two])
+            else:
+                cuts[key] = analyze(texts, config)
+        return cuts[key]
+
     for task, ex in extras.items():
         if ex.sparse is not None:
-            extra["sparse"][task], extra["sparse_topk"][task] = ex.sparse.score(texts, k)
+            rows = ex.sparse.transform_terms(cut(ex.sparse.config))
+            extra["sparse"][task], extra["sparse_topk"][task] = ex.sparse.score_rows(rows, k)
         if ex.head is not None:
             v = ex.head.vocab
             if v is not None and v.fingerprint not in words:
-                words[v.fingerprint] = v.transform(texts)
+                words[v.fingerprint] = v.transform_terms(cut(v.config))
             feats = Features(
                 xq,
                 smax[task],

@@ -93,6 +93,7 @@ class SparseIndex:
         self.config = config
         self.manifest = manifest
         self._counter = None
+        self._index: dict[str, int] | None = None
         self._gold_t = None
 
     @property
@@ -142,6 +143,13 @@ class SparseIndex:
     def transform(self, texts: list[str]):
         """L2-normalised TF-IDF rows of ``texts`` (scipy CSR ``[n, n_terms]``)."""
         return self._weigh(self._vectorizer().transform(texts))
+
+    def transform_terms(self, terms: list[list[str]]):
+        """:meth:`transform` of texts already cut into terms by :func:`analyze` (one analysis
+        shared by every index of the same settings: the score stage's batch)."""
+        if self._index is None:
+            self._index = {t: i for i, t in enumerate(self.terms)}
+        return self._weigh(_count(terms, self._index))
 
     def score(
         self, texts: list[str], k: int = 10, block: int = 1024
@@ -257,6 +265,7 @@ class TermWeights:
         self.config = config
         self.fingerprint = fingerprint([self.terms, asdict(config)])
         self._counter = None
+        self._index: dict[str, int] | None = None
 
     @property
     def n_terms(self) -> int:
@@ -275,6 +284,12 @@ class TermWeights:
         counts, terms = _fit_counts(texts, config)
         df = np.asarray((counts > 0).sum(axis=0)).ravel()  # [n_terms]
         return cls(terms, _smooth_idf(len(texts), df), config)
+
+    def transform_terms(self, terms: list[list[str]]):
+        """:meth:`transform` of texts already cut into terms by :func:`analyze`."""
+        if self._index is None:
+            self._index = {t: i for i, t in enumerate(self.terms)}
+        return _tfidf_rows(_count(terms, self._index), self.idf, self.config.sublinear_tf)
 
     def transform(self, texts: list[str]):
         """L2-normalised TF-IDF rows of ``texts`` (scipy CSR ``[n, n_terms]``)."""
@@ -311,6 +326,42 @@ class TermWeights:
                 f"{p}: vocabulary and idf disagree; retrain with `retriever index head`"
             )
         return out
+
+
+def analyzer_key(config: SparseConfig) -> tuple:
+    """Settings that decide how a text is cut into terms (indexes sharing them share a cut)."""
+    return (config.ngram_max, config.lowercase, TOKEN_PATTERN)
+
+
+def analyze(texts: list[str], config: SparseConfig) -> list[list[str]]:
+    """Each text cut into its word n-grams (1 to ``ngram_max``) as the vectorizers count them.
+
+    Unigrams never contain a space (the token pattern has none), so the unigrams of a 1-2 gram
+    cut are its terms without one: :func:`unigrams`.
+    """
+    an = _counter(config, min_df=1).build_analyzer()
+    return [an(t) for t in texts]
+
+
+def unigrams(terms: list[list[str]]) -> list[list[str]]:
+    """The single words of an :func:`analyze` cut with ``ngram_max >= 2``."""
+    return [[t for t in ts if " " not in t] for ts in terms]
+
+
+def _count(terms: list[list[str]], index: dict[str, int]):
+    """Term counts ``[n, len(index)]`` (scipy CSR, float32) of cut texts; unknown terms ignored."""
+    sp = require("scipy.sparse")
+    indptr = [0]
+    cols: list[int] = []
+    for ts in terms:
+        cols.extend(i for i in map(index.get, ts) if i is not None)
+        indptr.append(len(cols))
+    X = sp.csr_matrix(
+        (np.ones(len(cols), dtype=np.float32), np.asarray(cols, dtype=np.int64), indptr),
+        shape=(len(terms), len(index)),
+    )
+    X.sum_duplicates()
+    return X
 
 
 def _counter(config: SparseConfig, terms: list[str] | None = None, min_df: int = 1):

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from retriever.config import check_field_types, read_toml
+from retriever.confirm.decide import DecisionRules
+from retriever.confirm.docs import CandidateRule
 from retriever.corpus.readers import ReaderConfig
 from retriever.errors import ConfigError
 
@@ -118,13 +120,14 @@ class ConfirmSection:
     tiny_texts: int = 300
     scorecard_kind: str = "auto"
     scorecard_limit: int = 200
-    negatives_per_positive: float = 1.0
-    max_random_negatives: int = 100_000
-    max_candidates: int | None = None
-    estimator: str = "spearman"
-    positive_min: float = 0.5
-    negative_max: float = 0.0
-    positive_top_fraction: float | None = None
+    # the stages' own defaults (one place): candidates, then the decision rule
+    negatives_per_positive: float = CandidateRule.negatives_per_positive
+    max_random_negatives: int = CandidateRule.max_random_negatives
+    max_candidates: int | None = CandidateRule.max_candidates
+    estimator: str = DecisionRules.estimator
+    positive_min: float = DecisionRules.positive_min
+    negative_max: float = DecisionRules.negative_max
+    positive_top_fraction: float | None = DecisionRules.positive_top_fraction
     min_models: int = 3
     metric: str | None = None
     center_models: bool = True

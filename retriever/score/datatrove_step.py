@@ -61,24 +61,11 @@ class DatatroveSimilarityScorer(_PipelineStep):
 
     def scorer(self):
         if self._scorer is None:
-            from retriever.embed import load_embedder
-            from retriever.index import load_indexes
-            from retriever.index.hybrid import load_extras
-            from retriever.score.scorer import SimilarityScorer
+            from retriever.score.scorer import load_scorer
 
-            indexes = load_indexes(self.index_dirs)
-            extras = {
-                gi.task: load_extras(d)
-                for gi, d in zip(indexes.values(), self.index_dirs, strict=True)
-            }
-            emb = load_embedder(next(iter(indexes.values())).model, device=self.device)
-            self._scorer = SimilarityScorer(
-                indexes,
-                emb,
-                k=self.k,
-                batch_size=self.batch_size,
-                sort_buffer=self.batch_size,  # documents embedded together, as documented
-                extras=extras,
+            # sort_buffer = batch_size: documents embedded together, as documented
+            self._scorer = load_scorer(
+                self.index_dirs, self.k, self.batch_size, self.device, sort_buffer=self.batch_size
             )
         return self._scorer
 

@@ -185,3 +185,27 @@ class SimilarityScorer(BatchStep):
                     if task in d:
                         doc.metadata[f"{col}/{task}"] = float(d[task][i])
         return docs
+
+
+def load_scorer(
+    index_dirs: list[str],
+    k: int = 10,
+    batch_size: int = 256,
+    device: str | None = None,
+    embed_batch_size: int | None = None,
+    sort_buffer: int = 1024,
+) -> SimilarityScorer:
+    """The scorer of built ``indexes/<task>`` folders: their indexes, sparse indexes and heads,
+    and the embedder of their model (loaded here: call it in the worker that scores)."""
+    from retriever.embed import load_embedder
+    from retriever.index import load_indexes
+    from retriever.index.hybrid import load_extras
+
+    indexes = load_indexes(index_dirs)
+    extras = {gi.task: load_extras(d) for gi, d in zip(indexes.values(), index_dirs, strict=True)}
+    model = next(iter(indexes.values())).model
+    kw = {"batch_size": embed_batch_size} if embed_batch_size is not None else {}
+    emb = load_embedder(model, device=device, **kw)
+    return SimilarityScorer(
+        indexes, emb, k=k, batch_size=batch_size, sort_buffer=sort_buffer, extras=extras
+    )
