@@ -60,7 +60,13 @@ def _server(app, log_level: str = "warning"):
                 for s, h in old.items():
                     signal.signal(s, h)
 
-    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off")
+    # log_config=None: uvicorn's default (a logging.config.dictConfig) closes every handler this
+    # process ever made, ones bound to a stream it does not own too (absl's, which OpenVINO imports,
+    # closes the sys.stderr it was given: pytest's capture, so the test run dies); its records go
+    # through the root logger instead (retriever.logs: on the terminal with -v or from ERROR up)
+    config = uvicorn.Config(
+        app, log_level=log_level, access_log=False, lifespan="off", log_config=None
+    )
     return Server(config)
 
 
