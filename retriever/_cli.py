@@ -43,6 +43,43 @@ def parse_task_values(items: list[str] | None, option: str) -> dict[str, float]:
     return out
 
 
+def add_reader_options(p: Any, tokens: bool = True) -> None:
+    """The corpus reader options (:class:`~retriever.corpus.readers.ReaderConfig`), one wording
+    for every verb that reads the corpus; read back with :func:`reader_from_args`."""
+    from retriever.corpus.readers import ReaderConfig
+
+    d = ReaderConfig()
+    p.add_argument("--text-field", default=d.text_field, help="text field of corpus records")
+    p.add_argument(
+        "--id-field", default=d.id_field, help="id field of corpus records (absent: shard:row)"
+    )
+    if tokens:
+        p.add_argument(
+            "--tokens-field",
+            default=d.tokens_field,
+            help="token-id field, read with --detokenizer when a record has no text field",
+        )
+        p.add_argument(
+            "--detokenizer",
+            default=d.detokenizer,
+            help="tokenizer (local folder or Hub id) turning token ids into text: gpt2 for "
+            "nvidia/ClimbLab",
+        )
+
+
+def reader_from_args(args: Any) -> Any:
+    """The :class:`~retriever.corpus.readers.ReaderConfig` of :func:`add_reader_options`."""
+    from retriever.corpus.readers import ReaderConfig
+
+    d = ReaderConfig()
+    return ReaderConfig(
+        text_field=args.text_field,
+        id_field=args.id_field,
+        tokens_field=getattr(args, "tokens_field", d.tokens_field),
+        detokenizer=getattr(args, "detokenizer", d.detokenizer),
+    )
+
+
 def add_repeated(p: Any, flag: str, metavar: str, help: str) -> None:
     """A repeatable ``flag NAME=PATH`` option (read back with :func:`parse_named_paths`)."""
     p.add_argument(flag, action="append", default=[], metavar=metavar, help=help)

@@ -20,8 +20,9 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-# fixtures that load a real model: a test using one must be marked slow (the fast lane loads none)
-MODEL_FIXTURES = ("embedder",)
+# fixtures that load a real model (the embedder; tiny GPT-2 panels and proxies): a test using one
+# must be marked slow (the fast lane loads none)
+MODEL_FIXTURES = ("embedder", "torch_embedder", "small_panel", "reference", "proxy")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -33,8 +34,7 @@ def pytest_collection_modifyitems(config, items):
     ]
     if unmarked:
         raise pytest.UsageError(
-            "tests that load the real embedder must be marked @pytest.mark.slow: "
-            + ", ".join(unmarked)
+            "tests that load a model must be marked @pytest.mark.slow: " + ", ".join(unmarked)
         )
 
 

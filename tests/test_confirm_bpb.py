@@ -128,6 +128,28 @@ def test_batch_budget_does_not_change_results(small_panel):
 
 
 @pytest.mark.slow
+def test_cpu_batches_are_capped_by_their_logits_bytes(small_panel, monkeypatch):
+    import retriever.confirm.bpb as bpb
+
+    m = load_panel(small_panel).models[0]
+    texts = _texts()
+    sc = LMScorer(m, device="cpu", max_batch_tokens=4096, max_batch_size=64)
+    ref = sc.bits_per_byte(texts)
+    rows = []
+    hook = sc.model.register_forward_pre_hook(
+        lambda mod, args, kwargs: rows.append(kwargs["input_ids"].shape), with_kwargs=True
+    )
+    try:
+        # room for the logits of 2 windows of 32 tokens: batches of <= 2 rows, same BPB
+        monkeypatch.setattr(bpb, "CPU_LOGIT_BYTES", 2 * 32 * sc.vocab_size * 4)
+        got = sc.bits_per_byte(texts)
+    finally:
+        hook.remove()
+    assert rows and max(b for b, _ in rows) == 2
+    np.testing.assert_allclose(got.bpb, ref.bpb, atol=1e-5)
+
+
+@pytest.mark.slow
 def test_overlapping_windows_give_a_different_but_close_bpb(small_panel):
     m = load_panel(small_panel).models[2]
     text = [synthetic_corpora(3, seed=9)["task"][0] * 2]

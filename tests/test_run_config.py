@@ -161,11 +161,4 @@ def test_every_reader_option_reaches_every_stage_that_reads_the_corpus(tmp_path)
     e = tmp_path / "e.toml"
     e.write_text(p.read_text().split("[prefilter]")[0])
     job_no_prefilter = RunJob(load_run_config(e))
-    assert job_no_prefilter.score_reader() == want
-    # score_corpus takes the reader options as keywords: all the text-producing ones arrive
-    assert job_no_prefilter.reader_options() == {
-        "text_field": "body",
-        "id_field": "doc_id",
-        "tokens_field": "ids",
-        "detokenizer": "gpt2",
-    }
+    assert job_no_prefilter.score_reader() == want  # what _score hands score_corpus

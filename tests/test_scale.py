@@ -223,7 +223,7 @@ threshold = 0.5
         "detokenizer": str(tmp_path / "tok"),
     }
     for k, v in want.items():
-        assert seen["score"][k] == v, k
+        assert getattr(seen["score"]["reader"], k) == v, k
         assert getattr(seen["filter"].reader, k) == v, k
         assert (getattr(rd, k) if k != "detokenizer" else rd.detokenizer.name) == v, k
     assert seen["score"]["sample"] == "50%"

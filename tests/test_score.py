@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import MATH_GOLD, REPO, TOOLS_GOLD, WEB_TEXT, write_jsonl
 
+from retriever.corpus import ReaderConfig
 from retriever.errors import InputError, ResumeError
 from retriever.score import (
     ScoreHistogram,
@@ -221,7 +222,7 @@ def test_token_shards_are_detokenized_with_a_local_tokenizer(tiny_indexes, embed
         [str(tiny_indexes["math"])],
         [str(tmp_path / "c")],
         tmp_path / "out",
-        detokenizer=str(tmp_path / "tok"),
+        reader=ReaderConfig(detokenizer=str(tmp_path / "tok")),
         store=None,
     )
     assert s["scored"] == 1 and s["rejected_by_reason"] == {"bad_tokens": 1}

@@ -5,18 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from retriever._cli import HelpFormatter, print_json, show_progress
+from retriever._cli import (
+    HelpFormatter,
+    add_reader_options,
+    parse_named_paths,
+    print_json,
+    reader_from_args,
+    show_progress,
+)
 from retriever.errors import ConfigError
 
 
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
-    out = {}
-    for v in values or []:
-        key, sep, val = v.partition("=")
-        if not sep or not key or not val:
-            raise ConfigError(f"{what} takes KEY=VALUE, got {v!r}")
-        out[key] = val
-    return out
+    return parse_named_paths(values, what, "TASK=VALUE")
 
 
 def add_parser(subparsers) -> None:
@@ -58,12 +59,8 @@ def add_parser(subparsers) -> None:
     o.add_argument(
         "--format", default="jsonl.gz", choices=["jsonl.gz", "jsonl", "parquet", "lmflow"]
     )
-    o.add_argument("--text-field", default="text")
-    o.add_argument("--id-field", default="id")
+    add_reader_options(o)
     o.add_argument("--tokenizer", help="local tokenizer.json / folder for exact GPT-2 token counts")
-    o.add_argument(
-        "--detokenizer", help="tokenizer folder turning token-id shards into text (gpt2)"
-    )
     o.add_argument("--batch-size", type=int, default=512, help="documents per fastText call")
     o.add_argument(
         "--write-scores",
@@ -170,7 +167,6 @@ def run_rethreshold(args: argparse.Namespace) -> int:
 
 def config_from_args(args: argparse.Namespace):
     from retriever.batch_filter.config import FilterConfig
-    from retriever.corpus.readers import ReaderConfig
 
     threshold = _threshold(args.threshold)
     return FilterConfig(
@@ -182,9 +178,7 @@ def config_from_args(args: argparse.Namespace):
         by=args.by,
         sample_docs=args.sample_docs,
         fmt=args.format,
-        reader=ReaderConfig(
-            text_field=args.text_field, id_field=args.id_field, detokenizer=args.detokenizer
-        ),
+        reader=reader_from_args(args),
         tokenizer=args.tokenizer,
         batch_size=args.batch_size,
         max_chars=args.max_chars,

@@ -18,7 +18,7 @@ import numpy as np
 
 from retriever._deps import require
 from retriever.batch_filter.shard import SCORES_DIR
-from retriever.batch_filter.writers import open_pool_writer
+from retriever.batch_filter.writers import commit_all, open_pool_writer
 from retriever.corpus import shard_name
 from retriever.corpus.readers import ReaderConfig
 from retriever.data import Doc
@@ -131,13 +131,7 @@ def write_rethresholded(
     tasks, cols = read_filter_scores(src)
     if set(thresholds) != set(tasks):
         raise ConfigError(f"thresholds {sorted(thresholds)} must cover the tasks {tasks}")
-    reader = ReaderConfig(
-        text_field=settings["text_field"],
-        id_field=settings["id_field"],
-        tokens_field=settings.get("tokens_field", "tokens"),
-        detokenizer=settings.get("detokenizer"),
-        keep_fields=tuple(settings["keep_fields"]) if settings.get("keep_fields") else None,
-    ).reader()
+    reader = ReaderConfig.from_settings(settings).reader()
     fmt = fmt or settings["format"]
     out = Path(out_dir)
     counts = {t: 0 for t in tasks}
@@ -149,7 +143,7 @@ def write_rethresholded(
         if not keep.any():
             continue
         writers = {t: open_pool_writer(fmt, out / t / shard_name(shard)) for t in tasks}
-        try:
+        with commit_all(writers):
             for rec in reader.read(shard):
                 if not isinstance(rec, Doc):
                     continue
@@ -162,12 +156,6 @@ def write_rethresholded(
                     if keep[i, j]:
                         writers[t].write(rec)
                         counts[t] += 1
-            for w in writers.values():
-                w.commit()
-        except BaseException:
-            for w in writers.values():
-                w.abort()
-            raise
     summary = {"source": str(src), "thresholds": thresholds, "kept": counts}
     write_json_atomic(out / "rethreshold.json", summary)
     return summary

@@ -23,7 +23,7 @@ import numpy as np
 from retriever._deps import require
 from retriever.batch_filter.config import FilterPlan
 from retriever.batch_filter.scorer import FastTextScorer
-from retriever.batch_filter.writers import PoolWriter, open_pool_writer
+from retriever.batch_filter.writers import PoolWriter, commit_all, open_pool_writer
 from retriever.corpus import AtomicWriter, RejectWriter, shard_name
 from retriever.data import Doc, Rejected
 from retriever.stats import Stats
@@ -74,7 +74,7 @@ class FilterShard:
                 yield rec
 
         scorer.exclusion = unscorable
-        try:
+        with commit_all(writers):
             for t in s.tasks:
                 writers[t] = open_pool_writer(c.fmt, out / t / name)
             for batch in batched(scorer.run(docs()), c.batch_size):
@@ -82,12 +82,6 @@ class FilterShard:
             rejects.close()
             if c.write_scores:
                 self._write_scores(out / SCORES_DIR / f"{name}.parquet")
-            for w in writers.values():
-                w.commit()
-        except BaseException:
-            for w in writers.values():
-                w.abort()
-            raise
         stats.seconds = time.perf_counter() - t0
         return stats
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -192,3 +194,17 @@ def open_pool_writer(fmt: str, path_stem: str | os.PathLike) -> PoolWriter:
     if fmt == "lmflow":
         return LMFlowPoolWriter(path)
     return JsonlPoolWriter(path, compress=fmt == "jsonl.gz")
+
+
+@contextmanager
+def commit_all(writers: dict[str, PoolWriter]) -> Iterator[dict[str, PoolWriter]]:
+    """All of ``writers`` (filled inside the block) committed on a clean exit, all aborted on an
+    error: a shard's pools appear together or not at all."""
+    try:
+        yield writers
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        raise
+    for w in writers.values():
+        w.commit()

@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 
 LN2 = math.log(2.0)
 LOGIT_CHUNK = 1 << 26  # float32 logits upcast at a time (256 MiB)
+# on CPU, the most float32 logits one forward may produce: a GPT-2-sized vocabulary (50k) at
+# 8k tokens a batch made 1.6 GB of logits per forward and ran 0.6x the one-document loop
+CPU_LOGIT_BYTES = 1 << 28
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -137,7 +140,9 @@ class LMScorer:
         device: ``"cuda"``, ``"cpu"`` or ``None``/``"auto"``.
         dtype: one of :data:`DTYPES` (``auto``: bf16/fp16 on CUDA, fp32 on CPU).
         max_batch_tokens: padded tokens per forward (memory: this x hidden size activations, plus
-            one row of float32 logits at a time).
+            one row of float32 logits at a time). On CPU also at most
+            :data:`CPU_LOGIT_BYTES` of logits per forward: with a large vocabulary, writing and
+            reading gigabytes of logits cost more than batching saved.
         max_batch_size: windows per forward.
         context_tokens: see :func:`rolling_windows`.
 
@@ -182,6 +187,8 @@ class LMScorer:
             ) from e
         self.model.to(self.device).eval()
         self.max_length = self._max_length()
+        head = self.model.get_output_embeddings()
+        self.vocab_size = int(getattr(head, "out_features", 0) or self.model.config.vocab_size)
         rolling_windows([0], 0, self.max_length, context_tokens)  # validates context_tokens
         # we window documents ourselves; silence the "sequence longer than max" warning
         self.tokenizer.model_max_length = int(1e30)
@@ -251,6 +258,8 @@ class LMScorer:
             while start < len(order):
                 width = len(windows[order[start]][0])
                 rows = max(1, min(self.max_batch_size, self.max_batch_tokens // max(width, 1)))
+                if self.device == "cpu":
+                    rows = max(1, min(rows, CPU_LOGIT_BYTES // (4 * width * self.vocab_size)))
                 batch = order[start : start + rows]
                 start += len(batch)
                 x = np.zeros((len(batch), width), dtype=np.int64)  # [B, L] right-padded inputs

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import argparse
 
-from retriever._cli import parse_task_values, print_json, show_progress
+from retriever._cli import (
+    add_reader_options,
+    parse_task_values,
+    print_json,
+    reader_from_args,
+    show_progress,
+)
 from retriever.confirm.decide import DecisionRules
 from retriever.confirm.docs import CandidateRule
 
@@ -33,10 +39,7 @@ def _docs_opts(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument(
         "--out", required=required, help="output folder (rerun to resume; the BPB cache is reused)"
     )
-    p.add_argument(
-        "--text-field", default="text", help="text field of corpus records (default text)"
-    )
-    p.add_argument("--id-field", default="id", help="id field of corpus records (default id)")
+    add_reader_options(p)
 
 
 def _bpb_opts(p: argparse.ArgumentParser) -> None:
@@ -296,10 +299,9 @@ def _bpb_options(args):
 def _open(args):
     from retriever.confirm.docs import open_docs
     from retriever.confirm.panel import load_panel
-    from retriever.corpus import CorpusReader
 
     panel = load_panel(args.models, args.scores)
-    docs = open_docs(args.docs, CorpusReader(text_field=args.text_field, id_field=args.id_field))
+    docs = open_docs(args.docs, reader_from_args(args).reader())
     return panel, docs
 
 

@@ -88,6 +88,20 @@ class ReaderConfig:
             **kwargs,
         )
 
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> ReaderConfig:
+        """The options a stage's manifest recorded flat (``text_field``, ``id_field``, ...): how
+        its output is read back."""
+        d = cls()
+        keep = settings.get("keep_fields")
+        return cls(
+            text_field=settings.get("text_field", d.text_field),
+            id_field=settings.get("id_field", d.id_field),
+            tokens_field=settings.get("tokens_field", d.tokens_field),
+            detokenizer=settings.get("detokenizer") or None,
+            keep_fields=tuple(keep) if keep is not None else None,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The options as plain values (manifests)."""
         return {

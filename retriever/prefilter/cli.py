@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from retriever._cli import HelpFormatter, print_json
+from retriever._cli import HelpFormatter, add_reader_options, print_json, reader_from_args
 
 
 def add_parser(subparsers) -> None:
@@ -47,14 +47,12 @@ def add_parser(subparsers) -> None:
         default=Path("indexes"),
         help="folder of task specs (<task>.toml; their `patterns` replace the defaults)",
     )
-    p.add_argument("--text-field", default="text")
-    p.add_argument("--id-field", default="id")
+    add_reader_options(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from retriever.corpus import ReaderConfig
     from retriever.prefilter import DEFAULT_PATTERNS, PrefilterConfig, prefilter_corpus
 
     patterns: dict = {}
@@ -76,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
         mode=args.mode,
         min_matches=args.min_matches,
         patterns=patterns,
-        reader=ReaderConfig(text_field=args.text_field, id_field=args.id_field),
+        reader=reader_from_args(args),
     )
     summary = prefilter_corpus(args.corpus, args.out, cfg)
     if args.json:

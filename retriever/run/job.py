@@ -55,10 +55,6 @@ log = logging.getLogger(__name__)
 # options added after runs existed: left out of a step's fingerprint while unset, so an older run
 # folder is not redone for an option it never had
 UNSET_IS_OLD = ("max_candidates",)
-# the reader options score_corpus takes, with their defaults (ReaderConfig's)
-READER_DEFAULTS = {
-    k: getattr(ReaderConfig(), k) for k in ("text_field", "id_field", "tokens_field", "detokenizer")
-}
 
 
 def inputs_fingerprint(paths: list[str] | tuple[str, ...], what: str = "corpus input") -> str:
@@ -110,10 +106,6 @@ class RunJob:
         """``[corpus]``'s reader options (fields, detokenizer): every stage that reads the corpus
         gets these (see :meth:`filter_config`, :meth:`prefilter_config`, :meth:`score_reader`)."""
         return self.cfg.corpus.reader_config()
-
-    def reader_options(self) -> dict[str, Any]:
-        """The reader options as ``score_corpus`` keywords."""
-        return {k: getattr(self.reader_config(), k) for k in READER_DEFAULTS}
 
     def corpus_reader(self) -> CorpusReader:
         return self.reader_config().reader()
@@ -490,8 +482,6 @@ class RunJob:
         from retriever.score import score_corpus
 
         c, sc = self.cfg.corpus, self.cfg.score
-        rd = self.score_reader()
-        reader = {k: getattr(rd, k) for k in READER_DEFAULTS}
         paths = list(c.paths)
         if self.prefilter_drops():  # the kept documents, in the prefilter's jsonl layout
             paths = [str(self.out / "prefilter" / "kept")]
@@ -506,7 +496,7 @@ class RunJob:
             device=sc.device,
             sample=sc.sample,
             seed=self.cfg.run.seed,
-            **reader,
+            reader=self.score_reader(),
         )
         if s["shards"]["failed"]:
             raise ConfigError(

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from retriever._cli import parse_task_values, print_json, show_progress
+from retriever._cli import (
+    add_reader_options,
+    parse_task_values,
+    print_json,
+    reader_from_args,
+    show_progress,
+)
 
 
 def _add_rule_options(p: argparse.ArgumentParser) -> None:
@@ -56,14 +62,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--batch-size", type=int, default=256, help="documents embedded together (default 256)"
     )
-    p.add_argument("--text-field", default="text")
-    p.add_argument("--id-field", default="id")
-    p.add_argument(
-        "--tokens-field", default="tokens", help="token-id field, used when there is no text field"
-    )
-    p.add_argument(
-        "--detokenizer", help="tokenizer turning token ids into text (gpt2 for ClimbLab tokens)"
-    )
+    add_reader_options(p)
     p.add_argument(
         "--meta-field",
         action="append",
@@ -139,10 +138,7 @@ def _score(args) -> int:
     job = dict(
         k=args.k,
         batch_size=args.batch_size,
-        text_field=args.text_field,
-        id_field=args.id_field,
-        tokens_field=args.tokens_field,
-        detokenizer=args.detokenizer,
+        reader=reader_from_args(args),
         device=args.device,
     )
     if args.meta_fields:

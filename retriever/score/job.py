@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from retriever._deps import require
-from retriever.corpus.readers import CorpusReader, Detokenizer
+from retriever.corpus.readers import CorpusReader, ReaderConfig
 from retriever.corpus.sharding import get_shard, list_shards, shard_name
 from retriever.data import Rejected
 from retriever.errors import InputError, ModelMismatchError, OutputError, ResumeError, ShardError
@@ -64,10 +64,9 @@ class ScoreJob:
         out_dir: output folder (see module docstring).
         k: neighbours averaged by the ``topk_<task>`` score.
         batch_size: documents embedded together (memory: batch_size x ~3 KB of clipped text).
-        text_field, id_field, tokens_field: record fields (see :class:`CorpusReader`).
-        detokenizer: tokenizer id/path turning ``tokens_field`` ids into text (``gpt2`` for
-        ClimbLab). meta_fields: record fields copied as string columns (``cluster_id``), null when
-        absent. device: embedding device (``None``: CUDA when available).
+        reader: how corpus records are read (fields, detokenizer for token-id shards: ``gpt2``
+            for ClimbLab). meta_fields: record fields copied as string columns (``cluster_id``),
+            null when absent. device: embedding device (``None``: CUDA when available).
         embed_batch_size: texts per forward pass inside the embedder.
         sample: embed only the documents this sampler keeps (a seeded hash of the id, see
             :mod:`retriever.score.sample`); the others are counted as ``dropped/unsampled`` and
@@ -79,10 +78,7 @@ class ScoreJob:
     out_dir: str
     k: int = 10
     batch_size: int = 256
-    text_field: str = "text"
-    id_field: str = "id"
-    tokens_field: str | None = "tokens"
-    detokenizer: str | None = None
+    reader: ReaderConfig = ReaderConfig()
     meta_fields: tuple[str, ...] = ("cluster_id",)
     device: str | None = None
     embed_batch_size: int = 64
@@ -152,10 +148,16 @@ class ScoreJob:
                 for gi in indexes
             },
             "k": self.k,
-            "text_field": self.text_field,
-            "id_field": self.id_field,
-            "tokens_field": self.tokens_field,
-            "detokenizer": self.detokenizer,
+            # the reader's options flat, as before they were nested (old folders still resume)
+            "text_field": self.reader.text_field,
+            "id_field": self.reader.id_field,
+            "tokens_field": self.reader.tokens_field,
+            "detokenizer": self.reader.detokenizer,
+            **(
+                {"keep_fields": list(self.reader.keep_fields)}
+                if self.reader.keep_fields is not None
+                else {}
+            ),
             "meta_fields": list(self.meta_fields),
             "sample": self.sample.settings() if self.sample is not None else None,
             **self._extras_settings(indexes),
@@ -170,13 +172,8 @@ class ScoreJob:
         found = {t: e.fingerprint() for t, e in extras.items() if not e.empty}
         return {"extras": found} if found else {}
 
-    def reader(self) -> CorpusReader:
-        return CorpusReader(
-            text_field=self.text_field,
-            id_field=self.id_field,
-            tokens_field=self.tokens_field,
-            detokenizer=Detokenizer(self.detokenizer) if self.detokenizer else None,
-        )
+    def corpus_reader(self) -> CorpusReader:
+        return self.reader.reader()
 
     def scorer(self):
         if self._scorer is None:
@@ -219,7 +216,7 @@ class ScoreJob:
         rejects = RejectWriter(self.out / "rejected" / f"{name}.jsonl")
         schema = self._schema(pa, scorer)
 
-        reader = self.reader()
+        reader = self.corpus_reader()
         sampler = self.sample
 
         def docs():
@@ -232,7 +229,7 @@ class ScoreJob:
                 if sampler is not None and isinstance(rec, dict):
                     # decided on the raw record, before any detokenizing: an unsampled document
                     # costs one hash
-                    doc_id = rec.get(self.id_field)
+                    doc_id = rec.get(self.reader.id_field)
                     if not sampler.keep(f"{name}:{row}" if doc_id is None else str(doc_id)):
                         stats.inc("dropped/unsampled")
                         if self._bar is not None:
@@ -290,16 +287,19 @@ class ScoreJob:
         with src:
             pf = pq.ParquetFile(src)
             names = set(pf.schema_arrow.names)
-            if self.text_field not in names and (self.tokens_field or "") not in names:
+            if (
+                self.reader.text_field not in names
+                and (self.reader.tokens_field or "") not in names
+            ):
                 raise InputError(
-                    f"{shard} has no {self.text_field!r} column (columns: {sorted(names)}); "
+                    f"{shard} has no {self.reader.text_field!r} column (columns: {sorted(names)}); "
                     "pass --text-field NAME (or --tokens-field for token ids)"
                 )
-            has_id = self.id_field in names
+            has_id = self.reader.id_field in names
             row = 0
             for batch in pf.iter_batches(batch_size=reader.batch_size):
                 n = batch.num_rows
-                ids = batch.column(self.id_field).to_pylist() if has_id else [None] * n
+                ids = batch.column(self.reader.id_field).to_pylist() if has_id else [None] * n
                 keep = [
                     i
                     for i in range(n)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from retriever._deps import require
-from retriever.corpus.readers import CorpusReader, Detokenizer
+from retriever.corpus.readers import ReaderConfig
 from retriever.data import Doc, Rejected
 from retriever.errors import InputError
 from retriever.io import read_json
@@ -70,12 +70,7 @@ def iter_scored_docs(
                 f"no threshold for {task!r} in {out}/summary.json; rerun with "
                 "--top-fraction/--threshold"
             )
-    reader = CorpusReader(
-        text_field=settings["text_field"],
-        id_field=settings["id_field"],
-        tokens_field=settings["tokens_field"],
-        detokenizer=Detokenizer(settings["detokenizer"]) if settings.get("detokenizer") else None,
-    )
+    reader = ReaderConfig.from_settings(settings).reader()
     cols = ["id", "row"] + [f"{p}_{t}" for t in tasks for p in ("score", "topk")]
     for name, path in shard_outputs(out).items():
         tbl = pq.read_table(path, columns=cols).to_pydict()
