@@ -137,6 +137,7 @@ def main() -> None:
     ap.add_argument(
         "--maxn", type=int, default=DistillConfig().maxn, help="the students' longest one"
     )
+    ap.add_argument("--dim", type=int, default=DistillConfig().dim, help="the students' dim")
     ap.add_argument(
         "--multilabel",
         action="store_true",
@@ -251,6 +252,7 @@ def main() -> None:
                     normalization=args.normalization,
                     minn=args.minn,
                     maxn=args.maxn,
+                    dim=args.dim,
                 )
             ss = build_student_set(t, _merge(labels, rand), g, og, cfg.student_set())
             if v != "baseline":
@@ -310,6 +312,7 @@ def main() -> None:
         "normalization": args.normalization,
         "minn": args.minn,
         "maxn": args.maxn,
+        "dim": args.dim,
     }
     if args.markdown:
         Path(args.markdown).write_text(table + "\n")
