@@ -76,7 +76,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "rating": (RATING,),
     "gold+rating": (GOLD, RATING, RANDOM, OTHER_GOLD),
 }
-# the only variant meeting the goal both as per-task and as multi-label student (docs/distill.md)
+# meets the cross-source goal both as per-task and as multi-label student (docs/distill.md)
 DEFAULT_VARIANT = "gold+confirmed"
 
 
