@@ -119,3 +119,39 @@ def test_domains_from_kmeans_and_cluster_ids_then_stratified_dataset(
     assert manifest["settings"]["tiers"] == [[0.1, 0.7], [0.5, 0.3]]
     with pytest.raises(InputError):
         read_domains(tmp_path / "nowhere")
+
+
+@pytest.mark.slow
+def test_run_domains_step_feeds_the_stratified_dataset(tiny_indexes, embedder, tmp_path):
+    """``[domains]`` in a run config: the step writes RUN/domains from the run's score folder and
+    the dataset step fills its stratified tiers within them (the manifest names the file)."""
+    from retriever.domains import read_domains
+    from retriever.run.config import load_run_config
+    from retriever.run.job import RunJob
+    from retriever.score import score_corpus
+
+    docs = [{"id": f"d{i}", "text": t} for i, t in enumerate(TOOLS_GOLD + MATH_GOLD + WEB_TEXT)]
+    write_jsonl(tmp_path / "corpus" / "a.jsonl", docs)
+    cfg_path = tmp_path / "run.toml"
+    cfg_path.write_text(
+        f'[run]\nout = "{tmp_path / "run"}"\n'
+        f'[tasks.tools]\ngold = ["{tiny_indexes["tools"]}"]\n'
+        f'[corpus]\npaths = ["{tmp_path / "corpus"}"]\n'
+        '[domains]\nk = 3\nsource = "kmeans"\n'
+        '[dataset]\nbudget = "400"\nmixture = "equal"\norder = "stratified"\n'
+    )
+    job = RunJob(load_run_config(cfg_path), progress=False)
+    score_corpus([str(tiny_indexes["tools"])], [str(tmp_path / "corpus")], job.out / "scores")
+    r = job._domains()
+    assert r["method"] == "kmeans" and r["documents"] == len(docs) and r["domains"] == 3
+    dom = read_domains(job.out / "domains")
+    assert set(dom) == {d["id"] for d in docs}
+    pool = [
+        {"id": d["id"], "text": d["text"], "metadata": {"prob/tools": (i % 7) / 7}}
+        for i, d in enumerate(docs)
+    ]
+    write_jsonl(job.out / "pools" / "tools" / "x.jsonl", pool)
+    s = job._dataset()
+    assert 0 < s["tokens"] <= 400
+    manifest = json.loads((job.out / "dataset" / "manifest.json").read_text())
+    assert manifest["settings"]["domains"][0] == str(job.out / "domains")

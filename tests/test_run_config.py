@@ -97,6 +97,26 @@ def test_optional_rate_band_and_prefilter_steps(tmp_path):
     assert "rate" in steps["distill/a"].after  # the students read the rating labels too
 
 
+def test_optional_domains_step_feeds_the_dataset(tmp_path):
+    (tmp_path / "g.jsonl").write_text('{"text": "gold"}\n')
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "d.jsonl").write_text('{"id": "1", "text": "doc"}\n')
+    names = [s.name for s in RunJob(load_run_config(_write(tmp_path, ""))).steps()]
+    assert "domains" not in names
+    cfg = load_run_config(_write(tmp_path, '[domains]\nk = 4\nsource = "kmeans"\n'))
+    assert cfg.domains == {"k": 4, "source": "kmeans"}
+    steps = {s.name: s for s in RunJob(cfg).steps()}
+    assert steps["domains"].after == ["score"] and "domains" in steps["dataset"].after
+    assert list(steps).index("score") < list(steps).index("domains") < list(steps).index("dataset")
+    for body, match in (
+        ("[domains]\nk = 0\n", "k must be an integer"),
+        ('[domains]\nsource = "topics"\n', "domain source"),
+        ("[domains]\nkk = 4\n", r"\[domains\]: unknown key.*'kk' \(did you mean 'k'"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            load_run_config(_write(tmp_path, body))
+
+
 @pytest.mark.parametrize(
     "body, match",
     [

@@ -37,6 +37,7 @@ SECTIONS = (
     "prefilter",
     "rate",
     "band",
+    "domains",
 )
 
 
@@ -215,6 +216,9 @@ class RunConfig:
     prefilter: dict[str, Any] | None = None
     rate: dict[str, Any] | None = None
     band: dict[str, Any] | None = None
+    # DomainConfig arguments: k-means (or ClimbLab cluster ids) over the scored documents; the
+    # dataset step then uses the domains (order = "stratified" fills tiers within domains)
+    domains: dict[str, Any] | None = None
 
     @property
     def out(self) -> Path:
@@ -311,7 +315,7 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
         }
     )
     dataset = _make(DatasetSection, raw.get("dataset"), "dataset")
-    for sec in ("distill", "filter", "evaluate", "mix", "prefilter", "rate", "band"):
+    for sec in ("distill", "filter", "evaluate", "mix", "prefilter", "rate", "band", "domains"):
         if not isinstance(raw.get(sec, {}), dict):
             raise ConfigError(f"[{sec}] must be a table")
     confirm = _make(ConfirmSection, raw.get("confirm"), "confirm")
@@ -334,6 +338,7 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
         prefilter=dict(raw["prefilter"]) if "prefilter" in raw else None,
         rate=_paths(base, raw["rate"], ("cache",)) if "rate" in raw else None,
         band=_paths(base, raw["band"], ("model", "tokenizer")) if "band" in raw else None,
+        domains=dict(raw["domains"]) if "domains" in raw else None,
     )
     _check_stage_sections(cfg)
     return cfg
@@ -395,6 +400,8 @@ def _check_stage_sections(cfg: RunConfig) -> None:
         rate_config(cfg)
     if cfg.band is not None:
         band_config(cfg)
+    if cfg.domains is not None:
+        domains_config(cfg)
 
 
 def prefilter_config(cfg: RunConfig):
@@ -409,6 +416,13 @@ def rate_config(cfg: RunConfig):
     from retriever.rate import RateConfig
 
     return _make(RateConfig, rate_kwargs(cfg), "rate")
+
+
+def domains_config(cfg: RunConfig):
+    """``[domains]`` as the stage's ``DomainConfig``."""
+    from retriever.domains import DomainConfig
+
+    return _make(DomainConfig, dict(cfg.domains or {}), "domains")
 
 
 def band_config(cfg: RunConfig):

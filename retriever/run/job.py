@@ -16,7 +16,9 @@ Layout of the run folder (``[run] out``)::
 Optional steps, run when their section is present: ``[prefilter]`` -> ``prefilter/`` (keyword
 counts before scoring; ``mode = "drop"`` makes the score step embed only what it kept),
 ``[band]`` -> ``band/`` (perplexity band over the scored documents, BPB cache kept), ``[rate]`` ->
-``rate/`` (LLM ratings of each task's candidates; the answer cache is never removed).
+``rate/`` (LLM ratings of each task's candidates; the answer cache is never removed),
+``[domains]`` -> ``domains/`` (ClimbLab cluster ids or k-means over the stored vectors; the
+dataset step then fills ``order = "stratified"`` tiers within these domains).
 """
 
 from __future__ import annotations
@@ -345,13 +347,23 @@ class RunJob:
                 after=students,
             )
         )
+        if cfg.domains is not None:
+            steps.append(
+                RunStep(
+                    "domains",
+                    dict(cfg.domains),
+                    self._domains,
+                    outputs=[self.out / "domains"],
+                    after=["score"],
+                )
+            )
         steps.append(
             RunStep(
                 "dataset",
                 dataclasses.asdict(cfg.dataset),
                 self._dataset,
                 outputs=[self.out / "dataset"],
-                after=["filter"],
+                after=["filter"] + (["domains"] if cfg.domains is not None else []),
             )
         )
         steps.append(
@@ -709,8 +721,21 @@ class RunJob:
             tokenizer=d.tokenizer,
             seed=self.cfg.run.seed,
             progress=self.progress,
+            domains=self.out / "domains" if self.cfg.domains is not None else None,
         ).build(self.out / "dataset")
         return {"tokens": s.get("tokens"), "documents": s.get("docs"), "pools": s.get("pools")}
+
+    def _domains(self) -> dict[str, Any]:
+        from retriever.domains import assign_domains
+        from retriever.run.config import domains_config
+
+        s = assign_domains(self.out / "scores", self.out / "domains", domains_config(self.cfg))
+        return {
+            "method": s["method"],
+            "documents": s["n_docs"],
+            "domains": len(s["domains"]),
+            "largest": [(d.get("domain"), d.get("size")) for d in s["domains"][:3]],
+        }
 
     def _report(self) -> dict[str, Any]:
         from retriever.report import write_report
