@@ -155,3 +155,32 @@ def test_run_domains_step_feeds_the_stratified_dataset(tiny_indexes, embedder, t
     assert 0 < s["tokens"] <= 400
     manifest = json.loads((job.out / "dataset" / "manifest.json").read_text())
     assert manifest["settings"]["domains"][0] == str(job.out / "domains")
+    from retriever.report.collect import collect_report
+
+    assert collect_report(job.out)["domains"]["method"] == "kmeans"  # the report finds them
+
+
+def test_report_shows_the_domains(tmp_path):
+    from retriever.report.collect import collect_report
+    from retriever.report.render import render_report
+
+    d = tmp_path / "run" / "domains"
+    d.mkdir(parents=True)
+    (d / "domains.parquet").write_bytes(b"")
+    doms = [
+        {
+            "domain": "k000",
+            "size": 30,
+            "share": 0.6,
+            "top_terms": ["function", "api"],
+            "samples": ["call <get_weather> with city"],
+        },
+        {"domain": "k001", "size": 20, "share": 0.4, "top_terms": ["apples"], "samples": []},
+    ]
+    (d / "domains.json").write_text(json.dumps({"method": "kmeans", "n_docs": 50, "domains": doms}))
+    data = collect_report(tmp_path / "run")
+    assert data["facts"]["domains"] == "2 (kmeans)"
+    html = render_report(**data)
+    assert 'id="domains"' in html and "2 domains by kmeans over 50 documents" in html
+    assert "function, api" in html and "60.0%" in html
+    assert "call &lt;get_weather&gt; with city" in html  # previews are escaped

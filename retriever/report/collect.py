@@ -54,6 +54,7 @@ class ReportSources:
     arms: Path | None = None  # a `retriever evaluate` summary.json
     band: Path | None = None  # a `retriever band` folder (band.parquet + summary.json)
     rate: Path | None = None  # a `retriever rate` folder (ratings/ + summary.json)
+    domains: Path | None = None  # a `retriever domains` folder (domains.parquet + domains.json)
 
 
 def find_sources(run_dir: str | os.PathLike | None, **given: Any) -> ReportSources:
@@ -99,6 +100,9 @@ def find_sources(run_dir: str | os.PathLike | None, **given: Any) -> ReportSourc
         if src.band is None and (d / "band.parquet").is_file():
             if _json_stage(d / "summary.json") == "band":
                 src.band = d
+        if src.domains is None and (d / "domains.parquet").is_file():
+            if (d / "domains.json").is_file():
+                src.domains = d
         if src.arms is None and _is_arms(d / "summary.json"):
             src.arms = d / "summary.json"
         if src.mixture is None:
@@ -211,6 +215,11 @@ def collect_report(
     if src.band is not None:
         out["band"] = read_json(src.band / "summary.json")
         facts["perplexity band: in band"] = out["band"].get("in_band")
+    if src.domains is not None:
+        out["domains"] = read_json(src.domains / "domains.json")
+        facts["domains"] = (
+            f"{len(out['domains'].get('domains') or [])} ({out['domains'].get('method', '?')})"
+        )
     out["facts"] = facts
     out["missing"] = missing
     return out

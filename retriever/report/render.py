@@ -59,6 +59,7 @@ def render_report(
     arms: Mapping[str, Any] | None = None,
     band: Mapping[str, Any] | None = None,
     ratings: Mapping[str, Any] | None = None,
+    domains: Mapping[str, Any] | None = None,
     missing: Sequence[str] = (),
 ) -> str:
     """Render the run report as one HTML string (inline CSS and SVG; no script, no URL).
@@ -86,6 +87,8 @@ def render_report(
             at quantiles ``low`` / ``high``, counts, Spearman with similarity).
         ratings: a ``retriever rate`` summary (per task ``histogram`` of 0-5 scores, counts,
             labels; the model).
+        domains: a ``retriever domains`` summary (``domains.json``: per domain its size, share,
+            top terms and sample previews; the method).
         missing: names of artifacts that were looked for and not found.
     """
     sections: list[tuple[str, str, str]] = []  # (id, title, html)
@@ -109,6 +112,8 @@ def render_report(
         sections.append(("ratings", "LLM ratings", _ratings(ratings)))
     if band:
         sections.append(("band", "Perplexity band", _band(band)))
+    if domains:
+        sections.append(("domains", "Domains", _domains(domains)))
     if dataset:
         sections.append(("dataset", "Training set", _dataset(dataset)))
     if mixture:
@@ -208,6 +213,29 @@ def _ratings(r: Mapping[str, Any]) -> str:
         )
         figs.append(f'<div class="fig">{svg}<div class="muted">{escape(cap)}</div></div>')
     return f'<div class="grid">{"".join(figs)}</div>'
+
+
+def _domains(d: Mapping[str, Any], limit: int = 40) -> str:
+    doms = list(d.get("domains") or [])
+    head = (
+        "<tr><th class='l'>domain</th><th>documents</th><th>share</th>"
+        "<th class='l'>top terms</th><th class='l'>sample</th></tr>"
+    )
+    rows = []
+    for x in doms[:limit]:
+        sample = (x.get("samples") or [""])[0]
+        rows.append(
+            f"<tr><td class='l'>{escape(str(x.get('domain')))}</td><td>{x.get('size', 0):,}</td>"
+            f"<td>{float(x.get('share') or 0):.1%}</td>"
+            f"<td class='l'>{escape(', '.join(map(str, x.get('top_terms') or [])))}</td>"
+            f"<td class='l'>{escape(str(sample)[:160])}</td></tr>"
+        )
+    more = f" (the {limit} largest shown)" if len(doms) > limit else ""
+    cap = (
+        f"{len(doms)} domains by {escape(str(d.get('method', '?')))} over "
+        f"{_val(d.get('n_docs'))} documents{more}"
+    )
+    return f"<p class='muted'>{cap}</p><table>{head}{''.join(rows)}</table>"
 
 
 def _band(b: Mapping[str, Any]) -> str:
