@@ -39,6 +39,7 @@ from retriever.confirm.decide import LABELS, Decision, DecisionRules, decide
 from retriever.confirm.docs import CandidateRule, DocSet
 from retriever.confirm.matrix import BpbMatrix, MatrixResult
 from retriever.confirm.panel import Panel
+from retriever.distill.labels import label_schema
 from retriever.errors import ConfigError
 from retriever.io import AtomicWriter, RejectWriter, write_json_atomic
 from retriever.manifest import check_or_write_manifest, paths_fingerprint
@@ -320,19 +321,8 @@ class ConfirmStage:
         """One streaming pass over the documents, appending each task's rows in input order."""
         pa = require("pyarrow")
         pq = require("pyarrow.parquet")
-        schema = pa.schema(
-            [
-                ("id", pa.string()),
-                ("text", pa.string()),
-                ("task", pa.string()),
-                ("similarity", pa.float64()),
-                ("correlation", pa.float64()),
-                ("label", pa.string()),
-                ("reason", pa.string()),
-                ("shard", pa.string()),
-                ("row", pa.int64()),
-                ("source", pa.string()),
-            ]
+        schema = label_schema(
+            [("shard", pa.string()), ("row", pa.int64()), ("source", pa.string())]
         )
         pos = {d: i for i, d in enumerate(docs.ids)}
         per_task: dict[str, dict[int, int]] = {

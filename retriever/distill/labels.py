@@ -244,6 +244,26 @@ def _float_column(table, name: str) -> list[float]:
     return [float("nan") if v is None else float(v) for v in table.column(name).to_pylist()]
 
 
+def label_schema(extra: Sequence[tuple[str, object]] = ()):
+    """The contract's seven columns (``id`` ... ``reason``) as a pyarrow schema, then ``extra``.
+
+    ``extra`` is ``(name, pyarrow type)`` pairs, e.g. ``source`` or a writer's own columns.
+    """
+    pa = require("pyarrow")
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("text", pa.string()),
+            ("task", pa.string()),
+            ("similarity", pa.float64()),
+            ("correlation", pa.float64()),
+            ("label", pa.string()),
+            ("reason", pa.string()),
+            *extra,
+        ]
+    )
+
+
 def write_labels(path: str | os.PathLike, rows: list[dict]) -> Path:
     """Write label rows (dicts with the contract's columns) as parquet, atomically.
 
@@ -253,18 +273,7 @@ def write_labels(path: str | os.PathLike, rows: list[dict]) -> Path:
     pq = require("pyarrow.parquet")
     from retriever.corpus import AtomicWriter
 
-    schema = pa.schema(
-        [
-            ("id", pa.string()),
-            ("text", pa.string()),
-            ("task", pa.string()),
-            ("similarity", pa.float64()),
-            ("correlation", pa.float64()),
-            ("label", pa.string()),
-            ("reason", pa.string()),
-        ]
-        + ([("source", pa.string())] if any("source" in r for r in rows) else [])
-    )
+    schema = label_schema([("source", pa.string())] if any("source" in r for r in rows) else [])
     norm = [
         {
             "id": str(r["id"]),

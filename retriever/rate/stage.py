@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from retriever._deps import require
+from retriever.distill.labels import label_schema
 from retriever.errors import ConfigError
 from retriever.io import AtomicWriter, write_json_atomic
 from retriever.progress import progress_bar
@@ -494,19 +495,8 @@ def write_rating_labels(
     """The rated rows as a distill labels file (``source = "rating"``, plus score columns)."""
     pa = require("pyarrow")
     pq = require("pyarrow.parquet")
-    schema = pa.schema(
-        [
-            ("id", pa.string()),
-            ("text", pa.string()),
-            ("task", pa.string()),
-            ("similarity", pa.float64()),
-            ("correlation", pa.float64()),
-            ("label", pa.string()),
-            ("reason", pa.string()),
-            ("source", pa.string()),
-            ("score", pa.float64()),
-            ("int_score", pa.int64()),
-        ]
+    schema = label_schema(
+        [("source", pa.string()), ("score", pa.float64()), ("int_score", pa.int64())]
     )
     rows = rating_label_rows(task, ratings, texts, threshold, model)
     p = Path(path)
