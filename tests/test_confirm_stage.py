@@ -122,6 +122,11 @@ def _cli(*argv: str) -> tuple[int, str, str]:
     return rc, out.getvalue(), err.getvalue()
 
 
+def _confirm(models, docs, out, *argv) -> tuple[int, str, str]:
+    """``retriever confirm --models MODELS --docs DOCS --out OUT ARGV...``"""
+    return _cli("confirm", "--models", models, "--docs", docs, "--out", out, *argv)
+
+
 @pytest.mark.slow
 def test_tiny_panel_loads_with_auto_classes_and_its_task_skill_grows_with_the_task_share(panel):
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -143,13 +148,9 @@ def test_tiny_panel_loads_with_auto_classes_and_its_task_skill_grows_with_the_ta
 @pytest.mark.slow
 def test_confirm_labels_task_documents_positive_and_generic_ones_negative(panel, data, tmp_path):
     out = tmp_path / "out"
-    rc, stdout, _ = _cli(
-        "confirm",
-        "--models",
+    rc, stdout, _ = _confirm(
         panel,
-        "--docs",
         data["corpus"],
-        "--out",
         out,
         "--json",
         "--device",
@@ -207,13 +208,9 @@ def test_confirm_labels_task_documents_positive_and_generic_ones_negative(panel,
     assert sum(corr_tbl["weight_linear"]) == pytest.approx(1.0)
 
     # re-thresholding reuses the BPB cache: no model computes anything, labels follow the new rule
-    rc, stdout, _ = _cli(
-        "confirm",
-        "--models",
+    rc, stdout, _ = _confirm(
         panel,
-        "--docs",
         data["corpus"],
-        "--out",
         out,
         "--json",
         "--device",
@@ -253,13 +250,9 @@ def test_confirm_reads_a_score_folder_candidates_and_random_negatives(
         [str(idx)], [str(data["corpus"])], scores, top_fraction=0.5, store=None, batch_size=8
     )
     out = tmp_path / "out"
-    rc, stdout, _ = _cli(
-        "confirm",
-        "--models",
+    rc, stdout, _ = _confirm(
         panel,
-        "--docs",
         scores,
-        "--out",
         out,
         "--json",
         "--top-fraction",
@@ -290,13 +283,9 @@ def test_confirm_reads_a_score_folder_candidates_and_random_negatives(
 
 @pytest.mark.slow
 def test_cli_errors_say_what_to_do(panel, data, tmp_path):
-    rc, _, err = _cli(
-        "confirm",
-        "--models",
+    rc, _, err = _confirm(
         panel,
-        "--docs",
         data["corpus"],
-        "--out",
         tmp_path / "o",
         "--tasks",
         "roleplay",
@@ -304,23 +293,15 @@ def test_cli_errors_say_what_to_do(panel, data, tmp_path):
     assert rc == 2 and "scorecard" in err
     rc, _, err = _cli("confirm", "--models", panel, "--out", tmp_path / "o")
     assert rc == 2 and "--docs" in err
-    rc, _, err = _cli(
-        "confirm",
-        "--models",
+    rc, _, err = _confirm(
         tmp_path / "none.toml",
-        "--docs",
         data["corpus"],
-        "--out",
         tmp_path / "o",
     )
     assert rc == 2 and "does not exist" in err
-    rc, _, err = _cli(
-        "confirm",
-        "--models",
+    rc, _, err = _confirm(
         panel,
-        "--docs",
         data["corpus"],
-        "--out",
         tmp_path / "o",
         "--positive-min",
         "0.1",
