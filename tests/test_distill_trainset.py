@@ -26,6 +26,40 @@ from retriever.distill.trainset import (
 from retriever.errors import ConfigError
 
 
+def _random_rows(task: str, texts: list[str]) -> list[dict]:
+    """The confirm stage's random non-candidate negatives of ``task``, as labels rows."""
+    return [
+        {
+            "id": f"w{k}",
+            "text": text,
+            "task": task,
+            "label": "negative",
+            "similarity": 0.1,
+            "source": "random",
+            "reason": "negative: random non-candidate",
+        }
+        for k, text in enumerate(texts)
+    ]
+
+
+def _json_call_rows(seed: int, n: int = 30) -> list[dict]:
+    """``n`` xLAM-style JSON calls (positive) and ``n`` synthetic web documents (negative)."""
+    rng = random.Random(seed)
+    rows = [
+        {
+            "id": f"p{k}",
+            "text": f'{{"name": "f{k}", "parameters": {{"x": {k}}}}}',
+            "task": "t",
+            "label": "positive",
+        }
+        for k in range(n)
+    ]
+    return rows + [
+        {"id": f"n{k}", "text": synthetic_doc(rng, False), "task": "t", "label": "negative"}
+        for k in range(n)
+    ]
+
+
 def _labels(task="t", n_conf=10, n_hard=8, n_rand=30, n_unc=4, seed=0) -> LabelSet:
     rng = random.Random(seed)
     rows = []
@@ -265,18 +299,7 @@ def test_distill_with_gold_indexes_end_to_end(tiny_indexes, tmp_path):
     assert sims["gold"].shape == (6,) and (sims["gold"] < 0.999).all()  # itself left out
     assert sims["math"].shape == (6,) and (sims["math"] < sims["gold"].max()).all()
     rng = random.Random(0)
-    web = [
-        {
-            "id": f"w{k}",
-            "text": synthetic_doc(rng, False),
-            "task": "tools",
-            "label": "negative",
-            "similarity": 0.1,
-            "source": "random",
-            "reason": "negative: random non-candidate",
-        }
-        for k in range(12)
-    ]
+    web = _random_rows("tools", [synthetic_doc(rng, False) for _ in range(12)])
     write_labels(tmp_path / "labels" / "tools.parquet", web)
     out = tmp_path / "f" / "filter.bin"
     cfg = DistillConfig(epoch=10, dim=16, seed=1, test_fraction=0.34)
@@ -309,18 +332,7 @@ def test_multilabel_student_learns_from_the_gold_indexes_too(tiny_indexes, tmp_p
     rng = random.Random(0)
     web_texts = [synthetic_doc(rng, False) for _ in range(12)]  # the same random sample per task
     for task in ("tools", "math"):
-        web = [
-            {
-                "id": f"w{k}",
-                "text": text,
-                "task": task,
-                "label": "negative",
-                "similarity": 0.1,
-                "source": "random",
-                "reason": "negative: random non-candidate",
-            }
-            for k, text in enumerate(web_texts)
-        ]
+        web = _random_rows(task, web_texts)
         write_labels(tmp_path / "labels" / f"{task}.parquet", web)
     out = tmp_path / "f" / "multilabel" / "filter.bin"
     cfg = DistillConfig(epoch=15, dim=16, seed=1, test_fraction=0.34)
@@ -427,21 +439,7 @@ def test_words_normalization_splits_punctuation_and_the_filter_applies_the_model
     ]
     assert fasttext_text('{"Name": x}\nB') == '{"Name": x} B'  # the old default, unchanged
     # xLAM-style JSON in training, ELMB-style Python dicts at test time: same tokens once split
-    rng = random.Random(0)
-    rows = [
-        {
-            "id": f"p{k}",
-            "text": f'{{"name": "f{k}", "parameters": {{"x": {k}}}}}',
-            "task": "t",
-            "label": "positive",
-        }
-        for k in range(30)
-    ]
-    rows += [
-        {"id": f"n{k}", "text": synthetic_doc(rng, False), "task": "t", "label": "negative"}
-        for k in range(30)
-    ]
-    write_labels(tmp_path / "t.parquet", rows)
+    write_labels(tmp_path / "t.parquet", _json_call_rows(seed=0))
     out = tmp_path / "m" / "filter.bin"
     cfg = DistillConfig(epoch=10, dim=16, seed=0, normalization="words")
     FastTextDistiller(cfg).run(tmp_path / "t.parquet", "t", out)
@@ -469,21 +467,7 @@ def test_both_normalization_round_trips_through_the_manifest_and_the_filter(tmp_
     assert fasttext_text('{"Name": x}\nB', "both") == fasttext_text(
         '{"Name": x}\nB'
     ) + " " + fasttext_text('{"Name": x}\nB', "words")
-    rng = random.Random(1)
-    rows = [
-        {
-            "id": f"p{k}",
-            "text": f'{{"name": "f{k}", "parameters": {{"x": {k}}}}}',
-            "task": "t",
-            "label": "positive",
-        }
-        for k in range(30)
-    ]
-    rows += [
-        {"id": f"n{k}", "text": synthetic_doc(rng, False), "task": "t", "label": "negative"}
-        for k in range(30)
-    ]
-    write_labels(tmp_path / "t.parquet", rows)
+    write_labels(tmp_path / "t.parquet", _json_call_rows(seed=1))
     out = tmp_path / "m" / "filter.bin"
     FastTextDistiller(DistillConfig(epoch=10, dim=16, seed=0, normalization="both")).run(
         tmp_path / "t.parquet", "t", out

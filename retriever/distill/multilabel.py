@@ -44,6 +44,8 @@ from retriever.distill.trainset import (
     StudentSet,
     bucket_for,
     build_student_set,
+    check_split_classes,
+    held_out_count,
     load_gold_sets,
     text_key,
 )
@@ -308,9 +310,7 @@ def union_split(sets: dict[str, StudentSet], test_fraction: float, seed: int) ->
     for key in sorted(strata):
         keys = sorted(strata[key])
         order = rng.permutation(len(keys))
-        n = len(keys)
-        n_test = 0 if n < 2 else min(n - 1, max(1, round(n * test_fraction)))
-        held.update(keys[j] for j in order[:n_test])
+        held.update(keys[j] for j in order[: held_out_count(len(keys), test_fraction)])
     return held
 
 
@@ -319,13 +319,7 @@ def _split_of(rows: LabelSet, held: set[str]) -> tuple[np.ndarray, np.ndarray]:
     keys = [text_key(x) for x in rows.texts]
     test = np.array([i for i, k in enumerate(keys) if k in held], dtype=np.int64)
     train = np.array([i for i, k in enumerate(keys) if k not in held], dtype=np.int64)
-    for cls in (POSITIVE, NEGATIVE):
-        for name, part in (("train", train), ("held-out", test)):
-            if not any(rows.labels[i] == cls for i in part):
-                raise ConfigError(
-                    f"task {rows.task!r}: no {cls} row in the {name} part of the multi-label "
-                    f"split; need at least 2 distinct {cls} documents"
-                )
+    check_split_classes(rows, train, test, "multi-label split", "distinct documents")
     return train, test
 
 

@@ -364,18 +364,31 @@ def split_by_source(
     for key in sorted(groups):
         idx = np.array(groups[key], dtype=np.int64)
         rng.shuffle(idx)
-        n_test = 0 if len(idx) < 2 else min(len(idx) - 1, max(1, round(len(idx) * test_fraction)))
+        n_test = held_out_count(len(idx), test_fraction)
         test.append(idx[:n_test])
         train.append(idx[n_test:])
     tr, te = np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+    check_split_classes(rows, tr, te, "split", "rows in one source")
+    return tr, te
+
+
+def held_out_count(n: int, test_fraction: float) -> int:
+    """Rows a group of ``n`` holds out: ``round(n * test_fraction)``, at least one of two or more,
+    never all of them."""
+    return 0 if n < 2 else min(n - 1, max(1, round(n * test_fraction)))
+
+
+def check_split_classes(
+    rows: LabelSet, train: np.ndarray, test: np.ndarray, split: str, need: str
+) -> None:
+    """Raise :class:`ConfigError` unless both classes have a row on both sides of a split."""
     for cls in (POSITIVE, NEGATIVE):
-        for name, part in (("train", tr), ("held-out", te)):
+        for name, part in (("train", train), ("held-out", test)):
             if not any(rows.labels[i] == cls for i in part):
                 raise ConfigError(
-                    f"task {rows.task!r}: no {cls} row in the {name} part of the split; need at "
-                    f"least 2 {cls} rows in one source"
+                    f"task {rows.task!r}: no {cls} row in the {name} part of the {split}; need at "
+                    f"least 2 {cls} {need}"
                 )
-    return tr, te
 
 
 def write_student_set(path: str | os.PathLike, ss: StudentSet) -> Path:
