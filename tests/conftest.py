@@ -90,6 +90,11 @@ def write_jsonl(path, records):
     return path
 
 
+def index_build_argv(task: str, gold, indexes_dir, *extra: str) -> list[str]:
+    """``retriever index build TASK --gold GOLD --indexes-dir DIR EXTRA...`` as a CLI argv."""
+    return ["index", "build", task, "--gold", str(gold), "--indexes-dir", str(indexes_dir), *extra]
+
+
 @pytest.fixture(scope="session")
 def tiny_indexes(tmp_path_factory, embedder):
     """Two real task indexes (``tools``, ``math``) built from the synthetic gold above."""

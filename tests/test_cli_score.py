@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import MATH_GOLD, REPO, TOOLS_GOLD, WEB_TEXT, write_jsonl
+from conftest import MATH_GOLD, REPO, TOOLS_GOLD, WEB_TEXT, index_build_argv, write_jsonl
 
 from retriever.cli import main
 
@@ -26,21 +26,7 @@ def test_help_lists_the_verbs():
 @pytest.mark.slow
 def test_cli_index_score_candidates_query(tmp_path, capsys, embedder):
     gold = write_jsonl(tmp_path / "gold.jsonl", [{"text": t} for t in TOOLS_GOLD])
-    assert (
-        main(
-            [
-                "index",
-                "build",
-                "tools",
-                "--gold",
-                str(gold),
-                "--indexes-dir",
-                str(tmp_path / "idx"),
-                "--json",
-            ]
-        )
-        == 0
-    )
+    assert main(index_build_argv("tools", gold, tmp_path / "idx", "--json")) == 0
     manifest = json.loads(capsys.readouterr().out)
     assert manifest["task"] == "tools" and manifest["n_records"] == len(TOOLS_GOLD)
 
@@ -146,19 +132,7 @@ def test_a_corpus_without_the_text_field_is_a_one_line_error(tiny_indexes, tmp_p
 def test_a_model_missing_offline_is_a_one_line_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     gold = write_jsonl(tmp_path / "g.jsonl", [{"text": t} for t in TOOLS_GOLD])
-    rc = main(
-        [
-            "index",
-            "build",
-            "t",
-            "--gold",
-            str(gold),
-            "--indexes-dir",
-            str(tmp_path),
-            "--model",
-            "nobody/no-such-model",
-        ]
-    )
+    rc = main(index_build_argv("t", gold, tmp_path, "--model", "nobody/no-such-model"))
     err = capsys.readouterr().err
     lines = [x for x in err.splitlines() if x.startswith("retriever index: error")]
     assert rc == 2 and len(lines) == 1 and "Offline?" in lines[0]

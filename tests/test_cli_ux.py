@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import MATH_GOLD, REPO, TOOLS_GOLD, WEB_TEXT, write_jsonl
+from conftest import MATH_GOLD, REPO, TOOLS_GOLD, WEB_TEXT, index_build_argv, write_jsonl
 
 from retriever.cli import _subparsers, build_parser, main
 
@@ -397,40 +397,9 @@ def test_the_lancedb_fork_warning_is_silenced_unless_verbose(tmp_path):
 @pytest.mark.slow
 def test_index_build_gold_limit_reads_that_many_records_per_source(tmp_path, capsys, embedder):
     gold = write_jsonl(tmp_path / "gold.jsonl", [{"text": t} for t in TOOLS_GOLD])
-    assert (
-        main(
-            [
-                "index",
-                "build",
-                "tools",
-                "--gold",
-                str(gold),
-                "--indexes-dir",
-                str(tmp_path / "idx"),
-                "--gold-limit",
-                "3",
-                "--json",
-                "-q",
-            ]
-        )
-        == 0
-    )
+    build = index_build_argv("tools", gold, tmp_path / "idx")
+    assert main([*build, "--gold-limit", "3", "--json", "-q"]) == 0
     manifest = json.loads(capsys.readouterr().out)
     assert manifest["n_records"] == 3 and manifest["counts"]["seen"] == 3
-    assert (
-        main(
-            [
-                "index",
-                "build",
-                "tools",
-                "--gold",
-                str(gold),
-                "--indexes-dir",
-                str(tmp_path / "idx"),
-                "--gold-limit",
-                "0",
-            ]
-        )
-        == 2
-    )
+    assert main([*build, "--gold-limit", "0"]) == 2
     assert "--gold-limit must be at least 1" in capsys.readouterr().err

@@ -3,6 +3,8 @@ and the score stage writing hybrid / head columns and ranking by the head."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import MATH_GOLD, TOOLS_GOLD, WEB_TEXT, write_jsonl
@@ -28,6 +30,18 @@ def _features(rng, n: int, shift: float, dim: int = 8) -> Features:
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     base = rng.normal(size=n) * 0.1 + 0.5 + shift * 0.1
     return Features(v.astype(np.float32), base, base - 0.05, base * 0.5, base * 0.4)
+
+
+def _tools_and_math_indexes(tmp_path, embedder) -> list[str]:
+    """Index folders for the tools and math gold under ``tmp_path / "idx"``."""
+    from retriever.index import build_index
+
+    dirs = []
+    for task, texts in (("tools", TOOLS_GOLD), ("math", MATH_GOLD)):
+        gold = write_jsonl(tmp_path / "gold" / f"{task}.jsonl", [{"text": t} for t in texts])
+        build_index(task, gold=[str(gold)], indexes_dir=tmp_path / "idx", embedder=embedder)
+        dirs.append(str(tmp_path / "idx" / task))
+    return dirs
 
 
 def test_head_is_calibrated_and_separates_shifted_classes():
@@ -122,16 +136,12 @@ def test_bad_head_input_is_a_clear_error(tmp_path):
 def test_train_heads_then_score_corpus_ranks_by_the_head(tmp_path, embedder):
     import pyarrow.parquet as pq
 
-    from retriever.index import build_index
     from retriever.index.hybrid import load_extras, train_heads
     from retriever.score import score_corpus
 
-    dirs = []
-    for task, texts in (("tools", TOOLS_GOLD), ("math", MATH_GOLD)):
-        gold = write_jsonl(tmp_path / "gold" / f"{task}.jsonl", [{"text": t} for t in texts])
-        build_index(task, gold=[str(gold)], indexes_dir=tmp_path / "idx", embedder=embedder)
-        dirs.append(str(tmp_path / "idx" / task))
-        assert (tmp_path / "idx" / task / "sparse" / "manifest.json").is_file()
+    dirs = _tools_and_math_indexes(tmp_path, embedder)
+    for d in dirs:
+        assert (Path(d) / "sparse" / "manifest.json").is_file()
     heads = train_heads(dirs, WEB_TEXT * 2, embedder, HeadConfig(folds=3), k=3)
     assert set(heads) == {"tools", "math"}
     ex = load_extras(dirs[1])
@@ -184,15 +194,10 @@ def test_reliable_negatives_cut_between_the_medians():
 def test_task_documents_in_the_corpus_sample_are_not_trained_as_negatives(tmp_path, embedder):
     """`retriever run` samples negatives from the corpus it scores: a near-copy of the gold there
     must not be learned as a negative (else the head hides what the run should find)."""
-    from retriever.index import build_index
     from retriever.index.hybrid import load_extras, train_heads
     from retriever.score.scorer import SimilarityScorer
 
-    dirs = []
-    for task, texts in (("tools", TOOLS_GOLD), ("math", MATH_GOLD)):
-        gold = write_jsonl(tmp_path / "gold" / f"{task}.jsonl", [{"text": t} for t in texts])
-        build_index(task, gold=[str(gold)], indexes_dir=tmp_path / "idx", embedder=embedder)
-        dirs.append(str(tmp_path / "idx" / task))
+    dirs = _tools_and_math_indexes(tmp_path, embedder)
     planted = [t.replace("Question:", "Q:") for t in MATH_GOLD[:2]]
     train_heads(dirs, WEB_TEXT * 2 + planted, embedder, HeadConfig(folds=2), k=3)
     ex = {t: load_extras(d) for t, d in zip(("tools", "math"), dirs, strict=True)}
@@ -206,14 +211,10 @@ def test_task_documents_in_the_corpus_sample_are_not_trained_as_negatives(tmp_pa
 
 @pytest.mark.slow
 def test_adding_gold_rebuilds_the_sparse_index_and_flags_the_stale_head(tmp_path, embedder):
-    from retriever.index import add_to_index, build_index
+    from retriever.index import add_to_index
     from retriever.index.hybrid import load_extras, train_heads
 
-    dirs = []
-    for task, texts in (("tools", TOOLS_GOLD), ("math", MATH_GOLD)):
-        gold = write_jsonl(tmp_path / "gold" / f"{task}.jsonl", [{"text": t} for t in texts])
-        build_index(task, gold=[str(gold)], indexes_dir=tmp_path / "idx", embedder=embedder)
-        dirs.append(str(tmp_path / "idx" / task))
+    dirs = _tools_and_math_indexes(tmp_path, embedder)
     train_heads(dirs, WEB_TEXT, embedder, HeadConfig(folds=2), k=3)
     n_before = load_extras(dirs[1]).sparse.n_gold
     add_to_index(dirs[1], texts=["Question: 7 times 6?\nAnswer: 7 * 6 = 42."], embedder=embedder)
