@@ -29,7 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -79,17 +79,18 @@ class RateConfig:
     """
 
     tasks: tuple[str, ...] = ()
-    base_url: str = "http://localhost:8000/v1"
-    model: str = ""
-    api: str = "chat"
+    # the endpoint's fields and defaults are EndpointConfig's (one place for them)
+    base_url: str = EndpointConfig.base_url
+    model: str = EndpointConfig.model
+    api: str = EndpointConfig.api
     api_key_env: str = "OPENAI_API_KEY"
-    temperature: float = 0.0
-    max_tokens: int = 256
-    seed: int | None = None
-    timeout: float = 120.0
-    retries: int = 5
-    backoff: float = 1.0
-    max_backoff: float = 60.0
+    temperature: float = EndpointConfig.temperature
+    max_tokens: int = EndpointConfig.max_tokens
+    seed: int | None = EndpointConfig.seed
+    timeout: float = EndpointConfig.timeout
+    retries: int = EndpointConfig.retries
+    backoff: float = EndpointConfig.backoff
+    max_backoff: float = EndpointConfig.max_backoff
     concurrency: int = 8
     max_requests: int | None = None
     max_chars: int = 6000
@@ -120,18 +121,7 @@ class RateConfig:
         self.candidate_rule()  # fractions and caps are checked by the confirm stage's rule
 
     def endpoint(self) -> EndpointConfig:
-        return EndpointConfig(
-            base_url=self.base_url,
-            model=self.model,
-            api=self.api,
-            temperature=self.temperature,
-            max_tokens=self.max_tokens,
-            seed=self.seed,
-            timeout=self.timeout,
-            retries=self.retries,
-            backoff=self.backoff,
-            max_backoff=self.max_backoff,
-        )
+        return EndpointConfig(**{f.name: getattr(self, f.name) for f in fields(EndpointConfig)})
 
     def candidate_rule(self):
         from retriever.confirm.docs import CandidateRule

@@ -633,21 +633,11 @@ class RunJob:
         )
         for w in rep.warnings:
             log.warning("student %s: %s", task, w)
-        m = rep.metrics
-        cmp_ = m.get("heldout_vs_similarity") or {}
         return {
             "n_train": rep.n_train,
             "n_test": rep.n_test,
-            **{k: m.get(k) for k in ("precision", "recall", "f1", "roc_auc") if k in m},
-            "heldout_student_auc": cmp_.get("student_auc"),
-            "heldout_similarity_auc": cmp_.get("similarity_auc"),
-            "training_set": {
-                s: d["rows"]
-                for s, d in rep.manifest["training_set"]["per_source"].items()
-                if isinstance(d, dict) and "rows" in d
-            },
+            **_student_summary(rep.metrics, rep.manifest["training_set"], rep.warnings),
             "model_bytes": rep.manifest["model_bytes"],
-            "warnings": rep.warnings,
         }
 
     def _distill_multilabel(self) -> dict[str, Any]:
@@ -664,18 +654,9 @@ class RunJob:
         for t, m in rep.metrics.items():
             for w in rep.warnings.get(t, []):
                 log.warning("student %s (multi-label): %s", t, w)
-            cmp_ = m.get("heldout_vs_similarity") or {}
-            per_task[t] = {
-                **{k: m.get(k) for k in ("precision", "recall", "f1", "roc_auc") if k in m},
-                "heldout_student_auc": cmp_.get("student_auc"),
-                "heldout_similarity_auc": cmp_.get("similarity_auc"),
-                "training_set": {
-                    s: d["rows"]
-                    for s, d in rep.manifest["training_set"][t]["per_source"].items()
-                    if isinstance(d, dict) and "rows" in d
-                },
-                "warnings": rep.warnings.get(t, []),
-            }
+            per_task[t] = _student_summary(
+                m, rep.manifest["training_set"][t], rep.warnings.get(t, [])
+            )
         return {
             "n_train": rep.n_train,
             "roc_auc": {t: m.get("roc_auc") for t, m in rep.metrics.items()},
@@ -765,6 +746,23 @@ def drop_stale_bpb(bpb_dir: Path, panel) -> list[str]:
         (bpb_dir / "matrix.parquet").unlink(missing_ok=True)
         log.info("BPB cache of retrained model(s) %s dropped", dropped)
     return dropped
+
+
+def _student_summary(metrics: dict, training_set: dict, warnings: list[str]) -> dict[str, Any]:
+    """One student's (or one task's of a multi-label student) entry in ``run.json``: held-out
+    metrics, its AUC beside the similarity stage's, rows per source, warnings."""
+    cmp_ = metrics.get("heldout_vs_similarity") or {}
+    return {
+        **{k: metrics.get(k) for k in ("precision", "recall", "f1", "roc_auc") if k in metrics},
+        "heldout_student_auc": cmp_.get("student_auc"),
+        "heldout_similarity_auc": cmp_.get("similarity_auc"),
+        "training_set": {
+            s: d["rows"]
+            for s, d in training_set["per_source"].items()
+            if isinstance(d, dict) and "rows" in d
+        },
+        "warnings": list(warnings),
+    }
 
 
 def format_run_summary(cfg: RunConfig, outcomes: list[StepOutcome]) -> str:

@@ -10,7 +10,7 @@ from retriever._cli import HelpFormatter
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from retriever.query.corpus_search import SEARCH_MODES
-    from retriever.serve.service import ServeConfig
+    from retriever.serve.service import POSITIVE_INT_FIELDS, ServeConfig
 
     d = {f.name: f.default for f in dataclasses.fields(ServeConfig)}
     p = sub.add_parser(
@@ -30,16 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--port", type=int, default=d["port"], help="port (0: a free one, printed at start)"
     )
-    for name in (
-        "max_k",
-        "max_texts",
-        "max_text_chars",
-        "max_body_bytes",
-        "nprobes",
-        "refine_factor",
-        "max_batch",
-        "memory_mb",
-    ):
+    for name in POSITIVE_INT_FIELDS:
         p.add_argument("--" + name.replace("_", "-"), type=int, default=d[name], help=_HELP[name])
     p.add_argument(
         "--search",

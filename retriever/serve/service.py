@@ -30,6 +30,17 @@ from retriever.query.corpus_search import SEARCH_MODES, CorpusFilter, open_searc
 log = logging.getLogger(__name__)
 
 SERVE_PAD_MULTIPLE = 32  # token positions; see SentenceEmbedder(pad_multiple=...)
+# ServeConfig's integer limits that must be >= 1 (the CLI adds one --flag per name)
+POSITIVE_INT_FIELDS = (
+    "max_k",
+    "max_texts",
+    "max_text_chars",
+    "max_body_bytes",
+    "nprobes",
+    "refine_factor",
+    "max_batch",
+    "memory_mb",
+)
 
 
 @dataclass(frozen=True)
@@ -81,16 +92,7 @@ class ServeConfig:
             raise ConfigError(
                 "serve needs --index (task gold) and/or --corpus-store (scored corpus)"
             )
-        for name in (
-            "max_k",
-            "max_texts",
-            "max_text_chars",
-            "max_body_bytes",
-            "nprobes",
-            "refine_factor",
-            "max_batch",
-            "memory_mb",
-        ):
+        for name in POSITIVE_INT_FIELDS:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.threads is not None and int(self.threads) < 1:
