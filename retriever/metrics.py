@@ -82,6 +82,8 @@ def bootstrap_interval(
     if any(len(a) != n for a in arrs):
         raise ValueError("bootstrap_interval: arrays must have the same length")
     value = float(stat(*arrs))
+    if n < 2:
+        return value, math.nan, math.nan
     rng = np.random.default_rng(seed)
     vals = []
     for _ in range(n_boot):

@@ -3,7 +3,10 @@
 For a finished run folder (``scores/`` and ``confirm/labels/``, e.g. ``retriever run
 configs/offline.toml``), per task and per signal:
 
-- *vs similarity*: Spearman of the signal with ``score_<task>`` over the documents that have both;
+- *vs similarity*: Spearman of the signal with ``score_<task>`` over the documents that have both,
+  and the same within length quintiles (mean of the five within-quintile Spearmans): similarity
+  falls with a document's length and match counts rise with it, so the plain figure mixes in
+  length;
 - *vs confirm*: Spearman with the confirm stage's ``correlation`` over the task's candidates (the
   documents it measured), and the AUC of the signal for ``positive`` against ``negative``
   candidates (uncertain ones and the random non-candidates left out: those are negatives by
@@ -144,6 +147,25 @@ def serve(folder: Path) -> tuple[subprocess.Popen, str]:
     return proc, line.rsplit(" at ", 1)[1].strip()
 
 
+def stratified_spearman(x: np.ndarray, y: np.ndarray, length: np.ndarray, k: int = 5) -> float:
+    """Mean Spearman of ``x`` and ``y`` within ``k`` quantile bins of ``length`` (weighted by
+    bin size; bins where it is undefined are left out)."""
+    from retriever.metrics import spearman
+
+    if len(length) < 3:
+        return math.nan
+    edges = np.quantile(length, np.linspace(0, 1, k + 1)[1:-1])
+    b = np.searchsorted(edges, length, side="right")
+    vals, w = [], []
+    for i in range(k):
+        m = b == i
+        v = spearman(x[m], y[m])
+        if math.isfinite(v):
+            vals.append(v)
+            w.append(int(m.sum()))
+    return float(np.average(vals, weights=w)) if vals else math.nan
+
+
 # -- agreement ----------------------------------------------------------------------------------
 def agreement(sig: dict[str, float], kept: set[str], t: str, sc, labels, args) -> dict:
     """The rows of one signal for task ``t`` (``sig``: id -> value, on the documents it covers)."""
@@ -152,12 +174,15 @@ def agreement(sig: dict[str, float], kept: set[str], t: str, sc, labels, args) -
     ids = sc["id"]
     sim = np.asarray(sc[f"score_{t}"], dtype=np.float64)
     sim_of = dict(zip(ids, sim, strict=True))
+    len_of = dict(zip(ids, sc["n_chars"], strict=True))
     have = [i for i in ids if i in sig]
     x = np.array([sig[i] for i in have], dtype=np.float64)
     y = np.array([sim_of[i] for i in have])
+    n_chars = np.array([len_of[i] for i in have], dtype=np.float64)
     boot = {"n_boot": args.boot, "seed": args.seed}
     row: dict = {"n": len(have)}
     row["vs_similarity"] = bootstrap_interval(spearman, x, y, **boot)
+    row["vs_similarity_by_length"] = bootstrap_interval(stratified_spearman, x, y, n_chars, **boot)
     lab = labels[t]
     cand = [
         (i, c, lb)
@@ -313,13 +338,14 @@ def main() -> int:
 
     print(f"run {run}: {out['n_docs']} documents; bootstrap {args.boot}x, 95% intervals")
     print(
-        f"{'signal':<11}{'task':<17}{'n':>5}{'vs similarity':>23}{'cand':>5}"
+        f"{'signal':<11}{'task':<17}{'n':>5}{'vs similarity':>23}{'same, by length':>23}{'cand':>5}"
         f"{'vs correlation':>23}{'AUC pos/neg':>23}  {'sim top kept':<24}positives kept"
     )
     for name, per in out["signals"].items():
         for t, r in per.items():
             print(
-                f"{name:<11}{t:<17}{r['n']:>5}{fmt(r['vs_similarity'])}{r['n_candidates']:>5}"
+                f"{name:<11}{t:<17}{r['n']:>5}{fmt(r['vs_similarity'])}"
+                f"{fmt(r['vs_similarity_by_length'])}{r['n_candidates']:>5}"
                 f"{fmt(r['vs_correlation'])}{fmt(r['auc_confirm'])}  "
                 f"{fmt(r['sim_top_kept'], True):<24}{fmt(r['positives_kept'], True)}"
             )
