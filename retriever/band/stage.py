@@ -35,6 +35,7 @@ import numpy as np
 from retriever._deps import require
 from retriever.errors import ConfigError, InputError
 from retriever.io import AtomicWriter, write_json_atomic
+from retriever.names import SCORE, score_name
 from retriever.stats import Stats
 
 HIST_BINS = 60
@@ -252,7 +253,7 @@ class PerplexityBand:
             "side": pa.array(list(side), pa.string()),
         }
         for t, s in sims.items():
-            cols[f"score_{t}"] = pa.array(s, pa.float64())
+            cols[score_name(SCORE, t)] = pa.array(s, pa.float64())
         p = self.out / "band.parquet"
         with AtomicWriter(p) as tmp:
             pq.write_table(pa.table(cols), tmp)

@@ -67,6 +67,7 @@ from retriever.io import (
 )
 from retriever.lock import OutputLock
 from retriever.manifest import check_or_write_manifest, file_fingerprint, fingerprint
+from retriever.names import PROB, SCORE, canonical_score_name, score_name, score_value
 from retriever.progress import progress_bar
 from retriever.stats import Stats
 from retriever.tokens import TokenCounter
@@ -74,7 +75,9 @@ from retriever.tokens import TokenCounter
 log = logging.getLogger(__name__)
 
 DATASET_FORMATS = ("lmflow", "parquet")
-DEFAULT_SCORE_KEYS = ("prob/{pool}", "sim/{pool}", "score", "quality")
+# the distilled filter's probability, else the similarity (retriever.names); a pool written before
+# the one naming scheme (prob/<task>, sim/<task>) is read through the same keys
+DEFAULT_SCORE_KEYS = (score_name(PROB, "{pool}"), score_name(SCORE, "{pool}"), "score", "quality")
 SCAN_VERSION = 1
 SCAN_BATCH = 256  # documents tokenized at a time (memory: 256 x mean document size)
 MAX_BUDGET = 10**13  # far above any training set; catches unit mistakes (10T tokens)
@@ -179,7 +182,8 @@ class DatasetBuilder:
         formats: any of ``lmflow`` and ``parquet``.
         part_tokens: tokens per output part (memory while writing: one parquet row group).
         score_keys: metadata keys tried in order for a document's score; ``{pool}`` is replaced
-            by the pool name.
+            by the pool name. A score name is also found under its legacy spelling
+            (``prob_{pool}`` under ``prob/{pool}``; :func:`retriever.names.score_value`).
         scan_cache: folder of the scan cache (default ``OUT/scan``); share it across builds of
             the same pools (a RegMix sweep) to tokenize once.
         workers: processes scanning pool files in parallel (the scan is the costly step: read,
@@ -313,7 +317,7 @@ class DatasetBuilder:
                 else {}
             ),
             "token_counter": self.counter.spec,
-            "score_keys": list(self.score_keys),
+            "score_keys": _recorded_score_keys(out, self.score_keys),
             "formats": list(self.formats),
             "part_tokens": self.part_tokens,
         }
@@ -748,7 +752,19 @@ def _done(base: Path) -> Path:
 
 def _first_score(meta: dict, keys: list[str]) -> float | None:
     for k in keys:
-        v = meta.get(k)
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-            return float(v)
+        v = score_value(meta, k)
+        if v is not None:
+            return v
     return None
+
+
+def _recorded_score_keys(out: Path, keys: tuple[str, ...]) -> list[str]:
+    """``keys`` as the manifest records them: as an existing manifest spelled them when they are
+    the same score names (a folder built before the one naming scheme resumes)."""
+    path = out / "manifest.json"
+    old = read_json(path).get("settings", {}).get("score_keys") if path.is_file() else None
+    if isinstance(old, list) and [canonical_score_name(str(k)) for k in old] == [
+        canonical_score_name(k) for k in keys
+    ]:
+        return [str(k) for k in old]
+    return list(keys)

@@ -33,6 +33,7 @@ from retriever._deps import require
 from retriever.data import Doc
 from retriever.errors import InputError
 from retriever.io import AtomicWriter, read_json
+from retriever.names import PROB, SCORE, score_name, score_tasks, score_value
 
 log = logging.getLogger(__name__)
 
@@ -258,11 +259,7 @@ def _read_scores(score_dir: Path) -> tuple[dict, dict, dict[str, dict[str, int]]
     files = sorted((score_dir / "scores").glob("*.parquet"))
     tasks = list(settings.get("tasks") or [])
     if not tasks and files:
-        tasks = [
-            c[len("score_") :]
-            for c in pq.ParquetFile(files[0]).schema_arrow.names
-            if c.startswith("score_")
-        ]
+        tasks = score_tasks(pq.ParquetFile(files[0]).schema_arrow.names, SCORE)
     fine = 4000  # fine fixed bins over [-1, 1], rebinned to the occupied range below
     counts = {t: np.zeros(fine, dtype=np.int64) for t in tasks}
     seen: dict[str, Counter] = {"shard": Counter(), "cluster": Counter()}
@@ -270,14 +267,15 @@ def _read_scores(score_dir: Path) -> tuple[dict, dict, dict[str, dict[str, int]]
         pf = pq.ParquetFile(f)
         names = set(pf.schema_arrow.names)
         groups = [g for g, col in (("shard", "shard"), ("cluster", "cluster_id")) if col in names]
-        cols = [f"score_{t}" for t in tasks if f"score_{t}" in names] + [
+        cols = [score_name(SCORE, t) for t in tasks if score_name(SCORE, t) in names] + [
             "shard" if g == "shard" else "cluster_id" for g in groups
         ]
         for batch in pf.iter_batches(batch_size=65536, columns=cols):
             for t in tasks:
-                if f"score_{t}" not in names:
+                if score_name(SCORE, t) not in names:
                     continue
-                x = batch.column(f"score_{t}").to_numpy(zero_copy_only=False).astype(np.float64)
+                x = batch.column(score_name(SCORE, t)).to_numpy(zero_copy_only=False)
+                x = x.astype(np.float64)
                 x = x[np.isfinite(x)]
                 idx = np.clip(((x + 1.0) / 2.0 * fine).astype(np.int64), 0, fine - 1)
                 counts[t] += np.bincount(idx, minlength=fine)
@@ -434,12 +432,14 @@ def _read_pools(
     pools_dir: Path, seen: dict[str, dict[str, int]], n: int, max_docs: int
 ) -> tuple[dict, dict]:
     """Kept documents per cluster (or per source shard, with the share of the scored documents
-    when the score folder is known), plus top and bottom samples by ``prob/<task>``."""
+    when the score folder is known), plus top and bottom samples by ``prob_<task>`` (or a legacy
+    pool's ``prob/<task>``)."""
     from retriever.dataset.pools import NOT_POOL_DIRS, list_pool_files, read_pool_shard
 
     kept, samples = {}, {}
     for sub in sorted(p for p in pools_dir.iterdir() if p.is_dir() and p.name not in NOT_POOL_DIRS):
         task = sub.name
+        prob_key = score_name(PROB, task)
         try:
             files = list_pool_files(sub)
         except InputError:
@@ -462,10 +462,10 @@ def _read_pools(
                 if md.get("cluster_id") is not None:
                     by_cluster[str(md["cluster_id"])] += 1
                 by_source[str(md.get("shard", "?"))] += 1
-                p = _prob(md, task)
+                p = score_value(md, prob_key)
                 if p is None:
                     continue
-                item = {"id": rec.id, "text": rec.text[:4000], "scores": {f"prob/{task}": p}}
+                item = {"id": rec.id, "text": rec.text[:4000], "scores": {prob_key: p}}
                 _push(top, (p, read, item), n)
                 _push(low, (-p, read, item), n)
             if capped:
@@ -501,13 +501,6 @@ def _push(heap: list, item: tuple, n: int) -> None:
         heapq.heappush(heap, item)
     elif item[0] > heap[0][0]:
         heapq.heapreplace(heap, item)
-
-
-def _prob(md: dict, task: str) -> float | None:
-    v = md.get(f"prob/{task}")
-    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-        return float(v)
-    return None
 
 
 def _walk_dirs(root: Path, depth: int) -> list[Path]:
