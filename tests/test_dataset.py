@@ -440,23 +440,25 @@ def test_failed_part_resumes_to_the_same_output(tmp_path, monkeypatch):
     mix = {"function-calling": 0.5, "roleplay": 0.5}
     DatasetBuilder(pools, mix, 300, part_tokens=40).build(tmp_path / "ref")
 
-    real = DatasetBuilder._write_part
+    import retriever.dataset.parts as parts
+
+    real = parts.write_part
     calls = []
 
-    def failing(self, rows, paths, *rest):
+    def failing(rows, paths, *rest):
         calls.append(1)
         if len(calls) == 3:
             raise OSError("simulated crash while writing part 3")
-        return real(self, rows, paths, *rest)
+        return real(rows, paths, *rest)
 
-    monkeypatch.setattr(DatasetBuilder, "_write_part", failing)
+    monkeypatch.setattr(parts, "write_part", failing)
     with pytest.raises(OSError, match="simulated"):
         DatasetBuilder(pools, mix, 300, part_tokens=40).build(tmp_path / "out")
     out = tmp_path / "out"
     assert not (out / "summary.json").exists()  # not mistaken for a finished build
     done = {p: p.stat().st_mtime_ns for p in (out / "lmflow").glob("*.json")}
     assert len(done) == 2 and not list(out.rglob("*.tmp"))
-    monkeypatch.setattr(DatasetBuilder, "_write_part", real)
+    monkeypatch.setattr(parts, "write_part", real)
     s = DatasetBuilder(pools, mix, 300, part_tokens=40).build(out)
     assert {p: p.stat().st_mtime_ns for p in done} == done  # finished parts kept
     assert read_lmflow(out) == read_lmflow(tmp_path / "ref")
@@ -467,18 +469,18 @@ def test_failed_part_resumes_to_the_same_output(tmp_path, monkeypatch):
 KILL_SCRIPT = """
 import os, signal, sys
 from retriever.dataset import DatasetBuilder, discover_pools
-from retriever.dataset.build import DatasetBuilder as B
-real = B._write_part
+import retriever.dataset.parts as P
+real = P.write_part
 n = []
-def write_then_die(self, rows, paths, *rest):
+def write_then_die(rows, paths, *rest):
     n.append(1)
     if len(n) == 3:
         # hard kill in the middle of part 3: its .tmp files are half written
         for p in paths.values():
             open(str(p) + ".tmp", "wb").write(b'{"type": "text_only", "instan')
         os.kill(os.getpid(), signal.SIGKILL)
-    return real(self, rows, paths, *rest)
-B._write_part = write_then_die
+    return real(rows, paths, *rest)
+P.write_part = write_then_die
 pools = discover_pools(sys.argv[1])
 weights = {"function-calling": 0.5, "roleplay": 0.5}
 DatasetBuilder(pools, weights, 300, part_tokens=40).build(sys.argv[2])
