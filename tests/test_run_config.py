@@ -85,7 +85,7 @@ def test_optional_rate_band_and_prefilter_steps(tmp_path):
         '[band]\nmodel = "ref"\nlow = 0.2\n'
     )
     cfg = load_run_config(_write(tmp_path, body))
-    assert cfg.band["model"] == "ref" and cfg.rate["prompts"] == {"a": "R {text}"}
+    assert cfg.band.model == "ref" and cfg.rate.prompts == {"a": "R {text}"}
     steps = {s.name: s for s in RunJob(cfg).steps()}
     names = list(steps)
     assert names.index("prefilter") < names.index("score") < names.index("band")
@@ -104,7 +104,7 @@ def test_optional_domains_step_feeds_the_dataset(tmp_path):
     names = [s.name for s in RunJob(load_run_config(_write(tmp_path, ""))).steps()]
     assert "domains" not in names
     cfg = load_run_config(_write(tmp_path, '[domains]\nk = 4\nsource = "kmeans"\n'))
-    assert cfg.domains == {"k": 4, "source": "kmeans"}
+    assert (cfg.domains.k, cfg.domains.source) == (4, "kmeans")
     steps = {s.name: s for s in RunJob(cfg).steps()}
     assert steps["domains"].after == ["score"] and "domains" in steps["dataset"].after
     assert list(steps).index("score") < list(steps).index("domains") < list(steps).index("dataset")
