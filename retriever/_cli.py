@@ -72,9 +72,9 @@ def field_help(cls: type) -> dict[str, str]:
             entries.append(([n.strip() for n in m.group(1).split(",")], [m.group(2)]))
         elif entries and not names:
             entries[-1][1].append(ln.strip())
-    for names, text in entries:
+    for keys, text in entries:
         h = _plain(" ".join(text))
-        for n in names:
+        for n in keys:
             out[n] = h
     return out
 
@@ -129,15 +129,19 @@ def add_config_options(
         kw.update(extra)
         action = p.add_argument("--" + name.replace("_", "-"), **kw)
         action.config_field = (cls, name)  # read by the tests: the default is the field's
+    key = _fields_key(cls)  # what config_from_args reads back (a group shares its parser's)
+    p.set_defaults(**{key: (*(p.get_default(key) or ()), *names)})
+
+
+def _fields_key(cls: type) -> str:
+    return f"_config_fields_{cls.__module__}.{cls.__qualname__}"
 
 
 def config_from_args(cls: type, args: Any, **given: Any) -> Any:
-    """``cls`` from the parsed options: every field with an option of the same ``dest``
-    (:func:`add_config_options`), and ``given`` (what the CLI parsed itself: lists, pairs, the
-    reader)."""
-    ns = vars(args)
-    kw = {f.name: ns[f.name] for f in dataclasses.fields(cls) if f.init and f.name in ns}
-    return cls(**{**kw, **given})
+    """``cls`` from the parsed options: the fields :func:`add_config_options` added options for,
+    and ``given`` (what the CLI parsed itself: lists, pairs, the reader)."""
+    names = getattr(args, _fields_key(cls), ())
+    return cls(**{**{n: getattr(args, n) for n in names}, **given})
 
 
 def add_reader_options(p: Any, tokens: bool = True) -> None:

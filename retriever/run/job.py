@@ -122,9 +122,14 @@ class RunJob:
 
     def prefilter_config(self) -> PrefilterConfig:
         """``[prefilter]`` (the run's tasks, the corpus's reader options)."""
-        if self.cfg.prefilter is None:
-            raise ConfigError("this run has no [prefilter] section")
-        return self.cfg.prefilter
+        return self._optional("prefilter")
+
+    def _optional(self, section: str) -> Any:
+        """An optional step's config (its section); an error when the section is absent."""
+        c = getattr(self.cfg, section)
+        if c is None:
+            raise ConfigError(f"this run has no [{section}] section")
+        return c
 
     def _reader_settings(self) -> dict[str, Any]:
         """The reader options set away from their defaults: in the fingerprint of each step that
@@ -334,7 +339,7 @@ class RunJob:
             students = ["distill/multilabel"]
         reader = self._reader_settings()
         # the run's own paths (its students) and where the filter runs are not settings of it
-        run_set = ("tasks", "indexes", "executor", "workers")
+        run_set: tuple[str, ...] = ("tasks", "indexes", "executor", "workers")
         if cfg.distill.multilabel and cfg.filter.models == multilabel_models(self.out, tasks):
             run_set += ("models",)
         steps.append(
@@ -468,7 +473,7 @@ class RunJob:
         s = band_docs(
             self.out / "scores",
             self.out / "band",
-            self.cfg.band,
+            self._optional("band"),
             progress=self.progress,
         )
         keys = ("docs_in", "in_band", "cut_low_bpb", "cut_high_bpb", "spearman_bpb_vs_similarity")
@@ -480,7 +485,7 @@ class RunJob:
         s = rate_docs(
             self.out / "scores",
             self.out / "rate",
-            self.cfg.rate,
+            self._optional("rate"),
             indexes_dir=self.cfg.run.indexes_dir,
             progress=self.progress,
         )
@@ -707,9 +712,8 @@ class RunJob:
 
     def _domains(self) -> dict[str, Any]:
         from retriever.domains import assign_domains
-        from retriever.run.config import domains_config
 
-        s = assign_domains(self.out / "scores", self.out / "domains", domains_config(self.cfg))
+        s = assign_domains(self.out / "scores", self.out / "domains", self._optional("domains"))
         return {
             "method": s["method"],
             "documents": s["n_docs"],
