@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 
 from retriever.corpus.sharding import shard_name
 from retriever.data import Doc, Rejected
+from retriever.dataset.mixture import domain_key, is_domain_mixture
 from retriever.dataset.pools import list_pool_files, read_pool_shard
 from retriever.dataset.select import (
     DEFAULT_TIERS,
@@ -169,7 +170,11 @@ class DatasetBuilder:
     Args:
         pools: pool name -> folder or file (the filter stage's ``DIR/<task>`` folders, plus any
             general-quality pool).
-        mixture: pool name -> weight (normalized here); pools not named take nothing.
+        mixture: pool name -> weight (normalized here); pools not named take nothing. A mixture
+            over domains (``domain/<domain>`` keys, :func:`~retriever.dataset.mixture.
+            is_domain_mixture`) splits the budget between domains instead: each domain's
+            documents from every pool given form one pool named by its key (domains from
+            ``domains``, else the records' ``cluster_id``); domains not named take nothing.
         budget: total tokens (each pool gets ``floor(budget * weight)``).
         order: ``top`` (highest score first) or ``weighted`` (score-weighted sampling).
         seed: seed of the weighted order.
@@ -215,7 +220,8 @@ class DatasetBuilder:
     ):
         if not pools:
             raise ConfigError("no pool given; pass --pools DIR and/or --pool NAME=PATH")
-        unknown = sorted(set(mixture) - set(pools))
+        self.over = "domains" if is_domain_mixture(mixture) else "pools"
+        unknown = sorted(set(mixture) - set(pools)) if self.over == "pools" else []
         if unknown:
             raise ConfigError(
                 f"the mixture names pools that do not exist: {', '.join(unknown)} "
@@ -231,9 +237,11 @@ class DatasetBuilder:
         if part_tokens < 1:
             raise ConfigError("part_tokens must be >= 1")
         self.pools = dict(pools)
-        self.budgets = split_budget(int(budget), {k: float(mixture.get(k, 0.0)) for k in pools})
+        names = list(pools) if self.over == "pools" else list(mixture)
+        self.budgets = split_budget(int(budget), {k: float(mixture.get(k, 0.0)) for k in names})
         total_w = sum(mixture.values())
-        self.mixture = {k: float(mixture.get(k, 0.0)) / total_w for k in pools}
+        self.mixture = {k: float(mixture.get(k, 0.0)) / total_w for k in names}
+        self._sources: dict[str, PoolScan] | None = None  # the pools' scans, over domains
         self.budget = int(budget)
         self.order = order
         self.seed = int(seed)
@@ -290,8 +298,16 @@ class DatasetBuilder:
 
     def _build_locked(self, out: Path) -> dict:
         t0 = time.perf_counter()
-        used = [k for k in self.pools if self.budgets[k] > 0]
+        if self.over == "pools":
+            used = [k for k in self.pools if self.budgets[k] > 0]
+        else:  # over domains: every pool's documents of the named domains
+            used = list(self.pools)
         files = {k: list_pool_files(self.pools[k]) for k in used}
+        domains_spec = (
+            None
+            if self.domains is None
+            else [self.domains, file_fingerprint(_domains_file(self.domains))]
+        )
         settings: dict[str, Any] = {
             "stage": self.name,
             "pools": {k: self.pools[k] for k in used},
@@ -301,17 +317,12 @@ class DatasetBuilder:
             "order": self.order,
             "seed": self.seed if self.order == "weighted" else None,
             **(
-                {
-                    "tiers": [list(t) for t in self.tiers],
-                    "domains": (
-                        None
-                        if self.domains is None
-                        else [self.domains, file_fingerprint(_domains_file(self.domains))]
-                    ),
-                }
+                {"tiers": [list(t) for t in self.tiers], "domains": domains_spec}
                 if self.order == "stratified"
                 else {}
             ),
+            # only over domains: a pool mixture's manifest stays as it was
+            **({"over": "domains", "domains": domains_spec} if self.over == "domains" else {}),
             "token_counter": self.counter.spec,
             "score_keys": list(self.score_keys),
             "formats": list(self.formats),
@@ -340,6 +351,10 @@ class DatasetBuilder:
             from retriever.domains import read_domains
 
             domain_of = read_domains(self.domains)
+        if self.over == "domains":
+            self._sources = scans
+            scans = self._domain_scans(scans, domain_of)
+            used = list(scans)
         selection = select_budgeted(
             {k: scans[k].candidates(domain_of) for k in used},
             {k: self.budgets[k] for k in used},
@@ -405,6 +420,54 @@ class DatasetBuilder:
             methods.update(info["methods"])
         table = pa.concat_tables(tables) if tables else SCAN_SCHEMA.empty_table()
         return PoolScan(table=table, files=files, stats=stats, methods=methods)
+
+    def _domain_scans(
+        self, scans: dict[str, PoolScan], domain_of: dict[str, str] | None
+    ) -> dict[str, PoolScan]:
+        """One scan per domain of the mixture (``domain/<domain>``): the rows of every pool's
+        scan whose document is in that domain, with ``file`` indices into one joint file list.
+
+        Raises:
+            ConfigError: the mixture gives tokens to a domain no pool document is in.
+        """
+        want = [k for k in self.mixture if self.budgets[k] > 0]
+        files: list[str] = []
+        rows: dict[str, list[pa.Table]] = {k: [] for k in want}
+        seen: Counter = Counter()
+        for scan in scans.values():
+            t = scan.table
+            t = t.set_column(
+                t.schema.get_field_index("file"),
+                "file",
+                pc.add(t.column("file"), len(files)).cast(pa.int32()),
+            )
+            files += scan.files
+            raw = (
+                [domain_of.get(i) for i in t.column("id").to_pylist()]
+                if domain_of is not None
+                else t.column("cluster").to_pylist()
+            )
+            keys = np.asarray([domain_key(d) for d in raw], dtype=object)  # [n]
+            seen.update(keys.tolist())
+            for k in want:
+                mask = keys == k
+                if mask.any():
+                    rows[k].append(t.filter(pa.array(mask)))
+        missing = [k for k in want if not rows[k]]
+        if missing:
+            known = ", ".join(sorted(seen)[:12]) + (" ..." if len(seen) > 12 else "")
+            raise ConfigError(
+                f"the mixture gives tokens to domain(s) {', '.join(missing)} that no pool document "
+                f"is in (domains of the pools: {known}); check --domains and the mixture"
+            )
+        out = {}
+        for k in want:
+            t = pa.concat_tables(rows[k])
+            st = Stats()
+            st.counts["seen"] = st.counts["candidates"] = len(t)
+            st.counts["no_score"] = int(np.isnan(t.column("score").to_numpy()).sum())
+            out[k] = PoolScan(table=t, files=files, stats=st, methods=Counter())
+        return out
 
     # -- steps ------------------------------------------------------------------------------------
     def _scan_file(self, path: str, keys: list[str], base: Path) -> None:
@@ -566,6 +629,8 @@ class DatasetBuilder:
         pools: dict[str, Any] = {}
         methods: Counter = Counter()
         by_cluster_all: Counter = Counter()
+        for scan in (self._sources or {}).values():
+            methods.update(scan.methods)  # over domains: counted once per pool document
         for k, scan in scans.items():
             ps = selection.pools[k]
             st = Stats()
@@ -577,12 +642,13 @@ class DatasetBuilder:
                 if key.startswith("rejected/") or key == "dropped/contaminated":
                     st.counts[key] = v
             total += st
-            methods.update(scan.methods)
+            if self._sources is None:
+                methods.update(scan.methods)
             mine = chosen.filter(pc.equal(chosen.column("pool"), k))
             by_cluster = _sum_by(mine, "cluster")
             by_cluster_all.update(by_cluster)
             pools[k] = {
-                "path": self.pools[k],
+                "path": self.pools.get(k),  # None: a domain of a mixture over domains
                 "weight": self.mixture[k],
                 "budget": ps.budget,
                 "tokens": ps.tokens,
@@ -604,8 +670,12 @@ class DatasetBuilder:
                     ps.budget,
                     ps.shortfall,
                 )
+        extra: dict[str, Any] = {}
+        if self._sources is not None:
+            extra = {"over": "domains", "sources": _source_summary(self.pools, self._sources)}
         return {
             "complete": True,
+            **extra,
             "budget": self.budget,
             "tokens": selection.tokens,
             "docs": len(chosen),
@@ -617,7 +687,7 @@ class DatasetBuilder:
                 "estimate": "ceil(utf-8 bytes / 4)" if methods.get("estimate") else None,
             },
             "pools": pools,
-            "unused_pools": sorted(set(self.pools) - set(scans)),
+            "unused_pools": sorted(set(self.pools) - set(scans)) if self._sources is None else [],
             "tokens_per_cluster": dict(sorted(by_cluster_all.items())),
             "counts": total.to_dict()["counts"],
             "balanced": total.balanced(),
@@ -637,6 +707,55 @@ def pool_token_counts(
 
     This is the prior of the RegMix proposals (``retriever mix propose --pools``).
     """
+    scans = _scan_pools(pools, tokenizer, scan_cache, workers, progress)
+    return {k: s.tokens for k, s in scans.items()}
+
+
+def domain_token_counts(
+    pools: dict[str, str],
+    domains: str | os.PathLike | None = None,
+    tokenizer: str | os.PathLike | None = None,
+    scan_cache: str | os.PathLike | None = None,
+    workers: int = 1,
+    progress: bool | None = None,
+) -> dict[str, int]:
+    """Tokens of the pools' documents per domain, keyed ``domain/<domain>`` (the RegMix prior of
+    a mixture over domains, ``retriever mix propose --over domains``).
+
+    Domains come from ``domains`` (a ``retriever domains`` folder: id -> domain), else from the
+    records' ``cluster_id``; a document in several pools counts once. Largest domain first.
+    """
+    domain_of = None
+    if domains is not None:
+        from retriever.domains import read_domains
+
+        domain_of = read_domains(domains)
+    scans = _scan_pools(pools, tokenizer, scan_cache, workers, progress)
+    tokens: Counter = Counter()
+    seen: set[int] = set()
+    for scan in scans.values():
+        t = scan.table
+        raw = (
+            [domain_of.get(i) for i in t.column("id").to_pylist()]
+            if domain_of is not None
+            else t.column("cluster").to_pylist()
+        )
+        for h, d, n in zip(
+            t.column("id_hash").to_pylist(), raw, t.column("n_tokens").to_pylist(), strict=True
+        ):
+            if h not in seen:
+                seen.add(h)
+                tokens[domain_key(d)] += int(n)
+    return dict(sorted(tokens.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _scan_pools(
+    pools: dict[str, str],
+    tokenizer: str | os.PathLike | None,
+    scan_cache: str | os.PathLike | None,
+    workers: int,
+    progress: bool | None,
+) -> dict[str, PoolScan]:
     b = DatasetBuilder(
         pools,
         {k: 1.0 for k in pools},
@@ -651,7 +770,22 @@ def pool_token_counts(
 
             scan_cache = stack.enter_context(tempfile.TemporaryDirectory(prefix="retriever-scan-"))
         cache = Path(scan_cache)
-        return {k: b.scan_pool(k, list_pool_files(p), cache).tokens for k, p in pools.items()}
+        return {k: b.scan_pool(k, list_pool_files(p), cache) for k, p in pools.items()}
+
+
+def _source_summary(paths: dict[str, str], scans: dict[str, PoolScan]) -> dict[str, Any]:
+    """Per pool a mixture over domains draws from: records seen, rejected, tokens available."""
+    out = {}
+    for k, scan in scans.items():
+        c = scan.stats.counts
+        out[k] = {
+            "path": paths[k],
+            "seen": c["seen"],
+            "candidates": c["candidates"],
+            "rejected": {r: v for r, v in c.items() if r.startswith("rejected/")},
+            "available_tokens": scan.tokens,
+        }
+    return out
 
 
 class _PoolFiles:
