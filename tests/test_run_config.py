@@ -263,6 +263,7 @@ def test_writing_a_default_out_changes_no_step_fingerprint(tmp_path):
     (tmp_path / "g.jsonl").write_text('{"text": "gold"}\n')
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "d.jsonl").write_text('{"id": "1", "text": "doc"}\n')
+
     def settings(body):
         steps = RunJob(load_run_config(_write(tmp_path, body))).steps()
         return {s.name: s.settings for s in steps}
