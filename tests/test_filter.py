@@ -203,7 +203,7 @@ def test_output_formats_are_readable_by_datatrove(tmp_path, models):
     want = read_pool(base / "fc")
     for fmt in ("jsonl", "parquet", "lmflow"):
         out = tmp_path / fmt
-        BatchFilter(FilterConfig(tasks=("fc",), models=fc_only(models), fmt=fmt)).run(
+        BatchFilter(FilterConfig(tasks=("fc",), models=fc_only(models), format=fmt)).run(
             [str(tmp_path / "corpus")], out, workers=1
         )
         if fmt == "lmflow":

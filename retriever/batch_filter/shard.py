@@ -77,7 +77,7 @@ class FilterShard:
         scorer.exclusion = unscorable
         with commit_all(writers):
             for t in s.tasks:
-                writers[t] = open_pool_writer(c.fmt, out / t / name)
+                writers[t] = open_pool_writer(c.format, out / t / name)
             for batch in batched(scorer.run(docs()), c.batch_size):
                 self._write(batch, counter, thr, writers, stats)
             rejects.close()
