@@ -43,6 +43,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np  # noqa: E402
 
 from retriever.bench import BenchReport, add_bench_args, busy_load, percentiles, rss_mb  # noqa: E402
+from retriever.names import SCORE, score_name  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RETRIEVER_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -142,7 +143,7 @@ def build_store(args, work: Path) -> str:
             "cluster_id": [clusters[b] for b in base],
         }
         for task, c in cents.items():
-            cols[f"score_{task}"] = pa.array((x @ c).astype(np.float32))
+            cols[score_name(SCORE, task)] = pa.array((x @ c).astype(np.float32))
         cols["preview"] = [previews[b] for b in base]
         cols["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), dim)
         path = work / f"syn{s:03d}.parquet"

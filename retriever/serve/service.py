@@ -25,6 +25,7 @@ import numpy as np
 from retriever.embed import load_embedder
 from retriever.embed.embedder import canonical_model_id
 from retriever.errors import ConfigError, InputError, ModelMismatchError, RequestError
+from retriever.names import SCORE, TOPK, score_name, score_tasks
 from retriever.query.corpus_search import SEARCH_MODES, CorpusFilter, open_searcher
 
 log = logging.getLogger(__name__)
@@ -244,8 +245,8 @@ class QueryService:
             self.embedder, config.max_batch, min(config.lanes, getattr(self.embedder, "lanes", 1))
         )
         cols = self.store.columns() if self.store is not None else []
-        self.score_tasks = [c[len("score_") :] for c in cols if c.startswith("score_")]
-        self.topk_tasks = [c[len("topk_") :] for c in cols if c.startswith("topk_")]
+        self.score_tasks = score_tasks(cols, SCORE)
+        self.topk_tasks = score_tasks(cols, TOPK)
         self.has_cluster = "cluster_id" in cols
         self.store_rows = self.store.count() if self.store is not None else 0
         self.ann_index = bool(self.store.has_ann_index()) if self.store is not None else False
@@ -402,9 +403,9 @@ class QueryService:
             "preview": h["preview"],
         }
         if self.score_tasks:
-            hit["scores"] = {t: _num(h.get(f"score_{t}")) for t in self.score_tasks}
+            hit["scores"] = {t: _num(h.get(score_name(SCORE, t))) for t in self.score_tasks}
         if self.topk_tasks:
-            hit["topk"] = {t: _num(h.get(f"topk_{t}")) for t in self.topk_tasks}
+            hit["topk"] = {t: _num(h.get(score_name(TOPK, t))) for t in self.topk_tasks}
         if self.has_cluster:
             hit["cluster_id"] = h.get("cluster_id")
         return hit
