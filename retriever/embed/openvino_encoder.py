@@ -349,6 +349,8 @@ class OpenVINOEncoder:
             if self.group_lengths and len(idx) > 1:
                 lens = feats["attention_mask"].sum(1).tolist()
                 groups = length_groups([-(-x // m) * m for x in lens])
+                if len(groups) == 1:  # one forward: the rows as they are
+                    groups = [list(range(len(idx)))]
             else:
                 groups = [list(range(len(idx)))]
             for g in groups:
