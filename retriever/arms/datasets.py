@@ -39,6 +39,7 @@ from retriever.corpus.sharding import list_shards, shard_name
 from retriever.errors import ConfigError, InputError
 from retriever.io import AtomicWriter, read_json, write_json_atomic
 from retriever.manifest import file_fingerprint, fingerprint
+from retriever.names import SCORE, score_name
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ def build_arm_dataset(
         InputError: a source folder that does not exist or holds nothing usable.
     """
     from retriever.dataset import DatasetBuilder, discover_pools, parse_mixture
+    from retriever.dataset.build import DEFAULT_SCORE_KEYS
 
     root = Path(out_root)
     out = root / arm
@@ -190,9 +192,9 @@ def build_arm_dataset(
             pools = similarity_pools(
                 sources, mixture, budget, root / "_pools" / arm, allowed, excluded
             )
-            order, keys = "top", ("sim/{pool}", "score", "quality")
+            order, keys = "top", (score_name(SCORE, "{pool}"), "score", "quality")
         else:
-            order, keys = sources.order, ("prob/{pool}", "sim/{pool}", "score", "quality")
+            order, keys = sources.order, DEFAULT_SCORE_KEYS
         if pools is None:  # not reached: the similarity arm has just set its pools
             raise ConfigError(f"arm {arm!r} has no pools")
         mixture = {k: v for k, v in mixture.items() if k in pools}
@@ -316,7 +318,7 @@ def similarity_pools(
 
     Each task pool holds its best documents by ``score_<task>`` until their estimated tokens reach
     ``SIMILARITY_MARGIN`` times the task's share of ``budget`` (documents another pool takes
-    first are skipped by the dataset stage, hence the margin). Records carry ``sim/<task>``, so
+    first are skipped by the dataset stage, hence the margin). Records carry ``score_<task>``, so
     the dataset stage ranks them by it. Reused while the score folder and the sizes are unchanged.
     """
     from retriever.score import iter_scored_docs, read_scores
@@ -341,12 +343,14 @@ def similarity_pools(
     done = out / "pools.json"
     if done.exists() and read_json(done).get("settings") == orjson.loads(orjson.dumps(settings)):
         return {**pools, **general}
-    table = read_scores(sources.scores, columns=["id", "n_chars"] + [f"score_{t}" for t in tasks])
+    cols = ["id", "n_chars"] + [score_name(SCORE, t) for t in tasks]
+    table = read_scores(sources.scores, columns=cols)
     ids = np.asarray(table.column("id").to_pylist(), dtype=object)
     n_tok = table.column("n_chars").to_numpy().astype(np.float64) / CHARS_PER_TOKEN  # [n]
     chosen: dict[str, dict[str, float]] = {}
     for t in tasks:
-        s = table.column(f"score_{t}").to_numpy(zero_copy_only=False).astype(np.float64)  # [n]
+        s = table.column(score_name(SCORE, t)).to_numpy(zero_copy_only=False)  # [n]
+        s = s.astype(np.float64)
         order = np.argsort(-np.nan_to_num(s, nan=-np.inf), kind="stable")
         ok = allowed.get(t, set()) if isinstance(allowed, dict) else allowed
         if ok is not None:
@@ -366,7 +370,7 @@ def similarity_pools(
                 rec = {
                     "id": doc.id,
                     "text": doc.text,
-                    "metadata": {**md, f"sim/{t}": chosen[t][doc.id]},
+                    "metadata": {**md, score_name(SCORE, t): chosen[t][doc.id]},
                 }
                 rows[t].append(orjson.dumps(rec))
     for t in tasks:

@@ -12,6 +12,7 @@ from retriever._cli import (
     print_json,
     reader_from_args,
 )
+from retriever.names import SCORE, score_name
 
 
 def add_parser(subparsers) -> None:
@@ -79,7 +80,7 @@ def _run(args: argparse.Namespace) -> int:
         f"{s['cut_high_bpb']:.4f} BPB (mean {s['bpb_mean']:.4f})"
     )
     for t, r in s["spearman_bpb_vs_similarity"].items():
-        print(f"  Spearman(BPB, score_{t}) = {r:+.3f}")
+        print(f"  Spearman(BPB, {score_name(SCORE, t)}) = {r:+.3f}")
     c = s["cost"]
     if c["computed_docs"]:
         print(

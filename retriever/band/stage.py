@@ -36,6 +36,7 @@ from retriever._deps import require
 from retriever.corpus.readers import ReaderConfig
 from retriever.errors import ConfigError, InputError
 from retriever.io import AtomicWriter, write_json_atomic
+from retriever.names import SCORE, score_name
 from retriever.stats import Stats
 
 HIST_BINS = 60
@@ -123,16 +124,9 @@ def band_side(bpb: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
     """Spearman rank correlation over the pairs where both are finite (NaN under 3 pairs)."""
-    from retriever.metrics import rankdata
+    from retriever.metrics import spearman as _spearman
 
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 3:
-        return math.nan
-    rx, ry = rankdata(x[ok]), rankdata(y[ok])
-    if rx.std() == 0 or ry.std() == 0:
-        return math.nan
-    return float(np.corrcoef(rx, ry)[0, 1])
+    return _spearman(x, y)
 
 
 class PerplexityBand:
@@ -255,7 +249,7 @@ class PerplexityBand:
             "side": pa.array(list(side), pa.string()),
         }
         for t, s in sims.items():
-            cols[f"score_{t}"] = pa.array(s, pa.float64())
+            cols[score_name(SCORE, t)] = pa.array(s, pa.float64())
         p = self.out / "band.parquet"
         with AtomicWriter(p) as tmp:
             pq.write_table(pa.table(cols), tmp)

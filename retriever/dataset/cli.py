@@ -72,7 +72,7 @@ def add_parser(subparsers) -> None:
         default=None,
         metavar="KEY",
         help="metadata key of the score, {pool} = pool name (repeatable; default "
-        "prob/{pool}, sim/{pool}, score, quality)",
+        "prob_{pool}, score_{pool}, score, quality; legacy prob/{pool}, sim/{pool} are read too)",
     )
     p.add_argument("--scan-cache", help="scan cache folder shared across builds (default OUT/scan)")
     p.add_argument("--workers", type=int, default=1, help="processes scanning pool files")
