@@ -106,7 +106,9 @@ def add_config_options(
     read the options back with :func:`config_from_args`.
 
     ``options``: per field, more ``add_argument`` keywords (``choices``, ``metavar``, a shorter
-    ``help``, ``type`` for a field whose annotation is not a scalar); never a ``default``.
+    ``help``, ``type`` for a field whose annotation is not a scalar, ``flag``: the option's name
+    when it is not the field's, e.g. ``--batch-tokens`` for ``max_batch_tokens``); never a
+    ``default``.
     """
     hints = typing.get_type_hints(cls)
     docs = field_help(cls)
@@ -126,8 +128,11 @@ def add_config_options(
             kw["type"] = t
         elif t is None and "type" not in extra:
             raise TypeError(f"{cls.__name__}.{name}: give the option a `type` to parse it")
+        flag = extra.pop("flag", "--" + name.replace("_", "-"))
+        if t is not bool and "metavar" not in extra:
+            kw["metavar"] = flag.lstrip("-").replace("-", "_").upper()
         kw.update(extra)
-        action = p.add_argument("--" + name.replace("_", "-"), **kw)
+        action = p.add_argument(flag, **kw)
         action.config_field = (cls, name)  # read by the tests: the default is the field's
     key = _fields_key(cls)  # what config_from_args reads back (a group shares its parser's)
     p.set_defaults(**{key: (*(p.get_default(key) or ()), *names)})

@@ -124,16 +124,9 @@ def band_side(bpb: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
     """Spearman rank correlation over the pairs where both are finite (NaN under 3 pairs)."""
-    from retriever.metrics import rankdata
+    from retriever.metrics import spearman as _spearman
 
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 3:
-        return math.nan
-    rx, ry = rankdata(x[ok]), rankdata(y[ok])
-    if rx.std() == 0 or ry.std() == 0:
-        return math.nan
-    return float(np.corrcoef(rx, ry)[0, 1])
+    return _spearman(x, y)
 
 
 class PerplexityBand:

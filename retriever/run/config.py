@@ -22,6 +22,7 @@ from retriever.batch_filter.config import FilterConfig
 from retriever.config import changed_fields, check_field_types, read_toml
 from retriever.confirm.decide import DecisionRules
 from retriever.confirm.docs import CandidateRule
+from retriever.confirm.stage import BpbOptions, ConfirmSettings
 from retriever.corpus.readers import ReaderConfig
 from retriever.distill.train import DistillConfig
 from retriever.errors import ConfigError
@@ -188,10 +189,10 @@ class ConfirmSection:
     positive_min: float = DecisionRules.positive_min
     negative_max: float = DecisionRules.negative_max
     positive_top_fraction: float | None = DecisionRules.positive_top_fraction
-    min_models: int = 3
-    metric: str | None = None
-    center_models: bool = True
-    device: str | None = None
+    min_models: int = ConfirmSettings.min_models
+    metric: str | None = ConfirmSettings.metric
+    center_models: bool = ConfirmSettings.center_models
+    device: str | None = BpbOptions.device
 
 
 @dataclass(frozen=True)
