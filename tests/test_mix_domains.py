@@ -92,6 +92,10 @@ def test_build_over_domains_splits_the_budget_by_cluster(clustered_pools, tmp_pa
         assert c["seen"] == c["kept"] + c.get("dropped/duplicate", 0) + c.get("dropped/budget", 0)
     m = json.loads((tmp_path / "ds" / "manifest.json").read_text())["settings"]
     assert m["over"] == "domains" and m["domains"] is None
+    from retriever.report.render import render_report
+
+    html = render_report(dataset=s)
+    assert "over corpus domains" in html and "the pools fc, rp" in html and "domain/1" in html
     # a pool mixture's manifest has no such keys (older builds resume unchanged)
     DatasetBuilder(pools, {"fc": 1.0}, 100).build(tmp_path / "ds_pool")
     m = json.loads((tmp_path / "ds_pool" / "manifest.json").read_text())["settings"]
