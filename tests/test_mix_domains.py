@@ -211,3 +211,28 @@ def test_mix_run_over_domains_end_to_end(run_cfg):
     assert mix_run(run_cfg, trainer=trainer, evaluator=evaluator).trained == 0  # resumable
     with pytest.raises(ConfigError, match="3 domains: use n >= 6"):
         mix_run(run_cfg, {"n": 4, "out": str(root / "m4")}, trainer=trainer, evaluator=evaluator)
+
+
+def test_idless_corpus_linked_as_a_general_pool_finds_its_domains(tmp_path):
+    """ClimbLab-like records carry no id: the score stage (and so `retriever domains`) calls them
+    `<shard>:<row>`. Linked into a general pool (as `mix run` and the arms do), they are found
+    under the corpus shard's name, not the link's."""
+    from retriever.arms.datasets import _link_corpus
+    from retriever.corpus import shard_name
+
+    shard = write_jsonl(
+        tmp_path / "corpus" / "web.jsonl",
+        [{"text": f"{WEB_TEXT[i % 6]} Page {i}."} for i in range(12)],
+    )
+    sname = shard_name(str(shard))
+    assert sname == "corpus__web"
+    dom = _domains(
+        tmp_path / "dom", {f"{sname}:{i}": ("even" if i % 2 == 0 else "odd") for i in range(12)}
+    )
+    general = _link_corpus((str(tmp_path / "corpus"),), tmp_path / "links")
+    pools = {"general": str(general)}
+    counts = domain_token_counts(pools, dom)
+    assert set(counts) == {"domain/even", "domain/odd"}  # not domain/none
+    DatasetBuilder(pools, {"domain/odd": 1.0}, 10_000, domains=dom).build(tmp_path / "ds")
+    rows = pq.read_table(tmp_path / "ds" / "selection.parquet").column("row").to_pylist()
+    assert sorted(rows) == [1, 3, 5, 7, 9, 11]
