@@ -47,6 +47,8 @@ from pathlib import Path
 
 import numpy as np
 
+from retriever.names import KEYWORDS, SCORE, score_name
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -79,7 +81,7 @@ def load_run(run: Path, tasks: list[str] | None):
     if not label_dir.is_dir():
         raise SystemExit(f"{run} has no confirm/labels: run the run config's confirm step first")
     tasks = tasks or sorted(p.stem for p in label_dir.glob("*.parquet"))
-    cols = ["id", "n_chars"] + [f"score_{t}" for t in tasks]
+    cols = ["id", "n_chars"] + [score_name(SCORE, t) for t in tasks]
     sc = read_scores(run / "scores", columns=cols).to_pydict()
     labels = {}
     for t in tasks:
@@ -172,7 +174,7 @@ def agreement(sig: dict[str, float], kept: set[str], t: str, sc, labels, args) -
     from retriever.metrics import bootstrap_interval, roc_auc, spearman
 
     ids = sc["id"]
-    sim = np.asarray(sc[f"score_{t}"], dtype=np.float64)
+    sim = np.asarray(sc[score_name(SCORE, t)], dtype=np.float64)
     sim_of = dict(zip(ids, sim, strict=True))
     len_of = dict(zip(ids, sc["n_chars"], strict=True))
     have = [i for i in ids if i in sig]
@@ -243,7 +245,7 @@ def main() -> int:
     # similarity itself: kept = its own top fraction (so its rows are the baseline)
     sim_sig, sim_kept = {}, {}
     for t in tasks:
-        s = np.asarray(sc[f"score_{t}"], dtype=np.float64)
+        s = np.asarray(sc[score_name(SCORE, t)], dtype=np.float64)
         sim_sig[t] = dict(zip(sc["id"], s.tolist(), strict=True))
         k = max(1, int(round(args.top * len(s))))
         sim_kept[t] = {sc["id"][j] for j in np.argsort(-s, kind="stable")[:k]}
@@ -263,7 +265,9 @@ def main() -> int:
         "wall_s": time.perf_counter() - t0,
     }
     m = read_matches(work / "prefilter").to_pydict()
-    pf_sig = {t: dict(zip(m["id"], map(float, m[f"kw_{t}"]), strict=True)) for t in tasks}
+    pf_sig = {
+        t: dict(zip(m["id"], map(float, m[score_name(KEYWORDS, t)]), strict=True)) for t in tasks
+    }
     pf_kept = {t: {i for i, v in pf_sig[t].items() if v >= 1} for t in tasks}
     signals["prefilter"] = (pf_sig, pf_kept)
 

@@ -39,7 +39,7 @@ from retriever.corpus.sharding import list_shards, shard_name
 from retriever.errors import ConfigError, InputError
 from retriever.io import AtomicWriter, read_json, write_json_atomic
 from retriever.manifest import file_fingerprint, fingerprint
-from retriever.names import SCORE, score_name
+from retriever.names import KEYWORDS, SCORE, score_name
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +291,7 @@ def prefilter_ids(prefilter_dir: str | os.PathLike | None, tasks: list[str]) -> 
         )
     t = read_matches(p)
     need = int(read_json(p / "manifest.json")["settings"].get("min_matches", 1))
-    missing = [x for x in tasks if f"kw_{x}" not in t.column_names]
+    missing = [x for x in tasks if score_name(KEYWORDS, x) not in t.column_names]
     if missing:
         raise InputError(
             f"the prefilter in {p} counted no patterns for task(s) {missing}; rerun it with "
@@ -300,7 +300,7 @@ def prefilter_ids(prefilter_dir: str | os.PathLike | None, tasks: list[str]) -> 
     ids = t.column("id").to_pylist()
     out = {}
     for x in tasks:
-        counts = t.column(f"kw_{x}").to_numpy()
+        counts = t.column(score_name(KEYWORDS, x)).to_numpy()
         out[x] = {i for i, c in zip(ids, counts, strict=True) if c >= need}
     return out
 
