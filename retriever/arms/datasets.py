@@ -442,9 +442,12 @@ def _link_corpus(corpus: tuple[str, ...], out: Path) -> Path:
     want = {}
     for i, s in enumerate(shards):
         suffix = Path(s).name[len(Path(s).name.split(".")[0]) :]
-        want[f"{i:05d}_{shard_name(s)}{suffix}"] = Path(s).resolve()
+        # the absolute path, not the resolved one: the link's target keeps the shard's own
+        # folder name, so an id-less record's `<shard>:<row>` id can be matched to the corpus's
+        # (PoolScan.domain_names)
+        want[f"{i:05d}_{shard_name(s)}{suffix}"] = Path(os.path.abspath(s))
     for f in out.iterdir():
-        if f.name not in want or not f.is_symlink() or f.resolve() != want[f.name]:
+        if f.name not in want or not f.is_symlink() or f.resolve() != want[f.name].resolve():
             f.unlink()
     for name, target in want.items():
         link = out / name
