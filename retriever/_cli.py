@@ -187,6 +187,24 @@ def reader_from_args(args: Any) -> Any:
     )
 
 
+def read_task_table(path: str | None, table: str, what: str) -> dict[str, Any]:
+    """The ``[table]`` of the TOML file ``path`` (a ``--prompts`` or ``--patterns`` file: task ->
+    value); ``{}`` without a path.
+
+    Raises:
+        ConfigError: a missing file, bad TOML, or ``[table]`` not a table.
+    """
+    if not path:
+        return {}
+    from retriever.config import read_toml
+
+    _, raw = read_toml(path, what, f"a TOML file with a [{table}] table")
+    found = raw.get(table, {})
+    if not isinstance(found, dict):
+        raise ConfigError(f"{path}: [{table}] must be a table of task = value")
+    return dict(found)
+
+
 def add_repeated(p: Any, flag: str, metavar: str, help: str) -> None:
     """A repeatable ``flag NAME=PATH`` option (read back with :func:`parse_named_paths`)."""
     p.add_argument(flag, action="append", default=[], metavar=metavar, help=help)

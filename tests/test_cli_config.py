@@ -103,3 +103,18 @@ def test_option_help_comes_from_the_docstring_table():
     # a list of names continued on the next line, then the text
     assert r["sample_seed"] == r["top_fraction"] == "which documents of a score folder are rated"
     assert ":func:" not in h["normalization"] and "``" not in h["normalization"]
+
+
+def test_a_task_table_file_is_read_or_refused_in_one_line(tmp_path):
+    from retriever._cli import read_task_table
+    from retriever.errors import ConfigError
+
+    assert read_task_table(None, "prompts", "prompts file") == {}
+    f = tmp_path / "p.toml"
+    f.write_text('[prompts]\na = "Rate {text}"\n')
+    assert read_task_table(str(f), "prompts", "prompts file") == {"a": "Rate {text}"}
+    f.write_text("prompts = 3\n")
+    with pytest.raises(ConfigError, match=r"\[prompts\] must be a table"):
+        read_task_table(str(f), "prompts", "prompts file")
+    with pytest.raises(ConfigError, match="patterns file .* does not exist"):
+        read_task_table(str(tmp_path / "none.toml"), "patterns", "patterns file")

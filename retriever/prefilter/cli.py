@@ -11,6 +11,7 @@ from retriever._cli import (
     add_reader_options,
     config_from_args,
     print_json,
+    read_task_table,
     reader_from_args,
 )
 
@@ -65,22 +66,14 @@ def add_parser(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from retriever.config import spec_patterns
     from retriever.prefilter import DEFAULT_PATTERNS, PrefilterConfig, prefilter_corpus
 
-    patterns: dict = {}
-    if args.patterns:
-        from retriever.config import read_toml
-
-        _, raw = read_toml(args.patterns, "patterns file", "a TOML file with a [patterns] table")
-        patterns = dict(raw.get("patterns", {}))
+    patterns = read_task_table(args.patterns, "patterns", "patterns file")
     tasks = tuple(args.tasks or (patterns and list(patterns)) or DEFAULT_PATTERNS)
-    for t in tasks:  # a task spec's own `patterns` replace the defaults (a --patterns file wins)
-        if t not in patterns and (args.indexes_dir / f"{t}.toml").is_file():
-            from retriever.config import load_task_spec
-
-            spec = load_task_spec(args.indexes_dir / f"{t}.toml")
-            if spec.patterns:
-                patterns[t] = spec.patterns
+    # a task spec's own `patterns` replace the defaults (a --patterns file wins)
+    specs = {t: args.indexes_dir / f"{t}.toml" for t in tasks if t not in patterns}
+    patterns.update(spec_patterns(specs))
     cfg = config_from_args(
         PrefilterConfig, args, tasks=tasks, patterns=patterns, reader=reader_from_args(args)
     )

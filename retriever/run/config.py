@@ -487,17 +487,17 @@ def _prefilter_section(data: Any, run: RunSection, tasks: list[TaskConfig], read
     """``[prefilter]`` as the stage's ``PrefilterConfig``: the run's tasks and ``[corpus]``'s
     reader; a task's patterns from the section, else from its spec (``patterns``), else the
     defaults."""
-    from retriever.config import load_task_spec
+    from retriever.config import spec_patterns
     from retriever.prefilter import PrefilterConfig
 
     if isinstance(data, dict):
         patterns = dict(data.get("patterns") or {})
-        for t in tasks:
-            spec = Path(t.spec) if t.spec else Path(run.indexes_dir) / f"{t.name}.toml"
-            if t.name not in patterns and spec.is_file():
-                pats = load_task_spec(spec).patterns
-                if pats:
-                    patterns[t.name] = pats
+        specs = {
+            t.name: Path(t.spec) if t.spec else Path(run.indexes_dir) / f"{t.name}.toml"
+            for t in tasks
+            if t.name not in patterns
+        }
+        patterns.update(spec_patterns(specs))
         if patterns:
             data = {**data, "patterns": patterns}
     return parse_section(
