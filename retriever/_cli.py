@@ -107,8 +107,8 @@ def add_config_options(
 
     ``options``: per field, more ``add_argument`` keywords (``choices``, ``metavar``, a shorter
     ``help``, ``type`` for a field whose annotation is not a scalar, ``flag``: the option's name
-    when it is not the field's, e.g. ``--batch-tokens`` for ``max_batch_tokens``); never a
-    ``default``.
+    (or names) when it is not the field's, e.g. ``--batch-tokens`` for ``max_batch_tokens``);
+    never a ``default``.
     """
     hints = typing.get_type_hints(cls)
     docs = field_help(cls)
@@ -129,10 +129,11 @@ def add_config_options(
         elif t is None and "type" not in extra:
             raise TypeError(f"{cls.__name__}.{name}: give the option a `type` to parse it")
         flag = extra.pop("flag", "--" + name.replace("_", "-"))
+        flags = (flag,) if isinstance(flag, str) else tuple(flag)
         if t is not bool and "metavar" not in extra:
-            kw["metavar"] = flag.lstrip("-").replace("-", "_").upper()
+            kw["metavar"] = flags[-1].lstrip("-").replace("-", "_").upper()
         kw.update(extra)
-        action = p.add_argument(flag, **kw)
+        action = p.add_argument(*flags, **kw)
         action.config_field = (cls, name)  # read by the tests: the default is the field's
     key = _fields_key(cls)  # what config_from_args reads back (a group shares its parser's)
     p.set_defaults(**{key: (*(p.get_default(key) or ()), *names)})

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from retriever._cli import HelpFormatter, add_reader_options, print_json, reader_from_args
+from retriever._cli import (
+    HelpFormatter,
+    add_config_options,
+    add_reader_options,
+    config_from_args,
+    print_json,
+    reader_from_args,
+)
 
 
 def add_parser(subparsers) -> None:
@@ -29,13 +36,18 @@ def add_parser(subparsers) -> None:
         default=None,
         help="task to match (repeatable; default: the four ELMB tasks)",
     )
-    p.add_argument(
-        "--mode",
-        choices=["drop", "features"],
-        default="features",
-        help="drop: keep documents some task matches; features: counts only",
+    from retriever.prefilter.stage import MODES, PrefilterConfig
+
+    add_config_options(
+        p,
+        PrefilterConfig,
+        ["mode", "min_matches"],
+        mode={
+            "choices": list(MODES),
+            "help": "drop: keep documents some task matches; features: counts only",
+        },
+        min_matches={"help": "matches a task needs to pass"},
     )
-    p.add_argument("--min-matches", type=int, default=1, help="matches a task needs to pass")
     p.add_argument(
         "--patterns",
         default=None,
@@ -69,12 +81,8 @@ def _run(args: argparse.Namespace) -> int:
             spec = load_task_spec(args.indexes_dir / f"{t}.toml")
             if spec.patterns:
                 patterns[t] = spec.patterns
-    cfg = PrefilterConfig(
-        tasks=tasks,
-        mode=args.mode,
-        min_matches=args.min_matches,
-        patterns=patterns,
-        reader=reader_from_args(args),
+    cfg = config_from_args(
+        PrefilterConfig, args, tasks=tasks, patterns=patterns, reader=reader_from_args(args)
     )
     summary = prefilter_corpus(args.corpus, args.out, cfg)
     if args.json:

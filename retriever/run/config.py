@@ -26,6 +26,7 @@ from retriever.confirm.stage import BpbOptions, ConfirmSettings
 from retriever.corpus.readers import ReaderConfig
 from retriever.distill.train import DistillConfig
 from retriever.errors import ConfigError
+from retriever.score.job import ScoreJob
 
 if TYPE_CHECKING:
     from retriever.band import BandConfig
@@ -158,11 +159,11 @@ class ScoreSection:
     """``sample``: embed a seeded random sample only: a fraction (0.01, ``"1%"``) or a document
     count (2000000, ``"2M"``), see :mod:`retriever.score.sample`; unset: every document."""
 
-    k: int = 10
-    batch_size: int = 256
+    k: int = ScoreJob.k
+    batch_size: int = ScoreJob.batch_size
     top_fraction: float | None = 0.1
     threshold: dict[str, float] = field(default_factory=dict)
-    device: str | None = None
+    device: str | None = ScoreJob.device
     store: bool = True
     sample: Any = None
 
