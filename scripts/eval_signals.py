@@ -22,7 +22,8 @@ agreement with confirm), so each signal can be read against it.
 The signals are computed here with the stages themselves, into ``--work`` (reused by a rerun):
 
 - **prefilter**: ``prefilter_corpus`` (default patterns, features mode) over every scored document;
-- **band**: ``band_docs`` over the confirm candidates plus ``--band-sample`` other documents, under
+- **band**: ``band_docs`` over the confirm candidates plus ``--band-sample`` other documents (-1:
+  every document, so the cuts are the corpus's quantiles), under
   ``--band-model`` (default: a tiny byte-level GPT-2 trained here for ``--ref-steps`` steps on the
   WikiText articles of the corpus, as a prose reference);
 - **rating**: ``rate_docs`` against ``retriever.rate.local_server`` in a subprocess serving
@@ -224,7 +225,9 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--band-model", default=None, help="band reference (default: trained here)")
     ap.add_argument("--ref-steps", type=int, default=300)
-    ap.add_argument("--band-sample", type=int, default=300, help="non-candidates in the band")
+    ap.add_argument(
+        "--band-sample", type=int, default=300, help="non-candidates in the band (-1: all)"
+    )
     ap.add_argument("--rate-model", default=None, help="local model served for ratings")
     ap.add_argument("--rate-docs", type=int, default=32, help="labelled documents rated")
     ap.add_argument("--no-band", action="store_true")
@@ -278,7 +281,8 @@ def main() -> int:
         cand = {i for t in tasks for i, s in zip(labels[t]["id"], labels[t]["source"], strict=True)
                 if s != "random"}  # fmt: skip
         others = sorted(set(sc["id"]) - cand)
-        pick = set(rng.choice(others, size=min(args.band_sample, len(others)), replace=False))
+        size = len(others) if args.band_sample < 0 else min(args.band_sample, len(others))
+        pick = set(rng.choice(others, size=size, replace=False))
         nb = write_docs(run, work / "band_docs" / "docs.jsonl", cand | pick)
         model = args.band_model
         if model is None:
