@@ -236,3 +236,21 @@ def test_idless_corpus_linked_as_a_general_pool_finds_its_domains(tmp_path):
     DatasetBuilder(pools, {"domain/odd": 1.0}, 10_000, domains=dom).build(tmp_path / "ds")
     rows = pq.read_table(tmp_path / "ds" / "selection.parquet").column("row").to_pylist()
     assert sorted(rows) == [1, 3, 5, 7, 9, 11]
+
+
+def test_mix_run_over_domains_defaults_to_the_runs_domains_step(run_cfg):
+    """With a [domains] section and no [mix] domains, `mix run` reads RUN/domains (what the run's
+    domains step wrote); without either, the records' cluster ids (none here: one domain)."""
+    import shutil
+
+    root = run_cfg.parent
+    shutil.copytree(root / "dom", root / "run" / "domains")
+    text = run_cfg.read_text().replace('domains = "./dom"\n', "") + "[domains]\nk = 3\n"
+    run_cfg.write_text(text)
+    trainer = BigramTrainer(tokens=3000)
+    evaluator = BigramEvaluator({"function-calling": str(root / "eval" / "fc.jsonl")})
+    res = mix_run(run_cfg, trainer=trainer, evaluator=evaluator)
+    assert set(res.best["weights"]) == {"domain/tools", "domain/math", "domain/web"}
+    run_cfg.write_text(text.replace("[domains]\nk = 3\n", ""))
+    with pytest.raises(ConfigError, match="at least two domains.*retriever domains"):
+        mix_run(run_cfg, {"out": str(root / "m2")}, trainer=trainer, evaluator=evaluator)
