@@ -19,7 +19,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows defaults, except empty ones (None / False / "") and a required option's."""
 
     def _get_help_string(self, action):
-        if action.default in (None, False, "") or action.required or action.help is None:
+        empty = action.default is None or action.default is False or action.default == ""
+        if empty or action.required or action.help is None:
             return action.help
         return super()._get_help_string(action)
 

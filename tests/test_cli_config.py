@@ -15,6 +15,7 @@ from retriever.confirm.stage import BpbOptions, ConfirmSettings
 from retriever.distill import DistillConfig
 from retriever.domains import DomainConfig
 from retriever.prefilter import PrefilterConfig
+from retriever.proxy.config import ProxyConfig
 from retriever.rate import RateConfig
 from retriever.score.job import ScoreJob
 
@@ -34,6 +35,7 @@ CONVERTED = {
         )
     ],
     "prefilter": [(PrefilterConfig, {"tasks", "patterns", "reader"}, set())],
+    "proxy train": [(ProxyConfig, set(), set())],
     "confirm": [
         (BpbOptions, set(), set()),
         (CandidateRule, {"threshold"}, set()),
@@ -44,7 +46,7 @@ CONVERTED = {
 
 
 def _parsers():
-    return {k[0]: p for k, p in _subparsers(build_parser()) if len(k) == 1}
+    return {" ".join(k): p for k, p in _subparsers(build_parser())}
 
 
 @pytest.mark.parametrize("verb", sorted(CONVERTED))
