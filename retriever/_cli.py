@@ -19,7 +19,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows defaults, except empty ones (None / False / "") and a required option's."""
 
     def _get_help_string(self, action):
-        if action.default in (None, False, "") or action.required or action.help is None:
+        empty = action.default is None or action.default is False or action.default == ""
+        if empty or action.required or action.help is None:
             return action.help
         return super()._get_help_string(action)
 
@@ -106,7 +107,9 @@ def add_config_options(
     read the options back with :func:`config_from_args`.
 
     ``options``: per field, more ``add_argument`` keywords (``choices``, ``metavar``, a shorter
-    ``help``, ``type`` for a field whose annotation is not a scalar); never a ``default``.
+    ``help``, ``type`` for a field whose annotation is not a scalar, ``flag``: the option's name
+    (or names) when it is not the field's, e.g. ``--batch-tokens`` for ``max_batch_tokens``);
+    never a ``default``.
     """
     hints = typing.get_type_hints(cls)
     docs = field_help(cls)
@@ -126,8 +129,12 @@ def add_config_options(
             kw["type"] = t
         elif t is None and "type" not in extra:
             raise TypeError(f"{cls.__name__}.{name}: give the option a `type` to parse it")
+        flag = extra.pop("flag", "--" + name.replace("_", "-"))
+        flags = (flag,) if isinstance(flag, str) else tuple(flag)
+        if t is not bool and "metavar" not in extra:
+            kw["metavar"] = flags[-1].lstrip("-").replace("-", "_").upper()
         kw.update(extra)
-        action = p.add_argument("--" + name.replace("_", "-"), **kw)
+        action = p.add_argument(*flags, **kw)
         action.config_field = (cls, name)  # read by the tests: the default is the field's
     key = _fields_key(cls)  # what config_from_args reads back (a group shares its parser's)
     p.set_defaults(**{key: (*(p.get_default(key) or ()), *names)})
@@ -179,6 +186,24 @@ def reader_from_args(args: Any) -> Any:
         tokens_field=getattr(args, "tokens_field", d.tokens_field),
         detokenizer=getattr(args, "detokenizer", d.detokenizer),
     )
+
+
+def read_task_table(path: str | None, table: str, what: str) -> dict[str, Any]:
+    """The ``[table]`` of the TOML file ``path`` (a ``--prompts`` or ``--patterns`` file: task ->
+    value); ``{}`` without a path.
+
+    Raises:
+        ConfigError: a missing file, bad TOML, or ``[table]`` not a table.
+    """
+    if not path:
+        return {}
+    from retriever.config import read_toml
+
+    _, raw = read_toml(path, what, f"a TOML file with a [{table}] table")
+    found = raw.get(table, {})
+    if not isinstance(found, dict):
+        raise ConfigError(f"{path}: [{table}] must be a table of task = value")
+    return dict(found)
 
 
 def add_repeated(p: Any, flag: str, metavar: str, help: str) -> None:

@@ -255,6 +255,18 @@ def load_task_spec(path: str | os.PathLike) -> TaskSpec:
     return TaskSpec(sources=sources, spec_path=str(p), **kw)
 
 
+def spec_patterns(specs: Mapping[str, str | os.PathLike]) -> dict[str, tuple[str, ...]]:
+    """Each task's keyword-prefilter ``patterns`` from its spec file (``{task: path}``), for the
+    specs that exist and have some."""
+    out = {}
+    for task, path in specs.items():
+        if Path(path).is_file():
+            pats = load_task_spec(path).patterns
+            if pats:
+                out[task] = pats
+    return out
+
+
 def find_task_spec(task_or_path: str, indexes_dir: str | os.PathLike = "indexes") -> TaskSpec:
     """A spec by task name (``indexes/<task>.toml``) or by path to a TOML file."""
     if task_or_path.endswith(".toml") or os.sep in task_or_path:

@@ -52,8 +52,9 @@ HYBRID = "hybrid"  # calibrated probability over the four scores
 HEAD = "head"  # calibrated probability over the vector, the scores and the words
 PROB = "prob"  # the distilled filter's probability of the task's positive label
 CANDIDATE = "candidate"  # bool: score_<task> >= the task's threshold
+KEYWORDS = "kw"  # the keyword prefilter's pattern matches
 
-SCORE_KINDS = (SCORE, TOPK, COS, SPARSE, SPARSE_TOPK, HYBRID, HEAD, PROB, CANDIDATE)
+SCORE_KINDS = (SCORE, TOPK, COS, SPARSE, SPARSE_TOPK, HYBRID, HEAD, PROB, CANDIDATE, KEYWORDS)
 # metadata prefixes of outputs written before the one scheme (docs/contracts.md "Score names")
 LEGACY_PREFIXES = {SCORE: "sim/", TOPK: "simk/", **{k: f"{k}/" for k in SCORE_KINDS[2:]}}
 _BY_LENGTH = sorted(SCORE_KINDS, key=len, reverse=True)

@@ -22,7 +22,8 @@ agreement with confirm), so each signal can be read against it.
 The signals are computed here with the stages themselves, into ``--work`` (reused by a rerun):
 
 - **prefilter**: ``prefilter_corpus`` (default patterns, features mode) over every scored document;
-- **band**: ``band_docs`` over the confirm candidates plus ``--band-sample`` other documents, under
+- **band**: ``band_docs`` over the confirm candidates plus ``--band-sample`` other documents (-1:
+  every document, so the cuts are the corpus's quantiles), under
   ``--band-model`` (default: a tiny byte-level GPT-2 trained here for ``--ref-steps`` steps on the
   WikiText articles of the corpus, as a prose reference);
 - **rating**: ``rate_docs`` against ``retriever.rate.local_server`` in a subprocess serving
@@ -46,6 +47,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from retriever.names import KEYWORDS, SCORE, score_name
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,7 +82,7 @@ def load_run(run: Path, tasks: list[str] | None):
     if not label_dir.is_dir():
         raise SystemExit(f"{run} has no confirm/labels: run the run config's confirm step first")
     tasks = tasks or sorted(p.stem for p in label_dir.glob("*.parquet"))
-    cols = ["id", "n_chars"] + [f"score_{t}" for t in tasks]
+    cols = ["id", "n_chars"] + [score_name(SCORE, t) for t in tasks]
     sc = read_scores(run / "scores", columns=cols).to_pydict()
     labels = {}
     for t in tasks:
@@ -172,7 +175,7 @@ def agreement(sig: dict[str, float], kept: set[str], t: str, sc, labels, args) -
     from retriever.metrics import bootstrap_interval, roc_auc, spearman
 
     ids = sc["id"]
-    sim = np.asarray(sc[f"score_{t}"], dtype=np.float64)
+    sim = np.asarray(sc[score_name(SCORE, t)], dtype=np.float64)
     sim_of = dict(zip(ids, sim, strict=True))
     len_of = dict(zip(ids, sc["n_chars"], strict=True))
     have = [i for i in ids if i in sig]
@@ -222,7 +225,9 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--band-model", default=None, help="band reference (default: trained here)")
     ap.add_argument("--ref-steps", type=int, default=300)
-    ap.add_argument("--band-sample", type=int, default=300, help="non-candidates in the band")
+    ap.add_argument(
+        "--band-sample", type=int, default=300, help="non-candidates in the band (-1: all)"
+    )
     ap.add_argument("--rate-model", default=None, help="local model served for ratings")
     ap.add_argument("--rate-docs", type=int, default=32, help="labelled documents rated")
     ap.add_argument("--no-band", action="store_true")
@@ -243,7 +248,7 @@ def main() -> int:
     # similarity itself: kept = its own top fraction (so its rows are the baseline)
     sim_sig, sim_kept = {}, {}
     for t in tasks:
-        s = np.asarray(sc[f"score_{t}"], dtype=np.float64)
+        s = np.asarray(sc[score_name(SCORE, t)], dtype=np.float64)
         sim_sig[t] = dict(zip(sc["id"], s.tolist(), strict=True))
         k = max(1, int(round(args.top * len(s))))
         sim_kept[t] = {sc["id"][j] for j in np.argsort(-s, kind="stable")[:k]}
@@ -263,7 +268,9 @@ def main() -> int:
         "wall_s": time.perf_counter() - t0,
     }
     m = read_matches(work / "prefilter").to_pydict()
-    pf_sig = {t: dict(zip(m["id"], map(float, m[f"kw_{t}"]), strict=True)) for t in tasks}
+    pf_sig = {
+        t: dict(zip(m["id"], map(float, m[score_name(KEYWORDS, t)]), strict=True)) for t in tasks
+    }
     pf_kept = {t: {i for i, v in pf_sig[t].items() if v >= 1} for t in tasks}
     signals["prefilter"] = (pf_sig, pf_kept)
 
@@ -274,7 +281,8 @@ def main() -> int:
         cand = {i for t in tasks for i, s in zip(labels[t]["id"], labels[t]["source"], strict=True)
                 if s != "random"}  # fmt: skip
         others = sorted(set(sc["id"]) - cand)
-        pick = set(rng.choice(others, size=min(args.band_sample, len(others)), replace=False))
+        size = len(others) if args.band_sample < 0 else min(args.band_sample, len(others))
+        pick = set(rng.choice(others, size=size, replace=False))
         nb = write_docs(run, work / "band_docs" / "docs.jsonl", cand | pick)
         model = args.band_model
         if model is None:

@@ -400,3 +400,39 @@ def test_prefilter_and_rating_arms_restrict_the_similarity_arm(tiny, embedder):
     texts = dataset_texts(rated.path)
     assert 300 < rated.tokens <= 400 and not any("Call:" in t for t in texts)
     assert len({pf.fingerprint, rated.fingerprint}) == 2
+    # a mixture over domains: the similarity pools' union, split between the domains
+    dom = _domains_folder(tiny / "dom", {i: i.split("-")[0] for i in by_id})
+    src = ArmSources(
+        corpus=(str(tiny / "corpus"),), scores=str(tiny / "scores"), mixture="domain/web=1",
+        domains=dom,
+    )  # fmt: skip
+    web = dataset_texts(build_arm_dataset("similarity", src, 400, tiny / "out_dom").path)
+    assert web and all(t.startswith(tuple(WEB_TEXT)) for t in web)
+
+
+def _domains_folder(path, ids_to_domain: dict[str, str]):
+    import pyarrow as pa
+
+    path.mkdir(parents=True, exist_ok=True)
+    ids = list(ids_to_domain)
+    pq.write_table(
+        pa.table({"id": ids, "domain": [ids_to_domain[i] for i in ids]}),
+        path / "domains.parquet",
+    )
+    return str(path)
+
+
+def test_pipeline_arm_with_a_mixture_over_domains(tiny):
+    """A run whose dataset mixture is over domains (`mix run --over domains`' best mixture): the
+    pipeline arm splits its budget between the domains of the pools' documents, as the run does."""
+    ids = [f"tool-{i}" for i in range(18)] + [f"web-{i}" for i in range(80)]
+    dom = _domains_folder(tiny / "dom", {i: i.split("-")[0] for i in ids})
+    src = ArmSources(pools=str(tiny / "pools"), mixture="domain/web=1", domains=dom)
+    web = build_arm_dataset("pipeline", src, 400, tiny / "out")
+    texts = dataset_texts(web.path)
+    assert len(texts) == 5 and all(t.startswith(tuple(WEB_TEXT)) for t in texts)  # pool's 5 web
+    src = ArmSources(pools=str(tiny / "pools"), mixture="domain/tool=3,domain/web=1", domains=dom)
+    both = build_arm_dataset("pipeline", src, 400, tiny / "out2")
+    s = json.loads((tiny / "out2" / "pipeline" / "summary.json").read_text())
+    assert s["over"] == "domains" and s["pools"]["domain/tool"]["budget"] == 300
+    assert 250 < s["pools"]["domain/tool"]["tokens"] <= 300 and both.tokens <= 400

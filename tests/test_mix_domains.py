@@ -92,6 +92,10 @@ def test_build_over_domains_splits_the_budget_by_cluster(clustered_pools, tmp_pa
         assert c["seen"] == c["kept"] + c.get("dropped/duplicate", 0) + c.get("dropped/budget", 0)
     m = json.loads((tmp_path / "ds" / "manifest.json").read_text())["settings"]
     assert m["over"] == "domains" and m["domains"] is None
+    from retriever.report.render import render_report
+
+    html = render_report(dataset=s)
+    assert "over corpus domains" in html and "the pools fc, rp" in html and "domain/1" in html
     # a pool mixture's manifest has no such keys (older builds resume unchanged)
     DatasetBuilder(pools, {"fc": 1.0}, 100).build(tmp_path / "ds_pool")
     m = json.loads((tmp_path / "ds_pool" / "manifest.json").read_text())["settings"]
@@ -207,3 +211,46 @@ def test_mix_run_over_domains_end_to_end(run_cfg):
     assert mix_run(run_cfg, trainer=trainer, evaluator=evaluator).trained == 0  # resumable
     with pytest.raises(ConfigError, match="3 domains: use n >= 6"):
         mix_run(run_cfg, {"n": 4, "out": str(root / "m4")}, trainer=trainer, evaluator=evaluator)
+
+
+def test_idless_corpus_linked_as_a_general_pool_finds_its_domains(tmp_path):
+    """ClimbLab-like records carry no id: the score stage (and so `retriever domains`) calls them
+    `<shard>:<row>`. Linked into a general pool (as `mix run` and the arms do), they are found
+    under the corpus shard's name, not the link's."""
+    from retriever.arms.datasets import _link_corpus
+    from retriever.corpus import shard_name
+
+    shard = write_jsonl(
+        tmp_path / "corpus" / "web.jsonl",
+        [{"text": f"{WEB_TEXT[i % 6]} Page {i}."} for i in range(12)],
+    )
+    sname = shard_name(str(shard))
+    assert sname == "corpus__web"
+    dom = _domains(
+        tmp_path / "dom", {f"{sname}:{i}": ("even" if i % 2 == 0 else "odd") for i in range(12)}
+    )
+    general = _link_corpus((str(tmp_path / "corpus"),), tmp_path / "links")
+    pools = {"general": str(general)}
+    counts = domain_token_counts(pools, dom)
+    assert set(counts) == {"domain/even", "domain/odd"}  # not domain/none
+    DatasetBuilder(pools, {"domain/odd": 1.0}, 10_000, domains=dom).build(tmp_path / "ds")
+    rows = pq.read_table(tmp_path / "ds" / "selection.parquet").column("row").to_pylist()
+    assert sorted(rows) == [1, 3, 5, 7, 9, 11]
+
+
+def test_mix_run_over_domains_defaults_to_the_runs_domains_step(run_cfg):
+    """With a [domains] section and no [mix] domains, `mix run` reads RUN/domains (what the run's
+    domains step wrote); without either, the records' cluster ids (none here: one domain)."""
+    import shutil
+
+    root = run_cfg.parent
+    shutil.copytree(root / "dom", root / "run" / "domains")
+    text = run_cfg.read_text().replace('domains = "./dom"\n', "") + "[domains]\nk = 3\n"
+    run_cfg.write_text(text)
+    trainer = BigramTrainer(tokens=3000)
+    evaluator = BigramEvaluator({"function-calling": str(root / "eval" / "fc.jsonl")})
+    res = mix_run(run_cfg, trainer=trainer, evaluator=evaluator)
+    assert set(res.best["weights"]) == {"domain/tools", "domain/math", "domain/web"}
+    run_cfg.write_text(text.replace("[domains]\nk = 3\n", ""))
+    with pytest.raises(ConfigError, match="at least two domains.*retriever domains"):
+        mix_run(run_cfg, {"out": str(root / "m2")}, trainer=trainer, evaluator=evaluator)

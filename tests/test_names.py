@@ -38,7 +38,7 @@ def test_longest_kind_wins_and_other_names_are_not_scores():
     cols = ["id", "score_a", "sparse_topk_a", "sparse_a", "topk_a", "cluster_id", "score"]
     assert score_tasks(cols, SPARSE) == ["a"] and score_tasks(cols, TOPK) == ["a"]
     assert score_tasks(cols, SCORE) == ["a"]
-    for other in ("id", "n_chars", "score", "score_", "quality", "cluster_id", "kw_fc"):
+    for other in ("id", "n_chars", "score", "score_", "quality", "cluster_id", "weight/fc"):
         assert split_score_name(other) is None and score_kind(other) is None
 
 

@@ -277,3 +277,14 @@ def test_writing_a_default_out_changes_no_step_fingerprint(tmp_path):
     other = settings('[distill]\nepoch = 5\n[filter]\nformat = "jsonl"\n[band]\nmodel = "m"\n')
     assert other["distill/a"] != base["distill/a"] and other["filter"] != base["filter"]
     assert other["filter"]["filter"] == {"format": "jsonl"}
+
+
+def test_evaluate_and_mix_typos_name_the_nearest_key(tmp_path):
+    from retriever.arms.api import load_evaluate_config
+    from retriever.mix.run import mix_run
+
+    p = _write(tmp_path, "[evaluate]\nseedz = 2\n[mix]\ntempurature = 0.3\n")
+    with pytest.raises(ConfigError, match=r"\[evaluate\]: .*'seedz' \(did you mean 'seeds'\?\)"):
+        load_evaluate_config(load_run_config(p))
+    with pytest.raises(ConfigError, match=r"\[mix\]: .*'tempurature' \(did you mean 'temperature'"):
+        mix_run(p)  # refused before any work

@@ -39,7 +39,7 @@ from retriever.corpus.sharding import list_shards, shard_name
 from retriever.errors import ConfigError, InputError
 from retriever.io import AtomicWriter, read_json, write_json_atomic
 from retriever.manifest import file_fingerprint, fingerprint
-from retriever.names import SCORE, score_name
+from retriever.names import KEYWORDS, SCORE, score_name
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,12 @@ class ArmSources:
         corpus: corpus files / folders (``random``).
         scores: a ``retriever score`` folder (``similarity``).
         pools: the filter stage's output folder (``pipeline``).
-        mixture: the dataset mixture spec over the pools (``equal``, inline, .json, .csv).
-        order: the pipeline's dataset order (``top`` or ``weighted``).
+        mixture: the dataset mixture spec over the pools (``equal``, inline, .json, .csv), or
+            over domains (``domain/<d>`` keys): then the similarity arms size their task pools
+            equally and every pool-based arm splits the budget between domains.
+        order: the pipeline's dataset order (``top``, ``weighted`` or ``stratified``).
+        domains: a ``retriever domains`` folder (stratified order and mixtures over domains;
+            ``None``: the records' ``cluster_id``).
         general_pool: a general pool added to ``similarity`` and ``pipeline`` (as the run does).
         tokenizer: token counter of every arm (the run's ``[dataset] tokenizer``).
         seed: seed of the random orders.
@@ -76,6 +80,7 @@ class ArmSources:
     band: str | None = None  # a `retriever band` folder (the band arm)
     prefilter: str | None = None  # a `retriever prefilter` folder (the prefilter arm)
     rate: str | None = None  # a `retriever rate` folder (the rating arm)
+    domains: str | None = None
 
     @classmethod
     def from_run(cls, cfg) -> ArmSources:
@@ -93,6 +98,7 @@ class ArmSources:
             band=str(cfg.out / "band"),
             prefilter=str(cfg.out / "prefilter"),
             rate=str(cfg.out / "rate"),
+            domains=str(cfg.out / "domains") if cfg.domains is not None else None,
         )
 
 
@@ -131,7 +137,12 @@ def build_arm_dataset(
         ConfigError: an arm whose source is not configured (no corpus, scores or pools).
         InputError: a source folder that does not exist or holds nothing usable.
     """
-    from retriever.dataset import DatasetBuilder, discover_pools, parse_mixture
+    from retriever.dataset import (
+        DatasetBuilder,
+        discover_pools,
+        is_domain_mixture,
+        parse_mixture,
+    )
     from retriever.dataset.build import DEFAULT_SCORE_KEYS
 
     root = Path(out_root)
@@ -178,9 +189,12 @@ def build_arm_dataset(
             if isinstance(sources.mixture, dict)
             else parse_mixture(str(sources.mixture), names)
         )
+        over_domains = is_domain_mixture(mixture)
         keys: tuple[str, ...]
         if arm in ("similarity",) + FILTERED_ARMS:
-            tasks = [t for t in names if mixture.get(t, 0) > 0 and t not in _general(sources)]
+            # over domains: task pools of equal size, their union split between the domains
+            pool_mix = {t: 1.0 for t in names} if over_domains else mixture
+            tasks = [t for t in names if pool_mix.get(t, 0) > 0 and t not in _general(sources)]
             allowed: set[str] | dict[str, set[str]] | None = None
             excluded: dict[str, set[str]] | None = None
             if arm == "band":
@@ -190,15 +204,25 @@ def build_arm_dataset(
             elif arm == "rating":
                 excluded = rated_low_ids(sources.rate, tasks)
             pools = similarity_pools(
-                sources, mixture, budget, root / "_pools" / arm, allowed, excluded
+                sources, pool_mix, budget, root / "_pools" / arm, allowed, excluded
             )
             order, keys = "top", (score_name(SCORE, "{pool}"), "score", "quality")
         else:
             order, keys = sources.order, DEFAULT_SCORE_KEYS
         if pools is None:  # not reached: the similarity arm has just set its pools
             raise ConfigError(f"arm {arm!r} has no pools")
-        mixture = {k: v for k, v in mixture.items() if k in pools}
-        builder = DatasetBuilder(pools, mixture, budget, order=order, score_keys=keys, **common)
+        if not over_domains:
+            mixture = {k: v for k, v in mixture.items() if k in pools}
+        use_domains = over_domains or order == "stratified"
+        builder = DatasetBuilder(
+            pools,
+            mixture,
+            budget,
+            order=order,
+            score_keys=keys,
+            domains=sources.domains if use_domains else None,
+            **common,
+        )
     else:
         raise ConfigError(
             f"unknown arm {arm!r}: use random, similarity, pipeline, {', '.join(FILTERED_ARMS)} "
@@ -267,7 +291,7 @@ def prefilter_ids(prefilter_dir: str | os.PathLike | None, tasks: list[str]) -> 
         )
     t = read_matches(p)
     need = int(read_json(p / "manifest.json")["settings"].get("min_matches", 1))
-    missing = [x for x in tasks if f"kw_{x}" not in t.column_names]
+    missing = [x for x in tasks if score_name(KEYWORDS, x) not in t.column_names]
     if missing:
         raise InputError(
             f"the prefilter in {p} counted no patterns for task(s) {missing}; rerun it with "
@@ -276,7 +300,7 @@ def prefilter_ids(prefilter_dir: str | os.PathLike | None, tasks: list[str]) -> 
     ids = t.column("id").to_pylist()
     out = {}
     for x in tasks:
-        counts = t.column(f"kw_{x}").to_numpy()
+        counts = t.column(score_name(KEYWORDS, x)).to_numpy()
         out[x] = {i for i, c in zip(ids, counts, strict=True) if c >= need}
     return out
 
@@ -418,9 +442,12 @@ def _link_corpus(corpus: tuple[str, ...], out: Path) -> Path:
     want = {}
     for i, s in enumerate(shards):
         suffix = Path(s).name[len(Path(s).name.split(".")[0]) :]
-        want[f"{i:05d}_{shard_name(s)}{suffix}"] = Path(s).resolve()
+        # the absolute path, not the resolved one: the link's target keeps the shard's own
+        # folder name, so an id-less record's `<shard>:<row>` id can be matched to the corpus's
+        # (PoolScan.domain_names)
+        want[f"{i:05d}_{shard_name(s)}{suffix}"] = Path(os.path.abspath(s))
     for f in out.iterdir():
-        if f.name not in want or not f.is_symlink() or f.resolve() != want[f.name]:
+        if f.name not in want or not f.is_symlink() or f.resolve() != want[f.name].resolve():
             f.unlink()
     for name, target in want.items():
         link = out / name

@@ -331,7 +331,7 @@ class DatasetBuilder:
             )
             files += scan.files
             raw = (
-                [domain_of.get(i) for i in t.column("id").to_pylist()]
+                scan.domain_names(domain_of)
                 if domain_of is not None
                 else t.column("cluster").to_pylist()
             )
@@ -476,7 +476,7 @@ def domain_token_counts(
     for scan in scans.values():
         t = scan.table
         raw = (
-            [domain_of.get(i) for i in t.column("id").to_pylist()]
+            scan.domain_names(domain_of)
             if domain_of is not None
             else t.column("cluster").to_pylist()
         )

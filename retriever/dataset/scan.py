@@ -13,6 +13,7 @@ counter, the score keys and the decontamination files, so a second build over th
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,14 +62,38 @@ class PoolScan:
     stats: Stats
     methods: Counter
 
+    def domain_names(self, domain_of: dict[str, str]) -> list[str | None]:
+        """Each row's domain in ``domain_of`` (id -> domain, e.g. the ``retriever domains``
+        output; ``None`` where it has none).
+
+        A record without an id is ``<shard>:<row>``; in a pool file that is a link to a corpus
+        shard (a general pool of links to the corpus), ``<shard>`` names the link, not the
+        corpus shard the domains were assigned from, so such ids are looked up under the
+        linked shard's name too.
+        """
+        t = self.table
+        ids = t.column("id").to_pylist()
+        out: list[str | None] = [domain_of.get(i) for i in ids]
+        alias = {
+            k: shard_name(os.readlink(f)) for k, f in enumerate(self.files) if Path(f).is_symlink()
+        }
+        if alias and any(d is None for d in out):
+            src = t.column("source").to_pylist()
+            rows = t.column("row").to_pylist()
+            files = t.column("file").to_pylist()
+            for j, d in enumerate(out):
+                fi = files[j]
+                if d is None and fi in alias and ids[j] == f"{src[j]}:{rows[j]}":
+                    out[j] = domain_of.get(f"{alias[fi]}:{rows[j]}")
+        return out
+
     def candidates(self, domain_of: dict[str, str] | None = None) -> Candidates:
         """The pool's candidates; ``domain`` codes from ``domain_of`` (id -> domain, e.g. the
-        ``retriever domains`` output) or else from the records' ``cluster_id``."""
+        ``retriever domains`` output, see :meth:`domain_names`) or else from the records'
+        ``cluster_id``."""
         t = self.table
         if domain_of is not None:
-            names = pa.array(
-                [domain_of.get(i, "") for i in t.column("id").to_pylist()], pa.string()
-            )
+            names = pa.array([d or "" for d in self.domain_names(domain_of)], pa.string())
         else:
             names = (
                 t.column("cluster").combine_chunks() if t.num_rows else pa.array([], pa.string())

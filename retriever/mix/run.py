@@ -305,14 +305,11 @@ def mix_run(
     from retriever.arms.api import load_evaluate_config
     from retriever.arms.datasets import _link_corpus
     from retriever.dataset import discover_pools, parse_budget
-    from retriever.run.config import _rel, load_run_config
+    from retriever.run.config import _rel, check_keys, load_run_config
 
     cfg = load_run_config(config)
     raw = dict(cfg.mix)
-    known = {f.name for f in dataclasses.fields(MixRunConfig)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"[mix]: unknown key(s) {unknown}; known: {sorted(known)}")
+    check_keys(raw, {f.name for f in dataclasses.fields(MixRunConfig)}, "[mix]")
     base = Path(cfg.path).parent
     for k in ("general", "out", "domains"):
         if raw.get(k):

@@ -12,6 +12,7 @@ from retriever._cli import (
     config_from_args,
     parse_task_values,
     print_json,
+    read_task_table,
     reader_from_args,
 )
 
@@ -134,15 +135,11 @@ def _run(args: argparse.Namespace) -> int:
     from retriever._cli import show_progress
     from retriever.rate.stage import RateConfig, rate_docs
 
-    prompts: dict = {}
-    if args.prompts:
-        from retriever.config import read_toml
+    prompts = read_task_table(args.prompts, "prompts", "prompts file")
+    if not all(isinstance(v, str) for v in prompts.values()):
         from retriever.errors import ConfigError
 
-        _, raw = read_toml(args.prompts, "prompts file", "a TOML file with a [prompts] table")
-        prompts = raw.get("prompts", {})
-        if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
-            raise ConfigError(f"{args.prompts}: [prompts] must map task names to template strings")
+        raise ConfigError(f"{args.prompts}: [prompts] must map task names to template strings")
     cfg = config_from_args(
         RateConfig,
         args,

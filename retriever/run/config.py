@@ -22,9 +22,11 @@ from retriever.batch_filter.config import FilterConfig
 from retriever.config import changed_fields, check_field_types, read_toml
 from retriever.confirm.decide import DecisionRules
 from retriever.confirm.docs import CandidateRule
+from retriever.confirm.stage import BpbOptions, ConfirmSettings
 from retriever.corpus.readers import ReaderConfig
 from retriever.distill.train import DistillConfig
 from retriever.errors import ConfigError
+from retriever.score.job import ScoreJob
 
 if TYPE_CHECKING:
     from retriever.band import BandConfig
@@ -157,11 +159,11 @@ class ScoreSection:
     """``sample``: embed a seeded random sample only: a fraction (0.01, ``"1%"``) or a document
     count (2000000, ``"2M"``), see :mod:`retriever.score.sample`; unset: every document."""
 
-    k: int = 10
-    batch_size: int = 256
+    k: int = ScoreJob.k
+    batch_size: int = ScoreJob.batch_size
     top_fraction: float | None = 0.1
     threshold: dict[str, float] = field(default_factory=dict)
-    device: str | None = None
+    device: str | None = ScoreJob.device
     store: bool = True
     sample: Any = None
 
@@ -188,10 +190,10 @@ class ConfirmSection:
     positive_min: float = DecisionRules.positive_min
     negative_max: float = DecisionRules.negative_max
     positive_top_fraction: float | None = DecisionRules.positive_top_fraction
-    min_models: int = 3
-    metric: str | None = None
-    center_models: bool = True
-    device: str | None = None
+    min_models: int = ConfirmSettings.min_models
+    metric: str | None = ConfirmSettings.metric
+    center_models: bool = ConfirmSettings.center_models
+    device: str | None = BpbOptions.device
 
 
 @dataclass(frozen=True)
@@ -485,17 +487,17 @@ def _prefilter_section(data: Any, run: RunSection, tasks: list[TaskConfig], read
     """``[prefilter]`` as the stage's ``PrefilterConfig``: the run's tasks and ``[corpus]``'s
     reader; a task's patterns from the section, else from its spec (``patterns``), else the
     defaults."""
-    from retriever.config import load_task_spec
+    from retriever.config import spec_patterns
     from retriever.prefilter import PrefilterConfig
 
     if isinstance(data, dict):
         patterns = dict(data.get("patterns") or {})
-        for t in tasks:
-            spec = Path(t.spec) if t.spec else Path(run.indexes_dir) / f"{t.name}.toml"
-            if t.name not in patterns and spec.is_file():
-                pats = load_task_spec(spec).patterns
-                if pats:
-                    patterns[t.name] = pats
+        specs = {
+            t.name: Path(t.spec) if t.spec else Path(run.indexes_dir) / f"{t.name}.toml"
+            for t in tasks
+            if t.name not in patterns
+        }
+        patterns.update(spec_patterns(specs))
         if patterns:
             data = {**data, "patterns": patterns}
     return parse_section(
