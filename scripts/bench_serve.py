@@ -11,18 +11,22 @@ index.
    fraction). Ingested with :class:`CorpusStore` and indexed (IVF-PQ, sqrt(n) partitions).
 2. ``retriever serve --corpus-store STORE --port 0`` in a subprocess (a real uvicorn server).
 3. Phases ``CLIENTSxSECONDS`` (default ``1x10,8x30``): each client a thread with one keep-alive
-   HTTP connection, posting ``/corpus`` queries (real texts: shared gold exemplars of the four
-   tasks and ClimbLab documents not in the store, clipped to 1,000 characters) for a bounded time.
-   Reported: requests, failures, QPS, p50 / p90 / p99 / max latency (client side, full HTTP round
-   trip), the server's RSS sampled every second (start / end / max) and its embedding forwards
-   per request (how much concurrent requests were batched). ``--filter`` adds a phase with
-   ``min_score`` on one task.
+   HTTP connection, posting ``/corpus`` queries for a bounded time. Query texts
+   (``--query-set``): ``exemplars`` (default: new exemplars, i.e. whole held-out shared gold
+   records of the four tasks), ``long`` (whole ClimbLab documents of ``corpus_large``, not in
+   the store) or ``clipped`` (gold records and ClimbLab documents cut at 1,000 characters); each
+   text is sent once in a run (no repeats unless the set runs out, counted), and their token
+   lengths are reported. Reported per phase: requests, failures, QPS, p50 / p90 / p99 / max
+   latency (client side, full HTTP round trip), the server's RSS sampled every second (start /
+   middle / end / max), texts per embedding forward, the server's own ms per request (embed:
+   queueing + forward; search; the rest: HTTP, JSON, thread pool) and the load average.
+   ``--filter`` adds a phase with ``min_score`` on one task.
 
 The clients run on the same machine as the server, so they take CPU from it: latencies are an
 upper bound of what a remote client would see.
 
     .venv/bin/python scripts/bench_serve.py --rows 100000 --phases 1x10,8x30 --json
-    runs/bench_serve.json
+    runs/bench_serve.json  # add --server-args "--lanes 2" / --query-set long to compare
 """
 
 from __future__ import annotations

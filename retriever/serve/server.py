@@ -77,6 +77,9 @@ def run_server(config: ServeConfig, embedder=None) -> int:
     threads = config.threads or default_threads()
     if threads:  # before the embedder is built: OpenVINO takes torch's thread count
         require("torch").set_num_threads(int(threads))
+        # FAISS has its own OpenMP pool (every core by default): searches of concurrent
+        # requests then take cores from the forwards
+        require("faiss").omp_set_num_threads(int(threads))
     service = QueryService(config, embedder)
     sock = bind(config.host, config.port)
     host, port = sock.getsockname()[:2]

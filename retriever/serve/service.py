@@ -70,8 +70,8 @@ class ServeConfig:
         threads: CPU threads of each embedding forward (``None``: :func:`default_threads`:
             1 on machines of up to 2 CPUs, else torch's setting, i.e. ``OMP_NUM_THREADS`` or
             every core); set by :func:`~retriever.serve.run_server` for the whole process. On a
-            2-core machine 1 thread served as many queries as 2 when quiet and up to twice as
-            many under load (docs/serve.md).
+            2-core machine 2 threads were faster when the box was quiet (8 clients: 82 vs 60
+            QPS) and slower under load (0.76x): 1 is the default there (docs/serve.md).
         max_batch: most texts embedded in one forward across concurrent requests.
         lanes: embedding forwards that may run at once (OpenVINO path: one inference request and
             stream of ``threads`` threads each); more lanes use more cores for concurrent
@@ -118,9 +118,9 @@ class ServeConfig:
 
 
 def default_threads() -> int | None:
-    """Threads per forward when ``--threads`` is not given: 1 with at most 2 CPUs usable (a
-    second thread did not pay on 2 cores: quiet 0.95x, loaded 0.5-0.8x), else ``None`` (torch's
-    own setting)."""
+    """Threads per forward when ``--threads`` is not given: 1 with at most 2 CPUs usable (on
+    2 cores a second thread paid only while the other core was free: 0.76x under load), else
+    ``None`` (torch's own setting)."""
     import os
 
     try:
