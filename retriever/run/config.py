@@ -27,6 +27,7 @@ from retriever.corpus.readers import ReaderConfig
 from retriever.dataset.config import DatasetConfig
 from retriever.distill.train import DistillConfig
 from retriever.errors import ConfigError
+from retriever.index.head import MAX_NEGATIVES, HeadConfig
 from retriever.score.job import ScoreJob
 
 if TYPE_CHECKING:
@@ -143,8 +144,8 @@ class IndexSection:
     cross-source evaluation on every task (docs/retrieval.md). ``c``: its inverse L2 strength."""
 
     head: bool = True
-    max_negatives: int = 5000
-    c: float = 1.0
+    max_negatives: int = MAX_NEGATIVES
+    c: float = HeadConfig.c
 
     def __post_init__(self) -> None:
         if not isinstance(self.head, bool):
