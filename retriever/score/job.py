@@ -26,7 +26,7 @@ from typing import Any
 
 from retriever._deps import require
 from retriever.corpus.readers import CorpusReader, ReaderConfig
-from retriever.corpus.sharding import get_shard, list_shards, shard_name
+from retriever.corpus.sharding import HUB_PREFIX, get_shard, list_shards, shard_name
 from retriever.data import Rejected
 from retriever.errors import InputError, ModelMismatchError, OutputError, ResumeError, ShardError
 from retriever.io import (
@@ -121,7 +121,7 @@ class ScoreJob:
         model, dim = models.pop()
         check_writable(self.out)
         check_or_write_manifest(self.out, self.settings(indexes))
-        known = read_json(self.out / "shards.json") if (self.out / "shards.json").exists() else {}
+        known = recorded_shards(self.out, resolve=False)
         names = {shard_name(s) for s in shards}
         gone = sorted(set(known) - names)
         if gone:
@@ -131,13 +131,14 @@ class ScoreJob:
                 f"{known[gone[0]]}); use a new --out for another corpus, or delete this folder"
             )
         for s in shards:
-            name = shard_name(s)
-            if known.get(name, s) != s:
+            name, where = shard_name(s), shard_location(s)
+            # an older folder's relative record is the same shard when it is from here
+            if name in known and shard_location(known[name]) != where:
                 raise InputError(
                     f"two shards map to the output name {name!r}: {known[name]} and {s}; rename one"
                 )
-            known[name] = s
-        write_json_atomic(self.out / "shards.json", known)
+            known[name] = where
+        write_json_atomic(self.out / SHARDS_FILE, known)
         log.info("scoring %d shards for tasks %s with %s (dim %d)", len(shards), tasks, model, dim)
         return shards
 
@@ -278,7 +279,7 @@ class ScoreJob:
             yield from reader.iter_records(shard)
             return
         pq = require("pyarrow.parquet")
-        from retriever.corpus.sharding import HUB_PREFIX, hub_filesystem, is_hub_file
+        from retriever.corpus.sharding import hub_filesystem, is_hub_file
 
         if is_hub_file(shard):
             src = hub_filesystem().open(shard[len(HUB_PREFIX) :], "rb")
@@ -427,6 +428,38 @@ def count_rows(shards: list[str], max_bytes: int = 2 << 30) -> int | None:
         else:
             return None
     return n
+
+
+SHARDS_FILE = "shards.json"  # shard name -> where the shard is, for every shard scored into OUT
+
+
+def shard_location(shard: str) -> str:
+    """How a shard is recorded in ``shards.json``: a local path absolute (the folder is read from
+    anywhere later: ``candidates --export``, confirm, rate), a Hub shard as it is."""
+    return shard if shard.startswith(HUB_PREFIX) else os.path.abspath(shard)
+
+
+def recorded_shards(out_dir: str | os.PathLike, resolve: bool = True) -> dict[str, str]:
+    """``shards.json`` of a score folder (empty when absent).
+
+    Folders scored before paths were recorded absolute hold paths relative to the folder
+    ``retriever score`` ran in; with ``resolve`` they are kept while they exist from here.
+
+    Raises:
+        InputError: with ``resolve``, such a relative path does not exist from the current folder.
+    """
+    p = Path(out_dir) / SHARDS_FILE
+    known: dict[str, str] = read_json(p) if p.exists() else {}
+    if resolve:
+        for shard in known.values():
+            if not (shard.startswith(HUB_PREFIX) or os.path.isabs(shard) or os.path.exists(shard)):
+                raise InputError(
+                    f"{p} records shard {shard!r} relative to the folder `retriever score` ran in "
+                    f"(a folder scored by an older version), and it is not found from "
+                    f"{os.getcwd()}; run this command from that folder, or rerun the same "
+                    "`retriever score` there once (it records absolute paths; nothing is redone)"
+                )
+    return known
 
 
 def shard_outputs(out_dir: str | os.PathLike) -> dict[str, Path]:

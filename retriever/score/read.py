@@ -12,7 +12,7 @@ from retriever.data import Doc, Rejected
 from retriever.errors import InputError
 from retriever.io import read_json
 from retriever.names import CANDIDATE, SCORE, TOPK, score_name
-from retriever.score.job import shard_outputs
+from retriever.score.job import recorded_shards, shard_outputs
 from retriever.score.select import score_columns
 
 
@@ -62,7 +62,7 @@ def iter_scored_docs(
     out = Path(score_dir)
     tasks = score_columns(out)
     settings = read_json(out / "manifest.json")["settings"]
-    shards = read_json(out / "shards.json")
+    shards = recorded_shards(out)
     thr = candidate_thresholds(out)
     if candidates_only:
         if task not in tasks:

@@ -180,3 +180,25 @@ def test_store_ingest_marker_has_one_path_for_writer_and_clearer(tmp_path):
     assert ingest_marker(out, "corpus__b").exists()
     assert CorpusStore(out / "store").count() == 8
     forget_ingested(out, "corpus__never")  # no marker: nothing to do, no error
+
+
+def test_a_relative_shard_of_an_older_score_folder_is_a_clear_error_elsewhere(
+    tmp_path, monkeypatch
+):
+    import json
+
+    from retriever.errors import InputError
+    from retriever.score.job import recorded_shards
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.jsonl").write_text('{"text": "x"}\n')
+    (out / "shards.json").write_text(json.dumps({"corpus__a": "corpus/a.jsonl"}))
+    monkeypatch.chdir(tmp_path)  # where that folder was scored: read as before
+    assert recorded_shards(out) == {"corpus__a": "corpus/a.jsonl"}
+    monkeypatch.chdir(out)
+    with pytest.raises(InputError, match=r"relative to the folder .*retriever score.* ran in"):
+        recorded_shards(out)
+    (out / "shards.json").write_text(json.dumps({"x": "hf://datasets/o/n/x.parquet"}))
+    assert recorded_shards(out) == {"x": "hf://datasets/o/n/x.parquet"}  # Hub shards as they are

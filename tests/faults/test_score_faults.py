@@ -143,3 +143,31 @@ def test_duplicate_ids_across_shards_are_counted_and_warned(tmp_path, tiny_index
     assert s["duplicate_ids"]["ids"] == 3 and s["duplicate_ids"]["extra_records"] == 3
     assert any("more than one record" in m for m in seen)
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["duplicate_ids"]["ids"] == 3
+
+
+def test_export_from_another_cwd_reads_the_shards_a_relative_corpus_named(
+    tmp_path, tiny_indexes, monkeypatch
+):
+    from retriever.cli import main
+
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    (here / "corpus").mkdir(parents=True)
+    elsewhere.mkdir()
+    (here / "corpus" / "a.jsonl").write_bytes(write_jsonl_bytes(_records(10, "a")))
+    (here / "b.jsonl").write_bytes(write_jsonl_bytes(_records(6, "b")))  # a bare file name
+    monkeypatch.chdir(here)
+    _score(tiny_indexes, ["corpus", "b.jsonl"], "out", store=None)
+    recorded = json.loads((here / "out" / "shards.json").read_text())
+    assert sorted(recorded) == ["b", "corpus__a"]  # names as before: resume keeps working
+    assert recorded["corpus__a"] == str(here / "corpus" / "a.jsonl")  # absolute
+    assert main(["candidates", "out", "--export", "exp"]) == 0
+    want = {t: gzip.open(here / "exp" / f"{t}.jsonl.gz").read() for t in ("tools", "math")}
+    assert all(want.values())
+    monkeypatch.chdir(elsewhere)
+    assert main(["candidates", "../here/out", "--export", "exp"]) == 0
+    for t, data in want.items():
+        assert gzip.open(elsewhere / "exp" / f"{t}.jsonl.gz").read() == data
+    # the same corpus named relatively again, from its folder: a resume, not "two shards"
+    monkeypatch.chdir(here)
+    s = _score(tiny_indexes, ["corpus", "b.jsonl"], "out", store=None)
+    assert s["docs_in"] == 16 and s["balanced"]
