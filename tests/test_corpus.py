@@ -127,3 +127,16 @@ def test_stats_balance():
     assert not s.balanced()
     s.inc("rejected/bad_json")
     assert s.balanced()
+
+
+def test_hub_file_that_cannot_be_opened_is_a_shard_error():
+    from huggingface_hub import constants
+
+    from retriever.corpus.readers import CorpusReader
+    from retriever.errors import ShardError
+
+    if not constants.HF_HUB_OFFLINE:
+        pytest.skip("needs HF_HUB_OFFLINE=1 (no network attempt)")
+    shard = "hf://datasets/org/name/data/part_1.parquet"
+    with pytest.raises(ShardError, match=r"cannot open Hub dataset file .*part_1.*rerun"):
+        list(CorpusReader().iter_records(shard))

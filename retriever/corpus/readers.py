@@ -258,13 +258,7 @@ class CorpusReader:
 
     def _iter_hub_file(self, shard: str) -> Iterator[tuple[int, Any]]:
         path = shard[len(HUB_PREFIX) :]
-        try:
-            fh = hub_filesystem().open(path, "rb")
-        except Exception as e:  # offline, 404, auth
-            raise InputError(
-                f"cannot open Hub dataset file {shard} ({type(e).__name__}: {e})"
-            ) from e
-        with fh:
+        with open_hub_file(shard) as fh:
             if path.endswith(".parquet"):
                 yield from enumerate(self._iter_parquet(fh, shard))
             else:
@@ -311,6 +305,27 @@ class CorpusReader:
                 "once and pass the local files instead."
             ) from e
         yield from ds
+
+
+def open_hub_file(shard: str):
+    """Open one data file of a Hub dataset (``hf://datasets/org/name/path``) for reading.
+
+    Raises:
+        ShardError: it cannot be opened (network, 404, access): that shard fails, the stage goes on
+            with the others and a rerun retries it (the listing succeeded, so the dataset exists).
+    """
+    try:
+        return hub_filesystem().open(shard[len(HUB_PREFIX) :], "rb")
+    except Exception as e:  # huggingface_hub raises many types (offline, 404, auth, 5xx)
+        raise ShardError(
+            f"cannot open Hub dataset file {shard} ({type(e).__name__}: {_first_line(e)}); "
+            "rerun the same command to retry it (finished shards are kept), or download the "
+            "dataset and pass the local folder"
+        ) from e
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [""])[0][:300]
 
 
 def read_records(shard: str, reader: CorpusReader | None = None) -> Iterator[Doc | Rejected]:

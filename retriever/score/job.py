@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from retriever._deps import require
-from retriever.corpus.readers import CorpusReader, ReaderConfig
+from retriever.corpus.readers import CorpusReader, ReaderConfig, open_hub_file
 from retriever.corpus.sharding import HUB_PREFIX, get_shard, list_shards, shard_name
 from retriever.data import Rejected
 from retriever.errors import InputError, ModelMismatchError, OutputError, ResumeError, ShardError
@@ -279,10 +279,10 @@ class ScoreJob:
             yield from reader.iter_records(shard)
             return
         pq = require("pyarrow.parquet")
-        from retriever.corpus.sharding import hub_filesystem, is_hub_file
+        from retriever.corpus.sharding import is_hub_file
 
         if is_hub_file(shard):
-            src = hub_filesystem().open(shard[len(HUB_PREFIX) :], "rb")
+            src = open_hub_file(shard)
         elif Path(shard).is_file():
             src = open(shard, "rb")  # noqa: SIM115 - closed below
         else:

@@ -171,3 +171,38 @@ def test_export_from_another_cwd_reads_the_shards_a_relative_corpus_named(
     monkeypatch.chdir(here)
     s = _score(tiny_indexes, ["corpus", "b.jsonl"], "out", store=None)
     assert s["docs_in"] == 16 and s["balanced"]
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+@pytest.mark.skipif(not _hub_offline(), reason="needs HF_HUB_OFFLINE=1 (no network attempt)")
+def test_hub_file_that_cannot_be_opened_fails_that_shard_only(tmp_path, tiny_indexes):
+    # the listing worked (the run got this far), then one Hub data file cannot be opened
+    # (network gone, access revoked, 5xx): it used to stop the whole run mid-corpus
+    from retriever.corpus import shard_name
+    from retriever.score.job import ScoreJob
+
+    hub = "hf://datasets/org/name/data/part_1.parquet"
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.jsonl").write_bytes(write_jsonl_bytes(_records(7, "a")))
+    (corpus / "b.jsonl").write_bytes(write_jsonl_bytes(_records(5, "b")))
+    local = [str(corpus / "a.jsonl"), str(corpus / "b.jsonl")]
+
+    class WithHubShard(ScoreJob):
+        def shards(self):
+            return [local[0], hub, local[1]]
+
+    job = WithHubShard(
+        index_dirs=[str(tiny_indexes["tools"])], corpus=local, out_dir=str(tmp_path / "out")
+    )
+    job.prepare()
+    stats = job.run()
+    assert stats.counts["failed_shards"] == 1 and stats.counts["seen"] == 12
+    failed = json.loads((tmp_path / "out" / "failed" / f"{shard_name(hub)}.json").read_text())
+    assert hub in failed["error"] and "rerun" in failed["error"]
+    assert len(list((tmp_path / "out" / "done").glob("*.json"))) == 2
