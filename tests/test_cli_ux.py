@@ -99,6 +99,29 @@ def test_run_with_a_missing_gold_path_names_the_gold_and_writes_nothing(tmp_path
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("scorecard", ["./no-such-scorecard.jsonl", "org/no-such-scorecard"])
+def test_run_with_a_scorecard_gold_it_cannot_read_stops_before_any_work(
+    tmp_path, capsys, scorecard
+):
+    # scorecard gold is read by the panel step, after the corpus is scored: a typo or a Hub set
+    # that cannot be listed used to stop the run there, hours in
+    from huggingface_hub import constants
+
+    if "/" in scorecard and not scorecard.startswith(".") and not constants.HF_HUB_OFFLINE:
+        pytest.skip("needs HF_HUB_OFFLINE=1 (no network attempt)")
+    gold = write_jsonl(tmp_path / "gold.jsonl", [{"text": t} for t in TOOLS_GOLD])
+    cfg = _run_config(tmp_path, gold)
+    cfg.write_text(
+        cfg.read_text().replace("[corpus]", f'scorecard_gold = ["{scorecard}"]\n[corpus]')
+    )
+    assert main(["run", str(cfg), "--no-cost-plan"]) == 2
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if "error:" in x]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert "[tasks.tools] scorecard_gold" in lines[0] and "no-such-scorecard" in lines[0]
+    assert not (tmp_path / "runs").exists()  # no index built, nothing scored
+
+
 def test_run_plan_writes_nothing(tmp_path, capsys):
     gold = write_jsonl(tmp_path / "gold.jsonl", [{"text": t} for t in TOOLS_GOLD])
     cfg = _run_config(tmp_path, gold)

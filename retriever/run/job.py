@@ -394,8 +394,27 @@ class RunJob:
         # every input is checked before anything is written, the lock file and folder included
         # (the steps only name paths under the run folder, they read none of it)
         steps = self.steps()
+        if StepRunner(self.out).plan(steps).get("panel", "skipped") != "skipped":
+            self.check_scorecard_gold()
         with OutputLock(self.out):  # two `retriever run` on one folder: the second is refused
             return self._run_locked(steps)
+
+    def check_scorecard_gold(self) -> None:
+        """List every task's ``scorecard_gold`` (local paths exist, Hub datasets can be listed)
+        now: the panel step reads them only after the corpus is scored.
+
+        Raises:
+            InputError: one of them cannot be found or listed (the message names the task).
+        """
+        for t in self.cfg.tasks:
+            for g in t.scorecard_gold:
+                try:
+                    list_shards([g])
+                except InputError as e:
+                    raise InputError(
+                        f"[tasks.{t.name}] scorecard_gold {g!r}: {e} (checked before any work: "
+                        "the panel step reads it after the corpus is scored)"
+                    ) from e
 
     def _run_locked(self, steps: list[RunStep]) -> list[StepOutcome]:
         runner = StepRunner(self.out)
