@@ -24,7 +24,8 @@ from __future__ import annotations
 import os
 import types
 import typing
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,29 @@ def check_field_types(cls: type, data: dict[str, Any], where: str) -> None:
             raise ConfigError(f"{where}: `{k}` must be {_type_name(t)}, got {v!r}")
 
 
+def field_default(f: Any) -> Any:
+    """The default of dataclass field ``f`` (``MISSING`` when it has none)."""
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    return MISSING
+
+
+def changed_fields(obj: Any, exclude: Iterable[str] = ()) -> dict[str, Any]:
+    """The fields of dataclass ``obj`` set away from their defaults (``exclude`` left out), as
+    plain values: what a run step's fingerprint records, so writing a default out in a config, or
+    a new option with a default, reruns nothing."""
+    out: dict[str, Any] = {}
+    skip = set(exclude)
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        if f.name in skip or not f.init or v == field_default(f):
+            continue
+        out[f.name] = dict(v) if isinstance(v, Mapping) else list(v) if isinstance(v, tuple) else v
+    return out
+
+
 def _source_from_dict(d: dict[str, Any], base: Path | None, where: str) -> GoldSource:
     known = {f.name for f in fields(GoldSource)}
     unknown = sorted(set(d) - known)
@@ -229,6 +253,18 @@ def load_task_spec(path: str | os.PathLike) -> TaskSpec:
             raise ConfigError(f"{p}: `patterns` must be an array of strings (keywords or 're:...')")
         kw["patterns"] = tuple(pats)
     return TaskSpec(sources=sources, spec_path=str(p), **kw)
+
+
+def spec_patterns(specs: Mapping[str, str | os.PathLike]) -> dict[str, tuple[str, ...]]:
+    """Each task's keyword-prefilter ``patterns`` from its spec file (``{task: path}``), for the
+    specs that exist and have some."""
+    out = {}
+    for task, path in specs.items():
+        if Path(path).is_file():
+            pats = load_task_spec(path).patterns
+            if pats:
+                out[task] = pats
+    return out
 
 
 def find_task_spec(task_or_path: str, indexes_dir: str | os.PathLike = "indexes") -> TaskSpec:

@@ -11,9 +11,9 @@ from typing import Any
 class Doc:
     """One document.
 
-    Scores live in namespaced metadata keys (``metadata["sim/function-calling"]``) so that any later
-    stage can read them; ``metadata["shard"]`` and ``metadata["row"]`` say where the document came
-    from.
+    Scores live in metadata keys named like the score columns
+    (``metadata["score_function-calling"]``, :mod:`retriever.names`) so that any later stage can
+    read them; ``metadata["shard"]`` and ``metadata["row"]`` say where the document came from.
     """
 
     id: str

@@ -1,6 +1,10 @@
-"""Ranking metrics shared by stages (retrieval quality, distillation): plain numpy."""
+"""Ranking metrics shared by stages (retrieval quality, distillation, agreement of signals):
+plain numpy."""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -41,3 +45,53 @@ def average_precision(y: np.ndarray, p: np.ndarray) -> float:
     tp = np.cumsum(hits)
     precision = tp / np.arange(1, len(hits) + 1)
     return float(precision[hits].sum() / hits.sum())
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman rank correlation over the pairs where both are finite (average ranks for ties);
+    NaN under 3 pairs or when one side is constant."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3:
+        return math.nan
+    rx, ry = rankdata(x[ok]), rankdata(y[ok])
+    if rx.std() == 0 or ry.std() == 0:
+        return math.nan
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def bootstrap_interval(
+    stat: Callable[..., float],
+    *arrays: np.ndarray,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """``stat(*arrays)`` with a percentile bootstrap interval over paired rows.
+
+    Each resample draws ``len(arrays[0])`` row indices with replacement and applies ``stat`` to
+    every array at those rows; resamples where ``stat`` is NaN (e.g. one class missing for an
+    AUC) are left out.
+
+    Returns:
+        ``(value, low, high)``; the bounds are NaN when fewer than half the resamples gave a
+        value.
+    """
+    arrs = [np.asarray(a) for a in arrays]
+    n = len(arrs[0])
+    if any(len(a) != n for a in arrs):
+        raise ValueError("bootstrap_interval: arrays must have the same length")
+    value = float(stat(*arrs))
+    if n < 2:
+        return value, math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        v = float(stat(*(a[idx] for a in arrs)))
+        if math.isfinite(v):
+            vals.append(v)
+    if len(vals) < n_boot / 2:
+        return value, math.nan, math.nan
+    lo, hi = np.quantile(vals, [(1 - level) / 2, (1 + level) / 2])
+    return value, float(lo), float(hi)

@@ -18,6 +18,7 @@ import numpy as np
 
 from retriever._deps import require
 from retriever.errors import InputError, ModelMismatchError, OutputError
+from retriever.names import SCORE, TOPK, score_kind
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +227,7 @@ class CorpusStore:
 def ingest_columns(names: list[str]) -> list[str]:
     """Columns of a scores parquet that go into the store: the base ones, then the task scores and
     ``cluster_id`` when present (so queries can filter on ``score_<task>`` or a cluster)."""
-    extra = [c for c in names if c.startswith(("score_", "topk_")) or c == "cluster_id"]
+    extra = [c for c in names if score_kind(c) in (SCORE, TOPK) or c == "cluster_id"]
     return [c for c in BASE_COLUMNS if c in names] + extra
 
 

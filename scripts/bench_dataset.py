@@ -33,6 +33,7 @@ from retriever.dataset import (
     read_pool_shard,
     select_budgeted,
 )
+from retriever.names import PROB, score_name
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "corpus"
 
@@ -74,7 +75,7 @@ def make_pools(root: Path, tasks: int, docs: int, shards: int = 4) -> int:
                         "metadata": {
                             "shard": f"cluster_{clusters[j]}",
                             "row": k,
-                            f"prob/task{t}": float(rng.random()),
+                            score_name(PROB, f"task{t}"): float(rng.random()),
                             "cluster_id": clusters[j],
                         },
                     }

@@ -43,6 +43,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np  # noqa: E402
 
 from retriever.bench import BenchReport, add_bench_args, busy_load, percentiles, rss_mb  # noqa: E402
+from retriever.names import SCORE, score_name  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RETRIEVER_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -142,7 +143,7 @@ def build_store(args, work: Path) -> str:
             "cluster_id": [clusters[b] for b in base],
         }
         for task, c in cents.items():
-            cols[f"score_{task}"] = pa.array((x @ c).astype(np.float32))
+            cols[score_name(SCORE, task)] = pa.array((x @ c).astype(np.float32))
         cols["preview"] = [previews[b] for b in base]
         cols["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), dim)
         path = work / f"syn{s:03d}.parquet"
@@ -204,24 +205,87 @@ class Client:
         return resp.status, json.loads(resp.read())
 
 
-def query_texts(n: int) -> list[str]:
-    texts = []
-    per = max(1, n // (len(GOLD) + 1))
-    for rel in GOLD.values():  # records after the 64 used for the centroids
-        texts += [r["text"][:1000] for r in read_jsonl(SHARED / "gold" / rel, per, skip=64)]
-    texts += [
-        r["text"][:1000]
-        for r in read_jsonl(SHARED / "corpus" / "climblab_stream_first1000.jsonl", per)
-    ]
+QUERY_SETS = ("exemplars", "long", "clipped")
+
+
+def query_texts(n: int, kind: str = "exemplars", max_chars: int = 20_000) -> list[str]:
+    """``n`` distinct query texts (fewer when the sources run out), shuffled.
+
+    ``exemplars``: new exemplars, i.e. shared gold records of the four tasks after the 64 used
+    for the centroids, whole; ``long``: whole ClimbLab documents of ``corpus_large`` (not in the
+    store), cut at ``max_chars`` (the server's limit); ``clipped``: the earlier set, gold records
+    and ClimbLab documents cut at 1,000 characters, in equal shares.
+    """
+    texts: list[str] = []
+    if kind == "long":
+        texts = [
+            r["text"][:max_chars]
+            for r in read_jsonl(SHARED / "corpus_large" / "climblab_clusters_extra.jsonl", n)
+        ]
+    elif kind == "exemplars":
+        per = -(-n // len(GOLD))
+        for rel in GOLD.values():
+            texts += [
+                r["text"][:max_chars] for r in read_jsonl(SHARED / "gold" / rel, per, skip=64)
+            ]
+    else:
+        per = max(1, n // (len(GOLD) + 1))
+        for rel in GOLD.values():
+            texts += [r["text"][:1000] for r in read_jsonl(SHARED / "gold" / rel, per, skip=64)]
+        texts += [
+            r["text"][:1000]
+            for r in read_jsonl(SHARED / "corpus" / "climblab_stream_first1000.jsonl", per)
+        ]
+    texts = list(dict.fromkeys(t for t in texts if t.strip()))[:n]  # distinct
     rng = np.random.default_rng(1)
     rng.shuffle(texts)
     return texts
 
 
+def token_counts(texts: list[str]) -> np.ndarray:
+    """Token counts of the query texts (the default model's tokenizer, untruncated)."""
+    from transformers import AutoTokenizer
+
+    from retriever.embed import DEFAULT_MODEL
+    from retriever.embed.embedder import resolve_model_path
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_path(DEFAULT_MODEL))
+    tok.model_max_length = 10**9  # counting only: no "longer than the maximum" warning
+    return np.array([len(ids) for ids in tok(texts, add_special_tokens=True)["input_ids"]])
+
+
+def token_lengths(texts: list[str], n: np.ndarray, max_seq_length: int) -> dict:
+    """What the query set looks like in tokens (``n``: :func:`token_counts`)."""
+    return {
+        "texts": len(texts),
+        "chars_p50": float(np.median([len(t) for t in texts])),
+        "tokens_p10_p50_p90": [float(np.percentile(n, q)) for q in (10, 50, 90)],
+        "tokens_read_mean": float(np.minimum(n, max_seq_length).mean()),
+        "share_over_max_seq_length": float((n > max_seq_length).mean()),
+        "max_seq_length": max_seq_length,
+    }
+
+
+class TextFeed:
+    """Hands out the query texts in order, each once across all clients (then from the start
+    again, counted in ``wrapped``), so no text is embedded twice in a run unless it wraps."""
+
+    def __init__(self, texts: list[str]):
+        self.texts, self.i, self.wrapped = texts, 0, 0
+        self.lock = threading.Lock()
+
+    def next(self) -> str:
+        with self.lock:
+            t = self.texts[self.i % len(self.texts)]
+            self.i += 1
+            self.wrapped += self.i > len(self.texts)
+            return t
+
+
 def run_phase(
     url: str,
     pid: int,
-    texts: list[str],
+    feed: TextFeed,
     clients: int,
     seconds: float,
     k: int,
@@ -234,9 +298,9 @@ def run_phase(
     _, h0 = Client(url).call("GET", "/health")
 
     def client(c: int) -> None:
-        cl, i = Client(url), c
+        cl = Client(url)
         while time.monotonic() < stop:
-            body = {"text": texts[i % len(texts)], "k": k}
+            body = {"text": feed.next(), "k": k}
             if min_score:
                 body["min_score"] = min_score
             t0 = time.perf_counter()
@@ -249,7 +313,6 @@ def run_phase(
             lat[c].append(time.perf_counter() - t0)
             if status != 200 or len(r["results"][0]) != k:
                 fails.append(f"{status}: {str(r)[:200]}")
-            i += clients
 
     def sampler() -> None:
         while time.monotonic() < stop:
@@ -270,6 +333,14 @@ def run_phase(
     all_lat = [x * 1000 for c in lat for x in c]
     reqs = h1["requests"] - h0["requests"]
     fw = h1["embed_forwards"] - h0["embed_forwards"]
+    s0, s1 = h0.get("seconds", {}), h1.get("seconds", {})
+    per_req = {  # server-side ms per request: embed (queue + forward), search, forward time
+        k: 1000 * (s1[k] - s0[k]) / max(reqs, 1) for k in ("embed", "search", "forwards") if k in s1
+    }
+    for k, v in s1.get("embedder", {}).items():
+        per_req[f"embedder_{k}"] = 1000 * (v - s0.get("embedder", {}).get(k, 0.0)) / max(reqs, 1)
+    if all_lat and "embed" in per_req:
+        per_req["http_and_rest"] = float(np.mean(all_lat)) - per_req["embed"] - per_req["search"]
     return {
         "clients": clients,
         "seconds": round(wall, 1),
@@ -282,11 +353,15 @@ def run_phase(
         "latency_ms": percentiles(all_lat),
         "rss_mb": {
             "start": rss[0] if rss else None,
+            "middle": rss[len(rss) // 2] if rss else None,
             "end": rss[-1] if rss else None,
             "max": max(rss) if rss else None,
             "samples": [round(x, 1) for x in rss],
         },
         "forwards_per_request": fw / max(reqs, 1),
+        "texts_per_forward": (h1["embedded_texts"] - h0["embedded_texts"]) / max(fw, 1),
+        "server_ms_per_request": per_req,
+        "load_avg": list(os.getloadavg()),
     }
 
 
@@ -326,7 +401,19 @@ def main() -> None:
         help="also a phase (last clients count) with min_score TASK >= X",
     )
     ap.add_argument("--k", type=int, default=10)
-    ap.add_argument("--queries", type=int, default=250, help="distinct query texts (cycled)")
+    ap.add_argument(
+        "--queries",
+        type=int,
+        default=6000,
+        help="distinct query texts, each sent once (a run needing more starts them again)",
+    )
+    ap.add_argument(
+        "--query-set",
+        choices=QUERY_SETS,
+        default="exemplars",
+        help="exemplars: whole held-out gold records (new exemplars: what users ask); long: "
+        "whole ClimbLab documents; clipped: gold and ClimbLab cut at 1,000 characters",
+    )
     ap.add_argument(
         "--work",
         default=str(REPO / "runs" / "bench_serve"),
@@ -351,7 +438,8 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     store = build_store(args, work)
     report.data["store"] = json.loads((Path(store) / "ready.json").read_text())
-    texts = query_texts(args.queries)
+    texts = query_texts(args.queries, args.query_set)
+    counts = token_counts(texts)  # before the server: an idle keep-alive connection is closed
     with busy_load(args.busy):
         proc, url = start_server(store, args.server_args.split())
         try:
@@ -368,22 +456,34 @@ def main() -> None:
                     if k in ("search", "index", "nprobe", "load_s")
                 },
             }
-            for t in texts[:20]:  # warm-up: first forwards of each shape, page cache
-                cl.call("POST", "/corpus", {"text": t, "k": args.k})
+            report.data["queries"] = {
+                "set": args.query_set,
+                **token_lengths(texts, counts, health.get("max_seq_length", 256)),
+            }
+            log(f"queries: {report.data['queries']}")
+            report.data["server"]["lanes"] = health.get("lanes")
+            report.data["server"]["max_seq_length"] = health.get("max_seq_length")
+            feed = TextFeed(texts)
+            for _ in range(20):  # warm-up: first forwards of each shape, page cache
+                cl.call("POST", "/corpus", {"text": feed.next(), "k": args.k})
+            report.data["server"]["rss_mb_warm"] = rss_mb(proc.pid)
             phases = [tuple(int(x) for x in p.split("x")) for p in args.phases.split(",")]
             runs = []
             for clients, secs in phases:
-                runs.append(run_phase(url, proc.pid, texts, clients, secs, args.k, None))
+                runs.append(run_phase(url, proc.pid, feed, clients, secs, args.k, None))
                 log(_line(runs[-1]))
             if args.filter:
                 task, _, x = args.filter.partition("=")
                 runs.append(
                     run_phase(
-                        url, proc.pid, texts, phases[-1][0], phases[-1][1], args.k, {task: float(x)}
+                        url, proc.pid, feed, phases[-1][0], phases[-1][1], args.k, {task: float(x)}
                     )
                 )
                 log(_line(runs[-1]))
             report.data["phases"] = runs
+            report.data["texts_sent"] = feed.i
+            report.data["texts_wrapped"] = feed.wrapped
+            report.data["server"]["rss_mb_end"] = rss_mb(proc.pid)
             if args.cli_runs:
                 report.data["cli"] = cli_walls(url, store, texts[0], args)
         finally:
@@ -396,18 +496,29 @@ def main() -> None:
     )
     for name, c in report.data.get("cli", {}).items():
         print(f"`retriever query` via {name}: {c['median_s']:.2f} s wall (median of {c['runs']})")
+    q, srv = report.data["queries"], report.data["server"]
+    print(
+        f"queries: {q['set']}, {q['texts']} distinct ({report.data['texts_sent']} sent, "
+        f"{report.data['texts_wrapped']} repeated), tokens p10/p50/p90 "
+        f"{'/'.join(f'{x:.0f}' for x in q['tokens_p10_p50_p90'])}, "
+        f"{q['share_over_max_seq_length']:.0%} over {q['max_seq_length']} (read: mean "
+        f"{q['tokens_read_mean']:.0f}); lanes {srv['lanes']}; server RSS MB loaded "
+        f"{srv['rss_mb_loaded']:.0f}, warm {srv['rss_mb_warm']:.0f}, end {srv['rss_mb_end']:.0f}"
+    )
     print(
         "| clients x s | filter | requests | failed | QPS | p50 ms | p90 ms | p99 ms | max ms | "
-        "RSS MB start/end/max | forwards/req |"
+        "RSS MB start/middle/end | texts/forward | server ms/req embed, search, rest | load |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in report.data["phases"]:
-        lat, m = r["latency_ms"], r["rss_mb"]
+        lat, m, t = r["latency_ms"], r["rss_mb"], r["server_ms_per_request"]
         print(
             f"| {r['clients']} x {r['seconds']:.0f} | {r['filter'] or '-'} | {r['requests']} | "
             f"{r['failed']} | {r['qps']:.1f} | {lat['p50']:.1f} | {lat['p90']:.1f} | "
-            f"{lat['p99']:.1f} | {lat['max']:.1f} | {m['start']:.0f} / {m['end']:.0f} / "
-            f"{m['max']:.0f} | {r['forwards_per_request']:.2f} |"
+            f"{lat['p99']:.1f} | {lat['max']:.1f} | {m['start']:.0f} / {m['middle']:.0f} / "
+            f"{m['end']:.0f} | {r['texts_per_forward']:.2f} | {t.get('embed', 0):.1f}, "
+            f"{t.get('search', 0):.1f}, {t.get('http_and_rest', 0):.1f} | "
+            f"{r['load_avg'][0]:.1f} |"
         )
     report.finish(args.json)
 

@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 from retriever.holdout import TASKS, load_split
+from retriever.names import SCORE, score_name
 from retriever.prefilter import KeywordMatcher
 
 
@@ -99,7 +100,7 @@ def main() -> None:
         for mm in args.min_matches:
             out["by_min_matches"][mm]["recall_candidates"] = {}
         for t in TASKS:
-            col = f"score_{t}"
+            col = score_name(SCORE, t)
             if col not in table:
                 continue
             k = max(1, int(round(args.top_fraction * len(table))))

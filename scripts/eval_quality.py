@@ -33,6 +33,7 @@ from retriever.corpus import list_shards
 from retriever.embed import load_embedder
 from retriever.gold import load_gold
 from retriever.index import GoldIndex
+from retriever.names import SCORE, TOPK, score_name
 from retriever.score import read_scores, score_corpus
 from retriever.score.evaluate import holdout_split, retrieval_metrics
 
@@ -124,8 +125,8 @@ def main() -> None:
     )
     tbl = read_scores(work / "scores").to_pydict()
     label = np.array([i.split("/")[1] if i.startswith("heldout/") else "corpus" for i in tbl["id"]])
-    metrics = retrieval_metrics(label, {t: np.array(tbl[f"score_{t}"]) for t in TASKS})
-    metrics_topk = retrieval_metrics(label, {t: np.array(tbl[f"topk_{t}"]) for t in TASKS})
+    metrics = retrieval_metrics(label, {t: np.array(tbl[score_name(SCORE, t)]) for t in TASKS})
+    metrics_topk = retrieval_metrics(label, {t: np.array(tbl[score_name(TOPK, t)]) for t in TASKS})
     result = {
         "docs": summary["scored"],
         "corpus_docs": int((label == "corpus").sum()),

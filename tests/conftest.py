@@ -117,7 +117,7 @@ def write_pool(path, task, texts):
     path.parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(path, "wt") as f:
         for i, t in enumerate(texts):
-            meta = {f"prob/{task}": 0.9 - i / 1000}
+            meta = {f"prob_{task}": 0.9 - i / 1000}
             f.write(json.dumps({"id": f"{task}-{i}", "text": t, "metadata": meta}) + "\n")
 
 

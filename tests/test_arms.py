@@ -313,3 +313,126 @@ def test_band_arm_is_the_similarity_arm_inside_the_band(tiny, embedder):
         for d in map(json.loads, (tiny / "corpus" / f).open())
     }
     assert not texts & {by_id[i] for i in out_of_band}
+
+
+def test_prefilter_and_rating_arms_are_named_explicitly_and_read_their_steps(tmp_path):
+    import pyarrow as pa
+
+    from retriever.arms.config import EvaluateConfig
+    from retriever.arms.datasets import prefilter_ids, rated_low_ids
+
+    pf = tmp_path / "prefilter"
+    (pf / "matches").mkdir(parents=True)
+    (pf / "manifest.json").write_text(json.dumps({"settings": {"min_matches": 2}}))
+    pq.write_table(
+        pa.table({"id": ["a", "b", "c"], "kw_fc": [0, 2, 5], "kw_rag": [3, 1, 0]}),
+        pf / "matches" / "s.parquet",
+    )
+    assert prefilter_ids(pf, ["fc", "rag"]) == {"fc": {"b", "c"}, "rag": {"a"}}
+    with pytest.raises(InputError, match="roleplay"):
+        prefilter_ids(pf, ["roleplay"])
+    with pytest.raises(InputError, match=r"\[prefilter\] section"):
+        prefilter_ids(tmp_path / "none", ["fc"])
+    rate = tmp_path / "rate"
+    (rate / "labels").mkdir(parents=True)
+    pq.write_table(
+        pa.table({"id": ["a", "b", "c"], "label": ["positive", "negative", "negative"]}),
+        rate / "labels" / "fc.parquet",
+    )
+    assert rated_low_ids(rate, ["fc"]) == {"fc": {"b", "c"}}
+    with pytest.raises(InputError, match=r"\[rate\] section"):
+        rated_low_ids(rate, ["rag"])
+    assert EvaluateConfig(arms=("random", "prefilter", "rating")).arms[1:] == (
+        "prefilter",
+        "rating",
+    )
+    assert not {"prefilter", "rating"} & set(EvaluateConfig().arms)  # only when named
+
+
+@pytest.mark.slow
+def test_prefilter_and_rating_arms_restrict_the_similarity_arm(tiny, embedder):
+    """On a real score folder: the prefilter arm takes only documents its patterns match, the
+    rating arm never a document rated below the threshold, the similarity arm takes both kinds."""
+    import pyarrow as pa
+
+    from retriever.index import build_index
+    from retriever.prefilter import PrefilterConfig, prefilter_corpus
+    from retriever.score import score_corpus
+
+    write_jsonl(tiny / "gold.jsonl", [{"text": t} for t in TOOLS_GOLD])
+    build_index(
+        "function-calling",
+        gold=[str(tiny / "gold.jsonl")],
+        out=tiny / "indexes" / "function-calling",
+        embedder=embedder,
+    )
+    score_corpus(
+        [str(tiny / "indexes" / "function-calling")],
+        [str(tiny / "corpus")],
+        tiny / "scores",
+        top_fraction=0.2,
+        store=None,
+    )
+    cfg = PrefilterConfig(tasks=("function-calling",), patterns={"function-calling": ["join()"]})
+    prefilter_corpus([str(tiny / "corpus")], tiny / "prefilter", cfg, progress=False)
+    by_id = {
+        d["id"]: d["text"]
+        for f in ("a.jsonl", "b.jsonl")
+        for d in map(json.loads, (tiny / "corpus" / f).open())
+    }
+    low = [i for i, t in by_id.items() if "Call:" in t]  # the LLM "rated" these 1 of 5
+    (tiny / "rate" / "labels").mkdir(parents=True)
+    pq.write_table(
+        pa.table({"id": low, "label": ["negative"] * len(low)}),
+        tiny / "rate" / "labels" / "function-calling.parquet",
+    )
+    src = ArmSources(
+        corpus=(str(tiny / "corpus"),),
+        scores=str(tiny / "scores"),
+        prefilter=str(tiny / "prefilter"),
+        rate=str(tiny / "rate"),
+    )
+    sim = dataset_texts(build_arm_dataset("similarity", src, 400, tiny / "out").path)
+    assert any("Call:" in t for t in sim) and any("join()" not in t for t in sim)
+    pf = build_arm_dataset("prefilter", src, 400, tiny / "out")
+    assert pf.tokens > 0 and all("join()" in t for t in dataset_texts(pf.path))
+    rated = build_arm_dataset("rating", src, 400, tiny / "out")
+    texts = dataset_texts(rated.path)
+    assert 300 < rated.tokens <= 400 and not any("Call:" in t for t in texts)
+    assert len({pf.fingerprint, rated.fingerprint}) == 2
+    # a mixture over domains: the similarity pools' union, split between the domains
+    dom = _domains_folder(tiny / "dom", {i: i.split("-")[0] for i in by_id})
+    src = ArmSources(
+        corpus=(str(tiny / "corpus"),), scores=str(tiny / "scores"), mixture="domain/web=1",
+        domains=dom,
+    )  # fmt: skip
+    web = dataset_texts(build_arm_dataset("similarity", src, 400, tiny / "out_dom").path)
+    assert web and all(t.startswith(tuple(WEB_TEXT)) for t in web)
+
+
+def _domains_folder(path, ids_to_domain: dict[str, str]):
+    import pyarrow as pa
+
+    path.mkdir(parents=True, exist_ok=True)
+    ids = list(ids_to_domain)
+    pq.write_table(
+        pa.table({"id": ids, "domain": [ids_to_domain[i] for i in ids]}),
+        path / "domains.parquet",
+    )
+    return str(path)
+
+
+def test_pipeline_arm_with_a_mixture_over_domains(tiny):
+    """A run whose dataset mixture is over domains (`mix run --over domains`' best mixture): the
+    pipeline arm splits its budget between the domains of the pools' documents, as the run does."""
+    ids = [f"tool-{i}" for i in range(18)] + [f"web-{i}" for i in range(80)]
+    dom = _domains_folder(tiny / "dom", {i: i.split("-")[0] for i in ids})
+    src = ArmSources(pools=str(tiny / "pools"), mixture="domain/web=1", domains=dom)
+    web = build_arm_dataset("pipeline", src, 400, tiny / "out")
+    texts = dataset_texts(web.path)
+    assert len(texts) == 5 and all(t.startswith(tuple(WEB_TEXT)) for t in texts)  # pool's 5 web
+    src = ArmSources(pools=str(tiny / "pools"), mixture="domain/tool=3,domain/web=1", domains=dom)
+    both = build_arm_dataset("pipeline", src, 400, tiny / "out2")
+    s = json.loads((tiny / "out2" / "pipeline" / "summary.json").read_text())
+    assert s["over"] == "domains" and s["pools"]["domain/tool"]["budget"] == 300
+    assert 250 < s["pools"]["domain/tool"]["tokens"] <= 300 and both.tokens <= 400

@@ -232,11 +232,11 @@ def test_candidates_export_writes_datatrove_jsonl_with_text(score_dir, tmp_path,
             recs = [json.loads(x) for x in fh]
         assert set(recs[0]) == {"id", "text", "metadata"}
         assert len(recs) == summary["tasks"][task]["candidates"]
-        assert all(r["metadata"][f"candidate/{task}"] for r in recs)
+        assert all(r["metadata"][f"candidate_{task}"] for r in recs)
         assert f"exported {len(recs)} {task} candidates" in out
         docs = list(JsonlReader(str(tmp_path / "cand"), glob_pattern=f"{task}.jsonl.gz")())
         assert [x.id for x in docs] == [r["id"] for r in recs]
-        assert docs[0].text == recs[0]["text"] and docs[0].metadata[f"sim/{task}"] > 0
+        assert docs[0].text == recs[0]["text"] and docs[0].metadata[f"score_{task}"] > 0
     math_ids = {
         r["id"] for r in map(json.loads, gzip.open(tmp_path / "cand" / "math.jsonl.gz", "rt"))
     }

@@ -237,6 +237,62 @@ def test_batcher_hands_an_error_to_its_callers_only():
     assert batcher.encode(["fine 3"])[0, 0] == 3.0
 
 
+class _LaneEmbedder:
+    """Like :class:`_SlowEmbedder` with two lanes: raises if one lane runs two forwards at once;
+    records the most forwards running together."""
+
+    dim = 4
+    lanes = 2
+
+    def __init__(self):
+        self.busy = [threading.Lock() for _ in range(self.lanes)]
+        self.lock = threading.Lock()
+        self.running = self.most = 0
+        self.batches: list[int] = []
+
+    def encode(self, texts, lane=0):
+        if not self.busy[lane].acquire(blocking=False):
+            raise AssertionError(f"two forwards at once on lane {lane}")
+        try:
+            with self.lock:
+                self.running += 1
+                self.most = max(self.most, self.running)
+            time.sleep(0.02)
+            self.batches.append(len(texts))
+            return np.array([[float(t.split()[-1]), 1, 0, 0] for t in texts], dtype=np.float32)
+        finally:
+            with self.lock:
+                self.running -= 1
+            self.busy[lane].release()
+
+
+def test_batcher_lanes_run_forwards_side_by_side_each_lane_alone():
+    from retriever.serve.service import EmbedBatcher
+
+    emb = _LaneEmbedder()
+    batcher = EmbedBatcher(emb, max_batch=3, lanes=2)
+    got, errors = {}, []
+
+    def caller(c):
+        try:
+            texts = [f"caller {c} text {10 * c + j}" for j in range(c % 2 + 1)]
+            got[c] = (texts, batcher.encode(texts))
+        except Exception as e:  # noqa: BLE001 - the test reports any
+            errors.append(e)
+
+    threads = [threading.Thread(target=caller, args=(c,)) for c in range(16)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors and len(got) == 16
+    for texts, xq in got.values():
+        assert xq[:, 0].tolist() == [float(t.split()[-1]) for t in texts]
+    assert emb.most == 2  # two lanes ran forwards together, never more
+    assert max(emb.batches) <= 3 and batcher.forwards == len(emb.batches) < 16
+    assert batcher.texts == sum(len(t) for t, _ in got.values()) and batcher.forward_seconds > 0
+
+
 def test_server_socket_turns_nagle_off():
     from retriever.serve.server import bind
 
@@ -260,4 +316,8 @@ def test_serve_config_checks_search_and_threads():
         ServeConfig(store="s", threads=0)
     with pytest.raises(ConfigError, match="memory_mb must be >= 1"):
         ServeConfig(store="s", memory_mb=0)
+    with pytest.raises(ConfigError, match="lanes must be >= 1"):
+        ServeConfig(store="s", lanes=0)
+    with pytest.raises(ConfigError, match="max_seq_length must be >= 1"):
+        ServeConfig(store="s", max_seq_length=0)
     assert ServeConfig(store="s", threads=1, search="memory").threads == 1

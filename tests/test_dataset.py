@@ -48,8 +48,9 @@ def cands(tokens, scores, ids=None, texts=None) -> Candidates:
     )
 
 
-def write_pool(path: Path, task: str, recs: list[dict]) -> Path:
-    """A pool shard in the filter stage's layout (jsonl.gz or parquet)."""
+def write_pool(path: Path, task: str, recs: list[dict], key: str = "prob_{task}") -> Path:
+    """A pool shard in the filter stage's layout (jsonl.gz or parquet); ``key``: the score's
+    metadata key (``prob/{task}``: a pool written before the one naming scheme)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = [
         {
@@ -58,7 +59,7 @@ def write_pool(path: Path, task: str, recs: list[dict]) -> Path:
             "metadata": {
                 "shard": r.get("shard", "corpus_0"),
                 "row": i,
-                f"prob/{task}": r["p"],
+                key.format(task=task): r["p"],
                 **({"cluster_id": r["cluster"]} if "cluster" in r else {}),
                 **({"token_count": r["tc"]} if "tc" in r else {}),
             },
@@ -74,10 +75,11 @@ def write_pool(path: Path, task: str, recs: list[dict]) -> Path:
     return path
 
 
-def make_pools(root: Path) -> Path:
+def make_pools(root: Path, key: str = "prob_{task}") -> Path:
     """Two tasks; 'shared-*' documents sit in both pools; texts say which task and rank they are.
 
     Token counts come from ``token_count`` (10 per doc, 40 for 'fc-long') so budgets are exact.
+    ``key``: the score's metadata key (see :func:`write_pool`).
     """
     fc = [
         {
@@ -104,10 +106,10 @@ def make_pools(root: Path) -> Path:
         {"id": f"shared-{i}", "text": f"shared document {i}", "p": 0.995, "cluster": 1, "tc": 10}
         for i in range(3)
     ]
-    write_pool(root / "function-calling" / "s0.jsonl.gz", "function-calling", shared + fc[:15])
-    write_pool(root / "function-calling" / "s1.parquet", "function-calling", fc[15:])
-    write_pool(root / "roleplay" / "s0.jsonl.gz", "roleplay", rp[:10] + shared)
-    write_pool(root / "roleplay" / "s1.jsonl.gz", "roleplay", rp[10:])
+    write_pool(root / "function-calling" / "s0.jsonl.gz", "function-calling", shared + fc[:15], key)
+    write_pool(root / "function-calling" / "s1.parquet", "function-calling", fc[15:], key)
+    write_pool(root / "roleplay" / "s0.jsonl.gz", "roleplay", rp[:10] + shared, key)
+    write_pool(root / "roleplay" / "s1.jsonl.gz", "roleplay", rp[10:], key)
     (root / "manifest.json").write_text("{}")  # the filter's manifest is not a pool
     (root / "logs").mkdir()
     (root / "logs" / "stats.json").write_text("{}")
@@ -438,23 +440,25 @@ def test_failed_part_resumes_to_the_same_output(tmp_path, monkeypatch):
     mix = {"function-calling": 0.5, "roleplay": 0.5}
     DatasetBuilder(pools, mix, 300, part_tokens=40).build(tmp_path / "ref")
 
-    real = DatasetBuilder._write_part
+    import retriever.dataset.parts as parts
+
+    real = parts.write_part
     calls = []
 
-    def failing(self, rows, paths, *rest):
+    def failing(rows, paths, *rest):
         calls.append(1)
         if len(calls) == 3:
             raise OSError("simulated crash while writing part 3")
-        return real(self, rows, paths, *rest)
+        return real(rows, paths, *rest)
 
-    monkeypatch.setattr(DatasetBuilder, "_write_part", failing)
+    monkeypatch.setattr(parts, "write_part", failing)
     with pytest.raises(OSError, match="simulated"):
         DatasetBuilder(pools, mix, 300, part_tokens=40).build(tmp_path / "out")
     out = tmp_path / "out"
     assert not (out / "summary.json").exists()  # not mistaken for a finished build
     done = {p: p.stat().st_mtime_ns for p in (out / "lmflow").glob("*.json")}
     assert len(done) == 2 and not list(out.rglob("*.tmp"))
-    monkeypatch.setattr(DatasetBuilder, "_write_part", real)
+    monkeypatch.setattr(parts, "write_part", real)
     s = DatasetBuilder(pools, mix, 300, part_tokens=40).build(out)
     assert {p: p.stat().st_mtime_ns for p in done} == done  # finished parts kept
     assert read_lmflow(out) == read_lmflow(tmp_path / "ref")
@@ -465,18 +469,18 @@ def test_failed_part_resumes_to_the_same_output(tmp_path, monkeypatch):
 KILL_SCRIPT = """
 import os, signal, sys
 from retriever.dataset import DatasetBuilder, discover_pools
-from retriever.dataset.build import DatasetBuilder as B
-real = B._write_part
+import retriever.dataset.parts as P
+real = P.write_part
 n = []
-def write_then_die(self, rows, paths, *rest):
+def write_then_die(rows, paths, *rest):
     n.append(1)
     if len(n) == 3:
         # hard kill in the middle of part 3: its .tmp files are half written
         for p in paths.values():
             open(str(p) + ".tmp", "wb").write(b'{"type": "text_only", "instan')
         os.kill(os.getpid(), signal.SIGKILL)
-    return real(self, rows, paths, *rest)
-B._write_part = write_then_die
+    return real(rows, paths, *rest)
+P.write_part = write_then_die
 pools = discover_pools(sys.argv[1])
 weights = {"function-calling": 0.5, "roleplay": 0.5}
 DatasetBuilder(pools, weights, 300, part_tokens=40).build(sys.argv[2])
@@ -632,6 +636,36 @@ def test_cli_json_and_error_message(tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert rc == 2 and "roleplai" in err and len(err.strip().splitlines()) == 1
+
+
+def test_pools_of_the_old_naming_scheme_give_the_same_training_set(tmp_path):
+    """Pools written before the one naming scheme (``prob/<task>``) score and build the same."""
+    mix = {"function-calling": 0.6, "roleplay": 0.4}
+    out = {}
+    for name, key in (("new", "prob_{task}"), ("old", "prob/{task}")):
+        pools = discover_pools(make_pools(tmp_path / name, key))
+        rec = next(read_pool_shard(str(tmp_path / name / "roleplay" / "s0.jsonl.gz")))
+        assert key.format(task="roleplay") in rec.metadata
+        out[name] = DatasetBuilder(pools, mix, 250).build(tmp_path / f"{name}-out")
+    for s in out.values():
+        assert all(p["no_score"] == 0 for p in s["pools"].values())
+    assert read_parquet_parts(tmp_path / "new-out").equals(read_parquet_parts(tmp_path / "old-out"))
+    drop_path = [{k: v for k, v in p.items() if k != "path"} for p in out["new"]["pools"].values()]
+    assert drop_path == [
+        {k: v for k, v in p.items() if k != "path"} for p in out["old"]["pools"].values()
+    ]
+
+
+def test_a_build_that_recorded_the_old_score_keys_resumes(tmp_path):
+    """A folder whose manifest spells the default score keys the old way is the same build."""
+    pools = discover_pools(make_pools(tmp_path / "pools", "prob/{task}"))
+    old_keys = ("prob/{pool}", "sim/{pool}", "score", "quality")
+    s1 = DatasetBuilder(pools, {"roleplay": 1}, 50, score_keys=old_keys).build(tmp_path / "out")
+    manifest = (tmp_path / "out" / "manifest.json").read_bytes()
+    assert DatasetBuilder(pools, {"roleplay": 1}, 50).build(tmp_path / "out") == s1
+    assert (tmp_path / "out" / "manifest.json").read_bytes() == manifest
+    with pytest.raises(ResumeError, match="score_keys"):
+        DatasetBuilder(pools, {"roleplay": 1}, 50, score_keys=("quality",)).build(tmp_path / "out")
 
 
 def test_parallel_scan_gives_the_same_training_set(tmp_path):

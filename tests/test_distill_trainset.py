@@ -327,7 +327,7 @@ def test_multilabel_student_learns_from_the_gold_indexes_too(tiny_indexes, tmp_p
     the other tasks' gold as its negatives, the checks against similarity, and the report reads
     every task of it."""
     from retriever.distill.multilabel import MultiLabelDistiller
-    from retriever.report.collect import _read_distill_any
+    from retriever.report.readers import distill_sections
 
     rng = random.Random(0)
     web_texts = [synthetic_doc(rng, False) for _ in range(12)]  # the same random sample per task
@@ -349,7 +349,7 @@ def test_multilabel_student_learns_from_the_gold_indexes_too(tiny_indexes, tmp_p
     # one split of the 24 distinct documents for both tasks (34%: 2 + 2 gold, 4 web held out),
     # so each task's held-out rows are the same 8 documents and the other 16 are trained on
     assert man["n_heldout"] == {"tools": 8, "math": 8} and man["n_train_lines"] == 16
-    read = dict(_read_distill_any(out.with_suffix(".json")))
+    read = dict(distill_sections(out.with_suffix(".json")))
     assert set(read) == {"tools", "math"}
     assert read["tools"]["student_auc"] is not None and read["tools"]["warnings"]
     assert len(read["math"]["y"]) == len(read["math"]["p"]) == man["n_heldout"]["math"]
@@ -391,7 +391,7 @@ def test_multilabel_lines_merge_a_gold_exemplar_with_its_other_gold_copy():
 
 
 def test_report_shows_a_red_flag_for_a_warned_student(tmp_path):
-    from retriever.report.collect import _read_distill
+    from retriever.report.readers import distill_section
     from retriever.report.render import render_report
 
     man = tmp_path / "filter.json"
@@ -415,7 +415,7 @@ def test_report_shows_a_red_flag_for_a_warned_student(tmp_path):
             }
         )
     )
-    task, pr = _read_distill(man)
+    task, pr = distill_section(man)
     assert pr["student_auc"] == 0.61 and len(pr["warnings"]) == 1
     html = render_report(pr={task: pr})
     assert 'class="flag"' in html and "0.380 below the similarity" in html

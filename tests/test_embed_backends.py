@@ -1,6 +1,7 @@
 """Embedding backends: the OpenVINO CPU path gives the torch vectors; torch is the fallback."""
 
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -64,11 +65,63 @@ def test_openvino_fp32_equals_torch_and_is_cached(torch_embedder, tmp_path, capl
     padded = OpenVINOEncoder(
         torch_embedder._model, threads=1, precision="f32", cache_dir=tmp_path, pad_multiple=32
     )
-    seen = []
-    compiled = padded.compiled
-    padded.compiled = lambda feed: seen.append(feed["input_ids"].shape) or compiled(feed)
+    padded._requests = [seen := _Shapes(padded._requests[0])]
     np.testing.assert_allclose(padded.encode(TEXTS, batch_size=3), ref, atol=1e-4)
-    assert seen and all(n % 32 == 0 for _, n in seen) and len({n for _, n in seen}) > 1
+    assert seen.shapes and all(n % 32 == 0 for _, n in seen.shapes)
+    assert len({n for _, n in seen.shapes}) > 1
+    # the query server's batches: split by length (one batch of every text: several forwards,
+    # each only as wide as its longest), on two lanes used by two threads at once; same vectors
+    served = OpenVINOEncoder(
+        torch_embedder._model,
+        threads=1,
+        precision="f32",
+        cache_dir=tmp_path,
+        pad_multiple=32,
+        group_lengths=True,
+        lanes=2,
+    )
+    served._requests = [_Shapes(r) for r in served._requests]
+    got = {}
+    threads = [
+        threading.Thread(
+            target=lambda lane: got.setdefault(lane, served.encode(TEXTS, len(TEXTS), lane)),
+            args=(lane,),
+        )
+        for lane in (0, 1)
+    ]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for lane in (0, 1):
+        np.testing.assert_allclose(got[lane], ref, atol=1e-4)
+        shapes = served._requests[lane].shapes
+        assert len(shapes) > 1 and sum(b for b, _ in shapes) == len(TEXTS)
+        assert min(n for _, n in shapes) < max(n for _, n in shapes) == 256
+    assert served.seconds["forward"] > 0 and served.lanes == 2
+
+
+class _Shapes:
+    """An inference request that records the (batch, length) of each forward."""
+
+    def __init__(self, request):
+        self.request, self.shapes = request, []
+
+    def infer(self, feed):
+        self.shapes.append(feed["input_ids"].shape)
+        return self.request.infer(feed)
+
+
+def test_length_groups_split_mixed_batches_and_keep_alike_ones():
+    from retriever.embed.openvino_encoder import length_groups
+
+    # one long text and three short ones: two forwards, 96 + 256 and 96 + 3 * 32 positions
+    assert length_groups([32, 256, 32, 32], overhead=96) == [[1], [0, 2, 3]]
+    assert length_groups([256, 224, 256, 256], overhead=96) == [[0, 2, 3, 1]]  # alike: one
+    assert length_groups([64], overhead=96) == [[0]] and length_groups([]) == []
+    groups = length_groups([256, 32, 128, 64, 256, 32, 96], overhead=40)
+    assert sorted(i for g in groups for i in g) == list(range(7))  # every text once
+    assert len(groups) > 1
 
 
 @pytest.mark.slow

@@ -154,8 +154,8 @@ def test_multi_task_filter_outputs_scores_and_accounting(tmp_path, models):
         for rec in pool.values():
             m = rec["metadata"]
             assert rec["text"] == docs[rec["id"]]
-            assert {"prob/fc", "prob/prose", "shard", "row", "cluster_id"} <= set(m)
-            assert m[f"prob/{t}"] >= {"fc": 0.5, "prose": 0.6}[t]
+            assert {"prob_fc", "prob_prose", "shard", "row", "cluster_id"} <= set(m)
+            assert m[f"prob_{t}"] >= {"fc": 0.5, "prose": 0.6}[t]
     man = json.loads((out / "manifest.json").read_text())
     tot = man["totals"]
     n_lines = 3 * 40 + 2 * len(BAD_LINES)
@@ -203,7 +203,7 @@ def test_output_formats_are_readable_by_datatrove(tmp_path, models):
     want = read_pool(base / "fc")
     for fmt in ("jsonl", "parquet", "lmflow"):
         out = tmp_path / fmt
-        BatchFilter(FilterConfig(tasks=("fc",), models=fc_only(models), fmt=fmt)).run(
+        BatchFilter(FilterConfig(tasks=("fc",), models=fc_only(models), format=fmt)).run(
             [str(tmp_path / "corpus")], out, workers=1
         )
         if fmt == "lmflow":
@@ -219,7 +219,7 @@ def test_output_formats_are_readable_by_datatrove(tmp_path, models):
         assert set(got) == set(want)
         for i, d in got.items():
             assert d.text == want[i]["text"]
-            assert d.metadata["prob/fc"] == pytest.approx(want[i]["metadata"]["prob/fc"])
+            assert d.metadata["prob_fc"] == pytest.approx(want[i]["metadata"]["prob_fc"])
             assert d.metadata["cluster_id"] == want[i]["metadata"]["cluster_id"]
 
 
@@ -251,7 +251,7 @@ def test_top_fraction_threshold_found_on_sample_and_reused(tmp_path, models):
         share = man["totals"]["kept_share_chars"][t]
         assert share >= 0.3 and share == pytest.approx(dec["sample_kept_share"])
         kept = read_pool(out / t)
-        least = min(kept.values(), key=lambda r: r["metadata"][f"prob/{t}"])
+        least = min(kept.values(), key=lambda r: r["metadata"][f"prob_{t}"])
         assert man["totals"]["chars_kept"][t] - len(least["text"]) < 0.3 * man["totals"]["chars_in"]
     # resume: thresholds come from the manifest, not from a new sample
     m = json.loads((out / "manifest.json").read_text())
@@ -260,7 +260,7 @@ def test_top_fraction_threshold_found_on_sample_and_reused(tmp_path, models):
     (out / "done" / "corpus__part1.json").unlink()
     BatchFilter(cfg).run([str(tmp_path / "corpus")], out, workers=1)
     assert all(
-        r["metadata"]["prob/fc"] >= 0.999
+        r["metadata"]["prob_fc"] >= 0.999
         for r in read_pool(out / "fc").values()
         if r["id"].startswith("s1-")
     )
@@ -572,7 +572,7 @@ def test_datatrove_filter_agrees_with_batch_filter_and_datatrove_fasttext(tmp_pa
     ).run()
     got = read_pool(ours)
     assert set(got) == want["fc"] | want["prose"]  # keep="any"
-    assert all({"prob/fc", "prob/prose"} <= set(r["metadata"]) for r in got.values())
+    assert all({"prob_fc", "prob_prose"} <= set(r["metadata"]) for r in got.values())
     theirs = tmp_path / "theirs"
     LocalPipelineExecutor(
         [

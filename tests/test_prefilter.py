@@ -152,3 +152,70 @@ def test_run_prefilter_in_drop_mode_feeds_the_score_step(tiny_indexes, tmp_path)
     assert pf["docs_in"] == len(docs) and pf["kept"] == len(kept) < len(docs)
     sc = job._score()
     assert sc["scored"] == len(kept)  # the web pages were never embedded
+
+
+def _byte_bpe(folder, texts):
+    """A small byte-level BPE trained here and saved as a transformers folder (a stand-in for the
+    GPT-2 tokenizer of nvidia/ClimbLab's token ids: same model family, offline)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=400, initial_alphabet=alphabet))
+    PreTrainedTokenizerFast(tokenizer_object=tok).save_pretrained(folder)
+    return tok
+
+
+def test_token_id_corpus_is_detokenized_by_the_shared_reader(tmp_path, capsys):
+    """A ClimbLab-style parquet shard of token ids (``tokens``, ``token_count``, ``cluster_id``):
+    the prefilter reads it through the shared ReaderConfig, counts on the decoded text, writes the
+    decoded text to kept/, and rejects a row of bad ids as ``bad_tokens``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from retriever.cli import main
+    from retriever.corpus import ReaderConfig
+    from retriever.errors import InputError
+
+    texts = TOOLS_GOLD + MATH_GOLD + WEB_TEXT
+    tok = _byte_bpe(tmp_path / "tok", texts)
+    ids = [tok.encode(t).ids for t in texts]
+    decoded = [tok.decode(i) for i in ids]
+    assert decoded == texts  # byte-level: the ids give the text back
+    rows = {
+        "tokens": ids + [[1, -5]],
+        "token_count": [len(i) for i in ids] + [2],
+        "cluster_id": [i % 3 + 1 for i in range(len(ids) + 1)],
+    }
+    (tmp_path / "c").mkdir()
+    pq.write_table(pa.table(rows), tmp_path / "c" / "cluster_1_001.parquet")
+    cfg = PrefilterConfig(
+        tasks=("tools", "math"),
+        patterns=PATTERNS,
+        mode="drop",
+        reader=ReaderConfig(detokenizer=str(tmp_path / "tok")),
+    )
+    s = prefilter_corpus([str(tmp_path / "c")], tmp_path / "out", cfg, progress=False)
+    assert s["docs_in"] == len(texts) + 1 and s["rejected"] == {"bad_tokens": 1}
+    table = read_matches(tmp_path / "out").to_pydict()
+    want = [_reference(PATTERNS, t) for t in texts]
+    assert [[a, b] for a, b in zip(table["kw_tools"], table["kw_math"], strict=True)] == want
+    kept = [json.loads(x) for x in gzip.open(tmp_path / "out/kept/c__cluster_1_001.jsonl.gz", "rt")]
+    assert [k["text"] for k in kept] == [t for t, w in zip(texts, want, strict=True) if max(w)]
+    assert all(k["metadata"]["cluster_id"] in (1, 2, 3) for k in kept)  # scalar fields kept
+    assert 0 < s["kept"] < len(texts)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["settings"]["detokenizer"] == str(tmp_path / "tok")
+    # without a detokenizer, a token shard is a one-line error, not every record rejected
+    with pytest.raises(InputError, match="detokenizer"):
+        prefilter_corpus(
+            [str(tmp_path / "c")], tmp_path / "out2", PrefilterConfig(), progress=False
+        )
+    # the CLI passes --detokenizer the same way
+    argv = ["prefilter", "--corpus", str(tmp_path / "c"), "--out", str(tmp_path / "o3"), "--json"]
+    argv += ["--detokenizer", str(tmp_path / "tok"), "--indexes-dir", str(tmp_path / "none")]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["rejected"] == {"bad_tokens": 1}

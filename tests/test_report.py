@@ -177,7 +177,7 @@ def make_run(root: Path, real_filter: bool = True) -> Path:
                     "metadata": {
                         "shard": "corpus__s0" if i < 30 else "corpus__s1",
                         "row": i,
-                        f"prob/{t}": 0.99 - i / 100,
+                        f"prob/{t}": 0.99 - i / 100,  # a pool written before score_name
                         "cluster_id": i % 4,
                     },
                 }
@@ -372,7 +372,7 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
         "positive_min 0.5",
         "cluster 3",
         "quadratic (chosen)",
-        "prob/function-calling",
+        "prob_function-calling",  # the label of a legacy pool's prob/<task> score
     ):
         assert needle in text, needle
     plots = seen["plots"]

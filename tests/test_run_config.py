@@ -1,5 +1,7 @@
 """`retriever run` configs: the shipped ones load, typos are one-line errors naming the key."""
 
+from pathlib import Path
+
 import pytest
 
 from retriever.cli import main
@@ -8,6 +10,7 @@ from retriever.run.config import load_run_config
 from retriever.run.job import RunJob
 
 REPO_CONFIGS = ["configs/offline.toml", "configs/elmb.toml"]
+SHIPPED = sorted(p.name for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.toml"))
 
 
 @pytest.mark.parametrize("path", REPO_CONFIGS)
@@ -29,6 +32,30 @@ def test_shipped_configs_load_and_plan(path):
     ]
 
 
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_config_loads_into_the_stages_configs_and_plans(name, capsys):
+    from conftest import REPO, SHARED_DATA
+
+    from retriever.batch_filter import FilterConfig
+    from retriever.distill import DistillConfig
+
+    path = REPO / "configs" / name
+    if "shared/data" in path.read_text() and not SHARED_DATA.is_dir():
+        pytest.skip(f"configs/{name} reads ../shared/data")
+    assert len(SHIPPED) >= 3  # offline, elmb, quickstart at least
+    cfg = load_run_config(path)
+    assert isinstance(cfg.distill, DistillConfig) and isinstance(cfg.filter, FilterConfig)
+    job = RunJob(cfg)
+    assert type(job.filter_config()) is FilterConfig and job.filter_config().tasks == tuple(
+        cfg.task_names
+    )
+    assert type(cfg.distill.config()) is DistillConfig
+    # `retriever run --plan`: the config-load path of the CLI, the steps listed, nothing run
+    assert main(["run", str(path), "--plan", "--no-cost-plan"]) == 0
+    out = capsys.readouterr().out
+    assert "filter" in out and "dataset" in out
+
+
 def _write(tmp_path, body):
     p = tmp_path / "c.toml"
     p.write_text('[tasks.a]\ngold = ["g.jsonl"]\n[corpus]\npaths = ["c"]\n' + body)
@@ -42,6 +69,17 @@ def _write(tmp_path, body):
         ("[score]\nkk = 3\n", r"\[score\]: unknown key.*kk"),
         ("[distill]\nepochs = 3\n", r"\[distill\]: unknown key.*epochs"),
         ("[filter]\nthreshold = 2.0\n", "probabilities"),
+        ('[filter]\nfmt = "jsonl"\n', r"\[filter\]: unknown key.*'fmt' \(did you mean 'format'"),
+        ('[filter]\nexecutor = "k8s"\n', r"\[filter\].*executor 'k8s'"),
+        ("[filter]\nworkers = 0\n", r"\[filter\].*workers must be >= 1"),
+        ('[filter]\ntasks = ["a"]\n', r"\[filter\] tasks: not set here.*\[tasks\.NAME\]"),
+        ('[filter]\nindexes = "x"\n', r"\[filter\] indexes: not set here.*students"),
+        ('[filter]\ntext_field = "body"\n', r"\[filter\] text_field: not set here.*\[corpus\]"),
+        ('[band]\nmodel = "m"\nid_field = "x"\n', r"\[band\] id_field: .*\[corpus\]"),
+        ('[rate]\ndetokenizer = "gpt2"\n', r"\[rate\] detokenizer: .*\[corpus\]"),
+        ('[prefilter]\nreader = "x"\n', r"\[prefilter\] reader: .*\[corpus\]"),
+        ('[distill]\nmultilabel = "yes"\n', r"\[distill\].*multilabel.*true or false"),
+        ("[distill]\nepoch = 0\n", r"\[distill\].*epoch"),
         ("[confirm]\npositive_min = 0.1\nnegative_max = 0.2\n", "negative_max"),
         ("[index]\nheads = true\n", r"\[index\]: unknown key.*heads"),
         ("[index]\nhead = 1\n", r"\[index\].*head.*true or false"),
@@ -85,7 +123,7 @@ def test_optional_rate_band_and_prefilter_steps(tmp_path):
         '[band]\nmodel = "ref"\nlow = 0.2\n'
     )
     cfg = load_run_config(_write(tmp_path, body))
-    assert cfg.band["model"] == "ref" and cfg.rate["prompts"] == {"a": "R {text}"}
+    assert cfg.band.model == "ref" and cfg.rate.prompts == {"a": "R {text}"}
     steps = {s.name: s for s in RunJob(cfg).steps()}
     names = list(steps)
     assert names.index("prefilter") < names.index("score") < names.index("band")
@@ -104,7 +142,7 @@ def test_optional_domains_step_feeds_the_dataset(tmp_path):
     names = [s.name for s in RunJob(load_run_config(_write(tmp_path, ""))).steps()]
     assert "domains" not in names
     cfg = load_run_config(_write(tmp_path, '[domains]\nk = 4\nsource = "kmeans"\n'))
-    assert cfg.domains == {"k": 4, "source": "kmeans"}
+    assert (cfg.domains.k, cfg.domains.source) == (4, "kmeans")
     steps = {s.name: s for s in RunJob(cfg).steps()}
     assert steps["domains"].after == ["score"] and "domains" in steps["dataset"].after
     assert list(steps).index("score") < list(steps).index("domains") < list(steps).index("dataset")
@@ -146,12 +184,16 @@ def test_every_reader_option_reaches_every_stage_that_reads_the_corpus(tmp_path)
 
     from retriever.corpus import ReaderConfig
 
+    (tmp_path / "g.jsonl").write_text('{"text": "gold"}\n')
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "d.jsonl").write_text('{"doc_id": "1", "body": "doc"}\n')
     p = tmp_path / "all.toml"
     p.write_text(
         '[tasks.a]\ngold = ["g.jsonl"]\n'
         '[corpus]\npaths = ["c"]\ntext_field = "body"\nid_field = "doc_id"\n'
         'tokens_field = "ids"\ndetokenizer = "gpt2"\nkeep_fields = ["cluster_id"]\n'
         '[prefilter]\nmode = "drop"\npatterns = { a = ["x"] }\n'
+        '[rate]\nmodel = "m"\n[band]\nmodel = "ref"\n'
     )
     job = RunJob(load_run_config(p))
     want = ReaderConfig(
@@ -166,6 +208,12 @@ def test_every_reader_option_reaches_every_stage_that_reads_the_corpus(tmp_path)
     assert job.reader_config() == want
     assert job.filter_config().reader == want  # the filter re-reads the corpus shards
     assert job.prefilter_config().reader == want  # the prefilter reads them first
+    # the band and the rating read the score folder in a run, a corpus on their own: the same
+    assert job.cfg.band.reader == want and job.cfg.rate.reader == want
+    # a changed reader option reruns every step that reads the corpus with it
+    steps = {s.name: s.settings for s in job.steps()}
+    for name in ("prefilter", "filter"):
+        assert steps[name]["reader"]["detokenizer"] == "gpt2", name
     r = job.corpus_reader()  # the plan's profile and the tiny panel's generic texts
     assert (r.text_field, r.id_field, r.tokens_field, r.keep_fields) == (
         "body",
@@ -182,3 +230,61 @@ def test_every_reader_option_reaches_every_stage_that_reads_the_corpus(tmp_path)
     e.write_text(p.read_text().split("[prefilter]")[0])
     job_no_prefilter = RunJob(load_run_config(e))
     assert job_no_prefilter.score_reader() == want  # what _score hands score_corpus
+    # the dataset step reads the filter's pools (records it wrote itself), never the corpus
+    dataset = next(s for s in job_no_prefilter.steps() if s.name == "dataset")
+    assert dataset.after[0] == "filter" and "reader" not in dataset.settings
+
+
+def test_a_stage_section_is_the_stage_config_the_api_takes(tmp_path):
+    from retriever.batch_filter import FilterConfig
+    from retriever.distill import DistillConfig
+
+    body = (
+        '[distill]\nepoch = 3\ntraining_set = ["gold", "random"]\nmultilabel = true\n'
+        '[filter]\nformat = "parquet"\ntop_fraction = 0.2\nworkers = 2\nexecutor = "ray"\n'
+    )
+    cfg = load_run_config(_write(tmp_path, body))
+    job = RunJob(cfg)
+    assert cfg.distill.config() == DistillConfig(epoch=3, training_set=("gold", "random"))
+    assert job.filter_config() == FilterConfig(
+        tasks=("a",),
+        indexes=str(cfg.out / "filters"),
+        models={"a": str(job.multilabel_model())},  # [distill] multilabel: its one student
+        top_fraction=0.2,
+        format="parquet",
+    )
+    assert (cfg.filter.executor, cfg.filter.workers) == ("ray", 2)
+    plain = load_run_config(_write(tmp_path, ""))
+    assert plain.filter.models is None and plain.filter.executor == "local"
+    assert RunJob(plain).filter_config().indexes == str(plain.out / "filters")
+
+
+def test_writing_a_default_out_changes_no_step_fingerprint(tmp_path):
+    (tmp_path / "g.jsonl").write_text('{"text": "gold"}\n')
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "d.jsonl").write_text('{"id": "1", "text": "doc"}\n')
+
+    def settings(body):
+        steps = RunJob(load_run_config(_write(tmp_path, body))).steps()
+        return {s.name: s.settings for s in steps}
+
+    base = settings('[band]\nmodel = "m"\n')
+    same = settings(
+        '[distill]\nepoch = 15\n[filter]\nby = "tokens"\nformat = "jsonl.gz"\nworkers = 3\n'
+        '[band]\nmodel = "m"\nlow = 0.1\n'
+    )
+    assert same == base  # workers: where the filter runs, not what it keeps
+    other = settings('[distill]\nepoch = 5\n[filter]\nformat = "jsonl"\n[band]\nmodel = "m"\n')
+    assert other["distill/a"] != base["distill/a"] and other["filter"] != base["filter"]
+    assert other["filter"]["filter"] == {"format": "jsonl"}
+
+
+def test_evaluate_and_mix_typos_name_the_nearest_key(tmp_path):
+    from retriever.arms.api import load_evaluate_config
+    from retriever.mix.run import mix_run
+
+    p = _write(tmp_path, "[evaluate]\nseedz = 2\n[mix]\ntempurature = 0.3\n")
+    with pytest.raises(ConfigError, match=r"\[evaluate\]: .*'seedz' \(did you mean 'seeds'\?\)"):
+        load_evaluate_config(load_run_config(p))
+    with pytest.raises(ConfigError, match=r"\[mix\]: .*'tempurature' \(did you mean 'temperature'"):
+        mix_run(p)  # refused before any work

@@ -157,7 +157,7 @@ def test_score_corpus_end_to_end(tiny_indexes, embedder, tmp_path):
     assert abs(rows["corpus__b:0"]["score_math"] - ref) < 1e-4
     # candidates come back with text and scores; the math word problems lead the math task
     cands = list(iter_scored_docs(tmp_path / "out", task="math", candidates_only=True))
-    assert cands and all(d.metadata["candidate/math"] for d in cands)
+    assert cands and all(d.metadata["candidate_math"] for d in cands)
     assert any("Lea has 3 apples" in d.text for d in cands)
     assert s["tasks"]["math"]["candidates"] == len(cands)
     # the store holds every document once; a document's own text finds it first

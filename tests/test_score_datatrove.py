@@ -38,8 +38,8 @@ def test_datatrove_pipeline_with_our_step_scores_every_document(tiny_indexes, tm
     ]
     assert len(out) == len(texts)
     by_id = {d["id"]: d["metadata"] for d in out}
-    assert by_id["3"]["sim/tools"] > max(by_id[str(i)]["sim/tools"] for i in range(3))
-    assert all(-1 <= m["simk/math"] <= m["sim/math"] + 1e-6 for m in by_id.values())
+    assert by_id["3"]["score_tools"] > max(by_id[str(i)]["score_tools"] for i in range(3))
+    assert all(-1 <= m["topk_math"] <= m["score_math"] + 1e-6 for m in by_id.values())
 
 
 @pytest.mark.slow

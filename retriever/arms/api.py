@@ -23,14 +23,11 @@ def load_evaluate_config(run_cfg, overrides: dict[str, Any] | None = None) -> Ev
     Raises:
         ConfigError: an unknown key or a bad value.
     """
-    from retriever.run.config import _rel
+    from retriever.run.config import _rel, check_keys
 
     base = Path(run_cfg.path).parent
     raw = dict(run_cfg.evaluate)
-    known = {f.name for f in dataclasses.fields(EvaluateConfig)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"[evaluate]: unknown key(s) {unknown}; known: {sorted(known)}")
+    check_keys(raw, {f.name for f in dataclasses.fields(EvaluateConfig)}, "[evaluate]")
     for k in PATH_KEYS:
         if raw.get(k):
             raw[k] = _rel(base, str(raw[k]))

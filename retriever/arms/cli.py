@@ -15,11 +15,13 @@ def add_parser(subparsers) -> None:
         description=(
             "Train N proxy models per arm at one token budget and score them on the tasks: "
             "random (uniform from the corpus), similarity (top by similarity only), pipeline "
-            "(the run's filtered pools), band (similarity within the run's perplexity band; "
-            "named explicitly), and any --dataset NAME=PATH. Prints per arm and task the "
-            "mean and interval of acc, acc_norm and BPB, and each arm's difference to random "
-            "(paired by seed). Options default to the config's [evaluate] section. Proxies are "
-            "cached per (dataset, proxy settings, seed): adding an arm trains only that arm."
+            "(the run's filtered pools), band / prefilter / rating (similarity within the run's "
+            "perplexity band, among its keyword-prefilter matches, or less the documents its "
+            "LLM ratings put below the threshold; named explicitly), and any --dataset "
+            "NAME=PATH. Prints per arm and task the mean and interval of acc, acc_norm and BPB, "
+            "and each arm's difference to random (paired by seed). Options default to the "
+            "config's [evaluate] section. Proxies are cached per (dataset, proxy settings, "
+            "seed): adding an arm trains only that arm."
         ),
     )
     p.add_argument("config", help="run config (TOML); its run folder must be finished")

@@ -10,7 +10,7 @@ from retriever.errors import ConfigError
 
 BUILTIN_ARMS = ("random", "similarity", "pipeline")
 # arms that need an optional step's output; named in `arms` explicitly, never by default
-OPTIONAL_ARMS = ("band",)
+OPTIONAL_ARMS = ("band", "prefilter", "rating")
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,10 @@ class EvaluateConfig:
             ``similarity`` (top documents by similarity only, from the run's score folder),
             ``pipeline`` (the run's filtered pools, sampled as the run's dataset step does),
             ``band`` (as ``similarity``, among the documents of the perplexity band only: the
-            run's ``[band]`` step), and any name of ``datasets``.
+            run's ``[band]`` step), ``prefilter`` (as ``similarity``, among the documents the
+            keyword prefilter matches for the task: the ``[prefilter]`` step), ``rating`` (as
+            ``similarity``, less the documents the LLM rated below the threshold: the
+            ``[rate]`` step), and any name of ``datasets``.
         datasets: user arms, name -> a dataset folder (``build-dataset`` output) or any pool /
             corpus folder; sampled uniformly to the budget.
         seeds: proxies per arm (seeds ``0 .. seeds-1``; seed ``s`` of every arm starts from the

@@ -7,6 +7,12 @@ budget, so that arms differ only in *which* documents they hold.
   taken best first under the run's mixture: similarity only, no confirmation, no filter.
 - ``band``: the same, among the documents inside the perplexity band (``retriever band``'s
   ``band.parquet``, ``in_band``) only: what the band adds to similarity.
+- ``prefilter``: the same, among the documents the keyword prefilter matches for the task
+  (``retriever prefilter``'s ``kw_<task> >= min_matches``): what the patterns add to similarity.
+- ``rating``: the same, less the documents the LLM rated below the rating threshold for the task
+  (``retriever rate``'s ``labels/<task>.parquet``, ``negative``): what the ratings add as a
+  filter. (Ratings cover a sample only, candidates plus some others, so an arm ranked by rating
+  alone would fall short of the budget; unrated documents keep their similarity rank.)
 - ``pipeline``: the run's filtered pools under the run's mixture and order, as its dataset step
   builds them (at the arms' budget).
 - a user arm: any dataset folder (its ``parquet/`` parts) or pool / corpus folder, sampled
@@ -33,9 +39,12 @@ from retriever.corpus.sharding import list_shards, shard_name
 from retriever.errors import ConfigError, InputError
 from retriever.io import AtomicWriter, read_json, write_json_atomic
 from retriever.manifest import file_fingerprint, fingerprint
+from retriever.names import KEYWORDS, SCORE, score_name
 
 log = logging.getLogger(__name__)
 
+# arms that are the similarity arm restricted by an optional step's output
+FILTERED_ARMS = ("band", "prefilter", "rating")
 SIMILARITY_MARGIN = 3.0  # similarity pools hold this many times their share of the budget
 # to size the similarity pools from n_chars (the dataset stage counts exactly)
 CHARS_PER_TOKEN = 4.0
@@ -49,8 +58,12 @@ class ArmSources:
         corpus: corpus files / folders (``random``).
         scores: a ``retriever score`` folder (``similarity``).
         pools: the filter stage's output folder (``pipeline``).
-        mixture: the dataset mixture spec over the pools (``equal``, inline, .json, .csv).
-        order: the pipeline's dataset order (``top`` or ``weighted``).
+        mixture: the dataset mixture spec over the pools (``equal``, inline, .json, .csv), or
+            over domains (``domain/<d>`` keys): then the similarity arms size their task pools
+            equally and every pool-based arm splits the budget between domains.
+        order: the pipeline's dataset order (``top``, ``weighted`` or ``stratified``).
+        domains: a ``retriever domains`` folder (stratified order and mixtures over domains;
+            ``None``: the records' ``cluster_id``).
         general_pool: a general pool added to ``similarity`` and ``pipeline`` (as the run does).
         tokenizer: token counter of every arm (the run's ``[dataset] tokenizer``).
         seed: seed of the random orders.
@@ -65,6 +78,9 @@ class ArmSources:
     tokenizer: str | None = None
     seed: int = 0
     band: str | None = None  # a `retriever band` folder (the band arm)
+    prefilter: str | None = None  # a `retriever prefilter` folder (the prefilter arm)
+    rate: str | None = None  # a `retriever rate` folder (the rating arm)
+    domains: str | None = None
 
     @classmethod
     def from_run(cls, cfg) -> ArmSources:
@@ -80,6 +96,9 @@ class ArmSources:
             tokenizer=d.tokenizer,
             seed=cfg.run.seed,
             band=str(cfg.out / "band"),
+            prefilter=str(cfg.out / "prefilter"),
+            rate=str(cfg.out / "rate"),
+            domains=str(cfg.out / "domains") if cfg.domains is not None else None,
         )
 
 
@@ -118,7 +137,13 @@ def build_arm_dataset(
         ConfigError: an arm whose source is not configured (no corpus, scores or pools).
         InputError: a source folder that does not exist or holds nothing usable.
     """
-    from retriever.dataset import DatasetBuilder, discover_pools, parse_mixture
+    from retriever.dataset import (
+        DatasetBuilder,
+        discover_pools,
+        is_domain_mixture,
+        parse_mixture,
+    )
+    from retriever.dataset.build import DEFAULT_SCORE_KEYS
 
     root = Path(out_root)
     out = root / arm
@@ -146,7 +171,7 @@ def build_arm_dataset(
             score_keys=(),
             **common,
         )
-    elif arm in ("similarity", "pipeline", "band"):
+    elif arm in ("similarity", "pipeline") + FILTERED_ARMS:
         if arm == "pipeline":
             if not sources.pools or not Path(sources.pools).is_dir():
                 raise InputError(
@@ -164,20 +189,44 @@ def build_arm_dataset(
             if isinstance(sources.mixture, dict)
             else parse_mixture(str(sources.mixture), names)
         )
+        over_domains = is_domain_mixture(mixture)
         keys: tuple[str, ...]
-        if arm in ("similarity", "band"):
-            allowed = band_ids(sources.band) if arm == "band" else None
-            pools = similarity_pools(sources, mixture, budget, root / "_pools" / arm, allowed)
-            order, keys = "top", ("sim/{pool}", "score", "quality")
+        if arm in ("similarity",) + FILTERED_ARMS:
+            # over domains: task pools of equal size, their union split between the domains
+            pool_mix = {t: 1.0 for t in names} if over_domains else mixture
+            tasks = [t for t in names if pool_mix.get(t, 0) > 0 and t not in _general(sources)]
+            allowed: set[str] | dict[str, set[str]] | None = None
+            excluded: dict[str, set[str]] | None = None
+            if arm == "band":
+                allowed = band_ids(sources.band)
+            elif arm == "prefilter":
+                allowed = prefilter_ids(sources.prefilter, tasks)
+            elif arm == "rating":
+                excluded = rated_low_ids(sources.rate, tasks)
+            pools = similarity_pools(
+                sources, pool_mix, budget, root / "_pools" / arm, allowed, excluded
+            )
+            order, keys = "top", (score_name(SCORE, "{pool}"), "score", "quality")
         else:
-            order, keys = sources.order, ("prob/{pool}", "sim/{pool}", "score", "quality")
+            order, keys = sources.order, DEFAULT_SCORE_KEYS
         if pools is None:  # not reached: the similarity arm has just set its pools
             raise ConfigError(f"arm {arm!r} has no pools")
-        mixture = {k: v for k, v in mixture.items() if k in pools}
-        builder = DatasetBuilder(pools, mixture, budget, order=order, score_keys=keys, **common)
+        if not over_domains:
+            mixture = {k: v for k, v in mixture.items() if k in pools}
+        use_domains = over_domains or order == "stratified"
+        builder = DatasetBuilder(
+            pools,
+            mixture,
+            budget,
+            order=order,
+            score_keys=keys,
+            domains=sources.domains if use_domains else None,
+            **common,
+        )
     else:
         raise ConfigError(
-            f"unknown arm {arm!r}: use random, similarity, pipeline or a --dataset name"
+            f"unknown arm {arm!r}: use random, similarity, pipeline, {', '.join(FILTERED_ARMS)} "
+            "or a --dataset name"
         )
     summary = builder.build(out)
     return ArmDataset(
@@ -225,20 +274,75 @@ def band_ids(band_dir: str | os.PathLike | None) -> set[str]:
     return {i for i, keep in zip(t["id"], t["in_band"], strict=True) if keep}
 
 
+def prefilter_ids(prefilter_dir: str | os.PathLike | None, tasks: list[str]) -> dict[str, set]:
+    """Per task, the ids the keyword prefilter matches (``kw_<task> >= min_matches`` of its
+    manifest): the prefilter arm's documents.
+
+    Raises:
+        InputError: no prefilter folder, or it has no counts for one of ``tasks``.
+    """
+    from retriever.prefilter import read_matches
+
+    p = Path(prefilter_dir) if prefilter_dir else None
+    if p is None or not (p / "manifest.json").is_file():
+        raise InputError(
+            f"the prefilter arm needs keyword match counts ({prefilter_dir}/matches): add a "
+            "[prefilter] section to the run config and run it, or `retriever prefilter` first"
+        )
+    t = read_matches(p)
+    need = int(read_json(p / "manifest.json")["settings"].get("min_matches", 1))
+    missing = [x for x in tasks if score_name(KEYWORDS, x) not in t.column_names]
+    if missing:
+        raise InputError(
+            f"the prefilter in {p} counted no patterns for task(s) {missing}; rerun it with "
+            "those tasks"
+        )
+    ids = t.column("id").to_pylist()
+    out = {}
+    for x in tasks:
+        counts = t.column(score_name(KEYWORDS, x)).to_numpy()
+        out[x] = {i for i, c in zip(ids, counts, strict=True) if c >= need}
+    return out
+
+
+def rated_low_ids(rate_dir: str | os.PathLike | None, tasks: list[str]) -> dict[str, set]:
+    """Per task, the ids the LLM rated below the rating threshold (``negative`` rows of
+    ``retriever rate``'s ``labels/<task>.parquet``): what the rating arm leaves out.
+
+    Raises:
+        InputError: no rating labels for one of ``tasks``.
+    """
+    import pyarrow.parquet as pq
+
+    out = {}
+    for x in tasks:
+        f = Path(rate_dir or "") / "labels" / f"{x}.parquet"
+        if not rate_dir or not f.is_file():
+            raise InputError(
+                f"the rating arm needs LLM ratings of task {x!r} ({f}): add a [rate] section to "
+                "the run config and run it, or `retriever rate` first"
+            )
+        t = pq.read_table(f, columns=["id", "label"]).to_pydict()
+        out[x] = {i for i, lab in zip(t["id"], t["label"], strict=True) if lab == "negative"}
+    return out
+
+
 def similarity_pools(
     sources: ArmSources,
     mixture: dict[str, float],
     budget: int,
     out: Path,
-    allowed: set[str] | None = None,
+    allowed: set[str] | dict[str, set[str]] | None = None,
+    excluded: dict[str, set[str]] | None = None,
 ) -> dict[str, str]:
     """Write one pool per task of the top documents by similarity; return pool name -> folder.
 
-    ``allowed``: only these ids are taken (the band arm); ``None``: every scored document.
+    ``allowed``: only these ids are taken (the band arm), or per task (the prefilter arm);
+    ``None``: every scored document. ``excluded``: per task, ids never taken (the rating arm).
 
     Each task pool holds its best documents by ``score_<task>`` until their estimated tokens reach
     ``SIMILARITY_MARGIN`` times the task's share of ``budget`` (documents another pool takes
-    first are skipped by the dataset stage, hence the margin). Records carry ``sim/<task>``, so
+    first are skipped by the dataset stage, hence the margin). Records carry ``score_<task>``, so
     the dataset stage ranks them by it. Reused while the score folder and the sizes are unchanged.
     """
     from retriever.score import iter_scored_docs, read_scores
@@ -256,21 +360,27 @@ def similarity_pools(
         "budget": budget,
         "mixture": {t: mixture[t] / total_w for t in tasks},
         "margin": SIMILARITY_MARGIN,
-        **({"allowed": fingerprint(sorted(allowed))} if allowed is not None else {}),
+        **({"allowed": _ids_fingerprint(allowed)} if allowed is not None else {}),
+        **({"excluded": _ids_fingerprint(excluded)} if excluded is not None else {}),
     }
     pools = {t: str(out / t) for t in tasks}
     done = out / "pools.json"
     if done.exists() and read_json(done).get("settings") == orjson.loads(orjson.dumps(settings)):
         return {**pools, **general}
-    table = read_scores(sources.scores, columns=["id", "n_chars"] + [f"score_{t}" for t in tasks])
+    cols = ["id", "n_chars"] + [score_name(SCORE, t) for t in tasks]
+    table = read_scores(sources.scores, columns=cols)
     ids = np.asarray(table.column("id").to_pylist(), dtype=object)
     n_tok = table.column("n_chars").to_numpy().astype(np.float64) / CHARS_PER_TOKEN  # [n]
     chosen: dict[str, dict[str, float]] = {}
     for t in tasks:
-        s = table.column(f"score_{t}").to_numpy(zero_copy_only=False).astype(np.float64)  # [n]
+        s = table.column(score_name(SCORE, t)).to_numpy(zero_copy_only=False)  # [n]
+        s = s.astype(np.float64)
         order = np.argsort(-np.nan_to_num(s, nan=-np.inf), kind="stable")
-        if allowed is not None:
-            order = order[[ids[i] in allowed for i in order]]
+        ok = allowed.get(t, set()) if isinstance(allowed, dict) else allowed
+        if ok is not None:
+            order = order[[ids[i] in ok for i in order]]
+        if excluded is not None and excluded.get(t):
+            order = order[[ids[i] not in excluded[t] for i in order]]
         want = SIMILARITY_MARGIN * budget * mixture[t] / total_w
         cum = np.cumsum(n_tok[order])
         k = int(min(len(order), np.searchsorted(cum, want) + 1))
@@ -284,7 +394,7 @@ def similarity_pools(
                 rec = {
                     "id": doc.id,
                     "text": doc.text,
-                    "metadata": {**md, f"sim/{t}": chosen[t][doc.id]},
+                    "metadata": {**md, score_name(SCORE, t): chosen[t][doc.id]},
                 }
                 rows[t].append(orjson.dumps(rec))
     for t in tasks:
@@ -294,6 +404,12 @@ def similarity_pools(
             f.write(b"\n".join(rows[t]) + b"\n")
     write_json_atomic(done, {"settings": settings, "docs": {t: len(rows[t]) for t in tasks}})
     return {**pools, **general}
+
+
+def _ids_fingerprint(ids: set[str] | dict[str, set[str]]) -> str:
+    if isinstance(ids, dict):
+        return fingerprint({k: sorted(v) for k, v in sorted(ids.items())})
+    return fingerprint(sorted(ids))
 
 
 def _general(sources: ArmSources) -> dict[str, str]:
@@ -326,9 +442,12 @@ def _link_corpus(corpus: tuple[str, ...], out: Path) -> Path:
     want = {}
     for i, s in enumerate(shards):
         suffix = Path(s).name[len(Path(s).name.split(".")[0]) :]
-        want[f"{i:05d}_{shard_name(s)}{suffix}"] = Path(s).resolve()
+        # the absolute path, not the resolved one: the link's target keeps the shard's own
+        # folder name, so an id-less record's `<shard>:<row>` id can be matched to the corpus's
+        # (PoolScan.domain_names)
+        want[f"{i:05d}_{shard_name(s)}{suffix}"] = Path(os.path.abspath(s))
     for f in out.iterdir():
-        if f.name not in want or not f.is_symlink() or f.resolve() != want[f.name]:
+        if f.name not in want or not f.is_symlink() or f.resolve() != want[f.name].resolve():
             f.unlink()
     for name, target in want.items():
         link = out / name

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from retriever._cli import HelpFormatter, print_json
+from retriever._cli import (
+    HelpFormatter,
+    add_config_options,
+    add_reader_options,
+    config_from_args,
+    print_json,
+    reader_from_args,
+)
+from retriever.names import SCORE, score_name
 
 
 def add_parser(subparsers) -> None:
     from retriever.band.stage import BandConfig
 
-    d = BandConfig.__dataclass_fields__
     p = subparsers.add_parser(
         "band",
         help="perplexity band: BPB under a reference LM, keep documents between two quantiles",
@@ -26,19 +33,30 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--docs", nargs="+", required=True, help="a score folder, or corpus paths")
     p.add_argument("--out", required=True, help="output folder (BPB cache inside)")
-    p.add_argument("--model", required=True, help="reference causal LM: Hub id or local folder")
-    p.add_argument("--name", default=None, help="cache name of the model (default: its folder)")
-    p.add_argument("--tokenizer", default=None, help="tokenizer id or folder (default: the model)")
-    p.add_argument("--max-length", type=int, default=None, help="tokens per window")
-    p.add_argument("--low", type=float, default=d["low"].default, help="lower quantile kept")
-    p.add_argument("--high", type=float, default=d["high"].default, help="upper quantile kept")
-    p.add_argument("--max-docs", type=int, default=None, help="BPB for a seeded sample of N docs")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    p.add_argument("--max-batch-tokens", type=int, default=d["max_batch_tokens"].default)
-    p.add_argument("--text-field", default="text")
-    p.add_argument("--id-field", default="id")
+    add_config_options(
+        p,
+        BandConfig,
+        ["model", "name", "tokenizer", "max_length", "low", "high", "max_docs", "seed"],
+        model={"required": True, "help": "reference causal LM: Hub id or local folder"},
+        name={"help": "cache name of the model (default: its folder)"},
+        tokenizer={"help": "tokenizer id or folder (default: the model)"},
+        max_length={"help": "tokens per window"},
+        low={"help": "lower quantile kept"},
+        high={"help": "upper quantile kept"},
+        max_docs={"help": "BPB for a seeded sample of N docs"},
+        seed={"help": "seeds that sample"},
+    )
+    add_config_options(
+        p,
+        BandConfig,
+        ["device", "dtype", "max_batch_tokens", "max_batch_size", "block_docs"],
+        device={"help": "cuda / cpu (default: cuda when available)"},
+        dtype={"choices": ["auto", "float32", "bfloat16", "float16"], "help": None},
+        max_batch_tokens={"help": "padded tokens per forward"},
+        max_batch_size={"help": "windows per forward"},
+        block_docs={"help": "documents scored together and written as one cache part"},
+    )
+    add_reader_options(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_run)
 
@@ -47,21 +65,7 @@ def _run(args: argparse.Namespace) -> int:
     from retriever._cli import show_progress
     from retriever.band.stage import BandConfig, band_docs
 
-    cfg = BandConfig(
-        model=args.model,
-        name=args.name,
-        tokenizer=args.tokenizer,
-        max_length=args.max_length,
-        low=args.low,
-        high=args.high,
-        max_docs=args.max_docs,
-        seed=args.seed,
-        device=args.device,
-        dtype=args.dtype,
-        max_batch_tokens=args.max_batch_tokens,
-        text_field=args.text_field,
-        id_field=args.id_field,
-    )
+    cfg = config_from_args(BandConfig, args, reader=reader_from_args(args))
     s = band_docs(args.docs, args.out, cfg, progress=show_progress())
     if args.json:
         print_json(s)
@@ -76,7 +80,7 @@ def _run(args: argparse.Namespace) -> int:
         f"{s['cut_high_bpb']:.4f} BPB (mean {s['bpb_mean']:.4f})"
     )
     for t, r in s["spearman_bpb_vs_similarity"].items():
-        print(f"  Spearman(BPB, score_{t}) = {r:+.3f}")
+        print(f"  Spearman(BPB, {score_name(SCORE, t)}) = {r:+.3f}")
     c = s["cost"]
     if c["computed_docs"]:
         print(

@@ -33,8 +33,10 @@ from typing import Any
 import numpy as np
 
 from retriever._deps import require
+from retriever.corpus.readers import ReaderConfig
 from retriever.errors import ConfigError, InputError
 from retriever.io import AtomicWriter, write_json_atomic
+from retriever.names import SCORE, score_name
 from retriever.stats import Stats
 
 HIST_BINS = 60
@@ -53,7 +55,7 @@ class BandConfig:
         seed: seeds that sample.
         device, dtype, max_batch_tokens, max_batch_size, block_docs: BPB computation
             (see :class:`~retriever.confirm.stage.BpbOptions`).
-        text_field, id_field: corpus record fields (plain corpus input).
+        reader: how corpus records are read (plain corpus input; a run: ``[corpus]``'s options).
     """
 
     model: str = ""
@@ -69,8 +71,7 @@ class BandConfig:
     max_batch_tokens: int = 8192
     max_batch_size: int = 64
     block_docs: int = 256
-    text_field: str = "text"
-    id_field: str = "id"
+    reader: ReaderConfig = ReaderConfig()
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -123,16 +124,9 @@ def band_side(bpb: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
     """Spearman rank correlation over the pairs where both are finite (NaN under 3 pairs)."""
-    from retriever.metrics import rankdata
+    from retriever.metrics import spearman as _spearman
 
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 3:
-        return math.nan
-    rx, ry = rankdata(x[ok]), rankdata(y[ok])
-    if rx.std() == 0 or ry.std() == 0:
-        return math.nan
-    return float(np.corrcoef(rx, ry)[0, 1])
+    return _spearman(x, y)
 
 
 class PerplexityBand:
@@ -235,7 +229,10 @@ class PerplexityBand:
                 "device": matrix.report.get("device"),
                 "dtype": matrix.report.get("dtype"),
             },
-            "settings": asdict(c),
+            "settings": {
+                **{k: v for k, v in asdict(c).items() if k != "reader"},
+                **c.reader.to_dict(),
+            },
             "seconds": round(secs, 3),
         }
         write_json_atomic(self.out / "summary.json", summary)
@@ -252,7 +249,7 @@ class PerplexityBand:
             "side": pa.array(list(side), pa.string()),
         }
         for t, s in sims.items():
-            cols[f"score_{t}"] = pa.array(s, pa.float64())
+            cols[score_name(SCORE, t)] = pa.array(s, pa.float64())
         p = self.out / "band.parquet"
         with AtomicWriter(p) as tmp:
             pq.write_table(pa.table(cols), tmp)
@@ -268,9 +265,8 @@ def band_docs(
 ) -> dict[str, Any]:
     """The perplexity band of ``docs`` (a score folder or corpus paths) into ``out``."""
     from retriever.confirm.docs import open_docs
-    from retriever.corpus import CorpusReader
 
-    rd = reader or CorpusReader(text_field=config.text_field, id_field=config.id_field)
+    rd = reader or config.reader.reader()
     return PerplexityBand(config, out, progress=progress).run(open_docs(docs, rd))
 
 

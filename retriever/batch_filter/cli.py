@@ -7,12 +7,17 @@ import sys
 
 from retriever._cli import (
     HelpFormatter,
+    add_config_options,
     add_reader_options,
+    config_from_args,
     parse_named_paths,
     print_json,
     reader_from_args,
     show_progress,
 )
+from retriever.batch_filter.config import DEFAULT_THRESHOLD, FilterConfig
+from retriever.batch_filter.thresholds import BY
+from retriever.batch_filter.writers import POOL_FORMATS
 from retriever.errors import ConfigError
 
 
@@ -45,31 +50,37 @@ def add_parser(subparsers) -> None:
         metavar="TASK=PATH",
         help="model of a task (default: INDEXES/TASK/filter.bin)",
     )
-    p.add_argument("--indexes", default="indexes", help="folder of per-task model folders")
+    add_config_options(p, FilterConfig, ["indexes"])
     d = p.add_argument_group("what to keep (a threshold, or a top fraction found on a sample)")
     d.add_argument(
-        "--threshold", action="append", metavar="P|TASK=P", help="keep p >= P (default 0.5)"
+        "--threshold",
+        action="append",
+        metavar="P|TASK=P",
+        help=f"keep p >= P (default {DEFAULT_THRESHOLD})",
     )
-    d.add_argument(
-        "--top-fraction", type=float, help="keep this share of --by per task (PreSelect)"
+    add_config_options(
+        d,
+        FilterConfig,
+        ["top_fraction", "by", "sample_docs"],
+        top_fraction={"help": "keep this share of --by per task (PreSelect)"},
+        by={"choices": list(BY)},
+        sample_docs={"help": "sample size for --top-fraction"},
     )
-    d.add_argument("--by", default="tokens", choices=["tokens", "chars", "docs"])
-    d.add_argument("--sample-docs", type=int, default=20_000, help="sample size for --top-fraction")
     o = p.add_argument_group("input and output")
-    o.add_argument(
-        "--format", default="jsonl.gz", choices=["jsonl.gz", "jsonl", "parquet", "lmflow"]
+    add_config_options(
+        o, FilterConfig, ["format"], format={"choices": list(POOL_FORMATS), "help": None}
     )
     add_reader_options(o)
-    o.add_argument("--tokenizer", help="local tokenizer.json / folder for exact GPT-2 token counts")
-    o.add_argument("--batch-size", type=int, default=512, help="documents per fastText call")
-    o.add_argument(
-        "--write-scores",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="keep every document's probabilities (float16) in OUTPUT/scores/: re-threshold later "
-        "with `retriever filter-rethreshold`, without scoring",
+    add_config_options(
+        o,
+        FilterConfig,
+        ["tokenizer", "batch_size", "write_scores", "max_chars"],
+        tokenizer={"help": "local tokenizer.json / folder for exact GPT-2 token counts"},
+        write_scores={
+            "help": "keep every document's probabilities (float16) in OUTPUT/scores/: "
+            "re-threshold later with `retriever filter-rethreshold`, without scoring"
+        },
     )
-    o.add_argument("--max-chars", type=int, default=0, help="score only the first chars (0: all)")
     e = p.add_argument_group("execution (datatrove executors)")
     e.add_argument("--executor", default="local", choices=["local", "slurm", "ray"])
     e.add_argument("--workers", type=int, help="tasks at once (local default: cores)")
@@ -165,24 +176,14 @@ def run_rethreshold(args: argparse.Namespace) -> int:
     return 0
 
 
-def config_from_args(args: argparse.Namespace):
-    from retriever.batch_filter.config import FilterConfig
-
-    threshold = _threshold(args.threshold)
-    return FilterConfig(
+def filter_config_from_args(args: argparse.Namespace) -> FilterConfig:
+    return config_from_args(
+        FilterConfig,
+        args,
         tasks=tuple(args.task),
         models=_pairs(args.model, "--model") or None,
-        indexes=args.indexes,
-        threshold=threshold,
-        top_fraction=args.top_fraction,
-        by=args.by,
-        sample_docs=args.sample_docs,
-        fmt=args.format,
+        threshold=_threshold(args.threshold),
         reader=reader_from_args(args),
-        tokenizer=args.tokenizer,
-        batch_size=args.batch_size,
-        max_chars=args.max_chars,
-        write_scores=args.write_scores,
     )
 
 
@@ -221,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
         man = write_summary(args.output)
         _print(man, args.json)
         return 0 if man["complete"] else 1
-    stage = BatchFilter(config_from_args(args))
+    stage = BatchFilter(filter_config_from_args(args))
     settings = executor_settings(args)
     if args.dry_run:
         from retriever.batch_filter.shard import FilterShard

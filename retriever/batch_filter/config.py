@@ -29,7 +29,7 @@ class FilterConfig:
             sample of ``sample_docs`` documents and recorded.
         by: ``docs``, ``chars`` or ``tokens`` (tokens: exact with ``tokenizer``, else estimated).
         sample_docs: sample size for ``top_fraction``.
-        fmt: output format: ``jsonl.gz``, ``jsonl``, ``parquet`` or ``lmflow``.
+        format: output format: ``jsonl.gz``, ``jsonl``, ``parquet`` or ``lmflow``.
         reader: how corpus records are read (fields, detokenizer for token-id shards).
         tokenizer: local tokenizer file/folder for exact token counts.
         batch_size: documents per fastText call.
@@ -46,7 +46,7 @@ class FilterConfig:
     top_fraction: float | None = None
     by: str = "tokens"
     sample_docs: int = 20_000
-    fmt: str = "jsonl.gz"
+    format: str = "jsonl.gz"
     reader: ReaderConfig = ReaderConfig()
     tokenizer: str | None = None
     batch_size: int = 512
@@ -71,9 +71,9 @@ class FilterConfig:
             )
         if self.by not in BY:
             raise ConfigError(f"--by must be one of {BY}, got {self.by!r}")
-        if self.fmt not in POOL_FORMATS:
+        if self.format not in POOL_FORMATS:
             raise ConfigError(
-                f"unknown output format {self.fmt!r}; use one of {', '.join(POOL_FORMATS)}"
+                f"unknown output format {self.format!r}; use one of {', '.join(POOL_FORMATS)}"
             )
         if self.sample_docs < 1 or self.batch_size < 1 or self.max_chars < 0:
             raise ConfigError("sample_docs and batch_size must be >= 1, max_chars >= 0")

@@ -11,7 +11,7 @@ Example:
     ...     JsonlWriter("pool/"),
     ... ], tasks=8).run()
 
-Each document gets ``metadata["prob/<task>"]`` for every task; it is kept when its probability
+Each document gets ``metadata["prob_<task>"]`` for every task; it is kept when its probability
 passes the threshold of at least one task (``keep="any"``) or of every task (``keep="all"``).
 Documents fastText cannot read are dropped with reason ``undecodable``.
 """
@@ -23,6 +23,7 @@ from datatrove.pipeline.filters.base_filter import BaseFilter
 
 from retriever.batch_filter.scorer import FastTextScorer
 from retriever.errors import ConfigError
+from retriever.names import PROB, score_name
 
 
 class FastTextTaskFilter(BaseFilter):
@@ -74,7 +75,7 @@ class FastTextTaskFilter(BaseFilter):
             passed = []
             for j, t in enumerate(tasks):
                 p = float(sb.probs[k, j])
-                doc.metadata[f"prob/{t}"] = p
+                doc.metadata[score_name(PROB, t)] = p
                 passed.append(p >= self.thresholds[t])
             ok = any(passed) if self.keep == "any" else all(passed)
             out.append(True if ok else (False, "below_threshold"))

@@ -24,6 +24,7 @@ from retriever.corpus.readers import ReaderConfig
 from retriever.data import Doc
 from retriever.errors import ConfigError, InputError
 from retriever.io import read_json, write_json_atomic
+from retriever.names import PROB, score_name
 from retriever.thresholds import threshold_for_fraction
 
 BY = ("docs", "chars")
@@ -54,7 +55,7 @@ def read_filter_scores(filter_dir: str | os.PathLike) -> tuple[list[str], dict[s
         parts["n_chars"].append(t.column("n_chars").to_numpy())
         probs.append(
             np.stack(
-                [t.column(f"prob_{x}").to_numpy().astype(np.float32) for x in tasks], axis=1
+                [t.column(score_name(PROB, x)).to_numpy().astype(np.float32) for x in tasks], axis=1
             ).reshape(t.num_rows, len(tasks))
         )
     if missing:
@@ -65,7 +66,7 @@ def read_filter_scores(filter_dir: str | os.PathLike) -> tuple[list[str], dict[s
     cols = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
     p_all = np.concatenate(probs) if probs else np.zeros((0, len(tasks)), np.float32)
     for j, x in enumerate(tasks):
-        cols[f"prob_{x}"] = p_all[:, j]
+        cols[score_name(PROB, x)] = p_all[:, j]
     return tasks, cols
 
 
@@ -96,7 +97,7 @@ def rethreshold(
     chars = cols["n_chars"].astype(np.float64)
     out: dict[str, Any] = {}
     for t in tasks:
-        p = cols[f"prob_{t}"]
+        p = cols[score_name(PROB, t)]
         ok = np.isfinite(p)
         if top_fraction is not None:
             w = None if by == "docs" else chars[ok]
@@ -137,7 +138,9 @@ def write_rethresholded(
     counts = {t: 0 for t in tasks}
     for shard in settings["shards"]:
         sel = cols["shard"] == shard
-        prob = np.stack([cols[f"prob_{t}"][sel] for t in tasks], axis=1)  # [n_shard, n_tasks]
+        prob = np.stack(
+            [cols[score_name(PROB, t)][sel] for t in tasks], axis=1
+        )  # [n_shard, n_tasks]
         at = {int(r): i for i, r in enumerate(cols["row"][sel])}  # shard row -> score row
         keep = prob >= np.array([thresholds[t] for t in tasks], dtype=np.float32)[None, :]
         if not keep.any():
@@ -151,7 +154,7 @@ def write_rethresholded(
                 if i is None or not keep[i].any():
                     continue
                 for j, t in enumerate(tasks):
-                    rec.metadata[f"prob/{t}"] = round(float(prob[i, j]), 6)
+                    rec.metadata[score_name(PROB, t)] = round(float(prob[i, j]), 6)
                 for j, t in enumerate(tasks):
                     if keep[i, j]:
                         writers[t].write(rec)

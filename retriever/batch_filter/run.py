@@ -87,7 +87,7 @@ class BatchFilter:
             "top_fraction": c.top_fraction,
             "by": c.by if c.mode == "top-fraction" else None,
             "sample_docs": c.sample_docs if c.mode == "top-fraction" else None,
-            "format": c.fmt,
+            "format": c.format,
             "text_field": c.reader.text_field,
             "id_field": c.reader.id_field,
             "keep_fields": list(c.reader.keep_fields) if c.reader.keep_fields is not None else None,

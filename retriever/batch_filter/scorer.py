@@ -1,4 +1,4 @@
-"""fastText scoring of documents for one or several tasks: ``prob/<task>`` = P(positive).
+"""fastText scoring of documents for one or several tasks: ``prob_<task>`` = P(positive).
 
 Scoring is kept apart from deciding: :class:`FastTextScorer` only computes probabilities
 (``score_texts``) or writes them into ``Doc.metadata`` (``run``); thresholds are applied by the
@@ -20,6 +20,7 @@ from retriever.distill.labels import POSITIVE, fasttext_text, model_normalizatio
 from retriever.distill.train import LABEL_PREFIX, model_manifest_path
 from retriever.errors import ConfigError, InputError, ModelMismatchError
 from retriever.io import read_json
+from retriever.names import PROB, score_name
 from retriever.step import BatchStep
 
 if TYPE_CHECKING:
@@ -200,7 +201,7 @@ class FastTextScorer(BatchStep):
         return ProbBatch(probs, bad)
 
     def process_batch(self, docs: list[Doc]) -> list[Doc]:
-        """Set ``metadata["prob/<task>"]`` on every document; unscorable ones are counted as
+        """Set ``metadata["prob_<task>"]`` on every document; unscorable ones are counted as
         ``rejected/undecodable`` and not passed on."""
         sb = self.score_texts([d.text for d in docs])
         out = []
@@ -209,6 +210,6 @@ class FastTextScorer(BatchStep):
                 self.reject(d, "undecodable")
                 continue
             for j, t in enumerate(self.tasks):
-                d.metadata[f"prob/{t}"] = float(sb.probs[k, j])
+                d.metadata[score_name(PROB, t)] = float(sb.probs[k, j])
             out.append(d)
         return out

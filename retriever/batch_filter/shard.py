@@ -26,6 +26,7 @@ from retriever.batch_filter.scorer import FastTextScorer
 from retriever.batch_filter.writers import PoolWriter, commit_all, open_pool_writer
 from retriever.corpus import AtomicWriter, RejectWriter, shard_name
 from retriever.data import Doc, Rejected
+from retriever.names import PROB, score_name
 from retriever.stats import Stats
 from retriever.step import batched
 from retriever.thresholds import to_float16_keeping
@@ -76,7 +77,7 @@ class FilterShard:
         scorer.exclusion = unscorable
         with commit_all(writers):
             for t in s.tasks:
-                writers[t] = open_pool_writer(c.fmt, out / t / name)
+                writers[t] = open_pool_writer(c.format, out / t / name)
             for batch in batched(scorer.run(docs()), c.batch_size):
                 self._write(batch, counter, thr, writers, stats)
             rejects.close()
@@ -100,7 +101,7 @@ class FilterShard:
             else np.zeros((0, len(self.settings.tasks)), dtype=np.float16)
         )  # [n_docs, n_tasks] float16: 2 bytes a probability
         for j, t in enumerate(self.settings.tasks):
-            cols[f"prob_{t}"] = pa.array(probs[:, j], pa.float16())
+            cols[score_name(PROB, t)] = pa.array(probs[:, j], pa.float16())
         with AtomicWriter(path) as tmp:
             pq.write_table(pa.table(cols), tmp)
         self._scores = []
@@ -108,11 +109,11 @@ class FilterShard:
     def _write(
         self, docs: list[Doc], counter: TokenCounter, thr: np.ndarray, writers, stats
     ) -> None:
-        """Decide and write a batch of scored documents (``prob/<task>`` set by the scorer)."""
+        """Decide and write a batch of scored documents (``prob_<task>`` set by the scorer)."""
         tasks = self.settings.tasks
         n = len(docs)
         probs = np.array(
-            [[d.metadata[f"prob/{t}"] for t in tasks] for d in docs], dtype=np.float32
+            [[d.metadata[score_name(PROB, t)] for t in tasks] for d in docs], dtype=np.float32
         ).reshape(n, len(tasks))  # [n_docs, n_tasks]
         chars = np.fromiter((len(d.text) for d in docs), dtype=np.int64, count=n)  # [n_docs]
         keep = probs >= thr[None, :]  # [n_docs, n_tasks]
@@ -126,9 +127,9 @@ class FilterShard:
         for k in range(n):
             meta = docs[k].metadata
             for t in tasks:  # kept documents carry their probabilities rounded
-                p = meta.pop(f"prob/{t}")
+                p = meta.pop(score_name(PROB, t))
                 if keep[k].any():
-                    meta[f"prob/{t}"] = round(float(p), 6)
+                    meta[score_name(PROB, t)] = round(float(p), 6)
         for j, t in enumerate(tasks):
             kept = np.flatnonzero(keep[:, j])
             w = writers[t]

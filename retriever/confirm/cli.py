@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 
 from retriever._cli import (
+    add_config_options,
     add_reader_options,
+    config_from_args,
     parse_task_values,
     print_json,
     reader_from_args,
@@ -43,34 +45,32 @@ def _docs_opts(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 
 def _bpb_opts(p: argparse.ArgumentParser) -> None:
+    from retriever.confirm.stage import BpbOptions
+
     g = p.add_argument_group("bits per byte")
-    g.add_argument(
-        "--device", default="auto", help="cuda, cpu or auto (default: cuda when available)"
-    )
-    g.add_argument(
-        "--dtype",
-        default="auto",
-        choices=["auto", "float32", "bfloat16", "float16"],
-        help="weights dtype (auto: bf16 on CUDA, fp32 on CPU)",
-    )
-    g.add_argument(
-        "--batch-tokens",
-        type=int,
-        default=8192,
-        help="padded tokens per forward (default 8192; lower it on small GPUs)",
-    )
-    g.add_argument("--batch-size", type=int, default=64, help="windows per forward (default 64)")
-    g.add_argument(
-        "--context-tokens",
-        type=int,
-        default=1,
-        help="1: disjoint windows (lm-eval); k: each later window re-reads k-1 extra tokens",
-    )
-    g.add_argument(
-        "--block-docs",
-        type=int,
-        default=256,
-        help="documents per cached part (what a kill can lose; default 256)",
+    add_config_options(
+        g,
+        BpbOptions,
+        ["device", "dtype", "max_batch_tokens", "max_batch_size", "context_tokens", "block_docs"],
+        device={"help": "cuda, cpu or auto (default: cuda when available)"},
+        dtype={
+            "choices": ["auto", "float32", "bfloat16", "float16"],
+            "help": "weights dtype (auto: bf16 on CUDA, fp32 on CPU)",
+        },
+        max_batch_tokens={
+            "flag": "--batch-tokens",
+            "help": "padded tokens per forward (default %(default)s; lower it on small GPUs)",
+        },
+        max_batch_size={
+            "flag": "--batch-size",
+            "help": "windows per forward (default %(default)s)",
+        },
+        context_tokens={
+            "help": "1: disjoint windows (lm-eval); k: each later window re-reads k-1 extra tokens"
+        },
+        block_docs={
+            "help": "documents per cached part (what a kill can lose; default %(default)s)"
+        },
     )
     g.add_argument("--threads", type=int, help="torch CPU threads")
 
@@ -83,11 +83,14 @@ def _candidate_opts(p: argparse.ArgumentParser) -> None:
         metavar="TASK",
         help="tasks to label (default: the score folder's tasks that the panel has scores for)",
     )
-    g.add_argument(
-        "--top-fraction",
-        type=float,
-        metavar="F",
-        help="candidates: the top F (0-1] of documents by similarity to the task",
+    add_config_options(
+        g,
+        CandidateRule,
+        ["top_fraction"],
+        top_fraction={
+            "metavar": "F",
+            "help": "candidates: the top F (0-1] of documents by similarity to the task",
+        },
     )
     g.add_argument(
         "--threshold",
@@ -96,80 +99,62 @@ def _candidate_opts(p: argparse.ArgumentParser) -> None:
         help="candidates: similarity >= SIM for TASK (repeatable; wins over --top-fraction); "
         "with neither, the threshold recorded by `retriever score`",
     )
-    g.add_argument(
-        "--negatives-per-positive",
-        type=float,
-        default=CandidateRule.negatives_per_positive,
-        metavar="R",
-        help="random non-candidates labelled negative, per candidate (default %(default)s)",
-    )
-    g.add_argument(
-        "--max-random-negatives",
-        type=int,
-        default=CandidateRule.max_random_negatives,
-        help="cap per task (default %(default)s)",
-    )
-    g.add_argument(
-        "--max-candidates",
-        type=int,
-        metavar="N",
-        help="at most N candidates per task, the top ones by similarity: BPB then costs at "
-        "most models x N document forwards per task (default: no cap)",
-    )
-    g.add_argument(
-        "--seed",
-        type=int,
-        default=CandidateRule.seed,
-        help="seed of the random negatives (default %(default)s)",
+    add_config_options(
+        g,
+        CandidateRule,
+        ["negatives_per_positive", "max_random_negatives", "max_candidates", "seed"],
+        negatives_per_positive={
+            "metavar": "R",
+            "help": "random non-candidates labelled negative, per candidate (default %(default)s)",
+        },
+        max_random_negatives={"help": "cap per task (default %(default)s)"},
+        max_candidates={
+            "metavar": "N",
+            "help": "at most N candidates per task, the top ones by similarity: BPB then costs at "
+            "most models x N document forwards per task (default: no cap)",
+        },
+        seed={"help": "seed of the random negatives (default %(default)s)"},
     )
 
 
 def _decision_opts(p: argparse.ArgumentParser) -> None:
+    from retriever.confirm.stage import ConfirmSettings
+
     g = p.add_argument_group("decision")
-    g.add_argument(
-        "--estimator",
-        default=DecisionRules.estimator,
-        choices=["spearman", "concordance", "product", "sign", "sign_cdf", "sign_sign"],
-        help="correlation that decides (default %(default)s)",
+    add_config_options(
+        g,
+        DecisionRules,
+        ["estimator", "positive_min", "negative_max", "positive_top_fraction"],
+        estimator={
+            "choices": ["spearman", "concordance", "product", "sign", "sign_cdf", "sign_sign"],
+            "help": "correlation that decides (default %(default)s)",
+        },
+        positive_min={"help": "positive: candidate with correlation >= this (default %(default)s)"},
+        negative_max={"help": "negative: candidate with correlation <= this (default %(default)s)"},
+        positive_top_fraction={
+            "flag": "--positive-top",
+            "metavar": "F",
+            "help": "also require positives to be in the top F of candidates by correlation",
+        },
     )
-    g.add_argument(
-        "--positive-min",
-        type=float,
-        default=DecisionRules.positive_min,
-        help="positive: candidate with correlation >= this (default %(default)s)",
-    )
-    g.add_argument(
-        "--negative-max",
-        type=float,
-        default=DecisionRules.negative_max,
-        help="negative: candidate with correlation <= this (default %(default)s)",
-    )
-    g.add_argument(
-        "--positive-top",
-        type=float,
-        metavar="F",
-        help="also require positives to be in the top F of candidates by correlation",
-    )
-    g.add_argument(
-        "--min-models", type=int, default=3, help="fewest usable scored models (default 3)"
-    )
-    g.add_argument(
-        "--metric",
-        choices=["acc", "acc_norm", "neg_bpb"],
-        help="score metric turned into errors (default: the one most models have)",
-    )
-    g.add_argument(
-        "--sample-budget",
-        type=float,
-        default=0.25,
-        help="budget fraction behind the sampling-weight caps (default 0.25)",
-    )
-    g.add_argument(
-        "--no-center",
-        dest="center_models",
-        action="store_false",
-        help="correlate raw BPB (default: each model's median BPB over the candidates is "
-        "subtracted first, so a model better at everything does not make every document correlate)",
+    add_config_options(
+        g,
+        ConfirmSettings,
+        ["min_models", "metric", "sample_budget", "center_models"],
+        min_models={"help": "fewest usable scored models (default %(default)s)"},
+        metric={
+            "choices": ["acc", "acc_norm", "neg_bpb"],
+            "help": "score metric turned into errors (default: the one most models have)",
+        },
+        sample_budget={
+            "help": "budget fraction behind the sampling-weight caps (default %(default)s)"
+        },
+        center_models={
+            "flag": "--center",
+            "help": "subtract each model's median BPB over the candidates before correlating, so "
+            "a model better at everything does not make every document correlate (--no-center: "
+            "raw BPB)",
+        },
     )
 
 
@@ -286,14 +271,7 @@ def _need(args, *names: str) -> None:
 def _bpb_options(args):
     from retriever.confirm.stage import BpbOptions
 
-    return BpbOptions(
-        device=args.device,
-        dtype=args.dtype,
-        max_batch_tokens=args.batch_tokens,
-        max_batch_size=args.batch_size,
-        context_tokens=args.context_tokens,
-        block_docs=args.block_docs,
-    )
+    return config_from_args(BpbOptions, args)
 
 
 def _open(args):
@@ -313,27 +291,15 @@ def _label(args) -> int:
     _need(args, "models", "docs", "out")
     _threads(args)
     panel, docs = _open(args)
-    settings = ConfirmSettings(
+    settings = config_from_args(
+        ConfirmSettings,
+        args,
         tasks=tuple(args.tasks) if args.tasks else None,
-        candidates=CandidateRule(
-            top_fraction=args.top_fraction,
-            threshold=parse_task_values(args.threshold, "--threshold"),
-            negatives_per_positive=args.negatives_per_positive,
-            max_random_negatives=args.max_random_negatives,
-            seed=args.seed,
-            max_candidates=args.max_candidates,
+        candidates=config_from_args(
+            CandidateRule, args, threshold=parse_task_values(args.threshold, "--threshold")
         ),
-        rules=DecisionRules(
-            estimator=args.estimator,
-            positive_min=args.positive_min,
-            negative_max=args.negative_max,
-            positive_top_fraction=args.positive_top,
-        ),
+        rules=config_from_args(DecisionRules, args),
         bpb=_bpb_options(args),
-        min_models=args.min_models,
-        metric=args.metric,
-        sample_budget=args.sample_budget,
-        center_models=args.center_models,
     )
     summary = ConfirmStage(panel, args.out, settings, progress=show_progress()).run(docs)
     if args.json:

@@ -29,6 +29,7 @@ from retriever._deps import require
 from retriever.corpus import CorpusReader, list_shards
 from retriever.data import Doc, Rejected
 from retriever.errors import ConfigError, InputError
+from retriever.names import SCORE, score_name
 from retriever.thresholds import threshold_for_fraction
 
 
@@ -265,7 +266,8 @@ def _open_scores(src: list[str]) -> DocSet:
     from retriever.score.select import score_columns
 
     tasks = score_columns(src[0])
-    pa_tbl = read_scores(src[0], columns=["id", "shard", "row"] + [f"score_{t}" for t in tasks])
+    cols_in = ["id", "shard", "row"] + [score_name(SCORE, t) for t in tasks]
+    pa_tbl = read_scores(src[0], columns=cols_in)
     cols = pa_tbl.to_pydict()
     ids, shard, row, rejected, keep, seen = [], [], [], [], [], set()
     for i, doc_id in enumerate(cols["id"]):
@@ -280,7 +282,7 @@ def _open_scores(src: list[str]) -> DocSet:
         shard.append(str(cols["shard"][i]))
         row.append(int(cols["row"][i]))
     idx = np.asarray(keep, dtype=np.int64)
-    sim = {t: np.asarray(cols[f"score_{t}"], dtype=np.float64)[idx] for t in tasks}
+    sim = {t: np.asarray(cols[score_name(SCORE, t)], dtype=np.float64)[idx] for t in tasks}
     if not ids:
         raise InputError(f"{src[0]} holds no scored document")
     return DocSet(src, "scores", ids, shard, row, sim, rejected, tasks)

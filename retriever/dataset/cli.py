@@ -30,7 +30,8 @@ def add_parser(subparsers) -> None:
         "--mixture",
         required=True,
         help="pool weights: 'fc=0.6,reasoning=0.4', 'equal', best.json (mix fit) or mixtures.csv "
-        "(mix propose)",
+        "(mix propose); or domain weights 'domain/k000=0.3,domain/k001=0.7' (mix propose --over "
+        "domains): the budget split between the domains of every pool's documents",
     )
     p.add_argument("--mix-id", help="the row of a mixtures .csv to use")
     p.add_argument("--budget", required=True, help="total tokens: 10B, 500M, 2.5k or a number")
@@ -51,7 +52,8 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--domains",
         default=None,
-        help="a `retriever domains` folder (id -> domain); default: the records' cluster_id",
+        help="a `retriever domains` folder (id -> domain) for --order stratified and mixtures "
+        "over domains; default: the records' cluster_id",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of --order weighted")
     p.add_argument(
@@ -70,7 +72,7 @@ def add_parser(subparsers) -> None:
         default=None,
         metavar="KEY",
         help="metadata key of the score, {pool} = pool name (repeatable; default "
-        "prob/{pool}, sim/{pool}, score, quality)",
+        "prob_{pool}, score_{pool}, score, quality; legacy prob/{pool}, sim/{pool} are read too)",
     )
     p.add_argument("--scan-cache", help="scan cache folder shared across builds (default OUT/scan)")
     p.add_argument("--workers", type=int, default=1, help="processes scanning pool files")

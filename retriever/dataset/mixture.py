@@ -7,6 +7,11 @@ A mixture is a ``{pool: weight}`` dict (weights >= 0, normalized where used). It
 - a JSON file: ``{"weights": {...}}`` (what ``retriever mix fit`` writes) or a flat ``{pool: w}``;
 - a CSV file of proposals (``retriever mix propose``): columns ``mix_id`` and ``weight/<pool>``;
   pick the row with ``mix_id``.
+
+A mixture *over domains* names ``domain/<domain>`` keys instead of pools
+(``domain/k003=0.2,domain/k007=0.8``; ``retriever mix propose --over domains`` writes such
+columns): the budget is split between the corpus domains (``retriever domains``, or the records'
+``cluster_id``) of the documents of every pool given; see :func:`is_domain_mixture`.
 """
 
 from __future__ import annotations
@@ -19,6 +24,29 @@ from retriever.errors import ConfigError, InputError
 from retriever.io import read_json_object
 
 WEIGHT_PREFIX = "weight/"
+DOMAIN_PREFIX = "domain/"  # mixture keys of a mixture over domains
+NO_DOMAIN = "none"  # the domain of a document the domain assignment does not name
+
+
+def domain_key(domain: str | None) -> str:
+    """The mixture key of a domain: ``domain/<domain>`` (``domain/none`` for no domain)."""
+    return DOMAIN_PREFIX + (str(domain) if domain not in (None, "") else NO_DOMAIN)
+
+
+def is_domain_mixture(weights: dict[str, float]) -> bool:
+    """True when every key is a ``domain/<domain>`` key, False when none is.
+
+    Raises:
+        ConfigError: the mixture names pools and domains together.
+    """
+    doms = [k for k in weights if k.startswith(DOMAIN_PREFIX)]
+    if doms and len(doms) != len(weights):
+        others = [k for k in weights if not k.startswith(DOMAIN_PREFIX)]
+        raise ConfigError(
+            f"the mixture names domains ({doms[0]}, ...) and pools ({', '.join(others)}) together:"
+            " a mixture is over pools or over domains (`domain/<name>` keys), not both"
+        )
+    return bool(doms)
 
 
 def parse_mixture(

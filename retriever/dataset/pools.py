@@ -1,7 +1,7 @@
 """Filtered pools: discover them and read their records.
 
 A pool is the set of documents the filter stage kept for one task (``DIR/<task>/<shard>.jsonl.gz``
-or ``.parquet``, records ``{"id", "text", "metadata": {"prob/<task>", "cluster_id", ...}}``), or any
+or ``.parquet``, records ``{"id", "text", "metadata": {"prob_<task>", "cluster_id", ...}}``), or any
 other corpus folder the user adds (a general-quality pool). Pool records keep their scores in the
 nested ``metadata``; :func:`read_pool_shard` flattens it into ``Doc.metadata`` and keeps the pool
 row in ``Doc.metadata["pool_row"]`` so that a selected document can be found again for writing.

@@ -4,7 +4,24 @@ from __future__ import annotations
 
 import argparse
 
-from retriever._cli import HelpFormatter, print_json
+from retriever._cli import HelpFormatter, add_config_options, config_from_args, print_json
+
+# DistillConfig fields with an option of the same name
+HYPERPARAMETERS = (
+    "lr",
+    "epoch",
+    "dim",
+    "word_ngrams",
+    "minn",
+    "maxn",
+    "min_count",
+    "bucket",
+    "loss",
+    "thread",
+    "seed",
+    "max_chars",
+    "normalization",
+)
 
 
 def add_parser(subparsers) -> None:
@@ -37,42 +54,35 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--out", default=None, help="model path (default: indexes/TASK/filter.bin)")
     from retriever.distill.train import DistillConfig
-
-    d = DistillConfig()
-    g = p.add_argument_group("fastText hyperparameters")
-    g.add_argument("--lr", type=float, default=d.lr, help="learning rate")
-    g.add_argument("--epoch", type=int, default=d.epoch, help="passes over the data")
-    g.add_argument("--dim", type=int, default=d.dim, help="vector size")
-    g.add_argument("--word-ngrams", type=int, default=d.word_ngrams, help="2 = word bigrams")
-    g.add_argument(
-        "--minn", type=int, default=d.minn, help="shortest character n-gram (0: no subwords)"
-    )
-    g.add_argument("--maxn", type=int, default=d.maxn, help="longest character n-gram")
-    g.add_argument("--min-count", type=int, default=d.min_count, help="rarer words are dropped")
-    g.add_argument("--bucket", type=int, default=d.bucket, help="n-gram hash buckets (model size)")
-    g.add_argument("--loss", default=d.loss, choices=["softmax", "ova", "hs", "ns"], help="loss")
-    g.add_argument(
-        "--thread",
-        type=int,
-        default=d.thread,
-        help="at least 11 are used (fastText initialises its matrix per thread)",
-    )
-    g.add_argument("--seed", type=int, default=d.seed, help="fastText and split seed")
-    g.add_argument("--max-chars", type=int, default=d.max_chars, help="cut documents (0: whole)")
-    g.add_argument(
-        "--normalization",
-        default=d.normalization,
-        choices=["newlines", "words", "both"],
-        help="words: lowercase, punctuation as tokens; newlines: newlines to spaces only; "
-        "both: the two on one line (docs/distill.md)",
-    )
     from retriever.distill.trainset import SOURCES, VARIANTS
 
+    g = p.add_argument_group("fastText hyperparameters")
+    add_config_options(
+        g,
+        DistillConfig,
+        HYPERPARAMETERS,
+        epoch={"help": "passes over the data"},
+        minn={"help": "shortest character n-gram (0: no subwords)"},
+        maxn={"help": "longest character n-gram"},
+        bucket={"help": "n-gram hash buckets (model size; 0: sized to the training data)"},
+        loss={"choices": ["softmax", "ova", "hs", "ns"], "help": "fastText's loss"},
+        thread={"help": "at least 11 are used (fastText initialises its matrix per thread)"},
+        max_chars={"help": "cut documents (0: whole)"},
+        normalization={
+            "choices": ["newlines", "words", "both"],
+            "help": "words: lowercase, punctuation as tokens; newlines: newlines to spaces only; "
+            "both: the two on one line (docs/distill.md)",
+        },
+    )
     t = p.add_argument_group("training set")
-    t.add_argument(
-        "--training-set",
-        default=d.training_set,
-        help=f"a variant {list(VARIANTS)} or comma-separated sources from {list(SOURCES)}",
+    add_config_options(
+        t,
+        DistillConfig,
+        ["training_set"],
+        training_set={
+            "type": str,
+            "help": f"a variant {list(VARIANTS)} or comma-separated sources from {list(SOURCES)}",
+        },
     )
     t.add_argument(
         "--weight",
@@ -81,21 +91,14 @@ def add_parser(subparsers) -> None:
         metavar="SOURCE=W",
         help="weight of a source (lines replicated / subsampled; repeatable)",
     )
-    t.add_argument(
-        "--balance", action="store_true", help="replicate the lighter class to equal weight"
-    )
-    t.add_argument(
-        "--hard-negative-max",
-        type=float,
-        default=None,
-        help="rejected candidates are hard negatives only at or below this correlation",
-    )
+    add_config_options(t, DistillConfig, ["balance", "hard_negative_max"])
     e = p.add_argument_group("evaluation")
-    e.add_argument(
-        "--test-fraction", type=float, default=d.test_fraction, help="share of each class held out"
+    add_config_options(
+        e,
+        DistillConfig,
+        ["test_fraction", "threshold", "refit"],
+        refit={"help": "after evaluating, retrain on all rows"},
     )
-    e.add_argument("--threshold", type=float, default=d.threshold, help="for precision/recall/F1")
-    e.add_argument("--refit", action="store_true", help="after evaluating, retrain on all rows")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
 
@@ -115,28 +118,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--weight {w!r}: use SOURCE=NUMBER, e.g. --weight gold=2") from None
     ts = args.training_set
     ts = tuple(x.strip() for x in ts.split(",")) if "," in ts else ts
-    cfg = DistillConfig(
-        training_set=ts,
-        normalization=args.normalization,
-        weights=weights,
-        balance=args.balance,
-        hard_negative_max=args.hard_negative_max,
-        lr=args.lr,
-        epoch=args.epoch,
-        dim=args.dim,
-        word_ngrams=args.word_ngrams,
-        min_count=args.min_count,
-        bucket=args.bucket,
-        minn=args.minn,
-        maxn=args.maxn,
-        loss=args.loss,
-        thread=args.thread,
-        seed=args.seed,
-        test_fraction=args.test_fraction,
-        threshold=args.threshold,
-        refit=args.refit,
-        max_chars=args.max_chars,
-    )
+    cfg = config_from_args(DistillConfig, args, training_set=ts, weights=weights)
     out = args.out or f"indexes/{args.task}/filter.bin"
     indexes = None
     if args.indexes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from retriever._cli import HelpFormatter, print_json
+from retriever._cli import HelpFormatter, add_config_options, config_from_args, print_json
 
 
 def add_parser(subparsers) -> None:
@@ -23,18 +23,16 @@ def add_parser(subparsers) -> None:
     )
     from retriever.domains.assign import SOURCES, DomainConfig
 
-    d = DomainConfig()
     p.add_argument("--scores", required=True, help="a `retriever score` output folder")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument(
-        "--source",
-        choices=SOURCES,
-        default=d.source,
-        help="auto: cluster ids when present, else k-means",
+    add_config_options(
+        p,
+        DomainConfig,
+        ["source", "k", "niter", "seed", "max_train"],
+        source={"choices": SOURCES, "help": "auto: cluster ids when present, else k-means"},
+        k={"help": "k-means domains"},
+        seed={"help": "k-means seed"},
     )
-    p.add_argument("--k", type=int, default=d.k, help="k-means domains")
-    p.add_argument("--niter", type=int, default=d.niter, help="k-means iterations")
-    p.add_argument("--seed", type=int, default=d.seed, help="k-means seed")
     p.add_argument("--json", action="store_true", help="print domains.json")
     p.set_defaults(func=_run)
 
@@ -42,7 +40,7 @@ def add_parser(subparsers) -> None:
 def _run(args: argparse.Namespace) -> int:
     from retriever.domains import DomainConfig, assign_domains
 
-    cfg = DomainConfig(source=args.source, k=args.k, niter=args.niter, seed=args.seed)
+    cfg = config_from_args(DomainConfig, args)
     s = assign_domains(args.scores, args.out, cfg)
     if args.json:
         print_json(s)

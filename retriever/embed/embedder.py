@@ -97,6 +97,12 @@ class SentenceEmbedder:
             shape, so a process that sees every length (a query server) grew ~0.35 MB per new
             (batch, length) shape; 32 keeps its memory flat. 1: no padding (scoring, where
             most documents are cut at the same length anyway).
+        group_lengths: on the OpenVINO path, split each batch into forwards of similar token
+            lengths (:func:`~retriever.embed.openvino_encoder.length_groups`; same vectors):
+            for batches of mixed lengths (a query server's).
+        lanes: on the OpenVINO path, forwards that may run at once from different threads
+            (``encode(texts, lane=i)``, each lane its own inference request and stream); a
+            query server uses one lane per core. The torch path has one lane.
     """
 
     def __init__(
@@ -107,6 +113,8 @@ class SentenceEmbedder:
         max_seq_length: int | None = None,
         backend: str = "auto",
         pad_multiple: int = 1,
+        lanes: int = 1,
+        group_lengths: bool = False,
     ):
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
@@ -117,6 +125,10 @@ class SentenceEmbedder:
         self.batch_size = batch_size
         self.backend = backend
         self.pad_multiple = max(1, int(pad_multiple))
+        if int(lanes) < 1:
+            raise InputError(f"lanes must be >= 1, got {lanes}")
+        self._lanes = int(lanes)
+        self.group_lengths = bool(group_lengths)
         self._fast: OpenVINOEncoder | None = None  # when the OpenVINO path is in use
         self.calibration: dict | None = None  # how "auto" chose (see retriever.embed.calibrate)
         self._model = self._load(max_seq_length)
@@ -168,7 +180,16 @@ class SentenceEmbedder:
                 raise InputError(
                     "backend='openvino' runs on CPU; use backend='torch' with device='cuda'"
                 )
-            self._fast = OpenVINOEncoder(self._model, pad_multiple=self.pad_multiple)
+            self._fast = self._openvino("auto", self._lanes)
+
+    def _openvino(self, precision: str, lanes: int = 1) -> OpenVINOEncoder:
+        return OpenVINOEncoder(
+            self._model,
+            precision=precision,
+            pad_multiple=self.pad_multiple,
+            lanes=lanes,
+            group_lengths=self.group_lengths,
+        )
 
     def _auto_cpu_backend(self, forced: str | None) -> None:
         """Torch or OpenVINO (fp32 / bf16), whichever this machine runs fastest: measured once per
@@ -186,13 +207,9 @@ class SentenceEmbedder:
             path = cal.calibration_path(key)
             data = cal.read_choice(path)
             if data is None:
-                encoders["openvino-f32"] = OpenVINOEncoder(
-                    self._model, precision="f32", pad_multiple=self.pad_multiple
-                )
+                encoders["openvino-f32"] = self._openvino("f32")
                 if cal.has_bf16():
-                    encoders["openvino-bf16"] = OpenVINOEncoder(
-                        self._model, precision="bf16", pad_multiple=self.pad_multiple
-                    )
+                    encoders["openvino-bf16"] = self._openvino("bf16")
                 calls: dict[str, Callable[[list[str]], Any]] = {
                     "torch": self._torch_encode,
                     **{
@@ -222,9 +239,8 @@ class SentenceEmbedder:
             choice = data["choice"]
         if choice == "torch":
             return
-        self._fast = encoders.get(choice) or OpenVINOEncoder(
-            self._model, precision=choice.split("-", 1)[1], pad_multiple=self.pad_multiple
-        )
+        self._fast = encoders.get(choice) if self._lanes == 1 else None
+        self._fast = self._fast or self._openvino(choice.split("-", 1)[1], self._lanes)
         self.backend = "openvino"
 
     def _torch_encode(self, texts: list[str]) -> np.ndarray:
@@ -238,9 +254,19 @@ class SentenceEmbedder:
         )
         return np.ascontiguousarray(out, dtype=np.float32)  # [n, dim]
 
-    def encode(self, texts: list[str]) -> np.ndarray:
+    @property
+    def lanes(self) -> int:
+        """Forwards that may run at once (``encode(texts, lane=i)``, ``i < lanes``)."""
+        return self._fast.lanes if self._fast is not None else 1
+
+    @property
+    def seconds(self) -> dict[str, float] | None:
+        """Seconds spent tokenizing / in forwards / pooling so far (OpenVINO path; else None)."""
+        return dict(self._fast.seconds) if self._fast is not None else None
+
+    def encode(self, texts: list[str], lane: int = 0) -> np.ndarray:
         if self._fast is not None:
-            return self._fast.encode(list(texts), self.batch_size)  # [n, dim]
+            return self._fast.encode(list(texts), self.batch_size, lane=lane)  # [n, dim]
         return self._torch_encode(texts)
 
 

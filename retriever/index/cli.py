@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from retriever._cli import print_json
+from retriever._cli import add_reader_options, print_json, reader_from_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -76,13 +76,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=5000,
         help="corpus documents used, a seeded sample over the shards (default 5000)",
     )
-    h.add_argument("--text-field", default="text", help="corpus text field (default text)")
+    add_reader_options(h)
+    from retriever.score.job import ScoreJob
+
     h.add_argument(
         "-k",
         "--k",
         type=int,
-        default=10,
-        help="top-k of the mean scores; must be the score stage's -k (default 10)",
+        default=ScoreJob.k,
+        help="top-k of the mean scores; must be the score stage's -k (default %(default)s)",
     )
     h.add_argument("--c", type=float, default=1.0, help="inverse L2 strength (default 1.0)")
     h.add_argument("--seed", type=int, default=0)
@@ -139,7 +141,8 @@ def _head(args) -> int:
     from retriever.index.head import HeadConfig
     from retriever.index.hybrid import read_negatives, train_heads
 
-    negatives = read_negatives(args.negatives, args.max_negatives, args.seed, args.text_field)
+    reader = reader_from_args(args).reader()
+    negatives = read_negatives(args.negatives, args.max_negatives, args.seed, reader=reader)
     emb = load_embedder(GoldIndex.load(args.index[0]).model)
     heads = train_heads(
         args.index,

@@ -48,6 +48,7 @@ from retriever.index.sparse import (
     unigrams,
 )
 from retriever.io import read_json
+from retriever.names import HEAD, HYBRID, SPARSE, SPARSE_TOPK
 
 if TYPE_CHECKING:
     from retriever.embed import Embedder
@@ -57,7 +58,7 @@ log = logging.getLogger(__name__)
 
 # candidate ranking, best first (measured: docs/retrieval.md); "cos" is always there
 RANKING_ORDER = ("head", "hybrid", "cos")
-EXTRA_COLUMNS = ("sparse", "sparse_topk", "hybrid", "head")
+EXTRA_COLUMNS = (SPARSE, SPARSE_TOPK, HYBRID, HEAD)  # score kinds (retriever.names)
 
 
 @dataclass

@@ -13,8 +13,9 @@ def add_parser(subparsers) -> None:
         "mix",
         help="mixture search (RegMix): propose mixtures, fit proxy results",
         description=(
-            "RegMix: `propose` writes candidate mixtures over the task pools (Dirichlet sampling "
-            "around their token shares); train one small proxy model per mixture (build-dataset "
+            "RegMix: `propose` writes candidate mixtures over the task pools, or over the corpus "
+            "domains of their documents (--over domains), by Dirichlet sampling around their "
+            "token shares; train one small proxy model per mixture (build-dataset "
             "--mixture mixtures.csv --mix-id I), add its validation scores as columns, then `fit` "
             "regresses scores on weights, reports held-out rank correlation and proposes the best "
             "mixture."
@@ -33,6 +34,16 @@ def add_parser(subparsers) -> None:
         "--pools", help="the filter stage's output folder: token shares are counted from it"
     )
     src.add_argument("--shares", help="token shares or counts instead: 'fc=3e9,reasoning=1e9'")
+    pp.add_argument(
+        "--over",
+        choices=["pools", "domains"],
+        default="pools",
+        help="mix the pools, or the domains of the pools' documents (weight/domain/<d> columns)",
+    )
+    pp.add_argument(
+        "--domains",
+        help="with --over domains: a `retriever domains` folder (default: records' cluster_id)",
+    )
     add_repeated(
         pp,
         "--pool",
@@ -97,6 +108,12 @@ def add_parser(subparsers) -> None:
     pr.add_argument("--seeds", type=int, default=None, help="proxies per mixture (default 1)")
     pr.add_argument("--budget", default=None, help="tokens per mixture dataset")
     pr.add_argument("--metric", default=None, choices=["bpb", "acc", "acc_norm"])
+    pr.add_argument(
+        "--over",
+        default=None,
+        choices=["pools", "domains"],
+        help="mix the pools or the domains of their documents (default [mix] over, pools)",
+    )
     pr.add_argument("--out", default=None, help="output folder (default RUN/mix)")
     pr.add_argument("--json", action="store_true", help="print the fit as JSON")
     pr.set_defaults(func=run_mix)
@@ -109,20 +126,39 @@ def _pairs(spec: str) -> dict[str, float]:
 
 
 def run_propose(args: argparse.Namespace) -> int:
-    from retriever.dataset import discover_pools, parse_budget, pool_token_counts
+    from retriever.dataset import (
+        discover_pools,
+        domain_key,
+        domain_token_counts,
+        parse_budget,
+        pool_token_counts,
+    )
+    from retriever.dataset.mixture import DOMAIN_PREFIX
     from retriever.errors import ConfigError
     from retriever.mix import propose_mixtures, upper_bounds, write_proposals
 
+    if args.domains and args.over != "domains":
+        raise ConfigError("--domains is for --over domains (a mixture over the corpus domains)")
     shares: Mapping[str, float]
     if args.pools:
         pools = discover_pools(args.pools, parse_named_paths(args.pool, "--pool"))
-        shares = pool_token_counts(
-            pools, tokenizer=args.tokenizer, scan_cache=args.scan_cache, workers=args.workers
-        )
+        count = {
+            "tokenizer": args.tokenizer,
+            "scan_cache": args.scan_cache,
+            "workers": args.workers,
+        }
+        if args.over == "domains":
+            shares = domain_token_counts(pools, args.domains, **count)
+        else:
+            shares = pool_token_counts(pools, **count)
         if not any(shares.values()):
             raise ConfigError(f"every pool in {args.pools} is empty: nothing to mix")
     else:
         shares = _pairs(args.shares)
+        if args.over == "domains":  # `--shares k000=3,k001=1`: the domain names, keyed
+            shares = {
+                k if k.startswith(DOMAIN_PREFIX) else domain_key(k): v for k, v in shares.items()
+            }
     budget = parse_budget(args.budget) if args.budget else None
     upper = upper_bounds(shares, budget, args.max_epochs)
     mixes = propose_mixtures(
@@ -136,6 +172,8 @@ def run_propose(args: argparse.Namespace) -> int:
         upper=upper,
     )
     info = {
+        "over": args.over,
+        **({"domains": args.domains} if args.domains else {}),
         "shares": shares,
         "seed": args.seed,
         "temperature": args.temperature,
@@ -151,7 +189,8 @@ def run_propose(args: argparse.Namespace) -> int:
         print_json({"out": args.out, "mixtures": mixes, **info})
     else:
         total = sum(shares.values())
-        print(f"{len(mixes)} mixtures over {len(shares)} pools -> {args.out}")
+        what = "domains" if args.over == "domains" else "pools"
+        print(f"{len(mixes)} mixtures over {len(shares)} {what} -> {args.out}")
         for k, v in shares.items():
             ws = [m[k] for m in mixes]
             print(
@@ -217,6 +256,7 @@ def run_mix(args: argparse.Namespace) -> int:
         "seeds": args.seeds,
         "budget": args.budget,
         "metric": args.metric,
+        "over": args.over,
         "out": args.out,
     }
     res = mix_run(args.config, overrides, progress=show_progress(), on_proxy=stderr_progress)

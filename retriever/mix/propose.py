@@ -109,6 +109,15 @@ def propose_mixtures(
     names = list(shares)
     prior = smooth_prior(shares, temperature)
     if int(np.sum(prior > 0)) < 2:
+        from retriever.dataset.mixture import DOMAIN_PREFIX
+
+        if all(k.startswith(DOMAIN_PREFIX) for k in names):
+            raise ConfigError(
+                f"a mixture over domains needs documents in at least two domains; shares: "
+                f"{shares} (domain/none: documents no domain names): assign domains with "
+                "`retriever domains` (--domains DIR, or a [domains] section in a run) or use a "
+                "corpus with cluster_id"
+            )
         raise ConfigError(
             f"a mixture needs at least two non-empty pools; shares: {shares} "
             "(add a task, or a general-quality pool with --pool general=PATH)"

@@ -2,7 +2,9 @@
 
 1. **Propose** ``n`` mixtures over the run's task pools and a ``general`` pool (the run's
    ``[dataset] general_pool``, else its corpus: uniform web text) around their token shares
-   (:func:`~retriever.mix.propose.propose_mixtures`).
+   (:func:`~retriever.mix.propose.propose_mixtures`); with ``over = "domains"``, over the corpus
+   domains of those pools' documents instead (``RUN/domains`` of the run's ``[domains]`` step, or
+   ``[mix] domains``, else the records' ``cluster_id``), around each domain's token share.
 2. **Build** each mixture's proxy dataset with the dataset stage at one token budget (one scan
    cache for all of them).
 3. **Train and evaluate** one proxy per mixture and seed through the same
@@ -56,6 +58,10 @@ class MixRunConfig:
             (see ``retriever mix propose``).
         folds, samples, top_k: the fit settings (see ``retriever mix fit``).
         out: output folder (default ``RUN/mix``).
+        over: ``pools`` (weights per pool) or ``domains`` (weights per ``domain/<domain>`` of
+            the pools' documents; the fit needs ``n >= domains + 2``).
+        domains: a ``retriever domains`` folder (``over = "domains"``; default the run's
+            ``RUN/domains`` when it has a ``[domains]`` section, else the records' cluster ids).
     """
 
     n: int = 8
@@ -74,8 +80,14 @@ class MixRunConfig:
     samples: int = 100_000
     top_k: int = 100
     out: str | None = None
+    over: str = "pools"
+    domains: str | None = None
 
     def __post_init__(self) -> None:
+        if self.over not in ("pools", "domains"):
+            raise ConfigError(f"[mix] over must be pools or domains, got {self.over!r}")
+        if self.domains is not None and self.over != "domains":
+            raise ConfigError('[mix] domains is for over = "domains"')
         if self.metric not in TARGET_METRICS:
             raise ConfigError(f"[mix] metric must be one of {', '.join(TARGET_METRICS)}")
         if not isinstance(self.n, int) or self.n < 2:
@@ -130,21 +142,25 @@ class MixRun(ProxyStage):
 
     def run(self) -> MixRunResult:
         from retriever.arms.datasets import ArmDataset, dataset_fingerprint
-        from retriever.dataset import DatasetBuilder, pool_token_counts
+        from retriever.dataset import DatasetBuilder, domain_token_counts, pool_token_counts
         from retriever.dataset.mixture import WEIGHT_PREFIX
         from retriever.manifest import check_or_write_manifest
         from retriever.mix import propose_mixtures, upper_bounds, write_proposals
         from retriever.mix.fit import fit_mixture, min_runs
 
         c = self.config
-        if c.n < min_runs(len(self.pools)):
+        if c.over == "pools" and c.n < min_runs(len(self.pools)):
             raise ConfigError(
                 f"[mix] n = {c.n} mixtures cannot fit {len(self.pools)} pools: use n >= "
                 f"{min_runs(len(self.pools))}"
             )
         self.out.mkdir(parents=True, exist_ok=True)
+        conf = dict(c.__dict__)
+        if c.over == "pools":  # keys added later: a pool mixture's manifest stays as it was
+            conf.pop("over")
+            conf.pop("domains")
         settings = {
-            "config": c.__dict__,
+            "config": conf,
             "pools": self.pools,
             "budget": self.budget,
             "order": self.order,
@@ -159,10 +175,20 @@ class MixRun(ProxyStage):
         if csv_path.exists() and (self.out / "mixtures.csv.json").exists():
             mixes = _read_mixtures(csv_path)
         else:
-            shares = pool_token_counts(self.pools, tokenizer=self.tokenizer, scan_cache=scan)
-            if not all(shares.values()):
-                empty = [k for k, v in shares.items() if not v]
-                raise ConfigError(f"pool(s) {empty} hold no document: nothing to mix")
+            if c.over == "domains":
+                shares = domain_token_counts(
+                    self.pools, c.domains, tokenizer=self.tokenizer, scan_cache=scan
+                )
+                if c.n < min_runs(len(shares)):
+                    raise ConfigError(
+                        f"[mix] n = {c.n} mixtures cannot fit {len(shares)} domains: use n >= "
+                        f"{min_runs(len(shares))} (or fewer domains: [domains] k)"
+                    )
+            else:
+                shares = pool_token_counts(self.pools, tokenizer=self.tokenizer, scan_cache=scan)
+                if not all(shares.values()):
+                    empty = [k for k, v in shares.items() if not v]
+                    raise ConfigError(f"pool(s) {empty} hold no document: nothing to mix")
             upper = upper_bounds(shares, self.budget, c.max_epochs)
             mixes = propose_mixtures(
                 shares,
@@ -174,14 +200,16 @@ class MixRun(ProxyStage):
                 minimum=c.minimum,
                 upper=upper,
             )
-            write_proposals(csv_path, mixes, {"shares": shares, "budget": self.budget})
+            write_proposals(
+                csv_path, mixes, {"over": c.over, "shares": shares, "budget": self.budget}
+            )
         loop = self.proxy_loop()
         res = MixRunResult(out=self.out, best={})
         for i, mix in enumerate(mixes):
             used = {k: w for k, w in mix.items() if w > 0}
             ds_dir = self.out / "datasets" / f"mix_{i}"
             s = DatasetBuilder(
-                {k: self.pools[k] for k in used},
+                {k: self.pools[k] for k in used} if c.over == "pools" else self.pools,
                 used,
                 self.budget,
                 order=self.order,
@@ -189,6 +217,7 @@ class MixRun(ProxyStage):
                 seed=self.data_seed,
                 scan_cache=scan,
                 progress=self.progress,
+                domains=c.domains,
             ).build(ds_dir)
             ds = ArmDataset(
                 f"mix_{i}",
@@ -205,7 +234,7 @@ class MixRun(ProxyStage):
                     vals.setdefault(f"{metric}/{task}", []).append(v)
             row: dict[str, Any] = {
                 "mix_id": i,
-                **{WEIGHT_PREFIX + k: mix.get(k, 0.0) for k in self.pools},
+                **{WEIGHT_PREFIX + k: mix.get(k, 0.0) for k in (mixes[0] if mixes else {})},
             }
             for col, vs in vals.items():
                 ok = [v for v in vs if math.isfinite(v)]
@@ -276,16 +305,13 @@ def mix_run(
     from retriever.arms.api import load_evaluate_config
     from retriever.arms.datasets import _link_corpus
     from retriever.dataset import discover_pools, parse_budget
-    from retriever.run.config import _rel, load_run_config
+    from retriever.run.config import _rel, check_keys, load_run_config
 
     cfg = load_run_config(config)
     raw = dict(cfg.mix)
-    known = {f.name for f in dataclasses.fields(MixRunConfig)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"[mix]: unknown key(s) {unknown}; known: {sorted(known)}")
+    check_keys(raw, {f.name for f in dataclasses.fields(MixRunConfig)}, "[mix]")
     base = Path(cfg.path).parent
-    for k in ("general", "out"):
+    for k in ("general", "out", "domains"):
         if raw.get(k):
             raw[k] = _rel(base, str(raw[k]))
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
@@ -294,6 +320,8 @@ def mix_run(
     except TypeError as e:
         raise ConfigError(f"[mix]: {e}") from e
     ec = load_evaluate_config(cfg)
+    if mc.over == "domains" and mc.domains is None and cfg.domains is not None:
+        mc = dataclasses.replace(mc, domains=str(cfg.out / "domains"))  # the run's [domains] step
     out = Path(mc.out) if mc.out else cfg.out / "mix"
     general = mc.general or cfg.dataset.general_pool
     if general is None:

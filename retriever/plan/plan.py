@@ -248,7 +248,6 @@ def make_plan(
         hardware: ``{"cores": 64, "gpus": 8}`` for the node figures (default: ``[plan]``).
         ceiling: ``max_core_hours`` / ``max_gpu_hours`` / ``max_hours_here`` (default: ``[plan]``).
     """
-    from retriever.run.config import multilabel
     from retriever.run.job import RunJob
     from retriever.score.sample import DocSampler, parse_sample, resolve_sample
 
@@ -380,7 +379,7 @@ def make_plan(
             int(rows * prof.mean_chars / cpt),
             None,
             "",
-            5.0 * (T + (1 if multilabel(cfg) else 0)),
+            5.0 * (T + (1 if cfg.distill.multilabel else 0)),
             None,
             None,
             False,
@@ -389,9 +388,9 @@ def make_plan(
     )
 
     # -- filter: every document, one pass ----------------------------------------------------------
-    ml = multilabel(cfg)
+    ml = cfg.distill.multilabel
     factor = r.multilabel_cost_ratio if ml else T * r.per_task_cost_ratio
-    fmax = cfg.filter.get("max_chars", 0) or 0
+    fmax = cfg.filter.max_chars
     chars = prof.chars if not fmax else prof.docs * min(prof.mean_chars, fmax)
     core_s = chars * factor / r.filter_chars_per_core_s + prof.docs / r.read_docs_per_core_s
     notes = [
@@ -452,9 +451,7 @@ def make_plan(
 
 def _band_plan(cfg, r: Rates, embedded: int, mean_chars: float, cpt: float) -> StagePlan:
     """BPB of the scored documents (or ``max_docs`` of them) under one reference model."""
-    from retriever.run.config import band_config
-
-    b = band_config(cfg)
+    b = cfg.band
     docs = min(embedded, b.max_docs) if b.max_docs is not None else embedded
     tokens = int(docs * mean_chars / cpt)
     flop = 2.0 * r.band_params * tokens
@@ -479,9 +476,7 @@ def _band_plan(cfg, r: Rates, embedded: int, mean_chars: float, cpt: float) -> S
 
 def _rate_plan(cfg, r: Rates, embedded: int, mean_chars: float, cpt: float, T: int) -> StagePlan:
     """Rating requests: each task's candidates plus random others, at most ``max_requests``."""
-    from retriever.run.config import rate_config
-
-    c = rate_config(cfg)
+    c = cfg.rate
     top = c.top_fraction if c.top_fraction is not None else cfg.score.top_fraction
     cand = math.ceil((top if top is not None else 1.0) * embedded)
     if c.max_candidates is not None:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from retriever._cli import HelpFormatter, add_reader_options, print_json, reader_from_args
+from retriever._cli import (
+    HelpFormatter,
+    add_config_options,
+    add_reader_options,
+    config_from_args,
+    print_json,
+    read_task_table,
+    reader_from_args,
+)
 
 
 def add_parser(subparsers) -> None:
@@ -29,13 +37,18 @@ def add_parser(subparsers) -> None:
         default=None,
         help="task to match (repeatable; default: the four ELMB tasks)",
     )
-    p.add_argument(
-        "--mode",
-        choices=["drop", "features"],
-        default="features",
-        help="drop: keep documents some task matches; features: counts only",
+    from retriever.prefilter.stage import MODES, PrefilterConfig
+
+    add_config_options(
+        p,
+        PrefilterConfig,
+        ["mode", "min_matches"],
+        mode={
+            "choices": list(MODES),
+            "help": "drop: keep documents some task matches; features: counts only",
+        },
+        min_matches={"help": "matches a task needs to pass"},
     )
-    p.add_argument("--min-matches", type=int, default=1, help="matches a task needs to pass")
     p.add_argument(
         "--patterns",
         default=None,
@@ -53,28 +66,16 @@ def add_parser(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from retriever.config import spec_patterns
     from retriever.prefilter import DEFAULT_PATTERNS, PrefilterConfig, prefilter_corpus
 
-    patterns: dict = {}
-    if args.patterns:
-        from retriever.config import read_toml
-
-        _, raw = read_toml(args.patterns, "patterns file", "a TOML file with a [patterns] table")
-        patterns = dict(raw.get("patterns", {}))
+    patterns = read_task_table(args.patterns, "patterns", "patterns file")
     tasks = tuple(args.tasks or (patterns and list(patterns)) or DEFAULT_PATTERNS)
-    for t in tasks:  # a task spec's own `patterns` replace the defaults (a --patterns file wins)
-        if t not in patterns and (args.indexes_dir / f"{t}.toml").is_file():
-            from retriever.config import load_task_spec
-
-            spec = load_task_spec(args.indexes_dir / f"{t}.toml")
-            if spec.patterns:
-                patterns[t] = spec.patterns
-    cfg = PrefilterConfig(
-        tasks=tasks,
-        mode=args.mode,
-        min_matches=args.min_matches,
-        patterns=patterns,
-        reader=reader_from_args(args),
+    # a task spec's own `patterns` replace the defaults (a --patterns file wins)
+    specs = {t: args.indexes_dir / f"{t}.toml" for t in tasks if t not in patterns}
+    patterns.update(spec_patterns(specs))
+    cfg = config_from_args(
+        PrefilterConfig, args, tasks=tasks, patterns=patterns, reader=reader_from_args(args)
     )
     summary = prefilter_corpus(args.corpus, args.out, cfg)
     if args.json:

@@ -29,6 +29,7 @@ from retriever.data import Doc, DocStream, Rejected
 from retriever.errors import ConfigError
 from retriever.io import AtomicWriter, RejectWriter, write_json_atomic
 from retriever.manifest import DoneMarkers, check_or_write_manifest, shard_fingerprint
+from retriever.names import KEYWORDS, score_name
 from retriever.prefilter.matcher import DEFAULT_PATTERNS, KeywordMatcher
 from retriever.progress import progress_bar
 from retriever.stats import Stats
@@ -229,7 +230,8 @@ def _prefilter_shard(
     if config.mode == "features":
         kept_path.unlink(missing_ok=True)
     mat = np.stack(counts) if counts else np.zeros((0, len(tasks)), dtype=np.int32)
-    table = pa.table({**cols, **{f"kw_{t}": mat[:, j] for j, t in enumerate(tasks)}})
+    kw = {score_name(KEYWORDS, t): mat[:, j] for j, t in enumerate(tasks)}
+    table = pa.table({**cols, **kw})
     with AtomicWriter(out / "matches" / f"{name}.parquet") as tmp:
         pq.write_table(table, tmp)
     rejects.close()

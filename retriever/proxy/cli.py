@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from retriever._cli import HelpFormatter, print_json
-
-
-def _field_type(f: dataclasses.Field):
-    hint = str(f.type)
-    if "int" in hint:
-        return int
-    if "float" in hint:
-        return float
-    return str
+from retriever._cli import HelpFormatter, add_config_options, config_from_args, print_json
 
 
 def add_parser(subparsers) -> None:
@@ -43,15 +34,13 @@ def add_parser(subparsers) -> None:
     t.add_argument("--out", required=True, help="run folder (resumed when it exists)")
     t.add_argument("--json", action="store_true", help="print the result as JSON")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
-    d = ProxyConfig()
     g = t.add_argument_group("proxy settings (ProxyConfig fields)")
-    for f in dataclasses.fields(ProxyConfig):
-        flag = "--" + f.name.replace("_", "-")
-        kind = _field_type(f)
-        if f.name == "tokens":
-            g.add_argument(flag, default=d.tokens, help="token budget: 200k, 10M, 1B or a number")
-            continue
-        g.add_argument(flag, type=kind, default=getattr(d, f.name), help=f.name.replace("_", " "))
+    add_config_options(
+        g,
+        ProxyConfig,
+        [f.name for f in dataclasses.fields(ProxyConfig)],
+        tokens={"type": str, "help": "token budget: 200k, 10M, 1B or a number"},
+    )
     t.set_defaults(func=_run_train)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -60,9 +49,7 @@ def _run_train(args) -> int:
     from retriever.dataset.build import parse_budget
     from retriever.proxy import ProxyConfig, train_proxy
 
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ProxyConfig)}
-    values["tokens"] = parse_budget(values["tokens"])
-    cfg = ProxyConfig(**values)
+    cfg = config_from_args(ProxyConfig, args, tokens=parse_budget(args.tokens))
     res = train_proxy(
         args.data if len(args.data) > 1 else args.data[0],
         args.out,

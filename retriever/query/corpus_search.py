@@ -28,6 +28,7 @@ import numpy as np
 
 from retriever._deps import require
 from retriever.errors import ConfigError
+from retriever.names import SCORE, TOPK, score_kind, score_name
 
 if TYPE_CHECKING:
     from retriever.store import CorpusStore
@@ -54,7 +55,7 @@ class CorpusFilter:
 
     def where(self) -> str | None:
         """The same filter as a LanceDB SQL ``WHERE`` clause (None: no filter)."""
-        parts = [f"`score_{task}` >= {float(x)!r}" for task, x in self.min_score]
+        parts = [f"`{score_name(SCORE, task)}` >= {float(x)!r}" for task, x in self.min_score]
         if self.cluster is not None:
             parts.append("cluster_id = '{}'".format(str(self.cluster).replace("'", "''")))
         return " AND ".join(parts) or None
@@ -103,9 +104,7 @@ class StoreSearcher:
         self.nprobes = nprobes
         self.refine_factor = refine_factor
         cols = store.columns()
-        self.extra = tuple(
-            c for c in cols if c.startswith(("score_", "topk_")) or c == "cluster_id"
-        )
+        self.extra = tuple(c for c in cols if score_kind(c) in (SCORE, TOPK) or c == "cluster_id")
         self.rows = store.count()
         self.ann = bool(store.has_ann_index())
 
@@ -153,16 +152,14 @@ class MemorySearcher:
         t0 = time.perf_counter()
         self.store = store
         cols = store.columns()
-        self.extra = tuple(
-            c for c in cols if c.startswith(("score_", "topk_")) or c == "cluster_id"
-        )
+        self.extra = tuple(c for c in cols if score_kind(c) in (SCORE, TOPK) or c == "cluster_id")
         keep = [c for c in (*BASE, *self.extra) if c in cols]
         xb, self.table = _read_store(store, keep)  # xb: [n, dim] unit rows
         self.rows = self.table.num_rows
         self._scores = {
             c: np.asarray(self.table.column(c).to_numpy(zero_copy_only=False), dtype=np.float32)
             for c in self.extra
-            if c.startswith("score_")
+            if score_kind(c) == SCORE
         }
         self._clusters: tuple[dict[Any, int], np.ndarray] | None = None
         if "cluster_id" in self.extra:
@@ -214,7 +211,7 @@ class MemorySearcher:
             return None
         keep = np.ones(self.rows, dtype=bool)
         for task, x in flt.min_score:
-            keep &= self._scores[f"score_{task}"] >= np.float32(x)
+            keep &= self._scores[score_name(SCORE, task)] >= np.float32(x)
         if flt.cluster is not None:
             if self._clusters is None:  # no cluster_id column: no row is in the cluster
                 return np.zeros(self.rows, dtype=bool)

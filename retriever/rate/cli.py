@@ -5,13 +5,39 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from retriever._cli import HelpFormatter, parse_task_values, print_json
+from retriever._cli import (
+    HelpFormatter,
+    add_config_options,
+    add_reader_options,
+    config_from_args,
+    parse_task_values,
+    print_json,
+    read_task_table,
+    reader_from_args,
+)
+
+# RateConfig fields of the endpoint with an option of the same name
+ENDPOINT = (
+    "base_url",
+    "model",
+    "api",
+    "api_key_env",
+    "temperature",
+    "max_tokens",
+    "seed",
+    "timeout",
+    "retries",
+    "backoff",
+    "max_backoff",
+    "concurrency",
+    "max_requests",
+)
 
 
 def add_parser(subparsers) -> None:
+    from retriever.rate.client import APIS
     from retriever.rate.stage import RateConfig
 
-    d = RateConfig()
     p = subparsers.add_parser(
         "rate",
         help="rate documents 0-5 per task with an LLM (FineWeb-Edu style annotation)",
@@ -33,24 +59,24 @@ def add_parser(subparsers) -> None:
         "--task", action="append", dest="tasks", default=None, help="task to rate (repeatable)"
     )
     e = p.add_argument_group("endpoint")
-    e.add_argument("--base-url", default=d.base_url, help="API root (ends in /v1)")
-    e.add_argument("--model", required=True, help="model name the server knows")
-    e.add_argument("--api", choices=["chat", "completions"], default=d.api)
-    e.add_argument(
-        "--api-key-env", default=d.api_key_env, help="environment variable holding the API key"
-    )
-    e.add_argument("--temperature", type=float, default=d.temperature)
-    e.add_argument("--max-tokens", type=int, default=d.max_tokens, help="tokens per answer")
-    e.add_argument("--seed", type=int, default=None, help="sampling seed sent to the server")
-    e.add_argument("--timeout", type=float, default=d.timeout, help="seconds per request")
-    e.add_argument("--retries", type=int, default=d.retries, help="on 429 / 5xx / timeouts")
-    e.add_argument("--backoff", type=float, default=d.backoff, help="first retry wait (doubles)")
-    e.add_argument("--concurrency", type=int, default=d.concurrency, help="requests in flight")
-    e.add_argument(
-        "--max-requests",
-        type=int,
-        default=None,
-        help="HTTP requests this run may send, retries included (default: no cap)",
+    add_config_options(
+        e,
+        RateConfig,
+        ENDPOINT,
+        base_url={"help": "API root (ends in /v1)"},
+        model={"required": True, "help": "model name the server knows"},
+        api={"choices": list(APIS), "help": None},
+        api_key_env={"help": "environment variable holding the API key"},
+        max_tokens={"help": "tokens per answer"},
+        seed={"help": "sampling seed sent to the server"},
+        timeout={"help": "seconds per request"},
+        retries={"help": "on 429 / 5xx / timeouts"},
+        backoff={"help": "first retry wait (doubles)"},
+        max_backoff={"help": "longest retry wait"},
+        concurrency={"help": "requests in flight"},
+        max_requests={
+            "help": "HTTP requests this run may send, retries included (default: no cap)"
+        },
     )
     r = p.add_argument_group("prompt and labels")
     r.add_argument(
@@ -64,17 +90,20 @@ def add_parser(subparsers) -> None:
         default=Path("indexes"),
         help="folder of task specs (<task>.toml with a `rubric`)",
     )
-    r.add_argument(
-        "--system", default=d.system, help="system message ('' sends none); part of the prompt"
+    add_config_options(
+        r,
+        RateConfig,
+        ["system", "max_chars", "score_marker", "threshold", "cache"],
+        system={"help": "system message ('' sends none); part of the prompt"},
+        max_chars={"help": "document start rated"},
+        score_marker={"help": "what precedes the score"},
+        threshold={"help": "int_score >= this is a positive label"},
+        cache={"help": "answer cache file (default OUT/cache.sqlite)"},
     )
-    r.add_argument("--max-chars", type=int, default=d.max_chars, help="document start rated")
-    r.add_argument("--score-marker", default=d.score_marker, help="what precedes the score")
-    r.add_argument(
-        "--threshold", type=int, default=d.threshold, help="int_score >= this is a positive label"
-    )
-    r.add_argument("--cache", default=None, help="answer cache file (default OUT/cache.sqlite)")
     s = p.add_argument_group("which documents (score folder)")
-    s.add_argument("--top-fraction", type=float, default=None, help="candidates: top fraction")
+    add_config_options(
+        s, RateConfig, ["top_fraction"], top_fraction={"help": "candidates: top fraction"}
+    )
     s.add_argument(
         "--sim-threshold",
         action="append",
@@ -82,18 +111,16 @@ def add_parser(subparsers) -> None:
         metavar="TASK=SCORE",
         help="candidates: similarity at or above (repeatable)",
     )
-    s.add_argument(
-        "--max-candidates", type=int, default=None, help="at most this many candidates per task"
+    add_config_options(
+        s,
+        RateConfig,
+        ["max_candidates", "negatives_per_positive", "max_random_negatives", "sample_seed"],
+        max_candidates={"help": "at most this many candidates per task"},
+        negatives_per_positive={"help": "random non-candidates rated per candidate"},
+        max_random_negatives={"help": "at most this many random non-candidates per task"},
+        sample_seed={"help": "seeds the random non-candidates"},
     )
-    s.add_argument(
-        "--negatives-per-positive",
-        type=float,
-        default=d.negatives_per_positive,
-        help="random non-candidates rated per candidate",
-    )
-    s.add_argument("--sample-seed", type=int, default=d.sample_seed)
-    p.add_argument("--text-field", default="text")
-    p.add_argument("--id-field", default="id")
+    add_reader_options(p)
     p.add_argument(
         "--show-prompt",
         action="store_true",
@@ -108,42 +135,18 @@ def _run(args: argparse.Namespace) -> int:
     from retriever._cli import show_progress
     from retriever.rate.stage import RateConfig, rate_docs
 
-    prompts: dict = {}
-    if args.prompts:
-        from retriever.config import read_toml
+    prompts = read_task_table(args.prompts, "prompts", "prompts file")
+    if not all(isinstance(v, str) for v in prompts.values()):
         from retriever.errors import ConfigError
 
-        _, raw = read_toml(args.prompts, "prompts file", "a TOML file with a [prompts] table")
-        prompts = raw.get("prompts", {})
-        if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
-            raise ConfigError(f"{args.prompts}: [prompts] must map task names to template strings")
-    cfg = RateConfig(
+        raise ConfigError(f"{args.prompts}: [prompts] must map task names to template strings")
+    cfg = config_from_args(
+        RateConfig,
+        args,
         tasks=tuple(args.tasks or (list(prompts) if prompts else [])),
-        base_url=args.base_url,
-        model=args.model,
-        api=args.api,
-        api_key_env=args.api_key_env,
-        temperature=args.temperature,
-        max_tokens=args.max_tokens,
-        seed=args.seed,
-        timeout=args.timeout,
-        retries=args.retries,
-        backoff=args.backoff,
-        concurrency=args.concurrency,
-        max_requests=args.max_requests,
-        max_chars=args.max_chars,
-        score_marker=args.score_marker,
-        threshold=args.threshold,
         prompts=prompts,
-        system=args.system,
-        top_fraction=args.top_fraction,
         threshold_sim=parse_task_values(args.sim_threshold, "--sim-threshold"),
-        max_candidates=args.max_candidates,
-        negatives_per_positive=args.negatives_per_positive,
-        sample_seed=args.sample_seed,
-        cache=args.cache,
-        text_field=args.text_field,
-        id_field=args.id_field,
+        reader=reader_from_args(args),
     )
     if args.show_prompt:
         from retriever.rate.stage import preview_prompts

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from retriever._deps import require
+from retriever.corpus.readers import ReaderConfig
 from retriever.distill.labels import label_schema
 from retriever.errors import ConfigError
 from retriever.io import AtomicWriter, write_json_atomic
@@ -75,7 +76,7 @@ class RateConfig:
         top_fraction, threshold_sim, max_candidates, negatives_per_positive,
             max_random_negatives, sample_seed: which documents of a score folder are rated.
         cache: the answer cache file (default ``OUT/cache.sqlite``; share one across runs).
-        text_field, id_field: corpus record fields (plain corpus input).
+        reader: how corpus records are read (plain corpus input; a run: ``[corpus]``'s options).
     """
 
     tasks: tuple[str, ...] = ()
@@ -105,8 +106,7 @@ class RateConfig:
     max_random_negatives: int = 100_000
     sample_seed: int = 0
     cache: str | None = None
-    text_field: str = "text"
-    id_field: str = "id"
+    reader: ReaderConfig = ReaderConfig()
 
     def __post_init__(self) -> None:
         if self.api not in APIS:
@@ -260,8 +260,11 @@ class RatingStage:
     def _manifest(self, docs, tasks: list[str], versions: dict[str, str]) -> dict[str, Any]:
         c = self.config
         settings = {
-            k: v for k, v in asdict(c).items() if k not in ("prompts", "cache", "api_key_env")
+            k: v
+            for k, v in asdict(c).items()
+            if k not in ("prompts", "cache", "api_key_env", "reader")
         }
+        settings.update(c.reader.to_dict())
         return {
             "stage": "rate",
             "docs": list(docs.source),
@@ -509,9 +512,8 @@ def preview_prompts(
     many the run would rate).
     """
     from retriever.confirm.docs import open_docs
-    from retriever.corpus import CorpusReader
 
-    rd = reader or CorpusReader(text_field=config.text_field, id_field=config.id_field)
+    rd = reader or config.reader.reader()
     ds = open_docs(docs, rd)
     tasks = list(config.tasks) or list(ds.score_tasks)
     if not tasks:
@@ -562,9 +564,8 @@ def rate_docs(
     Returns the summary (also ``OUT/summary.json``).
     """
     from retriever.confirm.docs import open_docs
-    from retriever.corpus import CorpusReader
 
-    rd = reader or CorpusReader(text_field=config.text_field, id_field=config.id_field)
+    rd = reader or config.reader.reader()
     ds = open_docs(docs, rd)
     tasks = list(config.tasks) or list(ds.score_tasks)
     if prompts is None:

@@ -476,6 +476,11 @@ def _dataset(s: Mapping[str, Any]) -> str:
         + (" (estimate: ceil(bytes / 4))" if m.get("estimate") else "")
         + "</p>"
     )
+    if s.get("over") == "domains":  # a mixture over domains: each row is a domain
+        cap += (
+            "<p>The mixture is over corpus domains: each row holds one domain's documents from "
+            f"the pools {escape(', '.join(s.get('sources') or {}))}.</p>"
+        )
     return (
         cap + f"<table>{head}{''.join(rows)}</table>" + f'<div class="grid">{"".join(figs)}</div>'
     )

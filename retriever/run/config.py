@@ -1,23 +1,38 @@
 """The TOML config of ``retriever run``: one section per stage.
 
-Sections map onto each stage's own settings object (``[distill]`` -> ``DistillConfig``, ``[filter]``
--> ``FilterConfig``, ...), so an option is defined once, where the stage checks it; an unknown key
-is a :class:`ConfigError` naming the section. See ``configs/offline.toml`` (runs on local files)
-and ``configs/elmb.toml`` (the four ELMB tasks from the Hub).
+A stage's section *is* the stage's own frozen config (``[distill]`` a ``DistillConfig``,
+``[filter]`` a ``FilterConfig``, ``[rate]`` a ``RateConfig``, ...), read by one parser
+(:func:`parse_section`), so an option is defined once, where the stage checks it, and the run
+hands the stage that object as it is. An unknown key is a :class:`ConfigError` naming the section
+and the nearest valid key; what the run sets itself (the tasks, the reader options of
+``[corpus]``) is refused in a stage's section with a line saying where it is set. See
+``configs/offline.toml`` (runs on local files) and ``configs/elmb.toml`` (the four ELMB tasks from
+the Hub).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from retriever.config import check_field_types, read_toml
+from retriever.batch_filter.config import FilterConfig
+from retriever.config import changed_fields, check_field_types, read_toml
 from retriever.confirm.decide import DecisionRules
 from retriever.confirm.docs import CandidateRule
+from retriever.confirm.stage import BpbOptions, ConfirmSettings
 from retriever.corpus.readers import ReaderConfig
+from retriever.distill.train import DistillConfig
 from retriever.errors import ConfigError
+from retriever.score.job import ScoreJob
+
+if TYPE_CHECKING:
+    from retriever.band import BandConfig
+    from retriever.domains import DomainConfig
+    from retriever.prefilter import PrefilterConfig
+    from retriever.rate import RateConfig
 
 SECTIONS = (
     "run",
@@ -70,7 +85,53 @@ class CorpusSection(ReaderConfig):
 
     def reader_config(self) -> ReaderConfig:
         """The reader options alone, as each stage takes them."""
-        return ReaderConfig(**{f.name: getattr(self, f.name) for f in fields(ReaderConfig)})
+        return base_config(self, ReaderConfig)
+
+
+def base_config(section: Any, cls: type) -> Any:
+    """The ``cls`` part of a section that extends a stage's config with run-level keys (e.g.
+    :class:`FilterSection` -> its :class:`~retriever.batch_filter.FilterConfig`)."""
+    return cls(**{f.name: getattr(section, f.name) for f in fields(cls) if f.init})
+
+
+STUDENTS_DIR = "filters"  # RUN/filters/<task>/filter.bin: the students the filter runs
+EXECUTORS = ("local", "slurm", "ray")
+
+
+@dataclass(frozen=True)
+class DistillSection(DistillConfig):
+    """``[distill]``: the students' :class:`~retriever.distill.DistillConfig` (any of its options),
+    plus ``multilabel``: one one-vs-all student for every task, so the filter reads, tokenizes and
+    hashes each document once for all tasks (see retriever/distill/multilabel.py)."""
+
+    multilabel: bool = False
+
+    def config(self) -> DistillConfig:
+        """What each student is trained with."""
+        return base_config(self, DistillConfig)
+
+
+@dataclass(frozen=True)
+class FilterSection(FilterConfig):
+    """``[filter]``: the filter stage's :class:`~retriever.batch_filter.FilterConfig`, with the
+    run's tasks, ``[corpus]``'s reader options and the run's students (``RUN/filters``; the
+    multi-label one with ``[distill] multilabel``) filled in, plus where it runs: ``executor``
+    (local | slurm | ray: one datatrove task per shard) and ``workers`` (tasks at once; local
+    default: the cores)."""
+
+    executor: str = "local"
+    workers: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"executor {self.executor!r}: use one of {', '.join(EXECUTORS)}")
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {self.workers}")
+
+    def config(self) -> FilterConfig:
+        """The stage's config, as :class:`~retriever.batch_filter.BatchFilter` takes it."""
+        return base_config(self, FilterConfig)
 
 
 @dataclass(frozen=True)
@@ -98,11 +159,11 @@ class ScoreSection:
     """``sample``: embed a seeded random sample only: a fraction (0.01, ``"1%"``) or a document
     count (2000000, ``"2M"``), see :mod:`retriever.score.sample`; unset: every document."""
 
-    k: int = 10
-    batch_size: int = 256
+    k: int = ScoreJob.k
+    batch_size: int = ScoreJob.batch_size
     top_fraction: float | None = 0.1
     threshold: dict[str, float] = field(default_factory=dict)
-    device: str | None = None
+    device: str | None = ScoreJob.device
     store: bool = True
     sample: Any = None
 
@@ -129,10 +190,10 @@ class ConfirmSection:
     positive_min: float = DecisionRules.positive_min
     negative_max: float = DecisionRules.negative_max
     positive_top_fraction: float | None = DecisionRules.positive_top_fraction
-    min_models: int = 3
-    metric: str | None = None
-    center_models: bool = True
-    device: str | None = None
+    min_models: int = ConfirmSettings.min_models
+    metric: str | None = ConfirmSettings.metric
+    center_models: bool = ConfirmSettings.center_models
+    device: str | None = BpbOptions.device
 
 
 @dataclass(frozen=True)
@@ -203,22 +264,22 @@ class RunConfig:
     corpus: CorpusSection
     score: ScoreSection
     confirm: ConfirmSection
-    distill: dict[str, Any]
-    filter: dict[str, Any]
+    distill: DistillSection
+    filter: FilterSection
     dataset: DatasetSection
     index: IndexSection = field(default_factory=IndexSection)
     # read by `retriever evaluate` / `retriever mix run` (retriever.arms), not by `retriever run`
     evaluate: dict[str, Any] = field(default_factory=dict)
     mix: dict[str, Any] = field(default_factory=dict)
     plan: PlanSection = field(default_factory=PlanSection)
-    # optional steps (None: the section is absent, the step is not run): PrefilterConfig,
-    # RateConfig and BandConfig arguments (tasks default to the run's)
-    prefilter: dict[str, Any] | None = None
-    rate: dict[str, Any] | None = None
-    band: dict[str, Any] | None = None
-    # DomainConfig arguments: k-means (or ClimbLab cluster ids) over the scored documents; the
-    # dataset step then uses the domains (order = "stratified" fills tiers within domains)
-    domains: dict[str, Any] | None = None
+    # optional steps (None: the section is absent, the step is not run), each the stage's config
+    # (tasks: the run's unless given; reader options: [corpus]'s)
+    prefilter: PrefilterConfig | None = None
+    rate: RateConfig | None = None
+    band: BandConfig | None = None
+    # k-means (or ClimbLab cluster ids) over the scored documents; the dataset step then uses the
+    # domains (order = "stratified" fills tiers within domains)
+    domains: DomainConfig | None = None
 
     @property
     def out(self) -> Path:
@@ -245,17 +306,51 @@ def check_keys(data: dict[str, Any], known: list[str] | set[str], where: str) ->
     )
 
 
-def _make(cls, data: Any, where: str):
+READER_KEYS = tuple(f.name for f in fields(ReaderConfig))
+# what the run sets itself in a stage's section, and where a user sets it instead
+_SET_BY_RUN = {
+    "tasks": "the run's [tasks.NAME] tables",
+    "indexes": "the run (its students, RUN/filters)",
+    "reader": "[corpus] (one set of reader options for every stage)",
+}
+
+
+def parse_section(
+    cls: type,
+    data: Any,
+    where: str,
+    fixed: dict[str, Any] | None = None,
+    defaults: dict[str, Any] | None = None,
+) -> Any:
+    """``[where]`` as the frozen dataclass ``cls``: its keys are ``cls``'s fields (an unknown one
+    is a :class:`ConfigError` naming the nearest valid key), its values type-checked, arrays made
+    tuples. ``fixed``: fields the run sets (the run's tasks, ``[corpus]``'s reader), refused in
+    the table; ``defaults``: fields the run fills unless the table gives them.
+
+    Raises:
+        ConfigError: not a table, an unknown or run-set key, a wrong type, a value the stage's own
+            checks refuse (the message names the section).
+    """
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"[{where}] must be a table")
-    check_keys(data, [f.name for f in fields(cls) if f.init], f"[{where}]")
+    fixed = fixed or {}
+    names = [f.name for f in fields(cls) if f.init]
+    for k in sorted(data):
+        if k in fixed or (k in READER_KEYS and "reader" in names):
+            src = _SET_BY_RUN["reader" if k in READER_KEYS else k]
+            raise ConfigError(f"[{where}] {k}: not set here, it comes from {src}")
+    check_keys(data, [n for n in names if n not in fixed], f"[{where}]")
     check_field_types(cls, data, f"[{where}]")
     kw = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
     try:
-        return cls(**kw)
+        return cls(**{**(defaults or {}), **kw, **fixed})
     except TypeError as e:
+        raise ConfigError(f"[{where}]: {e}") from e
+    except ConfigError as e:
+        if str(e).startswith(f"[{where}]"):
+            raise
         raise ConfigError(f"[{where}]: {e}") from e
 
 
@@ -270,17 +365,22 @@ def _rel(base: Path, p: str) -> str:
 
 
 def load_run_config(path: str | os.PathLike) -> RunConfig:
-    """Read and check a run config.
+    """Read and check a run config: every section becomes its stage's config here, so a typo
+    fails before any work starts.
 
     Raises:
         ConfigError: missing file, bad TOML, unknown sections or keys, no tasks or corpus.
     """
+    from retriever.band import BandConfig
+    from retriever.domains import DomainConfig
+    from retriever.rate import RateConfig
+
     p, raw = read_toml(path, "config", "see configs/offline.toml and configs/elmb.toml")
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise ConfigError(f"{p}: unknown section(s) {unknown}; sections are {list(SECTIONS)}")
     base = p.parent
-    run = _make(RunSection, raw.get("run"), "run")
+    run = parse_section(RunSection, raw.get("run"), "run")
     run = RunSection(
         **{
             **run.__dict__,
@@ -293,7 +393,7 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
         raise ConfigError(f"{p}: [tasks.NAME] tables are required (one per task)")
     tasks = []
     for name, t in tasks_raw.items():
-        tc = _make(TaskConfig, {**(t or {}), "name": name}, f"tasks.{name}")
+        tc = parse_section(TaskConfig, {**(t or {}), "name": name}, f"tasks.{name}")
         tasks.append(
             TaskConfig(
                 name=name,
@@ -303,7 +403,8 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
                 scorecard_gold=tuple(_rel(base, g) for g in tc.scorecard_gold),
             )
         )
-    corpus = _make(CorpusSection, raw.get("corpus"), "corpus")
+    names = tuple(t.name for t in tasks)
+    corpus = parse_section(CorpusSection, raw.get("corpus"), "corpus")
     if not corpus.paths:
         raise ConfigError(f"{p}: [corpus] paths = [...] is required")
     corpus = CorpusSection(
@@ -314,34 +415,98 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
             "detokenizer": _rel(base, corpus.detokenizer) if corpus.detokenizer else None,
         }
     )
-    dataset = _make(DatasetSection, raw.get("dataset"), "dataset")
-    for sec in ("distill", "filter", "evaluate", "mix", "prefilter", "rate", "band", "domains"):
+    reader = corpus.reader_config()
+    dataset = parse_section(DatasetSection, raw.get("dataset"), "dataset")
+    for sec in ("evaluate", "mix"):
         if not isinstance(raw.get(sec, {}), dict):
             raise ConfigError(f"[{sec}] must be a table")
-    confirm = _make(ConfirmSection, raw.get("confirm"), "confirm")
+    confirm = parse_section(ConfirmSection, raw.get("confirm"), "confirm")
     if confirm.panel != "tiny":
         confirm = ConfirmSection(**{**confirm.__dict__, "panel": _rel(base, confirm.panel)})
+    distill = parse_section(DistillSection, raw.get("distill"), "distill")
+    students = Path(run.out) / STUDENTS_DIR
+    filt = parse_section(
+        FilterSection,
+        raw.get("filter"),
+        "filter",
+        fixed={"tasks": names, "indexes": str(students), "reader": reader},
+        defaults={"models": multilabel_models(run.out, names)} if distill.multilabel else None,
+    )
     cfg = RunConfig(
         str(p),
         run,
         tuple(tasks),
         corpus,
-        _make(ScoreSection, raw.get("score"), "score"),
+        parse_section(ScoreSection, raw.get("score"), "score"),
         confirm,
-        dict(raw.get("distill", {})),
-        dict(raw.get("filter", {})),
+        distill,
+        filt,
         dataset,
-        _make(IndexSection, raw.get("index"), "index"),
+        parse_section(IndexSection, raw.get("index"), "index"),
         dict(raw.get("evaluate", {})),
         dict(raw.get("mix", {})),
         _plan_section(base, raw.get("plan")),
-        prefilter=dict(raw["prefilter"]) if "prefilter" in raw else None,
-        rate=_paths(base, raw["rate"], ("cache",)) if "rate" in raw else None,
-        band=_paths(base, raw["band"], ("model", "tokenizer")) if "band" in raw else None,
-        domains=dict(raw["domains"]) if "domains" in raw else None,
+        prefilter=_prefilter_section(raw["prefilter"], run, tasks, reader)
+        if "prefilter" in raw
+        else None,
+        rate=_optional(RateConfig, "rate", raw, base, ("cache",), reader, {"tasks": names}),
+        band=_optional(BandConfig, "band", raw, base, ("model", "tokenizer"), reader),
+        domains=_optional(DomainConfig, "domains", raw, base),
     )
     _check_stage_sections(cfg)
     return cfg
+
+
+def multilabel_models(out: str | os.PathLike, tasks: Sequence[str]) -> dict[str, str]:
+    """Each task's student under ``[distill] multilabel``: the one multi-label model."""
+    path = str(Path(out) / STUDENTS_DIR / "multilabel" / "filter.bin")
+    return {t: path for t in tasks}
+
+
+def _optional(
+    cls: type,
+    name: str,
+    raw: dict[str, Any],
+    base: Path,
+    path_keys: tuple[str, ...] = (),
+    reader: ReaderConfig | None = None,
+    defaults: dict[str, Any] | None = None,
+) -> Any:
+    """An optional step's section as its stage's config ``cls`` (``None`` when absent):
+    ``path_keys`` made relative to the config, ``reader``: ``[corpus]``'s."""
+    if name not in raw:
+        return None
+    data = raw[name]
+    if isinstance(data, dict):
+        data = _paths(base, data, path_keys)
+    fixed = {"reader": reader} if reader is not None else None
+    return parse_section(cls, data, name, fixed=fixed, defaults=defaults)
+
+
+def _prefilter_section(data: Any, run: RunSection, tasks: list[TaskConfig], reader: ReaderConfig):
+    """``[prefilter]`` as the stage's ``PrefilterConfig``: the run's tasks and ``[corpus]``'s
+    reader; a task's patterns from the section, else from its spec (``patterns``), else the
+    defaults."""
+    from retriever.config import spec_patterns
+    from retriever.prefilter import PrefilterConfig
+
+    if isinstance(data, dict):
+        patterns = dict(data.get("patterns") or {})
+        specs = {
+            t.name: Path(t.spec) if t.spec else Path(run.indexes_dir) / f"{t.name}.toml"
+            for t in tasks
+            if t.name not in patterns
+        }
+        patterns.update(spec_patterns(specs))
+        if patterns:
+            data = {**data, "patterns": patterns}
+    return parse_section(
+        PrefilterConfig,
+        data,
+        "prefilter",
+        fixed={"reader": reader},
+        defaults={"tasks": tuple(t.name for t in tasks)},
+    )
 
 
 def _paths(base: Path, section: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
@@ -350,7 +515,7 @@ def _paths(base: Path, section: dict[str, Any], keys: tuple[str, ...]) -> dict[s
 
 
 def _plan_section(base: Path, data: Any) -> PlanSection:
-    ps = _make(PlanSection, data, "plan")
+    ps = parse_section(PlanSection, data, "plan")
     if ps.rates_file:
         ps = PlanSection(**{**ps.__dict__, "rates_file": _rel(base, ps.rates_file)})
     if not isinstance(ps.rates, dict):
@@ -362,12 +527,8 @@ def _plan_section(base: Path, data: Any) -> PlanSection:
 
 
 def _check_stage_sections(cfg: RunConfig) -> None:
-    """Build the stages' own config objects once, so a typo fails before any work starts."""
-    from retriever.batch_filter import FilterConfig
-    from retriever.confirm.decide import DecisionRules
-    from retriever.confirm.docs import CandidateRule
-    from retriever.distill import DistillConfig
-
+    """The checks across sections, once, so a mistake fails before any work starts (each
+    section's own were made when it was read)."""
     c = cfg.confirm
     try:
         DecisionRules(
@@ -391,97 +552,9 @@ def _check_stage_sections(cfg: RunConfig) -> None:
         parse_sample(cfg.score.sample)
     except ConfigError as e:
         raise ConfigError(f"[score]: {e}") from e
-    _make(DistillConfig, distill_kwargs(cfg), "distill")
-    multilabel(cfg)
-    _make(FilterConfig, {**filter_kwargs(cfg), "tasks": cfg.task_names}, "filter")
-    if cfg.prefilter is not None:
-        prefilter_config(cfg)
-    if cfg.rate is not None:
-        rate_config(cfg)
-    if cfg.band is not None:
-        band_config(cfg)
-    if cfg.domains is not None:
-        domains_config(cfg)
 
 
-def prefilter_config(cfg: RunConfig):
-    """``[prefilter]`` as the stage's ``PrefilterConfig`` (see :func:`prefilter_kwargs`)."""
-    from retriever.prefilter import PrefilterConfig
-
-    return _make(PrefilterConfig, prefilter_kwargs(cfg), "prefilter")
-
-
-def rate_config(cfg: RunConfig):
-    """``[rate]`` as the stage's ``RateConfig`` (tasks: the run's unless given)."""
-    from retriever.rate import RateConfig
-
-    return _make(RateConfig, rate_kwargs(cfg), "rate")
-
-
-def domains_config(cfg: RunConfig):
-    """``[domains]`` as the stage's ``DomainConfig``."""
-    from retriever.domains import DomainConfig
-
-    return _make(DomainConfig, dict(cfg.domains or {}), "domains")
-
-
-def band_config(cfg: RunConfig):
-    """``[band]`` as the stage's ``BandConfig``."""
-    from retriever.band import BandConfig
-
-    return _make(BandConfig, dict(cfg.band or {}), "band")
-
-
-def prefilter_kwargs(cfg: RunConfig) -> dict[str, Any]:
-    """``[prefilter]`` as ``PrefilterConfig`` arguments: the run's tasks and corpus fields unless
-    given; a task's patterns from the section, else from its spec (``patterns``), else defaults."""
-    from retriever.config import load_task_spec
-
-    kw = {"tasks": cfg.task_names, "reader": cfg.corpus.reader_config(), **(cfg.prefilter or {})}
-    patterns = dict(kw.get("patterns") or {})
-    for t in cfg.tasks:
-        spec = Path(t.spec) if t.spec else Path(cfg.run.indexes_dir) / f"{t.name}.toml"
-        if t.name not in patterns and spec.is_file():
-            pats = load_task_spec(spec).patterns
-            if pats:
-                patterns[t.name] = pats
-    kw["patterns"] = patterns
-    return kw
-
-
-def rate_kwargs(cfg: RunConfig) -> dict[str, Any]:
-    """``[rate]`` as ``RateConfig`` arguments (tasks: the run's unless given)."""
-    return {"tasks": cfg.task_names, **(cfg.rate or {})}
-
-
-EXECUTOR_KEYS = ("executor", "workers", "tasks_per_run")
-RUN_DISTILL_KEYS = ("multilabel",)  # run-level [distill] keys, not DistillConfig options
-
-
-def distill_kwargs(cfg: RunConfig) -> dict[str, Any]:
-    """``[distill]`` as ``DistillConfig`` arguments (``multilabel`` left out: see
-    :func:`multilabel`)."""
-    return {k: v for k, v in cfg.distill.items() if k not in RUN_DISTILL_KEYS}
-
-
-def multilabel(cfg: RunConfig) -> bool:
-    """``[distill] multilabel = true``: one one-vs-all student for every task, so the filter reads,
-    tokenizes and hashes each document once for all tasks (see retriever/distill/multilabel.py)."""
-    v = cfg.distill.get("multilabel", False)
-    if not isinstance(v, bool):
-        raise ConfigError(f"[distill] multilabel must be true or false, got {v!r}")
-    return v
-
-
-def filter_kwargs(cfg: RunConfig) -> dict[str, Any]:
-    """``[filter]`` as ``FilterConfig`` arguments (executor keys left out: see
-    :func:`executor_kwargs`)."""
-    kw = {k: v for k, v in cfg.filter.items() if k not in EXECUTOR_KEYS}
-    if "format" in kw:  # the TOML key users expect; FilterConfig calls it fmt
-        kw["fmt"] = kw.pop("format")
-    return kw
-
-
-def executor_kwargs(cfg: RunConfig) -> dict[str, Any]:
-    """``[filter]`` executor keys: ``executor`` (local | slurm | ray), ``workers``."""
-    return {"executor": cfg.filter.get("executor", "local"), "workers": cfg.filter.get("workers")}
+def step_settings(section: Any, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """What a run step's fingerprint records of its section: the options set away from their
+    defaults (``exclude``: what the run sets and fingerprints apart, e.g. the reader)."""
+    return changed_fields(section, exclude=("reader", *exclude))

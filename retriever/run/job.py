@@ -39,12 +39,11 @@ from retriever.errors import ConfigError, InputError
 from retriever.manifest import file_fingerprint, fingerprint, paths_fingerprint
 from retriever.progress import progress_enabled
 from retriever.run.config import (
+    STUDENTS_DIR,
     RunConfig,
     TaskConfig,
-    distill_kwargs,
-    executor_kwargs,
-    filter_kwargs,
-    multilabel,
+    multilabel_models,
+    step_settings,
 )
 from retriever.run.steps import RunStep, StepOutcome, StepRunner
 
@@ -98,10 +97,10 @@ class RunJob:
         return self.out / "indexes" / task
 
     def filter_model(self, task: str) -> Path:
-        return self.out / "filters" / task / "filter.bin"
+        return self.out / STUDENTS_DIR / task / "filter.bin"
 
     def multilabel_model(self) -> Path:
-        return self.out / "filters" / "multilabel" / "filter.bin"
+        return self.out / STUDENTS_DIR / "multilabel" / "filter.bin"
 
     # -- the corpus, read the same way by every stage ----------------------------------------------
     def reader_config(self) -> ReaderConfig:
@@ -117,23 +116,26 @@ class RunJob:
         return ReaderConfig() if self.prefilter_drops() else self.reader_config()
 
     def filter_config(self) -> FilterConfig:
-        """The filter stage's config: ``[filter]`` with the corpus's reader options."""
-        from retriever.batch_filter import FilterConfig
-
-        kw = filter_kwargs(self.cfg)
-        if multilabel(self.cfg):
-            kw.setdefault("models", {t: str(self.multilabel_model()) for t in self.cfg.task_names})
-        return FilterConfig(
-            tasks=tuple(self.cfg.task_names),
-            indexes=str(self.out / "filters"),
-            reader=self.reader_config(),
-            **kw,
-        )
+        """The filter stage's config: ``[filter]`` as loaded (the run's tasks and students, the
+        corpus's reader options), less where it runs."""
+        return self.cfg.filter.config()
 
     def prefilter_config(self) -> PrefilterConfig:
-        from retriever.run.config import prefilter_config
+        """``[prefilter]`` (the run's tasks, the corpus's reader options)."""
+        return self._optional("prefilter")
 
-        return prefilter_config(self.cfg)
+    def _optional(self, section: str) -> Any:
+        """An optional step's config (its section); an error when the section is absent."""
+        c = getattr(self.cfg, section)
+        if c is None:
+            raise ConfigError(f"this run has no [{section}] section")
+        return c
+
+    def _reader_settings(self) -> dict[str, Any]:
+        """The reader options set away from their defaults: in the fingerprint of each step that
+        reads the corpus, so another field or detokenizer reruns it."""
+        default = ReaderConfig().to_dict()
+        return {k: v for k, v in self.reader_config().to_dict().items() if v != default[k]}
 
     # -- specs ------------------------------------------------------------------------------------
     def task_spec(self, t: TaskConfig) -> TaskSpec:
@@ -182,7 +184,11 @@ class RunJob:
             steps.append(
                 RunStep(
                     "prefilter",
-                    {"prefilter": cfg.prefilter, "corpus": corpus_fp},
+                    {
+                        "prefilter": step_settings(cfg.prefilter),
+                        "corpus": corpus_fp,
+                        **({"reader": r} if (r := self._reader_settings()) else {}),
+                    },
                     self._prefilter,
                     outputs=[self.out / "prefilter"],
                 )
@@ -241,7 +247,7 @@ class RunJob:
             steps.append(
                 RunStep(
                     "band",
-                    dict(cfg.band),
+                    step_settings(cfg.band),
                     self._band,
                     outputs=[self.out / "band"],
                     keep=[self.out / "band" / "bpb"],  # keyed by model settings and document
@@ -253,7 +259,7 @@ class RunJob:
             steps.append(
                 RunStep(
                     "rate",
-                    dict(cfg.rate),
+                    step_settings(cfg.rate),
                     self._rate,
                     outputs=[self.out / "rate"],
                     # every answer, keyed by prompt version, model and document: never thrown away
@@ -311,36 +317,39 @@ class RunJob:
             steps.append(
                 RunStep(
                     f"distill/{name}",
-                    distill_kwargs(cfg),
+                    step_settings(cfg.distill.config()),
                     functools.partial(self._distill, name),
                     outputs=[self.filter_model(name).parent],
                     after=["confirm", *rated] + [f"index/{x}" for x in tasks],
                 )
             )
         students = [f"distill/{t}" for t in tasks]
-        if multilabel(cfg):
+        if cfg.distill.multilabel:
             # one student for all tasks: the filter tokenizes each document once (per-task students
             # above stay for the report's checks, and cost seconds)
             steps.append(
                 RunStep(
                     "distill/multilabel",
-                    {**distill_kwargs(cfg), "tasks": tasks},
+                    {**step_settings(cfg.distill.config()), "tasks": tasks},
                     self._distill_multilabel,
                     outputs=[self.multilabel_model().parent],
                     after=["confirm"],
                 )
             )
             students = ["distill/multilabel"]
-        default = ReaderConfig().to_dict()
-        reader = {k: v for k, v in self.reader_config().to_dict().items() if v != default[k]}
+        reader = self._reader_settings()
+        # the run's own paths (its students) and where the filter runs are not settings of it
+        run_set: tuple[str, ...] = ("tasks", "indexes", "executor", "workers")
+        if cfg.distill.multilabel and cfg.filter.models == multilabel_models(self.out, tasks):
+            run_set += ("models",)
         steps.append(
             RunStep(
                 "filter",
                 {
-                    "filter": cfg.filter,
+                    "filter": step_settings(cfg.filter, run_set),
                     "corpus": corpus_fp,
                     **({"reader": reader} if reader else {}),
-                    **({"student": "multilabel"} if multilabel(cfg) else {}),
+                    **({"student": "multilabel"} if cfg.distill.multilabel else {}),
                 },
                 self._filter,
                 outputs=[self.out / "pools"],
@@ -351,7 +360,7 @@ class RunJob:
             steps.append(
                 RunStep(
                     "domains",
-                    dict(cfg.domains),
+                    step_settings(cfg.domains),
                     self._domains,
                     outputs=[self.out / "domains"],
                     after=["score"],
@@ -447,7 +456,7 @@ class RunJob:
         return dirs
 
     def prefilter_drops(self) -> bool:
-        return (self.cfg.prefilter or {}).get("mode") == "drop"
+        return self.cfg.prefilter is not None and self.cfg.prefilter.mode == "drop"
 
     def _prefilter(self) -> dict[str, Any]:
         from retriever.prefilter import prefilter_corpus
@@ -460,12 +469,11 @@ class RunJob:
 
     def _band(self) -> dict[str, Any]:
         from retriever.band import band_docs
-        from retriever.run.config import band_config
 
         s = band_docs(
             self.out / "scores",
             self.out / "band",
-            band_config(self.cfg),
+            self._optional("band"),
             progress=self.progress,
         )
         keys = ("docs_in", "in_band", "cut_low_bpb", "cut_high_bpb", "spearman_bpb_vs_similarity")
@@ -473,13 +481,11 @@ class RunJob:
 
     def _rate(self) -> dict[str, Any]:
         from retriever.rate import rate_docs
-        from retriever.run.config import rate_config
 
-        cfg = rate_config(self.cfg)
         s = rate_docs(
             self.out / "scores",
             self.out / "rate",
-            cfg,
+            self._optional("rate"),
             indexes_dir=self.cfg.run.indexes_dir,
             progress=self.progress,
         )
@@ -623,9 +629,9 @@ class RunJob:
         return {t: d.get("labels", d) for t, d in s["tasks"].items()}
 
     def _distill(self, task: str) -> dict[str, Any]:
-        from retriever.distill import DistillConfig, FastTextDistiller
+        from retriever.distill import FastTextDistiller
 
-        rep = FastTextDistiller(DistillConfig(**distill_kwargs(self.cfg))).run(
+        rep = FastTextDistiller(self.cfg.distill.config()).run(
             self.label_dirs(),
             task,
             self.filter_model(task),
@@ -641,10 +647,9 @@ class RunJob:
         }
 
     def _distill_multilabel(self) -> dict[str, Any]:
-        from retriever.distill import DistillConfig
         from retriever.distill.multilabel import MultiLabelDistiller
 
-        rep = MultiLabelDistiller(DistillConfig(**distill_kwargs(self.cfg))).run(
+        rep = MultiLabelDistiller(self.cfg.distill.config()).run(
             self.label_dirs(),
             self.cfg.task_names,
             self.multilabel_model(),
@@ -668,13 +673,12 @@ class RunJob:
     def _filter(self) -> dict[str, Any]:
         from retriever.batch_filter import BatchFilter
 
-        ex = executor_kwargs(self.cfg)
-        c = self.cfg.corpus
+        c, f = self.cfg.corpus, self.cfg.filter
         rep = BatchFilter(self.filter_config()).run(
             list(c.paths),
             self.out / "pools",
-            executor=ex["executor"],
-            workers=ex["workers"],
+            executor=f.executor,
+            workers=f.workers,
             progress=self.progress,
         )
         if rep.run.failed:
@@ -708,9 +712,8 @@ class RunJob:
 
     def _domains(self) -> dict[str, Any]:
         from retriever.domains import assign_domains
-        from retriever.run.config import domains_config
 
-        s = assign_domains(self.out / "scores", self.out / "domains", domains_config(self.cfg))
+        s = assign_domains(self.out / "scores", self.out / "domains", self._optional("domains"))
         return {
             "method": s["method"],
             "documents": s["n_docs"],

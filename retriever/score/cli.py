@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from retriever._cli import (
+    add_config_options,
     add_reader_options,
     parse_task_values,
     print_json,
@@ -56,11 +57,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, help="output folder")
     _add_rule_options(p)
-    p.add_argument(
-        "-k", "--k", type=int, default=10, help="neighbours averaged by topk_TASK (default 10)"
-    )
-    p.add_argument(
-        "--batch-size", type=int, default=256, help="documents embedded together (default 256)"
+    from retriever.score.job import ScoreJob
+
+    add_config_options(
+        p,
+        ScoreJob,
+        ["k", "batch_size"],
+        k={"flag": ("-k", "--k"), "help": "neighbours averaged by topk_TASK (default %(default)s)"},
+        batch_size={"help": "documents embedded together (default %(default)s)"},
     )
     add_reader_options(p)
     p.add_argument(
@@ -70,7 +74,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="FIELD",
         help="record field kept as a column (default: cluster_id)",
     )
-    p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    add_config_options(
+        p, ScoreJob, ["device"], device={"help": "cuda or cpu (default: cuda when available)"}
+    )
     p.add_argument(
         "--sample",
         metavar="N|F",

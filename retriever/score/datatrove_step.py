@@ -11,10 +11,11 @@
         JsonlWriter("scored/"),
     ], tasks=8).run()
 
-Each document gets ``metadata["sim/<task>"]`` and ``metadata["simk/<task>"]`` (see
-:mod:`retriever.score.core`); nothing is dropped (deciding is a later step). Models load in the
-worker on first use, so the step pickles small. ``retriever score --executor local|slurm|ray`` runs
-the resumable per-shard job instead; this step is for composing with other datatrove blocks.
+Each document gets ``metadata["score_<task>"]`` and ``metadata["topk_<task>"]`` (see
+:mod:`retriever.score.core`; names: :mod:`retriever.names`); nothing is dropped (deciding is a
+later step). Models load in the worker on first use, so the step pickles small. ``retriever score
+--executor local|slurm|ray`` runs the resumable per-shard job instead; this step is for composing
+with other datatrove blocks.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class DatatroveSimilarityScorer(_PipelineStep):
 
     Args:
         index_dirs: ``indexes/<task>`` folders (same embedding model).
-        k: neighbours averaged by ``simk/<task>``.
+        k: neighbours averaged by ``topk_<task>``.
         batch_size: documents embedded together.
         device: ``cuda`` / ``cpu`` (``None``: CUDA when available).
     """

@@ -38,6 +38,7 @@ from retriever.io import (
     write_json_atomic,
 )
 from retriever.manifest import DoneMarkers, check_or_write_manifest, shard_fingerprint
+from retriever.names import COS, SCORE, TOPK, score_name
 from retriever.progress import progress_bar, progress_enabled
 from retriever.score.sample import DocSampler
 from retriever.stats import Stats
@@ -376,12 +377,8 @@ class ScoreJob:
             cols.append((f, pa.string()))
         extra = scorer.columns()
         for t in scorer.tasks:
-            cols += [
-                (f"score_{t}", pa.float32()),
-                (f"cos_{t}", pa.float32()),
-                (f"topk_{t}", pa.float32()),
-            ]
-            cols += [(f"{c}_{t}", pa.float32()) for c in extra]
+            cols += [(score_name(k, t), pa.float32()) for k in (SCORE, COS, TOPK)]
+            cols += [(score_name(c, t), pa.float32()) for c in extra]
         cols += [("preview", pa.string()), ("vector", pa.list_(pa.float32(), scorer.embedder.dim))]
         return pa.schema(cols)
 
@@ -395,15 +392,15 @@ class ScoreJob:
         for f in self.meta_fields:
             cols[f] = [None if d.metadata.get(f) is None else str(d.metadata[f]) for d in batch]
         for t in sc.max:
-            cols[f"score_{t}"] = sc.ranking(t)
-            cols[f"cos_{t}"] = sc.max[t]
-            cols[f"topk_{t}"] = sc.topk[t]
+            cols[score_name(SCORE, t)] = sc.ranking(t)
+            cols[score_name(COS, t)] = sc.max[t]
+            cols[score_name(TOPK, t)] = sc.topk[t]
         from retriever.index.hybrid import EXTRA_COLUMNS
 
         for c in EXTRA_COLUMNS:  # extra columns of tasks without that part stay null
             for t in sc.max:
-                if f"{c}_{t}" in schema.names:
-                    cols[f"{c}_{t}"] = sc.extra.get(c, {}).get(t, [None] * len(batch))
+                if score_name(c, t) in schema.names:
+                    cols[score_name(c, t)] = sc.extra.get(c, {}).get(t, [None] * len(batch))
         cols["preview"] = [d.text[:PREVIEW_CHARS] for d in batch]
         dim = sc.vectors.shape[1]
         cols["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(sc.vectors.reshape(-1)), dim)

@@ -11,6 +11,7 @@ from retriever.corpus.readers import ReaderConfig
 from retriever.data import Doc, Rejected
 from retriever.errors import InputError
 from retriever.io import read_json
+from retriever.names import CANDIDATE, SCORE, TOPK, score_name
 from retriever.score.job import shard_outputs
 from retriever.score.select import score_columns
 
@@ -48,8 +49,9 @@ def iter_scored_docs(
 ) -> Iterator[Doc]:
     """The scored documents with their full text, re-read from the shards listed in the folder.
 
-    Scores go into ``metadata``: ``sim/<task>`` (max cosine), ``simk/<task>`` (mean top-k), and
-    ``candidate/<task>`` (bool, from the thresholds in ``summary.json``).
+    Scores go into ``metadata`` under their column names (:mod:`retriever.names`):
+    ``score_<task>`` (the candidate ranking), ``topk_<task>`` (mean top-k), and
+    ``candidate_<task>`` (bool, from the thresholds in ``summary.json``).
 
     Args:
         ids: only these document ids.
@@ -71,14 +73,14 @@ def iter_scored_docs(
                 "--top-fraction/--threshold"
             )
     reader = ReaderConfig.from_settings(settings).reader()
-    cols = ["id", "row"] + [f"{p}_{t}" for t in tasks for p in ("score", "topk")]
+    cols = ["id", "row"] + [score_name(k, t) for t in tasks for k in (SCORE, TOPK)]
     for name, path in shard_outputs(out).items():
         tbl = pq.read_table(path, columns=cols).to_pydict()
         by_row: dict[int, int] = {}
         for i, r in enumerate(tbl["row"]):
             if ids is not None and tbl["id"][i] not in ids:
                 continue
-            if candidates_only and tbl[f"score_{task}"][i] < thr[str(task)]:
+            if candidates_only and tbl[score_name(SCORE, str(task))][i] < thr[str(task)]:
                 continue
             by_row[r] = i
         if not by_row:
@@ -92,10 +94,12 @@ def iter_scored_docs(
                 continue
             i = by_row[rec.metadata["row"]]
             for t in tasks:
-                rec.metadata[f"sim/{t}"] = float(tbl[f"score_{t}"][i])
-                rec.metadata[f"simk/{t}"] = float(tbl[f"topk_{t}"][i])
+                for k in (SCORE, TOPK):
+                    rec.metadata[score_name(k, t)] = float(tbl[score_name(k, t)][i])
                 if thr.get(t) is not None:
-                    rec.metadata[f"candidate/{t}"] = bool(tbl[f"score_{t}"][i] >= thr[t])
+                    rec.metadata[score_name(CANDIDATE, t)] = bool(
+                        tbl[score_name(SCORE, t)][i] >= thr[t]
+                    )
             yield rec
 
 
@@ -113,10 +117,10 @@ def top_documents(
     best: dict[str, list[tuple[float, dict]]] = {t: [] for t in tasks}
     for name, path in shard_outputs(score_dir).items():
         tbl = pq.read_table(
-            path, columns=["id", "row", "preview"] + [f"{column}_{t}" for t in tasks]
+            path, columns=["id", "row", "preview"] + [score_name(column, t) for t in tasks]
         )
         for t in tasks:
-            s = tbl.column(f"{column}_{t}").to_numpy(zero_copy_only=False)  # [n_docs]
+            s = tbl.column(score_name(column, t)).to_numpy(zero_copy_only=False)  # [n_docs]
             top = np.argsort(-s, kind="stable")[:n]
             best[t] += [
                 (
@@ -141,7 +145,7 @@ def export_candidates(score_dir: str | os.PathLike, out_dir: str | os.PathLike) 
     """Write each task's candidates with their full text to ``OUT/<task>.jsonl.gz``.
 
     One datatrove-style record per line, ``{"id", "text", "metadata"}`` (metadata: the scores
-    ``sim/<task>``, ``simk/<task>``, ``candidate/<task>`` and the shard row), readable by
+    ``score_<task>``, ``topk_<task>``, ``candidate_<task>`` and the shard row), readable by
     datatrove's ``JsonlReader`` and by ``datasets.load_dataset("json", ...)``. Tasks without a
     threshold are skipped. Returns documents written per task.
     """

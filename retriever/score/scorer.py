@@ -2,9 +2,9 @@
 
 :class:`SimilarityScorer` is the stage object: ``score_texts`` is the narrow hook (texts ->
 vectors and per-task scores); ``run`` is the :class:`~retriever.step.Step` call that batches a
-document stream and writes the scores into ``metadata["sim/<task>"]`` (the candidate ranking) /
-``metadata["simk/<task>"]`` (mean top-k cosine). Deciding what is a candidate is a separate step
-(:mod:`retriever.score.select`).
+document stream and writes the scores into ``metadata["score_<task>"]`` (the candidate ranking) /
+``metadata["topk_<task>"]`` (mean top-k cosine; names: :mod:`retriever.names`). Deciding what is
+a candidate is a separate step (:mod:`retriever.score.select`).
 
 An index folder may carry a sparse index (``sparse/``) and a learned head (``head/``), see
 :mod:`retriever.index.hybrid`; their scores are computed in the same pass, from the same clipped
@@ -22,6 +22,7 @@ import numpy as np
 
 from retriever.data import Doc, DocStream
 from retriever.errors import InputError
+from retriever.names import COS, SCORE, TOPK, score_name
 from retriever.score.core import topk_scores
 from retriever.step import BatchStep
 
@@ -174,16 +175,17 @@ class SimilarityScorer(BatchStep):
             yield buf[i : i + self.batch_size], sc.rows(i, i + self.batch_size)
 
     def process_batch(self, docs: list[Doc]) -> list[Doc]:
-        """Set ``sim/``, ``simk/``, ``cos/`` (and the extras') ``<task>`` keys on every document."""
+        """Set ``score_``, ``topk_``, ``cos_`` (and the extras') ``<task>`` keys on every
+        document."""
         sc = self.score_texts([d.text for d in docs])
         for i, doc in enumerate(docs):
             for task in self.indexes:
-                doc.metadata[f"sim/{task}"] = float(sc.ranking(task)[i])
-                doc.metadata[f"simk/{task}"] = float(sc.topk[task][i])
-                doc.metadata[f"cos/{task}"] = float(sc.max[task][i])
+                doc.metadata[score_name(SCORE, task)] = float(sc.ranking(task)[i])
+                doc.metadata[score_name(TOPK, task)] = float(sc.topk[task][i])
+                doc.metadata[score_name(COS, task)] = float(sc.max[task][i])
                 for col, d in sc.extra.items():
                     if task in d:
-                        doc.metadata[f"{col}/{task}"] = float(d[task][i])
+                        doc.metadata[score_name(col, task)] = float(d[task][i])
         return docs
 
 

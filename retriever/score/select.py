@@ -20,6 +20,7 @@ import numpy as np
 from retriever._deps import require
 from retriever.errors import ConfigError, InputError
 from retriever.io import read_json, write_json_atomic
+from retriever.names import score_name
 from retriever.stats import Stats
 
 BINS = 20_000
@@ -117,7 +118,7 @@ def histograms(score_dir: str | os.PathLike, column: str = "score") -> dict[str,
     pq = require("pyarrow.parquet")
     tasks = score_columns(score_dir)
     hists = {t: ScoreHistogram() for t in tasks}
-    cols = [f"{column}_{t}" for t in tasks]
+    cols = [score_name(column, t) for t in tasks]
     for path in shard_outputs(score_dir).values():
         pf = pq.ParquetFile(path)
         for batch in pf.iter_batches(batch_size=65536, columns=cols):

@@ -46,6 +46,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="CPU threads per embedding forward (default: torch's, i.e. OMP_NUM_THREADS or "
         "every core; 1 served 2x the queries of 2 on a loaded 2-core machine)",
     )
+    p.add_argument(
+        "--max-seq-length",
+        type=int,
+        default=d["max_seq_length"],
+        help="query truncation in tokens (default: the model's, as the store was embedded; "
+        "shorter is faster but moves the hits, see docs/serve.md)",
+    )
     p.set_defaults(func=_serve)
 
 
@@ -58,6 +65,8 @@ _HELP = {
     "refine_factor": "ANN candidates re-ranked exactly, per hit",
     "max_batch": "most texts per embedding forward across concurrent requests",
     "memory_mb": "most memory --search auto may give the corpus store (MB)",
+    "lanes": "embedding forwards run at once, each on its own OpenVINO stream of --threads "
+    "threads (2 on an idle 2-core machine: see docs/serve.md)",
 }
 
 
@@ -82,5 +91,7 @@ def _serve(args) -> int:
         search=args.search,
         memory_mb=args.memory_mb,
         threads=args.threads,
+        lanes=args.lanes,
+        max_seq_length=args.max_seq_length,
     )
     return run_server(config)

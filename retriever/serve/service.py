@@ -25,6 +25,7 @@ import numpy as np
 from retriever.embed import load_embedder
 from retriever.embed.embedder import canonical_model_id
 from retriever.errors import ConfigError, InputError, ModelMismatchError, RequestError
+from retriever.names import SCORE, TOPK, score_name, score_tasks
 from retriever.query.corpus_search import SEARCH_MODES, CorpusFilter, open_searcher
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ POSITIVE_INT_FIELDS = (
     "refine_factor",
     "max_batch",
     "memory_mb",
+    "lanes",
 )
 
 
@@ -68,6 +70,12 @@ class ServeConfig:
             ``OMP_NUM_THREADS`` or every core); set by :func:`~retriever.serve.run_server` for
             the whole process. On a 2-core machine under load 1 served twice the queries of 2.
         max_batch: most texts embedded in one forward across concurrent requests.
+        lanes: embedding forwards that may run at once (OpenVINO path: one inference request and
+            stream of ``threads`` threads each); more lanes use more cores for concurrent
+            requests.
+        max_seq_length: query truncation in tokens (``None``: the model's, 256 for
+            all-MiniLM-L6-v2, as the store's vectors were made). Shorter is faster but moves
+            the vectors (docs/serve.md: top-10 overlap 0.63-0.86 at 128).
     """
 
     indexes: tuple[str, ...] = ()
@@ -86,6 +94,8 @@ class ServeConfig:
     search: str = "auto"
     memory_mb: int = 4096
     threads: int | None = None
+    lanes: int = 1
+    max_seq_length: int | None = None
 
     def __post_init__(self):
         if not self.indexes and not self.store:
@@ -95,8 +105,9 @@ class ServeConfig:
         for name in POSITIVE_INT_FIELDS:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.threads is not None and int(self.threads) < 1:
-            raise ConfigError(f"threads must be >= 1, got {self.threads}")
+        for name in ("threads", "max_seq_length"):
+            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.search not in SEARCH_MODES:
             raise ConfigError(f"search must be one of {SEARCH_MODES}, got {self.search!r}")
         if not 0 <= int(self.port) < 65536:
@@ -104,40 +115,51 @@ class ServeConfig:
 
 
 class EmbedBatcher:
-    """Embeds the texts of concurrent callers together, one forward at a time.
+    """Embeds the texts of concurrent callers together, ``lanes`` forwards at a time.
 
-    A caller queues its texts, then takes the forward lock: if another caller's forward already
+    A caller queues its texts, then takes a free lane: if another caller's forward already
     embedded them it returns at once; else it embeds everything queued (up to ``max_batch``
     texts, its own among them) for everyone. So a lone request runs its forward in its own
     thread (no hand-off to another thread, which cost 10-25 ms on a loaded 2-core machine), and
-    requests arriving during a forward share the next one instead of fighting for the cores. The
-    embedder is only ever used by one thread at a time (the OpenVINO request is not thread-safe).
+    requests arriving while every lane is busy share the next forward instead of fighting for the
+    cores. Each lane is used by one thread at a time (an OpenVINO request is not thread-safe);
+    with ``lanes`` > 1 the embedder's ``encode(texts, lane=i)`` runs that many forwards at once.
     """
 
-    def __init__(self, embedder, max_batch: int = 64):
+    def __init__(self, embedder, max_batch: int = 64, lanes: int = 1):
         self.embedder = embedder
         self.max_batch = max_batch
+        self.lanes = max(1, int(lanes))
         self._queue: list[tuple[list[str], Future]] = []
         self._queue_lock = threading.Lock()
-        self._forward_lock = threading.Lock()
+        self._free = list(range(self.lanes))  # lanes not in a forward
+        self._lane_free = threading.Semaphore(self.lanes)
         self.forwards = 0
         self.texts = 0
+        self.forward_seconds = 0.0  # wall time inside forwards, summed over lanes
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """``[len(texts), dim]`` unit vectors."""
         fut: Future = Future()
         with self._queue_lock:
             self._queue.append((list(texts), fut))
-        while not fut.done():
-            with self._forward_lock:
-                if not fut.done():
-                    self._forward()
+        while True:
+            with self._lane_free:  # a free lane
+                with self._queue_lock:
+                    if not any(f is fut for _, f in self._queue):
+                        break  # a forward took these texts: its result comes in fut
+                    lane = self._free.pop()
+                try:
+                    self._forward(lane)
+                finally:
+                    with self._queue_lock:
+                        self._free.append(lane)
         return fut.result()
 
     def close(self) -> None:
         """Nothing to stop (no thread of its own); kept so callers can close every service part."""
 
-    def _forward(self) -> None:
+    def _forward(self, lane: int) -> None:
         with self._queue_lock:  # the oldest jobs first, whole jobs, at least one
             n, take = 0, 0
             while take < len(self._queue) and (
@@ -147,14 +169,21 @@ class EmbedBatcher:
                 take += 1
             jobs, self._queue[:take] = self._queue[:take], []
         texts = [t for job, _ in jobs for t in job]
+        t0 = time.perf_counter()
         try:
-            xq = self.embedder.encode(texts)  # [n, dim]
+            xq = (
+                self.embedder.encode(texts, lane=lane)
+                if self.lanes > 1
+                else self.embedder.encode(texts)
+            )
         except Exception as e:  # hand the error to every waiting request
             for _, fut in jobs:
                 fut.set_exception(e)
             return
-        self.forwards += 1
-        self.texts += len(texts)
+        with self._queue_lock:
+            self.forwards += 1
+            self.texts += len(texts)
+            self.forward_seconds += time.perf_counter() - t0
         start = 0
         for job, fut in jobs:
             fut.set_result(xq[start : start + len(job)])
@@ -197,19 +226,27 @@ class QueryService:
                 "serve the ones of one model"
             )
         model = config.model or next(iter(models))
-        # padded shapes: OpenVINO keeps state per input shape, and queries come in every length
+        # padded shapes: OpenVINO keeps state per input shape, and queries come in every length;
+        # a gathered batch of mixed lengths is split into forwards of similar lengths
+        kw: dict[str, Any] = {"group_lengths": True}
+        if config.lanes > 1:
+            kw["lanes"] = config.lanes
+        if config.max_seq_length:
+            kw["max_seq_length"] = config.max_seq_length
         self.embedder = embedder or load_embedder(
-            model, backend=config.backend, pad_multiple=SERVE_PAD_MULTIPLE
+            model, backend=config.backend, pad_multiple=SERVE_PAD_MULTIPLE, **kw
         )
         for gi in self.indexes.values():
             gi.check_embedder(self.embedder)
         if self.store is not None:
             check_store_embedder(self.store, self.embedder)
         self.model = canonical_model_id(self.embedder.model_id)
-        self.batcher = EmbedBatcher(self.embedder, config.max_batch)
+        self.batcher = EmbedBatcher(
+            self.embedder, config.max_batch, min(config.lanes, getattr(self.embedder, "lanes", 1))
+        )
         cols = self.store.columns() if self.store is not None else []
-        self.score_tasks = [c[len("score_") :] for c in cols if c.startswith("score_")]
-        self.topk_tasks = [c[len("topk_") :] for c in cols if c.startswith("topk_")]
+        self.score_tasks = score_tasks(cols, SCORE)
+        self.topk_tasks = score_tasks(cols, TOPK)
         self.has_cluster = "cluster_id" in cols
         self.store_rows = self.store.count() if self.store is not None else 0
         self.ann_index = bool(self.store.has_ann_index()) if self.store is not None else False
@@ -227,6 +264,8 @@ class QueryService:
         self.started = time.time()
         self.load_seconds = round(time.perf_counter() - t0, 3)
         self.requests = 0
+        self._count_lock = threading.Lock()
+        self.seconds = {"embed": 0.0, "search": 0.0}  # per request part, summed over requests
         log.info(
             "query service ready in %.1fs: tasks %s, store %s (%d rows, ANN %s), model %s",
             self.load_seconds,
@@ -309,14 +348,16 @@ class QueryService:
         source}]``."""
         tasks = self._tasks(tasks)
         self.check_k(k)
+        t0 = time.perf_counter()
         xq = self.batcher.encode(texts)  # [n, dim]
+        t1 = time.perf_counter()
         out: list[dict[str, Any]] = [{} for _ in texts]
         for t in tasks:
             gi = self.indexes[t]
             D, I = gi.search(xq, k)
             for i, hits in enumerate(gi.hits(D, I)):
                 out[i][t] = hits
-        self.requests += 1
+        self._count(t1 - t0, time.perf_counter() - t1)
         return out
 
     def corpus(
@@ -336,13 +377,21 @@ class QueryService:
             raise RequestError("this server has no corpus store; start it with --corpus-store", 404)
         self.check_k(k)
         flt = self.filter_of(min_score, cluster)
+        t0 = time.perf_counter()
         xq = self.batcher.encode(texts)  # [n, dim]
+        t1 = time.perf_counter()
         out = [
             [self._hit(r + 1, h) for r, h in enumerate(hits)]
             for hits in self.searcher.search(xq, k, flt)
         ]
-        self.requests += 1
+        self._count(t1 - t0, time.perf_counter() - t1)
         return out
+
+    def _count(self, embed_s: float, search_s: float) -> None:
+        with self._count_lock:
+            self.requests += 1
+            self.seconds["embed"] += embed_s
+            self.seconds["search"] += search_s
 
     def _hit(self, rank: int, h: dict[str, Any]) -> dict[str, Any]:
         hit = {
@@ -354,9 +403,9 @@ class QueryService:
             "preview": h["preview"],
         }
         if self.score_tasks:
-            hit["scores"] = {t: _num(h.get(f"score_{t}")) for t in self.score_tasks}
+            hit["scores"] = {t: _num(h.get(score_name(SCORE, t))) for t in self.score_tasks}
         if self.topk_tasks:
-            hit["topk"] = {t: _num(h.get(f"topk_{t}")) for t in self.topk_tasks}
+            hit["topk"] = {t: _num(h.get(score_name(TOPK, t))) for t in self.topk_tasks}
         if self.has_cluster:
             hit["cluster_id"] = h.get("cluster_id")
         return hit
@@ -390,6 +439,18 @@ class QueryService:
             "requests": self.requests,
             "embed_forwards": self.batcher.forwards,
             "embedded_texts": self.batcher.texts,
+            "lanes": self.batcher.lanes,
+            "max_seq_length": int(self.embedder.max_seq_length),
+            # seconds summed over requests: embed (queueing + forward), search (+ rows, hits);
+            # forward: inside embedding forwards; tokenize / forward / post: the OpenVINO path's
+            "seconds": {
+                **{k: round(v, 4) for k, v in self.seconds.items()},
+                "forwards": round(self.batcher.forward_seconds, 4),
+                "embedder": {
+                    k: round(v, 4)
+                    for k, v in (getattr(self.embedder, "seconds", None) or {}).items()
+                },
+            },
         }
 
     def manifests(self) -> dict[str, Any]:

@@ -1,0 +1,272 @@
+"""The scan of ``build-dataset``: every pool file read once into a small index.
+
+One row per usable document (pool row, id and text hashes, token count, score, cluster, source
+shard), cached as parquet under the scan cache and keyed by the file's fingerprint, the token
+counter, the score keys and the decontamination files, so a second build over the same pools
+(another mixture, another budget) skips reading and tokenizing::
+
+    <cache>/<pool>/<shard_name>-<fp>.parquet          the index (SCAN_SCHEMA)
+    <cache>/<pool>/<shard_name>-<fp>.rejected.jsonl   records that are not documents
+    <cache>/<pool>/<shard_name>-<fp>.json             counters; written last: the entry is complete
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from retriever.corpus.sharding import shard_name
+from retriever.data import Doc, Rejected
+from retriever.dataset.pools import read_pool_shard
+from retriever.dataset.select import Candidates, id_key, text_key
+from retriever.errors import InputError
+from retriever.io import AtomicWriter, RejectWriter, disk_guard, read_json, write_json_atomic
+from retriever.manifest import file_fingerprint, fingerprint
+from retriever.names import score_value
+from retriever.progress import progress_bar
+from retriever.stats import Stats
+from retriever.tokens import TokenCounter
+
+SCAN_VERSION = 1
+SCAN_BATCH = 256  # documents tokenized at a time (memory: 256 x mean document size)
+
+SCAN_SCHEMA = pa.schema(
+    [
+        ("row", pa.int64()),
+        ("id", pa.string()),
+        ("id_hash", pa.uint64()),
+        ("text_hash", pa.uint64()),
+        ("n_tokens", pa.int64()),
+        ("score", pa.float64()),
+        ("cluster", pa.string()),
+        ("source", pa.string()),
+    ]
+)
+
+
+@dataclass
+class PoolScan:
+    """The scan index of one pool: one table row per document, plus counters."""
+
+    table: pa.Table  # SCAN_SCHEMA + "file" (int32 index into files)
+    files: list[str]
+    stats: Stats
+    methods: Counter
+
+    def domain_names(self, domain_of: dict[str, str]) -> list[str | None]:
+        """Each row's domain in ``domain_of`` (id -> domain, e.g. the ``retriever domains``
+        output; ``None`` where it has none).
+
+        A record without an id is ``<shard>:<row>``; in a pool file that is a link to a corpus
+        shard (a general pool of links to the corpus), ``<shard>`` names the link, not the
+        corpus shard the domains were assigned from, so such ids are looked up under the
+        linked shard's name too.
+        """
+        t = self.table
+        ids = t.column("id").to_pylist()
+        out: list[str | None] = [domain_of.get(i) for i in ids]
+        alias = {
+            k: shard_name(os.readlink(f)) for k, f in enumerate(self.files) if Path(f).is_symlink()
+        }
+        if alias and any(d is None for d in out):
+            src = t.column("source").to_pylist()
+            rows = t.column("row").to_pylist()
+            files = t.column("file").to_pylist()
+            for j, d in enumerate(out):
+                fi = files[j]
+                if d is None and fi in alias and ids[j] == f"{src[j]}:{rows[j]}":
+                    out[j] = domain_of.get(f"{alias[fi]}:{rows[j]}")
+        return out
+
+    def candidates(self, domain_of: dict[str, str] | None = None) -> Candidates:
+        """The pool's candidates; ``domain`` codes from ``domain_of`` (id -> domain, e.g. the
+        ``retriever domains`` output, see :meth:`domain_names`) or else from the records'
+        ``cluster_id``."""
+        t = self.table
+        if domain_of is not None:
+            names = pa.array([d or "" for d in self.domain_names(domain_of)], pa.string())
+        else:
+            names = (
+                t.column("cluster").combine_chunks() if t.num_rows else pa.array([], pa.string())
+            )
+        codes = pc.dictionary_encode(names).indices.to_numpy(zero_copy_only=False)
+        return Candidates(
+            n_tokens=t.column("n_tokens").to_numpy(),
+            score=t.column("score").to_numpy(zero_copy_only=False).astype(np.float64),
+            id_hash=t.column("id_hash").to_numpy(),
+            text_hash=t.column("text_hash").to_numpy(),
+            domain=codes.astype(np.int64),
+        )
+
+    @property
+    def tokens(self) -> int:
+        return int(pc.sum(self.table.column("n_tokens")).as_py() or 0)
+
+
+def contamination_check(files: dict[str, str]) -> tuple[Any, dict]:
+    """The n-gram check of the evaluation ``files`` (``{task: path}``) and what a manifest and the
+    cache key record of it (``n`` and each file's full fingerprint).
+
+    Raises:
+        InputError: a file does not exist.
+    """
+    from retriever.evaluation.decontam import N, fingerprint_files
+
+    for task, path in files.items():
+        if not Path(path).is_file():
+            raise InputError(f"decontaminate: evaluation file for {task!r} ({path}) does not exist")
+    spec = {
+        "n": N,
+        "files": {k: [v, file_fingerprint(v, full=True)] for k, v in sorted(files.items())},
+    }
+    return fingerprint_files(files), spec
+
+
+@dataclass
+class PoolScanner:
+    """Scans pool files into :class:`PoolScan` indexes, through the cache.
+
+    Args:
+        counter: the token counter (its ``spec`` keys the cache).
+        score_keys: metadata keys tried in order for a document's score; ``{pool}`` is replaced
+            by the pool name (each found under its legacy spelling too,
+            :func:`retriever.names.score_value`).
+        contamination: the evaluation sets' n-gram check (``contaminated(text)``), or ``None``.
+        contamination_spec: what the manifest records of it (keys the cache).
+        workers: processes scanning files in parallel.
+        progress: tqdm bars (``None``: only on a terminal).
+    """
+
+    counter: TokenCounter
+    score_keys: tuple[str, ...]
+    contamination: Any = None
+    contamination_spec: dict | None = None
+    workers: int = 1
+    progress: bool | None = None
+
+    def scan(self, pool: str, files: list[str], cache: Path) -> PoolScan:
+        """Scan index of one pool, from the cache where each file's entry is up to date.
+
+        Files not in the cache are scanned by ``workers`` processes (one file per task).
+        """
+        keys = [k.format(pool=pool) for k in self.score_keys]
+        bases = []
+        for path in files:
+            fp = fingerprint(
+                {
+                    "file": file_fingerprint(path),
+                    "counter": self.counter.spec,
+                    "keys": keys,
+                    "v": SCAN_VERSION,
+                    **(
+                        {"decontaminate": self.contamination_spec}
+                        if self.contamination_spec
+                        else {}
+                    ),
+                }
+            )
+            bases.append(cache / pool / f"{shard_name(path)}-{fp}")
+        todo = [(p, b) for p, b in zip(files, bases, strict=True) if not done_marker(b).exists()]
+        with disk_guard(str(cache / pool)):
+            if self.workers > 1 and len(todo) > 1:
+                from concurrent.futures import ProcessPoolExecutor
+
+                # spawn: a fork would copy a loaded tokenizer's threads into the children
+                ctx = multiprocessing.get_context("spawn")
+                with ProcessPoolExecutor(min(self.workers, len(todo)), mp_context=ctx) as ex:
+                    futs = [ex.submit(self.scan_file, p, keys, b) for p, b in todo]
+                    for f in progress_bar(
+                        futs, desc=f"scan {pool}", unit="file", progress=self.progress
+                    ):
+                        f.result()
+            else:
+                for p, b in progress_bar(
+                    todo, desc=f"scan {pool}", unit="file", progress=self.progress
+                ):
+                    self.scan_file(p, keys, b)
+        tables: list[pa.Table] = []
+        stats, methods = Stats(), Counter[str]()
+        for fi, base in enumerate(bases):
+            info = read_json(done_marker(base))
+            t = pq.read_table(base.with_name(base.name + ".parquet"))
+            tables.append(t.append_column("file", pa.array(np.full(len(t), fi, dtype=np.int32))))
+            stats += Stats.from_dict(info["stats"])
+            methods.update(info["methods"])
+        table = pa.concat_tables(tables) if tables else SCAN_SCHEMA.empty_table()
+        return PoolScan(table=table, files=files, stats=stats, methods=methods)
+
+    def scan_file(self, path: str, keys: list[str], base: Path) -> None:
+        cols: dict[str, list] = {f.name: [] for f in SCAN_SCHEMA}
+        stats, methods = Stats(), Counter[str]()
+        rejects = RejectWriter(base.with_name(base.name + ".rejected.jsonl"))
+        batch: list[Doc] = []
+        sname = shard_name(path)
+
+        def flush() -> None:
+            counts, how = self.counter.count(batch)
+            methods.update(how)
+            for d, n in zip(batch, counts, strict=True):
+                score = _first_score(d.metadata, keys)
+                if score is None:
+                    stats.inc("no_score")
+                cols["row"].append(d.metadata["pool_row"])
+                cols["id"].append(d.id)
+                cols["id_hash"].append(id_key(d.id))
+                cols["text_hash"].append(text_key(d.text))
+                cols["n_tokens"].append(int(n))
+                cols["score"].append(np.nan if score is None else score)
+                cid = d.metadata.get("cluster_id")
+                cols["cluster"].append("" if cid is None else str(cid))
+                cols["source"].append(str(d.metadata.get("shard", sname)))
+            batch.clear()
+
+        for rec in read_pool_shard(path):
+            stats.inc("seen")
+            if isinstance(rec, Rejected):
+                rejects.add(rec)
+                stats.inc(f"rejected/{rec.reason}")
+                continue
+            if self.contamination is not None and self.contamination.contaminated(rec.text):
+                stats.inc("dropped/contaminated")
+                continue
+            batch.append(rec)
+            if len(batch) >= SCAN_BATCH:
+                flush()
+        if batch:
+            flush()
+        stats.inc("candidates", len(cols["row"]))
+        with AtomicWriter(base.with_name(base.name + ".parquet")) as tmp:
+            pq.write_table(pa.table(cols, schema=SCAN_SCHEMA), tmp)
+        rejects.close()
+        # the .json marker goes last: its presence says the scan of this file is complete
+        write_json_atomic(
+            base.with_name(base.name + ".json"),
+            {
+                "file": path,
+                "stats": stats.to_dict(),
+                "methods": dict(methods),
+                "rejects": rejects.counts(),
+            },
+        )
+
+
+def done_marker(base: Path) -> Path:
+    """The marker of a finished scan file: its presence says the scan entry is complete."""
+    return base.with_name(base.name + ".json")
+
+
+def _first_score(meta: dict, keys: list[str]) -> float | None:
+    for k in keys:
+        v = score_value(meta, k)
+        if v is not None:
+            return v
+    return None

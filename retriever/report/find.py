@@ -1,0 +1,177 @@
+"""Locating a run's artifacts by their shape (docs/contracts.md), not by fixed paths.
+
+Within ``run_dir`` (three levels deep), and any of them can be given explicitly:
+
+- score folder: ``X/scores/*.parquet`` + ``X/manifest.json`` (+ ``X/summary.json`` thresholds);
+- confirm folder: ``X/labels/<task>.parquet`` (+ ``X/summary.json`` rules and cutoffs);
+- distilled filters: ``M.bin`` with its manifest ``M.json`` (``"kind": "fasttext-filter"`` or
+  ``"fasttext-multilabel"``); held-out predictions for a full PR curve from
+  ``M.heldout.parquet`` / ``.jsonl`` (columns ``y``/``label`` and ``p``/``prob``) or a
+  ``heldout`` entry ``{"y": [...], "p": [...]}`` in the manifest, else the manifest's metrics
+  (one operating point);
+- pools: ``X/<task>/*.jsonl.gz|parquet`` in a folder named ``pools``, ``filter`` or ``filtered``;
+- training set: ``X/summary.json`` of ``build-dataset``; mixture: a ``mix fit`` json;
+- perplexity band: ``X/band.parquet`` + ``X/summary.json`` (``"stage": "band"``);
+- LLM ratings: ``X/ratings/`` + ``X/summary.json`` (``X/manifest.json``: ``"stage": "rate"``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from retriever.errors import InputError
+from retriever.io import read_json
+
+POOL_DIR_NAMES = ("pools", "filter", "filtered")
+MAX_DEPTH = 3
+
+
+@dataclass
+class ReportSources:
+    """Where each artifact of a run is (``None`` / empty: not found)."""
+
+    scores: Path | None = None
+    confirm: Path | None = None
+    distill: list[Path] = field(default_factory=list)
+    pools: Path | None = None
+    dataset: Path | None = None
+    mixture: Path | None = None
+    arms: Path | None = None  # a `retriever evaluate` summary.json
+    band: Path | None = None  # a `retriever band` folder (band.parquet + summary.json)
+    rate: Path | None = None  # a `retriever rate` folder (ratings/ + summary.json)
+    domains: Path | None = None  # a `retriever domains` folder (domains.parquet + domains.json)
+
+
+def find_sources(run_dir: str | os.PathLike | None, **given: Any) -> ReportSources:
+    """Locate a run's artifacts under ``run_dir``; keyword arguments (``scores=``, ``confirm=``,
+    ``distill=[...]``, ``pools=``, ``dataset=``, ``mixture=``) override the search.
+
+    Raises:
+        InputError: ``run_dir`` or a given path does not exist.
+    """
+    src = ReportSources()
+    dirs: list[Path] = []
+    if run_dir is not None:
+        root = Path(run_dir)
+        if not root.is_dir():
+            raise InputError(f"run folder {root} does not exist")
+        dirs = _walk_dirs(root, MAX_DEPTH)
+    for d in dirs:
+        if (
+            src.scores is None
+            and (d / "manifest.json").exists()
+            and (d / "scores").is_dir()
+            and any((d / "scores").glob("*.parquet"))
+        ):
+            src.scores = d
+        if (
+            src.confirm is None
+            and (d / "labels").is_dir()
+            and any((d / "labels").glob("*.parquet"))
+            and _json_stage(d / "manifest.json") != "rate"  # rating labels: no correlation
+        ):
+            src.confirm = d
+        if src.pools is None and d.name in POOL_DIR_NAMES and any(p.is_dir() for p in d.iterdir()):
+            src.pools = d
+        if src.dataset is None and _is_dataset(d):
+            src.dataset = d
+        for b in sorted(d.glob("*.bin")):
+            m = b.with_suffix(".json")
+            if m.exists() and _json_kind(m) in ("fasttext-filter", "fasttext-multilabel"):
+                src.distill.append(m)
+        if src.rate is None and (d / "ratings").is_dir():
+            if _json_stage(d / "manifest.json") == "rate" and (d / "summary.json").is_file():
+                src.rate = d
+        if src.band is None and (d / "band.parquet").is_file():
+            if _json_stage(d / "summary.json") == "band":
+                src.band = d
+        if src.domains is None and (d / "domains.parquet").is_file():
+            if (d / "domains.json").is_file():
+                src.domains = d
+        if src.arms is None and _is_arms(d / "summary.json"):
+            src.arms = d / "summary.json"
+        if src.mixture is None:
+            for j in sorted(d.glob("*mixture*.json")):
+                if _is_mixture(j):
+                    src.mixture = j
+                    break
+    for key, value in given.items():
+        if value is None or value == []:
+            continue
+        if key == "distill":
+            paths = [Path(v) for v in value]
+            paths = [p.with_suffix(".json") if p.suffix == ".bin" else p for p in paths]
+            for p in paths:
+                if not p.exists():
+                    raise InputError(f"distill manifest {p} does not exist")
+            src.distill = paths
+        else:
+            p = Path(value)
+            if not p.exists():
+                raise InputError(f"{key} artifact {p} does not exist")
+            setattr(src, key, p)
+    return src
+
+
+def _walk_dirs(root: Path, depth: int) -> list[Path]:
+    """``root`` and its sub-folders up to ``depth`` levels, breadth first (hidden ones skipped)."""
+    out, frontier = [root], [root]
+    for _ in range(depth):
+        nxt = []
+        for d in frontier:
+            try:
+                nxt.extend(
+                    sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
+                )
+            except OSError:
+                continue
+        out.extend(nxt)
+        frontier = nxt
+    return out
+
+
+def _json_stage(path: Path) -> str | None:
+    try:
+        return read_json(path).get("stage") if path.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _json_kind(path: Path) -> str | None:
+    try:
+        return read_json(path).get("kind")
+    except Exception:  # not JSON or not an object: not a manifest
+        return None
+
+
+def _is_dataset(d: Path) -> bool:
+    s = d / "summary.json"
+    m = d / "manifest.json"
+    if not (s.exists() and m.exists()):
+        return False
+    try:
+        return read_json(m).get("settings", {}).get("stage") == "build-dataset"
+    except Exception:
+        return False
+
+
+def _is_mixture(path: Path) -> bool:
+    try:
+        d = read_json(path)
+    except Exception:
+        return False
+    return isinstance(d, dict) and "weights" in d and "held_out_spearman" in d
+
+
+def _is_arms(path: Path) -> bool:
+    """A ``retriever evaluate`` summary: settings with arms, and the interval table."""
+    if not path.exists():
+        return False
+    try:
+        d = read_json(path)
+    except Exception:
+        return False
+    return isinstance(d, dict) and "table" in d and "arms" in (d.get("settings") or {})

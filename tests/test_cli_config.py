@@ -1,0 +1,122 @@
+"""Stage CLIs take their options' defaults and help from the stage's config dataclass."""
+
+from dataclasses import fields
+
+import pytest
+
+from retriever._cli import config_from_args, field_help
+from retriever.band import BandConfig
+from retriever.batch_filter import FilterConfig
+from retriever.cli import _subparsers, build_parser
+from retriever.config import field_default
+from retriever.confirm.decide import DecisionRules
+from retriever.confirm.docs import CandidateRule
+from retriever.confirm.stage import BpbOptions, ConfirmSettings
+from retriever.distill import DistillConfig
+from retriever.domains import DomainConfig
+from retriever.prefilter import PrefilterConfig
+from retriever.proxy.config import ProxyConfig
+from retriever.rate import RateConfig
+from retriever.score.job import ScoreJob
+
+# verb -> its stage's configs, each with the fields the CLI parses itself (other dest or type),
+# and the fields it does not offer (run-config or API only), so a new field is a choice
+CONVERTED = {
+    "distill": [(DistillConfig, {"weights"}, {"max_auc_gap"})],
+    "filter": [(FilterConfig, {"tasks", "models", "threshold", "reader"}, set())],
+    "band": [(BandConfig, {"reader"}, set())],
+    "rate": [(RateConfig, {"tasks", "prompts", "threshold_sim", "reader"}, set())],
+    "domains": [(DomainConfig, set(), {"top_terms", "samples"})],
+    "score": [
+        (
+            ScoreJob,
+            {"index_dirs", "corpus", "out_dir", "reader", "meta_fields", "sample"},
+            {"embed_batch_size", "_scorer", "_bar"},
+        )
+    ],
+    "prefilter": [(PrefilterConfig, {"tasks", "patterns", "reader"}, set())],
+    "proxy train": [(ProxyConfig, set(), set())],
+    "confirm": [
+        (BpbOptions, set(), set()),
+        (CandidateRule, {"threshold"}, set()),
+        (DecisionRules, set(), set()),
+        (ConfirmSettings, {"tasks", "candidates", "rules", "bpb"}, set()),
+    ],
+}
+
+
+def _parsers():
+    return {" ".join(k): p for k, p in _subparsers(build_parser())}
+
+
+@pytest.mark.parametrize("verb", sorted(CONVERTED))
+def test_a_stage_cli_default_is_its_config_field_default(verb):
+    parser = _parsers()[verb]
+    generated = [a for a in parser._actions if getattr(a, "config_field", None)]
+    assert len(generated) >= 2
+    for a in generated:  # the options made from a field: its default, under its name
+        cls, name = a.config_field
+        assert a.dest == name
+        assert a.default == field_default({f.name: f for f in fields(cls)}[name]), (verb, name)
+    for cls, own, not_offered in CONVERTED[verb]:
+        names = {f.name for f in fields(cls)}
+        made = {a.dest for a in generated if a.config_field[0] is cls}
+        # every field is an option made from it, parsed by the CLI itself, or not offered
+        assert names - made - own == not_offered, (verb, cls.__name__)
+        hand = [a for a in parser._actions if a.dest in names - own and a not in generated]
+        assert not hand, [a.option_strings for a in hand]  # no default declared twice
+
+
+def test_the_parsed_defaults_build_the_default_config():
+    p = build_parser()
+    args = p.parse_args(["filter", "--task", "a", "--input", "x", "--output", "o"])
+    from retriever.batch_filter.cli import filter_config_from_args
+
+    assert filter_config_from_args(args) == FilterConfig(tasks=("a",))
+    args = p.parse_args(["band", "--docs", "d", "--out", "o", "--model", "m"])
+    assert config_from_args(BandConfig, args) == BandConfig(model="m")
+    args = p.parse_args(["domains", "--scores", "s", "--out", "o"])
+    assert config_from_args(DomainConfig, args) == DomainConfig()
+    args = p.parse_args(["distill", "--task", "a"])
+    assert config_from_args(DistillConfig, args) == DistillConfig()
+    args = p.parse_args(["rate", "--docs", "d", "--out", "o", "--model", "m"])
+    # --prompts is a file the CLI reads itself: only the generated options are taken
+    assert config_from_args(RateConfig, args) == RateConfig(model="m")
+    args = p.parse_args(["confirm"])
+    CS = ConfirmSettings
+    assert config_from_args(CS, args, bpb=config_from_args(BpbOptions, args)) == CS()
+    assert config_from_args(DecisionRules, args) == DecisionRules()
+    assert config_from_args(CandidateRule, args) == CandidateRule()
+    args = p.parse_args(["confirm", "--no-center", "--batch-tokens", "99", "--positive-top", "0.5"])
+    c = config_from_args(CS, args, bpb=config_from_args(BpbOptions, args))
+    assert (c.center_models, c.bpb.max_batch_tokens) == (False, 99)
+    assert config_from_args(DecisionRules, args).positive_top_fraction == 0.5
+    argv = ["filter", "--task", "a", "--input", "x", "--output", "o", "--no-write-scores"]
+    args = p.parse_args([*argv, "--format", "parquet", "--max-chars", "7"])
+    c = filter_config_from_args(args)
+    assert (c.write_scores, c.format, c.max_chars) == (False, "parquet", 7)
+
+
+def test_option_help_comes_from_the_docstring_table():
+    h = field_help(DistillConfig)
+    assert h["lr"] == "learning rate" and h["epoch"] == "passes over the training lines"
+    assert h["minn"] == h["maxn"] and "subwords" in h["minn"]  # `minn, maxn:` documents both
+    r = field_help(RateConfig)
+    # a list of names continued on the next line, then the text
+    assert r["sample_seed"] == r["top_fraction"] == "which documents of a score folder are rated"
+    assert ":func:" not in h["normalization"] and "``" not in h["normalization"]
+
+
+def test_a_task_table_file_is_read_or_refused_in_one_line(tmp_path):
+    from retriever._cli import read_task_table
+    from retriever.errors import ConfigError
+
+    assert read_task_table(None, "prompts", "prompts file") == {}
+    f = tmp_path / "p.toml"
+    f.write_text('[prompts]\na = "Rate {text}"\n')
+    assert read_task_table(str(f), "prompts", "prompts file") == {"a": "Rate {text}"}
+    f.write_text("prompts = 3\n")
+    with pytest.raises(ConfigError, match=r"\[prompts\] must be a table"):
+        read_task_table(str(f), "prompts", "prompts file")
+    with pytest.raises(ConfigError, match="patterns file .* does not exist"):
+        read_task_table(str(tmp_path / "none.toml"), "patterns", "patterns file")
