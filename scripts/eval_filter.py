@@ -148,6 +148,11 @@ def main() -> None:
         help="also one multi-label student per variant over every task (as [distill] multilabel)",
     )
     ap.add_argument(
+        "--multilabel-only",
+        action="store_true",
+        help="only the multi-label students (no per-task ones; implies --multilabel)",
+    )
+    ap.add_argument(
         "--no-similarity", action="store_true", help="students only (no embedding: a quick look)"
     )
     ap.add_argument(
@@ -161,6 +166,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     ap.add_argument("--markdown", default=None, help="also write the table as markdown here")
     args = ap.parse_args()
+    args.multilabel = args.multilabel or args.multilabel_only
     t_start = time.perf_counter()
     work = Path(args.work or tempfile.mkdtemp(prefix="eval_filter_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -271,6 +277,8 @@ def main() -> None:
             if v != "baseline":
                 sets_by_variant.setdefault(v, {})[t] = ss
                 cfg_by_variant[v] = cfg
+                if args.multilabel_only:
+                    continue
             p, nbytes = train_and_score(cfg, ss, test_texts, work)
             results[t][v] = bootstrap(label == t, p, args.boot, args.seed)
             results[t][v]["rows"] = {
