@@ -159,7 +159,10 @@ def make_run(root: Path, real_filter: bool = True) -> Path:
     if real_filter:
         from retriever.distill.train import DistillConfig, FastTextDistiller
 
-        FastTextDistiller(DistillConfig(dim=16, bucket=10_000, epoch=5, test_fraction=0.3)).run(
+        cfg = DistillConfig(
+            dim=16, bucket=10_000, epoch=5, test_fraction=0.3, training_set="gold+confirmed"
+        )
+        FastTextDistiller(cfg).run(
             cd / "labels" / "function-calling.parquet",
             "function-calling",
             run / "indexes" / "function-calling" / "filter.bin",
