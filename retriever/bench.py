@@ -5,10 +5,15 @@ Every benchmark prints and writes (``--json``) the same block of conditions
 thread settings, library versions. A figure without its conditions cannot be compared with
 another machine's: a 2-core box with other jobs on it gives different ratios than an idle one.
 
-Timing helpers: :func:`paired_blocks` (every variant on the same block of documents, order
-rotating per block, ratios of summed times with the 25-75% range of per-block ratios), memory
-readers (:func:`peak_rss_mb`, :func:`rss_mb`, :func:`tree_rss_mb`, :func:`run_watched`) and
-:func:`busy_load` (one spinning process per core, to measure under a competing load).
+Where the data is (:data:`REPO`, :data:`SHARED`, :data:`CLIMBLAB_FILES`), the command line
+(:func:`parser`, :func:`add_bench_args`), logging and reading (:func:`log`,
+:func:`read_jsonl`).
+
+Timing helpers: :func:`timed` (one call and its seconds), :func:`paired_blocks` (every variant
+on the same block of documents, order rotating per block, ratios of summed times with the 25-75%
+range of per-block ratios), memory readers (:func:`peak_rss_mb`, :func:`rss_mb`,
+:func:`tree_rss_mb`, :func:`run_watched`) and :func:`busy_load` (one spinning process per core,
+to measure under a competing load).
 """
 
 from __future__ import annotations
@@ -29,6 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]  # the source checkout the scripts run from
+# the shared data folder (gold sets, ClimbLab samples); RETRIEVER_SHARED_DATA overrides it
+SHARED = Path(os.environ.get("RETRIEVER_SHARED_DATA", REPO.parent / "shared" / "data"))
+CLIMBLAB_FILES = ("climblab_stream_first1000.jsonl", "climblab_clusters_sample.jsonl")  # corpus/
 
 # CPU flags that decide which kernels run (bf16 / int8 paths of oneDNN, OpenVINO, torch)
 FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
@@ -118,6 +128,34 @@ def conditions() -> dict[str, Any]:
     }
 
 
+def parser(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's parser: its module docstring as the description, shown as written."""
+    return argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
+def log(msg: str) -> None:
+    """A progress line on stderr (stdout keeps the figures)."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+def read_jsonl(path: str | os.PathLike, n: int | None = None, skip: int = 0) -> list[dict]:
+    """The records of a JSON-lines file, after ``skip`` lines, at most ``n`` (None: all).
+
+    Lines are split on ``\n`` only (a text's U+2028 is not a line end); blank lines are passed.
+    """
+    out: list[dict] = []
+    with open(path, encoding="utf-8", newline="\n") as fh:
+        for i, line in enumerate(fh):
+            if i < skip or not line.strip():
+                continue
+            if n is not None and len(out) >= n:
+                break
+            out.append(json.loads(line))
+    return out
+
+
 def add_bench_args(ap: argparse.ArgumentParser, busy: bool = True) -> None:
     """The options every benchmark takes: ``--json PATH`` and (optionally) ``--busy N``."""
     ap.add_argument("--json", metavar="PATH", help="also write the figures and conditions as JSON")
@@ -129,6 +167,21 @@ def add_bench_args(ap: argparse.ArgumentParser, busy: bool = True) -> None:
             metavar="N",
             help="run under a competing load: N spinning processes (0: none; -1: one per CPU)",
         )
+
+
+def start(ap: argparse.ArgumentParser, name: str) -> tuple[argparse.Namespace, BenchReport]:
+    """Add the common options (:func:`add_bench_args`), parse, and record the conditions at start:
+    ``args, report = bench.start(ap, "bench_x")``."""
+    add_bench_args(ap)
+    args = ap.parse_args()
+    return args, BenchReport(name, args)
+
+
+def offline_defaults() -> None:
+    """``HF_HUB_OFFLINE=1`` and ``TOKENIZERS_PARALLELISM=false`` unless set: call it before the
+    Hugging Face libraries are imported (a benchmark never downloads)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 class BenchReport:
@@ -293,6 +346,13 @@ def run_watched(cmd: list[str], env: dict) -> tuple[subprocess.CompletedProcess,
 
 
 # -- timing ----------------------------------------------------------------------------------------
+def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    """``(fn(*args, **kwargs), seconds it took)`` (wall clock, ``time.perf_counter``)."""
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0
+
+
 def paired_blocks(
     calls: dict[str, Callable[[list[str]], Any]],
     texts: list[str],

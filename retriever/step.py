@@ -9,8 +9,10 @@ leaves out goes through :meth:`BatchStep.reject` (counted as ``rejected/<reason>
 ``seen == kept + dropped + rejected`` (:meth:`~retriever.stats.Stats.balanced`).
 
 Who runs it: the streaming API (``SimilarityScorer(...).run(docs)``,
-``FastTextScorer(...).run(docs)``) and the datatrove adapter of the score stage
-(:class:`~retriever.score.datatrove_step.DatatroveSimilarityScorer`), whose ``run`` is this one.
+``FastTextScorer(...).run(docs)``), the datatrove adapter of the score stage
+(:class:`~retriever.score.datatrove_step.DatatroveSimilarityScorer`), whose ``run`` is this one,
+the filter's shard job, the dataset scan (:class:`~retriever.dataset.scan.ScanStep`) and the
+confirm matrix (:class:`~retriever.confirm.matrix.BpbBlocks`).
 The resumable per-shard jobs that the executors run (``ShardFn(shard, rank) -> Stats``, see
 :mod:`retriever.executors`) call the same scorers' batch methods; see ``docs/contracts.md``.
 """

@@ -24,17 +24,13 @@ Examples:
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from retriever.bench import BenchReport, add_bench_args, busy_load, paired_blocks  # noqa: E402
+from retriever import bench  # noqa: E402
 
 
 def _docs(path: str, n: int, max_chars: int | None) -> list[str]:
@@ -48,23 +44,15 @@ def _docs(path: str, n: int, max_chars: int | None) -> list[str]:
     return [t[:max_chars] for t in texts] if max_chars else texts
 
 
-def _timed(fn, *a):
-    t0 = time.perf_counter()
-    out = fn(*a)
-    return out, time.perf_counter() - t0
-
-
 def main() -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = bench.parser(__doc__)
     ap.add_argument("--models", help="panel TOML (default: build a tiny byte-level panel here)")
     ap.add_argument(
         "--n-models", type=int, default=2, help="models of the panel to time (default 2)"
     )
     ap.add_argument(
         "--docs",
-        default=str(REPO.parent / "shared/data/corpus/climblab_stream_first1000.jsonl"),
+        default=str(bench.SHARED / "corpus" / "climblab_stream_first1000.jsonl"),
         help="jsonl/parquet corpus (default: the shared ClimbLab sample; synthetic if absent)",
     )
     ap.add_argument("--n-docs", type=int, default=64)
@@ -83,10 +71,10 @@ def main() -> int:
         action="store_true",
         help="also time a randomly initialised GPT-2-small-sized model (124M parameters)",
     )
-    add_bench_args(ap)
+    bench.add_bench_args(ap)
     args = ap.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    with busy_load(args.busy):
+    bench.offline_defaults()
+    with bench.busy_load(args.busy):
         return run(args)
 
 
@@ -125,7 +113,7 @@ def run(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    report = BenchReport("bench_bpb", args)
+    report = bench.BenchReport("bench_bpb", args)
     tmp = None
     panel_path = args.models
     if not panel_path:
@@ -171,7 +159,7 @@ def run(args) -> int:
         # paired blocks: naive and batched on the same documents seconds apart, order rotating,
         # so a load change during the run hits both (a whole naive pass, then a whole batched
         # one, gave 0.7x or 1.5x depending on when other jobs came and went)
-        res = paired_blocks(
+        res = bench.paired_blocks(
             {"naive": lambda ts, sc=sc: naive_bits_per_byte(sc, ts).bpb, "batched": batched},
             texts,
             args.block,
@@ -214,7 +202,7 @@ def run(args) -> int:
             torch.cuda.synchronize()
             fast = sc.bits_per_byte(texts)
             torch.cuda.synchronize()
-            res_h, t_half = _timed(half.bits_per_byte, texts)
+            res_h, t_half = bench.timed(half.bits_per_byte, texts)
             torch.cuda.synchronize()
             dh = float(np.nanmax(np.abs(res_h.bpb - fast.bpb)))
             print(

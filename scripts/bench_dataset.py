@@ -15,7 +15,6 @@ Usage: .venv/bin/python scripts/bench_dataset.py [--docs 20000] [--tasks 4] [--w
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import tempfile
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from retriever.bench import BenchReport, add_bench_args, busy_load
+from retriever import bench
 from retriever.dataset import (
     Candidates,
     DatasetBuilder,
@@ -35,11 +34,9 @@ from retriever.dataset import (
 )
 from retriever.names import PROB, score_name
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "corpus"
-
 
 def make_pools(root: Path, tasks: int, docs: int, shards: int = 4) -> int:
-    src = SHARED / "climblab_clusters_sample.jsonl"
+    src = bench.SHARED / "corpus" / "climblab_clusters_sample.jsonl"
     texts = (
         [json.loads(x)["text"] for x in src.read_text().splitlines()]
         if src.exists()
@@ -86,17 +83,13 @@ def make_pools(root: Path, tasks: int, docs: int, shards: int = 4) -> int:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = bench.parser(__doc__)
     ap.add_argument("--docs", type=int, default=20_000, help="documents per pool")
     ap.add_argument("--tasks", type=int, default=4)
     ap.add_argument("--select-docs", type=int, default=1_000_000)
     ap.add_argument("--workers", type=int, default=2, help="processes of the parallel-scan build")
-    add_bench_args(ap)
-    args = ap.parse_args()
-    report = BenchReport("bench_dataset", args)
-    with busy_load(args.busy):
+    args, report = bench.start(ap, "bench_dataset")
+    with bench.busy_load(args.busy):
         run(args, report)
     report.finish(args.json)
 
@@ -120,9 +113,8 @@ def run(args, report) -> None:
 
         mix = {k: 1.0 for k in pools}
         budget = int(0.5 * nbytes / 4)  # about half of the pools' tokens
-        t0 = time.perf_counter()
-        s = DatasetBuilder(pools, mix, budget, scan_cache=root / "scan").build(root / "out1")
-        t_cold = time.perf_counter() - t0
+        b = DatasetBuilder(pools, mix, budget, scan_cache=root / "scan")
+        s, t_cold = bench.timed(b.build, root / "out1")
         print(
             f"2. cold build         {t_cold:7.2f} s  {n_docs / t_cold:10,.0f} docs/s   "
             f"= {t_cold / t_read:.2f}x the read pass  ({s['tokens']:,} tokens, {s['docs']:,} docs, "
@@ -130,20 +122,18 @@ def run(args, report) -> None:
         )
 
         mix2 = {k: float(i + 1) for i, k in enumerate(pools)}
-        t0 = time.perf_counter()
-        DatasetBuilder(pools, mix2, budget // 2, scan_cache=root / "scan").build(root / "out2")
-        t_warm = time.perf_counter() - t0
+        b = DatasetBuilder(pools, mix2, budget // 2, scan_cache=root / "scan")
+        t_warm = bench.timed(b.build, root / "out2")[1]
         print(
             f"3. warm rebuild       {t_warm:7.2f} s  (other mixture, half budget, shared scan "
             f"cache): cold/warm = {t_cold / t_warm:.2f}x"
         )
 
         if args.workers > 1:
-            t0 = time.perf_counter()
-            DatasetBuilder(
+            b = DatasetBuilder(
                 pools, mix, budget, scan_cache=root / "scan_par", workers=args.workers
-            ).build(root / "out3")
-            t_par = time.perf_counter() - t0
+            )
+            t_par = bench.timed(b.build, root / "out3")[1]
             print(
                 f"   cold, {args.workers} workers {t_par:7.2f} s  serial/parallel = "
                 f"{t_cold / t_par:.2f}x"

@@ -40,11 +40,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from retriever.bench import BenchReport, add_bench_args, busy_load, run_watched
+from retriever import bench
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("RETRIEVER_SHARED_DATA", REPO.parent / "shared" / "data"))
-CORPUS_FILES = ["climblab_stream_first1000.jsonl", "climblab_clusters_sample.jsonl"]
 CLIMBLAB_TOKENS = 1.2e12
 TASK_GOLD = {
     "function-calling": "function_calling/xlam_3k.jsonl",
@@ -54,18 +51,38 @@ TASK_GOLD = {
 }
 
 
-def read_jsonl(path: Path) -> list[dict]:
+def shard_texts(shards: Path) -> list[str]:
+    """The documents' texts of every corpus shard in ``shards``, in memory."""
+    from retriever.corpus import CorpusReader, list_shards
+    from retriever.data import Doc
+
     return [
-        json.loads(x) for x in path.read_text().split("\n") if x.strip()
-    ]  # not splitlines: U+2028 in texts
+        d.text
+        for sh in list_shards([str(shards)])
+        for d in CorpusReader().read(sh)
+        if isinstance(d, Doc)
+    ]
+
+
+def score_all(scorer, texts: list[str]) -> None:
+    """fastText scoring alone: ``texts`` through ``scorer.score_texts``, 512 at a time."""
+    for i in range(0, len(texts), 512):
+        scorer.score_texts(texts[i : i + 512])
 
 
 def prepare(work: Path, repeat: int, n_shards: int) -> tuple[Path, Path, dict]:
     """Train a function-calling model (xLAM gold vs ClimbLab) and write the repeated corpus."""
     from retriever.distill import DistillConfig, FastTextDistiller, write_labels
 
-    corpus = [r["text"] for f in CORPUS_FILES for r in read_jsonl(SHARED / "corpus" / f)]
-    gold = [r["text"] for r in read_jsonl(SHARED / "gold" / "function_calling" / "xlam_3k.jsonl")]
+    corpus = [
+        r["text"]
+        for f in bench.CLIMBLAB_FILES
+        for r in bench.read_jsonl(bench.SHARED / "corpus" / f)
+    ]
+    gold = [
+        r["text"]
+        for r in bench.read_jsonl(bench.SHARED / "gold" / "function_calling" / "xlam_3k.jsonl")
+    ]
     rows = [
         {"id": f"g{i}", "text": t, "task": "fc", "label": "positive"}
         for i, t in enumerate(gold[:1500])
@@ -137,8 +154,15 @@ def task_labels(work: Path, n_pos: int = 500, n_neg: int = 900, n_hard: int = 10
     in every task's set) plus, as hard negatives, some of the other tasks' gold."""
     from retriever.distill import write_labels
 
-    corpus = [r["text"] for f in CORPUS_FILES for r in read_jsonl(SHARED / "corpus" / f)]
-    gold = {t: [r["text"] for r in read_jsonl(SHARED / "gold" / f)] for t, f in TASK_GOLD.items()}
+    corpus = [
+        r["text"]
+        for f in bench.CLIMBLAB_FILES
+        for r in bench.read_jsonl(bench.SHARED / "corpus" / f)
+    ]
+    gold = {
+        t: [r["text"] for r in bench.read_jsonl(bench.SHARED / "gold" / f)]
+        for t, f in TASK_GOLD.items()
+    }
     for t in TASK_GOLD:
         rows = [
             {"id": f"{t}-{i}", "text": x, "task": t, "label": "positive"}
@@ -234,11 +258,8 @@ def bench_tasks(args: argparse.Namespace, work: Path) -> dict:
             models,
         ) in configs.items():  # interleaved: drift on a shared machine hits all alike
             out = work / f"pools_{rnd}_{len(best)}_{abs(hash(name)) % 1000}"
-            t1 = time.perf_counter()
-            rep = BatchFilter(FilterConfig(tasks=tuple(models), models=models, threshold=0.5)).run(
-                [str(shards)], out, workers=1
-            )
-            sec = time.perf_counter() - t1
+            bf = BatchFilter(FilterConfig(tasks=tuple(models), models=models, threshold=0.5))
+            rep, sec = bench.timed(bf.run, [str(shards)], out, workers=1)
             r = {
                 "seconds": sec,
                 "docs": rep.totals["docs_in"],
@@ -252,25 +273,15 @@ def bench_tasks(args: argparse.Namespace, work: Path) -> dict:
     # the fastText part alone (texts in memory, no reading / writing / executor): the share the
     # one-pass design changes
     from retriever.batch_filter import FastTextScorer
-    from retriever.corpus import CorpusReader, list_shards
-    from retriever.data import Doc
 
-    texts = [
-        d.text
-        for sh in list_shards([str(shards)])
-        for d in CorpusReader().read(sh)
-        if isinstance(d, Doc)
-    ]
+    texts = shard_texts(shards)
     scorers = {name: FastTextScorer(models) for name, models in configs.items()}
     for sc in scorers.values():
         sc._loaded()  # load outside the timing
     pure: dict[str, float] = {}
     for _ in range(args.rounds):
         for name, sc in scorers.items():
-            t1 = time.perf_counter()
-            for i in range(0, len(texts), 512):
-                sc.score_texts(texts[i : i + 512])
-            pure[name] = min(pure.get(name, float("inf")), time.perf_counter() - t1)
+            pure[name] = min(pure.get(name, float("inf")), bench.timed(score_all, sc, texts)[1])
     base = best["1 task"]["seconds"]
     names = list(configs)
     print(f"fastText scoring only ({len(texts)} documents in memory, fastest of {args.rounds}):")
@@ -326,28 +337,18 @@ RECIPES = {
 def bench_recipes(args: argparse.Namespace, work: Path) -> dict:
     """Training and filter cost of each student recipe against ``plain``: same labels and shards."""
     from retriever.batch_filter import BatchFilter, FastTextScorer, FilterConfig
-    from retriever.corpus import CorpusReader, list_shards
-    from retriever.data import Doc
     from retriever.distill import DistillConfig, FastTextDistiller
 
     names = list(RECIPES)
     models, train_s, sizes = {}, {}, {}
     for i, n in enumerate(names):
         path = work / f"recipe_{i}" / "filter.bin"
-        t1 = time.perf_counter()
-        FastTextDistiller(DistillConfig(seed=args.seed, **RECIPES[n])).run(
-            work / "labels.parquet", "fc", path
-        )
-        train_s[n] = time.perf_counter() - t1
+        distiller = FastTextDistiller(DistillConfig(seed=args.seed, **RECIPES[n]))
+        train_s[n] = bench.timed(distiller.run, work / "labels.parquet", "fc", path)[1]
         models[n] = str(path)
         sizes[n] = path.stat().st_size
     shards = work / "corpus"
-    texts = [
-        d.text
-        for sh in list_shards([str(shards)])
-        for d in CorpusReader().read(sh)
-        if isinstance(d, Doc)
-    ]
+    texts = shard_texts(shards)
     scorers = {n: FastTextScorer({"fc": m}) for n, m in models.items()}
     for sc in scorers.values():
         sc._loaded()  # load outside the timing
@@ -356,16 +357,12 @@ def bench_recipes(args: argparse.Namespace, work: Path) -> dict:
     for rnd in range(args.rounds):
         for i, n in enumerate(names):  # interleaved: drift on a shared machine hits all alike
             out = work / f"recipe_pools_{rnd}_{i}"
-            t1 = time.perf_counter()
-            BatchFilter(FilterConfig(tasks=("fc",), models={"fc": models[n]}, threshold=0.5)).run(
-                [str(shards)], out, workers=1
+            bf = BatchFilter(FilterConfig(tasks=("fc",), models={"fc": models[n]}, threshold=0.5))
+            whole[n] = min(
+                whole.get(n, float("inf")), bench.timed(bf.run, [str(shards)], out, workers=1)[1]
             )
-            whole[n] = min(whole.get(n, float("inf")), time.perf_counter() - t1)
             shutil.rmtree(out, ignore_errors=True)
-            t1 = time.perf_counter()
-            for j in range(0, len(texts), 512):
-                scorers[n].score_texts(texts[j : j + 512])
-            pure[n] = min(pure.get(n, float("inf")), time.perf_counter() - t1)
+            pure[n] = min(pure.get(n, float("inf")), bench.timed(score_all, scorers[n], texts)[1])
     base = names[0]
     print(
         f"student recipes, one task, {len(texts)} documents, one worker, fastest of "
@@ -404,17 +401,14 @@ def bench_scores(args: argparse.Namespace, model: Path, corpus: Path, work: Path
     threshold from the stored scores against a full rerun at that threshold."""
     from retriever.batch_filter import BatchFilter, FilterConfig
     from retriever.batch_filter.rethreshold import rethreshold, write_rethresholded
-    from retriever.bench import load_average
 
     def filt(write: bool, thr: float, out: Path) -> float:
         shutil.rmtree(out, ignore_errors=True)
         cfg = FilterConfig(tasks=("fc",), models={"fc": str(model)}, threshold=thr)
         cfg = dataclasses.replace(cfg, write_scores=write)
-        t0 = time.perf_counter()
-        BatchFilter(cfg).run([str(corpus)], out, workers=1)
-        return time.perf_counter() - t0
+        return bench.timed(BatchFilter(cfg).run, [str(corpus)], out, workers=1)[1]
 
-    load0 = load_average()
+    load0 = bench.load_average()
     secs: dict[str, list[float]] = {"without": [], "with": []}
     for r in range(args.rounds):
         order = ("without", "with") if r % 2 == 0 else ("with", "without")
@@ -425,12 +419,8 @@ def bench_scores(args: argparse.Namespace, model: Path, corpus: Path, work: Path
     score_bytes = sum(f.stat().st_size for f in (out / "scores").glob("*.parquet"))
     pool_bytes = sum(f.stat().st_size for f in (out / "fc").glob("*"))
     new = min(0.95, args.threshold + 0.2)
-    t0 = time.perf_counter()
-    counts = rethreshold(out, new)
-    t_counts = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    write_rethresholded(out, work / "rethresholded", {"fc": new})
-    t_pools = time.perf_counter() - t0
+    counts, t_counts = bench.timed(rethreshold, out, new)
+    t_pools = bench.timed(write_rethresholded, out, work / "rethresholded", {"fc": new})[1]
     t_rerun = filt(False, new, work / "rerun")
     res = {
         "docs": n["docs_in"],
@@ -445,7 +435,7 @@ def bench_scores(args: argparse.Namespace, model: Path, corpus: Path, work: Path
         "seconds_counts": round(t_counts, 3),
         "seconds_new_pools": round(t_pools, 3),
         "seconds_full_rerun": round(t_rerun, 3),
-        "load_avg": [load0, load_average()],
+        "load_avg": [load0, bench.load_average()],
     }
     print(
         f"stored probabilities: {res['seconds_with']}s vs {res['seconds_without']}s without "
@@ -460,9 +450,7 @@ def bench_scores(args: argparse.Namespace, model: Path, corpus: Path, work: Path
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = bench.parser(__doc__)
     p.add_argument("--repeat", type=int, default=8, help="times the ClimbLab sample is repeated")
     p.add_argument("--shards", type=int, default=8)
     p.add_argument(
@@ -486,7 +474,7 @@ def main() -> None:
         "confirm/labels (default: gold vs ClimbLab label sets built from ../shared/data)",
     )
     p.add_argument("--seed", type=int, default=0)
-    add_bench_args(p)
+    bench.add_bench_args(p)
     p.add_argument("--_one", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--impl", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
@@ -496,14 +484,14 @@ def main() -> None:
     if args._one:
         one(args)
         return
-    with busy_load(args.busy):
+    with bench.busy_load(args.busy):
         run(args)
 
 
 def run(args) -> None:
-    if not (SHARED / "corpus").is_dir():
-        sys.exit(f"shared data not found at {SHARED}")
-    report = BenchReport("bench_filter", args)
+    if not (bench.SHARED / "corpus").is_dir():
+        sys.exit(f"shared data not found at {bench.SHARED}")
+    report = bench.BenchReport("bench_filter", args)
     tmp = tempfile.TemporaryDirectory(prefix="bench_filter_") if not args.work else None
     work = Path(args.work or tmp.name)
     work.mkdir(parents=True, exist_ok=True)
@@ -535,7 +523,7 @@ def run(args) -> None:
         f"{time.perf_counter() - t0:.1f}s"
     )
     results = {}
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(bench.REPO)}
     for workers in sorted({1, args.workers}):
         for rnd in range(args.rounds):
             for impl in ("datatrove", "ours"):
@@ -557,7 +545,7 @@ def run(args) -> None:
                     "--threshold",
                     str(args.threshold),
                 ]
-                proc, rss_sum, rss_one = run_watched(cmd, env)
+                proc, rss_sum, rss_one = bench.run_watched(cmd, env)
                 line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
                 if proc.returncode or not line:
                     sys.exit(f"{impl} x{workers} failed:\n{proc.stderr[-3000:]}")

@@ -21,18 +21,15 @@ and written with ``--json PATH`` (:mod:`retriever.bench`); ``--busy N`` adds a c
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from retriever.bench import BenchReport, add_bench_args, busy_load
+from retriever import bench
 
-REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO.parent / "shared" / "data" / "corpus" / "climblab_stream_first1000.jsonl"
+CORPUS = bench.SHARED / "corpus" / "climblab_stream_first1000.jsonl"
 
 
 def tiny_model(folder: Path) -> None:
@@ -55,7 +52,7 @@ def serve(folder: Path | None, delay: float) -> tuple[subprocess.Popen, str]:
     cmd = [sys.executable, "-m", "retriever.rate.local_server"]
     cmd += ["--model", f"tiny={folder}"] if folder else ["--fixed", "tiny=Score: 3"]
     cmd += ["--port", "0", "--delay", str(delay)]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(bench.REPO)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()  # "serving ['tiny'] at http://127.0.0.1:PORT/v1"
     if " at " not in line:
@@ -65,7 +62,7 @@ def serve(folder: Path | None, delay: float) -> tuple[subprocess.Popen, str]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = bench.parser(__doc__)
     ap.add_argument("--docs", type=int, default=48, help="documents rated per setting")
     ap.add_argument("--concurrency", default="1,4,8")
     ap.add_argument("--delay", default="0,0.2", help="simulated seconds of latency per request")
@@ -76,13 +73,11 @@ def main() -> int:
         action="store_true",
         help="a server answering 'Score: 3' without a model: the client's own throughput",
     )
-    add_bench_args(ap)
-    args = ap.parse_args()
+    args, report = bench.start(ap, "bench_rate")
     from retriever.rate import RateConfig, rate_docs
 
-    report = BenchReport("bench_rate", args)
     rows = []
-    with busy_load(args.busy), tempfile.TemporaryDirectory() as tmp:
+    with bench.busy_load(args.busy), tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         lines = CORPUS.read_text().splitlines()[: args.docs]
         (tmp / "corpus").mkdir()
@@ -98,10 +93,10 @@ def main() -> int:
                         tasks=("function-calling",), base_url=url, model="tiny", api_key_env="",
                         concurrency=conc, max_chars=args.max_chars, max_tokens=args.max_tokens,
                     )  # fmt: skip
-                    s = rate_docs(tmp / "corpus", out, cfg, indexes_dir=REPO / "indexes")
-                    t0 = time.perf_counter()
-                    again = rate_docs(tmp / "corpus", out, cfg, indexes_dir=REPO / "indexes")
-                    cached_s = time.perf_counter() - t0
+                    s = rate_docs(tmp / "corpus", out, cfg, indexes_dir=bench.REPO / "indexes")
+                    again, cached_s = bench.timed(
+                        rate_docs, tmp / "corpus", out, cfg, indexes_dir=bench.REPO / "indexes"
+                    )
                     rows.append(
                         {
                             "delay_s": delay,

@@ -46,32 +46,24 @@ import time
 import warnings
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+import numpy as np
 
-import numpy as np  # noqa: E402
+from retriever import bench
 
-from retriever.bench import BenchReport, add_bench_args, busy_load, paired_blocks, peak_rss_mb  # noqa: E402
+bench.offline_defaults()
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("RETRIEVER_SHARED_DATA", REPO.parent / "shared" / "data"))
 TASKS = {
     "function-calling": "function_calling",
     "roleplay": "roleplay",
     "rag": "rag",
     "reasoning": "reasoning",
 }
-CORPUS_FILES = ("climblab_stream_first1000.jsonl", "climblab_clusters_sample.jsonl")
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 # -- data ------------------------------------------------------------------------------------------
 def read_docs(data: Path, n: int) -> list[str]:
     """The first ``n`` ClimbLab texts, taken in turn from the two ClimbLab sample files."""
-    streams = [open(data / "corpus" / f) for f in CORPUS_FILES]
+    streams = [open(data / "corpus" / f) for f in bench.CLIMBLAB_FILES]
     texts: list[str] = []
     try:
         while len(texts) < n and streams:
@@ -118,7 +110,7 @@ def build_indexes(data: Path, work: Path, gold_limit: int, embedder) -> list[str
         GoldIndex.build(task, GoldSet(docs[:gold_limit], gold.stats, gold.sources), embedder).save(
             out
         )
-        log(
+        bench.log(
             f"index {task}: {min(gold_limit, len(docs))} exemplars in "
             f"{time.perf_counter() - t0:.1f}s"
         )
@@ -280,7 +272,7 @@ def embedding_variants(
         ort = OnnxRuntimeEncoder(torch_emb._model, work / "model.onnx", threads)
         v["onnxruntime fp32"] = (ort.encode, "backend")
     except ImportError as e:
-        log(f"onnxruntime variant skipped ({e}); pip install 'retriever[bench]'")
+        bench.log(f"onnxruntime variant skipped ({e}); pip install 'retriever[bench]'")
     if openvino_installed():
         ov32 = OpenVINOEncoder(torch_emb._model, precision="f32")
         ovd = OpenVINOEncoder(torch_emb._model)
@@ -343,7 +335,11 @@ def rss_child(args) -> None:
     s = score_corpus(args.index, [args.rss_child], args.out, top_fraction=0.01, device=args.device)
     print(
         json.dumps(
-            {"docs": s["scored"], "peak_rss_mb": peak_rss_mb(), "seconds": time.perf_counter() - t0}
+            {
+                "docs": s["scored"],
+                "peak_rss_mb": bench.peak_rss_mb(),
+                "seconds": time.perf_counter() - t0,
+            }
         )
     )
 
@@ -356,7 +352,7 @@ def measure_rss(index_dirs, texts, work: Path, copies: int, device: str | None) 
     cmd += sum((["--index", d] for d in index_dirs), [])
     if device:
         cmd += ["--device", device]
-    log(f"peak RSS run x{copies} ({copies * len(texts)} docs) in a fresh process")
+    bench.log(f"peak RSS run x{copies} ({copies * len(texts)} docs) in a fresh process")
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"RSS child failed:\n{proc.stderr[-3000:]}")
@@ -366,10 +362,8 @@ def measure_rss(index_dirs, texts, work: Path, copies: int, device: str | None) 
 
 # -- main ------------------------------------------------------------------------------------------
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--data", default=str(SHARED), help="shared sample data folder")
+    ap = bench.parser(__doc__)
+    ap.add_argument("--data", default=str(bench.SHARED), help="shared sample data folder")
     ap.add_argument(
         "--sections",
         default="backend,paths,variants,bucketing,rss",
@@ -410,7 +404,7 @@ def main() -> None:
     ap.add_argument(
         "--work", help="work folder (indexes are reused from it; default: a temp folder)"
     )
-    add_bench_args(ap)
+    bench.add_bench_args(ap)
     ap.add_argument(
         "--load",
         type=int,
@@ -423,7 +417,7 @@ def main() -> None:
     ap.add_argument("--index", action="append", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    with busy_load(
+    with bench.busy_load(
         0 if args.rss_child else args.busy
     ):  # --busy N: the whole run under a competing load
         return run(args)
@@ -454,7 +448,7 @@ def run(args) -> None:
             f"unknown --sections {sorted(sections)}; choose from "
             "backend,paths,variants,bucketing,rss"
         )
-    bench = BenchReport("bench_score", args)
+    bench_report = bench.BenchReport("bench_score", args)
     data = Path(args.data)
     if not (data / "corpus").is_dir():
         raise SystemExit(f"shared data not found at {data}; pass --data")
@@ -462,7 +456,7 @@ def run(args) -> None:
     threads = torch.get_num_threads()
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_score_"))
     work.mkdir(parents=True, exist_ok=True)
-    report: dict = bench.data
+    report: dict = bench_report.data
     report.update(
         {
             "device": device,
@@ -503,12 +497,14 @@ def run(args) -> None:
         if n_load:
             conditions.append((f"loaded (+{n_load} busy processes)", n_load))
         for label, n_busy in conditions:
-            with busy_load(n_busy) as pids:
+            with bench.busy_load(n_busy) as pids:
                 la = os.getloadavg()
-                log(
+                bench.log(
                     f"default vs plain, {label} ({len(pids)} spinning processes), load average {la}"
                 )
-                bres = paired_blocks(calls, bt, args.variant_block, args.repeats, base, log)
+                bres = bench.paired_blocks(
+                    calls, bt, args.variant_block, args.repeats, base, bench.log
+                )
             print_table(
                 f"Default embedder vs plain encode, {label}: {len(bt)} docs x {args.repeats} "
                 f"passes in blocks of {args.variant_block}, {threads} threads, {len(pids)} busy "
@@ -524,7 +520,7 @@ def run(args) -> None:
             }
     if sections == {"backend"}:
         report["load_avg_end"] = os.getloadavg()
-        bench.finish(args.json)
+        bench_report.finish(args.json)
         return
     index_dirs = build_indexes(data, work, args.gold_limit, default_emb)
     indexes = load_indexes(index_dirs)
@@ -547,7 +543,7 @@ def run(args) -> None:
     )
     if device == "cuda":
         report["gpu"] = torch.cuda.get_device_name(0)
-    log(
+    bench.log(
         f"{len(texts)} docs, {threads} threads, device {device}, default backend "
         f"{default_emb.backend}, FAISS GPU {report['faiss_gpu']}; work {work}"
     )
@@ -575,8 +571,8 @@ def run(args) -> None:
             f"pure embedding: ours, {d} (default)": default_emb.encode,
             f"scorer[{d}]: SimilarityScorer, 4 indexes": lambda ts: run_scorer(scorer_default, ts),
         }
-        log(f"timing the scoring paths in blocks of {args.block} docs")
-        res = paired_blocks(calls, texts, args.block, args.repeats, base_name, log)
+        bench.log(f"timing the scoring paths in blocks of {args.block} docs")
+        res = bench.paired_blocks(calls, texts, args.block, args.repeats, base_name, bench.log)
         names = list(calls)
         print_table(
             f"Scoring paths: {len(texts)} ClimbLab docs x {args.repeats} passes in blocks of "
@@ -589,7 +585,7 @@ def run(args) -> None:
         # it
         timer = EncodeTimer(default_emb)
         job_s, base_s, encode_s = 0.0, 0.0, 0.0
-        log(
+        bench.log(
             f"timing score_corpus on {len(texts)} docs, {args.repeats} runs alternating with the "
             "baseline"
         )
@@ -604,7 +600,7 @@ def run(args) -> None:
                     run_job(index_dirs, shard_dir, work / "job-out", args.device, args.batch_size)
                     job_s += time.perf_counter() - t0
                     encode_s += timer.seconds - before
-            log(
+            bench.log(
                 f"  run {r + 1}/{args.repeats}: baseline {base_s:.1f}s, job {job_s:.1f}s (encode "
                 f"inside {encode_s:.1f}s)"
             )
@@ -658,10 +654,15 @@ def run(args) -> None:
         )
         for f, _ in var.values():  # warm-up: first calls allocate and compile
             f(vt[:16])
-        log(f"timing {len(var)} embedding variants in blocks of {args.variant_block} docs")
+        bench.log(f"timing {len(var)} embedding variants in blocks of {args.variant_block} docs")
         first = next(iter(var))
-        vres = paired_blocks(
-            {n: f for n, (f, _) in var.items()}, vt, args.variant_block, args.repeats, first, log
+        vres = bench.paired_blocks(
+            {n: f for n, (f, _) in var.items()},
+            vt,
+            args.variant_block,
+            args.repeats,
+            first,
+            bench.log,
         )
         ref = vres[first]["out"]
         print_table(
@@ -704,8 +705,10 @@ def run(args) -> None:
             )
             for b in buffers
         }
-        log(f"timing length bucketing on {len(bt)} docs ({nb} forward batches per buffer)")
-        bres = paired_blocks(calls, list(range(nb)), 1, args.bucket_repeats, next(iter(calls)), log)
+        bench.log(f"timing length bucketing on {len(bt)} docs ({nb} forward batches per buffer)")
+        bres = bench.paired_blocks(
+            calls, list(range(nb)), 1, args.bucket_repeats, next(iter(calls)), bench.log
+        )
         print(
             f"\nLength bucketing: {len(bt)} docs x {args.bucket_repeats} passes, {d}, forward "
             "batches of 64 paired batch by batch; texts sorted by length per buffer "
@@ -755,7 +758,7 @@ def run(args) -> None:
         f"\nload average (1/5/15 min) at start {report['load_avg_start']}, end "
         f"{report['load_avg_end']} on {report['cpu_count']} CPUs"
     )
-    bench.finish(args.json)
+    bench_report.finish(args.json)
 
 
 if __name__ == "__main__":

@@ -11,23 +11,26 @@ index.
    fraction). Ingested with :class:`CorpusStore` and indexed (IVF-PQ, sqrt(n) partitions).
 2. ``retriever serve --corpus-store STORE --port 0`` in a subprocess (a real uvicorn server).
 3. Phases ``CLIENTSxSECONDS`` (default ``1x10,8x30``): each client a thread with one keep-alive
-   HTTP connection, posting ``/corpus`` queries (real texts: shared gold exemplars of the four
-   tasks and ClimbLab documents not in the store, clipped to 1,000 characters) for a bounded time.
-   Reported: requests, failures, QPS, p50 / p90 / p99 / max latency (client side, full HTTP round
-   trip), the server's RSS sampled every second (start / end / max) and its embedding forwards
-   per request (how much concurrent requests were batched). ``--filter`` adds a phase with
-   ``min_score`` on one task.
+   HTTP connection, posting ``/corpus`` queries for a bounded time. Query texts
+   (``--query-set``): ``exemplars`` (default: new exemplars, i.e. whole held-out shared gold
+   records of the four tasks), ``long`` (whole ClimbLab documents of ``corpus_large``, not in
+   the store) or ``clipped`` (gold records and ClimbLab documents cut at 1,000 characters); each
+   text is sent once in a run (no repeats unless the set runs out, counted), and their token
+   lengths are reported. Reported per phase: requests, failures, QPS, p50 / p90 / p99 / max
+   latency (client side, full HTTP round trip), the server's RSS sampled every second (start /
+   middle / end / max), texts per embedding forward, the server's own ms per request (embed:
+   queueing + forward; search; the rest: HTTP, JSON, thread pool) and the load average.
+   ``--filter`` adds a phase with ``min_score`` on one task.
 
 The clients run on the same machine as the server, so they take CPU from it: latencies are an
 upper bound of what a remote client would see.
 
     .venv/bin/python scripts/bench_serve.py --rows 100000 --phases 1x10,8x30 --json
-    runs/bench_serve.json
+    runs/bench_serve.json  # add --server-args "--lanes 2" / --query-set long to compare
 """
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import os
@@ -37,38 +40,19 @@ import threading
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+import numpy as np
 
-import numpy as np  # noqa: E402
+from retriever import bench
+from retriever.names import SCORE, score_name
 
-from retriever.bench import BenchReport, add_bench_args, busy_load, percentiles, rss_mb  # noqa: E402
-from retriever.names import SCORE, score_name  # noqa: E402
+bench.offline_defaults()
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("RETRIEVER_SHARED_DATA", REPO.parent / "shared" / "data"))
 GOLD = {
     "function-calling": "function_calling/xlam_3k.jsonl",
     "reasoning": "reasoning/gsm8k_train.jsonl",
     "roleplay": "roleplay/character_llm.jsonl",
     "rag": "rag/pubmedqa_pqal.jsonl",
 }
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def read_jsonl(path: Path, n: int, skip: int = 0) -> list[dict]:
-    out = []
-    with open(path) as fh:
-        for i, line in enumerate(fh):
-            if i < skip:
-                continue
-            if len(out) >= n:
-                break
-            out.append(json.loads(line))
-    return out
 
 
 # -- the store -------------------------------------------------------------------------------------
@@ -87,14 +71,16 @@ def base_vectors(args, work: Path, embedder):
             t.column("preview").to_pylist(),
             [c or "" for c in t.column("cluster_id").to_pylist()],
         )
-    recs = read_jsonl(SHARED / "corpus" / "climblab_clusters_sample.jsonl", args.base_docs)
+    recs = bench.read_jsonl(
+        bench.SHARED / "corpus" / "climblab_clusters_sample.jsonl", args.base_docs
+    )
     previews = [r["text"][:300] for r in recs]
     clusters = [str(r.get("cluster_id", "")) for r in recs]
     if cache.is_file():
         return np.load(cache)["v"], previews, clusters
     t0 = time.perf_counter()
     v = embedder.encode([r["text"] for r in recs])
-    log(f"embedded {len(recs)} base documents in {time.perf_counter() - t0:.1f}s")
+    bench.log(f"embedded {len(recs)} base documents in {time.perf_counter() - t0:.1f}s")
     np.savez(cache, v=v)
     return v, previews, clusters
 
@@ -102,7 +88,7 @@ def base_vectors(args, work: Path, embedder):
 def task_centroids(embedder, per_task: int = 64) -> dict[str, np.ndarray]:
     out = {}
     for task, rel in GOLD.items():
-        texts = [r["text"][:1000] for r in read_jsonl(SHARED / "gold" / rel, per_task)]
+        texts = [r["text"][:1000] for r in bench.read_jsonl(bench.SHARED / "gold" / rel, per_task)]
         c = embedder.encode(texts).mean(0)
         out[task] = c / np.linalg.norm(c)
     return out
@@ -119,7 +105,7 @@ def build_store(args, work: Path) -> str:
 
     uri = work / f"store_{args.rows}_{args.sigma}"
     if (uri / "ready.json").is_file():
-        log(f"reusing {uri}")
+        bench.log(f"reusing {uri}")
         return str(uri)
     embedder = load_embedder(DEFAULT_MODEL)
     v, previews, clusters = base_vectors(args, work, embedder)
@@ -165,7 +151,9 @@ def build_store(args, work: Path) -> str:
             }
         )
     )
-    log(f"store {uri}: {st.count()} rows (ingest {ingest_s:.1f}s, IVF-PQ index {index_s:.1f}s)")
+    bench.log(
+        f"store {uri}: {st.count()} rows (ingest {ingest_s:.1f}s, IVF-PQ index {index_s:.1f}s)"
+    )
     return str(uri)
 
 
@@ -182,7 +170,7 @@ def start_server(store: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
         "0",
         *extra,
     ]
-    proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=bench.REPO, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while True:
         line = proc.stderr.readline()
@@ -220,21 +208,29 @@ def query_texts(n: int, kind: str = "exemplars", max_chars: int = 20_000) -> lis
     if kind == "long":
         texts = [
             r["text"][:max_chars]
-            for r in read_jsonl(SHARED / "corpus_large" / "climblab_clusters_extra.jsonl", n)
+            for r in bench.read_jsonl(
+                bench.SHARED / "corpus_large" / "climblab_clusters_extra.jsonl", n
+            )
         ]
     elif kind == "exemplars":
         per = -(-n // len(GOLD))
         for rel in GOLD.values():
             texts += [
-                r["text"][:max_chars] for r in read_jsonl(SHARED / "gold" / rel, per, skip=64)
+                r["text"][:max_chars]
+                for r in bench.read_jsonl(bench.SHARED / "gold" / rel, per, skip=64)
             ]
     else:
         per = max(1, n // (len(GOLD) + 1))
         for rel in GOLD.values():
-            texts += [r["text"][:1000] for r in read_jsonl(SHARED / "gold" / rel, per, skip=64)]
+            texts += [
+                r["text"][:1000]
+                for r in bench.read_jsonl(bench.SHARED / "gold" / rel, per, skip=64)
+            ]
         texts += [
             r["text"][:1000]
-            for r in read_jsonl(SHARED / "corpus" / "climblab_stream_first1000.jsonl", per)
+            for r in bench.read_jsonl(
+                bench.SHARED / "corpus" / "climblab_stream_first1000.jsonl", per
+            )
         ]
     texts = list(dict.fromkeys(t for t in texts if t.strip()))[:n]  # distinct
     rng = np.random.default_rng(1)
@@ -316,7 +312,7 @@ def run_phase(
 
     def sampler() -> None:
         while time.monotonic() < stop:
-            rss.append(rss_mb(pid))
+            rss.append(bench.rss_mb(pid))
             time.sleep(1.0)
 
     threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
@@ -350,7 +346,7 @@ def run_phase(
         "failed": len(fails),
         "fail_examples": fails[:3],
         "qps": len(all_lat) / wall,
-        "latency_ms": percentiles(all_lat),
+        "latency_ms": bench.percentiles(all_lat),
         "rss_mb": {
             "start": rss[0] if rss else None,
             "middle": rss[len(rss) // 2] if rss else None,
@@ -377,17 +373,15 @@ def cli_walls(url: str, store: str, text: str, args) -> dict:
         walls = []
         for _ in range(args.cli_runs if name == "server" else 1):
             t0 = time.perf_counter()
-            subprocess.run(cmd, cwd=REPO, check=True, capture_output=True)
+            subprocess.run(cmd, cwd=bench.REPO, check=True, capture_output=True)
             walls.append(time.perf_counter() - t0)
         out[name] = {"runs": len(walls), "median_s": float(np.median(walls))}
-        log(f"retriever query ({name}): {out[name]['median_s']:.2f} s wall")
+        bench.log(f"retriever query ({name}): {out[name]['median_s']:.2f} s wall")
     return out
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = bench.parser(__doc__)
     ap.add_argument("--rows", type=int, default=100_000, help="store rows (default 100,000)")
     ap.add_argument(
         "--base-docs", type=int, default=512, help="real ClimbLab documents embedded as bases"
@@ -416,7 +410,7 @@ def main() -> None:
     )
     ap.add_argument(
         "--work",
-        default=str(REPO / "runs" / "bench_serve"),
+        default=str(bench.REPO / "runs" / "bench_serve"),
         help="where the store is built / reused",
     )
     ap.add_argument("--server-args", default="", help="extra `retriever serve` options, one string")
@@ -431,16 +425,14 @@ def main() -> None:
         action="store_true",
         help="also time one `retriever query --corpus-store` process (loads the model)",
     )
-    add_bench_args(ap)
-    args = ap.parse_args()
-    report = BenchReport("bench_serve", args)
+    args, report = bench.start(ap, "bench_serve")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     store = build_store(args, work)
     report.data["store"] = json.loads((Path(store) / "ready.json").read_text())
     texts = query_texts(args.queries, args.query_set)
     counts = token_counts(texts)  # before the server: an idle keep-alive connection is closed
-    with busy_load(args.busy):
+    with bench.busy_load(args.busy):
         proc, url = start_server(store, args.server_args.split())
         try:
             cl = Client(url)
@@ -448,7 +440,7 @@ def main() -> None:
             report.data["server"] = {
                 "load_s": health["load_s"],
                 "backend": health["backend"],
-                "rss_mb_loaded": rss_mb(proc.pid),
+                "rss_mb_loaded": bench.rss_mb(proc.pid),
                 "ann_index": health["store"]["ann_index"],
                 "search": {
                     k: v
@@ -460,18 +452,18 @@ def main() -> None:
                 "set": args.query_set,
                 **token_lengths(texts, counts, health.get("max_seq_length", 256)),
             }
-            log(f"queries: {report.data['queries']}")
+            bench.log(f"queries: {report.data['queries']}")
             report.data["server"]["lanes"] = health.get("lanes")
             report.data["server"]["max_seq_length"] = health.get("max_seq_length")
             feed = TextFeed(texts)
             for _ in range(20):  # warm-up: first forwards of each shape, page cache
                 cl.call("POST", "/corpus", {"text": feed.next(), "k": args.k})
-            report.data["server"]["rss_mb_warm"] = rss_mb(proc.pid)
+            report.data["server"]["rss_mb_warm"] = bench.rss_mb(proc.pid)
             phases = [tuple(int(x) for x in p.split("x")) for p in args.phases.split(",")]
             runs = []
             for clients, secs in phases:
                 runs.append(run_phase(url, proc.pid, feed, clients, secs, args.k, None))
-                log(_line(runs[-1]))
+                bench.log(_line(runs[-1]))
             if args.filter:
                 task, _, x = args.filter.partition("=")
                 runs.append(
@@ -479,11 +471,11 @@ def main() -> None:
                         url, proc.pid, feed, phases[-1][0], phases[-1][1], args.k, {task: float(x)}
                     )
                 )
-                log(_line(runs[-1]))
+                bench.log(_line(runs[-1]))
             report.data["phases"] = runs
             report.data["texts_sent"] = feed.i
             report.data["texts_wrapped"] = feed.wrapped
-            report.data["server"]["rss_mb_end"] = rss_mb(proc.pid)
+            report.data["server"]["rss_mb_end"] = bench.rss_mb(proc.pid)
             if args.cli_runs:
                 report.data["cli"] = cli_walls(url, store, texts[0], args)
         finally:

@@ -20,25 +20,20 @@ seconds spent in the extras (``extras_ms``) against the seconds spent embedding 
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_score import SHARED, baseline_scores, log, paired_blocks, print_table, read_docs  # noqa: E402
+from bench_score import baseline_scores, print_table, read_docs  # noqa: E402
 
-from retriever.bench import BenchReport, add_bench_args, busy_load  # noqa: E402
+from retriever import bench  # noqa: E402
+
+bench.offline_defaults()
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--data", default=str(SHARED))
+    ap = bench.parser(__doc__)
+    ap.add_argument("--data", default=str(bench.SHARED))
     ap.add_argument(
         "--indexes",
         default="runs/eval_cross_source/indexes",
@@ -50,9 +45,7 @@ def main() -> None:
     ap.add_argument(
         "--no-baseline", action="store_true", help="skip plain SentenceTransformer.encode"
     )
-    add_bench_args(ap)
-    args = ap.parse_args()
-    report = BenchReport("bench_sparse", args)  # conditions before / after (retriever.bench)
+    args, report = bench.start(ap, "bench_sparse")  # conditions before / after
 
     from retriever.embed import load_embedder
     from retriever.index import load_indexes
@@ -94,9 +87,11 @@ def main() -> None:
             **calls,
         }
         base = "baseline: ST encode (torch fp32) + numpy x4"
-    log(f"{len(texts)} documents, blocks of {args.block}, {len(dirs)} tasks, backend {emb.backend}")
-    with busy_load(args.busy):  # --busy N: the same run under N competing spinners
-        res = paired_blocks(calls, texts, args.block, args.passes, base)
+    bench.log(
+        f"{len(texts)} documents, blocks of {args.block}, {len(dirs)} tasks, backend {emb.backend}"
+    )
+    with bench.busy_load(args.busy):  # --busy N: the same run under N competing spinners
+        res = bench.paired_blocks(calls, texts, args.block, args.passes, base)
     print_table(
         f"hybrid scoring, {len(texts)} ClimbLab documents x {args.passes} pass(es)",
         res,

@@ -12,6 +12,7 @@ from retriever.config import field_default
 from retriever.confirm.decide import DecisionRules
 from retriever.confirm.docs import CandidateRule
 from retriever.confirm.stage import BpbOptions, ConfirmSettings
+from retriever.dataset import DatasetConfig
 from retriever.distill import DistillConfig
 from retriever.domains import DomainConfig
 from retriever.prefilter import PrefilterConfig
@@ -36,6 +37,9 @@ CONVERTED = {
     ],
     "prefilter": [(PrefilterConfig, {"tasks", "patterns", "reader"}, set())],
     "proxy train": [(ProxyConfig, set(), set())],
+    "build-dataset": [
+        (DatasetConfig, {"tiers", "formats", "score_keys", "decontaminate"}, set()),
+    ],
     "confirm": [
         (BpbOptions, set(), set()),
         (CandidateRule, {"threshold"}, set()),
@@ -91,6 +95,22 @@ def test_the_parsed_defaults_build_the_default_config():
     c = config_from_args(CS, args, bpb=config_from_args(BpbOptions, args))
     assert (c.center_models, c.bpb.max_batch_tokens) == (False, 99)
     assert config_from_args(DecisionRules, args).positive_top_fraction == 0.5
+    from retriever.dataset.cli import dataset_config_from_args
+
+    argv = ["build-dataset", "--pools", "p", "--mixture", "equal", "--budget", "1M", "--out", "o"]
+    assert dataset_config_from_args(p.parse_args(argv)) == DatasetConfig()
+    args = p.parse_args(
+        [*argv, "--no-token-count", "--part-tokens", "2M", "--order", "stratified"]
+        + ["--tiers", "0.2:1", "--format", "parquet", "--score-key", "q", "--score-key", "s"]
+    )
+    assert dataset_config_from_args(args) == DatasetConfig(
+        use_token_count=False,
+        part_tokens=2_000_000,
+        order="stratified",
+        tiers=((0.2, 1.0),),
+        formats=("parquet",),
+        score_keys=("q", "s"),
+    )
     argv = ["filter", "--task", "a", "--input", "x", "--output", "o", "--no-write-scores"]
     args = p.parse_args([*argv, "--format", "parquet", "--max-chars", "7"])
     c = filter_config_from_args(args)

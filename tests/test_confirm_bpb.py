@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+import pyarrow.parquet as pq
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -211,6 +212,29 @@ def test_matrix_caches_per_model_and_computes_only_a_new_model(small_panel, tmp_
     extra = docs + [Doc("d_new", "one more document")]
     r3 = BpbMatrix(tmp_path, full, device="cpu").run([d.id for d in extra], _iter(extra))
     assert [r3.report["models"][m]["computed"] for m in r3.models] == [1, 1, 1]
+
+
+@pytest.mark.slow
+def test_matrix_blocks_write_one_part_each_and_count_every_document(small_panel, tmp_path):
+    """The matrix's blocks (a BatchStep): one part per block, in stream order; the same
+    documents, token counts and (up to batching float error) BPB at every block size."""
+    panel = Panel(models=load_panel(small_panel).models[:1])
+    docs = _docs(7)
+    ids = [d.id for d in docs]
+    got = {}
+    for size in (1, 3, 100):
+        res = BpbMatrix(tmp_path / str(size), panel, device="cpu", block_docs=size).run(
+            ids, _iter(docs)
+        )
+        parts = sorted((tmp_path / str(size) / "bpb" / "tiny-0").glob("part-*.parquet"))
+        assert len(parts) == math.ceil(len(docs) / size)
+        part_ids = [i for p in parts for i in pq.read_table(p, columns=["id"])["id"].to_pylist()]
+        assert part_ids == ids
+        got[size] = res
+    for size in (3, 100):
+        a, b = got[1].report["models"]["tiny-0"], got[size].report["models"]["tiny-0"]
+        assert a["computed"] == b["computed"] == len(docs) and a["tokens"] == b["tokens"] > 0
+        np.testing.assert_allclose(got[size].bpb, got[1].bpb, atol=1e-5)
 
 
 @pytest.mark.slow

@@ -293,6 +293,17 @@ def test_batcher_lanes_run_forwards_side_by_side_each_lane_alone():
     assert batcher.texts == sum(len(t) for t, _ in got.values()) and batcher.forward_seconds > 0
 
 
+def test_serve_threads_default_to_one_on_two_cpus(monkeypatch):
+    import os
+
+    from retriever.serve.service import default_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert default_threads() == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert default_threads() is None  # torch's own setting
+
+
 def test_server_socket_turns_nagle_off():
     from retriever.serve.server import bind
 

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ from retriever.dataset import (
 )
 from retriever.dataset.select import id_key, rank, text_key
 from retriever.errors import ConfigError, InputError, OutputError, ResumeError
+from retriever.stats import Stats
 from retriever.tokens import estimate_tokens
 
 REPO = Path(__file__).resolve().parents[1]
@@ -690,3 +692,40 @@ def test_many_small_parts_equal_one_big_part(tmp_path):
     assert len(small["parts"]) > 20 and len(big["parts"]) == 1
     assert read_lmflow(tmp_path / "small") == read_lmflow(tmp_path / "big")
     assert read_parquet_parts(tmp_path / "small").equals(read_parquet_parts(tmp_path / "big"))
+
+
+def test_scan_index_is_the_same_at_every_batch_size(tmp_path):
+    """The scan (a BatchStep): rows, rejects and counters do not depend on its batch size."""
+    from dataclasses import replace
+
+    leak = (
+        "A coin is heads up. Alice flips the coin. Bob does not flip the coin. Carol flips the "
+        "coin. Is the coin still heads up?"
+    )
+    ev = tmp_path / "eval.jsonl"
+    ev.write_text(json.dumps({"id": "q", "question": leak, "choices": ["yes", "no"], "answer": 0}))
+    recs = [
+        {"id": f"d{i}", "text": f"pool document {i} " * (1 + i % 5), "p": i / 700, "cluster": i % 3}
+        for i in range(700)
+    ]
+    for i in (3, 255, 256, 600):
+        recs[i]["text"] = f"Worked {i}: {leak}"
+    path = write_pool(tmp_path / "pools" / "fc" / "s0.jsonl.gz", "fc", recs)
+    with gzip.open(path, "ab") as fh:
+        fh.write(b"{oops\n" + orjson.dumps({"id": "no-text", "metadata": {}}) + b"\n")
+    b = DatasetBuilder(
+        {"fc": str(path.parent)}, {"fc": 1.0}, 100, decontaminate={"reasoning": str(ev)}
+    )
+    got = {}
+    for size in (1, 7, 256, 10_000):
+        scan = replace(b.scanner(), scan_batch=size).scan("fc", [str(path)], tmp_path / f"c{size}")
+        files = sorted((tmp_path / f"c{size}" / "fc").iterdir())
+        raw = {f.suffix: f.read_bytes() for f in files if f.suffix != ".json"}
+        got[size] = (raw, dict(scan.stats.counts), scan.table)
+    c = got[1][1]
+    assert c["seen"] == 702 and c["candidates"] == c["kept"] == 696
+    assert c["dropped/contaminated"] == 4 and sum(v for k, v in c.items() if "rejected/" in k) == 2
+    assert Stats(Counter(c)).balanced()
+    assert got[1][2].column("id").to_pylist()[:4] == ["d0", "d1", "d2", "d4"]
+    for size in (7, 256, 10_000):
+        assert got[size][0] == got[1][0] and got[size][1] == c and got[size][2].equals(got[1][2])

@@ -33,6 +33,8 @@ def test_default_backend_is_the_calibrated_one_and_matches_torch(embedder, torch
         embedder.backend == ("torch" if choice == "torch" else "openvino")
         and torch_embedder.backend == "torch"
     )
+    if embedder.backend == "openvino":  # bounded shapes: every length a multiple of 8
+        assert embedder._fast.pad_multiple == 8
     ref = torch_embedder.encode(TEXTS)  # [n, 384] fp32 torch
     got = embedder.encode(TEXTS)
     assert got.shape == ref.shape == (len(TEXTS), 384) and got.dtype == np.float32
@@ -99,6 +101,15 @@ def test_openvino_fp32_equals_torch_and_is_cached(torch_embedder, tmp_path, capl
         assert len(shapes) > 1 and sum(b for b, _ in shapes) == len(TEXTS)
         assert min(n for _, n in shapes) < max(n for _, n in shapes) == 256
     assert served.seconds["forward"] > 0 and served.lanes == 2
+    # warm: every padded shape of batches up to 2 texts and 64 positions, on each lane
+    for r in served._requests:
+        r.shapes.clear()
+    assert served.warm(2, 64) == 4
+    assert [set(r.shapes) for r in served._requests] == [{(1, 32), (2, 32), (1, 64), (2, 64)}] * 2
+    # texts of one length group whose token order differs from their character order keep
+    # their own vectors (a one-forward batch was once written back in the group's order)
+    pair = ["," * 70, "extraordinarily " * 8]  # 70 chars, 72 tokens; 128 chars, 34 tokens
+    np.testing.assert_allclose(served.encode(pair), torch_embedder.encode(pair), atol=1e-4)
 
 
 class _Shapes:

@@ -84,6 +84,11 @@ def _write(tmp_path, body):
         ("[index]\nheads = true\n", r"\[index\]: unknown key.*heads"),
         ("[index]\nhead = 1\n", r"\[index\].*head.*true or false"),
         ("[index]\nmax_negatives = 3\n", "max_negatives must be >= 10"),
+        ('[dataset]\norder = "best"\n', r"\[dataset\].*order 'best' is not one of"),
+        ("[dataset]\nseed = 3\n", r"\[dataset\] seed: not set here.*\[run\] seed"),
+        ('[dataset]\ndomains = "d"\n', r"\[dataset\] domains: not set here.*\[domains\]"),
+        ("[dataset]\npart_token = 5\n", r"'part_token' \(did you mean 'part_tokens'"),
+        ("[dataset]\nworkers = 0\n", r"\[dataset\].*workers must be >= 1"),
     ],
 )
 def test_config_typos_are_clear_errors(tmp_path, body, match):
@@ -259,6 +264,46 @@ def test_a_stage_section_is_the_stage_config_the_api_takes(tmp_path):
     assert RunJob(plain).filter_config().indexes == str(plain.out / "filters")
 
 
+def test_the_dataset_section_is_the_dataset_config_the_api_takes(tmp_path):
+    from retriever.dataset import DatasetConfig
+
+    (tmp_path / "eval.jsonl").write_text('{"question": "q"}\n')
+    (tmp_path / "g.jsonl").write_text('{"text": "gold"}\n')
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "d.jsonl").write_text('{"id": "1", "text": "doc"}\n')
+    body = (
+        '[run]\nseed = 7\n[domains]\nk = 4\n[dataset]\nbudget = "2M"\norder = "stratified"\n'
+        'tiers = [[0.2, 0.6], [0.6, 0.4]]\nworkers = 2\nformats = ["parquet"]\n'
+        'decontaminate = { rag = "eval.jsonl" }\n'
+    )
+    cfg = load_run_config(_write(tmp_path, body))
+    assert cfg.dataset.config() == DatasetConfig(
+        order="stratified",
+        seed=7,  # [run] seed
+        tiers=((0.2, 0.6), (0.6, 0.4)),
+        workers=2,
+        formats=("parquet",),
+        decontaminate={"rag": str(tmp_path / "eval.jsonl")},  # relative to the config
+        domains=str(cfg.out / "domains"),  # the run's [domains] step
+    )
+    assert cfg.dataset.budget == "2M"
+    settings = {s.name: s.settings for s in RunJob(cfg).steps()}["dataset"]
+    # the section's original keys always, the other options when set away from the default
+    assert settings == {
+        "budget": "2M",
+        "mixture": "equal",
+        "order": "stratified",
+        "tiers": ((0.2, 0.6), (0.6, 0.4)),
+        "tokenizer": None,
+        "general_pool": None,
+        "workers": 2,
+        "formats": ["parquet"],
+        "decontaminate": {"rag": str(tmp_path / "eval.jsonl")},
+    }
+    plain = load_run_config(_write(tmp_path, ""))
+    assert plain.dataset.config() == DatasetConfig() and plain.dataset.domains is None
+
+
 def test_writing_a_default_out_changes_no_step_fingerprint(tmp_path):
     (tmp_path / "g.jsonl").write_text('{"text": "gold"}\n')
     (tmp_path / "c").mkdir()
@@ -271,7 +316,7 @@ def test_writing_a_default_out_changes_no_step_fingerprint(tmp_path):
     base = settings('[band]\nmodel = "m"\n')
     same = settings(
         '[distill]\nepoch = 15\n[filter]\nby = "tokens"\nformat = "jsonl.gz"\nworkers = 3\n'
-        '[band]\nmodel = "m"\nlow = 0.1\n'
+        '[band]\nmodel = "m"\nlow = 0.1\n[dataset]\npart_tokens = 25000000\nworkers = 1\n'
     )
     assert same == base  # workers: where the filter runs, not what it keeps
     other = settings('[distill]\nepoch = 5\n[filter]\nformat = "jsonl"\n[band]\nmodel = "m"\n')

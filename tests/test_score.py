@@ -88,6 +88,26 @@ def test_a_top_fraction_of_head_probabilities_is_cut_among_tiny_values():
         assert abs(h.count_at_least(thr) - int((p >= thr).sum())) <= 1
 
 
+def test_shown_histogram_is_the_stage_histogram_in_at_most_60_bars():
+    rng = np.random.default_rng(3)
+    x = np.clip(rng.normal(0.3, 0.05, size=5_000), -1, 1)
+    h = ScoreHistogram()
+    h.add(x)
+    counts, edges = h.display()
+    assert len(counts) <= 60 and len(edges) == len(counts) + 1 and sum(counts) == len(x)
+    assert edges[0] <= x.min() and x.max() < edges[-1]  # over the occupied range only
+    assert edges[-1] - edges[0] < 0.5
+    step = edges[1] - edges[0]
+    assert np.allclose(np.diff(edges), step)
+    ref, _ = np.histogram(x, bins=np.asarray(edges))
+    assert abs(ref - np.asarray(counts)).sum() <= 2  # the same bars up to float edge rounding
+    head = ScoreHistogram()  # tiny head probabilities fold into the bar holding 0
+    head.add(np.r_[10 ** rng.uniform(-14, -5, size=900), rng.uniform(0.5, 1, size=100)])
+    counts, edges = head.display()
+    assert counts[0] == 900 and sum(counts) == 1000 and edges[0] == 0.0
+    assert ScoreHistogram().display() == ([], [])
+
+
 def _corpus(root: Path) -> dict[str, list[str]]:
     """Three shards in three formats, with bad records; returns the good texts per shard."""
     good = {

@@ -260,8 +260,10 @@ def test_concurrent_requests_are_batched_and_equal_to_sequential(url, service):
     assert not errors
     for t in texts:
         assert [h["id"] for h in got[t]] == [h["id"] for h in seq[t]]
+        # bf16 forwards (AMX CPUs): a vector moves up to ~1e-3 with its batch's shape (the
+        # backend test allows cosine 0.999 to fp32 torch)
         np.testing.assert_allclose(
-            [h["score"] for h in got[t]], [h["score"] for h in seq[t]], atol=1e-4
+            [h["score"] for h in got[t]], [h["score"] for h in seq[t]], atol=2e-3
         )
     assert service.batcher.forwards - before <= len(texts)
 

@@ -143,7 +143,7 @@ def build_arm_dataset(
         is_domain_mixture,
         parse_mixture,
     )
-    from retriever.dataset.build import DEFAULT_SCORE_KEYS
+    from retriever.dataset.config import DEFAULT_SCORE_KEYS
 
     root = Path(out_root)
     out = root / arm

@@ -23,7 +23,7 @@ import gc
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from retriever.errors import ResumeError, RetrieverError
 from retriever.io import AtomicWriter, write_json_atomic
 from retriever.manifest import check_or_write_manifest, file_fingerprint, fingerprint
 from retriever.progress import progress_bar
+from retriever.step import BatchStep
 
 log = logging.getLogger(__name__)
 
@@ -219,19 +220,18 @@ class BpbMatrix:
         bar = progress_bar(
             total=len(missing), desc=f"bpb {m.name}", unit="doc", progress=self.progress
         )
+        step = BpbBlocks(self, m.name, scorer, self.block_docs, on_block=bar.update)
         try:
-            for block in _blocks(iter_docs(set(missing)), self.block_docs):
-                res = scorer.bits_per_byte([d.text for d in block])
-                self._write_part(m.name, block, res)
-                rep["computed"] += len(block)
-                rep["tokens"] += int(res.n_tokens.sum())
-                bar.update(len(block))
+            for _ in step.run(iter_docs(set(missing))):
+                pass
         except RuntimeError as e:  # CUDA OOM, a model that breaks on some input
             log.warning("model %s failed while scoring: %s", m.name, e)
             rep.update(status="failed", error=f"{type(e).__name__}: {e}")
         finally:
+            rep["computed"] = step.stats.counts["kept"]
+            rep["tokens"] = step.stats.counts["tokens"]
             bar.close()
-            del scorer
+            del scorer, step
             gc.collect()
             torch = require("torch")
             if torch.cuda.is_available():
@@ -313,12 +313,31 @@ def read_matrix(out_dir: str | os.PathLike) -> tuple[list[str], list[str], np.nd
     return ids, models, bpb, n_bytes
 
 
-def _blocks(docs: Iterator[Doc], size: int) -> Iterator[list[Doc]]:
-    block: list[Doc] = []
-    for d in docs:
-        block.append(d)
-        if len(block) == size:
-            yield block
-            block = []
-    if block:
-        yield block
+class BpbBlocks(BatchStep):
+    """One model's BPB of a stream of documents, ``block_docs`` at a time, each block written as
+    one cache part (:meth:`BpbMatrix._write_part`) once scored.
+
+    Counts ``tokens`` scored; ``kept`` is the documents written. ``on_block(n)`` is called after
+    each part (a progress bar's ``update``).
+    """
+
+    name = "bpb"
+
+    def __init__(
+        self,
+        matrix: BpbMatrix,
+        model: str,
+        scorer: LMScorer,
+        block_docs: int,
+        on_block: Callable[[int], Any] | None = None,
+    ) -> None:
+        super().__init__(block_docs)
+        self.matrix, self.model, self.scorer, self.on_block = matrix, model, scorer, on_block
+
+    def process_batch(self, docs: list[Doc]) -> list[Doc]:
+        res = self.scorer.bits_per_byte([d.text for d in docs])
+        self.matrix._write_part(self.model, docs, res)
+        self.stats.inc("tokens", int(res.n_tokens.sum()))
+        if self.on_block is not None:
+            self.on_block(len(docs))
+        return docs

@@ -29,11 +29,11 @@ Layout of ``OUT``::
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from collections import Counter
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +42,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from retriever.dataset.config import DATASET_FORMATS as DATASET_FORMATS
+from retriever.dataset.config import DEFAULT_SCORE_KEYS as DEFAULT_SCORE_KEYS
+from retriever.dataset.config import MAX_BUDGET as MAX_BUDGET
+from retriever.dataset.config import DatasetConfig
+from retriever.dataset.config import parse_budget as parse_budget
 from retriever.dataset.mixture import domain_key, is_domain_mixture
 from retriever.dataset.parts import duplicates_table, selection_table, write_parts
 from retriever.dataset.pools import list_pool_files
 from retriever.dataset.scan import PoolScan, PoolScanner, contamination_check
 from retriever.dataset.select import (
-    DEFAULT_TIERS,
-    ORDERS,
     Selection,
     check_tiers,
     select_budgeted,
@@ -58,41 +61,11 @@ from retriever.errors import ConfigError, InputError
 from retriever.io import AtomicWriter, disk_guard, read_json, sweep_temp, write_json_atomic
 from retriever.lock import OutputLock
 from retriever.manifest import check_or_write_manifest, file_fingerprint
-from retriever.names import PROB, SCORE, canonical_score_name, score_name
+from retriever.names import canonical_score_name
 from retriever.stats import Stats
 from retriever.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
-
-DATASET_FORMATS = ("lmflow", "parquet")
-# the distilled filter's probability, else the similarity (retriever.names); a pool written before
-# the one naming scheme (prob/<task>, sim/<task>) is read through the same keys
-DEFAULT_SCORE_KEYS = (score_name(PROB, "{pool}"), score_name(SCORE, "{pool}"), "score", "quality")
-MAX_BUDGET = 10**13  # far above any training set; catches unit mistakes (10T tokens)
-
-
-def parse_budget(value: str | int | float) -> int:
-    """``"10B"``, ``"500M"``, ``"2.5k"``, ``"1e9"`` or a number -> tokens.
-
-    Raises:
-        ConfigError: not a positive number of tokens.
-    """
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        n = float(value)
-    else:
-        s = str(value).strip().replace("_", "").replace(",", "")
-        mult = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}.get(s[-1:].lower(), 1.0)
-        if mult != 1.0:
-            s = s[:-1]
-        try:
-            n = float(s) * mult
-        except ValueError:
-            raise ConfigError(
-                f"budget {value!r} is not a number of tokens; write e.g. 10B, 500M, 2.5k or 1000000"
-            ) from None
-    if not math.isfinite(n) or n < 1 or n > MAX_BUDGET:
-        raise ConfigError(f"budget {value!r} must be between 1 and {MAX_BUDGET:.0e} tokens")
-    return int(n)
 
 
 class DatasetBuilder:
@@ -107,25 +80,12 @@ class DatasetBuilder:
             documents from every pool given form one pool named by its key (domains from
             ``domains``, else the records' ``cluster_id``); domains not named take nothing.
         budget: total tokens (each pool gets ``floor(budget * weight)``).
-        order: ``top`` (highest score first) or ``weighted`` (score-weighted sampling).
-        seed: seed of the weighted order.
-        tokenizer: local tokenizer folder or tokenizer.json for exact counts (see
-            :mod:`retriever.tokens`).
-        use_token_count: trust records' ``token_count`` when there is no tokenizer.
-        formats: any of ``lmflow`` and ``parquet``.
-        part_tokens: tokens per output part (memory while writing: one parquet row group).
-        score_keys: metadata keys tried in order for a document's score; ``{pool}`` is replaced
-            by the pool name. A score name is also found under its legacy spelling
-            (``prob_{pool}`` under ``prob/{pool}``; :func:`retriever.names.score_value`).
-        scan_cache: folder of the scan cache (default ``OUT/scan``); share it across builds of
-            the same pools (a RegMix sweep) to tokenize once.
-        workers: processes scanning pool files in parallel (the scan is the costly step: read,
-            hash and count every pool document once).
+        config: how to sample (:class:`~retriever.dataset.config.DatasetConfig`: order, seed,
+            tiers, token counting, formats, part size, score keys, scan cache and workers,
+            decontamination, domains).
         progress: tqdm bars (``None``: only on a terminal).
-        decontaminate: evaluation files (``{task: path}``, jsonl of ELMB-style records or
-            ``text``) whose records must not leak into the training set: a pool document sharing
-            a 13-gram of words with one of them (or equal to one) is dropped, counted as
-            ``dropped/contaminated`` (:mod:`retriever.evaluation.decontam`).
+        settings: :class:`~retriever.dataset.config.DatasetConfig` fields as keywords, over
+            ``config`` (``DatasetBuilder(pools, mix, budget, order="weighted")``).
     """
 
     name = "build-dataset"
@@ -135,21 +95,14 @@ class DatasetBuilder:
         pools: dict[str, str],
         mixture: dict[str, float],
         budget: int,
+        config: DatasetConfig | None = None,
         *,
-        order: str = "top",
-        seed: int = 0,
-        tokenizer: str | os.PathLike | None = None,
-        use_token_count: bool = True,
-        formats: tuple[str, ...] = DATASET_FORMATS,
-        part_tokens: int = 25_000_000,
-        score_keys: tuple[str, ...] = DEFAULT_SCORE_KEYS,
-        scan_cache: str | os.PathLike | None = None,
-        workers: int = 1,
         progress: bool | None = None,
-        decontaminate: dict[str, str] | None = None,
-        tiers=DEFAULT_TIERS,
-        domains: str | os.PathLike | None = None,
+        **settings: Any,
     ):
+        # keyword settings are DatasetConfig fields (an unknown one is a TypeError)
+        config = replace(config or DatasetConfig(), **settings) if settings else config
+        self.config = c = config or DatasetConfig()
         if not pools:
             raise ConfigError("no pool given; pass --pools DIR and/or --pool NAME=PATH")
         self.over = "domains" if is_domain_mixture(mixture) else "pools"
@@ -159,15 +112,6 @@ class DatasetBuilder:
                 f"the mixture names pools that do not exist: {', '.join(unknown)} "
                 f"(pools: {', '.join(sorted(pools))}); check the spelling"
             )
-        if order not in ORDERS:
-            raise ConfigError(f"order {order!r} is not one of {', '.join(ORDERS)}")
-        bad = [f for f in formats if f not in DATASET_FORMATS]
-        if bad or not formats:
-            raise ConfigError(
-                f"formats {list(formats)} invalid; choose from {', '.join(DATASET_FORMATS)}"
-            )
-        if part_tokens < 1:
-            raise ConfigError("part_tokens must be >= 1")
         self.pools = dict(pools)
         names = list(pools) if self.over == "pools" else list(mixture)
         self.budgets = split_budget(int(budget), {k: float(mixture.get(k, 0.0)) for k in names})
@@ -175,22 +119,20 @@ class DatasetBuilder:
         self.mixture = {k: float(mixture.get(k, 0.0)) / total_w for k in names}
         self._sources: dict[str, PoolScan] | None = None  # the pools' scans, over domains
         self.budget = int(budget)
-        self.order = order
-        self.seed = int(seed)
-        self.tiers = check_tiers(tiers)
-        self.domains = str(domains) if domains is not None else None
+        self.order = c.order
+        self.seed = int(c.seed)
+        self.tiers = check_tiers(c.tiers)
+        self.domains = c.domains
         if self.domains is not None and not Path(self.domains).exists():
             raise InputError(f"domains {self.domains} does not exist (run `retriever domains`)")
-        self.counter = TokenCounter(tokenizer, use_token_count=use_token_count)
-        self.formats = tuple(formats)
-        self.part_tokens = int(part_tokens)
-        self.score_keys = tuple(score_keys)
-        self.scan_cache = scan_cache
-        if workers < 1:
-            raise ConfigError(f"workers must be >= 1, got {workers}")
-        self.workers = int(workers)
+        self.counter = TokenCounter(c.tokenizer, use_token_count=c.use_token_count)
+        self.formats = c.formats
+        self.part_tokens = int(c.part_tokens)
+        self.score_keys = c.score_keys
+        self.scan_cache = c.scan_cache
+        self.workers = int(c.workers)
         self.progress = progress
-        self.decontaminate = {k: str(v) for k, v in (decontaminate or {}).items()}
+        self.decontaminate = dict(c.decontaminate)
         self._eval_fp: Any = None
         self._eval_spec: dict | None = None
         if self.decontaminate:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from retriever._cli import add_repeated, parse_named_paths, print_json
+from retriever._cli import (
+    add_config_options,
+    add_repeated,
+    config_from_args,
+    parse_named_paths,
+    print_json,
+)
+from retriever.dataset.config import DATASET_FORMATS, DatasetConfig, parse_budget
+from retriever.dataset.select import ORDERS
 
 
 def add_parser(subparsers) -> None:
@@ -36,46 +44,51 @@ def add_parser(subparsers) -> None:
     p.add_argument("--mix-id", help="the row of a mixtures .csv to use")
     p.add_argument("--budget", required=True, help="total tokens: 10B, 500M, 2.5k or a number")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument(
-        "--order",
-        choices=["top", "weighted", "stratified"],
-        default="top",
-        help="top: highest score first; weighted: sampling proportional to the score; "
-        "stratified: quality tiers within domains (--tiers, --domains)",
+    d = DatasetConfig()
+    add_config_options(
+        p,
+        DatasetConfig,
+        ["order", "seed", "domains", "tokenizer", "use_token_count", "part_tokens"],
+        order={
+            "choices": list(ORDERS),
+            "metavar": "{" + ",".join(ORDERS) + "}",
+            "help": "top: highest score first; weighted: sampling proportional to the score; "
+            "stratified: quality tiers within domains (--tiers, --domains)",
+        },
+        seed={"help": "seed of --order weighted"},
+        domains={
+            "help": "a `retriever domains` folder (id -> domain) for --order stratified and "
+            "mixtures over domains; default: the records' cluster_id"
+        },
+        use_token_count={"flag": "--token-count"},
+        part_tokens={"type": parse_budget, "help": "tokens per output part (25M, 1e6, ...)"},
     )
     p.add_argument(
         "--tiers",
-        default="0.1:0.7,0.5:0.3",
+        default=",".join(f"{c:g}:{s:g}" for c, s in d.tiers),
         help="stratified tiers CUT:SHARE,...: the top 10%% of each domain give 70%% of the tokens, "
         "10-50%% give 30%%",
     )
     p.add_argument(
-        "--domains",
-        default=None,
-        help="a `retriever domains` folder (id -> domain) for --order stratified and mixtures "
-        "over domains; default: the records' cluster_id",
+        "--format",
+        default=",".join(d.formats),
+        help=f"comma-separated: {', '.join(DATASET_FORMATS)}",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of --order weighted")
-    p.add_argument(
-        "--tokenizer", help="local GPT-2 tokenizer folder or tokenizer.json (exact counts)"
-    )
-    p.add_argument(
-        "--no-token-count",
-        action="store_true",
-        help="ignore records' token_count; estimate bytes/4 when there is no --tokenizer",
-    )
-    p.add_argument("--format", default="lmflow,parquet", help="comma-separated: lmflow, parquet")
-    p.add_argument("--part-tokens", default="25M", help="tokens per output part")
     p.add_argument(
         "--score-key",
         action="append",
         default=None,
         metavar="KEY",
         help="metadata key of the score, {pool} = pool name (repeatable; default "
-        "prob_{pool}, score_{pool}, score, quality; legacy prob/{pool}, sim/{pool} are read too)",
+        f"{', '.join(d.score_keys)}; legacy prob/{{pool}}, sim/{{pool}} are read too)",
     )
-    p.add_argument("--scan-cache", help="scan cache folder shared across builds (default OUT/scan)")
-    p.add_argument("--workers", type=int, default=1, help="processes scanning pool files")
+    add_config_options(
+        p,
+        DatasetConfig,
+        ["scan_cache", "workers"],
+        scan_cache={"help": "scan cache folder shared across builds (default OUT/scan)"},
+        workers={"help": "processes scanning pool files"},
+    )
     add_repeated(
         p,
         "--decontaminate",
@@ -88,27 +101,12 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from retriever.dataset import DatasetBuilder, discover_pools, parse_budget, parse_mixture
-    from retriever.dataset.build import DEFAULT_SCORE_KEYS
+    from retriever.dataset import DatasetBuilder, discover_pools, parse_mixture
 
     pools = discover_pools(args.pools, parse_named_paths(args.pool, "--pool"))
     mixture = parse_mixture(args.mixture, list(pools), args.mix_id)
     builder = DatasetBuilder(
-        pools,
-        mixture,
-        parse_budget(args.budget),
-        order=args.order,
-        seed=args.seed,
-        tokenizer=args.tokenizer,
-        use_token_count=not args.no_token_count,
-        formats=tuple(f.strip() for f in args.format.split(",") if f.strip()),
-        part_tokens=parse_budget(args.part_tokens),
-        score_keys=tuple(args.score_key) if args.score_key else DEFAULT_SCORE_KEYS,
-        scan_cache=args.scan_cache,
-        workers=args.workers,
-        decontaminate=parse_decontaminate(args.decontaminate),
-        tiers=parse_tiers(args.tiers),
-        domains=args.domains,
+        pools, mixture, parse_budget(args.budget), dataset_config_from_args(args)
     )
     summary = builder.build(args.out)
     if args.json:
@@ -116,6 +114,19 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_summary(summary, args.out))
     return 0
+
+
+def dataset_config_from_args(args: argparse.Namespace) -> DatasetConfig:
+    """The :class:`DatasetConfig` of the parsed options (the generated ones, plus the lists and
+    pairs this CLI parses itself)."""
+    return config_from_args(
+        DatasetConfig,
+        args,
+        tiers=parse_tiers(args.tiers),
+        formats=tuple(f.strip() for f in args.format.split(",") if f.strip()),
+        score_keys=tuple(args.score_key) if args.score_key else DatasetConfig().score_keys,
+        decontaminate=parse_decontaminate(args.decontaminate),
+    )
 
 
 def parse_decontaminate(items: list[str]) -> dict[str, str]:

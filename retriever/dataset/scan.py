@@ -15,6 +15,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from retriever.manifest import file_fingerprint, fingerprint
 from retriever.names import score_value
 from retriever.progress import progress_bar
 from retriever.stats import Stats
+from retriever.step import BatchStep
 from retriever.tokens import TokenCounter
 
 SCAN_VERSION = 1
@@ -144,6 +146,7 @@ class PoolScanner:
         contamination_spec: what the manifest records of it (keys the cache).
         workers: processes scanning files in parallel.
         progress: tqdm bars (``None``: only on a terminal).
+        scan_batch: documents tokenized at a time (:class:`ScanStep`; no effect on the index).
     """
 
     counter: TokenCounter
@@ -152,6 +155,7 @@ class PoolScanner:
     contamination_spec: dict | None = None
     workers: int = 1
     progress: bool | None = None
+    scan_batch: int = SCAN_BATCH
 
     def scan(self, pool: str, files: list[str], cache: Path) -> PoolScan:
         """Scan index of one pool, from the cache where each file's entry is up to date.
@@ -205,44 +209,23 @@ class PoolScanner:
         return PoolScan(table=table, files=files, stats=stats, methods=methods)
 
     def scan_file(self, path: str, keys: list[str], base: Path) -> None:
-        cols: dict[str, list] = {f.name: [] for f in SCAN_SCHEMA}
-        stats, methods = Stats(), Counter[str]()
+        stats = Stats()
         rejects = RejectWriter(base.with_name(base.name + ".rejected.jsonl"))
-        batch: list[Doc] = []
-        sname = shard_name(path)
+        step = ScanStep(self.counter, keys, shard_name(path), self.contamination, self.scan_batch)
 
-        def flush() -> None:
-            counts, how = self.counter.count(batch)
-            methods.update(how)
-            for d, n in zip(batch, counts, strict=True):
-                score = _first_score(d.metadata, keys)
-                if score is None:
-                    stats.inc("no_score")
-                cols["row"].append(d.metadata["pool_row"])
-                cols["id"].append(d.id)
-                cols["id_hash"].append(id_key(d.id))
-                cols["text_hash"].append(text_key(d.text))
-                cols["n_tokens"].append(int(n))
-                cols["score"].append(np.nan if score is None else score)
-                cid = d.metadata.get("cluster_id")
-                cols["cluster"].append("" if cid is None else str(cid))
-                cols["source"].append(str(d.metadata.get("shard", sname)))
-            batch.clear()
+        def docs() -> Iterator[Doc]:  # records that are not documents: counted and written out
+            for rec in read_pool_shard(path):
+                if isinstance(rec, Rejected):
+                    rejects.add(rec)
+                    stats.inc("seen")
+                    stats.inc(f"rejected/{rec.reason}")
+                else:
+                    yield rec
 
-        for rec in read_pool_shard(path):
-            stats.inc("seen")
-            if isinstance(rec, Rejected):
-                rejects.add(rec)
-                stats.inc(f"rejected/{rec.reason}")
-                continue
-            if self.contamination is not None and self.contamination.contaminated(rec.text):
-                stats.inc("dropped/contaminated")
-                continue
-            batch.append(rec)
-            if len(batch) >= SCAN_BATCH:
-                flush()
-        if batch:
-            flush()
+        for _ in step.run(docs()):
+            pass
+        stats += step.stats
+        cols, methods = step.cols, step.methods
         stats.inc("candidates", len(cols["row"]))
         with AtomicWriter(base.with_name(base.name + ".parquet")) as tmp:
             pq.write_table(pa.table(cols, schema=SCAN_SCHEMA), tmp)
@@ -257,6 +240,63 @@ class PoolScanner:
                 "rejects": rejects.counts(),
             },
         )
+
+
+class ScanStep(BatchStep):
+    """One pool file's documents into scan-index rows (:data:`SCAN_SCHEMA` columns in ``cols``).
+
+    Per batch: a contaminated document is dropped (``dropped/contaminated``), the others are
+    token-counted together (``methods`` counts how) and get one row each, in stream order.
+
+    Args:
+        counter: the token counter.
+        keys: metadata keys tried in order for a document's score (``no_score`` counts misses).
+        source: the row's ``source`` where a record's metadata has no ``shard``.
+        contamination: the evaluation sets' n-gram check, or ``None``.
+        step_batch_size: documents per batch.
+    """
+
+    name = "scan"
+
+    def __init__(
+        self,
+        counter: TokenCounter,
+        keys: list[str],
+        source: str,
+        contamination: Any = None,
+        step_batch_size: int = SCAN_BATCH,
+    ) -> None:
+        super().__init__(step_batch_size)
+        self.counter, self.keys, self.source = counter, keys, source
+        self.contamination = contamination
+        self.cols: dict[str, list] = {f.name: [] for f in SCAN_SCHEMA}
+        self.methods = Counter[str]()
+
+    def process_batch(self, docs: list[Doc]) -> list[Doc]:
+        if self.contamination is not None:
+            clean = [d for d in docs if not self.contamination.contaminated(d.text)]
+            if len(clean) < len(docs):
+                self.stats.inc("dropped/contaminated", len(docs) - len(clean))
+            docs = clean
+        if not docs:
+            return docs
+        counts, how = self.counter.count(docs)
+        self.methods.update(how)
+        cols = self.cols
+        for d, n in zip(docs, counts, strict=True):
+            score = _first_score(d.metadata, self.keys)
+            if score is None:
+                self.stats.inc("no_score")
+            cols["row"].append(d.metadata["pool_row"])
+            cols["id"].append(d.id)
+            cols["id_hash"].append(id_key(d.id))
+            cols["text_hash"].append(text_key(d.text))
+            cols["n_tokens"].append(int(n))
+            cols["score"].append(np.nan if score is None else score)
+            cid = d.metadata.get("cluster_id")
+            cols["cluster"].append("" if cid is None else str(cid))
+            cols["source"].append(str(d.metadata.get("shard", self.source)))
+        return docs
 
 
 def done_marker(base: Path) -> Path:

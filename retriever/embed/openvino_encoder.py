@@ -349,6 +349,8 @@ class OpenVINOEncoder:
             if self.group_lengths and len(idx) > 1:
                 lens = feats["attention_mask"].sum(1).tolist()
                 groups = length_groups([-(-x // m) * m for x in lens])
+                if len(groups) == 1:  # one forward: the rows as they are
+                    groups = [list(range(len(idx)))]
             else:
                 groups = [list(range(len(idx)))]
             for g in groups:
@@ -366,6 +368,24 @@ class OpenVINOEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out
+
+    def warm(self, max_batch: int, max_length: int) -> int:
+        """Run one forward of every shape ``(b, n)``, ``b <= max_batch``, ``n`` a multiple of
+        ``pad_multiple`` up to ``max_length``, on every lane, so that the compiled model holds
+        them all before serving (memory and first-forward time paid at start). Returns the
+        shapes run per lane."""
+        m = self.pad_multiple
+        if m <= 1:
+            return 0  # unpadded: every length is a shape; nothing bounded to warm
+        lengths = range(m, -(-max_length // m) * m + 1, m)
+        for request in self._requests:
+            for n in lengths:
+                for b in range(1, max_batch + 1):
+                    feed = {k: np.zeros((b, n), dtype=np.int64) for k in self.input_names}
+                    feed["input_ids"][:] = 100  # [UNK]-like ids; the values do not matter
+                    feed["attention_mask"][:] = 1
+                    request.infer(feed)
+        return len(lengths) * max_batch
 
     def _forward(self, request, feats: dict[str, Any], torch) -> np.ndarray:
         """Sentence embeddings ``[b, dim]`` of tokenized ``feats`` (not yet normalized)."""

@@ -8,7 +8,6 @@ filter's held-out metrics, the pools' kept shares and samples.
 from __future__ import annotations
 
 import heapq
-import math
 from collections import Counter
 from pathlib import Path
 
@@ -19,13 +18,13 @@ from retriever.data import Doc
 from retriever.errors import InputError
 from retriever.io import read_json
 from retriever.names import PROB, SCORE, score_name, score_tasks, score_value
-
-HIST_BINS = 60
+from retriever.score.select import histograms_of
 
 
 def scores_section(score_dir: Path) -> tuple[dict, dict, dict[str, dict[str, int]]]:
-    """Per task a rebinned histogram of ``score_<task>``, the summary, and the scored documents
-    per source shard and per cluster (``{"shard": {...}, "cluster": {...}}``)."""
+    """Per task the score stage's histogram of ``score_<task>`` (``ScoreHistogram``, shown in
+    ``DISPLAY_BINS`` bars over the occupied range), the summary, and the scored documents per
+    source shard and per cluster (``{"shard": {...}, "cluster": {...}}``)."""
     pq = require("pyarrow.parquet")
     summary = read_json(score_dir / "summary.json") if (score_dir / "summary.json").exists() else {}
     settings = read_json(score_dir / "manifest.json").get("settings", {})
@@ -33,44 +32,30 @@ def scores_section(score_dir: Path) -> tuple[dict, dict, dict[str, dict[str, int
     tasks = list(settings.get("tasks") or [])
     if not tasks and files:
         tasks = score_tasks(pq.ParquetFile(files[0]).schema_arrow.names, SCORE)
-    fine = 4000  # fine fixed bins over [-1, 1], rebinned to the occupied range below
-    counts = {t: np.zeros(fine, dtype=np.int64) for t in tasks}
+    hists = histograms_of(files, tasks)
     seen: dict[str, Counter] = {"shard": Counter(), "cluster": Counter()}
     for f in files:
-        pf = pq.ParquetFile(f)
-        names = set(pf.schema_arrow.names)
-        groups = [g for g, col in (("shard", "shard"), ("cluster", "cluster_id")) if col in names]
-        cols = [score_name(SCORE, t) for t in tasks if score_name(SCORE, t) in names] + [
-            "shard" if g == "shard" else "cluster_id" for g in groups
-        ]
-        for batch in pf.iter_batches(batch_size=65536, columns=cols):
-            for t in tasks:
-                if score_name(SCORE, t) not in names:
-                    continue
-                x = batch.column(score_name(SCORE, t)).to_numpy(zero_copy_only=False)
-                x = x.astype(np.float64)
-                x = x[np.isfinite(x)]
-                idx = np.clip(((x + 1.0) / 2.0 * fine).astype(np.int64), 0, fine - 1)
-                counts[t] += np.bincount(idx, minlength=fine)
-            for g in groups:
-                col = batch.column("shard" if g == "shard" else "cluster_id").to_pylist()
-                seen[g].update(str(v) for v in col if v is not None)
+        names = set(pq.ParquetFile(f).schema_arrow.names)
+        groups = {
+            g: col for g, col in (("shard", "shard"), ("cluster", "cluster_id")) if col in names
+        }
+        if not groups:
+            continue
+        for batch in pq.ParquetFile(f).iter_batches(
+            batch_size=65536, columns=list(groups.values())
+        ):
+            for g, col in groups.items():
+                seen[g].update(str(v) for v in batch.column(col).to_pylist() if v is not None)
     tasks_summary = summary.get("tasks", {})
     out = {}
-    for t in tasks:
-        c = counts[t]
-        nz = np.nonzero(c)[0]
-        if not len(nz):
+    for t, h in hists.items():
+        counts, edges = h.display()
+        if not counts:
             continue
-        lo, hi = nz[0], nz[-1] + 1
-        step = max(1, math.ceil((hi - lo) / HIST_BINS))
-        hi = lo + step * math.ceil((hi - lo) / step)
-        cc = np.pad(c, (0, max(0, hi - fine)))[lo:hi].reshape(-1, step).sum(axis=1)
-        edges = -1.0 + 2.0 * np.arange(lo, hi + 1, step) / fine
         ts = tasks_summary.get(t, {})
         out[t] = {
-            "counts": cc.tolist(),
-            "edges": edges.tolist(),
+            "counts": counts,
+            "edges": edges,
             "threshold": ts.get("threshold"),
             "rule": ts.get("rule"),
             "candidates": ts.get("candidates"),

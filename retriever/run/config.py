@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ from retriever.confirm.decide import DecisionRules
 from retriever.confirm.docs import CandidateRule
 from retriever.confirm.stage import BpbOptions, ConfirmSettings
 from retriever.corpus.readers import ReaderConfig
+from retriever.dataset.config import DatasetConfig
 from retriever.distill.train import DistillConfig
 from retriever.errors import ConfigError
 from retriever.score.job import ScoreJob
@@ -197,13 +198,23 @@ class ConfirmSection:
 
 
 @dataclass(frozen=True)
-class DatasetSection:
+class DatasetSection(DatasetConfig):
+    """``[dataset]``: the dataset stage's :class:`~retriever.dataset.DatasetConfig` (``seed``
+    from ``[run]``, ``domains`` = ``RUN/domains`` when the run has a ``[domains]`` step), plus
+    what it samples: ``budget`` (tokens: 10B, 500M, ...), ``mixture`` (``"equal"``, a table of
+    pool weights, or a mixture file) and ``general_pool`` (an extra pool named ``general``)."""
+
     budget: str = "10B"
     mixture: Any = "equal"
-    order: str = "top"
-    tiers: tuple = ((0.1, 0.7), (0.5, 0.3))  # order = "stratified": (cut, share) per tier
-    tokenizer: str | None = None
     general_pool: str | None = None
+
+    # recorded in the dataset step's fingerprint whatever their value (the section's keys before
+    # it was the stage's config, so older run folders keep theirs); the others when changed
+    RECORDED = ("budget", "mixture", "order", "tiers", "tokenizer", "general_pool")
+
+    def config(self) -> DatasetConfig:
+        """The stage's config, as :class:`~retriever.dataset.DatasetBuilder` takes it."""
+        return base_config(self, DatasetConfig)
 
 
 @dataclass(frozen=True)
@@ -309,6 +320,8 @@ def check_keys(data: dict[str, Any], known: list[str] | set[str], where: str) ->
 READER_KEYS = tuple(f.name for f in fields(ReaderConfig))
 # what the run sets itself in a stage's section, and where a user sets it instead
 _SET_BY_RUN = {
+    "seed": "[run] seed",
+    "domains": "the run's [domains] step (RUN/domains)",
     "tasks": "the run's [tasks.NAME] tables",
     "indexes": "the run (its students, RUN/filters)",
     "reader": "[corpus] (one set of reader options for every stage)",
@@ -416,7 +429,19 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
         }
     )
     reader = corpus.reader_config()
-    dataset = parse_section(DatasetSection, raw.get("dataset"), "dataset")
+    dataset = parse_section(
+        DatasetSection,
+        raw.get("dataset"),
+        "dataset",
+        fixed={
+            "seed": run.seed,
+            "domains": str(Path(run.out) / "domains") if "domains" in raw else None,
+        },
+    )
+    if dataset.decontaminate:  # evaluation files, relative to the config like the other paths
+        dataset = replace(
+            dataset, decontaminate={k: _rel(base, v) for k, v in dataset.decontaminate.items()}
+        )
     for sec in ("evaluate", "mix"):
         if not isinstance(raw.get(sec, {}), dict):
             raise ConfigError(f"[{sec}] must be a table")

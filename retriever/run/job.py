@@ -40,6 +40,7 @@ from retriever.manifest import file_fingerprint, fingerprint, paths_fingerprint
 from retriever.progress import progress_enabled
 from retriever.run.config import (
     STUDENTS_DIR,
+    DatasetSection,
     RunConfig,
     TaskConfig,
     multilabel_models,
@@ -369,7 +370,7 @@ class RunJob:
         steps.append(
             RunStep(
                 "dataset",
-                dataclasses.asdict(cfg.dataset),
+                dataset_settings(cfg.dataset),
                 self._dataset,
                 outputs=[self.out / "dataset"],
                 after=["filter"] + (["domains"] if cfg.domains is not None else []),
@@ -698,15 +699,7 @@ class RunJob:
             d.mixture if isinstance(d.mixture, dict) else parse_mixture(str(d.mixture), list(pools))
         )
         s = DatasetBuilder(
-            pools,
-            mixture,
-            parse_budget(d.budget),
-            order=d.order,
-            tiers=d.tiers,
-            tokenizer=d.tokenizer,
-            seed=self.cfg.run.seed,
-            progress=self.progress,
-            domains=self.out / "domains" if self.cfg.domains is not None else None,
+            pools, mixture, parse_budget(d.budget), d.config(), progress=self.progress
         ).build(self.out / "dataset")
         return {"tokens": s.get("tokens"), "documents": s.get("docs"), "pools": s.get("pools")}
 
@@ -725,6 +718,14 @@ class RunJob:
         from retriever.report import write_report
 
         return {"report": str(write_report(self.out))}
+
+
+def dataset_settings(d: DatasetSection) -> dict[str, Any]:
+    """What the dataset step's fingerprint records of ``[dataset]``: the section's original keys
+    (always, so older run folders keep their fingerprint) and any other option set away from its
+    default; not what the run sets (``seed``, ``domains``: fingerprinted as steps of their own)."""
+    recorded = {k: v for k, v in dataclasses.asdict(d).items() if k in d.RECORDED}
+    return {**recorded, **step_settings(d, (*d.RECORDED, "seed", "domains"))}
 
 
 def drop_stale_bpb(bpb_dir: Path, panel) -> list[str]:

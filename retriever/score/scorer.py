@@ -24,7 +24,7 @@ from retriever.data import Doc, DocStream
 from retriever.errors import InputError
 from retriever.names import COS, SCORE, TOPK, score_name
 from retriever.score.core import topk_scores
-from retriever.step import BatchStep
+from retriever.step import BatchStep, batched
 
 if TYPE_CHECKING:
     from retriever.embed import Embedder
@@ -160,14 +160,8 @@ class SimilarityScorer(BatchStep):
 
     def batches(self, docs: DocStream) -> Iterator[tuple[list[Doc], ScoredBatch]]:
         """Score ``docs`` ``sort_buffer`` at a time; yields ``(docs, scores)`` of ``batch_size``
-        docs."""
-        buf: list[Doc] = []
-        for doc in docs:
-            buf.append(doc)
-            if len(buf) >= self.sort_buffer:
-                yield from self._split(buf, self.score_texts([d.text for d in buf]))
-                buf = []
-        if buf:
+        docs (the arrays, for the score job's columnar writer; :meth:`run` sets metadata)."""
+        for buf in batched(docs, self.sort_buffer):
             yield from self._split(buf, self.score_texts([d.text for d in buf]))
 
     def _split(self, buf: list[Doc], sc: ScoredBatch) -> Iterator[tuple[list[Doc], ScoredBatch]]:

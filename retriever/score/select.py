@@ -11,6 +11,7 @@ fraction must be cut among them.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ BINS = 20_000
 LO, HI = -1.0, 1.0
 QUANTILES = (0.5, 0.9, 0.99, 0.999)
 FINE = 2_000  # log-spaced bins in [1e-30, 1e-4), plus [0, 1e-30)
+DISPLAY_BINS = 60  # bars of a shown histogram (the report), over the occupied range
 
 
 def _edges() -> np.ndarray:
@@ -89,6 +91,26 @@ class ScoreHistogram:
         i = int(np.clip(np.searchsorted(EDGES, t, side="right") - 1, 0, len(EDGES)))
         return int(self.counts[i:].sum())
 
+    def display(self, bins: int = DISPLAY_BINS) -> tuple[list[int], list[float]]:
+        """At most ``bins`` equal bars over the occupied range, for showing: ``(counts, edges)``
+        with ``len(edges) == len(counts) + 1``; both empty when no score was added.
+
+        The fine bins of [0, 1e-4) are folded back into their regular bin, then runs of ``step``
+        regular bins (``2 / BINS`` wide each) are summed, so each bar's edges are bin edges.
+        """
+        zero = int(round((0 - LO) / (HI - LO) * BINS))
+        folded = self.counts[zero : zero + FINE + 1].sum()
+        c = np.r_[self.counts[:zero], folded, self.counts[zero + FINE + 1 :]]
+        nz = np.nonzero(c)[0]
+        if not len(nz):
+            return [], []
+        lo, hi = int(nz[0]), int(nz[-1]) + 1
+        step = max(1, -(-(hi - lo) // bins))
+        hi = lo + step * -(-(hi - lo) // step)
+        bars = np.pad(c, (0, max(0, hi - BINS)))[lo:hi].reshape(-1, step).sum(axis=1)
+        edges = LO + (HI - LO) * np.arange(lo, hi + 1, step) / BINS
+        return bars.tolist(), edges.tolist()
+
     def describe(self) -> dict[str, float]:
         out = {
             "n": self.n,
@@ -115,11 +137,17 @@ def histograms(score_dir: str | os.PathLike, column: str = "score") -> dict[str,
     """Stream every finished shard's ``<column>_<task>`` into one histogram per task."""
     from retriever.score.job import shard_outputs
 
+    return histograms_of(shard_outputs(score_dir).values(), score_columns(score_dir), column)
+
+
+def histograms_of(
+    files: Iterable[str | os.PathLike], tasks: Sequence[str], column: str = "score"
+) -> dict[str, ScoreHistogram]:
+    """Stream ``<column>_<task>`` of the given score parquet files into one histogram per task."""
     pq = require("pyarrow.parquet")
-    tasks = score_columns(score_dir)
     hists = {t: ScoreHistogram() for t in tasks}
     cols = [score_name(column, t) for t in tasks]
-    for path in shard_outputs(score_dir).values():
+    for path in files:
         pf = pq.ParquetFile(path)
         for batch in pf.iter_batches(batch_size=65536, columns=cols):
             for t, c in zip(tasks, cols, strict=True):

@@ -43,8 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--threads",
         type=int,
         default=d["threads"],
-        help="CPU threads per embedding forward (default: torch's, i.e. OMP_NUM_THREADS or "
-        "every core; 1 served 2x the queries of 2 on a loaded 2-core machine)",
+        help="CPU threads per embedding forward (default: 1 on machines with <= 2 CPUs, else "
+        "torch's, i.e. OMP_NUM_THREADS or every core; see docs/serve.md)",
     )
     p.add_argument(
         "--max-seq-length",
@@ -66,7 +66,8 @@ _HELP = {
     "max_batch": "most texts per embedding forward across concurrent requests",
     "memory_mb": "most memory --search auto may give the corpus store (MB)",
     "lanes": "embedding forwards run at once, each on its own OpenVINO stream of --threads "
-    "threads (2 on an idle 2-core machine: see docs/serve.md)",
+    "threads (2 on a quiet 2-core machine: 1.5x the queries of 1 at 8 clients; slower under "
+    "load; docs/serve.md)",
 }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from retriever._deps import require
 from retriever.errors import ConfigError
-from retriever.serve.service import QueryService, ServeConfig
+from retriever.serve.service import QueryService, ServeConfig, default_threads
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,12 @@ def run_server(config: ServeConfig, embedder=None) -> int:
     """Load everything, then serve until interrupted (Ctrl-C / SIGTERM); returns 0."""
     from retriever.serve.app import create_app
 
-    if config.threads:  # before the embedder is built: OpenVINO takes torch's thread count
-        require("torch").set_num_threads(int(config.threads))
+    threads = config.threads or default_threads()
+    if threads:  # before the embedder is built: OpenVINO takes torch's thread count
+        require("torch").set_num_threads(int(threads))
+        # FAISS has its own OpenMP pool (every core by default): searches of concurrent
+        # requests then take cores from the forwards
+        require("faiss").omp_set_num_threads(int(threads))
     service = QueryService(config, embedder)
     sock = bind(config.host, config.port)
     host, port = sock.getsockname()[:2]

@@ -31,6 +31,7 @@ from retriever.query.corpus_search import SEARCH_MODES, CorpusFilter, open_searc
 log = logging.getLogger(__name__)
 
 SERVE_PAD_MULTIPLE = 32  # token positions; see SentenceEmbedder(pad_multiple=...)
+SERVE_WARM_BATCH = 8  # shapes of batches up to this many texts are compiled at start
 # ServeConfig's integer limits that must be >= 1 (the CLI adds one --flag per name)
 POSITIVE_INT_FIELDS = (
     "max_k",
@@ -66,9 +67,11 @@ class ServeConfig:
             an Arrow table: about a millisecond a query), ``store`` (LanceDB each time), ``auto``
             (memory when it fits in ``memory_mb``).
         memory_mb: the most memory ``search="auto"`` may give the store (vectors + columns).
-        threads: CPU threads of each embedding forward (``None``: torch's setting, i.e.
-            ``OMP_NUM_THREADS`` or every core); set by :func:`~retriever.serve.run_server` for
-            the whole process. On a 2-core machine under load 1 served twice the queries of 2.
+        threads: CPU threads of each embedding forward (``None``: :func:`default_threads`:
+            1 on machines of up to 2 CPUs, else torch's setting, i.e. ``OMP_NUM_THREADS`` or
+            every core); set by :func:`~retriever.serve.run_server` for the whole process. On a
+            2-core machine 2 threads were faster when the box was quiet (8 clients: 82 vs 60
+            QPS) and slower under load (0.76x): 1 is the default there (docs/serve.md).
         max_batch: most texts embedded in one forward across concurrent requests.
         lanes: embedding forwards that may run at once (OpenVINO path: one inference request and
             stream of ``threads`` threads each); more lanes use more cores for concurrent
@@ -112,6 +115,19 @@ class ServeConfig:
             raise ConfigError(f"search must be one of {SEARCH_MODES}, got {self.search!r}")
         if not 0 <= int(self.port) < 65536:
             raise ConfigError(f"port must be in 0..65535, got {self.port}")
+
+
+def default_threads() -> int | None:
+    """Threads per forward when ``--threads`` is not given: 1 with at most 2 CPUs usable (on
+    2 cores a second thread paid only while the other core was free: 0.76x under load), else
+    ``None`` (torch's own setting)."""
+    import os
+
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return 1 if cpus <= 2 else None
 
 
 class EmbedBatcher:
@@ -241,6 +257,13 @@ class QueryService:
         if self.store is not None:
             check_store_embedder(self.store, self.embedder)
         self.model = canonical_model_id(self.embedder.model_id)
+        # every (batch, length) shape a few concurrent requests make, compiled now (the
+        # embedder loaded here, padded to 32): each new shape costs OpenVINO memory and a slow
+        # first forward, so memory stays flat after start
+        if embedder is None:
+            t_warm = time.perf_counter()
+            shapes = self.embedder.warm(min(SERVE_WARM_BATCH, config.max_batch))
+            log.info("compiled %d input shapes in %.1fs", shapes, time.perf_counter() - t_warm)
         self.batcher = EmbedBatcher(
             self.embedder, config.max_batch, min(config.lanes, getattr(self.embedder, "lanes", 1))
         )
