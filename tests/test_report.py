@@ -401,3 +401,23 @@ def test_cli_writes_report_and_lists_sources(run_dir, tmp_path, capsys):
     assert html.count('class="sample kept"') == 2 * len(TASKS)
     assert cli_main(["report", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_find_sources_takes_the_score_folder_not_the_filters_probabilities(tmp_path):
+    """pools/scores/*.parquet (the filter's probabilities) has the score folder's shape and sorts
+    first; the report must still read scores/ (regression: a KeyError on score_<task>)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from retriever.report.find import find_sources
+
+    for name, settings, col in (
+        ("pools", {"tasks": ["t"], "models": {}, "threshold": 0.5}, "prob_t"),
+        ("scores", {"model": "m", "k": 10, "tasks": ["t"]}, "score_t"),
+    ):
+        (tmp_path / name / "scores").mkdir(parents=True)
+        (tmp_path / name / "manifest.json").write_text(json.dumps({"settings": settings}))
+        pq.write_table(
+            pa.table({"id": ["a"], col: [0.5]}), tmp_path / name / "scores" / "x.parquet"
+        )
+    assert find_sources(tmp_path).scores == tmp_path / "scores"
