@@ -265,3 +265,16 @@ def _table_names(db) -> list[str]:
 
 def default_store_uri(score_dir: str | os.PathLike) -> str:
     return str(Path(score_dir) / "store")
+
+
+INGESTED = "store_ingested"  # a score folder's subfolder of per-shard ingest markers
+
+
+def ingest_marker(score_dir: str | os.PathLike, shard: str) -> Path:
+    """Where a score folder records that shard ``shard`` (its safe name) is in the store."""
+    return Path(score_dir) / INGESTED / f"{shard}.json"
+
+
+def forget_ingested(score_dir: str | os.PathLike, shard: str) -> None:
+    """Drop the shard's ingest marker, so the next ingest takes (and replaces) its rows."""
+    ingest_marker(score_dir, shard).unlink(missing_ok=True)

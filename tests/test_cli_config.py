@@ -15,6 +15,7 @@ from retriever.confirm.stage import BpbOptions, ConfirmSettings
 from retriever.dataset import DatasetConfig
 from retriever.distill import DistillConfig
 from retriever.domains import DomainConfig
+from retriever.index.head import HeadConfig
 from retriever.prefilter import PrefilterConfig
 from retriever.proxy.config import ProxyConfig
 from retriever.rate import RateConfig
@@ -37,6 +38,7 @@ CONVERTED = {
     ],
     "prefilter": [(PrefilterConfig, {"tasks", "patterns", "reader"}, set())],
     "proxy train": [(ProxyConfig, set(), set())],
+    "index head": [(HeadConfig, set(), set())],
     "build-dataset": [
         (DatasetConfig, {"tiers", "formats", "score_keys", "decontaminate"}, set()),
     ],
@@ -115,6 +117,38 @@ def test_the_parsed_defaults_build_the_default_config():
     args = p.parse_args([*argv, "--format", "parquet", "--max-chars", "7"])
     c = filter_config_from_args(args)
     assert (c.write_scores, c.format, c.max_chars) == (False, "parquet", 7)
+
+
+def test_index_head_defaults_are_the_head_config_and_the_run_index_section():
+    from retriever.run.config import IndexSection
+
+    p = build_parser()
+    args = p.parse_args(["index", "head", "--index", "i", "--negatives", "n"])
+    assert config_from_args(HeadConfig, args) == HeadConfig()
+    assert (args.max_negatives, args.c) == (IndexSection.max_negatives, IndexSection.c)
+    args = p.parse_args(
+        ["index", "head", "--index", "i", "--negatives", "n", "--c", "0.5"]
+        + ["--no-reliable-negatives", "--words-max-terms", "9"]
+    )
+    assert config_from_args(HeadConfig, args) == HeadConfig(
+        c=0.5, reliable_negatives=False, words_max_terms=9
+    )
+
+
+def test_the_cli_parser_and_the_run_config_load_no_model_library():
+    """Building every verb's parser and loading the run config's sections stays light: the
+    index head's and the dataset's configs come without OpenVINO, torch, FAISS or pyarrow."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from retriever.cli import build_parser; build_parser(); "
+        "import retriever.run.config, retriever.index.head, retriever.dataset.config; "
+        "print(sorted(m for m in ('openvino', 'torch', 'faiss', 'pyarrow', 'sklearn') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
 
 
 def test_option_help_comes_from_the_docstring_table():

@@ -121,6 +121,30 @@ def test_budget_and_config_checks():
         EndpointConfig()
 
 
+@pytest.mark.parametrize(
+    "waits, message",
+    [
+        ({"max_backoff": -1.0}, "max_backoff must be >= 0"),
+        ({"backoff": 5.0, "max_backoff": 1.0}, "max_backoff 1.0 is smaller than backoff 5.0"),
+        ({"backoff": float("nan")}, "backoff must be >= 0"),
+        ({"max_backoff": float("nan")}, "max_backoff must be >= 0"),
+        ({"backoff": -0.5}, "backoff must be >= 0"),
+    ],
+)
+def test_backoff_settings_are_checked(waits, message):
+    # a negative cap made every retry wait negative: time.sleep raised mid-run
+    with pytest.raises(ConfigError, match=message):
+        EndpointConfig(model="m", **waits)
+    with pytest.raises(ConfigError, match=message):  # the run config's [rate] fails at load
+        RateConfig(model="m", **waits)
+
+
+def test_equal_backoff_and_cap_are_accepted():
+    cfg = EndpointConfig(model="m", backoff=2.0, max_backoff=2.0)
+    assert ChatClient(cfg)._wait(3, "") == 2.0
+    assert ChatClient(cfg)._wait(1, "30") == 2.0  # Retry-After is capped too
+
+
 def test_labels_from_ratings_apply_the_threshold():
     rows = [
         {"id": "a", "score": 4.0, "int_score": 4, "similarity": 0.5},

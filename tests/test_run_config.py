@@ -333,3 +333,101 @@ def test_evaluate_and_mix_typos_name_the_nearest_key(tmp_path):
         load_evaluate_config(load_run_config(p))
     with pytest.raises(ConfigError, match=r"\[mix\]: .*'tempurature' \(did you mean 'temperature'"):
         mix_run(p)  # refused before any work
+
+
+def _config_elsewhere(tmp_path):
+    """A run config in ``cfg/`` naming every kind of path key relatively, and a ``cwd/`` beside it
+    holding nothing."""
+    cfg_dir, cwd = tmp_path / "cfg", tmp_path / "cwd"
+    (cfg_dir / "c").mkdir(parents=True)
+    cwd.mkdir()
+    (cfg_dir / "g.jsonl").write_text('{"text": "gold"}\n')
+    (cfg_dir / "c" / "d.jsonl").write_text('{"id": "1", "text": "doc"}\n')
+    (cfg_dir / "rates.json").write_text("{}")
+    p = cfg_dir / "run.toml"
+    p.write_text(
+        '[run]\nout = "runs/x"\nindexes_dir = "specs"\n'
+        '[tasks.a]\ngold = ["g.jsonl"]\nscorecard_gold = ["./g.jsonl"]\nspec = "specs/a.toml"\n'
+        '[corpus]\npaths = ["c"]\n'
+        '[confirm]\npanel = "panels/p.toml"\n'
+        '[plan]\nrates_file = "rates.json"\n'
+        '[dataset]\ngeneral_pool = "pool"\ntokenizer = "gpt2"\nscan_cache = "scan"\n'
+        '[filter]\nmodels = {a = "students/a.bin"}\n'
+        '[rate]\nmodel = "m"\ncache = "answers.sqlite"\nprompts = {a = "R {text}"}\n'
+        '[evaluate]\nout = "ev"\n[mix]\nout = "mx"\n'
+    )
+    return p, cfg_dir, cwd
+
+
+def test_relative_paths_resolve_against_the_config_folder_from_any_cwd(tmp_path, monkeypatch):
+    from retriever.arms.api import load_evaluate_config
+
+    p, d, cwd = _config_elsewhere(tmp_path)
+    monkeypatch.chdir(cwd)
+    cfg = load_run_config(p)
+    assert cfg.out == d / "runs" / "x"  # without a leading "./" too
+    assert cfg.run.indexes_dir == str(d / "specs")  # need not exist yet
+    t = cfg.tasks[0]
+    assert t.gold == (str(d / "g.jsonl"),) and t.scorecard_gold == (str(d / "g.jsonl"),)
+    assert t.spec == str(d / "specs" / "a.toml")
+    assert cfg.corpus.paths == (str(d / "c"),)
+    assert cfg.confirm.panel == str(d / "panels" / "p.toml")
+    assert cfg.plan.rates_file == str(d / "rates.json")
+    assert cfg.dataset.general_pool == str(d / "pool")  # an output-side folder: never the cwd
+    assert cfg.dataset.tokenizer == "gpt2"  # not beside the config: a Hub name
+    assert cfg.dataset.scan_cache == str(d / "scan")
+    assert cfg.filter.models == {"a": str(d / "students" / "a.bin")}
+    assert cfg.rate.cache == str(d / "answers.sqlite")
+    assert load_evaluate_config(cfg).out == str(d / "ev")
+    assert cfg == load_run_config(Path("..") / "cfg" / "run.toml")  # the same, by a relative path
+    assert list(cwd.iterdir()) == []
+
+
+def test_absent_indexes_dir_is_the_shipped_specs_from_any_cwd(tmp_path, monkeypatch):
+    from conftest import REPO
+
+    p = _write(tmp_path, "")
+    monkeypatch.chdir(tmp_path)
+    assert load_run_config(p).run.indexes_dir == str(REPO / "indexes")
+    assert load_run_config(p).out == tmp_path / "runs" / "default"
+
+
+def test_a_path_found_only_in_the_cwd_is_a_clear_error(tmp_path, monkeypatch):
+    p, d, cwd = _config_elsewhere(tmp_path)
+    (cwd / "c2").mkdir()
+    p.write_text(p.read_text().replace('paths = ["c"]', 'paths = ["c2"]'))
+    monkeypatch.chdir(cwd)
+    with pytest.raises(ConfigError, match=r"\[corpus\] paths 'c2'.*relative to the config"):
+        load_run_config(p)
+
+
+def test_run_plan_from_another_cwd_reads_the_run_folder_beside_the_config(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    p, d, cwd = _config_elsewhere(tmp_path)
+    run_dir = d / "runs" / "x"
+    run_dir.mkdir(parents=True)
+    # a run folder whose record of the first step has other settings: the plan says "reran"
+    (run_dir / "run.json").write_text(
+        json.dumps({"steps": {"index/a": {"fingerprint": "other", "status": "done"}}})
+    )
+
+    def plan(where):
+        proc = subprocess.run(
+            [sys.executable, "-m", "retriever.cli", "run", str(p), "--plan", "--json"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return json.loads(proc.stdout)
+
+    assert plan(d)["index/a"] == "reran"
+    assert plan(cwd) == plan(d)  # the same run folder, whatever the cwd
+    assert list(cwd.iterdir()) == []

@@ -23,19 +23,19 @@ def load_evaluate_config(run_cfg, overrides: dict[str, Any] | None = None) -> Ev
     Raises:
         ConfigError: an unknown key or a bad value.
     """
-    from retriever.run.config import _rel, check_keys
+    from retriever.run.config import check_keys, config_path, config_source
 
     base = Path(run_cfg.path).parent
     raw = dict(run_cfg.evaluate)
     check_keys(raw, {f.name for f in dataclasses.fields(EvaluateConfig)}, "[evaluate]")
     for k in PATH_KEYS:
         if raw.get(k):
-            raw[k] = _rel(base, str(raw[k]))
+            raw[k] = config_path(base, str(raw[k]))
     for k in PATH_MAP_KEYS:
         if k in raw:
             if not isinstance(raw[k], dict):
                 raise ConfigError(f"[evaluate] {k} must be a table NAME = PATH")
-            raw[k] = {n: _rel(base, str(p)) for n, p in raw[k].items()}
+            raw[k] = {n: config_source(base, str(p), f"[evaluate] {k}") for n, p in raw[k].items()}
     for k in ("arms", "tasks"):
         if isinstance(raw.get(k), list):
             raw[k] = tuple(raw[k])

@@ -4,7 +4,26 @@ from __future__ import annotations
 
 import argparse
 
-from retriever._cli import add_reader_options, print_json, reader_from_args
+from retriever._cli import (
+    add_config_options,
+    add_reader_options,
+    config_from_args,
+    print_json,
+    reader_from_args,
+)
+from retriever.index.head import MAX_NEGATIVES, HeadConfig
+
+# the head's training settings offered by `index head` (all of HeadConfig)
+HEAD_OPTIONS = (
+    "c",
+    "folds",
+    "max_iter",
+    "seed",
+    "words_scale",
+    "words_min_df",
+    "words_max_terms",
+    "reliable_negatives",
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -73,8 +92,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     h.add_argument(
         "--max-negatives",
         type=int,
-        default=5000,
-        help="corpus documents used, a seeded sample over the shards (default 5000)",
+        default=MAX_NEGATIVES,
+        help="corpus documents used, a seeded sample over the shards (default %(default)s)",
     )
     add_reader_options(h)
     from retriever.score.job import ScoreJob
@@ -86,8 +105,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=ScoreJob.k,
         help="top-k of the mean scores; must be the score stage's -k (default %(default)s)",
     )
-    h.add_argument("--c", type=float, default=1.0, help="inverse L2 strength (default 1.0)")
-    h.add_argument("--seed", type=int, default=0)
+    add_config_options(
+        h,
+        HeadConfig,
+        list(HEAD_OPTIONS),
+        c={"help": "inverse L2 strength (default %(default)s)"},
+        folds={
+            "help": "cross-validation folds: calibration, reported metrics (default %(default)s)"
+        },
+        max_iter={"help": "solver iterations (default %(default)s)"},
+        seed={"help": "seed of the negatives' sample and of the folds (default %(default)s)"},
+        words_scale={
+            "help": "weight of the words' TF-IDF beside the dense features (default %(default)s)"
+        },
+        words_min_df={"help": "words in fewer training texts are left out (default %(default)s)"},
+        words_max_terms={
+            "help": "at most this many words, the most frequent (default %(default)s)"
+        },
+        reliable_negatives={
+            "help": "drop the corpus negatives that look like the task (a Rocchio step; default on)"
+        },
+    )
     h.add_argument("--json", action="store_true")
     h.set_defaults(func=_head)
 
@@ -138,7 +176,6 @@ def _add(args) -> int:
 def _head(args) -> int:
     from retriever.embed import load_embedder
     from retriever.index import GoldIndex
-    from retriever.index.head import HeadConfig
     from retriever.index.hybrid import read_negatives, train_heads
 
     reader = reader_from_args(args).reader()
@@ -148,7 +185,7 @@ def _head(args) -> int:
         args.index,
         negatives,
         emb,
-        HeadConfig(c=args.c, seed=args.seed),
+        config_from_args(HeadConfig, args),
         k=args.k,
         sources=list(args.negatives),
     )

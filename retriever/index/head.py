@@ -105,6 +105,9 @@ class Features:
         )
 
 
+MAX_NEGATIVES = 5000  # corpus documents a head trains on as negatives (a seeded sample)
+
+
 @dataclass(frozen=True)
 class HeadConfig:
     """How heads are trained.

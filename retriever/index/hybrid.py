@@ -30,6 +30,7 @@ import numpy as np
 from retriever.errors import InputError
 from retriever.index.head import (
     HEAD_DIR,
+    MAX_NEGATIVES,
     Features,
     HeadConfig,
     TaskHead,
@@ -336,7 +337,7 @@ def train_heads(
 
 def read_negatives(
     corpus: list[str],
-    limit: int = 5000,
+    limit: int = MAX_NEGATIVES,
     seed: int = 0,
     text_field: str = "text",
     reader=None,

@@ -105,8 +105,21 @@ class EndpointConfig:
                 f"base_url {self.base_url!r} must start with http:// or https:// "
                 "(e.g. http://localhost:8000/v1)"
             )
-        if self.retries < 0 or self.timeout <= 0 or self.backoff < 0 or self.max_tokens < 1:
-            raise ConfigError("retries and backoff must be >= 0, timeout and max_tokens > 0")
+        if self.retries < 0 or self.timeout <= 0 or self.max_tokens < 1:
+            raise ConfigError("retries must be >= 0, timeout and max_tokens > 0")
+        check_backoff(self.backoff, self.max_backoff)
+
+
+def check_backoff(backoff: float, max_backoff: float) -> None:
+    """Raise :class:`ConfigError` unless ``0 <= backoff <= max_backoff`` (NaN fails too)."""
+    for name, v in (("backoff", backoff), ("max_backoff", max_backoff)):
+        if isinstance(v, bool) or not isinstance(v, int | float) or not v >= 0:
+            raise ConfigError(f"{name} must be >= 0 seconds, got {v!r}")
+    if max_backoff < backoff:
+        raise ConfigError(
+            f"max_backoff {max_backoff!r} is smaller than backoff {backoff!r}: the cap must be "
+            "at least the first wait (raise max_backoff or lower backoff)"
+        )
 
 
 class ChatClient:

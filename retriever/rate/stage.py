@@ -49,6 +49,7 @@ from retriever.rate.client import (
     EndpointConfig,
     RequestBudget,
     RequestFailed,
+    check_backoff,
 )
 from retriever.rate.prompt import SYSTEM, TaskPrompt, parse_score, prompt_version, score_pattern
 from retriever.stats import Stats
@@ -117,6 +118,7 @@ class RateConfig:
                 raise ConfigError(f"rate {name} must be an integer >= 1, got {v!r}")
         if isinstance(self.threshold, bool) or self.threshold not in range(0, 6):
             raise ConfigError(f"rate threshold must be an integer 0-5, got {self.threshold!r}")
+        check_backoff(self.backoff, self.max_backoff)  # here too: a run config fails at load
         score_pattern(self.score_marker)  # an empty marker fails here
         self.candidate_rule()  # fractions and caps are checked by the confirm stage's rule
 

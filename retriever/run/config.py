@@ -27,6 +27,7 @@ from retriever.corpus.readers import ReaderConfig
 from retriever.dataset.config import DatasetConfig
 from retriever.distill.train import DistillConfig
 from retriever.errors import ConfigError
+from retriever.index.head import MAX_NEGATIVES, HeadConfig
 from retriever.score.job import ScoreJob
 
 if TYPE_CHECKING:
@@ -71,8 +72,12 @@ class TaskConfig:
 
 @dataclass(frozen=True)
 class RunSection:
+    """``[run]``: ``out`` the run folder; ``indexes_dir`` where task specs (``<task>.toml``) are
+    looked up (absent: the specs shipped with retriever, its repository's ``indexes/``). Like
+    every path of a run config, a relative one is relative to the config file's folder."""
+
     out: str = "runs/default"
-    indexes_dir: str = "indexes"
+    indexes_dir: str | None = None
     model: str | None = None
     seed: int = 0
 
@@ -95,6 +100,8 @@ def base_config(section: Any, cls: type) -> Any:
     return cls(**{f.name: getattr(section, f.name) for f in fields(cls) if f.init})
 
 
+# the task specs shipped with retriever (the repository's indexes/), whatever the cwd
+SPECS_DIR = Path(__file__).resolve().parents[2] / "indexes"
 STUDENTS_DIR = "filters"  # RUN/filters/<task>/filter.bin: the students the filter runs
 EXECUTORS = ("local", "slurm", "ray")
 
@@ -143,8 +150,8 @@ class IndexSection:
     cross-source evaluation on every task (docs/retrieval.md). ``c``: its inverse L2 strength."""
 
     head: bool = True
-    max_negatives: int = 5000
-    c: float = 1.0
+    max_negatives: int = MAX_NEGATIVES
+    c: float = HeadConfig.c
 
     def __post_init__(self) -> None:
         if not isinstance(self.head, bool):
@@ -367,13 +374,34 @@ def parse_section(
         raise ConfigError(f"[{where}]: {e}") from e
 
 
-def _rel(base: Path, p: str) -> str:
-    """Paths in the config are relative to the config file; Hub ids and absolute paths stay."""
-    if os.path.isabs(p) or p.startswith("hf://"):
+def config_path(base: Path, p: str) -> str:
+    """A local path of the config (an output, a spec, a panel): relative to the config's folder
+    ``base``, never the cwd; absolute paths and URIs (``hf://``, ``s3://``) stay."""
+    if os.path.isabs(p) or "://" in p:
         return p
-    cand = base / p
+    return os.path.normpath(Path(base).absolute() / p)
+
+
+def config_source(base: Path, p: str, where: str) -> str:
+    """An input that is a local path or a name (a Hub dataset / model id, ``holdout:<task>``):
+    relative to the config's folder ``base`` when it is there or starts with ``.``; otherwise the
+    name as written.
+
+    Raises:
+        ConfigError: ``p`` is not beside the config but exists relative to the cwd (it would be
+            read from wherever the command runs).
+    """
+    if os.path.isabs(p) or "://" in p:
+        return p
+    cand = Path(base).absolute() / p
     if cand.exists() or p.startswith("."):
         return os.path.normpath(cand)
+    if os.path.exists(p):
+        raise ConfigError(
+            f"{where} {p!r} is not beside the config ({os.path.normpath(cand)}) but is in the "
+            f"current folder ({os.path.abspath(p)}); paths in a run config are relative to the "
+            "config file: write it relative to the config's folder, or absolute"
+        )
     return p
 
 
@@ -392,13 +420,15 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise ConfigError(f"{p}: unknown section(s) {unknown}; sections are {list(SECTIONS)}")
-    base = p.parent
+    base = Path(os.path.abspath(p)).parent
     run = parse_section(RunSection, raw.get("run"), "run")
     run = RunSection(
         **{
             **run.__dict__,
-            "out": _rel(base, run.out) if run.out.startswith(".") else run.out,
-            "indexes_dir": _rel(base, run.indexes_dir),
+            "out": config_path(base, run.out),
+            "indexes_dir": str(SPECS_DIR)
+            if run.indexes_dir is None
+            else config_path(base, run.indexes_dir),
         }
     )
     tasks_raw = raw.get("tasks") or {}
@@ -407,13 +437,16 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
     tasks = []
     for name, t in tasks_raw.items():
         tc = parse_section(TaskConfig, {**(t or {}), "name": name}, f"tasks.{name}")
+        where = f"[tasks.{name}]"
         tasks.append(
             TaskConfig(
                 name=name,
-                gold=tuple(_rel(base, g) for g in tc.gold),
-                spec=_rel(base, tc.spec) if tc.spec else None,
+                gold=tuple(config_source(base, g, f"{where} gold") for g in tc.gold),
+                spec=_spec_path(base, tc.spec) if tc.spec else None,
                 gold_limit=tc.gold_limit,
-                scorecard_gold=tuple(_rel(base, g) for g in tc.scorecard_gold),
+                scorecard_gold=tuple(
+                    config_source(base, g, f"{where} scorecard_gold") for g in tc.scorecard_gold
+                ),
             )
         )
     names = tuple(t.name for t in tasks)
@@ -423,9 +456,11 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
     corpus = CorpusSection(
         **{
             **corpus.__dict__,
-            "paths": tuple(_rel(base, c) for c in corpus.paths),
+            "paths": tuple(config_source(base, c, "[corpus] paths") for c in corpus.paths),
             # a local tokenizer folder is relative to the config, like the paths
-            "detokenizer": _rel(base, corpus.detokenizer) if corpus.detokenizer else None,
+            "detokenizer": config_source(base, corpus.detokenizer, "[corpus] detokenizer")
+            if corpus.detokenizer
+            else None,
         }
     )
     reader = corpus.reader_config()
@@ -438,27 +473,44 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
             "domains": str(Path(run.out) / "domains") if "domains" in raw else None,
         },
     )
-    if dataset.decontaminate:  # evaluation files, relative to the config like the other paths
-        dataset = replace(
-            dataset, decontaminate={k: _rel(base, v) for k, v in dataset.decontaminate.items()}
-        )
+    dataset = replace(
+        dataset,
+        general_pool=config_path(base, dataset.general_pool) if dataset.general_pool else None,
+        scan_cache=config_path(base, dataset.scan_cache) if dataset.scan_cache else None,
+        tokenizer=config_source(base, dataset.tokenizer, "[dataset] tokenizer")
+        if dataset.tokenizer
+        else None,
+        # evaluation files
+        decontaminate={
+            k: config_source(base, v, f"[dataset] decontaminate.{k}")
+            for k, v in dataset.decontaminate.items()
+        },
+    )
     for sec in ("evaluate", "mix"):
         if not isinstance(raw.get(sec, {}), dict):
             raise ConfigError(f"[{sec}] must be a table")
     confirm = parse_section(ConfirmSection, raw.get("confirm"), "confirm")
     if confirm.panel != "tiny":
-        confirm = ConfirmSection(**{**confirm.__dict__, "panel": _rel(base, confirm.panel)})
+        confirm = ConfirmSection(**{**confirm.__dict__, "panel": config_path(base, confirm.panel)})
     distill = parse_section(DistillSection, raw.get("distill"), "distill")
     students = Path(run.out) / STUDENTS_DIR
+    filt_raw = raw.get("filter")
+    if isinstance(filt_raw, dict):
+        filt_raw = _paths(base, filt_raw, ("tokenizer",), "filter")
+        if isinstance(filt_raw.get("models"), dict):  # students named by hand: local files
+            filt_raw["models"] = {
+                t: config_path(base, m) if isinstance(m, str) else m
+                for t, m in filt_raw["models"].items()
+            }
     filt = parse_section(
         FilterSection,
-        raw.get("filter"),
+        filt_raw,
         "filter",
         fixed={"tasks": names, "indexes": str(students), "reader": reader},
         defaults={"models": multilabel_models(run.out, names)} if distill.multilabel else None,
     )
     cfg = RunConfig(
-        str(p),
+        os.path.abspath(p),  # the folder relative paths were resolved against
         run,
         tuple(tasks),
         corpus,
@@ -474,7 +526,15 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
         prefilter=_prefilter_section(raw["prefilter"], run, tasks, reader)
         if "prefilter" in raw
         else None,
-        rate=_optional(RateConfig, "rate", raw, base, ("cache",), reader, {"tasks": names}),
+        rate=_optional(
+            RateConfig,
+            "rate",
+            raw,
+            base,
+            reader=reader,
+            defaults={"tasks": names},
+            local=("cache",),
+        ),
         band=_optional(BandConfig, "band", raw, base, ("model", "tokenizer"), reader),
         domains=_optional(DomainConfig, "domains", raw, base),
     )
@@ -496,14 +556,20 @@ def _optional(
     path_keys: tuple[str, ...] = (),
     reader: ReaderConfig | None = None,
     defaults: dict[str, Any] | None = None,
+    local: tuple[str, ...] = (),
 ) -> Any:
     """An optional step's section as its stage's config ``cls`` (``None`` when absent):
-    ``path_keys`` made relative to the config, ``reader``: ``[corpus]``'s."""
+    ``path_keys`` (a path or a Hub name) and ``local`` (always a path) relative to the config,
+    ``reader``: ``[corpus]``'s."""
     if name not in raw:
         return None
     data = raw[name]
     if isinstance(data, dict):
-        data = _paths(base, data, path_keys)
+        data = _paths(base, data, path_keys, name)
+        data = {
+            k: config_path(base, v) if k in local and isinstance(v, str) else v
+            for k, v in data.items()
+        }
     fixed = {"reader": reader} if reader is not None else None
     return parse_section(cls, data, name, fixed=fixed, defaults=defaults)
 
@@ -534,15 +600,26 @@ def _prefilter_section(data: Any, run: RunSection, tasks: list[TaskConfig], read
     )
 
 
-def _paths(base: Path, section: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
-    """``section`` with its path values made relative to the config (Hub ids stay)."""
-    return {k: _rel(base, v) if k in keys and isinstance(v, str) else v for k, v in section.items()}
+def _paths(
+    base: Path, section: dict[str, Any], keys: tuple[str, ...], where: str
+) -> dict[str, Any]:
+    """``section`` with its path-or-name values ``keys`` made relative to the config (Hub ids
+    stay; see :func:`config_source`)."""
+    return {
+        k: config_source(base, v, f"[{where}] {k}") if k in keys and isinstance(v, str) else v
+        for k, v in section.items()
+    }
+
+
+def _spec_path(base: Path, spec: str) -> str:
+    """A task's ``spec``: a TOML path (relative to the config) or a task name in indexes_dir."""
+    return config_path(base, spec) if spec.endswith(".toml") or "/" in spec else spec
 
 
 def _plan_section(base: Path, data: Any) -> PlanSection:
     ps = parse_section(PlanSection, data, "plan")
     if ps.rates_file:
-        ps = PlanSection(**{**ps.__dict__, "rates_file": _rel(base, ps.rates_file)})
+        ps = PlanSection(**{**ps.__dict__, "rates_file": config_path(base, ps.rates_file)})
     if not isinstance(ps.rates, dict):
         raise ConfigError("[plan] rates must be a table of rate = value")
     from retriever.plan.rates import Rates

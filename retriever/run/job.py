@@ -391,11 +391,13 @@ class RunJob:
     def run(self) -> list[StepOutcome]:
         from retriever.lock import OutputLock
 
+        # every input is checked before anything is written, the lock file and folder included
+        # (the steps only name paths under the run folder, they read none of it)
+        steps = self.steps()
         with OutputLock(self.out):  # two `retriever run` on one folder: the second is refused
-            return self._run_locked()
+            return self._run_locked(steps)
 
-    def _run_locked(self) -> list[StepOutcome]:
-        steps = self.steps()  # checks every input before anything is written
+    def _run_locked(self, steps: list[RunStep]) -> list[StepOutcome]:
         runner = StepRunner(self.out)
         n = len(steps)
 

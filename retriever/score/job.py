@@ -42,6 +42,7 @@ from retriever.names import COS, SCORE, TOPK, score_name
 from retriever.progress import progress_bar, progress_enabled
 from retriever.score.sample import DocSampler
 from retriever.stats import Stats
+from retriever.store import forget_ingested
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,7 @@ class ScoreJob:
             return Stats.from_dict(marker)
         self.done.clear(shard)  # stale: the shard changed since it was scored
         # new scores to come: the store takes this shard again once they are written
-        (self.out / "store_ingested" / f"{name}.json").unlink(missing_ok=True)
+        forget_ingested(self.out, name)
         fingerprint = shard_fingerprint(shard)
         pa = require("pyarrow")
         pq = require("pyarrow.parquet")

@@ -198,21 +198,17 @@ def ingest_store(
 ) -> int:
     """Put finished shards' vectors into the LanceDB store, once each (single writer,
     idempotent)."""
-    from retriever.store import CorpusStore, default_store_uri
+    from retriever.store import INGESTED, CorpusStore, default_store_uri, ingest_marker
 
     out = Path(out_dir)
     settings = read_json(out / "manifest.json")["settings"]
     store = CorpusStore(uri or default_store_uri(out), settings["model"], settings["dim"])
-    marks = out / "store_ingested"
     outputs = shard_outputs(out)
     recorded = 0
     for name in outputs:
+        mark = ingest_marker(out, name)
         try:
-            recorded += (
-                int(read_json(marks / f"{name}.json")["rows"])
-                if (marks / f"{name}.json").exists()
-                else 0
-            )
+            recorded += int(read_json(mark)["rows"]) if mark.exists() else 0
         except (InputError, KeyError, TypeError, ValueError):
             recorded = -1
             break
@@ -226,10 +222,10 @@ def ingest_store(
             recorded,
         )
         store.reset()
-        shutil.rmtree(marks, ignore_errors=True)
+        shutil.rmtree(out / INGESTED, ignore_errors=True)
     added = 0
     for name, path in outputs.items():
-        mark = marks / f"{name}.json"
+        mark = ingest_marker(out, name)
         if mark.exists():
             continue
         n = store.ingest_shard(name, path)

@@ -134,3 +134,49 @@ def test_sweep_removes_only_writer_temps(tmp_path):
     keep.write_text("a user's file")
     assert sweep_temp(tmp_path) == 1
     assert not left.exists() and keep.exists()
+
+
+def _fake_score_folder(out: Path, shards: dict[str, int], dim: int = 8) -> None:
+    """A score folder as ``ingest_store`` reads it: manifest, done markers, scores parquets."""
+    import json
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    (out / "done").mkdir(parents=True)
+    (out / "scores").mkdir()
+    (out / "manifest.json").write_text(json.dumps({"settings": {"model": "m", "dim": dim}}))
+    for name, n in shards.items():
+        (out / "done" / f"{name}.json").write_text("{}")
+        vec = rng.standard_normal((n, dim)).astype("float32")
+        cols = {
+            "id": [f"{name}:{i}" for i in range(n)],
+            "shard": [name] * n,
+            "row": list(range(n)),
+            "preview": ["text"] * n,
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vec.ravel()), dim),
+        }
+        pq.write_table(pa.table(cols), out / "scores" / f"{name}.parquet")
+
+
+def test_store_ingest_marker_has_one_path_for_writer_and_clearer(tmp_path):
+    pytest.importorskip("lancedb")
+    from retriever.score import ingest_store
+    from retriever.store import CorpusStore, forget_ingested, ingest_marker
+
+    out = tmp_path / "out"
+    _fake_score_folder(out, {"corpus__a": 3, "corpus__b": 5})
+    assert ingest_store(out) == 8
+    for name, n in (("corpus__a", 3), ("corpus__b", 5)):
+        mark = ingest_marker(out, name)
+        assert mark.exists() and mark.parent.name == "store_ingested"
+        assert __import__("json").loads(mark.read_text())["rows"] == n
+    assert ingest_store(out) == 0  # every marker found where the writer put it
+    forget_ingested(out, "corpus__b")  # what a rescored shard does (ScoreJob.score_shard)
+    assert not ingest_marker(out, "corpus__b").exists()
+    # taken again, never duplicated (the default store's rows now disagree with the markers, so
+    # it is refilled whole: 8 rows added)
+    assert ingest_store(out) == 8
+    assert ingest_marker(out, "corpus__b").exists()
+    assert CorpusStore(out / "store").count() == 8
+    forget_ingested(out, "corpus__never")  # no marker: nothing to do, no error
