@@ -159,7 +159,10 @@ def make_run(root: Path, real_filter: bool = True) -> Path:
     if real_filter:
         from retriever.distill.train import DistillConfig, FastTextDistiller
 
-        FastTextDistiller(DistillConfig(dim=16, bucket=10_000, epoch=5, test_fraction=0.3)).run(
+        cfg = DistillConfig(
+            dim=16, bucket=10_000, epoch=5, test_fraction=0.3, training_set="gold+confirmed"
+        )
+        FastTextDistiller(cfg).run(
             cd / "labels" / "function-calling.parquet",
             "function-calling",
             run / "indexes" / "function-calling" / "filter.bin",
@@ -420,3 +423,23 @@ def test_score_histograms_are_the_stage_histograms_and_skip_a_file_without_a_tas
     counts, edges = ref.display()
     assert hists["a"]["counts"] == counts and hists["a"]["edges"] == edges
     assert sum(hists["b"]["counts"]) == 200 and seen["shard"] == {"s1": 200}
+
+
+def test_find_sources_takes_the_score_folder_not_the_filters_probabilities(tmp_path):
+    """pools/scores/*.parquet (the filter's probabilities) has the score folder's shape and sorts
+    first; the report must still read scores/ (regression: a KeyError on score_<task>)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from retriever.report.find import find_sources
+
+    for name, settings, col in (
+        ("pools", {"tasks": ["t"], "models": {}, "threshold": 0.5}, "prob_t"),
+        ("scores", {"model": "m", "k": 10, "tasks": ["t"]}, "score_t"),
+    ):
+        (tmp_path / name / "scores").mkdir(parents=True)
+        (tmp_path / name / "manifest.json").write_text(json.dumps({"settings": settings}))
+        pq.write_table(
+            pa.table({"id": ["a"], col: [0.5]}), tmp_path / name / "scores" / "x.parquet"
+        )
+    assert find_sources(tmp_path).scores == tmp_path / "scores"
