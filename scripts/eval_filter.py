@@ -20,6 +20,9 @@ else in the test mix) and P@N (N = the task's held-out count), each with a boots
     .venv/bin/python scripts/eval_filter.py --labels runs/offline/confirm/labels --work /tmp/ef
     [--variants gold-only,gold+confirmed] [--json] [--markdown docs/table.md]
 
+A variant may carry per-source weights after a colon (the distill stage's ``weights``:
+replicated lines): ``gold+confirmed:confirmed=0.3&gold=2``.
+
 Embeddings are cached under ``--work/vectors`` (rerunning skips the embedding); ``--vector-cache
 DIR`` also reads another cache of the same texts and model (npz parts, never written to).
 """
@@ -50,6 +53,7 @@ from retriever.distill.trainset import (
     text_key,
 )
 from retriever.holdout import TASKS, load_split
+from retriever.io import read_json
 from retriever.metrics import rankdata
 from retriever.score.evaluate import precision_at
 
@@ -144,11 +148,25 @@ def main() -> None:
         help="also one multi-label student per variant over every task (as [distill] multilabel)",
     )
     ap.add_argument(
+        "--multilabel-only",
+        action="store_true",
+        help="only the multi-label students (no per-task ones; implies --multilabel)",
+    )
+    ap.add_argument(
         "--no-similarity", action="store_true", help="students only (no embedding: a quick look)"
+    )
+    ap.add_argument(
+        "--shipped",
+        action="append",
+        default=[],
+        metavar="RUN",
+        help="also score the filter models a finished `retriever run` shipped (RUN/filters/: "
+        "per-task or multi-label), as the filter stage scores them (repeatable)",
     )
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     ap.add_argument("--markdown", default=None, help="also write the table as markdown here")
     args = ap.parse_args()
+    args.multilabel = args.multilabel or args.multilabel_only
     t_start = time.perf_counter()
     work = Path(args.work or tempfile.mkdtemp(prefix="eval_filter_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -200,10 +218,10 @@ def main() -> None:
     train_corpus = split.corpus("train")
     variants = [v for v in args.variants.split(",") if v]
     if not args.labels:
-        skipped = [v for v in variants if v in NEEDS_LABELS]
+        skipped = [v for v in variants if v.split(":")[0] in NEEDS_LABELS]
         if skipped:
             log(f"no --labels: skipping {skipped} (they need a confirm run's rows)")
-        variants = [v for v in variants if v not in NEEDS_LABELS]
+        variants = [v for v in variants if v.split(":")[0] not in NEEDS_LABELS]
     label_info: dict[str, dict] = {}
     timings: dict[str, dict] = {}
     sets_by_variant: dict[str, dict[str, StudentSet]] = {}
@@ -246,7 +264,8 @@ def main() -> None:
             else:
                 cfg = DistillConfig(
                     epoch=args.epoch,
-                    training_set=v,
+                    training_set=v.split(":")[0],
+                    weights=variant_weights(v),
                     seed=args.seed,
                     balance=args.balance,
                     normalization=args.normalization,
@@ -258,6 +277,8 @@ def main() -> None:
             if v != "baseline":
                 sets_by_variant.setdefault(v, {})[t] = ss
                 cfg_by_variant[v] = cfg
+                if args.multilabel_only:
+                    continue
             p, nbytes = train_and_score(cfg, ss, test_texts, work)
             results[t][v] = bootstrap(label == t, p, args.boot, args.seed)
             results[t][v]["rows"] = {
@@ -292,6 +313,18 @@ def main() -> None:
                 log(f"{t:<17} {name:<22} AUC {r['auc']:.4f} P@N {r['p_at_n']:.3f}")
             timings.setdefault("multi-label", {})[v] = round(time.perf_counter() - t0, 2)
 
+    # -- the models a run shipped, scored by the filter stage's own scorer ------------------------
+    shipped_columns = []
+    for run in args.shipped:
+        for kind, models in shipped_models(Path(run)).items():
+            name = f"{kind} ({Path(run).name})"
+            shipped_columns.append(name)
+            for t, p in shipped_scores(models, test_texts).items():
+                results[t][name] = bootstrap(label == t, p, args.boot, args.seed)
+                results[t][name]["model"] = models[t]
+                r = results[t][name]
+                log(f"{t:<17} {name:<22} AUC {r['auc']:.4f} P@N {r['p_at_n']:.3f}")
+
     out = {
         "gold_per_task": {t: len(gold[t]) for t in TASKS},
         "test_mix": {
@@ -305,7 +338,7 @@ def main() -> None:
         "timings": timings,
         "seconds": round(time.perf_counter() - t_start, 1),
     }
-    table = markdown(results, ["similarity", "baseline", *variants, *ml_columns])
+    table = markdown(results, ["similarity", "baseline", *variants, *ml_columns, *shipped_columns])
     out["students"] = {
         "balance": args.balance,
         "epoch": args.epoch,
@@ -321,6 +354,19 @@ def main() -> None:
     else:
         print(table)
         print(f"\n{out['test_mix']}; {out['seconds']} s")
+
+
+def variant_weights(variant: str) -> dict[str, float]:
+    """``gold+confirmed:confirmed=0.3&gold=2`` -> ``{"confirmed": 0.3, "gold": 2.0}``."""
+    _, _, spec = variant.partition(":")
+    out = {}
+    for pair in filter(None, spec.split("&")):
+        src, _, w = pair.partition("=")
+        try:
+            out[src] = float(w)
+        except ValueError:
+            sys.exit(f"error: bad weight {pair!r} in variant {variant!r} (use SOURCE=NUMBER)")
+    return out
 
 
 def _merge(labels, rand):
@@ -387,6 +433,38 @@ def train_and_score_multilabel(
         model, _ = MultiLabelDistiller(cfg)._train(lines, Path(tmp) / "train.txt", loss="ova")
         p = predict_tasks(model, texts, tasks, cfg.max_chars, cfg.normalization)
     return {t: p[:, j] for j, t in enumerate(tasks)}
+
+
+def shipped_models(run: Path) -> dict[str, dict[str, str]]:
+    """The filter models of a finished run: ``{"shipped": {task: path}, ...}``.
+
+    ``shipped`` is what the run's filter step scored with (its ``student`` setting in run.json:
+    the multi-label model, or each task's own); the other kind, when the run trained it too, is
+    returned as ``per-task`` or ``multi-label`` beside it.
+    """
+    steps = read_json(run / "run.json")["steps"] if (run / "run.json").is_file() else {}
+    if (steps.get("filter") or {}).get("status") != "done":
+        sys.exit(f"error: {run} has no finished filter step (run.json): finish the run first")
+    multi = run / "filters" / "multilabel" / "filter.bin"
+    own = {t: run / "filters" / t / "filter.bin" for t in TASKS}
+    kinds: dict[str, dict[str, str]] = {}
+    if multi.is_file():
+        kinds["multi-label"] = {t: str(multi) for t in TASKS}
+    if all(p.is_file() for p in own.values()):
+        kinds["per-task"] = {t: str(p) for t, p in own.items()}
+    student = steps["filter"]["settings"].get("student")
+    used = "multi-label" if student == "multilabel" else "per-task"
+    if used not in kinds:
+        sys.exit(f"error: {run}'s filter used {used} models that are not in {run / 'filters'}")
+    return {"shipped": kinds.pop(used), **kinds}
+
+
+def shipped_scores(models: dict[str, str], texts: list[str]) -> dict[str, np.ndarray]:
+    """P(task) of each text under the shipped models, by the filter stage's scorer."""
+    from retriever.batch_filter.scorer import FastTextScorer
+
+    pb = FastTextScorer(models).score_texts(texts)
+    return {t: np.nan_to_num(pb.probs[:, j], nan=0.0) for j, t in enumerate(models)}
 
 
 def _vkey(text: str) -> bytes:

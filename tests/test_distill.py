@@ -76,7 +76,10 @@ def synthetic_label_rows(
     return rows
 
 
-SMALL = DistillConfig(epoch=15, bucket=50_000, dim=16, lr=0.5, seed=1)
+# labels only (no gold index): the confirmed rows are the positives
+SMALL = DistillConfig(
+    epoch=15, bucket=50_000, dim=16, lr=0.5, seed=1, training_set="gold+confirmed"
+)
 
 
 # -- metrics (pure numpy, checked against brute force) ------------------------------------------
@@ -215,6 +218,8 @@ def test_distill_cli_json_and_bad_input(tmp_path, capsys):
             "--epoch",
             "5",
             "--refit",
+            "--training-set",
+            "gold+confirmed",
             "--json",
         ]
     )
@@ -228,3 +233,18 @@ def test_distill_cli_json_and_bad_input(tmp_path, capsys):
     assert rc == 2 and "no labelled row of task 'other'" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="epoch"):
         DistillConfig(epoch=0)
+
+
+def test_default_student_learns_from_gold_and_says_what_to_do_without_it(tmp_path):
+    """The default training set is gold-only (the best on the cross-source set): labels alone have
+    no gold rows, and the error names the two ways out instead of training on nothing."""
+    write_labels(
+        tmp_path / "labels" / "rag.parquet", synthetic_label_rows("rag", 20, 20, 0, seed=2)
+    )
+    cfg = DistillConfig(epoch=2, bucket=10_000, dim=8)
+    assert cfg.student_set().sources == ("gold", "random", "other-gold")
+    with pytest.raises(ConfigError) as e:
+        FastTextDistiller(cfg).run(tmp_path / "labels", "rag", tmp_path / "m" / "filter.bin")
+    msg = str(e.value)
+    assert "0 positive" in msg and "--indexes" in msg and "gold+confirmed" in msg
+    assert not (tmp_path / "m" / "filter.bin").exists()

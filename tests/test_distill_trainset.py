@@ -238,7 +238,9 @@ def test_subwords_carry_a_student_across_quote_styles(tmp_path):
     probs = {}
     for minn, maxn in ((0, 0), (3, 5)):
         out = tmp_path / f"m{minn}" / "filter.bin"
-        cfg = DistillConfig(epoch=10, dim=16, seed=0, minn=minn, maxn=maxn)
+        cfg = DistillConfig(
+            epoch=10, dim=16, seed=0, minn=minn, maxn=maxn, training_set="gold+confirmed"
+        )
         rep = FastTextDistiller(cfg).run(tmp_path / "t.parquet", "t", out)
         m = fasttext.load_model(str(out))
         assert (m.f.getArgs().minn, m.f.getArgs().maxn) == (minn, maxn)
@@ -441,7 +443,9 @@ def test_words_normalization_splits_punctuation_and_the_filter_applies_the_model
     # xLAM-style JSON in training, ELMB-style Python dicts at test time: same tokens once split
     write_labels(tmp_path / "t.parquet", _json_call_rows(seed=0))
     out = tmp_path / "m" / "filter.bin"
-    cfg = DistillConfig(epoch=10, dim=16, seed=0, normalization="words")
+    cfg = DistillConfig(
+        epoch=10, dim=16, seed=0, normalization="words", training_set="gold+confirmed"
+    )
     FastTextDistiller(cfg).run(tmp_path / "t.parquet", "t", out)
     assert model_normalization(out) == "words"
     assert model_normalization(tmp_path / "none.bin") == "newlines"
@@ -469,9 +473,9 @@ def test_both_normalization_round_trips_through_the_manifest_and_the_filter(tmp_
     ) + " " + fasttext_text('{"Name": x}\nB', "words")
     write_labels(tmp_path / "t.parquet", _json_call_rows(seed=1))
     out = tmp_path / "m" / "filter.bin"
-    FastTextDistiller(DistillConfig(epoch=10, dim=16, seed=0, normalization="both")).run(
-        tmp_path / "t.parquet", "t", out
-    )
+    FastTextDistiller(
+        DistillConfig(epoch=10, dim=16, seed=0, normalization="both", training_set="gold+confirmed")
+    ).run(tmp_path / "t.parquet", "t", out)
     assert model_normalization(out) == "both"
     assert json.loads(out.with_suffix(".json").read_text())["text_normalization"] == "both"
     probe = ["{'name': 'g', 'parameters': {'y': 3}}", "a painter by the river in autumn"]

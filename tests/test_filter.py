@@ -48,7 +48,7 @@ def models(tmp_path_factory) -> dict[str, str]:
         for r in synthetic_label_rows("prose", 60, 60, 10, seed=0)
     ]
     write_labels(root / "labels" / "all.parquet", rows)
-    cfg = DistillConfig(bucket=50_000, dim=16, epoch=15, lr=0.5)
+    cfg = DistillConfig(bucket=50_000, dim=16, epoch=15, lr=0.5, training_set="gold+confirmed")
     out = {}
     for t in TASKS:
         path = root / "indexes" / t / "filter.bin"

@@ -62,6 +62,8 @@ def test_distill_and_filter_cli_on_shared_data(tmp_path, shared_data, capsys):
                     "200000",
                     "--dim",
                     "32",
+                    "--training-set",
+                    "gold+confirmed",
                     "--json",
                 ]
             )

@@ -50,7 +50,15 @@ def labels(tmp_path_factory):
     return root
 
 
-SMALL = DistillConfig(epoch=15, bucket=50_000, dim=16, lr=0.5, seed=1, test_fraction=0.25)
+SMALL = DistillConfig(
+    epoch=15,
+    bucket=50_000,
+    dim=16,
+    lr=0.5,
+    seed=1,
+    test_fraction=0.25,
+    training_set="gold+confirmed",
+)
 
 
 def test_multilabel_student_matches_per_task_students_on_the_same_labels(labels):

@@ -70,14 +70,18 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "confirmed-only": (CONFIRMED, RANDOM, OTHER_GOLD),
     "gold+confirmed": (GOLD, CONFIRMED, RANDOM, OTHER_GOLD),
     "gold+confirmed+hard": (GOLD, CONFIRMED, RANDOM, OTHER_GOLD, HARD_NEGATIVE),
+    # the confirmation's rejections as hard negatives, without its positives
+    "gold+hard": (GOLD, RANDOM, OTHER_GOLD, HARD_NEGATIVE),
     # the old student: the confirm stage's positive vs negative rows as they are
     "teacher": (CONFIRMED, RANDOM, HARD_NEGATIVE),
     # LLM ratings (retriever rate) as they are, or beside the gold anchors and negatives
     "rating": (RATING,),
     "gold+rating": (GOLD, RATING, RANDOM, OTHER_GOLD),
 }
-# meets the cross-source goal both as per-task and as multi-label student (docs/distill.md)
-DEFAULT_VARIANT = "gold+confirmed"
+# the best on the cross-source set, per-task and multi-label, over two confirm runs' labels: the
+# confirmed pages (task-like web text the panel liked) cost unseen-source precision, most for
+# function calling (P@N 0.995 -> 0.930); docs/distill.md
+DEFAULT_VARIANT = "gold-only"
 
 
 def infer_source(label: str, reason: str) -> str:
@@ -294,7 +298,8 @@ def build_student_set(
             raise ConfigError(
                 f"task {task!r}: the student's training set ({list(cfg.sources)}) has {n} {cls} "
                 f"row(s), need at least 2; sources available: {sorted(available) or 'none'} "
-                "(pass the gold indexes, label more documents, or choose other sources)"
+                "(pass the task's gold index: --indexes DIR / indexes=; or learn from the confirm "
+                "labels' positives: --training-set gold+confirmed or confirmed-only)"
             )
     copies, per_source = _copies(srcs, labs, cfg)
     summary["sources_used"] = list(cfg.sources)

@@ -60,12 +60,7 @@ def find_sources(run_dir: str | os.PathLike | None, **given: Any) -> ReportSourc
             raise InputError(f"run folder {root} does not exist")
         dirs = _walk_dirs(root, MAX_DEPTH)
     for d in dirs:
-        if (
-            src.scores is None
-            and (d / "manifest.json").exists()
-            and (d / "scores").is_dir()
-            and any((d / "scores").glob("*.parquet"))
-        ):
+        if src.scores is None and _is_score_folder(d):
             src.scores = d
         if (
             src.confirm is None
@@ -131,6 +126,22 @@ def _walk_dirs(root: Path, depth: int) -> list[Path]:
         out.extend(nxt)
         frontier = nxt
     return out
+
+
+def _is_score_folder(d: Path) -> bool:
+    """A score folder: a manifest and ``scores/*.parquet`` with a ``score_<task>`` column (the
+    filter's ``pools/scores/`` of ``prob_<task>`` has the same shape otherwise)."""
+    from retriever._deps import require
+    from retriever.names import SCORE, score_tasks
+
+    files = sorted((d / "scores").glob("*.parquet")) if (d / "scores").is_dir() else []
+    if not (d / "manifest.json").exists() or not files:
+        return False
+    try:
+        names = require("pyarrow.parquet").ParquetFile(files[0]).schema_arrow.names
+    except Exception:  # unreadable: not this stage's output
+        return False
+    return bool(score_tasks(names, SCORE))
 
 
 def _json_stage(path: Path) -> str | None:
