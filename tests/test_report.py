@@ -403,6 +403,28 @@ def test_cli_writes_report_and_lists_sources(run_dir, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_score_histograms_are_the_stage_histograms_and_skip_a_file_without_a_task(tmp_path):
+    """The report's histogram of a task is the score stage's ScoreHistogram shown in bars; a
+    score file without a task's column (written before that task was added) adds nothing to it."""
+    from retriever.report.readers import scores_section
+    from retriever.score.select import ScoreHistogram
+
+    sd = tmp_path / "score"
+    (sd / "scores").mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(0.3, 0.1, 300), rng.normal(0.5, 0.1, 200)
+    pq.write_table(pa.table({"id": ["x"] * 300, "score_a": a}), sd / "scores" / "s0.parquet")
+    t1 = pa.table({"id": ["y"] * 200, "score_a": b, "score_b": b, "shard": ["s1"] * 200})
+    pq.write_table(t1, sd / "scores" / "s1.parquet")
+    (sd / "manifest.json").write_text(json.dumps({"settings": {"tasks": ["a", "b"]}}))
+    hists, _, seen = scores_section(sd)
+    ref = ScoreHistogram()
+    ref.add(np.r_[a, b])
+    counts, edges = ref.display()
+    assert hists["a"]["counts"] == counts and hists["a"]["edges"] == edges
+    assert sum(hists["b"]["counts"]) == 200 and seen["shard"] == {"s1": 200}
+
+
 def test_find_sources_takes_the_score_folder_not_the_filters_probabilities(tmp_path):
     """pools/scores/*.parquet (the filter's probabilities) has the score folder's shape and sorts
     first; the report must still read scores/ (regression: a KeyError on score_<task>)."""

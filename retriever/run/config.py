@@ -81,6 +81,11 @@ class RunSection:
     model: str | None = None
     seed: int = 0
 
+    @property
+    def specs_dir(self) -> Path:
+        """``indexes_dir``, or the shipped specs when it is not set."""
+        return Path(self.indexes_dir) if self.indexes_dir is not None else SPECS_DIR
+
 
 @dataclass(frozen=True)
 class CorpusSection(ReaderConfig):
@@ -584,7 +589,7 @@ def _prefilter_section(data: Any, run: RunSection, tasks: list[TaskConfig], read
     if isinstance(data, dict):
         patterns = dict(data.get("patterns") or {})
         specs = {
-            t.name: Path(t.spec) if t.spec else Path(run.indexes_dir) / f"{t.name}.toml"
+            t.name: Path(t.spec) if t.spec else run.specs_dir / f"{t.name}.toml"
             for t in tasks
             if t.name not in patterns
         }

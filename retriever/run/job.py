@@ -143,7 +143,7 @@ class RunJob:
         if t.gold:
             spec = TaskSpec(task=t.name, sources=tuple(GoldSource(path=g) for g in t.gold))
         else:
-            spec = find_task_spec(t.spec or t.name, self.cfg.run.indexes_dir)
+            spec = find_task_spec(t.spec or t.name, self.cfg.run.specs_dir)
             spec = dataclasses.replace(spec, task=t.name)
         if t.gold_limit is not None:
             spec = dataclasses.replace(
@@ -417,7 +417,7 @@ class RunJob:
     def _index(self, spec: TaskSpec) -> dict[str, Any]:
         from retriever.index import build_index
 
-        gi = build_index(spec, out=self.index_dir(spec.task), indexes_dir=self.cfg.run.indexes_dir)
+        gi = build_index(spec, out=self.index_dir(spec.task), indexes_dir=self.cfg.run.specs_dir)
         return {"exemplars": gi.ntotal, "counts": gi.manifest["counts"]}
 
     def _head(self) -> dict[str, Any]:

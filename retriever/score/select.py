@@ -143,14 +143,18 @@ def histograms(score_dir: str | os.PathLike, column: str = "score") -> dict[str,
 def histograms_of(
     files: Iterable[str | os.PathLike], tasks: Sequence[str], column: str = "score"
 ) -> dict[str, ScoreHistogram]:
-    """Stream ``<column>_<task>`` of the given score parquet files into one histogram per task."""
+    """Stream ``<column>_<task>`` of the given score parquet files into one histogram per task
+    (a file without a task's column adds nothing to that task's)."""
     pq = require("pyarrow.parquet")
     hists = {t: ScoreHistogram() for t in tasks}
-    cols = [score_name(column, t) for t in tasks]
     for path in files:
         pf = pq.ParquetFile(path)
-        for batch in pf.iter_batches(batch_size=65536, columns=cols):
-            for t, c in zip(tasks, cols, strict=True):
+        names = set(pf.schema_arrow.names)
+        have = {t: score_name(column, t) for t in tasks if score_name(column, t) in names}
+        if not have:
+            continue
+        for batch in pf.iter_batches(batch_size=65536, columns=list(have.values())):
+            for t, c in have.items():
                 hists[t].add(batch.column(c).to_numpy(zero_copy_only=False))
     return hists
 
