@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,7 +197,7 @@ def _settings(src: StudentSources, variant: str, cfg) -> dict:
 def _train(src: StudentSources, cfg, out: Path) -> dict[str, str]:
     """Train the students into ``out``; return task -> model path."""
     labels = [d for d in src.labels if Path(d).is_dir()]
-    indexes = dict(src.indexes)
+    indexes: dict[str, str | os.PathLike] = dict(src.indexes)
     if src.multilabel:
         from retriever.distill.multilabel import MultiLabelDistiller
 
