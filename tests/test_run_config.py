@@ -431,3 +431,42 @@ def test_run_plan_from_another_cwd_reads_the_run_folder_beside_the_config(tmp_pa
     assert plan(d)["index/a"] == "reran"
     assert plan(cwd) == plan(d)  # the same run folder, whatever the cwd
     assert list(cwd.iterdir()) == []
+
+
+def test_the_confirm_section_is_the_confirm_stages_nested_settings(tmp_path):
+    from dataclasses import fields
+
+    from retriever.config import field_default
+    from retriever.confirm.decide import DecisionRules
+    from retriever.confirm.docs import CandidateRule
+    from retriever.confirm.stage import BpbOptions, ConfirmSettings
+    from retriever.run.config import ConfirmSection
+
+    body = (
+        '[run]\nseed = 4\n[confirm]\nestimator = "spearman"\npositive_min = 0.2\n'
+        'max_candidates = 50\ndevice = "cpu"\nmin_models = 2\ncenter_models = false\n'
+    )
+    cfg = load_run_config(_write(tmp_path, body))
+    assert cfg.confirm.settings(["a"], cfg.run.seed) == ConfirmSettings(
+        tasks=("a",),
+        candidates=CandidateRule(max_candidates=50, seed=4),
+        rules=DecisionRules(estimator="spearman", positive_min=0.2),
+        bpb=BpbOptions(device="cpu"),
+        min_models=2,
+        center_models=False,
+    )
+    # every key is the panel's or the field of one part, with its default; every field of a
+    # part is a key or not offered in a run (listed), so a new stage field is a choice
+    owner: dict[str, list] = {}
+    for cls in (CandidateRule, DecisionRules, BpbOptions, ConfirmSettings):
+        for f in fields(cls):
+            owner.setdefault(f.name, []).append(f)
+    keys = {f.name: f for f in fields(ConfirmSection)}
+    for name, f in keys.items():
+        if name in ConfirmSection.PANEL_KEYS:
+            assert name not in owner
+            continue
+        assert len(owner[name]) == 1 and field_default(f) == field_default(owner[name][0]), name
+    set_by_run = {"tasks", "candidates", "rules", "bpb", "seed", "top_fraction", "threshold"}
+    not_offered = {"dtype", "max_batch_tokens", "max_batch_size", "context_tokens", "block_docs"}
+    assert set(owner) - set(keys) == set_by_run | not_offered | {"sample_budget"}

@@ -208,6 +208,37 @@ class ConfirmSection:
     center_models: bool = ConfirmSettings.center_models
     device: str | None = BpbOptions.device
 
+    # the panel's keys; every other key is a field of one part of the stage's ConfirmSettings
+    PANEL_KEYS = (
+        "panel",
+        "tiny_models",
+        "tiny_steps",
+        "tiny_texts",
+        "scorecard_kind",
+        "scorecard_limit",
+    )
+
+    def settings(self, tasks: Sequence[str], seed: int) -> ConfirmSettings:
+        """The confirm stage's nested :class:`~retriever.confirm.stage.ConfirmSettings` from the
+        flat keys: each goes to the part that has the field (``CandidateRule``,
+        ``DecisionRules``, ``BpbOptions`` or ``ConfirmSettings`` itself); the run gives the tasks
+        and the negatives' seed. (The keys stay flat in the TOML: run folders keep their step
+        fingerprints.)"""
+        mine = {f.name for f in fields(self)} - set(self.PANEL_KEYS)
+
+        def part(cls: type, **given: Any) -> Any:
+            return cls(
+                **{f.name: getattr(self, f.name) for f in fields(cls) if f.name in mine}, **given
+            )
+
+        return part(
+            ConfirmSettings,
+            tasks=tuple(tasks),
+            candidates=part(CandidateRule, seed=seed),
+            rules=part(DecisionRules),
+            bpb=part(BpbOptions),
+        )
+
 
 @dataclass(frozen=True)
 class DatasetSection(DatasetConfig):

@@ -598,34 +598,15 @@ class RunJob:
         return {"panel": str(panel_file), "scores": str(scores_csv), "scorecard": report}
 
     def _confirm(self) -> dict[str, Any]:
-        from retriever.confirm.decide import DecisionRules
-        from retriever.confirm.docs import CandidateRule, open_docs
+        from retriever.confirm.docs import open_docs
         from retriever.confirm.panel import load_panel
-        from retriever.confirm.stage import BpbOptions, ConfirmSettings, ConfirmStage
+        from retriever.confirm.stage import ConfirmStage
 
         c = self.cfg.confirm
         panel_file = self.out / "panel" / "panel.toml" if c.panel == "tiny" else Path(c.panel)
         panel = load_panel(panel_file, scores=self.out / "panel" / "scores.csv")
         drop_stale_bpb(self.out / "confirm" / "bpb", panel)
-        settings = ConfirmSettings(
-            tasks=tuple(self.cfg.task_names),
-            candidates=CandidateRule(
-                negatives_per_positive=c.negatives_per_positive,
-                max_random_negatives=c.max_random_negatives,
-                seed=self.cfg.run.seed,
-                max_candidates=c.max_candidates,
-            ),
-            rules=DecisionRules(
-                estimator=c.estimator,
-                positive_min=c.positive_min,
-                negative_max=c.negative_max,
-                positive_top_fraction=c.positive_top_fraction,
-            ),
-            bpb=BpbOptions(device=c.device),
-            min_models=c.min_models,
-            metric=c.metric,
-            center_models=c.center_models,
-        )
+        settings = c.settings(self.cfg.task_names, self.cfg.run.seed)
         s = ConfirmStage(panel, self.out / "confirm", settings, progress=self.progress).run(
             open_docs([str(self.out / "scores")])
         )
