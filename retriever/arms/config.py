@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from retriever.arms.student import is_student_arm, student_variant
 from retriever.errors import ConfigError
 
 BUILTIN_ARMS = ("random", "similarity", "pipeline")
@@ -25,7 +26,9 @@ class EvaluateConfig:
             run's ``[band]`` step), ``prefilter`` (as ``similarity``, among the documents the
             keyword prefilter matches for the task: the ``[prefilter]`` step), ``rating`` (as
             ``similarity``, less the documents the LLM rated below the threshold: the
-            ``[rate]`` step), and any name of ``datasets``.
+            ``[rate]`` step), ``student:<variant>`` (as ``pipeline``, with the students
+            retrained on that label-source variant of ``retriever.distill.trainset.VARIANTS``
+            and the corpus refiltered with them), and any name of ``datasets``.
         datasets: user arms, name -> a dataset folder (``build-dataset`` output) or any pool /
             corpus folder; sampled uniformly to the budget.
         seeds: proxies per arm (seeds ``0 .. seeds-1``; seed ``s`` of every arm starts from the
@@ -62,12 +65,20 @@ class EvaluateConfig:
                 "[evaluate] arms must be a non-empty list, e.g. ['random', 'pipeline']"
             )
         known = BUILTIN_ARMS + OPTIONAL_ARMS
-        unknown = [a for a in self.arms if a not in known and a not in self.datasets]
+        unknown = [
+            a
+            for a in self.arms
+            if a not in known and a not in self.datasets and not is_student_arm(a)
+        ]
         if unknown:
             raise ConfigError(
-                f"[evaluate] unknown arm(s) {unknown}: use {', '.join(known)} or name a "
-                "dataset folder in datasets = {NAME = PATH} (CLI: --dataset NAME=PATH)"
+                f"[evaluate] unknown arm(s) {unknown}: use {', '.join(known)}, "
+                "student:<variant> or name a dataset folder in datasets = {NAME = PATH} (CLI: "
+                "--dataset NAME=PATH)"
             )
+        for a in self.arms:
+            if is_student_arm(a) and a not in self.datasets:
+                student_variant(a)  # one line listing the variants
         if len(set(self.arms)) != len(self.arms):
             raise ConfigError(f"[evaluate] arms {list(self.arms)} name an arm twice")
         if not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or self.seeds < 1:

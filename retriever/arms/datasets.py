@@ -15,6 +15,8 @@ budget, so that arms differ only in *which* documents they hold.
   alone would fall short of the budget; unrated documents keep their similarity rank.)
 - ``pipeline``: the run's filtered pools under the run's mixture and order, as its dataset step
   builds them (at the arms' budget).
+- ``student:<variant>`` (``student:gold+confirmed``, ...): as ``pipeline``, with the run's pools
+  refiltered by students trained on that label-source variant (:mod:`retriever.arms.student`).
 - a user arm: any dataset folder (its ``parquet/`` parts) or pool / corpus folder, sampled
   uniformly to the budget.
 
@@ -35,6 +37,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from retriever.arms.student import StudentSources, arm_folder, is_student_arm, student_pools
 from retriever.corpus.sharding import list_shards, shard_name
 from retriever.errors import ConfigError, InputError
 from retriever.io import AtomicWriter, read_json, write_json_atomic
@@ -81,6 +84,7 @@ class ArmSources:
     prefilter: str | None = None  # a `retriever prefilter` folder (the prefilter arm)
     rate: str | None = None  # a `retriever rate` folder (the rating arm)
     domains: str | None = None
+    student: StudentSources | None = None  # the run's distill / filter (the student arms)
 
     @classmethod
     def from_run(cls, cfg) -> ArmSources:
@@ -99,6 +103,7 @@ class ArmSources:
             prefilter=str(cfg.out / "prefilter"),
             rate=str(cfg.out / "rate"),
             domains=str(cfg.out / "domains") if cfg.domains is not None else None,
+            student=StudentSources.from_run(cfg),
         )
 
 
@@ -146,7 +151,7 @@ def build_arm_dataset(
     from retriever.dataset.config import DEFAULT_SCORE_KEYS
 
     root = Path(out_root)
-    out = root / arm
+    out = root / arm_folder(arm)
     user_datasets = user_datasets or {}
     common: dict[str, Any] = {
         "tokenizer": sources.tokenizer,
@@ -171,8 +176,12 @@ def build_arm_dataset(
             score_keys=(),
             **common,
         )
-    elif arm in ("similarity", "pipeline") + FILTERED_ARMS:
-        if arm == "pipeline":
+    elif arm in ("similarity", "pipeline") + FILTERED_ARMS or is_student_arm(arm):
+        if is_student_arm(arm):  # the pipeline arm over pools refiltered by the arm's students
+            work = root / "_pools" / arm_folder(arm)
+            student = student_pools(arm, sources.student, work, out, progress)
+            pools = discover_pools(student, _general(sources))
+        elif arm == "pipeline":
             if not sources.pools or not Path(sources.pools).is_dir():
                 raise InputError(
                     f"the pipeline arm needs the filter stage's pools ({sources.pools}): run "
@@ -225,8 +234,8 @@ def build_arm_dataset(
         )
     else:
         raise ConfigError(
-            f"unknown arm {arm!r}: use random, similarity, pipeline, {', '.join(FILTERED_ARMS)} "
-            "or a --dataset name"
+            f"unknown arm {arm!r}: use random, similarity, pipeline, {', '.join(FILTERED_ARMS)}, "
+            "student:<variant> or a --dataset name"
         )
     summary = builder.build(out)
     return ArmDataset(
