@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from retriever._deps import require
-from retriever.corpus.sharding import HUB_PREFIX, hub_filesystem, is_hub_file, shard_name
+from retriever.corpus.sharding import HUB_PREFIX, doc_id, hub_filesystem, is_hub_file, shard_name
 from retriever.data import Doc, Rejected
 from retriever.errors import InputError, ShardError, TruncatedInputError
 
@@ -191,8 +191,7 @@ class CorpusReader:
             return Rejected(sname, row, "bad_record", clip_record(rec))
         if not text.strip():
             return Rejected(sname, row, "empty", clip_record(rec))
-        doc_id = rec.get(self.id_field)
-        doc_id = f"{sname}:{row}" if doc_id is None else str(doc_id)
+        rid = doc_id(sname, row, rec.get(self.id_field))
         meta: dict[str, Any] = {"shard": sname, "row": row}
         for k, v in rec.items():
             if k in (self.text_field, self.tokens_field, self.id_field):
@@ -202,7 +201,7 @@ class CorpusReader:
                     meta[k] = v
             elif k in self.keep_fields:
                 meta[k] = v
-        return Doc(id=doc_id, text=text, metadata=meta)
+        return Doc(id=rid, text=text, metadata=meta)
 
     # -- formats ----------------------------------------------------------------------------------
     def _iter_jsonl(self, shard: str, path: Path) -> Iterator[tuple[int, Any]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from typing import Any
 
 from retriever.errors import InputError
 
@@ -186,6 +187,23 @@ def get_shard(shards: list[str], rank: int = 0, world_size: int = 1) -> list[str
 
 
 @functools.lru_cache(maxsize=65536)
+def doc_id(shard_name: str, row: int, value: Any = None) -> str:
+    """A corpus record's id, the one rule of every stage (score, its sampler, filter, pools): its
+    id field's ``value`` as a string, else ``<shard_name>:<row>`` (row: the record's position in
+    its shard, rejected lines counted)."""
+    return f"{shard_name}:{row}" if value is None else str(value)
+
+
+def linked_shard(path: str) -> str:
+    """The corpus shard a pool file stands for: a symlink's target (one level, not resolved
+    further: the target keeps the shard's folder name), else ``path`` itself. A general pool of
+    links to the corpus (``retriever.arms.datasets._link_corpus``) thus names its id-less records
+    as the score and filter stages named them."""
+    if not os.path.islink(path):
+        return path
+    return os.path.normpath(os.path.join(os.path.dirname(path), os.readlink(path)))
+
+
 def shard_name(shard: str) -> str:
     """A short, file-system-safe, stable name for a shard (used for per-shard outputs).
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from retriever.corpus.readers import CorpusReader, clip_record
-from retriever.corpus.sharding import shard_name
+from retriever.corpus.sharding import doc_id, linked_shard, shard_name
 from retriever.data import Doc, Rejected
 from retriever.errors import ConfigError, InputError
 
@@ -121,7 +121,7 @@ def to_pool_doc(path: str, row: int, rec: Any, sname: str | None = None) -> Doc 
     """One pool record as a Doc with flat metadata (nested ``metadata`` merged over top-level
     scalars), or a Rejected (``bad_record``, ``no_text``, ``empty``). ``sname``: the file's
     :func:`shard_name`, when the caller already has it."""
-    sname = sname or shard_name(path)
+    sname = sname or pool_shard_name(path)
     if isinstance(rec, Rejected):
         return rec
     if not isinstance(rec, dict):
@@ -139,17 +139,21 @@ def to_pool_doc(path: str, row: int, rec: Any, sname: str | None = None) -> Doc 
     nested = rec.get("metadata")
     if isinstance(nested, dict):
         meta.update({k: v for k, v in nested.items() if _scalar(v)})
-    doc_id = rec.get("id")
-    if doc_id is None:
-        # pool records always carry an id; a bare corpus file (a general pool) may not
-        doc_id = f"{meta.get('shard', sname)}:{meta.get('row', row)}"
+    # pool records always carry an id; a bare corpus file (a general pool) may not
+    rid = doc_id(meta.get("shard", sname), meta.get("row", row), rec.get("id"))
     meta["pool_row"] = row
-    return Doc(id=str(doc_id), text=text, metadata=meta)
+    return Doc(id=rid, text=text, metadata=meta)
+
+
+def pool_shard_name(path: str) -> str:
+    """The shard name of a pool file's records (their ``<name>:<row>`` ids, rejects, source):
+    the corpus shard's for a link to one (:func:`~retriever.corpus.sharding.linked_shard`)."""
+    return shard_name(linked_shard(path))
 
 
 def read_pool_shard(path: str) -> Iterator[Doc | Rejected]:
     """Every record of one pool file, in order, as a Doc or a Rejected (one per row)."""
-    sname = shard_name(path)
+    sname = pool_shard_name(path)
     for row, rec in iter_pool_records(path):
         yield to_pool_doc(path, row, rec, sname)
 

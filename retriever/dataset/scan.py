@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from retriever.corpus.sharding import shard_name
 from retriever.data import Doc, Rejected
-from retriever.dataset.pools import read_pool_shard
+from retriever.dataset.pools import pool_shard_name, read_pool_shard
 from retriever.dataset.select import Candidates, id_key, text_key
 from retriever.errors import InputError
 from retriever.io import AtomicWriter, RejectWriter, disk_guard, read_json, write_json_atomic
@@ -68,26 +68,11 @@ class PoolScan:
         """Each row's domain in ``domain_of`` (id -> domain, e.g. the ``retriever domains``
         output; ``None`` where it has none).
 
-        A record without an id is ``<shard>:<row>``; in a pool file that is a link to a corpus
-        shard (a general pool of links to the corpus), ``<shard>`` names the link, not the
-        corpus shard the domains were assigned from, so such ids are looked up under the
-        linked shard's name too.
+        A record without an id is ``<shard>:<row>`` in every stage (a link to a corpus shard is
+        named by its target, :func:`~retriever.dataset.pools.pool_shard_name`), so the ids the
+        domains were assigned to are the pool's ids.
         """
-        t = self.table
-        ids = t.column("id").to_pylist()
-        out: list[str | None] = [domain_of.get(i) for i in ids]
-        alias = {
-            k: shard_name(os.readlink(f)) for k, f in enumerate(self.files) if Path(f).is_symlink()
-        }
-        if alias and any(d is None for d in out):
-            src = t.column("source").to_pylist()
-            rows = t.column("row").to_pylist()
-            files = t.column("file").to_pylist()
-            for j, d in enumerate(out):
-                fi = files[j]
-                if d is None and fi in alias and ids[j] == f"{src[j]}:{rows[j]}":
-                    out[j] = domain_of.get(f"{alias[fi]}:{rows[j]}")
-        return out
+        return [domain_of.get(i) for i in self.table.column("id").to_pylist()]
 
     def candidates(self, domain_of: dict[str, str] | None = None) -> Candidates:
         """The pool's candidates; ``domain`` codes from ``domain_of`` (id -> domain, e.g. the
@@ -171,6 +156,9 @@ class PoolScanner:
                     "counter": self.counter.spec,
                     "keys": keys,
                     "v": SCAN_VERSION,
+                    # a link to a corpus shard: its id-less records are named by the target (the
+                    # entries of earlier versions, named by the link, are rescanned once)
+                    **({"ids": pool_shard_name(path)} if os.path.islink(path) else {}),
                     **(
                         {"decontaminate": self.contamination_spec}
                         if self.contamination_spec
@@ -211,7 +199,9 @@ class PoolScanner:
     def scan_file(self, path: str, keys: list[str], base: Path) -> None:
         stats = Stats()
         rejects = RejectWriter(base.with_name(base.name + ".rejected.jsonl"))
-        step = ScanStep(self.counter, keys, shard_name(path), self.contamination, self.scan_batch)
+        step = ScanStep(
+            self.counter, keys, pool_shard_name(path), self.contamination, self.scan_batch
+        )
 
         def docs() -> Iterator[Doc]:  # records that are not documents: counted and written out
             for rec in read_pool_shard(path):

@@ -26,7 +26,7 @@ from typing import Any
 
 from retriever._deps import require
 from retriever.corpus.readers import CorpusReader, ReaderConfig, open_hub_file
-from retriever.corpus.sharding import HUB_PREFIX, get_shard, list_shards, shard_name
+from retriever.corpus.sharding import HUB_PREFIX, doc_id, get_shard, list_shards, shard_name
 from retriever.data import Rejected
 from retriever.errors import InputError, ModelMismatchError, OutputError, ResumeError, ShardError
 from retriever.io import (
@@ -232,8 +232,7 @@ class ScoreJob:
                 if sampler is not None and isinstance(rec, dict):
                     # decided on the raw record, before any detokenizing: an unsampled document
                     # costs one hash
-                    doc_id = rec.get(self.reader.id_field)
-                    if not sampler.keep(f"{name}:{row}" if doc_id is None else str(doc_id)):
+                    if not sampler.keep(doc_id(name, row, rec.get(self.reader.id_field))):
                         stats.inc("dropped/unsampled")
                         if self._bar is not None:
                             self._bar.update(1)  # the bar counts records read (its total)
@@ -303,11 +302,7 @@ class ScoreJob:
             for batch in pf.iter_batches(batch_size=reader.batch_size):
                 n = batch.num_rows
                 ids = batch.column(self.reader.id_field).to_pylist() if has_id else [None] * n
-                keep = [
-                    i
-                    for i in range(n)
-                    if s.keep(f"{name}:{row + i}" if ids[i] is None else str(ids[i]))
-                ]
+                keep = [i for i in range(n) if s.keep(doc_id(name, row + i, ids[i]))]
                 if len(keep) < n:
                     yield row, Unsampled(n - len(keep))
                 if keep:
