@@ -29,9 +29,9 @@ def model(tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp("model")
     write_labels(root / "labels.parquet", synthetic_label_rows("fc", 40, 40, 0, seed=0))
     path = root / "fc" / "filter.bin"
-    FastTextDistiller(DistillConfig(bucket=20_000, dim=8, epoch=5, lr=0.5)).run(
-        root / "labels.parquet", "fc", path
-    )
+    FastTextDistiller(
+        DistillConfig(bucket=20_000, dim=8, epoch=5, lr=0.5, training_set="gold+confirmed")
+    ).run(root / "labels.parquet", "fc", path)
     return str(path)
 
 
