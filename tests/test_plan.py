@@ -13,7 +13,7 @@ from retriever.errors import ConfigError
 from retriever.plan import Rates, load_rates, make_plan, profile_corpus
 from retriever.run.config import load_run_config
 from retriever.run.job import RunJob
-from retriever.score.sample import DocSampler
+from retriever.score.job import DocSampler
 
 
 def _corpus(root, n_clusters=3, per_shard=40, shards_per_cluster=2):

@@ -9,7 +9,7 @@ from conftest import write_jsonl
 
 from retriever.corpus.sharding import get_shard, list_hub_shards, list_shards, shard_name
 from retriever.errors import ConfigError, InputError
-from retriever.score.sample import DocSampler, SampleSpec, parse_sample, resolve_sample
+from retriever.score.job import DocSampler, SampleSpec, parse_sample, resolve_sample
 
 
 def _parquet(path, rows):

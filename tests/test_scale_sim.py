@@ -129,7 +129,7 @@ def test_simulated_climblab_run_sampled_capped_one_pass_killed_and_resumed(climb
     from retriever.plan import Rates, make_plan
     from retriever.run.config import load_run_config
     from retriever.score import read_scores
-    from retriever.score.sample import DocSampler
+    from retriever.score.job import DocSampler
 
     root, cfg_path = climb
     out = root / "out"

@@ -221,7 +221,7 @@ def document_features(
 ) -> Features:
     """Features of documents for one task (what the score stage computes for them); ``words``:
     their rows under a head's vocabulary, if any."""
-    from retriever.score.core import topk_scores
+    from retriever.score.scorer import topk_scores
 
     D, _ = gi.search(xq, k)  # [n, k]
     cmax, ctopk = topk_scores(D)

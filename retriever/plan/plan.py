@@ -249,7 +249,7 @@ def make_plan(
         ceiling: ``max_core_hours`` / ``max_gpu_hours`` / ``max_hours_here`` (default: ``[plan]``).
     """
     from retriever.run.job import RunJob
-    from retriever.score.sample import DocSampler, parse_sample, resolve_sample
+    from retriever.score.job import DocSampler, parse_sample, resolve_sample
 
     r = rates or Rates()
     ps = getattr(cfg, "plan", None)

@@ -170,7 +170,8 @@ class IndexSection:
 @dataclass(frozen=True)
 class ScoreSection:
     """``sample``: embed a seeded random sample only: a fraction (0.01, ``"1%"``) or a document
-    count (2000000, ``"2M"``), see :mod:`retriever.score.sample`; unset: every document."""
+    count (2000000, ``"2M"``), see :class:`~retriever.score.job.DocSampler`; unset: every
+    document."""
 
     k: int = ScoreJob.k
     batch_size: int = ScoreJob.batch_size
@@ -684,7 +685,7 @@ def _check_stage_sections(cfg: RunConfig) -> None:
         raise ConfigError(f"[confirm]: {e}") from e
     if c.panel != "tiny" and not c.panel.endswith(".toml"):
         raise ConfigError(f'[confirm] panel must be "tiny" or a panel .toml file, got {c.panel!r}')
-    from retriever.score.sample import parse_sample
+    from retriever.score.job import parse_sample
 
     try:
         parse_sample(cfg.score.sample)

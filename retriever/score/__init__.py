@@ -1,11 +1,16 @@
-"""Similarity of every corpus document to every task's gold: core, stage, resumable job,
-selection."""
+"""Similarity of every corpus document to every task's gold.
 
-from retriever.score.core import score_embeddings, topk_scores
+Modules: ``scorer`` (the similarity kernel and the :class:`SimilarityScorer` stage), ``job``
+(the resumable shard-by-shard :class:`ScoreJob` and its document sampling), ``api``
+(:func:`score_corpus`, the library call behind ``retriever score``), ``select`` (thresholds and
+the summary), ``read`` (reading a score folder back), ``evaluate`` (retrieval quality),
+``datatrove_step`` (the datatrove step), ``cli`` (``retriever score``).
+"""
+
+from retriever.score.api import ingest_store, score_corpus
 from retriever.score.job import ScoreJob, shard_outputs
 from retriever.score.read import iter_scored_docs, read_scores
-from retriever.score.run import ingest_store, score_corpus
-from retriever.score.scorer import ScoredBatch, SimilarityScorer
+from retriever.score.scorer import ScoredBatch, SimilarityScorer, score_embeddings, topk_scores
 from retriever.score.select import ScoreHistogram, choose_thresholds, format_summary, summarize
 
 __all__ = [

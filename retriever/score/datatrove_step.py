@@ -12,7 +12,7 @@
     ], tasks=8).run()
 
 Each document gets ``metadata["score_<task>"]`` and ``metadata["topk_<task>"]`` (see
-:mod:`retriever.score.core`; names: :mod:`retriever.names`); nothing is dropped (deciding is a
+:mod:`retriever.score.scorer`; names: :mod:`retriever.names`); nothing is dropped (deciding is a
 later step). Models load in the worker on first use, so the step pickles small. ``retriever score
 --executor local|slurm|ray`` runs the resumable per-shard job instead; this step is for composing
 with other datatrove blocks.

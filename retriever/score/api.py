@@ -11,8 +11,14 @@ from typing import Any
 from retriever.errors import InputError
 from retriever.io import check_writable, read_json, sweep_temp, write_json_atomic
 from retriever.lock import OutputLock
-from retriever.score.job import ScoreJob, shard_outputs
-from retriever.score.sample import DocSampler, SampleSpec, parse_sample, resolve_sample
+from retriever.score.job import (
+    DocSampler,
+    SampleSpec,
+    ScoreJob,
+    parse_sample,
+    resolve_sample,
+    shard_outputs,
+)
 from retriever.score.select import summarize
 
 log = logging.getLogger(__name__)
@@ -48,7 +54,7 @@ def score_corpus(
         workers: parallel workers for datatrove executors.
         sample: embed a seeded random sample only: a fraction (0.01, ``"1%"``), a document count
             (2_000_000, ``"2M"``: the fraction is count / corpus size, from parquet metadata or a
-            prefix estimate, logged and recorded), or a :class:`~retriever.score.sample.SampleSpec`.
+            prefix estimate, logged and recorded), or a :class:`~retriever.score.job.SampleSpec`.
         seed: the sample's hash key.
         **job_kwargs: :class:`ScoreJob` options (k, batch_size, text_field, detokenizer, ...).
 
