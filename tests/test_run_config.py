@@ -324,15 +324,46 @@ def test_writing_a_default_out_changes_no_step_fingerprint(tmp_path):
     assert other["filter"]["filter"] == {"format": "jsonl"}
 
 
-def test_evaluate_and_mix_typos_name_the_nearest_key(tmp_path):
-    from retriever.arms.api import load_evaluate_config
+@pytest.mark.parametrize(
+    "body, match",
+    [
+        ("[evaluate]\nseedz = 2\n", r"\[evaluate\]: .*'seedz' \(did you mean 'seeds'\?\)"),
+        ("[mix]\ntempurature = 0.3\n", r"\[mix\]: .*'tempurature' \(did you mean 'temperature'"),
+        ('[evaluate]\narms = ["random", "mine"]\n', r"\[evaluate\] unknown arm\(s\) \['mine'\]"),
+        ('[evaluate]\ndatasets = "x"\n', r"\[evaluate\] datasets must be a table"),
+        ('[mix]\nover = "clusters"\n', r"\[mix\] over must be pools or domains"),
+        ("[mix]\nn = 1\n", r"\[mix\] n must be an integer >= 2"),
+    ],
+)
+def test_evaluate_and_mix_typos_fail_at_load_naming_the_nearest_key(tmp_path, capsys, body, match):
+    """[evaluate] / [mix] are the stages' configs, read at load: `retriever run --plan` refuses a
+    typo in them, and so do `retriever evaluate` / `retriever mix run` before any work."""
+    from retriever.arms.api import evaluate_run
     from retriever.mix.run import mix_run
 
-    p = _write(tmp_path, "[evaluate]\nseedz = 2\n[mix]\ntempurature = 0.3\n")
-    with pytest.raises(ConfigError, match=r"\[evaluate\]: .*'seedz' \(did you mean 'seeds'\?\)"):
-        load_evaluate_config(load_run_config(p))
-    with pytest.raises(ConfigError, match=r"\[mix\]: .*'tempurature' \(did you mean 'temperature'"):
-        mix_run(p)  # refused before any work
+    p = _write(tmp_path, body)
+    with pytest.raises(ConfigError, match=match):
+        load_run_config(p)
+    assert main(["run", str(p), "--plan", "--no-cost-plan"]) != 0
+    assert body.splitlines()[0] in capsys.readouterr().err  # one line naming the section
+    for command in (evaluate_run, mix_run):
+        with pytest.raises(ConfigError, match=match):
+            command(p)
+
+
+def test_evaluate_and_mix_sections_are_the_stages_configs(tmp_path):
+    from retriever.arms import EvaluateConfig, load_evaluate_config
+    from retriever.mix import MixRunConfig
+
+    p = _write(tmp_path, '[evaluate]\nseeds = 2\narms = ["random"]\n[mix]\nn = 6\nout = "mx"\n')
+    cfg = load_run_config(p)
+    assert cfg.evaluate == EvaluateConfig(seeds=2, arms=("random",))
+    assert cfg.mix == MixRunConfig(n=6, out=str(tmp_path / "mx"))
+    assert load_evaluate_config(cfg, {"seeds": 4, "budget": None}).seeds == 4
+    with pytest.raises(ConfigError, match="seedz"):
+        load_evaluate_config(cfg, {"seedz": 4})  # an override is checked too
+    bare = load_run_config(_write(tmp_path, ""))
+    assert bare.evaluate == EvaluateConfig() and bare.mix == MixRunConfig()
 
 
 def _config_elsewhere(tmp_path):

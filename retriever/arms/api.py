@@ -12,39 +12,25 @@ from retriever.arms.datasets import ArmSources
 from retriever.arms.run import ArmsEvaluation, ArmsResult, Evaluator, Trainer, resolve_budget
 from retriever.errors import ConfigError
 
-PATH_KEYS = ("out",)
-PATH_MAP_KEYS = ("datasets", "eval_data")
-
 
 def load_evaluate_config(run_cfg, overrides: dict[str, Any] | None = None) -> EvaluateConfig:
-    """``[evaluate]`` of a run config (paths relative to the config file), with ``overrides``
-    (``None`` values ignored; ``datasets`` / ``eval_data`` merged over the section's).
+    """``[evaluate]`` of a run config (checked, its paths made relative to the config file, when
+    the config loaded), with ``overrides`` (``None`` values ignored; ``datasets`` / ``eval_data``
+    merged over the section's).
 
     Raises:
-        ConfigError: an unknown key or a bad value.
+        ConfigError: an unknown override or a bad value.
     """
-    from retriever.run.config import check_keys, config_path, config_source
+    from retriever.run.config import EVALUATE_PATH_MAP_KEYS
 
-    base = Path(run_cfg.path).parent
-    raw = dict(run_cfg.evaluate)
-    check_keys(raw, {f.name for f in dataclasses.fields(EvaluateConfig)}, "[evaluate]")
-    for k in PATH_KEYS:
-        if raw.get(k):
-            raw[k] = config_path(base, str(raw[k]))
-    for k in PATH_MAP_KEYS:
-        if k in raw:
-            if not isinstance(raw[k], dict):
-                raise ConfigError(f"[evaluate] {k} must be a table NAME = PATH")
-            raw[k] = {n: config_source(base, str(p), f"[evaluate] {k}") for n, p in raw[k].items()}
-    for k in ("arms", "tasks"):
-        if isinstance(raw.get(k), list):
-            raw[k] = tuple(raw[k])
-    for k, v in (overrides or {}).items():
-        if v is None:
-            continue
-        raw[k] = {**raw.get(k, {}), **v} if k in PATH_MAP_KEYS else v
+    ec: EvaluateConfig = run_cfg.evaluate
+    kw: dict[str, Any] = {
+        k: {**getattr(ec, k, {}), **v} if k in EVALUATE_PATH_MAP_KEYS else v
+        for k, v in (overrides or {}).items()
+        if v is not None
+    }
     try:
-        return EvaluateConfig(**raw)
+        return dataclasses.replace(ec, **kw)
     except TypeError as e:
         raise ConfigError(f"[evaluate]: {e}") from e
 

@@ -305,18 +305,13 @@ def mix_run(
     from retriever.arms.api import load_evaluate_config
     from retriever.arms.datasets import _link_corpus
     from retriever.dataset import discover_pools, parse_budget
-    from retriever.run.config import check_keys, config_path, load_run_config
+    from retriever.run.config import load_run_config
 
-    cfg = load_run_config(config)
-    raw = dict(cfg.mix)
-    check_keys(raw, {f.name for f in dataclasses.fields(MixRunConfig)}, "[mix]")
-    base = Path(cfg.path).parent
-    for k in ("general", "out", "domains"):  # local folders, relative to the config
-        if raw.get(k):
-            raw[k] = config_path(base, str(raw[k]))
-    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    cfg = load_run_config(config)  # [mix] is checked, its paths resolved, here
     try:
-        mc = MixRunConfig(**raw)
+        mc = dataclasses.replace(
+            cfg.mix, **{k: v for k, v in (overrides or {}).items() if v is not None}
+        )
     except TypeError as e:
         raise ConfigError(f"[mix]: {e}") from e
     ec = load_evaluate_config(cfg)

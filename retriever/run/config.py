@@ -1,7 +1,8 @@
 """The TOML config of ``retriever run``: one section per stage.
 
 A stage's section *is* the stage's own frozen config (``[distill]`` a ``DistillConfig``,
-``[filter]`` a ``FilterConfig``, ``[rate]`` a ``RateConfig``, ...), read by one parser
+``[filter]`` a ``FilterConfig``, ``[rate]`` a ``RateConfig``, ``[evaluate]`` an ``EvaluateConfig``,
+``[mix]`` a ``MixRunConfig``, ...), read by one parser
 (:func:`parse_section`), so an option is defined once, where the stage checks it, and the run
 hands the stage that object as it is. An unknown key is a :class:`ConfigError` naming the section
 and the nearest valid key; what the run sets itself (the tasks, the reader options of
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from retriever.arms.config import EvaluateConfig
 from retriever.batch_filter.config import FilterConfig
 from retriever.config import changed_fields, check_field_types, read_toml
 from retriever.confirm.decide import DecisionRules
@@ -28,6 +30,7 @@ from retriever.dataset.config import DatasetConfig
 from retriever.distill.train import DistillConfig
 from retriever.errors import ConfigError
 from retriever.index.head import MAX_NEGATIVES, HeadConfig
+from retriever.mix.run import MixRunConfig
 from retriever.score.job import ScoreJob
 
 if TYPE_CHECKING:
@@ -323,9 +326,10 @@ class RunConfig:
     filter: FilterSection
     dataset: DatasetSection
     index: IndexSection = field(default_factory=IndexSection)
-    # read by `retriever evaluate` / `retriever mix run` (retriever.arms), not by `retriever run`
-    evaluate: dict[str, Any] = field(default_factory=dict)
-    mix: dict[str, Any] = field(default_factory=dict)
+    # read by `retriever evaluate` / `retriever mix run`, not by `retriever run` (checked here all
+    # the same, so `retriever run --plan` refuses a typo in them)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    mix: MixRunConfig = field(default_factory=MixRunConfig)
     plan: PlanSection = field(default_factory=PlanSection)
     # optional steps (None: the section is absent, the step is not run), each the stage's config
     # (tasks: the run's unless given; reader options: [corpus]'s)
@@ -523,9 +527,6 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
             for k, v in dataset.decontaminate.items()
         },
     )
-    for sec in ("evaluate", "mix"):
-        if not isinstance(raw.get(sec, {}), dict):
-            raise ConfigError(f"[{sec}] must be a table")
     confirm = parse_section(ConfirmSection, raw.get("confirm"), "confirm")
     if confirm.panel != "tiny":
         confirm = ConfirmSection(**{**confirm.__dict__, "panel": config_path(base, confirm.panel)})
@@ -557,8 +558,8 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
         filt,
         dataset,
         parse_section(IndexSection, raw.get("index"), "index"),
-        dict(raw.get("evaluate", {})),
-        dict(raw.get("mix", {})),
+        _evaluate_section(base, raw.get("evaluate")),
+        parse_section(MixRunConfig, _local(base, raw.get("mix"), MIX_PATH_KEYS), "mix"),
         _plan_section(base, raw.get("plan")),
         prefilter=_prefilter_section(raw["prefilter"], run, tasks, reader)
         if "prefilter" in raw
@@ -635,6 +636,40 @@ def _prefilter_section(data: Any, run: RunSection, tasks: list[TaskConfig], read
         fixed={"reader": reader},
         defaults={"tasks": tuple(t.name for t in tasks)},
     )
+
+
+# [evaluate] / [mix] keys that are local folders, and [evaluate]'s tables NAME = PATH (each a
+# path or a Hub name)
+EVALUATE_PATH_KEYS = ("out",)
+EVALUATE_PATH_MAP_KEYS = ("datasets", "eval_data")
+MIX_PATH_KEYS = ("general", "out", "domains")
+
+
+def _local(base: Path, data: Any, keys: tuple[str, ...]) -> Any:
+    """``data`` (a section, if a table) with its local-path values ``keys`` relative to the
+    config."""
+    if not isinstance(data, dict):
+        return data
+    return {
+        k: config_path(base, v) if k in keys and isinstance(v, str) and v else v
+        for k, v in data.items()
+    }
+
+
+def _evaluate_section(base: Path, data: Any) -> EvaluateConfig:
+    """``[evaluate]`` as ``retriever evaluate``'s :class:`~retriever.arms.EvaluateConfig`: ``out``
+    relative to the config, each path of ``datasets`` / ``eval_data`` too (Hub names stay)."""
+    data = _local(base, data, EVALUATE_PATH_KEYS)
+    if isinstance(data, dict):
+        data = dict(data)
+        for k in EVALUATE_PATH_MAP_KEYS:
+            if k in data:
+                if not isinstance(data[k], dict):
+                    raise ConfigError(f"[evaluate] {k} must be a table NAME = PATH")
+                data[k] = {
+                    n: config_source(base, str(v), f"[evaluate] {k}") for n, v in data[k].items()
+                }
+    return parse_section(EvaluateConfig, data, "evaluate")
 
 
 def _paths(
