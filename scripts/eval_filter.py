@@ -218,10 +218,10 @@ def main() -> None:
     train_corpus = split.corpus("train")
     variants = [v for v in args.variants.split(",") if v]
     if not args.labels:
-        skipped = [v for v in variants if v.split(":")[0] in NEEDS_LABELS]
+        skipped = [v for v in variants if parse_variant(v)[0] in NEEDS_LABELS]
         if skipped:
             log(f"no --labels: skipping {skipped} (they need a confirm run's rows)")
-        variants = [v for v in variants if v.split(":")[0] not in NEEDS_LABELS]
+        variants = [v for v in variants if parse_variant(v)[0] not in NEEDS_LABELS]
     label_info: dict[str, dict] = {}
     timings: dict[str, dict] = {}
     sets_by_variant: dict[str, dict[str, StudentSet]] = {}
@@ -262,10 +262,11 @@ def main() -> None:
                     seed=args.seed,
                 )
             else:
+                name, weights = parse_variant(v)
                 cfg = DistillConfig(
                     epoch=args.epoch,
-                    training_set=v.split(":")[0],
-                    weights=variant_weights(v),
+                    training_set=name,
+                    weights=weights,
                     seed=args.seed,
                     balance=args.balance,
                     normalization=args.normalization,
@@ -356,17 +357,18 @@ def main() -> None:
         print(f"\n{out['test_mix']}; {out['seconds']} s")
 
 
-def variant_weights(variant: str) -> dict[str, float]:
-    """``gold+confirmed:confirmed=0.3&gold=2`` -> ``{"confirmed": 0.3, "gold": 2.0}``."""
-    _, _, spec = variant.partition(":")
-    out = {}
+def parse_variant(variant: str) -> tuple[str, dict[str, float]]:
+    """``gold+confirmed:confirmed=0.3&gold=2`` -> ``("gold+confirmed", {"confirmed": 0.3,
+    "gold": 2.0})``."""
+    name, _, spec = variant.partition(":")
+    weights = {}
     for pair in filter(None, spec.split("&")):
         src, _, w = pair.partition("=")
         try:
-            out[src] = float(w)
+            weights[src] = float(w)
         except ValueError:
             sys.exit(f"error: bad weight {pair!r} in variant {variant!r} (use SOURCE=NUMBER)")
-    return out
+    return name, weights
 
 
 def _merge(labels, rand):
@@ -430,7 +432,7 @@ def train_and_score_multilabel(
     tasks = list(sets)
     lines = training_lines(sets, {t: np.arange(len(ss)) for t, ss in sets.items()}, set())
     with tempfile.TemporaryDirectory(dir=work) as tmp:
-        model, _ = MultiLabelDistiller(cfg)._train(lines, Path(tmp) / "train.txt", loss="ova")
+        model, _ = MultiLabelDistiller(cfg).fit_lines(lines, Path(tmp) / "train.txt")
         p = predict_tasks(model, texts, tasks, cfg.max_chars, cfg.normalization)
     return {t: p[:, j] for j, t in enumerate(tasks)}
 

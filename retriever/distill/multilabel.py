@@ -182,7 +182,7 @@ class MultiLabelDistiller:
         heldout: dict[str, dict[str, np.ndarray]] = {}  # per task: y, p (multi), p_per_task
         warnings: dict[str, list[str]] = {}
         with tempfile.TemporaryDirectory(dir=out.parent, prefix=".distill-ml-") as tmp:
-            model, bucket = self._train(lines, Path(tmp) / "train.txt", loss="ova")
+            model, bucket = self.fit_lines(lines, Path(tmp) / "train.txt", loss="ova")
             for t in tasks:
                 rows, test_idx = sets[t].rows, splits[t][1]
                 y, texts = _heldout(rows, test_idx)
@@ -199,7 +199,7 @@ class MultiLabelDistiller:
                         for text, labs, seen, k in lines
                         if t in seen
                     ]
-                    m, _ = self._train(one, Path(tmp) / f"train-{t}.txt", loss=cfg.loss)
+                    m, _ = self.fit_lines(one, Path(tmp) / f"train-{t}.txt", loss=cfg.loss)
                     y, texts = _heldout(sets[t].rows, splits[t][1])
                     p = _predict_label(
                         m, texts, LABEL_PREFIX + POSITIVE, cfg.max_chars, cfg.normalization
@@ -208,7 +208,7 @@ class MultiLabelDistiller:
                     heldout[t]["p_per_task"] = p
             if cfg.refit:
                 lines = training_lines(sets, {t: np.concatenate(splits[t]) for t in tasks}, set())
-                model, bucket = self._train(lines, Path(tmp) / "refit.txt", loss="ova")
+                model, bucket = self.fit_lines(lines, Path(tmp) / "refit.txt", loss="ova")
             with AtomicWriter(out) as tmp_model:
                 model.save_model(str(tmp_model))
         manifest = {
@@ -257,8 +257,9 @@ class MultiLabelDistiller:
             warnings,
         )
 
-    def _train(self, lines: list[tuple], path: Path, loss: str) -> tuple[_FastText, int]:
-        """Train on ``(text, labels, tasks, copies)`` lines (each written ``copies`` times)."""
+    def fit_lines(self, lines: list[tuple], path: Path, loss: str = "ova") -> tuple[_FastText, int]:
+        """Train on :func:`training_lines` ``(text, labels, tasks, copies)`` (each written
+        ``copies`` times, shuffled) through the file ``path``; ``(model, bucket)``."""
         fasttext = require("fasttext")
         cfg = self.config
         order = np.repeat(np.arange(len(lines)), [ln[3] for ln in lines])
