@@ -114,12 +114,12 @@ def add_config_options(
     hints = typing.get_type_hints(cls)
     docs = field_help(cls)
     by_name = {f.name: f for f in dataclasses.fields(cls)}
+    from retriever.config import field_default
+
     for name in names:
         extra = dict(options.get(name, {}))
         if "default" in extra:
             raise TypeError(f"{cls.__name__}.{name}: the default is the dataclass field's")
-        from retriever.config import field_default
-
         default = field_default(by_name[name])
         kw: dict[str, Any] = {"dest": name, "default": default, "help": docs.get(name)}
         t = _option_type(hints[name])

@@ -111,25 +111,27 @@ class FilterShard:
     ) -> None:
         """Decide and write a batch of scored documents (``prob_<task>`` set by the scorer)."""
         tasks = self.settings.tasks
+        keys = [score_name(PROB, t) for t in tasks]
         n = len(docs)
         probs = np.array(
-            [[d.metadata[score_name(PROB, t)] for t in tasks] for d in docs], dtype=np.float32
+            [[d.metadata[key] for key in keys] for d in docs], dtype=np.float32
         ).reshape(n, len(tasks))  # [n_docs, n_tasks]
         chars = np.fromiter((len(d.text) for d in docs), dtype=np.int64, count=n)  # [n_docs]
         keep = probs >= thr[None, :]  # [n_docs, n_tasks]
         if self.settings.config.write_scores:
             rows = np.array([d.metadata.get("row", -1) for d in docs], dtype=np.int64)
             self._scores.append(([d.id for d in docs], rows, chars, to_float16_keeping(probs, thr)))
-        any_keep = np.flatnonzero(keep.any(axis=1))
+        kept_any = np.asarray(keep.any(axis=1))  # [n_docs]
+        any_keep = np.flatnonzero(kept_any)
         tokens = np.zeros(n, dtype=np.int64)
         if len(any_keep):
             tokens[any_keep] = counter.count_tokens([docs[k] for k in any_keep])
         for k in range(n):
             meta = docs[k].metadata
-            for t in tasks:  # kept documents carry their probabilities rounded
-                p = meta.pop(score_name(PROB, t))
-                if keep[k].any():
-                    meta[score_name(PROB, t)] = round(float(p), 6)
+            for key in keys:  # kept documents carry their probabilities rounded
+                p = meta.pop(key)
+                if kept_any[k]:
+                    meta[key] = round(float(p), 6)
         for j, t in enumerate(tasks):
             kept = np.flatnonzero(keep[:, j])
             w = writers[t]

@@ -186,7 +186,6 @@ def get_shard(shards: list[str], rank: int = 0, world_size: int = 1) -> list[str
     return shards[rank::world_size]
 
 
-@functools.lru_cache(maxsize=65536)
 def doc_id(shard_name: str, row: int, value: Any = None) -> str:
     """A corpus record's id, the one rule of every stage (score, its sampler, filter, pools): its
     id field's ``value`` as a string, else ``<shard_name>:<row>`` (row: the record's position in
@@ -204,6 +203,7 @@ def linked_shard(path: str) -> str:
     return os.path.normpath(os.path.join(os.path.dirname(path), os.readlink(path)))
 
 
+@functools.lru_cache(maxsize=65536)
 def shard_name(shard: str) -> str:
     """A short, file-system-safe, stable name for a shard (used for per-shard outputs).
 

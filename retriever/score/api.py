@@ -220,11 +220,12 @@ def ingest_store(
             break
     # the default store belongs to this folder: when it does not hold what the markers say (a
     # failed write), it is refilled from the score parquets it is derived from
-    if store.repaired or (uri is None and recorded != store.count()):
+    held = store.count() if store.repaired or uri is None else None
+    if store.repaired or (uri is None and recorded != held):
         log.warning(
-            "store %s holds %d rows, the ingested shards %d: refilling it",
+            "store %s holds %s rows, the ingested shards %d: refilling it",
             store.uri,
-            store.count(),
+            held,
             recorded,
         )
         store.reset()
@@ -244,11 +245,11 @@ def ingest_store(
             "uri": store.uri,
             "model": store.model,
             "dim": store.dim,
-            "rows": store.count(),
+            "rows": (total := store.count()),
             "ann_index": store.has_ann_index(),
         },
     )
-    log.info("store %s: +%d rows, %d in all", store.uri, added, store.count())
+    log.info("store %s: +%d rows, %d in all", store.uri, added, total)
     return added
 
 

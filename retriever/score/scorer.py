@@ -220,14 +220,18 @@ class SimilarityScorer(BatchStep):
         """Set ``score_``, ``topk_``, ``cos_`` (and the extras') ``<task>`` keys on every
         document."""
         sc = self.score_texts([d.text for d in docs])
+        # names and Python floats once per batch, not per document and task
+        cols: list[tuple[str, list[float]]] = []
+        for task in self.indexes:
+            cols.append((score_name(SCORE, task), sc.ranking(task).tolist()))
+            cols.append((score_name(TOPK, task), sc.topk[task].tolist()))
+            cols.append((score_name(COS, task), sc.max[task].tolist()))
+            cols += [
+                (score_name(c, task), d[task].tolist()) for c, d in sc.extra.items() if task in d
+            ]
         for i, doc in enumerate(docs):
-            for task in self.indexes:
-                doc.metadata[score_name(SCORE, task)] = float(sc.ranking(task)[i])
-                doc.metadata[score_name(TOPK, task)] = float(sc.topk[task][i])
-                doc.metadata[score_name(COS, task)] = float(sc.max[task][i])
-                for col, d in sc.extra.items():
-                    if task in d:
-                        doc.metadata[score_name(col, task)] = float(d[task][i])
+            for key, vals in cols:
+                doc.metadata[key] = vals[i]
         return docs
 
 
