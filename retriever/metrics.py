@@ -95,3 +95,15 @@ def bootstrap_interval(
         return value, math.nan, math.nan
     lo, hi = np.quantile(vals, [(1 - level) / 2, (1 + level) / 2])
     return value, float(lo), float(hi)
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float, float]:
+    """The share ``k / n`` and its Wilson score interval (95% at ``z = 1.96``); NaNs when
+    ``n == 0``."""
+    if n == 0:
+        return (math.nan,) * 3
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return p, max(0.0, c - h), min(1.0, c + h)

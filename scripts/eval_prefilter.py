@@ -20,25 +20,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import time
 
 import numpy as np
 
 from retriever.holdout import TASKS, load_split
+from retriever.metrics import wilson
 from retriever.names import SCORE, score_name
 from retriever.prefilter import KeywordMatcher
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float, float]:
-    if n == 0:
-        return (float("nan"),) * 3
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return p, max(0.0, c - h), min(1.0, c + h)
 
 
 def fmt(t: tuple[float, float, float]) -> str:

@@ -48,19 +48,10 @@ from pathlib import Path
 
 import numpy as np
 
+from retriever.metrics import wilson
 from retriever.names import KEYWORDS, SCORE, score_name
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float, float]:
-    if n == 0:
-        return (math.nan,) * 3
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return p, max(0.0, c - h), min(1.0, c + h)
 
 
 def fmt(t, pct: bool = False) -> str:
