@@ -16,10 +16,11 @@ from retriever.errors import ConfigError
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, except empty ones (None / False / "") and a required option's."""
+    """Shows defaults, except empty ones (None / False / "" / []) and a required option's."""
 
     def _get_help_string(self, action):
-        empty = action.default is None or action.default is False or action.default == ""
+        d = action.default
+        empty = d is None or d is False or (isinstance(d, str | list) and not d)
         if empty or action.required or action.help is None:
             return action.help
         return super()._get_help_string(action)
@@ -106,10 +107,14 @@ def add_config_options(
     entry in the class's docstring table (:func:`field_help`). So a default lives in one place;
     read the options back with :func:`config_from_args`.
 
-    ``options``: per field, more ``add_argument`` keywords (``choices``, ``metavar``, a shorter
-    ``help``, ``type`` for a field whose annotation is not a scalar, ``flag``: the option's name
-    (or names) when it is not the field's, e.g. ``--batch-tokens`` for ``max_batch_tokens``);
-    never a ``default``.
+    ``options``: per field, more ``add_argument`` keywords (``choices``, ``metavar``, ``type``
+    for a field whose annotation is not a scalar, ``flag``: the option's name (or names) when it
+    is not the field's, e.g. ``--batch-tokens`` for ``max_batch_tokens``); never a ``default``
+    or a ``help``.
+
+    Raises:
+        TypeError: a ``default`` or ``help`` in ``options``, a field without a docstring entry,
+            or a field whose type no option parses and no ``type`` is given.
     """
     hints = typing.get_type_hints(cls)
     docs = field_help(cls)
@@ -118,10 +123,16 @@ def add_config_options(
 
     for name in names:
         extra = dict(options.get(name, {}))
-        if "default" in extra:
-            raise TypeError(f"{cls.__name__}.{name}: the default is the dataclass field's")
+        for key in ("default", "help"):
+            if key in extra:
+                raise TypeError(f"{cls.__name__}.{name}: the {key} is the dataclass field's")
+        if not docs.get(name):
+            raise TypeError(
+                f"{cls.__name__}.{name}: document the field in {cls.__name__}'s docstring table "
+                "(Args: or Attributes:); its first sentence is the option's help"
+            )
         default = field_default(by_name[name])
-        kw: dict[str, Any] = {"dest": name, "default": default, "help": docs.get(name)}
+        kw: dict[str, Any] = {"dest": name, "default": default, "help": docs[name]}
         t = _option_type(hints[name])
         if t is bool:
             kw["action"] = "store_true" if default is False else argparse.BooleanOptionalAction
@@ -156,36 +167,15 @@ def add_reader_options(p: Any, tokens: bool = True) -> None:
     for every verb that reads the corpus; read back with :func:`reader_from_args`."""
     from retriever.corpus.readers import ReaderConfig
 
-    d = ReaderConfig()
-    p.add_argument("--text-field", default=d.text_field, help="text field of corpus records")
-    p.add_argument(
-        "--id-field", default=d.id_field, help="id field of corpus records (absent: shard:row)"
-    )
-    if tokens:
-        p.add_argument(
-            "--tokens-field",
-            default=d.tokens_field,
-            help="token-id field, read with --detokenizer when a record has no text field",
-        )
-        p.add_argument(
-            "--detokenizer",
-            default=d.detokenizer,
-            help="tokenizer (local folder or Hub id) turning token ids into text: gpt2 for "
-            "nvidia/ClimbLab",
-        )
+    names = ["text_field", "id_field"] + (["tokens_field", "detokenizer"] if tokens else [])
+    add_config_options(p, ReaderConfig, names)
 
 
 def reader_from_args(args: Any) -> Any:
     """The :class:`~retriever.corpus.readers.ReaderConfig` of :func:`add_reader_options`."""
     from retriever.corpus.readers import ReaderConfig
 
-    d = ReaderConfig()
-    return ReaderConfig(
-        text_field=args.text_field,
-        id_field=args.id_field,
-        tokens_field=getattr(args, "tokens_field", d.tokens_field),
-        detokenizer=getattr(args, "detokenizer", d.detokenizer),
-    )
+    return config_from_args(ReaderConfig, args)
 
 
 def read_task_table(path: str | None, table: str, what: str) -> dict[str, Any]:

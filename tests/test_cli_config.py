@@ -1,13 +1,14 @@
 """Stage CLIs take their options' defaults and help from the stage's config dataclass."""
 
-from dataclasses import fields
+import argparse
+from dataclasses import dataclass, field, fields
 
 import pytest
 
-from retriever._cli import config_from_args, field_help
+from retriever._cli import HelpFormatter, add_config_options, config_from_args, field_help
 from retriever.band import BandConfig
 from retriever.batch_filter import FilterConfig
-from retriever.cli import _subparsers, build_parser
+from retriever.cli import _subparsers, build_parser, main
 from retriever.config import field_default
 from retriever.confirm.decide import DecisionRules
 from retriever.confirm.docs import CandidateRule
@@ -16,10 +17,12 @@ from retriever.dataset import DatasetConfig
 from retriever.distill import DistillConfig
 from retriever.domains import DomainConfig
 from retriever.index.head import HeadConfig
+from retriever.mix.run import MixRunConfig
 from retriever.prefilter import PrefilterConfig
 from retriever.proxy.config import ProxyConfig
 from retriever.rate import RateConfig
-from retriever.score.job import ScoreJob
+from retriever.score.job import DocSampler, ScoreJob
+from retriever.serve.service import ServeConfig
 
 # verb -> its stage's configs, each with the fields the CLI parses itself (other dest or type),
 # and the fields it does not offer (run-config or API only), so a new field is a choice
@@ -34,6 +37,23 @@ CONVERTED = {
             ScoreJob,
             {"index_dirs", "corpus", "out_dir", "reader", "meta_fields", "sample"},
             {"embed_batch_size", "_scorer", "_bar"},
+        ),
+        (DocSampler, {"fraction"}, {"requested", "basis"}),
+    ],
+    "serve": [(ServeConfig, {"indexes"}, set())],
+    "mix propose": [
+        (
+            MixRunConfig,
+            {"n", "budget", "domains", "out"},  # --n 64 here, 8 in a run; -o a CSV
+            {"seeds", "general", "metric", "model", "folds", "samples", "top_k"},
+        )
+    ],
+    "mix fit": [
+        (
+            MixRunConfig,
+            {"out"},
+            {"n", "seeds", "budget", "general", "metric", "over", "domains"}
+            | {"temperature", "min_strength", "max_strength", "minimum", "max_epochs"},
         )
     ],
     "prefilter": [(PrefilterConfig, {"tasks", "patterns", "reader"}, set())],
@@ -113,6 +133,14 @@ def test_the_parsed_defaults_build_the_default_config():
         formats=("parquet",),
         score_keys=("q", "s"),
     )
+    args = p.parse_args(["serve", "--index", "i"])
+    assert config_from_args(ServeConfig, args, indexes=("i",)) == ServeConfig(indexes=("i",))
+    args = p.parse_args(["serve", "--corpus-store", "s", "--max-k", "7", "--threads", "2"])
+    assert config_from_args(ServeConfig, args) == ServeConfig(store="s", max_k=7, threads=2)
+    args = p.parse_args(["mix", "propose", "--shares", "a=1,b=1"])
+    assert config_from_args(MixRunConfig, args) == MixRunConfig()
+    args = p.parse_args(["mix", "fit", "r.csv", "--top-k", "5", "--model", "linear"])
+    assert config_from_args(MixRunConfig, args) == MixRunConfig(top_k=5, model="linear")
     argv = ["filter", "--task", "a", "--input", "x", "--output", "o", "--no-write-scores"]
     args = p.parse_args([*argv, "--format", "parquet", "--max-chars", "7"])
     c = filter_config_from_args(args)
@@ -154,11 +182,94 @@ def test_the_cli_parser_and_the_run_config_load_no_model_library():
 def test_option_help_comes_from_the_docstring_table():
     h = field_help(DistillConfig)
     assert h["lr"] == "learning rate" and h["epoch"] == "passes over the training lines"
-    assert h["minn"] == h["maxn"] and "subwords" in h["minn"]  # `minn, maxn:` documents both
-    r = field_help(RateConfig)
-    # a list of names continued on the next line, then the text
-    assert r["sample_seed"] == r["top_fraction"] == "which documents of a score folder are rated"
+    assert "subwords" in h["minn"] and h["maxn"].startswith("longest character n-gram")
     assert ":func:" not in h["normalization"] and "``" not in h["normalization"]
+    p = field_help(ProxyConfig)
+    assert p["n_layer"] == p["n_embd"] == p["n_head"] == "size of a scratch model"  # `a, b, c:`
+
+
+@dataclass(frozen=True)
+class _Documented:
+    """A config of the tests.
+
+    Args:
+        size: how many, with 5%% more. Details follow.
+        first, second,
+            third: a list of names continued on the next line.
+        ref: see :class:`~retriever.band.BandConfig` and ``code``.
+    """
+
+    size: int = 1
+    first: tuple[int, ...] = ()
+    second: dict = field(default_factory=dict)
+    third: int | None = None
+    ref: str = ""
+    missing: bool = False
+
+
+def test_field_help_takes_the_first_sentence_of_each_entry():
+    h = field_help(_Documented)
+    assert h["size"] == "how many, with 5%%%% more"  # escaped for argparse's % formatting
+    assert h["first"] == h["second"] == h["third"] == "a list of names continued on the next line"
+    assert h["ref"] == "see BandConfig and code"
+    assert "missing" not in h
+
+
+def test_add_config_options_refuses_a_help_a_default_or_an_undocumented_field():
+    import argparse
+
+    for extra in ({"help": "words kept beside the docstring"}, {"default": 2}):
+        with pytest.raises(TypeError, match=r"_Documented\.size: the (help|default) is"):
+            add_config_options(argparse.ArgumentParser(), _Documented, ["size"], size=extra)
+    with pytest.raises(TypeError, match=r"_Documented\.missing: document the field"):
+        add_config_options(argparse.ArgumentParser(), _Documented, ["missing"])
+    p = argparse.ArgumentParser()
+    add_config_options(p, _Documented, ["size", "third"])
+    assert {a.dest: a.help for a in p._actions if getattr(a, "config_field", None)} == {
+        "size": field_help(_Documented)["size"],
+        "third": "a list of names continued on the next line",
+    }
+
+
+def _all_parsers():
+    return [(" ".join(k), p) for k, p in _subparsers(build_parser())]
+
+
+def test_every_option_made_from_a_field_has_the_field_docstring_help():
+    """Each option made from a config field, in every sub-command, is helped by the field's
+    docstring entry (one wording), and its parser shows the defaults (no docstring names one)."""
+    checked = 0
+    for verb, parser in _all_parsers():
+        made = [a for a in parser._actions if getattr(a, "config_field", None)]
+        if made:
+            assert isinstance(parser.formatter_class, type)
+            assert issubclass(parser.formatter_class, HelpFormatter), verb
+        for a in made:
+            cls, name = a.config_field
+            assert a.help and a.help == field_help(cls)[name], (verb, cls.__name__, name)
+            assert "%(default" not in a.help and "(default %" not in a.help, (verb, name)
+            checked += 1
+    assert checked >= 150  # every stage verb's options
+
+
+def test_no_option_shows_its_default_twice():
+    """The formatter adds ``(default: X)``; a help that names its default itself would show it
+    twice."""
+    for verb, parser in _all_parsers():
+        fmt = parser._get_formatter()
+        for a in parser._actions:
+            if a.help and a.help is not argparse.SUPPRESS:
+                text = fmt._expand_help(a)
+                assert text.count("(default") <= 1, (verb, text)
+
+
+@pytest.mark.parametrize("verb", [v for v, _ in _all_parsers()])
+def test_every_verb_help_renders(verb, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([*verb.split(), "--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and out.startswith(f"usage: retriever {verb}")
+    assert "%(" not in out and "%%" not in out
 
 
 def test_a_task_table_file_is_read_or_refused_in_one_line(tmp_path):

@@ -51,6 +51,7 @@ def test_no_help_text_shows_an_empty_default():
     for path, p in [([], parser), *_subparsers(parser)]:
         text = p.format_help()
         assert "(default: None)" not in text and "(default: False)" not in text, path
+        assert "(default: [])" not in text, path
 
 
 def test_confirm_usage_does_not_show_a_required_verb():

@@ -17,6 +17,7 @@ from retriever.names import SCORE, score_name
 
 def add_parser(subparsers) -> None:
     from retriever.band.stage import BandConfig
+    from retriever.confirm.bpb import DTYPES
 
     p = subparsers.add_parser(
         "band",
@@ -36,25 +37,10 @@ def add_parser(subparsers) -> None:
     add_config_options(
         p,
         BandConfig,
-        ["model", "name", "tokenizer", "max_length", "low", "high", "max_docs", "seed"],
-        model={"required": True, "help": "reference causal LM: Hub id or local folder"},
-        name={"help": "cache name of the model (default: its folder)"},
-        tokenizer={"help": "tokenizer id or folder (default: the model)"},
-        max_length={"help": "tokens per window"},
-        low={"help": "lower quantile kept"},
-        high={"help": "upper quantile kept"},
-        max_docs={"help": "BPB for a seeded sample of N docs"},
-        seed={"help": "seeds that sample"},
-    )
-    add_config_options(
-        p,
-        BandConfig,
-        ["device", "dtype", "max_batch_tokens", "max_batch_size", "block_docs"],
-        device={"help": "cuda / cpu (default: cuda when available)"},
-        dtype={"choices": ["auto", "float32", "bfloat16", "float16"], "help": None},
-        max_batch_tokens={"help": "padded tokens per forward"},
-        max_batch_size={"help": "windows per forward"},
-        block_docs={"help": "documents scored together and written as one cache part"},
+        ["model", "name", "tokenizer", "max_length", "low", "high", "max_docs", "seed"]
+        + ["device", "dtype", "max_batch_tokens", "max_batch_size", "block_docs"],
+        model={"required": True},
+        dtype={"choices": list(DTYPES)},
     )
     add_reader_options(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")

@@ -44,17 +44,24 @@ HIST_BINS = 60
 
 @dataclass(frozen=True)
 class BandConfig:
-    """Settings of ``retriever band`` (the ``[band]`` section of a run config).
+    """Settings of ``retriever band`` (the ``[band]`` section of a run config). The BPB
+    computation's fields, ``device`` to ``block_docs``, are those of
+    :class:`~retriever.confirm.stage.BpbOptions`.
 
     Attributes:
-        model: the reference causal LM (Hub id or local folder).
-        name: its cache folder name (default: the last part of ``model``).
-        tokenizer, max_length: as in a confirm panel entry (``None``: from the model).
-        low, high: the band's quantiles of BPB (``0 <= low < high <= 1``).
-        max_docs: BPB for at most this many documents (a seeded sample; ``None``: all).
+        model: reference causal LM: Hub id or local folder.
+        name: cache name of the model (default: the last part of ``model``).
+        tokenizer: tokenizer id or folder (default: the model's), as in a confirm panel entry.
+        max_length: tokens per window (default: the model config's), as in a confirm panel entry.
+        low: lower quantile of BPB kept (``0 <= low < high <= 1``).
+        high: upper quantile of BPB kept.
+        max_docs: BPB for a seeded sample of this many documents (``None``: all).
         seed: seeds that sample.
-        device, dtype, max_batch_tokens, max_batch_size, block_docs: BPB computation
-            (see :class:`~retriever.confirm.stage.BpbOptions`).
+        device: cuda or cpu (default: cuda when available).
+        dtype: weights dtype (auto: bf16 on CUDA, fp32 on CPU).
+        max_batch_tokens: padded tokens per forward.
+        max_batch_size: windows per forward.
+        block_docs: documents scored together and written as one cache part.
         reader: how corpus records are read (plain corpus input; a run: ``[corpus]``'s options).
     """
 

@@ -62,24 +62,15 @@ def add_parser(subparsers) -> None:
         d,
         FilterConfig,
         ["top_fraction", "by", "sample_docs"],
-        top_fraction={"help": "keep this share of --by per task (PreSelect)"},
         by={"choices": list(BY)},
-        sample_docs={"help": "sample size for --top-fraction"},
     )
     o = p.add_argument_group("input and output")
-    add_config_options(
-        o, FilterConfig, ["format"], format={"choices": list(POOL_FORMATS), "help": None}
-    )
+    add_config_options(o, FilterConfig, ["format"], format={"choices": list(POOL_FORMATS)})
     add_reader_options(o)
     add_config_options(
         o,
         FilterConfig,
         ["tokenizer", "batch_size", "write_scores", "max_chars"],
-        tokenizer={"help": "local tokenizer.json / folder for exact GPT-2 token counts"},
-        write_scores={
-            "help": "keep every document's probabilities (float16) in OUTPUT/scores/: "
-            "re-threshold later with `retriever filter-rethreshold`, without scoring"
-        },
     )
     e = p.add_argument_group("execution (datatrove executors)")
     e.add_argument("--executor", default="local", choices=["local", "slurm", "ray"])

@@ -25,18 +25,19 @@ class FilterConfig:
         indexes: folder of per-task model folders.
         threshold: keep ``p >= threshold``; one value for every task or a task -> value map.
             Default 0.5 when ``top_fraction`` is not given.
-        top_fraction: keep the top share (0, 1] of ``by`` per task; the threshold is found on a
-            sample of ``sample_docs`` documents and recorded.
+        top_fraction: keep this share (0, 1] of ``by`` per task (PreSelect). The threshold is
+            found on a sample of ``sample_docs`` documents and recorded.
         by: ``docs``, ``chars`` or ``tokens`` (tokens: exact with ``tokenizer``, else estimated).
         sample_docs: sample size for ``top_fraction``.
         format: output format: ``jsonl.gz``, ``jsonl``, ``parquet`` or ``lmflow``.
         reader: how corpus records are read (fields, detokenizer for token-id shards).
-        tokenizer: local tokenizer file/folder for exact token counts.
+        tokenizer: local tokenizer.json / folder for exact GPT-2 token counts.
         batch_size: documents per fastText call.
         max_chars: score only each document's first characters (``0``: all).
-        write_scores: keep every document's probabilities in ``DIR/scores/<shard>.parquet``
-            (float16, on by default: re-threshold with
-            :func:`~retriever.batch_filter.rethreshold.rethreshold`, no scoring).
+        write_scores: keep every document's probabilities (float16) in ``DIR/scores/``:
+            re-threshold later with ``retriever filter-rethreshold``, without scoring. One file a
+            shard, ``<shard>.parquet``; the Python call is
+            :func:`~retriever.batch_filter.rethreshold.rethreshold`.
     """
 
     tasks: tuple[str, ...]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from retriever._cli import (
+    HelpFormatter,
     add_config_options,
     add_reader_options,
     config_from_args,
@@ -44,33 +45,29 @@ def _docs_opts(p: argparse.ArgumentParser, required: bool = True) -> None:
     add_reader_options(p)
 
 
-def _bpb_opts(p: argparse.ArgumentParser) -> None:
+_BPB_FIELDS = (
+    "device",
+    "dtype",
+    "max_batch_tokens",
+    "max_batch_size",
+    "context_tokens",
+    "block_docs",
+)
+
+
+def _bpb_opts(p: argparse.ArgumentParser, names: tuple[str, ...] = _BPB_FIELDS) -> None:
+    """The :class:`~retriever.confirm.stage.BpbOptions` fields ``names`` and ``--threads``."""
+    from retriever.confirm.bpb import DTYPES
     from retriever.confirm.stage import BpbOptions
 
     g = p.add_argument_group("bits per byte")
     add_config_options(
         g,
         BpbOptions,
-        ["device", "dtype", "max_batch_tokens", "max_batch_size", "context_tokens", "block_docs"],
-        device={"help": "cuda, cpu or auto (default: cuda when available)"},
-        dtype={
-            "choices": ["auto", "float32", "bfloat16", "float16"],
-            "help": "weights dtype (auto: bf16 on CUDA, fp32 on CPU)",
-        },
-        max_batch_tokens={
-            "flag": "--batch-tokens",
-            "help": "padded tokens per forward (default %(default)s; lower it on small GPUs)",
-        },
-        max_batch_size={
-            "flag": "--batch-size",
-            "help": "windows per forward (default %(default)s)",
-        },
-        context_tokens={
-            "help": "1: disjoint windows (lm-eval); k: each later window re-reads k-1 extra tokens"
-        },
-        block_docs={
-            "help": "documents per cached part (what a kill can lose; default %(default)s)"
-        },
+        list(names),
+        dtype={"choices": list(DTYPES)},
+        max_batch_tokens={"flag": "--batch-tokens"},
+        max_batch_size={"flag": "--batch-size"},
     )
     g.add_argument("--threads", type=int, help="torch CPU threads")
 
@@ -87,10 +84,7 @@ def _candidate_opts(p: argparse.ArgumentParser) -> None:
         g,
         CandidateRule,
         ["top_fraction"],
-        top_fraction={
-            "metavar": "F",
-            "help": "candidates: the top F (0-1] of documents by similarity to the task",
-        },
+        top_fraction={"metavar": "F"},
     )
     g.add_argument(
         "--threshold",
@@ -103,21 +97,13 @@ def _candidate_opts(p: argparse.ArgumentParser) -> None:
         g,
         CandidateRule,
         ["negatives_per_positive", "max_random_negatives", "max_candidates", "seed"],
-        negatives_per_positive={
-            "metavar": "R",
-            "help": "random non-candidates labelled negative, per candidate (default %(default)s)",
-        },
-        max_random_negatives={"help": "cap per task (default %(default)s)"},
-        max_candidates={
-            "metavar": "N",
-            "help": "at most N candidates per task, the top ones by similarity: BPB then costs at "
-            "most models x N document forwards per task (default: no cap)",
-        },
-        seed={"help": "seed of the random negatives (default %(default)s)"},
+        negatives_per_positive={"metavar": "R"},
+        max_candidates={"metavar": "N"},
     )
 
 
 def _decision_opts(p: argparse.ArgumentParser) -> None:
+    from retriever.confirm.correlate import ESTIMATORS
     from retriever.confirm.stage import ConfirmSettings
 
     g = p.add_argument_group("decision")
@@ -125,36 +111,15 @@ def _decision_opts(p: argparse.ArgumentParser) -> None:
         g,
         DecisionRules,
         ["estimator", "positive_min", "negative_max", "positive_top_fraction"],
-        estimator={
-            "choices": ["spearman", "concordance", "product", "sign", "sign_cdf", "sign_sign"],
-            "help": "correlation that decides (default %(default)s)",
-        },
-        positive_min={"help": "positive: candidate with correlation >= this (default %(default)s)"},
-        negative_max={"help": "negative: candidate with correlation <= this (default %(default)s)"},
-        positive_top_fraction={
-            "flag": "--positive-top",
-            "metavar": "F",
-            "help": "also require positives to be in the top F of candidates by correlation",
-        },
+        estimator={"choices": list(ESTIMATORS)},
+        positive_top_fraction={"flag": "--positive-top", "metavar": "F"},
     )
     add_config_options(
         g,
         ConfirmSettings,
         ["min_models", "metric", "sample_budget", "center_models"],
-        min_models={"help": "fewest usable scored models (default %(default)s)"},
-        metric={
-            "choices": ["acc", "acc_norm", "neg_bpb"],
-            "help": "score metric turned into errors (default: the one most models have)",
-        },
-        sample_budget={
-            "help": "budget fraction behind the sampling-weight caps (default %(default)s)"
-        },
-        center_models={
-            "flag": "--center",
-            "help": "subtract each model's median BPB over the candidates before correlating, so "
-            "a model better at everything does not make every document correlate (--no-center: "
-            "raw BPB)",
-        },
+        metric={"choices": ["acc", "acc_norm", "neg_bpb"]},
+        center_models={"flag": "--center"},
     )
 
 
@@ -166,6 +131,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(cached), correlate them with the models' task errors, and write auditable labels per "
         "task to OUT/labels/TASK.parquet (positive / negative / uncertain, with the reason). "
         "Verbs: bpb (matrix only), scorecard (model scores), tiny-panel (offline test panel).",
+        formatter_class=HelpFormatter,
     )
     _panel_opts(p, required=False)
     _docs_opts(p, required=False)
@@ -182,14 +148,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="the BPB matrix only (documents x models, cached)",
         description="Compute (or complete) the cached BPB matrix OUT/bpb/matrix.parquet: "
         "a rerun with one more model computes only that model.",
+        formatter_class=HelpFormatter,
     )
     _panel_opts(b)
     _docs_opts(b)
     bc = b.add_argument_group("restrict to candidates (score folders)")
     bc.add_argument("--tasks", nargs="+", metavar="TASK", help="only these tasks' candidates")
-    bc.add_argument(
-        "--top-fraction", type=float, metavar="F", help="candidates: top F by similarity"
-    )
+    add_config_options(bc, CandidateRule, ["top_fraction"], top_fraction={"metavar": "F"})
     bc.add_argument(
         "--threshold", action="append", metavar="TASK=SIM", help="candidates: similarity >= SIM"
     )
@@ -203,6 +168,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Multiple-choice gold (ELMB: question/choices/answer): acc and "
         "acc_norm like lm-eval. Gold without choices: neg_bpb (minus bits per byte). "
         "Rows go to the scores CSV the panel reads.",
+        formatter_class=HelpFormatter,
     )
     _panel_opts(s)
     s.add_argument("--task", required=True, help="task name (as in the score folder / labels)")
@@ -214,12 +180,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="auto",
         help="auto: multiple choice when records have choices",
     )
-    s.add_argument("--limit", type=int, default=200, help="gold records sampled (default 200)")
+    s.add_argument("--limit", type=int, default=200, help="gold records sampled")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto")
-    s.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    s.add_argument("--batch-tokens", type=int, default=8192)
-    s.add_argument("--threads", type=int, help="torch CPU threads")
+    _bpb_opts(s, ("dtype", "max_batch_tokens"))
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_scorecard)
 
@@ -388,7 +352,7 @@ def _scorecard(args) -> int:
         gold,
         device=args.device,
         dtype=args.dtype,
-        max_batch_tokens=args.batch_tokens,
+        max_batch_tokens=args.max_batch_tokens,
     )
     update_scores_file(out, res.scores)
     report = {

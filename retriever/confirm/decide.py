@@ -32,11 +32,11 @@ class DecisionRules:
     """Thresholds of the decision.
 
     Attributes:
-        estimator: which correlation decides (see :data:`~retriever.confirm.correlate.ESTIMATORS`).
-        positive_min: a candidate is positive at or above this correlation.
-        negative_max: a candidate is negative at or below this correlation.
-        positive_top_fraction: optional extra rule: only the top fraction (0-1] of candidates by
-            correlation can be positive (useful when the panel makes most correlations high).
+        estimator: correlation that decides (see :data:`~retriever.confirm.correlate.ESTIMATORS`).
+        positive_min: positive: a candidate with correlation at or above this.
+        negative_max: negative: a candidate with correlation at or below this.
+        positive_top_fraction: also require positives to be in the top fraction (0-1] of
+            candidates by correlation (useful when the panel makes most correlations high).
 
     The defaults suit rank correlations (``spearman``, ``sign_sign``: -1..1). For ``concordance``
     (0..1, 0.5 = no signal) use e.g. ``positive_min=0.75, negative_max=0.5``.

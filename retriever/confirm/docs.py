@@ -43,14 +43,15 @@ class CandidateRule:
     """Which documents of a score folder are candidates of a task.
 
     Attributes:
-        top_fraction: the top fraction (0-1] by ``sim/<task>``.
+        top_fraction: candidates: the top fraction (0-1] of documents by similarity to the task
+            (``sim/<task>``).
         threshold: task -> minimum ``sim/<task>`` (wins over ``top_fraction`` for that task).
-        negatives_per_positive: non-candidates sampled as negatives, per candidate (``0``: none).
-        max_random_negatives: cap on that sample per task.
+        negatives_per_positive: random non-candidates labelled negative, per candidate (0: none).
+        max_random_negatives: cap on those random negatives per task.
         max_candidates: at most this many candidates per task, the top ones by similarity (ties
-            broken by input order); the BPB stage then costs at most ``models x max_candidates``
-            document forwards per task, known before it runs. ``None``: no cap.
-        seed: seeds the sample.
+            broken by input order; default: no cap). The BPB stage then costs at most
+            ``models x max_candidates`` document forwards per task, known before it runs.
+        seed: seed of the random negatives.
     """
 
     top_fraction: float | None = None

@@ -52,7 +52,17 @@ LABEL_FLUSH_ROWS = 1024  # label rows buffered per task before a parquet row gro
 
 @dataclass(frozen=True)
 class BpbOptions:
-    """How the BPB matrix is computed (see :class:`~retriever.confirm.bpb.LMScorer`)."""
+    """How the BPB matrix is computed (see :class:`~retriever.confirm.bpb.LMScorer`).
+
+    Attributes:
+        device: cuda, cpu or auto (default: cuda when available).
+        dtype: weights dtype (auto: bf16 on CUDA, fp32 on CPU).
+        max_batch_tokens: padded tokens per forward; lower it on small GPUs.
+        max_batch_size: windows per forward.
+        context_tokens: 1: disjoint windows (lm-eval); k: each later window re-reads k-1 extra
+            tokens (see :func:`~retriever.confirm.bpb.rolling_windows`).
+        block_docs: documents per cached part (what a kill can lose).
+    """
 
     device: str | None = None
     dtype: str = "auto"
@@ -72,13 +82,16 @@ class ConfirmSettings:
         candidates: the similarity candidate rule and random negatives.
         rules: the correlation thresholds.
         bpb: BPB computation options.
-        min_models: fewer usable, scored models than this leaves a task's correlations NaN.
-        metric: score metric used for errors (``None``: the best covered, see ``Panel.errors``).
-        sample_budget: for the sampling weights, the caps are ``n_bytes / (sample_budget x total
-            bytes of the scored candidates)``: a document may fill at most its own share of a
-            budget that is that fraction of the candidates (so no document is repeated).
+        min_models: fewest usable, scored models; with fewer, a task's correlations are NaN.
+        metric: score metric turned into errors (default: the one most models have, see
+            ``Panel.errors``).
+        sample_budget: budget fraction behind the sampling-weight caps. The caps are
+            ``n_bytes / (sample_budget x total bytes of the scored candidates)``: a document may
+            fill at most its own share of a budget that is that fraction of the candidates (so
+            no document is repeated).
         center_models: subtract each model's median BPB over the task's candidates before
-            correlating (see :func:`~retriever.confirm.correlate.center_per_model`).
+            correlating, so a model better at everything does not make every document correlate
+            (off: raw BPB; see :func:`~retriever.confirm.correlate.center_per_model`).
     """
 
     tasks: tuple[str, ...] | None = None

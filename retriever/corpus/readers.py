@@ -63,11 +63,11 @@ class ReaderConfig:
     reads the corpus (score, filter, confirm, plan, prefilter, rating) and by ``[corpus]``.
 
     Args:
-        text_field: field holding the document text.
-        id_field: field holding a document id; when absent the id is ``<shard>:<row>``.
-        tokens_field: field of token ids, read with ``detokenizer`` when the text field is absent.
-        detokenizer: tokenizer (local folder or Hub id, ``gpt2`` for ``nvidia/ClimbLab``) turning
-            token-id shards into text; ``None``: text shards only.
+        text_field: text field of corpus records.
+        id_field: id field of corpus records (absent: ``shard:row``).
+        tokens_field: token-id field, read with ``detokenizer`` when a record has no text field.
+        detokenizer: tokenizer (local folder or Hub id) turning token ids into text: ``gpt2`` for
+            ``nvidia/ClimbLab`` (``None``: text shards only).
         keep_fields: source fields copied into ``Doc.metadata`` (``None``: every scalar field).
     """
 

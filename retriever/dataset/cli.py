@@ -52,16 +52,9 @@ def add_parser(subparsers) -> None:
         order={
             "choices": list(ORDERS),
             "metavar": "{" + ",".join(ORDERS) + "}",
-            "help": "top: highest score first; weighted: sampling proportional to the score; "
-            "stratified: quality tiers within domains (--tiers, --domains)",
-        },
-        seed={"help": "seed of --order weighted"},
-        domains={
-            "help": "a `retriever domains` folder (id -> domain) for --order stratified and "
-            "mixtures over domains; default: the records' cluster_id"
         },
         use_token_count={"flag": "--token-count"},
-        part_tokens={"type": parse_budget, "help": "tokens per output part (25M, 1e6, ...)"},
+        part_tokens={"type": parse_budget},
     )
     p.add_argument(
         "--tiers",
@@ -82,13 +75,7 @@ def add_parser(subparsers) -> None:
         help="metadata key of the score, {pool} = pool name (repeatable; default "
         f"{', '.join(d.score_keys)}; legacy prob/{{pool}}, sim/{{pool}} are read too)",
     )
-    add_config_options(
-        p,
-        DatasetConfig,
-        ["scan_cache", "workers"],
-        scan_cache={"help": "scan cache folder shared across builds (default OUT/scan)"},
-        workers={"help": "processes scanning pool files"},
-    )
+    add_config_options(p, DatasetConfig, ["scan_cache", "workers"])
     add_repeated(
         p,
         "--decontaminate",

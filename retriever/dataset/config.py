@@ -69,14 +69,15 @@ class DatasetConfig:
         use_token_count: trust records' token_count when there is no tokenizer (else estimate
             bytes/4).
         formats: any of ``lmflow`` and ``parquet``.
-        part_tokens: tokens per output part (memory while writing: one parquet row group).
+        part_tokens: tokens per output part (on the command line: 25M, 1e6, ...). Memory while
+            writing: one parquet row group.
         score_keys: metadata keys tried in order for a document's score; ``{pool}`` is replaced
             by the pool name. A score name is also found under its legacy spelling
             (``prob_{pool}`` under ``prob/{pool}``; :func:`retriever.names.score_value`).
-        scan_cache: scan cache folder shared across builds (default OUT/scan): builds of the same
-            pools (a RegMix sweep) tokenize once.
-        workers: processes scanning pool files (the scan is the costly step: read, hash and
-            count every pool document once).
+        scan_cache: scan cache folder shared across builds (default OUT/scan). Builds of the
+            same pools (a RegMix sweep) tokenize once.
+        workers: processes scanning pool files. The scan is the costly step: read, hash and
+            count every pool document once.
         decontaminate: evaluation files (``{task: path}``, jsonl of ELMB-style records or
             ``text``) whose records must not leak into the training set: a pool document sharing
             a 13-gram of words with one of them (or equal to one) is dropped, counted as

@@ -61,29 +61,13 @@ def add_parser(subparsers) -> None:
         g,
         DistillConfig,
         HYPERPARAMETERS,
-        epoch={"help": "passes over the data"},
-        minn={"help": "shortest character n-gram (0: no subwords)"},
-        maxn={"help": "longest character n-gram"},
-        bucket={"help": "n-gram hash buckets (model size; 0: sized to the training data)"},
-        loss={"choices": ["softmax", "ova", "hs", "ns"], "help": "fastText's loss"},
-        thread={"help": "at least 11 are used (fastText initialises its matrix per thread)"},
-        max_chars={"help": "cut documents (0: whole)"},
-        normalization={
-            "choices": ["newlines", "words", "both"],
-            "help": "words: lowercase, punctuation as tokens; newlines: newlines to spaces only; "
-            "both: the two on one line (docs/distill.md)",
-        },
+        loss={"choices": ["softmax", "ova", "hs", "ns"]},
+        normalization={"choices": ["newlines", "words", "both"]},
     )
-    t = p.add_argument_group("training set")
-    add_config_options(
-        t,
-        DistillConfig,
-        ["training_set"],
-        training_set={
-            "type": str,
-            "help": f"a variant {list(VARIANTS)} or comma-separated sources from {list(SOURCES)}",
-        },
+    t = p.add_argument_group(
+        "training set", f"variants: {', '.join(VARIANTS)}; sources: {', '.join(SOURCES)}"
     )
+    add_config_options(t, DistillConfig, ["training_set"], training_set={"type": str})
     t.add_argument(
         "--weight",
         action="append",
@@ -97,7 +81,6 @@ def add_parser(subparsers) -> None:
         e,
         DistillConfig,
         ["test_fraction", "threshold", "refit"],
-        refit={"help": "after evaluating, retrain on all rows"},
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)

@@ -78,27 +78,30 @@ class DistillConfig:
             scoring sums one vector per token and subword, so cost is linear in it. 32: as good
             as 64 on the cross-source set (docs/distill.md) at half the size and summing cost.
         word_ngrams: 2 = word bigrams (the PreSelect / DCLM setting).
-        minn, maxn: character n-grams of every word, from ``minn`` to ``maxn`` characters
-            (fastText's subwords; ``0, 0`` turns them off). Default 3-4: fastText splits on
+        minn: shortest character n-gram of a word (fastText's subwords; 0 and ``maxn`` 0: none).
+            Default 3-4: fastText splits on
             whitespace only, so without subwords ``{"name":`` (xLAM's JSON) and ``'name':``
             (ELMB's Python dicts) share nothing and the function-calling student ranks unseen
             ELMB records at AUC 0.67; with 3-4 subwords every task's student reaches AUC >= 0.9997
             and P@N >= 0.98 on the cross-source set (3-5 is no better and costs more; see
             docs/distill.md).
+        maxn: longest character n-gram of a word (see ``minn``).
         min_count: drop words seen fewer times.
-        bucket: hash buckets for the n-grams, the bulk of the model's size; ``0`` (default):
-            sized to the training data (:func:`~retriever.distill.trainset.bucket_for`, at most
-            2,000,000), so a student of 30 rows is not a 500 MB file.
-        loss: ``softmax`` (default) or ``ova`` / ``hs``.
-        thread: training threads; at least :data:`MIN_THREADS` are used (see there).
+        bucket: n-gram hash buckets, the bulk of the model's size (0: sized to the training
+            data). Sized by :func:`~retriever.distill.trainset.bucket_for`, at most 2,000,000, so
+            a student of 30 rows is not a 500 MB file.
+        loss: fastText's loss: ``softmax``, ``ova``, ``hs`` or ``ns``.
+        thread: training threads; at least 11 are used, as fastText initialises its matrix per
+            thread (see :data:`MIN_THREADS`).
         seed: fastText's seed and the split's seed.
         test_fraction: share of each source held out for the metrics.
         threshold: probability at which precision / recall / F1 are measured.
-        refit: after measuring, retrain on every row and save that model (the metrics then
-            describe a model trained on less data, and the manifest says so).
+        refit: after measuring, retrain on every row and save that model. The metrics then
+            describe a model trained on less data, and the manifest says so.
         max_chars: cut each training document at this many characters (``0``: whole document).
-        training_set: the sources the student learns from: a variant name of
-            :data:`~retriever.distill.trainset.VARIANTS` or a list of sources.
+        training_set: the sources the student learns from: a variant name or a list of sources
+            (comma-separated on the command line). The names are
+            :data:`~retriever.distill.trainset.VARIANTS` and ``SOURCES``.
         weights: per source weight (replicated lines; see :mod:`retriever.distill.trainset`).
         balance: replicate the lighter class so both classes weigh the same (off: each row
             once, as the DCLM recipe trains).
@@ -107,8 +110,8 @@ class DistillConfig:
         max_auc_gap: warn when the student's held-out AUC is this far below the similarity
             stage's on the same rows.
         normalization: how texts become fastText lines (:func:`~retriever.distill.labels.
-            fasttext_text`): ``newlines`` (default), ``words`` (lowercase, punctuation split
-            off) or ``both`` (the two on one line). Recorded in the manifest; the filter
+            fasttext_text`): ``newlines``, ``words`` (lowercase, punctuation split off) or
+            ``both`` (the two on one line). Recorded in the manifest; the filter
             applies the same. On the cross-source set
             ``words`` takes the function-calling student from AUC 0.68 to 0.999 (xLAM JSON vs ELMB
             Python dicts) but the reasoning one from 0.9996 to 0.73 (docs/distill.md), so it is

@@ -29,9 +29,7 @@ def add_parser(subparsers) -> None:
         p,
         DomainConfig,
         ["source", "k", "niter", "seed", "max_train"],
-        source={"choices": SOURCES, "help": "auto: cluster ids when present, else k-means"},
-        k={"help": "k-means domains"},
-        seed={"help": "k-means seed"},
+        source={"choices": SOURCES},
     )
     p.add_argument("--json", action="store_true", help="print domains.json")
     p.set_defaults(func=_run)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from retriever._cli import (
+    HelpFormatter,
     add_config_options,
     add_reader_options,
     config_from_args,
@@ -74,6 +75,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "sparse scores, trained with the task's gold as positives and --negatives corpus documents "
         "plus the other indexes' gold as negatives, Platt-calibrated on out-of-fold scores. The "
         "score stage then writes hybrid_TASK and head_TASK, and ranks candidates by head_TASK.",
+        formatter_class=HelpFormatter,
     )
     h.add_argument(
         "--index",
@@ -93,7 +95,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--max-negatives",
         type=int,
         default=MAX_NEGATIVES,
-        help="corpus documents used, a seeded sample over the shards (default %(default)s)",
+        help="corpus documents used, a seeded sample over the shards",
     )
     add_reader_options(h)
     from retriever.score.job import ScoreJob
@@ -103,28 +105,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--k",
         type=int,
         default=ScoreJob.k,
-        help="top-k of the mean scores; must be the score stage's -k (default %(default)s)",
+        help="top-k of the mean scores; must be the score stage's -k",
     )
     add_config_options(
         h,
         HeadConfig,
         list(HEAD_OPTIONS),
-        c={"help": "inverse L2 strength (default %(default)s)"},
-        folds={
-            "help": "cross-validation folds: calibration, reported metrics (default %(default)s)"
-        },
-        max_iter={"help": "solver iterations (default %(default)s)"},
-        seed={"help": "seed of the negatives' sample and of the folds (default %(default)s)"},
-        words_scale={
-            "help": "weight of the words' TF-IDF beside the dense features (default %(default)s)"
-        },
-        words_min_df={"help": "words in fewer training texts are left out (default %(default)s)"},
-        words_max_terms={
-            "help": "at most this many words, the most frequent (default %(default)s)"
-        },
-        reliable_negatives={
-            "help": "drop the corpus negatives that look like the task (a Rocchio step; default on)"
-        },
     )
     h.add_argument("--json", action="store_true")
     h.set_defaults(func=_head)

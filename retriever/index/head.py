@@ -116,17 +116,20 @@ class HeadConfig:
         c: inverse L2 regularisation strength of the logistic regression (scikit-learn ``C``).
         folds: cross-validation folds for the Platt calibration and the reported metrics.
         max_iter: solver iterations.
-        seed: fold assignment.
-        words_scale: factor on the words' TF-IDF rows (unit length) beside the standardised dense
-            features: with one ``C`` for both, it sets how much of the evidence the words carry.
-        words_min_df, words_max_terms: the words' vocabulary: terms in at least this many
-            training texts, at most this many (the most frequent; memory: one float per term
+        seed: seed of the folds (``retriever index head`` also seeds its sample of the corpus
+            negatives with it).
+        words_scale: weight of the words' TF-IDF beside the dense features. The TF-IDF rows are
+            unit length, the dense features standardised: with one ``C`` for both, it sets how
+            much of the evidence the words carry.
+        words_min_df: words in fewer training texts are left out of the words' vocabulary.
+        words_max_terms: at most this many words, the most frequent (memory: one float per term
             and model).
-        reliable_negatives: drop the corpus negatives that look like the task (max cosine to the
-            gold at or above the midpoint of the gold's and the corpus's median max cosine, a
-            Rocchio step as in Liu et al. 2003, "Building text classifiers using positive and
-            unlabeled examples"): a corpus sample is unlabeled, not negative, and the documents a
-            run should find are in it. The other tasks' gold always stays.
+        reliable_negatives: drop the corpus negatives that look like the task (a Rocchio step).
+            Those are the ones whose max cosine to the gold is at or above the midpoint of the
+            gold's and the corpus's median max cosine (Liu et al. 2003, "Building text
+            classifiers using positive and unlabeled examples"): a corpus sample is unlabeled,
+            not negative, and the documents a run should find are in it. The other tasks' gold
+            always stays.
 
     ``c = 1`` and ``words_scale = 100`` were chosen by source-grouped cross-validation
     (docs/retrieval.md).

@@ -5,10 +5,19 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 
-from retriever._cli import add_repeated, parse_named_paths, print_json
+from retriever._cli import (
+    add_config_options,
+    add_repeated,
+    config_from_args,
+    parse_named_paths,
+    print_json,
+)
 
 
 def add_parser(subparsers) -> None:
+    from retriever.dataset.config import DatasetConfig
+    from retriever.mix.run import MixRunConfig
+
     p = subparsers.add_parser(
         "mix",
         help="mixture search (RegMix): propose mixtures, fit proxy results",
@@ -34,12 +43,7 @@ def add_parser(subparsers) -> None:
         "--pools", help="the filter stage's output folder: token shares are counted from it"
     )
     src.add_argument("--shares", help="token shares or counts instead: 'fc=3e9,reasoning=1e9'")
-    pp.add_argument(
-        "--over",
-        choices=["pools", "domains"],
-        default="pools",
-        help="mix the pools, or the domains of the pools' documents (weight/domain/<d> columns)",
-    )
+    add_config_options(pp, MixRunConfig, ["over"], over={"choices": ["pools", "domains"]})
     pp.add_argument(
         "--domains",
         help="with --over domains: a `retriever domains` folder (default: records' cluster_id)",
@@ -52,22 +56,14 @@ def add_parser(subparsers) -> None:
     )
     pp.add_argument("--n", type=int, default=64, help="number of mixtures (proxy runs)")
     pp.add_argument("-o", "--out", default="mixtures.csv", help="output CSV (settings in OUT.json)")
-    pp.add_argument("--seed", type=int, default=0)
-    pp.add_argument(
-        "--temperature", type=float, default=0.5, help="smoothing of the shares (shares**t)"
-    )
-    pp.add_argument("--min-strength", type=float, default=0.1)
-    pp.add_argument("--max-strength", type=float, default=5.0)
-    pp.add_argument(
-        "--minimum", type=float, default=1e-3, help="weights below become 0; rounding grid"
+    add_config_options(
+        pp, MixRunConfig, ["seed", "temperature", "min_strength", "max_strength", "minimum"]
     )
     pp.add_argument("--budget", help="tokens of the final training set: caps each pool's weight")
-    pp.add_argument(
-        "--max-epochs", type=float, default=4.0, help="repeats of a pool allowed under --budget"
-    )
-    pp.add_argument("--tokenizer", help="local GPT-2 tokenizer for exact pool token counts")
+    add_config_options(pp, MixRunConfig, ["max_epochs"])
+    add_config_options(pp, DatasetConfig, ["tokenizer"])
     pp.add_argument("--scan-cache", help="scan cache folder (share it with build-dataset)")
-    pp.add_argument("--workers", type=int, default=1, help="processes scanning pool files")
+    add_config_options(pp, DatasetConfig, ["workers"])
     pp.add_argument("--json", action="store_true", help="print the proposals as JSON")
     pp.set_defaults(func=run_propose)
 
@@ -81,11 +77,12 @@ def add_parser(subparsers) -> None:
         "--target", help="score column to optimize (default score/total, else the mean)"
     )
     pf.add_argument("--minimize", action="store_true", help="lower is better (a validation loss)")
-    pf.add_argument("--model", default="auto", choices=["auto", "linear", "quadratic", "gbm"])
-    pf.add_argument("--folds", type=int, default=5, help="k of the k-fold held-out check")
-    pf.add_argument("--samples", type=int, default=100_000, help="mixtures ranked by the model")
-    pf.add_argument("--top-k", type=int, default=100, help="best predicted mixtures averaged")
-    pf.add_argument("--seed", type=int, default=0)
+    add_config_options(
+        pf,
+        MixRunConfig,
+        ["model", "folds", "samples", "top_k", "seed"],
+        model={"choices": ["auto", "linear", "quadratic", "gbm"]},
+    )
     pf.add_argument(
         "-o", "--out", default="best_mixture.json", help="output (build-dataset --mixture reads it)"
     )
@@ -135,7 +132,8 @@ def run_propose(args: argparse.Namespace) -> int:
     )
     from retriever.dataset.mixture import DOMAIN_PREFIX
     from retriever.errors import ConfigError
-    from retriever.mix import propose_mixtures, upper_bounds, write_proposals
+    from retriever.mix.propose import propose, write_proposals
+    from retriever.mix.run import MixRunConfig
 
     if args.domains and args.over != "domains":
         raise ConfigError("--domains is for --over domains (a mixture over the corpus domains)")
@@ -160,17 +158,7 @@ def run_propose(args: argparse.Namespace) -> int:
                 k if k.startswith(DOMAIN_PREFIX) else domain_key(k): v for k, v in shares.items()
             }
     budget = parse_budget(args.budget) if args.budget else None
-    upper = upper_bounds(shares, budget, args.max_epochs)
-    mixes = propose_mixtures(
-        shares,
-        args.n,
-        seed=args.seed,
-        temperature=args.temperature,
-        min_strength=args.min_strength,
-        max_strength=args.max_strength,
-        minimum=args.minimum,
-        upper=upper,
-    )
+    mixes, upper = propose(shares, config_from_args(MixRunConfig, args), budget, args.n)
     info = {
         "over": args.over,
         **({"domains": args.domains} if args.domains else {}),

@@ -15,12 +15,16 @@ import csv
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from retriever.dataset.mixture import WEIGHT_PREFIX
 from retriever.errors import ConfigError
 from retriever.io import AtomicWriter, is_special, resolve_target, write_json_atomic
+
+if TYPE_CHECKING:
+    from retriever.mix.run import MixRunConfig
 
 N_STRENGTHS = 15
 
@@ -141,6 +145,29 @@ def propose_mixtures(
     w = w[np.sort(pick)]
     rng.shuffle(w)
     return [{k: float(round(v, 6)) for k, v in zip(names, row, strict=True)} for row in w]
+
+
+def propose(
+    shares: Mapping[str, float],
+    config: MixRunConfig,
+    budget: int | None = None,
+    n: int | None = None,
+) -> tuple[list[dict[str, float]], np.ndarray | None]:
+    """``n`` (default ``config.n``) mixtures of :func:`propose_mixtures` with ``config``'s
+    proposal settings (``seed``, ``temperature``, the strengths, ``minimum``), each pool capped
+    for ``budget`` by :func:`upper_bounds` (``max_epochs``); returns the mixtures and the caps."""
+    upper = upper_bounds(shares, budget, config.max_epochs)
+    mixes = propose_mixtures(
+        shares,
+        config.n if n is None else n,
+        seed=config.seed,
+        temperature=config.temperature,
+        min_strength=config.min_strength,
+        max_strength=config.max_strength,
+        minimum=config.minimum,
+        upper=upper,
+    )
+    return mixes, upper
 
 
 def write_proposals(path: str | os.PathLike, mixtures: list[dict[str, float]], info: dict) -> None:

@@ -53,10 +53,16 @@ class MixRunConfig:
         budget: tokens per mixture dataset (default ``[evaluate] budget``, else ``[dataset]``).
         general: the general pool (default the run's ``general_pool``, else its corpus).
         metric: ``bpb`` (minimized), ``acc`` or ``acc_norm`` (maximized), averaged over tasks.
-        model: regression model (``auto``, ``linear``, ``quadratic``, ``gbm``).
-        seed, temperature, min_strength, max_strength, minimum, max_epochs: the proposal settings
-            (see ``retriever mix propose``).
-        folds, samples, top_k: the fit settings (see ``retriever mix fit``).
+        model: regression model of the fit (``auto``, ``linear``, ``quadratic``, ``gbm``).
+        seed: seed of the proposals and of the fit.
+        temperature: smoothing of the token shares (``shares ** temperature``).
+        min_strength: smallest Dirichlet concentration multiplier (mixtures near a corner).
+        max_strength: largest Dirichlet concentration multiplier (mixtures near the shares).
+        minimum: weights below become 0; rounding grid.
+        max_epochs: repeats of a pool allowed under the budget (caps its weight).
+        folds: k of the fit's k-fold held-out check.
+        samples: mixtures ranked by the fitted model.
+        top_k: best predicted mixtures averaged into the best mixture.
         out: output folder (default ``RUN/mix``).
         over: ``pools`` (weights per pool) or ``domains`` (weights per ``domain/<domain>`` of
             the pools' documents; the fit needs ``n >= domains + 2``).
@@ -145,8 +151,8 @@ class MixRun(ProxyStage):
         from retriever.dataset import DatasetBuilder, domain_token_counts, pool_token_counts
         from retriever.dataset.mixture import WEIGHT_PREFIX
         from retriever.manifest import check_or_write_manifest
-        from retriever.mix import propose_mixtures, upper_bounds, write_proposals
         from retriever.mix.fit import fit_mixture, min_runs
+        from retriever.mix.propose import propose, write_proposals
 
         c = self.config
         if c.over == "pools" and c.n < min_runs(len(self.pools)):
@@ -189,17 +195,7 @@ class MixRun(ProxyStage):
                 if not all(shares.values()):
                     empty = [k for k, v in shares.items() if not v]
                     raise ConfigError(f"pool(s) {empty} hold no document: nothing to mix")
-            upper = upper_bounds(shares, self.budget, c.max_epochs)
-            mixes = propose_mixtures(
-                shares,
-                c.n,
-                seed=c.seed,
-                temperature=c.temperature,
-                min_strength=c.min_strength,
-                max_strength=c.max_strength,
-                minimum=c.minimum,
-                upper=upper,
-            )
+            mixes, _ = propose(shares, c, self.budget)
             write_proposals(
                 csv_path, mixes, {"over": c.over, "shares": shares, "budget": self.budget}
             )

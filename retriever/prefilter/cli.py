@@ -43,11 +43,7 @@ def add_parser(subparsers) -> None:
         p,
         PrefilterConfig,
         ["mode", "min_matches"],
-        mode={
-            "choices": list(MODES),
-            "help": "drop: keep documents some task matches; features: counts only",
-        },
-        min_matches={"help": "matches a task needs to pass"},
+        mode={"choices": list(MODES)},
     )
     p.add_argument(
         "--patterns",

@@ -39,7 +39,7 @@ def add_parser(subparsers) -> None:
         g,
         ProxyConfig,
         [f.name for f in dataclasses.fields(ProxyConfig)],
-        tokens={"type": str, "help": "token budget: 200k, 10M, 1B or a number"},
+        tokens={"type": str},
     )
     t.set_defaults(func=_run_train)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])

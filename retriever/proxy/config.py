@@ -18,7 +18,8 @@ class ProxyConfig:
     Attributes:
         mode: ``scratch`` (a new model of the size below) or ``continue`` (continued pretraining of
             ``init``, e.g. ``data4elm/Llama-400M-12L``).
-        tokens: training tokens (the budget); steps = ceil(tokens / (batch_size * seq_len)).
+        tokens: token budget (on the command line: 200k, 10M, 1B or a number). Steps:
+            ``ceil(tokens / (batch_size * seq_len))``.
         seq_len: tokens per training sequence (documents are packed, EOS between them).
         n_layer, n_embd, n_head: size of a ``scratch`` model.
         arch: ``gpt2`` (``GPT2LMHeadModel``) or ``llama`` (``LlamaForCausalLM``) for ``scratch``.

@@ -63,20 +63,8 @@ def add_parser(subparsers) -> None:
         e,
         RateConfig,
         ENDPOINT,
-        base_url={"help": "API root (ends in /v1)"},
-        model={"required": True, "help": "model name the server knows"},
-        api={"choices": list(APIS), "help": None},
-        api_key_env={"help": "environment variable holding the API key"},
-        max_tokens={"help": "tokens per answer"},
-        seed={"help": "sampling seed sent to the server"},
-        timeout={"help": "seconds per request"},
-        retries={"help": "on 429 / 5xx / timeouts"},
-        backoff={"help": "first retry wait (doubles)"},
-        max_backoff={"help": "longest retry wait"},
-        concurrency={"help": "requests in flight"},
-        max_requests={
-            "help": "HTTP requests this run may send, retries included (default: no cap)"
-        },
+        model={"required": True},
+        api={"choices": list(APIS)},
     )
     r = p.add_argument_group("prompt and labels")
     r.add_argument(
@@ -94,16 +82,9 @@ def add_parser(subparsers) -> None:
         r,
         RateConfig,
         ["system", "max_chars", "score_marker", "threshold", "cache"],
-        system={"help": "system message ('' sends none); part of the prompt"},
-        max_chars={"help": "document start rated"},
-        score_marker={"help": "what precedes the score"},
-        threshold={"help": "int_score >= this is a positive label"},
-        cache={"help": "answer cache file (default OUT/cache.sqlite)"},
     )
     s = p.add_argument_group("which documents (score folder)")
-    add_config_options(
-        s, RateConfig, ["top_fraction"], top_fraction={"help": "candidates: top fraction"}
-    )
+    add_config_options(s, RateConfig, ["top_fraction"])
     s.add_argument(
         "--sim-threshold",
         action="append",
@@ -115,10 +96,6 @@ def add_parser(subparsers) -> None:
         s,
         RateConfig,
         ["max_candidates", "negatives_per_positive", "max_random_negatives", "sample_seed"],
-        max_candidates={"help": "at most this many candidates per task"},
-        negatives_per_positive={"help": "random non-candidates rated per candidate"},
-        max_random_negatives={"help": "at most this many random non-candidates per task"},
-        sample_seed={"help": "seeds the random non-candidates"},
     )
     add_reader_options(p)
     p.add_argument(

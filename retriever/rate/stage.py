@@ -63,20 +63,32 @@ class RateConfig:
 
     Attributes:
         tasks: tasks to rate (default: the score folder's tasks).
-        base_url, model, api: the OpenAI-compatible endpoint (``api``: chat or completions).
-        api_key_env: environment variable holding the key (unset or empty: no key sent).
-        temperature, max_tokens, seed: sampling; part of the prompt version.
-        timeout, retries, backoff, max_backoff: per request, see :mod:`retriever.rate.client`.
+        base_url: API root of the OpenAI-compatible endpoint (ends in /v1).
+        model: model name the server knows.
+        api: chat (``/chat/completions``) or completions (``/completions``).
+        api_key_env: environment variable holding the API key (unset or empty: no key sent).
+        temperature: sampling temperature; part of the prompt version.
+        max_tokens: tokens per answer; part of the prompt version.
+        seed: sampling seed sent to the server (when set); part of the prompt version.
+        timeout: seconds per request (see :mod:`retriever.rate.client`).
+        retries: retries of a request on 429 / 5xx / timeouts.
+        backoff: first retry wait in seconds (doubles with each retry).
+        max_backoff: longest retry wait in seconds.
         concurrency: requests in flight at once (threads).
-        max_requests: HTTP requests this run may send, retries included (``None``: no cap).
+        max_requests: HTTP requests this run may send, retries included (default: no cap).
         max_chars: characters of a document put into the prompt (its start).
         score_marker: what precedes the score in an answer.
         threshold: ``int_score >= threshold`` is a positive label.
         prompts: task -> a whole template (with ``{text}``) replacing the spec's rubric frame.
-        system: the system message (chat) or preamble (completions).
-        top_fraction, threshold_sim, max_candidates, negatives_per_positive,
-            max_random_negatives, sample_seed: which documents of a score folder are rated.
-        cache: the answer cache file (default ``OUT/cache.sqlite``; share one across runs).
+        system: the system message (chat) or preamble (completions); part of the prompt (''
+            sends none).
+        top_fraction: candidates of a score folder: the top fraction by similarity.
+        threshold_sim: candidates: task -> similarity at or above.
+        max_candidates: at most this many candidates per task.
+        negatives_per_positive: random non-candidates rated per candidate.
+        max_random_negatives: at most this many random non-candidates per task.
+        sample_seed: seeds the random non-candidates.
+        cache: answer cache file (default ``OUT/cache.sqlite``; share one across runs).
         reader: how corpus records are read (plain corpus input; a run: ``[corpus]``'s options).
     """
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from retriever._cli import (
+    HelpFormatter,
     add_config_options,
     add_reader_options,
     parse_task_values,
@@ -40,6 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--index: max cosine (score_TASK) and mean top-k cosine (topk_TASK). Writes "
         "OUT/scores/*.parquet (with the embeddings), rejects, a LanceDB store and summary.json. "
         "Rerun the same command to resume a killed run.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "--index",
@@ -57,14 +59,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, help="output folder")
     _add_rule_options(p)
-    from retriever.score.job import ScoreJob
+    from retriever.score.job import DocSampler, ScoreJob
 
     add_config_options(
         p,
         ScoreJob,
         ["k", "batch_size"],
-        k={"flag": ("-k", "--k"), "help": "neighbours averaged by topk_TASK (default %(default)s)"},
-        batch_size={"help": "documents embedded together (default %(default)s)"},
+        k={"flag": ("-k", "--k")},
     )
     add_reader_options(p)
     p.add_argument(
@@ -74,16 +75,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="FIELD",
         help="record field kept as a column (default: cluster_id)",
     )
-    add_config_options(
-        p, ScoreJob, ["device"], device={"help": "cuda or cpu (default: cuda when available)"}
-    )
+    add_config_options(p, ScoreJob, ["device"])
     p.add_argument(
         "--sample",
         metavar="N|F",
         help="embed a seeded random sample only: a fraction (0.01, 1%%) or a document count "
         "(2000000, 2M; turned into a fraction of the corpus size, read from parquet metadata)",
     )
-    p.add_argument("--seed", type=int, default=0, help="the sample's seed (default 0)")
+    add_config_options(p, DocSampler, ["seed"])
     st = p.add_mutually_exclusive_group()
     st.add_argument("--store", help="LanceDB URI for the embeddings (default: OUT/store)")
     st.add_argument("--no-store", action="store_true", help="do not fill the LanceDB store")
@@ -94,7 +93,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--executor",
         choices=["inline", "local", "slurm", "ray"],
         default="inline",
-        help="inline (this process, default) or a datatrove executor",
+        help="inline (this process) or a datatrove executor",
     )
     p.add_argument("--workers", type=int, help="parallel workers for datatrove executors")
     p.set_defaults(func=_score)

@@ -149,7 +149,7 @@ class DocSampler:
 
     Attributes:
         fraction: share of documents kept, in (0, 1].
-        seed: the hash key (``[run] seed``).
+        seed: the sample's seed (the hash key; ``[run] seed`` in a run).
         requested: what the user asked for (``"2,000,000 documents"``), for the record.
         basis: how a count became the fraction (corpus size and how it was found), or ``""``.
     """
@@ -222,8 +222,9 @@ class ScoreJob:
         k: neighbours averaged by the ``topk_<task>`` score.
         batch_size: documents embedded together (memory: batch_size x ~3 KB of clipped text).
         reader: how corpus records are read (fields, detokenizer for token-id shards: ``gpt2``
-            for ClimbLab). meta_fields: record fields copied as string columns (``cluster_id``),
-            null when absent. device: embedding device (``None``: CUDA when available).
+            for ClimbLab).
+        meta_fields: record fields copied as string columns (``cluster_id``), null when absent.
+        device: cuda or cpu (default: cuda when available).
         embed_batch_size: texts per forward pass inside the embedder.
         sample: embed only the documents this sampler keeps (a seeded hash of the id, see
             :class:`DocSampler`); the others are counted as ``dropped/unsampled`` and

@@ -52,33 +52,35 @@ class ServeConfig:
 
     Args:
         indexes: task index folders (``indexes/<task>``) searched by ``/gold``.
-        store: a score folder (``retriever score --out DIR``) or a LanceDB URI, searched by
-            ``/corpus``. At least one of ``indexes`` / ``store``.
+        store: score folder (``retriever score --out``) or LanceDB URI, searched by ``/corpus``.
+            At least one of ``indexes`` / ``store``.
         model: embedding model (default: the one the indexes and the store were built with).
-        backend: embedder backend (``auto``, ``torch``, ``openvino``).
-        host, port: where to listen (port 0: any free port, printed at start).
+        backend: embedder backend: auto, torch, openvino.
+        host: address to listen on.
+        port: port to listen on (0: a free one, printed at start).
         max_k: largest ``k`` a request may ask.
         max_texts: most texts in one request.
         max_text_chars: longest text accepted (characters; the model reads ~1,000 anyway).
-        max_body_bytes: largest request body (413 above it).
-        nprobes, refine_factor: ANN search settings of the corpus store (IVF lists searched;
-            candidates re-ranked exactly per hit, LanceDB only).
-        search: where the corpus store is searched: ``memory`` (read once into a FAISS index and
-            an Arrow table: about a millisecond a query), ``store`` (LanceDB each time), ``auto``
-            (memory when it fits in ``memory_mb``).
-        memory_mb: the most memory ``search="auto"`` may give the store (vectors + columns).
-        threads: CPU threads of each embedding forward (``None``: :func:`default_threads`:
-            1 on machines of up to 2 CPUs, else torch's setting, i.e. ``OMP_NUM_THREADS`` or
-            every core); set by :func:`~retriever.serve.run_server` for the whole process. On a
-            2-core machine 2 threads were faster when the box was quiet (8 clients: 82 vs 60
-            QPS) and slower under load (0.76x): 1 is the default there (docs/serve.md).
-        max_batch: most texts embedded in one forward across concurrent requests.
-        lanes: embedding forwards that may run at once (OpenVINO path: one inference request and
-            stream of ``threads`` threads each); more lanes use more cores for concurrent
-            requests.
-        max_seq_length: query truncation in tokens (``None``: the model's, 256 for
-            all-MiniLM-L6-v2, as the store's vectors were made). Shorter is faster but moves
-            the vectors (docs/serve.md: top-10 overlap 0.63-0.86 at 128).
+        max_body_bytes: largest request body in bytes (413 above it).
+        nprobes: IVF partitions searched in the corpus store.
+        refine_factor: ANN candidates re-ranked exactly, per hit (LanceDB only).
+        search: corpus search: memory (the store read once into FAISS and an Arrow table, about
+            a millisecond a query), store (LanceDB each query), auto (memory when it fits in
+            ``memory_mb``).
+        memory_mb: most memory (MB) search auto may give the corpus store (vectors + columns).
+        threads: CPU threads per embedding forward (default: 1 on machines with <= 2 CPUs, else
+            torch's: ``OMP_NUM_THREADS`` or every core; see docs/serve.md). Set by
+            :func:`~retriever.serve.run_server` for the whole process
+            (:func:`default_threads`). On a 2-core machine 2 threads were faster when the box
+            was quiet (8 clients: 82 vs 60 QPS) and slower under load (0.76x): 1 is the default
+            there.
+        max_batch: most texts per embedding forward across concurrent requests.
+        lanes: embedding forwards run at once, each on its own OpenVINO stream of ``threads``
+            threads (2 on a quiet 2-core machine: 1.5x the queries of 1 at 8 clients; slower
+            under load; docs/serve.md). More lanes use more cores for concurrent requests.
+        max_seq_length: query truncation in tokens (default: the model's, as the store was
+            embedded; shorter is faster but moves the hits, see docs/serve.md). The model's is
+            256 for all-MiniLM-L6-v2; docs/serve.md: top-10 overlap 0.63-0.86 at 128.
     """
 
     indexes: tuple[str, ...] = ()
