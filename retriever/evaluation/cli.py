@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from retriever._cli import HelpFormatter, add_repeated, parse_named_paths, print_json
+from retriever._cli import (
+    HelpFormatter,
+    add_config_options,
+    add_repeated,
+    parse_named_paths,
+    print_json,
+)
 
 
 def add_parser(subparsers) -> None:
+    from retriever.corpus.readers import ReaderConfig
+
     p = subparsers.add_parser(
         "decontam",
         help="check evaluation records against gold / training sets (13-gram and exact overlap)",
@@ -31,7 +39,7 @@ def add_parser(subparsers) -> None:
         help="files / folders / a build-dataset folder, or holdout:<task> (the offline "
         "index gold); repeatable",
     )
-    p.add_argument("--text-field", default="text", help="text field of --against records")
+    add_config_options(p, ReaderConfig, ["text_field"])  # of the --against records
     p.add_argument("--fail", action="store_true", help="exit 1 when any overlap is found")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_run_decontam)
