@@ -32,7 +32,7 @@ from retriever.dataset.select import Candidates, id_key, text_key
 from retriever.errors import InputError
 from retriever.io import AtomicWriter, RejectWriter, disk_guard, read_json, write_json_atomic
 from retriever.manifest import file_fingerprint, fingerprint
-from retriever.names import score_value
+from retriever.names import first_score, score_spellings
 from retriever.progress import progress_bar
 from retriever.stats import Stats
 from retriever.step import BatchStep
@@ -258,6 +258,8 @@ class ScanStep(BatchStep):
     ) -> None:
         super().__init__(step_batch_size)
         self.counter, self.keys, self.source = counter, keys, source
+        # every spelling of every key, resolved once: a row is then plain lookups
+        self.lookups = [s for k in keys for s in score_spellings(k)]
         self.contamination = contamination
         self.cols: dict[str, list] = {f.name: [] for f in SCAN_SCHEMA}
         self.methods = Counter[str]()
@@ -274,7 +276,7 @@ class ScanStep(BatchStep):
         self.methods.update(how)
         cols = self.cols
         for d, n in zip(docs, counts, strict=True):
-            score = _first_score(d.metadata, self.keys)
+            score = first_score(d.metadata, self.lookups)
             if score is None:
                 self.stats.inc("no_score")
             cols["row"].append(d.metadata["pool_row"])
@@ -292,11 +294,3 @@ class ScanStep(BatchStep):
 def done_marker(base: Path) -> Path:
     """The marker of a finished scan file: its presence says the scan entry is complete."""
     return base.with_name(base.name + ".json")
-
-
-def _first_score(meta: dict, keys: list[str]) -> float | None:
-    for k in keys:
-        v = score_value(meta, k)
-        if v is not None:
-            return v
-    return None
