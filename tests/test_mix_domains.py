@@ -254,3 +254,34 @@ def test_mix_run_over_domains_defaults_to_the_runs_domains_step(run_cfg):
     run_cfg.write_text(text.replace("[domains]\nk = 3\n", ""))
     with pytest.raises(ConfigError, match="at least two domains.*retriever domains"):
         mix_run(run_cfg, {"out": str(root / "m2")}, trainer=trainer, evaluator=evaluator)
+
+
+def test_a_scans_row_domains_are_looked_up_once_and_keyed_like_domain_key():
+    """PoolScan.with_domains looks each row's domain up once (``domain_of[id]``, else the
+    cluster); domain_keys and the candidates' codes agree with a row-by-row reference, ``""`` and
+    ``"none"`` being one key (domain/none)."""
+    from collections import Counter
+
+    import numpy as np
+
+    from retriever.dataset import domain_key
+    from retriever.dataset.scan import SCAN_SCHEMA, PoolScan
+    from retriever.stats import Stats
+
+    clusters = ["3", "", "none", "3", "7", "", "1", "7"]
+    ids = [f"d{i}" for i in range(len(clusters))]
+    cols = {f.name: [0] * len(ids) for f in SCAN_SCHEMA}
+    cols.update(id=ids, cluster=clusters, score=[0.5] * len(ids), source=["s"] * len(ids))
+    table = pa.table(cols, schema=SCAN_SCHEMA).append_column("file", pa.array([0] * len(ids)))
+    scan = PoolScan(table=table, files=["f"], stats=Stats(), methods=Counter())
+    domain_of = {"d0": "k1", "d1": "none", "d3": "k1", "d4": "", "d6": "k2"}
+    for given, want in ((None, clusters), (domain_of, [domain_of.get(i, "") for i in ids])):
+        s = scan.with_domains(given)
+        assert s.domains().to_pylist() == want
+        keys, key_of_row = s.domain_keys()
+        assert [keys[j] for j in key_of_row] == [domain_key(d) for d in want]
+        assert len(set(keys)) == len(keys)
+        codes = s.candidates().domain
+        same = np.array([[a == b for a in want] for b in want])
+        assert np.array_equal(codes[:, None] == codes[None, :], same)  # a code per domain name
+    assert scan.with_domains(domain_of).with_domains(None).domains().to_pylist() == clusters
