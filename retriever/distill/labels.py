@@ -38,8 +38,8 @@ _PUNCT = re.compile(r"([^\w\s])")
 NORMALIZATIONS = ("newlines", "words", "both")
 
 
-def fasttext_text(text: str, normalization: str = "newlines") -> str:
-    """One line for fastText.
+def fasttext_text(text: str, normalization: str = "newlines", max_chars: int = 0) -> str:
+    """One line for fastText (of the text's first ``max_chars`` characters; ``0``: all of it).
 
     ``newlines`` (the default, and what models without a recorded normalization were trained
     with): newlines become spaces, every other character is left for fastText's tokenizer, which
@@ -61,6 +61,8 @@ def fasttext_text(text: str, normalization: str = "newlines") -> str:
     manifest records (:func:`model_normalization`), so a student sees documents the same way at
     both ends.
     """
+    if max_chars:
+        text = text[:max_chars]
     if normalization == "words":
         return _words(text)
     if normalization == "both":
