@@ -1,16 +1,16 @@
-"""The stage contract: a small object with one call, ``run(docs, rank, world_size) -> DocStream``.
+"""The stage contract: ``run(docs, rank, world_size) -> DocStream``; for a scorer also ``scored``.
 
 The base class does what every step repeats (datatrove ``BaseFilter`` is the model): it cuts the
 stream into batches of ``step_batch_size``, counts ``seen`` and ``kept`` and times each batch; a
 subclass implements one batch method.
 
-* A **scorer** implements :meth:`BatchStep.score_batch` (a batch -> its scores, in whatever shape
-  suits the scores: arrays) and :meth:`BatchStep.annotate` (write them into namespaced metadata
-  keys). Scoring stays apart from deciding: :meth:`BatchStep.scored` yields each batch with its
-  scores, for a caller that writes the arrays as they are (the score job's parquet columns), and
-  :meth:`BatchStep.run` is ``annotate(batch, score_batch(batch))`` for a caller that wants
-  documents. :meth:`BatchStep.split` is the hook that cuts one scored batch into smaller ones
-  (the similarity scorer embeds a sort buffer in one call and yields row groups of ``batch_size``).
+* A **scorer** implements :meth:`BatchStep.score_batch` (a batch -> its scores, as arrays) and
+  :meth:`BatchStep.annotate` (write them into namespaced metadata keys). Scoring stays apart from
+  writing and deciding: :meth:`BatchStep.scored` yields each batch with its scores, for a caller
+  that writes the arrays as they are (the score job's parquet columns), and :meth:`BatchStep.run`
+  is ``annotate(batch, score_batch(batch))`` for a caller that wants documents.
+  :meth:`BatchStep.split` is the hook that cuts one scored batch into smaller ones (the similarity
+  scorer embeds a sort buffer in one call and yields row groups of ``batch_size``).
 * Any other step implements :meth:`BatchStep.process_batch` (a batch -> the documents it passes
   on, in order) and is used through :meth:`BatchStep.run`.
 

@@ -9,6 +9,11 @@ Per shard ``<name>`` (see :func:`retriever.corpus.shard_name`) under ``out_dir``
     done/<name>.json         counters; written last, so its presence marks the shard complete
     failed/<name>.json       the error, when the shard could not be read at all (others go on)
 
+A shard is reader -> :meth:`SimilarityScorer.scored <retriever.step.BatchStep.scored>` -> parquet
+writer: each ``(batch, ScoredBatch)`` becomes one row group, the arrays written as columns. The
+done marker's ``seen`` / ``kept`` of the documents that reach the scorer are the step's counters;
+the job counts the records that never do (unsampled, rejected) and the shard's wall time.
+
 The scores file is streamed (row group per batch) into ``*.tmp`` and renamed at the end, so a killed
 run leaves no partial output under a final name; a rerun skips done shards and redoes the others.
 ``manifest.json`` holds the settings, checked on resume (other settings -> :class:`ResumeError`).
