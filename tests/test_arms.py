@@ -22,6 +22,7 @@ from retriever.arms import (
     summarize_arms,
 )
 from retriever.errors import ConfigError, InputError
+from retriever.proxy import ProxyConfig
 
 
 # -- interval maths ------------------------------------------------------------------------------
@@ -70,7 +71,9 @@ def test_config_rejects_bad_values():
     with pytest.raises(ConfigError, match="seeds"):
         EvaluateConfig(seeds=0)
     with pytest.raises(ConfigError, match="per arm run"):
-        EvaluateConfig(proxy={"seed": 1})
+        EvaluateConfig(proxy=ProxyConfig(seed=1))
+    with pytest.raises(ConfigError, match="must be a ProxyConfig"):
+        EvaluateConfig(proxy={"tokens": 5})
 
 
 # -- a tiny run: corpus, pools, evaluation records -------------------------------------------------

@@ -337,6 +337,15 @@ def test_writing_a_default_out_changes_no_step_fingerprint(tmp_path):
         ('[evaluate]\ndatasets = "x"\n', r"\[evaluate\] datasets must be a table"),
         ('[mix]\nover = "clusters"\n', r"\[mix\] over must be pools or domains"),
         ("[mix]\nn = 1\n", r"\[mix\] n must be an integer >= 2"),
+        (
+            "[evaluate]\nproxy = {token = 4096}\n",
+            r"\[evaluate\.proxy\]: unknown key.*'token' \(did you mean 'tokens'\?\)",
+        ),
+        ("[evaluate.proxy]\nn_layers = 1\n", r"'n_layers' \(did you mean 'n_layer'\?\)"),
+        ("[evaluate]\nproxy = {seed = 1}\n", r"\[evaluate\.proxy\] seed: not set here.*seeds"),
+        ('[evaluate]\nproxy = {tokens = "4k"}\n', r"\[evaluate\.proxy\]: `tokens` must be an"),
+        ("[evaluate]\nproxy = {n_embd = 30, n_head = 4}\n", r"\[evaluate\.proxy\]: n_embd \(30\)"),
+        ('[evaluate]\nproxy = "small"\n', r"\[evaluate\.proxy\] must be a table"),
     ],
 )
 def test_evaluate_and_mix_typos_fail_at_load_naming_the_nearest_key(tmp_path, capsys, body, match):
@@ -349,7 +358,8 @@ def test_evaluate_and_mix_typos_fail_at_load_naming_the_nearest_key(tmp_path, ca
     with pytest.raises(ConfigError, match=match):
         load_run_config(p)
     assert main(["run", str(p), "--plan", "--no-cost-plan"]) != 0
-    assert body.splitlines()[0] in capsys.readouterr().err  # one line naming the section
+    # one line naming the section (or its sub-table: [evaluate.proxy])
+    assert body.splitlines()[0].rstrip("]") in capsys.readouterr().err
     for command in (evaluate_run, mix_run):
         with pytest.raises(ConfigError, match=match):
             command(p)
@@ -646,3 +656,75 @@ def test_a_confirm_option_added_with_the_nesting_is_recorded_only_when_set(tmp_p
         "bpb.dtype": "float32",
         "sample_budget": 0.5,
     }
+
+
+# What the arms' default trainer made of [evaluate] proxy on main (commit 4352e72, when proxy was
+# a raw dict): the cache key's proxy spec (fingerprinted) and a seed's ProxyConfig, hard-coded so
+# the proxies cached by earlier runs are found again.
+PROXY_SPEC_DEFAULT = "a02bd5a9ef9e0bef"
+PROXY_SPEC_SET = "7ccbf39afd1baf60"
+PROXY_SET = {
+    "mode": "scratch",
+    "tokens": 4096,
+    "seq_len": 64,
+    "n_layer": 1,
+    "n_embd": 32,
+    "n_head": 2,
+    "arch": "gpt2",
+    "batch_size": 4,
+    "lr": 1,
+    "warmup": 0.05,
+    "min_lr_ratio": 0.1,
+    "weight_decay": 0.0,
+    "grad_clip": 1.0,
+    "seed": 2,
+    "device": "cpu",
+    "dtype": "auto",
+    "tokenizer": None,
+    "init": None,
+    "save_every": 100,
+    "text_field": "text",
+    "max_docs": None,
+    "threads": 1,
+}
+
+
+@pytest.mark.parametrize(
+    "body, digest, seed2",
+    [
+        ("", PROXY_SPEC_DEFAULT, {}),
+        (
+            '[evaluate]\ndevice = "cpu"\nproxy = {tokens = 4096, seq_len = 64, n_layer = 1, '
+            "n_embd = 32, n_head = 2, lr = 1, batch_size = 4, threads = 1}\n",
+            PROXY_SPEC_SET,
+            PROXY_SET,
+        ),
+        (
+            '[evaluate]\ndevice = "cpu"\n[evaluate.proxy]\ntokens = 4096\nseq_len = 64\n'
+            "n_layer = 1\nn_embd = 32\nn_head = 2\nlr = 1\nbatch_size = 4\nthreads = 1\n",
+            PROXY_SPEC_SET,
+            PROXY_SET,
+        ),
+        # the proxy's own device wins over [evaluate] device, as before; not in the cache key
+        (
+            '[evaluate]\ndevice = "cuda"\nproxy = {tokens = 4096, seq_len = 64, n_layer = 1, '
+            'n_embd = 32, n_head = 2, lr = 1, batch_size = 4, threads = 1, device = "cpu"}\n',
+            PROXY_SPEC_SET,
+            PROXY_SET,
+        ),
+    ],
+)
+def test_the_evaluate_proxy_is_the_proxy_config_and_keeps_mains_cache_key(
+    tmp_path, body, digest, seed2
+):
+    from dataclasses import asdict
+
+    from retriever.arms.proxy import ProxyTrainer
+    from retriever.manifest import fingerprint
+    from retriever.proxy import ProxyConfig
+
+    ec = load_run_config(_write(tmp_path, body)).evaluate
+    assert type(ec.proxy) is ProxyConfig and ec.proxy.seed == 0
+    trainer = ProxyTrainer(ec.proxy, device=ec.device)
+    assert fingerprint(trainer.spec) == digest
+    assert asdict(trainer.config(2)) == (seed2 or asdict(ProxyConfig(seed=2)))

@@ -30,6 +30,7 @@ from retriever.distill.train import DistillConfig
 from retriever.errors import ConfigError
 from retriever.index.head import MAX_NEGATIVES, HeadConfig
 from retriever.mix.run import MixRunConfig
+from retriever.proxy.config import ProxyConfig
 from retriever.score.job import ScoreJob
 
 if TYPE_CHECKING:
@@ -757,7 +758,8 @@ def _local(base: Path, data: Any, keys: tuple[str, ...]) -> Any:
 
 def _evaluate_section(base: Path, data: Any) -> EvaluateConfig:
     """``[evaluate]`` as ``retriever evaluate``'s :class:`~retriever.arms.EvaluateConfig`: ``out``
-    relative to the config, each path of ``datasets`` / ``eval_data`` too (Hub names stay)."""
+    relative to the config, each path of ``datasets`` / ``eval_data`` too (Hub names stay),
+    ``proxy`` the proxy stage's :class:`~retriever.proxy.ProxyConfig`."""
     data = _local(base, data, EVALUATE_PATH_KEYS)
     if isinstance(data, dict):
         data = dict(data)
@@ -768,7 +770,8 @@ def _evaluate_section(base: Path, data: Any) -> EvaluateConfig:
                 data[k] = {
                     n: config_source(base, str(v), f"[evaluate] {k}") for n, v in data[k].items()
                 }
-    return parse_section(EvaluateConfig, data, "evaluate")
+    # [evaluate] proxy is the proxy stage's ProxyConfig, read at load; its seed is each run's
+    return parse_section(EvaluateConfig, data, "evaluate", fixed={"proxy.seed": ProxyConfig.seed})
 
 
 def _paths(
