@@ -371,7 +371,7 @@ def make_plan(
         stages.append(_rate_plan(cfg, r, embedded, prof.mean_chars, cpt, T))
 
     # -- distill: small ----------------------------------------------------------------------------
-    rows = int(cand * (1 + c.negatives_per_positive)) * T
+    rows = int(cand * (1 + c.candidates.negatives_per_positive)) * T
     stages.append(
         StagePlan(
             "distill",
