@@ -1,12 +1,13 @@
 """The TOML config of ``retriever run``: one section per stage.
 
-A stage's section *is* the stage's own frozen config (``[distill]`` a ``DistillConfig``,
-``[filter]`` a ``FilterConfig``, ``[rate]`` a ``RateConfig``, ``[evaluate]`` an ``EvaluateConfig``,
-``[mix]`` a ``MixRunConfig``, ...), read by one parser
-(:func:`parse_section`), so an option is defined once, where the stage checks it, and the run
-hands the stage that object as it is. An unknown key is a :class:`ConfigError` naming the section
-and the nearest valid key; what the run sets itself (the tasks, the reader options of
-``[corpus]``) is refused in a stage's section with a line saying where it is set. See
+A stage's section *is* the stage's own frozen config (``[confirm]`` a ``ConfirmSettings``,
+``[distill]`` a ``DistillConfig``, ``[filter]`` a ``FilterConfig``, ``[rate]`` a ``RateConfig``,
+``[evaluate]`` an ``EvaluateConfig``, ``[mix]`` a ``MixRunConfig``, ...), read by one parser
+(:func:`parse_section`; a part of a config, e.g. ``[confirm.rules]``, is its sub-table), so an
+option is defined once, where the stage checks it, and the run hands the stage that object as it
+is. An unknown key is a :class:`ConfigError` naming the section and the nearest valid key; what
+the run sets itself (the tasks, the reader options of ``[corpus]``) is refused in a stage's
+section with a line saying where it is set. See
 ``configs/offline.toml`` (runs on local files) and ``configs/elmb.toml`` (the four ELMB tasks from
 the Hub).
 """
