@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from retriever.arms.student import is_student_arm, student_variant
+from retriever.arms.student import arm_folder, is_student_arm, student_variant
 from retriever.errors import ConfigError
 from retriever.proxy.config import ProxyConfig
 
@@ -82,6 +82,16 @@ class EvaluateConfig:
                 student_variant(a)  # one line listing the variants
         if len(set(self.arms)) != len(self.arms):
             raise ConfigError(f"[evaluate] arms {list(self.arms)} name an arm twice")
+        folders: dict[str, str] = {}
+        for a in self.arms:  # each arm writes OUT/<folder>: two arms must never share one
+            f = arm_folder(a)
+            if f in folders or f.startswith("_") or "/" in f or f in (".", ".."):
+                raise ConfigError(
+                    f"[evaluate] arm {a!r} would write into the folder {f!r}"
+                    + (f" of arm {folders[f]!r}" if f in folders else "")
+                    + ": rename it (a dataset arm's name must not start with '_' or hold '/')"
+                )
+            folders[f] = a
         if not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or self.seeds < 1:
             raise ConfigError(f"[evaluate] seeds must be an integer >= 1, got {self.seeds!r}")
         if not 0.0 < float(self.confidence) < 1.0:
