@@ -279,9 +279,11 @@ def summarize(
     thresholds: dict[str, float] | None = None,
     column: str = "score",
     top_fractions: dict[str, float] | None = None,
+    duplicates: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Counters of all shards, candidates per task and score distributions; written to
-    summary.json."""
+    summary.json, with ``duplicates`` (:func:`~retriever.score.api.duplicate_ids`) under
+    ``duplicate_ids`` when given."""
     out = Path(score_dir)
     stats = Stats()
     for p in sorted((out / "done").glob("*.json")):
@@ -316,6 +318,8 @@ def summarize(
         "top_fraction": top_fraction,
         "tasks": {t: {**chosen[t], "distribution": hists[t].describe()} for t in hists},
     }
+    if duplicates is not None:
+        summary["duplicate_ids"] = duplicates
     write_json_atomic(out / "summary.json", summary)
     return summary
 
