@@ -283,8 +283,11 @@ def summarize(
 ) -> dict[str, Any]:
     """Counters of all shards, candidates per task and score distributions; written to
     summary.json, with ``duplicates`` (:func:`~retriever.score.api.duplicate_ids`) under
-    ``duplicate_ids`` when given."""
+    ``duplicate_ids``. ``None`` keeps what summary.json recorded: the duplicate ids do not depend
+    on thresholds, so re-thresholding (the run's ``candidates`` step) does not drop them."""
     out = Path(score_dir)
+    if duplicates is None and (out / "summary.json").exists():
+        duplicates = read_json(out / "summary.json").get("duplicate_ids")
     stats = Stats()
     for p in sorted((out / "done").glob("*.json")):
         stats += Stats.from_dict(read_json(p))
