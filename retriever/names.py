@@ -95,19 +95,34 @@ def canonical_score_name(name: str) -> str:
     return name if parsed is None else score_name(*parsed)
 
 
-def score_value(metadata, name: str) -> float | None:
-    """A finite number stored under ``name`` in ``metadata``, else under the same score's other
-    spelling (scheme or legacy), else ``None``.
+def score_spellings(name: str) -> list[str]:
+    """The keys a score is looked up under, in order: ``name``, then (for a score name) its other
+    spellings, scheme or legacy (``prob_fc`` -> ``["prob_fc", "prob/fc"]``).
 
-    ``name`` may be any key (``"quality"``): only score names get the second lookup.
+    Resolve them once per file or pool and read each row with :func:`first_score`.
     """
     keys = [name]
     parsed = split_score_name(name)
     if parsed is not None:
         kind, task = parsed
         keys += [k for k in (score_name(kind, task), LEGACY_PREFIXES[kind] + task) if k != name]
+    return keys
+
+
+def first_score(metadata, keys) -> float | None:
+    """The first finite number stored under one of ``keys`` (spelled out, as
+    :func:`score_spellings` gives them) in ``metadata``, else ``None``."""
     for k in keys:
         v = metadata.get(k)
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
             return float(v)
     return None
+
+
+def score_value(metadata, name: str) -> float | None:
+    """A finite number stored under ``name`` in ``metadata``, else under the same score's other
+    spelling (scheme or legacy), else ``None``.
+
+    ``name`` may be any key (``"quality"``): only score names get the second lookup.
+    """
+    return first_score(metadata, score_spellings(name))

@@ -39,6 +39,16 @@ def threshold_for_fraction(p: ArrayLike, w: ArrayLike | None, fraction: float) -
     return float(pa[order[min(k, len(pa) - 1)]])
 
 
+PROB_DECIMALS = 6  # a kept document's probability in its pool metadata
+
+
+def kept_probability(p: float) -> float:
+    """The ``prob_<task>`` a kept document carries in its pool: ``p`` rounded to
+    :data:`PROB_DECIMALS` decimals, whether it comes from the model (the filter) or from the
+    stored float16 (re-thresholding)."""
+    return round(float(p), PROB_DECIMALS)
+
+
 def to_float16_keeping(p: np.ndarray, thr: np.ndarray) -> np.ndarray:
     """``p`` (``[n, n_tasks]`` probabilities) as float16, each value nudged by at most one float16
     step so that ``stored >= thr`` is exactly ``p >= thr`` (``thr``: ``[n_tasks]``).

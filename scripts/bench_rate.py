@@ -21,9 +21,6 @@ and written with ``--json PATH`` (:mod:`retriever.bench`); ``--busy N`` adds a c
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -47,20 +44,6 @@ def tiny_model(folder: Path) -> None:
     byte_tokenizer().save_pretrained(folder)
 
 
-def serve(folder: Path | None, delay: float) -> tuple[subprocess.Popen, str]:
-    """The local server in a subprocess: the tiny model, or (``folder=None``) a fixed answer."""
-    cmd = [sys.executable, "-m", "retriever.rate.local_server"]
-    cmd += ["--model", f"tiny={folder}"] if folder else ["--fixed", "tiny=Score: 3"]
-    cmd += ["--port", "0", "--delay", str(delay)]
-    env = {**os.environ, "PYTHONPATH": str(bench.REPO)}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()  # "serving ['tiny'] at http://127.0.0.1:PORT/v1"
-    if " at " not in line:
-        proc.kill()
-        raise SystemExit(f"the server did not start: {line!r}")
-    return proc, line.rsplit(" at ", 1)[1].strip()
-
-
 def main() -> int:
     ap = bench.parser(__doc__)
     ap.add_argument("--docs", type=int, default=48, help="documents rated per setting")
@@ -75,6 +58,7 @@ def main() -> int:
     )
     args, report = bench.start(ap, "bench_rate")
     from retriever.rate import RateConfig, rate_docs
+    from retriever.rate.local_server import serve_in_subprocess
 
     rows = []
     with bench.busy_load(args.busy), tempfile.TemporaryDirectory() as tmp:
@@ -85,8 +69,8 @@ def main() -> int:
         if not args.fixed:
             tiny_model(tmp / "model")
         for delay in [float(x) for x in args.delay.split(",")]:
-            proc, url = serve(None if args.fixed else tmp / "model", delay)
-            try:
+            model = ["--fixed", "tiny=Score: 3"] if args.fixed else ["--model", f"tiny={tmp}/model"]
+            with serve_in_subprocess(*model, "--delay", str(delay)) as url:
                 for conc in [int(x) for x in args.concurrency.split(",")]:
                     out = tmp / f"out-{delay}-{conc}"
                     cfg = RateConfig(
@@ -110,9 +94,6 @@ def main() -> int:
                             "rerun_docs_per_s": round(args.docs / cached_s, 1),
                         }
                     )
-            finally:
-                proc.kill()
-                proc.wait()
     report.data["rows"] = rows
     print("delay_s  concurrency  requests/s  docs/s  prompt tok/req  rerun: requests  docs/s")
     for r in rows:

@@ -136,7 +136,7 @@ def run_scorer(scorer, texts: list[str]) -> np.ndarray:
     from retriever.data import Doc
 
     docs = (Doc(str(i), t, {}) for i, t in enumerate(texts))
-    return np.concatenate([sc.vectors for _, sc in scorer.batches(docs)])
+    return np.concatenate([sc.vectors for _, sc in scorer.scored(docs)])
 
 
 def run_job(

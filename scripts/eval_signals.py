@@ -41,8 +41,6 @@ import argparse
 import json
 import math
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -127,18 +125,6 @@ def random_lm(out: Path) -> Path:
         transformers.GPT2LMHeadModel(cfg).save_pretrained(out)
         byte_tokenizer().save_pretrained(out)
     return out
-
-
-def serve(folder: Path) -> tuple[subprocess.Popen, str]:
-    cmd = [sys.executable, "-m", "retriever.rate.local_server", "--model", f"ref={folder}"]
-    cmd += ["--port", "0"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    if " at " not in line:
-        proc.kill()
-        raise SystemExit(f"the local server did not start: {line!r}")
-    return proc, line.rsplit(" at ", 1)[1].strip()
 
 
 def stratified_spearman(x: np.ndarray, y: np.ndarray, length: np.ndarray, k: int = 5) -> float:
@@ -294,14 +280,14 @@ def main() -> int:
 
     if not args.no_rate:
         from retriever.rate import RateConfig, rate_docs, read_ratings
+        from retriever.rate.local_server import serve_in_subprocess
 
         rng = np.random.default_rng(args.seed + 1)
         labelled = sorted({i for t in tasks for i in labels[t]["id"]})
         pick = set(rng.choice(labelled, size=min(args.rate_docs, len(labelled)), replace=False))
         nr = write_docs(run, work / "rate_docs" / "docs.jsonl", pick)
         folder = Path(args.rate_model) if args.rate_model else random_lm(work / "random_lm")
-        proc, url = serve(folder)
-        try:
+        with serve_in_subprocess("--model", f"ref={folder}") as url:
             cfg = RateConfig(
                 tasks=tuple(tasks), base_url=url, model="ref", api_key_env="", concurrency=4,
                 max_chars=1500, max_tokens=16,
@@ -314,9 +300,6 @@ def main() -> int:
                 "requests_per_s": rs.get("requests_per_s"),
                 "wall_s": time.perf_counter() - t0,
             }
-        finally:
-            proc.kill()
-            proc.wait()
         r_sig, r_kept, parsed = {}, {}, {}
         for t in tasks:
             r = read_ratings(work / "rate", t).select(["id", "score", "int_score", "error"])

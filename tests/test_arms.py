@@ -22,6 +22,7 @@ from retriever.arms import (
     summarize_arms,
 )
 from retriever.errors import ConfigError, InputError
+from retriever.proxy import ProxyConfig
 
 
 # -- interval maths ------------------------------------------------------------------------------
@@ -70,7 +71,9 @@ def test_config_rejects_bad_values():
     with pytest.raises(ConfigError, match="seeds"):
         EvaluateConfig(seeds=0)
     with pytest.raises(ConfigError, match="per arm run"):
-        EvaluateConfig(proxy={"seed": 1})
+        EvaluateConfig(proxy=ProxyConfig(seed=1))
+    with pytest.raises(ConfigError, match="must be a ProxyConfig"):
+        EvaluateConfig(proxy={"tokens": 5})
 
 
 # -- a tiny run: corpus, pools, evaluation records -------------------------------------------------
@@ -216,9 +219,9 @@ def test_report_section_renders_arms(tiny):
     assert 'id="arms"' in html and "pipeline" in html and "<svg" in html
 
 
-@pytest.mark.slow
-def test_similarity_arm_takes_the_top_scored_documents(tiny, embedder):
-    """A real score folder (embedder + FAISS index): the similarity arm holds the tool documents."""
+def _score_tools(tiny, embedder) -> None:
+    """A real score folder ``tiny/scores``: the tool-call gold's index (embedder + FAISS) over
+    ``tiny/corpus``."""
     from retriever.index import build_index
     from retriever.score import score_corpus
 
@@ -237,6 +240,12 @@ def test_similarity_arm_takes_the_top_scored_documents(tiny, embedder):
         top_fraction=0.2,
         store=None,
     )
+
+
+@pytest.mark.slow
+def test_similarity_arm_takes_the_top_scored_documents(tiny, embedder):
+    """A real score folder (embedder + FAISS index): the similarity arm holds the tool documents."""
+    _score_tools(tiny, embedder)
     src = ArmSources(
         corpus=(str(tiny / "corpus"),), scores=str(tiny / "scores"), pools=str(tiny / "pools")
     )
@@ -274,23 +283,9 @@ def test_band_arm_is_named_explicitly_and_reads_the_band(tmp_path):
 def test_band_arm_is_the_similarity_arm_inside_the_band(tiny, embedder):
     import pyarrow as pa
 
-    from retriever.index import build_index
-    from retriever.score import read_scores, score_corpus
+    from retriever.score import read_scores
 
-    write_jsonl(tiny / "gold.jsonl", [{"text": t} for t in TOOLS_GOLD])
-    build_index(
-        "function-calling",
-        gold=[str(tiny / "gold.jsonl")],
-        out=tiny / "indexes" / "function-calling",
-        embedder=embedder,
-    )
-    score_corpus(
-        [str(tiny / "indexes" / "function-calling")],
-        [str(tiny / "corpus")],
-        tiny / "scores",
-        top_fraction=0.2,
-        store=None,
-    )
+    _score_tools(tiny, embedder)
     t = read_scores(tiny / "scores", columns=["id", "score_function-calling"]).to_pydict()
     pairs = zip(t["score_function-calling"], t["id"], strict=True)
     ranked = [i for _, i in sorted(pairs, reverse=True)]
@@ -355,24 +350,9 @@ def test_prefilter_and_rating_arms_restrict_the_similarity_arm(tiny, embedder):
     rating arm never a document rated below the threshold, the similarity arm takes both kinds."""
     import pyarrow as pa
 
-    from retriever.index import build_index
     from retriever.prefilter import PrefilterConfig, prefilter_corpus
-    from retriever.score import score_corpus
 
-    write_jsonl(tiny / "gold.jsonl", [{"text": t} for t in TOOLS_GOLD])
-    build_index(
-        "function-calling",
-        gold=[str(tiny / "gold.jsonl")],
-        out=tiny / "indexes" / "function-calling",
-        embedder=embedder,
-    )
-    score_corpus(
-        [str(tiny / "indexes" / "function-calling")],
-        [str(tiny / "corpus")],
-        tiny / "scores",
-        top_fraction=0.2,
-        store=None,
-    )
+    _score_tools(tiny, embedder)
     cfg = PrefilterConfig(tasks=("function-calling",), patterns={"function-calling": ["join()"]})
     prefilter_corpus([str(tiny / "corpus")], tiny / "prefilter", cfg, progress=False)
     by_id = {

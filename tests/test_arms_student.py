@@ -169,6 +169,21 @@ def test_bad_student_variant_is_a_one_line_error_listing_the_variants(tmp_path):
     assert EvaluateConfig(arms=("random", "student:gold+hard")).arms[1] == "student:gold+hard"
 
 
+def test_two_arms_never_share_a_folder():
+    # a dataset arm named like a student arm's folder would write into that arm's folder
+    with pytest.raises(ConfigError, match="folder 'student-gold\\+hard' of arm") as e:
+        EvaluateConfig(
+            arms=("student:gold+hard", "student-gold+hard"),
+            datasets={"student-gold+hard": "some/folder"},
+        )
+    assert "\n" not in str(e.value)
+    for bad in ("_pools", "a/b"):  # the arms' shared work folder; a nested path
+        with pytest.raises(ConfigError, match="rename it"):
+            EvaluateConfig(arms=("random", bad), datasets={bad: "some/folder"})
+    ok = EvaluateConfig(arms=("random", "mine"), datasets={"mine": "some/folder"})
+    assert ok.arms == ("random", "mine")
+
+
 def _pool_texts(pools) -> set[str]:
     import gzip
 

@@ -202,28 +202,35 @@ class _SlowEmbedder:
             self.busy.release()
 
 
+def _callers(batcher, n: int, texts_per: int) -> dict:
+    """``n`` threads calling ``batcher.encode`` at once (caller ``c`` sends ``c % texts_per + 1``
+    texts); ``{c: (texts, vectors)}``, after checking each got its own vectors back."""
+    got, errors = {}, []
+
+    def caller(c):
+        try:
+            texts = [f"caller {c} text {10 * c + j}" for j in range(c % texts_per + 1)]
+            got[c] = (texts, batcher.encode(texts))
+        except Exception as e:  # noqa: BLE001 - the test reports any
+            errors.append(e)
+
+    threads = [threading.Thread(target=caller, args=(c,)) for c in range(n)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors and len(got) == n
+    for texts, xq in got.values():
+        assert xq[:, 0].tolist() == [float(t.split()[-1]) for t in texts]
+    return got
+
+
 def test_batcher_shares_forwards_and_returns_each_callers_vectors():
     from retriever.serve.service import EmbedBatcher
 
     emb = _SlowEmbedder()
     batcher = EmbedBatcher(emb, max_batch=5)
-    got, errors = {}, []
-
-    def caller(c):
-        try:
-            texts = [f"caller {c} text {10 * c + j}" for j in range(c % 3 + 1)]
-            got[c] = (texts, batcher.encode(texts))
-        except Exception as e:  # noqa: BLE001 - the test reports any
-            errors.append(e)
-
-    threads = [threading.Thread(target=caller, args=(c,)) for c in range(12)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert not errors and len(got) == 12
-    for texts, xq in got.values():
-        assert xq[:, 0].tolist() == [float(t.split()[-1]) for t in texts]
+    got = _callers(batcher, 12, texts_per=3)
     assert batcher.forwards < 12 and max(emb.batches) <= 5  # shared, within max_batch
     assert batcher.texts == sum(len(t) for t, _ in got.values())
 
@@ -271,23 +278,7 @@ def test_batcher_lanes_run_forwards_side_by_side_each_lane_alone():
 
     emb = _LaneEmbedder()
     batcher = EmbedBatcher(emb, max_batch=3, lanes=2)
-    got, errors = {}, []
-
-    def caller(c):
-        try:
-            texts = [f"caller {c} text {10 * c + j}" for j in range(c % 2 + 1)]
-            got[c] = (texts, batcher.encode(texts))
-        except Exception as e:  # noqa: BLE001 - the test reports any
-            errors.append(e)
-
-    threads = [threading.Thread(target=caller, args=(c,)) for c in range(16)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert not errors and len(got) == 16
-    for texts, xq in got.values():
-        assert xq[:, 0].tolist() == [float(t.split()[-1]) for t in texts]
+    got = _callers(batcher, 16, texts_per=2)
     assert emb.most == 2  # two lanes ran forwards together, never more
     assert max(emb.batches) <= 3 and batcher.forwards == len(emb.batches) < 16
     assert batcher.texts == sum(len(t) for t, _ in got.values()) and batcher.forward_seconds > 0

@@ -134,6 +134,17 @@ def read_parquet_parts(out: Path) -> pa.Table:
 
 
 # -- the pure selection core -----------------------------------------------------------------------
+def test_the_dataset_config_and_its_cli_load_no_numpy():
+    """DatasetConfig's orders and tiers live with it: the CLI parser and the run config read it
+    at start-up without the selection core's numpy (or pyarrow)."""
+    code = (
+        "import sys, retriever.dataset.config, retriever.dataset.cli; "
+        "print(sorted(m for m in ('numpy', 'pyarrow') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
 def test_top_order_takes_highest_scores_and_never_exceeds_budget():
     c = cands([10, 10, 10, 10, 10], [0.1, 0.9, 0.5, np.nan, 0.7])
     sel = select_budgeted({"a": c}, {"a": 30})

@@ -135,6 +135,46 @@ def test_weights_are_replicated_lines_and_classes_balance():
     assert (unbalanced.copies == 1).all() and unbalanced.summary["lines"] == len(unbalanced)
 
 
+def test_both_students_train_through_one_core(tmp_path):
+    """The per-task and the multi-label student write fastText's training file through one core
+    (distill.fit): the same rows and copies give the same bytes and buckets, each row written
+    ``copies`` times, cut and normalized; their predictions agree on a binary model."""
+    from retriever.distill.labels import fasttext_text
+    from retriever.distill.multilabel import MultiLabelDistiller, predict_tasks
+    from retriever.distill.train import predict_positive
+
+    cfg = DistillConfig(
+        epoch=2,
+        dim=8,
+        seed=3,
+        max_chars=60,
+        normalization="words",
+        training_set="gold+confirmed",
+        weights={"gold": 2.0, "confirmed": 0.5},
+    )
+    lab, gold, other = _labels(), _gold(), _gold(source="other-gold", seed=2)
+    ss = build_student_set("t", lab, gold, other, cfg.student_set())
+    rows, idx = ss.rows, np.arange(len(ss))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    m1, b1 = FastTextDistiller(cfg).fit(ss, idx, tmp_path / "a")
+    lines = [(rows.texts[i], [rows.labels[i]], {"t"}, int(ss.copies[i])) for i in idx]
+    _, b2 = MultiLabelDistiller(cfg).fit_lines(lines, tmp_path / "b" / "train.txt", cfg.loss)
+    written = (tmp_path / "a" / "train.txt").read_bytes()
+    assert written == (tmp_path / "b" / "train.txt").read_bytes() and b1 == b2
+    written_lines = written.decode().splitlines()
+    assert len(written_lines) == int(ss.copies.sum()) and rows.row_source[0] == "gold"
+    first = f"__label__positive {fasttext_text(rows.texts[0], 'words', 60)}"
+    assert ss.copies[0] == 2 and written_lines.count(first) == 2
+    head = {ln.split()[0] for ln in written_lines[: 2 * len(gold)]}  # the gold rows' copies
+    assert head == {"__label__positive", "__label__negative"}  # shuffled, not in row order
+    probe = rows.texts[:5]
+    np.testing.assert_allclose(
+        predict_positive(m1, probe, 60, "words"),
+        predict_tasks(m1, probe, ["positive"], 60, "words")[:, 0],
+    )
+
+
 def test_conflicting_text_keeps_the_positive_and_is_counted():
     gold = _gold(n=5)
     other = gold_rows("t", ["o1", "o2", "o3"], [gold.texts[0], "x y z", "p q r"], "other-gold")

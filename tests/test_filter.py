@@ -133,6 +133,25 @@ def test_threshold_for_fraction_matches_brute_force(n):
         threshold_for_fraction(p, w, 0.0)
 
 
+def test_rethresholding_finds_the_top_fraction_threshold_over_distinct_stored_values():
+    """Over the float16 values' distinct values with summed weights: the threshold of the rule
+    over every document, ties, zero weights and one value included."""
+    from retriever.batch_filter.rethreshold import stored_fraction_threshold
+
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        n = int(rng.integers(1, 2000))
+        p = rng.random(n)
+        p = np.round(p, 2) if trial % 3 == 0 else (np.full(n, 0.5) if trial % 5 == 0 else p)
+        p = p.astype(np.float16).astype(np.float32)  # as read back from scores/
+        w = None if trial % 2 else rng.integers(0, 5000, n).astype(np.float64)
+        for f in (1e-6, 0.05, 0.3, 0.5, 0.99, 1.0):
+            assert stored_fraction_threshold(p, w, f) == threshold_for_fraction(p, w, f)
+    assert stored_fraction_threshold(np.zeros(0, np.float32), None, 0.3) == 0.0
+    with pytest.raises(ConfigError):
+        stored_fraction_threshold(p, None, 0.0)
+
+
 # -- end to end (library) --------------------------------------------------------------------------
 def test_multi_task_filter_outputs_scores_and_accounting(tmp_path, models):
     shards = write_corpus(tmp_path / "corpus")

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from arms_proxies import BigramEvaluator, BigramTrainer
-from conftest import MATH_GOLD, TOOLS_GOLD, WEB_TEXT, write_jsonl
-from conftest import write_pool as _pool
+from conftest import WEB_TEXT, write_jsonl
+from mix_fixtures import write_mix_run
 
 from retriever.cli import main as cli_main
 from retriever.dataset import (
@@ -161,32 +161,13 @@ def test_propose_over_domains_then_build(clustered_pools, tmp_path, capsys):
 
 @pytest.fixture
 def run_cfg(tmp_path):
-    web = [f"{WEB_TEXT[i % 6]} Page {i} has more plain prose about town life." for i in range(60)]
-    write_jsonl(
-        tmp_path / "corpus" / "web.jsonl", [{"id": f"w{i}", "text": t} for i, t in enumerate(web)]
-    )
-    fc = [f"{t}\nCall {i}." for i, t in enumerate(TOOLS_GOLD * 8)]
-    rs = [f"{t}\nStep {i}." for i, t in enumerate(MATH_GOLD * 8)]
-    _pool(tmp_path / "run" / "pools" / "function-calling" / "a.jsonl.gz", "function-calling", fc)
-    _pool(tmp_path / "run" / "pools" / "reasoning" / "a.jsonl.gz", "reasoning", rs)
+    web, fc, rs = write_mix_run(tmp_path, 'over = "domains"\ndomains = "./dom"\n')
     # three corpus domains, as `retriever domains` would write them
     mapping = {f"function-calling-{i}": "tools" for i in range(len(fc))}
     mapping.update({f"reasoning-{i}": "math" for i in range(len(rs))})
     mapping.update({f"w{i}": "web" for i in range(len(web))})
     _domains(tmp_path / "dom", mapping)
-    ev = [
-        {"text": 'Question: Text Dan.\n1. get_phone_number("Dan")\n2. send_sms(["$1"], "hi")'},
-        {"text": 'User: Weather in Rome?\nCall: get_weather(city="Rome")'},
-    ]
-    write_jsonl(tmp_path / "eval" / "fc.jsonl", ev)
-    cfg = tmp_path / "run.toml"
-    cfg.write_text(
-        '[run]\nout = "./run"\n[tasks.function-calling]\ngold = ["./g.jsonl"]\n'
-        '[tasks.reasoning]\ngold = ["./g.jsonl"]\n[corpus]\npaths = ["./corpus"]\n'
-        '[dataset]\nbudget = "600"\n[mix]\nn = 6\nmodel = "linear"\nsamples = 5000\nfolds = 3\n'
-        'over = "domains"\ndomains = "./dom"\n'
-    )
-    return cfg
+    return tmp_path / "run.toml"
 
 
 def test_mix_run_over_domains_end_to_end(run_cfg):
@@ -254,3 +235,34 @@ def test_mix_run_over_domains_defaults_to_the_runs_domains_step(run_cfg):
     run_cfg.write_text(text.replace("[domains]\nk = 3\n", ""))
     with pytest.raises(ConfigError, match="at least two domains.*retriever domains"):
         mix_run(run_cfg, {"out": str(root / "m2")}, trainer=trainer, evaluator=evaluator)
+
+
+def test_a_scans_row_domains_are_looked_up_once_and_keyed_like_domain_key():
+    """PoolScan.with_domains looks each row's domain up once (``domain_of[id]``, else the
+    cluster); domain_keys and the candidates' codes agree with a row-by-row reference, ``""`` and
+    ``"none"`` being one key (domain/none)."""
+    from collections import Counter
+
+    import numpy as np
+
+    from retriever.dataset import domain_key
+    from retriever.dataset.scan import SCAN_SCHEMA, PoolScan
+    from retriever.stats import Stats
+
+    clusters = ["3", "", "none", "3", "7", "", "1", "7"]
+    ids = [f"d{i}" for i in range(len(clusters))]
+    cols = {f.name: [0] * len(ids) for f in SCAN_SCHEMA}
+    cols.update(id=ids, cluster=clusters, score=[0.5] * len(ids), source=["s"] * len(ids))
+    table = pa.table(cols, schema=SCAN_SCHEMA).append_column("file", pa.array([0] * len(ids)))
+    scan = PoolScan(table=table, files=["f"], stats=Stats(), methods=Counter())
+    domain_of = {"d0": "k1", "d1": "none", "d3": "k1", "d4": "", "d6": "k2"}
+    for given, want in ((None, clusters), (domain_of, [domain_of.get(i, "") for i in ids])):
+        s = scan.with_domains(given)
+        assert s.domains().to_pylist() == want
+        keys, key_of_row = s.domain_keys()
+        assert [keys[j] for j in key_of_row] == [domain_key(d) for d in want]
+        assert len(set(keys)) == len(keys)
+        codes = s.candidates().domain
+        same = np.array([[a == b for a in want] for b in want])
+        assert np.array_equal(codes[:, None] == codes[None, :], same)  # a code per domain name
+    assert scan.with_domains(domain_of).with_domains(None).domains().to_pylist() == clusters

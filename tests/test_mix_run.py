@@ -7,8 +7,7 @@ import json
 
 import pytest
 from arms_proxies import BigramEvaluator, BigramTrainer
-from conftest import MATH_GOLD, TOOLS_GOLD, WEB_TEXT, write_jsonl
-from conftest import write_pool as _pool
+from mix_fixtures import write_mix_run
 
 from retriever.errors import ConfigError, ResumeError
 from retriever.mix.run import mix_run
@@ -16,32 +15,8 @@ from retriever.mix.run import mix_run
 
 @pytest.fixture
 def run_cfg(tmp_path):
-    web = [f"{WEB_TEXT[i % 6]} Page {i} has more plain prose about town life." for i in range(60)]
-    write_jsonl(
-        tmp_path / "corpus" / "web.jsonl", [{"id": f"w{i}", "text": t} for i, t in enumerate(web)]
-    )
-    _pool(
-        tmp_path / "run" / "pools" / "function-calling" / "a.jsonl.gz",
-        "function-calling",
-        [f"{t}\nCall {i}." for i, t in enumerate(TOOLS_GOLD * 8)],
-    )
-    _pool(
-        tmp_path / "run" / "pools" / "reasoning" / "a.jsonl.gz",
-        "reasoning",
-        [f"{t}\nStep {i}." for i, t in enumerate(MATH_GOLD * 8)],
-    )
-    ev = [
-        {"text": 'Question: Text Dan.\n1. get_phone_number("Dan")\n2. send_sms(["$1"], "hi")'},
-        {"text": 'User: Weather in Rome?\nCall: get_weather(city="Rome")'},
-    ]
-    write_jsonl(tmp_path / "eval" / "fc.jsonl", ev)
-    cfg = tmp_path / "run.toml"
-    cfg.write_text(
-        '[run]\nout = "./run"\n[tasks.function-calling]\ngold = ["./g.jsonl"]\n'
-        '[tasks.reasoning]\ngold = ["./g.jsonl"]\n[corpus]\npaths = ["./corpus"]\n'
-        '[dataset]\nbudget = "600"\n[mix]\nn = 6\nmodel = "linear"\nsamples = 5000\nfolds = 3\n'
-    )
-    return cfg
+    write_mix_run(tmp_path)
+    return tmp_path / "run.toml"
 
 
 def _proxies(root):

@@ -13,8 +13,10 @@ from retriever.names import (
     SPARSE_TOPK,
     TOPK,
     canonical_score_name,
+    first_score,
     score_kind,
     score_name,
+    score_spellings,
     score_tasks,
     score_value,
     split_score_name,
@@ -63,3 +65,25 @@ def test_score_value_reads_either_spelling_and_only_finite_numbers():
     for bad in (True, float("nan"), float("inf"), "0.5", None):
         assert score_value({"prob_fc": bad}, "prob_fc") is None
     assert score_value({"prob_rp": 0.5}, "prob_fc") is None
+
+
+def test_spellings_resolved_once_read_as_score_value_does():
+    """A scan resolves its score keys once (score_spellings) and reads rows with first_score: the
+    same value as score_value key by key."""
+    assert score_spellings("prob_fc") == ["prob_fc", "prob/fc"]
+    assert score_spellings("sim/fc") == ["sim/fc", "score_fc"]
+    assert score_spellings("quality") == ["quality"]
+    keys = ["score_fc", "prob_fc", "quality"]
+    lookups = [s for k in keys for s in score_spellings(k)]
+    rows = [
+        {"sim/fc": 0.5, "prob_fc": 0.1},
+        {"score_fc": float("nan"), "sim/fc": 0.7},
+        {"prob/fc": 0.2, "quality": 3},
+        {"score_fc": True, "quality": "x"},
+        {"quality": 4},
+        {},
+    ]
+    for row in rows:
+        expected = next((v for k in keys if (v := score_value(row, k)) is not None), None)
+        assert first_score(row, lookups) == expected
+    assert [first_score(r, lookups) for r in rows] == [0.5, 0.7, 0.2, None, 4.0, None]

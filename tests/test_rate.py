@@ -504,3 +504,59 @@ def test_show_prompt_prints_the_prompt_and_sends_nothing(tmp_path, capsys):
     assert "== function-calling: 1 documents would be rated" in out
     assert 'call get_weather(city="Oslo")' in out and "Bestow a fifth point" in out
     assert "-- system:" in out and not (tmp_path / "o").exists()  # nothing asked, nothing written
+
+
+# -- the local server's routes and its subprocess helper (no model) -----------------------------
+def _post(url: str, body) -> tuple[int, dict]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(
+        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_both_generation_routes_check_then_admit_then_answer():
+    """A body a route cannot use is refused before it is counted; a valid one is admitted
+    (the first one refused by the injected fault), then answered, on both routes."""
+    from retriever.rate.local_server import Faults, FixedAnswer, RunningServer, build_app
+
+    with RunningServer(build_app({"f": FixedAnswer("Score: 3")}, Faults(fail_first=1))) as srv:
+        chat, cmpl = srv.url + "/chat/completions", srv.url + "/completions"
+        assert _post(chat, {"model": "f", "messages": []})[0] == 400
+        assert _post(cmpl, {"model": "f", "prompt": 5})[0] == 400
+        assert _post(cmpl, {"model": "nope", "prompt": "x"})[0] == 404
+        assert _stats(srv) == {}  # none of them reached admission
+        assert (
+            _post(chat, {"model": "f", "messages": [{"role": "user", "content": "hi"}]})[0] == 500
+        )
+        status, ans = _post(chat, {"model": "f", "messages": [{"role": "user", "content": "hi"}]})
+        assert status == 200 and ans["choices"][0]["message"]["content"] == "Score: 3"
+        status, ans = _post(cmpl, {"model": "f", "prompt": "Rate: x\nScore:"})
+        assert status == 200 and ans["choices"][0]["text"] == "Score: 3"
+        assert _stats(srv) == {
+            "requests": 3,
+            "chat": 2,
+            "completions": 1,
+            "failed": 1,
+            "answered": 2,
+        }
+
+
+def test_the_server_in_a_subprocess_serves_until_the_block_ends():
+    from retriever.rate.local_server import serve_in_subprocess
+
+    with serve_in_subprocess("--fixed", "f=Score: 4") as url:
+        status, ans = _post(url + "/completions", {"model": "f", "prompt": "x"})
+        assert status == 200 and ans["choices"][0]["text"] == "Score: 4"
+    with pytest.raises(OSError):  # the child is gone
+        _post(url + "/completions", {"model": "f", "prompt": "x"})
+    with pytest.raises(EndpointError, match="did not start"):
+        with serve_in_subprocess():  # no model given: the server refuses to start
+            pass

@@ -443,3 +443,33 @@ def test_find_sources_takes_the_score_folder_not_the_filters_probabilities(tmp_p
             pa.table({"id": ["a"], col: [0.5]}), tmp_path / name / "scores" / "x.parquet"
         )
     assert find_sources(tmp_path).scores == tmp_path / "scores"
+
+
+def test_find_sources_parses_each_json_file_once(tmp_path, monkeypatch):
+    """A folder that every sniffer looks at (labels, ratings, band, a summary and a manifest) is
+    classified as before while each of its JSON files is parsed once."""
+    import retriever.report.find as find
+
+    x = tmp_path / "rate"
+    (x / "labels").mkdir(parents=True)
+    (x / "ratings").mkdir()
+    pq.write_table(pa.table({"id": ["a"]}), x / "labels" / "t.parquet")
+    pq.write_table(pa.table({"id": ["a"]}), x / "band.parquet")
+    (x / "manifest.json").write_text(json.dumps({"stage": "rate", "settings": {"stage": "rate"}}))
+    (x / "summary.json").write_text(json.dumps({"stage": "band", "table": [], "settings": {}}))
+    (x / "filter.bin").write_bytes(b"")
+    (x / "filter.json").write_text(json.dumps({"kind": "fasttext-filter"}))
+    (x / "a_mixture.json").write_text("not json")
+    parsed: list[str] = []
+
+    def counting(path):
+        parsed.append(Path(path).name)
+        return find_read_json(path)
+
+    find_read_json = find.read_json
+    monkeypatch.setattr(find, "read_json", counting)
+    src = find.find_sources(tmp_path)
+    assert src.rate == x and src.band == x  # rating labels are not confirmation labels
+    assert src.confirm is None and src.dataset is None and src.arms is None and src.mixture is None
+    assert src.distill == [x / "filter.json"]
+    assert sorted(parsed) == ["a_mixture.json", "filter.json", "manifest.json", "summary.json"]

@@ -304,14 +304,18 @@ def test_the_dataset_section_is_the_dataset_config_the_api_takes(tmp_path):
     assert plain.dataset.config() == DatasetConfig() and plain.dataset.domains is None
 
 
-def test_writing_a_default_out_changes_no_step_fingerprint(tmp_path):
+def _step_settings(tmp_path, body):
+    """Each step's fingerprinted settings for a config ``body`` (a gold file, a one-document
+    corpus)."""
     (tmp_path / "g.jsonl").write_text('{"text": "gold"}\n')
-    (tmp_path / "c").mkdir()
+    (tmp_path / "c").mkdir(exist_ok=True)
     (tmp_path / "c" / "d.jsonl").write_text('{"id": "1", "text": "doc"}\n')
+    return {s.name: s.settings for s in RunJob(load_run_config(_write(tmp_path, body))).steps()}
 
+
+def test_writing_a_default_out_changes_no_step_fingerprint(tmp_path):
     def settings(body):
-        steps = RunJob(load_run_config(_write(tmp_path, body))).steps()
-        return {s.name: s.settings for s in steps}
+        return _step_settings(tmp_path, body)
 
     base = settings('[band]\nmodel = "m"\n')
     same = settings(
@@ -333,6 +337,15 @@ def test_writing_a_default_out_changes_no_step_fingerprint(tmp_path):
         ('[evaluate]\ndatasets = "x"\n', r"\[evaluate\] datasets must be a table"),
         ('[mix]\nover = "clusters"\n', r"\[mix\] over must be pools or domains"),
         ("[mix]\nn = 1\n", r"\[mix\] n must be an integer >= 2"),
+        (
+            "[evaluate]\nproxy = {token = 4096}\n",
+            r"\[evaluate\.proxy\]: unknown key.*'token' \(did you mean 'tokens'\?\)",
+        ),
+        ("[evaluate.proxy]\nn_layers = 1\n", r"'n_layers' \(did you mean 'n_layer'\?\)"),
+        ("[evaluate]\nproxy = {seed = 1}\n", r"\[evaluate\.proxy\] seed: not set here.*seeds"),
+        ('[evaluate]\nproxy = {tokens = "4k"}\n', r"\[evaluate\.proxy\]: `tokens` must be an"),
+        ("[evaluate]\nproxy = {n_embd = 30, n_head = 4}\n", r"\[evaluate\.proxy\]: n_embd \(30\)"),
+        ('[evaluate]\nproxy = "small"\n', r"\[evaluate\.proxy\] must be a table"),
     ],
 )
 def test_evaluate_and_mix_typos_fail_at_load_naming_the_nearest_key(tmp_path, capsys, body, match):
@@ -345,7 +358,8 @@ def test_evaluate_and_mix_typos_fail_at_load_naming_the_nearest_key(tmp_path, ca
     with pytest.raises(ConfigError, match=match):
         load_run_config(p)
     assert main(["run", str(p), "--plan", "--no-cost-plan"]) != 0
-    assert body.splitlines()[0] in capsys.readouterr().err  # one line naming the section
+    # one line naming the section (or its sub-table: [evaluate.proxy])
+    assert body.splitlines()[0].rstrip("]") in capsys.readouterr().err
     for command in (evaluate_run, mix_run):
         with pytest.raises(ConfigError, match=match):
             command(p)
@@ -464,40 +478,253 @@ def test_run_plan_from_another_cwd_reads_the_run_folder_beside_the_config(tmp_pa
     assert list(cwd.iterdir()) == []
 
 
-def test_the_confirm_section_is_the_confirm_stages_nested_settings(tmp_path):
-    from dataclasses import fields
+# one non-default [confirm], written flat (the keys before the section was nested) and nested
+_CONFIRM_PANEL = (
+    '[confirm]\ntiny_models = 4\ntiny_steps = 60\ntiny_texts = 100\nscorecard_kind = "text"\n'
+    'scorecard_limit = 50\nmin_models = 4\nmetric = "acc"\ncenter_models = false\n'
+)
+_CONFIRM_PARTS = {
+    "candidates": "negatives_per_positive = 2\nmax_random_negatives = 500\nmax_candidates = 1000\n",
+    "rules": 'estimator = "concordance"\npositive_min = 0.75\nnegative_max = 0.5\n'
+    "positive_top_fraction = 0.3\n",
+    "bpb": 'device = "cpu"\n',
+}
+CONFIRM_FLAT = _CONFIRM_PANEL + "".join(_CONFIRM_PARTS.values())
+CONFIRM_NESTED = _CONFIRM_PANEL + "".join(f"[confirm.{p}]\n{b}" for p, b in _CONFIRM_PARTS.items())
 
-    from retriever.config import field_default
+
+def test_the_confirm_section_is_the_confirm_stages_nested_settings(tmp_path):
     from retriever.confirm.decide import DecisionRules
     from retriever.confirm.docs import CandidateRule
     from retriever.confirm.stage import BpbOptions, ConfirmSettings
-    from retriever.run.config import ConfirmSection
 
-    body = (
-        '[run]\nseed = 4\n[confirm]\nestimator = "spearman"\npositive_min = 0.2\n'
-        'max_candidates = 50\ndevice = "cpu"\nmin_models = 2\ncenter_models = false\n'
-    )
-    cfg = load_run_config(_write(tmp_path, body))
-    assert cfg.confirm.settings(["a"], cfg.run.seed) == ConfirmSettings(
-        tasks=("a",),
-        candidates=CandidateRule(max_candidates=50, seed=4),
-        rules=DecisionRules(estimator="spearman", positive_min=0.2),
+    nested = load_run_config(_write(tmp_path, "[run]\nseed = 4\n" + CONFIRM_NESTED))
+    flat = load_run_config(_write(tmp_path, "[run]\nseed = 4\n" + CONFIRM_FLAT))
+    assert nested.confirm == flat.confirm  # one object, whichever spelling
+    assert type(nested.confirm.config()) is ConfirmSettings
+    assert nested.confirm.config() == ConfirmSettings(
+        tasks=("a",),  # the run's tasks and seed
+        candidates=CandidateRule(
+            negatives_per_positive=2, max_random_negatives=500, max_candidates=1000, seed=4
+        ),
+        rules=DecisionRules(
+            estimator="concordance", positive_min=0.75, negative_max=0.5, positive_top_fraction=0.3
+        ),
         bpb=BpbOptions(device="cpu"),
-        min_models=2,
+        min_models=4,
+        metric="acc",
         center_models=False,
     )
-    # every key is the panel's or the field of one part, with its default; every field of a
-    # part is a key or not offered in a run (listed), so a new stage field is a choice
-    owner: dict[str, list] = {}
-    for cls in (CandidateRule, DecisionRules, BpbOptions, ConfirmSettings):
-        for f in fields(cls):
-            owner.setdefault(f.name, []).append(f)
-    keys = {f.name: f for f in fields(ConfirmSection)}
-    for name, f in keys.items():
-        if name in ConfirmSection.PANEL_KEYS:
-            assert name not in owner
-            continue
-        assert len(owner[name]) == 1 and field_default(f) == field_default(owner[name][0]), name
-    set_by_run = {"tasks", "candidates", "rules", "bpb", "seed", "top_fraction", "threshold"}
-    not_offered = {"dtype", "max_batch_tokens", "max_batch_size", "context_tokens", "block_docs"}
-    assert set(owner) - set(keys) == set_by_run | not_offered | {"sample_budget"}
+    assert (nested.confirm.tiny_models, nested.confirm.scorecard_limit) == (4, 50)
+    # every option of the stage is the section's (the parts' too), the run's own aside
+    body = (
+        "[confirm]\nsample_budget = 0.5\n[confirm.bpb]\n"
+        'dtype = "float32"\nmax_batch_tokens = 1024\nblock_docs = 16\n'
+    )
+    c = load_run_config(_write(tmp_path, body)).confirm.config()
+    assert c.sample_budget == 0.5 and c.bpb == BpbOptions(
+        dtype="float32", max_batch_tokens=1024, block_docs=16
+    )
+    assert load_run_config(_write(tmp_path, "")).confirm.config() == ConfirmSettings(tasks=("a",))
+
+
+@pytest.mark.parametrize(
+    "body, match",
+    [
+        (
+            '[confirm]\nestimator = "sign"\n[confirm.rules]\nestimator = "spearman"\n',
+            r"^\[confirm\] estimator and \[confirm\.rules\] estimator are one option written twice",
+        ),
+        (
+            "[confirm]\nmax_candidates = 5\n[confirm.candidates]\nmax_candidates = 6\n",
+            r"\[confirm\] max_candidates and \[confirm\.candidates\] max_candidates",
+        ),
+        (
+            '[confirm.rules]\nestimater = "sign"\n',
+            r"\[confirm\.rules\]: unknown key.*'estimater' \(did you mean 'estimator'\?\)",
+        ),
+        ("[confirm.bpb]\nmax_batch_token = 5\n", r"did you mean 'max_batch_tokens'"),
+        ("[confirm.candidate]\nmax_candidates = 5\n", r"did you mean 'candidates'"),
+        ('[confirm]\ndtype = "float32"\n', r"\[confirm\] dtype: an option of \[confirm\.bpb\]"),
+        (
+            "[confirm]\nmax_candidate = 5\n",
+            r"did you mean \[confirm\.candidates\] max_candidates\?",
+        ),
+        ("[confirm]\nseed = 5\n", r"^\[confirm\] seed: not set here, it comes from \[run\] seed"),
+        ("[confirm]\nrules = 3\n", r"\[confirm\.rules\] must be a table"),
+        (
+            "[confirm.rules]\npositive_min = 0.1\nnegative_max = 0.2\n",
+            r"\[confirm\.rules\]: negative_max \(0\.2\) must be below",
+        ),
+        ("[confirm.candidates]\nmax_candidates = 0\n", r"\[confirm\.candidates\]: max_candidates"),
+        (
+            "[confirm.candidates]\nseed = 3\n",
+            r"\[confirm\.candidates\] seed: not set here.*\[run\] seed",
+        ),
+        ("[confirm.candidates]\ntop_fraction = 0.3\n", r"top_fraction: not set here.*\[score\]"),
+        ('[confirm]\ntasks = ["a"]\n', r"\[confirm\] tasks: not set here"),
+        ("[confirm]\nmin_models = 1\n", r"\[confirm\]: min_models must be >= 2"),
+        ('[confirm]\npanel = "p.json"\n', r'\[confirm\] panel must be "tiny"'),
+        (
+            '[confirm.bpb]\nblock_docs = "16"\n',
+            r"\[confirm\.bpb\]: `block_docs` must be an integer",
+        ),
+    ],
+)
+def test_confirm_mistakes_are_one_line_errors(tmp_path, capsys, body, match):
+    p = _write(tmp_path, body)
+    with pytest.raises(ConfigError, match=match):
+        load_run_config(p)
+    assert main(["run", str(p), "--plan", "--no-cost-plan"]) != 0  # `retriever run --plan` too
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+# The confirm step's settings and fingerprint as main computed them (commit 4352e72, before
+# [confirm] was nested: `RunJob(cfg).steps()`'s "confirm" settings and manifest.fingerprint of
+# them), hard-coded so an existing run folder never reruns confirm for the spelling.
+CONFIRM_DEFAULT = {
+    "center_models": True,
+    "device": None,
+    "estimator": "spearman",
+    "max_random_negatives": 100000,
+    "metric": None,
+    "min_models": 3,
+    "negative_max": 0.0,
+    "negatives_per_positive": 1.0,
+    "panel": "tiny",
+    "positive_min": 0.5,
+    "positive_top_fraction": None,
+    "scorecard_kind": "auto",
+    "scorecard_limit": 200,
+    "tiny_models": 6,
+    "tiny_steps": 120,
+    "tiny_texts": 300,
+}
+CONFIRM_SET = {
+    "center_models": False,
+    "device": "cpu",
+    "estimator": "concordance",
+    "max_candidates": 1000,
+    "max_random_negatives": 500,
+    "metric": "acc",
+    "min_models": 4,
+    "negative_max": 0.5,
+    "negatives_per_positive": 2,
+    "panel": "tiny",
+    "positive_min": 0.75,
+    "positive_top_fraction": 0.3,
+    "scorecard_kind": "text",
+    "scorecard_limit": 50,
+    "tiny_models": 4,
+    "tiny_steps": 60,
+    "tiny_texts": 100,
+}
+
+
+@pytest.mark.parametrize(
+    "body, settings, digest",
+    [
+        ("", CONFIRM_DEFAULT, "cbd0c3c2faad1bc7"),
+        (
+            "[confirm]\n[confirm.candidates]\n[confirm.rules]\n[confirm.bpb]\n",
+            CONFIRM_DEFAULT,
+            "cbd0c3c2faad1bc7",
+        ),
+        ('[confirm.rules]\nestimator = "spearman"\n', CONFIRM_DEFAULT, "cbd0c3c2faad1bc7"),
+        (CONFIRM_FLAT, CONFIRM_SET, "9df3b73f8ba60efa"),
+        (CONFIRM_NESTED, CONFIRM_SET, "9df3b73f8ba60efa"),
+    ],
+)
+def test_the_confirm_fingerprint_is_mains_whatever_the_spelling(tmp_path, body, settings, digest):
+    from retriever.manifest import fingerprint
+
+    confirm = _step_settings(tmp_path, body)["confirm"]
+    assert confirm == settings
+    assert fingerprint(confirm) == digest
+
+
+def test_a_confirm_option_added_with_the_nesting_is_recorded_only_when_set(tmp_path):
+    def confirm(body):
+        return _step_settings(tmp_path, body)["confirm"]
+
+    assert confirm('[confirm.bpb]\ndtype = "auto"\n[confirm]\nsample_budget = 0.25\n') == (
+        CONFIRM_DEFAULT
+    )
+    assert confirm('[confirm.bpb]\ndtype = "float32"\n[confirm]\nsample_budget = 0.5\n') == {
+        **CONFIRM_DEFAULT,
+        "bpb.dtype": "float32",
+        "sample_budget": 0.5,
+    }
+
+
+# What the arms' default trainer made of [evaluate] proxy on main (commit 4352e72, when proxy was
+# a raw dict): the cache key's proxy spec (fingerprinted) and a seed's ProxyConfig, hard-coded so
+# the proxies cached by earlier runs are found again.
+PROXY_SPEC_DEFAULT = "a02bd5a9ef9e0bef"
+PROXY_SPEC_SET = "7ccbf39afd1baf60"
+PROXY_SET = {
+    "mode": "scratch",
+    "tokens": 4096,
+    "seq_len": 64,
+    "n_layer": 1,
+    "n_embd": 32,
+    "n_head": 2,
+    "arch": "gpt2",
+    "batch_size": 4,
+    "lr": 1,
+    "warmup": 0.05,
+    "min_lr_ratio": 0.1,
+    "weight_decay": 0.0,
+    "grad_clip": 1.0,
+    "seed": 2,
+    "device": "cpu",
+    "dtype": "auto",
+    "tokenizer": None,
+    "init": None,
+    "save_every": 100,
+    "text_field": "text",
+    "max_docs": None,
+    "threads": 1,
+}
+
+
+@pytest.mark.parametrize(
+    "body, digest, seed2",
+    [
+        ("", PROXY_SPEC_DEFAULT, {}),
+        (
+            '[evaluate]\ndevice = "cpu"\nproxy = {tokens = 4096, seq_len = 64, n_layer = 1, '
+            "n_embd = 32, n_head = 2, lr = 1, batch_size = 4, threads = 1}\n",
+            PROXY_SPEC_SET,
+            PROXY_SET,
+        ),
+        (
+            '[evaluate]\ndevice = "cpu"\n[evaluate.proxy]\ntokens = 4096\nseq_len = 64\n'
+            "n_layer = 1\nn_embd = 32\nn_head = 2\nlr = 1\nbatch_size = 4\nthreads = 1\n",
+            PROXY_SPEC_SET,
+            PROXY_SET,
+        ),
+        # the proxy's own device wins over [evaluate] device, as before; not in the cache key
+        (
+            '[evaluate]\ndevice = "cuda"\nproxy = {tokens = 4096, seq_len = 64, n_layer = 1, '
+            'n_embd = 32, n_head = 2, lr = 1, batch_size = 4, threads = 1, device = "cpu"}\n',
+            PROXY_SPEC_SET,
+            PROXY_SET,
+        ),
+    ],
+)
+def test_the_evaluate_proxy_is_the_proxy_config_and_keeps_mains_cache_key(
+    tmp_path, body, digest, seed2
+):
+    from dataclasses import asdict
+
+    from retriever.arms.proxy import ProxyTrainer
+    from retriever.manifest import fingerprint
+    from retriever.proxy import ProxyConfig
+
+    ec = load_run_config(_write(tmp_path, body)).evaluate
+    assert type(ec.proxy) is ProxyConfig and ec.proxy.seed == 0
+    trainer = ProxyTrainer(ec.proxy, device=ec.device)
+    assert fingerprint(trainer.spec) == digest
+    assert asdict(trainer.config(2)) == (seed2 or asdict(ProxyConfig(seed=2)))

@@ -19,7 +19,7 @@ def test_sort_buffer_keeps_stream_order_and_batch_sizes(tiny_indexes, embedder):
     ]  # 17
     indexes = load_indexes([str(p) for p in tiny_indexes.values()], embedder)
     scorer = SimilarityScorer(indexes, embedder, k=3, batch_size=5, sort_buffer=12)
-    out = list(scorer.batches(Doc(str(i), t, {}) for i, t in enumerate(texts)))
+    out = list(scorer.scored(Doc(str(i), t, {}) for i, t in enumerate(texts)))
     assert [len(b) for b, _ in out] == [5, 5, 2, 5]  # buffer of 12 split by 5, then the last 5
     assert [d.id for b, _ in out for d in b] == [str(i) for i in range(len(texts))]
     for batch, sc in out:  # each row equals its text scored alone (no padding, no neighbours)

@@ -4,10 +4,10 @@ config's ``[evaluate]`` section all build it)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-from retriever.arms.student import is_student_arm, student_variant
+from retriever.arms.student import arm_folder, is_student_arm, student_variant
 from retriever.errors import ConfigError
+from retriever.proxy.config import ProxyConfig
 
 BUILTIN_ARMS = ("random", "similarity", "pipeline")
 # arms that need an optional step's output; named in `arms` explicitly, never by default
@@ -39,7 +39,8 @@ class EvaluateConfig:
         eval_data: task -> local evaluation records (offline); a task without one uses the
             harness's own (Hub) data.
         eval_limit: evaluation records per task (``None``: all).
-        proxy: proxy training options (``retriever.proxy.ProxyConfig`` fields except ``seed``).
+        proxy: the proxy stage's :class:`~retriever.proxy.ProxyConfig` (its ``seed`` is set per
+            arm run; its ``device``, left ``auto``, is ``device`` below).
         reference: the arm every other arm is compared with.
         confidence: level of the intervals.
         out: output folder (default ``RUN/evaluate``).
@@ -53,7 +54,7 @@ class EvaluateConfig:
     tasks: tuple[str, ...] = ()
     eval_data: dict[str, str] = field(default_factory=dict)
     eval_limit: int | None = None
-    proxy: dict[str, Any] = field(default_factory=dict)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
     reference: str = "random"
     confidence: float = 0.95
     out: str | None = None
@@ -81,11 +82,23 @@ class EvaluateConfig:
                 student_variant(a)  # one line listing the variants
         if len(set(self.arms)) != len(self.arms):
             raise ConfigError(f"[evaluate] arms {list(self.arms)} name an arm twice")
+        folders: dict[str, str] = {}
+        for a in self.arms:  # each arm writes OUT/<folder>: two arms must never share one
+            f = arm_folder(a)
+            if f in folders or f.startswith("_") or "/" in f or f in (".", ".."):
+                raise ConfigError(
+                    f"[evaluate] arm {a!r} would write into the folder {f!r}"
+                    + (f" of arm {folders[f]!r}" if f in folders else "")
+                    + ": rename it (a dataset arm's name must not start with '_' or hold '/')"
+                )
+            folders[f] = a
         if not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or self.seeds < 1:
             raise ConfigError(f"[evaluate] seeds must be an integer >= 1, got {self.seeds!r}")
         if not 0.0 < float(self.confidence) < 1.0:
             raise ConfigError(f"[evaluate] confidence must be in (0, 1), got {self.confidence}")
-        if "seed" in self.proxy:
+        if not isinstance(self.proxy, ProxyConfig):
+            raise ConfigError(f"[evaluate] proxy must be a ProxyConfig, got {self.proxy!r}")
+        if self.proxy.seed != ProxyConfig.seed:
             raise ConfigError("[evaluate] proxy.seed is set per arm run; use seeds = N instead")
         if self.eval_limit is not None and self.eval_limit < 1:
             raise ConfigError(f"[evaluate] eval_limit must be >= 1, got {self.eval_limit}")

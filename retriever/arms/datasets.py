@@ -453,7 +453,7 @@ def _link_corpus(corpus: tuple[str, ...], out: Path) -> Path:
         suffix = Path(s).name[len(Path(s).name.split(".")[0]) :]
         # the absolute path, not the resolved one: the link's target keeps the shard's own
         # folder name, so an id-less record's `<shard>:<row>` id can be matched to the corpus's
-        # (PoolScan.domain_names)
+        # (PoolScan.with_domains)
         want[f"{i:05d}_{shard_name(s)}{suffix}"] = Path(os.path.abspath(s))
     for f in out.iterdir():
         if f.name not in want or not f.is_symlink() or f.resolve() != want[f.name].resolve():

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from retriever.arms.run import TrainOutcome
 from retriever.errors import ConfigError, MissingDependencyError
 from retriever.manifest import file_fingerprint
+
+if TYPE_CHECKING:
+    from retriever.proxy import ProxyConfig
 
 
 def _proxy_module():
@@ -27,27 +30,25 @@ class ProxyTrainer:
     """``train_proxy`` with one :class:`retriever.proxy.ProxyConfig` per seed.
 
     Args:
-        options: ``ProxyConfig`` fields except ``seed`` (``tokens``, ``seq_len``, ``n_layer``, ...).
+        config: the proxy's settings (``tokens``, ``seq_len``, ``n_layer``, ...); its ``seed`` is
+            each run's, its ``device`` (left ``auto``) is ``device``.
         device: ``auto``, ``cpu`` or ``cuda``.
     """
 
     def __init__(
-        self, options: dict[str, Any] | None = None, device: str = "auto", progress: bool = False
+        self,
+        config: ProxyConfig | None = None,
+        device: str = "auto",
+        progress: bool = False,
     ):
         proxy = _proxy_module()
-        self._cls = proxy.ProxyConfig
         self._train = proxy.train_proxy
-        opts = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(options or {}).items()}
-        if "device" not in opts:
-            opts["device"] = device
-        try:
-            base = self._cls(**{**opts, "seed": 0})
-        except TypeError as e:
-            names = sorted(f.name for f in dataclasses.fields(self._cls))
-            raise ConfigError(f"[evaluate] proxy: {e}; ProxyConfig fields are {names}") from e
-        self.options = opts
+        base = config if config is not None else proxy.ProxyConfig()
+        if base.device == "auto":
+            base = dataclasses.replace(base, device=device)
+        self.base = dataclasses.replace(base, seed=0)
         # the cache key: every setting that changes the weights, except the seed (keyed apart)
-        spec = dataclasses.asdict(base)
+        spec = dataclasses.asdict(self.base)
         spec.pop("seed", None)
         # where it runs is not what it is: cpu / cuda and thread counts share one cache entry
         for k in ("device", "threads"):
@@ -55,8 +56,8 @@ class ProxyTrainer:
         self.progress = progress
         self.spec = {"trainer": "retriever.proxy", **spec}
 
-    def config(self, seed: int):
-        return self._cls(**{**self.options, "seed": int(seed)})
+    def config(self, seed: int) -> ProxyConfig:
+        return dataclasses.replace(self.base, seed=int(seed))
 
     def train(self, data: Path, out: Path, seed: int) -> TrainOutcome:
         r = self._train(str(data), str(out), self.config(seed), progress=self.progress)

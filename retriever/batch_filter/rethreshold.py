@@ -25,7 +25,7 @@ from retriever.data import Doc
 from retriever.errors import ConfigError, InputError
 from retriever.io import read_json, write_json_atomic
 from retriever.names import PROB, score_name
-from retriever.thresholds import threshold_for_fraction
+from retriever.thresholds import kept_probability, threshold_for_fraction
 
 BY = ("docs", "chars")
 
@@ -33,41 +33,79 @@ BY = ("docs", "chars")
 def read_filter_scores(filter_dir: str | os.PathLike) -> tuple[list[str], dict[str, np.ndarray]]:
     """``(tasks, columns)`` of every shard's stored probabilities, in shard order:
     ``id`` (object), ``shard``, ``row``, ``n_chars`` and ``prob_<task>`` (float32)."""
-    pq = require("pyarrow.parquet")
-    out = Path(filter_dir)
-    man = out / "manifest.json"
-    if not man.is_file():
-        raise InputError(f"{out} is not a filter output folder (no manifest.json)")
-    settings = read_json(man)["settings"]
+    settings, files = _score_files(filter_dir)
     tasks = list(settings["tasks"])
     parts: dict[str, list] = {k: [] for k in ("id", "shard", "row", "n_chars")}
     probs: list[np.ndarray] = []
-    missing = []
-    for shard in settings["shards"]:
-        p = out / SCORES_DIR / f"{shard_name(shard)}.parquet"
-        if not p.is_file():
-            missing.append(shard_name(shard))
-            continue
-        t = pq.read_table(p)
+    for shard, path in files:
+        t = _read_scores(path, tasks, ["id", "row", "n_chars"])
         parts["id"].append(np.asarray(t.column("id").to_pylist(), dtype=object))
         parts["shard"].append(np.full(t.num_rows, shard, dtype=object))
         parts["row"].append(t.column("row").to_numpy())
         parts["n_chars"].append(t.column("n_chars").to_numpy())
-        probs.append(
-            np.stack(
-                [t.column(score_name(PROB, x)).to_numpy().astype(np.float32) for x in tasks], axis=1
-            ).reshape(t.num_rows, len(tasks))
-        )
-    if missing:
-        raise InputError(
-            f"{len(missing)} shard(s) of {out} have no stored probabilities ({missing[:3]}); "
-            "the run was made without write_scores or is not finished: rerun the filter"
-        )
+        probs.append(_probs(t, tasks))
     cols = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
     p_all = np.concatenate(probs) if probs else np.zeros((0, len(tasks)), np.float32)
     for j, x in enumerate(tasks):
         cols[score_name(PROB, x)] = p_all[:, j]
     return tasks, cols
+
+
+def _score_files(filter_dir: str | os.PathLike) -> tuple[dict, list[tuple[str, Path]]]:
+    """The run's settings (its manifest, read once) and ``(shard, scores file)`` of every shard.
+
+    Raises:
+        InputError: not a filter output folder, or a shard without stored probabilities.
+    """
+    out = Path(filter_dir)
+    man = out / "manifest.json"
+    if not man.is_file():
+        raise InputError(f"{out} is not a filter output folder (no manifest.json)")
+    settings = read_json(man)["settings"]
+    files = [(s, out / SCORES_DIR / f"{shard_name(s)}.parquet") for s in settings["shards"]]
+    missing = [p.stem for _, p in files if not p.is_file()]
+    if missing:
+        raise InputError(
+            f"{len(missing)} shard(s) of {out} have no stored probabilities ({missing[:3]}); "
+            "the run was made without write_scores or is not finished: rerun the filter"
+        )
+    return settings, files
+
+
+def _read_scores(path: Path, tasks: list[str], columns: list[str]) -> Any:
+    """The ``columns`` and the ``prob_<task>`` columns of one shard's scores file, only those."""
+    pq = require("pyarrow.parquet")
+    return pq.read_table(path, columns=columns + [score_name(PROB, t) for t in tasks])
+
+
+def _probs(t: Any, tasks: list[str]) -> np.ndarray:
+    """``[n, n_tasks]`` float32 of a scores table's float16 ``prob_<task>`` columns."""
+    return np.stack(
+        [t.column(score_name(PROB, x)).to_numpy().astype(np.float32) for x in tasks], axis=1
+    ).reshape(t.num_rows, len(tasks))
+
+
+def stored_fraction_threshold(p: np.ndarray, w: np.ndarray | None, fraction: float) -> float:
+    """:func:`~retriever.thresholds.threshold_for_fraction` of stored (float16) probabilities,
+    found over their distinct values: at most 2^15 non-negative ones, each with the summed weight
+    of its documents, so a pass over the documents instead of a sort of them.
+
+    The same threshold as the rule over every document: the first value (highest first) whose
+    documents bring the kept weight to ``fraction`` is the same, and whole-number weights
+    (documents, characters) sum exactly in any order.
+
+    Args:
+        p: ``[n]`` finite probabilities, each a float16 value (as read from ``scores/``).
+        w: ``[n]`` weights (characters), or ``None``: one per document.
+        fraction: share of the weight to keep, in (0, 1].
+    """
+    bits = np.asarray(p, dtype=np.float16).view(np.uint16)  # [n]; ordered as the values are
+    if len(bits) == 0 or bool((bits & 0x8000).any()):  # none, or negative: the plain rule
+        return threshold_for_fraction(p, w, fraction)
+    present = np.flatnonzero(np.bincount(bits))  # [n_values] bit patterns that occur
+    weight = np.bincount(bits, weights=w)[present]  # [n_values] documents or characters
+    values = present.astype(np.uint16).view(np.float16)
+    return threshold_for_fraction(values, weight, fraction)
 
 
 def rethreshold(
@@ -77,6 +115,8 @@ def rethreshold(
     by: str = "docs",
 ) -> dict[str, Any]:
     """What a new rule keeps, per task, from the stored probabilities (nothing is scored).
+
+    Reads only each shard's ``n_chars`` and ``prob_<task>`` columns.
 
     Args:
         filter_dir: a filter output folder (its ``scores/``).
@@ -93,15 +133,24 @@ def rethreshold(
         raise ConfigError(
             f"by must be one of {BY} (stored scores have no token counts), got {by!r}"
         )
-    tasks, cols = read_filter_scores(filter_dir)
-    chars = cols["n_chars"].astype(np.float64)
+    settings, files = _score_files(filter_dir)
+    tasks = list(settings["tasks"])
+    tables = [_read_scores(path, tasks, ["n_chars"]) for _, path in files]
+    chars = (
+        np.concatenate([t.column("n_chars").to_numpy() for t in tables]) if tables else np.zeros(0)
+    ).astype(np.float64)
+    probs = (
+        np.concatenate([_probs(t, tasks) for t in tables])
+        if tables
+        else np.zeros((0, len(tasks)), np.float32)
+    )  # [n_docs, n_tasks]
     out: dict[str, Any] = {}
-    for t in tasks:
-        p = cols[score_name(PROB, t)]
+    for j, t in enumerate(tasks):
+        p = probs[:, j]
         ok = np.isfinite(p)
         if top_fraction is not None:
             w = None if by == "docs" else chars[ok]
-            thr = threshold_for_fraction(p[ok], w, top_fraction)
+            thr = stored_fraction_threshold(p[ok], w, top_fraction)
         else:
             given = threshold[t] if isinstance(threshold, dict) else threshold
             thr = float(given if given is not None else 0.0)
@@ -126,25 +175,28 @@ def write_rethresholded(
 ) -> dict[str, Any]:
     """Write the pools ``thresholds`` keep to ``out_dir/<task>/``: one read of the corpus shards
     (with the run's reader settings), no scoring. Returns per-task counts (also in
-    ``out_dir/rethreshold.json``)."""
+    ``out_dir/rethreshold.json``).
+
+    Each shard's stored ``row`` and probabilities are read when that shard is written; a shard
+    where no task keeps a document is not read from the corpus at all.
+    """
     src = Path(filter_dir)
-    settings = read_json(src / "manifest.json")["settings"]
-    tasks, cols = read_filter_scores(src)
+    settings, files = _score_files(src)
+    tasks = list(settings["tasks"])
     if set(thresholds) != set(tasks):
         raise ConfigError(f"thresholds {sorted(thresholds)} must cover the tasks {tasks}")
     reader = ReaderConfig.from_settings(settings).reader()
     fmt = fmt or settings["format"]
     out = Path(out_dir)
+    thr = np.array([thresholds[t] for t in tasks], dtype=np.float32)  # [n_tasks]
     counts = {t: 0 for t in tasks}
-    for shard in settings["shards"]:
-        sel = cols["shard"] == shard
-        prob = np.stack(
-            [cols[score_name(PROB, t)][sel] for t in tasks], axis=1
-        )  # [n_shard, n_tasks]
-        at = {int(r): i for i, r in enumerate(cols["row"][sel])}  # shard row -> score row
-        keep = prob >= np.array([thresholds[t] for t in tasks], dtype=np.float32)[None, :]
+    for shard, path in files:
+        scores = _read_scores(path, tasks, ["row"])
+        prob = _probs(scores, tasks)  # [n_shard, n_tasks]
+        keep = prob >= thr[None, :]
         if not keep.any():
             continue
+        at = {int(r): i for i, r in enumerate(scores.column("row").to_numpy())}  # row -> score row
         writers = {t: open_pool_writer(fmt, out / t / shard_name(shard)) for t in tasks}
         with commit_all(writers):
             for rec in reader.read(shard):
@@ -154,7 +206,7 @@ def write_rethresholded(
                 if i is None or not keep[i].any():
                     continue
                 for j, t in enumerate(tasks):
-                    rec.metadata[score_name(PROB, t)] = round(float(prob[i, j]), 6)
+                    rec.metadata[score_name(PROB, t)] = kept_probability(prob[i, j])
                 for j, t in enumerate(tasks):
                     if keep[i, j]:
                         writers[t].write(rec)

@@ -1,8 +1,9 @@
 """fastText scoring of documents for one or several tasks: ``prob_<task>`` = P(positive).
 
-Scoring is kept apart from deciding: :class:`FastTextScorer` only computes probabilities
-(``score_texts``) or writes them into ``Doc.metadata`` (``run``); thresholds are applied by the
-caller, so re-thresholding never re-scores.
+Scoring is kept apart from deciding: :class:`FastTextScorer` (a :class:`~retriever.step.BatchStep`)
+only computes probabilities (``score_batch`` / ``score_texts``: a :class:`ProbBatch` of arrays) or
+writes them into ``Doc.metadata`` (``annotate``, which ``run`` applies); thresholds are applied by
+the caller, so re-thresholding never re-scores.
 """
 
 from __future__ import annotations
@@ -200,16 +201,19 @@ class FastTextScorer(BatchStep):
                         probs[k, j] = v
         return ProbBatch(probs, bad)
 
-    def process_batch(self, docs: list[Doc]) -> list[Doc]:
+    def score_batch(self, docs: list[Doc]) -> ProbBatch:
+        """The probabilities of ``docs``' texts (:meth:`score_texts`)."""
+        return self.score_texts([d.text for d in docs])
+
+    def annotate(self, docs: list[Doc], scores: ProbBatch) -> list[Doc]:
         """Set ``metadata["prob_<task>"]`` on every document; unscorable ones are counted as
         ``rejected/undecodable`` and not passed on."""
-        sb = self.score_texts([d.text for d in docs])
         out = []
         for k, d in enumerate(docs):
-            if sb.bad[k]:
+            if scores.bad[k]:
                 self.reject(d, "undecodable")
                 continue
             for j, t in enumerate(self.tasks):
-                d.metadata[score_name(PROB, t)] = float(sb.probs[k, j])
+                d.metadata[score_name(PROB, t)] = float(scores.probs[k, j])
             out.append(d)
         return out

@@ -29,7 +29,7 @@ from retriever.data import Doc, Rejected
 from retriever.names import PROB, score_name
 from retriever.stats import Stats
 from retriever.step import batched
-from retriever.thresholds import to_float16_keeping
+from retriever.thresholds import kept_probability, to_float16_keeping
 from retriever.tokens import TokenCounter
 
 REJECTED_DIR = "rejected"
@@ -131,7 +131,7 @@ class FilterShard:
             for key in keys:  # kept documents carry their probabilities rounded
                 p = meta.pop(key)
                 if kept_any[k]:
-                    meta[key] = round(float(p), 6)
+                    meta[key] = kept_probability(p)
         for j, t in enumerate(tasks):
             kept = np.flatnonzero(keep[:, j])
             w = writers[t]

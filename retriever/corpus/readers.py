@@ -185,12 +185,9 @@ class CorpusReader:
                 text = self.detokenizer([int(t) for t in ids])
             except (TypeError, ValueError, OverflowError):
                 return Rejected(sname, row, "bad_tokens", clip_record(rec))
-        if text is None:
-            return Rejected(sname, row, "no_text", clip_record(rec))
-        if not isinstance(text, str):
-            return Rejected(sname, row, "bad_record", clip_record(rec))
-        if not text.strip():
-            return Rejected(sname, row, "empty", clip_record(rec))
+        text = usable_text(text, sname, row, rec)
+        if isinstance(text, Rejected):
+            return text
         rid = doc_id(sname, row, rec.get(self.id_field))
         meta: dict[str, Any] = {"shard": sname, "row": row}
         for k, v in rec.items():
@@ -427,6 +424,19 @@ def open_binary(path: str | Path) -> io.BufferedIOBase:
     if name.endswith(".zst"):
         return io.BufferedReader(_ZstdReader(path))
     return open(path, "rb")  # noqa: SIM115
+
+
+def usable_text(text: Any, sname: str, row: int, rec: Any) -> str | Rejected:
+    """``text`` when a document can be made of it, else the record's :class:`Rejected`: no text
+    (``no_text``), not a string (``bad_record``) or only whitespace (``empty``). The one check of
+    corpus and pool records."""
+    if text is None:
+        return Rejected(sname, row, "no_text", clip_record(rec))
+    if not isinstance(text, str):
+        return Rejected(sname, row, "bad_record", clip_record(rec))
+    if not text.strip():
+        return Rejected(sname, row, "empty", clip_record(rec))
+    return text
 
 
 def clip_record(rec: Any) -> str:

@@ -47,7 +47,7 @@ from retriever.dataset.config import DEFAULT_SCORE_KEYS as DEFAULT_SCORE_KEYS
 from retriever.dataset.config import MAX_BUDGET as MAX_BUDGET
 from retriever.dataset.config import DatasetConfig
 from retriever.dataset.config import parse_budget as parse_budget
-from retriever.dataset.mixture import domain_key, is_domain_mixture
+from retriever.dataset.mixture import is_domain_mixture
 from retriever.dataset.parts import duplicates_table, selection_table, write_parts
 from retriever.dataset.pools import list_pool_files
 from retriever.dataset.scan import PoolScan, PoolScanner, contamination_check
@@ -211,12 +211,13 @@ class DatasetBuilder:
             from retriever.domains import read_domains
 
             domain_of = read_domains(self.domains)
+        scans = {k: scan.with_domains(domain_of) for k, scan in scans.items()}  # looked up once
         if self.over == "domains":
             self._sources = scans
-            scans = self._domain_scans(scans, domain_of)
+            scans = self._domain_scans(scans)
             used = list(scans)
         selection = select_budgeted(
-            {k: scans[k].candidates(domain_of) for k in used},
+            {k: scans[k].candidates() for k in used},
             {k: self.budgets[k] for k in used},
             order=self.order,
             seed=self.seed,
@@ -251,11 +252,10 @@ class DatasetBuilder:
             progress=self.progress,
         )
 
-    def _domain_scans(
-        self, scans: dict[str, PoolScan], domain_of: dict[str, str] | None
-    ) -> dict[str, PoolScan]:
+    def _domain_scans(self, scans: dict[str, PoolScan]) -> dict[str, PoolScan]:
         """One scan per domain of the mixture (``domain/<domain>``): the rows of every pool's
-        scan whose document is in that domain, with ``file`` indices into one joint file list.
+        scan (:meth:`~retriever.dataset.scan.PoolScan.with_domains`) whose document is in that
+        domain, with ``file`` indices into one joint file list.
 
         Raises:
             ConfigError: the mixture gives tokens to a domain no pool document is in.
@@ -263,7 +263,7 @@ class DatasetBuilder:
         want = [k for k in self.mixture if self.budgets[k] > 0]
         files: list[str] = []
         rows: dict[str, list[pa.Table]] = {k: [] for k in want}
-        seen: Counter = Counter()
+        seen: set[str] = set()
         for scan in scans.values():
             t = scan.table
             t = t.set_column(
@@ -272,17 +272,14 @@ class DatasetBuilder:
                 pc.add(t.column("file"), len(files)).cast(pa.int32()),
             )
             files += scan.files
-            raw = (
-                scan.domain_names(domain_of)
-                if domain_of is not None
-                else t.column("cluster").to_pylist()
-            )
-            keys = np.asarray([domain_key(d) for d in raw], dtype=object)  # [n]
-            seen.update(keys.tolist())
-            for k in want:
-                mask = keys == k
-                if mask.any():
-                    rows[k].append(t.filter(pa.array(mask)))
+            keys, key_of_row = scan.domain_keys()  # [n]
+            seen.update(keys)
+            # the rows of each key, in table order: one stable sort, not a pass per domain
+            order = np.argsort(key_of_row, kind="stable")
+            bounds = np.searchsorted(key_of_row[order], np.arange(len(keys) + 1))
+            for j, k in enumerate(keys):
+                if k in rows:
+                    rows[k].append(t.take(pa.array(order[bounds[j] : bounds[j + 1]])))
         missing = [k for k in want if not rows[k]]
         if missing:
             known = ", ".join(sorted(seen)[:12]) + (" ..." if len(seen) > 12 else "")
@@ -416,18 +413,17 @@ def domain_token_counts(
     tokens: Counter = Counter()
     seen: set[int] = set()
     for scan in scans.values():
+        keys, key_of_row = scan.with_domains(domain_of).domain_keys()
         t = scan.table
-        raw = (
-            scan.domain_names(domain_of)
-            if domain_of is not None
-            else t.column("cluster").to_pylist()
-        )
-        for h, d, n in zip(
-            t.column("id_hash").to_pylist(), raw, t.column("n_tokens").to_pylist(), strict=True
+        for h, j, n in zip(
+            t.column("id_hash").to_pylist(),
+            key_of_row.tolist(),
+            t.column("n_tokens").to_pylist(),
+            strict=True,
         ):
             if h not in seen:
                 seen.add(h)
-                tokens[domain_key(d)] += int(n)
+                tokens[keys[j]] += int(n)
     return dict(sorted(tokens.items(), key=lambda kv: (-kv[1], kv[0])))
 
 

@@ -11,8 +11,7 @@ from retriever._cli import (
     parse_named_paths,
     print_json,
 )
-from retriever.dataset.config import DATASET_FORMATS, DatasetConfig, parse_budget
-from retriever.dataset.select import ORDERS
+from retriever.dataset.config import DATASET_FORMATS, ORDERS, DatasetConfig, parse_budget
 
 
 def add_parser(subparsers) -> None:

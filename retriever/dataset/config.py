@@ -12,9 +12,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from retriever.dataset.select import DEFAULT_TIERS, ORDERS, check_tiers
 from retriever.errors import ConfigError
 from retriever.names import PROB, SCORE, score_name
+
+ORDERS = ("top", "weighted", "stratified")
+# stratified order: (upper quantile within the domain, share of the pool's tokens) per tier;
+# documents below the last cut come after every tier (taken only when the tiers run out)
+DEFAULT_TIERS: tuple[tuple[float, float], ...] = ((0.1, 0.7), (0.5, 0.3))
 
 DATASET_FORMATS = ("lmflow", "parquet")
 # the distilled filter's probability, else the similarity (retriever.names); a pool written before
@@ -47,6 +51,21 @@ def parse_budget(value: str | int | float) -> int:
     if not math.isfinite(n) or n < 1 or n > MAX_BUDGET:
         raise ConfigError(f"budget {value!r} must be between 1 and {MAX_BUDGET:.0e} tokens")
     return int(n)
+
+
+def check_tiers(tiers) -> tuple[tuple[float, float], ...]:
+    """``tiers`` as a tuple of ``(cut, share)`` with increasing cuts in (0, 1] and shares >= 0.
+
+    Raises:
+        ConfigError: cuts not increasing or outside (0, 1], a negative share, or all shares zero.
+    """
+    out = tuple((float(a), float(b)) for a, b in tiers)
+    cuts = [a for a, _ in out]
+    if not out or any(not 0 < a <= 1 for a in cuts) or cuts != sorted(set(cuts)):
+        raise ConfigError(f"stratified tiers {list(out)}: cuts must increase within (0, 1]")
+    if any(b < 0 for _, b in out) or sum(b for _, b in out) <= 0:
+        raise ConfigError(f"stratified tiers {list(out)}: shares must be >= 0, not all zero")
+    return out
 
 
 def _path(p: str | os.PathLike | None) -> str | None:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from retriever.corpus.readers import CorpusReader, clip_record
+from retriever.corpus.readers import CorpusReader, clip_record, usable_text
 from retriever.corpus.sharding import doc_id, linked_shard, shard_name
 from retriever.data import Doc, Rejected
 from retriever.errors import ConfigError, InputError
@@ -126,13 +126,9 @@ def to_pool_doc(path: str, row: int, rec: Any, sname: str | None = None) -> Doc 
         return rec
     if not isinstance(rec, dict):
         return Rejected(sname, row, "bad_record", clip_record(rec))
-    text = rec.get("text")
-    if text is None:
-        return Rejected(sname, row, "no_text", clip_record(rec))
-    if not isinstance(text, str):
-        return Rejected(sname, row, "bad_record", clip_record(rec))
-    if not text.strip():
-        return Rejected(sname, row, "empty", clip_record(rec))
+    text = usable_text(rec.get("text"), sname, row, rec)
+    if isinstance(text, Rejected):
+        return text
     meta: dict[str, Any] = {
         k: v for k, v in rec.items() if k not in ("id", "text", "metadata") and _scalar(v)
     }

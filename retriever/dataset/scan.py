@@ -16,7 +16,7 @@ import multiprocessing
 import os
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,14 @@ import pyarrow.parquet as pq
 
 from retriever.corpus.sharding import shard_name
 from retriever.data import Doc, Rejected
+from retriever.dataset.mixture import domain_key
 from retriever.dataset.pools import pool_shard_name, read_pool_shard
 from retriever.dataset.select import Candidates, id_key, text_key
+from retriever.domains.assign import cluster_domain
 from retriever.errors import InputError
 from retriever.io import AtomicWriter, RejectWriter, disk_guard, read_json, write_json_atomic
 from retriever.manifest import file_fingerprint, fingerprint
-from retriever.names import score_value
+from retriever.names import first_score, score_spellings
 from retriever.progress import progress_bar
 from retriever.stats import Stats
 from retriever.step import BatchStep
@@ -41,6 +43,7 @@ from retriever.tokens import TokenCounter
 SCAN_VERSION = 1
 SCAN_BATCH = 256  # documents tokenized at a time (memory: 256 x mean document size)
 
+DOMAIN = "domain"  # the column PoolScan.with_domains adds
 SCAN_SCHEMA = pa.schema(
     [
         ("row", pa.int64()),
@@ -59,33 +62,54 @@ SCAN_SCHEMA = pa.schema(
 class PoolScan:
     """The scan index of one pool: one table row per document, plus counters."""
 
-    table: pa.Table  # SCAN_SCHEMA + "file" (int32 index into files)
+    table: pa.Table  # SCAN_SCHEMA + "file" (int32 index into files) [+ "domain": with_domains]
     files: list[str]
     stats: Stats
     methods: Counter
 
-    def domain_names(self, domain_of: dict[str, str]) -> list[str | None]:
-        """Each row's domain in ``domain_of`` (id -> domain, e.g. the ``retriever domains``
-        output; ``None`` where it has none).
+    def with_domains(self, domain_of: dict[str, str] | None = None) -> PoolScan:
+        """This scan with each row's domain in a ``domain`` column (``""``: none), looked up once:
+        ``domain_of[id]`` (id -> domain, e.g. the ``retriever domains`` output) when given, else
+        the record's ``cluster_id`` (:func:`~retriever.domains.assign.cluster_domain`).
 
         A record without an id is ``<shard>:<row>`` in every stage (a link to a corpus shard is
         named by its target, :func:`~retriever.dataset.pools.pool_shard_name`), so the ids the
         domains were assigned to are the pool's ids.
         """
-        return [domain_of.get(i) for i in self.table.column("id").to_pylist()]
-
-    def candidates(self, domain_of: dict[str, str] | None = None) -> Candidates:
-        """The pool's candidates; ``domain`` codes from ``domain_of`` (id -> domain, e.g. the
-        ``retriever domains`` output, see :meth:`domain_names`) or else from the records'
-        ``cluster_id``."""
         t = self.table
-        if domain_of is not None:
-            names = pa.array([d or "" for d in self.domain_names(domain_of)], pa.string())
+        if domain_of is None:
+            names = t.column("cluster")
         else:
-            names = (
-                t.column("cluster").combine_chunks() if t.num_rows else pa.array([], pa.string())
-            )
-        codes = pc.dictionary_encode(names).indices.to_numpy(zero_copy_only=False)
+            ids = t.column("id").to_pylist()
+            names = pa.chunked_array([pa.array([domain_of.get(i) or "" for i in ids], pa.string())])
+        at = t.schema.get_field_index(DOMAIN)
+        t = t.append_column(DOMAIN, names) if at < 0 else t.set_column(at, DOMAIN, names)
+        return replace(self, table=t)
+
+    def domains(self) -> pa.Array:
+        """Each row's domain (``""``: none): the ``domain`` column :meth:`with_domains` adds, else
+        the record's ``cluster_id``."""
+        t = self.table
+        if not t.num_rows:
+            return pa.array([], pa.string())
+        return t.column(DOMAIN if DOMAIN in t.column_names else "cluster").combine_chunks()
+
+    def domain_keys(self) -> tuple[list[str], np.ndarray]:
+        """The mixture keys of the rows' domains (``domain/<d>``,
+        :func:`~retriever.dataset.mixture.domain_key`): the distinct keys, in order of first
+        appearance, and each row's index into them (``[n]`` int64)."""
+        enc = pc.dictionary_encode(self.domains())
+        at: dict[str, int] = {}  # "" and "none" are one key: domain/none
+        remap = np.array(
+            [at.setdefault(domain_key(d), len(at)) for d in enc.dictionary.to_pylist()],
+            dtype=np.int64,
+        )
+        return list(at), remap[enc.indices.to_numpy(zero_copy_only=False)]
+
+    def candidates(self) -> Candidates:
+        """The pool's candidates; ``domain`` codes from :meth:`domains`."""
+        t = self.table
+        codes = pc.dictionary_encode(self.domains()).indices.to_numpy(zero_copy_only=False)
         return Candidates(
             n_tokens=t.column("n_tokens").to_numpy(),
             score=t.column("score").to_numpy(zero_copy_only=False).astype(np.float64),
@@ -258,6 +282,8 @@ class ScanStep(BatchStep):
     ) -> None:
         super().__init__(step_batch_size)
         self.counter, self.keys, self.source = counter, keys, source
+        # every spelling of every key, resolved once: a row is then plain lookups
+        self.lookups = [s for k in keys for s in score_spellings(k)]
         self.contamination = contamination
         self.cols: dict[str, list] = {f.name: [] for f in SCAN_SCHEMA}
         self.methods = Counter[str]()
@@ -274,7 +300,7 @@ class ScanStep(BatchStep):
         self.methods.update(how)
         cols = self.cols
         for d, n in zip(docs, counts, strict=True):
-            score = _first_score(d.metadata, self.keys)
+            score = first_score(d.metadata, self.lookups)
             if score is None:
                 self.stats.inc("no_score")
             cols["row"].append(d.metadata["pool_row"])
@@ -283,8 +309,7 @@ class ScanStep(BatchStep):
             cols["text_hash"].append(text_key(d.text))
             cols["n_tokens"].append(int(n))
             cols["score"].append(np.nan if score is None else score)
-            cid = d.metadata.get("cluster_id")
-            cols["cluster"].append("" if cid is None else str(cid))
+            cols["cluster"].append(cluster_domain(d.metadata.get("cluster_id")))
             cols["source"].append(str(d.metadata.get("shard", self.source)))
         return docs
 
@@ -292,11 +317,3 @@ class ScanStep(BatchStep):
 def done_marker(base: Path) -> Path:
     """The marker of a finished scan file: its presence says the scan entry is complete."""
     return base.with_name(base.name + ".json")
-
-
-def _first_score(meta: dict, keys: list[str]) -> float | None:
-    for k in keys:
-        v = score_value(meta, k)
-        if v is not None:
-            return v
-    return None

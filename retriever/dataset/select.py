@@ -16,12 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from retriever.dataset.config import DEFAULT_TIERS, ORDERS, check_tiers
 from retriever.errors import ConfigError
-
-ORDERS = ("top", "weighted", "stratified")
-# stratified order: (upper quantile within the domain, share of the pool's tokens) per tier;
-# documents below the last cut come after every tier (taken only when the tiers run out)
-DEFAULT_TIERS: tuple[tuple[float, float], ...] = ((0.1, 0.7), (0.5, 0.3))
 
 
 def text_key(text: str) -> int:
@@ -113,21 +109,6 @@ def split_budget(total: int, weights: dict[str, float]) -> dict[str, int]:
     if s <= 0:
         raise ConfigError("every mixture weight is zero; give at least one pool a positive weight")
     return {k: int(total * (w / s)) for k, w in weights.items()}
-
-
-def check_tiers(tiers) -> tuple[tuple[float, float], ...]:
-    """``tiers`` as a tuple of ``(cut, share)`` with increasing cuts in (0, 1] and shares >= 0.
-
-    Raises:
-        ConfigError: cuts not increasing or outside (0, 1], a negative share, or all shares zero.
-    """
-    out = tuple((float(a), float(b)) for a, b in tiers)
-    cuts = [a for a, _ in out]
-    if not out or any(not 0 < a <= 1 for a in cuts) or cuts != sorted(set(cuts)):
-        raise ConfigError(f"stratified tiers {list(out)}: cuts must increase within (0, 1]")
-    if any(b < 0 for _, b in out) or sum(b for _, b in out) <= 0:
-        raise ConfigError(f"stratified tiers {list(out)}: shares must be >= 0, not all zero")
-    return out
 
 
 def stratified_order(c: Candidates, tiers=DEFAULT_TIERS) -> np.ndarray:

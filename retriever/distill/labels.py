@@ -30,14 +30,16 @@ NEGATIVE = "negative"
 UNCERTAIN = "uncertain"
 LABEL_VALUES = (POSITIVE, NEGATIVE, UNCERTAIN)
 REQUIRED_COLUMNS = ("id", "text", "task", "label")
+# one label row: id, text, label, similarity, correlation, source, reason
+Row = tuple[str, str, str, float, float, str, str]
 
 
 _PUNCT = re.compile(r"([^\w\s])")
 NORMALIZATIONS = ("newlines", "words", "both")
 
 
-def fasttext_text(text: str, normalization: str = "newlines") -> str:
-    """One line for fastText.
+def fasttext_text(text: str, normalization: str = "newlines", max_chars: int = 0) -> str:
+    """One line for fastText (of the text's first ``max_chars`` characters; ``0``: all of it).
 
     ``newlines`` (the default, and what models without a recorded normalization were trained
     with): newlines become spaces, every other character is left for fastText's tokenizer, which
@@ -59,6 +61,8 @@ def fasttext_text(text: str, normalization: str = "newlines") -> str:
     manifest records (:func:`model_normalization`), so a student sees documents the same way at
     both ends.
     """
+    if max_chars:
+        text = text[:max_chars]
     if normalization == "words":
         return _words(text)
     if normalization == "both":
@@ -127,6 +131,24 @@ class LabelSet:
             h.update(hashlib.sha1(t.encode("utf-8", "replace")).digest())
         return h.hexdigest()[:16]
 
+    @classmethod
+    def from_rows(cls, task: str, rows: Sequence[Row], sources: list[list[str]]) -> LabelSet:
+        """The set of ``task`` from rows ``(id, text, label, similarity, correlation, source,
+        reason)`` read from the files ``sources``."""
+        cols = [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(7)]
+        ids, texts, labels, sims, corrs, row_source, reasons = cols
+        return cls(
+            task,
+            ids,
+            texts,
+            labels,
+            np.asarray(sims, dtype=np.float64),
+            np.asarray(corrs, dtype=np.float64),
+            sources,
+            row_source,
+            reasons,
+        )
+
 
 def label_files(path: str | os.PathLike, task: str) -> list[Path]:
     """The parquet files to read for ``task``: the file itself, or ``<folder>/<task>.parquet``.
@@ -168,14 +190,8 @@ def load_labels(path: str | os.PathLike | Sequence[str | os.PathLike], task: str
         ConfigError: no row of the files belongs to ``task``.
     """
     pq = require("pyarrow.parquet")
-    ids: list[str] = []
-    texts: list[str] = []
-    labels: list[str] = []
-    sims: list[float] = []
-    corrs: list[float] = []
+    rows: list[Row] = []
     sources: list[list[str]] = []
-    row_source: list[str] = []
-    reasons: list[str] = []
     tasks_seen: set[str] = set()
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     for f in [f for p in paths for f in label_files(p, task)]:
@@ -207,29 +223,16 @@ def load_labels(path: str | os.PathLike | Sequence[str | os.PathLike], task: str
             if not isinstance(text, str) or not text.strip():
                 # an empty document teaches nothing; skipping it is recorded in the counts below
                 lab = "empty"
-            ids.append(str(col["id"][k]))
-            texts.append(text if isinstance(text, str) else "")
-            labels.append(lab)
-            sims.append(sim[k])
-            corrs.append(cor[k])
-            reasons.append(str(why[k] or ""))
-            row_source.append(str(src[k]) if src[k] else _infer_source(lab, reasons[-1]))
-    if not ids:
+            reason = str(why[k] or "")
+            source = str(src[k]) if src[k] else _infer_source(lab, reason)
+            text = text if isinstance(text, str) else ""
+            rows.append((str(col["id"][k]), text, lab, sim[k], cor[k], source, reason))
+    if not rows:
         raise ConfigError(
             f"no labelled row of task {task!r} in {', '.join(map(str, paths))} "
             f"(tasks present: {sorted(tasks_seen)})"
         )
-    return LabelSet(
-        task=task,
-        ids=ids,
-        texts=texts,
-        labels=labels,
-        similarity=np.asarray(sims, dtype=np.float64),
-        correlation=np.asarray(corrs, dtype=np.float64),
-        sources=sources,
-        row_source=row_source,
-        reasons=reasons,
-    )
+    return LabelSet.from_rows(task, rows, sources)
 
 
 def _infer_source(label: str, reason: str) -> str:

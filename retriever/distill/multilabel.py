@@ -19,7 +19,6 @@ trained on exactly the same training rows, so the ROC-AUC gap is measured on the
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,21 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from retriever._deps import require
-from retriever.corpus import AtomicWriter, write_json_atomic
-from retriever.distill.checks import student_checks
-from retriever.distill.labels import (
-    NEGATIVE,
-    POSITIVE,
-    LabelSet,
-    fasttext_text,
-    load_labels,
-)
+from retriever.corpus import write_json_atomic
+from retriever.distill import fit
+from retriever.distill.fit import LABEL_PREFIX
+from retriever.distill.labels import NEGATIVE, POSITIVE, LabelSet, fasttext_text, load_labels
 from retriever.distill.metrics import classification_metrics
-from retriever.distill.train import LABEL_PREFIX, MAX_BUCKET, DistillConfig, model_manifest_path
+from retriever.distill.train import StudentStage, model_manifest_path, predict_positive
 from retriever.distill.trainset import (
     StudentSet,
-    bucket_for,
     build_student_set,
     check_split_classes,
     held_out_count,
@@ -94,21 +86,11 @@ def predict_tasks(
 
     ``normalization``: the one the model was trained with (its manifest's ``text_normalization``).
     """
-    out = np.zeros((len(texts), len(tasks)), dtype=np.float64)
-    if not texts:
-        return out
-    col = {task_label(t): j for j, t in enumerate(tasks)}
-    lines = [fasttext_text(t[:max_chars] if max_chars else t, normalization) for t in texts]
-    labels, probs = model.predict(lines, k=-1, threshold=0.0)
-    for k, (labs, ps) in enumerate(zip(labels, probs, strict=True)):
-        for lab, p in zip(labs, ps, strict=True):
-            j = col.get(lab)
-            if j is not None:
-                out[k, j] = float(p)
-    return out
+    lines = [fasttext_text(t, normalization, max_chars) for t in texts]
+    return fit.predict_labels(model, lines, [task_label(t) for t in tasks])
 
 
-class MultiLabelDistiller:
+class MultiLabelDistiller(StudentStage):
     """Stage: the label sets of several tasks -> one one-vs-all fastText model and its manifest.
 
     Args:
@@ -117,9 +99,6 @@ class MultiLabelDistiller:
     """
 
     name = "distill-multilabel"
-
-    def __init__(self, config: DistillConfig | None = None):
-        self.config = config or DistillConfig()
 
     def run(
         self,
@@ -175,22 +154,26 @@ class MultiLabelDistiller:
         held = union_split(sets, cfg.test_fraction, cfg.seed)
         splits = {t: _split_of(ss.rows, held) for t, ss in sets.items()}
         lines = training_lines(sets, {t: splits[t][0] for t in tasks}, held)
+        saved = lines  # the saved model's lines: with refit, every row of every task
+        if cfg.refit:
+            saved = training_lines(sets, {t: np.concatenate(splits[t]) for t in tasks}, set())
         out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
         metrics: dict[str, dict[str, Any]] = {}
         per_task: dict[str, dict[str, Any]] = {}
         heldout: dict[str, dict[str, np.ndarray]] = {}  # per task: y, p (multi), p_per_task
         warnings: dict[str, list[str]] = {}
-        with tempfile.TemporaryDirectory(dir=out.parent, prefix=".distill-ml-") as tmp:
-            model, bucket = self.fit_lines(lines, Path(tmp) / "train.txt", loss="ova")
+
+        def train(tmp: Path, every: bool) -> tuple[_FastText, int]:
+            if every:
+                return self.fit_lines(saved, tmp / "refit.txt")
+            return self.fit_lines(lines, tmp / "train.txt")
+
+        def measure(model: _FastText, tmp: Path) -> None:
             for t in tasks:
                 rows, test_idx = sets[t].rows, splits[t][1]
-                y, texts = _heldout(rows, test_idx)
+                y, texts = fit.heldout_rows(rows, test_idx)
                 p = predict_tasks(model, texts, [t], cfg.max_chars, cfg.normalization)[:, 0]
-                metrics[t] = classification_metrics(y, p, cfg.threshold)
-                checks = student_checks(rows, test_idx, p, cfg.threshold, cfg.max_auc_gap)
-                metrics[t]["heldout_vs_similarity"] = checks["comparison"]
-                warnings[t] = checks["warnings"]
+                metrics[t], warnings[t] = fit.heldout_metrics(cfg, rows, test_idx, p)
                 heldout[t] = {"y": y, "p": p}
             if compare:
                 for t in tasks:
@@ -199,18 +182,13 @@ class MultiLabelDistiller:
                         for text, labs, seen, k in lines
                         if t in seen
                     ]
-                    m, _ = self.fit_lines(one, Path(tmp) / f"train-{t}.txt", loss=cfg.loss)
-                    y, texts = _heldout(sets[t].rows, splits[t][1])
-                    p = _predict_label(
-                        m, texts, LABEL_PREFIX + POSITIVE, cfg.max_chars, cfg.normalization
-                    )
+                    m, _ = self.fit_lines(one, tmp / f"train-{t}.txt", loss=cfg.loss)
+                    y, texts = fit.heldout_rows(sets[t].rows, splits[t][1])
+                    p = predict_positive(m, texts, cfg.max_chars, cfg.normalization)
                     per_task[t] = classification_metrics(y, p, cfg.threshold)
                     heldout[t]["p_per_task"] = p
-            if cfg.refit:
-                lines = training_lines(sets, {t: np.concatenate(splits[t]) for t in tasks}, set())
-                model, bucket = self.fit_lines(lines, Path(tmp) / "refit.txt", loss="ova")
-            with AtomicWriter(out) as tmp_model:
-                model.save_model(str(tmp_model))
+
+        _, bucket = fit.fit_and_save(out, cfg.refit, train, measure, prefix=".distill-ml-")
         manifest = {
             "kind": KIND,
             "tasks": list(tasks),
@@ -222,7 +200,7 @@ class MultiLabelDistiller:
             },
             "training_set": {t: ss.summary for t, ss in sets.items()},
             "data_fingerprint": {t: ss.rows.fingerprint() for t, ss in sets.items()},
-            "n_train_lines": len(lines),
+            "n_train_lines": len(saved),
             "n_heldout": {t: int(len(splits[t][1])) for t in tasks},
             "trained_on": "train+test (refit)"
             if cfg.refit
@@ -238,9 +216,7 @@ class MultiLabelDistiller:
                 for t, h in heldout.items()
             },
             **({"per_task_metrics": per_task} if per_task else {}),
-            "model_file": out.name,
-            "model_bytes": out.stat().st_size,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **fit.model_fields(out),
         }
         mpath = model_manifest_path(out)
         write_json_atomic(mpath, manifest)
@@ -248,7 +224,7 @@ class MultiLabelDistiller:
             list(tasks),
             str(out),
             str(mpath),
-            len(lines),
+            len(saved),
             metrics,
             per_task,
             heldout,
@@ -260,24 +236,8 @@ class MultiLabelDistiller:
     def fit_lines(self, lines: list[tuple], path: Path, loss: str = "ova") -> tuple[_FastText, int]:
         """Train on :func:`training_lines` ``(text, labels, tasks, copies)`` (each written
         ``copies`` times, shuffled) through the file ``path``; ``(model, bucket)``."""
-        fasttext = require("fasttext")
-        cfg = self.config
-        order = np.repeat(np.arange(len(lines)), [ln[3] for ln in lines])
-        np.random.default_rng(cfg.seed).shuffle(order)
-        texts: dict[int, str] = {}
-        with open(path, "w", encoding="utf-8") as fh:
-            for i in order.tolist():
-                text, labs = lines[i][0], lines[i][1]
-                if i not in texts:
-                    texts[i] = fasttext_text(
-                        text[: cfg.max_chars] if cfg.max_chars else text, cfg.normalization
-                    )
-                fh.write(" ".join(LABEL_PREFIX + lab for lab in labs) + f" {texts[i]}\n")
-        bucket = cfg.bucket or bucket_for(
-            list(texts.values()), cfg.word_ngrams, MAX_BUCKET, minn=cfg.minn, maxn=cfg.maxn
-        )
-        args = {**cfg.fasttext_args(bucket), "loss": loss}
-        return fasttext.train_supervised(input=str(path), **args), int(bucket)
+        texts, labels = [ln[0] for ln in lines], [ln[1] for ln in lines]
+        return fit.train_fasttext(self.config, texts, labels, [ln[3] for ln in lines], path, loss)
 
 
 # which source stands for a document seen under several (its stratum in the split)
@@ -351,24 +311,3 @@ def training_lines(
             if lab == POSITIVE and t not in pos:
                 pos.append(t)
     return [(text, pos or [NONE_LABEL], seen, k[0]) for text, pos, seen, k in by_key.values()]
-
-
-def _heldout(s: LabelSet, idx: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    return np.array([s.labels[i] == POSITIVE for i in idx]), [s.texts[i] for i in idx]
-
-
-def _predict_label(
-    model, texts: list[str], label: str, max_chars: int, normalization: str
-) -> np.ndarray:
-    out = np.zeros(len(texts))
-    if not texts:
-        return out
-    labels, probs = model.predict(
-        [fasttext_text(t[:max_chars] if max_chars else t, normalization) for t in texts], k=-1
-    )
-    for k, (labs, ps) in enumerate(zip(labels, probs, strict=True)):
-        for lab, p in zip(labs, ps, strict=True):
-            if lab == label:
-                out[k] = float(p)
-                break
-    return out

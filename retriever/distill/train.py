@@ -17,7 +17,6 @@ row (none of which the student saw).
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -29,7 +28,8 @@ import numpy as np
 
 from retriever._deps import require
 from retriever.corpus import AtomicWriter, write_json_atomic
-from retriever.distill.checks import student_checks
+from retriever.distill import fit
+from retriever.distill.fit import LABEL_PREFIX, MAX_BUCKET, MIN_THREADS
 from retriever.distill.labels import (
     NEGATIVE,
     NORMALIZATIONS,
@@ -39,12 +39,11 @@ from retriever.distill.labels import (
     fasttext_text,
     load_labels,
 )
-from retriever.distill.metrics import classification_metrics, combined_score, spearman
+from retriever.distill.metrics import combined_score, spearman
 from retriever.distill.trainset import (
     DEFAULT_VARIANT,
     StudentSet,
     StudentSetConfig,
-    bucket_for,
     build_student_set,
     load_gold_sets,
     split_by_source,
@@ -55,14 +54,7 @@ from retriever.errors import ConfigError
 if TYPE_CHECKING:
     from fasttext.FastText import _FastText
 
-LABEL_PREFIX = "__label__"
 MANIFEST_VERSION = 2
-# fastText 0.9.x initialises its input matrix in 10 blocks, one per training thread
-# (DenseMatrix::uniformThread): with fewer than 11 threads part of the matrix is left as
-# uninitialised memory, and training on it can stop with "Encountered NaN" or learn from garbage.
-# So training always runs at least 11 threads (hogwild, hence not bit-reproducible run to run).
-MIN_THREADS = 11
-MAX_BUCKET = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -221,8 +213,8 @@ def student_set_path(model_path: str | os.PathLike) -> Path:
     return Path(model_path).with_suffix(".student_set.parquet")
 
 
-class FastTextDistiller:
-    """Stage: labels + gold of one task -> a fastText model file, its training set and manifest.
+class StudentStage:
+    """A stage that trains fastText students (through :mod:`retriever.distill.fit`).
 
     Args:
         config: hyperparameters, training set and split (:class:`DistillConfig`).
@@ -232,6 +224,14 @@ class FastTextDistiller:
 
     def __init__(self, config: DistillConfig | None = None):
         self.config = config or DistillConfig()
+
+
+class FastTextDistiller(StudentStage):
+    """Stage: labels + gold of one task -> a fastText model file, its training set and manifest.
+
+    Args:
+        config: hyperparameters, training set and split (:class:`DistillConfig`).
+    """
 
     def run(
         self,
@@ -282,19 +282,17 @@ class FastTextDistiller:
         task = data.task
         train_idx, test_idx = split_by_source(data, cfg.test_fraction, cfg.seed)
         out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=out.parent, prefix=".distill-") as tmp:
-            model, bucket = self.fit(ss, train_idx, Path(tmp))
-            p_test = predict_positive(
-                model, [data.texts[i] for i in test_idx], cfg.max_chars, cfg.normalization
-            )
-            metrics = self._metrics(data, model, test_idx, p_test, uncertain)
-            checks = student_checks(data, test_idx, p_test, cfg.threshold, cfg.max_auc_gap)
-            metrics["heldout_vs_similarity"] = checks["comparison"]
-            if cfg.refit:
-                model, bucket = self.fit(ss, np.concatenate([train_idx, test_idx]), Path(tmp))
-            with AtomicWriter(out) as tmp_model:
-                model.save_model(str(tmp_model))
+
+        def train(tmp: Path, every: bool) -> tuple[_FastText, int]:
+            return self.fit(ss, np.concatenate([train_idx, test_idx]) if every else train_idx, tmp)
+
+        def measure(model: _FastText, tmp: Path) -> tuple[np.ndarray, dict, list[str]]:
+            y, texts = fit.heldout_rows(data, test_idx)
+            p = predict_positive(model, texts, cfg.max_chars, cfg.normalization)
+            more = self._agreement(data, model, test_idx, y, p, uncertain)
+            return (p, *fit.heldout_metrics(cfg, data, test_idx, p, more))
+
+        (p_test, metrics, warnings), bucket = fit.fit_and_save(out, cfg.refit, train, measure)
         counts = data.counts() | {"empty_skipped": 0}
         manifest = {
             "kind": "fasttext-filter",
@@ -313,11 +311,9 @@ class FastTextDistiller:
             "bucket": bucket,
             "text_normalization": cfg.normalization,
             "metrics": metrics,
-            "warnings": checks["warnings"],
+            "warnings": warnings,
             "fasttext": _version("fasttext-numpy2-wheel"),
-            "model_file": out.name,
-            "model_bytes": out.stat().st_size,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **fit.model_fields(out),
         }
         mpath = model_manifest_path(out)
         write_student_set(student_set_path(out), ss)
@@ -333,7 +329,7 @@ class FastTextDistiller:
             metrics=metrics,
             seconds=time.perf_counter() - t0,
             manifest=manifest,
-            warnings=list(checks["warnings"]),
+            warnings=list(warnings),
         )
 
     def _write_heldout(
@@ -364,40 +360,24 @@ class FastTextDistiller:
         Returns:
             ``(model, bucket)``: the model and the hash buckets it was trained with.
         """
-        fasttext = require("fasttext")
-        cfg = self.config
         data = ss.rows
-        rng = np.random.default_rng(cfg.seed)
-        order = np.repeat(idx, ss.copies[idx])
-        if len(order) == 0:
+        if not ss.copies[idx].sum():
             raise ConfigError(f"task {data.task!r}: every training row has weight 0")
-        rng.shuffle(order)  # fastText reads lines in order; mixed classes train better
-        path = tmp / "train.txt"
-        lines = {}
-        with open(path, "w", encoding="utf-8") as fh:
-            for i in order:
-                if i not in lines:
-                    lines[i] = fasttext_text(
-                        data.texts[i][: cfg.max_chars] if cfg.max_chars else data.texts[i],
-                        cfg.normalization,
-                    )
-                fh.write(f"{LABEL_PREFIX}{data.labels[i]} {lines[i]}\n")
-        bucket = cfg.bucket or bucket_for(
-            list(lines.values()), cfg.word_ngrams, MAX_BUCKET, minn=cfg.minn, maxn=cfg.maxn
-        )
-        model = fasttext.train_supervised(input=str(path), **cfg.fasttext_args(bucket))
-        return model, int(bucket)
+        texts = [data.texts[i] for i in idx]
+        labels = [[data.labels[i]] for i in idx]
+        return fit.train_fasttext(self.config, texts, labels, ss.copies[idx], tmp / "train.txt")
 
-    def _metrics(
+    def _agreement(
         self,
         data: LabelSet,
         model: _FastText,
         test_idx: np.ndarray,
+        y_test: np.ndarray,
         p_test: np.ndarray,
         uncertain: LabelSet | None,
-    ) -> dict:
-        y_test = np.array([data.labels[i] == POSITIVE for i in test_idx])
-        out: dict[str, Any] = classification_metrics(y_test, p_test, self.config.threshold)
+    ) -> dict[str, Any]:
+        """Agreement with the teacher, mean probabilities and the base rate."""
+        out: dict[str, Any] = {}
         # rank agreement: held-out rows plus the uncertain rows (never trained on)
         teacher = combined_score(data.similarity, data.correlation)[test_idx]
         student = p_test
@@ -444,18 +424,8 @@ def predict_positive(
 
     Returns ``[len(texts)]`` float64.
     """
-    if not texts:
-        return np.zeros(0)
-    lines = [fasttext_text(t[:max_chars] if max_chars else t, normalization) for t in texts]
-    labels, probs = model.predict(lines, k=-1)
-    pos = LABEL_PREFIX + POSITIVE
-    out = np.zeros(len(lines))
-    for k, (labs, ps) in enumerate(zip(labels, probs, strict=True)):
-        for lab, p in zip(labs, ps, strict=True):
-            if lab == pos:
-                out[k] = float(p)
-                break
-    return out
+    lines = [fasttext_text(t, normalization, max_chars) for t in texts]
+    return fit.predict_labels(model, lines, [LABEL_PREFIX + POSITIVE])[:, 0]
 
 
 def _version(dist: str) -> str:

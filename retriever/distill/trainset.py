@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from retriever._deps import require
-from retriever.distill.labels import NEGATIVE, POSITIVE, UNCERTAIN, LabelSet
+from retriever.distill.labels import NEGATIVE, POSITIVE, UNCERTAIN, LabelSet, Row
 from retriever.errors import ConfigError, InputError
 
 GOLD = "gold"
@@ -222,13 +222,7 @@ def build_student_set(
     for part in (gold, labels, other_gold):
         if part is not None:
             parts.append((part, 0))
-    ids: list[str] = []
-    texts: list[str] = []
-    labs: list[str] = []
-    srcs: list[str] = []
-    reasons: list[str] = []
-    sims: list[float] = []
-    corrs: list[float] = []
+    kept: list[Row] = []
     files: list[list[str]] = []
     seen: dict[str, int] = {}  # text key -> row
     summary: dict = {"skipped": {}, "conflicts": 0, "duplicates": 0}
@@ -260,38 +254,22 @@ def build_student_set(
                 skip(f"source {s} not used")
                 continue
             key = text_key(part.texts[k])
+            sim, corr = float(part.similarity[k]), float(part.correlation[k])
+            why = part.reasons[k] if part.reasons else ""
             if key in seen:
                 j = seen[key]
-                if labs[j] != lab:
+                if kept[j][2] != lab:
                     summary["conflicts"] += 1
                     if lab == POSITIVE:  # the positive source wins: replace the negative row
-                        ids[j], texts[j], labs[j], srcs[j] = part.ids[k], part.texts[k], lab, s
-                        reasons[j] = (
-                            part.reasons[k] if part.reasons else ""
-                        ) + " (also a negative)"
-                        sims[j], corrs[j] = float(part.similarity[k]), float(part.correlation[k])
+                        why += " (also a negative)"
+                        kept[j] = (part.ids[k], part.texts[k], lab, sim, corr, s, why)
                 else:
                     summary["duplicates"] += 1
                 continue
-            seen[key] = len(ids)
-            ids.append(part.ids[k])
-            texts.append(part.texts[k])
-            labs.append(lab)
-            srcs.append(s)
-            reasons.append(part.reasons[k] if part.reasons else "")
-            sims.append(float(part.similarity[k]))
-            corrs.append(float(part.correlation[k]))
-    rows = LabelSet(
-        task=task,
-        ids=ids,
-        texts=texts,
-        labels=labs,
-        similarity=np.asarray(sims, dtype=np.float64),
-        correlation=np.asarray(corrs, dtype=np.float64),
-        sources=files,
-        row_source=srcs,
-        reasons=reasons,
-    )
+            seen[key] = len(kept)
+            kept.append((part.ids[k], part.texts[k], lab, sim, corr, s, why))
+    rows = LabelSet.from_rows(task, kept, files)
+    labs, srcs = [r[2] for r in kept], [r[5] for r in kept]
     for cls in (POSITIVE, NEGATIVE):
         n = sum(1 for x in labs if x == cls)
         if n < 2:

@@ -89,7 +89,7 @@ def assign_domains(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if use_cluster:
-        domain = [("" if c is None else str(c)) for c in table.column("cluster_id").to_pylist()]
+        domain = [cluster_domain(c) for c in table.column("cluster_id").to_pylist()]
         distance = np.full(n, np.nan, dtype=np.float32)
         method = "cluster_id"
     else:
@@ -123,6 +123,12 @@ def assign_domains(
     }
     write_json_atomic(out / "domains.json", summary)
     return summary
+
+
+def cluster_domain(cluster_id: object) -> str:
+    """The domain a record's ``cluster_id`` gives: the id as a string, ``""`` (no domain) for
+    none; the ``cluster`` of a dataset scan row is the same."""
+    return "" if cluster_id is None else str(cluster_id)
 
 
 def _kmeans(x: np.ndarray, config: DomainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -318,7 +318,7 @@ def make_plan(
     c = cfg.confirm
     top = cfg.score.top_fraction
     per_task = math.ceil((top if top is not None else 1.0) * embedded)
-    cap = c.max_candidates
+    cap = c.candidates.max_candidates
     cand = min(per_task, cap) if cap is not None else per_task
     bpb_docs = min(embedded, cand * T)
     # the tiny panel is byte-level: a token is a byte (~ a character of web text)
@@ -371,7 +371,7 @@ def make_plan(
         stages.append(_rate_plan(cfg, r, embedded, prof.mean_chars, cpt, T))
 
     # -- distill: small ----------------------------------------------------------------------------
-    rows = int(cand * (1 + c.negatives_per_positive)) * T
+    rows = int(cand * (1 + c.candidates.negatives_per_positive)) * T
     stages.append(
         StagePlan(
             "distill",

@@ -17,24 +17,34 @@ Run it::
     python -m retriever.rate.local_server --model tiny=path/to/model_folder --port 8000
     retriever rate --base-url http://127.0.0.1:8000/v1 --model tiny ...
 
+In a test, :class:`RunningServer` serves on a thread of the test's process; a benchmark that
+measures the client alone runs the server in a child process (:func:`serve_in_subprocess`).
+
 This module imports FastAPI at import time; import it only when serving.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from retriever._deps import require
+from retriever.errors import EndpointError
 
 
 def format_chat(messages: list[dict], tokenizer=None) -> str:
@@ -190,19 +200,32 @@ def build_app(models: dict[str, LocalLM | FixedAnswer], faults: Faults | None = 
             "total_tokens": g["prompt_tokens"] + g["completion_tokens"],
         }
 
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request):
+    async def _accept(request: Request, route: str, check) -> dict | JSONResponse:
+        """The request's body once it is valid (``check(body)``: what is wrong with it for this
+        route, or ``None``) and admitted (counted, delayed, maybe refused); else the error."""
         body = await _body(request)
         if isinstance(body, JSONResponse):
             return body
+        wrong = check(body)
+        if wrong is not None:
+            return _error(400, wrong)
+        err = await _run(_admit, route)
+        return body if err is None else err
+
+    def _chat_wrong(body: dict) -> str | None:
         msgs = body.get("messages")
-        if not isinstance(msgs, list) or not msgs:
-            return _error(400, "messages must be a non-empty list")
-        err = await _run(_admit, "chat")
-        if err is not None:
-            return err
+        return None if isinstance(msgs, list) and msgs else "messages must be a non-empty list"
+
+    def _prompt_wrong(body: dict) -> str | None:
+        return None if isinstance(body.get("prompt"), str) else "prompt must be a string"
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        body = await _accept(request, "chat", _chat_wrong)
+        if isinstance(body, JSONResponse):
+            return body
         lm = models[body["model"]]
-        g = await _run(_generate, body, format_chat(msgs, lm.tokenizer))
+        g = await _run(_generate, body, format_chat(body["messages"], lm.tokenizer))
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
             "object": "chat.completion",
@@ -220,16 +243,10 @@ def build_app(models: dict[str, LocalLM | FixedAnswer], faults: Faults | None = 
 
     @app.post("/v1/completions")
     async def completions(request: Request):
-        body = await _body(request)
+        body = await _accept(request, "completions", _prompt_wrong)
         if isinstance(body, JSONResponse):
             return body
-        prompt = body.get("prompt")
-        if not isinstance(prompt, str):
-            return _error(400, "prompt must be a string")
-        err = await _run(_admit, "completions")
-        if err is not None:
-            return err
-        g = await _run(_generate, body, prompt)
+        g = await _run(_generate, body, body["prompt"])
         return {
             "id": f"cmpl-{uuid.uuid4().hex[:12]}",
             "object": "text_completion",
@@ -301,6 +318,33 @@ class RunningServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+@contextmanager
+def serve_in_subprocess(*args: str) -> Iterator[str]:
+    """``python -m retriever.rate.local_server ARGS --port 0`` in a child process for as long as
+    the block runs (scripts measuring a client against a server in another process); yields the
+    server's ``/v1`` url once it serves, and kills the child on the way out.
+
+    The child imports the same checkout of ``retriever`` (``PYTHONPATH`` set to it).
+
+    Raises:
+        EndpointError: the server exited before serving (its first line of output is named).
+    """
+    cmd = [sys.executable, "-m", "retriever.rate.local_server", *args, "--port", "0"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""  # "serving [...] at http://.../v1"
+        if " at " not in line:
+            raise EndpointError(
+                f"the local LM server did not start (it printed {line!r}); run "
+                f"{' '.join(cmd[1:])} to see why"
+            )
+        yield line.rsplit(" at ", 1)[1].strip()
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,37 +60,41 @@ def find_sources(run_dir: str | os.PathLike | None, **given: Any) -> ReportSourc
             raise InputError(f"run folder {root} does not exist")
         dirs = _walk_dirs(root, MAX_DEPTH)
     for d in dirs:
+        js = _FolderJson(d)
         if src.scores is None and _is_score_folder(d):
             src.scores = d
         if (
             src.confirm is None
             and (d / "labels").is_dir()
             and any((d / "labels").glob("*.parquet"))
-            and _json_stage(d / "manifest.json") != "rate"  # rating labels: no correlation
+            and _member(js.get("manifest.json"), "stage") != "rate"  # rating labels: no correlation
         ):
             src.confirm = d
         if src.pools is None and d.name in POOL_DIR_NAMES and any(p.is_dir() for p in d.iterdir()):
             src.pools = d
-        if src.dataset is None and _is_dataset(d):
+        if src.dataset is None and _is_dataset(d, js):
             src.dataset = d
         for b in sorted(d.glob("*.bin")):
             m = b.with_suffix(".json")
-            if m.exists() and _json_kind(m) in ("fasttext-filter", "fasttext-multilabel"):
+            if _member(js.get(m.name), "kind") in ("fasttext-filter", "fasttext-multilabel"):
                 src.distill.append(m)
         if src.rate is None and (d / "ratings").is_dir():
-            if _json_stage(d / "manifest.json") == "rate" and (d / "summary.json").is_file():
+            if (
+                _member(js.get("manifest.json"), "stage") == "rate"
+                and (d / "summary.json").is_file()
+            ):
                 src.rate = d
         if src.band is None and (d / "band.parquet").is_file():
-            if _json_stage(d / "summary.json") == "band":
+            if _member(js.get("summary.json"), "stage") == "band":
                 src.band = d
         if src.domains is None and (d / "domains.parquet").is_file():
             if (d / "domains.json").is_file():
                 src.domains = d
-        if src.arms is None and _is_arms(d / "summary.json"):
+        if src.arms is None and _is_arms(js.get("summary.json")):
             src.arms = d / "summary.json"
         if src.mixture is None:
             for j in sorted(d.glob("*mixture*.json")):
-                if _is_mixture(j):
+                if _is_mixture(js.get(j.name)):
                     src.mixture = j
                     break
     for key, value in given.items():
@@ -144,45 +148,39 @@ def _is_score_folder(d: Path) -> bool:
     return bool(score_tasks(names, SCORE))
 
 
-def _json_stage(path: Path) -> str | None:
-    try:
-        return read_json(path).get("stage") if path.is_file() else None
-    except (OSError, ValueError, AttributeError):
-        return None
+class _FolderJson:
+    """The JSON files of one folder, each parsed at most once while the folder is sniffed."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._parsed: dict[str, Any] = {}
+
+    def get(self, name: str) -> Any:
+        """The parsed ``folder/name``; ``None`` when it is not a file or not JSON."""
+        if name not in self._parsed:
+            path = self.folder / name
+            try:
+                self._parsed[name] = read_json(path) if path.is_file() else None
+            except Exception:  # unreadable or not JSON: not this stage's output
+                self._parsed[name] = None
+        return self._parsed[name]
 
 
-def _json_kind(path: Path) -> str | None:
-    try:
-        return read_json(path).get("kind")
-    except Exception:  # not JSON or not an object: not a manifest
-        return None
+def _member(obj: Any, key: str) -> Any:
+    """``obj[key]`` of a JSON object; ``None`` for anything else."""
+    return obj.get(key) if isinstance(obj, dict) else None
 
 
-def _is_dataset(d: Path) -> bool:
-    s = d / "summary.json"
-    m = d / "manifest.json"
-    if not (s.exists() and m.exists()):
+def _is_dataset(d: Path, js: _FolderJson) -> bool:
+    if not (d / "summary.json").exists():
         return False
-    try:
-        return read_json(m).get("settings", {}).get("stage") == "build-dataset"
-    except Exception:
-        return False
+    return _member(_member(js.get("manifest.json"), "settings"), "stage") == "build-dataset"
 
 
-def _is_mixture(path: Path) -> bool:
-    try:
-        d = read_json(path)
-    except Exception:
-        return False
+def _is_mixture(d: Any) -> bool:
     return isinstance(d, dict) and "weights" in d and "held_out_spearman" in d
 
 
-def _is_arms(path: Path) -> bool:
+def _is_arms(d: Any) -> bool:
     """A ``retriever evaluate`` summary: settings with arms, and the interval table."""
-    if not path.exists():
-        return False
-    try:
-        d = read_json(path)
-    except Exception:
-        return False
     return isinstance(d, dict) and "table" in d and "arms" in (d.get("settings") or {})

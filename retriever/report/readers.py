@@ -17,7 +17,7 @@ from retriever._deps import require
 from retriever.data import Doc
 from retriever.errors import InputError
 from retriever.io import read_json
-from retriever.names import PROB, SCORE, score_name, score_tasks, score_value
+from retriever.names import PROB, SCORE, first_score, score_name, score_spellings, score_tasks
 from retriever.score.select import histograms_of
 
 
@@ -198,6 +198,7 @@ def pools_section(
     for sub in sorted(p for p in pools_dir.iterdir() if p.is_dir() and p.name not in NOT_POOL_DIRS):
         task = sub.name
         prob_key = score_name(PROB, task)
+        prob_keys = score_spellings(prob_key)  # prob_<task>, then a legacy pool's prob/<task>
         try:
             files = list_pool_files(sub)
         except InputError:
@@ -220,7 +221,7 @@ def pools_section(
                 if md.get("cluster_id") is not None:
                     by_cluster[str(md["cluster_id"])] += 1
                 by_source[str(md.get("shard", "?"))] += 1
-                p = score_value(md, prob_key)
+                p = first_score(md, prob_keys)
                 if p is None:
                     continue
                 item = {"id": rec.id, "text": rec.text[:4000], "scores": {prob_key: p}}

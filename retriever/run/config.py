@@ -1,12 +1,13 @@
 """The TOML config of ``retriever run``: one section per stage.
 
-A stage's section *is* the stage's own frozen config (``[distill]`` a ``DistillConfig``,
-``[filter]`` a ``FilterConfig``, ``[rate]`` a ``RateConfig``, ``[evaluate]`` an ``EvaluateConfig``,
-``[mix]`` a ``MixRunConfig``, ...), read by one parser
-(:func:`parse_section`), so an option is defined once, where the stage checks it, and the run
-hands the stage that object as it is. An unknown key is a :class:`ConfigError` naming the section
-and the nearest valid key; what the run sets itself (the tasks, the reader options of
-``[corpus]``) is refused in a stage's section with a line saying where it is set. See
+A stage's section *is* the stage's own frozen config (``[confirm]`` a ``ConfirmSettings``,
+``[distill]`` a ``DistillConfig``, ``[filter]`` a ``FilterConfig``, ``[rate]`` a ``RateConfig``,
+``[evaluate]`` an ``EvaluateConfig``, ``[mix]`` a ``MixRunConfig``, ...), read by one parser
+(:func:`parse_section`; a part of a config, e.g. ``[confirm.rules]``, is its sub-table), so an
+option is defined once, where the stage checks it, and the run hands the stage that object as it
+is. An unknown key is a :class:`ConfigError` naming the section and the nearest valid key; what
+the run sets itself (the tasks, the reader options of ``[corpus]``) is refused in a stage's
+section with a line saying where it is set. See
 ``configs/offline.toml`` (runs on local files) and ``configs/elmb.toml`` (the four ELMB tasks from
 the Hub).
 """
@@ -14,23 +15,23 @@ the Hub).
 from __future__ import annotations
 
 import os
+import typing
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from retriever.arms.config import EvaluateConfig
 from retriever.batch_filter.config import FilterConfig
 from retriever.config import changed_fields, check_field_types, read_toml
-from retriever.confirm.decide import DecisionRules
-from retriever.confirm.docs import CandidateRule
-from retriever.confirm.stage import BpbOptions, ConfirmSettings
+from retriever.confirm.stage import ConfirmSettings
 from retriever.corpus.readers import ReaderConfig
 from retriever.dataset.config import DatasetConfig
 from retriever.distill.train import DistillConfig
 from retriever.errors import ConfigError
 from retriever.index.head import MAX_NEGATIVES, HeadConfig
 from retriever.mix.run import MixRunConfig
+from retriever.proxy.config import ProxyConfig
 from retriever.score.job import ScoreJob
 
 if TYPE_CHECKING:
@@ -185,12 +186,33 @@ class ScoreSection:
     sample: Any = None
 
 
-@dataclass(frozen=True)
-class ConfirmSection:
-    """``panel``: a panel TOML path, or ``"tiny"`` to train a tiny byte-level panel offline.
+# [confirm]'s keys from before the section was the stage's nested config, each with the part of
+# ConfirmSettings that holds it now: still read (a config in the wild), and recorded under these
+# names in the confirm step's fingerprint, so older run folders keep theirs
+CONFIRM_FLAT_KEYS = {
+    "negatives_per_positive": "candidates",
+    "max_random_negatives": "candidates",
+    "max_candidates": "candidates",
+    "estimator": "rules",
+    "positive_min": "rules",
+    "negative_max": "rules",
+    "positive_top_fraction": "rules",
+    "device": "bpb",
+}
+CONFIRM_PARTS = ("candidates", "rules", "bpb")
 
-    ``max_candidates``: at most this many candidates per task get BPB under the panel (the top ones
-    by similarity), so the stage costs at most ``models x max_candidates`` document forwards.
+
+@dataclass(frozen=True)
+class ConfirmSection(ConfirmSettings):
+    """``[confirm]``: the confirm stage's :class:`~retriever.confirm.stage.ConfirmSettings` (its
+    parts in ``[confirm.candidates]``, ``[confirm.rules]``, ``[confirm.bpb]``; the run's tasks, and
+    ``[run] seed`` for the negatives' sample, filled in), plus the panel it decides with.
+
+    ``panel``: a panel TOML path, or ``"tiny"`` to train a tiny byte-level panel offline
+    (``tiny_models`` models of ``tiny_steps`` steps on ``tiny_texts`` texts per source);
+    ``scorecard_kind`` / ``scorecard_limit``: how the panel's task scores are measured. The keys
+    written flat before the section was nested (``max_candidates``, ``estimator``, ``device``, ...:
+    :data:`CONFIRM_FLAT_KEYS`) are still read into their part.
     """
 
     panel: str = "tiny"
@@ -199,20 +221,8 @@ class ConfirmSection:
     tiny_texts: int = 300
     scorecard_kind: str = "auto"
     scorecard_limit: int = 200
-    # the stages' own defaults (one place): candidates, then the decision rule
-    negatives_per_positive: float = CandidateRule.negatives_per_positive
-    max_random_negatives: int = CandidateRule.max_random_negatives
-    max_candidates: int | None = CandidateRule.max_candidates
-    estimator: str = DecisionRules.estimator
-    positive_min: float = DecisionRules.positive_min
-    negative_max: float = DecisionRules.negative_max
-    positive_top_fraction: float | None = DecisionRules.positive_top_fraction
-    min_models: int = ConfirmSettings.min_models
-    metric: str | None = ConfirmSettings.metric
-    center_models: bool = ConfirmSettings.center_models
-    device: str | None = BpbOptions.device
 
-    # the panel's keys; every other key is a field of one part of the stage's ConfirmSettings
+    # the panel's keys; every other field is the stage's
     PANEL_KEYS = (
         "panel",
         "tiny_models",
@@ -222,26 +232,89 @@ class ConfirmSection:
         "scorecard_limit",
     )
 
-    def settings(self, tasks: Sequence[str], seed: int) -> ConfirmSettings:
-        """The confirm stage's nested :class:`~retriever.confirm.stage.ConfirmSettings` from the
-        flat keys: each goes to the part that has the field (``CandidateRule``,
-        ``DecisionRules``, ``BpbOptions`` or ``ConfirmSettings`` itself); the run gives the tasks
-        and the negatives' seed. (The keys stay flat in the TOML: run folders keep their step
-        fingerprints.)"""
-        mine = {f.name for f in fields(self)} - set(self.PANEL_KEYS)
-
-        def part(cls: type, **given: Any) -> Any:
-            return cls(
-                **{f.name: getattr(self, f.name) for f in fields(cls) if f.name in mine}, **given
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.panel != "tiny" and not self.panel.endswith(".toml"):
+            raise ConfigError(
+                f'[confirm] panel must be "tiny" or a panel .toml file, got {self.panel!r}'
             )
 
-        return part(
-            ConfirmSettings,
-            tasks=tuple(tasks),
-            candidates=part(CandidateRule, seed=seed),
-            rules=part(DecisionRules),
-            bpb=part(BpbOptions),
-        )
+    def config(self) -> ConfirmSettings:
+        """The stage's config, as :class:`~retriever.confirm.stage.ConfirmStage` takes it."""
+        return base_config(self, ConfirmSettings)
+
+    def step_settings(self) -> dict[str, Any]:
+        """What the confirm step's fingerprint records, one form whatever the spelling: the
+        panel's keys, ``min_models``, ``metric``, ``center_models`` and :data:`CONFIRM_FLAT_KEYS`
+        under their flat names whatever their value (``max_candidates`` only when set: it came
+        later); any other option under its part's name (``bpb.dtype``) when set away from its
+        default. The tasks and the seed are the run's, recorded apart."""
+        top = (*self.PANEL_KEYS, "min_models", "metric", "center_models")
+        out = {k: getattr(self, k) for k in top}
+        out.update({k: getattr(getattr(self, p), k) for k, p in CONFIRM_FLAT_KEYS.items()})
+        if out["max_candidates"] is None:
+            del out["max_candidates"]
+        out.update(changed_fields(self, exclude=(*top, *CONFIRM_PARTS, "tasks")))
+        for p in CONFIRM_PARTS:
+            mine = changed_fields(getattr(self, p), exclude=(*CONFIRM_FLAT_KEYS, "seed"))
+            out.update({f"{p}.{k}": v for k, v in mine.items()})
+        return out
+
+
+def _check_confirm_part_keys(data: dict[str, Any], fixed: dict[str, Any]) -> None:
+    """A key of ``[confirm]`` that is an option of one of its parts (or nearest to one): an error
+    naming the part's table."""
+    import difflib
+
+    hints = typing.get_type_hints(ConfirmSettings)
+    names = [f.name for f in fields(ConfirmSection) if f.init]
+    of_part = {f.name: p for p in CONFIRM_PARTS for f in fields(hints[p])}
+    for k in sorted(set(data) - set(names)):
+        if k in of_part and f"{of_part[k]}.{k}" in fixed:
+            src = _SET_BY_RUN.get(f"confirm.{of_part[k]}.{k}") or _SET_BY_RUN[k]
+            raise ConfigError(f"[confirm] {k}: not set here, it comes from {src}")
+        if k in of_part:
+            raise ConfigError(f"[confirm] {k}: an option of [confirm.{of_part[k]}]; write it there")
+        near = difflib.get_close_matches(k, [*names, *of_part], n=1)
+        if near and near[0] in of_part:
+            raise ConfigError(
+                f"[confirm]: unknown key {k!r} (did you mean [confirm.{of_part[near[0]]}] "
+                f"{near[0]}?)"
+            )
+
+
+def _confirm_section(base: Path, data: Any, tasks: tuple[str, ...], seed: int) -> ConfirmSection:
+    """``[confirm]`` as a :class:`ConfirmSection`: the flat keys of :data:`CONFIRM_FLAT_KEYS`
+    moved into their part's table (one option written both ways is an error), the panel path
+    relative to the config.
+
+    Raises:
+        ConfigError: an option written flat and in its part's table, a part's option written
+            flat that never was, or what :func:`parse_section` refuses.
+    """
+    fixed = {
+        "tasks": tasks,
+        "candidates.seed": seed,
+        # the candidates are the score folder's (the run's candidates step)
+        "candidates.top_fraction": None,
+        "candidates.threshold": {},
+    }
+    if isinstance(data, dict):
+        data = dict(data)
+        for k, p in CONFIRM_FLAT_KEYS.items():
+            if not isinstance(data.get(p, {}), dict):
+                raise ConfigError(f"[confirm.{p}] must be a table")
+            if k not in data:
+                continue
+            if k in data.get(p, {}):
+                raise ConfigError(
+                    f"[confirm] {k} and [confirm.{p}] {k} are one option written twice; keep "
+                    f"[confirm.{p}] {k}"
+                )
+            data[p] = {**data.get(p, {}), k: data.pop(k)}
+        _check_confirm_part_keys(data, fixed)
+    c = parse_section(ConfirmSection, data, "confirm", fixed=fixed)
+    return c if c.panel == "tiny" else replace(c, panel=config_path(base, c.panel))
 
 
 @dataclass(frozen=True)
@@ -373,6 +446,9 @@ _SET_BY_RUN = {
     "tasks": "the run's [tasks.NAME] tables",
     "indexes": "the run (its students, RUN/filters)",
     "reader": "[corpus] (one set of reader options for every stage)",
+    "confirm.candidates.top_fraction": "[score] top_fraction (the run's candidates step)",
+    "confirm.candidates.threshold": "[score] threshold (the run's candidates step)",
+    "evaluate.proxy.seed": "[evaluate] seeds = N (each arm trains proxies of seeds 0 .. N-1)",
 }
 
 
@@ -385,8 +461,10 @@ def parse_section(
 ) -> Any:
     """``[where]`` as the frozen dataclass ``cls``: its keys are ``cls``'s fields (an unknown one
     is a :class:`ConfigError` naming the nearest valid key), its values type-checked, arrays made
-    tuples. ``fixed``: fields the run sets (the run's tasks, ``[corpus]``'s reader), refused in
-    the table; ``defaults``: fields the run fills unless the table gives them.
+    tuples; a field that is itself a dataclass (a part of the stage's config) is its sub-table
+    ``[where.field]``, read the same way. ``fixed``: fields the run sets (the run's tasks,
+    ``[corpus]``'s reader), refused in the table; ``defaults``: fields the run fills unless the
+    table gives them; in both, ``"part.field"`` names a field of a part.
 
     Raises:
         ConfigError: not a table, an unknown or run-set key, a wrong type, a value the stage's own
@@ -396,23 +474,48 @@ def parse_section(
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"[{where}] must be a table")
-    fixed = fixed or {}
+    fixed, fixed_in = _split_parts(fixed)
+    defaults, defaults_in = _split_parts(defaults)
     names = [f.name for f in fields(cls) if f.init]
     for k in sorted(data):
         if k in fixed or (k in READER_KEYS and "reader" in names):
-            src = _SET_BY_RUN["reader" if k in READER_KEYS else k]
+            key = "reader" if k in READER_KEYS else k
+            src = _SET_BY_RUN.get(f"{where}.{key}") or _SET_BY_RUN[key]
             raise ConfigError(f"[{where}] {k}: not set here, it comes from {src}")
     check_keys(data, [n for n in names if n not in fixed], f"[{where}]")
-    check_field_types(cls, data, f"[{where}]")
-    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    hints = typing.get_type_hints(cls)
+    parts = {
+        n: parse_section(hints[n], data.get(n), f"{where}.{n}", fixed_in.get(n), defaults_in.get(n))
+        for n in names
+        if n not in fixed
+        and isinstance(hints.get(n), type)
+        and is_dataclass(hints[n])
+        and (n in data or n in fixed_in or n in defaults_in)
+    }
+    plain = {k: v for k, v in data.items() if k not in parts}
+    check_field_types(cls, plain, f"[{where}]")
+    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in plain.items()}
     try:
-        return cls(**{**(defaults or {}), **kw, **fixed})
+        return cls(**{**defaults, **kw, **parts, **fixed})
     except TypeError as e:
         raise ConfigError(f"[{where}]: {e}") from e
     except ConfigError as e:
         if str(e).startswith(f"[{where}]"):
             raise
         raise ConfigError(f"[{where}]: {e}") from e
+
+
+def _split_parts(given: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """``{"a": 1, "part.b": 2}`` -> ``({"a": 1}, {"part": {"b": 2}})``."""
+    mine: dict[str, Any] = {}
+    parts: dict[str, dict[str, Any]] = {}
+    for k, v in (given or {}).items():
+        part, dot, rest = k.partition(".")
+        if dot:
+            parts.setdefault(part, {})[rest] = v
+        else:
+            mine[k] = v
+    return mine, parts
 
 
 def config_path(base: Path, p: str) -> str:
@@ -527,9 +630,7 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
             for k, v in dataset.decontaminate.items()
         },
     )
-    confirm = parse_section(ConfirmSection, raw.get("confirm"), "confirm")
-    if confirm.panel != "tiny":
-        confirm = ConfirmSection(**{**confirm.__dict__, "panel": config_path(base, confirm.panel)})
+    confirm = _confirm_section(base, raw.get("confirm"), names, run.seed)
     distill = parse_section(DistillSection, raw.get("distill"), "distill")
     students = Path(run.out) / STUDENTS_DIR
     filt_raw = raw.get("filter")
@@ -658,7 +759,8 @@ def _local(base: Path, data: Any, keys: tuple[str, ...]) -> Any:
 
 def _evaluate_section(base: Path, data: Any) -> EvaluateConfig:
     """``[evaluate]`` as ``retriever evaluate``'s :class:`~retriever.arms.EvaluateConfig`: ``out``
-    relative to the config, each path of ``datasets`` / ``eval_data`` too (Hub names stay)."""
+    relative to the config, each path of ``datasets`` / ``eval_data`` too (Hub names stay),
+    ``proxy`` the proxy stage's :class:`~retriever.proxy.ProxyConfig`."""
     data = _local(base, data, EVALUATE_PATH_KEYS)
     if isinstance(data, dict):
         data = dict(data)
@@ -669,7 +771,8 @@ def _evaluate_section(base: Path, data: Any) -> EvaluateConfig:
                 data[k] = {
                     n: config_source(base, str(v), f"[evaluate] {k}") for n, v in data[k].items()
                 }
-    return parse_section(EvaluateConfig, data, "evaluate")
+    # [evaluate] proxy is the proxy stage's ProxyConfig, read at load; its seed is each run's
+    return parse_section(EvaluateConfig, data, "evaluate", fixed={"proxy.seed": ProxyConfig.seed})
 
 
 def _paths(
@@ -703,23 +806,6 @@ def _plan_section(base: Path, data: Any) -> PlanSection:
 def _check_stage_sections(cfg: RunConfig) -> None:
     """The checks across sections, once, so a mistake fails before any work starts (each
     section's own were made when it was read)."""
-    c = cfg.confirm
-    try:
-        DecisionRules(
-            estimator=c.estimator,
-            positive_min=c.positive_min,
-            negative_max=c.negative_max,
-            positive_top_fraction=c.positive_top_fraction,
-        )
-        CandidateRule(
-            negatives_per_positive=c.negatives_per_positive,
-            max_random_negatives=c.max_random_negatives,
-            max_candidates=c.max_candidates,
-        )
-    except ConfigError as e:
-        raise ConfigError(f"[confirm]: {e}") from e
-    if c.panel != "tiny" and not c.panel.endswith(".toml"):
-        raise ConfigError(f'[confirm] panel must be "tiny" or a panel .toml file, got {c.panel!r}')
     from retriever.score.job import parse_sample
 
     try:

@@ -54,10 +54,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# options added after runs existed: left out of a step's fingerprint while unset, so an older run
-# folder is not redone for an option it never had
-UNSET_IS_OLD = ("max_candidates",)
-
 
 def inputs_fingerprint(paths: list[str] | tuple[str, ...], what: str = "corpus input") -> str:
     """Fingerprint of files / folders / Hub ids (local shards hashed, Hub ids by name).
@@ -298,15 +294,11 @@ class RunJob:
             )
         )
         # the BPB cache (keyed by document, model and weights) survives a rerun, so changing a
-        # decision
-        # threshold costs seconds; models retrained since are dropped from it in _confirm
-        confirm_settings = {
-            k: v for k, v in dataclasses.asdict(c).items() if not (k in UNSET_IS_OLD and v is None)
-        }
+        # decision threshold costs seconds; models retrained since are dropped from it in _confirm
         steps.append(
             RunStep(
                 "confirm",
-                confirm_settings,
+                c.step_settings(),
                 self._confirm,
                 outputs=[self.out / "confirm"],
                 keep=[self.out / "confirm" / "bpb"],
@@ -611,7 +603,7 @@ class RunJob:
                     seed=seed,
                     kind=c.scorecard_kind,
                 )
-            res = scorecard(panel, t.name, gold, device=c.device)
+            res = scorecard(panel, t.name, gold, device=c.bpb.device)
             update_scores_file(scores_csv, res.scores)
             report[t.name] = {m: d.get("acc_norm", d.get("bpb")) for m, d in res.details.items()}
         return {"panel": str(panel_file), "scores": str(scores_csv), "scorecard": report}
@@ -625,8 +617,7 @@ class RunJob:
         panel_file = self.out / "panel" / "panel.toml" if c.panel == "tiny" else Path(c.panel)
         panel = load_panel(panel_file, scores=self.out / "panel" / "scores.csv")
         drop_stale_bpb(self.out / "confirm" / "bpb", panel)
-        settings = c.settings(self.cfg.task_names, self.cfg.run.seed)
-        s = ConfirmStage(panel, self.out / "confirm", settings, progress=self.progress).run(
+        s = ConfirmStage(panel, self.out / "confirm", c.config(), progress=self.progress).run(
             open_docs([str(self.out / "scores")])
         )
         return {t: d.get("labels", d) for t, d in s["tasks"].items()}

@@ -75,19 +75,10 @@ def score_corpus(
                 **job_kwargs,
             )
             shards = job.prepare()
-            summary = _score(
-                job,
-                shards,
-                out_dir,
-                top_fraction,
-                thresholds,
-                store,
-                ann_min_rows,
-                executor,
-                workers,
-                progress,
-                executor_settings,
-            )
+            _run_shards(job, shards, executor, workers, progress, executor_settings)
+            if store is not None:
+                ingest_store(out_dir, None if store == "default" else store, ann_min_rows)
+            summary = _summary(out_dir, top_fraction, thresholds)
         except BaseException:
             # a run that failed before finishing any shard leaves nothing behind (no manifest that
             # a corrected rerun would then refuse); a partial run stays, to be resumed
@@ -97,64 +88,64 @@ def score_corpus(
     return summary
 
 
-def _score(
-    job,
-    shards,
-    out_dir,
-    top_fraction,
-    thresholds,
-    store,
-    ann_min_rows,
-    executor,
-    workers,
-    progress,
-    executor_settings,
-) -> dict[str, Any]:
+def _run_shards(
+    job: ScoreJob,
+    shards: list[str],
+    executor: str,
+    workers: int | None,
+    progress: bool,
+    executor_settings: dict[str, Any] | None,
+) -> None:
+    """Score the unfinished ``shards``, in this process or through a datatrove executor."""
     if executor == "inline":
         job.run(progress=progress)
-    else:
-        from retriever.corpus.sharding import shard_name
-        from retriever.executors import run_sharded
+        return
+    from retriever.corpus.sharding import shard_name
+    from retriever.executors import run_sharded
 
-        # the executor keeps its own markers under logs/; done/<shard>.json written by the job
-        # itself stays the one record of a finished shard
-        result = run_sharded(
-            job.score_shard,
-            shards,
-            executor=executor,
-            workers=workers,
-            logging_dir=str(Path(out_dir) / "logs"),
-            progress=progress,
-            **(executor_settings or {}),
+    # the executor keeps its own markers under logs/; done/<shard>.json written by the job
+    # itself stays the one record of a finished shard
+    result = run_sharded(
+        job.score_shard,
+        shards,
+        executor=executor,
+        workers=workers,
+        logging_dir=str(job.out / "logs"),
+        progress=progress,
+        **(executor_settings or {}),
+    )
+    for shard in result.per_shard:  # finished now: an earlier failure no longer stands
+        (job.out / "failed" / f"{shard_name(shard)}.json").unlink(missing_ok=True)
+    for shard, error in result.failed.items():
+        write_json_atomic(
+            job.out / "failed" / f"{shard_name(shard)}.json", {"shard": shard, "error": error}
         )
-        for shard in result.per_shard:  # finished now: an earlier failure no longer stands
-            (Path(out_dir) / "failed" / f"{shard_name(shard)}.json").unlink(missing_ok=True)
-        for shard, error in result.failed.items():
-            write_json_atomic(
-                Path(out_dir) / "failed" / f"{shard_name(shard)}.json",
-                {"shard": shard, "error": error},
-            )
-        if result.submitted:
-            log.info(
-                "submitted to %s; rerun the same command once the jobs are done to summarize",
-                executor,
-            )
-    if store is not None:
-        ingest_store(out_dir, None if store == "default" else store, ann_min_rows)
-    summary = summarize(out_dir, top_fraction, thresholds)
+    if result.submitted:
+        log.info(
+            "submitted to %s; rerun the same command once the jobs are done to summarize",
+            executor,
+        )
+
+
+def _summary(
+    out_dir: str | os.PathLike, top_fraction: float | None, thresholds: dict[str, float] | None
+) -> dict[str, Any]:
+    """The folder's summary with its duplicate ids (written once, to ``summary.json``).
+
+    Raises:
+        InputError: records were read and none could be scored.
+    """
     dups = duplicate_ids(out_dir)
-    if dups is not None:
-        summary["duplicate_ids"] = dups
-        if dups["ids"]:
-            log.warning(
-                "%d document id(s) occur in more than one record (%d extra records), "
-                "e.g. %s: later stages tell documents apart by id; give unique ids "
-                "(--id-field) or drop the duplicates",
-                dups["ids"],
-                dups["extra_records"],
-                dups["examples"][:3],
-            )
-        write_json_atomic(Path(out_dir) / "summary.json", summary)
+    if dups is not None and dups["ids"]:
+        log.warning(
+            "%d document id(s) occur in more than one record (%d extra records), "
+            "e.g. %s: later stages tell documents apart by id; give unique ids "
+            "(--id-field) or drop the duplicates",
+            dups["ids"],
+            dups["extra_records"],
+            dups["examples"][:3],
+        )
+    summary = summarize(out_dir, top_fraction, thresholds, duplicates=dups)
     if summary["docs_in"] and not summary["scored"]:
         reasons = summary["rejected_by_reason"]
         raise InputError(

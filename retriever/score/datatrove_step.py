@@ -72,7 +72,8 @@ class DatatroveSimilarityScorer(_PipelineStep):
 
     def run(self, data, rank: int = 0, world_size: int = 1):
         """The scorer's own :meth:`~retriever.step.BatchStep.run` over datatrove ``Document``s
-        (they have ``text`` and ``metadata``, all a step reads and writes)."""
+        (``annotate(batch, score_batch(batch))``; a ``Document`` has ``text`` and ``metadata``,
+        all the scorer reads and writes)."""
         scorer = self.scorer()
         for doc in scorer.run(self._seen(data), rank, world_size):
             self.stat_update("scored")

@@ -9,6 +9,11 @@ Per shard ``<name>`` (see :func:`retriever.corpus.shard_name`) under ``out_dir``
     done/<name>.json         counters; written last, so its presence marks the shard complete
     failed/<name>.json       the error, when the shard could not be read at all (others go on)
 
+A shard is reader -> :meth:`SimilarityScorer.scored <retriever.step.BatchStep.scored>` -> parquet
+writer: each ``(batch, ScoredBatch)`` becomes one row group, the arrays written as columns. The
+done marker's ``seen`` / ``kept`` of the documents that reach the scorer are the step's counters;
+the job counts the records that never do (unsampled, rejected) and the shard's wall time.
+
 The scores file is streamed (row group per batch) into ``*.tmp`` and renamed at the end, so a killed
 run leaves no partial output under a final name; a rerun skips done shards and redoes the others.
 ``manifest.json`` holds the settings, checked on resume (other settings -> :class:`ResumeError`).
@@ -379,16 +384,17 @@ class ScoreJob:
         sampler = self.sample
 
         def docs():
+            # counts what never reaches the scorer; the scorer counts what it scores
             for row, rec in self._records(reader, shard, name):
                 if isinstance(rec, Unsampled):  # parquet rows skipped before parsing, in bulk
                     stats.inc("seen", rec.n)
                     stats.inc("dropped/unsampled", rec.n)
                     continue
-                stats.inc("seen")
                 if sampler is not None and isinstance(rec, dict):
                     # decided on the raw record, before any detokenizing: an unsampled document
                     # costs one hash
                     if not sampler.keep(doc_id(name, row, rec.get(self.reader.id_field))):
+                        stats.inc("seen")
                         stats.inc("dropped/unsampled")
                         if self._bar is not None:
                             self._bar.update(1)  # the bar counts records read (its total)
@@ -396,6 +402,7 @@ class ScoreJob:
                 if not isinstance(rec, Rejected):
                     rec = reader.to_doc(shard, row, rec)
                 if isinstance(rec, Rejected):
+                    stats.inc("seen")
                     stats.inc(f"rejected/{rec.reason}")
                     rejects.add(rec)
                     if self._bar is not None:
@@ -403,17 +410,21 @@ class ScoreJob:
                     continue
                 yield rec
 
+        scorer.stats = Stats()  # the step's counters of this shard: seen and kept come from them
         with AtomicWriter(self.out / "scores" / f"{name}.parquet") as tmp:
             writer = pq.ParquetWriter(tmp, schema)
             try:
-                for batch, sc in scorer.batches(docs()):
+                # reader -> step -> writer: the scorer's arrays go to parquet as they are
+                for batch, sc in scorer.scored(docs()):
                     writer.write_table(self._table(pa, schema, batch, sc, name))
-                    stats.inc("kept", len(batch))
                     stats.inc("chars", sum(len(d.text) for d in batch))
                     if self._bar is not None:
                         self._bar.update(len(batch))
             finally:
                 writer.close()
+        for key in ("seen", "kept"):
+            if scorer.stats.counts[key]:  # as before: no zero counter in the marker
+                stats.inc(key, scorer.stats.counts[key])
         rejects.close()
         stats.seconds = time.perf_counter() - t0
         self.done.write(
@@ -492,15 +503,7 @@ class ScoreJob:
             except (InputError, ModelMismatchError):
                 raise  # a settings problem: every shard would fail the same way
             except Exception as e:  # one unreadable shard must not stop the others
-                log.error("shard %s failed: %s", shard, e)
-                write_json_atomic(
-                    self.out / "failed" / f"{shard_name(shard)}.json",
-                    {
-                        "shard": shard,
-                        "error": f"{type(e).__name__}: {e}",
-                        "traceback": traceback.format_exc(),
-                    },
-                )
+                self._record_failure(shard, e)
                 total.inc("failed_shards")
         if bar is not None:
             bar.close()

@@ -1,10 +1,12 @@
 """Embed documents once and score them against every task's gold index.
 
-:class:`SimilarityScorer` is the stage object: ``score_texts`` is the narrow hook (texts ->
-vectors and per-task scores); ``run`` is the :class:`~retriever.step.Step` call that batches a
-document stream and writes the scores into ``metadata["score_<task>"]`` (the candidate ranking) /
-``metadata["topk_<task>"]`` (mean top-k cosine; names: :mod:`retriever.names`). Deciding what is
-a candidate is a separate step (:mod:`retriever.score.select`).
+:class:`SimilarityScorer` is the stage object (a :class:`~retriever.step.BatchStep`):
+``score_batch`` embeds a batch once and searches every task index (``score_texts`` on the texts),
+giving a :class:`ScoredBatch` of arrays. ``scored(docs)`` yields ``(docs, ScoredBatch)`` pieces of
+``batch_size`` for a columnar writer (the score job); ``run(docs)`` writes the same scores into
+``metadata["score_<task>"]`` (the candidate ranking) / ``metadata["topk_<task>"]`` (mean top-k
+cosine; names: :mod:`retriever.names`). Deciding what is a candidate is a separate step
+(:mod:`retriever.score.select`).
 
 An index folder may carry a sparse index (``sparse/``) and a learned head (``head/``), see
 :mod:`retriever.index.hybrid`; their scores are computed in the same pass, from the same clipped
@@ -28,10 +30,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from retriever.data import Doc, DocStream
+from retriever.data import Doc
 from retriever.errors import InputError
 from retriever.names import COS, SCORE, TOPK, score_name
-from retriever.step import BatchStep, batched
+from retriever.step import BatchStep
 
 if TYPE_CHECKING:
     from retriever.embed import Embedder
@@ -117,15 +119,15 @@ class SimilarityScorer(BatchStep):
         indexes: task -> gold index; all must be built with ``embedder``'s model.
         embedder: turns texts into unit vectors (each text is embedded once for all tasks).
         k: neighbours averaged by the ``topk`` score.
-        batch_size: documents per yielded batch of :meth:`batches` (a parquet row group in the job).
-        sort_buffer: documents :meth:`batches` embeds in one call (at least ``batch_size``). The
+        batch_size: documents per yielded batch of :meth:`scored` (a parquet row group in the job).
+        sort_buffer: documents embedded in one call, one step batch (at least ``batch_size``). The
             embedder sorts a call's texts by length before forming its forward batches, so a larger
             buffer pads less: on ClimbLab, 12% padded tokens with 256 documents, 4% with 1,024
             (``scripts/bench_score.py``). Results still come out in stream order, in batches of
             ``batch_size``; memory: sort_buffer x clip_chars of text plus [sort_buffer, dim] floats.
         extras: task -> its index folder's sparse index and head
-        (:func:`~retriever.index.hybrid.load_extras`);
-            tasks without them are scored by cosine alone.
+            (:func:`~retriever.index.hybrid.load_extras`); tasks without them are scored by cosine
+            alone.
         clip_chars: characters of a document passed to the embedder (``None``: the model's max
             length x 12). The model truncates at ``max_seq_length`` tokens anyway; clipping first
             saves tokenizing the rest of long documents. 12 characters per word piece is far above
@@ -144,7 +146,8 @@ class SimilarityScorer(BatchStep):
         sort_buffer: int = 1024,
         extras: dict[str, TaskExtras] | None = None,
     ):
-        super().__init__(max(sort_buffer, batch_size))  # run(): one embedding call a buffer
+        # a step batch is the sort buffer: one embedding call (split() cuts it for scored())
+        super().__init__(max(sort_buffer, batch_size))
         if not indexes:
             raise InputError(
                 "no gold index given; pass --index indexes/TASK (built with `retriever index "
@@ -206,28 +209,30 @@ class SimilarityScorer(BatchStep):
             self.stats.inc("extras_ms", int((time.perf_counter() - t2) * 1000))
         return out
 
-    def batches(self, docs: DocStream) -> Iterator[tuple[list[Doc], ScoredBatch]]:
-        """Score ``docs`` ``sort_buffer`` at a time; yields ``(docs, scores)`` of ``batch_size``
-        docs (the arrays, for the score job's columnar writer; :meth:`run` sets metadata)."""
-        for buf in batched(docs, self.sort_buffer):
-            yield from self._split(buf, self.score_texts([d.text for d in buf]))
+    def score_batch(self, docs: list[Doc]) -> ScoredBatch:
+        """The scores of ``docs``' texts (:meth:`score_texts`): one embedding call."""
+        return self.score_texts([d.text for d in docs])
 
-    def _split(self, buf: list[Doc], sc: ScoredBatch) -> Iterator[tuple[list[Doc], ScoredBatch]]:
-        for i in range(0, len(buf), self.batch_size):
-            yield buf[i : i + self.batch_size], sc.rows(i, i + self.batch_size)
+    def split(
+        self, docs: list[Doc], scores: ScoredBatch
+    ) -> Iterator[tuple[list[Doc], ScoredBatch]]:
+        """A scored sort buffer in pieces of ``batch_size`` (a parquet row group in the job)."""
+        for i in range(0, len(docs), self.batch_size):
+            yield docs[i : i + self.batch_size], scores.rows(i, i + self.batch_size)
 
-    def process_batch(self, docs: list[Doc]) -> list[Doc]:
+    def annotate(self, docs: list[Doc], scores: ScoredBatch) -> list[Doc]:
         """Set ``score_``, ``topk_``, ``cos_`` (and the extras') ``<task>`` keys on every
         document."""
-        sc = self.score_texts([d.text for d in docs])
         # names and Python floats once per batch, not per document and task
         cols: list[tuple[str, list[float]]] = []
         for task in self.indexes:
-            cols.append((score_name(SCORE, task), sc.ranking(task).tolist()))
-            cols.append((score_name(TOPK, task), sc.topk[task].tolist()))
-            cols.append((score_name(COS, task), sc.max[task].tolist()))
+            cols.append((score_name(SCORE, task), scores.ranking(task).tolist()))
+            cols.append((score_name(TOPK, task), scores.topk[task].tolist()))
+            cols.append((score_name(COS, task), scores.max[task].tolist()))
             cols += [
-                (score_name(c, task), d[task].tolist()) for c, d in sc.extra.items() if task in d
+                (score_name(c, task), d[task].tolist())
+                for c, d in scores.extra.items()
+                if task in d
             ]
         for i, doc in enumerate(docs):
             for key, vals in cols:

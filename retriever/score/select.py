@@ -279,10 +279,15 @@ def summarize(
     thresholds: dict[str, float] | None = None,
     column: str = "score",
     top_fractions: dict[str, float] | None = None,
+    duplicates: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Counters of all shards, candidates per task and score distributions; written to
-    summary.json."""
+    summary.json, with ``duplicates`` (:func:`~retriever.score.api.duplicate_ids`) under
+    ``duplicate_ids``. ``None`` keeps what summary.json recorded: the duplicate ids do not depend
+    on thresholds, so re-thresholding (the run's ``candidates`` step) does not drop them."""
     out = Path(score_dir)
+    if duplicates is None and (out / "summary.json").exists():
+        duplicates = read_json(out / "summary.json").get("duplicate_ids")
     stats = Stats()
     for p in sorted((out / "done").glob("*.json")):
         stats += Stats.from_dict(read_json(p))
@@ -316,6 +321,8 @@ def summarize(
         "top_fraction": top_fraction,
         "tasks": {t: {**chosen[t], "distribution": hists[t].describe()} for t in hists},
     }
+    if duplicates is not None:
+        summary["duplicate_ids"] = duplicates
     write_json_atomic(out / "summary.json", summary)
     return summary
 

@@ -143,6 +143,13 @@ def test_duplicate_ids_across_shards_are_counted_and_warned(tmp_path, tiny_index
     assert s["duplicate_ids"]["ids"] == 3 and s["duplicate_ids"]["extra_records"] == 3
     assert any("more than one record" in m for m in seen)
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["duplicate_ids"]["ids"] == 3
+    # re-thresholding (the run's candidates step, `retriever candidates --threshold`) rewrites
+    # summary.json: the duplicates it recorded stay
+    from retriever.score import summarize
+
+    again = summarize(tmp_path / "out", top_fraction=0.5)
+    assert again["duplicate_ids"]["ids"] == 3 and again["top_fraction"] == 0.5
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["duplicate_ids"]["ids"] == 3
 
 
 def test_export_from_another_cwd_reads_the_shards_a_relative_corpus_named(
