@@ -2,8 +2,10 @@
 
 Local folder by default (``<score dir>/store``); any LanceDB URI (``s3://...``, ``db://...``) makes
 it remote. One writer fills it from finished shards (:meth:`CorpusStore.ingest_shard`): the shard's
-rows are deleted, then appended, so ingesting twice never duplicates. Once the table is large an ANN
-index (IVF-PQ, cosine) is built; small tables are searched exactly.
+rows are deleted, then appended, so ingesting twice never duplicates, and a rescored shard replaces
+its own rows only (``retriever.score.ingest_store`` keeps the per-shard markers that make a killed
+ingest resumable). Once the table is large an ANN index (IVF-PQ, cosine) is built; small tables are
+searched exactly.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 TABLE, META = "docs", "meta"
 BASE_COLUMNS = ("id", "shard", "row", "preview", "vector")
 INGEST_BATCH = 8192  # rows per append (memory: INGEST_BATCH x (dim x 4 + 300) bytes)
+DELETE_CHUNK = 512  # shard names per delete (each delete scans the shard column once)
 
 
 class CorpusStore:
@@ -101,6 +104,24 @@ class CorpusStore:
     def ingest_shard(self, name: str, parquet_path: str | os.PathLike) -> int:
         """Replace the rows of shard ``name`` with those of its scores parquet; returns rows
         added."""
+        self.delete_shards([name])
+        return self.add_shard(name, parquet_path)
+
+    def delete_shards(self, names: list[str]) -> int:
+        """Delete every row of the shards ``names`` (one scan per :data:`DELETE_CHUNK` names);
+        returns the rows deleted."""
+        if self._table is None or not names:
+            return 0
+        gone = 0
+        for i in range(0, len(names), DELETE_CHUNK):
+            quoted = ", ".join(_sql_str(n) for n in names[i : i + DELETE_CHUNK])
+            res = self._table.delete(f"shard IN ({quoted})")
+            gone += int(getattr(res, "num_deleted_rows", 0) or 0)
+        return gone
+
+    def add_shard(self, name: str, parquet_path: str | os.PathLike) -> int:
+        """Append the rows of shard ``name``'s scores parquet (after :meth:`delete_shards`, or it
+        is there twice); returns rows added."""
         pa = require("pyarrow")
         pq = require("pyarrow.parquet")
         pf = pq.ParquetFile(parquet_path)
@@ -108,7 +129,6 @@ class CorpusStore:
         if self._table is not None:
             have = set(self._table.schema.names)  # a store made before score columns were kept
             cols = [c for c in cols if c in have]
-            self._table.delete(f"shard = '{name.replace(chr(39), chr(39) * 2)}'")
         n = 0
         try:
             for batch in pf.iter_batches(batch_size=INGEST_BATCH, columns=cols):
@@ -129,16 +149,30 @@ class CorpusStore:
             raise
         return n
 
+    def shard_counts(self) -> dict[str, int]:
+        """Rows per shard name (a scan of the ``shard`` column)."""
+        pc = require("pyarrow.compute")
+        counts: dict[str, int] = {}
+        for batch in self.iter_batches(["shard"], batch_size=1 << 16):
+            vc = pc.value_counts(batch.column(0))
+            for name, c in zip(
+                vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True
+            ):
+                counts[name] = counts.get(name, 0) + c
+        return counts
+
     def ensure_ann_index(self, min_rows: int = 100_000, num_partitions: int | None = None) -> bool:
         """Build an IVF-PQ cosine index when the table has ``min_rows`` rows or more.
 
-        Rebuilt when the table has doubled since the last build. Returns True when one was built.
+        Rebuilt once half the table's rows are not in it (rows added, or shards replaced, since the
+        last build; a table that doubled by appends is that case). Until then a search reads the
+        unindexed rows exactly, and rows deleted since the build are never returned, so the index
+        stays valid. Returns True when one was built.
         """
         n = self.count()
         if self._table is None or n < min_rows:
             return False
-        state = self._index_state()
-        if state and n < 2 * state:
+        if self._index_state() and self.has_ann_index() and 2 * self.unindexed_rows() < n:
             return False
         parts = num_partitions or max(1, int(math.sqrt(n)))
         sub = next(
@@ -151,6 +185,19 @@ class CorpusStore:
         self._ann = True
         log.info("built IVF-PQ index on %d vectors (%d partitions)", n, parts)
         return True
+
+    def unindexed_rows(self) -> int:
+        """Rows the vector index does not hold (every row when there is no index)."""
+        n = self.count()
+        if self._table is None or not self.has_ann_index():
+            return n
+        for idx in self._table.list_indices():
+            if "vector" in list(idx.columns):
+                stats = self._table.index_stats(idx.name)
+                if stats is not None:
+                    return int(stats.num_unindexed_rows)
+        # no statistics: the rows added since the build, as counted then
+        return max(0, n - self._index_state())
 
     def _meta(self) -> dict[str, Any]:
         return self.db.open_table(META).to_arrow().to_pylist()[0]
@@ -229,6 +276,10 @@ def ingest_columns(names: list[str]) -> list[str]:
     ``cluster_id`` when present (so queries can filter on ``score_<task>`` or a cluster)."""
     extra = [c for c in names if score_kind(c) in (SCORE, TOPK) or c == "cluster_id"]
     return [c for c in BASE_COLUMNS if c in names] + extra
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
 
 def _first_line(e: BaseException) -> str:

@@ -193,42 +193,45 @@ def sampler_for(
 def ingest_store(
     out_dir: str | os.PathLike, uri: str | None = None, ann_min_rows: int = 100_000
 ) -> int:
-    """Put finished shards' vectors into the LanceDB store, once each (single writer,
-    idempotent)."""
-    from retriever.store import INGESTED, CorpusStore, default_store_uri, ingest_marker
+    """Put finished shards' vectors into the LanceDB store (single writer); returns rows added.
+
+    A shard goes in when it has no ingest marker for this store (never ingested, or rescored:
+    :func:`~retriever.store.forget_ingested`): its rows are deleted, then its scores appended, then
+    its marker written. A kill anywhere leaves the shard without a marker, so the next ingest
+    deletes what of it got in and adds it again: no duplicate, no lost row. The other shards' rows
+    are not rewritten.
+
+    The default store belongs to this folder: afterwards it must hold the rows the markers record.
+    When it does not (rows lost to a failed write, rows of a shard that is no longer done), the
+    shards whose rows differ are put right, found by one scan of the ``shard`` column.
+    """
+    from retriever.store import CorpusStore, default_store_uri
 
     out = Path(out_dir)
     settings = read_json(out / "manifest.json")["settings"]
+    own = uri is None
     store = CorpusStore(uri or default_store_uri(out), settings["model"], settings["dim"])
     outputs = shard_outputs(out)
-    recorded = 0
-    for name in outputs:
-        mark = ingest_marker(out, name)
-        try:
-            recorded += int(read_json(mark)["rows"]) if mark.exists() else 0
-        except (InputError, KeyError, TypeError, ValueError):
-            recorded = -1
-            break
-    # the default store belongs to this folder: when it does not hold what the markers say (a
-    # failed write), it is refilled from the score parquets it is derived from
-    held = store.count() if store.repaired or uri is None else None
-    if store.repaired or (uri is None and recorded != held):
+    ingested = _ingest_markers(out, outputs, store.uri)
+    if store.repaired:  # its table was unreadable and dropped: every shard goes in again
+        ingested = {}
+    todo = [n for n in outputs if n not in ingested]
+    added = _replace_shards(store, out, outputs, todo, ingested)
+    if own and store.count() != sum(ingested.values()):
+        counts = store.shard_counts()
+        stray = sorted(set(counts) - set(outputs))
+        differ = [n for n in outputs if counts.get(n, 0) != ingested[n]]
         log.warning(
-            "store %s holds %s rows, the ingested shards %d: refilling it",
+            "store %s holds %d rows, the ingested shards %d: replacing %d shard(s) whose rows "
+            "differ, dropping %d no longer scored",
             store.uri,
-            held,
-            recorded,
+            sum(counts.values()),
+            sum(ingested.values()),
+            len(differ),
+            len(stray),
         )
-        store.reset()
-        shutil.rmtree(out / INGESTED, ignore_errors=True)
-    added = 0
-    for name, path in outputs.items():
-        mark = ingest_marker(out, name)
-        if mark.exists():
-            continue
-        n = store.ingest_shard(name, path)
-        write_json_atomic(mark, {"rows": n, "uri": store.uri})
-        added += n
+        store.delete_shards(stray)
+        added += _replace_shards(store, out, outputs, differ, ingested)
     store.ensure_ann_index(min_rows=ann_min_rows)
     write_json_atomic(
         out / "store.json",
@@ -241,6 +244,57 @@ def ingest_store(
         },
     )
     log.info("store %s: +%d rows, %d in all", store.uri, added, total)
+    return added
+
+
+def _ingest_markers(out: Path, names, uri: str) -> dict[str, int]:
+    """Rows of each shard in ``names`` whose ingest marker is readable and names the store at
+    ``uri`` (a marker of another store says nothing of this one)."""
+    from retriever.store import ingest_marker
+
+    found: dict[str, int] = {}
+    for name in names:
+        mark = ingest_marker(out, name)
+        if not mark.exists():
+            continue
+        try:
+            doc = read_json(mark)
+            rows = int(doc["rows"])
+        except (InputError, KeyError, TypeError, ValueError):
+            continue  # unreadable: that shard is ingested again
+        if _same_store(doc.get("uri"), uri):
+            found[name] = rows
+    return found
+
+
+def _same_store(a: Any, b: str) -> bool:
+    if not isinstance(a, str):
+        return False
+    if a == b or "://" in a or "://" in b:
+        return a == b
+    return os.path.abspath(a) == os.path.abspath(b)  # one local folder, spelled two ways
+
+
+def _replace_shards(
+    store, out: Path, outputs: dict[str, Path], names: list[str], ingested: dict[str, int]
+) -> int:
+    """Delete the rows of shards ``names``, then add each from its scores parquet and write its
+    marker (recorded in ``ingested``); returns rows added. Their markers go first, so a kill leaves
+    every shard not yet marked to the next ingest."""
+    from retriever.store import forget_ingested, ingest_marker
+
+    if not names:
+        return 0
+    for name in names:
+        forget_ingested(out, name)
+        ingested.pop(name, None)
+    store.delete_shards(names)
+    added = 0
+    for name in names:
+        n = store.add_shard(name, outputs[name])
+        write_json_atomic(ingest_marker(out, name), {"rows": n, "uri": store.uri})
+        ingested[name] = n
+        added += n
     return added
 
 

@@ -174,9 +174,8 @@ def test_store_ingest_marker_has_one_path_for_writer_and_clearer(tmp_path):
     assert ingest_store(out) == 0  # every marker found where the writer put it
     forget_ingested(out, "corpus__b")  # what a rescored shard does (ScoreJob.score_shard)
     assert not ingest_marker(out, "corpus__b").exists()
-    # taken again, never duplicated (the default store's rows now disagree with the markers, so
-    # it is refilled whole: 8 rows added)
-    assert ingest_store(out) == 8
+    # taken again, never duplicated, and only that shard: its 5 rows replaced, corpus__a's kept
+    assert ingest_store(out) == 5
     assert ingest_marker(out, "corpus__b").exists()
     assert CorpusStore(out / "store").count() == 8
     forget_ingested(out, "corpus__never")  # no marker: nothing to do, no error
