@@ -74,12 +74,14 @@ def list_shards(inputs: list[str] | str) -> list[str]:
             raise InputError(
                 f"corpus input {spec} does not exist (a file, a folder or hf://org/name)"
             )
-    # stable order, no duplicates: the order defines the rank -> shard assignment
+    # stable order, no duplicates (one file spelled two ways is one shard): the order defines the
+    # rank -> shard assignment
     seen: set[str] = set()
     uniq = []
     for s in out:
-        if s not in seen:
-            seen.add(s)
+        where = shard_location(s)
+        if where not in seen:
+            seen.add(where)
             uniq.append(s)
     return uniq
 
@@ -203,13 +205,26 @@ def linked_shard(path: str) -> str:
     return os.path.normpath(os.path.join(os.path.dirname(path), os.readlink(path)))
 
 
-@functools.lru_cache(maxsize=65536)
 def shard_name(shard: str) -> str:
     """A short, file-system-safe, stable name for a shard (used for per-shard outputs).
 
     The parent folder is kept (ClimbLab names files ``cluster_N/cluster_N_001.parquet``) and the
-    suffix dropped: ``cluster_3/part_001.parquet`` -> ``cluster_3__part_001``.
+    suffix dropped: ``cluster_3/part_001.parquet`` -> ``cluster_3__part_001``. A local shard is
+    named from its absolute path (:func:`shard_location`), so every spelling of one file
+    (``corpus/a.jsonl``, ``./corpus/a.jsonl``, ``/data/corpus/a.jsonl``, ``a.jsonl`` from inside
+    ``corpus/``) has one name, hence one set of outputs, done markers and ids.
     """
+    return _shard_name(shard_location(shard))
+
+
+def shard_location(shard: str) -> str:
+    """Where a shard is, one string per file: a local path absolute (normalised, links not
+    resolved), a Hub shard as it is. ``shards.json`` records shards this way."""
+    return shard if shard.startswith(HUB_PREFIX) else os.path.abspath(shard)
+
+
+@functools.lru_cache(maxsize=65536)
+def _shard_name(shard: str) -> str:
     if shard.startswith(HUB_PREFIX) and not is_hub_file(shard):
         return shard[len(HUB_PREFIX) :].replace("/", "__").replace(":", "_")
     # a Hub data file is named as the same file in a local copy of the dataset would be

@@ -46,7 +46,14 @@ from typing import Any
 
 from retriever._deps import require
 from retriever.corpus.readers import CorpusReader, ReaderConfig, open_hub_file
-from retriever.corpus.sharding import HUB_PREFIX, doc_id, get_shard, list_shards, shard_name
+from retriever.corpus.sharding import (
+    HUB_PREFIX,
+    doc_id,
+    get_shard,
+    list_shards,
+    shard_location,
+    shard_name,
+)
 from retriever.data import Rejected
 from retriever.errors import (
     ConfigError,
@@ -284,6 +291,7 @@ class ScoreJob:
         check_or_write_manifest(self.out, self.settings(indexes))
         known = recorded_shards(self.out, resolve=False)
         names = {shard_name(s) for s in shards}
+        _check_recorded_names(self.out, known, shards)
         gone = sorted(set(known) - names)
         if gone:
             # another corpus (or shards removed): its results would be merged into this one's
@@ -587,10 +595,22 @@ def count_rows(shards: list[str], max_bytes: int = 2 << 30) -> int | None:
 SHARDS_FILE = "shards.json"  # shard name -> where the shard is, for every shard scored into OUT
 
 
-def shard_location(shard: str) -> str:
-    """How a shard is recorded in ``shards.json``: a local path absolute (the folder is read from
-    anywhere later: ``candidates --export``, confirm, rate), a Hub shard as it is."""
-    return shard if shard.startswith(HUB_PREFIX) else os.path.abspath(shard)
+def _check_recorded_names(out: Path, known: dict[str, str], shards: list[str]) -> None:
+    """Refuse a folder that holds a shard of this corpus under another name: one an older version
+    took from the path as given (``a.jsonl`` scored from inside its folder was ``a``).
+
+    Raises:
+        ResumeError: naming the shard, its recorded name and its name now.
+    """
+    now = {shard_location(s): shard_name(s) for s in shards}
+    for old, where in known.items():
+        new = now.get(shard_location(where))
+        if new is not None and new != old:
+            raise ResumeError(
+                f"{out} holds {where} as shard {old!r}, a name taken from the path as it was "
+                f"given; shards are now named from their absolute path ({new!r}), so its scores "
+                "and ids do not carry over: score into a new --out"
+            )
 
 
 def recorded_shards(out_dir: str | os.PathLike, resolve: bool = True) -> dict[str, str]:

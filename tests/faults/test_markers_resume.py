@@ -201,3 +201,29 @@ def test_a_relative_shard_of_an_older_score_folder_is_a_clear_error_elsewhere(
         recorded_shards(out)
     (out / "shards.json").write_text(json.dumps({"x": "hf://datasets/o/n/x.parquet"}))
     assert recorded_shards(out) == {"x": "hf://datasets/o/n/x.parquet"}  # Hub shards as they are
+
+
+def test_one_file_has_one_shard_name_however_it_is_spelled(tmp_path, monkeypatch):
+    from retriever.corpus.sharding import list_shards
+
+    corpus = tmp_path / "corpus"
+    (corpus / "sub").mkdir(parents=True)
+    (corpus / "a.jsonl").write_text('{"text": "x"}\n')
+    monkeypatch.chdir(tmp_path)
+    spellings = [
+        "corpus/a.jsonl",
+        "./corpus/a.jsonl",
+        str(corpus / "a.jsonl"),
+        "corpus/sub/../a.jsonl",
+    ]
+    monkeypatch.chdir(corpus)
+    spellings_inside = ["a.jsonl", "./a.jsonl", "../corpus/a.jsonl"]
+    names = {shard_name(s) for s in spellings_inside}
+    assert [shard_name(s) for s in list_shards(["."])] == ["corpus__a"]
+    monkeypatch.chdir(tmp_path)
+    names |= {shard_name(s) for s in spellings}
+    assert names == {"corpus__a"}
+    markers = DoneMarkers(tmp_path / "done")
+    assert {markers.path(s) for s in spellings} == {tmp_path / "done" / "corpus__a.json"}
+    # one file given twice is one shard (its first spelling), scored once
+    assert list_shards(["corpus/a.jsonl", str(corpus / "a.jsonl"), "corpus"]) == ["corpus/a.jsonl"]

@@ -165,7 +165,7 @@ def test_export_from_another_cwd_reads_the_shards_a_relative_corpus_named(
     monkeypatch.chdir(here)
     _score(tiny_indexes, ["corpus", "b.jsonl"], "out", store=None)
     recorded = json.loads((here / "out" / "shards.json").read_text())
-    assert sorted(recorded) == ["b", "corpus__a"]  # names as before: resume keeps working
+    assert sorted(recorded) == ["corpus__a", "here__b"]  # named from the absolute path
     assert recorded["corpus__a"] == str(here / "corpus" / "a.jsonl")  # absolute
     assert main(["candidates", "out", "--export", "exp"]) == 0
     want = {t: gzip.open(here / "exp" / f"{t}.jsonl.gz").read() for t in ("tools", "math")}
@@ -178,6 +178,57 @@ def test_export_from_another_cwd_reads_the_shards_a_relative_corpus_named(
     monkeypatch.chdir(here)
     s = _score(tiny_indexes, ["corpus", "b.jsonl"], "out", store=None)
     assert s["docs_in"] == 16 and s["balanced"]
+
+
+def test_a_rerun_with_another_path_spelling_resumes(tmp_path, tiny_indexes, monkeypatch):
+    # the same files as `corpus/`, as `./corpus/a.jsonl` + an absolute path, and as `.` from
+    # inside the folder: one name per file, so nothing is scored twice and no id changes
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    no_ids = [{"text": r["text"]} for r in _records(9, "a")]  # ids are <shard name>:<row>
+    (corpus / "a.jsonl").write_bytes(write_jsonl_bytes(no_ids))
+    (corpus / "b.jsonl").write_bytes(write_jsonl_bytes(_records(6, "b")))
+    out = tmp_path / "out"
+    monkeypatch.chdir(tmp_path)
+    s1 = _score(tiny_indexes, ["corpus/"], out)
+    files = {p.name: p.stat().st_mtime_ns for p in (out / "scores").glob("*.parquet")}
+    markers = {p.name: p.read_bytes() for p in (out / "done").glob("*.json")}
+    ids = sorted(read_scores(out).column("id").to_pylist())
+    assert sorted(files) == ["corpus__a.parquet", "corpus__b.parquet"] and "corpus__a:0" in ids
+    spellings = [
+        ["./corpus/a.jsonl", str(corpus / "b.jsonl")],
+        [str(corpus), "corpus/b.jsonl"],  # b twice: one shard
+        ["corpus/../corpus"],
+    ]
+    for corpus_args in spellings:
+        s2 = _score(tiny_indexes, corpus_args, out)
+        assert s2["docs_in"] == s1["docs_in"] == 15 and s2["scored"] == 15
+    monkeypatch.chdir(corpus)
+    s2 = _score(tiny_indexes, [".", "a.jsonl"], tmp_path / "out")
+    assert s2["docs_in"] == 15
+    # nothing rescored: the same two outputs, untouched; the same markers, ids and store rows
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "scores").glob("*.parquet")} == files
+    assert {p.name: p.read_bytes() for p in (out / "done").glob("*.json")} == markers
+    assert sorted(read_scores(out).column("id").to_pylist()) == ids
+    from retriever.store import CorpusStore
+
+    assert CorpusStore(out / "store").count() == 15
+    assert json.loads((out / "shards.json").read_text()) == {
+        "corpus__a": str(corpus / "a.jsonl"),
+        "corpus__b": str(corpus / "b.jsonl"),
+    }
+
+
+def test_a_folder_holding_a_shard_under_its_old_bare_name_is_refused(tmp_path, tiny_indexes):
+    # an older version named `a.jsonl`, scored from inside its folder, `a`: its ids were `a:<row>`
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.jsonl").write_bytes(write_jsonl_bytes(_records(4, "a")))
+    out = tmp_path / "out"
+    _score(tiny_indexes, [str(corpus)], out, store=None)
+    (out / "shards.json").write_text(json.dumps({"a": str(corpus / "a.jsonl")}))
+    with pytest.raises(ResumeError, match="'a'.*'corpus__a'.*new --out"):
+        _score(tiny_indexes, [str(corpus)], out, store=None)
 
 
 def _hub_offline() -> bool:
