@@ -27,6 +27,15 @@ def _records(n: int, tag: str) -> list[dict]:
     ]
 
 
+def _corpus(tmp_path, **shards: list[dict]):
+    """``tmp_path/corpus`` holding one ``<name>.jsonl`` per keyword."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name, records in shards.items():
+        (corpus / f"{name}.jsonl").write_bytes(write_jsonl_bytes(records))
+    return corpus
+
+
 def _score(tiny_indexes, corpus, out, **kw):
     return score_corpus(
         [str(tiny_indexes["tools"]), str(tiny_indexes["math"])],
@@ -55,9 +64,7 @@ def test_truncated_zst_shard_fails_and_is_redone_once_replaced(tmp_path, tiny_in
 
 
 def test_replaced_shard_is_scored_again(tmp_path, tiny_indexes):
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    (corpus / "a.jsonl").write_bytes(write_jsonl_bytes(_records(8, "old")))
+    corpus = _corpus(tmp_path, a=_records(8, "old"))
     out = tmp_path / "out"
     _score(tiny_indexes, [str(corpus)], out, store=None)
     (corpus / "a.jsonl").write_bytes(write_jsonl_bytes(_records(12, "new")))
@@ -183,11 +190,8 @@ def test_export_from_another_cwd_reads_the_shards_a_relative_corpus_named(
 def test_a_rerun_with_another_path_spelling_resumes(tmp_path, tiny_indexes, monkeypatch):
     # the same files as `corpus/`, as `./corpus/a.jsonl` + an absolute path, and as `.` from
     # inside the folder: one name per file, so nothing is scored twice and no id changes
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
     no_ids = [{"text": r["text"]} for r in _records(9, "a")]  # ids are <shard name>:<row>
-    (corpus / "a.jsonl").write_bytes(write_jsonl_bytes(no_ids))
-    (corpus / "b.jsonl").write_bytes(write_jsonl_bytes(_records(6, "b")))
+    corpus = _corpus(tmp_path, a=no_ids, b=_records(6, "b"))
     out = tmp_path / "out"
     monkeypatch.chdir(tmp_path)
     s1 = _score(tiny_indexes, ["corpus/"], out)
@@ -221,9 +225,7 @@ def test_a_rerun_with_another_path_spelling_resumes(tmp_path, tiny_indexes, monk
 
 def test_a_folder_holding_a_shard_under_its_old_bare_name_is_refused(tmp_path, tiny_indexes):
     # an older version named `a.jsonl`, scored from inside its folder, `a`: its ids were `a:<row>`
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    (corpus / "a.jsonl").write_bytes(write_jsonl_bytes(_records(4, "a")))
+    corpus = _corpus(tmp_path, a=_records(4, "a"))
     out = tmp_path / "out"
     _score(tiny_indexes, [str(corpus)], out, store=None)
     (out / "shards.json").write_text(json.dumps({"a": str(corpus / "a.jsonl")}))
