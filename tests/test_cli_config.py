@@ -20,7 +20,7 @@ from retriever.index.head import HeadConfig
 from retriever.mix.run import MixRunConfig
 from retriever.prefilter import PrefilterConfig
 from retriever.proxy.config import ProxyConfig
-from retriever.rate import RateConfig
+from retriever.rate import EndpointConfig, RateConfig
 from retriever.score.job import DocSampler, ScoreJob
 from retriever.serve.service import ServeConfig
 
@@ -30,7 +30,10 @@ CONVERTED = {
     "distill": [(DistillConfig, {"weights"}, {"max_auc_gap"})],
     "filter": [(FilterConfig, {"tasks", "models", "threshold", "reader"}, set())],
     "band": [(BandConfig, {"reader"}, set())],
-    "rate": [(RateConfig, {"tasks", "prompts", "threshold_sim", "reader"}, set())],
+    "rate": [
+        (EndpointConfig, set(), set()),
+        (RateConfig, {"tasks", "endpoint", "prompts", "threshold_sim", "reader"}, set()),
+    ],
     "domains": [(DomainConfig, set(), {"top_terms", "samples"})],
     "score": [
         (
@@ -107,7 +110,10 @@ def test_the_parsed_defaults_build_the_default_config():
     assert config_from_args(DistillConfig, args) == DistillConfig()
     args = p.parse_args(["rate", "--docs", "d", "--out", "o", "--model", "m"])
     # --prompts is a file the CLI reads itself: only the generated options are taken
-    assert config_from_args(RateConfig, args) == RateConfig(model="m")
+    endpoint = config_from_args(EndpointConfig, args)
+    assert config_from_args(RateConfig, args, endpoint=endpoint) == RateConfig(
+        endpoint=EndpointConfig(model="m")
+    )
     args = p.parse_args(["confirm"])
     CS = ConfirmSettings
     assert config_from_args(CS, args, bpb=config_from_args(BpbOptions, args)) == CS()

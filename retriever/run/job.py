@@ -256,7 +256,7 @@ class RunJob:
             steps.append(
                 RunStep(
                     "rate",
-                    step_settings(cfg.rate),
+                    step_settings(cfg.rate, flat=("endpoint",)),
                     self._rate,
                     outputs=[self.out / "rate"],
                     # every answer, keyed by prompt version, model and document: never thrown away
