@@ -13,6 +13,7 @@ from retriever.config import field_default
 from retriever.confirm.decide import DecisionRules
 from retriever.confirm.docs import CandidateRule
 from retriever.confirm.stage import BpbOptions, ConfirmSettings
+from retriever.confirm.tiny_panel import TinyPanelConfig
 from retriever.dataset import DatasetConfig
 from retriever.distill import DistillConfig
 from retriever.domains import DomainConfig
@@ -71,6 +72,8 @@ CONVERTED = {
         (DecisionRules, set(), set()),
         (ConfirmSettings, {"tasks", "candidates", "rules", "bpb"}, set()),
     ],
+    # texts: a run's training texts per corpus; the verb's --max-texts also holds the held-out gold
+    "confirm tiny-panel": [(TinyPanelConfig, set(), {"texts"})],
 }
 
 
@@ -119,6 +122,10 @@ def test_the_parsed_defaults_build_the_default_config():
     assert config_from_args(CS, args, bpb=config_from_args(BpbOptions, args)) == CS()
     assert config_from_args(DecisionRules, args) == DecisionRules()
     assert config_from_args(CandidateRule, args) == CandidateRule()
+    args = p.parse_args(["confirm", "tiny-panel", "--out", "o"])
+    assert config_from_args(TinyPanelConfig, args) == TinyPanelConfig()
+    args = p.parse_args(["confirm", "tiny-panel", "--out", "o", "--n-models", "3", "--steps", "9"])
+    assert config_from_args(TinyPanelConfig, args) == TinyPanelConfig(models=3, steps=9)
     args = p.parse_args(["confirm", "--no-center", "--batch-tokens", "99", "--positive-top", "0.5"])
     c = config_from_args(CS, args, bpb=config_from_args(BpbOptions, args))
     assert (c.center_models, c.bpb.max_batch_tokens) == (False, 99)

@@ -588,6 +588,8 @@ RATE_MISTAKES = [
         ('[confirm]\ntasks = ["a"]\n', r"\[confirm\] tasks: not set here"),
         ("[confirm]\nmin_models = 1\n", r"\[confirm\]: min_models must be >= 2"),
         ('[confirm]\npanel = "p.json"\n', r'\[confirm\] panel must be "tiny"'),
+        ("[confirm]\ntiny_models = 1\n", r"\[confirm\]: tiny panel models .*tiny_models.* >= 2"),
+        ('[confirm]\ntiny_steps = "9"\n', r"\[confirm\]: `tiny_steps` must be an integer"),
         (
             '[confirm.bpb]\nblock_docs = "16"\n',
             r"\[confirm\.bpb\]: `block_docs` must be an integer",
@@ -854,3 +856,41 @@ def test_the_rate_endpoint_fields_do_not_collide_with_the_stages():
     from retriever.rate import EndpointConfig, RateConfig
 
     assert not {f.name for f in fields(EndpointConfig)} & {f.name for f in fields(RateConfig)}
+
+
+# The panel step's settings (its corpus fingerprint aside: it holds the test's paths) and their
+# fingerprint, as main computed them (commit 69f8af1, before the tiny panel's options were a
+# TinyPanelConfig), hard-coded so an existing run folder does not retrain its tiny panel.
+PANEL_DEFAULT = {
+    "panel": "tiny",
+    "scorecard_kind": "auto",
+    "limit": 200,
+    "seed": 0,
+    "scorecard_gold": {"a": []},
+    "models": 6,
+    "steps": 120,
+    "texts": 300,
+}
+
+
+@pytest.mark.parametrize(
+    "body, settings, digest",
+    [
+        ("", PANEL_DEFAULT, "34db102332de7e95"),
+        ("[confirm]\ntiny_models = 6\ntiny_steps = 120\n", PANEL_DEFAULT, "34db102332de7e95"),
+        (
+            "[confirm]\ntiny_models = 4\ntiny_steps = 60\ntiny_texts = 100\n",
+            {**PANEL_DEFAULT, "models": 4, "steps": 60, "texts": 100},
+            "3a78affb877dbeea",
+        ),
+    ],
+)
+def test_the_tiny_panel_fingerprint_is_mains(tmp_path, body, settings, digest):
+    from retriever.confirm.tiny_panel import TinyPanelConfig
+    from retriever.manifest import fingerprint
+
+    panel = _step_settings(tmp_path, body)["panel"]
+    del panel["corpus"]
+    assert panel == settings and fingerprint(panel) == digest
+    tiny = load_run_config(tmp_path / "c.toml").confirm.tiny_panel()
+    assert tiny == TinyPanelConfig(settings["models"], settings["steps"], settings["texts"])

@@ -25,6 +25,7 @@ from retriever.arms.config import EvaluateConfig
 from retriever.batch_filter.config import FilterConfig
 from retriever.config import changed_fields, check_field_types, read_toml
 from retriever.confirm.stage import ConfirmSettings
+from retriever.confirm.tiny_panel import TinyPanelConfig
 from retriever.corpus.readers import ReaderConfig
 from retriever.dataset.config import DatasetConfig
 from retriever.distill.train import DistillConfig
@@ -209,16 +210,18 @@ class ConfirmSection(ConfirmSettings):
     ``[run] seed`` for the negatives' sample, filled in), plus the panel it decides with.
 
     ``panel``: a panel TOML path, or ``"tiny"`` to train a tiny byte-level panel offline
-    (``tiny_models`` models of ``tiny_steps`` steps on ``tiny_texts`` texts per source);
+    (``tiny_models`` models of ``tiny_steps`` steps on ``tiny_texts`` texts per source: a
+    :class:`~retriever.confirm.tiny_panel.TinyPanelConfig`, see :meth:`tiny_panel`);
     ``scorecard_kind`` / ``scorecard_limit``: how the panel's task scores are measured. The keys
     written flat before the section was nested (``max_candidates``, ``estimator``, ``device``, ...:
     :data:`CONFIRM_FLAT_KEYS`) are still read into their part.
     """
 
     panel: str = "tiny"
-    tiny_models: int = 6
-    tiny_steps: int = 120
-    tiny_texts: int = 300
+    # the tiny panel's options, flat under these names (the step fingerprints record them so)
+    tiny_models: int = TinyPanelConfig.models
+    tiny_steps: int = TinyPanelConfig.steps
+    tiny_texts: int = TinyPanelConfig.texts
     scorecard_kind: str = "auto"
     scorecard_limit: int = 200
 
@@ -238,6 +241,11 @@ class ConfirmSection(ConfirmSettings):
             raise ConfigError(
                 f'[confirm] panel must be "tiny" or a panel .toml file, got {self.panel!r}'
             )
+        self.tiny_panel()  # its checks, at load
+
+    def tiny_panel(self) -> TinyPanelConfig:
+        """The tiny panel ``panel = "tiny"`` trains."""
+        return TinyPanelConfig(self.tiny_models, self.tiny_steps, self.tiny_texts)
 
     def config(self) -> ConfirmSettings:
         """The stage's config, as :class:`~retriever.confirm.stage.ConfirmStage` takes it."""
