@@ -105,6 +105,9 @@ def test_the_parsed_defaults_build_the_default_config():
     from retriever.batch_filter.cli import filter_config_from_args
 
     assert filter_config_from_args(args) == FilterConfig(tasks=("a",))
+    # --corpus / --out (-o) as in every other verb; --input / --output still read
+    same = p.parse_args(["filter", "--task", "a", "--corpus", "x", "-o", "o"])
+    assert (same.input, same.output) == (args.input, args.output) == (["x"], "o")
     args = p.parse_args(["band", "--docs", "d", "--out", "o", "--model", "m"])
     assert config_from_args(BandConfig, args) == BandConfig(model="m")
     args = p.parse_args(["domains", "--scores", "s", "--out", "o"])
