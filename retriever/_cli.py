@@ -35,8 +35,11 @@ def print_json(obj: Any) -> None:
     sys.stdout.write("\n")
 
 
-def parse_task_values(items: list[str] | None, option: str) -> dict[str, float]:
-    """``["rag=0.4", "reasoning=0.35"]`` -> ``{"rag": 0.4, "reasoning": 0.35}``."""
+def parse_task_values(
+    items: list[str] | None, option: str, form: str = "TASK=VALUE", example: str = "rag=0.4"
+) -> dict[str, float]:
+    """``["rag=0.4", "reasoning=0.35"]`` -> ``{"rag": 0.4, "reasoning": 0.35}`` (``form`` and
+    ``example``: what the error says to write, e.g. ``SOURCE=NUMBER`` for other names)."""
     out: dict[str, float] = {}
     for item in items or []:
         task, sep, val = item.partition("=")
@@ -45,7 +48,7 @@ def parse_task_values(items: list[str] | None, option: str) -> dict[str, float]:
         except ValueError:
             sep = ""
         if not sep or not task:
-            raise ConfigError(f"{option} expects TASK=VALUE (e.g. {option} rag=0.4), got {item!r}")
+            raise ConfigError(f"{option} expects {form} (e.g. {option} {example}), got {item!r}")
     return out
 
 

@@ -9,8 +9,10 @@ subclass implements one batch method.
   writing and deciding: :meth:`BatchStep.scored` yields each batch with its scores, for a caller
   that writes the arrays as they are (the score job's parquet columns), and :meth:`BatchStep.run`
   is ``annotate(batch, score_batch(batch))`` for a caller that wants documents.
-  :meth:`BatchStep.split` is the hook that cuts one scored batch into smaller ones (the similarity
-  scorer embeds a sort buffer in one call and yields row groups of ``batch_size``).
+  :meth:`BatchStep.split` is the hook that cuts one scored batch into the pieces ``scored`` yields
+  (the similarity scorer embeds a sort buffer in one call and yields row groups of
+  ``batch_size``; the fastText scorer leaves out, through :meth:`BatchStep.reject`, the texts it
+  could not read).
 * Any other step implements :meth:`BatchStep.process_batch` (a batch -> the documents it passes
   on, in order) and is used through :meth:`BatchStep.run`.
 
@@ -18,16 +20,18 @@ A document a step leaves out goes through :meth:`BatchStep.reject` (counted as
 ``rejected/<reason>``, and handed to ``exclusion`` when the caller set one, like datatrove's
 exclusion writer), so ``seen == kept + dropped + rejected`` (:meth:`Stats.balanced
 <retriever.stats.Stats.balanced>`). Both loops count and time alike: ``seen`` the documents in,
-``kept`` those passed on (by :meth:`~BatchStep.scored`: every document, scored), and
+``kept`` those passed on (by :meth:`~BatchStep.scored`: those :meth:`~BatchStep.split` yields), and
 ``stats.seconds`` the time spent in the batch method.
 
 Who runs it: the score job (:class:`~retriever.score.job.ScoreJob`: reader ->
 ``SimilarityScorer.scored`` -> parquet writer, its ``seen`` / ``kept`` taken from the step's
-counters), the filter's shard job (reader -> ``FastTextScorer.run`` -> pool writers), the
-streaming API (``SimilarityScorer(...).run(docs)``, ``FastTextScorer(...).run(docs)``), the
-datatrove adapters (:class:`~retriever.score.datatrove_step.DatatroveSimilarityScorer`, whose
-``run`` is this one, and :class:`~retriever.batch_filter.datatrove_filter.FastTextTaskFilter`,
-whose ``filter_batch`` decides on ``FastTextScorer.score_texts``), the dataset scan
+counters), the filter's shard job (:class:`~retriever.batch_filter.shard.FilterShard`: reader ->
+``FastTextScorer.scored`` -> the decision on the arrays -> pool writers and the probabilities'
+writer), the streaming API (``SimilarityScorer(...).run(docs)``,
+``FastTextScorer(...).run(docs)``), the datatrove adapters
+(:class:`~retriever.score.datatrove_step.DatatroveSimilarityScorer`, whose ``run`` is this one,
+and :class:`~retriever.batch_filter.datatrove_filter.FastTextTaskFilter`, whose ``filter_batch``
+decides on ``FastTextScorer.score_batch`` of datatrove ``Document`` objects), the dataset scan
 (:class:`~retriever.dataset.scan.ScanStep`) and the confirm matrix
 (:class:`~retriever.confirm.matrix.BpbBlocks`). The executors run per-shard jobs
 (``ShardFn(shard, rank) -> Stats``, see :mod:`retriever.executors`) built of a reader, these
@@ -97,7 +101,9 @@ class BatchStep:
         return docs
 
     def split(self, docs: list[Doc], scores: Any) -> Iterator[tuple[list[Doc], Any]]:
-        """How :meth:`scored` yields one scored batch; default: as it is."""
+        """How :meth:`scored` yields one scored batch: in pieces, in order, without the documents
+        the scores say cannot be used (each left out through :meth:`reject`). Default: the batch
+        as it is."""
         yield docs, scores
 
     def process_batch(self, docs: list[Doc]) -> list[Doc]:
@@ -120,10 +126,12 @@ class BatchStep:
 
     def scored(self, docs: Iterable[Doc]) -> Iterator[tuple[list[Doc], Any]]:
         """Every document of ``docs`` with its scores: ``(batch, score_batch(batch))`` pieces
-        cut by :meth:`split`, in stream order; nothing is left out (all counted as ``kept``)."""
+        cut by :meth:`split`, in stream order; those it yields counted as ``kept`` (all of them
+        unless :meth:`split` rejects some)."""
         for batch, scores in self._timed(docs, self.score_batch):
-            self.stats.inc("kept", len(batch))
-            yield from self.split(batch, scores)
+            for piece, piece_scores in self.split(batch, scores):
+                self.stats.inc("kept", len(piece))
+                yield piece, piece_scores
 
     def run(self, docs: DocStream, rank: int = 0, world_size: int = 1) -> DocStream:
         """Every document of ``docs`` through :meth:`process_batch`, ``step_batch_size`` at a

@@ -43,6 +43,8 @@ from pathlib import Path
 from retriever import bench
 
 CLIMBLAB_TOKENS = 1.2e12
+# the label files hold the positives (gold rows labelled positive); no gold index is passed
+TRAINING_SET = "gold+confirmed"
 TASK_GOLD = {
     "function-calling": "function_calling/xlam_3k.jsonl",
     "reasoning": "reasoning/gsm8k_train.jsonl",
@@ -93,7 +95,9 @@ def prepare(work: Path, repeat: int, n_shards: int) -> tuple[Path, Path, dict]:
     ]
     write_labels(work / "labels.parquet", rows)
     model = work / "fc" / "filter.bin"
-    rep = FastTextDistiller(DistillConfig()).run(work / "labels.parquet", "fc", model)
+    rep = FastTextDistiller(DistillConfig(training_set=TRAINING_SET)).run(
+        work / "labels.parquet", "fc", model
+    )
     shards = work / "corpus"
     shards.mkdir()
     # gold documents mixed in at 2% so that something passes the threshold
@@ -211,7 +215,7 @@ def bench_tasks(args: argparse.Namespace, work: Path) -> dict:
 
     labels = Path(args.labels) if args.labels else task_labels(work)
     tasks = sorted(p.stem for p in labels.glob("*.parquet"))
-    cfg = DistillConfig(seed=args.seed)
+    cfg = DistillConfig(seed=args.seed, training_set=TRAINING_SET)
     t0 = time.perf_counter()
     ml = MultiLabelDistiller(cfg).run(
         labels, tasks, work / "filters" / "multilabel" / "filter.bin", compare=True
@@ -343,7 +347,9 @@ def bench_recipes(args: argparse.Namespace, work: Path) -> dict:
     models, train_s, sizes = {}, {}, {}
     for i, n in enumerate(names):
         path = work / f"recipe_{i}" / "filter.bin"
-        distiller = FastTextDistiller(DistillConfig(seed=args.seed, **RECIPES[n]))
+        distiller = FastTextDistiller(
+            DistillConfig(seed=args.seed, training_set=TRAINING_SET, **RECIPES[n])
+        )
         train_s[n] = bench.timed(distiller.run, work / "labels.parquet", "fc", path)[1]
         models[n] = str(path)
         sizes[n] = path.stat().st_size

@@ -57,7 +57,7 @@ def main() -> int:
         help="a server answering 'Score: 3' without a model: the client's own throughput",
     )
     args, report = bench.start(ap, "bench_rate")
-    from retriever.rate import RateConfig, rate_docs
+    from retriever.rate import EndpointConfig, RateConfig, rate_docs
     from retriever.rate.local_server import serve_in_subprocess
 
     rows = []
@@ -74,8 +74,11 @@ def main() -> int:
                 for conc in [int(x) for x in args.concurrency.split(",")]:
                     out = tmp / f"out-{delay}-{conc}"
                     cfg = RateConfig(
-                        tasks=("function-calling",), base_url=url, model="tiny", api_key_env="",
-                        concurrency=conc, max_chars=args.max_chars, max_tokens=args.max_tokens,
+                        tasks=("function-calling",), api_key_env="", concurrency=conc,
+                        max_chars=args.max_chars,
+                        endpoint=EndpointConfig(
+                            base_url=url, model="tiny", max_tokens=args.max_tokens
+                        ),
                     )  # fmt: skip
                     s = rate_docs(tmp / "corpus", out, cfg, indexes_dir=bench.REPO / "indexes")
                     again, cached_s = bench.timed(

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from retriever.distill import DistillConfig, FastTextDistiller, predict_positive
-from retriever.distill.labels import load_labels
+from retriever.distill.labels import LabelSet, load_labels
 from retriever.distill.trainset import (
     HARD_NEGATIVE,
     OTHER_GOLD,
@@ -371,24 +371,22 @@ def parse_variant(variant: str) -> tuple[str, dict[str, float]]:
     return name, weights
 
 
+def _rows(ls, keep=None) -> list:
+    """Rows ``keep`` (default: all) of the LabelSet ``ls``, as ``LabelSet.from_rows`` takes them."""
+    n = len(ls)
+    src, why = ls.row_source or [None] * n, ls.reasons or [""] * n
+    return [
+        (ls.ids[i], ls.texts[i], ls.labels[i], ls.similarity[i], ls.correlation[i], src[i], why[i])
+        for i in (range(n) if keep is None else keep)
+    ]
+
+
 def _merge(labels, rand):
     """The confirm rows (minus their random sample) + the train-corpus random negatives."""
     if labels is None:
         return rand
     keep = [i for i, s in enumerate(labels.row_source) if s != RANDOM]
-    from retriever.distill.labels import LabelSet
-
-    return LabelSet(
-        task=labels.task,
-        ids=[labels.ids[i] for i in keep] + rand.ids,
-        texts=[labels.texts[i] for i in keep] + rand.texts,
-        labels=[labels.labels[i] for i in keep] + rand.labels,
-        similarity=np.concatenate([labels.similarity[keep], rand.similarity]),
-        correlation=np.concatenate([labels.correlation[keep], rand.correlation]),
-        sources=labels.sources,
-        row_source=[labels.row_source[i] for i in keep] + rand.row_source,
-        reasons=[(labels.reasons or [""] * len(labels))[i] for i in keep] + rand.reasons,
-    )
+    return LabelSet.from_rows(labels.task, _rows(labels, keep) + _rows(rand), labels.sources)
 
 
 def confirm_rows(labels_dir: str, task: str, banned: set[str]):
@@ -396,19 +394,7 @@ def confirm_rows(labels_dir: str, task: str, banned: set[str]):
     ls = load_labels(labels_dir, task)
     keep = [i for i, x in enumerate(ls.texts) if text_key(x) not in banned]
     info = {"rows": len(ls), "dropped_heldout_text": len(ls) - len(keep)}
-    from retriever.distill.labels import LabelSet
-
-    sub = LabelSet(
-        task=task,
-        ids=[ls.ids[i] for i in keep],
-        texts=[ls.texts[i] for i in keep],
-        labels=[ls.labels[i] for i in keep],
-        similarity=ls.similarity[keep],
-        correlation=ls.correlation[keep],
-        sources=ls.sources,
-        row_source=[ls.row_source[i] for i in keep],
-        reasons=[ls.reasons[i] for i in keep],
-    )
+    sub = LabelSet.from_rows(task, _rows(ls, keep), ls.sources)
     info["by_source"] = {s: sub.row_source.count(s) for s in sorted(set(sub.row_source))}
     return sub, info
 

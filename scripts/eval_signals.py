@@ -279,7 +279,7 @@ def main() -> int:
         out["band"] = {"model": model, "cuts": [bs.get("cut_low_bpb"), bs.get("cut_high_bpb")]}
 
     if not args.no_rate:
-        from retriever.rate import RateConfig, rate_docs, read_ratings
+        from retriever.rate import EndpointConfig, RateConfig, rate_docs, read_ratings
         from retriever.rate.local_server import serve_in_subprocess
 
         rng = np.random.default_rng(args.seed + 1)
@@ -289,8 +289,8 @@ def main() -> int:
         folder = Path(args.rate_model) if args.rate_model else random_lm(work / "random_lm")
         with serve_in_subprocess("--model", f"ref={folder}") as url:
             cfg = RateConfig(
-                tasks=tuple(tasks), base_url=url, model="ref", api_key_env="", concurrency=4,
-                max_chars=1500, max_tokens=16,
+                tasks=tuple(tasks), api_key_env="", concurrency=4, max_chars=1500,
+                endpoint=EndpointConfig(base_url=url, model="ref", max_tokens=16),
             )  # fmt: skip
             t0 = time.perf_counter()
             rs = rate_docs(work / "rate_docs", work / "rate", cfg, indexes_dir=REPO / "indexes")

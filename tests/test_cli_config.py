@@ -13,6 +13,7 @@ from retriever.config import field_default
 from retriever.confirm.decide import DecisionRules
 from retriever.confirm.docs import CandidateRule
 from retriever.confirm.stage import BpbOptions, ConfirmSettings
+from retriever.confirm.tiny_panel import TinyPanelConfig
 from retriever.dataset import DatasetConfig
 from retriever.distill import DistillConfig
 from retriever.domains import DomainConfig
@@ -20,7 +21,7 @@ from retriever.index.head import HeadConfig
 from retriever.mix.run import MixRunConfig
 from retriever.prefilter import PrefilterConfig
 from retriever.proxy.config import ProxyConfig
-from retriever.rate import RateConfig
+from retriever.rate import EndpointConfig, RateConfig
 from retriever.score.job import DocSampler, ScoreJob
 from retriever.serve.service import ServeConfig
 
@@ -30,7 +31,10 @@ CONVERTED = {
     "distill": [(DistillConfig, {"weights"}, {"max_auc_gap"})],
     "filter": [(FilterConfig, {"tasks", "models", "threshold", "reader"}, set())],
     "band": [(BandConfig, {"reader"}, set())],
-    "rate": [(RateConfig, {"tasks", "prompts", "threshold_sim", "reader"}, set())],
+    "rate": [
+        (EndpointConfig, set(), set()),
+        (RateConfig, {"tasks", "endpoint", "prompts", "threshold_sim", "reader"}, set()),
+    ],
     "domains": [(DomainConfig, set(), {"top_terms", "samples"})],
     "score": [
         (
@@ -68,6 +72,8 @@ CONVERTED = {
         (DecisionRules, set(), set()),
         (ConfirmSettings, {"tasks", "candidates", "rules", "bpb"}, set()),
     ],
+    # texts: a run's training texts per corpus; the verb's --max-texts also holds the held-out gold
+    "confirm tiny-panel": [(TinyPanelConfig, set(), {"texts"})],
 }
 
 
@@ -99,6 +105,9 @@ def test_the_parsed_defaults_build_the_default_config():
     from retriever.batch_filter.cli import filter_config_from_args
 
     assert filter_config_from_args(args) == FilterConfig(tasks=("a",))
+    # --corpus / --out (-o) as in every other verb; --input / --output still read
+    same = p.parse_args(["filter", "--task", "a", "--corpus", "x", "-o", "o"])
+    assert (same.input, same.output) == (args.input, args.output) == (["x"], "o")
     args = p.parse_args(["band", "--docs", "d", "--out", "o", "--model", "m"])
     assert config_from_args(BandConfig, args) == BandConfig(model="m")
     args = p.parse_args(["domains", "--scores", "s", "--out", "o"])
@@ -107,12 +116,19 @@ def test_the_parsed_defaults_build_the_default_config():
     assert config_from_args(DistillConfig, args) == DistillConfig()
     args = p.parse_args(["rate", "--docs", "d", "--out", "o", "--model", "m"])
     # --prompts is a file the CLI reads itself: only the generated options are taken
-    assert config_from_args(RateConfig, args) == RateConfig(model="m")
+    endpoint = config_from_args(EndpointConfig, args)
+    assert config_from_args(RateConfig, args, endpoint=endpoint) == RateConfig(
+        endpoint=EndpointConfig(model="m")
+    )
     args = p.parse_args(["confirm"])
     CS = ConfirmSettings
     assert config_from_args(CS, args, bpb=config_from_args(BpbOptions, args)) == CS()
     assert config_from_args(DecisionRules, args) == DecisionRules()
     assert config_from_args(CandidateRule, args) == CandidateRule()
+    args = p.parse_args(["confirm", "tiny-panel", "--out", "o"])
+    assert config_from_args(TinyPanelConfig, args) == TinyPanelConfig()
+    args = p.parse_args(["confirm", "tiny-panel", "--out", "o", "--n-models", "3", "--steps", "9"])
+    assert config_from_args(TinyPanelConfig, args) == TinyPanelConfig(models=3, steps=9)
     args = p.parse_args(["confirm", "--no-center", "--batch-tokens", "99", "--positive-top", "0.5"])
     c = config_from_args(CS, args, bpb=config_from_args(BpbOptions, args))
     assert (c.center_models, c.bpb.max_batch_tokens) == (False, 99)

@@ -382,3 +382,19 @@ def test_read_gold_elmb_multiple_choice(shared_data):
     assert all(0 <= it.answer < len(it.choices) for it in g.items)
     plain = read_gold([str(shared_data / "gold" / "rag" / "pubmedqa_pqal.jsonl")], limit=50)
     assert plain.kind == "text" and len(plain.texts) == 50
+
+
+@pytest.mark.slow
+def test_the_tiny_panel_verb_trains_the_panel_its_options_say(tmp_path, capsys):
+    from retriever.cli import main
+
+    out = tmp_path / "panel"
+    argv = ["confirm", "tiny-panel", "--out", str(out), "--max-texts", "20", "--steps", "2"]
+    assert main([*argv, "--n-models", "2", "--json"]) == 0
+    info = orjson.loads((out / "tiny_panel.json").read_bytes())
+    assert [m["name"] for m in info["models"]] == ["tiny-0", "tiny-1"] and info["steps"] == 2
+    assert len(load_panel(out / "panel.toml").models) == 2
+    capsys.readouterr()
+    assert main([*argv, "--n-models", "1"]) == 2  # TinyPanelConfig's check, one line
+    err = capsys.readouterr().err.strip()
+    assert "tiny panel models" in err and ">= 2" in err and len(err.splitlines()) == 1

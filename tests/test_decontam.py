@@ -176,3 +176,18 @@ def test_cli_reports_overlap_and_fails_on_request(tmp_path, capsys):
     )
     assert "CONTAMINATED" in capsys.readouterr().out
     assert main(["decontam", "--eval", "nonsense", "--against", str(gold)]) == 2
+
+
+def test_a_bad_eval_item_names_the_option_it_came_from(tmp_path, capsys):
+    from retriever.cli import main
+
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text(json.dumps({"text": "fine"}) + "\n")
+    assert main(["decontam", "--eval", "nonsense", "--against", str(gold)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("--eval 'nonsense': write TASK=FILE or elmb") and len(err.splitlines()) == 1
+    argv = ["build-dataset", "--pool", f"fc={tmp_path}", "--mixture", "equal", "--budget", "1K"]
+    assert main([*argv, "--out", str(tmp_path / "out"), "--decontaminate", "rag"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("--decontaminate 'rag': write TASK=FILE or elmb")
+    assert not (tmp_path / "out").exists()  # refused before anything is written

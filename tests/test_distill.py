@@ -248,3 +248,20 @@ def test_default_student_learns_from_gold_and_says_what_to_do_without_it(tmp_pat
     msg = str(e.value)
     assert "0 positive" in msg and "--indexes" in msg and "gold+confirmed" in msg
     assert not (tmp_path / "m" / "filter.bin").exists()
+
+
+@pytest.mark.parametrize("bad", ["gold", "gold=two", "=2"])
+def test_distill_weight_is_source_equals_number_or_a_one_line_error(tmp_path, capsys, bad):
+    from retriever.cli import main
+
+    labels = tmp_path / "l.parquet"
+    write_labels(labels, synthetic_label_rows("rag", 20, 20, 0, seed=2))
+    argv = ["distill", "--labels", str(labels), "--task", "rag", "--out", str(tmp_path / "m.bin")]
+    assert main([*argv, "--weight", "gold=2", "--weight", bad]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"--weight expects SOURCE=NUMBER (e.g. --weight gold=2), got {bad!r}")
+    assert len(err.splitlines()) == 1
+    small = ["--bucket", "20000", "--dim", "8", "--epoch", "2", "--training-set", "gold+confirmed"]
+    assert main([*argv, *small, "--weight", "gold=2", "--weight", "confirmed=0.5", "--json"]) == 0
+    man = json.loads(capsys.readouterr().out)
+    assert man["config"]["weights"] == {"gold": 2.0, "confirmed": 0.5}

@@ -476,6 +476,80 @@ def test_unencodable_text_is_rejected_not_crashing(models):
     assert scorer.stats.balanced()
 
 
+def test_scored_yields_the_scorable_documents_with_their_probabilities_not_metadata(models):
+    from retriever.data import Doc
+
+    texts = ["call the json api", "x \udfff y", "a river in autumn", "get_weather tool call"]
+    docs = [Doc(str(i), t) for i, t in enumerate(texts)]
+    scorer = FastTextScorer(models, batch_size=3)
+    gone = []
+    scorer.exclusion = lambda d, reason: gone.append((d.id, reason))
+    pieces = list(scorer.scored(iter(docs)))
+    assert [d.id for b, _ in pieces for d in b] == ["0", "2", "3"] and gone == [
+        ("1", "undecodable")
+    ]
+    probs = np.concatenate([sb.probs for _, sb in pieces])  # [3, n_tasks], rows of the kept docs
+    want = FastTextScorer(models).score_texts([texts[i] for i in (0, 2, 3)]).probs
+    np.testing.assert_array_equal(probs, want)
+    assert not np.isnan(probs).any() and not any(d.metadata for d in docs)
+    c = scorer.stats.counts
+    assert (c["seen"], c["kept"], c["rejected/undecodable"]) == (
+        4,
+        3,
+        1,
+    ) and scorer.stats.balanced()
+
+
+def test_max_chars_scores_each_documents_first_characters(models):
+    rng = random.Random(3)
+    texts = [synthetic_doc(rng, i % 2 == 0, n_words=60) for i in range(12)]
+    cut = FastTextScorer(models, max_chars=40).score_texts(texts).probs
+    np.testing.assert_array_equal(
+        cut, FastTextScorer(models).score_texts([t[:40] for t in texts]).probs
+    )
+    assert not np.array_equal(cut, FastTextScorer(models).score_texts(texts).probs)
+
+
+def test_stored_probabilities_are_read_back_beside_their_writer(tmp_path):
+    from retriever.batch_filter.probs import (
+        ProbWriter,
+        prob_matrix,
+        read_filter_scores,
+        read_probs,
+        scores_path,
+    )
+    from retriever.batch_filter.thresholds import passes
+    from retriever.data import Doc
+    from retriever.io import write_json_atomic
+
+    rng = np.random.default_rng(0)
+    tasks, thr = ["fc", "rag"], np.array([0.5, 0.25], dtype=np.float32)
+    p = rng.random((23, 2)).astype(np.float32)  # [n_docs, n_tasks]
+    p[:3] = thr + np.float32(1e-6)  # just above: plain float16 would round these below
+    docs = [Doc(f"d{i}", "x" * i, {"row": 2 * i}) for i in range(23)]
+    shard = str(tmp_path / "corpus" / "part0.jsonl")
+    w = ProbWriter(scores_path(tmp_path, shard), tasks, thr)
+    for i in range(0, 23, 5):  # batches of 5, the last one shorter
+        w.add(docs[i : i + 5], p[i : i + 5], np.array([len(d.text) for d in docs[i : i + 5]]))
+    assert not w.path.exists()  # nothing on disk before the commit
+    w.commit()
+    t = read_probs(w.path, tasks, ["id", "row", "n_chars"])
+    assert t.schema.field("prob_fc").type == pa.float16()
+    stored = prob_matrix(t, tasks)
+    assert (passes(stored, thr) == passes(p, thr)).all() and np.abs(stored - p).max() < 1e-3
+    assert t.column("id").to_pylist() == [d.id for d in docs]
+    assert t.column("row").to_pylist() == list(range(0, 46, 2))
+    assert t.column("n_chars").to_pylist() == list(range(23))
+    man = tmp_path / "manifest.json"
+    write_json_atomic(man, {"settings": {"tasks": tasks, "shards": [shard]}})
+    got_tasks, cols = read_filter_scores(tmp_path)
+    assert got_tasks == tasks and cols["shard"].tolist() == [shard] * 23
+    np.testing.assert_array_equal(cols["prob_rag"], stored[:, 1])
+    write_json_atomic(man, {"settings": {"tasks": tasks, "shards": [shard, shard + "x"]}})
+    with pytest.raises(InputError, match="no stored probabilities"):
+        read_filter_scores(tmp_path)
+
+
 def test_cli_filter_json_help_and_errors(tmp_path, models, capsys):
     from retriever.cli import main
 

@@ -56,9 +56,8 @@ def test_parse_takes_the_last_score_after_the_marker(answer, score, int_score, e
 
 
 def test_prompts_ship_in_the_task_specs_and_keep_document_braces():
-    prompts = load_prompts(
-        ["function-calling", "reasoning", "roleplay", "rag"], RateConfig(model="m"), "indexes"
-    )
+    config = RateConfig(endpoint=EndpointConfig(model="m"))
+    prompts = load_prompts(["function-calling", "reasoning", "roleplay", "rag"], config, "indexes")
     for t, p in prompts.items():
         text = p.build('{"name": "f", "arguments": {}} {rubric}')
         assert '{"name": "f", "arguments": {}} {rubric}' in text  # the document untouched
@@ -72,7 +71,7 @@ def test_prompt_errors_say_what_to_add(tmp_path):
     with pytest.raises(ConfigError, match="no {text} placeholder"):
         task_prompt("t", template="Rate the page. Score:")
     with pytest.raises(ConfigError, match="no rating rubric"):
-        load_prompts(["unknown-task"], RateConfig(model="m"), tmp_path)
+        load_prompts(["unknown-task"], RateConfig(endpoint=EndpointConfig(model="m")), tmp_path)
 
 
 def test_prompt_version_moves_with_what_shapes_an_answer():
@@ -109,12 +108,15 @@ def test_budget_and_config_checks():
     for bad in (
         {"threshold": 6},
         {"concurrency": 0},
-        {"api": "grpc"},
         {"top_fraction": 2.0},
         {"score_marker": " "},
     ):
         with pytest.raises(ConfigError):
-            RateConfig(model="m", **bad)
+            RateConfig(endpoint=EndpointConfig(model="m"), **bad)
+    with pytest.raises(ConfigError, match="api 'grpc'"):
+        EndpointConfig(model="m", api="grpc")
+    with pytest.raises(ConfigError, match="model"):  # the endpoint's default has no model
+        RateConfig()
     with pytest.raises(ConfigError, match="http"):
         EndpointConfig(base_url="localhost:8000", model="m")
     with pytest.raises(ConfigError, match="model"):
@@ -136,7 +138,7 @@ def test_backoff_settings_are_checked(waits, message):
     with pytest.raises(ConfigError, match=message):
         EndpointConfig(model="m", **waits)
     with pytest.raises(ConfigError, match=message):  # the run config's [rate] fails at load
-        RateConfig(model="m", **waits)
+        RateConfig(endpoint=EndpointConfig(model="m", **waits))
 
 
 def test_equal_backoff_and_cap_are_accepted():
@@ -225,18 +227,11 @@ def _corpus(tmp_path, n=12, seed=0):
 
 
 def _cfg(url, model="scorer", **kw):
-    base = dict(
-        tasks=("t",),
-        base_url=url,
-        model=model,
-        prompts={"t": TEMPLATE},
-        system="",
-        max_tokens=16,
-        concurrency=3,
-        backoff=0.01,
-        max_backoff=0.05,
-    )
-    return RateConfig(**{**base, **kw})
+    """A RateConfig for the test server; ``kw``: options of the stage or of its endpoint."""
+    endpoint = dict(base_url=url, model=model, max_tokens=16, backoff=0.01, max_backoff=0.05)
+    endpoint.update({k: kw.pop(k) for k in list(kw) if k in EndpointConfig.__dataclass_fields__})
+    base = dict(tasks=("t",), prompts={"t": TEMPLATE}, system="", concurrency=3)
+    return RateConfig(endpoint=EndpointConfig(**endpoint), **{**base, **kw})
 
 
 def _stats(srv):

@@ -528,6 +528,29 @@ def test_the_confirm_section_is_the_confirm_stages_nested_settings(tmp_path):
     assert load_run_config(_write(tmp_path, "")).confirm.config() == ConfirmSettings(tasks=("a",))
 
 
+# [rate]'s endpoint is its part [rate.endpoint], its old flat keys still read
+RATE_MISTAKES = [
+    (
+        '[rate]\nmodel = "m"\n[rate.endpoint]\nmodel = "n"\n',
+        r"^\[rate\] model and \[rate\.endpoint\] model are one option written twice; keep "
+        r"\[rate\.endpoint\] model$",
+    ),
+    ('[rate]\nendpoint = "m"\n', r"^\[rate\.endpoint\] must be a table$"),
+    ('[rate]\nmodle = "m"\n', r"^\[rate\]: unknown key\(s\) 'modle' \(did you mean 'model'\?"),
+    (
+        '[rate.endpoint]\nmodel = "m"\nbase_ur = "x"\n',
+        r"^\[rate\.endpoint\]: unknown key\(s\) 'base_ur' \(did you mean 'base_url'\?",
+    ),
+    ('[rate.endpoint]\nmodel = "m"\napi = "grpc"\n', r"^\[rate\.endpoint\]: api 'grpc'"),
+    ("[rate]\nthreshold = 4\n", r"^\[rate\]: the rating endpoint needs a model name"),
+    ('[rate]\nmodel = "m"\ntext_field = "body"\n', r"^\[rate\] text_field: not set here"),
+    (
+        '[rate]\nmodel = "m"\nbackoff = 5.0\nmax_backoff = 1.0\n',
+        r"^\[rate\.endpoint\]: max_backoff 1\.0 is smaller than backoff 5\.0",
+    ),
+]
+
+
 @pytest.mark.parametrize(
     "body, match",
     [
@@ -565,13 +588,16 @@ def test_the_confirm_section_is_the_confirm_stages_nested_settings(tmp_path):
         ('[confirm]\ntasks = ["a"]\n', r"\[confirm\] tasks: not set here"),
         ("[confirm]\nmin_models = 1\n", r"\[confirm\]: min_models must be >= 2"),
         ('[confirm]\npanel = "p.json"\n', r'\[confirm\] panel must be "tiny"'),
+        ("[confirm]\ntiny_models = 1\n", r"\[confirm\]: tiny panel models .*tiny_models.* >= 2"),
+        ('[confirm]\ntiny_steps = "9"\n', r"\[confirm\]: `tiny_steps` must be an integer"),
         (
             '[confirm.bpb]\nblock_docs = "16"\n',
             r"\[confirm\.bpb\]: `block_docs` must be an integer",
         ),
-    ],
+    ]
+    + RATE_MISTAKES,
 )
-def test_confirm_mistakes_are_one_line_errors(tmp_path, capsys, body, match):
+def test_confirm_and_rate_mistakes_are_one_line_errors(tmp_path, capsys, body, match):
     p = _write(tmp_path, body)
     with pytest.raises(ConfigError, match=match):
         load_run_config(p)
@@ -728,3 +754,143 @@ def test_the_evaluate_proxy_is_the_proxy_config_and_keeps_mains_cache_key(
     trainer = ProxyTrainer(ec.proxy, device=ec.device)
     assert fingerprint(trainer.spec) == digest
     assert asdict(trainer.config(2)) == (seed2 or asdict(ProxyConfig(seed=2)))
+
+
+# [rate]'s endpoint options, flat as every config before [rate.endpoint] wrote them
+_RATE_ENDPOINT = (
+    'base_url = "https://api.example.com/v1"\nmodel = "judge"\napi = "completions"\n'
+    "temperature = 0.5\nmax_tokens = 64\nseed = 7\ntimeout = 30.0\nretries = 2\nbackoff = 0.5\n"
+    "max_backoff = 8.0\n"
+)
+_RATE_OWN = (
+    'api_key_env = "JUDGE_KEY"\nconcurrency = 4\nmax_requests = 1000\nmax_chars = 2000\n'
+    'score_marker = "Rating:"\nthreshold = 4\nsystem = "Be brief."\ntop_fraction = 0.2\n'
+    "max_candidates = 50\nnegatives_per_positive = 2.0\nmax_random_negatives = 10\n"
+    'sample_seed = 3\nprompts = {a = "R {text}"}\n'
+)
+RATE_FLAT = "[rate]\n" + _RATE_OWN + _RATE_ENDPOINT
+RATE_NESTED = "[rate]\n" + _RATE_OWN + "[rate.endpoint]\n" + _RATE_ENDPOINT
+# The rate step's settings and fingerprint, the prompt version of a task (template "R {text}")
+# and the manifest's settings (its digest and key order), as main computed them (commit 69f8af1,
+# before [rate] nested its endpoint), hard-coded so an existing run folder reruns nothing and its
+# answer cache is hit.
+RATE_MIN = {"tasks": ["a"], "model": "m"}
+RATE_SET = {
+    "tasks": ["a"],
+    "base_url": "https://api.example.com/v1",
+    "model": "judge",
+    "api": "completions",
+    "api_key_env": "JUDGE_KEY",
+    "temperature": 0.5,
+    "max_tokens": 64,
+    "seed": 7,
+    "timeout": 30.0,
+    "retries": 2,
+    "backoff": 0.5,
+    "max_backoff": 8.0,
+    "concurrency": 4,
+    "max_requests": 1000,
+    "max_chars": 2000,
+    "score_marker": "Rating:",
+    "threshold": 4,
+    "prompts": {"a": "R {text}"},
+    "system": "Be brief.",
+    "top_fraction": 0.2,
+    "max_candidates": 50,
+    "negatives_per_positive": 2.0,
+    "max_random_negatives": 10,
+    "sample_seed": 3,
+}
+RATE_MANIFEST_KEYS = (
+    "tasks base_url model api temperature max_tokens seed timeout retries backoff max_backoff "
+    "concurrency max_requests max_chars score_marker threshold system top_fraction threshold_sim "
+    "max_candidates negatives_per_positive max_random_negatives sample_seed text_field id_field "
+    "tokens_field detokenizer keep_fields"
+).split()
+_MIN = ("5fa0175f7cf705cb", "4f897324c8dbf74f", "be5b2cab69f97243")
+_SET = ("3606f52f23801c8b", "aaf6f12a0808c598", "50f8d46aff463edc")
+
+
+@pytest.mark.parametrize(
+    "body, settings, digests",
+    [
+        ('[rate]\nmodel = "m"\n', RATE_MIN, _MIN),
+        ('[rate.endpoint]\nmodel = "m"\n', RATE_MIN, _MIN),
+        (  # the defaults written out, nested
+            '[rate.endpoint]\nmodel = "m"\nbase_url = "http://localhost:8000/v1"\napi = "chat"\n'
+            "temperature = 0.0\nmax_tokens = 256\ntimeout = 120.0\nretries = 5\nbackoff = 1.0\n"
+            "max_backoff = 60.0\n",
+            RATE_MIN,
+            _MIN,
+        ),
+        (RATE_FLAT, RATE_SET, _SET),
+        (RATE_NESTED, RATE_SET, _SET),
+    ],
+)
+def test_the_rate_fingerprint_and_prompt_version_are_mains_whatever_the_spelling(
+    tmp_path, body, settings, digests
+):
+    from retriever.manifest import fingerprint
+    from retriever.rate import EndpointConfig, RateConfig, RatingStage, task_prompt
+
+    step = _step_settings(tmp_path, body)["rate"]
+    assert step == settings
+    assert fingerprint(step) == digests[0]
+    rate = load_run_config(tmp_path / "c.toml").rate
+    assert type(rate) is RateConfig and type(rate.endpoint) is EndpointConfig
+    prompt = task_prompt("a", "", "", "R {text}", rate.system)
+    stage = RatingStage(rate, {"a": prompt}, tmp_path / "out")
+    assert stage.version("a") == digests[1]  # the answer cache's key: nothing is asked again
+
+    class Docs:
+        source, kind = ["x"], "scores"
+
+    manifest = stage._manifest(Docs, ["a"], {"a": "v"})["settings"]
+    assert list(manifest) == RATE_MANIFEST_KEYS and fingerprint(manifest) == digests[2]
+
+
+def test_the_rate_endpoint_fields_do_not_collide_with_the_stages():
+    # the rate step records the endpoint's options under their own names
+    from dataclasses import fields
+
+    from retriever.rate import EndpointConfig, RateConfig
+
+    assert not {f.name for f in fields(EndpointConfig)} & {f.name for f in fields(RateConfig)}
+
+
+# The panel step's settings (its corpus fingerprint aside: it holds the test's paths) and their
+# fingerprint, as main computed them (commit 69f8af1, before the tiny panel's options were a
+# TinyPanelConfig), hard-coded so an existing run folder does not retrain its tiny panel.
+PANEL_DEFAULT = {
+    "panel": "tiny",
+    "scorecard_kind": "auto",
+    "limit": 200,
+    "seed": 0,
+    "scorecard_gold": {"a": []},
+    "models": 6,
+    "steps": 120,
+    "texts": 300,
+}
+
+
+@pytest.mark.parametrize(
+    "body, settings, digest",
+    [
+        ("", PANEL_DEFAULT, "34db102332de7e95"),
+        ("[confirm]\ntiny_models = 6\ntiny_steps = 120\n", PANEL_DEFAULT, "34db102332de7e95"),
+        (
+            "[confirm]\ntiny_models = 4\ntiny_steps = 60\ntiny_texts = 100\n",
+            {**PANEL_DEFAULT, "models": 4, "steps": 60, "texts": 100},
+            "3a78affb877dbeea",
+        ),
+    ],
+)
+def test_the_tiny_panel_fingerprint_is_mains(tmp_path, body, settings, digest):
+    from retriever.confirm.tiny_panel import TinyPanelConfig
+    from retriever.manifest import fingerprint
+
+    panel = _step_settings(tmp_path, body)["panel"]
+    del panel["corpus"]
+    assert panel == settings and fingerprint(panel) == digest
+    tiny = load_run_config(tmp_path / "c.toml").confirm.tiny_panel()
+    assert tiny == TinyPanelConfig(settings["models"], settings["steps"], settings["texts"])

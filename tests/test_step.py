@@ -102,6 +102,30 @@ def test_run_of_a_scorer_is_annotate_of_score_batch(size):
     assert step.calls == [len(b) for b in batched(docs, size)]
 
 
+class NonEmpty(Lengths):
+    """A scorer whose ``split`` leaves out the documents its scores say are unusable (empty)."""
+
+    def split(self, docs, scores):
+        for d in (d for d, n in zip(docs, scores.tolist(), strict=True) if n == 0):
+            self.reject(d, "empty")
+        ok = scores > 0
+        yield [d for d, k in zip(docs, ok.tolist(), strict=True) if k], scores[ok]
+
+
+@pytest.mark.parametrize("size", [1, 5, 17])
+def test_scored_counts_what_split_yields_as_kept_and_what_it_rejects(size):
+    docs = [Doc(str(i), "x" * (i % 4)) for i in range(37)]
+    step = NonEmpty(size)
+    gone = []
+    step.exclusion = lambda d, reason: gone.append((d.id, reason))
+    pieces = list(step.scored(iter(docs)))
+    assert [d.id for b, _ in pieces for d in b] == [d.id for d in docs if d.text]
+    assert all(s.tolist() == [len(d.text) for d in b] for b, s in pieces)
+    assert gone == [(d.id, "empty") for d in docs if not d.text]
+    c = step.stats.counts
+    assert (c["seen"], c["kept"], c["rejected/empty"]) == (37, 27, 10) and step.stats.balanced()
+
+
 def test_a_scorer_without_score_batch_says_so():
     with pytest.raises(NotImplementedError, match="score_batch"):
         list(BatchStep(4).scored(iter([Doc("a", "b")])))

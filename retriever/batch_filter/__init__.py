@@ -1,9 +1,11 @@
 """Stage batch_filter: keep the documents each task's fastText model scores high, shard by shard.
 
 API: ``BatchFilter(FilterConfig(tasks=[...])).run(inputs, output, executor="local")``;
-``FastTextScorer`` (scores, a :class:`~retriever.step.Step`); ``FilterShard`` (one shard, what
-executors run); ``retriever.batch_filter.datatrove_filter.FastTextTaskFilter`` (a datatrove
-``BaseFilter`` for your own datatrove pipelines).
+``FastTextScorer`` (scores, a :class:`~retriever.step.BatchStep`); ``FilterShard`` (one shard,
+what executors run); :mod:`retriever.batch_filter.probs` (the stored probabilities' writer and
+reader) and :mod:`retriever.batch_filter.rethreshold` (new thresholds from them);
+``retriever.batch_filter.datatrove_filter.FastTextTaskFilter`` (a datatrove ``BaseFilter`` for your
+own datatrove pipelines).
 """
 
 from retriever.batch_filter.config import FilterConfig, FilterPlan

@@ -32,18 +32,33 @@ def add_parser(subparsers) -> None:
         description=(
             "Score every document of SHARDS with each task's fastText model (one pass for all "
             "tasks) and keep, per task, those whose probability passes a threshold or the top "
-            "fraction of tokens/chars/docs. Writes OUTPUT/<task>/<shard>.<format>, rejected "
-            "records to OUTPUT/rejected/, and OUTPUT/manifest.json (per shard and total: docs in, "
+            "fraction of tokens/chars/docs. Writes OUT/<task>/<shard>.<format>, rejected "
+            "records to OUT/rejected/, and OUT/manifest.json (per shard and total: docs in, "
             "kept, dropped, rejected, tokens/chars kept, throughput). Rerun the same command to "
             "resume."
         ),
         formatter_class=HelpFormatter,
     )
     p.add_argument("--task", action="append", required=True, help="task to filter for (repeatable)")
+    # --corpus / --out as in every other verb; --input / --output: the names before
     p.add_argument(
-        "--input", nargs="+", required=True, metavar="SHARDS", help="shard files or folders"
+        "--corpus",
+        "--input",
+        dest="input",
+        nargs="+",
+        required=True,
+        metavar="SHARDS",
+        help="shard files or folders",
     )
-    p.add_argument("--output", required=True, help="output folder (resumable)")
+    p.add_argument(
+        "-o",
+        "--out",
+        "--output",
+        dest="output",
+        metavar="OUT",
+        required=True,
+        help="output folder (resumable)",
+    )
     p.add_argument(
         "--model",
         action="append",
@@ -112,7 +127,7 @@ def add_parser(subparsers) -> None:
         "filter-rethreshold",
         help="a new threshold for a finished filter run, from its stored probabilities",
         description=(
-            "Read OUTPUT/scores/ of a finished `retriever filter` run (every document's "
+            "Read FILTER_DIR/scores/ of a finished `retriever filter` run (every document's "
             "probabilities, float16) and print what a new threshold or top fraction keeps per "
             "task; with --out, write the new pools there (one read of the corpus, no scoring)."
         ),

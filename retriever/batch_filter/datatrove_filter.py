@@ -65,7 +65,7 @@ class FastTextTaskFilter(BaseFilter):
         self.scorer = FastTextScorer(models, max_chars=max_chars, batch_size=batch_size)
 
     def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
-        sb = self.scorer.score_texts([d.text for d in batch])
+        sb = self.scorer.score_batch(batch)  # the step's batch method: a Document has a text
         tasks = self.scorer.tasks
         out: list[bool | tuple[bool, str]] = []
         for k, doc in enumerate(batch):

@@ -1,7 +1,7 @@
 """Re-thresholding a finished filter run from its stored probabilities: no model, no scoring.
 
 The filter writes every scored document's probabilities to ``DIR/scores/<shard_name>.parquet``
-(float16, see :func:`~retriever.thresholds.to_float16_keeping`). :func:`rethreshold` reads only
+(float16; written and read by :mod:`retriever.batch_filter.probs`). :func:`rethreshold` reads only
 those columns and says, per task, what a new threshold (or top fraction of documents / characters)
 keeps: documents, characters, the threshold. :func:`write_rethresholded` then writes the new pools
 by reading the corpus shards once (text only; the kept ids are known), so a new threshold costs a
@@ -16,73 +16,19 @@ from typing import Any
 
 import numpy as np
 
-from retriever._deps import require
-from retriever.batch_filter.shard import SCORES_DIR
+from retriever.batch_filter.probs import prob_matrix, read_filter_scores, read_probs, score_files
+from retriever.batch_filter.thresholds import passes
 from retriever.batch_filter.writers import commit_all, open_pool_writer
 from retriever.corpus import shard_name
 from retriever.corpus.readers import ReaderConfig
 from retriever.data import Doc
-from retriever.errors import ConfigError, InputError
-from retriever.io import read_json, write_json_atomic
+from retriever.errors import ConfigError
+from retriever.io import write_json_atomic
 from retriever.names import PROB, score_name
 from retriever.thresholds import kept_probability, threshold_for_fraction
 
 BY = ("docs", "chars")
-
-
-def read_filter_scores(filter_dir: str | os.PathLike) -> tuple[list[str], dict[str, np.ndarray]]:
-    """``(tasks, columns)`` of every shard's stored probabilities, in shard order:
-    ``id`` (object), ``shard``, ``row``, ``n_chars`` and ``prob_<task>`` (float32)."""
-    settings, files = _score_files(filter_dir)
-    tasks = list(settings["tasks"])
-    parts: dict[str, list] = {k: [] for k in ("id", "shard", "row", "n_chars")}
-    probs: list[np.ndarray] = []
-    for shard, path in files:
-        t = _read_scores(path, tasks, ["id", "row", "n_chars"])
-        parts["id"].append(np.asarray(t.column("id").to_pylist(), dtype=object))
-        parts["shard"].append(np.full(t.num_rows, shard, dtype=object))
-        parts["row"].append(t.column("row").to_numpy())
-        parts["n_chars"].append(t.column("n_chars").to_numpy())
-        probs.append(_probs(t, tasks))
-    cols = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
-    p_all = np.concatenate(probs) if probs else np.zeros((0, len(tasks)), np.float32)
-    for j, x in enumerate(tasks):
-        cols[score_name(PROB, x)] = p_all[:, j]
-    return tasks, cols
-
-
-def _score_files(filter_dir: str | os.PathLike) -> tuple[dict, list[tuple[str, Path]]]:
-    """The run's settings (its manifest, read once) and ``(shard, scores file)`` of every shard.
-
-    Raises:
-        InputError: not a filter output folder, or a shard without stored probabilities.
-    """
-    out = Path(filter_dir)
-    man = out / "manifest.json"
-    if not man.is_file():
-        raise InputError(f"{out} is not a filter output folder (no manifest.json)")
-    settings = read_json(man)["settings"]
-    files = [(s, out / SCORES_DIR / f"{shard_name(s)}.parquet") for s in settings["shards"]]
-    missing = [p.stem for _, p in files if not p.is_file()]
-    if missing:
-        raise InputError(
-            f"{len(missing)} shard(s) of {out} have no stored probabilities ({missing[:3]}); "
-            "the run was made without write_scores or is not finished: rerun the filter"
-        )
-    return settings, files
-
-
-def _read_scores(path: Path, tasks: list[str], columns: list[str]) -> Any:
-    """The ``columns`` and the ``prob_<task>`` columns of one shard's scores file, only those."""
-    pq = require("pyarrow.parquet")
-    return pq.read_table(path, columns=columns + [score_name(PROB, t) for t in tasks])
-
-
-def _probs(t: Any, tasks: list[str]) -> np.ndarray:
-    """``[n, n_tasks]`` float32 of a scores table's float16 ``prob_<task>`` columns."""
-    return np.stack(
-        [t.column(score_name(PROB, x)).to_numpy().astype(np.float32) for x in tasks], axis=1
-    ).reshape(t.num_rows, len(tasks))
+__all__ = ["read_filter_scores", "rethreshold", "stored_fraction_threshold", "write_rethresholded"]
 
 
 def stored_fraction_threshold(p: np.ndarray, w: np.ndarray | None, fraction: float) -> float:
@@ -133,14 +79,14 @@ def rethreshold(
         raise ConfigError(
             f"by must be one of {BY} (stored scores have no token counts), got {by!r}"
         )
-    settings, files = _score_files(filter_dir)
+    settings, files = score_files(filter_dir)
     tasks = list(settings["tasks"])
-    tables = [_read_scores(path, tasks, ["n_chars"]) for _, path in files]
+    tables = [read_probs(path, tasks, ["n_chars"]) for _, path in files]
     chars = (
         np.concatenate([t.column("n_chars").to_numpy() for t in tables]) if tables else np.zeros(0)
     ).astype(np.float64)
     probs = (
-        np.concatenate([_probs(t, tasks) for t in tables])
+        np.concatenate([prob_matrix(t, tasks) for t in tables])
         if tables
         else np.zeros((0, len(tasks)), np.float32)
     )  # [n_docs, n_tasks]
@@ -181,7 +127,7 @@ def write_rethresholded(
     where no task keeps a document is not read from the corpus at all.
     """
     src = Path(filter_dir)
-    settings, files = _score_files(src)
+    settings, files = score_files(src)
     tasks = list(settings["tasks"])
     if set(thresholds) != set(tasks):
         raise ConfigError(f"thresholds {sorted(thresholds)} must cover the tasks {tasks}")
@@ -191,9 +137,9 @@ def write_rethresholded(
     thr = np.array([thresholds[t] for t in tasks], dtype=np.float32)  # [n_tasks]
     counts = {t: 0 for t in tasks}
     for shard, path in files:
-        scores = _read_scores(path, tasks, ["row"])
-        prob = _probs(scores, tasks)  # [n_shard, n_tasks]
-        keep = prob >= thr[None, :]
+        scores = read_probs(path, tasks, ["row"])
+        prob = prob_matrix(scores, tasks)  # [n_shard, n_tasks]
+        keep = passes(prob, thr)  # [n_shard, n_tasks]
         if not keep.any():
             continue
         at = {int(r): i for i, r in enumerate(scores.column("row").to_numpy())}  # row -> score row

@@ -145,7 +145,7 @@ class BatchFilter:
         scorer = FastTextScorer(models, max_chars=c.max_chars, batch_size=c.batch_size)
         probs = np.concatenate(
             [
-                scorer.score_texts([d.text for d in docs[i : i + c.batch_size]]).probs
+                scorer.score_batch(docs[i : i + c.batch_size]).probs
                 for i in range(0, len(docs), c.batch_size)
             ]
         )  # [n_sample, n_tasks]

@@ -1,17 +1,19 @@
 """fastText scoring of documents for one or several tasks: ``prob_<task>`` = P(positive).
 
 Scoring is kept apart from deciding: :class:`FastTextScorer` (a :class:`~retriever.step.BatchStep`)
-only computes probabilities (``score_batch`` / ``score_texts``: a :class:`ProbBatch` of arrays) or
-writes them into ``Doc.metadata`` (``annotate``, which ``run`` applies); thresholds are applied by
-the caller, so re-thresholding never re-scores.
+only computes probabilities (``score_batch`` / ``score_texts``: a :class:`ProbBatch` of arrays),
+yields them beside their documents (``scored``, the filter's shard job) or writes them into
+``Doc.metadata`` (``annotate``, which ``run`` applies); thresholds are applied by the caller, so
+re-thresholding never re-scores.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -113,6 +115,20 @@ class ProbBatch:
     probs: np.ndarray
     bad: np.ndarray
 
+    def usable(self) -> ProbBatch:
+        """The rows of the texts that could be scored (all of them when none is ``bad``)."""
+        if not self.bad.any():
+            return self
+        ok = ~self.bad
+        return ProbBatch(self.probs[ok], self.bad[ok])
+
+
+class Text(Protocol):
+    """What the scorer reads of a document: its text (a :class:`~retriever.data.Doc`, or a
+    datatrove ``Document``)."""
+
+    text: str
+
 
 class FastTextScorer(BatchStep):
     """Stage: P(positive) of each document under each task's fastText model.
@@ -174,7 +190,7 @@ class FastTextScorer(BatchStep):
         by_norm: dict[str, list[str]] = {}
         for model, pairs, norm in self._loaded():
             if norm not in by_norm:
-                by_norm[norm] = [fasttext_text(t[:mc] if mc else t, norm) for t in texts]
+                by_norm[norm] = [fasttext_text(t, norm, max_chars=mc) for t in texts]
             lines = by_norm[norm]
             col = dict((lab, j) for j, lab in pairs)
             try:
@@ -201,19 +217,35 @@ class FastTextScorer(BatchStep):
                         probs[k, j] = v
         return ProbBatch(probs, bad)
 
-    def score_batch(self, docs: list[Doc]) -> ProbBatch:
+    def score_batch(self, docs: Sequence[Text]) -> ProbBatch:
         """The probabilities of ``docs``' texts (:meth:`score_texts`)."""
         return self.score_texts([d.text for d in docs])
+
+    def _usable(self, docs: list[Doc], scores: ProbBatch) -> tuple[list[Doc], ProbBatch]:
+        """``docs`` and ``scores`` without the unscorable documents, each counted as
+        ``rejected/undecodable``."""
+        if not scores.bad.any():
+            return docs, scores
+        out = []
+        for d, bad in zip(docs, scores.bad.tolist(), strict=True):
+            if bad:
+                self.reject(d, "undecodable")
+            else:
+                out.append(d)
+        return out, scores.usable()
+
+    def split(self, docs: list[Doc], scores: ProbBatch) -> Iterator[tuple[list[Doc], ProbBatch]]:
+        """The scored batch without its unscorable documents (``rejected/undecodable``)."""
+        docs, scores = self._usable(docs, scores)
+        if docs:
+            yield docs, scores
 
     def annotate(self, docs: list[Doc], scores: ProbBatch) -> list[Doc]:
         """Set ``metadata["prob_<task>"]`` on every document; unscorable ones are counted as
         ``rejected/undecodable`` and not passed on."""
-        out = []
-        for k, d in enumerate(docs):
-            if scores.bad[k]:
-                self.reject(d, "undecodable")
-                continue
-            for j, t in enumerate(self.tasks):
-                d.metadata[score_name(PROB, t)] = float(scores.probs[k, j])
-            out.append(d)
-        return out
+        docs, scores = self._usable(docs, scores)
+        keys = [score_name(PROB, t) for t in self.tasks]
+        for d, row in zip(docs, scores.probs.tolist(), strict=True):
+            for key, p in zip(keys, row, strict=True):
+                d.metadata[key] = p
+        return docs

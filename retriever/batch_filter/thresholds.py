@@ -1,5 +1,8 @@
 """Deciding what to keep: a probability threshold, or the top fraction of docs / chars / tokens.
 
+The decision is apart from scoring: :func:`passes` compares probabilities (arrays, from the
+scorer or from the stored float16 values) with the thresholds, in float32 as both compare them.
+
 PreSelect keeps the top share of tokens by classifier score. Sorting a whole corpus by score
 would need a second pass, so the threshold is found on a sample (:func:`sample_docs`, spread
 over the shards) and recorded in the run's manifest; the pass over the corpus then only compares
@@ -23,11 +26,24 @@ BY = ("docs", "chars", "tokens")
 __all__ = [
     "BY",
     "ThresholdDecision",
+    "passes",
     "sample_docs",
     "sample_weights",
     "threshold_for_fraction",
     "top_fraction_decisions",
 ]
+
+
+def passes(probs: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """``[n_docs, n_tasks]`` bool: ``p >= threshold`` per task, in float32 (the values the float16
+    storage keeps each decision of; NaN passes nothing).
+
+    Args:
+        probs: ``[n_docs, n_tasks]`` probabilities.
+        thresholds: ``[n_tasks]`` each task's threshold.
+    """
+    p = np.asarray(probs, dtype=np.float32)
+    return p >= np.asarray(thresholds, dtype=np.float32)[None, :]
 
 
 def sample_docs(

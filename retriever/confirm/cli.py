@@ -19,6 +19,7 @@ from retriever._cli import (
 )
 from retriever.confirm.decide import DecisionRules
 from retriever.confirm.docs import CandidateRule
+from retriever.confirm.tiny_panel import TinyPanelConfig
 
 
 def _panel_opts(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -194,6 +195,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(--gold) and generic (--generic) text, and write DIR/panel.toml. Without "
         "--gold/--generic, seeded synthetic texts are used. With --task, each model's "
         "neg_bpb on held-out gold is written to DIR/scores.csv.",
+        formatter_class=HelpFormatter,
     )
     t.add_argument("--out", required=True, help="folder for panel.toml and the models")
     t.add_argument(
@@ -207,10 +209,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--holdout", type=float, default=0.2, help="share of gold texts kept for scoring"
     )
     t.add_argument(
-        "--max-texts", type=int, default=400, help="texts sampled per corpus (default 400)"
+        "--max-texts",
+        type=int,
+        default=400,
+        help="texts sampled per corpus, the held-out gold included",
     )
-    t.add_argument("--n-models", type=int, default=6, help="panel size (default 6)")
-    t.add_argument("--steps", type=int, default=120, help="training steps per model (default 120)")
+    add_config_options(t, TinyPanelConfig, ["models", "steps"], models={"flag": "--n-models"})
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, help="torch CPU threads")
     t.add_argument("--json", action="store_true")
@@ -381,6 +385,7 @@ def _tiny_panel(args) -> int:
     from retriever.confirm.tiny_panel import build_tiny_panel
 
     _threads(args)
+    tiny = config_from_args(TinyPanelConfig, args)
     report = build_tiny_panel(
         args.out,
         gold=args.gold,
@@ -388,8 +393,8 @@ def _tiny_panel(args) -> int:
         task=args.task,
         holdout=args.holdout,
         max_texts=args.max_texts,
-        n_models=args.n_models,
-        steps=args.steps,
+        n_models=tiny.models,
+        steps=tiny.steps,
         seed=args.seed,
     )
     if args.json:

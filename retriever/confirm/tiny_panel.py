@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,31 @@ from retriever.io import write_json_atomic, write_text_atomic
 BOS, EOS = "<s>", "</s>"
 BOS_ID, EOS_ID = 256, 257
 VOCAB_SIZE = 258
+
+
+@dataclass(frozen=True)
+class TinyPanelConfig:
+    """How big a tiny panel is and how long it trains (``retriever confirm tiny-panel``; a run
+    config's ``[confirm]`` ``tiny_models`` / ``tiny_steps`` / ``tiny_texts``).
+
+    Attributes:
+        models: panel size (models trained, each on its own mix of the corpora).
+        steps: training steps per model.
+        texts: training texts per corpus (a run: each task's gold, and the corpus).
+    """
+
+    models: int = 6
+    steps: int = 120
+    texts: int = 300
+
+    def __post_init__(self) -> None:
+        for name, least in (("models", 2), ("steps", 1), ("texts", 1)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < least:
+                raise ConfigError(
+                    f"tiny panel {name} (a run config's [confirm] tiny_{name}) must be an integer "
+                    f">= {least}, got {v!r}"
+                )
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -93,9 +119,9 @@ def default_mixes(names: list[str], n_models: int) -> list[dict[str, float]]:
 def train_tiny_panel(
     out_dir: str | os.PathLike,
     corpora: dict[str, list[str]],
-    steps: int = 120,
+    steps: int = TinyPanelConfig.steps,
     seed: int = 0,
-    n_models: int = 6,
+    n_models: int = TinyPanelConfig.models,
     mixes: list[dict[str, float]] | None = None,
     n_positions: int = 128,
     n_embd: int = 64,
@@ -323,8 +349,8 @@ def build_tiny_panel(
     task: str | None = None,
     holdout: float = 0.2,
     max_texts: int = 400,
-    n_models: int = 6,
-    steps: int = 120,
+    n_models: int = TinyPanelConfig.models,
+    steps: int = TinyPanelConfig.steps,
     seed: int = 0,
 ) -> dict:
     """Read the corpora (or make synthetic ones), train the panel, optionally score it on ``task``.

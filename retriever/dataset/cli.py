@@ -115,8 +115,9 @@ def dataset_config_from_args(args: argparse.Namespace) -> DatasetConfig:
     )
 
 
-def parse_decontaminate(items: list[str]) -> dict[str, str]:
-    """``["rag=eval/rag.jsonl", "elmb"]`` -> ``{task: path}`` (``elmb``: the local ELMB sets)."""
+def parse_decontaminate(items: list[str], option: str = "--decontaminate") -> dict[str, str]:
+    """``["rag=eval/rag.jsonl", "elmb"]`` -> ``{task: path}`` (``elmb``: the local ELMB sets);
+    ``option``: the option they came from, named by the error."""
 
     out: dict[str, str] = {}
     for item in items:
@@ -125,7 +126,7 @@ def parse_decontaminate(items: list[str]) -> dict[str, str]:
 
             out.update({t: str(p) for t, p in local_eval_sets(default_eval_dir()).items()})
             continue
-        out.update(parse_named_paths([item], "--decontaminate", "TASK=FILE or elmb"))
+        out.update(parse_named_paths([item], option, "TASK=FILE or elmb"))
     return out
 
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from retriever._cli import HelpFormatter, add_config_options, config_from_args, print_json
+from retriever._cli import (
+    HelpFormatter,
+    add_config_options,
+    config_from_args,
+    parse_task_values,
+    print_json,
+)
 
 # DistillConfig fields with an option of the same name
 HYPERPARAMETERS = (
@@ -92,13 +98,7 @@ def run(args: argparse.Namespace) -> int:
     from retriever.distill.train import DistillConfig, FastTextDistiller
     from retriever.errors import ConfigError
 
-    weights = {}
-    for w in args.weight:
-        name, _, val = w.partition("=")
-        try:
-            weights[name] = float(val)
-        except ValueError:
-            raise ConfigError(f"--weight {w!r}: use SOURCE=NUMBER, e.g. --weight gold=2") from None
+    weights = parse_task_values(args.weight, "--weight", "SOURCE=NUMBER", "gold=2")
     ts = args.training_set
     ts = tuple(x.strip() for x in ts.split(",")) if "," in ts else ts
     cfg = config_from_args(DistillConfig, args, training_set=ts, weights=weights)

@@ -94,7 +94,7 @@ def _run_decontam(args) -> int:
     from retriever.dataset.cli import parse_decontaminate
     from retriever.evaluation.decontam import check_overlap, fingerprint_files
 
-    files = parse_decontaminate(args.eval or ["elmb"])
+    files = parse_decontaminate(args.eval or ["elmb"], "--eval")
     fp = fingerprint_files(files)
     rep = check_overlap(fp, _against_docs(args.against, args.text_field))
     if args.json:

@@ -487,7 +487,7 @@ def _rate_plan(cfg, r: Rates, embedded: int, mean_chars: float, cpt: float, T: i
     if capped:
         requests = int(c.max_requests or 0)
     frame = 1800 / cpt  # the rubric frame around the extract
-    tokens = int(requests * (min(mean_chars, c.max_chars) / cpt + frame + c.max_tokens))
+    tokens = int(requests * (min(mean_chars, c.max_chars) / cpt + frame + c.endpoint.max_tokens))
     return StagePlan(
         "rate",
         requests,
@@ -499,8 +499,8 @@ def _rate_plan(cfg, r: Rates, embedded: int, mean_chars: float, cpt: float, T: i
         None,
         False,
         [
-            f"{c.model} at {c.base_url}: {r.rate_requests_per_s:g} requests/s assumed (plan "
-            "rates: rate_requests_per_s); the endpoint's hours are not counted here",
+            f"{c.endpoint.model} at {c.endpoint.base_url}: {r.rate_requests_per_s:g} requests/s "
+            "assumed (plan rates: rate_requests_per_s); the endpoint's hours are not counted here",
             f"{per_task:,} documents per task ({cand:,} candidates + random others)"
             + (f", capped at max_requests = {c.max_requests:,}" if capped else "")
             + "; reruns ask only what the cache lacks",

@@ -16,26 +16,9 @@ from retriever._cli import (
     reader_from_args,
 )
 
-# RateConfig fields of the endpoint with an option of the same name
-ENDPOINT = (
-    "base_url",
-    "model",
-    "api",
-    "api_key_env",
-    "temperature",
-    "max_tokens",
-    "seed",
-    "timeout",
-    "retries",
-    "backoff",
-    "max_backoff",
-    "concurrency",
-    "max_requests",
-)
-
 
 def add_parser(subparsers) -> None:
-    from retriever.rate.client import APIS
+    from retriever.rate.client import APIS, EndpointConfig
     from retriever.rate.stage import RateConfig
 
     p = subparsers.add_parser(
@@ -61,11 +44,18 @@ def add_parser(subparsers) -> None:
     e = p.add_argument_group("endpoint")
     add_config_options(
         e,
-        RateConfig,
-        ENDPOINT,
+        EndpointConfig,
+        ["base_url", "model", "api"],
         model={"required": True},
         api={"choices": list(APIS)},
     )
+    add_config_options(e, RateConfig, ["api_key_env"])
+    add_config_options(
+        e,
+        EndpointConfig,
+        ["temperature", "max_tokens", "seed", "timeout", "retries", "backoff", "max_backoff"],
+    )
+    add_config_options(e, RateConfig, ["concurrency", "max_requests"])
     r = p.add_argument_group("prompt and labels")
     r.add_argument(
         "--prompts",
@@ -110,6 +100,7 @@ def add_parser(subparsers) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from retriever._cli import show_progress
+    from retriever.rate.client import EndpointConfig
     from retriever.rate.stage import RateConfig, rate_docs
 
     prompts = read_task_table(args.prompts, "prompts", "prompts file")
@@ -120,6 +111,7 @@ def _run(args: argparse.Namespace) -> int:
     cfg = config_from_args(
         RateConfig,
         args,
+        endpoint=config_from_args(EndpointConfig, args),
         tasks=tuple(args.tasks or (list(prompts) if prompts else [])),
         prompts=prompts,
         threshold_sim=parse_task_values(args.sim_threshold, "--sim-threshold"),

@@ -72,16 +72,20 @@ class RequestFailed(Exception):
 
 @dataclass(frozen=True)
 class EndpointConfig:
-    """Where and how to ask.
+    """Where and how to ask: the endpoint part of the rating stage's config (``[rate.endpoint]``
+    of a run config).
 
     Attributes:
-        base_url: the API root, e.g. ``http://localhost:8000/v1``.
-        model: the model name the server knows.
-        api: ``"chat"`` (``/chat/completions``) or ``"completions"`` (``/completions``).
-        temperature, max_tokens, seed: sampling (``seed`` only sent when set).
-        timeout: seconds per HTTP request.
-        retries: retries after the first attempt.
-        backoff, max_backoff: first wait and cap, in seconds.
+        base_url: API root of the OpenAI-compatible endpoint (ends in /v1).
+        model: model name the server knows.
+        api: chat (``/chat/completions``) or completions (``/completions``).
+        temperature: sampling temperature; part of the prompt version.
+        max_tokens: tokens per answer; part of the prompt version.
+        seed: sampling seed sent to the server (when set); part of the prompt version.
+        timeout: seconds per request.
+        retries: retries of a request on 429 / 5xx / timeouts.
+        backoff: first retry wait in seconds (doubles with each retry).
+        max_backoff: longest retry wait in seconds.
     """
 
     base_url: str = "http://localhost:8000/v1"
@@ -99,7 +103,9 @@ class EndpointConfig:
         if self.api not in APIS:
             raise ConfigError(f"api {self.api!r}: use one of {', '.join(APIS)}")
         if not self.model:
-            raise ConfigError("the rating endpoint needs a model name (--model)")
+            raise ConfigError(
+                "the rating endpoint needs a model name: --model, or model in [rate.endpoint]"
+            )
         if not self.base_url.startswith(("http://", "https://")):
             raise ConfigError(
                 f"base_url {self.base_url!r} must start with http:// or https:// "

@@ -29,7 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +43,11 @@ from retriever.io import AtomicWriter, write_json_atomic
 from retriever.progress import progress_bar
 from retriever.rate.cache import AnswerCache, text_sha
 from retriever.rate.client import (
-    APIS,
     BudgetExhausted,
     ChatClient,
     EndpointConfig,
     RequestBudget,
     RequestFailed,
-    check_backoff,
 )
 from retriever.rate.prompt import SYSTEM, TaskPrompt, parse_score, prompt_version, score_pattern
 from retriever.stats import Stats
@@ -63,17 +61,9 @@ class RateConfig:
 
     Attributes:
         tasks: tasks to rate (default: the score folder's tasks).
-        base_url: API root of the OpenAI-compatible endpoint (ends in /v1).
-        model: model name the server knows.
-        api: chat (``/chat/completions``) or completions (``/completions``).
+        endpoint: where and how to ask (:class:`~retriever.rate.client.EndpointConfig`: the URL,
+            the model, the API, sampling, timeouts and retries; ``[rate.endpoint]``).
         api_key_env: environment variable holding the API key (unset or empty: no key sent).
-        temperature: sampling temperature; part of the prompt version.
-        max_tokens: tokens per answer; part of the prompt version.
-        seed: sampling seed sent to the server (when set); part of the prompt version.
-        timeout: seconds per request (see :mod:`retriever.rate.client`).
-        retries: retries of a request on 429 / 5xx / timeouts.
-        backoff: first retry wait in seconds (doubles with each retry).
-        max_backoff: longest retry wait in seconds.
         concurrency: requests in flight at once (threads).
         max_requests: HTTP requests this run may send, retries included (default: no cap).
         max_chars: characters of a document put into the prompt (its start).
@@ -93,18 +83,9 @@ class RateConfig:
     """
 
     tasks: tuple[str, ...] = ()
-    # the endpoint's fields and defaults are EndpointConfig's (one place for them)
-    base_url: str = EndpointConfig.base_url
-    model: str = EndpointConfig.model
-    api: str = EndpointConfig.api
+    # no default endpoint: EndpointConfig needs a model name
+    endpoint: EndpointConfig = field(default_factory=EndpointConfig)
     api_key_env: str = "OPENAI_API_KEY"
-    temperature: float = EndpointConfig.temperature
-    max_tokens: int = EndpointConfig.max_tokens
-    seed: int | None = EndpointConfig.seed
-    timeout: float = EndpointConfig.timeout
-    retries: int = EndpointConfig.retries
-    backoff: float = EndpointConfig.backoff
-    max_backoff: float = EndpointConfig.max_backoff
     concurrency: int = 8
     max_requests: int | None = None
     max_chars: int = 6000
@@ -122,20 +103,16 @@ class RateConfig:
     reader: ReaderConfig = ReaderConfig()
 
     def __post_init__(self) -> None:
-        if self.api not in APIS:
-            raise ConfigError(f"rate api {self.api!r}: use one of {', '.join(APIS)}")
+        if not isinstance(self.endpoint, EndpointConfig):
+            raise ConfigError(f"rate endpoint must be an EndpointConfig, got {self.endpoint!r}")
         for name in ("concurrency", "max_chars"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"rate {name} must be an integer >= 1, got {v!r}")
         if isinstance(self.threshold, bool) or self.threshold not in range(0, 6):
             raise ConfigError(f"rate threshold must be an integer 0-5, got {self.threshold!r}")
-        check_backoff(self.backoff, self.max_backoff)  # here too: a run config fails at load
         score_pattern(self.score_marker)  # an empty marker fails here
         self.candidate_rule()  # fractions and caps are checked by the confirm stage's rule
-
-    def endpoint(self) -> EndpointConfig:
-        return EndpointConfig(**{f.name: getattr(self, f.name) for f in fields(EndpointConfig)})
 
     def candidate_rule(self):
         from retriever.confirm.docs import CandidateRule
@@ -207,7 +184,7 @@ class RatingStage:
         self.out = Path(out_dir)
         self.progress = progress
         self.pattern = score_pattern(config.score_marker)
-        self.endpoint = config.endpoint()
+        self.endpoint = config.endpoint
         self.budget = RequestBudget(config.max_requests)
         self.client = ChatClient(
             self.endpoint, config.api_key(), self.budget, seed=config.sample_seed
@@ -249,7 +226,8 @@ class RatingStage:
         versions = {t: self.version(t) for t in tasks}
         write_json_atomic(self.out / "manifest.json", self._manifest(docs, tasks, versions))
         t0 = time.perf_counter()
-        summary: dict[str, Any] = {"model": c.model, "base_url": c.base_url, "tasks": {}}
+        e = c.endpoint
+        summary: dict[str, Any] = {"model": e.model, "base_url": e.base_url, "tasks": {}}
         with AnswerCache(c.cache or self.out / "cache.sqlite") as cache:
             for t in tasks:
                 summary["tasks"][t] = self._task(t, cands[t], docs, cache, versions[t])
@@ -273,11 +251,12 @@ class RatingStage:
 
     def _manifest(self, docs, tasks: list[str], versions: dict[str, str]) -> dict[str, Any]:
         c = self.config
-        settings = {
-            k: v
-            for k, v in asdict(c).items()
-            if k not in ("prompts", "cache", "api_key_env", "reader")
-        }
+        settings: dict[str, Any] = {}
+        for k, v in asdict(c).items():  # the endpoint's options flat, in the section's order
+            if k == "endpoint":
+                settings.update(v)
+            elif k not in ("prompts", "cache", "api_key_env", "reader"):
+                settings[k] = v
         settings.update(c.reader.to_dict())
         return {
             "stage": "rate",
@@ -299,7 +278,7 @@ class RatingStage:
     # -- one task ---------------------------------------------------------------------------------
     def _task(self, task: str, tc, docs, cache: AnswerCache, version: str) -> dict[str, Any]:
         c = self.config
-        model = c.model
+        model = c.endpoint.model
         chosen = np.nonzero(tc.candidate | tc.random_negative)[0]
         pos = {docs.ids[i]: k for k, i in enumerate(chosen)}
         sim = {docs.ids[i]: float(tc.similarity[i]) for i in chosen}
@@ -458,7 +437,7 @@ class RatingStage:
             rated,
             texts,
             self.config.threshold,
-            self.config.model,
+            self.config.endpoint.model,
         )
         pos = sum(1 for r in rated if r["int_score"] >= self.config.threshold)
         return {"positive": pos, "negative": len(rated) - pos}

@@ -25,6 +25,7 @@ from retriever.arms.config import EvaluateConfig
 from retriever.batch_filter.config import FilterConfig
 from retriever.config import changed_fields, check_field_types, read_toml
 from retriever.confirm.stage import ConfirmSettings
+from retriever.confirm.tiny_panel import TinyPanelConfig
 from retriever.corpus.readers import ReaderConfig
 from retriever.dataset.config import DatasetConfig
 from retriever.distill.train import DistillConfig
@@ -209,16 +210,18 @@ class ConfirmSection(ConfirmSettings):
     ``[run] seed`` for the negatives' sample, filled in), plus the panel it decides with.
 
     ``panel``: a panel TOML path, or ``"tiny"`` to train a tiny byte-level panel offline
-    (``tiny_models`` models of ``tiny_steps`` steps on ``tiny_texts`` texts per source);
+    (``tiny_models`` models of ``tiny_steps`` steps on ``tiny_texts`` texts per source: a
+    :class:`~retriever.confirm.tiny_panel.TinyPanelConfig`, see :meth:`tiny_panel`);
     ``scorecard_kind`` / ``scorecard_limit``: how the panel's task scores are measured. The keys
     written flat before the section was nested (``max_candidates``, ``estimator``, ``device``, ...:
     :data:`CONFIRM_FLAT_KEYS`) are still read into their part.
     """
 
     panel: str = "tiny"
-    tiny_models: int = 6
-    tiny_steps: int = 120
-    tiny_texts: int = 300
+    # the tiny panel's options, flat under these names (the step fingerprints record them so)
+    tiny_models: int = TinyPanelConfig.models
+    tiny_steps: int = TinyPanelConfig.steps
+    tiny_texts: int = TinyPanelConfig.texts
     scorecard_kind: str = "auto"
     scorecard_limit: int = 200
 
@@ -238,6 +241,11 @@ class ConfirmSection(ConfirmSettings):
             raise ConfigError(
                 f'[confirm] panel must be "tiny" or a panel .toml file, got {self.panel!r}'
             )
+        self.tiny_panel()  # its checks, at load
+
+    def tiny_panel(self) -> TinyPanelConfig:
+        """The tiny panel ``panel = "tiny"`` trains."""
+        return TinyPanelConfig(self.tiny_models, self.tiny_steps, self.tiny_texts)
 
     def config(self) -> ConfirmSettings:
         """The stage's config, as :class:`~retriever.confirm.stage.ConfirmStage` takes it."""
@@ -259,6 +267,28 @@ class ConfirmSection(ConfirmSettings):
             mine = changed_fields(getattr(self, p), exclude=(*CONFIRM_FLAT_KEYS, "seed"))
             out.update({f"{p}.{k}": v for k, v in mine.items()})
         return out
+
+
+def nest_flat_keys(data: dict[str, Any], where: str, flat: dict[str, str]) -> dict[str, Any]:
+    """Section ``[where]`` with each key of ``flat`` (an option written flat before the section
+    was nested, -> the part that holds it now) moved into its part's table.
+
+    Raises:
+        ConfigError: a part that is not a table, or one option written flat and in its part.
+    """
+    data = dict(data)
+    for k, p in flat.items():
+        if not isinstance(data.get(p, {}), dict):
+            raise ConfigError(f"[{where}.{p}] must be a table")
+        if k not in data:
+            continue
+        if k in data.get(p, {}):
+            raise ConfigError(
+                f"[{where}] {k} and [{where}.{p}] {k} are one option written twice; keep "
+                f"[{where}.{p}] {k}"
+            )
+        data[p] = {**data.get(p, {}), k: data.pop(k)}
+    return data
 
 
 def _check_confirm_part_keys(data: dict[str, Any], fixed: dict[str, Any]) -> None:
@@ -300,18 +330,7 @@ def _confirm_section(base: Path, data: Any, tasks: tuple[str, ...], seed: int) -
         "candidates.threshold": {},
     }
     if isinstance(data, dict):
-        data = dict(data)
-        for k, p in CONFIRM_FLAT_KEYS.items():
-            if not isinstance(data.get(p, {}), dict):
-                raise ConfigError(f"[confirm.{p}] must be a table")
-            if k not in data:
-                continue
-            if k in data.get(p, {}):
-                raise ConfigError(
-                    f"[confirm] {k} and [confirm.{p}] {k} are one option written twice; keep "
-                    f"[confirm.{p}] {k}"
-                )
-            data[p] = {**data.get(p, {}), k: data.pop(k)}
+        data = nest_flat_keys(data, "confirm", CONFIRM_FLAT_KEYS)
         _check_confirm_part_keys(data, fixed)
     c = parse_section(ConfirmSection, data, "confirm", fixed=fixed)
     return c if c.panel == "tiny" else replace(c, panel=config_path(base, c.panel))
@@ -558,7 +577,6 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
     """
     from retriever.band import BandConfig
     from retriever.domains import DomainConfig
-    from retriever.rate import RateConfig
 
     p, raw = read_toml(path, "config", "see configs/offline.toml and configs/elmb.toml")
     unknown = sorted(set(raw) - set(SECTIONS))
@@ -665,15 +683,7 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
         prefilter=_prefilter_section(raw["prefilter"], run, tasks, reader)
         if "prefilter" in raw
         else None,
-        rate=_optional(
-            RateConfig,
-            "rate",
-            raw,
-            base,
-            reader=reader,
-            defaults={"tasks": names},
-            local=("cache",),
-        ),
+        rate=_rate_section(base, raw, reader, names),
         band=_optional(BandConfig, "band", raw, base, ("model", "tokenizer"), reader),
         domains=_optional(DomainConfig, "domains", raw, base),
     )
@@ -711,6 +721,28 @@ def _optional(
         }
     fixed = {"reader": reader} if reader is not None else None
     return parse_section(cls, data, name, fixed=fixed, defaults=defaults)
+
+
+def _rate_section(
+    base: Path, raw: dict[str, Any], reader: ReaderConfig, tasks: tuple[str, ...]
+) -> RateConfig | None:
+    """``[rate]`` as the stage's ``RateConfig`` (``None`` when absent): the endpoint's options in
+    ``[rate.endpoint]``, or flat in ``[rate]`` as they were written before the section was nested
+    (one option written both ways is an error); the run's tasks unless given, ``[corpus]``'s
+    reader, ``cache`` relative to the config."""
+    from retriever.rate import EndpointConfig, RateConfig
+
+    if isinstance(raw.get("rate"), dict):
+        flat = {f.name: "endpoint" for f in fields(EndpointConfig)}
+        data = nest_flat_keys(raw["rate"], "rate", flat)
+        names = [f.name for f in fields(RateConfig)]
+        unknown = {k: v for k, v in data.items() if k not in names and k not in READER_KEYS}
+        known = [n for n in names if n != "reader"] + list(flat)
+        check_keys(unknown, known, "[rate]")  # a typo of a flat key is named too
+        raw = {**raw, "rate": data}
+    return _optional(
+        RateConfig, "rate", raw, base, reader=reader, defaults={"tasks": tasks}, local=("cache",)
+    )
 
 
 def _prefilter_section(data: Any, run: RunSection, tasks: list[TaskConfig], reader: ReaderConfig):
@@ -814,7 +846,14 @@ def _check_stage_sections(cfg: RunConfig) -> None:
         raise ConfigError(f"[score]: {e}") from e
 
 
-def step_settings(section: Any, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+def step_settings(
+    section: Any, exclude: tuple[str, ...] = (), flat: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """What a run step's fingerprint records of its section: the options set away from their
-    defaults (``exclude``: what the run sets and fingerprints apart, e.g. the reader)."""
-    return changed_fields(section, exclude=("reader", *exclude))
+    defaults (``exclude``: what the run sets and fingerprints apart, e.g. the reader); those of
+    the parts ``flat`` under their own names (parts whose options were the section's own before
+    it was nested, so older run folders keep their fingerprint)."""
+    out = changed_fields(section, exclude=("reader", *exclude, *flat))
+    for p in flat:
+        out.update(changed_fields(getattr(section, p)))
+    return out

@@ -256,7 +256,7 @@ class RunJob:
             steps.append(
                 RunStep(
                     "rate",
-                    step_settings(cfg.rate),
+                    step_settings(cfg.rate, flat=("endpoint",)),
                     self._rate,
                     outputs=[self.out / "rate"],
                     # every answer, keyed by prompt version, model and document: never thrown away
@@ -277,8 +277,9 @@ class RunJob:
             "scorecard_gold": {t.name: list(t.scorecard_gold) for t in cfg.tasks},
         }
         if c.panel == "tiny":
+            tiny = c.tiny_panel()
             panel_settings.update(
-                models=c.tiny_models, steps=c.tiny_steps, texts=c.tiny_texts, corpus=corpus_fp
+                models=tiny.models, steps=tiny.steps, texts=tiny.texts, corpus=corpus_fp
             )
         else:
             panel_settings["panel_file"] = (
@@ -559,6 +560,7 @@ class RunJob:
         if c.panel == "tiny":
             from retriever.confirm.tiny_panel import read_texts, train_tiny_panel
 
+            tiny = c.tiny_panel()
             rng = np.random.default_rng(seed)
             corpora: dict[str, list[str]] = {}
             for t in self.cfg.tasks:
@@ -566,19 +568,19 @@ class RunJob:
                 order = rng.permutation(len(texts))
                 n_held = min(c.scorecard_limit, len(texts) // 4)
                 held[t.name] = [texts[i] for i in order[:n_held]]
-                corpora[t.name] = [texts[i] for i in order[n_held : n_held + c.tiny_texts]]
+                corpora[t.name] = [texts[i] for i in order[n_held : n_held + tiny.texts]]
             corpora["generic"] = read_texts(
-                list(self.cfg.corpus.paths), c.tiny_texts, seed, reader=self.corpus_reader()
+                list(self.cfg.corpus.paths), tiny.texts, seed, reader=self.corpus_reader()
             )
             # each model sees its own random mix of the tasks and generic text, so skills differ per
             # task
             names = list(corpora)
             mixes = [
                 dict(zip(names, w, strict=True))
-                for w in rng.dirichlet([0.6] * len(names), c.tiny_models)
+                for w in rng.dirichlet([0.6] * len(names), tiny.models)
             ]
             panel_file = train_tiny_panel(
-                pdir, corpora, steps=c.tiny_steps, seed=seed, mixes=mixes, progress=self.progress
+                pdir, corpora, steps=tiny.steps, seed=seed, mixes=mixes, progress=self.progress
             )
         else:
             pdir.mkdir(parents=True, exist_ok=True)
