@@ -1,7 +1,8 @@
 """The datasets of the arms, all built by the dataset stage (:class:`DatasetBuilder`) at one token
 budget, so that arms differ only in *which* documents they hold.
 
-- ``random``: the run's corpus as one pool, documents in a seeded uniform order (no score).
+- ``random``: the run's corpus as one pool, documents in a seeded uniform order (no score), read
+  with the run's reader options (``[corpus]``), as the general pool of the others is.
 - ``similarity``: one pool per task of the run's top documents by similarity (``score_<task>`` of
   the score folder; enough of them to fill the task's share of the budget three times over),
   taken best first under the run's mixture: similarity only, no confirmation, no filter.
@@ -38,6 +39,7 @@ import numpy as np
 import orjson
 
 from retriever.arms.student import StudentSources, arm_folder, is_student_arm, student_pools
+from retriever.corpus.readers import ReaderConfig
 from retriever.corpus.sharding import list_shards, shard_name
 from retriever.errors import ConfigError, InputError
 from retriever.io import AtomicWriter, read_json, write_json_atomic
@@ -70,6 +72,8 @@ class ArmSources:
         general_pool: a general pool added to ``similarity`` and ``pipeline`` (as the run does).
         tokenizer: token counter of every arm (the run's ``[dataset] tokenizer``).
         seed: seed of the random orders.
+        reader: how the corpus files read as pools (``random``'s corpus, the general pool) are
+            read (the run's ``[corpus]`` reader options).
     """
 
     corpus: tuple[str, ...] = ()
@@ -85,6 +89,7 @@ class ArmSources:
     rate: str | None = None  # a `retriever rate` folder (the rating arm)
     domains: str | None = None
     student: StudentSources | None = None  # the run's distill / filter (the student arms)
+    reader: ReaderConfig = ReaderConfig()
 
     @classmethod
     def from_run(cls, cfg) -> ArmSources:
@@ -104,6 +109,7 @@ class ArmSources:
             rate=str(cfg.out / "rate"),
             domains=str(cfg.out / "domains") if cfg.domains is not None else None,
             student=StudentSources.from_run(cfg),
+            reader=d.reader,
         )
 
 
@@ -158,6 +164,7 @@ def build_arm_dataset(
         "seed": sources.seed,
         "progress": progress,
         "scan_cache": root / "_scan",
+        "reader": sources.reader,
     }
     if arm in user_datasets:
         pool = _user_pool(user_datasets[arm])
@@ -174,6 +181,7 @@ def build_arm_dataset(
             budget,
             order="weighted",
             score_keys=(),
+            corpus_pools=("corpus",),
             **common,
         )
     elif arm in ("similarity", "pipeline") + FILTERED_ARMS or is_student_arm(arm):
@@ -230,6 +238,7 @@ def build_arm_dataset(
             order=order,
             score_keys=keys,
             domains=sources.domains if use_domains else None,
+            corpus_pools=[k for k in _general(sources) if k in pools],
             **common,
         )
     else:

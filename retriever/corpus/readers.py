@@ -173,19 +173,7 @@ class CorpusReader:
         sname = shard_name(shard)
         if not isinstance(rec, dict):
             return Rejected(sname, row, "bad_record", clip_record(rec))
-        text = rec.get(self.text_field)
-        if text is None and self.tokens_field and rec.get(self.tokens_field) is not None:
-            if self.detokenizer is None:
-                raise InputError(
-                    f"{shard} holds token ids ({self.tokens_field!r}) and no {self.text_field!r}: "
-                    "pass a detokenizer (--detokenizer gpt2, or a local tokenizer folder)."
-                )
-            ids = rec[self.tokens_field]
-            try:
-                text = self.detokenizer([int(t) for t in ids])
-            except (TypeError, ValueError, OverflowError):
-                return Rejected(sname, row, "bad_tokens", clip_record(rec))
-        text = usable_text(text, sname, row, rec)
+        text = self.record_text(shard, sname, row, rec)
         if isinstance(text, Rejected):
             return text
         rid = doc_id(sname, row, rec.get(self.id_field))
@@ -199,6 +187,27 @@ class CorpusReader:
             elif k in self.keep_fields:
                 meta[k] = v
         return Doc(id=rid, text=text, metadata=meta)
+
+    def record_text(self, shard: str, sname: str, row: int, rec: dict) -> str | Rejected:
+        """The text of one record of ``shard`` (named ``sname``): its text field, else its token
+        ids detokenized; or the record's :class:`Rejected` (``no_text``, ``bad_tokens``, ...).
+
+        Raises:
+            InputError: token ids and no detokenizer.
+        """
+        text = rec.get(self.text_field)
+        if text is None and self.tokens_field and rec.get(self.tokens_field) is not None:
+            if self.detokenizer is None:
+                raise InputError(
+                    f"{shard} holds token ids ({self.tokens_field!r}) and no {self.text_field!r}: "
+                    "pass a detokenizer (--detokenizer gpt2, or a local tokenizer folder)."
+                )
+            ids = rec[self.tokens_field]
+            try:
+                text = self.detokenizer([int(t) for t in ids])
+            except (TypeError, ValueError, OverflowError):
+                return Rejected(sname, row, "bad_tokens", clip_record(rec))
+        return usable_text(text, sname, row, rec)
 
     # -- formats ----------------------------------------------------------------------------------
     def _iter_jsonl(self, shard: str, path: Path) -> Iterator[tuple[int, Any]]:

@@ -32,6 +32,7 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -42,6 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from retriever.corpus.readers import ReaderConfig
 from retriever.dataset.config import DATASET_FORMATS as DATASET_FORMATS
 from retriever.dataset.config import DEFAULT_SCORE_KEYS as DEFAULT_SCORE_KEYS
 from retriever.dataset.config import MAX_BUDGET as MAX_BUDGET
@@ -49,7 +51,7 @@ from retriever.dataset.config import DatasetConfig
 from retriever.dataset.config import parse_budget as parse_budget
 from retriever.dataset.mixture import is_domain_mixture
 from retriever.dataset.parts import duplicates_table, selection_table, write_parts
-from retriever.dataset.pools import list_pool_files
+from retriever.dataset.pools import list_pool_files, reader_changes
 from retriever.dataset.scan import PoolScan, PoolScanner, contamination_check
 from retriever.dataset.select import (
     Selection,
@@ -82,7 +84,9 @@ class DatasetBuilder:
         budget: total tokens (each pool gets ``floor(budget * weight)``).
         config: how to sample (:class:`~retriever.dataset.config.DatasetConfig`: order, seed,
             tiers, token counting, formats, part size, score keys, scan cache and workers,
-            decontamination, domains).
+            decontamination, domains, the corpus pools' reader).
+        corpus_pools: the pools that are corpus files (a general pool of corpus shards, or links
+            to them), read with ``config.reader``; the others are a stage's pool records.
         progress: tqdm bars (``None``: only on a terminal).
         settings: :class:`~retriever.dataset.config.DatasetConfig` fields as keywords, over
             ``config`` (``DatasetBuilder(pools, mix, budget, order="weighted")``).
@@ -97,6 +101,7 @@ class DatasetBuilder:
         budget: int,
         config: DatasetConfig | None = None,
         *,
+        corpus_pools: Iterable[str] = (),
         progress: bool | None = None,
         **settings: Any,
     ):
@@ -113,6 +118,12 @@ class DatasetBuilder:
                 f"(pools: {', '.join(sorted(pools))}); check the spelling"
             )
         self.pools = dict(pools)
+        self.corpus_pools = frozenset(corpus_pools)
+        if self.corpus_pools - set(pools):
+            raise ConfigError(
+                f"corpus pools {sorted(self.corpus_pools - set(pools))} are not among the pools "
+                f"({', '.join(sorted(pools))})"
+            )
         names = list(pools) if self.over == "pools" else list(mixture)
         self.budgets = split_budget(int(budget), {k: float(mixture.get(k, 0.0)) for k in names})
         total_w = sum(mixture.values())
@@ -190,6 +201,9 @@ class DatasetBuilder:
         }
         if self._eval_spec is not None:  # only when set: older manifests stay valid
             settings["decontaminate"] = self._eval_spec
+        read_as_corpus = sorted(k for k in used if k in self.corpus_pools)
+        if read_as_corpus and (changed := reader_changes(self.config.reader)):
+            settings["reader"] = {"pools": read_as_corpus, **changed}  # only when set, as above
         with disk_guard(str(out / "manifest.json")):
             out.mkdir(parents=True, exist_ok=True)
             check_or_write_manifest(out, settings)
@@ -202,9 +216,15 @@ class DatasetBuilder:
             c = scan.stats.counts
             if c["seen"] and not len(scan.table):
                 reasons = {r: v for r, v in c.items() if r.startswith("rejected/")}
+                need = (
+                    f"corpus records need a {self.config.reader.text_field!r} field (set the "
+                    "reader's text field: --text-field, [corpus] text_field)"
+                    if k in self.corpus_pools
+                    else "pool records need a 'text' field (the filter stage's output)"
+                )
                 raise InputError(
                     f"pool {k!r} ({self.pools[k]}): all {c['seen']} records were rejected "
-                    f"({reasons}); pool records need a 'text' field (the filter stage's output)"
+                    f"({reasons}); {need}"
                 )
         domain_of = None
         if self.domains is not None:
@@ -229,7 +249,9 @@ class DatasetBuilder:
                 pq.write_table(chosen, tmp)
             with AtomicWriter(out / "duplicates.parquet") as tmp:
                 pq.write_table(duplicates_table(scans, selection), tmp)
-        parts = write_parts(out, chosen, self.formats, self.progress)
+        # the corpus pools' files are read back as they were scanned: with the reader
+        readers = {f: self.config.reader for k in used if k in self.corpus_pools for f in files[k]}
+        parts = write_parts(out, chosen, self.formats, self.progress, readers)
         summary = self._summary(scans, selection, chosen, parts, time.perf_counter() - t0)
         with disk_guard(str(out / "summary.json")):
             write_json_atomic(out / "summary.json", summary)
@@ -238,7 +260,12 @@ class DatasetBuilder:
     def scan_pool(self, pool: str, files: list[str], cache: Path) -> PoolScan:
         """Scan index of one pool, from the cache where each file's entry is up to date
         (:class:`~retriever.dataset.scan.PoolScanner` with this build's settings)."""
-        return self.scanner().scan(pool, files, cache)
+        return self.scanner().scan(pool, files, cache, self.pool_reader(pool))
+
+    def pool_reader(self, pool: str) -> ReaderConfig | None:
+        """How ``pool``'s files are read: ``config.reader`` for a corpus pool, ``None`` for a
+        stage's pool records."""
+        return self.config.reader if pool in self.corpus_pools else None
 
     def scanner(self) -> PoolScanner:
         """The scan step with this build's token counter, score keys, decontamination and

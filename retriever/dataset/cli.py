@@ -6,10 +6,12 @@ import argparse
 
 from retriever._cli import (
     add_config_options,
+    add_reader_options,
     add_repeated,
     config_from_args,
     parse_named_paths,
     print_json,
+    reader_from_args,
 )
 from retriever.dataset.config import DATASET_FORMATS, ORDERS, DatasetConfig, parse_budget
 
@@ -31,7 +33,8 @@ def add_parser(subparsers) -> None:
         p,
         "--pool",
         "NAME=PATH",
-        "an extra pool, e.g. a general-quality pool: general=/data/fineweb_edu (repeatable)",
+        "an extra pool of corpus files, e.g. a general-quality pool: general=/data/fineweb_edu "
+        "(repeatable); read with the reader options below, like every stage reading the corpus",
     )
     p.add_argument(
         "--mixture",
@@ -75,6 +78,7 @@ def add_parser(subparsers) -> None:
         f"{', '.join(d.score_keys)}; legacy prob/{{pool}}, sim/{{pool}} are read too)",
     )
     add_config_options(p, DatasetConfig, ["scan_cache", "workers"])
+    add_reader_options(p)
     add_repeated(
         p,
         "--decontaminate",
@@ -89,10 +93,15 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from retriever.dataset import DatasetBuilder, discover_pools, parse_mixture
 
-    pools = discover_pools(args.pools, parse_named_paths(args.pool, "--pool"))
+    extra = parse_named_paths(args.pool, "--pool")
+    pools = discover_pools(args.pools, extra)
     mixture = parse_mixture(args.mixture, list(pools), args.mix_id)
     builder = DatasetBuilder(
-        pools, mixture, parse_budget(args.budget), dataset_config_from_args(args)
+        pools,
+        mixture,
+        parse_budget(args.budget),
+        dataset_config_from_args(args),
+        corpus_pools=extra,
     )
     summary = builder.build(args.out)
     if args.json:
@@ -112,6 +121,7 @@ def dataset_config_from_args(args: argparse.Namespace) -> DatasetConfig:
         formats=tuple(f.strip() for f in args.format.split(",") if f.strip()),
         score_keys=tuple(args.score_key) if args.score_key else DatasetConfig().score_keys,
         decontaminate=parse_decontaminate(args.decontaminate),
+        reader=reader_from_args(args),
     )
 
 

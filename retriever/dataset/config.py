@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from retriever.corpus.readers import ReaderConfig
 from retriever.errors import ConfigError
 from retriever.names import PROB, SCORE, score_name
 
@@ -103,6 +104,10 @@ class DatasetConfig:
             ``dropped/contaminated`` (:mod:`retriever.evaluation.decontam`).
         domains: a `retriever domains` folder (id -> domain) for the stratified order and mixtures
             over domains; default: the records' cluster_id.
+        reader: how the pools that are corpus files (the builder's ``corpus_pools``: a general
+            pool, the random arm's corpus) are read: text, id and token-id fields, detokenizer
+            (a run: ``[corpus]``'s). ``keep_fields`` has no effect (a pool document keeps every
+            scalar field). A stage's pool records are read as written.
 
     Raises:
         ConfigError: an unknown order or format, bad tiers, ``part_tokens`` or ``workers`` < 1.
@@ -120,6 +125,7 @@ class DatasetConfig:
     workers: int = 1
     decontaminate: Mapping[str, str] = field(default_factory=dict)
     domains: str | None = None
+    reader: ReaderConfig = ReaderConfig()
 
     def __post_init__(self) -> None:
         if self.order not in ORDERS:

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from retriever.corpus.readers import ReaderConfig
 from retriever.data import Doc, Rejected
 from retriever.dataset.pools import read_pool_shard
 from retriever.dataset.scan import PoolScan
@@ -74,15 +75,22 @@ def selection_table(scans: dict[str, PoolScan], selection: Selection, part_token
 
 
 def write_parts(
-    out: Path, chosen: pa.Table, formats: tuple[str, ...], progress: bool | None = None
+    out: Path,
+    chosen: pa.Table,
+    formats: tuple[str, ...],
+    progress: bool | None = None,
+    readers: dict[str, ReaderConfig] | None = None,
 ) -> list[dict]:
+    """Write the parts of ``chosen`` (:func:`selection_table`) under ``out``; return one entry per
+    part. ``readers``: pool file -> reader options of the files that are corpus files (as the scan
+    read them)."""
     parts: list[dict] = []
     if len(chosen) == 0:
         return parts
     part_col = chosen.column("part").to_numpy()
     n_parts = int(part_col.max()) + 1
     bounds = np.searchsorted(part_col, np.arange(n_parts + 1))  # part p: bounds[p]:bounds[p+1]
-    reader = _PoolFiles()
+    reader = _PoolFiles(readers)
     for p in progress_bar(range(n_parts), desc="write parts", unit="file", progress=progress):
         rows = chosen.slice(bounds[p], bounds[p + 1] - bounds[p])
         paths = {
@@ -134,7 +142,8 @@ class _PoolFiles:
     """Sequential access to pool files for writing parts: parts are consecutive in (file, row)
     order, so the file a part ends in is kept open for the next part instead of re-read."""
 
-    def __init__(self) -> None:
+    def __init__(self, readers: dict[str, ReaderConfig] | None = None) -> None:
+        self.readers = readers or {}  # corpus files: path -> their reader options
         self.path: str | None = None
         self.it: Iterator[Doc | Rejected] | None = None
         self.next_row = 0  # pool row the open iterator yields next
@@ -142,7 +151,8 @@ class _PoolFiles:
     def docs_from(self, path: str, row: int) -> Iterator[Doc]:
         """Docs of ``path`` from pool row ``row`` on (rows before it are skipped)."""
         if self.path != path or self.it is None or self.next_row > row:
-            self.path, self.it, self.next_row = path, iter(read_pool_shard(path)), 0
+            docs = read_pool_shard(path, self.readers.get(path))
+            self.path, self.it, self.next_row = path, iter(docs), 0
         for rec in self.it:
             self.next_row += 1
             if isinstance(rec, Doc) and rec.metadata["pool_row"] >= row:

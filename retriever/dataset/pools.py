@@ -6,16 +6,22 @@ other corpus folder the user adds (a general-quality pool). Pool records keep th
 nested ``metadata``; :func:`read_pool_shard` flattens it into ``Doc.metadata`` and keeps the pool
 row in ``Doc.metadata["pool_row"]`` so that a selected document can be found again for writing.
 LMFlow files (``{"type": "text_only", "instances": [{"text": ...}]}``) are read too.
+
+A stage's pool records are read as written (``text``, ``id``). Corpus files read as a pool (a
+general pool, the random arm's links to the corpus shards) are a read of the corpus: given a
+:class:`~retriever.corpus.readers.ReaderConfig`, their text, token ids and id come from its fields,
+so their documents get the ids and texts every other stage gave them.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from retriever.corpus.readers import CorpusReader, clip_record, usable_text
+from retriever.corpus.readers import CorpusReader, ReaderConfig, clip_record, usable_text
 from retriever.corpus.sharding import doc_id, linked_shard, shard_name
 from retriever.data import Doc, Rejected
 from retriever.errors import ConfigError, InputError
@@ -110,33 +116,47 @@ def discover_pools(
     return pools
 
 
-def iter_pool_records(path: str) -> Iterator[tuple[int, Any]]:
+def iter_pool_records(path: str, reader: CorpusReader | None = None) -> Iterator[tuple[int, Any]]:
     """Yield ``(row, record)`` for every record of a pool file; ``record`` is a dict, any other
     JSON value, or a :class:`Rejected` for a line that is not UTF-8 JSON (the corpus reader's raw
-    layer, which also reads LMFlow ``{"instances": [...]}`` files)."""
-    return CorpusReader(tokens_field=None).iter_records(path)
+    layer, which also reads LMFlow ``{"instances": [...]}`` files). ``reader``: a corpus file's
+    reader (:func:`read_pool_shard`)."""
+    return (reader or CorpusReader(tokens_field=None)).iter_records(path)
 
 
-def to_pool_doc(path: str, row: int, rec: Any, sname: str | None = None) -> Doc | Rejected:
+def to_pool_doc(
+    path: str,
+    row: int,
+    rec: Any,
+    sname: str | None = None,
+    reader: CorpusReader | None = None,
+) -> Doc | Rejected:
     """One pool record as a Doc with flat metadata (nested ``metadata`` merged over top-level
-    scalars), or a Rejected (``bad_record``, ``no_text``, ``empty``). ``sname``: the file's
-    :func:`shard_name`, when the caller already has it."""
+    scalars), or a Rejected (``bad_record``, ``no_text``, ``empty``, ``bad_tokens``). ``sname``:
+    the file's :func:`shard_name`, when the caller already has it. ``reader``: the record is a
+    corpus record (a general pool): its text, token ids and id are ``reader``'s fields; ``None``:
+    a stage's pool record (``text``, ``id``)."""
     sname = sname or pool_shard_name(path)
     if isinstance(rec, Rejected):
         return rec
     if not isinstance(rec, dict):
         return Rejected(sname, row, "bad_record", clip_record(rec))
-    text = usable_text(rec.get("text"), sname, row, rec)
+    own: tuple[str | None, ...]  # the record's own fields: not metadata
+    if reader is None:
+        text = usable_text(rec.get("text"), sname, row, rec)
+        id_field, own = "id", ("id", "text", "metadata")
+    else:
+        text = reader.record_text(path, sname, row, rec)
+        id_field = reader.id_field
+        own = (reader.text_field, reader.tokens_field, id_field, "metadata")
     if isinstance(text, Rejected):
         return text
-    meta: dict[str, Any] = {
-        k: v for k, v in rec.items() if k not in ("id", "text", "metadata") and _scalar(v)
-    }
+    meta: dict[str, Any] = {k: v for k, v in rec.items() if k not in own and _scalar(v)}
     nested = rec.get("metadata")
     if isinstance(nested, dict):
         meta.update({k: v for k, v in nested.items() if _scalar(v)})
     # pool records always carry an id; a bare corpus file (a general pool) may not
-    rid = doc_id(meta.get("shard", sname), meta.get("row", row), rec.get("id"))
+    rid = doc_id(meta.get("shard", sname), meta.get("row", row), rec.get(id_field))
     meta["pool_row"] = row
     return Doc(id=rid, text=text, metadata=meta)
 
@@ -147,11 +167,35 @@ def pool_shard_name(path: str) -> str:
     return shard_name(linked_shard(path))
 
 
-def read_pool_shard(path: str) -> Iterator[Doc | Rejected]:
-    """Every record of one pool file, in order, as a Doc or a Rejected (one per row)."""
+def read_pool_shard(path: str, reader: ReaderConfig | None = None) -> Iterator[Doc | Rejected]:
+    """Every record of one pool file, in order, as a Doc or a Rejected (one per row).
+
+    ``reader``: the file is a corpus file read as a pool (a general pool), read with these options;
+    ``None``: a stage's pool file.
+
+    Raises:
+        InputError: a corpus file of token ids and ``reader`` has no detokenizer.
+    """
     sname = pool_shard_name(path)
-    for row, rec in iter_pool_records(path):
-        yield to_pool_doc(path, row, rec, sname)
+    rd = _corpus_reader(reader) if reader is not None else None
+    for row, rec in iter_pool_records(path, rd):
+        yield to_pool_doc(path, row, rec, sname, rd)
+
+
+def reader_changes(reader: ReaderConfig | None) -> dict[str, Any]:
+    """The options of ``reader`` that change how a corpus pool reads, set away from their
+    defaults (what manifests and scan cache keys record; ``{}``: read as before). ``keep_fields``
+    is not one: a pool document keeps every scalar field (its score, cluster, token count)."""
+    if reader is None:
+        return {}
+    default = ReaderConfig().to_dict()
+    return {k: v for k, v in reader.to_dict().items() if k != "keep_fields" and v != default[k]}
+
+
+@functools.lru_cache(maxsize=8)
+def _corpus_reader(reader: ReaderConfig) -> CorpusReader:
+    # one reader (one loaded detokenizer) per set of options, not one per pool file
+    return reader.reader()
 
 
 def _scalar(v: Any) -> bool:

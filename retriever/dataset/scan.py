@@ -2,8 +2,8 @@
 
 One row per usable document (pool row, id and text hashes, token count, score, cluster, source
 shard), cached as parquet under the scan cache and keyed by the file's fingerprint, the token
-counter, the score keys and the decontamination files, so a second build over the same pools
-(another mixture, another budget) skips reading and tokenizing::
+counter, the score keys, the decontamination files and a corpus pool's reader options, so a second
+build over the same pools (another mixture, another budget) skips reading and tokenizing::
 
     <cache>/<pool>/<shard_name>-<fp>.parquet          the index (SCAN_SCHEMA)
     <cache>/<pool>/<shard_name>-<fp>.rejected.jsonl   records that are not documents
@@ -25,10 +25,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from retriever.corpus.readers import ReaderConfig
 from retriever.corpus.sharding import shard_name
 from retriever.data import Doc, Rejected
 from retriever.dataset.mixture import domain_key
-from retriever.dataset.pools import pool_shard_name, read_pool_shard
+from retriever.dataset.pools import pool_shard_name, read_pool_shard, reader_changes
 from retriever.dataset.select import Candidates, id_key, text_key
 from retriever.domains.assign import cluster_domain
 from retriever.errors import InputError
@@ -166,12 +167,17 @@ class PoolScanner:
     progress: bool | None = None
     scan_batch: int = SCAN_BATCH
 
-    def scan(self, pool: str, files: list[str], cache: Path) -> PoolScan:
+    def scan(
+        self, pool: str, files: list[str], cache: Path, reader: ReaderConfig | None = None
+    ) -> PoolScan:
         """Scan index of one pool, from the cache where each file's entry is up to date.
 
         Files not in the cache are scanned by ``workers`` processes (one file per task).
+        ``reader``: the pool is corpus files, read with these options (``None``: a stage's pool
+        records; :func:`~retriever.dataset.pools.read_pool_shard`).
         """
         keys = [k.format(pool=pool) for k in self.score_keys]
+        changed = reader_changes(reader)
         bases = []
         for path in files:
             fp = fingerprint(
@@ -188,6 +194,8 @@ class PoolScanner:
                         if self.contamination_spec
                         else {}
                     ),
+                    # only when set away from the defaults: the entries of earlier builds stay
+                    **({"reader": changed} if changed else {}),
                 }
             )
             bases.append(cache / pool / f"{shard_name(path)}-{fp}")
@@ -199,7 +207,7 @@ class PoolScanner:
                 # spawn: a fork would copy a loaded tokenizer's threads into the children
                 ctx = multiprocessing.get_context("spawn")
                 with ProcessPoolExecutor(min(self.workers, len(todo)), mp_context=ctx) as ex:
-                    futs = [ex.submit(self.scan_file, p, keys, b) for p, b in todo]
+                    futs = [ex.submit(self.scan_file, p, keys, b, reader) for p, b in todo]
                     for f in progress_bar(
                         futs, desc=f"scan {pool}", unit="file", progress=self.progress
                     ):
@@ -208,7 +216,7 @@ class PoolScanner:
                 for p, b in progress_bar(
                     todo, desc=f"scan {pool}", unit="file", progress=self.progress
                 ):
-                    self.scan_file(p, keys, b)
+                    self.scan_file(p, keys, b, reader)
         tables: list[pa.Table] = []
         stats, methods = Stats(), Counter[str]()
         for fi, base in enumerate(bases):
@@ -220,7 +228,9 @@ class PoolScanner:
         table = pa.concat_tables(tables) if tables else SCAN_SCHEMA.empty_table()
         return PoolScan(table=table, files=files, stats=stats, methods=methods)
 
-    def scan_file(self, path: str, keys: list[str], base: Path) -> None:
+    def scan_file(
+        self, path: str, keys: list[str], base: Path, reader: ReaderConfig | None = None
+    ) -> None:
         stats = Stats()
         rejects = RejectWriter(base.with_name(base.name + ".rejected.jsonl"))
         step = ScanStep(
@@ -228,7 +238,7 @@ class PoolScanner:
         )
 
         def docs() -> Iterator[Doc]:  # records that are not documents: counted and written out
-            for rec in read_pool_shard(path):
+            for rec in read_pool_shard(path, reader):
                 if isinstance(rec, Rejected):
                     rejects.add(rec)
                     stats.inc("seen")

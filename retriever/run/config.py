@@ -633,6 +633,7 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
         fixed={
             "seed": run.seed,
             "domains": str(Path(run.out) / "domains") if "domains" in raw else None,
+            "reader": reader,  # the general pool is corpus files
         },
     )
     dataset = replace(

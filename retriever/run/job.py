@@ -35,6 +35,7 @@ import numpy as np
 from retriever.config import GoldSource, TaskSpec, find_task_spec
 from retriever.corpus.readers import CorpusReader, ReaderConfig
 from retriever.corpus.sharding import is_hub_id, list_shards
+from retriever.dataset.pools import reader_changes
 from retriever.errors import ConfigError, InputError
 from retriever.manifest import file_fingerprint, fingerprint, paths_fingerprint
 from retriever.progress import progress_enabled
@@ -694,7 +695,12 @@ class RunJob:
             d.mixture if isinstance(d.mixture, dict) else parse_mixture(str(d.mixture), list(pools))
         )
         s = DatasetBuilder(
-            pools, mixture, parse_budget(d.budget), d.config(), progress=self.progress
+            pools,
+            mixture,
+            parse_budget(d.budget),
+            d.config(),
+            corpus_pools=list(extra or ()),  # the general pool: corpus files, [corpus]'s reader
+            progress=self.progress,
         ).build(self.out / "dataset")
         return {"tokens": s.get("tokens"), "documents": s.get("docs"), "pools": s.get("pools")}
 
@@ -718,9 +724,16 @@ class RunJob:
 def dataset_settings(d: DatasetSection) -> dict[str, Any]:
     """What the dataset step's fingerprint records of ``[dataset]``: the section's original keys
     (always, so older run folders keep their fingerprint) and any other option set away from its
-    default; not what the run sets (``seed``, ``domains``: fingerprinted as steps of their own)."""
+    default; not what the run sets (``seed``, ``domains``: fingerprinted as steps of their own),
+    except the reader options changed from their defaults when a general pool (corpus files) is
+    read with them."""
     recorded = {k: v for k, v in dataclasses.asdict(d).items() if k in d.RECORDED}
-    return {**recorded, **step_settings(d, (*d.RECORDED, "seed", "domains"))}
+    reader = reader_changes(d.reader) if d.general_pool else {}
+    return {
+        **recorded,
+        **step_settings(d, (*d.RECORDED, "seed", "domains")),
+        **({"reader": reader} if reader else {}),
+    }
 
 
 def drop_stale_bpb(bpb_dir: Path, panel) -> list[str]:
