@@ -20,6 +20,23 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def gpt2_style_tokenizer(tmp_path_factory):
+    """A tiny byte-level BPE tokenizer saved as a GPT-2 tokenizer folder (no download):
+    ``tokenizer.json`` and the transformers folder ``gpt2/``."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2TokenizerFast
+
+    d = tmp_path_factory.mktemp("tok")
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        ["function call example roleplay dialogue shared document"] * 20, vocab_size=320
+    )
+    bpe.save(str(d / "tokenizer.json"))
+    GPT2TokenizerFast(tokenizer_file=str(d / "tokenizer.json")).save_pretrained(str(d / "gpt2"))
+    return d
+
+
 # fixtures that load a real model (the embedder; tiny GPT-2 panels and proxies): a test using one
 # must be marked slow (the fast lane loads none)
 MODEL_FIXTURES = ("embedder", "torch_embedder", "small_panel", "reference", "proxy")
@@ -88,6 +105,27 @@ def write_jsonl(path, records):
         for r in records:
             fh.write(json.dumps(r) + "\n")
     return path
+
+
+def write_field_corpus(folder: Path, tokenizer: Path) -> dict[str, str]:
+    """A corpus in non-default reader fields, as ``[corpus] text_field = "body"``, ``id_field =
+    "doc_id"``, ``tokens_field = "ids"``, ``detokenizer = tokenizer/"gpt2"`` read it: ``a.jsonl``
+    of ``{"doc_id", "body", "cluster_id"}`` records and ``t.parquet`` of token ids (ClimbLab's
+    layout, encoded with the :func:`gpt2_style_tokenizer` folder ``tokenizer``). Returns id -> text
+    (byte-level BPE: the ids decode to the text)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer / "tokenizer.json"))
+    texts = {f"D{i}": f"shared document {i} on function call example {i * 37}" for i in range(6)}
+    items = list(texts.items())
+    write_jsonl(
+        folder / "a.jsonl", [{"doc_id": k, "body": t, "cluster_id": 1} for k, t in items[:3]]
+    )
+    rows = [{"doc_id": k, "ids": tok.encode(t).ids} for k, t in items[3:]]
+    pq.write_table(pa.Table.from_pylist(rows), folder / "t.parquet")
+    return texts
 
 
 def index_build_argv(task: str, gold, indexes_dir, *extra: str) -> list[str]:

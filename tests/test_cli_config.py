@@ -64,7 +64,7 @@ CONVERTED = {
     "proxy train": [(ProxyConfig, set(), set())],
     "index head": [(HeadConfig, set(), set())],
     "build-dataset": [
-        (DatasetConfig, {"tiers", "formats", "score_keys", "decontaminate"}, set()),
+        (DatasetConfig, {"tiers", "formats", "score_keys", "decontaminate", "reader"}, set()),
     ],
     "confirm": [
         (BpbOptions, set(), set()),

@@ -291,6 +291,81 @@ def test_pool_reader_flattens_metadata_and_rejects_bad_records(tmp_path):
     ]
 
 
+def test_a_corpus_pool_is_read_with_the_reader_options(tmp_path, gpt2_style_tokenizer, capsys):
+    """A general pool of corpus files is a read of the corpus: its ids and texts (token ids
+    detokenized) are the corpus reader's, so a domains map keyed by them reaches its documents; a
+    stage's pool beside it is read as written."""
+    from dataclasses import replace
+
+    from conftest import write_field_corpus
+
+    from retriever.corpus import ReaderConfig
+    from retriever.dataset import DatasetConfig
+
+    corpus = tmp_path / "c"
+    texts = write_field_corpus(corpus, gpt2_style_tokenizer)
+    tok = str(gpt2_style_tokenizer / "gpt2")
+    reader = ReaderConfig(text_field="body", id_field="doc_id", tokens_field="ids", detokenizer=tok)
+    rd = reader.reader()  # how the score and filter stages read the corpus
+    assert {d.id: d.text for f in sorted(corpus.iterdir()) for d in rd.read(str(f))} == texts
+    write_pool(
+        tmp_path / "pools" / "fc" / "s0.jsonl.gz", "fc", [{"id": "fc-0", "text": "fc", "p": 1}]
+    )
+    pools = discover_pools(tmp_path / "pools", {"general": str(corpus)})
+    cfg = DatasetConfig(reader=reader, formats=("parquet",))
+    s = DatasetBuilder(pools, {"fc": 1, "general": 1}, 10_000, cfg, corpus_pools=["general"]).build(
+        tmp_path / "ds"
+    )
+    out = pq.read_table(tmp_path / "ds" / "parquet" / "part_00000.parquet").to_pylist()
+    assert {r["id"]: r["text"] for r in out if r["pool"] == "general"} == texts
+    assert {r["id"]: r["text"] for r in out if r["pool"] == "fc"} == {"fc-0": "fc"}
+    assert s["pools"]["general"]["counts"] == {"seen": 6, "kept": 6} | {
+        k: 0 for k in ("dropped/budget", "dropped/duplicate")
+    }
+    settings = json.loads((tmp_path / "ds" / "manifest.json").read_text())["settings"]
+    want = {"text_field": "body", "id_field": "doc_id", "tokens_field": "ids", "detokenizer": tok}
+    assert settings["reader"] == {"pools": ["general"], **want}
+    # the domains of the corpus's ids (the score stage's) are the general pool's documents'
+    (tmp_path / "dom").mkdir()
+    dom = {"id": list(texts), "domain": ["k1"] * 3 + ["k2"] * 3}
+    pq.write_table(pa.table(dom), tmp_path / "dom" / "domains.parquet")
+    by_domain = replace(cfg, domains=str(tmp_path / "dom"))
+    DatasetBuilder(pools, {"domain/k2": 1}, 10_000, by_domain, corpus_pools=["general"]).build(
+        tmp_path / "ds_dom"
+    )
+    chosen = pq.read_table(tmp_path / "ds_dom" / "selection.parquet").column("id").to_pylist()
+    assert sorted(chosen) == ["D3", "D4", "D5"]
+    # the CLI: --pool pools are corpus files, read with the shared reader options
+    argv = ["build-dataset", "--pools", str(tmp_path / "pools"), "--pool", f"general={corpus}"]
+    argv += ["--mixture", "equal", "--budget", "10k", "--format", "parquet", "--json"]
+    argv += ["--text-field", "body", "--id-field", "doc_id", "--tokens-field", "ids"]
+    assert cli_main([*argv, "--detokenizer", tok, "--out", str(tmp_path / "cli")]) == 0
+    assert json.loads(capsys.readouterr().out)["pools"]["general"]["docs"] == 6
+    cli_out = pq.read_table(tmp_path / "cli" / "parquet" / "part_00000.parquet")
+    assert cli_out.drop(["score"]).to_pylist() == [  # (no score: NaN, never equal)
+        {k: v for k, v in r.items() if k != "score"} for r in out
+    ]
+    # other reader options are another scan: a shared cache never hands back the other ids
+    cache = tmp_path / "scan"
+    jsonl = {"general": str(corpus / "a.jsonl")}
+    ids = []
+    for r in (ReaderConfig(text_field="body"), ReaderConfig(text_field="body", id_field="doc_id")):
+        c = DatasetConfig(reader=r, scan_cache=str(cache))
+        b = DatasetBuilder(jsonl, {"general": 1}, 10_000, c, corpus_pools=["general"])
+        b.build(tmp_path / f"ds_{len(ids)}")
+        ids.append(
+            pq.read_table(tmp_path / f"ds_{len(ids)}" / "selection.parquet")["id"].to_pylist()
+        )
+    assert ids == [["c__a:0", "c__a:1", "c__a:2"], ["D0", "D1", "D2"]]
+    # read as a stage's pool, or with the default text field, its records have no text
+    with pytest.raises(InputError, match="pool records need a 'text' field"):
+        DatasetBuilder(jsonl, {"general": 1}, 100, cfg).build(tmp_path / "as_pool")
+    with pytest.raises(InputError, match="corpus records need a 'text' field.*--text-field"):
+        DatasetBuilder(jsonl, {"general": 1}, 100, corpus_pools=["general"]).build(tmp_path / "x")
+    with pytest.raises(ConfigError, match="not among the pools"):
+        DatasetBuilder(jsonl, {"general": 1}, 100, corpus_pools=["web"])
+
+
 def test_lmflow_file_is_a_valid_pool(tmp_path):
     p = tmp_path / "g.json"
     p.write_text(json.dumps({"type": "text_only", "instances": [{"text": "one"}, {"text": "two"}]}))
@@ -318,22 +393,6 @@ def test_token_counter_methods_and_estimate():
     counts, how = TokenCounter(use_token_count=False).count(docs)
     assert counts == [2, 3, 1] and set(how) == {"estimate"}
     assert estimate_tokens("x" * 401) == 101
-
-
-@pytest.fixture(scope="module")
-def gpt2_style_tokenizer(tmp_path_factory):
-    """A tiny byte-level BPE tokenizer saved as a GPT-2 tokenizer folder (no download)."""
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import GPT2TokenizerFast
-
-    d = tmp_path_factory.mktemp("tok")
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(
-        ["function call example roleplay dialogue shared document"] * 20, vocab_size=320
-    )
-    bpe.save(str(d / "tokenizer.json"))
-    GPT2TokenizerFast(tokenizer_file=str(d / "tokenizer.json")).save_pretrained(str(d / "gpt2"))
-    return d
 
 
 def test_tokenizer_counts_are_exact(tmp_path, gpt2_style_tokenizer):

@@ -235,9 +235,95 @@ def test_every_reader_option_reaches_every_stage_that_reads_the_corpus(tmp_path)
     e.write_text(p.read_text().split("[prefilter]")[0])
     job_no_prefilter = RunJob(load_run_config(e))
     assert job_no_prefilter.score_reader() == want  # what _score hands score_corpus
-    # the dataset step reads the filter's pools (records it wrote itself), never the corpus
+    # without a general pool the dataset step reads the filter's pools (records it wrote itself)
     dataset = next(s for s in job_no_prefilter.steps() if s.name == "dataset")
     assert dataset.after[0] == "filter" and "reader" not in dataset.settings
+    # a general pool is corpus files: the dataset step and the arms read it (and the random arm
+    # the corpus) with the same options; a changed one reruns the step (keep_fields has no
+    # effect there: a pool document keeps every scalar field)
+    from retriever.arms.datasets import ArmSources
+
+    g = tmp_path / "g.toml"
+    g.write_text(e.read_text() + '[dataset]\ngeneral_pool = "c"\n')
+    job_general = RunJob(load_run_config(g))
+    assert (
+        job_general.cfg.dataset.reader == want and job_general.cfg.dataset.config().reader == want
+    )
+    assert ArmSources.from_run(job_general.cfg).reader == want
+    dataset = next(s for s in job_general.steps() if s.name == "dataset")
+    assert dataset.settings["reader"] == {
+        "text_field": "body",
+        "id_field": "doc_id",
+        "tokens_field": "ids",
+        "detokenizer": "gpt2",
+    }
+    with pytest.raises(ConfigError, match=r"\[dataset\] text_field: not set here.*\[corpus\]"):
+        load_run_config(_write(tmp_path, '[dataset]\ntext_field = "body"\n'))
+
+
+def test_the_general_pool_and_the_random_arm_read_the_corpus_with_corpus_reader_options(
+    tmp_path, gpt2_style_tokenizer
+):
+    """``[corpus]``'s text, id and token-id fields and detokenizer reach the dataset step's general
+    pool and the random arm: their documents are the corpus reader's (ids, detokenized texts)."""
+    import pyarrow.parquet as pq
+    from conftest import write_field_corpus, write_pool
+
+    from retriever.arms.datasets import ArmSources, build_arm_dataset
+
+    texts = write_field_corpus(tmp_path / "c", gpt2_style_tokenizer)
+    (tmp_path / "g.jsonl").write_text('{"text": "gold"}\n')
+    p = tmp_path / "run.toml"
+    p.write_text(
+        '[run]\nout = "out"\n[tasks.a]\ngold = ["g.jsonl"]\n'
+        '[corpus]\npaths = ["c"]\ntext_field = "body"\nid_field = "doc_id"\n'
+        f'tokens_field = "ids"\ndetokenizer = "{gpt2_style_tokenizer / "gpt2"}"\n'
+        '[dataset]\ngeneral_pool = "c"\nbudget = "10k"\nformats = ["parquet"]\n'
+    )
+    cfg = load_run_config(p)
+    job = RunJob(cfg, progress=False)
+    assert {d.id: d.text for f in cfg.corpus.paths for d in _read_all(job.corpus_reader(), f)} == (
+        texts
+    )
+    write_pool(cfg.out / "pools" / "a" / "s0.jsonl.gz", "a", ["a task document"])  # the filter's
+    job._dataset()
+    out = pq.read_table(cfg.out / "dataset" / "parquet" / "part_00000.parquet").to_pylist()
+    assert {r["id"]: r["text"] for r in out if r["pool"] == "general"} == texts
+    assert {r["id"]: r["text"] for r in out if r["pool"] == "a"} == {"a-0": "a task document"}
+    arm = build_arm_dataset("random", ArmSources.from_run(cfg), 10_000, tmp_path / "arms")
+    got = pq.read_table(arm.path / "parquet" / "part_00000.parquet").to_pylist()
+    assert {r["id"]: r["text"] for r in got} == texts
+
+
+def _read_all(reader, path):
+    from retriever.corpus.sharding import list_shards
+
+    return [d for shard in list_shards([path]) for d in reader.read(shard)]
+
+
+def test_the_dataset_step_fingerprint_is_unchanged_for_default_reader_options(tmp_path):
+    """The dataset step's settings and fingerprint for default reader options are those of the
+    code before the reader reached it (computed there): a run folder keeps its dataset."""
+    from retriever.run.steps import StepRunner
+
+    (tmp_path / "g.jsonl").write_text('{"text": "gold"}\n')
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "d.jsonl").write_text('{"id": "1", "text": "doc"}\n')
+    want = {
+        "budget": "10B",
+        "general_pool": None,
+        "mixture": "equal",
+        "order": "top",
+        "tiers": ((0.1, 0.7), (0.5, 0.3)),
+        "tokenizer": None,
+    }
+    for body, general in (("", None), ('[dataset]\ngeneral_pool = "c"\n', str(tmp_path / "c"))):
+        job = RunJob(load_run_config(_write(tmp_path, body)))
+        step = next(s for s in job.steps() if s.name == "dataset")
+        assert step.settings == {**want, "general_pool": general}
+        if general is None:  # (with a general pool, its path is in the fingerprint)
+            tokens = {a: f"unfinished:{a}" for a in step.after}
+            assert StepRunner._fingerprint(step, tokens) == "c898d83e98a8ceb2"
 
 
 def test_a_stage_section_is_the_stage_config_the_api_takes(tmp_path):

@@ -250,7 +250,9 @@ class DatasetBuilder:
             with AtomicWriter(out / "duplicates.parquet") as tmp:
                 pq.write_table(duplicates_table(scans, selection), tmp)
         # the corpus pools' files are read back as they were scanned: with the reader
-        readers = {f: self.config.reader for k in used if k in self.corpus_pools for f in files[k]}
+        readers = {
+            f: self.config.reader for k, fs in files.items() if k in self.corpus_pools for f in fs
+        }
         parts = write_parts(out, chosen, self.formats, self.progress, readers)
         summary = self._summary(scans, selection, chosen, parts, time.perf_counter() - t0)
         with disk_guard(str(out / "summary.json")):
