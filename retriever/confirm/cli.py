@@ -41,7 +41,10 @@ def _docs_opts(p: argparse.ArgumentParser, required: bool = True) -> None:
         help="a score folder (`retriever score --out`) or corpus files/folders (jsonl/parquet)",
     )
     p.add_argument(
-        "--out", required=required, help="output folder (rerun to resume; the BPB cache is reused)"
+        "-o",
+        "--out",
+        required=required,
+        help="output folder (rerun to resume; the BPB cache is reused)",
     )
     add_reader_options(p)
 
@@ -174,7 +177,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _panel_opts(s)
     s.add_argument("--task", required=True, help="task name (as in the score folder / labels)")
     s.add_argument("--gold", nargs="+", required=True, metavar="PATH", help="gold files or folders")
-    s.add_argument("--out", help="scores CSV to update (default: the panel's `scores` file)")
+    s.add_argument("-o", "--out", help="scores CSV to update (default: the panel's `scores` file)")
     s.add_argument(
         "--kind",
         choices=["auto", "mc", "text"],
@@ -197,7 +200,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "neg_bpb on held-out gold is written to DIR/scores.csv.",
         formatter_class=HelpFormatter,
     )
-    t.add_argument("--out", required=True, help="folder for panel.toml and the models")
+    t.add_argument("-o", "--out", required=True, help="folder for panel.toml and the models")
     t.add_argument(
         "--gold", nargs="+", metavar="PATH", help="task-like texts (jsonl/parquet with text)"
     )
