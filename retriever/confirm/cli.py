@@ -19,6 +19,7 @@ from retriever._cli import (
 )
 from retriever.confirm.decide import DecisionRules
 from retriever.confirm.docs import CandidateRule
+from retriever.confirm.scorecard import KINDS, ScorecardConfig
 from retriever.confirm.tiny_panel import TinyPanelConfig
 
 
@@ -178,13 +179,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--task", required=True, help="task name (as in the score folder / labels)")
     s.add_argument("--gold", nargs="+", required=True, metavar="PATH", help="gold files or folders")
     s.add_argument("-o", "--out", help="scores CSV to update (default: the panel's `scores` file)")
-    s.add_argument(
-        "--kind",
-        choices=["auto", "mc", "text"],
-        default="auto",
-        help="auto: multiple choice when records have choices",
-    )
-    s.add_argument("--limit", type=int, default=200, help="gold records sampled")
+    add_config_options(s, ScorecardConfig, ["kind", "limit"], kind={"choices": list(KINDS)})
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto")
     _bpb_opts(s, ("dtype", "max_batch_tokens"))
@@ -352,7 +347,8 @@ def _scorecard(args) -> int:
     out = args.out or panel.scores_file
     if not out:
         raise ConfigError("the panel names no `scores` file: pass --out scores.csv")
-    gold = read_gold(args.gold, limit=args.limit, seed=args.seed, kind=args.kind)
+    sc = config_from_args(ScorecardConfig, args)
+    gold = read_gold(args.gold, limit=sc.limit, seed=args.seed, kind=sc.kind)
     res = scorecard(
         panel,
         args.task,
