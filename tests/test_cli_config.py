@@ -301,3 +301,15 @@ def test_a_task_table_file_is_read_or_refused_in_one_line(tmp_path):
         read_task_table(str(f), "prompts", "prompts file")
     with pytest.raises(ConfigError, match="patterns file .* does not exist"):
         read_task_table(str(tmp_path / "none.toml"), "patterns", "patterns file")
+
+
+def test_every_output_option_is_out_with_o():
+    """One spelling for where a verb writes: ``-o`` / ``--out`` in every sub-command that has an
+    output option (``--output`` only as filter's old alias)."""
+    outs = 0
+    for verb, parser in _all_parsers():
+        for a in parser._actions:
+            if {"--out", "--output"} & set(a.option_strings):
+                assert "-o" in a.option_strings and "--out" in a.option_strings, (verb, a.dest)
+                outs += 1
+    assert outs >= 15

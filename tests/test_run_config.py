@@ -676,6 +676,8 @@ RATE_MISTAKES = [
         ('[confirm]\npanel = "p.json"\n', r'\[confirm\] panel must be "tiny"'),
         ("[confirm]\ntiny_models = 1\n", r"\[confirm\]: tiny panel models .*tiny_models.* >= 2"),
         ('[confirm]\ntiny_steps = "9"\n', r"\[confirm\]: `tiny_steps` must be an integer"),
+        ('[confirm]\nscorecard_kind = "mcq"\n', r"\[confirm\]: scorecard kind .* auto, mc, text"),
+        ("[confirm]\nscorecard_limit = 0\n", r"\[confirm\]: scorecard limit .* >= 1, got 0"),
         (
             '[confirm.bpb]\nblock_docs = "16"\n',
             r"\[confirm\.bpb\]: `block_docs` must be an integer",

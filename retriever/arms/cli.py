@@ -36,7 +36,7 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--seeds", type=int, help="proxies per arm (default 3)")
     p.add_argument("--budget", help="tokens per arm's dataset (default the run's [dataset] budget)")
-    p.add_argument("--out", help="output folder (default RUN/evaluate)")
+    p.add_argument("-o", "--out", help="output folder (default RUN/evaluate)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)

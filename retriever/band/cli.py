@@ -33,7 +33,7 @@ def add_parser(subparsers) -> None:
         formatter_class=HelpFormatter,
     )
     p.add_argument("--docs", nargs="+", required=True, help="a score folder, or corpus paths")
-    p.add_argument("--out", required=True, help="output folder (BPB cache inside)")
+    p.add_argument("-o", "--out", required=True, help="output folder (BPB cache inside)")
     add_config_options(
         p,
         BandConfig,

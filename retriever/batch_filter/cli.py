@@ -139,7 +139,7 @@ def add_parser(subparsers) -> None:
     )
     r.add_argument("--top-fraction", type=float, help="keep the top share of --by per task")
     r.add_argument("--by", default="docs", choices=["docs", "chars"])
-    r.add_argument("--out", help="write the new pools to this folder")
+    r.add_argument("-o", "--out", help="write the new pools to this folder")
     r.add_argument("--json", action="store_true", help="print the result as JSON")
     r.set_defaults(func=run_rethreshold)
 

@@ -19,6 +19,7 @@ from retriever._cli import (
 )
 from retriever.confirm.decide import DecisionRules
 from retriever.confirm.docs import CandidateRule
+from retriever.confirm.scorecard import KINDS, ScorecardConfig
 from retriever.confirm.tiny_panel import TinyPanelConfig
 
 
@@ -41,7 +42,10 @@ def _docs_opts(p: argparse.ArgumentParser, required: bool = True) -> None:
         help="a score folder (`retriever score --out`) or corpus files/folders (jsonl/parquet)",
     )
     p.add_argument(
-        "--out", required=required, help="output folder (rerun to resume; the BPB cache is reused)"
+        "-o",
+        "--out",
+        required=required,
+        help="output folder (rerun to resume; the BPB cache is reused)",
     )
     add_reader_options(p)
 
@@ -174,14 +178,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _panel_opts(s)
     s.add_argument("--task", required=True, help="task name (as in the score folder / labels)")
     s.add_argument("--gold", nargs="+", required=True, metavar="PATH", help="gold files or folders")
-    s.add_argument("--out", help="scores CSV to update (default: the panel's `scores` file)")
-    s.add_argument(
-        "--kind",
-        choices=["auto", "mc", "text"],
-        default="auto",
-        help="auto: multiple choice when records have choices",
-    )
-    s.add_argument("--limit", type=int, default=200, help="gold records sampled")
+    s.add_argument("-o", "--out", help="scores CSV to update (default: the panel's `scores` file)")
+    add_config_options(s, ScorecardConfig, ["kind", "limit"], kind={"choices": list(KINDS)})
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto")
     _bpb_opts(s, ("dtype", "max_batch_tokens"))
@@ -197,7 +195,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "neg_bpb on held-out gold is written to DIR/scores.csv.",
         formatter_class=HelpFormatter,
     )
-    t.add_argument("--out", required=True, help="folder for panel.toml and the models")
+    t.add_argument("-o", "--out", required=True, help="folder for panel.toml and the models")
     t.add_argument(
         "--gold", nargs="+", metavar="PATH", help="task-like texts (jsonl/parquet with text)"
     )
@@ -349,7 +347,8 @@ def _scorecard(args) -> int:
     out = args.out or panel.scores_file
     if not out:
         raise ConfigError("the panel names no `scores` file: pass --out scores.csv")
-    gold = read_gold(args.gold, limit=args.limit, seed=args.seed, kind=args.kind)
+    sc = config_from_args(ScorecardConfig, args)
+    gold = read_gold(args.gold, limit=sc.limit, seed=args.seed, kind=sc.kind)
     res = scorecard(
         panel,
         args.task,

@@ -32,10 +32,40 @@ from retriever._deps import require
 from retriever.confirm.bpb import LN2, LMScorer
 from retriever.confirm.panel import Panel, Score, load_scores, write_scores_csv
 from retriever.corpus import list_shards
-from retriever.errors import InputError, RetrieverError
+from retriever.errors import ConfigError, InputError, RetrieverError
 from retriever.gold.formats import elmb_choices, elmb_prompt
 
 log = logging.getLogger(__name__)
+
+
+KINDS = ("auto", "mc", "text")
+
+
+@dataclass(frozen=True)
+class ScorecardConfig:
+    """How a panel's task scores are measured (``retriever confirm scorecard``; a run config's
+    ``[confirm]`` ``scorecard_kind`` / ``scorecard_limit``).
+
+    Attributes:
+        kind: auto (multiple choice when the gold records have choices, else bits per byte of
+            their texts), mc or text.
+        limit: gold records sampled per task.
+    """
+
+    kind: str = "auto"
+    limit: int = 200
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ConfigError(
+                f"scorecard kind (a run config's [confirm] scorecard_kind) must be one of "
+                f"{', '.join(KINDS)}, got {self.kind!r}"
+            )
+        if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1:
+            raise ConfigError(
+                "scorecard limit (a run config's [confirm] scorecard_limit) must be an integer "
+                f">= 1, got {self.limit!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -62,7 +92,10 @@ class GoldSample:
 
 
 def read_gold(
-    paths: list[str] | str, limit: int | None = 200, seed: int = 0, kind: str = "auto"
+    paths: list[str] | str,
+    limit: int | None = ScorecardConfig.limit,
+    seed: int = 0,
+    kind: str = ScorecardConfig.kind,
 ) -> GoldSample:
     """Read gold records (jsonl / json / parquet): ELMB multiple choice, else the ``text`` field.
 

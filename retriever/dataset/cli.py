@@ -45,7 +45,7 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--mix-id", help="the row of a mixtures .csv to use")
     p.add_argument("--budget", required=True, help="total tokens: 10B, 500M, 2.5k or a number")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("-o", "--out", required=True, help="output folder")
     d = DatasetConfig()
     add_config_options(
         p,

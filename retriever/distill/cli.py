@@ -58,7 +58,9 @@ def add_parser(subparsers) -> None:
         help="folder of gold indexes <task>/ (e.g. indexes/ or RUN/indexes): the gold and "
         "other-gold sources; without it the student learns from the labels alone",
     )
-    p.add_argument("--out", default=None, help="model path (default: indexes/TASK/filter.bin)")
+    p.add_argument(
+        "-o", "--out", default=None, help="model path (default: indexes/TASK/filter.bin)"
+    )
     from retriever.distill.train import DistillConfig
     from retriever.distill.trainset import SOURCES, VARIANTS
 

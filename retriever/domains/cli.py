@@ -24,7 +24,7 @@ def add_parser(subparsers) -> None:
     from retriever.domains.assign import SOURCES, DomainConfig
 
     p.add_argument("--scores", required=True, help="a `retriever score` output folder")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("-o", "--out", required=True, help="output folder")
     add_config_options(
         p,
         DomainConfig,

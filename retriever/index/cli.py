@@ -49,7 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="indexes",
         help="where specs live and indexes go (default: indexes)",
     )
-    b.add_argument("--out", help="index folder (default: INDEXES_DIR/TASK)")
+    b.add_argument("-o", "--out", help="index folder (default: INDEXES_DIR/TASK)")
     b.add_argument("--model", help="embedding model (Hub id or local path; default: the spec's)")
     b.add_argument("--factory", help="FAISS factory string (default: the spec's, usually Flat)")
     b.add_argument(

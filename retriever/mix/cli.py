@@ -111,7 +111,7 @@ def add_parser(subparsers) -> None:
         choices=["pools", "domains"],
         help="mix the pools or the domains of their documents (default [mix] over, pools)",
     )
-    pr.add_argument("--out", default=None, help="output folder (default RUN/mix)")
+    pr.add_argument("-o", "--out", default=None, help="output folder (default RUN/mix)")
     pr.add_argument("--json", action="store_true", help="print the fit as JSON")
     pr.set_defaults(func=run_mix)
 

@@ -29,7 +29,7 @@ def add_parser(subparsers) -> None:
         formatter_class=HelpFormatter,
     )
     p.add_argument("--corpus", nargs="+", required=True, help="corpus files or folders")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument(
         "--task",
         action="append",

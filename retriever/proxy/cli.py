@@ -31,7 +31,7 @@ def add_parser(subparsers) -> None:
         formatter_class=HelpFormatter,
     )
     t.add_argument("data", nargs="+", help="dataset folder, corpus files / folders or hf:// ids")
-    t.add_argument("--out", required=True, help="run folder (resumed when it exists)")
+    t.add_argument("-o", "--out", required=True, help="run folder (resumed when it exists)")
     t.add_argument("--json", action="store_true", help="print the result as JSON")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     g = t.add_argument_group("proxy settings (ProxyConfig fields)")

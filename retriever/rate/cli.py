@@ -37,7 +37,7 @@ def add_parser(subparsers) -> None:
         formatter_class=HelpFormatter,
     )
     p.add_argument("--docs", nargs="+", required=True, help="a score folder, or corpus paths")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument(
         "--task", action="append", dest="tasks", default=None, help="task to rate (repeatable)"
     )

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from retriever.arms.config import EvaluateConfig
 from retriever.batch_filter.config import FilterConfig
 from retriever.config import changed_fields, check_field_types, read_toml
+from retriever.confirm.scorecard import ScorecardConfig
 from retriever.confirm.stage import ConfirmSettings
 from retriever.confirm.tiny_panel import TinyPanelConfig
 from retriever.corpus.readers import ReaderConfig
@@ -222,8 +223,8 @@ class ConfirmSection(ConfirmSettings):
     tiny_models: int = TinyPanelConfig.models
     tiny_steps: int = TinyPanelConfig.steps
     tiny_texts: int = TinyPanelConfig.texts
-    scorecard_kind: str = "auto"
-    scorecard_limit: int = 200
+    scorecard_kind: str = ScorecardConfig.kind
+    scorecard_limit: int = ScorecardConfig.limit
 
     # the panel's keys; every other field is the stage's
     PANEL_KEYS = (
@@ -241,11 +242,16 @@ class ConfirmSection(ConfirmSettings):
             raise ConfigError(
                 f'[confirm] panel must be "tiny" or a panel .toml file, got {self.panel!r}'
             )
-        self.tiny_panel()  # its checks, at load
+        self.tiny_panel()  # their checks, at load
+        self.scorecard()
 
     def tiny_panel(self) -> TinyPanelConfig:
         """The tiny panel ``panel = "tiny"`` trains."""
         return TinyPanelConfig(self.tiny_models, self.tiny_steps, self.tiny_texts)
+
+    def scorecard(self) -> ScorecardConfig:
+        """How the panel's task scores are measured."""
+        return ScorecardConfig(self.scorecard_kind, self.scorecard_limit)
 
     def config(self) -> ConfirmSettings:
         """The stage's config, as :class:`~retriever.confirm.stage.ConfirmStage` takes it."""

@@ -589,23 +589,13 @@ class RunJob:
         panel = load_panel(panel_file)
         scores_csv = pdir / "scores.csv"
         report = {}
+        sc = c.scorecard()
         for t in self.cfg.tasks:
-            if t.scorecard_gold:
-                gold = read_gold(
-                    list(t.scorecard_gold),
-                    limit=c.scorecard_limit,
-                    seed=seed,
-                    kind="text" if c.scorecard_kind == "text" else c.scorecard_kind,
-                )
-            elif t.name in held:
+            if t.name in held and not t.scorecard_gold:
                 gold = GoldSample(texts=held[t.name])
             else:
-                gold = read_gold(
-                    [s.path for s in self.task_spec(t).sources],
-                    limit=c.scorecard_limit,
-                    seed=seed,
-                    kind=c.scorecard_kind,
-                )
+                files = list(t.scorecard_gold) or [s.path for s in self.task_spec(t).sources]
+                gold = read_gold(files, limit=sc.limit, seed=seed, kind=sc.kind)
             res = scorecard(panel, t.name, gold, device=c.bpb.device)
             update_scores_file(scores_csv, res.scores)
             report[t.name] = {m: d.get("acc_norm", d.get("bpb")) for m, d in res.details.items()}

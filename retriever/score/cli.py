@@ -57,7 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="PATH",
         help="shard files, folders, or Hub datasets (hf://org/name[@split])",
     )
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("-o", "--out", required=True, help="output folder")
     _add_rule_options(p)
     from retriever.score.job import DocSampler, ScoreJob
 
