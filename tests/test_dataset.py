@@ -311,6 +311,7 @@ def test_a_corpus_pool_is_read_with_the_reader_options(tmp_path, gpt2_style_toke
     write_pool(
         tmp_path / "pools" / "fc" / "s0.jsonl.gz", "fc", [{"id": "fc-0", "text": "fc", "p": 1}]
     )
+    (tmp_path / "pools" / "manifest.json").write_text("{}")  # the filter's: its output folder
     pools = discover_pools(tmp_path / "pools", {"general": str(corpus)})
     cfg = DatasetConfig(reader=reader, formats=("parquet",))
     s = DatasetBuilder(pools, {"fc": 1, "general": 1}, 10_000, cfg, corpus_pools=["general"]).build(
@@ -799,3 +800,63 @@ def test_scan_index_is_the_same_at_every_batch_size(tmp_path):
     assert got[1][2].column("id").to_pylist()[:4] == ["d0", "d1", "d2", "d4"]
     for size in (7, 256, 10_000):
         assert got[size][0] == got[1][0] and got[size][1] == c and got[size][2].equals(got[1][2])
+
+
+def test_corpus_pools_are_told_from_a_stages_output_by_what_is_on_disk(
+    tmp_path, gpt2_style_tokenizer, capsys
+):
+    """With reader options away from the defaults, a pool is read with them when it is corpus
+    files (a folder, or links to its shards) and as written when a stage wrote it (the filter's
+    task folder or one of its files, links to them, a build-dataset folder's parts), whichever
+    option it came from; a pool holding both kinds is refused."""
+    import shutil
+
+    from conftest import write_field_corpus
+
+    from retriever.arms.datasets import _link_corpus
+    from retriever.corpus import ReaderConfig
+    from retriever.dataset import corpus_pools
+
+    corpus = tmp_path / "c"
+    texts = write_field_corpus(corpus, gpt2_style_tokenizer)
+    tok = str(gpt2_style_tokenizer / "gpt2")
+    reader = ReaderConfig(text_field="body", id_field="doc_id", tokens_field="ids", detokenizer=tok)
+    filt = tmp_path / "filter"
+    fc = [{"id": f"fc-{i}", "text": f"fc document {i}", "p": 1 - i / 10} for i in range(3)]
+    shard = write_pool(filt / "fc" / "s0.jsonl.gz", "fc", fc)
+    (filt / "manifest.json").write_text("{}")
+    (tmp_path / "fc_links").mkdir()
+    (tmp_path / "fc_links" / "s0.jsonl.gz").symlink_to(shard)
+    DatasetBuilder({"fc": str(filt / "fc")}, {"fc": 1}, 10_000).build(tmp_path / "ds")
+    pools = {
+        "general": str(corpus),
+        "links": str(_link_corpus((str(corpus),), tmp_path / "links")),
+        "one_shard": str(corpus / "t.parquet"),
+        "fc": str(filt / "fc"),
+        "fc_file": str(shard),
+        "fc_links": str(tmp_path / "fc_links"),
+        "filter": str(filt),
+        "dataset": str(tmp_path / "ds" / "parquet"),
+    }
+    assert corpus_pools(pools, reader) == ["general", "links", "one_shard"]
+    assert corpus_pools(pools) == ["general", "links", "one_shard"]
+    # both kinds in one folder: refused where the two readings differ
+    shutil.copytree(corpus, tmp_path / "mixed" / "c")
+    shutil.copytree(filt, tmp_path / "mixed" / "filter")
+    with pytest.raises(InputError, match="holds both a stage's output .* pass them as two pools"):
+        corpus_pools({"m": str(tmp_path / "mixed")}, reader)
+    assert corpus_pools({"m": str(tmp_path / "mixed")}) == ["m"]  # default options: one reading
+    # build-dataset: a filter task folder through --pool is read as written, the corpus with the
+    # reader options (before, every --pool pool was read with them: fc's records had no text)
+    argv = ["build-dataset", "--pool", f"fc={filt / 'fc'}", "--pool", f"general={corpus}"]
+    argv += ["--mixture", "equal", "--budget", "10k", "--format", "parquet", "--json"]
+    argv += ["--text-field", "body", "--id-field", "doc_id", "--tokens-field", "ids"]
+    assert cli_main([*argv, "--detokenizer", tok, "--out", str(tmp_path / "cli")]) == 0
+    assert json.loads(capsys.readouterr().out)["docs"] == 9
+    rows = pq.read_table(tmp_path / "cli" / "parquet" / "part_00000.parquet").to_pylist()
+    assert {r["id"]: r["text"] for r in rows if r["pool"] == "general"} == texts
+    assert {r["id"]: r["text"] for r in rows if r["pool"] == "fc"} == {
+        r["id"]: r["text"] for r in fc
+    }
+    settings = json.loads((tmp_path / "cli" / "manifest.json").read_text())["settings"]
+    assert settings["reader"]["pools"] == ["general"]

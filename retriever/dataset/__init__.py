@@ -3,8 +3,9 @@ build-dataset``).
 
 API: :class:`DatasetBuilder` (``DatasetBuilder(pools, mixture, budget, config).build(out)``) with
 its settings :class:`DatasetConfig`, the pure selection core :func:`select_budgeted`,
-:func:`parse_mixture`, :func:`parse_budget`, :func:`discover_pools` and :func:`pool_token_counts` /
-:func:`domain_token_counts` (the RegMix priors over pools and over domains).
+:func:`parse_mixture`, :func:`parse_budget`, :func:`discover_pools`, :func:`corpus_pools` (which
+pools are corpus files) and :func:`pool_token_counts` / :func:`domain_token_counts` (the RegMix
+priors over pools and over domains).
 """
 
 import importlib
@@ -25,7 +26,12 @@ if TYPE_CHECKING:
         parse_mixture,
         read_weight_csv,
     )
-    from retriever.dataset.pools import discover_pools, list_pool_files, read_pool_shard
+    from retriever.dataset.pools import (
+        corpus_pools,
+        discover_pools,
+        list_pool_files,
+        read_pool_shard,
+    )
     from retriever.dataset.select import Candidates, Selection, select_budgeted, split_budget
     from retriever.tokens import TokenCounter, estimate_tokens
 
@@ -42,6 +48,7 @@ _WHERE = {
     "is_domain_mixture": "mixture",
     "parse_mixture": "mixture",
     "read_weight_csv": "mixture",
+    "corpus_pools": "pools",
     "discover_pools": "pools",
     "list_pool_files": "pools",
     "read_pool_shard": "pools",
@@ -71,6 +78,7 @@ __all__ = [
     "DatasetConfig",
     "Selection",
     "TokenCounter",
+    "corpus_pools",
     "discover_pools",
     "domain_key",
     "domain_token_counts",

@@ -218,7 +218,8 @@ class DatasetBuilder:
                 reasons = {r: v for r, v in c.items() if r.startswith("rejected/")}
                 need = (
                     f"corpus records need a {self.config.reader.text_field!r} field (set the "
-                    "reader's text field: --text-field, [corpus] text_field)"
+                    "reader's text field: --text-field, [corpus] text_field; a stage's output, "
+                    "read as written, is told by its manifest.json in the folder or above it)"
                     if k in self.corpus_pools
                     else "pool records need a 'text' field (the filter stage's output)"
                 )

@@ -33,8 +33,9 @@ def add_parser(subparsers) -> None:
         p,
         "--pool",
         "NAME=PATH",
-        "an extra pool of corpus files, e.g. a general-quality pool: general=/data/fineweb_edu "
-        "(repeatable); read with the reader options below, like every stage reading the corpus",
+        "an extra pool, e.g. a general-quality pool: general=/data/fineweb_edu (repeatable); "
+        "corpus files are read with the reader options below, like every stage reading the "
+        "corpus, and a stage's output (a folder beside its manifest.json) as it wrote it",
     )
     p.add_argument(
         "--mixture",
@@ -91,17 +92,17 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from retriever.dataset import DatasetBuilder, discover_pools, parse_mixture
+    from retriever.dataset import DatasetBuilder, corpus_pools, discover_pools, parse_mixture
 
-    extra = parse_named_paths(args.pool, "--pool")
-    pools = discover_pools(args.pools, extra)
+    pools = discover_pools(args.pools, parse_named_paths(args.pool, "--pool"))
     mixture = parse_mixture(args.mixture, list(pools), args.mix_id)
+    config = dataset_config_from_args(args)
     builder = DatasetBuilder(
         pools,
         mixture,
         parse_budget(args.budget),
-        dataset_config_from_args(args),
-        corpus_pools=extra,
+        config,
+        corpus_pools=corpus_pools(pools, config.reader),
     )
     summary = builder.build(args.out)
     if args.json:

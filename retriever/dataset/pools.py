@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,9 @@ NOT_POOL_DIRS = {
     "store",
     "store_ingested",
 }
+# what a stage writes at the top of its output folder (a stage's manifest; an arm's similarity
+# pools' pools.json): the data files below it are that stage's records
+STAGE_MARKERS = ("manifest.json", "pools.json")
 
 
 def list_pool_files(path: str | os.PathLike) -> list[str]:
@@ -114,6 +117,44 @@ def discover_pools(
             "files); pass --pools DIR and/or --pool NAME=PATH"
         )
     return pools
+
+
+def corpus_pools(pools: Mapping[str, str], reader: ReaderConfig | None = None) -> list[str]:
+    """The pools of ``pools`` that are corpus files, read with the corpus reader (the builder's
+    ``corpus_pools``); the others are a stage's records, read as written (``id``, ``text``).
+
+    Decided by what each pool is on disk, not by how it was given: a data file (a link: its
+    target, :func:`~retriever.corpus.sharding.linked_shard`) whose folder or the folder above
+    holds a stage's ``manifest.json`` (or an arm's ``pools.json``) is that stage's output, such
+    as the filter's ``DIR/<task>/``, the prefilter's ``kept/`` or a build-dataset folder's
+    ``parquet/``; any other file is a corpus file (a general pool such as ``/data/fineweb_edu``,
+    or links to the corpus shards).
+
+    Raises:
+        InputError: with ``reader`` options that change the reading (:func:`reader_changes`), a
+            pool holding files of both kinds (with the default ones both readings are the same).
+    """
+    out = []
+    for name, path in pools.items():
+        files = list_pool_files(path)
+        staged = [_in_stage_output(f) for f in files]
+        if all(staged):
+            continue
+        if any(staged) and reader_changes(reader):
+            stage = next(f for f, s in zip(files, staged, strict=True) if s)
+            corpus = next(f for f, s in zip(files, staged, strict=True) if not s)
+            raise InputError(
+                f"pool {name!r} ({path}) holds both a stage's output ({stage}) and corpus files "
+                f"({corpus}), read with different fields: pass them as two pools"
+            )
+        out.append(name)
+    return out
+
+
+def _in_stage_output(path: str) -> bool:
+    """Whether the data file ``path`` (a link: its target) lies in a stage's output folder."""
+    folder = Path(linked_shard(path)).parent
+    return any((d / m).is_file() for d in (folder, folder.parent) for m in STAGE_MARKERS)
 
 
 def iter_pool_records(path: str, reader: CorpusReader | None = None) -> Iterator[tuple[int, Any]]:
