@@ -288,3 +288,45 @@ def test_propose_fit_build_loop(tmp_path, capsys):
         )
         < 1e-6
     )
+
+
+def test_propose_reads_corpus_pools_with_the_reader_options(tmp_path, gpt2_style_tokenizer, capsys):
+    """`mix propose --pool general=CORPUS` with the reader options counts the corpus's documents
+    as build-dataset reads them (text fields, token ids, ids), a filter task folder through
+    --pool as written; over domains, a domains map keyed by the corpus's ids reaches them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from conftest import write_field_corpus, write_pool
+
+    from retriever.tokens import estimate_tokens
+
+    corpus = tmp_path / "c"
+    texts = write_field_corpus(corpus, gpt2_style_tokenizer)
+    fc = [f"function call example {i}" for i in range(4)]
+    write_pool(tmp_path / "filter" / "fc" / "s0.jsonl.gz", "fc", fc)
+    (tmp_path / "filter" / "manifest.json").write_text("{}")
+    tok = str(gpt2_style_tokenizer / "gpt2")
+    argv = ["mix", "propose", "--pools", str(tmp_path / "filter"), "--n", "4", "--json"]
+    argv += ["--pool", f"general={corpus}", "--pool", f"fc2={tmp_path / 'filter' / 'fc'}"]
+    argv += ["--text-field", "body", "--id-field", "doc_id", "--tokens-field", "ids"]
+    argv += ["--detokenizer", tok]
+    assert cli_main([*argv, "-o", str(tmp_path / "mix.csv")]) == 0
+    prop = json.loads(capsys.readouterr().out)
+    est = {k: estimate_tokens(t) for k, t in texts.items()}
+    n_fc = sum(estimate_tokens(t) for t in fc)
+    assert prop["shares"] == {"fc": n_fc, "general": sum(est.values()), "fc2": n_fc}
+    assert prop["reader"] == {
+        "pools": ["general"],
+        **{"text_field": "body", "id_field": "doc_id", "tokens_field": "ids", "detokenizer": tok},
+    }
+    (tmp_path / "dom").mkdir()
+    ids = [*texts, *(f"fc-{i}" for i in range(len(fc)))]
+    doms = ["k1"] * 3 + ["k2"] * 3 + ["tools"] * len(fc)
+    pq.write_table(pa.table({"id": ids, "domain": doms}), tmp_path / "dom" / "domains.parquet")
+    argv += ["--over", "domains", "--domains", str(tmp_path / "dom")]
+    assert cli_main([*argv, "-o", str(tmp_path / "dom.csv")]) == 0
+    assert json.loads(capsys.readouterr().out)["shares"] == {
+        "domain/k1": est["D0"] + est["D1"] + est["D2"],
+        "domain/k2": est["D3"] + est["D4"] + est["D5"],
+        "domain/tools": n_fc,  # fc and fc2 hold the same documents: counted once
+    }

@@ -68,3 +68,34 @@ def test_mix_run_needs_enough_mixtures(run_cfg):
         mix_run(run_cfg, {"n": 3}, trainer=trainer, evaluator=evaluator)
     with pytest.raises(ConfigError, match="metric"):
         mix_run(run_cfg, {"metric": "loss"}, trainer=trainer, evaluator=evaluator)
+
+
+def test_the_general_pool_is_read_with_the_corpus_reader_options(tmp_path, gpt2_style_tokenizer):
+    """A corpus in other fields ([corpus] text_field, id_field, tokens_field and detokenizer):
+    `mix run`'s general pool (links to the corpus shards) is read as the run's dataset step reads
+    it, so its token share, ids and texts are the corpus reader's."""
+    import pyarrow.parquet as pq
+    from conftest import write_field_corpus
+
+    from retriever.tokens import estimate_tokens
+
+    write_mix_run(tmp_path)
+    (tmp_path / "corpus" / "web.jsonl").unlink()
+    texts = write_field_corpus(tmp_path / "corpus", gpt2_style_tokenizer)
+    tok = str(gpt2_style_tokenizer / "gpt2")
+    fields = {"text_field": "body", "id_field": "doc_id", "tokens_field": "ids", "detokenizer": tok}
+    cfg = tmp_path / "run.toml"
+    corpus = '[corpus]\npaths = ["./corpus"]\n'
+    lines = "".join(f"{k} = {json.dumps(v)}\n" for k, v in fields.items())
+    cfg.write_text(cfg.read_text().replace(corpus, corpus + lines))
+    mix_run(cfg, trainer=_proxies(tmp_path)[0], evaluator=_proxies(tmp_path)[1])
+    out = tmp_path / "run" / "mix"
+    shares = json.loads((out / "mixtures.csv.json").read_text())["shares"]
+    assert shares["general"] == sum(estimate_tokens(t) for t in texts.values())
+    general = {}
+    for part in sorted((out / "datasets").glob("mix_*/parquet/*.parquet")):
+        rows = pq.read_table(part).to_pylist()
+        general.update({r["id"]: r["text"] for r in rows if r["pool"] == "general"})
+    assert general and general == {k: texts[k] for k in general}
+    settings = json.loads((out / "manifest.json").read_text())["settings"]
+    assert settings["reader"] == {"pools": ["general"], **fields}

@@ -411,12 +411,17 @@ def pool_token_counts(
     scan_cache: str | os.PathLike | None = None,
     workers: int = 1,
     progress: bool | None = None,
+    *,
+    reader: ReaderConfig | None = None,
+    corpus_pools: Iterable[str] = (),
 ) -> dict[str, int]:
     """Tokens available in each pool (scanning them, through the same cache as builds).
 
-    This is the prior of the RegMix proposals (``retriever mix propose --pools``).
+    This is the prior of the RegMix proposals (``retriever mix propose --pools``). ``reader``,
+    ``corpus_pools``: the pools that are corpus files and how they are read, as the builder's
+    (:class:`DatasetBuilder`), so they count the documents a build takes.
     """
-    scans = _scan_pools(pools, tokenizer, scan_cache, workers, progress)
+    scans = _scan_pools(pools, tokenizer, scan_cache, workers, progress, reader, corpus_pools)
     return {k: s.tokens for k, s in scans.items()}
 
 
@@ -427,19 +432,23 @@ def domain_token_counts(
     scan_cache: str | os.PathLike | None = None,
     workers: int = 1,
     progress: bool | None = None,
+    *,
+    reader: ReaderConfig | None = None,
+    corpus_pools: Iterable[str] = (),
 ) -> dict[str, int]:
     """Tokens of the pools' documents per domain, keyed ``domain/<domain>`` (the RegMix prior of
     a mixture over domains, ``retriever mix propose --over domains``).
 
     Domains come from ``domains`` (a ``retriever domains`` folder: id -> domain), else from the
     records' ``cluster_id``; a document in several pools counts once. Largest domain first.
+    ``reader``, ``corpus_pools``: as :func:`pool_token_counts`.
     """
     domain_of = None
     if domains is not None:
         from retriever.domains import read_domains
 
         domain_of = read_domains(domains)
-    scans = _scan_pools(pools, tokenizer, scan_cache, workers, progress)
+    scans = _scan_pools(pools, tokenizer, scan_cache, workers, progress, reader, corpus_pools)
     tokens: Counter = Counter()
     seen: set[int] = set()
     for scan in scans.values():
@@ -463,6 +472,8 @@ def _scan_pools(
     scan_cache: str | os.PathLike | None,
     workers: int,
     progress: bool | None,
+    reader: ReaderConfig | None,
+    corpus_pools: Iterable[str],
 ) -> dict[str, PoolScan]:
     b = DatasetBuilder(
         pools,
@@ -470,6 +481,8 @@ def _scan_pools(
         len(pools),
         tokenizer=tokenizer,
         workers=workers,
+        reader=reader or ReaderConfig(),
+        corpus_pools=corpus_pools,
         progress=progress,
     )
     with ExitStack() as stack:

@@ -7,10 +7,12 @@ from collections.abc import Mapping
 
 from retriever._cli import (
     add_config_options,
+    add_reader_options,
     add_repeated,
     config_from_args,
     parse_named_paths,
     print_json,
+    reader_from_args,
 )
 
 
@@ -52,7 +54,8 @@ def add_parser(subparsers) -> None:
         pp,
         "--pool",
         "NAME=PATH",
-        "an extra pool (e.g. general=PATH), with --pools",
+        "an extra pool (e.g. general=PATH), with --pools; corpus files are read with the reader "
+        "options below, as build-dataset reads them",
     )
     pp.add_argument("--n", type=int, default=64, help="number of mixtures (proxy runs)")
     pp.add_argument("-o", "--out", default="mixtures.csv", help="output CSV (settings in OUT.json)")
@@ -64,6 +67,7 @@ def add_parser(subparsers) -> None:
     add_config_options(pp, DatasetConfig, ["tokenizer"])
     pp.add_argument("--scan-cache", help="scan cache folder (share it with build-dataset)")
     add_config_options(pp, DatasetConfig, ["workers"])
+    add_reader_options(pp)
     pp.add_argument("--json", action="store_true", help="print the proposals as JSON")
     pp.set_defaults(func=run_propose)
 
@@ -124,6 +128,7 @@ def _pairs(spec: str) -> dict[str, float]:
 
 def run_propose(args: argparse.Namespace) -> int:
     from retriever.dataset import (
+        corpus_pools,
         discover_pools,
         domain_key,
         domain_token_counts,
@@ -131,6 +136,7 @@ def run_propose(args: argparse.Namespace) -> int:
         pool_token_counts,
     )
     from retriever.dataset.mixture import DOMAIN_PREFIX
+    from retriever.dataset.pools import reader_changes
     from retriever.errors import ConfigError
     from retriever.mix.propose import propose, write_proposals
     from retriever.mix.run import MixRunConfig
@@ -138,12 +144,17 @@ def run_propose(args: argparse.Namespace) -> int:
     if args.domains and args.over != "domains":
         raise ConfigError("--domains is for --over domains (a mixture over the corpus domains)")
     shares: Mapping[str, float]
+    reader = reader_from_args(args)
+    read_as_corpus: list[str] = []
     if args.pools:
         pools = discover_pools(args.pools, parse_named_paths(args.pool, "--pool"))
+        read_as_corpus = corpus_pools(pools, reader)
         count = {
             "tokenizer": args.tokenizer,
             "scan_cache": args.scan_cache,
             "workers": args.workers,
+            "reader": reader,
+            "corpus_pools": read_as_corpus,
         }
         if args.over == "domains":
             shares = domain_token_counts(pools, args.domains, **count)
@@ -171,6 +182,12 @@ def run_propose(args: argparse.Namespace) -> int:
         "budget": budget,
         "max_epochs": args.max_epochs,
         "upper": None if upper is None else dict(zip(shares, upper.tolist(), strict=True)),
+        # only when set, as build-dataset's manifest records it
+        **(
+            {"reader": {"pools": read_as_corpus, **changed}}
+            if read_as_corpus and (changed := reader_changes(reader))
+            else {}
+        ),
     }
     write_proposals(args.out, mixes, info)
     if args.json:

@@ -30,13 +30,17 @@ import csv
 import logging
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from retriever.arms.run import ProxyStage, ProxyStageResult
 from retriever.errors import ConfigError
 from retriever.io import AtomicWriter, read_json, write_json_atomic
+
+if TYPE_CHECKING:
+    from retriever.corpus.readers import ReaderConfig
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +124,8 @@ class MixRun(ProxyStage):
         trainer, evaluator: the proxy loop (:mod:`retriever.arms.run` protocols).
         out: output folder.
         order, tokenizer, data_seed: the dataset stage's settings (as the run's dataset step).
+        reader, corpus_pools: the pools that are corpus files (the general pool) and how they are
+            read (``[corpus]``'s reader), as the run's dataset step reads them.
     """
 
     def __init__(
@@ -134,6 +140,8 @@ class MixRun(ProxyStage):
         order: str = "top",
         tokenizer: str | None = None,
         data_seed: int = 0,
+        reader: ReaderConfig | None = None,
+        corpus_pools: Iterable[str] = (),
         progress: bool | None = False,
         on_proxy=None,
     ):
@@ -145,11 +153,16 @@ class MixRun(ProxyStage):
         self.order = order
         self.tokenizer = tokenizer
         self.data_seed = data_seed
+        from retriever.corpus.readers import ReaderConfig
+
+        self.reader = reader or ReaderConfig()
+        self.corpus_pools = [k for k in pools if k in set(corpus_pools)]
 
     def run(self) -> MixRunResult:
         from retriever.arms.datasets import ArmDataset, dataset_fingerprint
         from retriever.dataset import DatasetBuilder, domain_token_counts, pool_token_counts
         from retriever.dataset.mixture import WEIGHT_PREFIX
+        from retriever.dataset.pools import reader_changes
         from retriever.manifest import check_or_write_manifest
         from retriever.mix.fit import fit_mixture, min_runs
         from retriever.mix.propose import propose, write_proposals
@@ -175,6 +188,9 @@ class MixRun(ProxyStage):
             "proxy": self.trainer.spec,
             "evaluator": self.evaluator.spec,
         }
+        if self.corpus_pools and (changed := reader_changes(self.reader)):
+            # only when set: a run with the default reader keeps its manifest
+            settings["reader"] = {"pools": self.corpus_pools, **changed}
         check_or_write_manifest(self.out, settings)
         scan = self.out / "_scan"
         csv_path = self.out / "mixtures.csv"
@@ -183,7 +199,12 @@ class MixRun(ProxyStage):
         else:
             if c.over == "domains":
                 shares = domain_token_counts(
-                    self.pools, c.domains, tokenizer=self.tokenizer, scan_cache=scan
+                    self.pools,
+                    c.domains,
+                    tokenizer=self.tokenizer,
+                    scan_cache=scan,
+                    reader=self.reader,
+                    corpus_pools=self.corpus_pools,
                 )
                 if c.n < min_runs(len(shares)):
                     raise ConfigError(
@@ -191,7 +212,13 @@ class MixRun(ProxyStage):
                         f"{min_runs(len(shares))} (or fewer domains: [domains] k)"
                     )
             else:
-                shares = pool_token_counts(self.pools, tokenizer=self.tokenizer, scan_cache=scan)
+                shares = pool_token_counts(
+                    self.pools,
+                    tokenizer=self.tokenizer,
+                    scan_cache=scan,
+                    reader=self.reader,
+                    corpus_pools=self.corpus_pools,
+                )
                 if not all(shares.values()):
                     empty = [k for k, v in shares.items() if not v]
                     raise ConfigError(f"pool(s) {empty} hold no document: nothing to mix")
@@ -204,10 +231,13 @@ class MixRun(ProxyStage):
         for i, mix in enumerate(mixes):
             used = {k: w for k, w in mix.items() if w > 0}
             ds_dir = self.out / "datasets" / f"mix_{i}"
+            pools = {k: self.pools[k] for k in used} if c.over == "pools" else self.pools
             s = DatasetBuilder(
-                {k: self.pools[k] for k in used} if c.over == "pools" else self.pools,
+                pools,
                 used,
                 self.budget,
+                corpus_pools=[k for k in self.corpus_pools if k in pools],
+                reader=self.reader,
                 order=self.order,
                 tokenizer=self.tokenizer,
                 seed=self.data_seed,
@@ -294,7 +324,8 @@ def mix_run(
     on_proxy=None,
 ) -> MixRunResult:
     """``retriever mix run CONFIG.toml``: the run's pools (its filter stage's output) plus a
-    general pool; proxy and evaluation settings from ``[evaluate]``, mixture settings from
+    general pool (corpus files, read with ``[corpus]``'s reader as the run's dataset step reads
+    it); proxy and evaluation settings from ``[evaluate]``, mixture settings from
     ``[mix]``."""
     import dataclasses
 
@@ -343,6 +374,8 @@ def mix_run(
         order=cfg.dataset.order,
         tokenizer=cfg.dataset.tokenizer,
         data_seed=cfg.run.seed,
+        reader=cfg.corpus.reader_config(),
+        corpus_pools=["general"],  # corpus files (or links to them), read as [corpus] reads them
         progress=progress,
         on_proxy=on_proxy,
     ).run()
