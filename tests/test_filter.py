@@ -152,6 +152,40 @@ def test_rethresholding_finds_the_top_fraction_threshold_over_distinct_stored_va
         stored_fraction_threshold(p, None, 0.0)
 
 
+def test_a_top_fraction_never_cuts_among_the_documents_at_the_students_floor(caplog):
+    """fastText reports p + 1e-5: when more of the sample than the fraction's rest sits tied at
+    that floor (a student that finds the task nowhere in the corpus), the top fraction keeps the
+    documents above it, not the whole tie (which kept 100% of the corpus), and says so."""
+    import logging
+
+    from retriever.batch_filter.probs import to_float16_keeping
+    from retriever.batch_filter.rethreshold import stored_fraction_threshold
+    from retriever.batch_filter.thresholds import (
+        FLOOR_PROB,
+        above_floor,
+        top_fraction_decisions,
+    )
+
+    floor = np.float32(1e-5) + np.float32(3e-13)  # what fastText gives a document of no evidence
+    above = np.linspace(2e-5, 0.2, 100, dtype=np.float32)
+    p = np.concatenate([np.full(900, floor, np.float32), above])[:, None]  # [1000, 1]
+    w = np.ones(1000)
+    with caplog.at_level(logging.WARNING, logger="retriever.batch_filter.thresholds"):
+        d = top_fraction_decisions(["fc"], p, w, 0.15, "docs")["fc"]
+    assert d.threshold == FLOOR_PROB and d.sample_kept_share == pytest.approx(0.10)
+    assert d.sample_floor_share == pytest.approx(0.90)
+    assert "90% of the sampled docs sit at the student's floor" in caplog.text
+    # above the floor the rule is the plain one, and says nothing of a floor
+    d = top_fraction_decisions(["fc"], p, w, 0.05, "docs")["fc"]
+    assert d.threshold == float(threshold_for_fraction(p[:, 0], w, 0.05)) > FLOOR_PROB
+    assert d.sample_floor_share is None and d.sample_kept_share == pytest.approx(0.05)
+    # re-thresholding the stored float16 values applies the same floor: float16 tells 1e-5 from
+    # FLOOR_PROB apart, so the stored floor documents stay out
+    stored = to_float16_keeping(p, np.array([FLOOR_PROB])).astype(np.float32)[:, 0]
+    thr = above_floor(stored_fraction_threshold(stored, None, 0.15))
+    assert thr == FLOOR_PROB and int((stored >= np.float32(thr)).sum()) == 100
+
+
 # -- end to end (library) --------------------------------------------------------------------------
 def test_multi_task_filter_outputs_scores_and_accounting(tmp_path, models):
     shards = write_corpus(tmp_path / "corpus")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from retriever.batch_filter.probs import prob_matrix, read_filter_scores, read_probs, score_files
-from retriever.batch_filter.thresholds import passes
+from retriever.batch_filter.thresholds import above_floor, passes
 from retriever.batch_filter.writers import commit_all, open_pool_writer
 from retriever.corpus import shard_name
 from retriever.corpus.readers import ReaderConfig
@@ -96,7 +96,7 @@ def rethreshold(
         ok = np.isfinite(p)
         if top_fraction is not None:
             w = None if by == "docs" else chars[ok]
-            thr = stored_fraction_threshold(p[ok], w, top_fraction)
+            thr = above_floor(stored_fraction_threshold(p[ok], w, top_fraction))
         else:
             given = threshold[t] if isinstance(threshold, dict) else threshold
             thr = float(given if given is not None else 0.0)

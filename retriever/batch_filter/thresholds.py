@@ -11,6 +11,7 @@ each probability with it.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,16 +23,32 @@ from retriever.data import Doc
 from retriever.errors import ConfigError
 from retriever.thresholds import threshold_for_fraction
 
+log = logging.getLogger(__name__)
+
 BY = ("docs", "chars", "tokens")
 __all__ = [
     "BY",
+    "FLOOR_PROB",
     "ThresholdDecision",
+    "above_floor",
     "passes",
     "sample_docs",
     "sample_weights",
     "threshold_for_fraction",
     "top_fraction_decisions",
 ]
+
+
+# fastText reports a label's probability as p + 1e-5 (its predict takes log(p + 1e-5)): 1e-5 is a
+# student's floor, no evidence of the task at all. FLOOR_PROB (the floor plus 1e-7; float16, the
+# stored scores, tells the two apart) is the lowest threshold a top fraction may give: when more
+# documents than the fraction's rest sit tied at the floor, they are not its top, and none is kept.
+FLOOR_PROB = 1.01e-5
+
+
+def above_floor(threshold: float) -> float:
+    """A top-fraction threshold, raised to :data:`FLOOR_PROB` when it fell on the floor."""
+    return max(float(threshold), FLOOR_PROB)
 
 
 def passes(probs: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
@@ -86,6 +103,7 @@ class ThresholdDecision:
     by: str | None = None
     sample_docs: int = 0
     sample_kept_share: float | None = None
+    sample_floor_share: float | None = None  # of the weight at the floor, when it stopped the cut
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -102,9 +120,26 @@ def top_fraction_decisions(
     out = {}
     for j, t in enumerate(tasks):
         ok = np.isfinite(probs[:, j])
-        thr = threshold_for_fraction(probs[ok, j], weights[ok], fraction)
-        share = float(weights[ok][probs[ok, j] >= thr].sum() / max(weights[ok].sum(), 1e-12))
-        out[t] = ThresholdDecision(t, thr, "top-fraction", fraction, by, int(ok.sum()), share)
+        p, w = probs[ok, j], weights[ok]
+        total = max(float(w.sum()), 1e-12)
+        thr = threshold_for_fraction(p, w, fraction)
+        floor = None
+        if thr < FLOOR_PROB:  # the cut fell among the documents tied at the student's floor
+            thr = above_floor(thr)
+            floor = float(w[p < np.float32(thr)].sum() / total)
+            log.warning(
+                "%s: %.0f%% of the sampled %s sit at the student's floor probability (1e-05, no "
+                "evidence of the task): the top %g keeps only the %.1f%% above it",
+                t,
+                100 * floor,
+                by,
+                fraction,
+                100 * (1 - floor),
+            )
+        share = float(w[p >= np.float32(thr)].sum() / total)
+        out[t] = ThresholdDecision(
+            t, thr, "top-fraction", fraction, by, int(ok.sum()), share, floor
+        )
     return out
 
 
