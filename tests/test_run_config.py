@@ -295,6 +295,31 @@ def test_the_general_pool_and_the_random_arm_read_the_corpus_with_corpus_reader_
     assert {r["id"]: r["text"] for r in got} == texts
 
 
+def test_a_general_pool_that_is_a_stages_output_is_read_as_written(tmp_path):
+    """``[dataset] general_pool`` naming another run's filter task folder (beside its
+    manifest.json): its records are the filter's ``id`` / ``text``, read as written, whatever
+    ``[corpus]``'s fields (which would reject them all)."""
+    import pyarrow.parquet as pq
+    from conftest import write_jsonl, write_pool
+
+    other = tmp_path / "other" / "pools"
+    write_pool(other / "b" / "s0.jsonl.gz", "b", ["another run's kept document"])
+    (other / "manifest.json").write_text("{}")  # what a filter output folder always holds
+    write_jsonl(tmp_path / "c" / "d.jsonl", [{"doc_id": "D0", "body": "corpus text"}])
+    (tmp_path / "g.jsonl").write_text('{"text": "gold"}\n')
+    p = tmp_path / "run.toml"
+    p.write_text(
+        '[run]\nout = "out"\n[tasks.a]\ngold = ["g.jsonl"]\n'
+        '[corpus]\npaths = ["c"]\ntext_field = "body"\nid_field = "doc_id"\n'
+        '[dataset]\ngeneral_pool = "other/pools/b"\nbudget = "10k"\nformats = ["parquet"]\n'
+    )
+    cfg = load_run_config(p)
+    write_pool(cfg.out / "pools" / "a" / "s0.jsonl.gz", "a", ["a task document"])
+    RunJob(cfg, progress=False)._dataset()
+    out = pq.read_table(cfg.out / "dataset" / "parquet" / "part_00000.parquet").to_pylist()
+    assert {r["text"] for r in out if r["pool"] == "general"} == {"another run's kept document"}
+
+
 def _read_all(reader, path):
     from retriever.corpus.sharding import list_shards
 

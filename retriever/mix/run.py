@@ -331,7 +331,7 @@ def mix_run(
 
     from retriever.arms.api import load_evaluate_config
     from retriever.arms.datasets import _link_corpus
-    from retriever.dataset import discover_pools, parse_budget
+    from retriever.dataset import corpus_pools, discover_pools, parse_budget
     from retriever.run.config import load_run_config
 
     cfg = load_run_config(config)  # [mix] is checked, its paths resolved, here
@@ -375,7 +375,9 @@ def mix_run(
         tokenizer=cfg.dataset.tokenizer,
         data_seed=cfg.run.seed,
         reader=cfg.corpus.reader_config(),
-        corpus_pools=["general"],  # corpus files (or links to them), read as [corpus] reads them
+        # the general pool, when it is corpus files (or links to them), read as [corpus] reads
+        # them; a stage's output given as the general pool is read as written
+        corpus_pools=corpus_pools({"general": pools["general"]}, cfg.corpus.reader_config()),
         progress=progress,
         on_proxy=on_proxy,
     ).run()

@@ -676,7 +676,13 @@ class RunJob:
         return rep.totals
 
     def _dataset(self) -> dict[str, Any]:
-        from retriever.dataset import DatasetBuilder, discover_pools, parse_budget, parse_mixture
+        from retriever.dataset import (
+            DatasetBuilder,
+            corpus_pools,
+            discover_pools,
+            parse_budget,
+            parse_mixture,
+        )
 
         d = self.cfg.dataset
         extra = {"general": d.general_pool} if d.general_pool else None
@@ -689,7 +695,9 @@ class RunJob:
             mixture,
             parse_budget(d.budget),
             d.config(),
-            corpus_pools=list(extra or ()),  # the general pool: corpus files, [corpus]'s reader
+            # the general pool when it is corpus files, read with [corpus]'s reader (a stage's
+            # output given as the general pool is read as written)
+            corpus_pools=corpus_pools({k: pools[k] for k in extra or ()}, d.config().reader),
             progress=self.progress,
         ).build(self.out / "dataset")
         return {"tokens": s.get("tokens"), "documents": s.get("docs"), "pools": s.get("pools")}
