@@ -2,7 +2,7 @@
 # The main job on a fresh machine: install into ./.venv (scripts/setup.sh), then run every stage on
 # the sample data in ../shared/data (configs/offline.toml): gold indexes, similarity scoring,
 # perplexity-correlation confirmation with a tiny LM panel trained here, fastText distillation,
-# filtering, a 1M-token training set and the report. Output: runs/offline/ (dataset/, report.html).
+# filtering, a training set of up to 1M tokens (250k per task) and the report. Output: runs/offline/ (dataset/, report.html).
 # Rerun to resume; only changed steps run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
