@@ -318,6 +318,24 @@ def test_top_fraction_threshold_found_on_sample_and_reused(tmp_path, models):
         if r["id"].startswith("s1-")
     )
 
+    # a run decided before the floor rule (its threshold on the student's floor) is resumed as
+    # it was, with one line saying how to get the current rule's pools from the stored scores
+    import logging
+
+    m["decisions"]["fc"]["threshold"] = 1.0000003e-05
+    (out / "manifest.json").write_text(json.dumps(m))
+    seen: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logging.getLogger("retriever").addHandler(handler)
+    try:
+        BatchFilter(cfg).run([str(tmp_path / "corpus")], out, workers=1)
+    finally:
+        logging.getLogger("retriever").removeHandler(handler)
+    floor = [x for x in seen if "lies on the student's floor" in x]
+    assert len(floor) == 1 and floor[0].startswith("fc: ")
+    assert f"filter-rethreshold {out} --top-fraction 0.3 --by chars --out NEW_DIR" in floor[0]
+
 
 def _bpe_tokenizer(folder: Path):
     """A small byte-level BPE trained here, saved both as tokenizer.json and as a transformers

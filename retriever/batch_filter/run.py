@@ -19,6 +19,7 @@ Output folder::
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -32,6 +33,7 @@ from retriever.batch_filter.config import DEFAULT_THRESHOLD, FilterConfig, Filte
 from retriever.batch_filter.scorer import FastTextScorer, load_model, resolve_models
 from retriever.batch_filter.shard import FilterShard
 from retriever.batch_filter.thresholds import (
+    FLOOR_PROB,
     ThresholdDecision,
     sample_docs,
     sample_weights,
@@ -51,6 +53,8 @@ MANIFEST = "manifest.json"
 # (copy-on-write; fastText only reads it): with 2M buckets x 64 dims that is ~520 MB per model
 # instead of ~520 MB per model per worker, and no per-worker load time. forkserver elsewhere.
 DEFAULT_START_METHOD = "fork" if sys.platform.startswith("linux") else "forkserver"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -113,6 +117,21 @@ class BatchFilter:
         manifest = check_or_write_manifest(out, self.settings(shards, models), MANIFEST)
         if "decisions" in manifest:  # resuming: reuse the thresholds found before
             decisions = {t: ThresholdDecision(**d) for t, d in manifest["decisions"].items()}
+            for d in decisions.values():
+                if d.mode == "top-fraction" and d.threshold < FLOOR_PROB:
+                    # decided before a top fraction stopped cutting among the documents tied at
+                    # the student's floor: its pool holds them all
+                    log.warning(
+                        "%s: this filter run's threshold %.3g lies on the student's floor (1e-05): "
+                        "its pool keeps every document at the floor. `retriever "
+                        "filter-rethreshold %s --top-fraction %g --by %s --out NEW_DIR` writes the "
+                        "pools of the current rule from the stored scores, without rescoring",
+                        d.task,
+                        d.threshold,
+                        out,
+                        d.fraction,
+                        "chars" if d.by == "tokens" else d.by,  # stored scores count no tokens
+                    )
         else:
             decisions = self._decide(shards, models)
             manifest["decisions"] = {t: d.to_dict() for t, d in decisions.items()}
