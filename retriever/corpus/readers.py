@@ -140,8 +140,9 @@ class CorpusReader:
     # -- public -----------------------------------------------------------------------------------
     def read(self, shard: str) -> Iterator[Doc | Rejected]:
         """Yield every record of ``shard`` in order, as a Doc or a Rejected."""
+        sname = shard_name(shard)  # once per shard: a local shard's name costs an abspath
         for row, rec in self.iter_records(shard):
-            yield rec if isinstance(rec, Rejected) else self.to_doc(shard, row, rec)
+            yield rec if isinstance(rec, Rejected) else self.to_doc(shard, row, rec, sname)
 
     def iter_records(self, shard: str) -> Iterator[tuple[int, Any]]:
         """Yield ``(row, record)`` for every record of ``shard``: the parsed JSON value / parquet
@@ -169,8 +170,10 @@ class CorpusReader:
             raise InputError(f"{shard}: unknown shard format")
 
     # -- record -> Doc ----------------------------------------------------------------------------
-    def to_doc(self, shard: str, row: int, rec: Any) -> Doc | Rejected:
-        sname = shard_name(shard)
+    def to_doc(self, shard: str, row: int, rec: Any, sname: str | None = None) -> Doc | Rejected:
+        """One record of ``shard`` as a Doc, or its Rejected. ``sname``: the shard's
+        :func:`shard_name`, when the caller already has it (a per-record loop)."""
+        sname = sname or shard_name(shard)
         if not isinstance(rec, dict):
             return Rejected(sname, row, "bad_record", clip_record(rec))
         text = self.record_text(shard, sname, row, rec)
