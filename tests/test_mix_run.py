@@ -99,3 +99,20 @@ def test_the_general_pool_is_read_with_the_corpus_reader_options(tmp_path, gpt2_
     assert general and general == {k: texts[k] for k in general}
     settings = json.loads((out / "manifest.json").read_text())["settings"]
     assert settings["reader"] == {"pools": ["general"], **fields}
+
+
+def test_mix_run_takes_corpus_pools_as_any_iterable(tmp_path):
+    from retriever.mix.run import MixRun, MixRunConfig
+
+    trainer, evaluator = BigramTrainer(tokens=100), BigramEvaluator({})
+    pools = {"fc": "a", "general": "b", "other": "c"}
+    run = MixRun(
+        MixRunConfig(),
+        pools,
+        1000,
+        trainer,
+        evaluator,
+        tmp_path,
+        corpus_pools=(k for k in ("other", "general")),  # a generator: read once
+    )
+    assert run.corpus_pools == ["general", "other"]  # in the pools' order

@@ -156,7 +156,8 @@ class MixRun(ProxyStage):
         from retriever.corpus.readers import ReaderConfig
 
         self.reader = reader or ReaderConfig()
-        self.corpus_pools = [k for k in pools if k in set(corpus_pools)]
+        wanted = set(corpus_pools)  # once: an iterator would be spent by the first pool's test
+        self.corpus_pools = [k for k in pools if k in wanted]
 
     def run(self) -> MixRunResult:
         from retriever.arms.datasets import ArmDataset, dataset_fingerprint
@@ -364,6 +365,7 @@ def mix_run(
         evaluator = HarnessEvaluator(
             ec.eval_tasks(cfg.task_names), dict(ec.eval_data), ec.eval_limit, ec.device
         )
+    reader = cfg.corpus.reader_config()
     return MixRun(
         mc,
         pools,
@@ -374,10 +376,10 @@ def mix_run(
         order=cfg.dataset.order,
         tokenizer=cfg.dataset.tokenizer,
         data_seed=cfg.run.seed,
-        reader=cfg.corpus.reader_config(),
+        reader=reader,
         # the general pool, when it is corpus files (or links to them), read as [corpus] reads
         # them; a stage's output given as the general pool is read as written
-        corpus_pools=corpus_pools({"general": pools["general"]}, cfg.corpus.reader_config()),
+        corpus_pools=corpus_pools({"general": pools["general"]}, reader),
         progress=progress,
         on_proxy=on_proxy,
     ).run()
