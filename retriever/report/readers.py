@@ -26,6 +26,7 @@ def scores_section(score_dir: Path) -> tuple[dict, dict, dict[str, dict[str, int
     ``DISPLAY_BINS`` bars over the occupied range), the summary, and the scored documents per
     source shard and per cluster (``{"shard": {...}, "cluster": {...}}``)."""
     pq = require("pyarrow.parquet")
+    pc = require("pyarrow.compute")
     summary = read_json(score_dir / "summary.json") if (score_dir / "summary.json").exists() else {}
     settings = read_json(score_dir / "manifest.json").get("settings", {})
     files = sorted((score_dir / "scores").glob("*.parquet"))
@@ -35,17 +36,22 @@ def scores_section(score_dir: Path) -> tuple[dict, dict, dict[str, dict[str, int
     hists = histograms_of(files, tasks)
     seen: dict[str, Counter] = {"shard": Counter(), "cluster": Counter()}
     for f in files:
-        names = set(pq.ParquetFile(f).schema_arrow.names)
+        pf = pq.ParquetFile(f)
+        names = set(pf.schema_arrow.names)
         groups = {
             g: col for g, col in (("shard", "shard"), ("cluster", "cluster_id")) if col in names
         }
         if not groups:
             continue
-        for batch in pq.ParquetFile(f).iter_batches(
-            batch_size=65536, columns=list(groups.values())
-        ):
+        for batch in pf.iter_batches(batch_size=65536, columns=list(groups.values())):
             for g, col in groups.items():
-                seen[g].update(str(v) for v in batch.column(col).to_pylist() if v is not None)
+                # counted per batch (distinct values in order of first appearance), not per row
+                vc = pc.value_counts(batch.column(col))
+                for v, c in zip(
+                    vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True
+                ):
+                    if v is not None:
+                        seen[g][str(v)] += c
     tasks_summary = summary.get("tasks", {})
     out = {}
     for t, h in hists.items():
