@@ -145,6 +145,18 @@ def test_the_dataset_config_and_its_cli_load_no_numpy():
     assert out.stdout.strip() == "[]", out.stdout
 
 
+def test_the_package_gives_parse_budget_and_the_config_without_pyarrow():
+    """``retriever.dataset``'s lazy names come from the module each lives in: parse_budget and
+    DatasetConfig from the light config module, not through the builder's pyarrow."""
+    code = (
+        "import sys; from retriever.dataset import DatasetConfig, parse_budget; "
+        "assert parse_budget('2k') == 2000; "
+        "print(sorted(m for m in ('numpy', 'pyarrow') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
 def test_top_order_takes_highest_scores_and_never_exceeds_budget():
     c = cands([10, 10, 10, 10, 10], [0.1, 0.9, 0.5, np.nan, 0.7])
     sel = select_budgeted({"a": c}, {"a": 30})

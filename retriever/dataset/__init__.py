@@ -38,35 +38,33 @@ if TYPE_CHECKING:
 # imported on first use (PEP 562): the CLI parser and the run config read DatasetConfig at start-up
 # without loading pyarrow through the builder
 _WHERE = {
-    "DatasetBuilder": "build",
-    "domain_token_counts": "build",
-    "parse_budget": "build",
-    "pool_token_counts": "build",
-    "DatasetConfig": "config",
-    "DOMAIN_PREFIX": "mixture",
-    "domain_key": "mixture",
-    "is_domain_mixture": "mixture",
-    "parse_mixture": "mixture",
-    "read_weight_csv": "mixture",
-    "corpus_pools": "pools",
-    "discover_pools": "pools",
-    "list_pool_files": "pools",
-    "read_pool_shard": "pools",
-    "Candidates": "select",
-    "Selection": "select",
-    "select_budgeted": "select",
-    "split_budget": "select",
+    "DatasetBuilder": "retriever.dataset.build",
+    "domain_token_counts": "retriever.dataset.build",
+    "parse_budget": "retriever.dataset.config",
+    "pool_token_counts": "retriever.dataset.build",
+    "DatasetConfig": "retriever.dataset.config",
+    "DOMAIN_PREFIX": "retriever.dataset.mixture",
+    "domain_key": "retriever.dataset.mixture",
+    "is_domain_mixture": "retriever.dataset.mixture",
+    "parse_mixture": "retriever.dataset.mixture",
+    "read_weight_csv": "retriever.dataset.mixture",
+    "corpus_pools": "retriever.dataset.pools",
+    "discover_pools": "retriever.dataset.pools",
+    "list_pool_files": "retriever.dataset.pools",
+    "read_pool_shard": "retriever.dataset.pools",
+    "Candidates": "retriever.dataset.select",
+    "Selection": "retriever.dataset.select",
+    "select_budgeted": "retriever.dataset.select",
+    "split_budget": "retriever.dataset.select",
+    "TokenCounter": "retriever.tokens",
+    "estimate_tokens": "retriever.tokens",
 }
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("TokenCounter", "estimate_tokens"):
-        module = importlib.import_module("retriever.tokens")
-    elif name in _WHERE:
-        module = importlib.import_module(f"retriever.dataset.{_WHERE[name]}")
-    else:
+    if name not in _WHERE:
         raise AttributeError(f"module 'retriever.dataset' has no attribute {name!r}")
-    value = getattr(module, name)
+    value = getattr(importlib.import_module(_WHERE[name]), name)
     globals()[name] = value
     return value
 
