@@ -105,9 +105,10 @@ class DatasetBuilder:
         progress: bool | None = None,
         **settings: Any,
     ):
-        # keyword settings are DatasetConfig fields (an unknown one is a TypeError)
-        config = replace(config or DatasetConfig(), **settings) if settings else config
-        self.config = c = config or DatasetConfig()
+        c = config or DatasetConfig()
+        if settings:  # DatasetConfig fields (an unknown one is a TypeError)
+            c = replace(c, **settings)
+        self.config = c
         if not pools:
             raise ConfigError("no pool given; pass --pools DIR and/or --pool NAME=PATH")
         self.over = "domains" if is_domain_mixture(mixture) else "pools"
