@@ -79,20 +79,11 @@ def rethreshold(
         raise ConfigError(
             f"by must be one of {BY} (stored scores have no token counts), got {by!r}"
         )
-    settings, files = score_files(filter_dir)
-    tasks = list(settings["tasks"])
-    tables = [read_probs(path, tasks, ["n_chars"]) for _, path in files]
-    chars = (
-        np.concatenate([t.column("n_chars").to_numpy() for t in tables]) if tables else np.zeros(0)
-    ).astype(np.float64)
-    probs = (
-        np.concatenate([prob_matrix(t, tasks) for t in tables])
-        if tables
-        else np.zeros((0, len(tasks)), np.float32)
-    )  # [n_docs, n_tasks]
+    tasks, cols = read_filter_scores(filter_dir, columns=["n_chars"])
+    chars = cols["n_chars"].astype(np.float64)
     out: dict[str, Any] = {}
-    for j, t in enumerate(tasks):
-        p = probs[:, j]
+    for t in tasks:
+        p = cols[score_name(PROB, t)]
         ok = np.isfinite(p)
         if top_fraction is not None:
             w = None if by == "docs" else chars[ok]
