@@ -80,25 +80,12 @@ def main() -> int:
 
 def gpt2_small(folder: Path):
     """A randomly initialised GPT-2-small-sized causal LM saved in ``folder`` (a panel model)."""
-    import torch
-    import transformers
-
     from retriever.confirm.panel import PanelModel
-    from retriever.confirm.tiny_panel import byte_tokenizer
+    from retriever.confirm.tiny_panel import save_random_byte_lm
 
-    torch.manual_seed(0)
-    cfg = transformers.GPT2Config(
-        vocab_size=50257,
-        n_positions=1024,
-        n_embd=768,
-        n_layer=12,
-        n_head=12,
-        bos_token_id=256,
-        eos_token_id=257,
+    model = save_random_byte_lm(
+        folder, vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12
     )
-    model = transformers.GPT2LMHeadModel(cfg)
-    model.save_pretrained(folder)
-    byte_tokenizer().save_pretrained(folder)
     n = sum(p.numel() for p in model.parameters())
     return PanelModel(name="gpt2-small-rand", path=str(folder)), n
 

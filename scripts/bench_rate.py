@@ -30,18 +30,9 @@ CORPUS = bench.SHARED / "corpus" / "climblab_stream_first1000.jsonl"
 
 
 def tiny_model(folder: Path) -> None:
-    import torch
-    import transformers
+    from retriever.confirm.tiny_panel import save_random_byte_lm
 
-    from retriever.confirm.tiny_panel import byte_tokenizer
-
-    torch.manual_seed(0)
-    cfg = transformers.GPT2Config(
-        vocab_size=258, n_positions=4096, n_embd=64, n_layer=2, n_head=2, bos_token_id=256,
-        eos_token_id=257,
-    )  # fmt: skip
-    transformers.GPT2LMHeadModel(cfg).save_pretrained(folder)
-    byte_tokenizer().save_pretrained(folder)
+    save_random_byte_lm(folder, n_positions=4096, n_embd=64, n_layer=2, n_head=2)
 
 
 def main() -> int:

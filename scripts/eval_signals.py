@@ -111,19 +111,10 @@ def train_reference(out: Path, texts: list[str], steps: int) -> Path:
 
 
 def random_lm(out: Path) -> Path:
-    import torch
-    import transformers
-
-    from retriever.confirm.tiny_panel import byte_tokenizer
+    from retriever.confirm.tiny_panel import save_random_byte_lm
 
     if not (out / "config.json").exists():
-        torch.manual_seed(0)
-        cfg = transformers.GPT2Config(
-            vocab_size=258, n_positions=4096, n_embd=64, n_layer=2, n_head=2, bos_token_id=256,
-            eos_token_id=257,
-        )  # fmt: skip
-        transformers.GPT2LMHeadModel(cfg).save_pretrained(out)
-        byte_tokenizer().save_pretrained(out)
+        save_random_byte_lm(out, n_positions=4096, n_embd=64, n_layer=2, n_head=2)
     return out
 
 

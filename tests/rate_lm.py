@@ -25,24 +25,17 @@ def word_docs(n: int, seed: int = 0, prefix: str = "d") -> list[dict]:
     ]
 
 
-def _model(seed: int):
-    import torch
-    import transformers
+# the 1-layer byte-level GPT-2 of every model here (no dropout: generation is deterministic)
+SIZES = dict(
+    n_positions=256, n_embd=32, n_layer=1, n_head=2, resid_pdrop=0.0, embd_pdrop=0.0,
+    attn_pdrop=0.0,
+)  # fmt: skip
 
-    torch.manual_seed(seed)
-    cfg = transformers.GPT2Config(
-        vocab_size=258,
-        n_positions=256,
-        n_embd=32,
-        n_layer=1,
-        n_head=2,
-        bos_token_id=256,
-        eos_token_id=257,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-    )
-    return transformers.GPT2LMHeadModel(cfg)
+
+def _model(seed: int):
+    from retriever.confirm.tiny_panel import random_byte_lm
+
+    return random_byte_lm(seed, **SIZES)
 
 
 def random_lm(seed: int = 1):
@@ -83,8 +76,7 @@ def trained_scorer(answer: str = " Score: 3", steps: int = 150, seed: int = 0):
 
 def save_random_lm(folder, seed: int = 2):
     """The random model saved as a folder ``AutoModelForCausalLM`` loads (a band reference)."""
-    from retriever.confirm.tiny_panel import byte_tokenizer
+    from retriever.confirm.tiny_panel import save_random_byte_lm
 
-    _model(seed).save_pretrained(folder)
-    byte_tokenizer().save_pretrained(folder)
+    save_random_byte_lm(folder, seed, **SIZES)
     return folder

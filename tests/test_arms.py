@@ -148,6 +148,25 @@ def _evaluation(root, arms, trainer, seeds=2, datasets=None):
     return ArmsEvaluation(cfg, _sources(root), root / "evaluate", 400, trainer, ev)
 
 
+def test_pipeline_arm_reads_a_staged_general_pool_as_written(tiny):
+    """As the run's dataset step: a general pool that is a stage's output (a manifest beside its
+    records) is read as written, not with the corpus reader's other fields."""
+    from retriever.corpus.readers import ReaderConfig
+
+    staged = tiny / "staged"
+    write_jsonl(
+        staged / "g" / "a.jsonl", [{"id": f"g-{i}", "text": _web(200 + i)} for i in range(5)]
+    )
+    (staged / "manifest.json").write_text("{}")
+    src = ArmSources(
+        pools=str(tiny / "pools"),
+        general_pool=str(staged / "g"),
+        reader=ReaderConfig(text_field="body"),
+    )
+    texts = dataset_texts(build_arm_dataset("pipeline", src, 400, tiny / "out").path)
+    assert any(t == _web(200 + i) for t in texts for i in range(5))
+
+
 def test_two_arm_evaluation_end_to_end_and_cache(tiny):
     trainer = BigramTrainer()
     res = _evaluation(tiny, ("random", "pipeline"), trainer).run()

@@ -150,6 +150,7 @@ def build_arm_dataset(
     """
     from retriever.dataset import (
         DatasetBuilder,
+        corpus_pools,
         discover_pools,
         is_domain_mixture,
         parse_mixture,
@@ -238,7 +239,11 @@ def build_arm_dataset(
             order=order,
             score_keys=keys,
             domains=sources.domains if use_domains else None,
-            corpus_pools=[k for k in _general(sources) if k in pools],
+            # as the run's dataset step: the general pool read with the corpus reader when it is
+            # corpus files, as written when it is a stage's output
+            corpus_pools=corpus_pools(
+                {k: pools[k] for k in _general(sources) if k in pools}, sources.reader
+            ),
             **common,
         )
     else:

@@ -115,19 +115,26 @@ def prob_matrix(table: Any, tasks: Sequence[str]) -> np.ndarray:
     ).reshape(table.num_rows, len(tasks))
 
 
-def read_filter_scores(filter_dir: str | os.PathLike) -> tuple[list[str], dict[str, np.ndarray]]:
-    """``(tasks, columns)`` of every shard's stored probabilities, in shard order:
-    ``id`` (object), ``shard``, ``row``, ``n_chars`` and ``prob_<task>`` (float32)."""
+def read_filter_scores(
+    filter_dir: str | os.PathLike, columns: Sequence[str] = ("id", "shard", "row", "n_chars")
+) -> tuple[list[str], dict[str, np.ndarray]]:
+    """``(tasks, columns)`` of every shard's stored probabilities, in shard order: the
+    ``columns`` asked for (of ``id`` (object), ``shard``, ``row``, ``n_chars``; only those are
+    read) and ``prob_<task>`` (float32)."""
     settings, files = score_files(filter_dir)
     tasks = list(settings["tasks"])
-    parts: dict[str, list] = {k: [] for k in ("id", "shard", "row", "n_chars")}
+    stored = [c for c in columns if c != "shard"]  # the shard is not a stored column
+    parts: dict[str, list] = {k: [] for k in columns}
     probs: list[np.ndarray] = []
     for shard, path in files:
-        t = read_probs(path, tasks, ["id", "row", "n_chars"])
-        parts["id"].append(np.asarray(t.column("id").to_pylist(), dtype=object))
-        parts["shard"].append(np.full(t.num_rows, shard, dtype=object))
-        parts["row"].append(t.column("row").to_numpy())
-        parts["n_chars"].append(t.column("n_chars").to_numpy())
+        t = read_probs(path, tasks, stored)
+        for k in columns:
+            if k == "id":
+                parts[k].append(np.asarray(t.column("id").to_pylist(), dtype=object))
+            elif k == "shard":
+                parts[k].append(np.full(t.num_rows, shard, dtype=object))
+            else:
+                parts[k].append(t.column(k).to_numpy())
         probs.append(prob_matrix(t, tasks))
     cols = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
     p_all = np.concatenate(probs) if probs else np.zeros((0, len(tasks)), np.float32)

@@ -79,20 +79,11 @@ def rethreshold(
         raise ConfigError(
             f"by must be one of {BY} (stored scores have no token counts), got {by!r}"
         )
-    settings, files = score_files(filter_dir)
-    tasks = list(settings["tasks"])
-    tables = [read_probs(path, tasks, ["n_chars"]) for _, path in files]
-    chars = (
-        np.concatenate([t.column("n_chars").to_numpy() for t in tables]) if tables else np.zeros(0)
-    ).astype(np.float64)
-    probs = (
-        np.concatenate([prob_matrix(t, tasks) for t in tables])
-        if tables
-        else np.zeros((0, len(tasks)), np.float32)
-    )  # [n_docs, n_tasks]
+    tasks, cols = read_filter_scores(filter_dir, columns=["n_chars"])
+    chars = cols["n_chars"].astype(np.float64)
     out: dict[str, Any] = {}
-    for j, t in enumerate(tasks):
-        p = probs[:, j]
+    for t in tasks:
+        p = cols[score_name(PROB, t)]
         ok = np.isfinite(p)
         if top_fraction is not None:
             w = None if by == "docs" else chars[ok]
@@ -135,12 +126,14 @@ def write_rethresholded(
     fmt = fmt or settings["format"]
     out = Path(out_dir)
     thr = np.array([thresholds[t] for t in tasks], dtype=np.float32)  # [n_tasks]
+    keys = [score_name(PROB, t) for t in tasks]
     counts = {t: 0 for t in tasks}
     for shard, path in files:
         scores = read_probs(path, tasks, ["row"])
         prob = prob_matrix(scores, tasks)  # [n_shard, n_tasks]
         keep = passes(prob, thr)  # [n_shard, n_tasks]
-        if not keep.any():
+        some = np.asarray(keep.any(axis=1))  # [n_shard] documents some task keeps
+        if not some.any():
             continue
         at = {int(r): i for i, r in enumerate(scores.column("row").to_numpy())}  # row -> score row
         writers = {t: open_pool_writer(fmt, out / t / shard_name(shard)) for t in tasks}
@@ -149,10 +142,10 @@ def write_rethresholded(
                 if not isinstance(rec, Doc):
                     continue
                 i = at.get(int(rec.metadata.get("row", -1)))
-                if i is None or not keep[i].any():
+                if i is None or not some[i]:
                     continue
-                for j, t in enumerate(tasks):
-                    rec.metadata[score_name(PROB, t)] = kept_probability(prob[i, j])
+                for j, key in enumerate(keys):
+                    rec.metadata[key] = kept_probability(prob[i, j])
                 for j, t in enumerate(tasks):
                     if keep[i, j]:
                         writers[t].write(rec)

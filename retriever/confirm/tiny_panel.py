@@ -89,6 +89,25 @@ def byte_tokenizer():
     )
 
 
+def random_byte_lm(seed: int = 0, **config: Any) -> Any:
+    """A randomly initialised GPT-2 causal LM over :func:`byte_tokenizer`'s ids (``torch`` seeded
+    with ``seed`` first); ``config``: ``GPT2Config`` fields (sizes, dropouts, ``vocab_size``)."""
+    torch = require("torch")
+    transformers = require("transformers")
+    torch.manual_seed(seed)
+    fields = {"vocab_size": VOCAB_SIZE, "bos_token_id": BOS_ID, "eos_token_id": EOS_ID} | config
+    return transformers.GPT2LMHeadModel(transformers.GPT2Config(**fields))
+
+
+def save_random_byte_lm(folder: str | os.PathLike, seed: int = 0, **config: Any) -> Any:
+    """:func:`random_byte_lm` saved with the byte tokenizer in ``folder``, a folder
+    ``AutoModelForCausalLM`` / ``AutoTokenizer`` load; returns the model."""
+    model = random_byte_lm(seed, **config)
+    model.save_pretrained(folder)
+    byte_tokenizer().save_pretrained(folder)
+    return model
+
+
 def _encode(texts: list[str]) -> np.ndarray:
     """All texts as one byte stream, each wrapped in BOS ... EOS."""
     parts = []
@@ -196,23 +215,16 @@ def train_tiny_panel(
     )
     for k, mix in enumerate(mixes):
         t0 = time.perf_counter()
-        torch.manual_seed(seed)  # one init for every model: they differ by their data mix only
         rng = np.random.default_rng(seed)
-        cfg = transformers.GPT2Config(
-            vocab_size=VOCAB_SIZE,
-            n_positions=n_positions,
-            n_embd=n_embd,
-            n_layer=n_layer,
-            n_head=n_head,
-            bos_token_id=BOS_ID,
-            eos_token_id=EOS_ID,
-            pad_token_id=EOS_ID,
-        )
         verbosity = transformers.utils.logging.get_verbosity()
         # the "loss_type=None" notice of new configs
         transformers.utils.logging.set_verbosity_error()
         try:
-            model = transformers.GPT2LMHeadModel(cfg)
+            # one init (seed) for every model: they differ by their data mix only
+            model = random_byte_lm(
+                seed, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
+                pad_token_id=EOS_ID,
+            )  # fmt: skip
             with torch.no_grad():
                 model(
                     input_ids=torch.zeros((1, 2), dtype=torch.long),

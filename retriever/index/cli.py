@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from retriever._cli import (
     HelpFormatter,
@@ -13,18 +14,6 @@ from retriever._cli import (
     reader_from_args,
 )
 from retriever.index.head import MAX_NEGATIVES, HeadConfig
-
-# the head's training settings offered by `index head` (all of HeadConfig)
-HEAD_OPTIONS = (
-    "c",
-    "folds",
-    "max_iter",
-    "seed",
-    "words_scale",
-    "words_min_df",
-    "words_max_terms",
-    "reliable_negatives",
-)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -107,11 +96,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=ScoreJob.k,
         help="top-k of the mean scores; must be the score stage's -k",
     )
-    add_config_options(
-        h,
-        HeadConfig,
-        list(HEAD_OPTIONS),
-    )
+    # every HeadConfig field is an option of `index head`
+    add_config_options(h, HeadConfig, [f.name for f in dataclasses.fields(HeadConfig)])
     h.add_argument("--json", action="store_true")
     h.set_defaults(func=_head)
 

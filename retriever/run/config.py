@@ -721,11 +721,7 @@ def _optional(
         return None
     data = raw[name]
     if isinstance(data, dict):
-        data = _paths(base, data, path_keys, name)
-        data = {
-            k: config_path(base, v) if k in local and isinstance(v, str) else v
-            for k, v in data.items()
-        }
+        data = _local(base, _paths(base, data, path_keys, name), local)
     fixed = {"reader": reader} if reader is not None else None
     return parse_section(cls, data, name, fixed=fixed, defaults=defaults)
 

@@ -690,14 +690,15 @@ class RunJob:
         mixture = (
             d.mixture if isinstance(d.mixture, dict) else parse_mixture(str(d.mixture), list(pools))
         )
+        dc = d.config()
         s = DatasetBuilder(
             pools,
             mixture,
             parse_budget(d.budget),
-            d.config(),
+            dc,
             # the general pool when it is corpus files, read with [corpus]'s reader (a stage's
             # output given as the general pool is read as written)
-            corpus_pools=corpus_pools({k: pools[k] for k in extra or ()}, d.config().reader),
+            corpus_pools=corpus_pools({k: pools[k] for k in extra or ()}, dc.reader),
             progress=self.progress,
         ).build(self.out / "dataset")
         return {"tokens": s.get("tokens"), "documents": s.get("docs"), "pools": s.get("pools")}

@@ -100,7 +100,6 @@ def _run_shards(
     if executor == "inline":
         job.run(progress=progress)
         return
-    from retriever.corpus.sharding import shard_name
     from retriever.executors import run_sharded
 
     # the executor keeps its own markers under logs/; done/<shard>.json written by the job
@@ -115,11 +114,9 @@ def _run_shards(
         **(executor_settings or {}),
     )
     for shard in result.per_shard:  # finished now: an earlier failure no longer stands
-        (job.out / "failed" / f"{shard_name(shard)}.json").unlink(missing_ok=True)
+        job.failed_path(shard).unlink(missing_ok=True)
     for shard, error in result.failed.items():
-        write_json_atomic(
-            job.out / "failed" / f"{shard_name(shard)}.json", {"shard": shard, "error": error}
-        )
+        write_json_atomic(job.failed_path(shard), {"shard": shard, "error": error})
     if result.submitted:
         log.info(
             "submitted to %s; rerun the same command once the jobs are done to summarize",

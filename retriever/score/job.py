@@ -364,6 +364,10 @@ class ScoreJob:
     def is_done(self, shard: str) -> bool:
         return self.done.is_done(shard)
 
+    def failed_path(self, shard: str) -> Path:
+        """Where the error of a shard that could not be scored is recorded."""
+        return self.out / "failed" / f"{shard_name(shard)}.json"
+
     def score_shard(self, shard: str, rank: int = 0) -> Stats:
         """Score one shard into its output files (or return its counters when already done).
 
@@ -371,7 +375,7 @@ class ScoreJob:
         parquet row count): a replaced shard is scored again.
         """
         name = shard_name(shard)
-        failed = self.out / "failed" / f"{name}.json"
+        failed = self.failed_path(shard)
         marker = self.done.read(shard)
         if marker is not None:
             failed.unlink(missing_ok=True)  # a failure an earlier (or concurrent) run recorded
@@ -521,7 +525,7 @@ class ScoreJob:
     def _record_failure(self, shard: str, e: BaseException) -> None:
         log.error("shard %s failed: %s", shard, e)
         write_json_atomic(
-            self.out / "failed" / f"{shard_name(shard)}.json",
+            self.failed_path(shard),
             {
                 "shard": shard,
                 "error": f"{type(e).__name__}: {e}",
