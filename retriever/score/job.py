@@ -412,7 +412,7 @@ class ScoreJob:
                             self._bar.update(1)  # the bar counts records read (its total)
                         continue
                 if not isinstance(rec, Rejected):
-                    rec = reader.to_doc(shard, row, rec)
+                    rec = reader.to_doc(shard, row, rec, name)  # the name once per shard
                 if isinstance(rec, Rejected):
                     stats.inc("seen")
                     stats.inc(f"rejected/{rec.reason}")
