@@ -58,3 +58,9 @@ class RequestError(InputError):
 
 class EndpointError(RetrieverError):
     """An LLM endpoint cannot be used at all (unreachable, refuses the key, unknown route/model)."""
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (at most 300 characters; its type's name when the
+    message is empty), for a one-line error that wraps it."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from retriever._deps import require
-from retriever.errors import InputError, ModelMismatchError, OutputError
+from retriever.errors import InputError, ModelMismatchError, OutputError, first_line
 from retriever.names import SCORE, TOPK, score_kind
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class CorpusStore:
             return 0
         gone = 0
         for i in range(0, len(names), DELETE_CHUNK):
-            quoted = ", ".join(_sql_str(n) for n in names[i : i + DELETE_CHUNK])
+            quoted = ", ".join(sql_str(n) for n in names[i : i + DELETE_CHUNK])
             res = self._table.delete(f"shard IN ({quoted})")
             gone += int(getattr(res, "num_deleted_rows", 0) or 0)
         return gone
@@ -143,7 +143,7 @@ class CorpusStore:
         except Exception as e:  # lancedb reports a full disk as OSError or RuntimeError text
             if _is_write_error(e):
                 raise OutputError(
-                    f"cannot write the corpus store {self.uri} ({_first_line(e)}); free space and "
+                    f"cannot write the corpus store {self.uri} ({first_line(e)}); free space and "
                     "rerun: the store is rebuilt from the score files, nothing is lost"
                 ) from e
             raise
@@ -278,12 +278,9 @@ def ingest_columns(names: list[str]) -> list[str]:
     return [c for c in BASE_COLUMNS if c in names] + extra
 
 
-def _sql_str(value: str) -> str:
+def sql_str(value: str) -> str:
+    """``value`` as a LanceDB SQL string literal (quotes doubled)."""
     return "'" + value.replace("'", "''") + "'"
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
 
 
 def _is_write_error(e: BaseException) -> bool:

@@ -25,7 +25,7 @@ import orjson
 from retriever._deps import require
 from retriever.corpus.sharding import HUB_PREFIX, doc_id, hub_filesystem, is_hub_file, shard_name
 from retriever.data import Doc, Rejected
-from retriever.errors import InputError, ShardError, TruncatedInputError
+from retriever.errors import InputError, ShardError, TruncatedInputError, first_line
 
 RAW_KEEP = 2000  # characters of a rejected record kept for the reject file
 
@@ -326,14 +326,10 @@ def open_hub_file(shard: str):
         return hub_filesystem().open(shard[len(HUB_PREFIX) :], "rb")
     except Exception as e:  # huggingface_hub raises many types (offline, 404, auth, 5xx)
         raise ShardError(
-            f"cannot open Hub dataset file {shard} ({type(e).__name__}: {_first_line(e)}); "
+            f"cannot open Hub dataset file {shard} ({type(e).__name__}: {first_line(e)}); "
             "rerun the same command to retry it (finished shards are kept), or download the "
             "dataset and pass the local folder"
         ) from e
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [""])[0][:300]
 
 
 def read_records(shard: str, reader: CorpusReader | None = None) -> Iterator[Doc | Rejected]:

@@ -57,7 +57,9 @@ class CorpusFilter:
         """The same filter as a LanceDB SQL ``WHERE`` clause (None: no filter)."""
         parts = [f"`{score_name(SCORE, task)}` >= {float(x)!r}" for task, x in self.min_score]
         if self.cluster is not None:
-            parts.append("cluster_id = '{}'".format(str(self.cluster).replace("'", "''")))
+            from retriever.store import sql_str
+
+            parts.append(f"cluster_id = {sql_str(str(self.cluster))}")
         return " AND ".join(parts) or None
 
 
